@@ -1,0 +1,230 @@
+/**
+ * The client core: C logical clients multiplexed in one client machine (the paper ran 200K
+ * closed-loop clients on ten machines, §5). Like the replica cores it is a pure state machine:
+ * `step(input, nowMs)` returns outputs; the key generator is injected and seeded.
+ *
+ * Each logical client has at most one batch outstanding. Closed loop (default): a client sends
+ * its next batch as soon as the previous one is accepted. Open loop: batches are issued at a
+ * fixed total rate, and latency is measured from the intended send time, so a slow system
+ * cannot hide queueing delay (coordinated omission).
+ *
+ * Acceptance is the protocol's own rule, delegated to its ClientPolicy.
+ */
+import type { Signer } from '../replica/crypto.js';
+import type { CryptoProvider } from '../replica/crypto.js';
+import { makeRequest, requestDigest, type Write } from '../replica/messages.js';
+import type { ClientPolicy, PendingRequest } from '../replica/protocol.js';
+import type { ClientInput, ClientOutput, WireMessage } from '../replica/types.js';
+
+/** Draws record keys; implementations are seeded (client/generators.ts). */
+export interface KeyGenerator {
+  nextKey(): number;
+}
+
+export interface ClientOptions {
+  /** This client machine's id (replies are addressed to it; its key signs). */
+  readonly origin: number;
+  /** Logical clients in this machine, with ids clientIdBase .. clientIdBase + clients - 1. */
+  readonly clients: number;
+  readonly clientIdBase: number;
+  /** Writes per batch (paper: 100). */
+  readonly batchSize: number;
+  readonly valueBytes: number;
+  /** After this long without acceptance a request's timer fires and the policy acts. */
+  readonly requestTimeoutMs: number;
+  /** Stop issuing after this many batches in total (the simulator's --batches); Infinity for runs. */
+  readonly maxBatches: number;
+  /** Open loop: total batches per second for this machine; undefined for closed loop. */
+  readonly openLoopBatchesPerSec?: number;
+}
+
+export interface ClientDeps<M extends WireMessage> {
+  readonly crypto: CryptoProvider;
+  readonly signer: Signer;
+  readonly keys: KeyGenerator;
+  readonly policy: ClientPolicy<M>;
+}
+
+export const OPEN_LOOP_TIMER = 'open-loop';
+const requestTimer = (clientId: number): string => `req:${clientId}`;
+
+export class ClientCore<M extends WireMessage> {
+  private readonly pending = new Map<number, PendingRequest>();
+  private readonly nextReqNo = new Map<number, number>();
+  /** Open loop: logical clients free to take the next scheduled batch. */
+  private readonly idle: number[] = [];
+  /** Open loop: intended send times that found no idle client (kept so latency counts the wait). */
+  private readonly backlog: number[] = [];
+  private nextOpenLoopMs = 0;
+  private issued = 0;
+  private acceptedCount = 0;
+  private started = false;
+
+  constructor(
+    private readonly options: ClientOptions,
+    private readonly deps: ClientDeps<M>,
+  ) {
+    if (options.clients < 1) throw new RangeError('clients must be >= 1');
+    if (options.batchSize < 1) throw new RangeError('batchSize must be >= 1');
+  }
+
+  get issuedBatches(): number {
+    return this.issued;
+  }
+
+  get acceptedBatches(): number {
+    return this.acceptedCount;
+  }
+
+  get outstanding(): number {
+    return this.pending.size;
+  }
+
+  /** True once maxBatches were issued and all were accepted. */
+  get done(): boolean {
+    return this.issued >= this.options.maxBatches && this.pending.size === 0;
+  }
+
+  step(input: ClientInput<M>, nowMs: number): ClientOutput<M>[] {
+    const out: ClientOutput<M>[] = [];
+    switch (input.kind) {
+      case 'start':
+        this.onStart(nowMs, out);
+        break;
+      case 'message':
+        this.onMessage(input.from, input.msg, nowMs, out);
+        break;
+      case 'timer':
+        this.onTimer(input.name, nowMs, out);
+        break;
+    }
+    return out;
+  }
+
+  private onStart(nowMs: number, out: ClientOutput<M>[]): void {
+    if (this.started) return;
+    this.started = true;
+    const { clients, clientIdBase, openLoopBatchesPerSec } = this.options;
+    if (openLoopBatchesPerSec === undefined) {
+      for (let i = 0; i < clients; i++) this.issue(clientIdBase + i, nowMs, nowMs, out);
+    } else {
+      for (let i = 0; i < clients; i++) this.idle.push(clientIdBase + i);
+      this.nextOpenLoopMs = nowMs;
+      this.onOpenLoopTick(nowMs, out);
+    }
+  }
+
+  private onOpenLoopTick(nowMs: number, out: ClientOutput<M>[]): void {
+    const intervalMs = 1000 / this.options.openLoopBatchesPerSec!;
+    while (this.nextOpenLoopMs <= nowMs && this.issued + this.backlog.length < this.options.maxBatches) {
+      this.backlog.push(this.nextOpenLoopMs);
+      this.nextOpenLoopMs += intervalMs;
+    }
+    this.drainBacklog(nowMs, out);
+    if (this.issued + this.backlog.length < this.options.maxBatches) {
+      out.push({ kind: 'setTimer', name: OPEN_LOOP_TIMER, afterMs: Math.max(0, this.nextOpenLoopMs - nowMs) });
+    }
+  }
+
+  private drainBacklog(nowMs: number, out: ClientOutput<M>[]): void {
+    while (this.backlog.length > 0 && this.idle.length > 0) {
+      const intendedMs = this.backlog.shift()!;
+      this.issue(this.idle.pop()!, intendedMs, nowMs, out);
+    }
+  }
+
+  private makeWrites(): Write[] {
+    const { batchSize, valueBytes } = this.options;
+    const writes: Write[] = new Array(batchSize);
+    const values = Buffer.allocUnsafe(batchSize * valueBytes);
+    for (let i = 0; i < batchSize; i++) {
+      const value = values.subarray(i * valueBytes, (i + 1) * valueBytes);
+      // A value that differs per write makes every batch digest distinct.
+      value.fill(0);
+      value.writeUInt32BE(this.issued >>> 0, 0);
+      if (valueBytes >= 8) value.writeUInt32BE(i, 4);
+      writes[i] = { key: this.deps.keys.nextKey(), value };
+    }
+    return writes;
+  }
+
+  private issue(clientId: number, intendedMs: number, nowMs: number, out: ClientOutput<M>[]): void {
+    if (this.issued >= this.options.maxBatches) return;
+    const reqNo = this.nextReqNo.get(clientId) ?? 0;
+    this.nextReqNo.set(clientId, reqNo + 1);
+    const request = makeRequest(this.deps.signer, this.options.origin, clientId, reqNo, this.makeWrites());
+    const p: PendingRequest = {
+      request,
+      digest: requestDigest(this.deps.crypto, request),
+      firstSentMs: intendedMs,
+      timeouts: 0,
+    };
+    this.pending.set(clientId, p);
+    this.issued++;
+    for (const to of this.deps.policy.targets(request)) out.push({ kind: 'send', to, msg: request as unknown as M });
+    out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: this.options.requestTimeoutMs });
+    void nowMs;
+  }
+
+  private onMessage(from: number, msg: M, nowMs: number, out: ClientOutput<M>[]): void {
+    const key = this.deps.policy.replyKey(msg);
+    if (!key) {
+      out.push({ kind: 'event', event: { name: 'rejected', reason: `unexpected message type ${msg.type}`, from } });
+      return;
+    }
+    const p = this.pending.get(key.clientId);
+    // A late reply for a request already accepted (or never sent) is normal; ignore it.
+    if (!p || p.request.reqNo !== key.reqNo) return;
+    const outcome = this.deps.policy.onReply(p, from, msg, nowMs);
+    if (!outcome) return;
+    if (outcome.send) out.push(...outcome.send);
+    if (outcome.accepted) this.accept(p, outcome.accepted, nowMs, out);
+  }
+
+  private accept(
+    p: PendingRequest,
+    a: { k: number; view: number; digest: Buffer; path: string },
+    nowMs: number,
+    out: ClientOutput<M>[],
+  ): void {
+    const { clientId, reqNo } = p.request;
+    this.pending.delete(clientId);
+    this.acceptedCount++;
+    out.push({ kind: 'cancelTimer', name: requestTimer(clientId) });
+    out.push({
+      kind: 'accepted',
+      batch: {
+        clientId,
+        reqNo,
+        txns: p.request.writes.length,
+        firstSentMs: p.firstSentMs,
+        acceptedMs: nowMs,
+        k: a.k,
+        view: a.view,
+        digest: a.digest,
+        path: a.path,
+      },
+    });
+    if (this.options.openLoopBatchesPerSec === undefined) {
+      this.issue(clientId, nowMs, nowMs, out);
+    } else {
+      this.idle.push(clientId);
+      this.drainBacklog(nowMs, out);
+    }
+  }
+
+  private onTimer(name: string, nowMs: number, out: ClientOutput<M>[]): void {
+    if (name === OPEN_LOOP_TIMER) {
+      this.onOpenLoopTick(nowMs, out);
+      return;
+    }
+    if (!name.startsWith('req:')) return;
+    const clientId = Number(name.slice(4));
+    const p = this.pending.get(clientId);
+    if (!p) return;
+    p.timeouts++;
+    out.push({ kind: 'event', event: { name: 'timeout', clientId, reqNo: p.request.reqNo } });
+    out.push(...this.deps.policy.onTimeout(p, nowMs));
+    out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: this.options.requestTimeoutMs });
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * Pieces every protocol core shares: in-order execution into the store and ledger with client
+ * deduplication and rollback, and checkpoints with garbage collection.
+ *
+ * DESIGN.md: replicas process sequence numbers out of order inside a window and execute
+ * strictly in order; a checkpoint every `checkpointIntervalK`, stable at nf matching, then
+ * garbage collection; requests carry (client id, request number) and replicas deduplicate.
+ */
+import type { Ledger } from './ledger.js';
+import type { Checkpoint, ClientRequest } from './messages.js';
+import { MSG_CHECKPOINT } from './messages.js';
+import type { YcsbStore } from './store.js';
+
+/** One batch executed at sequence number k. `duplicate`: its (clientId, reqNo) ran before, so its writes were skipped. */
+export interface Execution {
+  readonly k: number;
+  readonly view: number;
+  readonly request: ClientRequest;
+  readonly digest: Buffer;
+  readonly duplicate: boolean;
+  /** Ledger head hash after this block. */
+  readonly blockHash: Buffer;
+}
+
+interface ClientUndo {
+  readonly k: number;
+  readonly clientId: number;
+  readonly previous: number | undefined;
+}
+
+/**
+ * Applies committed batches strictly in sequence order. `commit` may be called out of order
+ * (inside the window); `drain` executes the longest run that continues the ledger.
+ * With `speculative`, every execution can be undone until `forget` (PoE, Zyzzyva).
+ */
+export class Executor {
+  private readonly pending = new Map<number, { view: number; request: ClientRequest; digest: Buffer }>();
+  /** clientId -> highest reqNo executed. */
+  private readonly lastReqNo = new Map<number, number>();
+  private clientUndo: ClientUndo[] = [];
+
+  constructor(
+    private readonly store: YcsbStore,
+    private readonly ledger: Ledger,
+    readonly speculative: boolean,
+  ) {}
+
+  get executedK(): number {
+    return this.ledger.height;
+  }
+
+  /** Highest reqNo executed for a logical client, or -1. */
+  lastExecuted(clientId: number): number {
+    return this.lastReqNo.get(clientId) ?? -1;
+  }
+
+  /** True if this (clientId, reqNo) was executed already. */
+  isExecuted(req: ClientRequest): boolean {
+    return req.reqNo <= this.lastExecuted(req.clientId);
+  }
+
+  /** Schedules batch k for execution once k-1 has run (paper Figure 3, line 19). */
+  commit(k: number, view: number, request: ClientRequest, digest: Buffer): void {
+    if (k <= this.ledger.height) return;
+    this.pending.set(k, { view, request, digest });
+  }
+
+  isCommitted(k: number): boolean {
+    return k <= this.ledger.height || this.pending.has(k);
+  }
+
+  /** Executes every batch that continues the ledger, in order. */
+  drain(): Execution[] {
+    const out: Execution[] = [];
+    for (;;) {
+      const k = this.ledger.height + 1;
+      const next = this.pending.get(k);
+      if (!next) break;
+      this.pending.delete(k);
+      out.push(this.executeOne(k, next.view, next.request, next.digest));
+    }
+    return out;
+  }
+
+  private executeOne(k: number, view: number, request: ClientRequest, digest: Buffer): Execution {
+    const previous = this.lastReqNo.get(request.clientId);
+    const duplicate = previous !== undefined && request.reqNo <= previous;
+    if (!duplicate) {
+      this.store.apply(k, request.writes, this.speculative);
+      this.lastReqNo.set(request.clientId, request.reqNo);
+    } else if (this.speculative) {
+      this.store.apply(k, [], true);
+    }
+    if (this.speculative) this.clientUndo.push({ k, clientId: request.clientId, previous });
+    const blockHash = this.ledger.append(k, digest, view);
+    return { k, view, request, digest, duplicate, blockHash };
+  }
+
+  /**
+   * Rolls back every execution above k: store, ledger and client table (paper §3.3.5).
+   * Returns how many batches were undone. Throws if an execution above k was forgotten.
+   */
+  rollbackTo(k: number): number {
+    if (k >= this.ledger.height) return 0;
+    if (!this.speculative) throw new Error('rollback on a non-speculative executor');
+    const oldest = this.store.oldestUndoableK;
+    if (oldest === undefined || oldest > k + 1) {
+      throw new Error(`rollback to ${k}: executions from ${oldest ?? 'none'} are no longer undoable`);
+    }
+    const undone = this.ledger.height - k;
+    this.store.rollbackTo(k);
+    while (this.clientUndo.length > 0 && this.clientUndo[this.clientUndo.length - 1]!.k > k) {
+      const u = this.clientUndo.pop()!;
+      if (u.previous === undefined) this.lastReqNo.delete(u.clientId);
+      else this.lastReqNo.set(u.clientId, u.previous);
+    }
+    this.ledger.truncate(k);
+    for (const key of [...this.pending.keys()]) if (key > k) this.pending.delete(key);
+    return undone;
+  }
+
+  /** Drops pending entries above k that were never executed (a new view re-proposes them). */
+  dropPendingAbove(k: number): void {
+    for (const key of [...this.pending.keys()]) if (key > k) this.pending.delete(key);
+  }
+
+  /** After a stable checkpoint at k, executions up to k can never roll back. */
+  forget(k: number): void {
+    this.store.forget(k);
+    let i = 0;
+    while (i < this.clientUndo.length && this.clientUndo[i]!.k <= k) i++;
+    if (i > 0) this.clientUndo = this.clientUndo.slice(i);
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+}
+
+/**
+ * Collects CHECKPOINT(k, digest) messages; k becomes stable when nf distinct replicas sent
+ * the same digest for it. The state digest is the ledger head hash at k: the chain fixes every
+ * batch executed up to k, so equal hashes mean equal stores.
+ */
+export class CheckpointTracker {
+  private readonly votes = new Map<number, Map<string, Set<number>>>();
+  private stable = 0;
+
+  constructor(
+    private readonly nf: number,
+    readonly intervalK: number,
+  ) {
+    if (!Number.isInteger(intervalK) || intervalK < 1) throw new RangeError(`checkpoint interval must be >= 1, got ${intervalK}`);
+  }
+
+  get stableK(): number {
+    return this.stable;
+  }
+
+  /** True if executing k should produce a checkpoint. */
+  isCheckpoint(k: number): boolean {
+    return k > 0 && k % this.intervalK === 0;
+  }
+
+  makeCheckpoint(replica: number, k: number, stateDigest: Buffer): Checkpoint {
+    return { type: MSG_CHECKPOINT, replica, k, stateDigest };
+  }
+
+  /**
+   * Records a checkpoint vote (the sender's own vote too). Returns the new stable k when
+   * this vote made a higher checkpoint stable, otherwise undefined. `aboveK` bounds what is
+   * accepted: votes beyond the window are ignored so a faulty sender cannot fill memory.
+   */
+  add(from: number, k: number, stateDigest: Buffer, maxK: number): number | undefined {
+    if (k <= this.stable || k > maxK || k % this.intervalK !== 0) return undefined;
+    let byDigest = this.votes.get(k);
+    if (!byDigest) {
+      byDigest = new Map();
+      this.votes.set(k, byDigest);
+    }
+    const key = stateDigest.toString('hex');
+    let senders = byDigest.get(key);
+    if (!senders) {
+      if (byDigest.size > this.nf + 2) return undefined;
+      senders = new Set();
+      byDigest.set(key, senders);
+    }
+    senders.add(from);
+    if (senders.size < this.nf) return undefined;
+    this.stable = k;
+    for (const old of [...this.votes.keys()]) if (old <= k) this.votes.delete(old);
+    return k;
+  }
+
+  /** The digest a stable checkpoint was certified with, if still known (for tests). */
+  get pendingCheckpoints(): number {
+    return this.votes.size;
+  }
+}
+
+/** Digest-keyed maps use hex strings; one helper keeps it uniform. */
+export const hex = (b: Buffer): string => b.toString('hex');
+

@@ -1,0 +1,174 @@
+/**
+ * Messages every protocol shares (the client's signed batch and the checkpoint), and the
+ * table-driven codec builder each protocol's codec is made with.
+ *
+ * Type ids: 1-9 common, 10-19 PoE, 20-29 PBFT, 30-39 Zyzzyva, 40-49 HotStuff.
+ * Frame layout: [u8 type][fields...]; decoding consumes the frame exactly.
+ */
+import type { CryptoProvider, Signer } from './crypto.js';
+import { DIGEST_BYTES, SIGNATURE_BYTES } from './crypto.js';
+import type { MessageCodec, WireMessage } from './types.js';
+import { CodecError, Reader, Writer } from './wire.js';
+
+export const MSG_REQUEST = 1;
+export const MSG_CHECKPOINT = 2;
+
+/** One YCSB write: a record key and its new value. */
+export interface Write {
+  readonly key: number;
+  readonly value: Buffer;
+}
+
+/**
+ * ⟨T⟩c: a batch of writes signed by its client (paper §3.1, §4(2), §4(7)). `origin` is the
+ * client machine (its key signs; replies go to it), `clientId` the logical client, `reqNo` its
+ * request number: replicas deduplicate on (clientId, reqNo). `body` is the signed byte range,
+ * and `digest` = SHA-256(body) is D(⟨T⟩c).
+ */
+export interface ClientRequest extends WireMessage {
+  readonly type: typeof MSG_REQUEST;
+  readonly origin: number;
+  readonly clientId: number;
+  readonly reqNo: number;
+  readonly writes: readonly Write[];
+  readonly body: Buffer;
+  readonly signature: Buffer;
+}
+
+/** CHECKPOINT(k, state digest) from `replica` (DESIGN.md "Protocols"). */
+export interface Checkpoint extends WireMessage {
+  readonly type: typeof MSG_CHECKPOINT;
+  readonly replica: number;
+  readonly k: number;
+  readonly stateDigest: Buffer;
+}
+
+export type CommonMessage = ClientRequest | Checkpoint;
+
+// ---------------------------------------------------------------------------------------
+// Client requests
+
+const VALUE_BYTES_MAX = 64 * 1024;
+
+function encodeRequestBody(origin: number, clientId: number, reqNo: number, writes: readonly Write[]): Buffer {
+  const valueBytes = writes.reduce((s, x) => s + x.value.length, 0);
+  const w = new Writer(16 + writes.length * 8 + valueBytes);
+  w.u16(origin).u32(clientId).u32(reqNo);
+  w.list(writes, (w2, x) => {
+    w2.u32(x.key);
+    if (x.value.length > VALUE_BYTES_MAX) throw new RangeError(`value of ${x.value.length} bytes`);
+    w2.u16(x.value.length);
+    w2.fixed(x.value, x.value.length);
+  });
+  return Buffer.from(w.finish());
+}
+
+function decodeRequestBody(body: Buffer): Pick<ClientRequest, 'origin' | 'clientId' | 'reqNo' | 'writes'> {
+  const r = new Reader(body);
+  const origin = r.u16('request.origin');
+  const clientId = r.u32('request.clientId');
+  const reqNo = r.u32('request.reqNo');
+  const writes = r.list(
+    (r2) => {
+      const key = r2.u32('write.key');
+      const len = r2.u16('write.value.length');
+      return { key, value: r2.fixed(len, 'write.value') };
+    },
+    'request.writes',
+    6,
+  );
+  r.end('request body');
+  return { origin, clientId, reqNo, writes };
+}
+
+/** Builds and signs a client request. */
+export function makeRequest(signer: Signer, origin: number, clientId: number, reqNo: number, writes: readonly Write[]): ClientRequest {
+  const body = encodeRequestBody(origin, clientId, reqNo, writes);
+  return { type: MSG_REQUEST, origin, clientId, reqNo, writes, body, signature: signer.sign(body) };
+}
+
+const digestCache = new WeakMap<ClientRequest, Buffer>();
+
+/** D(⟨T⟩c): SHA-256 of the signed body, computed once per request object. */
+export function requestDigest(crypto: CryptoProvider, req: ClientRequest): Buffer {
+  let d = digestCache.get(req);
+  if (!d) {
+    d = crypto.digest(req.body);
+    digestCache.set(req, d);
+  }
+  return d;
+}
+
+export function writeRequest(w: Writer, req: ClientRequest): void {
+  w.bytes(req.body);
+  w.fixed(req.signature, SIGNATURE_BYTES);
+}
+
+export function readRequest(r: Reader): ClientRequest {
+  const body = r.bytes('request.body');
+  const signature = r.fixed(SIGNATURE_BYTES, 'request.signature');
+  return { type: MSG_REQUEST, ...decodeRequestBody(body), body, signature };
+}
+
+// ---------------------------------------------------------------------------------------
+// The codec builder
+
+/** How one message type is written and read (the type byte is handled by the builder). */
+export interface FieldCodec<M extends WireMessage> {
+  write(w: Writer, msg: M): void;
+  read(r: Reader): M;
+}
+
+/** Codecs for the common messages, to be merged into each protocol's table. */
+export const commonCodecs: Record<number, FieldCodec<CommonMessage>> = {
+  [MSG_REQUEST]: {
+    write: (w, m) => writeRequest(w, m as ClientRequest),
+    read: (r) => readRequest(r),
+  },
+  [MSG_CHECKPOINT]: {
+    write: (w, m) => {
+      const c = m as Checkpoint;
+      w.u16(c.replica).u53(c.k).fixed(c.stateDigest, DIGEST_BYTES);
+    },
+    read: (r) => ({
+      type: MSG_CHECKPOINT,
+      replica: r.u16('checkpoint.replica'),
+      k: r.u53('checkpoint.k'),
+      stateDigest: r.fixed(DIGEST_BYTES, 'checkpoint.stateDigest'),
+    }),
+  },
+};
+
+/**
+ * A codec from a table of per-type field codecs. Decoding rejects an unknown type, a
+ * truncated field and trailing bytes with CodecError; any other exception a field reader
+ * throws (it should not) is converted to CodecError too, so callers catch exactly one type.
+ */
+export function makeCodec<M extends WireMessage>(table: Record<number, FieldCodec<M>>, name: string): MessageCodec<M> {
+  return {
+    encode(msg: M): Buffer {
+      const entry = table[msg.type];
+      if (!entry) throw new RangeError(`${name}: cannot encode unknown message type ${msg.type}`);
+      const w = new Writer(512);
+      w.u8(msg.type);
+      entry.write(w, msg);
+      return w.finish();
+    },
+    decode(frame: Buffer): M {
+      if (frame.length === 0) throw new CodecError('truncated', `${name}: empty frame`);
+      const type = frame[0]!;
+      const entry = table[type];
+      if (!entry) throw new CodecError('unknown-type', `${name}: message type ${type}`);
+      const r = new Reader(frame, 1);
+      let msg: M;
+      try {
+        msg = entry.read(r);
+      } catch (err) {
+        if (err instanceof CodecError) throw err;
+        throw new CodecError('invalid', `${name}: type ${type}: ${(err as Error).message}`);
+      }
+      r.end(`${name} type ${type}`);
+      return msg;
+    },
+  };
+}

@@ -1,0 +1,67 @@
+/**
+ * What a protocol module provides: its replica core, its client-side acceptance rule, and its
+ * codec. One module per protocol (replica/poe.ts, pbft.ts, zyzzyva.ts, hotstuff.ts); the
+ * registry in replica/protocols.ts maps names to modules.
+ */
+import type { ClientRequest } from './messages.js';
+import type {
+  ClientOutput,
+  MessageCodec,
+  Peer,
+  ProtocolName,
+  ReplicaCore,
+  ReplicaDeps,
+  ReplicaOptions,
+  WireMessage,
+} from './types.js';
+
+/** A request a logical client has outstanding. The policy owns `policyState`. */
+export interface PendingRequest {
+  readonly request: ClientRequest;
+  readonly digest: Buffer;
+  readonly firstSentMs: number;
+  /** How many times its timer fired. */
+  timeouts: number;
+  policyState?: unknown;
+}
+
+/** What a reply did to a pending request. */
+export interface ReplyOutcome<M extends WireMessage> {
+  /** Set when the protocol's acceptance rule is met. */
+  readonly accepted?: { readonly k: number; readonly view: number; readonly digest: Buffer; readonly path: string };
+  /** Messages the client sends in response (e.g. Zyzzyva's commit certificate). */
+  readonly send?: readonly ClientOutput<M>[];
+}
+
+export interface ClientPolicyOptions {
+  readonly n: number;
+  /** Client machine id: replies are addressed to it. */
+  readonly origin: number;
+  readonly extra?: Readonly<Record<string, string | number | boolean>>;
+}
+
+/**
+ * The client half of a protocol: where a request goes and when it counts as executed
+ * (PoE: nf identical INFORMs; PBFT: f+1 matching replies; Zyzzyva: n, or nf after the commit
+ * certificate; HotStuff: its rule).
+ */
+export interface ClientPolicy<M extends WireMessage> {
+  /** The replicas a fresh request is sent to (normally the primary the client believes in). */
+  targets(request: ClientRequest): readonly Peer[];
+  /** Which request a message answers, or undefined if it is not a reply. */
+  replyKey(msg: M): { readonly clientId: number; readonly reqNo: number } | undefined;
+  /** A reply from replica `from` for pending request `p`. */
+  onReply(p: PendingRequest, from: Peer, msg: M, nowMs: number): ReplyOutcome<M> | undefined;
+  /**
+   * The request's timer fired. Returns what to send; the usual answer is to broadcast the
+   * request to all replicas (paper §3.1: "it can broadcast its request to all replicas").
+   */
+  onTimeout(p: PendingRequest, nowMs: number): readonly ClientOutput<M>[];
+}
+
+export interface ProtocolModule<M extends WireMessage> {
+  readonly name: ProtocolName;
+  readonly codec: MessageCodec<M>;
+  createReplica(options: ReplicaOptions, deps: ReplicaDeps): ReplicaCore<M>;
+  createClientPolicy(options: ClientPolicyOptions): ClientPolicy<M>;
+}
