@@ -8,7 +8,7 @@
  */
 import type { Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
-import { MSG_CHECKPOINT } from './messages.js';
+import { isNoop, MSG_CHECKPOINT } from './messages.js';
 import type { YcsbStore } from './store.js';
 
 /** One batch executed at sequence number k. `duplicate`: its (clientId, reqNo) ran before, so its writes were skipped. */
@@ -83,6 +83,11 @@ export class Executor {
   }
 
   private executeOne(k: number, view: number, request: ClientRequest, digest: Buffer): Execution {
+    if (isNoop(request)) {
+      if (this.speculative) this.store.apply(k, [], true);
+      const blockHash = this.ledger.append(k, digest, view);
+      return { k, view, request, digest, duplicate: false, blockHash };
+    }
     const previous = this.lastReqNo.get(request.clientId);
     const duplicate = previous !== undefined && request.reqNo <= previous;
     if (!duplicate) {

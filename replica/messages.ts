@@ -87,6 +87,24 @@ export function makeRequest(signer: Signer, origin: number, clientId: number, re
   return { type: MSG_REQUEST, origin, clientId, reqNo, writes, body, signature: signer.sign(body) };
 }
 
+/**
+ * The no-op batch: fills a sequence number that has no client batch (PBFT's null request in a
+ * NEW-VIEW, a HotStuff leader with nothing to propose while other leaders move on). It carries
+ * no writes and no signature and is recognised by its reserved client id; replicas build it
+ * themselves and never accept one from a client.
+ */
+export const NOOP_CLIENT_ID = 0xffff_ffff;
+export const NOOP_ORIGIN = 0xffff;
+
+export function noopRequest(k: number): ClientRequest {
+  const body = encodeRequestBody(NOOP_ORIGIN, NOOP_CLIENT_ID, k >>> 0, []);
+  return { type: MSG_REQUEST, origin: NOOP_ORIGIN, clientId: NOOP_CLIENT_ID, reqNo: k >>> 0, writes: [], body, signature: Buffer.alloc(SIGNATURE_BYTES) };
+}
+
+export function isNoop(req: ClientRequest): boolean {
+  return req.clientId === NOOP_CLIENT_ID && req.origin === NOOP_ORIGIN && req.writes.length === 0;
+}
+
 const digestCache = new WeakMap<ClientRequest, Buffer>();
 
 /** D(⟨T⟩c): SHA-256 of the signed body, computed once per request object. */
