@@ -14,6 +14,11 @@
  *   COMMIT(clientId, reqNo, CC)                               client  -> replicas
  *   LOCAL-COMMIT(v, k, d, h_k, clientId, reqNo, i)σi           replica -> client
  * with the history hash h_k = SHA-256(h_{k-1} || d), h_0 = 32 zero bytes (Zyzzyva §3.2).
+ *
+ * Citations "Zyzzyva §3.x" refer to the SOSP'07 paper's protocol section: §3.1 checkpoints,
+ * §3.2 agreement, whose cases are named here as case 1 (all 3f+1 = n responses match: fast
+ * path, Figure 1a), case 2 (2f+1 = nf to 3f match: commit certificate, two-phase commit path,
+ * Figure 1b) and case 3 (fewer than 2f+1 match: the client resends the request to all).
  * The SPEC-RESPONSE `result` is the replica's ledger block hash after executing k: a value
  * that depends on every batch executed so far, so matching results mean matching executions.
  *
