@@ -66,6 +66,8 @@ export class YcsbStore {
     const vb = this.valueBytes;
     let old: Buffer | undefined;
     const keys: number[] = [];
+    // Check every key first: a batch that fails half-way would leave writes with no undo record.
+    for (const { key } of writes) this.checkKey(key);
     if (undoable) {
       if (this.undo.length > 0 && this.undo[this.undo.length - 1]!.k >= k) {
         throw new StoreError(`undo log: sequence ${k} applied after ${this.undo[this.undo.length - 1]!.k}`);
@@ -74,7 +76,6 @@ export class YcsbStore {
     }
     for (let i = 0; i < writes.length; i++) {
       const { key, value } = writes[i]!;
-      this.checkKey(key);
       const at = key * vb;
       if (old) {
         this.table.copy(old, i * vb, at, at + vb);
