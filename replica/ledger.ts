@@ -67,7 +67,7 @@ export class Ledger {
 
   constructor(
     private readonly crypto: CryptoProvider,
-    initialPrimary = 0,
+    private readonly initialPrimary = 0,
   ) {
     this.hashes.set(0, genesisHash(crypto, initialPrimary));
     this.digests.set(0, Buffer.alloc(DIGEST_BYTES));
@@ -78,14 +78,18 @@ export class Ledger {
     return this.heightNow;
   }
 
+  /**
+   * Hashes and digests are handed out as copies: a view into the column would change under
+   * its holder (a CHECKPOINT, a view-change record) when truncate and append reuse the slot.
+   */
   get headHash(): Buffer {
-    return this.hashes.get(this.heightNow);
+    return Buffer.from(this.hashes.get(this.heightNow));
   }
 
   /** Appends block k, which must be the next height. */
   append(k: number, digest: Buffer, view: number): Buffer {
     if (k !== this.heightNow + 1) throw new LedgerError(`append k=${k} at height ${this.heightNow}`);
-    const hash = blockHash(this.crypto, k, digest, view, this.headHash);
+    const hash = blockHash(this.crypto, k, digest, view, this.hashes.get(this.heightNow));
     this.hashes.set(k, hash);
     this.digests.set(k, digest);
     this.views[k] = view;
@@ -102,12 +106,12 @@ export class Ledger {
 
   hashAt(k: number): Buffer {
     this.check(k);
-    return this.hashes.get(k);
+    return Buffer.from(this.hashes.get(k));
   }
 
   digestAt(k: number): Buffer {
     this.check(k);
-    return this.digests.get(k);
+    return Buffer.from(this.digests.get(k));
   }
 
   viewAt(k: number): number {
@@ -131,7 +135,7 @@ export class Ledger {
   }
 
   /** Recomputes every hash from genesis; true iff the chain is intact. */
-  verifyChain(initialPrimary = 0): boolean {
+  verifyChain(initialPrimary = this.initialPrimary): boolean {
     let prev = genesisHash(this.crypto, initialPrimary);
     if (!prev.equals(this.hashes.get(0))) return false;
     for (let k = 1; k <= this.heightNow; k++) {

@@ -1,0 +1,158 @@
+/**
+ * The ledger (paper §4(6), Figure 9): block B_k = {k, d, v, H(B_{k-1})} chained from a genesis
+ * block holding the hash of the first primary's identity; safety checks compare these hashes.
+ */
+import { describe, expect, it } from 'vitest';
+import { createCrypto } from './crypto.js';
+import { blockHash, genesisHash, Ledger, LedgerError } from './ledger.js';
+import { Writer } from './wire.js';
+
+const crypto = createCrypto('node');
+const d = (i: number): Buffer => crypto.digest(Buffer.from(`batch ${i}`));
+
+function filled(height: number, initialPrimary = 0): Ledger {
+  const l = new Ledger(crypto, initialPrimary);
+  for (let k = 1; k <= height; k++) l.append(k, d(k), Math.floor(k / 10));
+  return l;
+}
+
+/** Simulates corruption of the stored columns (no public API can change a block). */
+function columns(l: Ledger): { hashes: { set(i: number, b: Buffer): void }; digests: { set(i: number, b: Buffer): void } } {
+  return l as unknown as ReturnType<typeof columns>;
+}
+
+describe('Ledger genesis', () => {
+  it('holds the hash of the initial primary\'s identity', () => {
+    // Reference: paper §4(6), Figure 9: "genesis block (B0) having the hash of the identity of the primary".
+    const expected = crypto.digest(new Writer().u8(0x47).u16(0).finish());
+    expect(new Ledger(crypto).hashAt(0).equals(expected)).toBe(true);
+    expect(new Ledger(crypto, 2).headHash.equals(genesisHash(crypto, 2))).toBe(true);
+    expect(genesisHash(crypto, 1).equals(genesisHash(crypto, 0))).toBe(false);
+    expect(new Ledger(crypto).height).toBe(0);
+  });
+
+  it('blocks chain from the genesis they were built on', () => {
+    const a = filled(3, 0);
+    const b = filled(3, 1);
+    expect(a.hashAt(1).equals(b.hashAt(1))).toBe(false);
+    expect(a.verifyChain()).toBe(true);
+    expect(b.verifyChain(1)).toBe(true);
+    expect(b.verifyChain(0)).toBe(false);
+  });
+
+  it('verifyChain defaults to the ledger\'s own initial primary', () => {
+    expect(filled(3, 2).verifyChain()).toBe(true);
+  });
+});
+
+describe('Ledger chain', () => {
+  it('block k hashes k, its digest, its view and the previous block hash', () => {
+    // Reference: paper §4(6): B_i contains k, d, v and H(B_{i-1}).
+    const l = filled(25);
+    for (let k = 1; k <= 25; k++) {
+      const expected = blockHash(crypto, k, d(k), Math.floor(k / 10), l.hashAt(k - 1));
+      expect(l.hashAt(k).equals(expected), `k=${k}`).toBe(true);
+      const b = l.block(k);
+      expect(b.k).toBe(k);
+      expect(b.view).toBe(Math.floor(k / 10));
+      expect(b.digest.equals(d(k))).toBe(true);
+      expect(b.prevHash.equals(l.hashAt(k - 1))).toBe(true);
+      expect(b.hash.equals(l.hashAt(k))).toBe(true);
+      expect(l.digestAt(k).equals(d(k))).toBe(true);
+      expect(l.viewAt(k)).toBe(Math.floor(k / 10));
+    }
+    expect(l.headHash.equals(l.hashAt(25))).toBe(true);
+    expect(l.block(0).prevHash.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it('append returns the new head hash and accepts only the next height', () => {
+    const l = new Ledger(crypto);
+    expect(l.append(1, d(1), 0).equals(l.headHash)).toBe(true);
+    expect(() => l.append(1, d(1), 0)).toThrow(LedgerError);
+    expect(() => l.append(3, d(3), 0)).toThrow(LedgerError);
+    expect(l.height).toBe(1);
+  });
+
+  it('equal histories give equal hashes; any difference in digest or view changes every hash above', () => {
+    const a = filled(10);
+    const b = filled(10);
+    expect(a.headHash.equals(b.headHash)).toBe(true);
+    const c = new Ledger(crypto);
+    for (let k = 1; k <= 10; k++) c.append(k, d(k), k === 4 ? 99 : Math.floor(k / 10));
+    expect(c.hashAt(3).equals(a.hashAt(3))).toBe(true);
+    for (let k = 4; k <= 10; k++) expect(c.hashAt(k).equals(a.hashAt(k)), `k=${k}`).toBe(false);
+  });
+
+  it('grows past its initial capacity and still verifies', () => {
+    const l = filled(3000);
+    expect(l.height).toBe(3000);
+    expect(l.verifyChain()).toBe(true);
+    expect(l.digestAt(2999).equals(d(2999))).toBe(true);
+  });
+
+  it('rejects heights it does not hold', () => {
+    const l = filled(3);
+    for (const k of [-1, 4, 1.5]) {
+      expect(() => l.hashAt(k), `k=${k}`).toThrow(LedgerError);
+      expect(() => l.digestAt(k)).toThrow(LedgerError);
+      expect(() => l.viewAt(k)).toThrow(LedgerError);
+      expect(() => l.block(k)).toThrow(LedgerError);
+    }
+  });
+});
+
+describe('Ledger truncate', () => {
+  it('removes the blocks above k, and the next append continues from k', () => {
+    // Reference: paper §3.3.5 (rollback of executions not kept by the new view).
+    const l = filled(6);
+    const at3 = l.hashAt(3);
+    const old5 = l.hashAt(5);
+    l.truncate(3);
+    expect(l.height).toBe(3);
+    expect(l.headHash.equals(at3)).toBe(true);
+    expect(() => l.hashAt(4)).toThrow(LedgerError);
+    l.append(4, d(40), 1);
+    l.append(5, d(50), 1);
+    expect(l.hashAt(5).equals(old5)).toBe(false);
+    expect(l.verifyChain()).toBe(true);
+    l.truncate(0);
+    expect(l.headHash.equals(genesisHash(crypto))).toBe(true);
+  });
+
+  it('rejects truncation above the head or below genesis', () => {
+    const l = filled(3);
+    expect(() => l.truncate(4)).toThrow(LedgerError);
+    expect(() => l.truncate(-1)).toThrow(LedgerError);
+    expect(l.height).toBe(3);
+  });
+
+  it('hashes handed out stay what they were after truncate and re-append', () => {
+    // A checkpoint message or a view-change record keeps these Buffers.
+    const l = filled(5);
+    const head = l.headHash;
+    const at4 = l.hashAt(4);
+    const digest4 = l.digestAt(4);
+    const saved = [Buffer.from(head), Buffer.from(at4), Buffer.from(digest4)];
+    l.truncate(3);
+    l.append(4, d(44), 2);
+    l.append(5, d(55), 2);
+    expect([head, at4, digest4].map((b) => b.toString('hex'))).toEqual(saved.map((b) => b.toString('hex')));
+  });
+});
+
+describe('Ledger verifyChain', () => {
+  it('detects a tampered digest, a tampered hash and a tampered genesis', () => {
+    const tampered = (mutate: (l: Ledger) => void): boolean => {
+      const l = filled(20);
+      expect(l.verifyChain()).toBe(true);
+      mutate(l);
+      return l.verifyChain();
+    };
+    expect(tampered((l) => columns(l).digests.set(7, d(999)))).toBe(false);
+    expect(tampered((l) => columns(l).hashes.set(7, d(999)))).toBe(false);
+    expect(tampered((l) => columns(l).hashes.set(20, d(999)))).toBe(false);
+    expect(tampered((l) => columns(l).hashes.set(0, d(999)))).toBe(false);
+    expect(tampered((l) => ((l as unknown as { views: number[] }).views[3] = 42))).toBe(false);
+    expect(tampered(() => undefined)).toBe(true);
+  });
+});
