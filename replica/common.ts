@@ -184,6 +184,12 @@ export class CheckpointTracker {
       this.votes.set(k, byDigest);
     }
     const key = stateDigest.toString('hex');
+    // One vote per sender and k, the latest replacing any earlier one: otherwise one faulty
+    // sender could fill the digest slots below with made-up digests before the correct
+    // replicas vote, and k would never become stable.
+    for (const [other, voters] of byDigest) {
+      if (other !== key && voters.delete(from) && voters.size === 0) byDigest.delete(other);
+    }
     let senders = byDigest.get(key);
     if (!senders) {
       if (byDigest.size > this.nf + 2) return undefined;
