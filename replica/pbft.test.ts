@@ -1,0 +1,789 @@
+/**
+ * PBFT core tests. Each test drives the cores directly, through a tiny in-test delivery loop
+ * (FIFO, instantaneous; timers fire in virtual time when the network is idle), and ends with
+ * the sentence of the paper it checks: Castro and Liskov, OSDI'99 ("PBFT §4.2" normal case,
+ * "§4.3" checkpoints, "§4.4" view change) and the PoE paper's §4(8).
+ */
+import { describe, expect, it } from 'vitest';
+import { ClientCore } from '../client/core.js';
+import { createCrypto } from './crypto.js';
+import { KeyRing } from './keys.js';
+import { makeRequest, MSG_CHECKPOINT, noopRequest, requestDigest, type ClientRequest } from './messages.js';
+import type { PendingRequest } from './protocol.js';
+import {
+  MSG_COMMIT,
+  MSG_NEW_VIEW,
+  MSG_PRE_PREPARE,
+  MSG_PREPARE,
+  MSG_REPLY,
+  MSG_VIEW_CHANGE,
+  PBFT_TIMERS,
+  pbft,
+  pbftCodec,
+  PbftReplica,
+  type Commit,
+  type NewView,
+  type PbftMessage,
+  type PrePrepare,
+  type Reply,
+  type ViewChange,
+} from './pbft.js';
+import {
+  clientPeer,
+  isClientPeer,
+  type AcceptedBatch,
+  type Peer,
+  type ReplicaEvent,
+  type ReplicaOptions,
+  type ReplicaOutput,
+} from './types.js';
+import { CodecError } from './wire.js';
+
+const crypto = createCrypto('sim');
+const rings = new Map<number, KeyRing>();
+function ring(n: number): KeyRing {
+  let r = rings.get(n);
+  if (!r) {
+    r = new KeyRing(crypto, 'pbft-test', n, 1);
+    rings.set(n, r);
+  }
+  return r;
+}
+
+function options(n: number, id: number, over: Partial<ReplicaOptions> = {}): ReplicaOptions {
+  return { id, n, checkpointIntervalK: 10, windowK: 20, records: 1000, valueBytes: 8, viewChangeTimeoutMs: 1000, ...over };
+}
+
+function request(n: number, clientId: number, reqNo: number): ClientRequest {
+  const value = Buffer.alloc(8);
+  value.writeUInt32BE(clientId, 0);
+  value.writeUInt32BE(reqNo, 4);
+  return makeRequest(ring(n).clientSigner(0), 0, clientId, reqNo, [{ key: (clientId * 7 + reqNo) % 1000, value }]);
+}
+
+// -----------------------------------------------------------------------------------------
+// The delivery loop
+
+interface Envelope {
+  readonly from: Peer;
+  readonly to: Peer;
+  readonly msg: PbftMessage;
+}
+
+interface NetOptions {
+  readonly n: number;
+  readonly replica?: Partial<ReplicaOptions>;
+  readonly clients?: number;
+  readonly maxBatches?: number;
+  readonly requestTimeoutMs?: number;
+  /** Encode and decode every delivered message (exercises the codec on real traffic). */
+  readonly roundTrip?: boolean;
+}
+
+class Net {
+  readonly n: number;
+  readonly replicas: PbftReplica[] = [];
+  readonly client: ClientCore<PbftMessage> | undefined;
+  private queue: Envelope[] = [];
+  private head = 0;
+  nowMs = 0;
+  private readonly timers = new Map<string, { node: Peer; name: string; atMs: number }>();
+  /** Crashed or silent replicas: nothing to or from them is delivered, their timers do not fire. */
+  readonly silent = new Set<number>();
+  drop: (e: Envelope) => boolean = () => false;
+  transform: (e: Envelope) => PbftMessage = (e) => e.msg;
+  /** Messages sent by non-silent replicas, by type (a broadcast counts n-1). */
+  readonly sentByType = new Map<number, number>();
+  readonly events: { replica: number; event: ReplicaEvent }[] = [];
+  readonly timerOps: { replica: number; op: ReplicaOutput<PbftMessage> }[] = [];
+  readonly accepted: AcceptedBatch[] = [];
+  private readonly roundTrip: boolean;
+
+  constructor(o: NetOptions) {
+    this.n = o.n;
+    this.roundTrip = o.roundTrip ?? true;
+    const keys = ring(o.n);
+    for (let i = 0; i < o.n; i++) this.replicas.push(new PbftReplica(options(o.n, i, o.replica), keys.replicaDeps(i)));
+    if (o.clients) {
+      let key = 0;
+      this.client = new ClientCore<PbftMessage>(
+        {
+          origin: 0,
+          clients: o.clients,
+          clientIdBase: 0,
+          batchSize: 2,
+          valueBytes: 8,
+          requestTimeoutMs: o.requestTimeoutMs ?? 500,
+          maxBatches: o.maxBatches ?? 10,
+        },
+        {
+          crypto,
+          signer: keys.clientSigner(0),
+          keys: { nextKey: () => key++ % 1000 },
+          policy: pbft.createClientPolicy({ n: o.n, origin: 0 }),
+        },
+      );
+    }
+  }
+
+  start(): void {
+    for (let i = 0; i < this.n; i++) this.replicaOutputs(i, this.replicas[i]!.step({ kind: 'start' }, this.nowMs));
+    if (this.client) this.clientOutputs(this.client.step({ kind: 'start' }, this.nowMs));
+  }
+
+  inject(from: Peer, to: Peer, msg: PbftMessage): void {
+    this.queue.push({ from, to, msg });
+  }
+
+  private count(type: number, times: number): void {
+    this.sentByType.set(type, (this.sentByType.get(type) ?? 0) + times);
+  }
+
+  sent(type: number): number {
+    return this.sentByType.get(type) ?? 0;
+  }
+
+  private replicaOutputs(i: number, outs: ReplicaOutput<PbftMessage>[]): void {
+    if (this.silent.has(i)) return;
+    for (const o of outs) {
+      switch (o.kind) {
+        case 'send':
+          this.count(o.msg.type, 1);
+          this.queue.push({ from: i, to: o.to, msg: o.msg });
+          break;
+        case 'broadcast':
+          this.count(o.msg.type, this.n - 1);
+          for (let j = 0; j < this.n; j++) if (j !== i) this.queue.push({ from: i, to: j, msg: o.msg });
+          break;
+        case 'setTimer':
+          this.timerOps.push({ replica: i, op: o });
+          this.timers.set(`${i}|${o.name}`, { node: i, name: o.name, atMs: this.nowMs + o.afterMs });
+          break;
+        case 'cancelTimer':
+          this.timerOps.push({ replica: i, op: o });
+          this.timers.delete(`${i}|${o.name}`);
+          break;
+        case 'event':
+          this.events.push({ replica: i, event: o.event });
+          break;
+      }
+    }
+  }
+
+  private clientOutputs(outs: ReturnType<ClientCore<PbftMessage>['step']>): void {
+    const from = clientPeer(0);
+    for (const o of outs) {
+      switch (o.kind) {
+        case 'send':
+          this.queue.push({ from, to: o.to, msg: o.msg });
+          break;
+        case 'broadcast':
+          for (let j = 0; j < this.n; j++) this.queue.push({ from, to: j, msg: o.msg });
+          break;
+        case 'setTimer':
+          this.timers.set(`${from}|${o.name}`, { node: from, name: o.name, atMs: this.nowMs + o.afterMs });
+          break;
+        case 'cancelTimer':
+          this.timers.delete(`${from}|${o.name}`);
+          break;
+        case 'accepted':
+          this.accepted.push(o.batch);
+          break;
+        case 'event':
+          break;
+      }
+    }
+  }
+
+  private deliverOne(): boolean {
+    if (this.head >= this.queue.length) return false;
+    const e = this.queue[this.head++]!;
+    if (this.head > 4096 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    if (this.silent.has(e.from) || this.silent.has(e.to) || this.drop(e)) return true;
+    let msg = this.transform(e);
+    if (this.roundTrip) msg = pbftCodec.decode(Buffer.from(pbftCodec.encode(msg)));
+    if (isClientPeer(e.to)) {
+      if (this.client) this.clientOutputs(this.client.step({ kind: 'message', from: e.from, msg }, this.nowMs));
+    } else {
+      this.replicaOutputs(e.to, this.replicas[e.to]!.step({ kind: 'message', from: e.from, msg }, this.nowMs));
+    }
+    return true;
+  }
+
+  private fireNextTimer(): boolean {
+    let next: { node: Peer; name: string; atMs: number } | undefined;
+    for (const t of this.timers.values()) {
+      if (!isClientPeer(t.node) && this.silent.has(t.node)) continue;
+      if (!next || t.atMs < next.atMs) next = t;
+    }
+    if (!next) return false;
+    this.timers.delete(`${next.node}|${next.name}`);
+    this.nowMs = Math.max(this.nowMs, next.atMs);
+    if (isClientPeer(next.node)) this.clientOutputs(this.client!.step({ kind: 'timer', name: next.name }, this.nowMs));
+    else this.replicaOutputs(next.node, this.replicas[next.node]!.step({ kind: 'timer', name: next.name }, this.nowMs));
+    return true;
+  }
+
+  /** Delivers messages, then fires timers when idle, until `done` holds or nothing is left. */
+  run(done: () => boolean = () => false, onStep: () => void = () => {}, maxTimeMs = 600_000): boolean {
+    for (;;) {
+      if (done()) return true;
+      if (!this.deliverOne()) {
+        if (this.nowMs > maxTimeMs || !this.fireNextTimer()) return done();
+      }
+      onStep();
+    }
+  }
+
+  /** Delivers every queued message without firing timers. */
+  flush(): void {
+    while (this.deliverOne());
+  }
+
+  eventsOf(name: ReplicaEvent['name']): { replica: number; event: ReplicaEvent }[] {
+    return this.events.filter((e) => e.event.name === name);
+  }
+}
+
+/** Every pair of ledgers agrees at every shared height, and each accepted batch sits at its k. */
+function expectConsistent(net: Net, replicas: readonly number[]): void {
+  for (const i of replicas) expect(net.replicas[i]!.ledger.verifyChain(), `replica ${i} chain`).toBe(true);
+  for (const i of replicas) {
+    for (const j of replicas) {
+      if (j <= i) continue;
+      const a = net.replicas[i]!.ledger;
+      const b = net.replicas[j]!.ledger;
+      const h = Math.min(a.height, b.height);
+      expect(a.hashAt(h).equals(b.hashAt(h)), `replicas ${i} and ${j} at height ${h}`).toBe(true);
+    }
+  }
+  for (const acc of net.accepted) {
+    for (const i of replicas) {
+      const ledger = net.replicas[i]!.ledger;
+      expect(ledger.height, `replica ${i} holds accepted k=${acc.k}`).toBeGreaterThanOrEqual(acc.k);
+      expect(ledger.digestAt(acc.k).equals(acc.digest), `replica ${i} digest at accepted k=${acc.k}`).toBe(true);
+    }
+  }
+}
+
+// -----------------------------------------------------------------------------------------
+// Helpers for driving single cores by hand
+
+const ofKind = <K extends ReplicaOutput<PbftMessage>['kind']>(outs: ReplicaOutput<PbftMessage>[], kind: K) =>
+  outs.filter((o): o is Extract<ReplicaOutput<PbftMessage>, { kind: K }> => o.kind === kind);
+
+const broadcastsOf = (outs: ReplicaOutput<PbftMessage>[], type: number): PbftMessage[] =>
+  ofKind(outs, 'broadcast')
+    .map((o) => o.msg)
+    .filter((m) => m.type === type);
+
+const executedOf = (outs: ReplicaOutput<PbftMessage>[]): number[] =>
+  ofKind(outs, 'event').flatMap((o) => (o.event.name === 'executed' ? [o.event.k] : []));
+
+function prePrepare(view: number, k: number, req: ClientRequest, primary = view): PrePrepare {
+  return { type: MSG_PRE_PREPARE, replica: primary, view, k, originView: view, request: req };
+}
+
+function vote<T extends typeof MSG_PREPARE | typeof MSG_COMMIT>(type: T, replica: number, view: number, k: number, req: ClientRequest) {
+  return { type, replica, view, k, originView: view, digest: requestDigest(crypto, req) };
+}
+
+function replicaCore(n: number, id: number, over: Partial<ReplicaOptions> = {}): PbftReplica {
+  return new PbftReplica(options(n, id, over), ring(n).replicaDeps(id));
+}
+
+const deliver = (r: PbftReplica, from: Peer, msg: PbftMessage) => r.step({ kind: 'message', from, msg }, 0);
+
+// -----------------------------------------------------------------------------------------
+
+describe('PBFT codec', () => {
+  const req = request(4, 3, 9);
+  const digest = requestDigest(crypto, req);
+  const cert = { k: 5, view: 1, originView: 0, digest, prepareSenders: [2, 3] };
+  const vc: ViewChange = {
+    type: MSG_VIEW_CHANGE,
+    replica: 2,
+    view: 2,
+    checkpoint: { k: 4, stateDigest: Buffer.alloc(32, 7), senders: [0, 1, 2] },
+    prepared: [{ ...cert, request: req }],
+  };
+  const messages: PbftMessage[] = [
+    req,
+    { type: MSG_CHECKPOINT, replica: 1, k: 600, stateDigest: Buffer.alloc(32, 1) },
+    prePrepare(3, 17, req, 3),
+    vote(MSG_PREPARE, 1, 3, 17, req),
+    vote(MSG_COMMIT, 2, 3, 17, req),
+    { type: MSG_REPLY, replica: 1, view: 3, k: 17, digest, clientId: 3, reqNo: 9, result: Buffer.alloc(32, 9) },
+    vc,
+    {
+      type: MSG_NEW_VIEW,
+      replica: 2,
+      view: 2,
+      viewChanges: [{ ...vc, prepared: [cert] }],
+      prePrepares: [
+        { k: 5, originView: 0, request: req },
+        { k: 6, originView: 2, request: noopRequest(6) },
+      ],
+    },
+  ];
+
+  it('round-trips every message type', () => {
+    for (const m of messages) {
+      const decoded = pbftCodec.decode(pbftCodec.encode(m));
+      expect(decoded, `type ${m.type}`).toEqual(m);
+      expect(pbftCodec.encode(decoded).equals(pbftCodec.encode(m)), `type ${m.type} re-encodes`).toBe(true);
+    }
+  });
+
+  it('rejects truncated frames and trailing bytes with CodecError only', () => {
+    for (const m of messages) {
+      const frame = pbftCodec.encode(m);
+      for (let len = 0; len < frame.length; len += Math.max(1, Math.floor(frame.length / 97))) {
+        expect(() => pbftCodec.decode(frame.subarray(0, len)), `type ${m.type} cut at ${len}`).toThrow(CodecError);
+      }
+      expect(() => pbftCodec.decode(Buffer.concat([frame, Buffer.alloc(1)])), `type ${m.type} + 1 byte`).toThrow(CodecError);
+    }
+    expect(() => pbftCodec.decode(Buffer.from([29]))).toThrow(CodecError);
+  });
+});
+
+describe('PBFT normal case', () => {
+  it.each([4, 7])('a backup is prepared on the pre-prepare plus 2f prepares, not 2f-1 (n=%i)', (n) => {
+    const f = Math.floor((n - 1) / 3);
+    const r = replicaCore(n, 1);
+    const req = request(n, 1, 0);
+    let outs = deliver(r, 0, prePrepare(0, 1, req));
+    expect(broadcastsOf(outs, MSG_PREPARE)).toHaveLength(1);
+    // A PREPARE from the primary does not count: its pre-prepare is its vote.
+    outs = deliver(r, 0, vote(MSG_PREPARE, 0, 0, 1, req));
+    expect(broadcastsOf(outs, MSG_COMMIT)).toHaveLength(0);
+    // Its own PREPARE plus 2f-2 others: 2f-1 prepares, not prepared.
+    for (let i = 2; i < 2 * f; i++) {
+      outs = deliver(r, i, vote(MSG_PREPARE, i, 0, 1, req));
+      expect(broadcastsOf(outs, MSG_COMMIT), `after prepare from ${i}`).toHaveLength(0);
+    }
+    // A PREPARE for another batch does not match.
+    outs = deliver(r, 2 * f, { ...vote(MSG_PREPARE, 2 * f, 0, 1, req), digest: Buffer.alloc(32) });
+    expect(broadcastsOf(outs, MSG_COMMIT)).toHaveLength(0);
+    outs = deliver(r, 2 * f + 1, vote(MSG_PREPARE, 2 * f + 1, 0, 1, req));
+    expect(broadcastsOf(outs, MSG_COMMIT)).toHaveLength(1);
+    // Reference: PBFT §4.2, "prepared(m, v, n, i) ... a pre-prepare ... and 2f prepares from different backups"; paper §4(8).
+  });
+
+  it('the primary sends no PREPARE and is prepared on 2f prepares from backups', () => {
+    const n = 4;
+    const r = replicaCore(n, 0);
+    const req = request(n, 1, 0);
+    let outs = deliver(r, clientPeer(0), req);
+    expect(broadcastsOf(outs, MSG_PRE_PREPARE)).toHaveLength(1);
+    expect(broadcastsOf(outs, MSG_PREPARE)).toHaveLength(0);
+    outs = deliver(r, 1, vote(MSG_PREPARE, 1, 0, 1, req));
+    expect(broadcastsOf(outs, MSG_COMMIT)).toHaveLength(0);
+    outs = deliver(r, 2, vote(MSG_PREPARE, 2, 0, 1, req));
+    expect(broadcastsOf(outs, MSG_COMMIT)).toHaveLength(1);
+    // Reference: PBFT §4.2, the primary multicasts the pre-prepare; backups multicast prepares.
+  });
+
+  it('prepares that arrive before the pre-prepare are counted once it arrives', () => {
+    const n = 4;
+    const r = replicaCore(n, 1);
+    const req = request(n, 1, 0);
+    expect(broadcastsOf(deliver(r, 2, vote(MSG_PREPARE, 2, 0, 1, req)), MSG_COMMIT)).toHaveLength(0);
+    const outs = deliver(r, 0, prePrepare(0, 1, req));
+    expect(broadcastsOf(outs, MSG_PREPARE)).toHaveLength(1);
+    expect(broadcastsOf(outs, MSG_COMMIT)).toHaveLength(1);
+    // Reference: PBFT §4.2 (messages are logged; the predicate is over the log).
+  });
+
+  it.each([4, 7])('executes on nf commits, not nf-1, and never before it is prepared (n=%i)', (n) => {
+    const f = Math.floor((n - 1) / 3);
+    const nf = n - f;
+    const r = replicaCore(n, 1);
+    const req = request(n, 1, 0);
+    deliver(r, 0, prePrepare(0, 1, req));
+    // COMMITs from everybody else, but not prepared: nothing executes.
+    for (let i = 0; i < n; i++) {
+      if (i === 1) continue;
+      expect(executedOf(deliver(r, i, vote(MSG_COMMIT, i, 0, 1, req))), `commit from ${i} before prepared`).toEqual([]);
+    }
+    expect(r.status().executedK).toBe(0);
+
+    // A fresh replica: prepared, then nf-1 commits (its own included) are not enough.
+    const s = replicaCore(n, 1);
+    deliver(s, 0, prePrepare(0, 1, req));
+    let outs: ReplicaOutput<PbftMessage>[] = [];
+    for (let i = 2; i <= 2 * f; i++) outs = deliver(s, i, vote(MSG_PREPARE, i, 0, 1, req));
+    expect(broadcastsOf(outs, MSG_COMMIT)).toHaveLength(1);
+    const others = [0, ...Array.from({ length: n - 2 }, (_, i) => i + 2)];
+    for (const i of others.slice(0, nf - 2)) {
+      outs = deliver(s, i, vote(MSG_COMMIT, i, 0, 1, req));
+      expect(executedOf(outs), `after commit from ${i}`).toEqual([]);
+    }
+    expect(s.status().executedK).toBe(0);
+    outs = deliver(s, others[nf - 2]!, vote(MSG_COMMIT, others[nf - 2]!, 0, 1, req));
+    expect(executedOf(outs)).toEqual([1]);
+    const replies = ofKind(outs, 'send').filter((o) => o.msg.type === MSG_REPLY);
+    expect(replies.map((o) => o.to)).toEqual([clientPeer(0)]);
+    expect(s.status().executedK).toBe(1);
+    // Reference: PBFT §4.2, "committed-local ... prepared and has accepted 2f+1 commits"; paper §4(8), "waits for nf Commit messages".
+  });
+
+  it('executes strictly in sequence order', () => {
+    const n = 4;
+    const r = replicaCore(n, 1);
+    const a = request(n, 1, 0);
+    const b = request(n, 2, 0);
+    const complete = (k: number, req: ClientRequest): number[] => {
+      deliver(r, 0, prePrepare(0, k, req));
+      deliver(r, 2, vote(MSG_PREPARE, 2, 0, k, req));
+      deliver(r, 0, vote(MSG_COMMIT, 0, 0, k, req));
+      return executedOf(deliver(r, 2, vote(MSG_COMMIT, 2, 0, k, req)));
+    };
+    expect(complete(2, b)).toEqual([]);
+    expect(r.status().executedK).toBe(0);
+    expect(complete(1, a)).toEqual([1, 2]);
+    expect(r.ledger.digestAt(1).equals(requestDigest(crypto, a))).toBe(true);
+    expect(r.ledger.digestAt(2).equals(requestDigest(crypto, b))).toBe(true);
+    // Reference: PBFT §4.2, "executes ... after ... all requests with lower sequence number are executed".
+  });
+
+  it('accepts only the first pre-prepare for (v, k), only from the primary, only with a valid signature', () => {
+    const n = 4;
+    const r = replicaCore(n, 1);
+    const a = request(n, 1, 0);
+    const b = request(n, 2, 0);
+    expect(broadcastsOf(deliver(r, 2, prePrepare(0, 1, a, 2)), MSG_PREPARE)).toHaveLength(0);
+    const forged = { ...b, signature: Buffer.alloc(64, 1) };
+    expect(broadcastsOf(deliver(r, 0, prePrepare(0, 1, forged)), MSG_PREPARE)).toHaveLength(0);
+    expect(broadcastsOf(deliver(r, 0, prePrepare(0, 1, a)), MSG_PREPARE)).toHaveLength(1);
+    expect(broadcastsOf(deliver(r, 0, prePrepare(0, 1, b)), MSG_PREPARE)).toHaveLength(0);
+    // Outside the watermarks: ignored.
+    expect(broadcastsOf(deliver(r, 0, prePrepare(0, 41, b)), MSG_PREPARE)).toHaveLength(0);
+    // Reference: PBFT §4.2, a backup accepts a pre-prepare if ... it has not accepted another for view v and n with a different digest, and n is between h and H.
+  });
+
+  it('runs batches end to end through the codec; the client accepts each once', () => {
+    const net = new Net({ n: 4, clients: 4, maxBatches: 60 });
+    net.start();
+    expect(net.run(() => net.client!.done)).toBe(true);
+    expect(net.accepted).toHaveLength(60);
+    for (const r of net.replicas) expect(r.status().executedK).toBe(60);
+    expectConsistent(net, [0, 1, 2, 3]);
+    expect(net.eventsOf('viewChangeStarted')).toHaveLength(0);
+    // Reference: PBFT §4.2 normal-case operation; paper §4(8).
+  });
+
+  it.each([4, 16])('sends exactly (n-1) PRE-PREPARE, (n-1)^2 PREPARE, n(n-1) COMMIT, n REPLY per batch (n=%i)', (n) => {
+    const batches = 12;
+    const net = new Net({ n, clients: 3, maxBatches: batches, replica: { checkpointIntervalK: 1000, windowK: 2000 } });
+    net.start();
+    expect(net.run(() => net.client!.done)).toBe(true);
+    expect(net.sent(MSG_PRE_PREPARE)).toBe(batches * (n - 1));
+    expect(net.sent(MSG_PREPARE)).toBe(batches * (n - 1) ** 2);
+    expect(net.sent(MSG_COMMIT)).toBe(batches * n * (n - 1));
+    expect(net.sent(MSG_REPLY)).toBe(batches * n);
+    expect([...net.sentByType.keys()].sort()).toEqual([MSG_PRE_PREPARE, MSG_PREPARE, MSG_COMMIT, MSG_REPLY].sort());
+
+    // Checkpoints come on top: n(n-1) CHECKPOINTs per interval, nothing else changes.
+    const withCp = new Net({ n, clients: 3, maxBatches: batches, replica: { checkpointIntervalK: 4, windowK: 8 } });
+    withCp.start();
+    expect(withCp.run(() => withCp.client!.done)).toBe(true);
+    expect(withCp.sent(MSG_CHECKPOINT)).toBe((batches / 4) * n * (n - 1));
+    expect(withCp.sent(MSG_PREPARE)).toBe(batches * (n - 1) ** 2);
+    expect(withCp.sent(MSG_COMMIT)).toBe(batches * n * (n - 1));
+    // Reference: paper Table 1, PBFT O(n + 2n^2); paper §4(8), "an extra phase of O(n^2) communication".
+  });
+});
+
+describe('PBFT client rule', () => {
+  function pending(n: number): PendingRequest {
+    const req = request(n, 5, 3);
+    return { request: req, digest: requestDigest(crypto, req), firstSentMs: 0, timeouts: 0 };
+  }
+  function reply(p: PendingRequest, replica: number, view: number, k: number, result: number): Reply {
+    return { type: MSG_REPLY, replica, view, k, digest: p.digest, clientId: 5, reqNo: 3, result: Buffer.alloc(32, result) };
+  }
+
+  it.each([4, 7, 16])('accepts on f+1 matching replies from distinct replicas, not f (n=%i)', (n) => {
+    const f = Math.floor((n - 1) / 3);
+    const policy = pbft.createClientPolicy({ n, origin: 0 });
+    const p = pending(n);
+    for (let i = 0; i < f; i++) expect(policy.onReply(p, i, reply(p, i, 0, 7, 1), 0)?.accepted, `reply ${i}`).toBeUndefined();
+    // The same replica again does not count twice.
+    expect(policy.onReply(p, 0, reply(p, 0, 0, 7, 1), 0)?.accepted).toBeUndefined();
+    const out = policy.onReply(p, f, reply(p, f, 0, 7, 1), 0);
+    expect(out?.accepted).toMatchObject({ k: 7, view: 0 });
+    // Reference: PBFT §4.1, "the client waits for f+1 replies with valid signatures from different replicas, and with the same t and r"; paper §4(8).
+  });
+
+  it('does not count mismatched replies together; views may differ', () => {
+    const n = 4;
+    const policy = pbft.createClientPolicy({ n, origin: 0 });
+    const p = pending(n);
+    expect(policy.onReply(p, 0, reply(p, 0, 0, 7, 1), 0)).toBeUndefined();
+    expect(policy.onReply(p, 1, reply(p, 1, 0, 7, 2), 0)).toBeUndefined(); // other result
+    expect(policy.onReply(p, 2, reply(p, 2, 0, 8, 1), 0)).toBeUndefined(); // other k
+    expect(policy.onReply(p, 3, { ...reply(p, 3, 0, 7, 1), digest: Buffer.alloc(32) }, 0)).toBeUndefined(); // other batch
+    expect(policy.onReply(p, 3, { ...reply(p, 3, 0, 7, 1), replica: 2 }, 0)).toBeUndefined(); // names another sender
+    const out = policy.onReply(p, 3, reply(p, 3, 1, 7, 1), 0);
+    expect(out?.accepted).toMatchObject({ k: 7, view: 0 });
+    // Reference: PBFT §4.1, replies match on timestamp and result; PBFT §4.4, a request may commit in different views.
+  });
+
+  it('sends to the believed primary, learns the view from replies, broadcasts on timeout', () => {
+    const n = 4;
+    const policy = pbft.createClientPolicy({ n, origin: 0 });
+    const p = pending(n);
+    expect(policy.targets(p.request)).toEqual([0]);
+    policy.onReply(p, 1, reply(p, 1, 5, 7, 1), 0);
+    policy.onReply(p, 2, reply(p, 2, 5, 7, 1), 0);
+    expect(policy.targets(p.request)).toEqual([1]);
+    expect(policy.onTimeout(p, 0)).toEqual([{ kind: 'broadcast', msg: p.request }]);
+    expect(policy.replyKey(reply(p, 1, 0, 7, 1))).toEqual({ clientId: 5, reqNo: 3 });
+    expect(policy.replyKey(p.request)).toBeUndefined();
+    // Reference: PBFT §4.1, "a client sends the request to the replica it believes is the primary ... if the client does not receive replies soon enough, it broadcasts the request to all replicas".
+  });
+});
+
+describe('PBFT deduplication', () => {
+  it('the primary re-proposes neither an in-flight nor an executed request; an executed one gets its cached reply', () => {
+    const net = new Net({ n: 4 });
+    net.start();
+    const req = request(4, 1, 0);
+    net.inject(clientPeer(0), 0, req);
+    net.inject(clientPeer(0), 0, req); // in flight: ignored
+    net.flush();
+    expect(net.sent(MSG_PRE_PREPARE)).toBe(3);
+    expect(net.sent(MSG_REPLY)).toBe(4);
+    net.inject(clientPeer(0), 0, req); // executed: cached reply, no new proposal
+    net.flush();
+    expect(net.sent(MSG_PRE_PREPARE)).toBe(3);
+    expect(net.sent(MSG_REPLY)).toBe(5);
+    // Reference: PBFT §4.1, replicas keep the last reply per client and resend it for a retransmitted request.
+  });
+
+  it('a request ordered twice executes once; the second order skips its writes and resends the first reply', () => {
+    const net = new Net({ n: 4 });
+    net.start();
+    const req = request(4, 1, 0);
+    net.inject(clientPeer(0), 0, req);
+    net.flush();
+    const writes = net.replicas[1]!.store.writesApplied;
+    // A faulty primary orders the same batch again at k=2.
+    for (const to of [1, 2, 3]) net.inject(0, to, prePrepare(0, 2, req));
+    net.flush();
+    for (const i of [1, 2, 3]) {
+      expect(net.replicas[i]!.status().executedK, `replica ${i}`).toBe(2);
+      expect(net.replicas[i]!.store.writesApplied, `replica ${i}`).toBe(writes);
+    }
+    expectConsistent(net, [1, 2, 3]);
+    // Reference: DESIGN.md "Requests carry (client id, request number); replicas deduplicate"; PBFT §4.1 exactly-once semantics.
+  });
+
+  it('a backup relays a client request to the primary and stops suspecting it once it executes', () => {
+    const net = new Net({ n: 4 });
+    net.start();
+    const req = request(4, 1, 0);
+    net.inject(clientPeer(0), 2, req);
+    net.flush();
+    for (const r of net.replicas) expect(r.status().executedK).toBe(1);
+    const ops = net.timerOps.filter((t) => t.replica === 2).map((t) => t.op);
+    expect(ops).toEqual([
+      { kind: 'setTimer', name: PBFT_TIMERS.viewChange, afterMs: 1000 },
+      { kind: 'cancelTimer', name: PBFT_TIMERS.viewChange },
+    ]);
+    // Reference: PBFT §4.5.2, "a backup starts a timer when it receives a request ... stops the timer when it is no longer waiting".
+  });
+});
+
+describe('PBFT checkpoints', () => {
+  it('garbage collection keeps memory bounded over 5000 batches', () => {
+    const windowK = 20;
+    const net = new Net({ n: 4, clients: 8, maxBatches: 5000, replica: { checkpointIntervalK: 10, windowK } });
+    const peak = new Map<string, number>();
+    let steps = 0;
+    net.start();
+    const ok = net.run(
+      () => net.client!.done,
+      () => {
+        if (++steps % 97 !== 0) return;
+        for (const r of net.replicas) {
+          for (const [name, size] of Object.entries(r.memory())) peak.set(name, Math.max(peak.get(name) ?? 0, size));
+        }
+      },
+    );
+    expect(ok).toBe(true);
+    net.flush(); // the last checkpoint's messages
+    expect(net.accepted).toHaveLength(5000);
+    for (const r of net.replicas) {
+      expect(r.status().executedK).toBe(5000);
+      expect(r.status().stableK).toBe(5000);
+      expect(r.status().logEntries).toBe(0);
+    }
+    expect(peak.get('slots')!).toBeLessThanOrEqual(2 * windowK);
+    expect(peak.get('executorPending')!).toBeLessThanOrEqual(2 * windowK);
+    expect(peak.get('checkpointVotes')!).toBeLessThanOrEqual(4);
+    expect(peak.get('trackerVotes')!).toBeLessThanOrEqual(4);
+    expect(peak.get('replyCache')!).toBeLessThanOrEqual(8);
+    expect(peak.get('inflight')!).toBeLessThanOrEqual(8);
+    expect(peak.get('future')!).toBe(0);
+    expectConsistent(net, [0, 1, 2, 3]);
+    // Reference: PBFT §4.3, "a replica discards all pre-prepare, prepare and commit messages with sequence number less than or equal to n" once the checkpoint is stable.
+  });
+});
+
+describe('PBFT view change', () => {
+  it.each([4, 7])('after a silent primary, every accepted batch is preserved and the new primary continues (n=%i)', (n) => {
+    const net = new Net({ n, clients: 6, maxBatches: 300, replica: { checkpointIntervalK: 10, windowK: 20 } });
+    const live = Array.from({ length: n - 1 }, (_, i) => i + 1);
+    net.start();
+    // The primary falls silent in the middle of the run, with batches in flight.
+    net.run(() => net.replicas[0]!.status().executedK >= 95);
+    net.silent.add(0);
+    const acceptedBefore = net.accepted.length;
+    expect(net.run(() => net.client!.done)).toBe(true);
+    expect(net.accepted).toHaveLength(300);
+    expect(acceptedBefore).toBeLessThan(300);
+    for (const i of live) {
+      const s = net.replicas[i]!.status();
+      expect(s.view, `replica ${i}`).toBe(1);
+      expect(s.inViewChange).toBe(false);
+    }
+    expect(net.eventsOf('viewEntered').map((e) => e.replica).sort()).toEqual(live);
+    // The new primary kept ordering: batches beyond the crash executed in view 1.
+    const newPrimary = net.replicas[1]!;
+    const top = newPrimary.ledger.height;
+    expect(top).toBeGreaterThanOrEqual(300);
+    expect(newPrimary.ledger.viewAt(top)).toBe(1);
+    expect(net.accepted.some((a) => a.view === 1)).toBe(true);
+    expectConsistent(net, live);
+    // Reference: PBFT §4.4 view change; paper §5 (3) primary failure: clients time out, replicas forward, time out and change view.
+  });
+
+  it('keeps a batch committed at one replica at its sequence number and fills a gap with a null request', () => {
+    const n = 4;
+    const net = new Net({ n, clients: 2, maxBatches: 2 });
+    // k=1 reaches only replica 1 (prepared nowhere); k=2 prepares everywhere but commits only at replica 1.
+    net.drop = (e) =>
+      (e.msg.type === MSG_PRE_PREPARE && (e.msg as PrePrepare).k === 1 && e.to !== 1) ||
+      (e.msg.type === MSG_COMMIT && (e.msg as Commit).k === 2 && e.to !== 1);
+    net.start();
+    net.flush();
+    expect(net.accepted).toHaveLength(0);
+    net.silent.add(0);
+    net.drop = () => false;
+    expect(net.run(() => net.client!.done)).toBe(true);
+    expect(net.accepted).toHaveLength(2);
+    const byClient = new Map(net.accepted.map((x) => [x.clientId, x]));
+    for (const i of [1, 2, 3]) {
+      const ledger = net.replicas[i]!.ledger;
+      expect(ledger.height).toBe(3);
+      // k=1: the null request of the NEW-VIEW, in view 1.
+      expect(ledger.digestAt(1).equals(requestDigest(crypto, noopRequest(1))), `replica ${i} k=1`).toBe(true);
+      expect(ledger.viewAt(1)).toBe(1);
+      // k=2: the batch prepared in view 0 keeps its number and its origin view.
+      expect(ledger.digestAt(2).equals(byClient.get(1)!.digest), `replica ${i} k=2`).toBe(true);
+      expect(ledger.viewAt(2)).toBe(0);
+      // The batch that never prepared is proposed afresh by the new primary.
+      expect(ledger.digestAt(3).equals(byClient.get(0)!.digest), `replica ${i} k=3`).toBe(true);
+    }
+    expect(byClient.get(1)!.k).toBe(2);
+    expectConsistent(net, [1, 2, 3]);
+    // Reference: PBFT §4.4, O holds a pre-prepare for each prepared certificate between min-s and max-s, and a null request where there is none.
+  });
+
+  it('backups reject a NEW-VIEW whose O does not follow from V', () => {
+    const n = 4;
+    const net = new Net({ n, clients: 2, maxBatches: 2 });
+    net.drop = (e) => e.msg.type === MSG_COMMIT && (e.msg as Commit).k === 2 && e.to !== 1;
+    net.start();
+    net.flush();
+    net.silent.add(0);
+    net.drop = () => false;
+    // The new primary replaces the prepared batch at k=2 with a null request.
+    net.transform = (e) => {
+      if (e.msg.type !== MSG_NEW_VIEW) return e.msg;
+      const nv = e.msg as NewView;
+      return { ...nv, prePrepares: nv.prePrepares.map((p) => (p.k === 2 ? { k: 2, originView: nv.view, request: noopRequest(2) } : p)) };
+    };
+    net.run(() => net.eventsOf('rejected').length >= 2, () => {}, 5_000);
+    const rejected = net.eventsOf('rejected').map((e) => e.event);
+    expect(rejected.length).toBeGreaterThanOrEqual(2);
+    expect(rejected[0]).toMatchObject({ reason: 'new-view with a wrong O', from: 1 });
+    for (const i of [2, 3]) expect(net.replicas[i]!.status().inViewChange, `replica ${i}`).toBe(true);
+    // Reference: PBFT §4.4, a backup accepts NEW-VIEW only if it verifies O by performing a computation similar to the one the primary used.
+  });
+
+  it('backs off exponentially when the next primary is silent too (n=7, two faulty)', () => {
+    const n = 7;
+    const net = new Net({ n, clients: 4, maxBatches: 40 });
+    net.silent.add(0);
+    net.silent.add(1);
+    net.start();
+    expect(net.run(() => net.client!.done)).toBe(true);
+    expect(net.accepted).toHaveLength(40);
+    for (let i = 2; i < n; i++) expect(net.replicas[i]!.status().view, `replica ${i}`).toBe(2);
+    const newViewTimeouts = net.timerOps
+      .filter((t) => t.replica === 3 && t.op.kind === 'setTimer' && t.op.name === PBFT_TIMERS.newView)
+      .map((t) => (t.op as { afterMs: number }).afterMs);
+    expect(newViewTimeouts).toEqual([2000, 4000]);
+    const started = net.eventsOf('viewChangeStarted').filter((e) => e.replica === 3).map((e) => e.event);
+    expect(started).toEqual([
+      { name: 'viewChangeStarted', view: 1 },
+      { name: 'viewChangeStarted', view: 2 },
+    ]);
+    expectConsistent(net, [2, 3, 4, 5, 6]);
+    // Reference: PBFT §4.5.2, "if the timer of a replica expires in view v+1 ... it starts a view change for v+2 but this time it will wait 4T".
+  });
+
+  it('ignores view-change traffic it cannot use and forged senders', () => {
+    const n = 4;
+    const r = replicaCore(n, 2);
+    const vc: ViewChange = {
+      type: MSG_VIEW_CHANGE,
+      replica: 1,
+      view: 1,
+      checkpoint: { k: 10, stateDigest: Buffer.alloc(32), senders: [0, 1] }, // fewer than nf senders
+      prepared: [],
+    };
+    const outs = deliver(r, 1, vc);
+    expect(ofKind(outs, 'event').map((o) => o.event)).toEqual([{ name: 'rejected', reason: 'invalid view-change', from: 1 }]);
+    expect(deliver(r, 3, { ...vc, checkpoint: { k: 0, stateDigest: Buffer.alloc(32), senders: [] } })).toEqual([]); // names replica 1, sent by 3
+    expect(r.status().view).toBe(0);
+    // Reference: PBFT §4.4, view-change messages are checked for a correct checkpoint proof and certificates.
+  });
+});
+
+describe('PBFT view change message contents', () => {
+  it('a VIEW-CHANGE carries the stable checkpoint proof and the prepared certificates above it, with their requests', () => {
+    const n = 4;
+    const net = new Net({ n, clients: 3, maxBatches: 13, replica: { checkpointIntervalK: 5, windowK: 10 } });
+    // Batches above 10 prepare everywhere but commit nowhere.
+    net.drop = (e) => e.msg.type === MSG_COMMIT && (e.msg as Commit).k > 10;
+    net.start();
+    net.flush();
+    const vcs: ViewChange[] = [];
+    net.drop = (e) => {
+      if (e.msg.type === MSG_VIEW_CHANGE) vcs.push(e.msg as ViewChange);
+      return false;
+    };
+    net.silent.add(0);
+    net.run(() => net.client!.done);
+    const first = vcs.find((v) => v.replica === 2)!;
+    expect(first.checkpoint.k).toBe(10);
+    expect(new Set(first.checkpoint.senders).size).toBe(first.checkpoint.senders.length);
+    expect(first.checkpoint.senders.length).toBeGreaterThanOrEqual(3);
+    expect(first.prepared.map((c) => c.k)).toEqual([11, 12, 13]);
+    for (const c of first.prepared) {
+      expect(c.request).toBeDefined();
+      expect(requestDigest(crypto, c.request!).equals(c.digest)).toBe(true);
+      expect(c.prepareSenders.length).toBeGreaterThanOrEqual(2);
+    }
+    expect(net.accepted).toHaveLength(13);
+    expectConsistent(net, [1, 2, 3]);
+    // Reference: PBFT §4.4, VIEW-CHANGE(v+1, n, C, P, i): n the stable checkpoint, C its proof, P a set of prepared certificates above n.
+  });
+});

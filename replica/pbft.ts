@@ -1,0 +1,1177 @@
+/**
+ * PBFT (Castro and Liskov, OSDI'99), as the PoE paper's §4(8) describes its implementation in
+ * ResilientDB: PRE-PREPARE from the primary, all-to-all PREPARE, all-to-all COMMIT, execution
+ * on nf COMMITs, and a client that accepts on f+1 matching replies. The view change is the
+ * standard one (PBFT §4.4; the lecture notes in seeds/pbft-lecture-notes.txt): VIEW-CHANGE with
+ * the stable checkpoint and the prepared certificates above it, NEW-VIEW with V and O.
+ *
+ * Quorums. PBFT (§4.2) is prepared on the PRE-PREPARE plus 2f PREPAREs and committed on 2f+1
+ * COMMITs, for n = 3f+1. For any n, two quorums must share a non-faulty replica, so we count
+ * nf: prepared = PRE-PREPARE + (nf - 1) PREPAREs from distinct backups, committed = nf COMMITs
+ * from distinct replicas, its own included (paper §4(8): "waits for nf Commit messages").
+ * Both equal PBFT's numbers when n = 3f+1.
+ *
+ * The origin view. A block in the ledger is {k, d, v, H(prev)} (paper §4(6)). A batch that
+ * commits in view v at one replica can commit at another only after a view change, in view
+ * v+1, through the NEW-VIEW's re-proposal. If each replica wrote the view it committed in, the
+ * two ledgers' hashes would differ although they agree on every batch. So every pre-prepare
+ * carries `originView`, the view in which sequence number k was first given this batch; a
+ * NEW-VIEW re-proposal keeps the origin view of the certificate it re-proposes, and PREPARE
+ * and COMMIT match on (digest, originView). The ledger records the origin view, which is then
+ * agreed exactly like the digest (PBFT's safety argument applies to the pair).
+ *
+ * Authentication. Replica messages are authenticated point to point with MACs by the runtime,
+ * so certificates carry the ids of their senders, not transferable proofs; a backup checks
+ * every VIEW-CHANGE forwarded inside a NEW-VIEW against the copy it received directly from its
+ * sender, when it has one. Client requests carry Ed25519 signatures and are verified by every
+ * replica that accepts them (paper §4(7)).
+ *
+ * Not implemented: state transfer. A replica that falls more than a stable checkpoint behind
+ * (it missed a PRE-PREPARE that the others committed and garbage-collected) cannot catch up.
+ */
+import { CheckpointTracker, Executor, hex, type Execution } from './common.js';
+import { DIGEST_BYTES } from './crypto.js';
+import { Ledger } from './ledger.js';
+import {
+  commonCodecs,
+  isNoop,
+  makeCodec,
+  MSG_CHECKPOINT,
+  MSG_REQUEST,
+  NOOP_CLIENT_ID,
+  noopRequest,
+  readRequest,
+  requestDigest,
+  writeRequest,
+  type ClientRequest,
+  type CommonMessage,
+  type FieldCodec,
+} from './messages.js';
+import type { ClientPolicy, ClientPolicyOptions, PendingRequest, ProtocolModule, ReplyOutcome } from './protocol.js';
+import { YcsbStore } from './store.js';
+import {
+  clientPeer,
+  isClientPeer,
+  primaryOf,
+  quorums,
+  type ClientOutput,
+  type Peer,
+  type ReplicaCore,
+  type ReplicaDeps,
+  type ReplicaEvent,
+  type ReplicaInput,
+  type ReplicaOptions,
+  type ReplicaOutput,
+  type ReplicaStatus,
+  type WireMessage,
+} from './types.js';
+import { Reader, Writer } from './wire.js';
+
+// ---------------------------------------------------------------------------------------
+// Messages (type ids 20-29)
+
+export const MSG_PRE_PREPARE = 20;
+export const MSG_PREPARE = 21;
+export const MSG_COMMIT = 22;
+export const MSG_REPLY = 23;
+export const MSG_VIEW_CHANGE = 24;
+export const MSG_NEW_VIEW = 25;
+
+/** ⟨PRE-PREPARE, v, k, d⟩ with the request itself (PBFT §4.2). */
+export interface PrePrepare extends WireMessage {
+  readonly type: typeof MSG_PRE_PREPARE;
+  readonly replica: number;
+  readonly view: number;
+  readonly k: number;
+  /** The view in which k was first assigned this batch (see the module comment). */
+  readonly originView: number;
+  readonly request: ClientRequest;
+}
+
+/** ⟨PREPARE, v, k, d, i⟩ (PBFT §4.2). */
+export interface Prepare extends WireMessage {
+  readonly type: typeof MSG_PREPARE;
+  readonly replica: number;
+  readonly view: number;
+  readonly k: number;
+  readonly originView: number;
+  readonly digest: Buffer;
+}
+
+/** ⟨COMMIT, v, k, d, i⟩ (PBFT §4.2). */
+export interface Commit extends WireMessage {
+  readonly type: typeof MSG_COMMIT;
+  readonly replica: number;
+  readonly view: number;
+  readonly k: number;
+  readonly originView: number;
+  readonly digest: Buffer;
+}
+
+/** ⟨REPLY, v, t, c, i, r⟩ (PBFT §4.1): `result` is the ledger block hash after executing k. */
+export interface Reply extends WireMessage {
+  readonly type: typeof MSG_REPLY;
+  readonly replica: number;
+  readonly view: number;
+  readonly k: number;
+  readonly digest: Buffer;
+  readonly clientId: number;
+  readonly reqNo: number;
+  readonly result: Buffer;
+}
+
+/** A stable checkpoint and its proof: the nf replicas that sent matching CHECKPOINTs. */
+export interface CheckpointProof {
+  readonly k: number;
+  readonly stateDigest: Buffer;
+  readonly senders: readonly number[];
+}
+
+/**
+ * A prepared certificate (PBFT §4.4's P_m): the pre-prepare's (view, k, digest) and the
+ * backups whose matching PREPAREs made it prepared. A VIEW-CHANGE carries the full request so
+ * the new primary can re-propose it to replicas that never saw it; NEW-VIEW's copy of V omits
+ * it (O carries each request once).
+ */
+export interface PreparedCert {
+  readonly k: number;
+  readonly view: number;
+  readonly originView: number;
+  readonly digest: Buffer;
+  readonly prepareSenders: readonly number[];
+  readonly request?: ClientRequest;
+}
+
+/** ⟨VIEW-CHANGE, v+1, n, C, P, i⟩ (PBFT §4.4). */
+export interface ViewChange extends WireMessage {
+  readonly type: typeof MSG_VIEW_CHANGE;
+  readonly replica: number;
+  /** The view being moved to. */
+  readonly view: number;
+  readonly checkpoint: CheckpointProof;
+  readonly prepared: readonly PreparedCert[];
+}
+
+/** One pre-prepare of O: ⟨PRE-PREPARE, v+1, k, d⟩, with the request (a null request if none). */
+export interface NewViewEntry {
+  readonly k: number;
+  readonly originView: number;
+  readonly request: ClientRequest;
+}
+
+/** ⟨NEW-VIEW, v+1, V, O⟩ (PBFT §4.4). */
+export interface NewView extends WireMessage {
+  readonly type: typeof MSG_NEW_VIEW;
+  readonly replica: number;
+  readonly view: number;
+  readonly viewChanges: readonly ViewChange[];
+  readonly prePrepares: readonly NewViewEntry[];
+}
+
+export type PbftMessage = CommonMessage | PrePrepare | Prepare | Commit | Reply | ViewChange | NewView;
+
+// ---------------------------------------------------------------------------------------
+// Codec
+
+const VOTE_CODEC = {
+  write(w: Writer, m: Prepare | Commit): void {
+    w.u16(m.replica).u53(m.view).u53(m.k).u53(m.originView).fixed(m.digest, DIGEST_BYTES);
+  },
+  read<T extends typeof MSG_PREPARE | typeof MSG_COMMIT>(r: Reader, type: T, what: string) {
+    return {
+      type,
+      replica: r.u16(`${what}.replica`),
+      view: r.u53(`${what}.view`),
+      k: r.u53(`${what}.k`),
+      originView: r.u53(`${what}.originView`),
+      digest: r.fixed(DIGEST_BYTES, `${what}.digest`),
+    };
+  },
+};
+
+const readSender = (r: Reader): number => r.u16('sender');
+const writeSender = (w: Writer, s: number): void => void w.u16(s);
+
+function writeCert(w: Writer, c: PreparedCert): void {
+  w.u53(c.k).u53(c.view).u53(c.originView).fixed(c.digest, DIGEST_BYTES);
+  w.list(c.prepareSenders, writeSender);
+  w.bool(c.request !== undefined);
+  if (c.request) writeRequest(w, c.request);
+}
+
+function readCert(r: Reader): PreparedCert {
+  const k = r.u53('cert.k');
+  const view = r.u53('cert.view');
+  const originView = r.u53('cert.originView');
+  const digest = r.fixed(DIGEST_BYTES, 'cert.digest');
+  const prepareSenders = r.list(readSender, 'cert.prepareSenders', 2);
+  const hasRequest = r.bool('cert.hasRequest');
+  const cert: PreparedCert = { k, view, originView, digest, prepareSenders };
+  return hasRequest ? { ...cert, request: readRequest(r) } : cert;
+}
+
+/** Minimum encoded size of a certificate, bounding forged list counts before allocation. */
+const CERT_BYTES_MIN = 8 * 3 + DIGEST_BYTES + 4 + 1;
+
+function writeViewChange(w: Writer, m: ViewChange): void {
+  w.u16(m.replica).u53(m.view);
+  w.u53(m.checkpoint.k).fixed(m.checkpoint.stateDigest, DIGEST_BYTES).list(m.checkpoint.senders, writeSender);
+  w.list(m.prepared, writeCert);
+}
+
+function readViewChange(r: Reader): ViewChange {
+  const replica = r.u16('viewChange.replica');
+  const view = r.u53('viewChange.view');
+  const checkpoint: CheckpointProof = {
+    k: r.u53('viewChange.checkpoint.k'),
+    stateDigest: r.fixed(DIGEST_BYTES, 'viewChange.checkpoint.stateDigest'),
+    senders: r.list(readSender, 'viewChange.checkpoint.senders', 2),
+  };
+  const prepared = r.list(readCert, 'viewChange.prepared', CERT_BYTES_MIN);
+  return { type: MSG_VIEW_CHANGE, replica, view, checkpoint, prepared };
+}
+
+const pbftCodecs: Record<number, FieldCodec<PbftMessage>> = {
+  [MSG_PRE_PREPARE]: {
+    write: (w, m) => {
+      const p = m as PrePrepare;
+      w.u16(p.replica).u53(p.view).u53(p.k).u53(p.originView);
+      writeRequest(w, p.request);
+    },
+    read: (r) => ({
+      type: MSG_PRE_PREPARE,
+      replica: r.u16('prePrepare.replica'),
+      view: r.u53('prePrepare.view'),
+      k: r.u53('prePrepare.k'),
+      originView: r.u53('prePrepare.originView'),
+      request: readRequest(r),
+    }),
+  },
+  [MSG_PREPARE]: {
+    write: (w, m) => VOTE_CODEC.write(w, m as Prepare),
+    read: (r) => VOTE_CODEC.read(r, MSG_PREPARE, 'prepare'),
+  },
+  [MSG_COMMIT]: {
+    write: (w, m) => VOTE_CODEC.write(w, m as Commit),
+    read: (r) => VOTE_CODEC.read(r, MSG_COMMIT, 'commit'),
+  },
+  [MSG_REPLY]: {
+    write: (w, m) => {
+      const p = m as Reply;
+      w.u16(p.replica).u53(p.view).u53(p.k).fixed(p.digest, DIGEST_BYTES).u32(p.clientId).u32(p.reqNo).bytes(p.result);
+    },
+    read: (r) => ({
+      type: MSG_REPLY,
+      replica: r.u16('reply.replica'),
+      view: r.u53('reply.view'),
+      k: r.u53('reply.k'),
+      digest: r.fixed(DIGEST_BYTES, 'reply.digest'),
+      clientId: r.u32('reply.clientId'),
+      reqNo: r.u32('reply.reqNo'),
+      result: r.bytes('reply.result', 1024),
+    }),
+  },
+  [MSG_VIEW_CHANGE]: {
+    write: (w, m) => writeViewChange(w, m as ViewChange),
+    read: (r) => readViewChange(r),
+  },
+  [MSG_NEW_VIEW]: {
+    write: (w, m) => {
+      const p = m as NewView;
+      w.u16(p.replica).u53(p.view);
+      w.list(p.viewChanges, writeViewChange);
+      w.list(p.prePrepares, (w2, e) => {
+        w2.u53(e.k).u53(e.originView);
+        writeRequest(w2, e.request);
+      });
+    },
+    read: (r) => ({
+      type: MSG_NEW_VIEW,
+      replica: r.u16('newView.replica'),
+      view: r.u53('newView.view'),
+      viewChanges: r.list(readViewChange, 'newView.viewChanges', 2 + 8 + 8 + DIGEST_BYTES + 8),
+      prePrepares: r.list(
+        (r2) => ({ k: r2.u53('newView.entry.k'), originView: r2.u53('newView.entry.originView'), request: readRequest(r2) }),
+        'newView.prePrepares',
+        8 + 8 + 4,
+      ),
+    }),
+  },
+};
+
+export const pbftCodec = makeCodec<PbftMessage>({ ...commonCodecs, ...pbftCodecs }, 'pbft');
+
+/** The bytes of a VIEW-CHANGE without its requests: what NEW-VIEW's V carries and backups compare. */
+function stripRequests(vc: ViewChange): ViewChange {
+  return { ...vc, prepared: vc.prepared.map(({ request: _request, ...cert }) => cert) };
+}
+
+function summaryBytes(vc: ViewChange): Buffer {
+  const w = new Writer(256);
+  writeViewChange(w, stripRequests(vc));
+  return w.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// The new-view computation (PBFT §4.4), shared by the new primary and the backups that check it
+
+interface PlannedEntry {
+  readonly k: number;
+  readonly originView: number;
+  readonly digest: Buffer;
+  /** True when no certificate covers k: O holds a null request there. */
+  readonly noop: boolean;
+}
+
+interface NewViewPlan {
+  /** min-s: the latest stable checkpoint in V. */
+  readonly minS: number;
+  readonly checkpoint: CheckpointProof;
+  /** max-s: the highest sequence number of a prepared certificate in V. */
+  readonly maxS: number;
+  readonly entries: readonly PlannedEntry[];
+}
+
+/** Certificate order for O: highest view first; ties (only Byzantine senders make them) broken deterministically. */
+function certBetter(a: PreparedCert, b: PreparedCert): boolean {
+  if (a.view !== b.view) return a.view > b.view;
+  if (a.originView !== b.originView) return a.originView > b.originView;
+  return Buffer.compare(a.digest, b.digest) < 0;
+}
+
+/**
+ * O from V: for every k between min-s and max-s, a PRE-PREPARE for the batch of the prepared
+ * certificate with the highest view, else for a null request (PBFT §4.4; lecture notes
+ * "On to view v+1: the New Primary").
+ */
+function planNewView(crypto: ReplicaDeps['crypto'], view: number, vcs: readonly ViewChange[]): NewViewPlan {
+  let checkpoint = vcs[0]!.checkpoint;
+  for (const vc of vcs) if (vc.checkpoint.k > checkpoint.k) checkpoint = vc.checkpoint;
+  const minS = checkpoint.k;
+  const best = new Map<number, PreparedCert>();
+  let maxS = minS;
+  for (const vc of vcs) {
+    for (const cert of vc.prepared) {
+      if (cert.k <= minS) continue;
+      const cur = best.get(cert.k);
+      if (!cur || certBetter(cert, cur)) best.set(cert.k, cert);
+      if (cert.k > maxS) maxS = cert.k;
+    }
+  }
+  const entries: PlannedEntry[] = [];
+  for (let k = minS + 1; k <= maxS; k++) {
+    const cert = best.get(k);
+    entries.push(
+      cert
+        ? { k, originView: cert.originView, digest: cert.digest, noop: false }
+        : { k, originView: view, digest: requestDigest(crypto, noopRequest(k)), noop: true },
+    );
+  }
+  return { minS, checkpoint, maxS, entries };
+}
+
+// ---------------------------------------------------------------------------------------
+// The replica core
+
+/** Timer names (TigerBeetle style: a table of named timeouts). */
+export const PBFT_TIMERS = {
+  /** A backup waits this long for a request it knows of to execute before suspecting the primary. */
+  viewChange: 'pbft:view-change',
+  /** A replica in a view change waits this long for the NEW-VIEW before moving to the next view. */
+  newView: 'pbft:new-view',
+} as const;
+
+/** Bounds on queues that a faulty client or replica could otherwise grow. */
+const AWAITED_MAX = 1 << 16;
+const BACKOFF_EXP_MAX = 16;
+
+interface SlotPrePrepare {
+  readonly request: ClientRequest;
+  readonly digest: Buffer;
+  readonly originView: number;
+}
+
+type Vote = Prepare | Commit;
+
+/** Per-sequence-number state. The vote arrays belong to `view`; `cert` survives view changes. */
+interface Slot {
+  readonly k: number;
+  view: number;
+  pp: SlotPrePrepare | undefined;
+  /** Indexed by replica: the first PREPARE / COMMIT each sent in `view` (kept before the pre-prepare arrives). */
+  prepares: (Vote | undefined)[];
+  commits: (Vote | undefined)[];
+  /** Votes matching `pp`. */
+  prepareCount: number;
+  commitCount: number;
+  prepared: boolean;
+  committed: boolean;
+  /** The prepared certificate with the highest view, with its request (for VIEW-CHANGE's P). */
+  cert: PreparedCert | undefined;
+}
+
+const matches = (v: Vote, pp: SlotPrePrepare): boolean => v.originView === pp.originView && v.digest.equals(pp.digest);
+
+type Out = ReplicaOutput<PbftMessage>;
+
+export class PbftReplica implements ReplicaCore<PbftMessage> {
+  readonly id: number;
+  readonly ledger: Ledger;
+  readonly store: YcsbStore;
+  private readonly n: number;
+  private readonly f: number;
+  private readonly nf: number;
+  private readonly executor: Executor;
+  private readonly checkpoints: CheckpointTracker;
+
+  private view = 0;
+  private inViewChange = false;
+  /** Doubles the view-change timeouts after every view change without progress (PBFT §4.5.2). */
+  private backoffExp = 0;
+  private viewChangeTimerArmed = false;
+
+  private readonly slots = new Map<number, Slot>();
+  /** Every slot at or below this k was garbage-collected. */
+  private gcK = 0;
+
+  // Primary state.
+  private nextK = 1;
+  private queue: ClientRequest[] = [];
+  private queueHead = 0;
+  private readonly queueMax: number;
+  /** clientId -> highest reqNo assigned a sequence number or queued, not yet executed. */
+  private readonly inflight = new Map<number, number>();
+
+  /** Backup state: requests clients sent here directly, awaiting execution (clientId -> request). */
+  private readonly awaited = new Map<number, ClientRequest>();
+  /** clientId -> the last reply sent, resent for retransmitted requests (PBFT §4.1). */
+  private readonly replyCache = new Map<number, Reply>();
+
+  /** CHECKPOINT votes by k and digest, kept for the proof a VIEW-CHANGE carries. */
+  private readonly checkpointVotes = new Map<number, Map<string, number[]>>();
+  private stableProof: CheckpointProof;
+
+  /** The latest VIEW-CHANGE from each replica (its own included). */
+  private readonly viewChanges = new Map<number, ViewChange>();
+  /** Normal-case messages for a view this replica has not entered yet. */
+  private future: { from: Peer; msg: PrePrepare | Prepare | Commit }[] = [];
+  private readonly futureMax: number;
+
+  private out: Out[] = [];
+
+  constructor(
+    private readonly options: ReplicaOptions,
+    private readonly deps: ReplicaDeps,
+  ) {
+    const q = quorums(options.n);
+    this.id = options.id;
+    this.n = q.n;
+    this.f = q.f;
+    this.nf = q.nf;
+    if (options.windowK < options.checkpointIntervalK) {
+      // Otherwise the window could fill before a checkpoint is ever taken, and stall forever.
+      throw new RangeError(`windowK (${options.windowK}) must be at least checkpointIntervalK (${options.checkpointIntervalK})`);
+    }
+    this.store = new YcsbStore(options.records, options.valueBytes);
+    this.ledger = new Ledger(deps.crypto, 0);
+    this.executor = new Executor(this.store, this.ledger, false);
+    this.checkpoints = new CheckpointTracker(this.nf, options.checkpointIntervalK);
+    this.stableProof = { k: 0, stateDigest: Buffer.from(this.ledger.hashAt(0)), senders: [] };
+    this.queueMax = 4 * options.windowK;
+    this.futureMax = 2 * this.n * options.windowK;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Small helpers
+
+  private get stableK(): number {
+    return this.checkpoints.stableK;
+  }
+
+  private isPrimary(): boolean {
+    return primaryOf(this.view, this.n) === this.id;
+  }
+
+  /**
+   * Sequence numbers a replica keeps state for: above its stable checkpoint and at most two
+   * windows ahead. The primary proposes only one window ahead (PBFT §4.2's watermarks); the
+   * second window lets a backup that has not yet collected the latest checkpoint keep the
+   * pre-prepares of a primary that has.
+   */
+  private inWindow(k: number): boolean {
+    return k > this.stableK && k <= this.stableK + 2 * this.options.windowK;
+  }
+
+  private timeoutMs(): number {
+    return this.options.viewChangeTimeoutMs * 2 ** this.backoffExp;
+  }
+
+  private broadcast(msg: PbftMessage): void {
+    this.out.push({ kind: 'broadcast', msg });
+  }
+
+  private send(to: Peer, msg: PbftMessage): void {
+    this.out.push({ kind: 'send', to, msg });
+  }
+
+  private event(event: ReplicaEvent): void {
+    this.out.push({ kind: 'event', event });
+  }
+
+  private reject(reason: string, from: Peer): void {
+    this.event({ name: 'rejected', reason, from });
+  }
+
+  /** Replica messages name their sender; the name must be the authenticated peer. */
+  private fromReplica(from: Peer, replica: number): boolean {
+    return from < this.n && from !== this.id && replica === from;
+  }
+
+  private validRequest(req: ClientRequest): boolean {
+    if (req.clientId === NOOP_CLIENT_ID) return false;
+    const verifier = this.deps.clientVerifier(req.origin);
+    if (!verifier || !this.store.validWrites(req.writes)) return false;
+    return verifier.verify(req.body, req.signature);
+  }
+
+  private slotFor(k: number): Slot {
+    let slot = this.slots.get(k);
+    if (!slot) {
+      slot = {
+        k,
+        view: this.view,
+        pp: undefined,
+        prepares: new Array<Vote | undefined>(this.n),
+        commits: new Array<Vote | undefined>(this.n),
+        prepareCount: 0,
+        commitCount: 0,
+        prepared: false,
+        committed: false,
+        cert: undefined,
+      };
+      this.slots.set(k, slot);
+    }
+    return slot;
+  }
+
+  private armViewChangeTimer(): void {
+    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.viewChange, afterMs: this.timeoutMs() });
+    this.viewChangeTimerArmed = true;
+  }
+
+  private cancelViewChangeTimer(): void {
+    if (!this.viewChangeTimerArmed) return;
+    this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.viewChange });
+    this.viewChangeTimerArmed = false;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Entry point
+
+  step(input: ReplicaInput<PbftMessage>, nowMs: number): Out[] {
+    void nowMs; // PBFT needs no clock beyond its timers.
+    this.out = [];
+    switch (input.kind) {
+      case 'start':
+        break;
+      case 'message':
+        this.onMessage(input.from, input.msg);
+        break;
+      case 'timer':
+        this.onTimer(input.name);
+        break;
+    }
+    const out = this.out;
+    this.out = [];
+    return out;
+  }
+
+  private onMessage(from: Peer, msg: PbftMessage): void {
+    switch (msg.type) {
+      case MSG_REQUEST:
+        return this.onRequest(from, msg);
+      case MSG_PRE_PREPARE:
+        return this.onPrePrepare(from, msg);
+      case MSG_PREPARE:
+        return this.onPrepare(from, msg);
+      case MSG_COMMIT:
+        return this.onCommit(from, msg);
+      case MSG_CHECKPOINT:
+        if (this.fromReplica(from, msg.replica)) this.onCheckpointVote(msg.replica, msg.k, msg.stateDigest);
+        return;
+      case MSG_VIEW_CHANGE:
+        return this.onViewChange(from, msg);
+      case MSG_NEW_VIEW:
+        return this.onNewView(from, msg);
+      case MSG_REPLY:
+        return this.reject('reply sent to a replica', from);
+    }
+  }
+
+  private onTimer(name: string): void {
+    if (name === PBFT_TIMERS.viewChange) {
+      this.viewChangeTimerArmed = false;
+      if (!this.inViewChange && !this.isPrimary() && this.awaited.size > 0) this.startViewChange(this.view + 1);
+    } else if (name === PBFT_TIMERS.newView) {
+      if (this.inViewChange) this.startViewChange(this.view + 1);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Requests (PBFT §4.1, §4.2)
+
+  private onRequest(from: Peer, req: ClientRequest): void {
+    if (!isClientPeer(from) && from >= this.n) return;
+    // Cheap duplicate checks first: a retransmission costs no signature check.
+    if (this.executor.isExecuted(req)) {
+      const cached = this.replyCache.get(req.clientId);
+      if (cached && cached.reqNo === req.reqNo) this.send(clientPeer(req.origin), cached);
+      return;
+    }
+    const primaryHere = this.isPrimary() && !this.inViewChange;
+    if (primaryHere && req.reqNo <= (this.inflight.get(req.clientId) ?? -1)) return;
+    if (!primaryHere && !isClientPeer(from)) return; // forwarded requests matter only to the primary
+    if (!this.validRequest(req)) return this.reject('invalid client request', from);
+    if (primaryHere) this.propose(req);
+    else this.awaitRequest(req);
+  }
+
+  /** A backup got a request from its client: relay it and suspect the primary until it runs (PBFT §4.5.2). */
+  private awaitRequest(req: ClientRequest): void {
+    const prev = this.awaited.get(req.clientId);
+    if (!prev || prev.reqNo < req.reqNo) {
+      if (!prev && this.awaited.size >= AWAITED_MAX) return;
+      this.awaited.set(req.clientId, req);
+    }
+    if (this.inViewChange) return;
+    this.send(primaryOf(this.view, this.n), req);
+    if (!this.viewChangeTimerArmed) this.armViewChangeTimer();
+  }
+
+  private propose(req: ClientRequest): void {
+    if (this.queue.length - this.queueHead >= this.queueMax) return; // the client retransmits
+    this.inflight.set(req.clientId, req.reqNo);
+    this.queue.push(req);
+    this.drainQueue();
+  }
+
+  /** Assigns sequence numbers to queued requests while the window has room (PBFT §4.2's watermarks). */
+  private drainQueue(): void {
+    if (!this.isPrimary() || this.inViewChange) return;
+    const highK = this.stableK + this.options.windowK;
+    while (this.queueHead < this.queue.length && this.nextK <= highK) {
+      const req = this.queue[this.queueHead]!;
+      this.queue[this.queueHead++] = undefined as unknown as ClientRequest;
+      this.assign(req);
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private assign(req: ClientRequest): void {
+    const k = this.nextK++;
+    const slot = this.slotFor(k);
+    const digest = requestDigest(this.deps.crypto, req);
+    this.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k, originView: this.view, request: req });
+    this.acceptPrePrepare(slot, { request: req, digest, originView: this.view });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Normal case (PBFT §4.2)
+
+  /**
+   * True if a normal-case message is not for the view being run: older views are dropped,
+   * messages for a view not entered yet wait (bounded) until its NEW-VIEW arrives.
+   */
+  private notForNow(from: Peer, msg: PrePrepare | Prepare | Commit): boolean {
+    if (msg.view > this.view || (msg.view === this.view && this.inViewChange)) {
+      if (this.future.length < this.futureMax) this.future.push({ from, msg });
+      return true;
+    }
+    return msg.view < this.view;
+  }
+
+  private onPrePrepare(from: Peer, m: PrePrepare): void {
+    if (!this.fromReplica(from, m.replica)) return;
+    if (this.notForNow(from, m)) return;
+    if (from !== primaryOf(m.view, this.n)) return this.reject('pre-prepare from a backup', from);
+    if (!this.inWindow(m.k)) return;
+    const slot = this.slotFor(m.k);
+    if (slot.pp) return; // the first pre-prepare for (v, k) wins
+    // Outside a NEW-VIEW, a primary proposes in its own view only, and only signed client batches.
+    if (m.originView !== m.view || isNoop(m.request) || !this.validRequest(m.request)) {
+      return this.reject('invalid pre-prepare', from);
+    }
+    this.acceptPrePrepare(slot, { request: m.request, digest: requestDigest(this.deps.crypto, m.request), originView: m.originView });
+  }
+
+  /** Logs a pre-prepare; a backup then broadcasts its PREPARE (PBFT §4.2; the primary sends none). */
+  private acceptPrePrepare(slot: Slot, pp: SlotPrePrepare): void {
+    slot.pp = pp;
+    if (!this.isPrimary()) {
+      const prepare: Prepare = { type: MSG_PREPARE, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, digest: pp.digest };
+      this.broadcast(prepare);
+      slot.prepares[this.id] = prepare;
+    }
+    // Count the votes that arrived before the pre-prepare.
+    slot.prepareCount = 0;
+    slot.commitCount = 0;
+    for (let i = 0; i < this.n; i++) {
+      const p = slot.prepares[i];
+      if (p && matches(p, pp)) slot.prepareCount++;
+      const c = slot.commits[i];
+      if (c && matches(c, pp)) slot.commitCount++;
+    }
+    this.checkPrepared(slot);
+  }
+
+  private onPrepare(from: Peer, m: Prepare): void {
+    if (!this.fromReplica(from, m.replica)) return;
+    if (this.notForNow(from, m)) return;
+    // The primary's pre-prepare is its vote; a PREPARE from it does not count (PBFT §4.2).
+    if (from === primaryOf(m.view, this.n) || !this.inWindow(m.k)) return;
+    const slot = this.slotFor(m.k);
+    if (slot.prepares[from]) return;
+    slot.prepares[from] = m;
+    if (slot.pp && matches(m, slot.pp)) {
+      slot.prepareCount++;
+      this.checkPrepared(slot);
+    }
+  }
+
+  /**
+   * prepared(m, v, k): the pre-prepare plus nf - 1 matching PREPAREs from distinct backups
+   * (2f with n = 3f+1; PBFT §4.2). Then COMMIT to all (paper §4(8)).
+   */
+  private checkPrepared(slot: Slot): void {
+    const pp = slot.pp;
+    if (slot.prepared || !pp || slot.prepareCount < this.nf - 1) return;
+    slot.prepared = true;
+    const prepareSenders: number[] = [];
+    for (let i = 0; i < this.n; i++) {
+      const p = slot.prepares[i];
+      if (p && matches(p, pp)) prepareSenders.push(i);
+    }
+    slot.cert = { k: slot.k, view: slot.view, originView: pp.originView, digest: pp.digest, prepareSenders, request: pp.request };
+    const commit: Commit = { type: MSG_COMMIT, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, digest: pp.digest };
+    this.broadcast(commit);
+    if (!slot.commits[this.id]) {
+      slot.commits[this.id] = commit;
+      slot.commitCount++;
+    }
+    this.checkCommitted(slot);
+  }
+
+  private onCommit(from: Peer, m: Commit): void {
+    if (!this.fromReplica(from, m.replica)) return;
+    if (this.notForNow(from, m)) return;
+    if (!this.inWindow(m.k)) return;
+    const slot = this.slotFor(m.k);
+    if (slot.commits[from]) return;
+    slot.commits[from] = m;
+    if (slot.pp && matches(m, slot.pp)) {
+      slot.commitCount++;
+      this.checkCommitted(slot);
+    }
+  }
+
+  /** committed-local(m, v, k): prepared and nf matching COMMITs, its own included (PBFT §4.2). */
+  private checkCommitted(slot: Slot): void {
+    const pp = slot.pp;
+    if (slot.committed || !slot.prepared || !pp || slot.commitCount < this.nf) return;
+    slot.committed = true;
+    this.executor.commit(slot.k, pp.originView, pp.request, pp.digest);
+    this.executeReady();
+  }
+
+  /** Executes, strictly in order, every committed batch that continues the ledger (PBFT §4.2). */
+  private executeReady(): void {
+    const executions = this.executor.drain();
+    if (executions.length === 0) return;
+    let progress = false;
+    for (const ex of executions) progress = this.afterExecution(ex) || progress;
+    if (progress) this.backoffExp = 0;
+    if (!this.inViewChange && !this.isPrimary()) {
+      // PBFT §4.5.2: stop the timer when no request is awaited, restart it on progress otherwise.
+      if (this.awaited.size === 0) this.cancelViewChangeTimer();
+      else this.armViewChangeTimer();
+    }
+  }
+
+  /** Replies, cleans up request bookkeeping, and takes a checkpoint. True for a client batch. */
+  private afterExecution(ex: Execution): boolean {
+    const req = ex.request;
+    const noop = isNoop(req);
+    this.event({ name: 'executed', k: ex.k, view: ex.view, txns: noop || ex.duplicate ? 0 : req.writes.length });
+    if (!noop) {
+      if (ex.duplicate) {
+        // A batch that ran before: the client gets the reply of its first execution.
+        const cached = this.replyCache.get(req.clientId);
+        if (cached && cached.reqNo === req.reqNo) this.send(clientPeer(req.origin), cached);
+      } else {
+        const reply: Reply = {
+          type: MSG_REPLY,
+          replica: this.id,
+          view: this.view,
+          k: ex.k,
+          digest: ex.digest,
+          clientId: req.clientId,
+          reqNo: req.reqNo,
+          result: ex.blockHash,
+        };
+        this.replyCache.set(req.clientId, reply);
+        this.send(clientPeer(req.origin), reply);
+      }
+      const inflight = this.inflight.get(req.clientId);
+      if (inflight !== undefined && inflight <= req.reqNo) this.inflight.delete(req.clientId);
+      const awaited = this.awaited.get(req.clientId);
+      if (awaited && awaited.reqNo <= req.reqNo) this.awaited.delete(req.clientId);
+    }
+    if (this.checkpoints.isCheckpoint(ex.k)) {
+      const cp = this.checkpoints.makeCheckpoint(this.id, ex.k, ex.blockHash);
+      this.broadcast(cp);
+      this.onCheckpointVote(this.id, ex.k, ex.blockHash);
+    }
+    return !noop;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Checkpoints and garbage collection (PBFT §4.3)
+
+  private onCheckpointVote(from: number, k: number, stateDigest: Buffer): void {
+    const maxK = this.stableK + 2 * this.options.windowK;
+    if (k <= this.stableK || k > maxK || !this.checkpoints.isCheckpoint(k)) return;
+    let byDigest = this.checkpointVotes.get(k);
+    if (!byDigest) {
+      byDigest = new Map();
+      this.checkpointVotes.set(k, byDigest);
+    }
+    const key = hex(stateDigest);
+    let senders = byDigest.get(key);
+    if (!senders) {
+      if (byDigest.size > this.nf + 2) return; // the tracker ignores these too
+      senders = [];
+      byDigest.set(key, senders);
+    }
+    if (!senders.includes(from)) senders.push(from);
+    const stable = this.checkpoints.add(from, k, stateDigest, maxK);
+    if (stable !== undefined) this.onStable({ k: stable, stateDigest: Buffer.from(stateDigest), senders: [...senders] });
+  }
+
+  /** A checkpoint became stable: the proof is kept for VIEW-CHANGEs and everything below is dropped. */
+  private onStable(proof: CheckpointProof): void {
+    this.stableProof = proof;
+    for (const k of [...this.checkpointVotes.keys()]) if (k <= proof.k) this.checkpointVotes.delete(k);
+    if (proof.k - this.gcK <= this.slots.size) {
+      for (let k = this.gcK + 1; k <= proof.k; k++) this.slots.delete(k);
+    } else {
+      for (const k of [...this.slots.keys()]) if (k <= proof.k) this.slots.delete(k);
+    }
+    this.gcK = proof.k;
+    this.executor.forget(Math.min(proof.k, this.executor.executedK));
+    this.event({ name: 'checkpointStable', k: proof.k });
+    this.drainQueue();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // View change (PBFT §4.4)
+
+  /** Moves to view w and asks for it: VIEW-CHANGE(w, C, P) to all. */
+  private startViewChange(w: number): void {
+    this.view = w;
+    this.inViewChange = true;
+    this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
+    this.queue = [];
+    this.queueHead = 0;
+    this.inflight.clear();
+    this.cancelViewChangeTimer();
+    const prepared: PreparedCert[] = [];
+    for (const slot of this.slots.values()) if (slot.cert && slot.k > this.stableK) prepared.push(slot.cert);
+    prepared.sort((a, b) => a.k - b.k);
+    const vc: ViewChange = { type: MSG_VIEW_CHANGE, replica: this.id, view: w, checkpoint: this.stableProof, prepared };
+    this.viewChanges.set(this.id, vc);
+    this.broadcast(vc);
+    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.newView, afterMs: this.timeoutMs() });
+    this.event({ name: 'viewChangeStarted', view: w });
+    this.future = this.future.filter((e) => e.msg.view >= w);
+    if (primaryOf(w, this.n) === this.id) this.tryNewView();
+  }
+
+  /** Structural checks on a VIEW-CHANGE: proofs name enough distinct replicas, certificates fit the window. */
+  private validViewChange(vc: ViewChange, requireRequests: boolean): boolean {
+    const { n, nf } = this;
+    const distinct = (ids: readonly number[], exclude: number): number => {
+      const seen = new Set<number>();
+      for (const id of ids) if (id < n && id !== exclude) seen.add(id);
+      return seen.size === ids.length ? seen.size : -1;
+    };
+    if (vc.replica >= n) return false;
+    const cp = vc.checkpoint;
+    if (cp.k > 0 && (!this.checkpoints.isCheckpoint(cp.k) || distinct(cp.senders, -1) < nf)) return false;
+    if (vc.prepared.length > 2 * this.options.windowK) return false;
+    const ks = new Set<number>();
+    for (const c of vc.prepared) {
+      if (c.k <= cp.k || c.k > cp.k + 2 * this.options.windowK || ks.has(c.k)) return false;
+      if (c.view >= vc.view || c.originView > c.view) return false;
+      if (distinct(c.prepareSenders, primaryOf(c.view, n)) < nf - 1) return false;
+      if (requireRequests && !c.request) return false;
+      ks.add(c.k);
+    }
+    return true;
+  }
+
+  private onViewChange(from: Peer, m: ViewChange): void {
+    if (!this.fromReplica(from, m.replica)) return;
+    if (!this.validViewChange(m, true)) return this.reject('invalid view-change', from);
+    const prev = this.viewChanges.get(from);
+    if (prev && prev.view >= m.view) return;
+    this.viewChanges.set(from, m);
+    if (m.view > this.view) {
+      // PBFT §4.5.2: f+1 replicas asking for higher views prove a non-faulty one timed out; join
+      // the smallest of those views.
+      let count = 0;
+      let minView = Infinity;
+      for (const vc of this.viewChanges.values()) {
+        if (vc.replica !== this.id && vc.view > this.view) {
+          count++;
+          minView = Math.min(minView, vc.view);
+        }
+      }
+      if (count >= this.f + 1) return this.startViewChange(minView);
+    }
+    if (this.inViewChange && m.view === this.view && this.isPrimary()) this.tryNewView();
+  }
+
+  /** The new primary, once it holds nf VIEW-CHANGEs for its view (its own included), sends NEW-VIEW. */
+  private tryNewView(): void {
+    const own = this.viewChanges.get(this.id);
+    if (!own || own.view !== this.view) return;
+    const vcs: ViewChange[] = [];
+    for (const vc of this.viewChanges.values()) if (vc.view === this.view) vcs.push(vc);
+    if (vcs.length < this.nf) return;
+    vcs.sort((a, b) => a.replica - b.replica);
+    const plan = planNewView(this.deps.crypto, this.view, vcs);
+    const carried = new Map<number, PreparedCert[]>();
+    for (const vc of vcs) {
+      for (const c of vc.prepared) {
+        if (c.k <= plan.minS) continue;
+        const list = carried.get(c.k);
+        if (list) list.push(c);
+        else carried.set(c.k, [c]);
+      }
+    }
+    const entries: NewViewEntry[] = [];
+    for (const e of plan.entries) {
+      const request = e.noop ? noopRequest(e.k) : this.findRequest(carried.get(e.k) ?? [], e);
+      // A certificate whose batch nobody supplied (only a faulty sender does that): wait for more VIEW-CHANGEs.
+      if (!request) return;
+      entries.push({ k: e.k, originView: e.originView, request });
+    }
+    const nv: NewView = { type: MSG_NEW_VIEW, replica: this.id, view: this.view, viewChanges: vcs.map(stripRequests), prePrepares: entries };
+    this.broadcast(nv);
+    this.enterView(plan, entries);
+  }
+
+  /** The batch of a planned entry, from any VIEW-CHANGE that carries it with a valid signature. */
+  private findRequest(certs: readonly PreparedCert[], e: PlannedEntry): ClientRequest | undefined {
+    for (const c of certs) {
+      if (!c.request || !c.digest.equals(e.digest)) continue;
+      if (requestDigest(this.deps.crypto, c.request).equals(e.digest) && this.validRequest(c.request)) return c.request;
+    }
+    return undefined;
+  }
+
+  /** A backup checks NEW-VIEW by recomputing O from V (PBFT §4.4; lecture notes "the replica"). */
+  private onNewView(from: Peer, m: NewView): void {
+    if (!this.fromReplica(from, m.replica)) return;
+    if (from !== primaryOf(m.view, this.n)) return this.reject('new-view from a non-primary', from);
+    if (m.view < this.view || (m.view === this.view && !this.inViewChange)) return;
+    const senders = new Set<number>();
+    for (const vc of m.viewChanges) {
+      if (vc.view !== m.view || senders.has(vc.replica) || !this.validViewChange(vc, false)) {
+        return this.reject('new-view with an invalid view-change', from);
+      }
+      // MACs are not transferable: compare with the copy the sender sent us, when we have it.
+      const direct = this.viewChanges.get(vc.replica);
+      if (direct && direct.view === m.view && !summaryBytes(direct).equals(summaryBytes(vc))) {
+        return this.reject('new-view with a view-change its sender did not send', from);
+      }
+      senders.add(vc.replica);
+    }
+    if (senders.size < this.nf) return this.reject('new-view with fewer than nf view-changes', from);
+    const plan = planNewView(this.deps.crypto, m.view, m.viewChanges);
+    if (m.prePrepares.length !== plan.entries.length) return this.reject('new-view with a wrong O', from);
+    for (let i = 0; i < plan.entries.length; i++) {
+      const want = plan.entries[i]!;
+      const got = m.prePrepares[i]!;
+      if (got.k !== want.k || got.originView !== want.originView) return this.reject('new-view with a wrong O', from);
+      if (!requestDigest(this.deps.crypto, got.request).equals(want.digest)) return this.reject('new-view with a wrong O', from);
+      if (!want.noop && !this.validRequest(got.request)) return this.reject('new-view with an invalid request', from);
+    }
+    this.view = m.view;
+    this.enterView(plan, m.prePrepares);
+  }
+
+  /**
+   * Enters view `this.view` with O: every sequence number restarts its agreement in the new
+   * view (certificates are kept for later view changes), O's pre-prepares are logged and the
+   * backups PREPARE them; the new primary continues after max-s.
+   */
+  private enterView(plan: NewViewPlan, entries: readonly NewViewEntry[]): void {
+    const w = this.view;
+    this.inViewChange = false;
+    this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.newView });
+    this.adoptCheckpoint(plan.checkpoint);
+    for (const slot of this.slots.values()) {
+      if (!slot.cert) {
+        this.slots.delete(slot.k);
+        continue;
+      }
+      slot.view = w;
+      slot.pp = undefined;
+      slot.prepares = new Array<Vote | undefined>(this.n);
+      slot.commits = new Array<Vote | undefined>(this.n);
+      slot.prepareCount = 0;
+      slot.commitCount = 0;
+      slot.prepared = false;
+      slot.committed = false;
+    }
+    const primary = this.isPrimary();
+    if (primary) {
+      this.inflight.clear();
+      this.queue = [];
+      this.queueHead = 0;
+    }
+    for (const e of entries) {
+      if (!this.inWindow(e.k)) continue;
+      const digest = requestDigest(this.deps.crypto, e.request);
+      this.acceptPrePrepare(this.slotFor(e.k), { request: e.request, digest, originView: e.originView });
+      if (primary && !isNoop(e.request)) {
+        this.inflight.set(e.request.clientId, Math.max(e.request.reqNo, this.inflight.get(e.request.clientId) ?? -1));
+      }
+    }
+    this.event({ name: 'viewEntered', view: w });
+    if (primary) {
+      this.nextK = Math.max(plan.maxS, plan.minS) + 1;
+      this.cancelViewChangeTimer();
+      // Requests clients sent here while the old primary was failing: propose them now rather
+      // than after the clients' next timeout.
+      for (const req of this.awaited.values()) {
+        if (!this.executor.isExecuted(req) && req.reqNo > (this.inflight.get(req.clientId) ?? -1)) this.propose(req);
+      }
+      this.awaited.clear();
+    } else if (this.awaited.size > 0) {
+      for (const req of this.awaited.values()) this.send(primaryOf(w, this.n), req);
+      this.armViewChangeTimer();
+    } else {
+      this.cancelViewChangeTimer();
+    }
+    const pending = this.future;
+    this.future = [];
+    for (const e of pending) {
+      if (e.msg.view === w) this.onMessage(e.from, e.msg);
+      else if (e.msg.view > w) this.future.push(e);
+    }
+  }
+
+  /** Takes the new view's checkpoint as stable when this replica executed up to it with the same state. */
+  private adoptCheckpoint(proof: CheckpointProof): void {
+    if (proof.k <= this.stableK || proof.k > this.executor.executedK) return;
+    if (!this.ledger.hashAt(proof.k).equals(proof.stateDigest)) return;
+    for (const s of proof.senders) {
+      const stable = this.checkpoints.add(s, proof.k, proof.stateDigest, proof.k);
+      if (stable !== undefined) this.onStable(proof);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Inspection
+
+  status(): ReplicaStatus {
+    return {
+      id: this.id,
+      view: this.view,
+      executedK: this.executor.executedK,
+      stableK: this.stableK,
+      inViewChange: this.inViewChange,
+      logEntries: this.slots.size,
+    };
+  }
+
+  /** Sizes of every per-request structure, for tests that check memory stays bounded. */
+  memory(): Record<string, number> {
+    return {
+      slots: this.slots.size,
+      queue: this.queue.length - this.queueHead,
+      inflight: this.inflight.size,
+      awaited: this.awaited.size,
+      replyCache: this.replyCache.size,
+      checkpointVotes: this.checkpointVotes.size,
+      trackerVotes: this.checkpoints.pendingCheckpoints,
+      executorPending: this.executor.pendingCount,
+      future: this.future.length,
+      undoDepth: this.store.undoDepth,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Client policy: send to the primary, accept on f+1 matching replies (PBFT §4.1, paper §4(8))
+
+class PbftClientPolicy implements ClientPolicy<PbftMessage> {
+  private readonly f: number;
+  /** The view of the latest accepted reply quorum: its primary gets fresh requests. */
+  private view = 0;
+
+  constructor(private readonly options: ClientPolicyOptions) {
+    this.f = quorums(options.n).f;
+  }
+
+  targets(): readonly Peer[] {
+    return [primaryOf(this.view, this.options.n)];
+  }
+
+  replyKey(msg: PbftMessage): { clientId: number; reqNo: number } | undefined {
+    return msg.type === MSG_REPLY ? { clientId: msg.clientId, reqNo: msg.reqNo } : undefined;
+  }
+
+  /**
+   * f+1 replies from distinct replicas that agree on k, digest and result: at least one is from
+   * a non-faulty replica, so the batch committed there. The views may differ when the batch
+   * committed on both sides of a view change.
+   */
+  onReply(p: PendingRequest, from: Peer, msg: PbftMessage): ReplyOutcome<PbftMessage> | undefined {
+    if (msg.type !== MSG_REPLY || from >= this.options.n || msg.replica !== from) return undefined;
+    if (!msg.digest.equals(p.digest)) return undefined;
+    let replies = p.policyState as Reply[] | undefined;
+    if (!replies) {
+      replies = [];
+      p.policyState = replies;
+    }
+    if (replies.some((r) => r.replica === from)) return undefined;
+    replies.push(msg);
+    const agreeing = replies.filter((r) => r.k === msg.k && r.result.equals(msg.result));
+    if (agreeing.length < this.f + 1) return undefined;
+    // The lowest view of the quorum: at least one non-faulty replica is in it or beyond.
+    const view = Math.min(...agreeing.map((r) => r.view));
+    if (view > this.view) this.view = view;
+    return { accepted: { k: msg.k, view, digest: msg.digest, path: 'normal' } };
+  }
+
+  /** No f+1 replies in time: the request goes to every replica (PBFT §4.1), which relay it to the primary. */
+  onTimeout(p: PendingRequest): readonly ClientOutput<PbftMessage>[] {
+    return [{ kind: 'broadcast', msg: p.request }];
+  }
+}
+
+export const pbft: ProtocolModule<PbftMessage> = {
+  name: 'pbft',
+  codec: pbftCodec,
+  createReplica: (options, deps) => new PbftReplica(options, deps),
+  createClientPolicy: (options) => new PbftClientPolicy(options),
+};
