@@ -6,6 +6,7 @@
 import * as messages from './messages.js';
 import type { ProtocolModule } from './protocol.js';
 import { PROTOCOLS, type ProtocolName, type WireMessage } from './types.js';
+import * as pbftModule from './pbft.js';
 import * as zyzzyvaModule from './zyzzyva.js';
 
 /** A source file's exports; its `MSG_*` constants name the message types it defines. */
@@ -17,6 +18,7 @@ interface Registration {
 }
 
 const REGISTRY: ReadonlyMap<ProtocolName, Registration> = new Map<ProtocolName, Registration>([
+  ['pbft', { module: pbftModule.pbft as unknown as ProtocolModule<WireMessage>, exports: pbftModule }],
   ['zyzzyva', { module: zyzzyvaModule.zyzzyva as unknown as ProtocolModule<WireMessage>, exports: zyzzyvaModule }],
 ]);
 
@@ -54,6 +56,13 @@ function typeNamesOf(exports: ModuleExports, into: Map<number, string>): void {
   }
 }
 
+/** Type ids to names from the `MSG_*` constants of the given modules (earlier modules win). */
+export function typeNamesFromExports(...modules: ModuleExports[]): ReadonlyMap<number, string> {
+  const map = new Map<number, string>();
+  for (const m of modules) typeNamesOf(m, map);
+  return map;
+}
+
 const typeNameCache = new Map<string, ReadonlyMap<number, string>>();
 
 /**
@@ -64,10 +73,7 @@ export function messageTypeNames(name: string): ReadonlyMap<number, string> {
   let names = typeNameCache.get(name);
   if (!names) {
     const r = REGISTRY.get(name as ProtocolName);
-    const map = new Map<number, string>();
-    typeNamesOf(messages, map);
-    if (r) typeNamesOf(r.exports, map);
-    names = map;
+    names = r ? typeNamesFromExports(messages, r.exports) : typeNamesFromExports(messages);
     typeNameCache.set(name, names);
   }
   return names;
