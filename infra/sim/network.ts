@@ -1,0 +1,145 @@
+/**
+ * The simulated network: per-link delay, loss, duplication and partitions, all drawn from one
+ * seeded Rng so a seed replays every decision (DESIGN.md "One protocol core, many worlds").
+ *
+ * Reordering is not a separate knob: two messages on the same link swap when the second
+ * draws a shorter delay, so it follows from the delay distribution's variance (jitter, tail).
+ */
+import type { Rng } from '../../client/random.js';
+import type { Peer } from '../../replica/types.js';
+
+/**
+ * One-way delay: baseMs + uniform[0, jitterMs) + (tailMeanMs > 0 ? an exponential tail with
+ * that mean : 0). Constant links set jitterMs = tailMeanMs = 0.
+ */
+export interface DelaySpec {
+  readonly baseMs: number;
+  readonly jitterMs: number;
+  readonly tailMeanMs: number;
+}
+
+/** Nodes in `nodes` are cut off from every node outside it during [fromMs, toMs), then heal. */
+export interface Partition {
+  readonly nodes: readonly Peer[];
+  readonly fromMs: number;
+  readonly toMs: number;
+}
+
+/** A delay that applies to links from any of `from` to any of `to` (omitted: every node). */
+export interface LinkOverride {
+  readonly from?: readonly Peer[];
+  readonly to?: readonly Peer[];
+  readonly delay: DelaySpec;
+}
+
+export interface NetworkOptions {
+  readonly delay: DelaySpec;
+  /** Later entries win over earlier ones and over `delay`. */
+  readonly links: readonly LinkOverride[];
+  /** Each copy of a message is lost with this probability. */
+  readonly dropProbability: number;
+  /** A delivered message is delivered a second time (with its own delay) with this probability. */
+  readonly duplicateProbability: number;
+  readonly partitions: readonly Partition[];
+}
+
+export const DEFAULT_DELAY: DelaySpec = { baseMs: 1, jitterMs: 1, tailMeanMs: 0 };
+
+export const DEFAULT_NETWORK: NetworkOptions = {
+  delay: DEFAULT_DELAY,
+  links: [],
+  dropProbability: 0,
+  duplicateProbability: 0,
+  partitions: [],
+};
+
+/** What happened to the messages handed to the network, for reports and for the model's tests. */
+export interface NetworkStats {
+  /** Copies handed to the network (a broadcast to n-1 replicas is n-1 copies). */
+  sent: number;
+  delivered: number;
+  dropped: number;
+  duplicated: number;
+  /** Lost because the link was cut by a partition when sent or when due. */
+  partitioned: number;
+  /** Arrived at a crashed node. */
+  toCrashed: number;
+}
+
+export function validateDelay(d: DelaySpec, what: string): void {
+  for (const [k, v] of Object.entries(d)) {
+    if (!Number.isFinite(v) || v < 0) throw new RangeError(`${what}.${k} must be a finite number >= 0, got ${v}`);
+  }
+}
+
+export class Network {
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, partitioned: 0, toCrashed: 0 };
+
+  constructor(
+    readonly options: NetworkOptions,
+    private readonly rng: Rng,
+  ) {
+    validateDelay(options.delay, 'delay');
+    options.links.forEach((l, i) => validateDelay(l.delay, `links[${i}].delay`));
+    for (const [name, p] of [
+      ['dropProbability', options.dropProbability],
+      ['duplicateProbability', options.duplicateProbability],
+    ] as const) {
+      if (!(p >= 0 && p <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${p}`);
+    }
+    for (const p of options.partitions) {
+      if (!(p.fromMs >= 0 && p.toMs >= p.fromMs)) throw new RangeError(`partition [${p.fromMs}, ${p.toMs}) is not an interval`);
+    }
+  }
+
+  /** True if a partition separates `a` and `b` at `timeMs`. */
+  isCut(a: Peer, b: Peer, timeMs: number): boolean {
+    for (const p of this.options.partitions) {
+      if (timeMs < p.fromMs || timeMs >= p.toMs) continue;
+      if (p.nodes.includes(a) !== p.nodes.includes(b)) return true;
+    }
+    return false;
+  }
+
+  delayFor(from: Peer, to: Peer): DelaySpec {
+    let d = this.options.delay;
+    for (const l of this.options.links) {
+      if ((l.from === undefined || l.from.includes(from)) && (l.to === undefined || l.to.includes(to))) d = l.delay;
+    }
+    return d;
+  }
+
+  private drawDelayMs(d: DelaySpec): number {
+    let ms = d.baseMs;
+    if (d.jitterMs > 0) ms += this.rng.nextDouble() * d.jitterMs;
+    // Inverse-CDF exponential; 1 - u is in (0, 1], so the log is finite.
+    if (d.tailMeanMs > 0) ms += -Math.log(1 - this.rng.nextDouble()) * d.tailMeanMs;
+    return ms;
+  }
+
+  /**
+   * Decides the fate of one copy sent from `from` to `to` at `nowMs`: the arrival times of
+   * the copies that will be delivered (none if lost, two if duplicated). Loss and duplication
+   * are drawn for every copy, also for one a partition cuts, so healing a partition does not
+   * change the random stream of the rest of the run.
+   */
+  transmit(from: Peer, to: Peer, nowMs: number): number[] {
+    this.stats.sent++;
+    const lost = this.rng.chance(this.options.dropProbability);
+    const duplicate = this.rng.chance(this.options.duplicateProbability);
+    const d = this.delayFor(from, to);
+    const first = nowMs + this.drawDelayMs(d);
+    const second = duplicate ? nowMs + this.drawDelayMs(d) : undefined;
+    if (this.isCut(from, to, nowMs)) {
+      this.stats.partitioned++;
+      return [];
+    }
+    if (lost) {
+      this.stats.dropped++;
+      return [];
+    }
+    if (second === undefined) return [first];
+    this.stats.duplicated++;
+    return [first, second];
+  }
+}
