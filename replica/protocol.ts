@@ -3,6 +3,7 @@
  * codec. One module per protocol (replica/poe.ts, pbft.ts, zyzzyva.ts, hotstuff.ts); the
  * registry in replica/protocols.ts maps names to modules.
  */
+import type { FaultHooks } from './byzantine.js';
 import type { ClientRequest } from './messages.js';
 import type {
   ClientOutput,
@@ -64,4 +65,6 @@ export interface ProtocolModule<M extends WireMessage> {
   readonly codec: MessageCodec<M>;
   createReplica(options: ReplicaOptions, deps: ReplicaDeps): ReplicaCore<M>;
   createClientPolicy(options: ClientPolicyOptions): ClientPolicy<M>;
+  /** How the Byzantine wrappers recognise and forge this protocol's proposals (replica/byzantine.ts). */
+  readonly faults?: FaultHooks<M>;
 }

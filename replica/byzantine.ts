@@ -1,0 +1,286 @@
+/**
+ * Crash and Byzantine behaviours as wrappers around any protocol core (DESIGN.md: "wrappers
+ * around a core, shared by all protocols, not ifs inside protocol code"; relab/hotstuff's
+ * `silentproposer` and `fork` decorators).
+ *
+ * - silent: takes no part at all (the paper's crashed backups, figures 10, 11a, 12);
+ * - stopAfter(k): correct until it has executed k batches, then silent (figure 11b: the
+ *   primary fails after 900 requests);
+ * - crashAt(t): correct until virtual or real time t, then silent;
+ * - slow(d): every message it sends leaves d ms late;
+ * - inTheDark(victims): a primary that never sends its proposals to up to f non-faulty
+ *   replicas (paper Example 3.4, case 2);
+ * - equivocate: a primary that sends different proposals for the same (v, k) to different
+ *   backups: it swaps the batches of two consecutive proposals for half of the backups.
+ *
+ * The last two need to recognise a proposal and to build a conflicting one; each protocol
+ * module supplies that through its optional `faults` hooks.
+ */
+import type { ProtocolModule } from './protocol.js';
+import type { ReplicaCore, ReplicaInput, ReplicaOutput, ReplicaStatus, WireMessage } from './types.js';
+
+/** What a protocol module tells the wrappers about its proposals. */
+export interface FaultHooks<M extends WireMessage> {
+  /** The (view, k) of a primary's proposal message, or undefined for any other message. */
+  proposalSlot(msg: M): { readonly view: number; readonly k: number } | undefined;
+  /** Proposal `target` (same view and k) carrying the batch of proposal `source`. */
+  withBatchOf(target: M, source: M): M;
+}
+
+export type FaultSpec =
+  | { readonly kind: 'silent' }
+  | { readonly kind: 'stopAfter'; readonly batches: number }
+  | { readonly kind: 'crashAt'; readonly atMs: number }
+  | { readonly kind: 'slow'; readonly delayMs: number }
+  | { readonly kind: 'inTheDark'; readonly victims: readonly number[] }
+  | { readonly kind: 'equivocate' };
+
+export function describeFault(f: FaultSpec): string {
+  switch (f.kind) {
+    case 'silent':
+      return 'silent';
+    case 'stopAfter':
+      return `stopAfter(${f.batches})`;
+    case 'crashAt':
+      return `crashAt(${f.atMs}ms)`;
+    case 'slow':
+      return `slow(${f.delayMs}ms)`;
+    case 'inTheDark':
+      return `inTheDark(${f.victims.join(',')})`;
+    case 'equivocate':
+      return 'equivocate';
+  }
+}
+
+/** A core whose step is filtered; ledger, store and status are the wrapped core's. */
+abstract class Wrapper<M extends WireMessage> implements ReplicaCore<M> {
+  constructor(protected readonly inner: ReplicaCore<M>) {}
+  get id(): number {
+    return this.inner.id;
+  }
+  get ledger() {
+    return this.inner.ledger;
+  }
+  get store() {
+    return this.inner.store;
+  }
+  status(): ReplicaStatus {
+    return this.inner.status();
+  }
+  abstract step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[];
+}
+
+class Silent<M extends WireMessage> extends Wrapper<M> {
+  step(): ReplicaOutput<M>[] {
+    return [];
+  }
+}
+
+/** Correct until `shouldStop` says so, then silent for good (a crash). */
+class CrashWhen<M extends WireMessage> extends Wrapper<M> {
+  private crashed = false;
+  private executed = 0;
+  constructor(
+    inner: ReplicaCore<M>,
+    private readonly shouldStop: (executed: number, nowMs: number) => boolean,
+  ) {
+    super(inner);
+  }
+  get isCrashed(): boolean {
+    return this.crashed;
+  }
+  step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[] {
+    if (this.crashed || this.shouldStop(this.executed, nowMs)) {
+      this.crashed = true;
+      return [];
+    }
+    const out = this.inner.step(input, nowMs);
+    const kept: ReplicaOutput<M>[] = [];
+    for (const o of out) {
+      // Outputs after the k-th execution within the same step are never sent: the crash
+      // happens right after the k-th batch, before anything else leaves the replica.
+      if (this.crashed) break;
+      kept.push(o);
+      if (o.kind === 'event' && o.event.name === 'executed') {
+        this.executed++;
+        if (this.shouldStop(this.executed, nowMs)) this.crashed = true;
+      }
+    }
+    return kept;
+  }
+}
+
+const SLOW_TIMER = 'byz-slow:';
+
+class Slow<M extends WireMessage> extends Wrapper<M> {
+  private readonly held = new Map<number, ReplicaOutput<M>[]>();
+  private seq = 0;
+  constructor(
+    inner: ReplicaCore<M>,
+    private readonly delayMs: number,
+  ) {
+    super(inner);
+  }
+  step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[] {
+    if (input.kind === 'timer' && input.name.startsWith(SLOW_TIMER)) {
+      const id = Number(input.name.slice(SLOW_TIMER.length));
+      const out = this.held.get(id) ?? [];
+      this.held.delete(id);
+      return out;
+    }
+    const out = this.inner.step(input, nowMs);
+    const now: ReplicaOutput<M>[] = [];
+    const later: ReplicaOutput<M>[] = [];
+    for (const o of out) (o.kind === 'send' || o.kind === 'broadcast' ? later : now).push(o);
+    if (later.length > 0) {
+      const id = this.seq++;
+      this.held.set(id, later);
+      now.push({ kind: 'setTimer', name: `${SLOW_TIMER}${id}`, afterMs: this.delayMs });
+    }
+    return now;
+  }
+}
+
+/** Expands a broadcast into sends, so a wrapper can treat backups differently. */
+function recipients(self: number, n: number): number[] {
+  const r: number[] = [];
+  for (let i = 0; i < n; i++) if (i !== self) r.push(i);
+  return r;
+}
+
+class InTheDark<M extends WireMessage> extends Wrapper<M> {
+  private readonly victims: Set<number>;
+  constructor(
+    inner: ReplicaCore<M>,
+    private readonly n: number,
+    victims: readonly number[],
+    private readonly hooks: FaultHooks<M>,
+  ) {
+    super(inner);
+    this.victims = new Set(victims);
+  }
+  step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[] {
+    const out: ReplicaOutput<M>[] = [];
+    for (const o of this.inner.step(input, nowMs)) {
+      if (o.kind === 'broadcast' && this.hooks.proposalSlot(o.msg)) {
+        for (const to of recipients(this.id, this.n)) if (!this.victims.has(to)) out.push({ kind: 'send', to, msg: o.msg });
+      } else if (o.kind === 'send' && this.victims.has(o.to) && this.hooks.proposalSlot(o.msg)) {
+        continue;
+      } else {
+        out.push(o);
+      }
+    }
+    return out;
+  }
+}
+
+/**
+ * Pairs consecutive proposals (k, k+1) and sends the second half of the backups the two
+ * batches swapped: PROPOSE(v, k, T_{k+1}) and PROPOSE(v, k+1, T_k). A proposal left without a
+ * partner at the end of a step is sent as it is, so the wrapper never withholds forever.
+ */
+class Equivocate<M extends WireMessage> extends Wrapper<M> {
+  constructor(
+    inner: ReplicaCore<M>,
+    private readonly n: number,
+    private readonly hooks: FaultHooks<M>,
+  ) {
+    super(inner);
+  }
+  step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[] {
+    const out: ReplicaOutput<M>[] = [];
+    let held: M | undefined;
+    const backups = recipients(this.id, this.n);
+    const deceived = new Set(backups.slice(Math.ceil(backups.length / 2)));
+    const sendAll = (msg: M): void => {
+      out.push({ kind: 'broadcast', msg });
+    };
+    for (const o of this.inner.step(input, nowMs)) {
+      if (o.kind !== 'broadcast' || !this.hooks.proposalSlot(o.msg)) {
+        out.push(o);
+        continue;
+      }
+      if (held === undefined) {
+        held = o.msg;
+        continue;
+      }
+      const first = held;
+      const second = o.msg;
+      held = undefined;
+      const firstSwapped = this.hooks.withBatchOf(first, second);
+      const secondSwapped = this.hooks.withBatchOf(second, first);
+      for (const to of backups) {
+        const lie = deceived.has(to);
+        out.push({ kind: 'send', to, msg: lie ? firstSwapped : first });
+        out.push({ kind: 'send', to, msg: lie ? secondSwapped : second });
+      }
+    }
+    if (held !== undefined) sendAll(held);
+    return out;
+  }
+}
+
+export class FaultConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FaultConfigError';
+  }
+}
+
+/** Wraps `core` with the behaviour `fault` describes. */
+export function withFault<M extends WireMessage>(
+  core: ReplicaCore<M>,
+  fault: FaultSpec,
+  module: Pick<ProtocolModule<M>, 'name'> & { readonly faults?: FaultHooks<M> },
+  n: number,
+): ReplicaCore<M> {
+  switch (fault.kind) {
+    case 'silent':
+      return new Silent(core);
+    case 'stopAfter':
+      return new CrashWhen(core, (executed) => executed >= fault.batches);
+    case 'crashAt':
+      return new CrashWhen(core, (_executed, nowMs) => nowMs >= fault.atMs);
+    case 'slow':
+      return new Slow(core, fault.delayMs);
+    case 'inTheDark':
+    case 'equivocate': {
+      if (!module.faults) throw new FaultConfigError(`protocol ${module.name} has no proposal hooks for '${fault.kind}'`);
+      return fault.kind === 'inTheDark'
+        ? new InTheDark(core, n, fault.victims, module.faults)
+        : new Equivocate(core, n, module.faults);
+    }
+  }
+}
+
+/** Parses a fault written on the command line: silent, stopAfter:900, crashAt:5000, slow:20, inTheDark:2,3, equivocate. */
+export function parseFault(text: string): FaultSpec {
+  const [name, arg] = text.split(':', 2) as [string, string | undefined];
+  const num = (what: string): number => {
+    const v = Number(arg);
+    if (arg === undefined || !Number.isFinite(v) || v < 0) throw new FaultConfigError(`fault '${text}': ${what} must be a non-negative number`);
+    return v;
+  };
+  switch (name) {
+    case 'silent':
+      return { kind: 'silent' };
+    case 'stopAfter':
+      return { kind: 'stopAfter', batches: num('batches') };
+    case 'crashAt':
+      return { kind: 'crashAt', atMs: num('time in ms') };
+    case 'slow':
+      return { kind: 'slow', delayMs: num('delay in ms') };
+    case 'inTheDark': {
+      const victims = (arg ?? '').split(',').filter((s) => s !== '').map(Number);
+      if (victims.length === 0 || victims.some((v) => !Number.isInteger(v) || v < 0)) {
+        throw new FaultConfigError(`fault '${text}': inTheDark needs replica ids, e.g. inTheDark:2,3`);
+      }
+      return { kind: 'inTheDark', victims };
+    }
+    case 'equivocate':
+      return { kind: 'equivocate' };
+    default:
+      throw new FaultConfigError(`unknown fault '${text}' (known: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate)`);
+  }
+}
+
