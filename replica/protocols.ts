@@ -7,6 +7,7 @@ import * as messages from './messages.js';
 import type { ProtocolModule } from './protocol.js';
 import { PROTOCOLS, type ProtocolName, type WireMessage } from './types.js';
 import * as pbftModule from './pbft.js';
+import * as poeModule from './poe.js';
 import * as zyzzyvaModule from './zyzzyva.js';
 
 /** A source file's exports; its `MSG_*` constants name the message types it defines. */
@@ -18,6 +19,7 @@ interface Registration {
 }
 
 const REGISTRY: ReadonlyMap<ProtocolName, Registration> = new Map<ProtocolName, Registration>([
+  ['poe', { module: poeModule.poe as unknown as ProtocolModule<WireMessage>, exports: poeModule }],
   ['pbft', { module: pbftModule.pbft as unknown as ProtocolModule<WireMessage>, exports: pbftModule }],
   ['zyzzyva', { module: zyzzyvaModule.zyzzyva as unknown as ProtocolModule<WireMessage>, exports: zyzzyvaModule }],
 ]);
