@@ -239,7 +239,8 @@ export function formatSimResult(r: SimResult): string {
   );
   lines.push(`  by type       ${Object.entries(r.messagesByType).map(([t, c]) => `${t} ${c}`).join(', ') || 'none'}`);
   lines.push(`  faults        view changes ${r.viewChanges} (highest view ${r.highestView}), rollbacks ${r.rollbacks} (${r.rolledBackBatches} batches), client timeouts ${r.clientTimeouts}`);
-  lines.push(`  latency       mean ${fmt(r.latencyMs.mean)} ms, max ${fmt(r.latencyMs.max)} ms (virtual); highest stable checkpoint ${r.highestStableCheckpoint}`);
+  lines.push(`  latency       mean ${fmt(r.latencyMs.mean)} ms, max ${fmt(r.latencyMs.max)} ms (virtual)`);
+  lines.push(`  ledgers       heights ${r.ledgerHeight.min}..${r.ledgerHeight.max} (non-faulty replicas); highest stable checkpoint ${r.highestStableCheckpoint}`);
   const net = r.network;
   lines.push(`  network       ${net.sent} copies sent, ${net.delivered} delivered, ${net.dropped} dropped, ${net.duplicated} duplicated, ${net.partitioned} cut by partitions, ${net.toCrashed} to crashed replicas`);
   if (!r.valid) {

@@ -137,6 +137,40 @@ describe('simulator', () => {
     expect(duplicated / sent).toBeLessThan(0.12);
   });
 
+  /** The toy, with replica 2's 'executed' events rewritten by `edit` (undefined drops one). */
+  function toyWithEvents(edit: (k: number) => number | undefined): ProtocolModule<WireMessage> {
+    return {
+      ...(toyModule.toy as unknown as ProtocolModule<WireMessage>),
+      createReplica: (options, deps) => {
+        const core = toyModule.toy.createReplica(options, deps);
+        return {
+          id: core.id,
+          ledger: core.ledger,
+          store: core.store,
+          status: () => core.status(),
+          step: (input, nowMs) =>
+            core.step(input as never, nowMs).flatMap((o) => {
+              if (options.id !== 2 || o.kind !== 'event' || o.event.name !== 'executed') return [o];
+              const k = edit(o.event.k);
+              return k === undefined ? [] : [{ ...o, event: { ...o.event, k } }];
+            }) as never,
+        };
+      },
+    };
+  }
+
+  it('flags an execution that skips a sequence number', () => {
+    const r = runSimulation({ protocol: 'toy', module: toyWithEvents((k) => (k === 3 ? 4 : k)), n: 4, seed: 13, batches: 20 });
+    expect(r.stopReason).toBe('safety-violation');
+    expect(r.violations[0]).toMatch(/^replica 2 executed k=4 right after k=2: execution must be strictly in order/);
+  });
+
+  it("flags a replica whose 'executed' events disagree with its ledger", () => {
+    const r = runSimulation({ protocol: 'toy', module: toyWithEvents((k) => (k === 20 ? undefined : k)), n: 4, seed: 13, batches: 20 });
+    expect(r.stopReason).toBe('done');
+    expect(r.violations).toEqual([`replica 2: its ledger height is 20, but its 'executed' and 'rollback' events add up to k=19`]);
+  });
+
   it('a core that throws stops the run with the exception as a violation', () => {
     const broken: ProtocolModule<WireMessage> = {
       ...(toyModule.toy as unknown as ProtocolModule<WireMessage>),

@@ -91,6 +91,13 @@ export interface SimResult {
   /** Virtual latency of accepted batches: acceptance minus first send. */
   readonly latencyMs: { readonly mean: number; readonly max: number };
   readonly highestStableCheckpoint: number;
+  /** Final ledger heights of the non-faulty replicas; above acceptedBatches when no-ops filled slots. */
+  readonly ledgerHeight: { readonly min: number; readonly max: number };
+  /**
+   * Heights of the longest non-faulty ledger whose batch digest already sits at a lower height:
+   * one client batch ordered twice (the Executor skips its writes, but a sequence number is spent).
+   */
+  readonly orderedTwice: number;
   readonly rejectedByReason: Record<string, number>;
   readonly network: NetworkStats;
   readonly events: number;
@@ -110,7 +117,7 @@ interface ReplicaNode {
   /** Silent from the start or crashed later: drops every input. */
   crashed: boolean;
   readonly timers: Map<string, number>;
-  /** Highest k executed so far, for the regression check of non-speculative protocols. */
+  /** The last k this replica reported executing (a rollback moves it back), for the in-order check. */
   executedK: number;
 }
 
@@ -444,10 +451,11 @@ export class Simulation {
 
   /** The online check: a replica's execution against the canonical commit list. */
   private onExecuted(id: number, node: ReplicaNode, k: number, view: number): void {
-    if (!this.speculative && k <= node.executedK) {
-      this.fail(`replica ${id} executed k=${k} again after k=${node.executedK} (regression)`, 'safety-violation');
+    // DESIGN.md: execute strictly in order; only a rollback (speculative protocols) moves back.
+    if (k !== node.executedK + 1) {
+      this.fail(`replica ${id} executed k=${k} right after k=${node.executedK}: execution must be strictly in order`, 'safety-violation');
     }
-    node.executedK = Math.max(node.executedK, k);
+    node.executedK = k;
     const ledger = node.core.ledger;
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
@@ -552,6 +560,12 @@ export class Simulation {
   private finalChecks(stopReason: StopReason): void {
     // After an exception a core's state is unknown; its ledger proves nothing either way.
     if (stopReason !== 'exception') {
+      for (const id of this.nonFaultyReplicas()) {
+        const node = this.replicas[id]!;
+        if (node.core.ledger.height !== node.executedK) {
+          this.violations.push(`replica ${id}: its ledger height is ${node.core.ledger.height}, but its 'executed' and 'rollback' events add up to k=${node.executedK}`);
+        }
+      }
       const ledgers = this.nonFaultyReplicas().map((id) => ({ replica: id, ledger: this.replicas[id]!.core.ledger }));
       this.violations.push(...checkSafety({ ledgers, accepted: this.accepted, requireAcceptedInLedgers: stopReason === 'done' }));
     }
@@ -605,12 +619,36 @@ export class Simulation {
       acceptedByPath: sortedRecord(this.acceptedByPath),
       latencyMs: { mean: perBatch(latencySum), max: latencyMax },
       highestStableCheckpoint: this.highestStable,
+      ledgerHeight: this.ledgerHeights(),
+      orderedTwice: this.orderedTwice(),
       rejectedByReason: sortedRecord(this.rejectedByReason),
       network: { ...this.network.stats },
       events: this.events,
       stopReason,
       replay: replayCommand(this.config),
     };
+  }
+
+  private ledgerHeights(): { min: number; max: number } {
+    const heights = this.nonFaultyReplicas().map((id) => this.replicas[id]!.core.ledger.height);
+    return heights.length === 0 ? { min: 0, max: 0 } : { min: Math.min(...heights), max: Math.max(...heights) };
+  }
+
+  private orderedTwice(): number {
+    let longest: ReplicaCore<WireMessage> | undefined;
+    for (const id of this.nonFaultyReplicas()) {
+      const core = this.replicas[id]!.core;
+      if (!longest || core.ledger.height > longest.ledger.height) longest = core;
+    }
+    if (!longest) return 0;
+    const seen = new Set<string>();
+    let twice = 0;
+    for (let k = 1; k <= longest.ledger.height; k++) {
+      const d = longest.ledger.digestAt(k).toString('hex');
+      if (seen.has(d)) twice++;
+      else seen.add(d);
+    }
+    return twice;
   }
 
   /** The replicas' ledgers and status after `run` (for tests that look inside). */
