@@ -430,7 +430,7 @@ function evaluateAdvantage(claim: AdvantageClaim, data: FigureData): ClaimResult
   const describe = (c: PointComparison): string => {
     const g = gap(c)!;
     if (claim.metric === 'throughput') return g >= 0 ? `${formatGain(g)} throughput` : `${formatPercent(g)} less throughput`;
-    return g >= 0 ? `${formatPercent(g)} less latency` : `${formatPercent(g)} more latency`;
+    return g >= 0 ? `${formatPercent(g)} less latency` : `${formatGain(-g)} latency`;
   };
   const ahead = measuredList.map((c) => gap(c)! > 0);
   const holds = claim.expect === 'ahead' ? ahead.every(Boolean) : ahead.every((a) => !a);
@@ -439,7 +439,9 @@ function evaluateAdvantage(claim: AdvantageClaim, data: FigureData): ClaimResult
   const range =
     measuredList.length === 1
       ? `${describe(headline)} (${xLabel(fig, headline.x)})`
-      : `${claim.expect === 'ahead' ? 'up to ' : ''}${describe(headline)} (${xLabel(fig, headline.x)}); ${claim.expect === 'ahead' ? 'least' : 'most'}: ${describe(other)} (${xLabel(fig, other.x)})`;
+      : describe(headline) === describe(other)
+        ? `${describe(headline)} at all ${measuredList.length} points`
+        : `${claim.expect === 'ahead' ? 'up to ' : ''}${describe(headline)} (${xLabel(fig, headline.x)}); ${claim.expect === 'ahead' ? 'least' : 'most'}: ${describe(other)} (${xLabel(fig, other.x)})`;
   return { claim, verdict: holds ? 'holds' : 'does not hold', measured: range, criterion };
 }
 

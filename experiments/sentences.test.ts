@@ -10,7 +10,7 @@ describe('ratio sentences in the paper form', () => {
     expect(formatPercent(0.07)).toBe('7%');
     expect(formatPercent(-0.29)).toBe('29%');
     expect(formatGain(1.3)).toBe('130% more');
-    expect(formatGain(2.5)).toBe('3.5× the');
+    expect(formatGain(2.5)).toBe('3.5× more');
     expect(formatGain(1.99)).toBe('199% more');
   });
 
@@ -26,9 +26,9 @@ describe('ratio sentences in the paper form', () => {
     expect(s.detail).toBe('Largest throughput gap at 4 replicas; largest latency gap at 4 replicas; compared at 4 replicas, 32 replicas.');
   });
 
-  it('writes a ratio from a tripling on, as §5.2 writes "3.5×"', () => {
+  it('writes a ratio from a tripling on, as §5.2 writes "3.5× more"', () => {
     const data = fixtureData('12', { poe: { 100: [3500, 26] }, hotstuff: { 100: [1000, 100] } });
-    expect(ratioSentence(data, 'poe', 'hotstuff')!.text).toBe('PoE attains up to 3.5× the throughput (incurs 74% less latency) than HS.');
+    expect(ratioSentence(data, 'poe', 'hotstuff')!.text).toBe('PoE attains up to 3.5× more throughput (incurs 74% less latency) than HS.');
   });
 
   it('gives the range of a deficit where the subject is behind everywhere, as §5.3 does for ZYZ', () => {

@@ -59,12 +59,12 @@ export function formatPercent(fraction: number): string {
 }
 
 /**
- * A throughput gain as the paper words them: percent up to a tripling ("130% more", §5.1), a
- * ratio from a tripling on ("3.5×", §5.2), written "3.5× the" so it cannot be read as 4.5×.
+ * An increase as the paper words them: percent below a tripling ("130% more", §5.1), a ratio
+ * from a tripling on ("3.5× more", §5.2, where the paper means 3.5 times as much).
  */
 export function formatGain(gain: number): string {
   const ratio = gain + 1;
-  return ratio >= 3 ? `${ratio.toFixed(1)}× the` : `${formatPercent(gain)} more`;
+  return ratio >= 3 ? `${ratio.toFixed(1)}× more` : `${formatPercent(gain)} more`;
 }
 
 interface Extreme {
@@ -84,10 +84,18 @@ function extremes(list: readonly PointComparison[], pick: (c: PointComparison) =
   return max === undefined || min === undefined ? undefined : { max, min };
 }
 
-/** Two values that print the same are one value: "7%" rather than "7% to 7%". */
-function range(figure: FigureDef, a: Extreme, b: Extreme, word: string): string {
-  if (formatPercent(a.value) === formatPercent(b.value)) return `${formatPercent(a.value)} ${word}`;
-  return `${formatPercent(a.value)} (${xLabel(figure, a.x)}) to ${formatPercent(b.value)} (${xLabel(figure, b.x)}) ${word}`;
+/**
+ * "7% (4 replicas) to 18% (16 replicas) less throughput"; two ends that print the same are one
+ * value: "7% less throughput" rather than "7% to 7%".
+ */
+function range(figure: FigureDef, a: Extreme, b: Extreme, amount: (v: number) => string, word: string): string {
+  if (amount(a.value) === amount(b.value)) return `${amount(a.value)} ${word}`;
+  return `${amount(a.value)} (${xLabel(figure, a.x)}) to ${amount(b.value)} (${xLabel(figure, b.x)}) ${word}`;
+}
+
+/** A latency increase from a (negative) reduction: "25%", or "32.5×" from a tripling on. */
+function increaseAmount(reduction: number): string {
+  return formatGain(-reduction).replace(/ more$/, '');
 }
 
 export interface RatioSentence {
@@ -106,7 +114,7 @@ function throughputClause(figure: FigureDef, list: readonly PointComparison[]): 
   if (e.max.value > 0) return `attains up to ${formatGain(e.max.value)} throughput`;
   if (e.min.value === 0) return 'attains the same throughput';
   // Behind everywhere: the smallest deficit first, as §5.3 does.
-  return `attains ${range(figure, e.max, e.min, 'less throughput')}`;
+  return `attains ${range(figure, e.max, e.min, formatPercent, 'less throughput')}`;
 }
 
 function latencyClause(figure: FigureDef, list: readonly PointComparison[]): string | undefined {
@@ -114,7 +122,7 @@ function latencyClause(figure: FigureDef, list: readonly PointComparison[]): str
   if (e === undefined) return undefined;
   if (e.max.value > 0) return `incurs ${formatPercent(e.max.value)} less latency`;
   if (e.min.value === 0) return 'incurs the same latency';
-  return `incurs ${range(figure, e.max, e.min, 'more latency')}`;
+  return `incurs ${range(figure, e.max, e.min, increaseAmount, 'more latency')}`;
 }
 
 function detailOf(figure: FigureDef, list: readonly PointComparison[], baseline: string): string {

@@ -1,0 +1,262 @@
+/**
+ * `poe-bench report <results dir> [--baseline pbft]`: report.md and a self-contained
+ * report.html beside runs.jsonl, with the environment and spec (manifest.json), the charts of
+ * every figure found in runs.jsonl, a table per figure of each protocol's numbers, ratio
+ * sentences in the paper's form against the baseline, and the table of the paper's claims
+ * with the paper's value, the measured value and a verdict.
+ */
+import { writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { ProtocolName } from '../replica/types.js';
+import { CLAIMS, evaluateClaims, type ClaimInputs, type ClaimResult, type Verdict } from '../experiments/claims.js';
+import { FIGURE_IDS, FIGURES, PROFILES, PROTOCOL_LABEL, PROTOCOL_ORDER, belongsTo, xOf, type FigureDef } from '../experiments/figures.js';
+import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
+import { ratioSentences } from '../experiments/sentences.js';
+import { aggregate, figureData, latestPerRepetition, protocolsIn, type AggregatedPoint, type FigureData, type Summary } from '../experiments/stats.js';
+import type { FigureId, RunRecord } from '../experiments/types.js';
+import { toHtml, toMarkdown, type Block, type Cell } from './document.js';
+import { renderFigureData, type RenderedChart } from './render.js';
+
+export const REPORT_MD = 'report.md';
+export const REPORT_HTML = 'report.html';
+export const DEFAULT_BASELINE: ProtocolName = 'pbft';
+
+export interface ReportOptions {
+  /** The protocol every other is compared against in the ratio sentences; PBFT by default, as the paper's sentences. */
+  readonly baseline?: ProtocolName;
+}
+
+export interface WrittenReport {
+  readonly markdown: string;
+  readonly html: string;
+  readonly charts: readonly string[];
+  readonly figures: readonly FigureId[];
+  readonly claims: readonly ClaimResult[];
+}
+
+/** 12345.6 -> "12,346". */
+export function formatNumber(v: number): string {
+  return Math.round(v).toLocaleString('en-US');
+}
+
+/** Seconds with 3 significant digits, the unit of every latency in reports and charts. */
+export function formatSec(v: number): string {
+  return String(Number(v.toPrecision(3)));
+}
+
+/** A mean with its interval when there is one: "12,346 [11,900–12,800]". */
+export function formatSummary(s: Summary | undefined, format: (v: number) => string): string {
+  if (s === undefined) return '—';
+  if (s.n < 2) return format(s.mean);
+  return `${format(s.mean)} [${format(s.lo)}–${format(s.hi)}]`;
+}
+
+/** A relative change with its sign: "+40%", "−29%". */
+export function formatChange(fraction: number): string {
+  const pct = fraction * 100;
+  const text = Math.abs(pct) < 10 ? Math.abs(pct).toFixed(1).replace(/\.0$/, '') : Math.abs(pct).toFixed(0);
+  return `${pct >= 0 ? '+' : '−'}${text}%`;
+}
+
+/** The figures with at least one record in these runs, in the paper's order. */
+export function figuresIn(records: readonly RunRecord[]): FigureId[] {
+  return FIGURE_IDS.filter((id) => records.some((r) => belongsTo(FIGURES[id], r)));
+}
+
+function verdictCell(v: Verdict): Cell {
+  return { text: v, tone: v === 'holds' ? 'good' : v === 'does not hold' ? 'bad' : 'muted' };
+}
+
+function environmentBlocks(dir: string, m: ManifestInfo, records: readonly RunRecord[]): Block[] {
+  const unknown = 'unknown';
+  const latest = latestPerRepetition(records);
+  const valid = latest.filter((r) => r.valid && r.metrics !== undefined).length;
+  const profile = m.profile === undefined ? unknown : m.profile in PROFILES ? `${m.profile}: ${PROFILES[m.profile as keyof typeof PROFILES].description}` : m.profile;
+  const rows: Cell[][] = [
+    ['Results', basename(resolve(dir))],
+    ['Figure', m.figure ?? unknown],
+    ['Profile', profile],
+    ['Commit', m.commit === undefined ? unknown : `${m.commit}${m.dirty === true ? ' (dirty: uncommitted changes)' : ''}`],
+    ['Node.js', m.nodeVersion ?? unknown],
+    ['OS', m.os ?? unknown],
+    ['CPU', m.cpuModel === undefined && m.cpuCores === undefined ? unknown : `${m.cpuModel ?? 'unknown model'}${m.cpuCores === undefined ? '' : `, ${m.cpuCores} cores`}`],
+    ['Backend', m.backend ?? unknown],
+    ['Hosts', m.hosts === undefined ? unknown : m.hosts.length === 0 ? 'none' : m.hosts.join(', ')],
+    ['Started', m.startedAt ?? unknown],
+    ['Runs', `${records.length} lines in runs.jsonl; ${latest.length} repetitions, ${valid} valid, ${latest.length - valid} failed or invalid`],
+  ];
+  const blocks: Block[] = [
+    { kind: 'heading', level: 2, text: 'Environment and spec' },
+    { kind: 'table', header: ['Field', 'Value'], rows },
+  ];
+  if (m.raw === undefined) blocks.push({ kind: 'paragraph', text: 'No readable manifest.json in this directory: environment unknown.' });
+  if (m.seeds !== undefined) blocks.push({ kind: 'code', summary: 'Seeds', text: JSON.stringify(m.seeds, null, 2) });
+  if (m.spec !== undefined) blocks.push({ kind: 'code', summary: 'Full spec (manifest.json)', text: JSON.stringify(m.spec, null, 2) });
+  return blocks;
+}
+
+function extrasOf(p: AggregatedPoint): string {
+  const parts: string[] = [];
+  if (p.viewChanges !== undefined) parts.push(`view changes ${formatSummary(p.viewChanges, (v) => v.toFixed(1).replace(/\.0$/, ''))}`);
+  if (p.viewChangeSec !== undefined) parts.push(`view change ${formatSummary(p.viewChangeSec, formatSec)} s`);
+  if (p.rollbacks !== undefined && p.rollbacks.max > 0) parts.push(`rollbacks ${formatSummary(p.rollbacks, formatNumber)}`);
+  if (p.clientTimeouts !== undefined && p.clientTimeouts.max > 0) parts.push(`client timeouts ${formatSummary(p.clientTimeouts, formatNumber)}`);
+  if (p.failed > 0) parts.push(`${p.failed} failed: ${[...new Set(p.reasons)].join('; ')}`);
+  return parts.join('; ');
+}
+
+/** One row per (protocol, x): the means with their intervals, and the change against the baseline at the same x. */
+export function numbersTable(data: FigureData, baseline: ProtocolName): Block {
+  const fig = data.figure;
+  const baseLabel = PROTOCOL_LABEL[baseline];
+  const header = [
+    'Protocol',
+    fig.x === 'replicas' ? 'Replicas' : 'Batch size',
+    'Runs',
+    'Throughput (txn/s)',
+    'Mean latency (s)',
+    'p99 latency (s)',
+    'Messages/s',
+    `Throughput vs ${baseLabel}`,
+    `Latency vs ${baseLabel}`,
+    'Notes',
+  ];
+  const sorted = [...data.points].sort(
+    (a, b) => PROTOCOL_ORDER.indexOf(a.point.protocol) - PROTOCOL_ORDER.indexOf(b.point.protocol) || xOf(fig, a.point) - xOf(fig, b.point),
+  );
+  const rows = sorted.map((p): Cell[] => {
+    const x = xOf(fig, p.point);
+    const base = data.points.find((q) => q.point.protocol === baseline && xOf(fig, q.point) === x);
+    const ratio = (a: Summary | undefined, b: Summary | undefined): string =>
+      p.point.protocol === baseline || a === undefined || b === undefined || b.mean <= 0 ? '' : formatChange(a.mean / b.mean - 1);
+    return [
+      PROTOCOL_LABEL[p.point.protocol],
+      String(x),
+      p.reps === 0 ? { text: `0 of ${p.failed}`, tone: 'bad' } : p.failed > 0 ? `${p.reps} of ${p.reps + p.failed}` : String(p.reps),
+      formatSummary(p.throughputTxnPerSec, formatNumber),
+      formatSummary(p.latencyMeanSec, formatSec),
+      formatSummary(p.latencyP99Sec, formatSec),
+      formatSummary(p.messagesPerSec, formatNumber),
+      ratio(p.throughputTxnPerSec, base?.throughputTxnPerSec),
+      ratio(p.latencyMeanSec, base?.latencyMeanSec),
+      extrasOf(p),
+    ];
+  });
+  return { kind: 'table', header, rows };
+}
+
+function figureHeading(fig: FigureDef): string {
+  return `Figure ${fig.id}: ${fig.section}`;
+}
+
+function chartBlocks(charts: readonly RenderedChart[], fileOf: (c: RenderedChart) => string): Block[] {
+  return charts.map((c) => ({ kind: 'chart', title: c.panel.title, svg: c.svg, file: fileOf(c), notes: c.notes }));
+}
+
+function sentenceBlocks(data: FigureData, baseline: ProtocolName): Block[] {
+  const present = protocolsIn(data);
+  const blocks: Block[] = [{ kind: 'heading', level: 3, text: `Compared with ${PROTOCOL_LABEL[baseline]}` }];
+  if (!present.includes(baseline)) {
+    blocks.push({ kind: 'paragraph', text: `${PROTOCOL_LABEL[baseline]} has no valid run in figure ${data.figure.id}: no comparison against it.` });
+    return blocks;
+  }
+  const sentences = ratioSentences(data, baseline, present);
+  if (sentences.length === 0) {
+    blocks.push({ kind: 'paragraph', text: `No other protocol shares a measured point with ${PROTOCOL_LABEL[baseline]}.` });
+    return blocks;
+  }
+  blocks.push({ kind: 'list', items: sentences.map((s) => `${s.text} ${s.detail}`) });
+  return blocks;
+}
+
+function failureList(data: FigureData): Block[] {
+  const failed = data.points.filter((p) => p.failed > 0);
+  if (failed.length === 0) return [];
+  return [
+    { kind: 'heading', level: 3, text: 'Failed or invalid runs' },
+    { kind: 'list', items: failed.map((p) => `${p.pointId}: ${p.failed} run(s): ${[...new Set(p.reasons)].join('; ')}`) },
+  ];
+}
+
+export function claimsTable(results: readonly ClaimResult[]): Block[] {
+  const count = (v: Verdict): number => results.filter((r) => r.verdict === v).length;
+  return [
+    { kind: 'heading', level: 2, text: "The paper's claims" },
+    {
+      kind: 'paragraph',
+      text: `${count('holds')} hold, ${count('does not hold')} do not hold, ${count('not measured')} not measured here, of the ${results.length} claims the paper states about figures 10 to 13 (§2, §5). A relative claim ("up to X% more") is judged on its direction at every point measured; its size is shown beside the paper's, since gaps depend on the hardware (the paper used one 8-core c5.2xlarge per replica).`,
+    },
+    {
+      kind: 'table',
+      header: ['Figure', 'Claim (the paper)', 'Source', 'Paper', 'Measured', 'Verdict', 'How it is judged'],
+      rows: results.map((r) => [r.claim.figure, r.claim.statement, r.claim.source, r.claim.paperValue, r.measured, verdictCell(r.verdict), r.criterion]),
+    },
+  ];
+}
+
+const METHOD: Block[] = [
+  { kind: 'heading', level: 2, text: 'How the numbers are computed' },
+  {
+    kind: 'list',
+    items: [
+      "Each point is the mean of its valid repetitions. Error bars and the bracketed ranges are the 95% confidence interval of the mean (Student t, n-1 degrees of freedom) from 3 repetitions on, and the minimum and maximum below 3; a single run has none.",
+      'Throughput: transactions in batches the clients accepted by the protocol\'s own rule inside the measurement window, per second. Latency: acceptance time minus first send time per transaction, in seconds. Messages/s: messages sent by all replicas inside the window.',
+      'A failed or invalid run is never averaged in; it is listed with its reason. When a repetition was run again after a failure, its last valid run counts.',
+      'Ratio sentences follow the paper\'s form: "up to" is the largest gap over the points both protocols were measured at; where the subject is behind everywhere the range of its deficit is given. From a tripling on a gap is a ratio, as the paper writes it: "3.5× more" means 3.5 times as much (§5.2).',
+    ],
+  },
+];
+
+/** The blocks of a report on the given records and manifest; pure apart from rendering the charts into `dir`. */
+export async function buildReport(dir: string, records: readonly RunRecord[], manifest: ManifestInfo, baseline: ProtocolName): Promise<{ blocks: Block[]; charts: string[]; figures: FigureId[]; claims: ClaimResult[] }> {
+  const aggregated = aggregate(records);
+  const figures = figuresIn(records);
+  const inputs: ClaimInputs = {};
+  const blocks: Block[] = [
+    { kind: 'heading', level: 1, text: `poe-bench report: ${figures.length === 0 ? 'no figure' : figures.map((f) => `figure ${f}`).join(', ')}` },
+    {
+      kind: 'paragraph',
+      text: 'Reproduction of the evaluation of "Proof-of-Execution: Reaching Consensus through Fault-Tolerant Speculation" (EDBT 2021, §5), compared protocol by protocol and claim by claim.',
+    },
+    ...environmentBlocks(dir, manifest, records),
+  ];
+  const charts: string[] = [];
+  for (const id of figures) {
+    const fig = FIGURES[id];
+    const data = figureData(fig, aggregated);
+    inputs[id] = data;
+    const rendered = await renderFigureData(data, dir);
+    charts.push(...rendered.flatMap((c) => [...c.files]));
+    blocks.push(
+      { kind: 'heading', level: 2, text: figureHeading(fig) },
+      { kind: 'paragraph', text: `${fig.caption} Faults: ${fig.faults}. Protocols: ${fig.protocols.map((p) => PROTOCOL_LABEL[p]).join(', ')}.` },
+      ...chartBlocks(rendered, (c) => `${c.stem}.svg`),
+    );
+    if (rendered.length === 0) blocks.push({ kind: 'paragraph', text: 'No valid run: nothing to chart.' });
+    blocks.push({ kind: 'heading', level: 3, text: 'Numbers' }, numbersTable(data, baseline), ...sentenceBlocks(data, baseline), ...failureList(data));
+  }
+  const strays = records.filter((r) => !FIGURE_IDS.some((id) => belongsTo(FIGURES[id], r)));
+  if (strays.length > 0) {
+    blocks.push({
+      kind: 'paragraph',
+      text: `${strays.length} runs belong to no figure of the paper (experiments: ${[...new Set(strays.map((r) => r.experiment))].join(', ')}) and are not shown.`,
+    });
+  }
+  const claims = evaluateClaims(inputs, CLAIMS);
+  blocks.push(...claimsTable(claims), ...METHOD);
+  return { blocks, charts, figures, claims };
+}
+
+/** Reads `dir`'s runs.jsonl and manifest.json, renders the charts into `dir`, and writes report.md and report.html there. */
+export async function writeReport(dir: string, options: ReportOptions = {}): Promise<WrittenReport> {
+  const baseline = options.baseline ?? DEFAULT_BASELINE;
+  const records = loadRuns(dir);
+  const manifest = loadManifest(dir);
+  const { blocks, charts, figures, claims } = await buildReport(dir, records, manifest, baseline);
+  const title = blocks[0]?.kind === 'heading' ? blocks[0].text : 'poe-bench report';
+  const markdown = join(dir, REPORT_MD);
+  const html = join(dir, REPORT_HTML);
+  writeFileSync(markdown, toMarkdown(blocks));
+  writeFileSync(html, toHtml(title, blocks));
+  return { markdown, html, charts, figures, claims };
+}
