@@ -152,7 +152,8 @@ export function panelSpec(figure: FigureDef, panel: PanelDef, rows: readonly Cha
   const colors = colorScale(rows);
   const dash = dashField(rows);
   const overTime = panel.metric === 'throughput-over-time';
-  const detail = dash === undefined ? [] : [{ field: dash, type: 'nominal' as const }];
+  // Every field that splits a protocol's rows into separate lines, dashed or not, so no line joins two of them.
+  const detail = (['statistic', 'run'] as const).filter((f) => rows.some((r) => r[f] !== undefined)).map((field) => ({ field, type: 'nominal' as const }));
   // symbolOpacity: the legend merges every layer's marks, and a translucent band would pale its swatches.
   const color = { field: 'series', type: 'nominal' as const, title: 'Protocol', scale: colors, sort: colors.domain, legend: { symbolOpacity: 1 } };
   const x = overTime
