@@ -12,7 +12,7 @@ import { createCrypto, type CryptoProvider } from '../replica/crypto.js';
 import { clientMacKey, KeyRing } from '../replica/keys.js';
 import type { ProtocolModule } from '../replica/protocol.js';
 import type { ClientProcessConfig, PeerAddress } from '../replica/runtime-control.js';
-import { bump, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources, type ResourceSample } from '../replica/runtime-support.js';
+import { bump, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources, type ResourceSample } from '../replica/runtime-support.js';
 import { waitUntil } from '../replica/runtime.js';
 import { Transport, type TransportCounters } from '../replica/transport.js';
 import {
@@ -122,7 +122,7 @@ export class ClientRuntime<M extends WireMessage> {
         crypto,
         signer: ring.clientSigner(origin),
         keys,
-        policy: module.createClientPolicy({ n, origin, ...(config.extra ? { extra: config.extra } : {}) }),
+        policy: module.createClientPolicy({ n, origin, extra: protocolExtra(config) }),
       },
     );
     for (let r = 0; r < n; r++) this.macKeys.set(r, clientMacKey(keySeed, r, origin));

@@ -7,9 +7,11 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registerSimCommand } from '../infra/sim/command.js';
+import { registerRunCommand } from './run.js';
 
 const COMMANDS: readonly ((program: Command) => void)[] = [
   registerSimCommand,
+  registerRunCommand,
 ];
 
 export function buildProgram(): Command {

@@ -3,6 +3,7 @@
  * measurement window, and per-process resource figures.
  */
 import { performance } from 'node:perf_hooks';
+import type { CommonProcessConfig } from './runtime-control.js';
 
 /** The runtime's clock: milliseconds from process start, monotonic (cores get this as nowMs). */
 export const nowMs = (): number => performance.now();
@@ -109,4 +110,12 @@ export class MeasurementWindow {
 /** Counts per key, for event and rejection reasons. */
 export function bump(counts: Record<string, number>, key: string, by = 1): void {
   counts[key] = (counts[key] ?? 0) + by;
+}
+
+/**
+ * `extra` for cores and client policies: the run's key seed and crypto provider (clients of
+ * Zyzzyva and HotStuff verify replicas' signatures with them), then the run's own switches.
+ */
+export function protocolExtra(config: CommonProcessConfig): Readonly<Record<string, string | number | boolean>> {
+  return { keySeed: config.keySeed, cryptoProvider: 'node', ...config.extra };
 }

@@ -15,7 +15,7 @@ import { createCrypto, type CryptoProvider } from './crypto.js';
 import { clientMacKey, KeyRing, replicaMacKey } from './keys.js';
 import type { ProtocolModule } from './protocol.js';
 import type { PeerAddress, ReplicaProcessConfig } from './runtime-control.js';
-import { bump, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources } from './runtime-support.js';
+import { bump, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources } from './runtime-support.js';
 import { Transport, type TransportCounters } from './transport.js';
 import {
   clientOrigin,
@@ -134,7 +134,7 @@ export class ReplicaRuntime<M extends WireMessage> {
         records: config.records,
         valueBytes: config.valueBytes,
         viewChangeTimeoutMs: config.viewChangeTimeoutMs,
-        ...(config.extra ? { extra: config.extra } : {}),
+        extra: protocolExtra(config),
       },
       keys.replicaDeps(id),
     );

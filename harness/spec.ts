@@ -1,0 +1,311 @@
+/**
+ * What one measured run is (`poe-bench run`): the spec, its defaults, and the validation of
+ * command-line flags with zod, so every bad flag is named in the error.
+ *
+ * The spec is recorded in full with every result (DESIGN.md "Results"): a run can be repeated
+ * from its runs.jsonl line alone.
+ */
+import { z } from 'zod';
+import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../client/generators.js';
+import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../replica/protocols.js';
+import { DEFAULT_REPLICA_OPTIONS, quorums, type ProtocolName } from '../replica/types.js';
+
+export type BackendName = 'local';
+export const BACKENDS: readonly BackendName[] = ['local'];
+export type ExtraValue = string | number | boolean;
+
+export interface RunSpec {
+  readonly protocol: ProtocolName;
+  readonly replicas: number;
+  /** Backups that never take part: the highest ids, never the view-0 primary. */
+  readonly crashed: number;
+  readonly crashedReplicas: readonly number[];
+  /** True when --force allowed more crashed replicas than the protocol tolerates. */
+  readonly force: boolean;
+  /** Writes per client batch (paper: 100). */
+  readonly batch: number;
+  /** Logical clients in total (closed loop: one batch outstanding each). */
+  readonly clients: number;
+  /** Client processes (client machines) the logical clients are spread over. */
+  readonly clientProcs: number;
+  readonly warmupS: number;
+  readonly durationS: number;
+  readonly generator: KeyGeneratorKind;
+  readonly records: number;
+  readonly valueBytes: number;
+  /** Seeds the key generators (client process o uses seed + o) and the key material. */
+  readonly seed: number;
+  readonly keySeed: string;
+  readonly backend: BackendName;
+  readonly host: string;
+  /** Replica i listens on basePort + i; 0 lets the OS choose free ports. */
+  readonly basePort: number;
+  /** Open loop: batches per second over all client processes; absent for closed loop. */
+  readonly openLoopBatchesPerSec?: number;
+  readonly clientTimeoutMs: number;
+  readonly viewChangeTimeoutMs: number;
+  readonly checkpointInterval: number;
+  readonly window: number;
+  readonly extra: Readonly<Record<string, ExtraValue>>;
+}
+
+export const RUN_DEFAULTS = {
+  replicas: 4,
+  crashed: 0,
+  batch: 100,
+  clients: 48,
+  clientProcs: 1,
+  warmupS: 10,
+  durationS: 20,
+  generator: 'ycsb' as KeyGeneratorKind,
+  records: DEFAULT_REPLICA_OPTIONS.records,
+  valueBytes: DEFAULT_REPLICA_OPTIONS.valueBytes,
+  seed: 1,
+  backend: 'local' as BackendName,
+  host: '127.0.0.1',
+  basePort: 0,
+  clientTimeoutMs: 2000,
+  viewChangeTimeoutMs: DEFAULT_REPLICA_OPTIONS.viewChangeTimeoutMs,
+  checkpointInterval: DEFAULT_REPLICA_OPTIONS.checkpointIntervalK,
+  window: DEFAULT_REPLICA_OPTIONS.windowK,
+} as const;
+
+/** Flags as commander hands them over (strings; repeatable ones as arrays). */
+export interface RunFlags {
+  readonly protocol?: string;
+  readonly replicas?: string;
+  readonly crashed?: string;
+  readonly force?: boolean;
+  readonly batch?: string;
+  readonly clients?: string;
+  readonly clientProcs?: string;
+  readonly warmup?: string;
+  readonly duration?: string;
+  readonly generator?: string;
+  readonly records?: string;
+  readonly valueBytes?: string;
+  readonly seed?: string;
+  readonly backend?: string;
+  readonly basePort?: string;
+  readonly openLoop?: string;
+  readonly clientTimeoutMs?: string;
+  readonly viewChangeTimeoutMs?: string;
+  readonly checkpointInterval?: string;
+  readonly window?: string;
+  readonly extra?: readonly string[];
+}
+
+const FLAG_NAMES: Record<string, string> = {
+  protocol: '--protocol',
+  replicas: '--replicas',
+  crashed: '--crashed',
+  batch: '--batch',
+  clients: '--clients',
+  clientProcs: '--client-procs',
+  warmup: '--warmup',
+  duration: '--duration',
+  generator: '--generator',
+  records: '--records',
+  valueBytes: '--value-bytes',
+  seed: '--seed',
+  backend: '--backend',
+  basePort: '--base-port',
+  openLoop: '--open-loop',
+  clientTimeoutMs: '--client-timeout-ms',
+  viewChangeTimeoutMs: '--view-change-timeout-ms',
+  checkpointInterval: '--checkpoint-interval',
+  window: '--window',
+  extra: '--extra',
+};
+
+export class RunSpecError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunSpecError';
+  }
+}
+
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce
+    .number({ invalid_type_error: 'must be a number' })
+    .refine((x) => Number.isInteger(x), 'must be an integer')
+    .refine((x) => x >= min && x <= max, max === Number.MAX_SAFE_INTEGER ? `must be >= ${min}` : `must be in [${min}, ${max}]`)
+    .optional();
+const positive = () =>
+  z.coerce
+    .number({ invalid_type_error: 'must be a number' })
+    .refine((x) => Number.isFinite(x) && x > 0, 'must be a number > 0')
+    .optional();
+const nonNegative = () =>
+  z.coerce
+    .number({ invalid_type_error: 'must be a number' })
+    .refine((x) => Number.isFinite(x) && x >= 0, 'must be a number >= 0')
+    .optional();
+
+/** `key=value`: numbers and booleans are typed, anything else stays a string. */
+export function parseExtra(s: string): [string, ExtraValue] {
+  const m = /^([A-Za-z_][\w.-]*)=(.*)$/.exec(s);
+  if (!m) throw new RangeError(`'${s}' is not key=value`);
+  const raw = m[2]!;
+  const value: ExtraValue = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  return [m[1]!, value];
+}
+
+const flagSchema = z.object({
+  protocol: z
+    .string({ required_error: `is required (one of: ${registeredProtocols().join(', ') || 'none registered'})` })
+    .refine(hasProtocol, (p) => ({ message: new UnknownProtocolError(p).message })),
+  replicas: z.coerce
+    .number({ invalid_type_error: 'must be a number' })
+    .refine((x) => Number.isInteger(x), 'must be an integer')
+    .refine((x) => x >= 4, (x) => ({ message: `must be >= 4: BFT needs n = 3f + 1 with f >= 1 (got ${x})` }))
+    .refine((x) => x <= 256, 'must be <= 256 on the local backend')
+    .optional(),
+  crashed: integer(0),
+  force: z.boolean().optional(),
+  batch: integer(1, 100_000),
+  clients: integer(1, 1_000_000),
+  clientProcs: integer(1, 64),
+  warmup: nonNegative(),
+  duration: positive(),
+  generator: z
+    .string()
+    .refine((g) => KEY_GENERATOR_KINDS.includes(g as KeyGeneratorKind), (g) => ({ message: `unknown generator '${g}' (one of: ${KEY_GENERATOR_KINDS.join(', ')})` }))
+    .optional(),
+  records: integer(2, 2 ** 32),
+  valueBytes: integer(8, 65_536),
+  seed: integer(0, 0xffff_ffff),
+  backend: z
+    .string()
+    .refine((b) => BACKENDS.includes(b as BackendName), (b) => ({ message: `unknown backend '${b}' (available: ${BACKENDS.join(', ')})` }))
+    .optional(),
+  basePort: integer(0, 65_535),
+  openLoop: positive(),
+  clientTimeoutMs: positive(),
+  viewChangeTimeoutMs: positive(),
+  checkpointInterval: integer(1),
+  window: integer(1),
+  extra: z
+    .array(z.string())
+    .optional()
+    .transform((xs, ctx) => {
+      const out: [string, ExtraValue][] = [];
+      for (const x of xs ?? []) {
+        try {
+          out.push(parseExtra(x));
+        } catch (err) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+          return z.NEVER;
+        }
+      }
+      return out;
+    }),
+});
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${FLAG_NAMES[String(i.path[0] ?? '')] ?? String(i.path[0] ?? '')}: ${i.message}`).join('\n');
+}
+
+/** The crashed backups for K: replicas n-1, ..., n-K (never replica 0, the view-0 primary). */
+export function crashedBackups(n: number, crashed: number): number[] {
+  const out: number[] = [];
+  for (let i = n - crashed; i < n; i++) out.push(i);
+  return out;
+}
+
+/** Validates flags into a full spec; throws RunSpecError naming every bad flag. */
+export function parseRunFlags(flags: RunFlags): RunSpec {
+  const parsed = flagSchema.safeParse(flags);
+  if (!parsed.success) throw new RunSpecError(describeIssues(parsed.error));
+  const o = parsed.data;
+  const d = RUN_DEFAULTS;
+  const n = o.replicas ?? d.replicas;
+  const crashed = o.crashed ?? d.crashed;
+  const issues: string[] = [];
+  const { f } = quorums(n);
+  if (crashed > n - 1) issues.push(`--crashed: ${crashed} crashed backups leave no replica to be the primary (n = ${n})`);
+  else if (crashed > f && !o.force) {
+    issues.push(`--crashed: ${crashed} exceeds what ${o.protocol} tolerates with n = ${n} (f = ${f}); pass --force to run it anyway`);
+  }
+  const clientProcs = o.clientProcs ?? d.clientProcs;
+  const clients = o.clients ?? d.clients;
+  if (clients < clientProcs) issues.push(`--clients: ${clients} logical clients cannot fill ${clientProcs} client processes`);
+  const basePort = o.basePort ?? d.basePort;
+  if (basePort !== 0 && basePort < 1024) issues.push(`--base-port: ${basePort} is a privileged port; use 1024 or above, or 0 for free ports`);
+  if (basePort !== 0 && basePort + n - 1 > 65_535) issues.push(`--base-port: ${basePort} + ${n} replicas runs past port 65535`);
+  const checkpointInterval = o.checkpointInterval ?? d.checkpointInterval;
+  const window = o.window ?? d.window;
+  if (window < checkpointInterval) issues.push(`--window: the window (${window}) must hold at least one checkpoint interval (${checkpointInterval})`);
+  if (issues.length > 0) throw new RunSpecError(issues.join('\n'));
+  const seed = o.seed ?? d.seed;
+  const extra: Record<string, ExtraValue> = Object.fromEntries(o.extra);
+  return {
+    protocol: o.protocol as ProtocolName,
+    replicas: n,
+    crashed,
+    crashedReplicas: crashedBackups(n, crashed),
+    force: o.force ?? false,
+    batch: o.batch ?? d.batch,
+    clients,
+    clientProcs,
+    warmupS: o.warmup ?? d.warmupS,
+    durationS: o.duration ?? d.durationS,
+    generator: (o.generator ?? d.generator) as KeyGeneratorKind,
+    records: o.records ?? d.records,
+    valueBytes: o.valueBytes ?? d.valueBytes,
+    seed,
+    keySeed: `poe-bench-run-${seed}`,
+    backend: (o.backend ?? d.backend) as BackendName,
+    host: d.host,
+    basePort,
+    ...(o.openLoop !== undefined ? { openLoopBatchesPerSec: o.openLoop } : {}),
+    clientTimeoutMs: o.clientTimeoutMs ?? d.clientTimeoutMs,
+    viewChangeTimeoutMs: o.viewChangeTimeoutMs ?? d.viewChangeTimeoutMs,
+    checkpointInterval,
+    window,
+    extra,
+  };
+}
+
+/** A spec from code (bench, tests): the same checks as flags. */
+export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'keySeed'>> & { protocol: ProtocolName }): RunSpec {
+  const flags: Record<string, unknown> = {
+    protocol: input.protocol,
+    replicas: input.replicas,
+    crashed: input.crashed,
+    force: input.force,
+    batch: input.batch,
+    clients: input.clients,
+    clientProcs: input.clientProcs,
+    warmup: input.warmupS,
+    duration: input.durationS,
+    generator: input.generator,
+    records: input.records,
+    valueBytes: input.valueBytes,
+    seed: input.seed,
+    backend: input.backend,
+    basePort: input.basePort,
+    openLoop: input.openLoopBatchesPerSec,
+    clientTimeoutMs: input.clientTimeoutMs,
+    viewChangeTimeoutMs: input.viewChangeTimeoutMs,
+    checkpointInterval: input.checkpointInterval,
+    window: input.window,
+    extra: Object.entries(input.extra ?? {}).map(([k, v]) => `${k}=${v}`),
+  };
+  const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined).map(([k, v]) => [k, typeof v === 'number' ? String(v) : v]));
+  return parseRunFlags(defined as RunFlags);
+}
+
+/** The replicas that take part (are started). */
+export function liveReplicas(spec: RunSpec): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < spec.replicas; i++) if (!spec.crashedReplicas.includes(i)) out.push(i);
+  return out;
+}
+
+/** `extra` for the processes: HotStuff's parallel leaders are the replicas that take part. */
+export function processExtra(spec: RunSpec): Record<string, ExtraValue> {
+  const extra: Record<string, ExtraValue> = {};
+  if (spec.protocol === 'hotstuff') extra['leaders'] = liveReplicas(spec).join(',');
+  return { ...extra, ...spec.extra };
+}
