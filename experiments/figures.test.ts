@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FIGURE_IDS, FIGURES, PROFILES, belongsTo, figureOfExperiment, planRuns, crashedForThreeF, crashedForF } from './figures.js';
+import { FIGURE_IDS, FIGURES, PROFILES, parseProtocol, belongsTo, figureOfExperiment, planRuns, crashedForThreeF, crashedForF } from './figures.js';
 import { pointId } from './types.js';
 
 // Reference: DESIGN.md "The evaluation to reproduce" and paper §5.
@@ -85,5 +85,12 @@ describe('experiment names', () => {
     // Without a figure name the point fits both shapes.
     expect(belongsTo(FIGURES['11a'], { experiment: 'custom', point })).toBe(true);
     expect(belongsTo(FIGURES['13'], { experiment: 'custom', point })).toBe(false);
+  });
+});
+
+describe('--baseline', () => {
+  it('takes a protocol by name or by the paper label, in any case', () => {
+    expect(['pbft', 'PBFT', 'hs', 'HotStuff', 'ZYZ', 'poe'].map(parseProtocol)).toEqual(['pbft', 'pbft', 'hotstuff', 'hotstuff', 'zyzzyva', 'poe']);
+    expect(() => parseProtocol('raft')).toThrow(/choose one of poe \(PoE\), pbft \(PBFT\), zyzzyva \(ZYZ\), hotstuff \(HS\)/);
   });
 });

@@ -17,6 +17,16 @@ export const PROTOCOL_LABEL: Readonly<Record<ProtocolName, string>> = {
   hotstuff: 'HS',
 };
 
+/**
+ * A protocol from what a user types after --baseline: its name or the paper's label, in any
+ * case ("pbft", "PBFT", "hs", "HotStuff", "zyz"). Throws a RangeError listing the choices.
+ */
+export function parseProtocol(text: string): ProtocolName {
+  const t = text.trim().toLowerCase();
+  for (const p of PROTOCOL_ORDER) if (t === p || t === PROTOCOL_LABEL[p].toLowerCase()) return p;
+  throw new RangeError(`unknown protocol "${text}": choose one of ${PROTOCOL_ORDER.map((p) => `${p} (${PROTOCOL_LABEL[p]})`).join(', ')}`);
+}
+
 /** Legend and table order: the paper's protocol first, then the baselines as §5 introduces them. */
 export const PROTOCOL_ORDER: readonly ProtocolName[] = ['poe', 'pbft', 'zyzzyva', 'hotstuff'];
 
@@ -35,6 +45,10 @@ export const PRIMARY_STOPS_AFTER = 900;
 /** §5.2: "16 available replicas, of which 15 participate in consensus". */
 export const BATCHING_REPLICAS = 16;
 
+/**
+ * Runs per repetition, every profile alike (the sweeps never shrink): figure 10: 16,
+ * 11a: 16, 11b: 8, 12: 20, 13: 16. A profile only sets run length and repetitions.
+ */
 export type ProfileName = 'quick' | 'default' | 'paper';
 
 /** How long each run lasts and how often it is repeated. */
