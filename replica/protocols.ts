@@ -3,6 +3,7 @@
  * protocol by name (the simulator, the replica and client processes, the CLI) goes through
  * `getProtocol`, so adding a protocol is one entry here.
  */
+import * as hotstuffModule from './hotstuff.js';
 import * as messages from './messages.js';
 import type { ProtocolModule } from './protocol.js';
 import { PROTOCOLS, type ProtocolName, type WireMessage } from './types.js';
@@ -22,6 +23,7 @@ const REGISTRY: ReadonlyMap<ProtocolName, Registration> = new Map<ProtocolName, 
   ['poe', { module: poeModule.poe as unknown as ProtocolModule<WireMessage>, exports: poeModule }],
   ['pbft', { module: pbftModule.pbft as unknown as ProtocolModule<WireMessage>, exports: pbftModule }],
   ['zyzzyva', { module: zyzzyvaModule.zyzzyva as unknown as ProtocolModule<WireMessage>, exports: zyzzyvaModule }],
+  ['hotstuff', { module: hotstuffModule.hotstuff as unknown as ProtocolModule<WireMessage>, exports: hotstuffModule }],
 ]);
 
 export class UnknownProtocolError extends Error {
