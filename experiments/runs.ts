@@ -5,7 +5,8 @@
  * runs.jsonl is appended to while a sweep runs, so a sweep killed in the middle of a write can
  * leave an unterminated last line: that line is dropped (the sweep reruns the point). Any
  * other line that does not parse, or does not have the shape of a RunRecord, is an error with
- * its line number, never silently skipped.
+ * its line number, never silently skipped, except the metrics of a run recorded as invalid,
+ * which are dropped when they do not have the expected shape (they are never averaged).
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -91,7 +92,12 @@ export function parseRuns(text: string): ParsedRuns {
       }
       throw new RunsFileError(i + 1, `not JSON (${(err as Error).message})`);
     }
-    const parsed = runRecordSchema.safeParse(json);
+    let parsed = runRecordSchema.safeParse(json);
+    if (!parsed.success && isObject(json) && json.valid === false && 'metrics' in json) {
+      // A failed run's partial metrics are never averaged; a malformed remnant must not cost the report.
+      const { metrics: _partial, ...rest } = json;
+      parsed = runRecordSchema.safeParse(rest);
+    }
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new RunsFileError(i + 1, `not a run record: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim());

@@ -90,6 +90,16 @@ describe('aggregate', () => {
     expect(p!.throughputTxnPerSec!.mean).toBe(500);
   });
 
+  it('counts every line of an experiment that is not a figure sweep as its own run', () => {
+    const recs = [
+      fixtureRecord('run', P4, 0, { throughputTxnPerSec: 500, latencyMeanMs: 10 }),
+      fixtureRecord('run', P4, 0, { throughputTxnPerSec: 700, latencyMeanMs: 10 }),
+    ];
+    const [p] = aggregate(recs);
+    expect(p!.reps).toBe(2);
+    expect(p!.throughputTxnPerSec!.mean).toBe(600);
+  });
+
   it('keeps a point whose every repetition failed, with no summaries', () => {
     const [p] = aggregate([fixtureRecord('figure-13', P4, 0, { failed: 'safety check: ledgers diverge' })]);
     expect(p!.reps).toBe(0);
@@ -138,6 +148,14 @@ describe('runs.jsonl', () => {
   it('fails loudly, with the line number, on a broken line that is not the tail', () => {
     expect(() => parseRuns(`${line(0)}\n{"broken\n${line(1)}\n`)).toThrow(/line 2/);
     expect(() => parseRuns(`${line(0)}\n{"experiment": 1}\n`)).toThrow(RunsFileError);
+  });
+
+  it('drops malformed metrics of a run recorded as invalid instead of failing the file', () => {
+    const bad = { ...JSON.parse(line(0)), valid: false, reason: 'clients accepted nothing', metrics: { throughputTxnPerSec: null } };
+    const [r] = parseRuns(`${JSON.stringify(bad)}\n`).records;
+    expect(r).toMatchObject({ valid: false, reason: 'clients accepted nothing' });
+    expect(r!.metrics).toBeUndefined();
+    expect(() => parseRuns(`${JSON.stringify({ ...bad, valid: true })}\n`)).toThrow(/line 1/);
   });
 
   it('keeps fields that newer writers add', () => {

@@ -9,7 +9,7 @@
  * Pure functions only: no I/O here (loading lives in runs.ts).
  */
 import type { ProtocolName } from '../replica/types.js';
-import { belongsTo, PROTOCOL_ORDER, xOf, type FigureDef } from './figures.js';
+import { belongsTo, figureOfExperiment, PROTOCOL_ORDER, xOf, type FigureDef } from './figures.js';
 import type { RunRecord, SweepPoint } from './types.js';
 
 export type IntervalKind = 'ci95' | 'minmax';
@@ -119,15 +119,18 @@ export interface AggregatedPoint {
 /**
  * The record that counts for each (experiment, point, repetition): a resumed sweep may have
  * written the same repetition twice (a failed attempt, then a good one). The last valid record
- * wins; a repetition with no valid record keeps its last failure.
+ * wins; a repetition with no valid record keeps its last failure. Only sweeps of a figure
+ * number their repetitions: lines of any other experiment (`poe-bench run` appends rep 0 every
+ * time) each count as a run of their own.
  */
 export function latestPerRepetition(records: readonly RunRecord[]): RunRecord[] {
   const byKey = new Map<string, RunRecord>();
-  for (const r of records) {
-    const key = `${r.experiment}\u0000${r.pointId}\u0000${r.rep}`;
+  records.forEach((r, line) => {
+    const rep = figureOfExperiment(r.experiment) === undefined ? `line ${line}` : String(r.rep);
+    const key = `${r.experiment}\u0000${r.pointId}\u0000${rep}`;
     const prev = byKey.get(key);
     if (prev === undefined || r.valid || !prev.valid) byKey.set(key, r);
-  }
+  });
   return [...byKey.values()];
 }
 

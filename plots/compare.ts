@@ -67,7 +67,7 @@ function environmentTable(a: Side, b: Side): Block {
     m.hosts === undefined ? u : m.hosts.join(', ') || 'none',
     m.startedAt ?? u,
   ];
-  const names = ['Figure', 'Profile', 'Commit', 'Node.js', 'OS', 'CPU', 'Backend', 'Hosts', 'Started'];
+  const names = ['Experiment', 'Profile', 'Commit', 'Node.js', 'OS', 'CPU', 'Backend', 'Hosts', 'Started'];
   const fa = field(a.manifest);
   const fb = field(b.manifest);
   return {

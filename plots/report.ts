@@ -74,7 +74,7 @@ function environmentBlocks(dir: string, m: ManifestInfo, records: readonly RunRe
   const profile = m.profile === undefined ? unknown : m.profile in PROFILES ? `${m.profile}: ${PROFILES[m.profile as keyof typeof PROFILES].description}` : m.profile;
   const rows: Cell[][] = [
     ['Results', basename(resolve(dir))],
-    ['Figure', m.figure ?? unknown],
+    ['Experiment', m.figure ?? unknown],
     ['Profile', profile],
     ['Commit', m.commit === undefined ? unknown : `${m.commit}${m.dirty === true ? ' (dirty: uncommitted changes)' : ''}`],
     ['Node.js', m.nodeVersion ?? unknown],
