@@ -56,6 +56,8 @@ export interface RunMetricsReport {
     readonly queueFull: number;
   };
   readonly rejectedByReplicas: Record<string, number>;
+  /** Frames per socket write over the whole run, all replicas: how well output bursts coalesce. */
+  readonly framesPerWrite: number;
 }
 
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
@@ -149,6 +151,7 @@ export function aggregateMetrics(replicas: readonly ReplicaMetricsReport[], clie
       queueFull: sum(replicas.map((r) => r.transport.queueFull)),
     },
     rejectedByReplicas,
+    framesPerWrite: round(sum(replicas.map((r) => r.transport.framesSent)) / Math.max(1, sum(replicas.map((r) => r.transport.writes))), 2),
   };
 }
 

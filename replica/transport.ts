@@ -73,6 +73,8 @@ export interface TransportHandlers {
 export interface TransportCounters {
   framesSent: number;
   bytesSent: number;
+  /** Socket writes (syscalls): framesSent / writes is how well bursts coalesce. */
+  writes: number;
   framesReceived: number;
   bytesReceived: number;
   /** Frames whose MAC did not verify (dropped, connection kept). */
@@ -94,6 +96,7 @@ export function newTransportCounters(): TransportCounters {
   return {
     framesSent: 0,
     bytesSent: 0,
+    writes: 0,
     framesReceived: 0,
     bytesReceived: 0,
     badMac: 0,
@@ -227,6 +230,7 @@ class Connection {
     this.outBytes = 0;
     if (this.socket.destroyed) return 0;
     this.socket.write(data);
+    this.transport.counters.writes++;
     if (!this.congested && this.socket.writableLength > this.transport.queueBytesHigh) {
       this.congested = true;
       this.transport.onCongestionChange(this, true);

@@ -1,0 +1,232 @@
+/**
+ * `npm run bench`: PoE and PBFT on 4 local replicas at batch 100 (10 s warm-up, 20 s
+ * measured), each protocol's throughput and latency, and the crypto floor measured in the
+ * same invocation: the txn/s this machine would reach if the only work per batch were its
+ * unavoidable crypto, and each protocol's ratio to it (issue 3, item 6).
+ *
+ * The floor per batch, on one core: one Ed25519 signature by the client over the batch, n
+ * verifications of it (every replica checks the client's signature), n SHA-256 digests of the
+ * batch, and an HMAC computed and verified for every message the protocol sent (the client's
+ * request plus what the replicas sent, counted in the protocol's own run: messages and bytes
+ * per batch). The machine's floor is that times the number of cores, since replicas are
+ * separate processes.
+ *
+ *   node dist/harness/bench.js [--protocols poe,pbft] [--warmup 10] [--duration 20]
+ *                              [--clients 48] [--profile DIR] [--out DIR] [--json]
+ *
+ * With --profile, every replica runs under `node --cpu-prof` and the summary of the busiest
+ * replica of each protocol (self time by function and by file) is printed.
+ */
+import { createHmac } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import { join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { createCrypto } from '../replica/crypto.js';
+import { KeyRing } from '../replica/keys.js';
+import { makeRequest, type Write } from '../replica/messages.js';
+import type { ProtocolName } from '../replica/types.js';
+import { formatProfileSummary, summarizeCpuProfile, type ProfileSummary } from './metrics-profile.js';
+import { executeRun, recordRun, type RunResult } from './run.js';
+import { makeRunSpec, RUN_DEFAULTS } from './spec.js';
+
+export interface CryptoCosts {
+  readonly bodyBytes: number;
+  readonly signUs: number;
+  readonly verifyUs: number;
+  readonly digestUs: number;
+  /** HMAC-SHA256 cost model: fixed part plus per byte. */
+  readonly hmacFixedUs: number;
+  readonly hmacPerByteUs: number;
+}
+
+/** Microseconds per call of `fn`, timed for about `budgetMs` after a short warm-up. */
+function timeUs(fn: () => void, budgetMs = 400): number {
+  for (let i = 0; i < 200; i++) fn();
+  let calls = 0;
+  const start = performance.now();
+  let now = start;
+  while (now - start < budgetMs) {
+    for (let i = 0; i < 50; i++) fn();
+    calls += 50;
+    now = performance.now();
+  }
+  return ((now - start) * 1000) / calls;
+}
+
+/** Measures the crypto a batch needs, with a batch like the clients send. */
+export function measureCryptoCosts(batch: number, valueBytes: number): CryptoCosts {
+  const crypto = createCrypto('node');
+  const ring = new KeyRing(crypto, 'bench-floor', 4, 1);
+  const signer = ring.clientSigner(0);
+  const verifier = ring.clientVerifier(0)!;
+  const writes: Write[] = Array.from({ length: batch }, (_, i) => ({ key: (i * 7919) % 600_000, value: Buffer.alloc(valueBytes, i) }));
+  const req = makeRequest(signer, 0, 1, 1, writes);
+  const key = Buffer.alloc(32, 7);
+  const small = Buffer.alloc(64, 1);
+  const large = Buffer.alloc(8192, 2);
+  const hmacSmallUs = timeUs(() => createHmac('sha256', key).update(small).digest());
+  const hmacLargeUs = timeUs(() => createHmac('sha256', key).update(large).digest());
+  const perByte = (hmacLargeUs - hmacSmallUs) / (large.length - small.length);
+  return {
+    bodyBytes: req.body.length,
+    signUs: timeUs(() => signer.sign(req.body)),
+    verifyUs: timeUs(() => verifier.verify(req.body, req.signature)),
+    digestUs: timeUs(() => crypto.digest(req.body)),
+    hmacFixedUs: Math.max(0, hmacSmallUs - perByte * small.length),
+    hmacPerByteUs: Math.max(0, perByte),
+  };
+}
+
+export interface Floor {
+  readonly messagesPerBatch: number;
+  readonly bytesPerBatch: number;
+  readonly usPerBatch: number;
+  readonly oneCoreTxnPerSec: number;
+  readonly machineTxnPerSec: number;
+}
+
+/** The crypto floor of a protocol, from its measured messages and bytes per batch. */
+export function cryptoFloor(c: CryptoCosts, n: number, batch: number, run: RunResult, cores: number): Floor | undefined {
+  const m = run.metrics;
+  if (!m || m.acceptedBatches === 0) return undefined;
+  const batchesPerSec = m.acceptedBatches / m.windowSec;
+  // The client's request is a message too; replicas' messages come from their counters.
+  const messagesPerBatch = m.messagesPerSec / batchesPerSec + 1;
+  const bytesPerBatch = m.bytesPerSec / batchesPerSec + c.bodyBytes;
+  const macUs = 2 * (messagesPerBatch * c.hmacFixedUs + bytesPerBatch * c.hmacPerByteUs);
+  const usPerBatch = c.signUs + n * c.verifyUs + n * c.digestUs + macUs;
+  const oneCore = (batch * 1e6) / usPerBatch;
+  return { messagesPerBatch, bytesPerBatch, usPerBatch, oneCoreTxnPerSec: oneCore, machineTxnPerSec: oneCore * cores };
+}
+
+const TARGETS: Partial<Record<ProtocolName, number>> = { poe: 40_000, pbft: 25_000 };
+const LATENCY_TARGET_MS = 50;
+
+interface BenchOptions {
+  readonly protocols: string;
+  readonly warmup: string;
+  readonly duration: string;
+  readonly clients: string;
+  readonly profile?: string;
+  readonly out: string;
+  readonly json?: boolean;
+}
+
+interface ProtocolResult {
+  readonly protocol: ProtocolName;
+  readonly run: RunResult;
+  readonly floor: Floor | undefined;
+  readonly profile?: { readonly replica: string; readonly summary: ProfileSummary };
+}
+
+const num = (x: number, d = 0): string => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+
+function busiestReplica(run: RunResult): { name: string; pid: number } | undefined {
+  const replicas = (run.metrics?.processes ?? []).filter((p) => p.role === 'replica');
+  replicas.sort((a, b) => (b.cpuPercent ?? 0) - (a.cpuPercent ?? 0));
+  return replicas[0];
+}
+
+async function main(): Promise<number> {
+  const program = new Command('bench')
+    .option('--protocols <list>', 'protocols to run, comma-separated', 'poe,pbft')
+    .option('--warmup <s>', 'warm-up seconds', '10')
+    .option('--duration <s>', 'measured seconds', '20')
+    .option('--clients <c>', 'logical closed-loop clients', String(RUN_DEFAULTS.clients))
+    .option('--profile <dir>', 'run replicas under node --cpu-prof and summarise the busiest one')
+    .option('--out <dir>', 'results directory', join('results', 'bench'))
+    .option('--json', 'print one JSON object')
+    .parse(process.argv);
+  const o = program.opts<BenchOptions>();
+  const protocols = o.protocols.split(',').map((p) => p.trim()) as ProtocolName[];
+  const n = 4;
+  const batch = 100;
+  const cores = os.cpus().length;
+  const log = (line: string): void => void process.stderr.write(`${line}\n`);
+
+  log(`poe-bench bench: ${protocols.join(', ')} on ${n} local replicas, batch ${batch}, ${o.clients} clients, ${o.warmup} s warm-up + ${o.duration} s measured`);
+  log(`machine: ${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cores} cores, Node ${process.version}`);
+  const costs = measureCryptoCosts(batch, RUN_DEFAULTS.valueBytes);
+  log(
+    `crypto per call: Ed25519 sign ${costs.signUs.toFixed(1)} us, verify ${costs.verifyUs.toFixed(1)} us, SHA-256 of a ${costs.bodyBytes}-byte batch ${costs.digestUs.toFixed(1)} us, ` +
+      `HMAC ${costs.hmacFixedUs.toFixed(2)} us + ${(costs.hmacPerByteUs * 1000).toFixed(2)} ns/byte`,
+  );
+
+  const results: ProtocolResult[] = [];
+  const controller = new AbortController();
+  process.on('SIGINT', () => controller.abort());
+  process.on('SIGTERM', () => controller.abort());
+  for (const protocol of protocols) {
+    const spec = makeRunSpec({ protocol, replicas: n, batch, clients: Number(o.clients), warmupS: Number(o.warmup), durationS: Number(o.duration) });
+    let profileDir: string | undefined;
+    if (o.profile) {
+      profileDir = resolve(o.profile, protocol);
+      rmSync(profileDir, { recursive: true, force: true });
+      mkdirSync(profileDir, { recursive: true });
+    }
+    const run = await executeRun(spec, {
+      signal: controller.signal,
+      onProgress: (line) => process.stderr.isTTY && process.stderr.write(`\r\x1b[2K${line}`),
+      ...(profileDir ? { nodeArgs: { replica: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } } : {}),
+    });
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+    if (run.interrupted) {
+      log('bench: interrupted');
+      return 130;
+    }
+    recordRun(o.out, run);
+    let profile: ProtocolResult['profile'];
+    const busiest = busiestReplica(run);
+    if (profileDir && busiest) {
+      const file = readdirSync(profileDir).find((f) => f.includes(`.${busiest.pid}.`));
+      if (file) profile = { replica: busiest.name, summary: summarizeCpuProfile(join(profileDir, file)) };
+    }
+    results.push({ protocol, run, floor: cryptoFloor(costs, n, batch, run, cores), ...(profile ? { profile } : {}) });
+    log(`${protocol}: ${run.valid ? `${num(run.throughputTxnPerSec)} txn/s, p50 ${run.latencyMs.p50.toFixed(1)} ms` : `INVALID: ${run.reason}`}`);
+  }
+
+  const rows = results.map((r) => {
+    const m = r.run.metrics;
+    const target = TARGETS[r.protocol];
+    return {
+      protocol: r.protocol,
+      valid: r.run.valid,
+      txnPerSec: r.run.throughputTxnPerSec,
+      latencyMs: r.run.latencyMs,
+      messagesPerBatch: r.floor?.messagesPerBatch ?? null,
+      floorTxnPerSec: r.floor?.machineTxnPerSec ?? null,
+      ratioToFloor: r.floor ? r.run.throughputTxnPerSec / r.floor.machineTxnPerSec : null,
+      cpuPercent: Object.fromEntries((m?.processes ?? []).map((p) => [p.name, p.cpuPercent])),
+      targetTxnPerSec: target ?? null,
+      targetMet: target === undefined ? null : r.run.valid && r.run.throughputTxnPerSec >= target && r.run.latencyMs.p50 < LATENCY_TARGET_MS,
+      reason: r.run.reason ?? null,
+    };
+  });
+  const poe = results.find((r) => r.protocol === 'poe');
+  const pbft = results.find((r) => r.protocol === 'pbft');
+  const poeAbovePbft = poe && pbft ? poe.run.throughputTxnPerSec > pbft.run.throughputTxnPerSec : null;
+
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ machine: { cpu: os.cpus()[0]?.model.trim(), cores, node: process.version }, crypto: costs, rows, poeAbovePbft }) + '\n');
+  } else {
+    const out: string[] = [];
+    out.push('');
+    out.push('protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch   floor txn/s  of floor  target');
+    for (const r of rows) {
+      const target = r.targetTxnPerSec === null ? '' : `${r.targetMet ? 'met' : 'MISSED'} (>= ${num(r.targetTxnPerSec)}, p50 < ${LATENCY_TARGET_MS} ms)`;
+      out.push(
+        `${r.protocol.padEnd(9)} ${num(r.txnPerSec).padStart(9)} ${r.latencyMs.p50.toFixed(1).padStart(8)} ${r.latencyMs.mean.toFixed(1).padStart(8)} ${r.latencyMs.p99.toFixed(1).padStart(8)} ` +
+          `${(r.messagesPerBatch === null ? '-' : r.messagesPerBatch.toFixed(1)).padStart(11)} ${(r.floorTxnPerSec === null ? '-' : num(r.floorTxnPerSec)).padStart(13)} ` +
+          `${(r.ratioToFloor === null ? '-' : `${(100 * r.ratioToFloor).toFixed(1)}%`).padStart(9)}  ${r.valid ? target : `INVALID: ${r.reason}`}`,
+      );
+    }
+    if (poeAbovePbft !== null) out.push(`PoE above PBFT: ${poeAbovePbft ? 'yes' : 'NO'}`);
+    out.push(`CPU% per process (100 = one core): ${rows.map((r) => `${r.protocol} ${Object.entries(r.cpuPercent).map(([k, v]) => `${k.replace('replica ', 'r').replace('client ', 'c')}=${v ?? '-'}`).join(' ')}`).join('; ')}`);
+    for (const r of results) if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
+    process.stdout.write(out.join('\n') + '\n');
+  }
+  return results.every((r) => r.run.valid) ? 0 : 1;
+}
+
+process.exitCode = await main();
