@@ -57,4 +57,7 @@ async function handle(req: ControlRequest): Promise<unknown> {
 
 process.on('uncaughtException', (err) => reportFatalAndExit(`replica: ${err.stack ?? err.message}`, 70));
 process.on('unhandledRejection', (err) => reportFatalAndExit(`replica: ${String(err)}`, 70));
+// Ctrl-C in a terminal reaches the whole process group; the harness handles it and stops this
+// process through its control channel, so the run ends in order rather than by a race.
+process.on('SIGINT', () => undefined);
 serveControl(handle, () => process.exit(0));

@@ -91,6 +91,23 @@ describe('poe-bench run when things go wrong', () => {
     expect(() => readFileSync(join(out, 'runs.jsonl'))).toThrow();
   });
 
+  it('leaves no process behind even when the harness itself is killed with SIGKILL', async () => {
+    const p = execa(process.execPath, [CLI, 'run', '--protocol', 'poe', '--warmup', '5', '--duration', '5', '--out', mkdtempSync(join(tmpdir(), 'poe-bench-kill-'))], {
+      reject: false,
+    });
+    let children: number[] = [];
+    for (let i = 0; i < 100 && children.length < 5; i++) {
+      await sleep(100);
+      children = childPids(p.pid!);
+    }
+    expect(children.length).toBe(5);
+    p.kill('SIGKILL');
+    await p;
+    // The children see their stdin close and exit by themselves.
+    for (let i = 0; i < 50 && alivePids(children).length > 0; i++) await sleep(100);
+    expect(alivePids(children)).toEqual([]);
+  });
+
   it('--json prints the headline numbers and the spec, and records the run with its manifest', async () => {
     const out = mkdtempSync(join(tmpdir(), 'poe-bench-json-'));
     const p = await execa(
