@@ -29,9 +29,9 @@
  * Not implemented: state transfer. A replica that falls more than a stable checkpoint behind
  * (it missed a PRE-PREPARE that the others committed and garbage-collected) cannot catch up.
  */
-import { CheckpointTracker, Executor, hex, type Execution } from './common.js';
+import { CheckpointTracker, Executor, type Execution } from './common.js';
 import { DIGEST_BYTES } from './crypto.js';
-import { Ledger } from './ledger.js';
+import { blockHash, Ledger } from './ledger.js';
 import {
   commonCodecs,
   isNoop,
@@ -76,6 +76,8 @@ export const MSG_COMMIT = 22;
 export const MSG_REPLY = 23;
 export const MSG_VIEW_CHANGE = 24;
 export const MSG_NEW_VIEW = 25;
+export const MSG_FETCH = 26;
+export const MSG_BATCHES = 27;
 
 /** ⟨PRE-PREPARE, v, k, d⟩ with the request itself (PBFT §4.2). */
 export interface PrePrepare extends WireMessage {
@@ -168,7 +170,26 @@ export interface NewView extends WireMessage {
   readonly prePrepares: readonly NewViewEntry[];
 }
 
-export type PbftMessage = CommonMessage | PrePrepare | Prepare | Commit | Reply | ViewChange | NewView;
+/**
+ * Asks for the executed batches fromK..toK. A replica that a stable checkpoint has overtaken
+ * (it missed a PRE-PREPARE the others committed and then garbage-collected) fetches them from
+ * the checkpoint's signers: PBFT §4.3's state transfer, reduced to replaying batches.
+ */
+export interface Fetch extends WireMessage {
+  readonly type: typeof MSG_FETCH;
+  readonly replica: number;
+  readonly fromK: number;
+  readonly toK: number;
+}
+
+/** The answer to FETCH: executed batches with their sequence numbers and origin views, in order. */
+export interface Batches extends WireMessage {
+  readonly type: typeof MSG_BATCHES;
+  readonly replica: number;
+  readonly entries: readonly NewViewEntry[];
+}
+
+export type PbftMessage = CommonMessage | PrePrepare | Prepare | Commit | Reply | ViewChange | NewView | Fetch | Batches;
 
 // ---------------------------------------------------------------------------------------
 // Codec
@@ -212,6 +233,18 @@ function readCert(r: Reader): PreparedCert {
 
 /** Minimum encoded size of a certificate, bounding forged list counts before allocation. */
 const CERT_BYTES_MIN = 8 * 3 + DIGEST_BYTES + 4 + 1;
+
+function writeEntry(w: Writer, e: NewViewEntry): void {
+  w.u53(e.k).u53(e.originView);
+  writeRequest(w, e.request);
+}
+
+function readEntry(r: Reader): NewViewEntry {
+  return { k: r.u53('entry.k'), originView: r.u53('entry.originView'), request: readRequest(r) };
+}
+
+/** Minimum encoded size of an entry (k, origin view, empty request body, signature). */
+const ENTRY_BYTES_MIN = 8 + 8 + 4 + 64;
 
 function writeViewChange(w: Writer, m: ViewChange): void {
   w.u16(m.replica).u53(m.view);
@@ -280,22 +313,29 @@ const pbftCodecs: Record<number, FieldCodec<PbftMessage>> = {
       const p = m as NewView;
       w.u16(p.replica).u53(p.view);
       w.list(p.viewChanges, writeViewChange);
-      w.list(p.prePrepares, (w2, e) => {
-        w2.u53(e.k).u53(e.originView);
-        writeRequest(w2, e.request);
-      });
+      w.list(p.prePrepares, writeEntry);
     },
     read: (r) => ({
       type: MSG_NEW_VIEW,
       replica: r.u16('newView.replica'),
       view: r.u53('newView.view'),
       viewChanges: r.list(readViewChange, 'newView.viewChanges', 2 + 8 + 8 + DIGEST_BYTES + 8),
-      prePrepares: r.list(
-        (r2) => ({ k: r2.u53('newView.entry.k'), originView: r2.u53('newView.entry.originView'), request: readRequest(r2) }),
-        'newView.prePrepares',
-        8 + 8 + 4,
-      ),
+      prePrepares: r.list(readEntry, 'newView.prePrepares', ENTRY_BYTES_MIN),
     }),
+  },
+  [MSG_FETCH]: {
+    write: (w, m) => {
+      const p = m as Fetch;
+      w.u16(p.replica).u53(p.fromK).u53(p.toK);
+    },
+    read: (r) => ({ type: MSG_FETCH, replica: r.u16('fetch.replica'), fromK: r.u53('fetch.fromK'), toK: r.u53('fetch.toK') }),
+  },
+  [MSG_BATCHES]: {
+    write: (w, m) => {
+      const p = m as Batches;
+      w.u16(p.replica).list(p.entries, writeEntry);
+    },
+    read: (r) => ({ type: MSG_BATCHES, replica: r.u16('batches.replica'), entries: r.list(readEntry, 'batches.entries', ENTRY_BYTES_MIN) }),
   },
 };
 
@@ -379,6 +419,8 @@ export const PBFT_TIMERS = {
   viewChange: 'pbft:view-change',
   /** A replica in a view change waits this long for the NEW-VIEW before moving to the next view. */
   newView: 'pbft:new-view',
+  /** A replica fetching missed batches asks the next checkpoint signer after this long. */
+  fetch: 'pbft:fetch',
 } as const;
 
 /** Bounds on queues that a faulty client or replica could otherwise grow. */
@@ -447,9 +489,26 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   /** clientId -> the last reply sent, resent for retransmitted requests (PBFT §4.1). */
   private readonly replyCache = new Map<number, Reply>();
 
-  /** CHECKPOINT votes by k and digest, kept for the proof a VIEW-CHANGE carries. */
-  private readonly checkpointVotes = new Map<number, Map<string, number[]>>();
+  /** CHECKPOINT votes by k, then sender (its latest digest), kept for the proof a VIEW-CHANGE carries. */
+  private readonly checkpointVotes = new Map<number, Map<number, Buffer>>();
   private stableProof: CheckpointProof;
+
+  /**
+   * Executed batches kept two windows below the stable checkpoint, for replicas that fetch what
+   * they missed (k -> entry; every k in (retainedLowK, executedK] is present).
+   */
+  private readonly retained = new Map<number, NewViewEntry>();
+  private retainedLowK = 0;
+  /** A stable checkpoint above this replica's execution: the batches up to it are being fetched. */
+  private catchUp: CheckpointProof | undefined;
+  private fetchAttempt = 0;
+  /** The highest sequence number this replica has seen in use. */
+  private knownHighK = 0;
+  private fetchTimerArmed = false;
+  /** executedK when the progress watch was armed: no change by the time it fires means stuck. */
+  private fetchMarkK = 0;
+  /** Fetched batches by k, then (origin view, digest), with their senders. */
+  private readonly fetchVotes = new Map<number, Map<string, { entry: NewViewEntry; digest: Buffer; senders: Set<number> }>>();
 
   /** The latest VIEW-CHANGE from each replica (its own included). */
   private readonly viewChanges = new Map<number, ViewChange>();
@@ -581,6 +640,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         this.onTimer(input.name);
         break;
     }
+    this.watchProgress();
     const out = this.out;
     this.out = [];
     return out;
@@ -603,6 +663,10 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         return this.onViewChange(from, msg);
       case MSG_NEW_VIEW:
         return this.onNewView(from, msg);
+      case MSG_FETCH:
+        return this.onFetch(from, msg);
+      case MSG_BATCHES:
+        return this.onBatches(from, msg);
       case MSG_REPLY:
         return this.reject('reply sent to a replica', from);
     }
@@ -614,6 +678,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       if (!this.inViewChange && !this.isPrimary() && this.awaited.size > 0) this.startViewChange(this.view + 1);
     } else if (name === PBFT_TIMERS.newView) {
       if (this.inViewChange) this.startViewChange(this.view + 1);
+    } else if (name === PBFT_TIMERS.fetch) {
+      this.onFetchTimer();
     }
   }
 
@@ -675,6 +741,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private assign(req: ClientRequest): void {
     const k = this.nextK++;
+    this.noteK(k);
     const slot = this.slotFor(k);
     const digest = requestDigest(this.deps.crypto, req);
     this.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k, originView: this.view, request: req });
@@ -698,6 +765,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private onPrePrepare(from: Peer, m: PrePrepare): void {
     if (!this.fromReplica(from, m.replica)) return;
+    if (this.inWindow(m.k)) this.noteK(m.k);
     if (this.notForNow(from, m)) return;
     if (from !== primaryOf(m.view, this.n)) return this.reject('pre-prepare from a backup', from);
     if (!this.inWindow(m.k)) return;
@@ -732,6 +800,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private onPrepare(from: Peer, m: Prepare): void {
     if (!this.fromReplica(from, m.replica)) return;
+    if (this.inWindow(m.k)) this.noteK(m.k);
     if (this.notForNow(from, m)) return;
     // The primary's pre-prepare is its vote; a PREPARE from it does not count (PBFT §4.2).
     if (from === primaryOf(m.view, this.n) || !this.inWindow(m.k)) return;
@@ -769,6 +838,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private onCommit(from: Peer, m: Commit): void {
     if (!this.fromReplica(from, m.replica)) return;
+    // Even a message for another view says batches up to k exist: the progress watch may fetch them.
+    if (this.inWindow(m.k)) this.noteK(m.k);
     if (this.notForNow(from, m)) return;
     if (!this.inWindow(m.k)) return;
     const slot = this.slotFor(m.k);
@@ -807,6 +878,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private afterExecution(ex: Execution): boolean {
     const req = ex.request;
     const noop = isNoop(req);
+    this.retained.set(ex.k, { k: ex.k, originView: ex.view, request: req });
     this.event({ name: 'executed', k: ex.k, view: ex.view, txns: noop || ex.duplicate ? 0 : req.writes.length });
     if (!noop) {
       if (ex.duplicate) {
@@ -846,21 +918,17 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private onCheckpointVote(from: number, k: number, stateDigest: Buffer): void {
     const maxK = this.stableK + 2 * this.options.windowK;
     if (k <= this.stableK || k > maxK || !this.checkpoints.isCheckpoint(k)) return;
-    let byDigest = this.checkpointVotes.get(k);
-    if (!byDigest) {
-      byDigest = new Map();
-      this.checkpointVotes.set(k, byDigest);
+    let bySender = this.checkpointVotes.get(k);
+    if (!bySender) {
+      bySender = new Map();
+      this.checkpointVotes.set(k, bySender);
     }
-    const key = hex(stateDigest);
-    let senders = byDigest.get(key);
-    if (!senders) {
-      if (byDigest.size > this.nf + 2) return; // the tracker ignores these too
-      senders = [];
-      byDigest.set(key, senders);
-    }
-    if (!senders.includes(from)) senders.push(from);
+    bySender.set(from, stateDigest); // one vote per sender and k, as the tracker counts them
     const stable = this.checkpoints.add(from, k, stateDigest, maxK);
-    if (stable !== undefined) this.onStable({ k: stable, stateDigest: Buffer.from(stateDigest), senders: [...senders] });
+    if (stable === undefined) return;
+    const senders: number[] = [];
+    for (const [sender, digest] of bySender) if (digest.equals(stateDigest)) senders.push(sender);
+    this.onStable({ k: stable, stateDigest: Buffer.from(stateDigest), senders });
   }
 
   /** A checkpoint became stable: the proof is kept for VIEW-CHANGEs and everything below is dropped. */
@@ -874,8 +942,159 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     }
     this.gcK = proof.k;
     this.executor.forget(Math.min(proof.k, this.executor.executedK));
+    const retainFromK = proof.k - 2 * this.options.windowK;
+    if (retainFromK - this.retainedLowK <= this.retained.size) {
+      for (let k = this.retainedLowK + 1; k <= retainFromK; k++) this.retained.delete(k);
+    } else {
+      for (const k of [...this.retained.keys()]) if (k <= retainFromK) this.retained.delete(k);
+    }
+    this.retainedLowK = Math.max(this.retainedLowK, retainFromK);
     this.event({ name: 'checkpointStable', k: proof.k });
+    this.noteK(proof.k);
+    const executedK = this.executor.executedK;
+    if (proof.k > executedK && (!this.catchUp || proof.k > this.catchUp.k)) {
+      // Overtaken by a checkpoint. Fetch at once if the next pre-prepare is missing (on the
+      // primary's FIFO link it came before the primary's checkpoint, so it was most likely
+      // lost), if the previous checkpoint overtook it too, or if half a window behind: later,
+      // the batches could be beyond what the others keep. A replica that is merely a little
+      // slow is left to the progress watch.
+      const overtakenBefore = this.catchUp !== undefined && this.catchUp.k > executedK;
+      this.catchUp = proof;
+      if (overtakenBefore || !this.slots.get(executedK + 1)?.pp || proof.k - executedK >= this.options.windowK / 2) this.sendFetch();
+    }
     this.drainQueue();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Catching up (PBFT §4.3 state transfer, as the replay of executed batches)
+  //
+  // Messages can be lost (a primary that crashes half-way through a broadcast, a dropped
+  // link) and PBFT then needs state transfer: a replica that knows of sequence numbers above
+  // its execution but makes no progress for a timeout fetches the executed batches from others.
+
+  /** Records that sequence number k is in use somewhere (O(1): called per message). */
+  private noteK(k: number): void {
+    if (k > this.knownHighK) this.knownHighK = k;
+  }
+
+  /** Arms the progress watch when this replica knows of batches it has not executed. */
+  private watchProgress(): void {
+    if (this.fetchTimerArmed || this.knownHighK <= this.executor.executedK) return;
+    this.fetchTimerArmed = true;
+    this.fetchMarkK = this.executor.executedK;
+    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.fetch, afterMs: this.options.viewChangeTimeoutMs });
+  }
+
+  private onFetchTimer(): void {
+    this.fetchTimerArmed = false;
+    if (this.executor.executedK === this.fetchMarkK) this.sendFetch();
+    // step() re-arms the watch if batches are still missing.
+  }
+
+  /**
+   * Behind a stable checkpoint: asks one of its signers (a different one each time), whose
+   * answer is checked against the checkpoint's digest. Otherwise asks f+1 replicas (the next
+   * f+1 each time) and takes a batch that f+1 of them agree on: one of them is non-faulty.
+   */
+  private sendFetch(): void {
+    const fromK = this.executor.executedK + 1;
+    if (this.catchUp && this.catchUp.k < fromK) this.catchUp = undefined;
+    const target = this.catchUp;
+    const toK = Math.min(Math.max(target?.k ?? 0, this.knownHighK), fromK + 2 * this.options.windowK - 1);
+    if (toK < fromK) return;
+    const msg: Fetch = { type: MSG_FETCH, replica: this.id, fromK, toK };
+    const attempt = this.fetchAttempt++;
+    if (target) {
+      const peers = target.senders.filter((s) => s !== this.id);
+      if (peers.length > 0) return this.send(peers[attempt % peers.length]!, msg);
+    }
+    const others = this.n - 1;
+    for (let i = 0; i <= this.f; i++) {
+      const to = (this.id + 1 + ((attempt * (this.f + 1) + i) % others)) % this.n;
+      this.send(to, msg);
+    }
+  }
+
+  /** Serves the executed batches it still keeps, contiguous from fromK. */
+  private onFetch(from: Peer, m: Fetch): void {
+    if (!this.fromReplica(from, m.replica)) return;
+    const toK = Math.min(m.toK, this.executor.executedK, m.fromK + 2 * this.options.windowK - 1);
+    const entries: NewViewEntry[] = [];
+    for (let k = m.fromK; k <= toK; k++) {
+      const e = this.retained.get(k);
+      if (!e) break;
+      entries.push(e);
+    }
+    if (entries.length > 0) this.send(from, { type: MSG_BATCHES, replica: this.id, entries });
+  }
+
+  private onBatches(from: Peer, m: Batches): void {
+    if (!this.fromReplica(from, m.replica)) return;
+    if (this.catchUp && this.takeCheckpointBatches(from, m)) return;
+    this.voteFetchedBatches(from, m);
+  }
+
+  /**
+   * Takes fetched batches if they extend this replica's ledger to exactly the state digest nf
+   * replicas certified at the checkpoint: one faulty sender cannot slip in a batch.
+   */
+  private takeCheckpointBatches(from: Peer, m: Batches): boolean {
+    const target = this.catchUp!;
+    let k = this.executor.executedK;
+    let hash = this.ledger.headHash;
+    const digests: Buffer[] = [];
+    for (const e of m.entries) {
+      if (k >= target.k || e.k !== k + 1) break;
+      const digest = requestDigest(this.deps.crypto, e.request);
+      hash = blockHash(this.deps.crypto, e.k, digest, e.originView, hash);
+      digests.push(digest);
+      k = e.k;
+    }
+    if (k !== target.k) return false;
+    if (!hash.equals(target.stateDigest)) {
+      this.reject('fetched batches do not match the checkpoint', from);
+      this.sendFetch(); // the next signer
+      return true;
+    }
+    for (let i = 0; i < digests.length; i++) {
+      const e = m.entries[i]!;
+      this.executor.commit(e.k, e.originView, e.request, digests[i]!);
+    }
+    this.catchUp = undefined;
+    this.executeReady();
+    return true;
+  }
+
+  /** Counts fetched batches per (k, origin view, digest); f+1 matching senders commit one. */
+  private voteFetchedBatches(from: Peer, m: Batches): void {
+    const executedK = this.executor.executedK;
+    const highK = executedK + 2 * this.options.windowK;
+    let committed = false;
+    for (const e of m.entries) {
+      if (e.k <= executedK || this.executor.isCommitted(e.k)) continue;
+      if (e.k > highK) break;
+      const digest = requestDigest(this.deps.crypto, e.request);
+      let byValue = this.fetchVotes.get(e.k);
+      if (!byValue) {
+        byValue = new Map();
+        this.fetchVotes.set(e.k, byValue);
+      }
+      const key = `${e.originView}:${digest.toString('hex')}`;
+      let vote = byValue.get(key);
+      if (!vote) {
+        if (byValue.size >= this.n) continue;
+        vote = { entry: e, digest, senders: new Set() };
+        byValue.set(key, vote);
+      }
+      vote.senders.add(from);
+      if (vote.senders.size === this.f + 1) {
+        this.executor.commit(e.k, e.originView, e.request, digest);
+        committed = true;
+      }
+    }
+    if (!committed) return;
+    this.executeReady();
+    for (const k of [...this.fetchVotes.keys()]) if (k <= this.executor.executedK) this.fetchVotes.delete(k);
   }
 
   // -------------------------------------------------------------------------------------
@@ -977,11 +1196,15 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     this.enterView(plan, entries);
   }
 
-  /** The batch of a planned entry, from any VIEW-CHANGE that carries it with a valid signature. */
+  /**
+   * The batch of a planned entry, from any VIEW-CHANGE that carries it: a client batch with a
+   * valid signature, or the null request of an earlier NEW-VIEW that prepared.
+   */
   private findRequest(certs: readonly PreparedCert[], e: PlannedEntry): ClientRequest | undefined {
     for (const c of certs) {
       if (!c.request || !c.digest.equals(e.digest)) continue;
-      if (requestDigest(this.deps.crypto, c.request).equals(e.digest) && this.validRequest(c.request)) return c.request;
+      if (!requestDigest(this.deps.crypto, c.request).equals(e.digest)) continue;
+      if (isNoop(c.request) || this.validRequest(c.request)) return c.request;
     }
     return undefined;
   }
@@ -1011,7 +1234,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       const got = m.prePrepares[i]!;
       if (got.k !== want.k || got.originView !== want.originView) return this.reject('new-view with a wrong O', from);
       if (!requestDigest(this.deps.crypto, got.request).equals(want.digest)) return this.reject('new-view with a wrong O', from);
-      if (!want.noop && !this.validRequest(got.request)) return this.reject('new-view with an invalid request', from);
+      // The digest matched, so a null request here is exactly noopRequest(k).
+      if (!isNoop(got.request) && !this.validRequest(got.request)) return this.reject('new-view with an invalid request', from);
     }
     this.view = m.view;
     this.enterView(plan, m.prePrepares);
@@ -1055,6 +1279,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         this.inflight.set(e.request.clientId, Math.max(e.request.reqNo, this.inflight.get(e.request.clientId) ?? -1));
       }
     }
+    // Sequence numbers above max-s from earlier views are abandoned: nothing to fetch there.
+    this.knownHighK = Math.max(plan.maxS, plan.minS, this.executor.executedK);
     this.event({ name: 'viewEntered', view: w });
     if (primary) {
       this.nextK = Math.max(plan.maxS, plan.minS) + 1;
@@ -1079,10 +1305,13 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     }
   }
 
-  /** Takes the new view's checkpoint as stable when this replica executed up to it with the same state. */
+  /**
+   * Takes the new view's checkpoint (min-s) as stable: O starts above it, so a replica that has
+   * not executed up to it fetches the batches (onStable) instead of waiting for them forever.
+   */
   private adoptCheckpoint(proof: CheckpointProof): void {
-    if (proof.k <= this.stableK || proof.k > this.executor.executedK) return;
-    if (!this.ledger.hashAt(proof.k).equals(proof.stateDigest)) return;
+    if (proof.k <= this.stableK) return;
+    if (proof.k <= this.executor.executedK && !this.ledger.hashAt(proof.k).equals(proof.stateDigest)) return;
     for (const s of proof.senders) {
       const stable = this.checkpoints.add(s, proof.k, proof.stateDigest, proof.k);
       if (stable !== undefined) this.onStable(proof);
@@ -1115,6 +1344,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       trackerVotes: this.checkpoints.pendingCheckpoints,
       executorPending: this.executor.pendingCount,
       future: this.future.length,
+      retained: this.retained.size,
+      fetchVotes: this.fetchVotes.size,
       undoDepth: this.store.undoDepth,
     };
   }
