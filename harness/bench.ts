@@ -198,6 +198,9 @@ async function main(): Promise<number> {
       floorTxnPerSec: r.floor?.machineTxnPerSec ?? null,
       ratioToFloor: r.floor ? r.run.throughputTxnPerSec / r.floor.machineTxnPerSec : null,
       cpuPercent: Object.fromEntries((m?.processes ?? []).map((p) => [p.name, p.cpuPercent])),
+      // CPU time all processes spent per accepted batch: what a protocol costs, less sensitive
+      // than txn/s to how much of the machine other work leaves to the run.
+      cpuUsPerBatch: m && m.acceptedBatches > 0 ? ((m.processes.reduce((s, p) => s + (p.cpuPercent ?? 0), 0) / 100) * m.windowSec * 1e6) / m.acceptedBatches : null,
       targetTxnPerSec: target ?? null,
       targetMet: target === undefined ? null : r.run.valid && r.run.throughputTxnPerSec >= target && r.run.latencyMs.p50 < LATENCY_TARGET_MS,
       reason: r.run.reason ?? null,
@@ -212,16 +215,17 @@ async function main(): Promise<number> {
   } else {
     const out: string[] = [];
     out.push('');
-    out.push('protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch   floor txn/s  of floor  target');
+    out.push('protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch  CPU us/batch   floor txn/s  of floor  target');
     for (const r of rows) {
       const target = r.targetTxnPerSec === null ? '' : `${r.targetMet ? 'met' : 'MISSED'} (>= ${num(r.targetTxnPerSec)}, p50 < ${LATENCY_TARGET_MS} ms)`;
       out.push(
         `${r.protocol.padEnd(9)} ${num(r.txnPerSec).padStart(9)} ${r.latencyMs.p50.toFixed(1).padStart(8)} ${r.latencyMs.mean.toFixed(1).padStart(8)} ${r.latencyMs.p99.toFixed(1).padStart(8)} ` +
-          `${(r.messagesPerBatch === null ? '-' : r.messagesPerBatch.toFixed(1)).padStart(11)} ${(r.floorTxnPerSec === null ? '-' : num(r.floorTxnPerSec)).padStart(13)} ` +
+          `${(r.messagesPerBatch === null ? '-' : r.messagesPerBatch.toFixed(1)).padStart(11)} ${(r.cpuUsPerBatch === null ? '-' : num(r.cpuUsPerBatch)).padStart(13)} ${(r.floorTxnPerSec === null ? '-' : num(r.floorTxnPerSec)).padStart(13)} ` +
           `${(r.ratioToFloor === null ? '-' : `${(100 * r.ratioToFloor).toFixed(1)}%`).padStart(9)}  ${r.valid ? target : `INVALID: ${r.reason}`}`,
       );
     }
     if (poeAbovePbft !== null) out.push(`PoE above PBFT: ${poeAbovePbft ? 'yes' : 'NO'}`);
+    out.push(`crypto floor per batch (one core): ${results.map((r) => `${r.protocol} ${r.floor ? num(r.floor.usPerBatch) : '-'} us`).join(', ')}; the machine's floor is that on all ${cores} cores`);
     out.push(`CPU% per process (100 = one core): ${rows.map((r) => `${r.protocol} ${Object.entries(r.cpuPercent).map(([k, v]) => `${k.replace('replica ', 'r').replace('client ', 'c')}=${v ?? '-'}`).join(' ')}`).join('; ')}`);
     for (const r of results) if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
     process.stdout.write(out.join('\n') + '\n');

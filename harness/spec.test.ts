@@ -1,0 +1,66 @@
+/**
+ * `poe-bench run` flags: defaults, every bad input named with its flag, crashed backups chosen
+ * deterministically (highest ids, never the view-0 primary).
+ */
+import { describe, expect, it } from 'vitest';
+import { crashedBackups, liveReplicas, makeRunSpec, parseExtra, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError } from './spec.js';
+
+const bad = (flags: Parameters<typeof parseRunFlags>[0]): string => {
+  try {
+    parseRunFlags(flags);
+  } catch (err) {
+    expect(err).toBeInstanceOf(RunSpecError);
+    return (err as Error).message;
+  }
+  throw new Error(`accepted ${JSON.stringify(flags)}`);
+};
+
+describe('run spec', () => {
+  it('fills the defaults and records the seeds', () => {
+    const s = parseRunFlags({ protocol: 'poe' });
+    expect(s).toMatchObject({ protocol: 'poe', replicas: 4, crashed: 0, crashedReplicas: [], batch: 100, clients: RUN_DEFAULTS.clients, warmupS: 10, durationS: 20 });
+    expect(s.keySeed).toBe('poe-bench-run-1');
+    expect(s.generator).toBe('ycsb');
+    expect(s.backend).toBe('local');
+  });
+
+  it('names the flag of every bad input', () => {
+    expect(bad({})).toMatch(/--protocol: is required/);
+    expect(bad({ protocol: 'raft' })).toMatch(/--protocol: unknown protocol 'raft'/);
+    expect(bad({ protocol: 'poe', replicas: '3' })).toMatch(/--replicas: must be >= 4/);
+    expect(bad({ protocol: 'poe', replicas: 'four' })).toMatch(/--replicas: must be a number/);
+    expect(bad({ protocol: 'poe', batch: '0' })).toMatch(/--batch: must be in \[1, 100000\]/);
+    expect(bad({ protocol: 'poe', warmup: '-1' })).toMatch(/--warmup: must be a number >= 0/);
+    expect(bad({ protocol: 'poe', backend: 'aws' })).toMatch(/--backend: unknown backend 'aws'/);
+    expect(bad({ protocol: 'poe', generator: 'uniform' })).toMatch(/--generator: unknown generator/);
+    expect(bad({ protocol: 'poe', basePort: '80' })).toMatch(/--base-port: 80 is a privileged port/);
+    expect(bad({ protocol: 'poe', clients: '1', clientProcs: '2' })).toMatch(/--clients: 1 logical clients cannot fill 2/);
+    expect(bad({ protocol: 'poe', extra: ['novalue'] })).toMatch(/--extra: 'novalue' is not key=value/);
+  });
+
+  it('refuses more crashed replicas than tolerated unless forced, and never a cluster without a primary', () => {
+    expect(bad({ protocol: 'pbft', replicas: '7', crashed: '3' })).toMatch(/--crashed: 3 exceeds what pbft tolerates with n = 7 \(f = 2\); pass --force/);
+    expect(parseRunFlags({ protocol: 'pbft', replicas: '7', crashed: '3', force: true }).crashedReplicas).toEqual([4, 5, 6]);
+    expect(bad({ protocol: 'pbft', replicas: '4', crashed: '4', force: true })).toMatch(/leave no replica to be the primary/);
+  });
+
+  it('crashes the highest ids, never replica 0', () => {
+    expect(crashedBackups(4, 1)).toEqual([3]);
+    expect(crashedBackups(32, 2)).toEqual([30, 31]);
+    expect(crashedBackups(4, 0)).toEqual([]);
+    const s = makeRunSpec({ protocol: 'poe', replicas: 16, crashed: 1 });
+    expect(liveReplicas(s)).toEqual(Array.from({ length: 15 }, (_, i) => i));
+  });
+
+  it('gives HotStuff the participating replicas as parallel leaders, user switches last', () => {
+    expect(processExtra(makeRunSpec({ protocol: 'hotstuff', replicas: 4, crashed: 1 }))).toEqual({ leaders: '0,1,2' });
+    expect(processExtra(makeRunSpec({ protocol: 'hotstuff', extra: { leaders: '0,2' } }))).toEqual({ leaders: '0,2' });
+    expect(processExtra(makeRunSpec({ protocol: 'poe', crashed: 1 }))).toEqual({});
+  });
+
+  it('types --extra values', () => {
+    expect(parseExtra('mode=chained')).toEqual(['mode', 'chained']);
+    expect(parseExtra('depth=3')).toEqual(['depth', 3]);
+    expect(parseExtra('fast=true')).toEqual(['fast', true]);
+  });
+});
