@@ -863,14 +863,14 @@ describe('PBFT view change', () => {
     const newViewTimeouts = net.timerOps
       .filter((t) => t.replica === 3 && t.op.kind === 'setTimer' && t.op.name === PBFT_TIMERS.newView)
       .map((t) => (t.op as { afterMs: number }).afterMs);
-    expect(newViewTimeouts).toEqual([2000, 4000]);
+    expect(newViewTimeouts).toEqual([1000, 2000]);
     const started = net.eventsOf('viewChangeStarted').filter((e) => e.replica === 3).map((e) => e.event);
     expect(started).toEqual([
       { name: 'viewChangeStarted', view: 1 },
       { name: 'viewChangeStarted', view: 2 },
     ]);
     expectConsistent(net, [2, 3, 4, 5, 6]);
-    // Reference: PBFT §4.5.2, "if the timer of a replica expires in view v+1 ... it starts a view change for v+2 but this time it will wait 4T".
+    // Reference: PBFT §4.5.2, "if the timer expires before it receives a valid new-view message for v+1 ... it starts the view change for view v+2 but this time it will wait 2T".
   });
 
   it('ignores view-change traffic it cannot use and forged senders', () => {

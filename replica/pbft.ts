@@ -468,7 +468,10 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private view = 0;
   private inViewChange = false;
-  /** Doubles the view-change timeouts after every view change without progress (PBFT §4.5.2). */
+  /**
+   * View changes since the last executed client batch: the wait for the j-th NEW-VIEW is
+   * T * 2^(j-1), T = viewChangeTimeoutMs (PBFT §4.5.2).
+   */
   private backoffExp = 0;
   private viewChangeTimerArmed = false;
 
@@ -561,10 +564,6 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     return k > this.stableK && k <= this.stableK + 2 * this.options.windowK;
   }
 
-  private timeoutMs(): number {
-    return this.options.viewChangeTimeoutMs * 2 ** this.backoffExp;
-  }
-
   private broadcast(msg: PbftMessage): void {
     this.out.push({ kind: 'broadcast', msg });
   }
@@ -614,7 +613,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   }
 
   private armViewChangeTimer(): void {
-    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.viewChange, afterMs: this.timeoutMs() });
+    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.viewChange, afterMs: this.options.viewChangeTimeoutMs });
     this.viewChangeTimerArmed = true;
   }
 
@@ -949,6 +948,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       for (const k of [...this.retained.keys()]) if (k <= retainFromK) this.retained.delete(k);
     }
     this.retainedLowK = Math.max(this.retainedLowK, retainFromK);
+    for (const k of this.fetchVotes.keys()) if (k <= proof.k) this.fetchVotes.delete(k);
     this.event({ name: 'checkpointStable', k: proof.k });
     this.noteK(proof.k);
     const executedK = this.executor.executedK;
@@ -1104,6 +1104,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private startViewChange(w: number): void {
     this.view = w;
     this.inViewChange = true;
+    const newViewWaitMs = this.options.viewChangeTimeoutMs * 2 ** this.backoffExp;
     this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
     this.queue = [];
     this.queueHead = 0;
@@ -1115,7 +1116,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     const vc: ViewChange = { type: MSG_VIEW_CHANGE, replica: this.id, view: w, checkpoint: this.stableProof, prepared };
     this.viewChanges.set(this.id, vc);
     this.broadcast(vc);
-    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.newView, afterMs: this.timeoutMs() });
+    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.newView, afterMs: newViewWaitMs });
     this.event({ name: 'viewChangeStarted', view: w });
     this.future = this.future.filter((e) => e.msg.view >= w);
     if (primaryOf(w, this.n) === this.id) this.tryNewView();
@@ -1147,6 +1148,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private onViewChange(from: Peer, m: ViewChange): void {
     if (!this.fromReplica(from, m.replica)) return;
     if (!this.validViewChange(m, true)) return this.reject('invalid view-change', from);
+    // Only views not yet entered matter; the others would just hold memory.
+    if (m.view < this.view || (m.view === this.view && !this.inViewChange)) return;
     const prev = this.viewChanges.get(from);
     if (prev && prev.view >= m.view) return;
     this.viewChanges.set(from, m);
@@ -1279,6 +1282,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         this.inflight.set(e.request.clientId, Math.max(e.request.reqNo, this.inflight.get(e.request.clientId) ?? -1));
       }
     }
+    // VIEW-CHANGEs up to this view served their purpose; they can be large.
+    for (const [r, vc] of this.viewChanges) if (vc.view <= w) this.viewChanges.delete(r);
     // Sequence numbers above max-s from earlier views are abandoned: nothing to fetch there.
     this.knownHighK = Math.max(plan.maxS, plan.minS, this.executor.executedK);
     this.event({ name: 'viewEntered', view: w });
