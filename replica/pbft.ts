@@ -26,8 +26,12 @@
  * sender, when it has one. Client requests carry Ed25519 signatures and are verified by every
  * replica that accepts them (paper §4(7)).
  *
- * Not implemented: state transfer. A replica that falls more than a stable checkpoint behind
- * (it missed a PRE-PREPARE that the others committed and garbage-collected) cannot catch up.
+ * Catching up. A replica that missed messages (a primary that crashed half-way through a
+ * broadcast, a lost link) fetches the executed batches it lacks: checked against the stable
+ * checkpoint's certified ledger hash when one overtook it, otherwise taken when f+1 replicas
+ * return the same batch. Replicas keep executed batches two windows below their stable
+ * checkpoint for this. Not implemented: state transfer of the store itself, so a replica that
+ * falls further behind than that cannot catch up.
  */
 import { CheckpointTracker, Executor, type Execution } from './common.js';
 import { DIGEST_BYTES } from './crypto.js';
