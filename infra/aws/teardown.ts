@@ -230,7 +230,9 @@ export async function teardown(deps: AwsDeps, region: string, selector: Teardown
       );
     } catch (err) {
       instancesGone = false;
-      failures.push(`instances ${instanceIds.join(' ')} not confirmed terminated: ${err instanceof Error ? err.name : String(err)}`);
+      // The waiter's own errors carry a JSON dump of every response; say it in a sentence.
+      const why = err instanceof Error && err.name === 'TimeoutError' ? `still not terminated after ${deps.timing.terminatedMaxWaitSeconds} s` : err instanceof Error && err.name !== 'Error' ? err.message : 'an instance reported pending or stopping instead of shutting down';
+      failures.push(`instances ${instanceIds.join(' ')} not confirmed terminated: ${why}`);
     }
   }
 
