@@ -97,7 +97,7 @@ function upLines(result: UpResult): { lines: string[]; code: number } {
   const first = hosts.replicas[0];
   if (first !== undefined) lines.push(`log in: ssh -i ${hosts.privateKeyPath} ${hosts.sshUser}@${first.publicIp}`);
   lines.push(`hosts for the ssh backend: ${plan.runDir}/hosts.json`);
-  lines.push(`the instances power off at ${hosts.expiresAt}; tear down now: poe-bench infra aws down --run ${hosts.runId} --region ${hosts.region}`);
+  lines.push(`the instances power off about ${hosts.expiresAt}; tear down now: poe-bench infra aws down --run ${hosts.runId} --region ${hosts.region}`);
   return { lines, code: 0 };
 }
 

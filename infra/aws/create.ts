@@ -53,7 +53,7 @@ export interface ProvisionedHosts {
   readonly privateKeyPath: string;
   /** The only other ports the security group opens; the ssh backend must listen inside it. */
   readonly portRange: { readonly fromPort: number; readonly toPort: number };
-  /** The instances power off (and so terminate) at this ISO time at the latest. */
+  /** The run's expiry (ISO); the instances power off (and so terminate) about then. */
   readonly expiresAt: string;
 }
 
@@ -81,13 +81,14 @@ function identity(plan: RunPlan): RunIdentity {
 
 /**
  * A last line of defence against leaks that needs no harness at all: each instance powers
- * itself off at the TTL, and InstanceInitiatedShutdownBehavior=terminate makes that final.
+ * itself off ttlHours after it boots (a minute or two after the expires-at tag, which counts
+ * from the plan), and InstanceInitiatedShutdownBehavior=terminate makes that final.
  */
 export function ttlUserData(plan: RunPlan): string {
   const minutes = Math.max(1, Math.ceil(plan.ttlHours * 60));
   const script = [
     '#!/bin/sh',
-    `# poe-bench run ${plan.runId}: power off (which terminates this instance) at ${plan.expiresAt}`,
+    `# poe-bench run ${plan.runId}: power off (which terminates this instance) ${plan.ttlHours} h after boot, about ${plan.expiresAt}`,
     `shutdown -h +${minutes}`,
     '',
   ].join('\n');

@@ -36,7 +36,7 @@ export class CredentialsRejectedError extends AwsBackendError {
 /** The credentials are valid but may not perform one of the calls the backend needs. */
 export class PermissionDeniedError extends AwsBackendError {
   constructor(readonly step: string, detail: string, cause?: unknown) {
-    super(`not permitted to call EC2 ${step}: ${detail}; the aws backend needs the EC2 permissions listed in README (infra aws)`, { cause });
+    super(`not permitted to call EC2 ${step}: ${detail}; the aws backend needs the EC2 permissions listed in infra/aws/README.md`, { cause });
   }
 }
 

@@ -101,7 +101,7 @@ export function describePlan(plan: RunPlan): string[] {
     `  clients:  ${plan.clients.count} x ${plan.clients.instanceType} (${plan.clients.imageId})`,
     `  SSH and harness ports open to the run's own instances and ${plan.callerCidr}`,
     `  every resource tagged Project=poe-bench, poe-bench:run-id=${plan.runId}, poe-bench:expires-at=${plan.expiresAt}`,
-    `  instances power off (and terminate) at ${plan.expiresAt} at the latest`,
+    `  instances power off (and terminate) ${plan.ttlHours} h after boot, about ${plan.expiresAt}`,
     'cost estimate:',
     ...formatCostEstimate(plan.estimate),
   ];

@@ -44,6 +44,8 @@ describe('up options', () => {
       dryRun: false,
     });
     expect(parseUpOptions({ ...base, os: 'al2023' }, {}).sshUser).toBe('ec2-user');
+    // The expected duration defaults to 1 h, but never beyond a shorter TTL.
+    expect(parseUpOptions({ ...base, ttlHours: '0.5' }, {}).expectedHours).toBe(0.5);
   });
 
   it('names every bad flag', () => {

@@ -96,7 +96,7 @@ const upSchema = z
     subnet: z.string().regex(/^subnet-[0-9a-f]{8,17}$/, "must be a subnet id like 'subnet-0123abcd'").optional(),
     myIp: cidr.optional(),
     ttlHours: hours.default(DEFAULT_TTL_HOURS),
-    hours: hours.default(DEFAULT_EXPECTED_HOURS),
+    hours: hours.optional(),
     yes: z.boolean().default(false),
     dryRun: z.boolean().default(false),
     stateDir: z.string().min(1).optional(),
@@ -199,7 +199,7 @@ function regionFrom(flag: string | undefined, env: AwsEnv): string {
 export function parseUpOptions(input: unknown, env: AwsEnv = process.env): AwsUpOptions {
   const o = parseWith(upSchema, input);
   const problems: string[] = [];
-  if (o.hours > o.ttlHours) problems.push(`--hours: ${o.hours} h is longer than the instances live (--ttl-hours ${o.ttlHours})`);
+  if (o.hours !== undefined && o.hours > o.ttlHours) problems.push(`--hours: ${o.hours} h is longer than the instances live (--ttl-hours ${o.ttlHours})`);
   if (o.vpc !== undefined && o.subnet === undefined) problems.push('--vpc: needs --subnet (a subnet of that VPC whose instances get public addresses)');
   if (problems.length > 0) throw new InvalidAwsOptionsError(problems.join('\n'));
   let callerCidr = o.myIp;
@@ -221,7 +221,7 @@ export function parseUpOptions(input: unknown, env: AwsEnv = process.env): AwsUp
     subnet: o.subnet,
     callerCidr,
     ttlHours: o.ttlHours,
-    expectedHours: o.hours,
+    expectedHours: o.hours ?? Math.min(DEFAULT_EXPECTED_HOURS, o.ttlHours),
     yes: o.yes,
     dryRun: o.dryRun,
     stateDir: o.stateDir ?? defaultStateDir(),

@@ -38,7 +38,7 @@ export interface RunPlan {
   readonly runId: string;
   readonly region: string;
   readonly createdAt: string;
-  /** ISO time: tagged on every resource, and when the instances power themselves off. */
+  /** ISO time: tagged on every resource; the instances power themselves off about then. */
   readonly expiresAt: string;
   readonly ttlHours: number;
   readonly replicas: RolePlan;
