@@ -35,6 +35,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as net from 'node:net';
+import { linkShaperFromEnv, type LinkShaper } from './link-shaper.js';
 import { isClientPeer, type Peer } from './types.js';
 import { WIRE_LIMITS } from './wire.js';
 
@@ -56,6 +57,11 @@ export interface TransportOptions {
   /** Queued bytes on one connection above which frames to it are dropped. */
   readonly queueBytesMax?: number;
   readonly frameBytesMax?: number;
+  /**
+   * Link emulation (replica/link-shaper.ts): every sent frame goes through it. Default: the
+   * shaper POE_BENCH_LINK asks for, if any; null: none, whatever the environment says.
+   */
+  readonly link?: LinkShaper | null;
 }
 
 export interface TransportHandlers {
@@ -301,12 +307,15 @@ export class Transport {
   private clientIntakePaused = false;
   private server: net.Server | undefined;
   private closed = false;
+  /** Emulated links, when the harness asked for them (replica/link.ts). */
+  readonly link: LinkShaper | undefined;
 
   constructor(
     private readonly options: TransportOptions,
     private readonly handlers: TransportHandlers,
   ) {
     this.self = options.self;
+    this.link = options.link === undefined ? linkShaperFromEnv() : (options.link ?? undefined);
     this.queueBytesHigh = options.queueBytesHigh ?? 8 * 1024 * 1024;
     this.queueBytesMax = options.queueBytesMax ?? 64 * 1024 * 1024;
     this.frameBytesMax = options.frameBytesMax ?? WIRE_LIMITS.frameBytesMax;
@@ -439,6 +448,12 @@ export class Transport {
    * if the frame was dropped (no connection, or the peer's queue is full).
    */
   send(to: Peer, payload: Buffer): boolean {
+    // An emulated link holds the frame until its release time (or drops it: loss).
+    if (this.link) return this.link.send(to, payload, (p) => this.sendNow(to, p));
+    return this.sendNow(to, payload);
+  }
+
+  private sendNow(to: Peer, payload: Buffer): boolean {
     const conn = this.connections.get(to);
     if (!conn) {
       this.counters.unroutable++;
@@ -488,6 +503,7 @@ export class Transport {
   /** Closes the listener and every connection; stops re-dialling. */
   close(): Promise<void> {
     this.closed = true;
+    this.link?.close();
     for (const d of this.dialers.values()) if (d.timer) clearTimeout(d.timer);
     for (const conn of [...this.connections.values(), ...this.pending]) conn.socket.destroy();
     for (const d of this.dialers.values()) d.connection?.socket.destroy();
