@@ -7,11 +7,13 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registerSimCommand } from '../infra/sim/command.js';
+import { registerAwsCommand } from './infra-aws-command.js';
 import { registerRunCommand } from './run.js';
 
 const COMMANDS: readonly ((program: Command) => void)[] = [
   registerSimCommand,
   registerRunCommand,
+  (program) => registerAwsCommand(program),
 ];
 
 export function buildProgram(): Command {
