@@ -9,9 +9,10 @@ import { z } from 'zod';
 import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../client/generators.js';
 import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../replica/protocols.js';
 import { DEFAULT_REPLICA_OPTIONS, quorums, type ProtocolName } from '../replica/types.js';
+import { INFRA_BACKENDS, INFRA_FLAG_NAMES, parseInfraFlags, type InfraBackend, type InfraFlags, type InfraSpec } from './infra-spec.js';
 
-export type BackendName = 'local';
-export const BACKENDS: readonly BackendName[] = ['local'];
+export type BackendName = InfraBackend;
+export const BACKENDS: readonly BackendName[] = INFRA_BACKENDS;
 export type ExtraValue = string | number | boolean;
 
 export interface RunSpec {
@@ -37,6 +38,10 @@ export interface RunSpec {
   readonly seed: number;
   readonly keySeed: string;
   readonly backend: BackendName;
+  /** Emulated links, canonical --link text (replica/link.ts); 'none' when not emulated. */
+  readonly link: string;
+  /** Backend-specific settings (harness/infra-spec.ts). */
+  readonly infra: InfraSpec;
   readonly host: string;
   /** Replica i listens on basePort + i; 0 lets the OS choose free ports. */
   readonly basePort: number;
@@ -53,7 +58,7 @@ export const RUN_DEFAULTS = {
   replicas: 4,
   crashed: 0,
   batch: 100,
-  clients: 48,
+  clients: 24,
   clientProcs: 1,
   warmupS: 10,
   durationS: 20,
@@ -71,7 +76,7 @@ export const RUN_DEFAULTS = {
 } as const;
 
 /** Flags as commander hands them over (strings; repeatable ones as arrays). */
-export interface RunFlags {
+export interface RunFlags extends InfraFlags {
   readonly protocol?: string;
   readonly replicas?: string;
   readonly crashed?: string;
@@ -116,6 +121,7 @@ const FLAG_NAMES: Record<string, string> = {
   checkpointInterval: '--checkpoint-interval',
   window: '--window',
   extra: '--extra',
+  ...INFRA_FLAG_NAMES,
 };
 
 export class RunSpecError extends Error {
@@ -236,6 +242,8 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
   const checkpointInterval = o.checkpointInterval ?? d.checkpointInterval;
   const window = o.window ?? d.window;
   if (window < checkpointInterval) issues.push(`--window: the window (${window}) must hold at least one checkpoint interval (${checkpointInterval})`);
+  const placed = parseInfraFlags(o.backend ?? d.backend, flags);
+  issues.push(...placed.issues);
   if (issues.length > 0) throw new RunSpecError(issues.join('\n'));
   const seed = o.seed ?? d.seed;
   const extra: Record<string, ExtraValue> = Object.fromEntries(o.extra);
@@ -256,6 +264,8 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
     seed,
     keySeed: `poe-bench-run-${seed}`,
     backend: (o.backend ?? d.backend) as BackendName,
+    link: placed.link,
+    infra: placed.infra,
     host: d.host,
     basePort,
     ...(o.openLoop !== undefined ? { openLoopBatchesPerSec: o.openLoop } : {}),
@@ -291,6 +301,12 @@ export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'ke
     checkpointInterval: input.checkpointInterval,
     window: input.window,
     extra: Object.entries(input.extra ?? {}).map(([k, v]) => `${k}=${v}`),
+    link: input.link,
+    hosts: input.infra?.hosts,
+    pin: input.infra?.pinCpus?.join(','),
+    cpus: input.infra?.cpus,
+    subnet: input.infra?.subnet,
+    baseImage: input.infra?.baseImage,
   };
   const defined = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined).map(([k, v]) => [k, typeof v === 'number' ? String(v) : v]));
   return parseRunFlags(defined as RunFlags);

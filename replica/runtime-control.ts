@@ -164,7 +164,9 @@ export class ControlClient {
     try {
       msg = JSON.parse(line) as ControlResponse | ControlFatal;
     } catch {
-      return; // stray output; the protocol is lines of JSON
+      // Stray output (e.g. node --trace-gc writes to stdout); the protocol is lines of JSON.
+      if (process.env['POE_BENCH_TRACE']) process.stderr.write(`[${this.name}] ${line}\n`);
+      return;
     }
     if ('fatal' in msg) {
       this.fatal = msg.fatal;

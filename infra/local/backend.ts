@@ -151,7 +151,10 @@ export function describeExit(info: ExitInfo): string {
 export function launchLocal(plan: LaunchPlan): Cluster {
   const nodes: LocalNode[] = [];
   const start = (role: NodeRole, id: number): void => {
-    const child = execa(process.execPath, [...(plan.nodeArgs?.[role] ?? []), entryPoint(role)], {
+    // POE_BENCH_NODE_ARGS adds node flags to every process (e.g. --trace-gc; its output, on
+    // stdout, is shown with POE_BENCH_TRACE=1).
+    const envArgs = (process.env['POE_BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+    const child = execa(process.execPath, [...envArgs, ...(plan.nodeArgs?.[role] ?? []), entryPoint(role)], {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'pipe',
