@@ -14,7 +14,7 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import type { AcceptedReport, ClientMetricsReport, ClientProgress } from '../client/runtime.js';
-import { describeExit, launchLocal, type Cluster, type ClusterNode, type NodeRole } from '../infra/local/backend.js';
+import { describeExit, launchLocal, type Cluster, type ClusterNode, type LaunchPlan, type NodeRole } from '../infra/local/backend.js';
 import { checkSafety, type AcceptedRecord, type LedgerLike, type ReplicaLedger } from '../infra/sim/safety.js';
 import { createCrypto } from '../replica/crypto.js';
 import { blockHash, genesisHash } from '../replica/ledger.js';
@@ -38,6 +38,8 @@ export interface RunOptions {
   readonly convergeTimeoutMs?: number;
   /** Called once the processes are started (tests use it to find PIDs, or to kill one). */
   readonly onStarted?: (cluster: Cluster) => void;
+  /** Starts the processes; default: the local backend (infra/local). Other backends plug in here. */
+  readonly launch?: (spec: RunSpec, plan: LaunchPlan) => Promise<Cluster> | Cluster;
   /** Called once every process is connected, before the cores start (tests inject bad input). */
   readonly onConnected?: (addresses: readonly PeerAddress[]) => Promise<void> | void;
 }
@@ -206,14 +208,17 @@ export async function executeRun(spec: RunSpec, options: RunOptions = {}): Promi
   const live = liveReplicas(spec);
   const origins = Array.from({ length: spec.clientProcs }, (_, o) => o);
   let cluster: Cluster | undefined;
+  let launching: Promise<Cluster> | undefined;
   const base = { spec, startedAt, violations: [] as string[], implausible: [] as string[] };
   try {
-    cluster = launchLocal({
+    const plan: LaunchPlan = {
       replicas: live,
       clients: origins,
       ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
       ...(options.logDir ? { logDir: options.logDir } : {}),
-    });
+    };
+    launching = Promise.resolve().then(() => (options.launch ?? ((_, p) => launchLocal(p)))(spec, plan));
+    cluster = await guard.run(launching);
     const c = cluster;
     c.onUnexpectedExit((node, info) => {
       const tail = node.stderrTail();
@@ -241,6 +246,8 @@ export async function executeRun(spec: RunSpec, options: RunOptions = {}): Promi
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     trace('shutdown');
+    // Aborted while a launcher was still starting processes: wait for it, then stop them.
+    if (!cluster && launching) cluster = await launching.catch(() => undefined);
     if (cluster) await (guard.error ? cluster.kill() : cluster.shutdown());
     trace('done');
   }

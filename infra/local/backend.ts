@@ -53,6 +53,18 @@ export interface LaunchPlan {
   readonly nodeArgs?: Partial<Record<NodeRole, readonly string[]>>;
   /** When set, each process's stderr is also written to <logDir>/<role>-<id>.log. */
   readonly logDir?: string;
+  /**
+   * How to start one process (a wrapper such as taskset, extra environment); by default
+   * `node <nodeArgs> <entry point>`. `nodeArgs` already holds the plan's and the environment's flags.
+   */
+  readonly command?: (role: NodeRole, id: number, nodeArgs: readonly string[]) => ProcessCommand;
+}
+
+export interface ProcessCommand {
+  readonly file: string;
+  readonly args: readonly string[];
+  /** Added to the harness's environment. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const STDERR_TAIL_LINES = 40;
@@ -154,7 +166,9 @@ export function launchLocal(plan: LaunchPlan): Cluster {
     // POE_BENCH_NODE_ARGS adds node flags to every process (e.g. --trace-gc; its output, on
     // stdout, is shown with POE_BENCH_TRACE=1).
     const envArgs = (process.env['POE_BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-    const child = execa(process.execPath, [...envArgs, ...(plan.nodeArgs?.[role] ?? []), entryPoint(role)], {
+    const nodeArgs = [...envArgs, ...(plan.nodeArgs?.[role] ?? [])];
+    const cmd = plan.command?.(role, id, nodeArgs) ?? { file: process.execPath, args: [...nodeArgs, entryPoint(role)] };
+    const child = execa(cmd.file, [...cmd.args], {
       stdin: 'pipe',
       stdout: 'pipe',
       stderr: 'pipe',
@@ -162,7 +176,7 @@ export function launchLocal(plan: LaunchPlan): Cluster {
       buffer: false,
       cleanup: true,
       forceKillAfterDelay: 2000,
-      env: { ...process.env, NODE_OPTIONS: '' },
+      env: { ...process.env, NODE_OPTIONS: '', ...cmd.env },
     });
     nodes.push(new LocalNode(role, id, child, plan.logDir));
   };
