@@ -23,6 +23,8 @@ import type { ClientProcessConfig, PeerAddress, ReplicaProcessConfig } from '../
 import type { LedgerReport, ReplicaMetricsReport, ReplicaProgress } from '../replica/runtime.js';
 import { clientPeer, quorums } from '../replica/types.js';
 import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetricsReport } from './metrics.js';
+import { launchCluster } from './infra-backends.js';
+import { defineInfraRunOptions } from './infra-spec.js';
 import { appendRun, environment, makeRunLine, writeManifest } from './results.js';
 import { liveReplicas, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from './spec.js';
 
@@ -217,7 +219,7 @@ export async function executeRun(spec: RunSpec, options: RunOptions = {}): Promi
       ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
       ...(options.logDir ? { logDir: options.logDir } : {}),
     };
-    launching = Promise.resolve().then(() => (options.launch ?? ((_, p) => launchLocal(p)))(spec, plan));
+    launching = Promise.resolve().then(() => (options.launch ?? (spec.backend === 'local' && spec.link === 'none' && !spec.infra.pinCpus ? (_, p) => launchLocal(p) : launchCluster))(spec, plan));
     cluster = await guard.run(launching);
     const c = cluster;
     c.onUnexpectedExit((node, info) => {
@@ -278,9 +280,9 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     guard.run(node.control.request<T>(req, timeoutMs));
 
   // Configure: replicas bind (the port each got is the answer).
-  const ports = await guard.run(Promise.all(replicas.map((r) => ask<{ port: number }>(r, { cmd: 'configure', config: replicaConfig(spec, r.id) }))));
+  const ports = await guard.run(Promise.all(replicas.map((r) => ask<{ port: number }>(r, { cmd: 'configure', config: { ...replicaConfig(spec, r.id), ...(r.host ? { listenHost: r.host } : {}), ...(r.listenPort ? { listenPort: r.listenPort } : {}) } }))));
   await guard.run(Promise.all(clients.map((cl) => ask(cl, { cmd: 'configure', config: clientConfig(spec, cl.id) }))));
-  const addresses: PeerAddress[] = replicas.map((r, i) => ({ peer: r.id, host: spec.host, port: ports[i]!.port }));
+  const addresses: PeerAddress[] = replicas.map((r, i) => ({ peer: r.id, host: r.host ?? spec.host, port: ports[i]!.port }));
 
   trace('connect');
   // Connect: every live replica pair and every client to every live replica.
@@ -488,7 +490,7 @@ export interface RunCommandFlags extends RunFlags {
 export function defineRunCommand(cmd: Command): Command {
   const d = RUN_DEFAULTS;
   const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
-  return cmd
+  return defineInfraRunOptions(cmd)
     .description('one measured run of a protocol on real replica and client processes, with a safety check of the final ledgers')
     .option('--protocol <name>', `protocol: ${registeredProtocols().join(' | ') || 'none registered'}`)
     .option('--replicas <n>', `replicas, n >= 4 (default ${d.replicas})`)
@@ -503,7 +505,7 @@ export function defineRunCommand(cmd: Command): Command {
     .option('--records <r>', `YCSB table size (default ${d.records})`)
     .option('--value-bytes <b>', `bytes per written value (default ${d.valueBytes})`)
     .option('--seed <x>', `seed of the key generators and key material (default ${d.seed})`)
-    .option('--backend <name>', `where processes run: local (default ${d.backend})`)
+    .option('--backend <name>', `where processes run: local | netns | docker | ssh (default ${d.backend}; docs/backends.md)`)
     .option('--base-port <p>', 'replica i listens on p + i (default: free ports chosen by the OS)')
     .option('--open-loop <batchesPerSec>', 'open loop at this many batches per second in total (latency from the intended send time)')
     .option('--client-timeout-ms <ms>', `client request timeout (default ${d.clientTimeoutMs})`)

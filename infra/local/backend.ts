@@ -31,6 +31,10 @@ export interface ClusterNode {
   /** Resolves when the process has exited. */
   readonly exited: Promise<ExitInfo>;
   readonly exitInfo: ExitInfo | undefined;
+  /** Where the other nodes reach this process and where it listens (a namespace's or host's address); default: the spec's host. */
+  readonly host?: string;
+  /** The port a replica must listen on (e.g. inside a firewall's open range); default: the spec's. */
+  readonly listenPort?: number;
   /** The last lines the process wrote to stderr (for error messages). */
   stderrTail(): string;
 }
@@ -65,6 +69,8 @@ export interface ProcessCommand {
   readonly args: readonly string[];
   /** Added to the harness's environment. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Where the process listens and the other nodes reach it (ClusterNode.host). */
+  readonly host?: string;
 }
 
 const STDERR_TAIL_LINES = 40;
@@ -97,6 +103,7 @@ class LocalNode implements ClusterNode {
     readonly id: number,
     private readonly child: ResultPromise<{ stdin: 'pipe'; stdout: 'pipe'; stderr: 'pipe'; reject: false; buffer: false }>,
     logDir: string | undefined,
+    readonly host?: string,
   ) {
     this.name = `${role} ${id}`;
     if (logDir) {
@@ -178,7 +185,7 @@ export function launchLocal(plan: LaunchPlan): Cluster {
       forceKillAfterDelay: 2000,
       env: { ...process.env, NODE_OPTIONS: '', ...cmd.env },
     });
-    nodes.push(new LocalNode(role, id, child, plan.logDir));
+    nodes.push(new LocalNode(role, id, child, plan.logDir, cmd.host));
   };
   for (const id of plan.replicas) start('replica', id);
   for (const id of plan.clients) start('client', id);
