@@ -8,7 +8,7 @@
  * window or not, also goes to the per-second series and to the list the safety check reads.
  */
 import * as hdr from 'hdr-histogram-js';
-import { createCrypto, type CryptoProvider } from '../replica/crypto.js';
+import { createCrypto, DIGEST_BYTES, type CryptoProvider } from '../replica/crypto.js';
 import { clientMacKey, KeyRing } from '../replica/keys.js';
 import type { ProtocolModule } from '../replica/protocol.js';
 import type { ClientProcessConfig, PeerAddress } from '../replica/runtime-control.js';
@@ -91,7 +91,8 @@ export class ClientRuntime<M extends WireMessage> {
   private acceptedTxnsTotal = 0;
   private latencyMsMin = Infinity;
   private readonly txnsPerSecond: number[] = [];
-  private readonly accepted: AcceptedBatch[] = [];
+  /** Every accepted batch, for the safety check, kept compact (a digest must not pin its frame). */
+  private readonly accepted = new AcceptedLog();
   private timeouts = 0;
   private decodeErrors = 0;
   private readonly paths: Record<string, number> = {};
@@ -218,7 +219,7 @@ export class ClientRuntime<M extends WireMessage> {
 
   private onAccepted(b: AcceptedBatch): void {
     const w = this.window!;
-    this.accepted.push(b);
+    this.accepted.add(b);
     this.acceptedTxnsTotal += b.txns;
     bump(this.paths, b.path);
     const second = Math.floor((b.acceptedMs - w.startedAtMs) / 1000);
@@ -252,7 +253,7 @@ export class ClientRuntime<M extends WireMessage> {
       windowMs: w ? w.endMs - w.startMs : 0,
       acceptedTxnsInWindow: this.acceptedTxnsInWindow,
       acceptedBatchesInWindow: this.acceptedBatchesInWindow,
-      acceptedBatchesTotal: this.accepted.length,
+      acceptedBatchesTotal: this.accepted.count,
       issuedBatches: this.core.issuedBatches,
       latencyHistogram: hdr.encodeIntoCompressedBase64(this.histogram),
       latencyMsMin: Number.isFinite(this.latencyMsMin) ? this.latencyMsMin : null,
@@ -270,14 +271,44 @@ export class ClientRuntime<M extends WireMessage> {
   }
 
   acceptedReport(): AcceptedReport {
-    const a = this.accepted;
+    return this.accepted.report(this.config.origin);
+  }
+}
+
+/** Accepted batches in parallel arrays and one growable digest column. */
+class AcceptedLog {
+  private readonly k: number[] = [];
+  private readonly view: number[] = [];
+  private readonly clientId: number[] = [];
+  private readonly reqNo: number[] = [];
+  private digests = Buffer.alloc(DIGEST_BYTES * 1024);
+
+  get count(): number {
+    return this.k.length;
+  }
+
+  add(b: AcceptedBatch): void {
+    const i = this.k.length;
+    if ((i + 1) * DIGEST_BYTES > this.digests.length) {
+      const next = Buffer.alloc(this.digests.length * 2);
+      this.digests.copy(next);
+      this.digests = next;
+    }
+    b.digest.copy(this.digests, i * DIGEST_BYTES, 0, DIGEST_BYTES);
+    this.k.push(b.k);
+    this.view.push(b.view);
+    this.clientId.push(b.clientId);
+    this.reqNo.push(b.reqNo);
+  }
+
+  report(origin: number): AcceptedReport {
     return {
-      origin: this.config.origin,
-      k: a.map((b) => b.k),
-      view: a.map((b) => b.view),
-      clientId: a.map((b) => b.clientId),
-      reqNo: a.map((b) => b.reqNo),
-      digests: Buffer.concat(a.map((b) => b.digest)).toString('base64'),
+      origin,
+      k: [...this.k],
+      view: [...this.view],
+      clientId: [...this.clientId],
+      reqNo: [...this.reqNo],
+      digests: this.digests.subarray(0, this.k.length * DIGEST_BYTES).toString('base64'),
     };
   }
 }
