@@ -1,0 +1,414 @@
+/**
+ * The sweep runner behind `poe-bench figure` (issue 5; DESIGN.md "Results"): a figure and a
+ * profile become planned runs (figures.ts planRuns), each run becomes a RunSpec for the real
+ * harness (harness/run.ts executeRun) or an input for the simulator, and each finished run is
+ * appended to runs.jsonl at once, with an fsync, so that a sweep killed at any moment loses
+ * no finished point. Rerunning the same sweep into the same directory skips every
+ * (experiment, point, repetition) already recorded.
+ *
+ * The loop itself (`runSweep`) takes the executor as a parameter: the command wires in the
+ * real or the simulated backend, tests wire in fakes.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RunResult } from '../harness/run.js';
+import { makeRunSpec, RUN_DEFAULTS, type RunSpec } from '../harness/spec.js';
+import type { ProtocolName } from '../replica/types.js';
+import { FIGURES, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
+import { latestPerRepetition } from './stats.js';
+import type { FigureId, RunMetrics, RunRecord } from './types.js';
+
+export type SweepBackend = 'local' | 'sim';
+export const SWEEP_BACKENDS: readonly SweepBackend[] = ['local', 'sim'];
+
+/** Why the local backend cannot run figure 11b yet; recorded as the reason of each of its runs. */
+export const PRIMARY_FAILURE_UNSUPPORTED = 'primary-failure fault not supported by the runtime yet';
+
+/** Restricts a figure's sweep to some of its points (`--replicas 4,8 --protocols poe,pbft --batches 100`). */
+export interface SweepFilter {
+  readonly replicas?: readonly number[];
+  readonly protocols?: readonly ProtocolName[];
+  readonly batches?: readonly number[];
+}
+
+export interface SweepConfig {
+  /** The figures to run, in order (`figure all`: every one, into one directory). */
+  readonly figures: readonly FigureId[];
+  /** What the user named: one figure or 'all'; written to the manifest. */
+  readonly figureArg: FigureId | 'all';
+  readonly profile: Profile;
+  readonly reps: number;
+  /** Run length; the profile's unless overridden (--warmup, --duration). */
+  readonly warmupSec: number;
+  readonly measuredSec: number;
+  readonly backend: SweepBackend;
+  readonly filter: SweepFilter;
+  /** Repetition r runs with seed + r: repetitions differ, points of one repetition share their seed. */
+  readonly seed: number;
+  /** Closed-loop logical clients per run. */
+  readonly clients: number;
+  /** Simulator only: batches each run issues (figure 11b adds the batches before the primary stops). */
+  readonly simBatches: number;
+  /** Rerun repetitions recorded as failed or invalid instead of skipping them. */
+  readonly retryFailed: boolean;
+}
+
+/** Batches per simulated run, by profile: long enough for a steady state, short enough for a preview. */
+export const SIM_BATCHES: Readonly<Record<Profile['name'], number>> = { quick: 300, default: 1000, paper: 3000 };
+
+/** One run of a sweep: a planned run of one figure. */
+export interface SweepRun extends PlannedRun {
+  readonly figure: FigureId;
+  readonly experiment: string;
+}
+
+export class SweepConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SweepConfigError';
+  }
+}
+
+function matches(filter: SweepFilter, run: PlannedRun): boolean {
+  const p = run.point;
+  if (filter.replicas !== undefined && !filter.replicas.includes(p.replicas)) return false;
+  if (filter.protocols !== undefined && !filter.protocols.includes(p.protocol)) return false;
+  if (filter.batches !== undefined && !filter.batches.includes(p.batch)) return false;
+  return true;
+}
+
+/** Every run of the sweep, figure by figure, each figure repetition-major (planRuns). */
+export function planSweep(config: Pick<SweepConfig, 'figures' | 'profile' | 'reps' | 'filter'>): SweepRun[] {
+  const out: SweepRun[] = [];
+  for (const id of config.figures) {
+    const fig = FIGURES[id];
+    for (const run of planRuns(fig, config.profile, config.reps)) {
+      if (matches(config.filter, run)) out.push({ ...run, figure: id, experiment: fig.experiment });
+    }
+  }
+  if (out.length === 0) {
+    throw new SweepConfigError(`no point of figure ${config.figures.join(', ')} matches the filters (${describeFilter(config.filter) || 'none'})`);
+  }
+  return out;
+}
+
+export function describeFilter(filter: SweepFilter): string {
+  const parts: string[] = [];
+  if (filter.replicas !== undefined) parts.push(`--replicas ${filter.replicas.join(',')}`);
+  if (filter.protocols !== undefined) parts.push(`--protocols ${filter.protocols.join(',')}`);
+  if (filter.batches !== undefined) parts.push(`--batches ${filter.batches.join(',')}`);
+  return parts.join(' ');
+}
+
+/** The identity a resumed sweep skips on: experiment, point and repetition. */
+export function runKey(r: Pick<RunRecord, 'experiment' | 'pointId' | 'rep'>): string {
+  return `${r.experiment}\u0000${r.pointId}\u0000${r.rep}`;
+}
+
+/** "PoE n=16 crashed=1 batch=100 rep 2" for progress lines. */
+export function describeRun(run: SweepRun, reps?: number): string {
+  const p = run.point;
+  const stop = p.primaryStopsAfter === undefined ? '' : ` primary stops after ${p.primaryStopsAfter}`;
+  const rep = reps === undefined || reps > 1 ? ` rep ${run.rep + 1}${reps === undefined ? '' : `/${reps}`}` : '';
+  return `fig ${run.figure}: ${PROTOCOL_LABEL[p.protocol]} n=${p.replicas} crashed=${p.crashed} batch=${p.batch}${stop}${rep}`;
+}
+
+/** The RunSpec of a run on the real harness: the point, the profile's run length, the figure's checkpoint interval. */
+export function specFor(run: SweepRun, config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'>): RunSpec {
+  const p = run.point;
+  return makeRunSpec({
+    protocol: p.protocol,
+    replicas: p.replicas,
+    crashed: p.crashed,
+    batch: p.batch,
+    clients: config.clients,
+    warmupS: config.warmupSec,
+    durationS: config.measuredSec,
+    seed: config.seed + run.rep,
+    checkpointInterval: FIGURES[run.figure].checkpointInterval,
+    backend: 'local',
+  });
+}
+
+/** The spec shared by a sweep's runs, with the fields that vary per run named (manifest.json). */
+export function specTemplate(config: SweepConfig): Record<string, unknown> {
+  const first = planSweep(config)[0]!;
+  const spec = specFor(first, config);
+  return {
+    ...spec,
+    backend: config.backend,
+    variesPerRun: ['protocol', 'replicas', 'crashed', 'crashedReplicas', 'batch', 'seed', 'keySeed'],
+    seedRule: `seed = ${config.seed} + repetition; keySeed = poe-bench-run-<seed>`,
+    ...(config.figures.includes('11b') ? { primaryFailure: `figure 11b: the view-0 primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} requests (client batches, i.e. sequence numbers)` } : {}),
+  };
+}
+
+const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** A finished run of the real harness as a runs.jsonl line: the RunRecord plus the run's detail. */
+export function recordFromRunResult(run: SweepRun, result: RunResult): RunRecord & Record<string, unknown> {
+  const m = result.metrics;
+  const metrics: RunMetrics | undefined =
+    m === undefined
+      ? undefined
+      : {
+          throughputTxnPerSec: m.throughputTxnPerSec,
+          latencyMs: m.latencyMs,
+          messagesPerSec: m.messagesPerSec,
+          bytesPerSec: m.bytesPerSec,
+          viewChanges: m.viewChanges,
+          rollbacks: m.rollbacks,
+          clientTimeouts: m.clientTimeouts,
+          throughputSeries: m.throughputSeries,
+        };
+  return {
+    experiment: run.experiment,
+    pointId: run.pointId,
+    point: run.point,
+    rep: run.rep,
+    valid: result.valid,
+    ...(result.valid ? {} : { reason: result.reason ?? 'invalid (no reason given by the harness)' }),
+    startedAt: result.startedAt,
+    durationSec: round(result.durationSec),
+    ...(metrics === undefined ? {} : { metrics }),
+    backend: 'local',
+    failed: result.failed,
+    violations: result.violations,
+    implausible: result.implausible,
+    ...(m === undefined ? {} : { acceptedTxns: m.acceptedTxns, windowSec: m.windowSec, processes: m.processes }),
+    spec: result.spec,
+  };
+}
+
+/** A run that could not be attempted or did not complete, as a runs.jsonl line. */
+export function failedRecord(run: SweepRun, reason: string, backend: SweepBackend, startedAt = new Date().toISOString(), durationSec = 0): RunRecord & Record<string, unknown> {
+  return { experiment: run.experiment, pointId: run.pointId, point: run.point, rep: run.rep, valid: false, reason, startedAt, durationSec: round(durationSec), backend, failed: true };
+}
+
+// ---------------------------------------------------------------------------------------
+// runs.jsonl and manifest.json
+
+export const RUNS_FILE = 'runs.jsonl';
+export const MANIFEST_FILE = 'manifest.json';
+
+/**
+ * Appends one line and fsyncs it before returning: once a run is reported done, a crash of the
+ * machine cannot take it back. One write call per line, so an interrupted append leaves at
+ * worst an unterminated last line, which the reader drops (experiments/runs.ts).
+ */
+export function appendRecord(dir: string, record: RunRecord): void {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, RUNS_FILE);
+  const prefix = needsNewline(path) ? '\n' : '';
+  const fd = openSync(path, 'a');
+  try {
+    writeSync(fd, `${prefix}${JSON.stringify(record)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** True when the file ends in an unterminated line (a sweep killed mid-append): start on a fresh line. */
+function needsNewline(path: string): boolean {
+  if (!existsSync(path)) return false;
+  const text = readFileSync(path);
+  return text.length > 0 && text[text.length - 1] !== 0x0a;
+}
+
+/** What a resumed sweep must share with the sweep that made the directory, or its numbers would not be comparable. */
+export interface SweepIdentity {
+  readonly backend: SweepBackend;
+  readonly warmupSec: number;
+  readonly measuredSec: number;
+  readonly clients: number;
+  readonly simBatches?: number;
+}
+
+export function identityOf(config: SweepConfig): SweepIdentity {
+  return {
+    backend: config.backend,
+    warmupSec: config.warmupSec,
+    measuredSec: config.measuredSec,
+    clients: config.clients,
+    ...(config.backend === 'sim' ? { simBatches: config.simBatches } : {}),
+  };
+}
+
+/**
+ * Differences between the sweep asked for and the one that wrote `manifest`; empty when the
+ * directory may be resumed. A directory without a manifest, or one from another tool, has no
+ * `sweep` entry and is accepted.
+ */
+export function incompatibilities(manifest: unknown, config: SweepConfig): string[] {
+  if (typeof manifest !== 'object' || manifest === null) return [];
+  const sweep = (manifest as { sweep?: unknown }).sweep;
+  if (typeof sweep !== 'object' || sweep === null) return [];
+  const old = sweep as Record<string, unknown>;
+  const now = identityOf(config) as unknown as Record<string, unknown>;
+  const out: string[] = [];
+  for (const key of ['backend', 'warmupSec', 'measuredSec', 'clients', 'simBatches']) {
+    if (old[key] !== now[key]) out.push(`${key}: the directory has ${String(old[key])}, this sweep asks for ${String(now[key])}`);
+  }
+  return out;
+}
+
+/** manifest.json of a sweep directory: written once, when the directory is created. */
+export function sweepManifest(config: SweepConfig, env: Record<string, unknown>, startedAt: string, argv: readonly string[]): Record<string, unknown> {
+  const sim = config.backend === 'sim';
+  return {
+    experiment: config.figureArg === 'all' ? 'figure-all' : FIGURES[config.figureArg].experiment,
+    figure: config.figureArg,
+    figures: config.figures,
+    profile: config.profile.name,
+    profileDef: { ...config.profile, warmupSec: config.warmupSec, measuredSec: config.measuredSec, reps: config.reps },
+    startedAt,
+    ...env,
+    backend: config.backend,
+    hosts: sim ? [] : [RUN_DEFAULTS.host],
+    sweep: identityOf(config),
+    filter: config.filter,
+    command: ['poe-bench', ...argv].join(' '),
+    spec: specTemplate(config),
+    seeds: {
+      base: config.seed,
+      rule: sim
+        ? 'repetition r simulates with seed base + r (network, client keys); every random choice derives from it'
+        : 'repetition r runs with seed base + r: client process o draws keys with seed + o; key material from keySeed poe-bench-run-<seed>',
+    },
+    ...(sim
+      ? {
+          notes: [
+            'SIMULATED: every run of this directory ran in the deterministic simulator (poe-bench figure --backend sim), not on real processes.',
+            'Throughput, latency and messages/s are in VIRTUAL time: the simulated network delays messages but processing costs no time, so the numbers preview message patterns and view changes, not what a machine attains.',
+            `Each run issues a fixed number of batches (${config.simBatches}; figure 11b adds the batches before the primary stops); the first ${round((100 * config.warmupSec) / (config.warmupSec + config.measuredSec), 1)}% of virtual time is warm-up, the profile's share. Messages/s counts the whole run.`,
+          ],
+        }
+      : {}),
+  };
+}
+
+export function writeManifestOnce(dir: string, manifest: Record<string, unknown>): boolean {
+  const path = join(dir, MANIFEST_FILE);
+  if (existsSync(path)) return false;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path, `${JSON.stringify(manifest, null, 2)}\n`);
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// The loop
+
+/** Runs one planned run; returns its record, or undefined when it was interrupted (nothing to record). */
+export type RunExecutor = (run: SweepRun, signal: AbortSignal, onPhase: (text: string) => void) => Promise<RunRecord | undefined>;
+
+export interface SweepListener {
+  /** Before the first run: the plan, and what is already done. */
+  onPlan?(info: { readonly planned: number; readonly skipped: number; readonly toRun: readonly SweepRun[] }): void;
+  onRunStart?(run: SweepRun, index: number, of: number): void;
+  onPhase?(text: string): void;
+  onRunEnd?(run: SweepRun, record: RunRecord, wallSec: number): void;
+}
+
+export interface SweepOutcome {
+  readonly planned: number;
+  readonly skipped: number;
+  /** Runs done (and recorded) by this invocation. */
+  readonly ran: number;
+  readonly interrupted: boolean;
+}
+
+/** Runs still to do: the planned runs with no record yet (or only failed ones, with retryFailed). */
+export function remainingRuns(runs: readonly SweepRun[], existing: readonly RunRecord[], retryFailed: boolean): SweepRun[] {
+  const done = new Set<string>();
+  for (const r of latestPerRepetition(existing)) if (r.valid || !retryFailed) done.add(runKey(r));
+  return runs.filter((run) => !done.has(runKey(run)));
+}
+
+/**
+ * Runs what is left of `runs`, appending each record the moment its run ends. Stops, without
+ * recording, when `signal` aborts: the run in progress is killed by its executor and is done
+ * again on resume. A failed run is recorded with its reason and the sweep goes on.
+ */
+export async function runSweep(
+  runs: readonly SweepRun[],
+  existing: readonly RunRecord[],
+  io: { readonly dir: string; readonly backend: SweepBackend; readonly execute: RunExecutor; readonly signal: AbortSignal; readonly retryFailed: boolean; readonly listener?: SweepListener },
+): Promise<SweepOutcome> {
+  const toRun = remainingRuns(runs, existing, io.retryFailed);
+  const skipped = runs.length - toRun.length;
+  io.listener?.onPlan?.({ planned: runs.length, skipped, toRun });
+  let ran = 0;
+  for (const [i, run] of toRun.entries()) {
+    if (io.signal.aborted) return { planned: runs.length, skipped, ran, interrupted: true };
+    io.listener?.onRunStart?.(run, i, toRun.length);
+    const t0 = Date.now();
+    let record: RunRecord | undefined;
+    try {
+      record = await io.execute(run, io.signal, (text) => io.listener?.onPhase?.(text));
+    } catch (err) {
+      // An executor that throws is a failed point, not a failed sweep (issue 5: "the sweep goes on").
+      record = io.signal.aborted ? undefined : failedRecord(run, `the sweep could not run this point: ${(err as Error).message}`, io.backend, new Date(t0).toISOString(), (Date.now() - t0) / 1000);
+    }
+    if (record === undefined || io.signal.aborted) return { planned: runs.length, skipped, ran, interrupted: true };
+    appendRecord(io.dir, record);
+    ran++;
+    io.listener?.onRunEnd?.(run, record, (Date.now() - t0) / 1000);
+  }
+  return { planned: runs.length, skipped, ran, interrupted: false };
+}
+
+/** The planned runs whose latest record is failed or invalid, or that have none, after a sweep. */
+export function unsuccessful(runs: readonly SweepRun[], records: readonly RunRecord[]): { missing: SweepRun[]; bad: RunRecord[] } {
+  const latest = new Map(latestPerRepetition(records).map((r) => [runKey(r), r]));
+  const missing: SweepRun[] = [];
+  const bad: RunRecord[] = [];
+  for (const run of runs) {
+    const r = latest.get(runKey(run));
+    if (r === undefined) missing.push(run);
+    else if (!r.valid || r.metrics === undefined) bad.push(r);
+  }
+  return { missing, bad };
+}
+
+// ---------------------------------------------------------------------------------------
+// Time estimates for the progress bar
+
+/**
+ * A rough wall time of one run before any has been timed: the run length plus start-up and
+ * teardown, which grow with the processes started (measured on a 2-core machine: about 13 s
+ * of overhead at 32 replicas). Simulated runs cost CPU per message, about n^2 per batch.
+ */
+export function predictedRunSec(run: SweepRun, config: Pick<SweepConfig, 'backend' | 'warmupSec' | 'measuredSec' | 'simBatches'>): number {
+  const n = run.point.replicas;
+  if (config.backend === 'sim') {
+    const batches = config.simBatches + (run.point.primaryStopsAfter ?? 0);
+    return 0.5 + (batches * n * n) / 100_000;
+  }
+  if (run.point.primaryStopsAfter !== undefined) return 0;
+  return config.warmupSec + config.measuredSec + 2 + 0.4 * n;
+}
+
+/** Remaining seconds: predictions scaled by how the runs so far compared with theirs. */
+export class EtaEstimator {
+  private actualSec = 0;
+  private predictedSec = 0;
+  constructor(private readonly predict: (run: SweepRun) => number) {}
+  record(run: SweepRun, wallSec: number): void {
+    this.actualSec += wallSec;
+    this.predictedSec += this.predict(run);
+  }
+  remainingSec(left: readonly SweepRun[]): number {
+    const scale = this.predictedSec > 0 ? this.actualSec / this.predictedSec : 1;
+    return left.reduce((s, r) => s + this.predict(r), 0) * scale;
+  }
+}
+
+/** 75 -> "1m15s", 3725 -> "1h02m". */
+export function formatDuration(sec: number): string {
+  if (!Number.isFinite(sec) || sec < 0) return '?';
+  const s = Math.round(sec);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
