@@ -7,12 +7,16 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registerSimCommand } from '../infra/sim/command.js';
+import { registerFigureCommand } from './figure-command.js';
 import { registerAwsCommand } from './infra-aws-command.js';
+import { registerReportCommand } from './report-command.js';
 import { registerRunCommand } from './run.js';
 
 const COMMANDS: readonly ((program: Command) => void)[] = [
   registerSimCommand,
   registerRunCommand,
+  registerFigureCommand,
+  registerReportCommand,
   (program) => registerAwsCommand(program),
 ];
 
