@@ -10,11 +10,13 @@
  * The max keeps one link's frames in order, as TCP would deliver them.
  *
  * Timers. Node's timers have a resolution of 1 ms and measure from the event loop's cached
- * clock, so a 1 ms timer can fire early or up to a millisecond late. Every wake-up checks the
- * real clock and holds what is not due; a wait under 1 ms spins on setImmediate (it still
- * serves I/O between checks), so an emulated delay is a lower bound that is met within about
- * a millisecond. Sub-millisecond profiles (`lan`) are emulated as closely as the event loop
- * allows; on a busy machine the loop's own latency dominates them anyway.
+ * clock, so a 1 ms timer can fire a little early or late. Every wake-up checks the real clock
+ * and holds what is not due. A wait of half a millisecond or more sleeps in a timer (at least
+ * 1 ms); a shorter one spins on setImmediate (serving I/O between checks). So an emulated delay
+ * is a lower bound, met within about half a millisecond on an idle machine, and no process
+ * spins for more than half a millisecond per wait. On a busy machine each held frame costs its
+ * sender one more wake-up, and the scheduler's latency adds to every hop: expect more than the
+ * configured delay there (kernel netem, where it exists, has no such cost).
  */
 import { performance } from 'node:perf_hooks';
 import { LINK_ENV, NO_LINK, parseNodeLinkConfig, type LinkParams, type NodeLinkConfig } from './link.js';
@@ -27,11 +29,14 @@ export interface ShaperClock {
   schedule(fn: () => void, afterMs: number): () => void;
 }
 
+/** Waits shorter than this spin instead of sleeping in a timer. */
+export const SPIN_BELOW_MS = 0.5;
+
 export const realClock: ShaperClock = {
   nowMs: () => performance.now(),
   schedule(fn, afterMs) {
-    if (afterMs >= 1) {
-      const t = setTimeout(fn, Math.floor(afterMs));
+    if (afterMs >= SPIN_BELOW_MS) {
+      const t = setTimeout(fn, Math.max(1, Math.floor(afterMs)));
       return () => clearTimeout(t);
     }
     const i = setImmediate(fn);
