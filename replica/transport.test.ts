@@ -5,7 +5,8 @@
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clientPeer, type Peer } from './types.js';
-import { encodeFrame, encodeHello, Transport, type TransportHandlers } from './transport.js';
+import { encodeFrame, encodeHello, FrameReader, Transport, type TransportHandlers } from './transport.js';
+import { Rng } from '../client/random.js';
 
 const KEYS = new Map<string, Buffer>();
 function key(a: Peer, b: Peer): Buffer {
@@ -207,5 +208,39 @@ describe('Transport', () => {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(() => r(undefined)));
     }
+  });
+});
+
+describe('FrameReader', () => {
+  it('delivers every frame exactly, whatever the chunk boundaries (randomized; seed printed on failure)', () => {
+    for (let seed = 1; seed <= 200; seed++) {
+      const rng = new Rng(seed);
+      const payloads = Array.from({ length: 1 + rng.nextInt(30) }, (_, i) => Buffer.alloc(rng.nextInt(3) === 0 ? rng.nextInt(70_000) : rng.nextInt(300), i + 1));
+      const stream = Buffer.concat(payloads.map((p) => encodeFrame(Buffer.alloc(32, 9), p)));
+      const reader = new FrameReader(1 << 20);
+      const got: Buffer[] = [];
+      for (let off = 0; off < stream.length; ) {
+        const size = rng.nextInt(4) === 0 ? 1 + rng.nextInt(5) : 1 + rng.nextInt(100_000);
+        const ok = reader.push(stream.subarray(off, off + size), (_mac, payload) => {
+          got.push(Buffer.from(payload));
+          return true;
+        });
+        expect(ok, `seed=${seed}`).toBe(true);
+        off += size;
+      }
+      expect(got.length, `seed=${seed}`).toBe(payloads.length);
+      got.forEach((g, i) => expect(g.equals(payloads[i]!), `seed=${seed} frame ${i}`).toBe(true));
+    }
+  });
+
+  it('refuses a length out of bounds even when the length itself is split across chunks', () => {
+    const reader = new FrameReader(1000);
+    const bad = Buffer.alloc(4);
+    bad.writeUInt32BE(5000, 0);
+    expect(reader.push(bad.subarray(0, 2), () => true)).toBe(true);
+    expect(reader.push(bad.subarray(2), () => true)).toBe(false);
+    const tooShort = Buffer.alloc(4);
+    tooShort.writeUInt32BE(3, 0);
+    expect(new FrameReader(1000).push(tooShort, () => true)).toBe(false);
   });
 });

@@ -143,51 +143,82 @@ function decodeHello(payload: Buffer): { from: Peer; to: Peer } | undefined {
   return { from: payload.readUInt32BE(6), to: payload.readUInt32BE(10) };
 }
 
-/** Splits a byte stream into frames without copying more than once per frame. */
-class FrameReader {
-  private chunks: Buffer[] = [];
-  private bytes = 0;
+/**
+ * Splits a byte stream into frames. Frames that lie inside one chunk are delivered as views of
+ * it (no copy); only a frame split across chunks is copied, once, into a buffer of exactly its
+ * size, and the rest of the chunk that completed it is again read in place. (Joining the
+ * leftover with the whole next chunk would copy every byte of a busy stream a second time.)
+ */
+export class FrameReader {
+  /** The pieces of one incomplete frame; their total is below the frame's size. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
 
   /** The largest frame accepted now: a HELLO's size until the peer is known, then the wire limit. */
   constructor(public frameBytesMax: number) {}
+
+  private validLength(len: number): boolean {
+    return len >= MAC_BYTES && len <= this.frameBytesMax;
+  }
+
+  /** The u32 at the start of the pending pieces (which hold at least 4 bytes). */
+  private pendingLength(): number {
+    const first = this.pending[0]!;
+    if (first.length >= 4) return first.readUInt32BE(0);
+    const head = Buffer.concat(this.pending, this.pendingBytes).subarray(0, 4);
+    return head.readUInt32BE(0);
+  }
 
   /**
    * Feeds a chunk; calls `onFrame(mac, payload)` for every complete frame. Returns false if the
    * stream is corrupt (a length out of bounds); the caller must close the connection.
    */
   push(chunk: Buffer, onFrame: (mac: Buffer, payload: Buffer) => boolean): boolean {
-    let buf: Buffer;
-    if (this.bytes === 0) {
-      buf = chunk;
-    } else {
-      this.chunks.push(chunk);
-      this.bytes += chunk.length;
-      // Wait for the whole frame before copying the pieces together once.
-      if (this.bytes >= 4) {
-        const head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
-        const need = 4 + head.readUInt32BE(0);
-        if (need - 4 < MAC_BYTES || need - 4 > this.frameBytesMax) return false;
-        if (this.bytes < need) return true;
-      }
-      buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bytes);
-      this.chunks = [];
-      this.bytes = 0;
-    }
     let off = 0;
-    while (buf.length - off >= 4) {
-      const len = buf.readUInt32BE(off);
-      if (len < MAC_BYTES || len > this.frameBytesMax) return false;
-      if (buf.length - off - 4 < len) break;
-      const mac = buf.subarray(off + 4, off + HEADER_BYTES);
-      const payload = buf.subarray(off + HEADER_BYTES, off + 4 + len);
+    if (this.pendingBytes > 0) {
+      const total = this.pendingBytes + chunk.length;
+      if (total < 4) {
+        this.pending.push(chunk);
+        this.pendingBytes = total;
+        return true;
+      }
+      if (this.pendingBytes < 4) {
+        // The length itself is split: gather just enough of this chunk to read it.
+        this.pending.push(chunk.subarray(0, 4 - this.pendingBytes));
+        off = 4 - this.pendingBytes;
+        this.pendingBytes = 4;
+      }
+      const len = this.pendingLength();
+      if (!this.validLength(len)) return false;
+      const need = 4 + len;
+      const missing = need - this.pendingBytes;
+      if (chunk.length - off < missing) {
+        // Still incomplete: keep a view (only until the frame completes) and wait.
+        this.pending.push(chunk.subarray(off));
+        this.pendingBytes += chunk.length - off;
+        return true;
+      }
+      const frame = Buffer.allocUnsafe(need);
+      let at = 0;
+      for (const piece of this.pending) at += piece.copy(frame, at);
+      chunk.copy(frame, at, off, off + missing);
+      off += missing;
+      this.pending = [];
+      this.pendingBytes = 0;
+      if (!onFrame(frame.subarray(4, HEADER_BYTES), frame.subarray(HEADER_BYTES))) return false;
+    }
+    while (chunk.length - off >= 4) {
+      const len = chunk.readUInt32BE(off);
+      if (!this.validLength(len)) return false;
+      if (chunk.length - off - 4 < len) break;
+      const mac = chunk.subarray(off + 4, off + HEADER_BYTES);
+      const payload = chunk.subarray(off + HEADER_BYTES, off + 4 + len);
       off += 4 + len;
       if (!onFrame(mac, payload)) return false;
     }
-    if (off < buf.length) {
-      // Keep the tail as its own copy so a retained partial frame does not pin a large chunk.
-      const tail = off === 0 ? buf : Buffer.from(buf.subarray(off));
-      this.chunks = [tail];
-      this.bytes = tail.length;
+    if (off < chunk.length) {
+      this.pending = [chunk.subarray(off)];
+      this.pendingBytes = chunk.length - off;
     }
     return true;
   }
