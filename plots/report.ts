@@ -85,10 +85,11 @@ function environmentBlocks(dir: string, m: ManifestInfo, records: readonly RunRe
     ['Started', m.startedAt ?? unknown],
     ['Runs', `${records.length} lines in runs.jsonl; ${latest.length} repetitions, ${valid} valid, ${latest.length - valid} failed or invalid`],
   ];
-  const blocks: Block[] = [
-    { kind: 'heading', level: 2, text: 'Environment and spec' },
-    { kind: 'table', header: ['Field', 'Value'], rows },
-  ];
+  const blocks: Block[] = [{ kind: 'heading', level: 2, text: 'Environment and spec' }];
+  // What the writer of the manifest wants every reader to see first, e.g. that a sweep ran in the simulator.
+  const notes = m.raw?.['notes'];
+  if (Array.isArray(notes)) for (const note of notes) if (typeof note === 'string' && note !== '') blocks.push({ kind: 'paragraph', text: note });
+  blocks.push({ kind: 'table', header: ['Field', 'Value'], rows });
   if (m.raw === undefined) blocks.push({ kind: 'paragraph', text: 'No readable manifest.json in this directory: environment unknown.' });
   if (m.seeds !== undefined) blocks.push({ kind: 'code', summary: 'Seeds', text: JSON.stringify(m.seeds, null, 2) });
   if (m.spec !== undefined) blocks.push({ kind: 'code', summary: 'Full spec (manifest.json)', text: JSON.stringify(m.spec, null, 2) });
