@@ -9,6 +9,7 @@ import { Command } from 'commander';
 import { registerSimCommand } from '../infra/sim/command.js';
 import { registerFigureCommand } from './figure-command.js';
 import { registerAwsCommand } from './infra-aws-command.js';
+import { registerInfraCommand } from './infra-command.js';
 import { registerReportCommand } from './report-command.js';
 import { registerRunCommand } from './run.js';
 
@@ -18,6 +19,7 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerFigureCommand,
   registerReportCommand,
   (program) => registerAwsCommand(program),
+  registerInfraCommand,
 ];
 
 export function buildProgram(): Command {
