@@ -28,28 +28,37 @@
  * - Checkpoints (§3.5 last paragraph): every VC-REQUEST carries its sender's stable checkpoint
  *   sequence number; E' holds the union of the entries above the highest stable checkpoint of
  *   the nf requests used (the "base"). A replica acknowledges a request only if the claimed
- *   checkpoint is stable at the acknowledger too, so the base is always a stable checkpoint.
+ *   checkpoint agrees with its own state (its ledger hash there, its own certified stable
+ *   checkpoint, or blocks chained onto its ledger), so the base holds every batch a client
+ *   accepted (the argument of Proposition 3.5). f+1 matching claims certify a checkpoint.
  * - Gaps in E': each E is consecutive from its sender's stable checkpoint up (Figure 5, line 9
  *   condition 1), and every sender's checkpoint is at most the base, so the union above the
  *   base is consecutive. A gap therefore cannot arise from valid requests; should one appear
  *   anyway, E' is cut at the first missing sequence number (buildNewView) and the cut is what
  *   validating replicas rebuild and compare, so the replicas still agree.
  * - Failure detection (§3.3.1 (1)): a backup expects progress on every client request it
- *   forwarded to the primary, and on execution whenever it view-committed a batch that cannot
- *   execute because an earlier sequence number is missing (Example 3.4, case 3).
+ *   forwarded to the primary. This also covers a primary that leaves a hole (Example 3.4,
+ *   case 3): the clients behind the hole time out and broadcast. A replica that merely missed
+ *   messages does not start a view change on its own (it would halt alone, for good): it
+ *   fetches the blocks once a checkpoint above them is stable.
  * - Liveness (Theorem 3.7): the new-view timer starts once nf VC-REQUESTs for the view are in
  *   (as in PBFT, so one isolated replica does not run through views alone); on expiry, or on an
  *   invalid NV-PROPOSE, the replica requests the next view with a doubled timeout. A replica
  *   also joins the highest view that f+1 distinct replicas request (line 6, generalised to
  *   views above the current one as PBFT does).
  *
- * Not implemented: state transfer. A replica that falls behind a stable checkpoint held by
- * others (it missed batches that were garbage-collected everywhere else) cannot catch up.
+ * - Recovery (paper §4(6)): a replica behind a certified checkpoint fetches the blocks from
+ *   a peer and accepts them if they chain onto its ledger to the certified hash. Replicas that
+ *   entered a view re-send their NV-PROPOSE or NV-ACK to a replica whose VC-REQUEST shows it is
+ *   still changing to (or away from) that view, so one lost message does not strand it.
+ *
+ * Not implemented: state transfer of the store. A replica more than two windows behind (the
+ * blocks were garbage-collected everywhere) cannot catch up.
  */
 import { CheckpointTracker, Executor, type Execution } from './common.js';
 import type { CryptoProvider } from './crypto.js';
 import { DIGEST_BYTES } from './crypto.js';
-import { Ledger } from './ledger.js';
+import { blockHash, Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest, CommonMessage, FieldCodec } from './messages.js';
 import { commonCodecs, isNoop, makeCodec, MSG_CHECKPOINT, MSG_REQUEST, readRequest, requestDigest, writeRequest } from './messages.js';
 import type { ClientPolicy, ClientPolicyOptions, PendingRequest, ProtocolModule, ReplyOutcome } from './protocol.js';
@@ -79,6 +88,8 @@ export const MSG_VC_REQUEST = 13;
 export const MSG_VC_ACK = 14;
 export const MSG_NV_PROPOSE = 15;
 export const MSG_NV_ACK = 16;
+export const MSG_FETCH = 17;
+export const MSG_BLOCKS = 18;
 
 /** PROPOSE(⟨T⟩c, v, k): the primary proposes T as the k-th transaction of view v (Figure 3, line 7). */
 export interface Propose extends WireMessage {
@@ -129,6 +140,8 @@ export interface VcRequest extends WireMessage {
   readonly view: number;
   readonly replica: number;
   readonly stableK: number;
+  /** The state digest (ledger hash) of that checkpoint, so others can check the claim. */
+  readonly stableDigest: Buffer;
   readonly entries: readonly ExecutionEntry[];
 }
 
@@ -155,6 +168,8 @@ export interface NvPropose extends WireMessage {
   readonly type: typeof MSG_NV_PROPOSE;
   readonly view: number;
   readonly stableK: number;
+  /** The ledger hash at stableK that V's requests claimed (replicas behind it fetch blocks to it). */
+  readonly stableDigest: Buffer;
   readonly entries: readonly ExecutionEntry[];
   readonly certificate: readonly CertificateEntry[];
 }
@@ -166,7 +181,23 @@ export interface NvAck extends WireMessage {
   readonly digest: Buffer;
 }
 
-export type PoeMessage = CommonMessage | Propose | Support | Inform | VcRequest | VcAck | NvPropose | NvAck;
+/**
+ * FETCH(fromK, toK): a replica behind a stable checkpoint asks for the executed blocks it lacks
+ * (paper §4(6): "A recovering replica ... can ask other replicas for the blocks").
+ */
+export interface Fetch extends WireMessage {
+  readonly type: typeof MSG_FETCH;
+  readonly fromK: number;
+  readonly toK: number;
+}
+
+/** BLOCKS: executed batches (w, k, ⟨T⟩c) from fromK on; the receiver checks them against the hash chain. */
+export interface Blocks extends WireMessage {
+  readonly type: typeof MSG_BLOCKS;
+  readonly entries: readonly ExecutionEntry[];
+}
+
+export type PoeMessage = CommonMessage | Propose | Support | Inform | VcRequest | VcAck | NvPropose | NvAck | Fetch | Blocks;
 
 // ---------------------------------------------------------------------------------------
 // Codec
@@ -225,13 +256,14 @@ const poeCodecs: Record<number, FieldCodec<PoeMessage>> = {
   [MSG_VC_REQUEST]: {
     write: (w, m) => {
       const v = m as VcRequest;
-      w.u53(v.view).u16(v.replica).u53(v.stableK).list(v.entries, writeEntry);
+      w.u53(v.view).u16(v.replica).u53(v.stableK).fixed(v.stableDigest, DIGEST_BYTES).list(v.entries, writeEntry);
     },
     read: (r) => ({
       type: MSG_VC_REQUEST,
       view: r.u53('vcRequest.view'),
       replica: r.u16('vcRequest.replica'),
       stableK: r.u53('vcRequest.stableK'),
+      stableDigest: r.fixed(DIGEST_BYTES, 'vcRequest.stableDigest'),
       entries: r.list(readEntry, 'vcRequest.entries', ENTRY_BYTES_MIN),
     }),
   },
@@ -250,13 +282,14 @@ const poeCodecs: Record<number, FieldCodec<PoeMessage>> = {
   [MSG_NV_PROPOSE]: {
     write: (w, m) => {
       const p = m as NvPropose;
-      w.u53(p.view).u53(p.stableK).list(p.entries, writeEntry);
+      w.u53(p.view).u53(p.stableK).fixed(p.stableDigest, DIGEST_BYTES).list(p.entries, writeEntry);
       w.list(p.certificate, (w2, c) => w2.u16(c.replica).fixed(c.digest, DIGEST_BYTES));
     },
     read: (r) => ({
       type: MSG_NV_PROPOSE,
       view: r.u53('nvPropose.view'),
       stableK: r.u53('nvPropose.stableK'),
+      stableDigest: r.fixed(DIGEST_BYTES, 'nvPropose.stableDigest'),
       entries: r.list(readEntry, 'nvPropose.entries', ENTRY_BYTES_MIN),
       certificate: r.list(
         (r2) => ({ replica: r2.u16('certificate.replica'), digest: r2.fixed(DIGEST_BYTES, 'certificate.digest') }),
@@ -271,6 +304,19 @@ const poeCodecs: Record<number, FieldCodec<PoeMessage>> = {
       w.u53(a.view).fixed(a.digest, DIGEST_BYTES);
     },
     read: (r) => ({ type: MSG_NV_ACK, view: r.u53('nvAck.view'), digest: r.fixed(DIGEST_BYTES, 'nvAck.digest') }),
+  },
+  [MSG_FETCH]: {
+    write: (w, m) => {
+      const f = m as Fetch;
+      w.u53(f.fromK).u53(f.toK);
+    },
+    read: (r) => ({ type: MSG_FETCH, fromK: r.u53('fetch.fromK'), toK: r.u53('fetch.toK') }),
+  },
+  [MSG_BLOCKS]: {
+    write: (w, m) => {
+      w.list((m as Blocks).entries, writeEntry);
+    },
+    read: (r) => ({ type: MSG_BLOCKS, entries: r.list(readEntry, 'blocks.entries', ENTRY_BYTES_MIN) }),
   },
 };
 
@@ -290,6 +336,8 @@ export const POE_TIMERS = {
   viewChange: 'vc',
   /** A view change that does not complete in time (Theorem 3.7: exponential backoff). */
   newView: 'nv',
+  /** A replica behind a stable checkpoint asks for the blocks it lacks, one peer per expiry. */
+  fetch: 'fetch',
 } as const;
 
 /** Requests the primary holds while the window is full (fixed bound: TigerBeetle style). */
@@ -302,6 +350,8 @@ const VIEW_LOOKAHEAD = 64;
 const VC_REQUESTS_PER_SENDER = 2;
 /** The backoff stops doubling here (2^16 times the base timeout). */
 const BACKOFF_EXP_MAX = 16;
+/** Fetches, probes and retransmissions repeat at most once per this fraction of the view-change timeout. */
+const RETRY_DIVISOR = 4;
 
 /**
  * What a replica knows about sequence number k in the current view: the proposal it supports
@@ -319,6 +369,8 @@ interface Slot {
   /** Distinct replicas whose SUPPORT matches `digest`, the primary's PROPOSE and our own included. */
   matching: number;
   committed: boolean;
+  /** Primary: when it last re-broadcast this PROPOSE (retransmission is rate-limited). */
+  resentAtMs: number;
 }
 
 export interface VcRecord {
@@ -364,26 +416,53 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private readonly slots = new Map<number, Slot>();
   /** Sequence numbers up to here are fixed by the current view's NV-PROPOSE (§3.3.5). */
   private viewStartK = 0;
-  /** Slots, undo records and executor state up to here were garbage-collected. */
-  private gcK = 0;
   /** Primary: the next sequence number to assign (Figure 3, line 8). */
   private nextK = 1;
   /** Primary: highest reqNo per client proposed or queued in this view and not yet executed (dedup). */
   private readonly proposedReqNo = new Map<number, number>();
+  /** Primary: the sequence number each client's in-flight request was proposed at (for retransmission). */
+  private readonly proposedK = new Map<number, number>();
   /** Primary: requests waiting for the window to move (bounded by QUEUE_MAX). */
   private queue: ClientRequest[] = [];
   private queueHead = 0;
-  /** Client requests received directly (the client broadcast them) and awaiting execution, oldest first. */
-  private readonly forwarded = new Map<number, { request: ClientRequest; deadlineMs: number }>();
   /** Per client, the k at which its latest executed request ran (to re-send the INFORM). */
   private readonly informK = new Map<number, number>();
-  /** Since when view-committed batches have waited for a missing earlier one (Example 3.4 case 3). */
-  private stallSinceMs: number | undefined = undefined;
-  /** Deadline the `vc` timer is armed for, if armed. */
-  private vcTimerDeadlineMs: number | undefined = undefined;
-  /** PROPOSE and SUPPORT messages of a view not yet entered, replayed on entry (bounded). */
+  /** PROPOSE and SUPPORT messages of the next view, replayed on entry (bounded). */
   private future: { from: number; msg: Propose | Support }[] = [];
   private readonly futureMax: number;
+
+  // --- checkpoints and block recovery
+  /**
+   * The stable checkpoint and the state digest it was certified with: nf matching CHECKPOINTs
+   * (the tracker), or f+1 replicas claiming it stable in their VC-REQUESTs (adoptClaimedCheckpoint).
+   */
+  private stable: { k: number; digest: Buffer };
+  /** Slots, undo records and executor state up to here were garbage-collected. */
+  private gcK = 0;
+  /** Requests of garbage-collected batches, kept for two windows to serve FETCH (paper §4(6)). */
+  private readonly archive = new Map<number, ClientRequest>();
+  private archiveLowK = 1;
+  /** The checkpoint the current view started from (NV-PROPOSE stableK and digest). */
+  private viewBase: { k: number; digest: Buffer };
+  private fetchTimerArmed = false;
+  private fetchPeer: number;
+  /**
+   * Highest k seen in any PROPOSE, SUPPORT or CHECKPOINT, of any view (evidence that others
+   * progressed: a hint to probe, never trusted for anything else), and when we last executed.
+   */
+  private maxSeenK = 0;
+  private lastProgressMs = 0;
+
+  // --- failure detection (§3.3.1)
+  /** Client requests received directly (the client broadcast them) and awaiting execution, oldest first. */
+  private readonly forwarded = new Map<number, { request: ClientRequest; deadlineMs: number }>();
+  /** Executed requests clients keep re-sending: since when (noteUnfinished). */
+  private readonly unfinished = new Map<number, { reqNo: number; sinceMs: number }>();
+  /** Failure detection waits until here while we fetch (onViewChangeTimer), and which request we probed for. */
+  private deferFailureUntilMs = -Infinity;
+  private probedFor = '';
+  /** Deadline the `vc` timer is armed for, if armed. */
+  private vcTimerDeadlineMs: number | undefined = undefined;
 
   // --- view change
   /** VC-REQUESTs by view and sender (ours included). */
@@ -400,10 +479,17 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private nvAccepted: (NvRecord & { view: number }) | undefined = undefined;
   /** view -> acknowledger -> digest hex of the NV-PROPOSE it acknowledged. */
   private readonly nvAcks = new Map<number, Map<number, string>>();
-  /** The view our `nv` timer runs for. */
-  private nvTimerView: number | undefined = undefined;
+  /** Half-periods of the `nv` timer that passed with nf VC-REQUESTs for our view in. */
+  private nvReadyHalves = 0;
   /** The last view we proposed as new primary. */
   private nvProposedView = -1;
+  /** The NV-PROPOSE of the view we entered last, and when we last re-sent our part of one to each replica. */
+  private enteredProposal: { msg: NvPropose; digest: Buffer } | undefined = undefined;
+  private readonly helpedAtMs = new Map<number, number>();
+  /** Claimed checkpoints above our execution that blocks chained onto our ledger confirmed: k -> digest hex. */
+  private readonly extendedClaims = new Map<number, Set<string>>();
+  /** `${view}:${replica}`: VC-REQUESTs whose claimed checkpoint we asked blocks for. */
+  private readonly claimFetches = new Set<string>();
 
   constructor(
     options: ReplicaOptions,
@@ -427,6 +513,9 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     this.executor = new Executor(this.store, this.ledger, true);
     this.checkpoints = new CheckpointTracker(this.nf, options.checkpointIntervalK);
     this.futureMax = this.windowK * this.n;
+    this.stable = { k: 0, digest: Buffer.from(this.ledger.hashAt(0)) };
+    this.viewBase = this.stable;
+    this.fetchPeer = this.id;
   }
 
   status(): ReplicaStatus {
@@ -434,7 +523,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       id: this.id,
       view: this.view,
       executedK: this.executor.executedK,
-      stableK: this.checkpoints.stableK,
+      stableK: this.stableK,
       inViewChange: this.inViewChange,
       logEntries: this.slots.size,
     };
@@ -454,6 +543,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
         break;
     }
     this.armViewChangeTimer();
+    this.armFetchTimer();
     return this.out;
   }
 
@@ -461,7 +551,11 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   // Plumbing
 
   private get stableK(): number {
-    return this.checkpoints.stableK;
+    return this.stable.k;
+  }
+
+  private get stableDigest(): Buffer {
+    return this.stable.digest;
   }
 
   private get timeoutMs(): number {
@@ -530,6 +624,12 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       case MSG_NV_ACK:
         this.onNewViewAck(from, msg);
         break;
+      case MSG_FETCH:
+        this.onFetch(from, msg);
+        break;
+      case MSG_BLOCKS:
+        this.onBlocks(from, msg);
+        break;
       default:
         this.reject(`unexpected message type ${msg.type}`, from);
     }
@@ -538,6 +638,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private onTimer(name: string): void {
     if (name === POE_TIMERS.viewChange) this.onViewChangeTimer();
     else if (name === POE_TIMERS.newView) this.onNewViewTimer();
+    else if (name === POE_TIMERS.fetch) this.onFetchTimer();
   }
 
   // -------------------------------------------------------------------------------------
@@ -555,6 +656,13 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
     if (this.executor.isExecuted(req)) {
       this.resendInform(req);
+      // The client (or a backup forwarding for it) did not see nf INFORMs: help the others execute it.
+      if (this.isPrimary() && !this.inViewChange) {
+        const k = this.informK.get(req.clientId);
+        if (k !== undefined && this.executor.lastExecuted(req.clientId) === req.reqNo) this.retransmit(k);
+      } else if (isClientPeer(from)) {
+        this.noteUnfinished(req);
+      }
       return;
     }
     if (this.isPrimary() && !this.inViewChange) {
@@ -578,6 +686,28 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (!this.inViewChange) this.send(primaryOf(this.view, this.n), req);
   }
 
+  /**
+   * A client keeps re-sending a request we executed: fewer than nf replicas did, so "normal-case
+   * operations toward executing a client request" (§3.3.1 (1)) are not succeeding. If nothing
+   * at all executed here for a whole timeout since its first re-send, we detect failure of the
+   * primary. (Without this, replicas that executed a request never suspect anything while the
+   * rest cannot catch up, e.g. one of them halted in a view change nobody joined.) The progress
+   * condition keeps a client replaying an old request from forcing view changes on a busy system.
+   */
+  private noteUnfinished(req: ClientRequest): void {
+    if (this.inViewChange || this.executor.lastExecuted(req.clientId) !== req.reqNo) return;
+    const seen = this.unfinished.get(req.clientId);
+    if (!seen || seen.reqNo !== req.reqNo) {
+      if (!seen && this.unfinished.size >= FORWARDED_MAX) return;
+      this.unfinished.set(req.clientId, { reqNo: req.reqNo, sinceMs: this.nowMs });
+      return;
+    }
+    if (this.nowMs - seen.sinceMs >= this.timeoutMs && this.nowMs - this.lastProgressMs >= this.timeoutMs) {
+      this.unfinished.clear();
+      this.startViewChange(this.view);
+    }
+  }
+
   /** Re-sends the INFORM of a client's latest executed request (the client timed out and broadcast it). */
   private resendInform(req: ClientRequest): void {
     const k = this.informK.get(req.clientId);
@@ -598,8 +728,27 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     return this.nextK > this.stableK + this.windowK;
   }
 
+  /**
+   * Retransmission, driven by client timeouts (the paper assumes reliable links; the simulator
+   * and a crashing primary do not provide them): the primary re-broadcasts the PROPOSE for k,
+   * and backups answer a repeated PROPOSE by re-broadcasting their SUPPORT (onPropose), so
+   * replicas that lost a PROPOSE or SUPPORT can view-commit. At most once per quarter timeout.
+   */
+  private retransmit(k: number): void {
+    const slot = this.slots.get(k);
+    if (!slot?.request || slot.view !== this.view) return;
+    if (this.nowMs - slot.resentAtMs < this.retryIntervalMs) return;
+    slot.resentAtMs = this.nowMs;
+    this.broadcast({ type: MSG_PROPOSE, view: this.view, k, request: slot.request });
+  }
+
   private proposeOrQueue(req: ClientRequest): void {
-    if (req.reqNo <= (this.proposedReqNo.get(req.clientId) ?? -1)) return; // in flight
+    if (req.reqNo <= (this.proposedReqNo.get(req.clientId) ?? -1)) {
+      // In flight: the client timed out, so some replicas may have lost its messages.
+      const k = this.proposedK.get(req.clientId);
+      if (k !== undefined && req.reqNo === this.proposedReqNo.get(req.clientId)) this.retransmit(k);
+      return;
+    }
     if (this.queue.length - this.queueHead === 0 && !this.windowFull()) {
       this.proposedReqNo.set(req.clientId, req.reqNo);
       this.propose(req);
@@ -634,12 +783,15 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     slot.digest = requestDigest(this.crypto, req);
     slot.voted[this.id] = 1;
     slot.matching = 1;
+    slot.resentAtMs = this.nowMs;
     this.slots.set(k, slot);
+    if (k > this.maxSeenK) this.maxSeenK = k;
+    this.proposedK.set(req.clientId, k);
     this.broadcast({ type: MSG_PROPOSE, view: this.view, k, request: req });
   }
 
   private newSlot(view: number): Slot {
-    return { view, request: undefined, digest: undefined, voted: new Uint8Array(this.n), early: undefined, matching: 0, committed: false };
+    return { view, request: undefined, digest: undefined, voted: new Uint8Array(this.n), early: undefined, matching: 0, committed: false, resentAtMs: -Infinity };
   }
 
   // -------------------------------------------------------------------------------------
@@ -650,9 +802,10 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    * to enter are kept and replayed on entry (a faster replica may support before we entered).
    */
   private admitNormal(from: number, msg: Propose | Support): boolean {
+    if (msg.k > this.maxSeenK && msg.k <= this.lowWatermarkK + 4 * this.windowK) this.maxSeenK = msg.k;
     const w = msg.view;
     if (w === this.view && !this.inViewChange) return true;
-    if (w > this.enteredView && w <= this.view + 1 && this.future.length < this.futureMax) {
+    if (w === this.view + 1 && this.future.length < this.futureMax) {
       this.future.push({ from, msg });
     } else if (w > this.view + 1) {
       this.reject('message for a future view', from);
@@ -669,7 +822,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    * may lag the primary's. Memory stays bounded by 2 * windowK slots.
    */
   private inWindow(k: number): boolean {
-    return k > this.viewStartK && k > this.lowWatermarkK && k <= this.lowWatermarkK + 2 * this.windowK;
+    return k > this.viewStartK && k > this.lowWatermarkK && k <= this.lowWatermarkK + 2 * this.windowK && k <= this.gcK + 3 * this.windowK;
   }
 
   private get lowWatermarkK(): number {
@@ -691,6 +844,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (slot && slot.request) {
       // Condition (3): one proposal per (v, k). A different one is the primary equivocating.
       if (!requestDigest(this.crypto, m.request).equals(slot.digest!)) this.reject('equivocating PROPOSE', from);
+      // The same one again is a retransmission: others may lack our SUPPORT.
+      else this.broadcast({ type: MSG_SUPPORT, view: m.view, k: m.k, digest: slot.digest! });
       return;
     }
     if (!this.validRequest(m.request)) {
@@ -700,6 +855,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (!slot) {
       slot = this.newSlot(m.view);
       this.slots.set(m.k, slot);
+      if (m.k > this.maxSeenK) this.maxSeenK = m.k;
     }
     const digest = requestDigest(this.crypto, m.request);
     slot.request = m.request;
@@ -727,6 +883,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (!slot) {
       slot = this.newSlot(m.view);
       this.slots.set(m.k, slot);
+      if (m.k > this.maxSeenK) this.maxSeenK = m.k;
     }
     if (slot.voted[from]) {
       if (slot.digest && !slot.digest.equals(m.digest)) this.reject('second SUPPORT for the same (v, k)', from);
@@ -754,7 +911,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private executeReady(): void {
     const done = this.executor.drain();
     if (done.length === 0) return;
-    this.stallSinceMs = undefined;
+    this.lastProgressMs = this.nowMs;
     for (const ex of done) this.afterExecute(ex);
     this.collectGarbage();
   }
@@ -766,7 +923,10 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       const fwd = this.forwarded.get(req.clientId);
       if (fwd && fwd.request.reqNo <= req.reqNo) this.forwarded.delete(req.clientId);
       const proposed = this.proposedReqNo.get(req.clientId);
-      if (proposed !== undefined && proposed <= req.reqNo) this.proposedReqNo.delete(req.clientId);
+      if (proposed !== undefined && proposed <= req.reqNo) {
+        this.proposedReqNo.delete(req.clientId);
+        this.proposedK.delete(req.clientId);
+      }
       if (!ex.duplicate) {
         this.informK.set(req.clientId, ex.k);
         this.send(clientPeer(req.origin), {
@@ -794,13 +954,19 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       this.reject('CHECKPOINT naming another replica', from);
       return;
     }
+    if (m.k > this.maxSeenK && m.k <= this.lowWatermarkK + 4 * this.windowK) this.maxSeenK = m.k;
     this.addCheckpointVote(from, m.k, m.stateDigest);
   }
 
   private addCheckpointVote(from: number, k: number, digest: Buffer): void {
     const stable = this.checkpoints.add(from, k, digest, this.stableK + 2 * this.windowK);
-    if (stable === undefined) return;
-    this.event({ name: 'checkpointStable', k: stable });
+    // The vote that completed the quorum carries the certified digest.
+    if (stable !== undefined && stable > this.stableK) this.makeStable(stable, digest);
+  }
+
+  private makeStable(k: number, digest: Buffer): void {
+    this.stable = { k, digest: Buffer.from(digest) };
+    this.event({ name: 'checkpointStable', k });
     this.collectGarbage();
     this.drainQueue();
     // A request claiming this checkpoint may now be acknowledged (see canAcknowledge).
@@ -808,15 +974,162 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   }
 
   /**
-   * Drops per-k state up to the stable checkpoint, but never above what we executed: a replica
-   * behind the checkpoint still needs its slots to execute, and its undo records to roll back.
+   * A non-faulty replica claims a checkpoint stable only after nf matching CHECKPOINTs, so f+1
+   * distinct replicas claiming the same (k, digest) in their VC-REQUESTs certify it. This lets a
+   * replica whose CHECKPOINTs from a crashed primary were lost catch up (fetch) and acknowledge
+   * the others' requests during a view change.
+   */
+  private adoptClaimedCheckpoint(): void {
+    const claims = new Map<string, { k: number; digest: Buffer; senders: Set<number> }>();
+    for (const byView of this.vcRequests.values()) {
+      for (const rec of byView.values()) {
+        const { stableK, stableDigest, replica } = rec.msg;
+        if (stableK <= this.stableK || replica === this.id) continue;
+        const key = `${stableK}:${stableDigest.toString('hex')}`;
+        let c = claims.get(key);
+        if (!c) {
+          c = { k: stableK, digest: stableDigest, senders: new Set() };
+          claims.set(key, c);
+        }
+        c.senders.add(replica);
+      }
+    }
+    let best: { k: number; digest: Buffer } | undefined;
+    for (const c of claims.values()) if (c.senders.size >= this.f + 1 && (!best || c.k > best.k)) best = c;
+    if (best) this.makeStable(best.k, best.digest);
+  }
+
+  /**
+   * Drops per-k state up to the stable checkpoint once we executed that far and our ledger
+   * agrees with the certified digest. A replica behind the checkpoint still needs its slots; one
+   * that executed a branch the others abandoned (it was left out of a view change) must keep its
+   * undo records to roll that branch back. The requests move to a bounded archive for FETCH.
    */
   private collectGarbage(): void {
-    const target = Math.min(this.stableK, this.executor.executedK);
-    if (target <= this.gcK) return;
-    for (let k = this.gcK + 1; k <= target; k++) this.slots.delete(k);
-    this.executor.forget(target);
-    this.gcK = target;
+    const c = this.stableK;
+    if (c <= this.gcK || this.executor.executedK < c || !this.ledger.hashAt(c).equals(this.stableDigest)) return;
+    for (let k = this.gcK + 1; k <= c; k++) {
+      const slot = this.slots.get(k);
+      if (slot?.request) this.archive.set(k, slot.request);
+      this.slots.delete(k);
+    }
+    for (; this.archiveLowK <= c - 2 * this.windowK; this.archiveLowK++) this.archive.delete(this.archiveLowK);
+    this.executor.forget(c);
+    this.gcK = c;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Block recovery (paper §4(6))
+
+  /** A certified point we have not executed to: the stable checkpoint, or the base of the view we entered. */
+  private fetchTarget(): { k: number; digest: Buffer } | undefined {
+    const executed = this.executor.executedK;
+    let target: { k: number; digest: Buffer } | undefined;
+    if (this.stableK > executed) target = { k: this.stableK, digest: this.stableDigest };
+    if (this.viewBase.k > executed && (!target || this.viewBase.k > target.k)) target = this.viewBase;
+    return target;
+  }
+
+  private get retryIntervalMs(): number {
+    return Math.max(1, this.baseTimeoutMs / RETRY_DIVISOR);
+  }
+
+  /** Others proposed or supported beyond what we executed, and we have not executed anything for a while. */
+  private seemsBehind(): boolean {
+    return this.maxSeenK > this.executor.executedK && this.nowMs - this.lastProgressMs >= this.retryIntervalMs;
+  }
+
+  /**
+   * End of every step: a replica behind a certified point starts fetching after a short delay
+   * (it may just be slow); one that merely seems behind checks again after the same delay.
+   */
+  private armFetchTimer(): void {
+    if (this.fetchTimerArmed || (!this.fetchTarget() && this.maxSeenK <= this.executor.executedK)) return;
+    this.fetchTimerArmed = true;
+    this.out.push({ kind: 'setTimer', name: POE_TIMERS.fetch, afterMs: this.retryIntervalMs });
+  }
+
+  private onFetchTimer(): void {
+    this.fetchTimerArmed = false;
+    const fromK = this.executor.executedK + 1;
+    const target = this.fetchTarget();
+    if (target) {
+      // One peer at a time, rotating: blocks are large, and any single correct peer suffices.
+      do this.fetchPeer = (this.fetchPeer + 1) % this.n;
+      while (this.fetchPeer === this.id);
+      this.send(this.fetchPeer, { type: MSG_FETCH, fromK, toK: target.k });
+    } else if (this.seemsBehind()) {
+      // We may have lost the CHECKPOINTs that would tell us where to fetch to: ask everybody for
+      // their stable checkpoint (an empty range asks for nothing else).
+      this.broadcast({ type: MSG_FETCH, fromK, toK: fromK - 1 });
+    }
+  }
+
+  /**
+   * Serves executed blocks from fromK on, consecutively, as far as we still hold them; and
+   * repeats our CHECKPOINT for the highest checkpoint we executed if the asker is behind it (its
+   * copy may have been lost), so that it can learn where to fetch to.
+   */
+  private onFetch(from: number, m: Fetch): void {
+    if (m.toK < m.fromK - 1 || m.fromK < 1 || m.toK - m.fromK >= 4 * this.windowK) {
+      this.reject('FETCH with an invalid range', from);
+      return;
+    }
+    // Our vote for the highest checkpoint we executed (a re-send of our CHECKPOINT).
+    const c = this.executor.executedK - (this.executor.executedK % this.checkpoints.intervalK);
+    if (c >= m.fromK && c > 0) this.send(from, this.checkpoints.makeCheckpoint(this.id, c, Buffer.from(this.ledger.hashAt(c))));
+    const entries: ExecutionEntry[] = [];
+    const last = Math.min(m.toK, this.executor.executedK);
+    for (let k = m.fromK; k <= last; k++) {
+      const request = this.slots.get(k)?.request ?? this.archive.get(k);
+      if (!request || !requestDigest(this.crypto, request).equals(this.ledger.digestAt(k))) break;
+      entries.push({ view: this.ledger.viewAt(k), k, request });
+    }
+    if (entries.length > 0) this.send(from, { type: MSG_BLOCKS, entries });
+  }
+
+  /**
+   * Fetched blocks, used two ways. Chained onto our ledger, if they reproduce the certified
+   * digest at our fetch target, they are the batches nf replicas executed (the chain is
+   * collision resistant), whoever sent them: we execute them. Otherwise they may let us check a
+   * checkpoint another replica claims in its VC-REQUEST (extendClaims); those we do not execute.
+   */
+  private onBlocks(from: number, m: Blocks): void {
+    const executed = this.executor.executedK;
+    const entries = m.entries;
+    if (entries.length === 0 || entries[0]!.k !== executed + 1) return;
+    for (let i = 0; i < entries.length; i++) if (entries[i]!.k !== executed + 1 + i) return;
+    const target = this.fetchTarget();
+    if (target && target.k <= executed + entries.length && this.executeCertified(entries.slice(0, target.k - executed), target.digest)) {
+      // Our state grew: requests we could not check before may be acknowledged now.
+      if (this.inViewChange) this.acknowledgeAll();
+      return;
+    }
+    if (this.extendClaims(entries)) this.acknowledgeAll();
+    else if (target) this.reject('BLOCKS do not reproduce the certified checkpoint', from);
+  }
+
+  /** Executes `entries` (from executedK + 1 on) if they chain onto our ledger to `digest`. */
+  private executeCertified(entries: readonly ExecutionEntry[], digest: Buffer): boolean {
+    let prev = this.ledger.headHash;
+    const digests: Buffer[] = [];
+    for (const e of entries) {
+      const d = requestDigest(this.crypto, e.request);
+      digests.push(d);
+      prev = blockHash(this.crypto, e.k, d, e.view, prev);
+    }
+    if (!prev.equals(digest)) return false;
+    for (const e of entries) if (!isNoop(e.request) && !this.store.validWrites(e.request.writes)) return false;
+    entries.forEach((e, i) => {
+      const slot = this.newSlot(e.view);
+      slot.request = e.request;
+      slot.digest = digests[i]!;
+      slot.committed = true;
+      this.slots.set(e.k, slot);
+      this.executor.commit(e.k, e.view, e.request, digests[i]!);
+    });
+    this.executeReady();
+    return true;
   }
 
   // -------------------------------------------------------------------------------------
@@ -827,19 +1140,13 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (this.inViewChange || this.isPrimary()) return undefined;
     let deadline: number | undefined;
     const oldest = this.forwarded.values().next();
-    if (!oldest.done) deadline = oldest.value.deadlineMs;
-    if (this.stallSinceMs !== undefined) {
-      const stall = this.stallSinceMs + this.timeoutMs;
-      if (deadline === undefined || stall < deadline) deadline = stall;
-    }
+    if (!oldest.done) deadline = Math.max(oldest.value.deadlineMs, this.deferFailureUntilMs);
     return deadline;
   }
 
   /** Runs at the end of every step: arms `vc` for the earliest deadline (lazily: never cancelled early). */
   private armViewChangeTimer(): void {
     if (this.inViewChange || this.isPrimary()) return;
-    if (this.executor.pendingCount > 0) this.stallSinceMs ??= this.nowMs;
-    else this.stallSinceMs = undefined;
     const deadline = this.failureDeadlineMs();
     if (deadline === undefined) return;
     if (this.vcTimerDeadlineMs !== undefined && this.vcTimerDeadlineMs <= deadline) return;
@@ -850,14 +1157,47 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private onViewChangeTimer(): void {
     this.vcTimerDeadlineMs = undefined;
     const deadline = this.failureDeadlineMs();
-    if (deadline !== undefined && deadline <= this.nowMs) this.startViewChange(this.view);
+    if (deadline === undefined || deadline > this.nowMs) return;
+    // Others are past a stable checkpoint we have not reached: the missing progress is ours
+    // (we lost messages), not the primary's. Catch up by fetching before blaming it.
+    if (this.fetchTarget()) {
+      this.deferFailureUntilMs = this.nowMs + this.retryIntervalMs;
+      return;
+    }
+    // Others' messages run ahead of what we executed: ask for their checkpoints first, once per
+    // awaited request (a primary that leaves a hole for everybody is still detected).
+    const oldest = this.forwarded.values().next();
+    const key = oldest.done ? '' : `${oldest.value.request.clientId}:${oldest.value.request.reqNo}`;
+    if (this.seemsBehind() && this.probedFor !== key) {
+      this.probedFor = key;
+      this.broadcast({ type: MSG_FETCH, fromK: this.executor.executedK + 1, toK: this.executor.executedK });
+      this.deferFailureUntilMs = this.nowMs + 2 * this.retryIntervalMs;
+      return;
+    }
+    this.startViewChange(this.view);
   }
 
+  /**
+   * The new-view timer ticks every half timeout while we change views. Once nf VC-REQUESTs for
+   * our view are in (as in PBFT: before that, the change cannot complete and an isolated replica
+   * should not run through views alone), a full timeout without entering view+1 means its
+   * primary failed too (§3.3, Theorem 3.7): request the next view, with a doubled timeout.
+   * Every tick re-sends our own requests: messages lost once are otherwise never sent again,
+   * and replicas that hold what we miss answer a repeated request (onViewChangeRequest).
+   */
   private onNewViewTimer(): void {
-    if (!this.inViewChange || this.nvTimerView !== this.view) return;
-    // The view change to view+1 did not complete: its primary failed too (§3.3, Theorem 3.7).
-    this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
-    this.startViewChange(this.view + 1);
+    if (!this.inViewChange) return;
+    const ready = (this.vcRequests.get(this.view)?.size ?? 0) >= this.nf;
+    if (ready && this.nvReadyHalves >= 1) {
+      this.startViewChange(this.view + 1);
+      return;
+    }
+    if (ready) this.nvReadyHalves++;
+    for (const [w, byView] of this.vcRequests) {
+      const own = w >= this.enteredView ? byView.get(this.id) : undefined;
+      if (own) this.broadcast(own.msg);
+    }
+    this.out.push({ kind: 'setTimer', name: POE_TIMERS.newView, afterMs: this.timeoutMs / 2 });
   }
 
   // -------------------------------------------------------------------------------------
@@ -866,18 +1206,31 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   /** Figure 5, lines 1-4: R detected failure of the primary of view v. */
   private startViewChange(v: number): void {
     if (this.inViewChange && this.view >= v) return;
+    // Moving from one view change to the next (our timer, an invalid proposal, or f+1 others
+    // giving up): that view change failed, so the next waits twice as long (Theorem 3.7).
+    if (this.inViewChange) this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
     this.view = v;
     this.inViewChange = true;
     this.vcTimerDeadlineMs = undefined;
-    this.nvTimerView = undefined;
+    this.nvReadyHalves = 0;
     this.out.push({ kind: 'cancelTimer', name: POE_TIMERS.viewChange });
-    this.out.push({ kind: 'cancelTimer', name: POE_TIMERS.newView });
+    this.out.push({ kind: 'setTimer', name: POE_TIMERS.newView, afterMs: this.timeoutMs / 2 });
     this.event({ name: 'viewChangeStarted', view: v + 1 });
-    const msg: VcRequest = { type: MSG_VC_REQUEST, view: v, replica: this.id, stableK: this.stableK, entries: this.executionsSinceCheckpoint() };
+    // Halted (Figure 5, line 2): view-committed batches waiting for an earlier one no longer
+    // execute (the new view decides on them); only certified blocks we fetch still do.
+    this.executor.dropPendingAbove(this.executor.executedK);
+    const msg: VcRequest = {
+      type: MSG_VC_REQUEST,
+      view: v,
+      replica: this.id,
+      stableK: this.stableK,
+      stableDigest: this.stableDigest,
+      entries: this.executionsSinceCheckpoint(),
+    };
     const digest = messageDigest(this.crypto, msg);
     this.storeVcRequest({ msg, digest, hex: digest.toString('hex') });
     this.broadcast(msg);
-    this.future = this.future.filter((e) => e.msg.view > this.enteredView);
+    this.future = this.future.filter((e) => e.msg.view > v);
     this.acknowledgeAll();
     this.afterViewChangeProgress(v);
   }
@@ -915,14 +1268,10 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       this.reject('VC-REQUEST naming another replica', from);
       return;
     }
+    this.helpIntoView(from, m.view);
     if (m.view < this.enteredView) return; // stale
     if (m.view > this.view + VIEW_LOOKAHEAD) {
       this.reject('VC-REQUEST for a view too far ahead', from);
-      return;
-    }
-    const problem = this.checkSummary(m.stableK, m.entries, m.view);
-    if (problem) {
-      this.reject(`VC-REQUEST: ${problem}`, from);
       return;
     }
     const digest = messageDigest(this.crypto, m);
@@ -930,13 +1279,42 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     const existing = this.vcRequests.get(m.view)?.get(from);
     if (existing) {
       if (existing.hex !== hex) this.reject('second, different VC-REQUEST for the same view', from);
+      // Re-sent: our acknowledgement may have been lost on its way to the next primary.
+      else if (this.vcAcked.get(m.view)?.has(`${from}:${hex}`)) this.send(primaryOf(m.view + 1, this.n), { type: MSG_VC_ACK, view: m.view, replica: from, digest });
+      return;
+    }
+    const problem = this.checkSummary(m.stableK, m.entries, m.view);
+    if (problem) {
+      this.reject(`VC-REQUEST: ${problem}`, from);
       return;
     }
     const rec = { msg: m, digest, hex };
     this.storeVcRequest(rec);
+    this.adoptClaimedCheckpoint();
+    // Its entries may let us check claims we could not check before, and its claim may be checked by others' entries.
+    if (this.extendClaims(m.entries)) this.acknowledgeAll();
     this.acknowledge(rec);
     this.checkJoin();
     this.afterViewChangeProgress(m.view);
+  }
+
+  /**
+   * A replica (re-)sends its request to leave view w while we hold a proposal for view w+1 (we
+   * entered it, or validated it and wait for acknowledgements): it may have missed what we have.
+   * Re-send our part, at most once per retransmission period and replica: the primary its
+   * NV-PROPOSE (only the primary can: messages are authenticated per link), the others their
+   * NV-ACK.
+   */
+  private helpIntoView(from: number, w: number): void {
+    let nv: { msg: NvPropose; digest: Buffer } | undefined;
+    if (this.enteredProposal?.msg.view === w + 1) nv = this.enteredProposal;
+    else if (this.nvAccepted?.view === w + 1) nv = this.nvAccepted;
+    if (!nv) return;
+    const last = this.helpedAtMs.get(from);
+    if (last !== undefined && this.nowMs - last < this.retryIntervalMs) return;
+    this.helpedAtMs.set(from, this.nowMs);
+    if (primaryOf(nv.msg.view, this.n) === this.id) this.send(from, nv.msg);
+    else this.send(from, { type: MSG_NV_ACK, view: nv.msg.view, digest: nv.digest });
   }
 
   /**
@@ -977,15 +1355,68 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   /**
    * Figure 5, line 9. (1) was checked on receipt. (2) we detected failure of the primary of v
    * ourselves. (3) the entries agree with everything we executed or view-committed. Also: the
-   * sender's stable checkpoint is stable here too, so E' never starts above a checkpoint that
-   * is not stable (it would drop batches clients may have accepted).
+   * sender's checkpoint agrees with our own state (the checkpoint is where E' starts, so it
+   * stands for every batch below it, and must hold what clients accepted).
    */
-  private canAcknowledge(m: VcRequest): boolean {
+  private canAcknowledge(m: VcRequest): 'yes' | 'no' | 'needBlocks' {
     const detected = m.view < this.view || (m.view === this.view && this.inViewChange);
-    if (!detected || m.view < this.enteredView) return false;
-    if (m.stableK > this.stableK) return false;
-    for (const e of m.entries) if (this.contradicts(e)) return false;
-    return true;
+    if (!detected || m.view < this.enteredView) return 'no';
+    for (const e of m.entries) if (this.contradicts(e)) return 'no';
+    if (this.checkpointAgrees(m.stableK, m.stableDigest)) return 'yes';
+    return m.stableK > this.executor.executedK ? 'needBlocks' : 'no';
+  }
+
+  /**
+   * The claimed checkpoint (k, digest) is consistent with our own state: our ledger has that
+   * hash at k; or k is our stable checkpoint with that certified digest; or, when we have not
+   * executed that far, blocks chained onto our ledger reach that hash at k (extendClaims). We
+   * never acknowledge a claim we cannot check: the replica that could refute it (one that
+   * executed a batch a client accepted) might be behind it too.
+   */
+  private checkpointAgrees(k: number, digest: Buffer): boolean {
+    if (k <= this.executor.executedK) return this.ledger.hashAt(k).equals(digest);
+    if (k === this.stableK && digest.equals(this.stableDigest)) return true;
+    return this.extendedClaims.get(k)?.has(digest.toString('hex')) ?? false;
+  }
+
+  /**
+   * Checks the claimed checkpoints above our execution against `entries` (consecutive, from at
+   * most executedK + 1): chained onto our ledger, without contradicting what we view-committed,
+   * do they reach the claimed hash? Returns true if a claim became verified.
+   */
+  private extendClaims(entries: readonly ExecutionEntry[]): boolean {
+    const executed = this.executor.executedK;
+    let maxClaimK = 0;
+    for (const byView of this.vcRequests.values()) {
+      for (const rec of byView.values()) if (rec.msg.stableK > executed && !this.checkpointAgrees(rec.msg.stableK, rec.msg.stableDigest)) maxClaimK = Math.max(maxClaimK, rec.msg.stableK);
+    }
+    if (maxClaimK === 0 || entries.length === 0) return false;
+    const first = entries[0]!.k;
+    if (first > executed + 1 || first + entries.length - 1 < executed + 1) return false;
+    const hashes: Buffer[] = [];
+    let prev = this.ledger.headHash;
+    for (let i = executed + 1 - first; i < entries.length && entries[i]!.k <= maxClaimK; i++) {
+      const e = entries[i]!;
+      if (e.k !== first + i || this.contradicts(e)) break;
+      prev = blockHash(this.crypto, e.k, requestDigest(this.crypto, e.request), e.view, prev);
+      hashes.push(prev);
+    }
+    let verified = false;
+    for (const byView of this.vcRequests.values()) {
+      for (const rec of byView.values()) {
+        const { stableK: c, stableDigest: h } = rec.msg;
+        const hash = hashes[c - executed - 1];
+        if (c <= executed || !hash || !hash.equals(h) || this.checkpointAgrees(c, h)) continue;
+        let set = this.extendedClaims.get(c);
+        if (!set) {
+          set = new Set();
+          this.extendedClaims.set(c, set);
+        }
+        set.add(h.toString('hex'));
+        verified = true;
+      }
+    }
+    return verified;
   }
 
   /** Figure 5, line 10; no acknowledgement of our own request (§3.5 (3)). */
@@ -994,7 +1425,10 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (replica === this.id) return;
     let sent = this.vcAcked.get(view);
     const key = `${replica}:${rec.hex}`;
-    if (sent?.has(key) || !this.canAcknowledge(rec.msg)) return;
+    if (sent?.has(key)) return;
+    let verdict = this.canAcknowledge(rec.msg);
+    if (verdict === 'needBlocks' && this.requestClaimBlocks(rec.msg)) verdict = this.canAcknowledge(rec.msg);
+    if (verdict !== 'yes') return;
     if (!sent) {
       sent = new Set();
       this.vcAcked.set(view, sent);
@@ -1002,6 +1436,21 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     sent.add(key);
     this.recordVcAck(view, this.id, replica, rec.hex);
     this.broadcast({ type: MSG_VC_ACK, view, replica, digest: rec.digest });
+  }
+
+  /**
+   * Checks a claimed checkpoint above our execution with the entries of the requests we hold;
+   * failing that, asks the claimant for the blocks (once per request). True if it is verified now.
+   */
+  private requestClaimBlocks(m: VcRequest): boolean {
+    for (const byView of this.vcRequests.values()) for (const rec of byView.values()) this.extendClaims(rec.msg.entries);
+    if (this.checkpointAgrees(m.stableK, m.stableDigest)) return true;
+    const key = `${m.view}:${m.replica}`;
+    if (!this.claimFetches.has(key)) {
+      this.claimFetches.add(key);
+      this.send(m.replica, { type: MSG_FETCH, fromK: this.executor.executedK + 1, toK: m.stableK });
+    }
+    return false;
   }
 
   private acknowledgeAll(): void {
@@ -1058,10 +1507,6 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 
   /** After any view-change message for view v: start the new-view timer, propose, or validate. */
   private afterViewChangeProgress(v: number): void {
-    if (this.inViewChange && v === this.view && this.nvTimerView !== v && (this.vcRequests.get(v)?.size ?? 0) >= this.nf) {
-      this.nvTimerView = v;
-      this.out.push({ kind: 'setTimer', name: POE_TIMERS.newView, afterMs: this.timeoutMs });
-    }
     this.tryProposeNewView(v);
     const pending = this.nvPending.get(v + 1);
     if (pending) this.tryValidate(pending);
@@ -1118,7 +1563,9 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       this.reject('NV-PROPOSE from a replica that is not the primary of that view', from);
       return;
     }
-    if (m.view <= this.enteredView || m.view > this.view + VIEW_LOOKAHEAD) return;
+    // Never a view we asked to leave: our VC-REQUEST for it is on record and would be stale
+    // once we executed more in it (Proposition 3.5 needs every request to hold all executions).
+    if (m.view <= this.view || m.view > this.view + VIEW_LOOKAHEAD) return;
     if (this.nvAccepted?.view === m.view || this.nvPending.has(m.view)) return;
     this.tryValidate(m);
   }
@@ -1136,10 +1583,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       // "Otherwise, if m != m', then R detects failure of P'" (§3.3.4): ask for the view after.
       // Only while changing to that view: a replica running a healthy view does not leave it
       // because some other replica sent it a bad proposal.
-      if (this.inViewChange && m.view === this.view + 1) {
-        this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
-        this.startViewChange(m.view);
-      }
+      if (this.inViewChange && m.view === this.view + 1) this.startViewChange(m.view);
       return;
     }
     const digest = messageDigest(this.crypto, m);
@@ -1179,6 +1623,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (records.length < this.nf - this.f) return 'wait';
     for (const rec of records) {
       if (rec.msg.stableK > m.stableK) return { invalid: 'a request in V has a later checkpoint than E\'' };
+      if (rec.msg.stableK === m.stableK && !rec.msg.stableDigest.equals(m.stableDigest)) return { invalid: 'E\' starts from another checkpoint state' };
       for (const e of rec.msg.entries) {
         if (e.k <= m.stableK) continue;
         const x = m.entries[e.k - m.stableK - 1];
@@ -1197,16 +1642,23 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    */
   private rollbackPoint(m: NvPropose): number {
     const executed = this.executor.executedK;
+    // Our state at the base differs from the one the new view starts from: we executed a branch
+    // the others abandoned. Undo as far as we can (our stable state) and fetch the rest.
+    if (executed >= m.stableK && !this.ledger.hashAt(m.stableK).equals(m.stableDigest)) return this.gcK;
     const top = m.stableK + m.entries.length;
     for (const e of m.entries) {
       if (e.k > executed) break;
       if (this.ledger.viewAt(e.k) !== e.view || !this.ledger.digestAt(e.k).equals(requestDigest(this.crypto, e.request))) return e.k - 1;
     }
-    return Math.min(executed, Math.max(top, m.stableK));
+    // Executions above E' are not in it, except those at or below our own certified stable
+    // checkpoint: a checkpoint certified before m was built is at most its top (Proposition 3.5's
+    // argument), so one above it was certified later, in this new view, and we fetched its blocks
+    // before entering. Those are final.
+    return Math.min(executed, Math.max(top, this.gcK));
   }
 
   private onNewViewAck(from: number, m: NvAck): void {
-    if (m.view <= this.enteredView || m.view > this.view + VIEW_LOOKAHEAD) return;
+    if (m.view <= this.view || m.view > this.view + VIEW_LOOKAHEAD) return;
     let byAcker = this.nvAcks.get(m.view);
     if (!byAcker) {
       byAcker = new Map();
@@ -1246,6 +1698,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
     const now = this.executor.executedK;
     for (const k of [...this.slots.keys()]) if (k > now) this.slots.delete(k);
+    this.maxSeenK = Math.max(now, m.stableK + m.entries.length);
     for (const e of m.entries) {
       if (e.k <= now) continue;
       const digest = requestDigest(this.crypto, e.request);
@@ -1261,13 +1714,16 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     this.inViewChange = false;
     this.backoffExp = 0;
     this.viewStartK = m.stableK + m.entries.length;
+    this.viewBase = { k: m.stableK, digest: m.stableDigest };
+    this.enteredProposal = { msg: m, digest: messageDigest(this.crypto, m) };
+    this.helpedAtMs.clear();
     this.nextK = this.viewStartK + 1;
     this.proposedReqNo.clear();
+    this.proposedK.clear();
+    this.unfinished.clear();
     this.queue = [];
     this.queueHead = 0;
-    this.nvTimerView = undefined;
     this.vcTimerDeadlineMs = undefined;
-    this.stallSinceMs = undefined;
     this.out.push({ kind: 'cancelTimer', name: POE_TIMERS.newView });
     this.pruneViewChangeState(w);
     this.event({ name: 'viewEntered', view: w });
@@ -1296,6 +1752,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     for (const view of [...this.nvAcks.keys()]) if (view <= w) this.nvAcks.delete(view);
     for (const view of [...this.nvPending.keys()]) if (view <= w) this.nvPending.delete(view);
     this.nvAccepted = undefined;
+    this.extendedClaims.clear();
+    this.claimFetches.clear();
   }
 }
 
@@ -1311,7 +1769,13 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 export function buildNewView(crypto: CryptoProvider, newView: number, records: readonly VcRecord[]): NvPropose {
   const sorted = [...records].sort((a, b) => a.msg.replica - b.msg.replica);
   let base = 0;
-  for (const r of sorted) base = Math.max(base, r.msg.stableK);
+  let baseDigest: Buffer | undefined;
+  for (const r of sorted) {
+    if (baseDigest === undefined || r.msg.stableK > base) {
+      base = r.msg.stableK;
+      baseDigest = r.msg.stableDigest;
+    }
+  }
   const byK = new Map<number, { entry: ExecutionEntry; digest: Buffer }>();
   for (const r of sorted) {
     for (const e of r.msg.entries) {
@@ -1327,6 +1791,7 @@ export function buildNewView(crypto: CryptoProvider, newView: number, records: r
     type: MSG_NV_PROPOSE,
     view: newView,
     stableK: base,
+    stableDigest: baseDigest ?? Buffer.alloc(DIGEST_BYTES),
     entries,
     certificate: sorted.map((r) => ({ replica: r.msg.replica, digest: r.digest })),
   };
@@ -1358,7 +1823,8 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
   }
 
   /** Line 1: send ⟨T⟩c to the primary. */
-  targets(): readonly Peer[] {
+  targets(request: ClientRequest): readonly Peer[] {
+    void request;
     return [primaryOf(this.view, this.n)];
   }
 
