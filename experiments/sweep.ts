@@ -9,7 +9,7 @@
  * The loop itself (`runSweep`) takes the executor as a parameter: the command wires in the
  * real or the simulated backend, tests wire in fakes.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunResult } from '../harness/run.js';
 import { makeRunSpec, RUN_DEFAULTS, type RunSpec } from '../harness/spec.js';
@@ -199,21 +199,25 @@ export const MANIFEST_FILE = 'manifest.json';
 export function appendRecord(dir: string, record: RunRecord): void {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, RUNS_FILE);
-  const prefix = needsNewline(path) ? '\n' : '';
+  dropUnterminatedTail(path);
   const fd = openSync(path, 'a');
   try {
-    writeSync(fd, `${prefix}${JSON.stringify(record)}\n`);
+    writeSync(fd, `${JSON.stringify(record)}\n`);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
 }
 
-/** True when the file ends in an unterminated line (a sweep killed mid-append): start on a fresh line. */
-function needsNewline(path: string): boolean {
-  if (!existsSync(path)) return false;
+/**
+ * Cuts an unterminated last line (a sweep killed mid-append): it is an incomplete record the
+ * reader already ignores, and appending after it would turn it into a corrupt middle line.
+ */
+function dropUnterminatedTail(path: string): void {
+  if (!existsSync(path)) return;
   const text = readFileSync(path);
-  return text.length > 0 && text[text.length - 1] !== 0x0a;
+  if (text.length === 0 || text[text.length - 1] === 0x0a) return;
+  truncateSync(path, text.lastIndexOf(0x0a) + 1);
 }
 
 /** What a resumed sweep must share with the sweep that made the directory, or its numbers would not be comparable. */

@@ -177,6 +177,7 @@ class Progress implements SweepListener {
     private readonly tty: boolean,
     private readonly out: NodeJS.WritableStream,
     private readonly reps: number,
+    private readonly startPhase: string,
     predict: (run: SweepRun) => number,
   ) {
     this.eta = new EtaEstimator(predict);
@@ -221,7 +222,7 @@ class Progress implements SweepListener {
 
   onRunStart(run: SweepRun): void {
     this.current = describeRun(run, this.reps);
-    if (this.bar) this.bar.update(this.done, this.payload('starting'));
+    if (this.bar) this.bar.update(this.done, this.payload(this.startPhase));
     else this.log(`[${this.done + 1}/${this.total}] ${this.current}: started (elapsed ${this.elapsed()}, ETA ${this.payload('').etaText})`);
   }
 
@@ -337,7 +338,7 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
       (config.backend === 'local' && config.figures.includes('11b') ? `  figure 11b: ${PRIMARY_FAILURE_UNSUPPORTED}; its runs are recorded as failed (try --backend sim)\n` : ''),
   );
 
-  const progress = new Progress(stderr.isTTY === true, stderr, config.reps, (run) => predictedRunSec(run, config));
+  const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) => predictedRunSec(run, config));
   const t0 = Date.now();
   let outcome;
   try {

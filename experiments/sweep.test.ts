@@ -1,0 +1,193 @@
+/**
+ * The sweep loop on fake executors: what is recorded, what a resume skips, what an abort
+ * leaves, and the manifest checks that keep incomparable runs out of one directory.
+ */
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FIGURES, PROFILES } from './figures.js';
+import { fixtureRecord } from './fixtures.js';
+import { loadRuns } from './runs.js';
+import {
+  appendRecord,
+  failedRecord,
+  incompatibilities,
+  planSweep,
+  remainingRuns,
+  runKey,
+  runSweep,
+  sweepManifest,
+  unsuccessful,
+  type RunExecutor,
+  type SweepConfig,
+  type SweepRun,
+} from './sweep.js';
+import type { RunRecord } from './types.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'poe-sweep-'));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const config: SweepConfig = {
+  figures: ['13'],
+  figureArg: '13',
+  profile: PROFILES.quick,
+  reps: 2,
+  warmupSec: 1,
+  measuredSec: 2,
+  backend: 'local',
+  filter: { replicas: [4, 8], protocols: ['poe', 'pbft'] },
+  seed: 1,
+  clients: 24,
+  simBatches: 300,
+  retryFailed: false,
+};
+
+/** A fake run: valid, with its throughput telling which run it was. */
+function fakeRecord(run: SweepRun): RunRecord {
+  return fixtureRecord(run.experiment, run.point, run.rep, { throughputTxnPerSec: 1000 * run.point.replicas + run.rep, latencyMeanMs: 10 });
+}
+
+const fakeExecutor: RunExecutor = async (run) => fakeRecord(run);
+
+describe('planSweep', () => {
+  it('keeps the figure order (repetition-major) and applies every filter', () => {
+    const runs = planSweep(config);
+    expect(runs.map((r) => `${r.pointId}#${r.rep}`)).toEqual([
+      'poe/n=4/crashed=0/batch=100#0',
+      'pbft/n=4/crashed=0/batch=100#0',
+      'poe/n=8/crashed=0/batch=100#0',
+      'pbft/n=8/crashed=0/batch=100#0',
+      'poe/n=4/crashed=0/batch=100#1',
+      'pbft/n=4/crashed=0/batch=100#1',
+      'poe/n=8/crashed=0/batch=100#1',
+      'pbft/n=8/crashed=0/batch=100#1',
+    ]);
+    expect(runs.every((r) => r.experiment === FIGURES['13'].experiment)).toBe(true);
+  });
+
+  it('runs every figure of `all`, and refuses a filter that leaves nothing', () => {
+    const all = planSweep({ ...config, figures: ['10', '11a', '11b', '12', '13'], reps: 1, filter: {} });
+    expect(all.length).toBe(16 + 16 + 8 + 20 + 16);
+    expect(() => planSweep({ ...config, filter: { replicas: [5] } })).toThrow(/no point of figure 13 matches the filters \(--replicas 5\)/);
+  });
+});
+
+describe('runSweep', () => {
+  it('appends each run the moment it ends, and a resume skips what is recorded', async () => {
+    const dir = tempDir();
+    const runs = planSweep(config);
+    const seenWhenRunning: number[] = [];
+    const execute: RunExecutor = async (run) => {
+      seenWhenRunning.push(loadRuns(dir).length);
+      return fakeRecord(run);
+    };
+    const first = await runSweep(runs.slice(0, 3), [], { dir, backend: 'local', execute, signal: new AbortController().signal, retryFailed: false });
+    expect(first).toEqual({ planned: 3, skipped: 0, ran: 3, interrupted: false });
+    // Each run found the previous ones already on disk.
+    expect(seenWhenRunning).toEqual([0, 1, 2]);
+
+    const executed: string[] = [];
+    const second = await runSweep(runs, loadRuns(dir), {
+      dir,
+      backend: 'local',
+      execute: async (run) => {
+        executed.push(runKey(run));
+        return fakeRecord(run);
+      },
+      signal: new AbortController().signal,
+      retryFailed: false,
+    });
+    expect(second).toEqual({ planned: 8, skipped: 3, ran: 5, interrupted: false });
+    expect(executed).toEqual(runs.slice(3).map(runKey));
+    const keys = loadRuns(dir).map(runKey);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(new Set(keys)).toEqual(new Set(runs.map(runKey)));
+  });
+
+  it('stops on abort without recording the run in progress, and the resume runs it', async () => {
+    const dir = tempDir();
+    const runs = planSweep(config);
+    const controller = new AbortController();
+    const execute: RunExecutor = async (run, signal) => {
+      if (run === runs[2]) {
+        controller.abort();
+        expect(signal.aborted).toBe(true);
+        return undefined; // what the real executor answers for an interrupted run
+      }
+      return fakeRecord(run);
+    };
+    const outcome = await runSweep(runs, [], { dir, backend: 'local', execute, signal: controller.signal, retryFailed: false });
+    expect(outcome).toEqual({ planned: 8, skipped: 0, ran: 2, interrupted: true });
+    expect(loadRuns(dir).map(runKey)).toEqual(runs.slice(0, 2).map(runKey));
+    expect(remainingRuns(runs, loadRuns(dir), false)[0]).toBe(runs[2]);
+  });
+
+  it('records a failed run with its reason and goes on; a throwing executor is a failed point', async () => {
+    const dir = tempDir();
+    const runs = planSweep({ ...config, reps: 1 });
+    const execute: RunExecutor = async (run) => {
+      if (run === runs[0]) return failedRecord(run, 'replica 2 exited with code 1', 'local');
+      if (run === runs[1]) throw new Error('port taken');
+      return fakeRecord(run);
+    };
+    const outcome = await runSweep(runs, [], { dir, backend: 'local', execute, signal: new AbortController().signal, retryFailed: false });
+    expect(outcome.ran).toBe(4);
+    const records = loadRuns(dir);
+    expect(records.map((r) => [r.valid, r.reason])).toEqual([
+      [false, 'replica 2 exited with code 1'],
+      [false, 'the sweep could not run this point: port taken'],
+      [true, undefined],
+      [true, undefined],
+    ]);
+    const { bad, missing } = unsuccessful(runs, records);
+    expect(bad.map((r) => r.pointId)).toEqual([runs[0]!.pointId, runs[1]!.pointId]);
+    expect(missing).toEqual([]);
+    // A resume skips failed runs unless asked to retry them; a retried success then counts.
+    expect(remainingRuns(runs, records, false)).toEqual([]);
+    expect(remainingRuns(runs, records, true)).toEqual(runs.slice(0, 2));
+    await runSweep(runs, records, { dir, backend: 'local', execute: fakeExecutor, signal: new AbortController().signal, retryFailed: true });
+    expect(unsuccessful(runs, loadRuns(dir)).bad).toEqual([]);
+  });
+});
+
+describe('runs.jsonl and manifest.json', () => {
+  it('cuts an unterminated line left by a killed append before appending', () => {
+    const dir = tempDir();
+    const [a, b] = planSweep(config);
+    appendRecord(dir, fakeRecord(a!));
+    appendFileSync(join(dir, 'runs.jsonl'), '{"experiment":"figure-13","pointI');
+    expect(loadRuns(dir).length).toBe(1);
+    appendRecord(dir, fakeRecord(b!));
+    expect(readFileSync(join(dir, 'runs.jsonl'), 'utf8').split('\n').length).toBe(3);
+    expect(loadRuns(dir).map(runKey)).toEqual([runKey(a!), runKey(b!)]);
+  });
+
+  it('refuses to resume a directory of a sweep with another backend or run length', () => {
+    const manifest = sweepManifest(config, {}, '2025-01-01T00:00:00Z', ['figure', '13']);
+    expect(incompatibilities(manifest, config)).toEqual([]);
+    expect(incompatibilities(manifest, { ...config, filter: {}, reps: 3 })).toEqual([]);
+    expect(incompatibilities(manifest, { ...config, backend: 'sim' })).toEqual([
+      'backend: the directory has local, this sweep asks for sim',
+      'simBatches: the directory has undefined, this sweep asks for 300',
+    ]);
+    expect(incompatibilities(manifest, { ...config, measuredSec: 4 })).toEqual(['measuredSec: the directory has 2, this sweep asks for 4']);
+    expect(incompatibilities({ experiment: 'run' }, { ...config, backend: 'sim' })).toEqual([]);
+  });
+
+  it('labels a simulated sweep in its manifest', () => {
+    const manifest = sweepManifest({ ...config, backend: 'sim' }, {}, 'now', ['figure', '13', '--backend', 'sim']);
+    expect(manifest['backend']).toBe('sim');
+    expect(manifest['hosts']).toEqual([]);
+    expect(String((manifest['notes'] as string[])[0])).toMatch(/^SIMULATED/);
+    expect((manifest['notes'] as string[]).join(' ')).toMatch(/VIRTUAL time/);
+    expect(sweepManifest(config, {}, 'now', [])['notes']).toBeUndefined();
+  });
+});
