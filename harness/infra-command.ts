@@ -6,8 +6,8 @@
  *   infra docker build [--base-image] build (or reuse) the image the docker backend runs
  *   infra docker clean [--run ID] [--keep-images]
  *                                     remove containers, networks and images labelled poe-bench=1
- *   infra ssh check --hosts FILE      log in to every host, check Node.js, tar and sha256sum,
- *                                     ship the build; nothing is started
+ *   infra ssh check --hosts FILE      log in to every host, check tar and sha256sum, check (or
+ *                                     install) Node.js, ship the build; nothing is started
  *
  * Exit codes: 0 done, 1 failed (the message says why), 2 bad flags.
  * The `infra` parent is shared with `infra aws` (harness/infra-aws-command.ts): whichever
@@ -17,7 +17,7 @@ import { Command } from 'commander';
 import { cleanDocker } from '../infra/docker/engine.js';
 import { ensureImage } from '../infra/docker/image.js';
 import { cleanNetns } from '../infra/netns/backend.js';
-import { preflight, ship } from '../infra/ssh/backend.js';
+import { ensureNode, ship } from '../infra/ssh/backend.js';
 import { buildBundle } from '../infra/ssh/bundle.js';
 import { HostsFileError, loadHostsFile } from '../infra/ssh/hosts.js';
 import { DEFAULT_SSH_TIMEOUTS, SshSession } from '../infra/ssh/session.js';
@@ -73,15 +73,16 @@ export async function sshCheck(options: { hosts?: string }, io: InfraIo = stdio)
     }
     throw err;
   }
-  const bundle = await buildBundle(join(tmpdir(), 'poe-bench-bundles'));
+  const cacheDir = join(tmpdir(), 'poe-bench-bundles');
+  const bundle = await buildBundle(cacheDir);
   const distinct = [...new Map([...hosts.replicas, ...hosts.clients].map((h) => [`${h.name} ${h.workDir}`, h])).values()];
   const results = await Promise.allSettled(
     distinct.map(async (h) => {
       const s = await SshSession.connect(h, DEFAULT_SSH_TIMEOUTS);
       try {
-        const version = await preflight(s);
+        const node = await ensureNode(s, cacheDir, DEFAULT_SSH_TIMEOUTS);
         const shipped = await ship(s, bundle, DEFAULT_SSH_TIMEOUTS);
-        return `${h.name}: Node.js ${version}, build ${bundle.sha256.slice(0, 16)} ${shipped}`;
+        return `${h.name}: Node.js ${node.version}${node.installed ? ` (installed: ${node.node})` : ''}, build ${bundle.sha256.slice(0, 16)} ${shipped}`;
       } finally {
         s.close();
       }

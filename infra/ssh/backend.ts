@@ -18,13 +18,15 @@
  * A harness that dies leaves nothing running either: its connections drop, sshd closes the
  * processes' stdin, and they exit.
  */
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
+import { mkdir, rename, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import type { ClientChannel } from 'ssh2';
 import type { Cluster, ClusterNode, ExitInfo, LaunchPlan, NodeRole } from '../local/backend.js';
 import { ControlClient } from '../../replica/runtime-control.js';
-import { buildBundle, type Bundle } from './bundle.js';
+import { buildBundle, sha256File, type Bundle } from './bundle.js';
 import { hostFor, type SshHost, type SshHosts } from './hosts.js';
 import { DEFAULT_SSH_TIMEOUTS, remotePath, shq, SshError, SshSession, type SshTimeouts } from './session.js';
 
@@ -65,24 +67,99 @@ async function allOrReport<T, R>(items: readonly T[], what: string, f: (item: T)
   return settled.map((s) => (s as PromiseFulfilledResult<R>).value);
 }
 
-/** Checks the tools a node needs; returns the Node.js version. */
-export async function preflight(session: SshSession): Promise<string> {
+/** The node command as shell text: a path may start with ~/ (expanded remotely). */
+export function nodeCommand(host: SshHost): string {
+  return host.node.includes('/') ? remotePath(host.node) : shq(host.node);
+}
+
+export type Preflight = { readonly version: string } | { readonly missingNode: true; readonly platform: string };
+
+/** Checks the tools a node needs: Node.js (its version, or that it is missing), tar, sha256sum. */
+export async function preflight(session: SshSession): Promise<Preflight> {
   const host = session.host;
+  const node = nodeCommand(host);
   const probe = [
-    `command -v ${shq(host.node)} >/dev/null 2>&1 || { echo "missing-node"; exit 0; }`,
-    'for t in tar sha256sum; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done',
-    `${shq(host.node)} -e 'process.stdout.write("node-version " + process.versions.node + "\\n")'`,
+    'echo "platform $(uname -s) $(uname -m)"',
+    'for t in tar sha256sum gzip; do command -v "$t" >/dev/null 2>&1 || echo "missing-tool $t"; done',
+    `command -v ${node} >/dev/null 2>&1 || { echo "missing-node"; exit 0; }`,
+    `${node} -e 'process.stdout.write("node-version " + process.versions.node + "\\n")'`,
   ].join('; ');
   const out = await session.run('checking the host', probe);
-  if (out.includes('missing-node')) {
-    throw new SshError(host.name, `${host.node} not found: install Node.js ${NODE_MAJOR_MIN} or later there, or set \`node:\` in the hosts file to its path`);
-  }
-  const tools = [...out.matchAll(/missing-tool (\S+)/g)].map((m) => m[1]);
-  if (tools.length > 0) throw new SshError(host.name, `missing ${tools.join(' and ')}: install ${tools.includes('tar') ? 'tar' : ''}${tools.length > 1 ? ' and ' : ''}${tools.includes('sha256sum') ? 'coreutils' : ''}`);
+  const tools = [...out.matchAll(/missing-tool (\S+)/g)].map((m) => m[1]!);
+  if (tools.length > 0) throw new SshError(host.name, `missing ${tools.join(', ')}: install ${[...new Set(tools.map((t) => (t === 'sha256sum' ? 'coreutils' : t)))].join(' and ')}`);
+  const platform = /platform (.+)/.exec(out)?.[1]?.trim() ?? 'unknown';
+  if (out.includes('missing-node')) return { missingNode: true, platform };
   const version = /node-version (\S+)/.exec(out)?.[1];
   if (!version) throw new SshError(host.name, `${host.node} did not report its version: ${out.trim().slice(0, 200)}`);
   if (Number(version.split('.')[0]) < NODE_MAJOR_MIN) throw new SshError(host.name, `Node.js ${version} is too old: the replicas need ${NODE_MAJOR_MIN} or later`);
-  return version;
+  return { version };
+}
+
+/** `uname -s -m` of this machine, as the host would print it. */
+export function localPlatform(): string {
+  const arch: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
+  return `${process.platform === 'linux' ? 'Linux' : process.platform} ${arch[process.arch] ?? process.arch}`;
+}
+
+/** This machine's node binary, gzipped once per version into the cache. */
+async function localNodeArchive(cacheDir: string): Promise<{ path: string; sha256: string; bytes: number }> {
+  await mkdir(cacheDir, { recursive: true });
+  const path = join(cacheDir, `node-${process.version}-${process.platform}-${process.arch}.gz`);
+  if (!existsSync(path)) {
+    const part = `${path}.${process.pid}.part`;
+    await execa('gzip', ['-1', '-c', process.execPath], { stdout: { file: part }, timeout: 120_000 });
+    await rename(part, path);
+  }
+  return { path, sha256: await sha256File(path), bytes: (await stat(path)).size };
+}
+
+/**
+ * Installs this machine's Node.js on a host that has none (same OS and CPU architecture
+ * only): the binary is shipped gzipped, its SHA-256 checked there, and it must run
+ * (`node --version`) before it is used. Returns the node path on the host.
+ */
+export async function installNode(session: SshSession, platform: string, cacheDir: string, timeouts: SshTimeouts): Promise<string> {
+  const host = session.host;
+  const here = localPlatform();
+  if (platform !== here) {
+    throw new SshError(host.name, `${host.node} not found, and this machine's Node.js (${here}) does not fit the host (${platform}): install Node.js ${NODE_MAJOR_MIN} or later there, or set \`node:\` in the hosts file to its path`);
+  }
+  const archive = await localNodeArchive(cacheDir);
+  const target = `${host.workDir.replace(/\/+$/, '')}/node/${process.version}-${archive.sha256.slice(0, 12)}`;
+  const dir = remotePath(target);
+  const script = [
+    'set -e',
+    `if [ -x ${dir}/node ]; then exit 0; fi`,
+    `mkdir -p ${remotePath(`${host.workDir.replace(/\/+$/, '')}/node`)}`,
+    `t=$(mktemp -d ${remotePath(`${host.workDir.replace(/\/+$/, '')}/node`)}/.upload.XXXXXX)`,
+    'trap \'rm -rf "$t"\' EXIT',
+    'cat > "$t/node.gz"',
+    `echo ${shq(`${archive.sha256}  node.gz`)} > "$t/node.sha256"`,
+    `(cd "$t" && sha256sum -c --quiet node.sha256) || { echo "Node.js arrived corrupted (SHA-256 mismatch)" >&2; exit 3; }`,
+    'gunzip "$t/node.gz"',
+    'chmod 755 "$t/node"',
+    '"$t/node" --version >/dev/null || { echo "this machine\'s Node.js does not run there (missing libraries?)" >&2; exit 4; }',
+    'rm -f "$t/node.sha256"',
+    `mv -T "$t" ${dir} || test -x ${dir}/node`,
+    'trap - EXIT',
+  ].join('\n');
+  try {
+    await session.run(`installing Node.js ${process.version} (${(archive.bytes / 1e6).toFixed(0)} MB)`, `sh -c ${shq(script)}`, { stdin: { file: archive.path }, timeoutMs: timeouts.uploadMs });
+  } catch (err) {
+    throw new SshError(host.name, `${host.node} not found, and installing this machine's Node.js failed (${(err as Error).message.replace(/^ssh \S+: /, '')}): install Node.js ${NODE_MAJOR_MIN} or later there`);
+  }
+  return `${target}/node`;
+}
+
+/** Node.js on the host: its own, or (installNode) this machine's, shipped. Returns the node to run. */
+export async function ensureNode(session: SshSession, cacheDir: string, timeouts: SshTimeouts): Promise<{ node: string; version: string; installed: boolean }> {
+  const pre = await preflight(session);
+  if ('version' in pre) return { node: session.host.node, version: pre.version, installed: false };
+  if (!session.host.installNode) {
+    throw new SshError(session.host.name, `${session.host.node} not found: install Node.js ${NODE_MAJOR_MIN} or later there, or set \`node:\` in the hosts file to its path`);
+  }
+  const node = await installNode(session, pre.platform, cacheDir, timeouts);
+  return { node, version: process.versions.node, installed: true };
 }
 
 /** Ships `bundle` unless the host has it; checks the checksum there before unpacking. */
@@ -216,7 +293,7 @@ export function startCommand(host: SshHost, bundle: Bundle, role: NodeRole, node
   return [
     `cd ${remotePath(buildDir(host, bundle))}`,
     `echo "${PID_MARKER}$$" >&2`,
-    ['exec env', ...vars, shq(host.node), ...nodeArgs.map(shq), entry].join(' '),
+    ['exec env', ...vars, nodeCommand(host), ...nodeArgs.map(shq), entry].join(' '),
   ].join(' && ');
 }
 
@@ -251,17 +328,20 @@ export async function launchSsh(hosts: SshHosts, plan: SshLaunchPlan): Promise<C
     for (const s of admins.values()) s.close();
   };
   try {
-    const bundlePromise = buildBundle(plan.bundleCacheDir ?? join(tmpdir(), 'poe-bench-bundles'));
+    const cacheDir = plan.bundleCacheDir ?? join(tmpdir(), 'poe-bench-bundles');
+    const bundlePromise = buildBundle(cacheDir);
     bundlePromise.catch(() => undefined);
     const sessions = await allOrReport([...distinct.entries()], 'logging in', async ([key, h]) => {
       const s = await SshSession.connect(h, timeouts);
       admins.set(key, s);
       return s;
     });
-    await allOrReport(sessions, 'checking the hosts', (s) => preflight(s));
+    const found = await allOrReport(sessions, 'checking the hosts', (s) => ensureNode(s, cacheDir, timeouts));
+    const nodeFor = new Map(sessions.map((s, i) => [`${s.host.name} ${s.host.workDir}`, found[i]!.node]));
     const bundle = await bundlePromise;
     await allOrReport(sessions, 'shipping the build', (s) => ship(s, bundle, timeouts));
-    await allOrReport(assignments, 'starting the processes', async (a) => {
+    await allOrReport(assignments, 'starting the processes', async (assigned) => {
+      const a = { ...assigned, host: { ...assigned.host, node: nodeFor.get(`${assigned.host.name} ${assigned.host.workDir}`) ?? assigned.host.node } };
       const session = await SshSession.connect(a.host, timeouts);
       let channel: ClientChannel;
       try {

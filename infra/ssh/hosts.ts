@@ -8,6 +8,7 @@
  *     key: ~/.ssh/id_ed25519   # private key (OpenSSH or PEM); no passphrase
  *     node: node               # the Node.js (>= 20) binary on the hosts
  *     workDir: ~/.poe-bench    # where builds are unpacked on the hosts
+ *     installNode: true        # no Node.js there? ship this machine's (same OS and CPU)
  *   hosts:
  *     - { host: 203.0.113.10, address: 10.0.0.10, role: replica }
  *     - { host: 203.0.113.11, role: client, user: admin }
@@ -44,6 +45,8 @@ export interface SshHost {
   readonly node: string;
   /** Absolute, or starting with `~/` (the remote home). */
   readonly workDir: string;
+  /** Where Node.js is missing, ship this machine's (same OS and architecture only). */
+  readonly installNode: boolean;
   readonly hostKeySha256?: string;
 }
 
@@ -63,7 +66,7 @@ export class HostsFileError extends Error {
   }
 }
 
-const DEFAULTS = { user: 'root', port: 22, key: '~/.ssh/id_ed25519', node: 'node', workDir: '~/.poe-bench' } as const;
+const DEFAULTS = { user: 'root', port: 22, key: '~/.ssh/id_ed25519', node: 'node', workDir: '~/.poe-bench', installNode: true } as const;
 
 const hostName = z
   .string()
@@ -81,6 +84,7 @@ const common = {
     .string()
     .regex(/^(\/|~\/)[A-Za-z0-9_./-]*$/, 'must be an absolute path or start with ~/ (no spaces or shell characters)')
     .optional(),
+  installNode: z.boolean({ invalid_type_error: 'must be true or false' }).optional(),
   hostKeySha256: z
     .string()
     .regex(/^[A-Za-z0-9+/]{43}=?$/, 'must be a base64 SHA256 fingerprint (as ssh-keygen -lf prints it, without "SHA256:")')
@@ -165,6 +169,7 @@ export function parseHostsText(text: string, source: string, base: string): SshH
       role: h.role,
       node: h.node ?? d.node,
       workDir: h.workDir ?? d.workDir,
+      installNode: h.installNode ?? d.installNode,
       ...(hostKeySha256 ? { hostKeySha256 } : {}),
     };
   });
@@ -202,6 +207,7 @@ export function hostsFromProvisioned(p: ProvisionedHosts | z.infer<typeof provis
     role,
     node: DEFAULTS.node,
     workDir: DEFAULTS.workDir,
+    installNode: DEFAULTS.installNode,
   });
   return {
     replicas: p.replicas.map((h) => make(h, 'replica')),

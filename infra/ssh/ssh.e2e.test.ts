@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sshLauncher } from '../../harness/infra-backends.js';
+import { sshCheck } from '../../harness/infra-command.js';
 import { executeRun } from '../../harness/run.js';
 import { parseRunFlags } from '../../harness/spec.js';
 import { alivePids, ensureBuilt } from '../../test/e2e/helpers.js';
@@ -75,8 +76,23 @@ describe('ssh backend to localhost', () => {
     await expect(launchSsh(hosts, { replicas: [0], clients: [0] })).rejects.toThrow(new RegExp(`ssh root@127.0.0.1:${sshd.port}: login failed as root with the key ${wrongKey}`));
   });
 
-  it('a host without Node.js is a clear error; nothing is started', async () => {
-    await expect(launchSsh(hostsWith(', node: /nonexistent/node'), { replicas: [0], clients: [0] })).rejects.toThrow(/\/nonexistent\/node not found: install Node.js 20 or later there/);
+  it('a host without Node.js is a clear error when installing it is off; nothing is started', async () => {
+    await expect(launchSsh(hostsWith(', node: /nonexistent/node, installNode: false'), { replicas: [0], clients: [0] })).rejects.toThrow(
+      /\/nonexistent\/node not found: install Node.js 20 or later there/,
+    );
+  });
+
+  it('a host without Node.js gets this machine\'s, checksummed and checked to run (infra ssh check)', async () => {
+    const workDir = join(dir, 'remote-work');
+    const file = join(dir, 'no-node.yaml');
+    writeFileSync(file, `defaults: { user: root, port: ${sshd.port}, key: ${sshd.clientKey}, node: poe-bench-no-such-node, workDir: ${workDir} }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`);
+    const out: string[] = [];
+    const code = await sshCheck({ hosts: file }, { out: (l) => out.push(l), err: (l) => out.push(l) });
+    expect(code, out.join('\n')).toBe(0);
+    const installed = /\(installed: (\S+)\)/.exec(out.join('\n'))?.[1];
+    expect(installed, out.join('\n')).toMatch(new RegExp(`^${workDir}/node/${process.version}-[0-9a-f]{12}/node$`));
+    expect(execFileSync(installed!, ['--version'], { encoding: 'utf8' }).trim()).toBe(process.version);
+    expect(out.join('\n')).toMatch(/build [0-9a-f]{16} (shipped|present)/);
   });
 
   it('a hosts file that does not parse stops the run before anything starts', () => {
