@@ -58,7 +58,7 @@ describe('profiles', () => {
     const total = (p: { warmupSec: number; measuredSec: number; reps: number }): number => (p.warmupSec + p.measuredSec) * p.reps;
     expect(total(PROFILES.quick)).toBeLessThan(total(PROFILES.default));
     expect(total(PROFILES.default)).toBeLessThan(total(PROFILES.paper));
-    // Figure 13 --quick: 16 runs of 6 s of load.
+    // Figure 13 --quick: 16 runs of 10 s of load.
     expect(planRuns(FIGURES['13'], PROFILES.quick)).toHaveLength(16);
   });
 
