@@ -143,7 +143,7 @@ export function registerInfraCommand(program: Command): void {
   const ssh = infra.command('ssh').description('SSH hosts');
   ssh
     .command('check')
-    .description('log in to every host, check Node.js, tar and sha256sum, and ship the build')
+    .description('log in to every host, check tar and sha256sum, check (or install) Node.js, and ship the build')
     .option('--hosts <file>', 'hosts file (YAML or JSON)')
     .action((o: { hosts?: string }) => exitWith(sshCheck(o)));
 }
