@@ -57,6 +57,16 @@ describe('docker backend', () => {
     expect(hostLinks()).toEqual(linksBefore);
   });
 
+  it('Ctrl-C mid-run stops every container and removes the network', async (ctx) => {
+    if (!engine) return ctx.skip();
+    const ac = new AbortController();
+    const r = await executeRun(makeRunSpec({ protocol: 'poe', backend: 'docker', warmupS: 2, durationS: 3, clients: 4 }), { signal: ac.signal, onConnected: () => void setTimeout(() => ac.abort(), 1000) });
+    expect(r.interrupted).toBe(true);
+    expect(alivePids(r.pids)).toEqual([]);
+    expect(await labelled('ps')).toEqual([]);
+    expect(await labelled('network')).toEqual([]);
+  });
+
   it('an engine that is not running is a clear error, and nothing is created', async () => {
     const saved = process.env['DOCKER_HOST'];
     process.env['DOCKER_HOST'] = 'unix:///nonexistent/poe-bench-docker.sock';

@@ -79,15 +79,27 @@ export interface DockerCleanReport {
 export async function cleanDocker(options: { runId?: string; keepImages?: boolean } = {}): Promise<DockerCleanReport> {
   await requireEngine();
   const filter = options.runId ? `label=${RUN_LABEL}=${options.runId}` : `label=${LABEL}=1`;
-  const containers = lines((await docker(['ps', '-aq', '--filter', filter], 'listing containers')).stdout);
-  if (containers.length > 0) await docker(['rm', '-f', ...containers], 'removing containers', { timeoutMs: 60_000 });
-  const networks = lines((await docker(['network', 'ls', '-q', '--filter', filter], 'listing networks')).stdout);
-  if (networks.length > 0) await docker(['network', 'rm', ...networks], 'removing networks', { timeoutMs: 60_000 });
+  // Containers started with --rm may be removing themselves meanwhile ("removal already in
+  // progress"), and a network cannot go while an endpoint remains: retry until both are gone.
+  const deadline = Date.now() + 60_000;
+  const containers = new Set<string>();
+  const networks = new Set<string>();
+  for (;;) {
+    const c = lines((await docker(['ps', '-aq', '--filter', filter], 'listing containers')).stdout);
+    c.forEach((x) => containers.add(x));
+    if (c.length > 0) await docker(['rm', '-f', ...c], 'removing containers', { timeoutMs: 60_000, reject: false });
+    const n = c.length > 0 ? [] : lines((await docker(['network', 'ls', '-q', '--filter', filter], 'listing networks')).stdout);
+    n.forEach((x) => networks.add(x));
+    if (n.length > 0) await docker(['network', 'rm', ...n], 'removing networks', { timeoutMs: 60_000, reject: false });
+    if (c.length === 0 && n.length === 0) break;
+    if (Date.now() > deadline) throw new DockerError(`could not remove every container and network of ${filter} within 60 s; run \`poe-bench infra docker clean\``);
+    await new Promise((r) => setTimeout(r, 200));
+  }
   let images: string[] = [];
   if (!options.runId && !options.keepImages) {
     images = lines((await docker(['images', '-q', '--filter', `label=${LABEL}=1`], 'listing images')).stdout);
     images = [...new Set(images)];
     if (images.length > 0) await docker(['rmi', '-f', ...images], 'removing images', { timeoutMs: 120_000 });
   }
-  return { containers, networks, images };
+  return { containers: [...containers], networks: [...networks], images };
 }

@@ -79,6 +79,17 @@ describe.runIf(isRoot)('netns backend', () => {
     expect(growthMs, detail).toBeLessThanOrEqual(25);
   });
 
+  it('Ctrl-C mid-run stops every process and removes every namespace', async () => {
+    const ac = new AbortController();
+    const r = await executeRun(makeRunSpec({ ...LIGHT, link: 'rate=1gbit' }), { signal: ac.signal, onConnected: () => void setTimeout(() => ac.abort(), 1000) });
+    pids.push(...r.pids);
+    expect(r.interrupted).toBe(true);
+    expect(r.valid).toBe(false);
+    expect(alivePids(r.pids)).toEqual([]);
+    expect(await listNamespaces()).toEqual([]);
+    expect(hostNetwork()).toEqual(before);
+  });
+
   it('a subnet that collides with a route is refused before anything is created', async () => {
     // A blackhole route: it collides with the subnet but carries no traffic; removed at once.
     const subnet = '10.198.0.0/16';

@@ -60,6 +60,16 @@ describe('ssh backend to localhost', () => {
     expect(r.metrics!.processes.map((p) => p.pid).sort()).toEqual([...remotePids].sort());
   });
 
+  it('Ctrl-C mid-run kills the remote processes by PID', async () => {
+    const spec = parseRunFlags({ protocol: 'poe', backend: 'ssh', hosts: sshd.hostsFile, warmup: '2', duration: '3', clients: '4' });
+    const ac = new AbortController();
+    let remotePids: number[] = [];
+    const r = await executeRun(spec, { launch: sshLauncher(), signal: ac.signal, onStarted: (c) => (remotePids = c.pids()), onConnected: () => void setTimeout(() => ac.abort(), 1000) });
+    expect(r.interrupted).toBe(true);
+    expect(remotePids).toHaveLength(5);
+    expect(alivePids(remotePids)).toEqual([]);
+  });
+
   it('a host that refuses the connection is a clear error naming it; nothing is started', async () => {
     const hosts = parseHostsText(`defaults: { key: ${sshd.clientKey} }\nhosts:\n  - { host: 127.0.0.1, port: 1, role: replica }\n  - { host: 127.0.0.1, port: ${sshd.port}, role: client }\n`, 'refusing', dir);
     const before = remoteProcesses('nothing');
