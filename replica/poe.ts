@@ -483,8 +483,11 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private nvReadyHalves = 0;
   /** The last view we proposed as new primary. */
   private nvProposedView = -1;
-  /** The NV-PROPOSE of the view we entered last, and when we last re-sent our part of one to each replica. */
-  private enteredProposal: { msg: NvPropose; digest: Buffer } | undefined = undefined;
+  /**
+   * The NV-PROPOSE of the view we entered last, with our own VC-REQUEST that asked for it (if
+   * any); and when we last re-sent our part of one to each replica.
+   */
+  private enteredProposal: { msg: NvPropose; digest: Buffer; ownRequest: VcRequest | undefined } | undefined = undefined;
   private readonly helpedAtMs = new Map<number, number>();
   /** Claimed checkpoints above our execution that blocks chained onto our ledger confirmed: k -> digest hex. */
   private readonly extendedClaims = new Map<number, Set<string>>();
@@ -1120,6 +1123,11 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
     if (!prev.equals(digest)) return false;
     for (const e of entries) if (!isNoop(e.request) && !this.store.validWrites(e.request.writes)) return false;
+    // Blocks of a later view than ours: the others moved on without us. What we view-committed
+    // above them belongs to an abandoned view: do not execute it; and ask to leave our view, so
+    // that replicas in the new one send us what let them in (helpIntoView).
+    const laterView = entries.some((e) => e.view > this.view);
+    if (laterView) this.executor.dropPendingAbove(entries[entries.length - 1]!.k);
     entries.forEach((e, i) => {
       const slot = this.newSlot(e.view);
       slot.request = e.request;
@@ -1129,6 +1137,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       this.executor.commit(e.k, e.view, e.request, digests[i]!);
     });
     this.executeReady();
+    if (laterView && !this.inViewChange) this.startViewChange(this.view);
     return true;
   }
 
@@ -1299,20 +1308,28 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   }
 
   /**
-   * A replica (re-)sends its request to leave view w while we hold a proposal for view w+1 (we
-   * entered it, or validated it and wait for acknowledgements): it may have missed what we have.
-   * Re-send our part, at most once per retransmission period and replica: the primary its
-   * NV-PROPOSE (only the primary can: messages are authenticated per link), the others their
-   * NV-ACK.
+   * A replica (re-)sends its request to leave view w while we hold a proposal for a later view
+   * (we entered it, or validated the one for w+1 and wait for acknowledgements): it may have
+   * missed what we have. Re-send our part, at most once per retransmission period and replica:
+   * the primary its NV-PROPOSE (only the primary can: messages are authenticated per link), the
+   * others their NV-ACK; and our own VC-REQUEST it was built from, which the replica needs to
+   * validate it (§3.3.4). A replica may enter any view above the one it asked to leave.
    */
   private helpIntoView(from: number, w: number): void {
     let nv: { msg: NvPropose; digest: Buffer } | undefined;
-    if (this.enteredProposal?.msg.view === w + 1) nv = this.enteredProposal;
-    else if (this.nvAccepted?.view === w + 1) nv = this.nvAccepted;
+    let ownRequest: VcRequest | undefined;
+    if (this.nvAccepted?.view === w + 1) {
+      nv = this.nvAccepted;
+      ownRequest = this.vcRequests.get(w)?.get(this.id)?.msg;
+    } else if (this.enteredProposal && this.enteredProposal.msg.view > w) {
+      nv = this.enteredProposal;
+      ownRequest = this.enteredProposal.ownRequest;
+    }
     if (!nv) return;
     const last = this.helpedAtMs.get(from);
     if (last !== undefined && this.nowMs - last < this.retryIntervalMs) return;
     this.helpedAtMs.set(from, this.nowMs);
+    if (ownRequest && nv.msg.certificate.some((c) => c.replica === this.id)) this.send(from, ownRequest);
     if (primaryOf(nv.msg.view, this.n) === this.id) this.send(from, nv.msg);
     else this.send(from, { type: MSG_NV_ACK, view: nv.msg.view, digest: nv.digest });
   }
@@ -1715,7 +1732,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     this.backoffExp = 0;
     this.viewStartK = m.stableK + m.entries.length;
     this.viewBase = { k: m.stableK, digest: m.stableDigest };
-    this.enteredProposal = { msg: m, digest: messageDigest(this.crypto, m) };
+    this.enteredProposal = { msg: m, digest: messageDigest(this.crypto, m), ownRequest: this.vcRequests.get(w - 1)?.get(this.id)?.msg };
     this.helpedAtMs.clear();
     this.nextK = this.viewStartK + 1;
     this.proposedReqNo.clear();
