@@ -10,8 +10,10 @@
  * stdin (it was started with -i and attached), with the same effect. Teardown then removes
  * whatever is left of the run by its label, network included.
  *
- * Rates are applied with tc from the host inside each container's network namespace (nsenter),
- * so the image needs no tc and the containers no NET_ADMIN capability.
+ * Links: tc from the host inside each container's network namespace (nsenter), so the image
+ * needs no tc and the containers no NET_ADMIN capability: HTB for the rate, and netem for
+ * delay, jitter and loss where the kernel has it (probed in a throwaway namespace); the
+ * transport applies delay, jitter and loss otherwise.
  */
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
@@ -20,7 +22,7 @@ import { clientPeer, type Peer } from '../../replica/types.js';
 import { launchLocal, type Cluster, type LaunchPlan, type NodeRole } from '../local/backend.js';
 import { withTeardown } from '../netns/backend.js';
 import { addressAt, checkSubnetFree, DOCKER_SUBNET, parseSubnet } from '../netns/subnet.js';
-import { applyTc, tcCommands, transportApply } from '../netns/tc.js';
+import { applyTc, detectNetem, tcCommands, transportApply } from '../netns/tc.js';
 import { cleanDocker, docker, DockerError, LABEL, requireEngine, RUN_LABEL } from './engine.js';
 import { APP_DIR, ensureImage } from './image.js';
 
@@ -78,11 +80,12 @@ export async function launchDocker(plan: LaunchPlan, options: DockerOptions): Pr
       ['network', 'create', '--driver', 'bridge', '--internal', '--subnet', subnet.text, '--gateway', addressAt(subnet, 1), '--label', `${LABEL}=1`, '--label', `${RUN_LABEL}=${runId}`, network],
       'creating the network',
     );
-    const tcAvailable = plan.replicas.length + plan.clients.length > 0;
+    // sch_netem, probed in a throwaway network namespace (it vanishes with the command).
+    const netem = await detectNetem(async (argv) => ({ ok: (await execa('unshare', ['--net', ...argv], { reject: false, timeout: 10_000 }).catch(() => ({ exitCode: 1 }))).exitCode === 0 }));
     const allPeers = nodes.map((n) => n.peer);
     const byKey = new Map(nodes.map((n) => [`${n.role} ${n.id}`, n]));
     const cpus = options.pinCpus;
-    const apply = transportApply(false, tcAvailable);
+    const apply = transportApply(netem, true);
     const inner = launchLocal({
       ...plan,
       command: (role, id, nodeArgs) => {
@@ -103,8 +106,9 @@ export async function launchDocker(plan: LaunchPlan, options: DockerOptions): Pr
       // Rates: tc inside each container's namespace, once it runs.
       for (const n of nodes) {
         const peers = nodes.filter((m) => m !== n).map((m) => ({ ip: m.ip, link: linkBetween(options.link, n.peer, m.peer) }));
-        const cmds = tcCommands('eth0', peers, false);
+        const cmds = tcCommands('eth0', peers, netem);
         if (cmds.length === 0) continue;
+        if (!(await hasNsenter())) throw new DockerError('--link with a rate (or netem) on the docker backend needs nsenter (util-linux) on this machine');
         const pid = await containerPid(n.name, 30_000);
         await applyTc(['nsenter', '-t', String(pid), '-n'], cmds);
       }
@@ -119,7 +123,7 @@ export async function launchDocker(plan: LaunchPlan, options: DockerOptions): Pr
   }
 }
 
-/** Whether nsenter exists (needed only when a rate is set). */
+/** Whether nsenter exists (needed only when tc shapes the links). */
 export async function hasNsenter(): Promise<boolean> {
-  return (await execa('nsenter', ['--version'], { reject: false })).exitCode === 0;
+  return (await execa('nsenter', ['--version'], { reject: false }).catch(() => ({ exitCode: 127 }))).exitCode === 0;
 }
