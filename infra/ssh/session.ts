@@ -112,7 +112,10 @@ export class SshSession {
         clearTimeout(timer);
         resolve(new SshSession(host, client, timeouts));
       });
-      client.once('error', (err: Error & { level?: string; code?: string }) => fail(describeConnectError(err, host, timeouts.connectMs)));
+      let keyMismatch = false;
+      client.once('error', (err: Error & { level?: string; code?: string }) =>
+        fail(keyMismatch ? `the host key does not match hostKeySha256 ${host.hostKeySha256} (refused)` : describeConnectError(err, host, timeouts.connectMs)),
+      );
       client.once('close', () => fail('the connection closed during login'));
       const config: ConnectConfig = {
         host: host.host,
@@ -126,7 +129,7 @@ export class SshSession {
           ? {
               hostVerifier: (key: Buffer) => {
                 const ok = createHash('sha256').update(key).digest('base64').replace(/=+$/, '') === host.hostKeySha256!.replace(/=+$/, '');
-                if (!ok) setImmediate(() => fail(`the host key does not match hostKeySha256 ${host.hostKeySha256}`));
+                keyMismatch = !ok;
                 return ok;
               },
             }

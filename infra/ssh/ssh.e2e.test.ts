@@ -105,6 +105,22 @@ describe('ssh backend to localhost', () => {
     expect(out.join('\n')).toMatch(/build [0-9a-f]{16} (shipped|present)/);
   });
 
+  it('hostKeySha256 pins the host key: the right one logs in, a wrong one is refused', async () => {
+    const fingerprint = /SHA256:(\S+)/.exec(execFileSync('ssh-keygen', ['-lf', join(sshd.hostsFile, '..', 'host_ed25519.pub')], { encoding: 'utf8' }))![1]!;
+    const check = async (fp: string): Promise<{ code: number; out: string }> => {
+      const file = join(dir, `pinned-${fp.slice(0, 4)}.yaml`);
+      writeFileSync(file, `defaults: { user: root, port: ${sshd.port}, key: ${sshd.clientKey}, hostKeySha256: '${fp}' }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`);
+      const out: string[] = [];
+      const code = await sshCheck({ hosts: file }, { out: (l) => out.push(l), err: (l) => out.push(l) });
+      return { code, out: out.join('\n') };
+    };
+    const right = await check(fingerprint);
+    expect(right.code, right.out).toBe(0);
+    const wrong = await check(`${'A'.repeat(42)}E`);
+    expect(wrong.code).toBe(1);
+    expect(wrong.out).toMatch(/the host key does not match hostKeySha256/);
+  });
+
   it('a hosts file that does not parse stops the run before anything starts', () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(bad, 'hosts: [ { host: 127.0.0.1, role: replica ');
