@@ -52,8 +52,9 @@
  *   entered a view re-send their NV-PROPOSE or NV-ACK to a replica whose VC-REQUEST shows it is
  *   still changing to (or away from) that view, so one lost message does not strand it.
  *
- * Not implemented: state transfer of the store. A replica more than two windows behind (the
- * blocks were garbage-collected everywhere) cannot catch up.
+ * Not implemented: state transfer of the store. A replica further behind than the archive of
+ * garbage-collected requests (ReplicaOptions.extra.archiveK sequence numbers, default two
+ * windows) cannot catch up: after a long partition it stays behind, and counts as faulty.
  */
 import { CheckpointTracker, Executor, type Execution } from './common.js';
 import type { CryptoProvider } from './crypto.js';
@@ -439,8 +440,9 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private stable: { k: number; digest: Buffer };
   /** Slots, undo records and executor state up to here were garbage-collected. */
   private gcK = 0;
-  /** Requests of garbage-collected batches, kept for two windows to serve FETCH (paper §4(6)). */
+  /** Requests of garbage-collected batches, kept for archiveK sequence numbers to serve FETCH (paper §4(6)). */
   private readonly archive = new Map<number, ClientRequest>();
+  private readonly archiveK: number;
   private archiveLowK = 1;
   /** The checkpoint the current view started from (NV-PROPOSE stableK and digest). */
   private viewBase: { k: number; digest: Buffer };
@@ -509,6 +511,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     this.nf = q.nf;
     this.crypto = deps.crypto;
     this.windowK = options.windowK;
+    const archiveK = options.extra?.['archiveK'];
+    this.archiveK = typeof archiveK === 'number' && Number.isInteger(archiveK) && archiveK >= 0 ? archiveK : 2 * options.windowK;
     this.baseTimeoutMs = options.viewChangeTimeoutMs;
     this.store = new YcsbStore(options.records, options.valueBytes);
     this.ledger = new Ledger(deps.crypto, 0);
@@ -805,7 +809,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    * to enter are kept and replayed on entry (a faster replica may support before we entered).
    */
   private admitNormal(from: number, msg: Propose | Support): boolean {
-    if (msg.k > this.maxSeenK && msg.k <= this.lowWatermarkK + 4 * this.windowK) this.maxSeenK = msg.k;
+    if (msg.k > this.maxSeenK && msg.k <= this.lowWatermarkK + 4 * this.windowK + this.archiveK) this.maxSeenK = msg.k;
     const w = msg.view;
     if (w === this.view && !this.inViewChange) return true;
     if (w === this.view + 1 && this.future.length < this.futureMax) {
@@ -957,12 +961,14 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       this.reject('CHECKPOINT naming another replica', from);
       return;
     }
-    if (m.k > this.maxSeenK && m.k <= this.lowWatermarkK + 4 * this.windowK) this.maxSeenK = m.k;
+    if (m.k > this.maxSeenK && m.k <= this.lowWatermarkK + 4 * this.windowK + this.archiveK) this.maxSeenK = m.k;
     this.addCheckpointVote(from, m.k, m.stateDigest);
   }
 
   private addCheckpointVote(from: number, k: number, digest: Buffer): void {
-    const stable = this.checkpoints.add(from, k, digest, this.stableK + 2 * this.windowK);
+    // Votes as far ahead as a replica can still catch up from (the archive): a replica behind
+    // must learn where the others are. Bounded, so a faulty sender cannot fill memory.
+    const stable = this.checkpoints.add(from, k, digest, this.stableK + 2 * this.windowK + this.archiveK);
     // The vote that completed the quorum carries the certified digest.
     if (stable !== undefined && stable > this.stableK) this.makeStable(stable, digest);
   }
@@ -1016,7 +1022,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       if (slot?.request) this.archive.set(k, slot.request);
       this.slots.delete(k);
     }
-    for (; this.archiveLowK <= c - 2 * this.windowK; this.archiveLowK++) this.archive.delete(this.archiveLowK);
+    for (; this.archiveLowK <= c - this.archiveK; this.archiveLowK++) this.archive.delete(this.archiveLowK);
     this.executor.forget(c);
     this.gcK = c;
   }
@@ -1074,7 +1080,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    * copy may have been lost), so that it can learn where to fetch to.
    */
   private onFetch(from: number, m: Fetch): void {
-    if (m.toK < m.fromK - 1 || m.fromK < 1 || m.toK - m.fromK >= 4 * this.windowK) {
+    if (m.toK < m.fromK - 1 || m.fromK < 1 || m.toK - m.fromK >= 4 * this.windowK + this.archiveK) {
       this.reject('FETCH with an invalid range', from);
       return;
     }
@@ -1289,7 +1295,9 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (existing) {
       if (existing.hex !== hex) this.reject('second, different VC-REQUEST for the same view', from);
       // Re-sent: our acknowledgement may have been lost on its way to the next primary.
-      else if (this.vcAcked.get(m.view)?.has(`${from}:${hex}`)) this.send(primaryOf(m.view + 1, this.n), { type: MSG_VC_ACK, view: m.view, replica: from, digest });
+      else if (primaryOf(m.view + 1, this.n) !== this.id && this.vcAcked.get(m.view)?.has(`${from}:${hex}`)) {
+        this.send(primaryOf(m.view + 1, this.n), { type: MSG_VC_ACK, view: m.view, replica: from, digest });
+      }
       return;
     }
     const problem = this.checkSummary(m.stableK, m.entries, m.view);
