@@ -1,7 +1,8 @@
 /**
  * Tests for the PoE core, driven directly (no simulator): single steps for the rules of
- * Figure 3 and Figure 5, and a tiny in-test loop (virtual time, zero-delay FIFO or seeded random
- * delivery order, every message through the codec) for whole runs. Each test names the sentence
+ * Figure 3 and Figure 5, and a tiny in-test loop (virtual time; zero-delay FIFO, seeded random
+ * order, or seeded latencies; every message through the codec) for whole runs, including
+ * randomised drops, crashes and Byzantine primaries (Example 3.4). Each test names the sentence
  * or line of the paper it checks (../shared/seeds/poe-paper.txt), as etcd's raft_paper_test does.
  *
  * Randomised tests print their seed on failure; replay with POE_TEST_SEED=<seed>, and run more
@@ -80,7 +81,6 @@ function cluster(n: number, o: ClusterOptions = {}): { ring: KeyRing; replicas: 
   const replicas = Array.from({ length: n }, (_, i) => new PoeReplica(replicaOptions(n, i, o), ring.replicaDeps(i)));
   return { ring, replicas };
 }
-
 
 function request(ring: KeyRing, clientId: number, reqNo: number, key = clientId % 1000): ClientRequest {
   const writes: Write[] = [{ key, value: Buffer.from([clientId & 0xff, reqNo & 0xff, 1, 2]) }];

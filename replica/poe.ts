@@ -38,20 +38,25 @@
  *   validating replicas rebuild and compare, so the replicas still agree.
  * - Failure detection (§3.3.1 (1)): a backup expects progress on every client request it
  *   forwarded to the primary. This also covers a primary that leaves a hole (Example 3.4,
- *   case 3): the clients behind the hole time out and broadcast. A replica that merely missed
- *   messages does not start a view change on its own (it would halt alone, for good): it
- *   fetches the blocks once a checkpoint above them is stable.
- * - Liveness (Theorem 3.7): the new-view timer starts once nf VC-REQUESTs for the view are in
- *   (as in PBFT, so one isolated replica does not run through views alone); on expiry, or on an
- *   invalid NV-PROPOSE, the replica requests the next view with a doubled timeout. A replica
- *   also joins the highest view that f+1 distinct replicas request (line 6, generalised to
- *   views above the current one as PBFT does).
- *
- * - Recovery (paper §4(6)): a replica behind a certified checkpoint fetches the blocks from
- *   a peer and accepts them if they chain onto its ledger to the certified hash. Replicas that
- *   entered a view re-send their NV-PROPOSE or NV-ACK to a replica whose VC-REQUEST shows it is
- *   still changing to (or away from) that view, so one lost message does not strand it.
- *
+ *   case 3): the clients behind the hole time out and broadcast. A backup also detects failure
+ *   when a client keeps re-sending a request it executed while nothing executes for a whole
+ *   timeout (fewer than nf replicas executed it). A replica that merely missed messages does not
+ *   start a view change on its own (it would halt alone, for good): it fetches first.
+ * - Liveness (Theorem 3.7): the new-view timer ticks every half timeout during a view change;
+ *   once nf VC-REQUESTs for the view are in (as in PBFT, so one isolated replica does not run
+ *   through views alone), a full timeout without the new view, or an invalid NV-PROPOSE, makes
+ *   the replica request the next view with a doubled timeout. A replica also joins the highest
+ *   view that f+1 distinct replicas request (line 6, generalised as in PBFT). It never enters a
+ *   view it asked to leave: its VC-REQUEST for that view would be stale (Proposition 3.5).
+ * - Lost messages (the paper assumes reliable links for liveness; the simulator and a crashing
+ *   primary do not provide them): a client's re-sent request makes the primary re-broadcast its
+ *   PROPOSE and backups their SUPPORT; each new-view timer tick re-sends the replica's own
+ *   VC-REQUESTs, which others answer with their VC-ACK, NV-PROPOSE or NV-ACK and own VC-REQUEST.
+ *   None of this adds a message to a fault-free run.
+ * - Recovery (paper §4(6)): FETCH / BLOCKS. A replica behind a certified checkpoint fetches the
+ *   blocks from a peer and accepts them if they chain onto its ledger to the certified hash;
+ *   blocks of a later view make it ask to leave its own view.
+
  * Not implemented: state transfer of the store. A replica further behind than the archive of
  * garbage-collected requests (ReplicaOptions.extra.archiveK sequence numbers, default two
  * windows) cannot catch up: after a long partition it stays behind, and counts as faulty.
