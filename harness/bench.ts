@@ -12,10 +12,16 @@
  * separate processes.
  *
  *   node dist/harness/bench.js [--protocols poe,pbft] [--warmup 10] [--duration 20]
- *                              [--clients 48] [--profile DIR] [--out DIR] [--json]
+ *                              [--clients 24] [--repeat 2] [--profile DIR] [--out DIR] [--json]
  *
- * With --profile, every replica runs under `node --cpu-prof` and the summary of the busiest
- * replica of each protocol (self time by function and by file) is printed.
+ * Each protocol runs `--repeat` times in ABBA order (poe, pbft, pbft, poe): this machine is
+ * shared, and a load that drifts during the bench then weighs on both protocols alike. The
+ * table shows the mean of the runs; every run is also appended to <out>/runs.jsonl. CPU time
+ * per batch (all processes) is printed too: it depends much less than txn/s on how much of the
+ * machine other work leaves to the run.
+ *
+ * With --profile, every replica of each protocol's first run runs under `node --cpu-prof`, and
+ * the busy time of the busiest replica is summarised by purpose, function and file.
  */
 import { createHmac } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
@@ -108,13 +114,13 @@ interface BenchOptions {
   readonly warmup: string;
   readonly duration: string;
   readonly clients: string;
+  readonly repeat: string;
   readonly profile?: string;
   readonly out: string;
   readonly json?: boolean;
 }
 
-interface ProtocolResult {
-  readonly protocol: ProtocolName;
+interface ProtocolRun {
   readonly run: RunResult;
   readonly floor: Floor | undefined;
   readonly profile?: { readonly replica: string; readonly summary: ProfileSummary };
@@ -134,6 +140,7 @@ async function main(): Promise<number> {
     .option('--warmup <s>', 'warm-up seconds', '10')
     .option('--duration <s>', 'measured seconds', '20')
     .option('--clients <c>', 'logical closed-loop clients', String(RUN_DEFAULTS.clients))
+    .option('--repeat <r>', 'runs per protocol, in ABBA order so drifting machine load weighs on all alike', '2')
     .option('--profile <dir>', 'run replicas under node --cpu-prof and summarise the busiest one')
     .option('--out <dir>', 'results directory', join('results', 'bench'))
     .option('--json', 'print one JSON object')
@@ -153,14 +160,19 @@ async function main(): Promise<number> {
       `HMAC ${costs.hmacFixedUs.toFixed(2)} us + ${(costs.hmacPerByteUs * 1000).toFixed(2)} ns/byte`,
   );
 
-  const results: ProtocolResult[] = [];
+  const results = new Map<ProtocolName, ProtocolRun[]>();
   const controller = new AbortController();
   process.on('SIGINT', () => controller.abort());
   process.on('SIGTERM', () => controller.abort());
-  for (const protocol of protocols) {
+  // ABBA order (poe, pbft, pbft, poe, ...): on a machine whose other load drifts, a linear drift
+  // then weighs on every protocol alike instead of favouring whichever ran last.
+  const repeat = Number(o.repeat);
+  const schedule: { protocol: ProtocolName; round: number }[] = [];
+  for (let round = 0; round < repeat; round++) for (const protocol of round % 2 === 0 ? protocols : [...protocols].reverse()) schedule.push({ protocol, round });
+  for (const { protocol, round } of schedule) {
     const spec = makeRunSpec({ protocol, replicas: n, batch, clients: Number(o.clients), warmupS: Number(o.warmup), durationS: Number(o.duration) });
     let profileDir: string | undefined;
-    if (o.profile) {
+    if (o.profile && round === 0) {
       profileDir = resolve(o.profile, protocol);
       rmSync(profileDir, { recursive: true, force: true });
       mkdirSync(profileDir, { recursive: true });
@@ -176,46 +188,67 @@ async function main(): Promise<number> {
       return 130;
     }
     recordRun(o.out, run);
-    let profile: ProtocolResult['profile'];
+    let profile: ProtocolRun['profile'];
     const busiest = busiestReplica(run);
     if (profileDir && busiest) {
       const file = readdirSync(profileDir).find((f) => f.includes(`.${busiest.pid}.`));
       if (file) profile = { replica: busiest.name, summary: summarizeCpuProfile(join(profileDir, file)) };
     }
-    results.push({ protocol, run, floor: cryptoFloor(costs, n, batch, run, cores), ...(profile ? { profile } : {}) });
-    log(`${protocol}: ${run.valid ? `${num(run.throughputTxnPerSec)} txn/s, p50 ${run.latencyMs.p50.toFixed(1)} ms` : `INVALID: ${run.reason}`}`);
+    const runs = results.get(protocol) ?? [];
+    runs.push({ run, floor: cryptoFloor(costs, n, batch, run, cores), ...(profile ? { profile } : {}) });
+    results.set(protocol, runs);
+    log(`${protocol} (round ${round + 1}/${repeat}): ${run.valid ? `${num(run.throughputTxnPerSec)} txn/s, p50 ${run.latencyMs.p50.toFixed(1)} ms` : `INVALID: ${run.reason}`}`);
   }
 
-  const rows = results.map((r) => {
-    const m = r.run.metrics;
-    const target = TARGETS[r.protocol];
-    return {
-      protocol: r.protocol,
-      valid: r.run.valid,
-      txnPerSec: r.run.throughputTxnPerSec,
-      latencyMs: r.run.latencyMs,
-      messagesPerBatch: r.floor?.messagesPerBatch ?? null,
-      floorTxnPerSec: r.floor?.machineTxnPerSec ?? null,
-      ratioToFloor: r.floor ? r.run.throughputTxnPerSec / r.floor.machineTxnPerSec : null,
-      cpuPercent: Object.fromEntries((m?.processes ?? []).map((p) => [p.name, p.cpuPercent])),
+  const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  const rows = protocols.map((protocol) => {
+    const runs = results.get(protocol) ?? [];
+    const valid = runs.length > 0 && runs.every((r) => r.run.valid);
+    const txnPerSec = mean(runs.map((r) => r.run.throughputTxnPerSec));
+    const floors = runs.map((r) => r.floor).filter((f): f is Floor => f !== undefined);
+    const floorTxnPerSec = floors.length ? mean(floors.map((f) => f.machineTxnPerSec)) : null;
+    const perBatch = runs
+      .map((r) => r.run.metrics)
+      .filter((m): m is NonNullable<typeof m> => m !== undefined && m.acceptedBatches > 0)
       // CPU time all processes spent per accepted batch: what a protocol costs, less sensitive
       // than txn/s to how much of the machine other work leaves to the run.
-      cpuUsPerBatch: m && m.acceptedBatches > 0 ? ((m.processes.reduce((s, p) => s + (p.cpuPercent ?? 0), 0) / 100) * m.windowSec * 1e6) / m.acceptedBatches : null,
+      .map((m) => ((m.processes.reduce((s, p) => s + (p.cpuPercent ?? 0), 0) / 100) * m.windowSec * 1e6) / m.acceptedBatches);
+    const target = TARGETS[protocol];
+    const latencyMs = {
+      mean: mean(runs.map((r) => r.run.latencyMs.mean)),
+      p50: mean(runs.map((r) => r.run.latencyMs.p50)),
+      p99: mean(runs.map((r) => r.run.latencyMs.p99)),
+      max: Math.max(0, ...runs.map((r) => r.run.latencyMs.max)),
+    };
+    return {
+      protocol,
+      valid,
+      txnPerSec,
+      runsTxnPerSec: runs.map((r) => r.run.throughputTxnPerSec),
+      latencyMs,
+      messagesPerBatch: floors.length ? mean(floors.map((f) => f.messagesPerBatch)) : null,
+      cpuUsPerBatch: perBatch.length ? mean(perBatch) : null,
+      floorTxnPerSec,
+      floorUsPerBatch: floors.length ? mean(floors.map((f) => f.usPerBatch)) : null,
+      ratioToFloor: floorTxnPerSec ? txnPerSec / floorTxnPerSec : null,
+      cpuPercent: runs.map((r) => Object.fromEntries((r.run.metrics?.processes ?? []).map((p) => [p.name, p.cpuPercent]))),
       targetTxnPerSec: target ?? null,
-      targetMet: target === undefined ? null : r.run.valid && r.run.throughputTxnPerSec >= target && r.run.latencyMs.p50 < LATENCY_TARGET_MS,
-      reason: r.run.reason ?? null,
+      targetMet: target === undefined ? null : valid && txnPerSec >= target && latencyMs.p50 < LATENCY_TARGET_MS,
+      reason: runs.find((r) => !r.run.valid)?.run.reason ?? null,
+      profile: runs.find((r) => r.profile)?.profile,
     };
   });
-  const poe = results.find((r) => r.protocol === 'poe');
-  const pbft = results.find((r) => r.protocol === 'pbft');
-  const poeAbovePbft = poe && pbft ? poe.run.throughputTxnPerSec > pbft.run.throughputTxnPerSec : null;
+  const poe = rows.find((r) => r.protocol === 'poe');
+  const pbft = rows.find((r) => r.protocol === 'pbft');
+  const poeAbovePbft = poe && pbft ? poe.txnPerSec > pbft.txnPerSec : null;
 
   if (o.json) {
-    process.stdout.write(JSON.stringify({ machine: { cpu: os.cpus()[0]?.model.trim(), cores, node: process.version }, crypto: costs, rows, poeAbovePbft }) + '\n');
+    const jsonRows = rows.map(({ profile, ...r }) => ({ ...r, ...(profile ? { profile } : {}) }));
+    process.stdout.write(JSON.stringify({ machine: { cpu: os.cpus()[0]?.model.trim(), cores, node: process.version }, repeat, crypto: costs, rows: jsonRows, poeAbovePbft }) + '\n');
   } else {
     const out: string[] = [];
     out.push('');
-    out.push('protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch  CPU us/batch   floor txn/s  of floor  target');
+    out.push(`protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch  CPU us/batch   floor txn/s  of floor  target${repeat > 1 ? `   (mean of ${repeat} runs each)` : ''}`);
     for (const r of rows) {
       const target = r.targetTxnPerSec === null ? '' : `${r.targetMet ? 'met' : 'MISSED'} (>= ${num(r.targetTxnPerSec)}, p50 < ${LATENCY_TARGET_MS} ms)`;
       out.push(
@@ -224,13 +257,18 @@ async function main(): Promise<number> {
           `${(r.ratioToFloor === null ? '-' : `${(100 * r.ratioToFloor).toFixed(1)}%`).padStart(9)}  ${r.valid ? target : `INVALID: ${r.reason}`}`,
       );
     }
+    if (repeat > 1) out.push(`runs (txn/s, in order of each protocol's rounds): ${rows.map((r) => `${r.protocol} ${r.runsTxnPerSec.map((x) => num(x)).join(' / ')}`).join('; ')}`);
     if (poeAbovePbft !== null) out.push(`PoE above PBFT: ${poeAbovePbft ? 'yes' : 'NO'}`);
-    out.push(`crypto floor per batch (one core): ${results.map((r) => `${r.protocol} ${r.floor ? num(r.floor.usPerBatch) : '-'} us`).join(', ')}; the machine's floor is that on all ${cores} cores`);
-    out.push(`CPU% per process (100 = one core): ${rows.map((r) => `${r.protocol} ${Object.entries(r.cpuPercent).map(([k, v]) => `${k.replace('replica ', 'r').replace('client ', 'c')}=${v ?? '-'}`).join(' ')}`).join('; ')}`);
-    for (const r of results) if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
+    out.push(`crypto floor per batch (one core): ${rows.map((r) => `${r.protocol} ${r.floorUsPerBatch === null ? '-' : num(r.floorUsPerBatch)} us`).join(', ')}; the machine's floor is that on all ${cores} cores`);
+    out.push(
+      `CPU% per process (100 = one core): ${rows
+        .map((r) => `${r.protocol} ${r.cpuPercent.map((c) => Object.entries(c).map(([k, v]) => `${k.replace('replica ', 'r').replace('client ', 'c')}=${v ?? '-'}`).join(' ')).join(' | ')}`)
+        .join('; ')}`,
+    );
+    for (const r of rows) if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
     process.stdout.write(out.join('\n') + '\n');
   }
-  return results.every((r) => r.run.valid) ? 0 : 1;
+  return rows.every((r) => r.valid) ? 0 : 1;
 }
 
 process.exitCode = await main();
