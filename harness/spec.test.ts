@@ -3,7 +3,8 @@
  * deterministically (highest ids, never the view-0 primary).
  */
 import { describe, expect, it } from 'vitest';
-import { crashedBackups, liveReplicas, makeRunSpec, parseExtra, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError } from './spec.js';
+import { getProtocol, registeredProtocols } from '../replica/protocols.js';
+import { crashedBackups, faultsOf, faultyReplicas, formatRunFault, liveReplicas, makeRunSpec, parseExtra, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError } from './spec.js';
 
 const bad = (flags: Parameters<typeof parseRunFlags>[0]): string => {
   try {
@@ -62,5 +63,52 @@ describe('run spec', () => {
     expect(parseExtra('mode=chained')).toEqual(['mode', 'chained']);
     expect(parseExtra('depth=3')).toEqual(['depth', 3]);
     expect(parseExtra('fast=true')).toEqual(['fast', true]);
+  });
+
+  it('reads --faults: ids or primary, every kind, composed per replica, recorded and round-tripped', () => {
+    const s = parseRunFlags({ protocol: 'poe', replicas: '7', faults: ['primary=stopAfter:900', '1=slow:20', '1=crashAt:5000'] });
+    expect(s.faults).toEqual([
+      { replica: 0, fault: { kind: 'stopAfter', batches: 900 } },
+      { replica: 1, fault: { kind: 'slow', delayMs: 20 } },
+      { replica: 1, fault: { kind: 'crashAt', atMs: 5000 } },
+    ]);
+    expect(faultsOf(s, 1)).toEqual([{ kind: 'slow', delayMs: 20 }, { kind: 'crashAt', atMs: 5000 }]);
+    expect(faultsOf(s, 2)).toEqual([]);
+    expect(s.faults.map(formatRunFault)).toEqual(['0=stopAfter:900', '1=slow:20', '1=crashAt:5000']);
+    expect(makeRunSpec({ protocol: 'poe', replicas: 7, faults: s.faults }).faults).toEqual(s.faults);
+    // inTheDark and equivocate need the protocol's proposal hooks (replica/byzantine.ts FaultHooks).
+    for (const protocol of registeredProtocols()) {
+      const flags = { protocol, faults: ['0=inTheDark:3', '0=equivocate'], force: true };
+      if (getProtocol(protocol).faults) {
+        expect(parseRunFlags(flags).faults.map((a) => a.fault)).toEqual([{ kind: 'inTheDark', victims: [3] }, { kind: 'equivocate' }]);
+      } else {
+        expect(bad(flags)).toMatch(new RegExp(`protocol ${protocol} has no proposal hooks for 'inTheDark'[^]*protocol ${protocol} has no proposal hooks for 'equivocate'`));
+      }
+    }
+    expect(parseRunFlags({ protocol: 'poe', faults: ['3=silent'] }).faults[0]!.fault).toEqual({ kind: 'silent' });
+    expect(parseRunFlags({ protocol: 'poe' }).faults).toEqual([]);
+  });
+
+  it('counts crashed backups and faulty replicas together against f', () => {
+    expect(faultyReplicas(makeRunSpec({ protocol: 'poe', replicas: 7, crashed: 1, faults: [{ replica: 0, fault: { kind: 'silent' } }] }))).toEqual([0, 6]);
+    expect(bad({ protocol: 'poe', crashed: '1', faults: ['primary=stopAfter:900'] })).toMatch(
+      /--faults: 2 faulty replicas \(0, 3, the crashed backups 3 included\) exceed what poe tolerates with n = 4 \(f = 1\); pass --force/,
+    );
+    expect(parseRunFlags({ protocol: 'poe', crashed: '1', faults: ['primary=stopAfter:900'], force: true }).faults.length).toBe(1);
+  });
+
+  it('names every bad --faults value', () => {
+    expect(bad({ protocol: 'poe', faults: ['stopAfter:900'] })).toMatch(/--faults: 'stopAfter:900' is not REPLICA=FAULT/);
+    expect(bad({ protocol: 'poe', faults: ['0=explode'] })).toMatch(/--faults: unknown fault 'explode'/);
+    expect(bad({ protocol: 'poe', faults: ['0=stopAfter:x'] })).toMatch(/--faults: fault 'stopAfter:x': batches must be a non-negative number/);
+    expect(bad({ protocol: 'poe', faults: ['0=stopAfter:1.5'] })).toMatch(/stopAfter counts batches: give an integer/);
+    expect(bad({ protocol: 'poe', faults: ['0=crashAt:-5'] })).toMatch(/--faults: fault 'crashAt:-5': time in ms must be a non-negative number/);
+    expect(bad({ protocol: 'poe', faults: ['4=silent'] })).toMatch(/--faults: '4=silent': replica 4 does not exist \(replicas are 0..3\)/);
+    expect(bad({ protocol: 'poe', crashed: '1', faults: ['3=slow:5'], force: true })).toMatch(/replica 3 is a crashed backup \(--crashed\): it is never started/);
+    expect(bad({ protocol: 'poe', faults: ['0=inTheDark:9'] })).toMatch(/victim 9 does not exist/);
+    expect(bad({ protocol: 'poe', faults: ['0=inTheDark:0'] })).toMatch(/a replica cannot keep itself in the dark/);
+    expect(bad({ protocol: 'poe', faults: ['0=inTheDark:2,3'] })).toMatch(/keeps at most f = 1 replicas in the dark/);
+    expect(bad({ protocol: 'poe', faults: ['0=silent', '1=silent'] })).toMatch(/2 faulty replicas \(0, 1\)/);
+    expect(bad({ protocol: 'poe', faults: ['0=inTheDark:'] })).toMatch(/inTheDark needs replica ids/);
   });
 });

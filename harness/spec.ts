@@ -7,13 +7,23 @@
  */
 import { z } from 'zod';
 import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../client/generators.js';
-import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../replica/protocols.js';
-import { DEFAULT_REPLICA_OPTIONS, quorums, type ProtocolName } from '../replica/types.js';
+import { FaultConfigError, parseFault, type FaultSpec } from '../replica/byzantine.js';
+import { getProtocol, hasProtocol, registeredProtocols, UnknownProtocolError } from '../replica/protocols.js';
+import { DEFAULT_REPLICA_OPTIONS, primaryOf, quorums, type ProtocolName } from '../replica/types.js';
 import { INFRA_BACKENDS, INFRA_FLAG_NAMES, parseInfraFlags, type InfraBackend, type InfraFlags, type InfraSpec } from './infra-spec.js';
 
 export type BackendName = InfraBackend;
 export const BACKENDS: readonly BackendName[] = INFRA_BACKENDS;
 export type ExtraValue = string | number | boolean;
+
+/**
+ * A crash or Byzantine behaviour of one replica that is started (replica/byzantine.ts), from
+ * `--faults REPLICA=FAULT`. The replica's process wraps its core with `withFault`.
+ */
+export interface RunFault {
+  readonly replica: number;
+  readonly fault: FaultSpec;
+}
 
 export interface RunSpec {
   readonly protocol: ProtocolName;
@@ -23,6 +33,11 @@ export interface RunSpec {
   readonly crashedReplicas: readonly number[];
   /** True when --force allowed more crashed replicas than the protocol tolerates. */
   readonly force: boolean;
+  /**
+   * Started replicas that misbehave (--faults), in the order given; several on one replica
+   * compose, the first innermost. crashAt times count from the replica's start.
+   */
+  readonly faults: readonly RunFault[];
   /** Writes per client batch (paper: 100). */
   readonly batch: number;
   /** Logical clients in total (closed loop: one batch outstanding each). */
@@ -98,6 +113,8 @@ export interface RunFlags extends InfraFlags {
   readonly checkpointInterval?: string;
   readonly window?: string;
   readonly extra?: readonly string[];
+  /** REPLICA=FAULT, repeatable: 0=stopAfter:900, primary=equivocate, 0=inTheDark:3, 1=slow:20, 3=crashAt:5000. */
+  readonly faults?: readonly string[];
 }
 
 const FLAG_NAMES: Record<string, string> = {
@@ -121,6 +138,7 @@ const FLAG_NAMES: Record<string, string> = {
   checkpointInterval: '--checkpoint-interval',
   window: '--window',
   extra: '--extra',
+  faults: '--faults',
   ...INFRA_FLAG_NAMES,
 };
 
@@ -206,6 +224,7 @@ const flagSchema = z.object({
       }
       return out;
     }),
+  faults: z.array(z.string()).optional(),
 });
 
 function describeIssues(error: z.ZodError): string {
@@ -217,6 +236,96 @@ export function crashedBackups(n: number, crashed: number): number[] {
   const out: number[] = [];
   for (let i = n - crashed; i < n; i++) out.push(i);
   return out;
+}
+
+/** A fault as `parseFault` (replica/byzantine.ts) reads it: silent, stopAfter:900, inTheDark:2,3, ... */
+export function formatFault(f: FaultSpec): string {
+  switch (f.kind) {
+    case 'silent':
+    case 'equivocate':
+      return f.kind;
+    case 'stopAfter':
+      return `stopAfter:${f.batches}`;
+    case 'crashAt':
+      return `crashAt:${f.atMs}`;
+    case 'slow':
+      return `slow:${f.delayMs}`;
+    case 'inTheDark':
+      return `inTheDark:${f.victims.join(',')}`;
+  }
+}
+
+/** `0=stopAfter:900`: what --faults takes, with the replica resolved. */
+export function formatRunFault(a: RunFault): string {
+  return `${a.replica}=${formatFault(a.fault)}`;
+}
+
+const FAULT_SYNTAX = 'REPLICA=FAULT, REPLICA a replica id or primary (the view-0 primary), FAULT one of silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate';
+
+/**
+ * The --faults values as RunFaults; every problem goes to `issues`, prefixed with the flag:
+ * the replica must exist and be started (a crashed backup never runs, so a fault on it would
+ * be a silent no-op), victims kept in the dark must exist and not be the replica itself, the
+ * protocol must have proposal hooks for inTheDark and equivocate, and crashed backups plus
+ * faulty replicas (and the victims kept in the dark) must stay within f unless --force.
+ */
+function parseRunFaults(texts: readonly string[], protocol: ProtocolName, n: number, crashedReplicas: readonly number[], force: boolean, issues: string[]): RunFault[] {
+  const out: RunFault[] = [];
+  const { f } = quorums(n);
+  for (const text of texts) {
+    const m = /^\s*(\d+|primary)\s*=\s*(.+?)\s*$/.exec(text);
+    if (!m) {
+      issues.push(`--faults: '${text}' is not ${FAULT_SYNTAX}`);
+      continue;
+    }
+    const replica = m[1] === 'primary' ? primaryOf(0, n) : Number(m[1]);
+    let fault: FaultSpec;
+    try {
+      fault = parseFault(m[2]!);
+    } catch (err) {
+      if (!(err instanceof FaultConfigError)) throw err;
+      issues.push(`--faults: ${err.message}`);
+      continue;
+    }
+    const problem = faultProblem({ replica, fault }, protocol, n, crashedReplicas);
+    if (problem) issues.push(`--faults: '${text}': ${problem}`);
+    else out.push({ replica, fault });
+  }
+  const faulty = new Set([...crashedReplicas, ...out.map((a) => a.replica)]);
+  if (out.length > 0 && faulty.size > f && !force) {
+    const ids = [...faulty].sort((a, b) => a - b).join(', ');
+    const counted = crashedReplicas.length > 0 ? `, the crashed backups ${crashedReplicas.join(', ')} included` : '';
+    issues.push(`--faults: ${faulty.size} faulty replicas (${ids}${counted}) exceed what ${protocol} tolerates with n = ${n} (f = ${f}); pass --force to run it anyway`);
+  }
+  return out;
+}
+
+function faultProblem(a: RunFault, protocol: ProtocolName, n: number, crashedReplicas: readonly number[]): string | undefined {
+  if (!Number.isInteger(a.replica) || a.replica >= n) return `replica ${a.replica} does not exist (replicas are 0..${n - 1})`;
+  if (crashedReplicas.includes(a.replica)) return `replica ${a.replica} is a crashed backup (--crashed): it is never started, so it cannot misbehave`;
+  const fault = a.fault;
+  switch (fault.kind) {
+    case 'stopAfter':
+      if (!Number.isInteger(fault.batches)) return `stopAfter counts batches: give an integer, not ${fault.batches}`;
+      return undefined;
+    case 'inTheDark': {
+      const { f } = quorums(n);
+      for (const v of fault.victims) {
+        if (v >= n) return `victim ${v} does not exist (replicas are 0..${n - 1})`;
+        if (v === a.replica) return 'a replica cannot keep itself in the dark';
+      }
+      if (new Set(fault.victims).size > f) return `a primary keeps at most f = ${f} replicas in the dark (paper Example 3.4); ${fault.victims.length} given`;
+      return hooksProblem(protocol, fault.kind);
+    }
+    case 'equivocate':
+      return hooksProblem(protocol, fault.kind);
+    default:
+      return undefined;
+  }
+}
+
+function hooksProblem(protocol: ProtocolName, kind: string): string | undefined {
+  return getProtocol(protocol).faults === undefined ? `protocol ${protocol} has no proposal hooks for '${kind}' (replica/byzantine.ts)` : undefined;
 }
 
 /** Validates flags into a full spec; throws RunSpecError naming every bad flag. */
@@ -242,6 +351,8 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
   const checkpointInterval = o.checkpointInterval ?? d.checkpointInterval;
   const window = o.window ?? d.window;
   if (window < checkpointInterval) issues.push(`--window: the window (${window}) must hold at least one checkpoint interval (${checkpointInterval})`);
+  const crashedReplicas = crashedBackups(n, crashed);
+  const faults = parseRunFaults(o.faults ?? [], o.protocol as ProtocolName, n, crashedReplicas, o.force ?? false, issues);
   const placed = parseInfraFlags(o.backend ?? d.backend, flags);
   issues.push(...placed.issues);
   if (issues.length > 0) throw new RunSpecError(issues.join('\n'));
@@ -251,8 +362,9 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
     protocol: o.protocol as ProtocolName,
     replicas: n,
     crashed,
-    crashedReplicas: crashedBackups(n, crashed),
+    crashedReplicas,
     force: o.force ?? false,
+    faults,
     batch: o.batch ?? d.batch,
     clients,
     clientProcs,
@@ -301,6 +413,7 @@ export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'ke
     checkpointInterval: input.checkpointInterval,
     window: input.window,
     extra: Object.entries(input.extra ?? {}).map(([k, v]) => `${k}=${v}`),
+    faults: input.faults?.map(formatRunFault),
     link: input.link,
     hosts: input.infra?.hosts,
     pin: input.infra?.pinCpus?.join(','),
@@ -317,6 +430,16 @@ export function liveReplicas(spec: RunSpec): number[] {
   const out: number[] = [];
   for (let i = 0; i < spec.replicas; i++) if (!spec.crashedReplicas.includes(i)) out.push(i);
   return out;
+}
+
+/** Replicas that are not correct: crashed backups and replicas with a fault, ascending. */
+export function faultyReplicas(spec: Pick<RunSpec, 'crashedReplicas' | 'faults'>): number[] {
+  return [...new Set([...spec.crashedReplicas, ...spec.faults.map((a) => a.replica)])].sort((a, b) => a - b);
+}
+
+/** The faults replica `id` wraps its core with, in order (empty for a correct replica). */
+export function faultsOf(spec: Pick<RunSpec, 'faults'>, id: number): FaultSpec[] {
+  return spec.faults.filter((a) => a.replica === id).map((a) => a.fault);
 }
 
 /** `extra` for the processes: HotStuff's parallel leaders are the replicas that take part. */

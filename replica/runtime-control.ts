@@ -10,6 +10,7 @@
  */
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
+import type { FaultSpec } from './byzantine.js';
 import type { ProtocolName } from './types.js';
 
 /** Where a peer listens. */
@@ -40,6 +41,11 @@ export interface ReplicaProcessConfig extends CommonProcessConfig {
   readonly checkpointIntervalK: number;
   readonly windowK: number;
   readonly viewChangeTimeoutMs: number;
+  /**
+   * Crash or Byzantine behaviours this replica wraps its core with (replica/byzantine.ts), in
+   * order, the first innermost; crashAt's time counts from `start`. Absent: a correct replica.
+   */
+  readonly faults?: readonly FaultSpec[];
 }
 
 export interface ClientProcessConfig extends CommonProcessConfig {

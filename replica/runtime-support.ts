@@ -9,6 +9,12 @@ import type { CommonProcessConfig } from './runtime-control.js';
 export const nowMs = (): number => performance.now();
 
 /**
+ * Milliseconds since the Unix epoch, sub-millisecond: times two processes report can be
+ * compared (on one machine exactly; across hosts up to their clocks' offset).
+ */
+export const epochMs = (): number => performance.timeOrigin + performance.now();
+
+/**
  * The core's named timers (STYLE.md: a table of named timers, TigerBeetle). `set` re-arms,
  * `cancel` disarms; a timer fires once.
  */

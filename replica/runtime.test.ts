@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ClientRuntime } from '../client/runtime.js';
 import { createKeyGenerator } from '../client/generators.js';
 import { toy, type ToyMessage } from '../infra/sim/toy-protocol.js';
+import type { FaultSpec } from './byzantine.js';
 import type { ProtocolModule } from './protocol.js';
 import type { ClientProcessConfig, PeerAddress, ReplicaProcessConfig } from './runtime-control.js';
 import { ReplicaRuntime } from './runtime.js';
@@ -36,7 +37,7 @@ async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Pro
   }
 }
 
-async function cluster(n: number, live: readonly number[], warmupMs: number, durationMs: number) {
+async function cluster(n: number, live: readonly number[], warmupMs: number, durationMs: number, faults: Readonly<Record<number, readonly FaultSpec[]>> = {}) {
   const addrs: PeerAddress[] = [];
   for (const id of live) {
     const config: ReplicaProcessConfig = {
@@ -49,6 +50,7 @@ async function cluster(n: number, live: readonly number[], warmupMs: number, dur
       checkpointIntervalK: 50,
       windowK: 100,
       viewChangeTimeoutMs: 1000,
+      ...(faults[id] ? { faults: faults[id] } : {}),
     };
     const r = new ReplicaRuntime(module, config);
     replicas.push(r);
@@ -85,8 +87,12 @@ describe('runtime over loopback TCP (toy protocol)', () => {
     const m = client.metrics();
     expect(m.acceptedTxnsInWindow).toBeGreaterThan(0);
     expect(m.acceptedTxnsInWindow).toBeLessThan(m.acceptedBatchesTotal * 10 + 1);
-    // The per-second series counts every acceptance, the window only some of them.
-    expect(m.txnsPerSecond.reduce((a, b) => a + b, 0)).toBe(m.acceptedBatchesTotal * 10);
+    // The per-second series starts with the warm-up and stops at the window's end: its buckets
+    // from the window's start hold exactly the window's acceptances.
+    expect(m.firstBucketSec).toBe(-1);
+    expect(m.txnsPerSecond.length).toBe(2);
+    expect(m.txnsPerSecond.slice(-m.firstBucketSec).reduce((a, b) => a + b, 0)).toBe(m.acceptedTxnsInWindow);
+    expect(m.txnsPerSecond.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(m.acceptedBatchesTotal * 10);
     const h = hdr.decodeFromCompressedBase64(m.latencyHistogram);
     expect(h.totalCount).toBe(m.acceptedTxnsInWindow);
     expect(m.latencyMsMin).not.toBeNull();
@@ -119,5 +125,26 @@ describe('runtime over loopback TCP (toy protocol)', () => {
     client.stop();
     expect(client.metrics().acceptedTxnsInWindow).toBeGreaterThan(0);
     expect(replicas[0]!.metrics().transport.unroutable).toBeGreaterThan(0);
+  });
+
+  it('wraps a replica in its faults at start: stopAfter leaves a prefix, crashAt counts from start', async () => {
+    // Backup 3 stops after 5 batches; backup 2 crashes 300 ms after its start. Counted from the
+    // process's start instead (this test process is older than 300 ms) it would execute nothing.
+    const { client } = await cluster(4, [0, 1, 2, 3], 100, 800, { 3: [{ kind: 'stopAfter', batches: 5 }], 2: [{ kind: 'crashAt', atMs: 300 }] });
+    await until(() => client.metrics().windowClosed, 'window end');
+    client.stop();
+    expect(client.metrics().acceptedTxnsInWindow).toBeGreaterThan(0);
+    await until(() => replicas[0]!.progress().executedK === replicas[1]!.progress().executedK, 'convergence of 0 and 1');
+    const height = (id: number): number => replicas[id]!.ledgerReport().height;
+    expect(height(3)).toBe(5);
+    expect(height(0)).toBeGreaterThan(5);
+    expect(height(2)).toBeGreaterThan(0);
+    expect(height(2)).toBeLessThan(height(0));
+    expect(replicas[3]!.metrics().faults).toEqual(['stopAfter(5)']);
+    expect(replicas[2]!.metrics().faults).toEqual(['crashAt(300ms)']);
+    expect(replicas[0]!.metrics().faults).toEqual([]);
+    // The stopped replica's ledger is a prefix of the others'.
+    const prefix = Buffer.from(replicas[3]!.ledgerReport().hashes, 'base64');
+    expect(Buffer.from(replicas[0]!.ledgerReport().hashes, 'base64').subarray(0, prefix.length).equals(prefix)).toBe(true);
   });
 });

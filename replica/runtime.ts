@@ -11,11 +11,12 @@
  * A frame that does not decode is dropped and counted; a core that throws has a bug, and the
  * process reports it and exits rather than run on in an unknown state.
  */
+import { describeFault, withFault } from './byzantine.js';
 import { createCrypto, type CryptoProvider } from './crypto.js';
 import { clientMacKey, KeyRing, replicaMacKey } from './keys.js';
 import type { ProtocolModule } from './protocol.js';
 import type { PeerAddress, ReplicaProcessConfig } from './runtime-control.js';
-import { bump, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources } from './runtime-support.js';
+import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources } from './runtime-support.js';
 import { Transport, type TransportCounters } from './transport.js';
 import {
   clientOrigin,
@@ -57,10 +58,21 @@ export interface WindowFigures {
   readonly executedTxns: number;
 }
 
+/** When a view change began or a view was entered, in ms since the Unix epoch (comparable across processes of one machine). */
+export interface ViewEventTime {
+  readonly view: number;
+  readonly atEpochMs: number;
+}
+
 export interface ReplicaMetricsReport {
   readonly role: 'replica';
   readonly id: number;
   readonly pid: number;
+  /** The faults this replica's core is wrapped with (replica/byzantine.ts describeFault); empty when correct. */
+  readonly faults: readonly string[];
+  /** The replica's own viewChangeStarted and viewEntered events, with their times (the first VIEW_EVENTS_MAX of each). */
+  readonly viewChangesStarted: readonly ViewEventTime[];
+  readonly viewsEntered: readonly ViewEventTime[];
   /** Differences over the measurement window; undefined if the window never closed. */
   readonly window: WindowFigures | undefined;
   readonly transport: TransportCounters;
@@ -93,9 +105,12 @@ export interface ReplicaProgress {
 }
 
 const EARLY_FRAMES_MAX = 10_000;
+/** View events kept with their times; a run with more view changes than this is broken anyway. */
+const VIEW_EVENTS_MAX = 1000;
 
 export class ReplicaRuntime<M extends WireMessage> {
-  readonly core: ReplicaCore<M>;
+  /** The protocol core, wrapped in its faults once started (before that, the correct core). */
+  private stepper: ReplicaCore<M>;
   readonly transport: Transport;
   private readonly codec: MessageCodec<M>;
   private readonly timers: NamedTimers;
@@ -111,6 +126,8 @@ export class ReplicaRuntime<M extends WireMessage> {
   private executedBatches = 0;
   private executedTxns = 0;
   private readonly events: Record<string, number> = {};
+  private readonly viewChangesStarted: ViewEventTime[] = [];
+  private readonly viewsEntered: ViewEventTime[] = [];
   private readonly rejected: Record<string, number> = {};
   private readonly waiters: Array<() => void> = [];
   /** Frames that arrived before `start` (a peer that started a moment earlier), replayed at start. */
@@ -118,14 +135,14 @@ export class ReplicaRuntime<M extends WireMessage> {
   private earlyDropped = 0;
 
   constructor(
-    module: ProtocolModule<M>,
+    private readonly module: ProtocolModule<M>,
     readonly config: ReplicaProcessConfig,
     crypto: CryptoProvider = createCrypto('node'),
   ) {
     const { id, n, keySeed, clientMachines } = config;
     this.codec = module.codec;
     const keys = new KeyRing(crypto, keySeed, n, clientMachines);
-    this.core = module.createReplica(
+    this.stepper = module.createReplica(
       {
         id,
         n,
@@ -187,9 +204,27 @@ export class ReplicaRuntime<M extends WireMessage> {
     for (const w of this.waiters.splice(0)) w();
   }
 
+  /** The core the runtime steps: the protocol's, inside its fault wrappers once started. */
+  get core(): ReplicaCore<M> {
+    return this.stepper;
+  }
+
+  /**
+   * Wraps the core in the configured faults (DESIGN.md: Byzantine behaviours are wrappers, not
+   * ifs in protocol code). Done at start because crashAt counts from the run's start, while the
+   * core's clock (nowMs) counts from the process's.
+   */
+  private wrapInFaults(startMs: number): void {
+    for (const fault of this.config.faults ?? []) {
+      const atStart = fault.kind === 'crashAt' ? { ...fault, atMs: startMs + fault.atMs } : fault;
+      this.stepper = withFault(this.stepper, atStart, this.module, this.config.n);
+    }
+  }
+
   start(warmupMs: number, durationMs: number): void {
     if (this.started) throw new Error('already started');
     this.started = true;
+    this.wrapInFaults(nowMs());
     this.window = new MeasurementWindow(
       warmupMs,
       durationMs,
@@ -269,7 +304,10 @@ export class ReplicaRuntime<M extends WireMessage> {
 
   private onEvent(e: ReplicaEvent): void {
     bump(this.events, e.name);
-    if (e.name === 'executed') {
+    if (e.name === 'viewChangeStarted' || e.name === 'viewEntered') {
+      const list = e.name === 'viewChangeStarted' ? this.viewChangesStarted : this.viewsEntered;
+      if (list.length < VIEW_EVENTS_MAX) list.push({ view: e.view, atEpochMs: epochMs() });
+    } else if (e.name === 'executed') {
       this.executedBatches++;
       this.executedTxns += e.txns;
     } else if (e.name === 'rejected') {
@@ -308,6 +346,9 @@ export class ReplicaRuntime<M extends WireMessage> {
       role: 'replica',
       id: this.config.id,
       pid: process.pid,
+      faults: (this.config.faults ?? []).map(describeFault),
+      viewChangesStarted: [...this.viewChangesStarted],
+      viewsEntered: [...this.viewsEntered],
       window: this.opened && this.closed ? windowFigures(this.opened, this.closed) : undefined,
       transport: { ...this.transport.counters },
       decodeErrors: this.decodeErrors,
