@@ -4,15 +4,16 @@
  * Measurement (DESIGN.md "Metrics"): a batch counts if the protocol's own rule accepted it with
  * the acceptance time inside the window [start + warm-up, start + warm-up + duration) of this
  * process's clock. Its latency is acceptance minus first send (in open loop, the intended send
- * time), recorded per transaction in an HdrHistogram in microseconds. Every acceptance, in the
- * window or not, also goes to the per-second series and to the list the safety check reads.
+ * time), recorded per transaction in an HdrHistogram in microseconds. Every acceptance goes to
+ * the list the safety check reads, and every one before the window's end to the per-second
+ * series, whose buckets are whole seconds from the window's start (warm-up seconds negative).
  */
 import * as hdr from 'hdr-histogram-js';
 import { createCrypto, DIGEST_BYTES, type CryptoProvider } from '../replica/crypto.js';
 import { clientMacKey, KeyRing } from '../replica/keys.js';
 import type { ProtocolModule } from '../replica/protocol.js';
 import type { ClientProcessConfig, PeerAddress } from '../replica/runtime-control.js';
-import { bump, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources, type ResourceSample } from '../replica/runtime-support.js';
+import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources, type ResourceSample } from '../replica/runtime-support.js';
 import { waitUntil } from '../replica/runtime.js';
 import { Transport, type TransportCounters } from '../replica/transport.js';
 import {
@@ -44,8 +45,15 @@ export interface ClientMetricsReport {
   readonly latencyHistogram: string;
   /** Smallest latency seen in the window, ms (a negative one would be impossible). */
   readonly latencyMsMin: number | null;
-  /** Accepted transactions per second since start (index 0 = first second after start). */
+  /**
+   * Accepted transactions per 1-second bucket, from the run's start to the window's end: bucket
+   * i covers [window start + (firstBucketSec + i) s, + 1 s), so warm-up buckets come first, with
+   * negative seconds; the first may be cut by the start, the last by the window's end.
+   */
   readonly txnsPerSecond: number[];
+  readonly firstBucketSec: number;
+  /** The window's start in ms since the Unix epoch, to place replicas' view events on the series' axis. */
+  readonly windowStartEpochMs: number | null;
   readonly warmupMs: number;
   /** CPU time inside the window and its length. */
   readonly windowCpuMs: number | null;
@@ -90,7 +98,9 @@ export class ClientRuntime<M extends WireMessage> {
   private acceptedBatchesInWindow = 0;
   private acceptedTxnsTotal = 0;
   private latencyMsMin = Infinity;
-  private readonly txnsPerSecond: number[] = [];
+  private txnsPerSecond: number[] = [];
+  private firstBucketSec = 0;
+  private windowStartEpochMs: number | null = null;
   /** Every accepted batch, for the safety check, kept compact (a digest must not pin its frame). */
   private readonly accepted = new AcceptedLog();
   private timeouts = 0;
@@ -156,6 +166,9 @@ export class ClientRuntime<M extends WireMessage> {
       () => (this.opened = sampleResources()),
       () => (this.closed = sampleResources()),
     );
+    this.windowStartEpochMs = epochMs() - nowMs() + this.window.startMs;
+    this.firstBucketSec = -Math.ceil(warmupMs / 1000);
+    this.txnsPerSecond = new Array<number>(Math.ceil(warmupMs / 1000) + Math.ceil(durationMs / 1000)).fill(0);
     this.input({ kind: 'start' });
   }
 
@@ -222,9 +235,10 @@ export class ClientRuntime<M extends WireMessage> {
     this.accepted.add(b);
     this.acceptedTxnsTotal += b.txns;
     bump(this.paths, b.path);
-    const second = Math.floor((b.acceptedMs - w.startedAtMs) / 1000);
-    while (this.txnsPerSecond.length <= second) this.txnsPerSecond.push(0);
-    this.txnsPerSecond[second]! += b.txns;
+    if (b.acceptedMs < w.endMs) {
+      const bucket = Math.floor((b.acceptedMs - w.startMs) / 1000) - this.firstBucketSec;
+      if (bucket >= 0 && bucket < this.txnsPerSecond.length) this.txnsPerSecond[bucket]! += b.txns;
+    }
     if (!w.contains(b.acceptedMs)) return;
     const latencyMs = b.acceptedMs - b.firstSentMs;
     if (latencyMs < this.latencyMsMin) this.latencyMsMin = latencyMs;
@@ -258,6 +272,8 @@ export class ClientRuntime<M extends WireMessage> {
       latencyHistogram: hdr.encodeIntoCompressedBase64(this.histogram),
       latencyMsMin: Number.isFinite(this.latencyMsMin) ? this.latencyMsMin : null,
       txnsPerSecond: [...this.txnsPerSecond],
+      firstBucketSec: this.firstBucketSec,
+      windowStartEpochMs: this.windowStartEpochMs,
       warmupMs: w ? w.startMs - w.startedAtMs : 0,
       windowCpuMs: this.opened && this.closed ? this.closed.cpuMs - this.opened.cpuMs : null,
       windowElapsedMs: this.opened && this.closed ? this.closed.atMs - this.opened.atMs : null,

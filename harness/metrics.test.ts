@@ -27,6 +27,8 @@ function client(origin: number, latenciesMs: readonly number[], txnsEach: number
     latencyHistogram: hdr.encodeIntoCompressedBase64(h),
     latencyMsMin: Math.min(...latenciesMs),
     txnsPerSecond: [500, latenciesMs.length * txnsEach / 2, latenciesMs.length * txnsEach / 2],
+    firstBucketSec: -1,
+    windowStartEpochMs: WINDOW_START_EPOCH_MS,
     warmupMs: 1000,
     windowCpuMs: 500,
     windowElapsedMs: 2000,
@@ -40,11 +42,18 @@ function client(origin: number, latenciesMs: readonly number[], txnsEach: number
   };
 }
 
-function replica(id: number, framesSent: number, elapsedMs: number): ReplicaMetricsReport {
+const WINDOW_START_EPOCH_MS = 1_700_000_000_000;
+const at = (view: number, sec: number) => ({ view, atEpochMs: WINDOW_START_EPOCH_MS + sec * 1000 });
+
+function replica(id: number, framesSent: number, elapsedMs: number, extra: Partial<ReplicaMetricsReport> = {}): ReplicaMetricsReport {
   return {
     role: 'replica',
     id,
     pid: 10 + id,
+    faults: [],
+    // Replica 1 went through two view changes: view 1 failed, view 2 was entered.
+    viewChangesStarted: id === 1 ? [at(1, 0.5), at(2, 0.9)] : [],
+    viewsEntered: id === 1 ? [at(2, 1.2)] : [],
     window: {
       elapsedMs,
       cpuMs: elapsedMs / 4,
@@ -64,6 +73,7 @@ function replica(id: number, framesSent: number, elapsedMs: number): ReplicaMetr
     rejected: {},
     peakRssBytes: 100 * 2 ** 20,
     status: { id, view: 0, executedK: 10, stableK: 0, inViewChange: false, logEntries: 0 },
+    ...extra,
   };
 }
 
@@ -83,8 +93,53 @@ describe('aggregateMetrics', () => {
     expect(m.dropped.badMac).toBe(1);
     expect(m.framesPerWrite).toBe(10);
     expect(m.throughputSeries[0]).toEqual({ tSec: -1, txnPerSec: 1000 });
+    expect(m.throughputSeries.map((b) => b.tSec)).toEqual([-1, 0, 1]);
+    expect(m.viewChangeMs).toBe(700);
+    expect(m.viewChangeStartSec).toBe(0.5);
+    expect(m.viewChangeEndSec).toBe(1.2);
     expect(m.processes.find((p) => p.name === 'replica 0')!.cpuPercent).toBe(25);
     expect(m.processes.find((p) => p.name === 'client 1')!.peakRssMB).toBe(50);
+  });
+});
+
+describe('failure metrics', () => {
+  it('counts distinct views of correct replicas and times the view change from the first start to the last entry', () => {
+    const rs = [
+      replica(0, 10, 1000, { viewChangesStarted: [at(1, 2.0)], viewsEntered: [] }),
+      replica(1, 10, 1000, { viewChangesStarted: [at(1, 2.1), at(1, 2.2)], viewsEntered: [at(1, 2.4)] }),
+      replica(2, 10, 1000, { viewChangesStarted: [at(1, 2.05)], viewsEntered: [at(1, 2.3)] }),
+      // A faulty replica's own view changes (here, a Byzantine one running ahead) are left out.
+      replica(3, 10, 1000, { viewChangesStarted: [at(5, 0.1)], viewsEntered: [at(5, 9)] }),
+    ];
+    const m = aggregateMetrics(rs, [client(0, [10], 100)], 1, [3]);
+    expect(m.viewChanges).toBe(1);
+    expect(m.viewChangeMs).toBe(400);
+    expect(m.viewChangeStartSec).toBe(2);
+    expect(m.viewChangeEndSec).toBe(2.4);
+    // Counting replica 3 would have found view 5 and an 8.9 s view change.
+    expect(aggregateMetrics(rs, [client(0, [10], 100)], 1).viewChanges).toBe(2);
+  });
+
+  it('reports no duration when no view change began or none completed', () => {
+    const none = aggregateMetrics([replica(0, 10, 1000, { viewChangesStarted: [], viewsEntered: [] })], [client(0, [10], 100)], 1);
+    expect(none.viewChanges).toBe(0);
+    expect(none.viewChangeMs).toBeUndefined();
+    const stuck = aggregateMetrics([replica(0, 10, 1000, { viewChangesStarted: [at(1, 1)], viewsEntered: [] })], [client(0, [10], 100)], 1);
+    expect(stuck.viewChanges).toBe(1);
+    expect(stuck.viewChangeMs).toBeUndefined();
+  });
+
+  it('sums the series over client processes and scales buckets cut by the start or the window end', () => {
+    // Warm-up 1.5 s: bucket -2 holds only 0.5 s of the run; window 2.5 s: bucket 2 holds 0.5 s.
+    const c = (origin: number) => client(origin, [10], 100, { firstBucketSec: -2, txnsPerSecond: [50, 100, 100, 100, 50], warmupMs: 1500, windowMs: 2500 });
+    const m = aggregateMetrics([], [c(0), c(1)], 1.5);
+    expect(m.throughputSeries).toEqual([
+      { tSec: -2, txnPerSec: 200 },
+      { tSec: -1, txnPerSec: 200 },
+      { tSec: 0, txnPerSec: 200 },
+      { tSec: 1, txnPerSec: 200 },
+      { tSec: 2, txnPerSec: 200 },
+    ]);
   });
 });
 

@@ -5,7 +5,11 @@
  * - throughput: transactions in batches accepted inside the window, over the window in seconds;
  * - latency: per transaction, from the merged HdrHistograms of every client process;
  * - messages and bytes sent by all replicas inside their windows, per second;
- * - CPU% and peak RSS per process.
+ * - CPU% and peak RSS per process;
+ * - failures: view changes (distinct views the correct replicas started or entered), the view
+ *   change's duration (the first correct replica's viewChangeStarted to the last correct
+ *   replica's viewEntered), rollbacks, client timeouts, and throughput in 1-second buckets
+ *   from the window's start, so a view change's dip shows.
  */
 import * as hdr from 'hdr-histogram-js';
 import type { ClientMetricsReport } from '../client/runtime.js';
@@ -39,10 +43,24 @@ export interface RunMetricsReport {
   readonly acceptedTxns: number;
   readonly acceptedBatches: number;
   readonly windowSec: number;
+  /** Distinct views above 0 that correct replicas started a view change to or entered. */
   readonly viewChanges: number;
+  /**
+   * From the first correct replica's viewChangeStarted to the last correct replica's last
+   * viewEntered, in ms (times from the processes' clocks, exact on one machine); absent when no
+   * view change began or none completed.
+   */
+  readonly viewChangeMs?: number;
+  /** Where that view change begins and ends on the series' axis (seconds from the window's start). */
+  readonly viewChangeStartSec?: number;
+  readonly viewChangeEndSec?: number;
   readonly rollbacks: number;
   readonly clientTimeouts: number;
-  /** Accepted transactions per second; tSec counts from the start of the window (warm-up < 0). */
+  /**
+   * Accepted transactions per second in 1-second buckets; tSec is the bucket's start from the
+   * start of the window (warm-up buckets negative), up to the window's end. A bucket the run's
+   * start or the window's end cuts is divided by the part that was measured.
+   */
   readonly throughputSeries: readonly { readonly tSec: number; readonly txnPerSec: number }[];
   readonly acceptedByPath: Record<string, number>;
   readonly processes: readonly ProcessFigures[];
@@ -67,7 +85,57 @@ function addCounts(into: Record<string, number>, from: Record<string, number>): 
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 }
 
-export function aggregateMetrics(replicas: readonly ReplicaMetricsReport[], clients: readonly ClientMetricsReport[], warmupS: number): RunMetricsReport {
+/** Accepted transactions per 1-second bucket, summed over client processes, from the window's start (see ClientMetricsReport). */
+function throughputSeries(clients: readonly ClientMetricsReport[], warmupMs: number, windowMs: number): { tSec: number; txnPerSec: number }[] {
+  if (clients.length === 0) return [];
+  const first = Math.min(...clients.map((c) => c.firstBucketSec));
+  const end = Math.max(...clients.map((c) => c.firstBucketSec + c.txnsPerSecond.length));
+  const series: { tSec: number; txnPerSec: number }[] = [];
+  for (let t = first; t < end; t++) {
+    const txns = sum(clients.map((c) => c.txnsPerSecond[t - c.firstBucketSec] ?? 0));
+    const measuredMs = Math.min(t * 1000 + 1000, windowMs) - Math.max(t * 1000, -warmupMs);
+    series.push({ tSec: t, txnPerSec: measuredMs > 0 ? round((txns * 1000) / measuredMs, 1) : 0 });
+  }
+  return series;
+}
+
+interface ViewChangeFigures {
+  readonly viewChanges: number;
+  readonly viewChangeMs?: number;
+  readonly viewChangeStartSec?: number;
+  readonly viewChangeEndSec?: number;
+}
+
+/**
+ * View changes as the correct replicas saw them; faulty replicas are left out, since a Byzantine
+ * one may start view changes of its own and a crashed one reports nothing after its crash.
+ */
+function viewChangeFigures(replicas: readonly ReplicaMetricsReport[], faulty: readonly number[], windowStartEpochMs: number | undefined): ViewChangeFigures {
+  const correct = replicas.filter((r) => !faulty.includes(r.id));
+  const views = new Set<number>();
+  for (const r of correct) for (const e of [...r.viewChangesStarted, ...r.viewsEntered]) if (e.view > 0) views.add(e.view);
+  const starts = correct.flatMap((r) => r.viewChangesStarted.map((e) => e.atEpochMs));
+  const ends = correct.flatMap((r) => r.viewsEntered.filter((e) => e.view > 0).slice(-1).map((e) => e.atEpochMs));
+  if (starts.length === 0 || ends.length === 0) return { viewChanges: views.size };
+  const startMs = Math.min(...starts);
+  const endMs = Math.max(...ends);
+  if (endMs < startMs) return { viewChanges: views.size };
+  const onAxis = (t: number): number | undefined => (windowStartEpochMs === undefined ? undefined : round((t - windowStartEpochMs) / 1000));
+  const startSec = onAxis(startMs);
+  const endSec = onAxis(endMs);
+  return {
+    viewChanges: views.size,
+    viewChangeMs: round(endMs - startMs, 1),
+    ...(startSec === undefined ? {} : { viewChangeStartSec: startSec }),
+    ...(endSec === undefined ? {} : { viewChangeEndSec: endSec }),
+  };
+}
+
+/**
+ * The run's metrics from every process's report; `faulty` names the replicas that are not
+ * correct (crashed backups are not among the reports; replicas with --faults are).
+ */
+export function aggregateMetrics(replicas: readonly ReplicaMetricsReport[], clients: readonly ClientMetricsReport[], warmupS: number, faulty: readonly number[] = []): RunMetricsReport {
   const histogram = hdr.build({ numberOfSignificantValueDigits: 3 });
   for (const c of clients) histogram.add(hdr.decodeFromCompressedBase64(c.latencyHistogram));
   const acceptedTxns = sum(clients.map((c) => c.acceptedTxnsInWindow));
@@ -98,9 +166,9 @@ export function aggregateMetrics(replicas: readonly ReplicaMetricsReport[], clie
     toClients += w.messagesToClients * perSec;
   }
 
-  const seconds = Math.max(0, ...clients.map((c) => c.txnsPerSecond.length));
-  const series: { tSec: number; txnPerSec: number }[] = [];
-  for (let s = 0; s < seconds; s++) series.push({ tSec: s - warmupS, txnPerSec: sum(clients.map((c) => c.txnsPerSecond[s] ?? 0)) });
+  const series = throughputSeries(clients, warmupS * 1000, windowMs);
+  const windowStarts = clients.map((c) => c.windowStartEpochMs).filter((t): t is number => t !== null);
+  const viewChange = viewChangeFigures(replicas, faulty, windowStarts.length > 0 ? Math.min(...windowStarts) : undefined);
 
   const acceptedByPath: Record<string, number> = {};
   for (const c of clients) addCounts(acceptedByPath, c.paths);
@@ -136,7 +204,7 @@ export function aggregateMetrics(replicas: readonly ReplicaMetricsReport[], clie
     acceptedTxns,
     acceptedBatches: sum(clients.map((c) => c.acceptedBatchesInWindow)),
     windowSec,
-    viewChanges: Math.max(0, ...replicas.map((r) => r.events['viewChangeStarted'] ?? 0)),
+    ...viewChange,
     rollbacks: sum(replicas.map((r) => r.events['rollback'] ?? 0)),
     clientTimeouts: sum(clients.map((c) => c.timeouts)),
     throughputSeries: series,

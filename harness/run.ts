@@ -2,10 +2,12 @@
  * `poe-bench run`: one measured run of one protocol on real processes (issue 3).
  *
  * The run, in order: start the replica and client processes (crashed backups are simply not
- * started: they never take part), configure them (replicas bind their ports), connect them,
+ * started: they never take part; replicas with --faults wrap their core in replica/byzantine.ts's
+ * wrappers), configure them (replicas bind their ports), connect them,
  * start the replicas then the clients, warm up, measure, stop the clients, wait until the
  * replicas converge, stop the replicas, collect metrics, ledgers and accepted batches, check
- * safety on the real ledgers (infra/sim/safety.ts), shut everything down. Each process times
+ * safety on the real ledgers of the correct replicas (infra/sim/safety.ts; a faulty replica's
+ * ledger may be a prefix or anything else), shut everything down. Each process times
  * its own window from its `start`, so the harness's own scheduling cannot skew the numbers.
  *
  * Whatever happens (Ctrl-C, an error, a process that dies) every process is stopped before
@@ -26,7 +28,7 @@ import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetr
 import { launchCluster } from './infra-backends.js';
 import { defineInfraRunOptions } from './infra-spec.js';
 import { appendRun, environment, makeRunLine, writeManifest } from './results.js';
-import { liveReplicas, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from './spec.js';
+import { faultsOf, faultyReplicas, formatRunFault, liveReplicas, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from './spec.js';
 
 export interface RunOptions {
   /** Called about once a second with a progress line. */
@@ -85,7 +87,9 @@ const WINDOW_MARGIN_MS = 500;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function replicaConfig(spec: RunSpec, id: number): ReplicaProcessConfig {
+  const faults = faultsOf(spec, id);
   return {
+    ...(faults.length > 0 ? { faults } : {}),
     role: 'replica',
     protocol: spec.protocol,
     n: spec.replicas,
@@ -324,9 +328,12 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   }
 
   trace('stop clients');
-  // Stop the clients; the replicas finish what is in flight and must converge.
+  // Stop the clients; the replicas finish what is in flight and the correct ones must converge
+  // (a replica that stopped after k batches holds a prefix, an equivocating one anything).
   await guard.run(Promise.all(clients.map((cl) => ask(cl, { cmd: 'stop' }))));
-  const convergence = await waitForConvergence(replicas, guard, options.convergeTimeoutMs ?? 5000);
+  const faulty = faultyReplicas(spec);
+  const correct = replicas.filter((r) => !faulty.includes(r.id));
+  const convergence = await waitForConvergence(correct, guard, options.convergeTimeoutMs ?? 5000);
   trace('stop replicas');
   await guard.run(Promise.all(replicas.map((r) => ask(r, { cmd: 'stop' }))));
 
@@ -336,8 +343,8 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   const accepted = await guard.run(Promise.all(clients.map((cl) => ask<AcceptedReport>(cl, { cmd: 'ledger' }, 60_000))));
 
   trace('safety check');
-  const metrics = aggregateMetrics(replicaMetrics, clientMetrics, spec.warmupS);
-  const replicaLedgers: ReplicaLedger[] = ledgers.map((l) => ({ replica: l.id, ledger: ledgerFromReport(l) }));
+  const metrics = aggregateMetrics(replicaMetrics, clientMetrics, spec.warmupS, faulty);
+  const replicaLedgers: ReplicaLedger[] = ledgers.filter((l) => !faulty.includes(l.id)).map((l) => ({ replica: l.id, ledger: ledgerFromReport(l) }));
   const violations = [...checkSafety({ ledgers: replicaLedgers, accepted: acceptedRecords(accepted) })];
   if (!convergence.converged) violations.unshift(convergence.detail);
   const implausible = implausibilities(metrics, replicaMetrics, clientMetrics, spec.warmupS + spec.durationS);
@@ -401,7 +408,9 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
   const s = r.spec;
   const { f } = quorums(s.replicas);
   const lines: string[] = [];
-  const crashed = s.crashedReplicas.length ? `replica${s.crashedReplicas.length > 1 ? 's' : ''} ${s.crashedReplicas.join(', ')} crashed` : 'no crashed replica';
+  const crashed =
+    (s.crashedReplicas.length ? `replica${s.crashedReplicas.length > 1 ? 's' : ''} ${s.crashedReplicas.join(', ')} crashed` : 'no crashed replica') +
+    (s.faults.length ? `, faults ${s.faults.map(formatRunFault).join(' ')}` : '');
   const load = s.openLoopBatchesPerSec !== undefined ? `open loop at ${num(s.openLoopBatchesPerSec)} batches/s` : 'closed loop';
   lines.push(
     `poe-bench run: ${s.protocol}, n=${s.replicas} (f=${f}), ${crashed}, batch ${s.batch}, ${s.clients} clients in ${s.clientProcs} process${s.clientProcs > 1 ? 'es' : ''} (${load}), ` +
@@ -415,7 +424,13 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
     lines.push(
       `  replicas     ${num(m.messagesPerSec)} messages/s (${num(m.replicaToReplicaPerSec)} to replicas, ${num(m.replicaToClientPerSec)} to clients), ${bytesRate(m.bytesPerSec)}`,
     );
-    lines.push(`  faults       view changes ${m.viewChanges}, rollbacks ${m.rollbacks}, client timeouts ${m.clientTimeouts}`);
+    const vc = m.viewChangeMs === undefined ? '' : ` (${num(m.viewChangeMs, 1)} ms${m.viewChangeStartSec === undefined ? '' : `, from ${num(m.viewChangeStartSec, 2)} s to ${num(m.viewChangeEndSec ?? 0, 2)} s of the window`})`;
+    lines.push(
+      `  faults       view changes ${m.viewChanges}${vc}, rollbacks ${m.rollbacks}, client timeouts ${m.clientTimeouts} ` +
+        `(client timeout ${num(s.clientTimeoutMs)} ms, view-change timeout ${num(s.viewChangeTimeoutMs)} ms)`,
+    );
+    const paths = Object.entries(m.acceptedByPath);
+    if (paths.length > 0) lines.push(`  accepted by  ${paths.map(([p, c]) => `${p} ${num(c)}`).join(', ')} batches`);
     const d = m.dropped;
     const drops = d.badMac + d.badFrame + d.badHello + d.decodeErrors + d.queueFull;
     if (drops > 0) lines.push(`  dropped      bad MAC ${d.badMac}, bad frame ${d.badFrame}, bad hello ${d.badHello}, undecodable ${d.decodeErrors}, queue full ${d.queueFull}`);
@@ -449,6 +464,16 @@ export function runResultJson(r: RunResult, recordedIn?: string): Record<string,
     latencyMs: r.latencyMs,
     messagesPerSec: r.messagesPerSec,
     bytesPerSec: r.bytesPerSec,
+    ...(r.metrics
+      ? {
+          viewChanges: r.metrics.viewChanges,
+          ...(r.metrics.viewChangeMs === undefined ? {} : { viewChangeMs: r.metrics.viewChangeMs }),
+          rollbacks: r.metrics.rollbacks,
+          clientTimeouts: r.metrics.clientTimeouts,
+          acceptedByPath: r.metrics.acceptedByPath,
+          throughputSeries: r.metrics.throughputSeries,
+        }
+      : {}),
     spec: r.spec,
     startedAt: r.startedAt,
     durationSec: r.durationSec,
@@ -495,7 +520,12 @@ export function defineRunCommand(cmd: Command): Command {
     .option('--protocol <name>', `protocol: ${registeredProtocols().join(' | ') || 'none registered'}`)
     .option('--replicas <n>', `replicas, n >= 4 (default ${d.replicas})`)
     .option('--crashed <k>', 'backups that never take part: the highest ids, never the primary (at most f unless --force)')
-    .option('--force', 'allow --crashed above what the protocol tolerates')
+    .option('--force', 'allow --crashed (and --faults) above what the protocol tolerates')
+    .option(
+      '--faults <replica=fault>',
+      'a replica that misbehaves, repeatable: REPLICA (an id, or primary for the view-0 primary) = silent | stopAfter:K (batches executed) | crashAt:MS (after start) | slow:MS | inTheDark:IDS | equivocate; e.g. primary=stopAfter:900',
+      collect,
+    )
     .option('--batch <b>', `writes per client batch (default ${d.batch})`)
     .option('--clients <c>', `logical closed-loop clients in total (default ${d.clients})`)
     .option('--client-procs <p>', `client processes the logical clients are spread over (default ${d.clientProcs})`)
