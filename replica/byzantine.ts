@@ -174,48 +174,64 @@ class InTheDark<M extends WireMessage> extends Wrapper<M> {
   }
 }
 
+const EQUIVOCATE_TIMER = 'byz-equivocate';
 /**
- * Pairs consecutive proposals (k, k+1) and sends the second half of the backups the two
- * batches swapped: PROPOSE(v, k, T_{k+1}) and PROPOSE(v, k+1, T_k). A proposal left without a
- * partner at the end of a step is sent as it is, so the wrapper never withholds forever.
+ * How long a proposal waits for a partner. A primary proposes one client batch per incoming
+ * request, so consecutive proposals almost never leave in the same step: pairing only within a
+ * step would (and did) never equivocate. A few ms is well below any client or view-change timeout.
+ */
+export const EQUIVOCATE_HOLD_MS = 5;
+
+/**
+ * Pairs consecutive proposals (k, k+1) of one view and sends the second half of the backups the
+ * two batches swapped: PROPOSE(v, k, T_{k+1}) and PROPOSE(v, k+1, T_k). The first of a pair is
+ * held until the next proposal, across steps, for at most EQUIVOCATE_HOLD_MS; a proposal left
+ * without a partner then is sent to all as it is, so the wrapper never withholds forever.
  */
 class Equivocate<M extends WireMessage> extends Wrapper<M> {
+  private held: M | undefined = undefined;
+  private readonly backups: number[];
+  private readonly deceived: Set<number>;
   constructor(
     inner: ReplicaCore<M>,
-    private readonly n: number,
+    n: number,
     private readonly hooks: FaultHooks<M>,
   ) {
     super(inner);
+    this.backups = recipients(this.id, n);
+    this.deceived = new Set(this.backups.slice(Math.ceil(this.backups.length / 2)));
   }
   step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[] {
     const out: ReplicaOutput<M>[] = [];
-    let held: M | undefined;
-    const backups = recipients(this.id, this.n);
-    const deceived = new Set(backups.slice(Math.ceil(backups.length / 2)));
-    const sendAll = (msg: M): void => {
-      out.push({ kind: 'broadcast', msg });
-    };
+    if (input.kind === 'timer' && input.name === EQUIVOCATE_TIMER) {
+      if (this.held !== undefined) out.push({ kind: 'broadcast', msg: this.held });
+      this.held = undefined;
+      return out;
+    }
     for (const o of this.inner.step(input, nowMs)) {
-      if (o.kind !== 'broadcast' || !this.hooks.proposalSlot(o.msg)) {
+      const slot = o.kind === 'broadcast' ? this.hooks.proposalSlot(o.msg) : undefined;
+      if (o.kind !== 'broadcast' || slot === undefined) {
         out.push(o);
         continue;
       }
-      if (held === undefined) {
-        held = o.msg;
+      const first = this.held;
+      if (first === undefined || this.hooks.proposalSlot(first)?.view !== slot.view) {
+        if (first !== undefined) out.push({ kind: 'broadcast', msg: first });
+        this.held = o.msg;
+        out.push({ kind: 'setTimer', name: EQUIVOCATE_TIMER, afterMs: EQUIVOCATE_HOLD_MS });
         continue;
       }
-      const first = held;
+      this.held = undefined;
+      out.push({ kind: 'cancelTimer', name: EQUIVOCATE_TIMER });
       const second = o.msg;
-      held = undefined;
       const firstSwapped = this.hooks.withBatchOf(first, second);
       const secondSwapped = this.hooks.withBatchOf(second, first);
-      for (const to of backups) {
-        const lie = deceived.has(to);
+      for (const to of this.backups) {
+        const lie = this.deceived.has(to);
         out.push({ kind: 'send', to, msg: lie ? firstSwapped : first });
         out.push({ kind: 'send', to, msg: lie ? secondSwapped : second });
       }
     }
-    if (held !== undefined) sendAll(held);
     return out;
   }
 }

@@ -49,6 +49,7 @@
  * Not implemented: block or slot state transfer (a replica that misses a message for good,
  * which needs message loss, stays behind), the per-slot view change of parallel mode.
  */
+import type { FaultHooks } from './byzantine.js';
 import { CheckpointTracker, Executor, hex, type Execution } from './common.js';
 import type { CryptoProvider, CryptoProviderName, Signer, Verifier } from './crypto.js';
 import { createCrypto, DIGEST_BYTES, SIGNATURE_BYTES } from './crypto.js';
@@ -1649,6 +1650,27 @@ export class HotStuffClientPolicy implements ClientPolicy<HotStuffMessage> {
   }
 }
 
+/**
+ * How the Byzantine wrappers (replica/byzantine.ts) see HotStuff's proposals: a PREPARE(v, k)
+ * in parallel mode (Algorithm 2, prepare phase) and a PROPOSAL of the block at height k in
+ * chained mode (Algorithm 3). Both are signed by their leader, and the wrappers hold no key:
+ * `withBatchOf` keeps the original signature, so the forged proposal fails the signature check
+ * (`prepare: bad signature`) at every replica it reaches. An equivocating leader therefore only
+ * withholds its slot from the deceived replicas, like `inTheDark`.
+ */
+export const hotstuffFaultHooks: FaultHooks<HotStuffMessage> = {
+  proposalSlot(msg) {
+    if (msg.type === MSG_HS_PREPARE) return { view: msg.view, k: msg.k };
+    if (msg.type === MSG_HS_PROPOSAL) return { view: msg.block.view, k: msg.block.height };
+    return undefined;
+  },
+  withBatchOf(target, source) {
+    if (target.type === MSG_HS_PREPARE && source.type === MSG_HS_PREPARE) return { ...target, request: source.request };
+    if (target.type === MSG_HS_PROPOSAL && source.type === MSG_HS_PROPOSAL) return { ...target, block: { ...target.block, request: source.block.request } };
+    throw new TypeError('hotstuff withBatchOf: both messages must be PREPAREs or both PROPOSALs');
+  },
+};
+
 export const hotstuff: ProtocolModule<HotStuffMessage> = {
   name: 'hotstuff',
   codec: hotstuffCodec,
@@ -1658,4 +1680,5 @@ export const hotstuff: ProtocolModule<HotStuffMessage> = {
   createClientPolicy(options: ClientPolicyOptions): ClientPolicy<HotStuffMessage> {
     return new HotStuffClientPolicy(options);
   },
+  faults: hotstuffFaultHooks,
 };

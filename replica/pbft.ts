@@ -33,6 +33,7 @@
  * checkpoint for this. Not implemented: state transfer of the store itself, so a replica that
  * falls further behind than that cannot catch up.
  */
+import type { FaultHooks } from './byzantine.js';
 import { CheckpointTracker, Executor, type Execution } from './common.js';
 import { DIGEST_BYTES } from './crypto.js';
 import { blockHash, Ledger } from './ledger.js';
@@ -857,10 +858,19 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   /** committed-local(m, v, k): prepared and nf matching COMMITs, its own included (PBFT §4.2). */
   private checkCommitted(slot: Slot): void {
     const pp = slot.pp;
-    if (slot.committed || !slot.prepared || !pp || slot.commitCount < this.nf) return;
+    if (slot.committed || !slot.prepared || !pp || slot.commitCount < this.commitQuorum()) return;
     slot.committed = true;
     this.executor.commit(slot.k, pp.originView, pp.request, pp.digest);
     this.executeReady();
+  }
+
+  /**
+   * COMMITs that make a prepared batch committed-local (PBFT §4.2: 2f+1, here nf). A seam for
+   * the simulator's deliberately broken variants (infra/sim/broken.test.ts); never overridden in
+   * production.
+   */
+  protected commitQuorum(): number {
+    return this.nf;
   }
 
   /** Executes, strictly in order, every committed batch that continues the ledger (PBFT §4.2). */
@@ -1409,9 +1419,23 @@ class PbftClientPolicy implements ClientPolicy<PbftMessage> {
   }
 }
 
+/**
+ * How the Byzantine wrappers (replica/byzantine.ts) see PBFT's proposals: the primary's
+ * PRE-PREPARE (PBFT §4.2). It is authenticated by the transport's MACs, not signed, so one with
+ * another client batch (the batch keeps its client's signature) is a valid conflicting proposal.
+ */
+export const pbftFaultHooks: FaultHooks<PbftMessage> = {
+  proposalSlot: (msg) => (msg.type === MSG_PRE_PREPARE ? { view: msg.view, k: msg.k } : undefined),
+  withBatchOf: (target, source) => {
+    if (target.type !== MSG_PRE_PREPARE || source.type !== MSG_PRE_PREPARE) throw new TypeError('pbft withBatchOf: both messages must be PRE-PREPARE');
+    return { ...target, request: source.request };
+  },
+};
+
 export const pbft: ProtocolModule<PbftMessage> = {
   name: 'pbft',
   codec: pbftCodec,
   createReplica: (options, deps) => new PbftReplica(options, deps),
   createClientPolicy: (options) => new PbftClientPolicy(options),
+  faults: pbftFaultHooks,
 };

@@ -61,6 +61,7 @@
  * garbage-collected requests (ReplicaOptions.extra.archiveK sequence numbers, default two
  * windows) cannot catch up: after a long partition it stays behind, and counts as faulty.
  */
+import type { FaultHooks } from './byzantine.js';
 import { CheckpointTracker, Executor, type Execution } from './common.js';
 import type { CryptoProvider } from './crypto.js';
 import { DIGEST_BYTES } from './crypto.js';
@@ -802,6 +803,23 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     this.broadcast({ type: MSG_PROPOSE, view: this.view, k, request: req });
   }
 
+  /**
+   * SUPPORTs that view-commit a proposal (Figure 3, line 15: nf). A seam for the simulator's
+   * deliberately broken variants (infra/sim/broken.test.ts), which must be caught; never
+   * overridden in production.
+   */
+  protected supportQuorum(): number {
+    return this.nf;
+  }
+
+  /**
+   * The NV-PROPOSE built from `records` (Figure 5, lines 13-14), for proposing and for full
+   * validation alike. A seam for the simulator's deliberately broken variants, like supportQuorum.
+   */
+  protected newViewProposal(view: number, records: readonly VcRecord[]): NvPropose {
+    return buildNewView(this.crypto, view, records);
+  }
+
   private newSlot(view: number): Slot {
     return { view, request: undefined, digest: undefined, voted: new Uint8Array(this.n), early: undefined, matching: 0, committed: false, resentAtMs: -Infinity };
   }
@@ -913,7 +931,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 
   /** Figure 3, lines 15-17: nf matching SUPPORTs from distinct replicas, and we supported it too. */
   private checkViewCommit(k: number, slot: Slot): void {
-    if (slot.committed || slot.matching < this.nf || !slot.request) return;
+    if (slot.committed || slot.matching < this.supportQuorum() || !slot.request) return;
     slot.committed = true;
     this.executor.commit(k, slot.view, slot.request, slot.digest!);
     this.executeReady();
@@ -1579,7 +1597,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
     // Any nf of a complete set qualify; take ourselves and the lowest ids.
     const chosen = [this.id, ...set.filter((c) => c !== this.id)].slice(0, this.nf).sort((a, b) => a - b);
-    const msg = buildNewView(this.crypto, v + 1, chosen.map((q) => byView.get(q)!));
+    const msg = this.newViewProposal(v + 1, chosen.map((q) => byView.get(q)!));
     const digest = messageDigest(this.crypto, msg);
     this.nvProposedView = v + 1;
     this.broadcast(msg);
@@ -1647,7 +1665,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     const mine = cert.find((c) => c.replica === this.id);
     if (mine) {
       if (records.length < cert.length) return 'wait';
-      const rebuilt = buildNewView(this.crypto, m.view, records);
+      const rebuilt = this.newViewProposal(m.view, records);
       return messageDigest(this.crypto, rebuilt).equals(messageDigest(this.crypto, m)) ? 'valid' : { invalid: 'm differs from the m\' rebuilt from V' };
     }
     if (records.length < this.nf - this.f) return 'wait';
@@ -1852,6 +1870,14 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
     this.nf = q.nf;
   }
 
+  /**
+   * Identical INFORMs that make a client accept (lines 2-3: nf). A seam for the simulator's
+   * deliberately broken variants (infra/sim/broken.test.ts); never overridden in production.
+   */
+  protected informQuorum(): number {
+    return this.nf;
+  }
+
   /** Line 1: send ⟨T⟩c to the primary. */
   targets(request: ClientRequest): readonly Peer[] {
     void request;
@@ -1879,7 +1905,7 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
       votes.push(match);
     }
     match.from.add(from);
-    if (match.from.size < this.nf) return undefined;
+    if (match.from.size < this.informQuorum()) return undefined;
     if (msg.view > this.view) this.view = msg.view;
     return { accepted: { k: msg.k, view: msg.view, digest: p.digest, path: 'inform' } };
   }
@@ -1894,9 +1920,24 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
 // ---------------------------------------------------------------------------------------
 // Module
 
+/**
+ * How the Byzantine wrappers (replica/byzantine.ts) see PoE's proposals: a PROPOSE(v, k, T)
+ * (Figure 3, line 7). A PROPOSE carries the client's signed batch and no signature of the
+ * primary (the transport's MACs authenticate it), so one with another batch is as valid as the
+ * original: exactly the equivocation of Example 3.4, case 1.
+ */
+export const poeFaultHooks: FaultHooks<PoeMessage> = {
+  proposalSlot: (msg) => (msg.type === MSG_PROPOSE ? { view: msg.view, k: msg.k } : undefined),
+  withBatchOf: (target, source) => {
+    if (target.type !== MSG_PROPOSE || source.type !== MSG_PROPOSE) throw new TypeError('poe withBatchOf: both messages must be PROPOSE');
+    return { ...target, request: source.request };
+  },
+};
+
 export const poe: ProtocolModule<PoeMessage> = {
   name: 'poe',
   codec: poeCodec,
   createReplica: (options: ReplicaOptions, deps: ReplicaDeps) => new PoeReplica(options, deps),
   createClientPolicy: (options: ClientPolicyOptions) => new PoeClientPolicy(options),
+  faults: poeFaultHooks,
 };

@@ -31,6 +31,7 @@
  *   keySeed         string, required: the run's key seed (replica/keys.ts KeyRing)
  *   cryptoProvider  'node' | 'noble' | 'sim', default 'node': must match the replicas'
  */
+import type { FaultHooks } from './byzantine.js';
 import type { Checkpoint, ClientRequest, CommonMessage, FieldCodec } from './messages.js';
 import { commonCodecs, isNoop, makeCodec, MSG_CHECKPOINT, MSG_REQUEST, NOOP_CLIENT_ID, readRequest, requestDigest, writeRequest } from './messages.js';
 import { CheckpointTracker, Executor, hex, type Execution } from './common.js';
@@ -836,9 +837,26 @@ export class ZyzzyvaClientPolicy implements ClientPolicy<ZyzzyvaMessage> {
   }
 }
 
+/**
+ * How the Byzantine wrappers (replica/byzantine.ts) see Zyzzyva's proposals: the primary's
+ * ORDER-REQ(v, k, h_k, d, request) (Zyzzyva §3.2 step 2). `withBatchOf` swaps the request and
+ * its digest d but keeps the target's history hash h_k: the wrappers do not know h_{k-1}, so
+ * they cannot forge a consistent H(h_{k-1}, d'). A backup therefore rejects the forged
+ * ORDER-REQ ("history hash does not extend h_{k-1}") when it reaches k, and waits until a
+ * forwarded request makes the primary re-send it the genuine one.
+ */
+export const zyzzyvaFaultHooks: FaultHooks<ZyzzyvaMessage> = {
+  proposalSlot: (msg) => (msg.type === MSG_ORDER_REQ ? { view: msg.view, k: msg.k } : undefined),
+  withBatchOf: (target, source) => {
+    if (target.type !== MSG_ORDER_REQ || source.type !== MSG_ORDER_REQ) throw new TypeError('zyzzyva withBatchOf: both messages must be ORDER-REQ');
+    return { ...target, digest: source.digest, request: source.request };
+  },
+};
+
 export const zyzzyva: ProtocolModule<ZyzzyvaMessage> = {
   name: 'zyzzyva',
   codec: zyzzyvaCodec,
   createReplica: (options, deps) => new ZyzzyvaReplica(options, deps),
   createClientPolicy: (options) => new ZyzzyvaClientPolicy(options),
+  faults: zyzzyvaFaultHooks,
 };

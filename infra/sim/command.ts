@@ -12,7 +12,19 @@ import { KEY_GENERATOR_KINDS } from '../../client/generators.js';
 import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../../replica/protocols.js';
 import { isClientPeer, clientOrigin, quorums } from '../../replica/types.js';
 import type { Partition } from './network.js';
-import { parseCrash, parseExtra, parsePartition, SIM_DEFAULTS, type CrashSpec, type ExtraValue, type SimConfig } from './options.js';
+import {
+  faultAssignmentProblem,
+  faultyReplicas,
+  parseCrash,
+  parseExtra,
+  parseFaultAssignment,
+  parsePartition,
+  SIM_DEFAULTS,
+  type CrashSpec,
+  type ExtraValue,
+  type FaultAssignment,
+  type SimConfig,
+} from './options.js';
 import { runSimulation, type SimResult } from './simulator.js';
 
 /** The flags as commander hands them over: strings, repeatable ones as arrays. */
@@ -33,7 +45,9 @@ export interface SimFlags {
   readonly jitterMs?: string;
   readonly tailMs?: string;
   readonly partition?: readonly string[];
+  readonly healAtMs?: string;
   readonly crash?: readonly string[];
+  readonly fault?: readonly string[];
   readonly clientTimeoutMs?: string;
   readonly viewChangeTimeoutMs?: string;
   readonly checkpointInterval?: string;
@@ -46,6 +60,7 @@ export interface SimFlags {
   readonly json?: boolean;
   readonly force?: boolean;
   readonly drain?: boolean;
+  readonly settleMs?: string;
 }
 
 /** Flag names by SimFlags key, for error messages. */
@@ -66,7 +81,10 @@ const FLAG_NAMES: Record<string, string> = {
   jitterMs: '--jitter-ms',
   tailMs: '--tail-ms',
   partition: '--partition',
+  healAtMs: '--heal-at-ms',
   crash: '--crash',
+  fault: '--fault',
+  settleMs: '--settle-ms',
   clientTimeoutMs: '--client-timeout-ms',
   viewChangeTimeoutMs: '--view-change-timeout-ms',
   checkpointInterval: '--checkpoint-interval',
@@ -130,7 +148,9 @@ const flagSchema = z
     jitterMs: nonNegative(),
     tailMs: nonNegative(),
     partition: parsedList<Partition>(parsePartition),
+    healAtMs: nonNegative(),
     crash: parsedList<CrashSpec>(parseCrash),
+    fault: parsedList<FaultAssignment>(parseFaultAssignment),
     clientTimeoutMs: nonNegative().refine((x) => x === undefined || x > 0, 'must be > 0'),
     viewChangeTimeoutMs: nonNegative().refine((x) => x === undefined || x > 0, 'must be > 0'),
     checkpointInterval: integer(1),
@@ -142,6 +162,7 @@ const flagSchema = z
     extra: parsedList<[string, ExtraValue]>(parseExtra),
     force: z.boolean().optional(),
     drain: z.boolean().optional(),
+    settleMs: nonNegative(),
   });
 
 type ParsedFlags = z.infer<typeof flagSchema>;
@@ -163,6 +184,16 @@ function crossCheck(o: ParsedFlags): string[] {
     issue('crashed', `${crashed} exceeds f = ${f} for n = ${n}: BFT protocols promise nothing beyond f faults (pass --force to run it anyway)`);
   }
   for (const c of o.crash) if (c.replica >= n) issue('crash', `replica ${c.replica} does not exist (replicas are 0..${n - 1})`);
+  for (const a of o.fault) {
+    const problem = faultAssignmentProblem(a, n);
+    if (problem) issue('fault', problem);
+  }
+  if (crashed <= f && issues.length === 0) {
+    const faulty = faultyReplicas({ n, crashed, crashes: o.crash, faults: o.fault });
+    if (faulty.length > f && !o.force) {
+      issue('fault', `${faulty.length} faulty replicas (${faulty.join(', ')}: silent, crashing or with a fault) exceed f = ${f} for n = ${n} (pass --force to run it anyway)`);
+    }
+  }
   const machines = o.clientMachines ?? SIM_DEFAULTS.clientMachines;
   for (const p of o.partition) {
     for (const node of p.nodes) {
@@ -202,11 +233,13 @@ export function parseSimFlags(flags: SimFlags): SimConfig[] {
     keyGenerator: (o.keys ?? d.keyGenerator) as SimConfig['keyGenerator'],
     crashed: o.crashed!,
     crashes: o.crash,
+    faults: o.fault,
     delay: { baseMs: o.delayMs ?? d.delay.baseMs, jitterMs: o.jitterMs ?? d.delay.jitterMs, tailMeanMs: o.tailMs ?? d.delay.tailMeanMs },
     links: [],
     dropProbability: o.drop ?? d.dropProbability,
     duplicateProbability: o.dup ?? d.duplicateProbability,
     partitions: o.partition,
+    healAtMs: o.healAtMs,
     requestTimeoutMs: o.clientTimeoutMs ?? d.requestTimeoutMs,
     viewChangeTimeoutMs: o.viewChangeTimeoutMs ?? d.viewChangeTimeoutMs,
     checkpointIntervalK: o.checkpointInterval ?? d.checkpointIntervalK,
@@ -217,6 +250,7 @@ export function parseSimFlags(flags: SimFlags): SimConfig[] {
     maxEvents: o.maxEvents ?? d.maxEvents,
     extra: Object.fromEntries(o.extra),
     drain: o.drain ?? d.drain,
+    settleMs: o.settleMs ?? d.settleMs,
     stopOnViolation: d.stopOnViolation,
   };
   const configs: SimConfig[] = [];
@@ -229,7 +263,7 @@ const fmt = (x: number, digits = 2): string => (Number.isInteger(x) ? String(x) 
 /** A readable summary of one run; invalid runs end with their violations and replay line. */
 export function formatSimResult(r: SimResult): string {
   const lines: string[] = [];
-  lines.push(`poe-bench sim: ${r.protocol} n=${r.n} f=${r.f} crashed=[${r.crashed.join(',')}] seed=${r.seed}`);
+  lines.push(`poe-bench sim: ${r.protocol} n=${r.n} f=${r.f} crashed=[${r.crashed.join(',')}]${r.faults.length ? ` faults=[${r.faults.join(' ')}]` : ''} seed=${r.seed}`);
   lines.push(`  result        ${r.valid ? 'VALID' : 'INVALID'} (stopped: ${r.stopReason} at ${fmt(r.virtualTimeMs, 1)} ms virtual, ${r.events} events)`);
   const paths = Object.entries(r.acceptedByPath).map(([p, c]) => `${p} ${c}`).join(', ');
   lines.push(`  batches       ${r.acceptedBatches} accepted of ${r.issuedBatches} issued${paths ? ` (paths: ${paths})` : ''}`);
@@ -240,7 +274,10 @@ export function formatSimResult(r: SimResult): string {
   lines.push(`  by type       ${Object.entries(r.messagesByType).map(([t, c]) => `${t} ${c}`).join(', ') || 'none'}`);
   lines.push(`  faults        view changes ${r.viewChanges} (highest view ${r.highestView}), rollbacks ${r.rollbacks} (${r.rolledBackBatches} batches), client timeouts ${r.clientTimeouts}`);
   lines.push(`  latency       mean ${fmt(r.latencyMs.mean)} ms, max ${fmt(r.latencyMs.max)} ms (virtual)`);
-  lines.push(`  ledgers       heights ${r.ledgerHeight.min}..${r.ledgerHeight.max} (non-faulty replicas); highest stable checkpoint ${r.highestStableCheckpoint}`);
+  lines.push(
+    `  ledgers       heights ${r.ledgerHeight.min}..${r.ledgerHeight.max} (non-faulty replicas)${r.converged ? '' : ', NOT converged'}; highest stable checkpoint ${r.highestStableCheckpoint}` +
+      (r.settledMs > 0 ? `; settled for ${fmt(r.settledMs, 1)} ms with timers` : ''),
+  );
   const net = r.network;
   lines.push(`  network       ${net.sent} copies sent, ${net.delivered} delivered, ${net.dropped} dropped, ${net.duplicated} duplicated, ${net.partitioned} cut by partitions, ${net.toCrashed} to crashed replicas`);
   if (!r.valid) {
@@ -285,6 +322,7 @@ export function runSimCommand(flags: SimFlags): SimCommandOutput {
     if (results.length > 1) stdout += `\n\n${results.length - failed.length} of ${results.length} seeds valid${failed.length ? `; failing seeds: ${failed.map((r) => r.seed).join(', ')}` : ''}`;
   }
   if (configs.some((c) => c.crashed > quorums(c.n).f)) stderr += `warning: --crashed ${configs[0]!.crashed} exceeds f; forced\n`;
+  else if (configs.some((c) => faultyReplicas(c).length > quorums(c.n).f)) stderr += `warning: ${faultyReplicas(configs[0]!).length} faulty replicas exceed f; forced\n`;
   return { exitCode: failed.length > 0 ? 1 : 0, stdout: `${stdout}\n`, stderr, results };
 }
 
@@ -311,7 +349,13 @@ export function defineSimCommand(cmd: Command): Command {
     .option('--jitter-ms <ms>', `uniform jitter added to the delay; reorders messages (default ${SIM_DEFAULTS.delay.jitterMs})`)
     .option('--tail-ms <ms>', 'mean of an exponential delay tail (default 0: none)')
     .option('--partition <nodes@from-to>', 'cut nodes (replica numbers, c<origin> for client machines) off during [from, to) ms; repeatable', collect)
+    .option('--heal-at-ms <ms>', 'from this virtual time on, no message is lost or duplicated (default: only once the clients are done)')
     .option('--crash <replica@ms>', 'crash a replica at a virtual time; repeatable', collect)
+    .option(
+      '--fault <replica=fault>',
+      'a crash or Byzantine behaviour: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate (e.g. 0=equivocate, 0=inTheDark:3); repeatable, several on one replica compose in order',
+      collect,
+    )
     .option('--client-timeout-ms <ms>', `client request timeout (default ${SIM_DEFAULTS.requestTimeoutMs})`)
     .option('--view-change-timeout-ms <ms>', `replica view-change timeout (default ${SIM_DEFAULTS.viewChangeTimeoutMs})`)
     .option('--checkpoint-interval <k>', `checkpoint every k sequence numbers (default ${SIM_DEFAULTS.checkpointIntervalK})`)
@@ -322,6 +366,7 @@ export function defineSimCommand(cmd: Command): Command {
     .option('--max-events <count>', `stop after this many events (default ${SIM_DEFAULTS.maxEvents})`)
     .option('--extra <key=value>', 'protocol switch passed to replicas and clients (e.g. mode=chained); repeatable', collect)
     .option('--no-drain', 'do not deliver in-flight messages after the clients are done')
+    .option('--settle-ms <ms>', `after the clients are done and the network healed, run on until the non-faulty replicas agree, for at most this much virtual time; 0: off (default ${SIM_DEFAULTS.settleMs})`)
     .option('--json', 'print one JSON object')
     .addHelpText('after', '\nExit codes: 0 all runs valid, 1 a run violated safety or liveness (its replay line is printed), 2 invalid flags.');
 }

@@ -41,6 +41,8 @@ export interface NetworkOptions {
   /** A delivered message is delivered a second time (with its own delay) with this probability. */
   readonly duplicateProbability: number;
   readonly partitions: readonly Partition[];
+  /** From this virtual time on, no copy is lost or duplicated (the network heals); default never. */
+  readonly healAtMs?: number;
 }
 
 export const DEFAULT_DELAY: DelaySpec = { baseMs: 1, jitterMs: 1, tailMeanMs: 0 };
@@ -72,8 +74,38 @@ export function validateDelay(d: DelaySpec, what: string): void {
   }
 }
 
+/**
+ * Checks a partition list that may come from untyped input (JSON, a harness spec): a clear
+ * RangeError naming the bad entry instead of a TypeError deep inside a run.
+ */
+export function validatePartitions(partitions: unknown): asserts partitions is readonly Partition[] {
+  if (!Array.isArray(partitions)) throw new RangeError(`partitions must be an array of { nodes, fromMs, toMs }, got ${describe(partitions)}`);
+  partitions.forEach((p: unknown, i) => {
+    const what = `partitions[${i}]`;
+    if (typeof p !== 'object' || p === null) throw new RangeError(`${what} must be an object { nodes, fromMs, toMs }, got ${describe(p)}`);
+    const { nodes, fromMs, toMs } = p as Record<string, unknown>;
+    if (!Array.isArray(nodes) || nodes.some((x) => !Number.isInteger(x) || (x as number) < 0)) {
+      throw new RangeError(`${what}.nodes must be an array of node numbers (replicas, or client machines as CLIENT_PEER_BASE + origin), got ${describe(nodes)}`);
+    }
+    if (typeof fromMs !== 'number' || typeof toMs !== 'number' || !(fromMs >= 0) || !(toMs >= fromMs) || !Number.isFinite(toMs)) {
+      throw new RangeError(`${what}: [${describe(fromMs)}, ${describe(toMs)}) is not an interval of virtual time (0 <= fromMs <= toMs, finite)`);
+    }
+  });
+}
+
+function describe(x: unknown): string {
+  if (x === undefined) return 'undefined';
+  try {
+    return JSON.stringify(x) ?? String(x);
+  } catch {
+    return String(x);
+  }
+}
+
 export class Network {
   readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, partitioned: 0, toCrashed: 0 };
+  /** After heal(): no more drops or duplicates (partitions still end as scheduled). */
+  private healed = false;
 
   constructor(
     readonly options: NetworkOptions,
@@ -87,9 +119,17 @@ export class Network {
     ] as const) {
       if (!(p >= 0 && p <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${p}`);
     }
-    for (const p of options.partitions) {
-      if (!(p.fromMs >= 0 && p.toMs >= p.fromMs)) throw new RangeError(`partition [${p.fromMs}, ${p.toMs}) is not an interval`);
-    }
+    validatePartitions(options.partitions);
+    if (options.healAtMs !== undefined && !(options.healAtMs >= 0)) throw new RangeError(`healAtMs must be a number >= 0, got ${options.healAtMs}`);
+  }
+
+  /**
+   * The network becomes reliable: every later copy is delivered once (the simulator's settle
+   * phase, "once the network heals"). Loss and duplication are still drawn, so the random
+   * stream does not depend on when this happens.
+   */
+  heal(): void {
+    this.healed = true;
   }
 
   /** True if a partition separates `a` and `b` at `timeMs`. */
@@ -134,11 +174,12 @@ export class Network {
       this.stats.partitioned++;
       return [];
     }
-    if (lost) {
+    const healed = this.healed || nowMs >= (this.options.healAtMs ?? Infinity);
+    if (lost && !healed) {
       this.stats.dropped++;
       return [];
     }
-    if (second === undefined) return [first];
+    if (second === undefined || healed) return [first];
     this.stats.duplicated++;
     return [first, second];
   }

@@ -5,6 +5,7 @@
  * line (STYLE.md: "you can reproduce this failure with seed=...").
  */
 import type { KeyGeneratorKind } from '../../client/generators.js';
+import { FaultConfigError, parseFault, type FaultSpec } from '../../replica/byzantine.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
 import { clientOrigin, clientPeer, isClientPeer, type Peer, type WireMessage } from '../../replica/types.js';
 import { DEFAULT_NETWORK, type DelaySpec, type LinkOverride, type Partition } from './network.js';
@@ -15,6 +16,15 @@ export type ExtraValue = string | number | boolean;
 export interface CrashSpec {
   readonly replica: number;
   readonly atMs: number;
+}
+
+/**
+ * A crash or Byzantine behaviour of one replica (replica/byzantine.ts). Several for the same
+ * replica compose in the order given: the first wraps the core, the next wraps that.
+ */
+export interface FaultAssignment {
+  readonly replica: number;
+  readonly fault: FaultSpec;
 }
 
 export interface SimConfig {
@@ -39,11 +49,15 @@ export interface SimConfig {
   readonly crashed: number;
   /** Further replicas that crash during the run. */
   readonly crashes: readonly CrashSpec[];
+  /** Replicas wrapped in a crash or Byzantine behaviour; they count as faulty in every check. */
+  readonly faults: readonly FaultAssignment[];
   readonly delay: DelaySpec;
   readonly links: readonly LinkOverride[];
   readonly dropProbability: number;
   readonly duplicateProbability: number;
   readonly partitions: readonly Partition[];
+  /** From this virtual time on, no message is lost or duplicated (undefined: only in the settle phase). */
+  readonly healAtMs: number | undefined;
   readonly requestTimeoutMs: number;
   readonly viewChangeTimeoutMs: number;
   readonly checkpointIntervalK: number;
@@ -57,6 +71,16 @@ export interface SimConfig {
   readonly extra: Readonly<Record<string, ExtraValue>>;
   /** After the clients are done, deliver the messages still in flight (no timers) before counting. */
   readonly drain: boolean;
+  /**
+   * The settle phase: once the clients are done and the last partition has healed, the network
+   * stops dropping and duplicating, and if the non-faulty replicas' ledgers differ (height or
+   * head), the run goes on with timers for up to this much virtual time until they agree, so
+   * replicas left behind catch up by their protocol's own means. Not converging is a violation
+   * (DESIGN.md: "the non-faulty replicas converge once faults stop"). 0 turns it off, and with
+   * it the requirement: an accepted batch may then be missing from a lagging replica's ledger
+   * (never replaced), e.g. while a Byzantine primary that keeps replicas in the dark stays.
+   */
+  readonly settleMs: number;
   /** Stop the moment the online checker finds a violation (TigerBeetle: fail fast). */
   readonly stopOnViolation: boolean;
 }
@@ -75,11 +99,13 @@ export const SIM_DEFAULTS = {
   keyGenerator: 'ycsb',
   crashed: 0,
   crashes: [],
+  faults: [],
   delay: DEFAULT_NETWORK.delay,
   links: [],
   dropProbability: 0,
   duplicateProbability: 0,
   partitions: [],
+  healAtMs: undefined,
   // Virtual latency is a few network hops of ~1.5 ms, so these leave ample slack in fault-free
   // runs while keeping runs with crashes (Zyzzyva's slow path waits one client timeout per
   // batch) short in virtual time.
@@ -94,6 +120,9 @@ export const SIM_DEFAULTS = {
   maxEvents: 50_000_000,
   extra: {},
   drain: true,
+  // Long enough for PoE's and PBFT's view changes with a few rounds of exponential backoff from
+  // the 500 ms default, and for fetching through several checkpoint intervals.
+  settleMs: 60_000,
   stopOnViolation: true,
 } as const satisfies Omit<SimConfig, 'protocol' | 'n' | 'seed' | 'batches'>;
 
@@ -155,6 +184,58 @@ export function parseCrash(s: string): CrashSpec {
   return { replica: Number(m[1]), atMs: Number(m[2]) };
 }
 
+/** A fault as `parseFault` (replica/byzantine.ts) reads it: silent, stopAfter:900, inTheDark:2,3, ... */
+export function formatFault(f: FaultSpec): string {
+  switch (f.kind) {
+    case 'silent':
+    case 'equivocate':
+      return f.kind;
+    case 'stopAfter':
+      return `stopAfter:${f.batches}`;
+    case 'crashAt':
+      return `crashAt:${f.atMs}`;
+    case 'slow':
+      return `slow:${f.delayMs}`;
+    case 'inTheDark':
+      return `inTheDark:${f.victims.join(',')}`;
+  }
+}
+
+/** `--fault 0=equivocate`, `--fault 0=inTheDark:2,3`: replica 0 behaves so. */
+export function formatFaultAssignment(a: FaultAssignment): string {
+  return `${a.replica}=${formatFault(a.fault)}`;
+}
+
+export function parseFaultAssignment(s: string): FaultAssignment {
+  const m = /^(\d+)=(.+)$/.exec(s.trim());
+  if (!m) throw new FaultConfigError(`'${s}' is not REPLICA=FAULT (e.g. 0=equivocate, 0=inTheDark:3, 0=stopAfter:50)`);
+  return { replica: Number(m[1]), fault: parseFault(m[2]!) };
+}
+
+/**
+ * Why a fault assignment cannot run in a cluster of n, or undefined: the replica and the
+ * victims must exist, and a replica cannot keep itself in the dark.
+ */
+export function faultAssignmentProblem(a: FaultAssignment, n: number): string | undefined {
+  if (!Number.isInteger(a.replica) || a.replica < 0 || a.replica >= n) return `fault on replica ${a.replica}: replicas are 0..${n - 1}`;
+  if (a.fault.kind === 'inTheDark') {
+    for (const v of a.fault.victims) {
+      if (!Number.isInteger(v) || v < 0 || v >= n) return `fault ${formatFaultAssignment(a)}: victim ${v} does not exist (replicas are 0..${n - 1})`;
+      if (v === a.replica) return `fault ${formatFaultAssignment(a)}: a replica cannot keep itself in the dark`;
+    }
+  }
+  return undefined;
+}
+
+/** The replicas a configuration makes faulty: silent backups, crashes and faults, ascending. */
+export function faultyReplicas(config: Pick<SimConfig, 'n' | 'crashed' | 'crashes' | 'faults'>): number[] {
+  const ids = new Set<number>();
+  for (let i = config.n - config.crashed; i < config.n; i++) ids.add(i);
+  for (const c of config.crashes) ids.add(c.replica);
+  for (const a of config.faults) ids.add(a.replica);
+  return [...ids].sort((a, b) => a - b);
+}
+
 /** `--extra mode=chained`: numbers and booleans keep their type. */
 export function parseExtra(s: string): [string, ExtraValue] {
   const i = s.indexOf('=');
@@ -188,7 +269,9 @@ export function simArgs(config: SimConfig): string[] {
   opt('--jitter-ms', config.delay.jitterMs, d.delay.jitterMs);
   opt('--tail-ms', config.delay.tailMeanMs, d.delay.tailMeanMs);
   for (const p of config.partitions) args.push('--partition', formatPartition(p));
+  if (config.healAtMs !== undefined) args.push('--heal-at-ms', String(config.healAtMs));
   for (const c of config.crashes) args.push('--crash', formatCrash(c));
+  for (const a of config.faults) args.push('--fault', formatFaultAssignment(a));
   opt('--client-timeout-ms', config.requestTimeoutMs, d.requestTimeoutMs);
   opt('--view-change-timeout-ms', config.viewChangeTimeoutMs, d.viewChangeTimeoutMs);
   opt('--checkpoint-interval', config.checkpointIntervalK, d.checkpointIntervalK);
@@ -198,8 +281,9 @@ export function simArgs(config: SimConfig): string[] {
   opt('--max-time-ms', config.maxTimeMs, d.maxTimeMs);
   opt('--max-events', config.maxEvents, d.maxEvents);
   for (const [k, v] of Object.entries(config.extra)) args.push('--extra', `${k}=${String(v)}`);
-  if (config.crashed > 0 && config.crashed > Math.floor((config.n - 1) / 3)) args.push('--force');
+  if (faultyReplicas(config).length > Math.floor((config.n - 1) / 3)) args.push('--force');
   if (!config.drain) args.push('--no-drain');
+  opt('--settle-ms', config.settleMs, d.settleMs);
   return args;
 }
 

@@ -268,6 +268,17 @@ export class CommitChecker {
   }
 
   /**
+   * Replica `replica` (non-faulty) rolled back the batch `digest` it had executed at k: a
+   * violation if a client accepted that batch at k (speculative non-divergence, PoE paper
+   * Definition 3.1: what a client accepted is never undone).
+   */
+  onRolledBack(replica: number, k: number, digest: Buffer): string | undefined {
+    const entry = this.canonical.get(k);
+    if (!entry?.accepted || !entry.digest.equals(digest)) return undefined;
+    return `replica ${replica} rolled back k=${k} (digest ${short(digest)}), which a client had accepted (${entry.source})`;
+  }
+
+  /**
    * Replica `replica` executed `digest` at k in `view`. `final`: the protocol never rolls this
    * back (PBFT, HotStuff).
    */

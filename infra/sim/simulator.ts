@@ -14,6 +14,7 @@
 import { ClientCore, type KeyGenerator } from '../../client/core.js';
 import { createKeyGenerator } from '../../client/generators.js';
 import { Rng } from '../../client/random.js';
+import { withFault } from '../../replica/byzantine.js';
 import { createCrypto } from '../../replica/crypto.js';
 import { KeyRing } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
@@ -34,7 +35,16 @@ import {
 } from '../../replica/types.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type NetworkStats } from './network.js';
-import { replayCommand, resolveSimConfig, silentBackups, type ExtraValue, type SimConfig, type SimInput } from './options.js';
+import {
+  faultAssignmentProblem,
+  formatFaultAssignment,
+  replayCommand,
+  resolveSimConfig,
+  silentBackups,
+  type ExtraValue,
+  type SimConfig,
+  type SimInput,
+} from './options.js';
 import { checkSafety, CommitChecker } from './safety.js';
 
 /** Protocols whose replicas execute before commit and may roll back (paper §3.3.5; Zyzzyva). */
@@ -59,8 +69,10 @@ export interface SimResult {
   readonly protocol: string;
   readonly n: number;
   readonly f: number;
-  /** Replicas that were faulty: the silent backups and those that crashed during the run. */
+  /** Replicas that were faulty: the silent backups, those that crashed during the run, and those with a fault. */
   readonly crashed: number[];
+  /** The crash and Byzantine behaviours, as `--fault` writes them (e.g. '0=equivocate'). */
+  readonly faults: string[];
   readonly seed: number;
   readonly valid: boolean;
   readonly violations: string[];
@@ -80,6 +92,10 @@ export interface SimResult {
   readonly clientBytesSent: number;
   /** Virtual time when the run stopped (before in-flight messages were drained). */
   readonly virtualTimeMs: number;
+  /** Virtual time the settle phase ran with timers on (0: the replicas agreed when the clients were done). */
+  readonly settledMs: number;
+  /** The non-faulty replicas' ledgers ended at the same height with the same head hash. */
+  readonly converged: boolean;
   /** Distinct views above 0 that a non-faulty replica entered. */
   readonly viewChanges: number;
   readonly highestView: number;
@@ -119,6 +135,11 @@ interface ReplicaNode {
   readonly timers: Map<string, number>;
   /** The last k this replica reported executing (a rollback moves it back), for the in-order check. */
   executedK: number;
+  /**
+   * Speculative protocols: the digest this replica executed at each k (index k - 1), kept
+   * because a 'rollback' event arrives after the ledger forgot what it undid.
+   */
+  readonly executedDigests: Buffer[];
 }
 
 interface ClientNode {
@@ -156,7 +177,9 @@ export class Simulation {
   private nowMs = 0;
   private events = 0;
   private timerGeneration = 0;
-  private draining = false;
+  /** Virtual time when the settle phase started running timers again, if it did. */
+  private settleStartMs: number | undefined = undefined;
+  private settled = true;
   private readonly violations: string[] = [];
   private stopRequested: StopReason | undefined;
 
@@ -189,6 +212,11 @@ export class Simulation {
       }
       this.faulty.add(crash.replica);
     }
+    for (const a of c.faults) {
+      const problem = faultAssignmentProblem(a, c.n);
+      if (problem) throw new RangeError(problem);
+      this.faulty.add(a.replica);
+    }
 
     // One seed for everything: the network and each client machine's keys get forked streams,
     // forked in a fixed order so that adding a client machine does not change the network's.
@@ -200,6 +228,7 @@ export class Simulation {
         dropProbability: c.dropProbability,
         duplicateProbability: c.duplicateProbability,
         partitions: c.partitions,
+        healAtMs: c.healAtMs,
       },
       rng.fork(),
     );
@@ -219,8 +248,10 @@ export class Simulation {
         viewChangeTimeoutMs: c.viewChangeTimeoutMs,
         extra,
       };
-      const core = this.module.createReplica(options, keys.replicaDeps(id));
-      this.replicas.push({ core, crashed: this.silent.includes(id), timers: new Map(), executedK: 0 });
+      let core = this.module.createReplica(options, keys.replicaDeps(id));
+      // Several faults on one replica compose in the order given (the first is innermost).
+      for (const a of c.faults) if (a.replica === id) core = withFault(core, a.fault, this.module, c.n);
+      this.replicas.push({ core, crashed: this.silent.includes(id), timers: new Map(), executedK: 0, executedDigests: [] });
     }
     for (let origin = 0; origin < c.clientMachines; origin++) {
       const keyRng = rng.fork();
@@ -256,17 +287,18 @@ export class Simulation {
     const extra: Record<string, ExtraValue> = { keySeed, cryptoProvider: 'sim' };
     if (this.module.name === 'hotstuff') {
       const leaders: number[] = [];
-      for (let id = 0; id < this.config.n; id++) if (!this.silent.includes(id)) leaders.push(id);
+      const silentFault = (id: number): boolean => this.config.faults.some((a) => a.replica === id && a.fault.kind === 'silent');
+      for (let id = 0; id < this.config.n; id++) if (!this.silent.includes(id) && !silentFault(id)) leaders.push(id);
       extra['leaders'] = leaders.join(',');
     }
     return { ...extra, ...this.config.extra };
   }
 
-  /** Runs to a stop condition, drains in-flight messages, checks safety and liveness. */
+  /** Runs to a stop condition, lets the replicas settle, checks safety and liveness. */
   run(): SimResult {
     const stopReason = this.loop();
     const stoppedAtMs = this.nowMs;
-    if (stopReason === 'done' && this.config.drain) this.drain();
+    if (stopReason === 'done') this.settle();
     this.finalChecks(stopReason);
     return this.result(stopReason, stoppedAtMs);
   }
@@ -283,28 +315,76 @@ export class Simulation {
         this.nowMs = c.maxTimeMs;
         return 'time-limit';
       }
-      const e = this.queue.pop()!;
-      this.nowMs = e.timeMs;
-      this.events++;
-      this.dispatch(e.item);
+      this.popAndDispatch();
     }
   }
 
+  private popAndDispatch(): void {
+    const e = this.queue.pop()!;
+    this.nowMs = e.timeMs;
+    this.events++;
+    this.dispatch(e.item);
+  }
+
   /**
-   * Once the clients are done, the replicas still have messages in flight (the last batches'
-   * late SUPPORTs, replies the client no longer needed). Delivering them, with timers off,
-   * makes the message counts exact per batch and lets lagging replicas catch up before the
-   * ledgers are compared.
+   * After the clients are done: deliver what is in flight (timers held back), and if the
+   * non-faulty replicas still disagree, heal the network (no more drops or duplicates; the
+   * partitions end as scheduled) and run on with timers, so replicas left behind catch up by
+   * their protocol's own means (fetching, view changes), until they agree or settleMs of
+   * virtual time after the last partition healed. Then deliver what is in flight once more.
+   */
+  private settle(): void {
+    const c = this.config;
+    if (c.drain) this.drain();
+    if (c.settleMs <= 0 || this.stopRequested || this.converged()) return;
+    const healedMs = Math.max(this.nowMs, ...c.partitions.map((p) => p.toMs));
+    const limitMs = healedMs + c.settleMs;
+    this.network.heal();
+    this.settleStartMs = this.nowMs;
+    this.settled = false;
+    while (!this.stopRequested && this.events < c.maxEvents) {
+      const nextMs = this.queue.peekTimeMs();
+      if (nextMs === undefined || nextMs > limitMs) break;
+      this.popAndDispatch();
+      if (this.nowMs >= healedMs && this.converged()) {
+        this.settled = true;
+        break;
+      }
+    }
+    if (c.drain) this.drain();
+  }
+
+  /** Every non-faulty replica's ledger has the same height and head hash. */
+  private converged(): boolean {
+    let first: ReplicaCore<WireMessage> | undefined;
+    for (const id of this.nonFaultyReplicas()) {
+      const core = this.replicas[id]!.core;
+      if (!first) first = core;
+      else if (core.ledger.height !== first.ledger.height || !core.ledger.headHash.equals(first.ledger.headHash)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Delivers the messages in flight (the last batches' late SUPPORTs, replies the client no
+   * longer needed) without firing any timer, which makes the message counts exact per batch and
+   * lets lagging replicas catch up before the ledgers are compared. Timers (and scheduled
+   * crashes) stay armed for the settle phase.
    */
   private drain(): void {
-    this.draining = true;
-    this.queue.retain((e) => e.kind === 'deliver');
+    const held: { timeMs: number; item: SimEvent }[] = [];
     while (this.queue.size > 0 && this.events < this.config.maxEvents && !this.stopRequested) {
       const e = this.queue.pop()!;
+      if (e.item.kind !== 'deliver') {
+        held.push(e);
+        continue;
+      }
       this.nowMs = e.timeMs;
       this.events++;
       this.dispatch(e.item);
     }
+    // Time does not run backwards: a timer that was due during the drain fires when it ended.
+    for (const e of held) this.queue.push(Math.max(e.timeMs, this.nowMs), e.item);
   }
 
   private dispatch(e: SimEvent): void {
@@ -433,6 +513,7 @@ export class Simulation {
         this.rollbacks++;
         this.rolledBackBatches += Math.max(0, ev.fromK - ev.toK);
         if (!this.speculative) this.fail(`replica ${id} rolled back from ${ev.fromK} to ${ev.toK}, but ${this.module.name} executes only committed batches`, 'safety-violation');
+        this.onRolledBack(id, node, ev.fromK, ev.toK);
         node.executedK = Math.min(node.executedK, ev.toK);
         break;
       case 'viewEntered':
@@ -459,8 +540,30 @@ export class Simulation {
     const ledger = node.core.ledger;
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
+    if (this.speculative) {
+      node.executedDigests.length = k - 1;
+      // A copy: ledger columns are reused after a rollback.
+      node.executedDigests.push(Buffer.from(ledger.digestAt(k)));
+    }
     const v = this.checker.onExecuted(id, k, ledger.digestAt(k), view, !this.speculative);
     if (v) this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
+  }
+
+  /**
+   * Speculative non-divergence (paper Definition 3.1, Proposition 3.5): a non-faulty replica
+   * never rolls back a batch a client already accepted at that k.
+   */
+  private onRolledBack(id: number, node: ReplicaNode, fromK: number, toK: number): void {
+    if (!this.faulty.has(id)) {
+      for (let k = toK + 1; k <= Math.min(fromK, node.executedDigests.length); k++) {
+        const v = this.checker.onRolledBack(id, k, node.executedDigests[k - 1]!);
+        if (v) {
+          this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
+          break;
+        }
+      }
+    }
+    node.executedDigests.length = Math.min(node.executedDigests.length, Math.max(0, toK));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -513,8 +616,29 @@ export class Simulation {
   private onAccepted(batch: AcceptedBatch): void {
     this.accepted.push(batch);
     bump(this.acceptedByPath, batch.path);
-    const v = this.checker.onAccepted(batch);
+    const v = this.checker.onAccepted(batch) ?? (this.speculative ? this.unbackedAcceptance(batch) : undefined);
     if (v) this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
+  }
+
+  /**
+   * Speculative non-divergence binds only a batch that f+1 non-faulty replicas executed (PoE
+   * paper Definition 3.1); an acceptance rule is sound only if it implies that (§3.2: nf
+   * identical INFORMs mean nf - f >= f+1 non-faulty executions; Zyzzyva: n, or nf after the
+   * commit certificate). So when a client accepts a batch of a speculative protocol, at least
+   * f+1 non-faulty replicas (all of them, if fewer are left) must hold it at its k right then.
+   */
+  private unbackedAcceptance(batch: AcceptedBatch): string | undefined {
+    const nonFaulty = this.nonFaultyReplicas();
+    const holders = nonFaulty.filter((id) => {
+      const ledger = this.replicas[id]!.core.ledger;
+      return ledger.height >= batch.k && ledger.digestAt(batch.k).equals(batch.digest);
+    });
+    const need = Math.min(this.f + 1, nonFaulty.length);
+    if (holders.length >= need) return undefined;
+    return (
+      `client ${batch.clientId} accepted batch k=${batch.k} (req ${batch.reqNo}) digest ${batch.digest.toString('hex').slice(0, 12)} ` +
+      `when only ${holders.length} non-faulty replica(s) [${holders.join(',')}] had executed it there: speculative non-divergence needs f+1 = ${this.f + 1}`
+    );
   }
 
   // ---------------------------------------------------------------------------------------
@@ -541,8 +665,7 @@ export class Simulation {
       this.fail(`${isClientPeer(node) ? 'client machine' : 'replica'} ${isClientPeer(node) ? clientOrigin(node) : node} armed timer '${name}' with afterMs=${afterMs}`, 'exception');
       return;
     }
-    // While draining, time only moves to deliver what is in flight: no timer may fire.
-    if (this.draining) return;
+    // While draining, timers are armed as usual but held back until the settle phase (drain()).
     const generation = ++this.timerGeneration;
     timers.set(name, generation);
     this.queue.push(this.nowMs + afterMs, { kind: 'timer', node, name, generation });
@@ -567,7 +690,20 @@ export class Simulation {
         }
       }
       const ledgers = this.nonFaultyReplicas().map((id) => ({ replica: id, ledger: this.replicas[id]!.core.ledger }));
-      this.violations.push(...checkSafety({ ledgers, accepted: this.accepted, requireAcceptedInLedgers: stopReason === 'done' }));
+      // Without a settle phase nothing lets a lagging replica catch up: an accepted batch may be
+      // missing from its ledger, but never replaced.
+      const requireConvergence = stopReason === 'done' && this.config.settleMs > 0;
+      this.violations.push(...checkSafety({ ledgers, accepted: this.accepted, requireAcceptedInLedgers: requireConvergence }));
+      if (!this.settled) {
+        const heads = this.nonFaultyReplicas().map((id) => {
+          const l = this.replicas[id]!.core.ledger;
+          return `${id}: ${l.height} (${l.headHash.toString('hex').slice(0, 12)})`;
+        });
+        this.violations.push(
+          `convergence: the non-faulty replicas' ledgers still differ ${this.config.settleMs} ms of virtual time after the clients finished and the network healed ` +
+            `(stopped settling at ${this.nowMs.toFixed(0)} ms; heights: ${heads.join(', ')})`,
+        );
+      }
     }
     const issued = this.issuedBatches();
     if (this.accepted.length < this.config.batches) {
@@ -597,6 +733,7 @@ export class Simulation {
       n: this.config.n,
       f: this.f,
       crashed: [...this.faulty].sort((a, b) => a - b),
+      faults: this.config.faults.map(formatFaultAssignment),
       seed: this.config.seed,
       valid: this.violations.length === 0,
       violations: [...this.violations],
@@ -611,6 +748,8 @@ export class Simulation {
       clientMessages: this.clientMessages,
       clientBytesSent: this.clientBytes,
       virtualTimeMs: stoppedAtMs,
+      settledMs: this.settleStartMs === undefined ? 0 : this.nowMs - this.settleStartMs,
+      converged: this.converged(),
       viewChanges: this.viewsEntered.size,
       highestView: Math.max(0, ...this.viewsEntered),
       rollbacks: this.rollbacks,
