@@ -54,6 +54,8 @@ export interface RunMetricsReport {
   /** Where that view change begins and ends on the series' axis (seconds from the window's start). */
   readonly viewChangeStartSec?: number;
   readonly viewChangeEndSec?: number;
+  /** Each replica's view when the run ended, and whether it was still changing view. */
+  readonly replicaViews: Record<string, { readonly view: number; readonly inViewChange: boolean }>;
   readonly rollbacks: number;
   readonly clientTimeouts: number;
   /**
@@ -205,6 +207,7 @@ export function aggregateMetrics(replicas: readonly ReplicaMetricsReport[], clie
     acceptedBatches: sum(clients.map((c) => c.acceptedBatchesInWindow)),
     windowSec,
     ...viewChange,
+    replicaViews: Object.fromEntries(replicas.map((r) => [String(r.id), { view: r.status.view, inViewChange: r.status.inViewChange }])),
     rollbacks: sum(replicas.map((r) => r.events['rollback'] ?? 0)),
     clientTimeouts: sum(clients.map((c) => c.timeouts)),
     throughputSeries: series,

@@ -28,7 +28,7 @@ import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetr
 import { launchCluster } from './infra-backends.js';
 import { defineInfraRunOptions } from './infra-spec.js';
 import { appendRun, environment, makeRunLine, writeManifest } from './results.js';
-import { faultsOf, faultyReplicas, formatRunFault, liveReplicas, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from './spec.js';
+import { faultsOf, faultyReplicas, formatRunFault, liveReplicas, mayLagReplicas, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from './spec.js';
 
 export interface RunOptions {
   /** Called about once a second with a progress line. */
@@ -332,8 +332,9 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   // (a replica that stopped after k batches holds a prefix, an equivocating one anything).
   await guard.run(Promise.all(clients.map((cl) => ask(cl, { cmd: 'stop' }))));
   const faulty = faultyReplicas(spec);
-  const correct = replicas.filter((r) => !faulty.includes(r.id));
-  const convergence = await waitForConvergence(correct, guard, options.convergeTimeoutMs ?? 5000);
+  const lagging = mayLagReplicas(spec);
+  const converging = replicas.filter((r) => !faulty.includes(r.id) && !lagging.includes(r.id));
+  const convergence = await waitForConvergence(converging, guard, options.convergeTimeoutMs ?? 5000);
   trace('stop replicas');
   await guard.run(Promise.all(replicas.map((r) => ask(r, { cmd: 'stop' }))));
 
@@ -344,8 +345,16 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
 
   trace('safety check');
   const metrics = aggregateMetrics(replicaMetrics, clientMetrics, spec.warmupS, faulty);
-  const replicaLedgers: ReplicaLedger[] = ledgers.filter((l) => !faulty.includes(l.id)).map((l) => ({ replica: l.id, ledger: ledgerFromReport(l) }));
-  const violations = [...checkSafety({ ledgers: replicaLedgers, accepted: acceptedRecords(accepted) })];
+  const correctLedgers: ReplicaLedger[] = ledgers.filter((l) => !faulty.includes(l.id)).map((l) => ({ replica: l.id, ledger: ledgerFromReport(l) }));
+  const acceptedBatches = acceptedRecords(accepted);
+  // Every correct ledger agrees with the others and replaces no accepted batch; those not kept
+  // behind by a Byzantine primary also hold every accepted batch.
+  const violations = [
+    ...new Set([
+      ...checkSafety({ ledgers: correctLedgers, accepted: acceptedBatches, requireAcceptedInLedgers: false }),
+      ...checkSafety({ ledgers: correctLedgers.filter((l) => !lagging.includes(l.replica)), accepted: acceptedBatches }),
+    ]),
+  ];
   if (!convergence.converged) violations.unshift(convergence.detail);
   const implausible = implausibilities(metrics, replicaMetrics, clientMetrics, spec.warmupS + spec.durationS);
   const valid = violations.length === 0 && implausible.length === 0;
@@ -438,7 +447,15 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
       const cpu = p.cpuPercent === null ? 'n/a' : `${num(p.cpuPercent, 1)}%`;
       lines.push(`  ${i === 0 ? 'processes' : '         '}    ${p.name.padEnd(10)} pid ${String(p.pid).padEnd(8)} CPU ${cpu.padStart(7)}  peak RSS ${num(p.peakRssMB, 1)} MB`);
     }
-    if (r.ledgerHeights) lines.push(`  ledgers      heights ${Object.entries(r.ledgerHeights).map(([id, h]) => `${id}:${h}`).join(' ')}`);
+    if (r.ledgerHeights) {
+      const faulty = faultyReplicas(s);
+      const lagging = mayLagReplicas(s);
+      const notes = [
+        ...(faulty.length > s.crashedReplicas.length ? [`faulty ${faulty.filter((id) => !s.crashedReplicas.includes(id)).join(', ')} not checked`] : []),
+        ...(lagging.length > 0 ? [`${lagging.join(', ')} kept behind by a Byzantine primary: agreement only`] : []),
+      ];
+      lines.push(`  ledgers      heights ${Object.entries(r.ledgerHeights).map(([id, h]) => `${id}:${h}`).join(' ')}${notes.length ? ` (${notes.join('; ')})` : ''}`);
+    }
   }
   if (!r.valid) {
     if (r.violations.length) {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { getProtocol, registeredProtocols } from '../replica/protocols.js';
-import { crashedBackups, faultsOf, faultyReplicas, formatRunFault, liveReplicas, makeRunSpec, parseExtra, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError } from './spec.js';
+import { crashedBackups, faultsOf, faultyReplicas, formatRunFault, mayLagReplicas, liveReplicas, makeRunSpec, parseExtra, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError } from './spec.js';
 
 const bad = (flags: Parameters<typeof parseRunFlags>[0]): string => {
   try {
@@ -110,5 +110,14 @@ describe('run spec', () => {
     expect(bad({ protocol: 'poe', faults: ['0=inTheDark:2,3'] })).toMatch(/keeps at most f = 1 replicas in the dark/);
     expect(bad({ protocol: 'poe', faults: ['0=silent', '1=silent'] })).toMatch(/2 faulty replicas \(0, 1\)/);
     expect(bad({ protocol: 'poe', faults: ['0=inTheDark:'] })).toMatch(/inTheDark needs replica ids/);
+  });
+
+  it('lets the replicas a Byzantine primary keeps behind lag: in-the-dark victims and deceived backups, never faulty ones', () => {
+    const spec = (faults: string[], extra: Record<string, string | boolean> = {}) => parseRunFlags({ protocol: 'poe', replicas: '7', faults, ...extra });
+    expect(mayLagReplicas(spec(['0=inTheDark:2,5']))).toEqual([2, 5]);
+    expect(mayLagReplicas(spec(['0=equivocate']))).toEqual([4, 5, 6]);
+    expect(mayLagReplicas(spec(['0=equivocate', '5=silent']))).toEqual([4, 6]);
+    expect(mayLagReplicas(spec(['0=stopAfter:900', '1=slow:5']))).toEqual([]);
+    expect(mayLagReplicas(parseRunFlags({ protocol: 'poe', crashed: '1', faults: ['0=inTheDark:3'], force: true }))).toEqual([]);
   });
 });

@@ -437,6 +437,27 @@ export function faultyReplicas(spec: Pick<RunSpec, 'crashedReplicas' | 'faults'>
   return [...new Set([...spec.crashedReplicas, ...spec.faults.map((a) => a.replica)])].sort((a, b) => a - b);
 }
 
+/**
+ * Correct replicas that a Byzantine primary may keep behind for as long as it stays: the
+ * victims it keeps in the dark (paper Example 3.4, case 2), and the backups an equivocating
+ * primary deceives (case 1; the second half of its backups, as replica/byzantine.ts's Equivocate
+ * picks them). They learn of the batches they missed only through certified checkpoints (paper
+ * §4(6)), so they may end up to a checkpoint interval behind: a run asks of their ledgers
+ * agreement with the others, not convergence (as the simulator's in-the-dark scenario does).
+ */
+export function mayLagReplicas(spec: Pick<RunSpec, 'replicas' | 'crashedReplicas' | 'faults'>): number[] {
+  const faulty = faultyReplicas(spec);
+  const out = new Set<number>();
+  for (const a of spec.faults) {
+    if (a.fault.kind === 'inTheDark') for (const v of a.fault.victims) out.add(v);
+    if (a.fault.kind === 'equivocate') {
+      const backups = Array.from({ length: spec.replicas }, (_, i) => i).filter((i) => i !== a.replica);
+      for (const v of backups.slice(Math.ceil(backups.length / 2))) out.add(v);
+    }
+  }
+  return [...out].filter((id) => !faulty.includes(id)).sort((a, b) => a - b);
+}
+
 /** The faults replica `id` wraps its core with, in order (empty for a correct replica). */
 export function faultsOf(spec: Pick<RunSpec, 'faults'>, id: number): FaultSpec[] {
   return spec.faults.filter((a) => a.replica === id).map((a) => a.fault);
