@@ -16,7 +16,9 @@ import {
   planSweep,
   remainingRuns,
   runKey,
+  PRIMARY_FAILURE_TIMEOUTS,
   runSweep,
+  specFor,
   sweepManifest,
   unsuccessful,
   type RunExecutor,
@@ -189,5 +191,25 @@ describe('runs.jsonl and manifest.json', () => {
     expect(String((manifest['notes'] as string[])[0])).toMatch(/^SIMULATED/);
     expect((manifest['notes'] as string[]).join(' ')).toMatch(/VIRTUAL time/);
     expect(sweepManifest(config, {}, 'now', [])['notes']).toBeUndefined();
+  });
+});
+
+describe('figure 11b on real processes', () => {
+  const c11b: SweepConfig = { ...config, figures: ['11b'], figureArg: '11b', filter: { replicas: [4] } };
+
+  it('runs its points with the view-0 primary stopping after 900 batches, checkpoints every 600 and the recorded timeouts', () => {
+    const runs = planSweep(c11b);
+    expect(runs.map((r) => r.point.protocol)).toEqual(['poe', 'pbft', 'poe', 'pbft']);
+    for (const run of runs) {
+      const spec = specFor(run, c11b);
+      expect(spec.faults).toEqual([{ replica: 0, fault: { kind: 'stopAfter', batches: 900 } }]);
+      expect(spec.checkpointInterval).toBe(600);
+      expect(spec.clientTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs);
+      expect(spec.viewChangeTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs);
+    }
+    // Other figures run without faults.
+    expect(specFor(planSweep(config)[0]!, config).faults).toEqual([]);
+    const manifest = sweepManifest(c11b, {}, 'now', ['figure', '11b']) as { spec: { primaryFailure: Record<string, unknown> } };
+    expect(manifest.spec.primaryFailure).toMatchObject({ faults: ['0=stopAfter:900'], checkpointIntervalK: 600, ...PRIMARY_FAILURE_TIMEOUTS });
   });
 });

@@ -12,8 +12,8 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunResult } from '../harness/run.js';
-import { makeRunSpec, RUN_DEFAULTS, type RunSpec } from '../harness/spec.js';
-import type { ProtocolName } from '../replica/types.js';
+import { formatRunFault, makeRunSpec, RUN_DEFAULTS, type RunSpec } from '../harness/spec.js';
+import { primaryOf, type ProtocolName } from '../replica/types.js';
 import { FIGURES, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
 import type { FigureId, RunMetrics, RunRecord } from './types.js';
@@ -21,8 +21,19 @@ import type { FigureId, RunMetrics, RunRecord } from './types.js';
 export type SweepBackend = 'local' | 'sim';
 export const SWEEP_BACKENDS: readonly SweepBackend[] = ['local', 'sim'];
 
-/** Why the local backend cannot run figure 11b yet; recorded as the reason of each of its runs. */
-export const PRIMARY_FAILURE_UNSUPPORTED = 'primary-failure fault not supported by the runtime yet';
+/**
+ * Figure 11b on real processes: the clients' request timeout and the replicas' view-change
+ * timeout (the paper gives neither). The view-0 primary stops after 900 batches, which at 4
+ * replicas on a 2-core machine is 0.5 to 2 s into a run; the clients then wait one client
+ * timeout before they broadcast their requests, and the backups one view-change timeout before
+ * they suspect the primary. With 2 s each the view change begins about 4.5 to 6 s into the run:
+ * inside the quick profile's measured window (4 s warm-up + 6 s), with seconds of recovery
+ * after it. Measured on this machine: PoE's and PBFT's view changes began 1.2 s into the
+ * window and took 0.3 to 0.8 s. With 500 ms each the view change fell in the warm-up, and on a
+ * loaded machine PoE ran through several views before it settled. Longer profiles put the
+ * failure in their warm-up: their measured throughput is the recovered system's.
+ */
+export const PRIMARY_FAILURE_TIMEOUTS = { clientTimeoutMs: 2000, viewChangeTimeoutMs: 2000 } as const;
 
 /** Restricts a figure's sweep to some of its points (`--replicas 4,8 --protocols poe,pbft --batches 100`). */
 export interface SweepFilter {
@@ -113,10 +124,19 @@ export function describeRun(run: SweepRun, reps?: number): string {
   return `fig ${run.figure}: ${PROTOCOL_LABEL[p.protocol]} n=${p.replicas} crashed=${p.crashed} batch=${p.batch}${stop}${rep}`;
 }
 
-/** The RunSpec of a run on the real harness: the point, the profile's run length, the figure's checkpoint interval. */
+/**
+ * The RunSpec of a run on the real harness: the point, the profile's run length, the figure's
+ * checkpoint interval; for figure 11b, the view-0 primary wrapped to stop after the point's
+ * batches (replica/byzantine.ts stopAfter) and PRIMARY_FAILURE_TIMEOUTS.
+ */
 export function specFor(run: SweepRun, config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'>): RunSpec {
   const p = run.point;
+  const primaryFailure =
+    p.primaryStopsAfter === undefined
+      ? {}
+      : { faults: [{ replica: primaryOf(0, p.replicas), fault: { kind: 'stopAfter' as const, batches: p.primaryStopsAfter } }], ...PRIMARY_FAILURE_TIMEOUTS };
   return makeRunSpec({
+    ...primaryFailure,
     protocol: p.protocol,
     replicas: p.replicas,
     crashed: p.crashed,
@@ -134,12 +154,31 @@ export function specFor(run: SweepRun, config: Pick<SweepConfig, 'warmupSec' | '
 export function specTemplate(config: SweepConfig): Record<string, unknown> {
   const first = planSweep(config)[0]!;
   const spec = specFor(first, config);
+  const with11b = config.figures.includes('11b');
+  const stopsAfter = FIGURES['11b'].points()[0]!.primaryStopsAfter!;
   return {
     ...spec,
     backend: config.backend,
-    variesPerRun: ['protocol', 'replicas', 'crashed', 'crashedReplicas', 'batch', 'seed', 'keySeed'],
+    variesPerRun: ['protocol', 'replicas', 'crashed', 'crashedReplicas', 'batch', 'seed', 'keySeed', ...(with11b && config.figures.length > 1 ? ['faults', 'clientTimeoutMs', 'viewChangeTimeoutMs'] : [])],
     seedRule: `seed = ${config.seed} + repetition; keySeed = poe-bench-run-<seed>`,
-    ...(config.figures.includes('11b') ? { primaryFailure: `figure 11b: the view-0 primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} requests (client batches, i.e. sequence numbers)` } : {}),
+    ...(with11b ? { primaryFailure: primaryFailureNote(config.backend, stopsAfter) } : {}),
+  };
+}
+
+/** What figure 11b's runs do, for the manifest: the fault, the checkpoints and the timeouts. */
+export function primaryFailureNote(backend: SweepBackend, stopsAfter: number): Record<string, unknown> {
+  const fault = formatRunFault({ replica: 0, fault: { kind: 'stopAfter', batches: stopsAfter } });
+  const common = {
+    fault: `the view-0 primary stops after ${stopsAfter} requests (client batches, i.e. sequence numbers), then stays silent`,
+    checkpointIntervalK: FIGURES['11b'].checkpointInterval,
+  };
+  if (backend === 'sim') return { ...common, how: 'replica 0 wrapped in stopAfter in the simulator; timeouts are the simulator defaults' };
+  return {
+    ...common,
+    faults: [fault],
+    ...PRIMARY_FAILURE_TIMEOUTS,
+    why: 'timeouts chosen so that the view change begins inside the quick profile\'s measured window at 4 replicas (experiments/sweep.ts PRIMARY_FAILURE_TIMEOUTS)',
+    command: `poe-bench run --faults primary=stopAfter:${stopsAfter} --checkpoint-interval ${FIGURES['11b'].checkpointInterval} --client-timeout-ms ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} --view-change-timeout-ms ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs}`,
   };
 }
 
@@ -160,6 +199,7 @@ export function recordFromRunResult(run: SweepRun, result: RunResult): RunRecord
           rollbacks: m.rollbacks,
           clientTimeouts: m.clientTimeouts,
           throughputSeries: m.throughputSeries,
+          ...(m.viewChangeMs === undefined ? {} : { viewChangeMs: m.viewChangeMs }),
         };
   return {
     experiment: run.experiment,
@@ -175,7 +215,16 @@ export function recordFromRunResult(run: SweepRun, result: RunResult): RunRecord
     failed: result.failed,
     violations: result.violations,
     implausible: result.implausible,
-    ...(m === undefined ? {} : { acceptedTxns: m.acceptedTxns, windowSec: m.windowSec, processes: m.processes }),
+    ...(m === undefined
+      ? {}
+      : {
+          acceptedTxns: m.acceptedTxns,
+          windowSec: m.windowSec,
+          processes: m.processes,
+          acceptedByPath: m.acceptedByPath,
+          replicaViews: m.replicaViews,
+          ...(m.viewChangeStartSec === undefined ? {} : { viewChangeStartSec: m.viewChangeStartSec, viewChangeEndSec: m.viewChangeEndSec }),
+        }),
     spec: result.spec,
   };
 }
@@ -389,7 +438,6 @@ export function predictedRunSec(run: SweepRun, config: Pick<SweepConfig, 'backen
     const batches = config.simBatches + (run.point.primaryStopsAfter ?? 0);
     return 0.5 + (batches * n * n) / 100_000;
   }
-  if (run.point.primaryStopsAfter !== undefined) return 0;
   return config.warmupSec + config.measuredSec + 2 + 0.4 * n;
 }
 

@@ -23,13 +23,12 @@ import {
   describeFilter,
   describeRun,
   EtaEstimator,
-  failedRecord,
   formatDuration,
   incompatibilities,
   MANIFEST_FILE,
   planSweep,
   predictedRunSec,
-  PRIMARY_FAILURE_UNSUPPORTED,
+  PRIMARY_FAILURE_TIMEOUTS,
   recordFromRunResult,
   RUNS_FILE,
   runSweep,
@@ -280,9 +279,7 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean): RunExecut
     };
   }
   return async (run, signal, onPhase) => {
-    // Figure 11b needs the primary to stop after 900 requests; the process runtime has no
-    // fault injection yet, and a run without the fault would be figure 13, not 11b.
-    if (run.point.primaryStopsAfter !== undefined) return failedRecord(run, PRIMARY_FAILURE_UNSUPPORTED, 'local');
+    // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter.
     const spec = specFor(run, config);
     const logDir = logs ? join(dir, 'logs', `${run.pointId.replace(/[^\w.=-]+/g, '_')}.rep${run.rep}`) : undefined;
     const result = await executeRun(spec, { signal, onProgress: onPhase, ...(logDir ? { logDir } : {}) });
@@ -335,7 +332,9 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     `poe-bench figure: ${figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${filter ? `, only ${filter}` : ''}\n` +
       `  ${resuming ? 'resuming' : 'writing'} ${dir}\n` +
       (config.backend === 'sim' ? '  SIMULATED: numbers are in virtual time (the simulator charges no computing time); a preview, not a measurement\n' : '') +
-      (config.backend === 'local' && config.figures.includes('11b') ? `  figure 11b: ${PRIMARY_FAILURE_UNSUPPORTED}; its runs are recorded as failed (try --backend sim)\n` : ''),
+      (config.backend === 'local' && config.figures.includes('11b')
+        ? `  figure 11b: the primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} batches (--faults primary=stopAfter); checkpoints every ${FIGURES['11b'].checkpointInterval}, client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms\n`
+        : ''),
   );
 
   const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) => predictedRunSec(run, config));

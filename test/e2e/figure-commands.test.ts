@@ -1,8 +1,7 @@
 /**
  * `poe-bench figure`, `report` and `compare` through the built CLI, on inputs that need no
- * real cluster (so they stay fast on a shared machine): the simulator backend, figure 11b on
- * the local backend (its fault is not in the process runtime yet: every run is recorded as
- * failed with that reason, never faked), and bad arguments.
+ * real cluster (so they stay fast on a shared machine): the simulator backend and bad
+ * arguments. Figure 11b on real processes is in test/e2e/faults-figure.test.ts.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -103,22 +102,7 @@ describe('poe-bench figure on the simulator', () => {
   });
 });
 
-describe('poe-bench figure 11b on the local backend', () => {
-  it('records every run as failed with the reason, writes the report, and exits 1', () => {
-    const dir = join(base, 'local-11b');
-    const r = cli('figure', '11b', '--quick', '--replicas', '4,8', '--out', dir);
-    expect(r.code).toBe(1);
-    const lines = records(dir);
-    expect(lines.length).toBe(4);
-    for (const l of lines) {
-      expect(l.valid).toBe(false);
-      expect(l.reason).toBe('primary-failure fault not supported by the runtime yet');
-      expect(l.metrics).toBeUndefined();
-    }
-    expect(r.stderr).toContain('4 runs failed or invalid');
-    expect(readFileSync(join(dir, 'report.md'), 'utf8')).toContain('primary-failure fault not supported by the runtime yet');
-  });
-});
+// Figure 11b on the local backend runs for real since `run --faults`: test/e2e/faults-figure.test.ts.
 
 describe('bad arguments', () => {
   /** Captures what a command writes. */

@@ -1,0 +1,55 @@
+/**
+ * `poe-bench figure 11b --quick --replicas 4` on real processes (issue 4, item 2; issue 5):
+ * PoE and PBFT with the view-0 primary stopping after 900 requests and a checkpoint every 600,
+ * the timeouts chosen so that the view change falls inside the quick profile's window
+ * (experiments/sweep.ts PRIMARY_FAILURE_TIMEOUTS). Two runs of 10 s each.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PRIMARY_FAILURE_TIMEOUTS } from '../../experiments/sweep.js';
+import { ensureBuilt, ROOT } from './helpers.js';
+
+beforeAll(() => ensureBuilt(), 180_000);
+
+const CLI = join(ROOT, 'dist', 'harness', 'cli.js');
+const base = mkdtempSync(join(tmpdir(), 'poe-figure-11b-'));
+afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+interface Line {
+  readonly pointId: string;
+  readonly valid: boolean;
+  readonly reason?: string;
+  readonly spec: { readonly faults: unknown; readonly checkpointInterval: number; readonly clientTimeoutMs: number; readonly viewChangeTimeoutMs: number };
+  readonly metrics?: { readonly viewChanges?: number; readonly viewChangeMs?: number; readonly throughputSeries?: { tSec: number; txnPerSec: number }[] };
+}
+
+describe('poe-bench figure 11b on the local backend', () => {
+  it('runs PoE and PBFT for real: the primary stops after 900, the view changes, the timeouts are recorded', () => {
+    const dir = join(base, 'local-11b');
+    const r = spawnSync(process.execPath, [CLI, 'figure', '11b', '--quick', '--replicas', '4', '--out', dir], { cwd: base, encoding: 'utf8', timeout: 150_000 });
+    const lines = readFileSync(join(dir, 'runs.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Line);
+    expect(r.status, `${r.stderr}\n${lines.map((l) => l.reason ?? '').join('\n')}`).toBe(0);
+    expect(r.stderr).toContain(`client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms`);
+    expect(lines.map((l) => l.pointId)).toEqual(['poe/n=4/crashed=0/batch=100/stop=900', 'pbft/n=4/crashed=0/batch=100/stop=900']);
+    for (const l of lines) {
+      expect(l.valid, l.reason).toBe(true);
+      expect(l.spec.faults).toEqual([{ replica: 0, fault: { kind: 'stopAfter', batches: 900 } }]);
+      expect(l.spec.checkpointInterval).toBe(600);
+      expect(l.spec.clientTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs);
+      expect(l.spec.viewChangeTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs);
+      expect(l.metrics!.viewChanges).toBeGreaterThanOrEqual(1);
+      expect(l.metrics!.viewChangeMs).toBeGreaterThan(0);
+      // 4 s of warm-up and 6 s measured, in 1-second buckets.
+      expect(l.metrics!.throughputSeries!.map((b) => b.tSec)).toEqual([-4, -3, -2, -1, 0, 1, 2, 3, 4, 5]);
+    }
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { spec: { primaryFailure: Record<string, unknown> } };
+    expect(manifest.spec.primaryFailure).toMatchObject({ faults: ['0=stopAfter:900'], checkpointIntervalK: 600, ...PRIMARY_FAILURE_TIMEOUTS });
+    expect(readFileSync(join(dir, 'report.md'), 'utf8')).toContain('11b');
+  });
+});
