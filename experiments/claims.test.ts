@@ -53,7 +53,7 @@ describe('advantage claims ("PoE attains up to X% more throughput than B")', () 
   it('judges "PoE has 7% to 18% less throughput than ZYZ" on PoE being behind', () => {
     const behind = fixtureData('13', { poe: { 4: [930, 1], 16: [820, 1] }, zyzzyva: { 4: [1000, 1], 16: [1000, 1] } });
     const r = evaluateClaim(claim('13-zyz-above-poe'), { '13': behind });
-    expect(r).toMatchObject({ verdict: 'holds', measured: '18% less throughput (16 replicas); most: 7% less throughput (4 replicas)' });
+    expect(r).toMatchObject({ verdict: 'holds', measured: '18% less throughput (16 replicas); least: 7% less throughput (4 replicas)' });
     const ahead = fixtureData('13', { poe: { 4: [1100, 1] }, zyzzyva: { 4: [1000, 1] } });
     expect(evaluateClaim(claim('13-zyz-above-poe'), { '13': ahead }).verdict).toBe('does not hold');
   });
@@ -158,5 +158,28 @@ describe('the other kinds', () => {
       verdict: 'not measured',
       measured: 'figure 10 is not in these results',
     });
+  });
+});
+
+// Invented inputs in which PoE leads PBFT at 4 and 16 replicas in figure 13 (so some claims hold).
+function fullInputs() {
+  return {
+    '13': fixtureData('13', { poe: { 4: [1470, 68], 16: [1100, 80] }, pbft: { 4: [1000, 100], 16: [1000, 100] } }),
+    '10': fixtureData('10', { zyzzyva: { 4: [100, 13000] } }),
+  };
+}
+
+describe('claims on simulated or parameter-bound numbers', () => {
+  it('shows simulated numbers but never judges them', () => {
+    const judged = evaluateClaims(fullInputs());
+    const simulated = evaluateClaims(fullInputs(), undefined, { simulated: true });
+    expect(judged.some((r) => r.verdict === 'holds')).toBe(true);
+    expect(simulated.every((r) => r.verdict === 'not measured')).toBe(true);
+    expect(simulated.find((r) => r.claim.id === '13-poe-pbft-throughput')?.measured).toMatch(/simulated in virtual time/);
+  });
+
+  it("labels Zyzzyva's failure-case latency with the client timeout that sets it", () => {
+    const r = evaluateClaims(fullInputs(), undefined, { clientTimeoutMs: 2000 }).find((x) => x.claim.id === '10-zyz-latency-4')!;
+    expect(r.measured).toMatch(/client timeout of 2000 ms/);
   });
 });

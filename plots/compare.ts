@@ -7,7 +7,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { evaluateClaims, type ClaimInputs, type ClaimResult } from '../experiments/claims.js';
+import { claimContextOf, evaluateClaims, type ClaimInputs, type ClaimResult } from '../experiments/claims.js';
 import { FIGURES, PROTOCOL_LABEL, PROTOCOL_ORDER, xOf } from '../experiments/figures.js';
 import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
 import { aggregate, figureData, type FigureData, type Summary } from '../experiments/stats.js';
@@ -169,7 +169,7 @@ export async function writeComparison(dirA: string, dirB: string, outDir: string
     inputsA[id] = a.data[id];
     inputsB[id] = b.data[id];
   }
-  blocks.push(...claimsBlocks(evaluateClaims(inputsA), evaluateClaims(inputsB), 'A', 'B'));
+  blocks.push(...claimsBlocks(evaluateClaims(inputsA, undefined, claimContextOf(a.manifest)), evaluateClaims(inputsB, undefined, claimContextOf(b.manifest)), 'A', 'B'));
   const markdown = join(outDir, COMPARE_MD);
   const html = join(outDir, COMPARE_HTML);
   writeFileSync(markdown, toMarkdown(blocks));

@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { ProtocolName } from '../replica/types.js';
-import { CLAIMS, evaluateClaims, type ClaimInputs, type ClaimResult, type Verdict } from '../experiments/claims.js';
+import { CLAIMS, claimContextOf, evaluateClaims, type ClaimInputs, type ClaimResult, type Verdict } from '../experiments/claims.js';
 import { FIGURE_IDS, FIGURES, PROFILES, PROTOCOL_LABEL, PROTOCOL_ORDER, belongsTo, xOf, type FigureDef } from '../experiments/figures.js';
 import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
 import { ratioSentences } from '../experiments/sentences.js';
@@ -243,7 +243,7 @@ export async function buildReport(dir: string, records: readonly RunRecord[], ma
       text: `${strays.length} runs belong to no figure of the paper (experiments: ${[...new Set(strays.map((r) => r.experiment))].join(', ')}) and are not shown.`,
     });
   }
-  const claims = evaluateClaims(inputs, CLAIMS);
+  const claims = evaluateClaims(inputs, CLAIMS, claimContextOf(manifest));
   blocks.push(...claimsTable(claims), ...METHOD);
   return { blocks, charts, figures, claims };
 }
