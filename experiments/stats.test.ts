@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { aggregate, figureData, latestPerRepetition, mean, sampleStdDev, summarize, tQuantile975, valueAt, xValues } from './stats.js';
+import { aggregate, figureData, latestPerRepetition, mean, supersededFailures, sampleStdDev, summarize, tQuantile975, valueAt, xValues } from './stats.js';
 import { loadRuns, parseRuns, readManifestInfo, RunsFileError, loadManifest } from './runs.js';
 import { fixtureRecord } from './fixtures.js';
 import { FIGURES } from './figures.js';
@@ -88,6 +88,8 @@ describe('aggregate', () => {
     expect(p!.reps).toBe(1);
     expect(p!.failed).toBe(0);
     expect(p!.throughputTxnPerSec!.mean).toBe(500);
+    // The failures the retry replaced are still there for the report to list.
+    expect(supersededFailures(recs).map((r) => r.reason)).toEqual(['timeout', 'later failure']);
   });
 
   it('counts every line of an experiment that is not a figure sweep as its own run', () => {

@@ -134,6 +134,16 @@ export function latestPerRepetition(records: readonly RunRecord[]): RunRecord[] 
   return [...byKey.values()];
 }
 
+/**
+ * Failed or invalid records that a later valid record of the same repetition replaced
+ * (`figure --retry-failed`). They do not enter the means, but a report lists them: a protocol
+ * that needed retries must not look as reliable as one that did not.
+ */
+export function supersededFailures(records: readonly RunRecord[]): RunRecord[] {
+  const kept = new Set(latestPerRepetition(records));
+  return records.filter((r) => !r.valid && !kept.has(r));
+}
+
 function summaryOf(values: readonly (number | undefined)[]): Summary | undefined {
   const present = values.filter((v): v is number => v !== undefined && Number.isFinite(v));
   return present.length === 0 ? undefined : summarize(present);

@@ -12,7 +12,7 @@ import { CLAIMS, claimContextOf, evaluateClaims, type ClaimInputs, type ClaimRes
 import { FIGURE_IDS, FIGURES, PROFILES, PROTOCOL_LABEL, PROTOCOL_ORDER, belongsTo, xOf, type FigureDef } from '../experiments/figures.js';
 import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
 import { ratioSentences } from '../experiments/sentences.js';
-import { aggregate, figureData, latestPerRepetition, protocolsIn, type AggregatedPoint, type FigureData, type Summary } from '../experiments/stats.js';
+import { aggregate, figureData, latestPerRepetition, protocolsIn, supersededFailures, type AggregatedPoint, type FigureData, type Summary } from '../experiments/stats.js';
 import type { FigureId, RunRecord } from '../experiments/types.js';
 import { toHtml, toMarkdown, type Block, type Cell } from './document.js';
 import { renderFigureData, type RenderedChart } from './render.js';
@@ -242,6 +242,16 @@ export async function buildReport(dir: string, records: readonly RunRecord[], ma
       kind: 'paragraph',
       text: `${strays.length} runs belong to no figure of the paper (experiments: ${[...new Set(strays.map((r) => r.experiment))].join(', ')}) and are not shown.`,
     });
+  }
+  const retried = supersededFailures(records);
+  if (retried.length > 0) {
+    blocks.push(
+      { kind: 'heading', level: 3, text: 'Failed attempts that a retry replaced' },
+      {
+        kind: 'list',
+        items: retried.map((r) => `${r.experiment} ${r.pointId} repetition ${r.rep}: ${r.reason ?? 'invalid'} (retried with --retry-failed; the valid retry is the one counted)`),
+      },
+    );
   }
   const claims = evaluateClaims(inputs, CLAIMS, claimContextOf(manifest));
   blocks.push(...claimsTable(claims), ...METHOD);
