@@ -13,7 +13,7 @@ import { ClientCore } from '../client/core.js';
 import { Rng } from '../client/random.js';
 import { createCrypto } from './crypto.js';
 import { KeyRing } from './keys.js';
-import { makeRequest, MSG_CHECKPOINT, MSG_REQUEST, type ClientRequest, type Write } from './messages.js';
+import { makeRequest, MSG_CHECKPOINT, MSG_REQUEST, requestDigest, type ClientRequest, type Write } from './messages.js';
 import {
   buildNewView,
   messageDigest,
@@ -1208,5 +1208,23 @@ describe('PoE catch-up after a long partition', () => {
     expect(client.acceptedBatches).toBe(300);
     expect(replicas[3]!.status().executedK === 300, `replica 3 at ${replicas[3]!.status().executedK}`).toBe(caughtUp);
     expectLedgersAgree(replicas);
+  });
+});
+
+describe('PoE client rule against a flooding replica', () => {
+  it('counts one INFORM per replica, so a faulty replica sending many variants cannot block acceptance', () => {
+    // Reference: paper Figure 3, lines 2-3 (nf identical INFORMs from distinct replicas).
+    const n = 4;
+    const policy = poe.createClientPolicy({ n, origin: 0 });
+    const crypto = createCrypto('sim');
+    const ring = new KeyRing(crypto, 'flood', n, 1);
+    const request = makeRequest(ring.clientSigner(0), 0, 7, 0, [{ key: 1, value: Buffer.alloc(8) }]);
+    const digest = requestDigest(crypto, request);
+    const p: PendingRequest = { request, digest, firstSentMs: 0, timeouts: 0 };
+    const inform = (result: number) => ({ type: MSG_INFORM, view: 0, k: 1, digest, clientId: 7, reqNo: 0, result: Buffer.alloc(32, result) }) as PoeMessage;
+    for (let i = 0; i < 200; i++) expect(policy.onReply(p, 3, inform(100 + (i % 150)), 0)).toBeUndefined();
+    expect(policy.onReply(p, 0, inform(1), 0)).toBeUndefined();
+    expect(policy.onReply(p, 1, inform(1), 0)).toBeUndefined();
+    expect(policy.onReply(p, 2, inform(1), 0)?.accepted?.k).toBe(1);
   });
 });

@@ -1855,8 +1855,6 @@ interface InformVotes {
   readonly from: Set<number>;
 }
 
-/** Distinct (view, k, result) triples tracked per request; more only come from faulty replicas. */
-const INFORM_VARIANTS_MAX = 64;
 
 export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
   private readonly n: number;
@@ -1898,9 +1896,14 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
       votes = [];
       p.policyState = votes;
     }
+    // One vote per replica: a replica's newer INFORM replaces its older one, so there are at
+    // most n variants and a faulty replica cannot crowd out the correct ones.
+    for (let i = votes.length - 1; i >= 0; i--) {
+      const v = votes[i]!;
+      if (v.from.delete(from) && v.from.size === 0) votes.splice(i, 1);
+    }
     let match = votes.find((x) => x.view === msg.view && x.k === msg.k && x.result.equals(msg.result));
     if (!match) {
-      if (votes.length >= INFORM_VARIANTS_MAX) return undefined;
       match = { view: msg.view, k: msg.k, result: Buffer.from(msg.result), from: new Set() };
       votes.push(match);
     }
