@@ -53,9 +53,19 @@ export function environment(): Environment {
   };
 }
 
-/** The sweep point a spec measures (experiments/types.ts). */
+/**
+ * The sweep point a spec measures (experiments/types.ts). A view-0 primary that stops after k
+ * batches is figure 11b's failure, so the point says so; other faults are in the line's spec.
+ */
 export function specPoint(spec: RunSpec): SweepPoint {
-  return { protocol: spec.protocol, replicas: spec.replicas, crashed: spec.crashed, batch: spec.batch };
+  const stop = spec.faults.find((a) => a.replica === 0 && a.fault.kind === 'stopAfter');
+  return {
+    protocol: spec.protocol,
+    replicas: spec.replicas,
+    crashed: spec.crashed,
+    batch: spec.batch,
+    ...(stop?.fault.kind === 'stopAfter' ? { primaryStopsAfter: stop.fault.batches } : {}),
+  };
 }
 
 /** A runs.jsonl line: the shared RunRecord plus this run's full detail. */

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { executeRun, type RunResult } from '../../harness/run.js';
+import { executeRun, recordRun, type RunResult } from '../../harness/run.js';
 import { makeRunSpec } from '../../harness/spec.js';
 import type { ProtocolName } from '../../replica/types.js';
 import { alivePids, ensureBuilt, ROOT } from './helpers.js';
@@ -62,6 +62,11 @@ describe.each<ProtocolName>(['poe', 'pbft'])('%s: the primary stops after K requ
     expect(after.length, `view change ended ${end} s into a ${PRIMARY_STOPS.durationS} s window`).toBeGreaterThan(0);
     expect(Math.max(...after.map((b) => b.txnPerSec)), JSON.stringify(m.throughputSeries)).toBeGreaterThan(0);
     expect(alivePids(r.pids)).toEqual([]);
+    // Recorded as figure 11b's kind of point, with the failure metrics.
+    const out = mkdtempSync(join(tmpdir(), `poe-bench-stop-${protocol}-`));
+    const line = JSON.parse(readFileSync(recordRun(out, r), 'utf8').trim()) as { pointId: string; metrics: Record<string, unknown> };
+    expect(line.pointId).toBe(`${protocol}/n=4/crashed=0/batch=100/stop=${STOP_AFTER}`);
+    for (const key of ['viewChanges', 'viewChangeMs', 'rollbacks', 'clientTimeouts', 'throughputSeries']) expect(line.metrics).toHaveProperty(key);
   });
 });
 
