@@ -1580,7 +1580,7 @@ export class ChainedHotStuff extends HotStuffReplica {
 // Client policy
 
 /** Per pending request: the (k, digest, result) each replica replied with. */
-type ReplyTally = Map<number, string>;
+type ReplyTally = Map<number, { readonly key: string; readonly view: number }>;
 
 /**
  * The client's rule, as PBFT's (paper §4(8) and Algorithm 2: "responds to the client"): accept
@@ -1636,12 +1636,19 @@ export class HotStuffClientPolicy implements ClientPolicy<HotStuffMessage> {
     if (tally.has(from)) return undefined;
     if (this.verifiers && !replySignatureValid(this.verifiers[from]!, msg)) return undefined;
     const key = `${msg.k}:${hex(msg.result)}`;
-    tally.set(from, key);
+    tally.set(from, { key, view: msg.view });
     let matching = 0;
-    for (const k of tally.values()) if (k === key) matching++;
+    // The view is not part of what must match, so take the smallest the matching replies name:
+    // at least one of them is correct, and a faulty replica cannot steer the client ahead.
+    let view = Number.MAX_SAFE_INTEGER;
+    for (const t of tally.values()) {
+      if (t.key !== key) continue;
+      matching++;
+      view = Math.min(view, t.view);
+    }
     if (matching < this.f + 1) return undefined;
-    this.believedView = Math.max(this.believedView, msg.view);
-    return { accepted: { k: msg.k, view: msg.view, digest: msg.digest, path: 'f+1' } };
+    this.believedView = Math.max(this.believedView, view);
+    return { accepted: { k: msg.k, view, digest: msg.digest, path: 'f+1' } };
   }
 
   onTimeout(p: PendingRequest, nowMs: number): readonly ClientOutput<HotStuffMessage>[] {
