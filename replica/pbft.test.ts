@@ -832,11 +832,11 @@ describe('PBFT view change', () => {
   it('backups reject a NEW-VIEW whose O does not follow from V', () => {
     const n = 4;
     const net = new Net({ n, clients: 2, maxBatches: 2 });
-    net.drop = (e) => e.msg.type === MSG_COMMIT && (e.msg as Commit).k === 2 && e.to !== 1;
+    // View 0's COMMITs for k=2 reach replica 1 only, retransmissions included: a view change must settle k=2.
+    net.drop = (e) => e.msg.type === MSG_COMMIT && (e.msg as Commit).k === 2 && (e.msg as Commit).view === 0 && e.to !== 1;
     net.start();
     net.flush();
     net.silent.add(0);
-    net.drop = () => false;
     // The new primary replaces the prepared batch at k=2 with a null request.
     net.transform = (e) => {
       if (e.msg.type !== MSG_NEW_VIEW) return e.msg;
@@ -891,18 +891,115 @@ describe('PBFT view change', () => {
   });
 });
 
+describe('PBFT view change on lossy links', () => {
+  /** A genuine VIEW-CHANGE for view 1 from `replica` (n=4): a client request it awaits times out. */
+  const vcFrom = (replica: number): ViewChange => {
+    const r = replicaCore(4, replica);
+    if (replica === 0) {
+      // The primary of view 0 does not time out on itself: it joins f+1 others (PBFT §4.5.2).
+      r.step({ kind: 'message', from: 2, msg: vcFrom(2) }, 0);
+      return broadcastsOf(r.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 0), MSG_VIEW_CHANGE)[0] as ViewChange;
+    }
+    r.step({ kind: 'message', from: clientPeer(0), msg: request(4, 0, 0) }, 0);
+    return broadcastsOf(r.step({ kind: 'timer', name: PBFT_TIMERS.viewChange }, 1000), MSG_VIEW_CHANGE)[0] as ViewChange;
+  };
+  const timerSets = (outs: ReplicaOutput<PbftMessage>[], name: string): number[] =>
+    outs.flatMap((o) => (o.kind === 'setTimer' && o.name === name ? [o.afterMs] : []));
+
+  it('starts waiting for the NEW-VIEW only once nf VIEW-CHANGEs for the view are in, and re-sends its own meanwhile', () => {
+    // Found by the simulator (infra/sim/scenarios.ts crash-and-loss): replicas whose peers' VIEW-CHANGEs
+    // were lost each ran through views alone, and never met again once the network healed.
+    const n = 4;
+    const r = replicaCore(n, 2, { viewChangeTimeoutMs: 1000 });
+    r.step({ kind: 'message', from: clientPeer(0), msg: request(n, 0, 0) }, 0); // awaited: the view-change timer runs
+    const started = r.step({ kind: 'timer', name: PBFT_TIMERS.viewChange }, 1000);
+    expect(broadcastsOf(started, MSG_VIEW_CHANGE)).toHaveLength(1);
+    expect(timerSets(started, PBFT_TIMERS.newView)).toEqual([]);
+    expect(timerSets(started, PBFT_TIMERS.resendViewChange)).toEqual([500]);
+    // Alone, it re-sends its VIEW-CHANGE every half timeout and never moves on to view 2.
+    const resent = r.step({ kind: 'timer', name: PBFT_TIMERS.resendViewChange }, 1500);
+    expect((broadcastsOf(resent, MSG_VIEW_CHANGE) as ViewChange[]).map((m) => [m.replica, m.view])).toEqual([[2, 1]]);
+    expect(r.step({ kind: 'timer', name: PBFT_TIMERS.newView }, 2500)).toEqual([]);
+    expect(r.status()).toMatchObject({ view: 1, inViewChange: true });
+    // The second VIEW-CHANGE from another replica makes nf = 3: now the NEW-VIEW wait starts.
+    expect(timerSets(r.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 2600), PBFT_TIMERS.newView)).toEqual([]);
+    expect(timerSets(r.step({ kind: 'message', from: 0, msg: vcFrom(0) }, 2700), PBFT_TIMERS.newView)).toEqual([1000]);
+    // Reference: PBFT §4.5.2, "a replica that multicasts a view-change message for view v+1 waits for 2f+1 view-change messages for view v+1 and then starts its timer".
+  });
+
+  it('the new primary re-sends its NEW-VIEW to a replica that asks again for the view it already runs', () => {
+    const n = 4;
+    const p = replicaCore(n, 1, { viewChangeTimeoutMs: 1000 });
+    p.step({ kind: 'message', from: 2, msg: vcFrom(2) }, 0);
+    // f+1 = 2 requests for view 1: it joins, holds nf with its own, and sends NEW-VIEW.
+    const joined = p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 0);
+    const nv = broadcastsOf(joined, MSG_NEW_VIEW) as NewView[];
+    expect(nv).toHaveLength(1);
+    expect(p.status()).toMatchObject({ view: 1, inViewChange: false });
+    // Replica 3 lost it and re-sends its VIEW-CHANGE: it gets the same NEW-VIEW, once per half timeout.
+    const again = p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 100);
+    expect(again).toEqual([{ kind: 'send', to: 3, msg: nv[0] }]);
+    expect(p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 200)).toEqual([]);
+    expect(p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 700)).toEqual([{ kind: 'send', to: 3, msg: nv[0] }]);
+    // A backup that runs the view does not answer (only the primary's NEW-VIEW counts).
+    const b = replicaCore(n, 2);
+    b.step({ kind: 'message', from: 1, msg: nv[0]! }, 0);
+    expect(b.status()).toMatchObject({ view: 1, inViewChange: false });
+    expect(b.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 100)).toEqual([]);
+    // Reference: PBFT §4.4 (NEW-VIEW), with retransmission as PBFT assumes of its links.
+  });
+
+  it('COMMITs lost before the primary crashed are re-sent when the client re-sends: the others commit in view 0, no view change', () => {
+    // Found by the simulator (continuous loss with a crashed replica): a batch executed at one
+    // replica only, whose COMMITs the others lost, stayed one COMMIT short for good.
+    const net = new Net({ n: 4, clients: 1, maxBatches: 1 });
+    net.drop = (e) => e.msg.type === MSG_COMMIT && e.to !== 1;
+    net.start();
+    net.flush();
+    expect(net.replicas.map((r) => r.status().executedK)).toEqual([0, 1, 0, 0]);
+    net.silent.add(0);
+    net.drop = () => false;
+    expect(net.run(() => net.client!.done)).toBe(true);
+    expect(net.eventsOf('viewChangeStarted')).toEqual([]);
+    for (const i of [1, 2, 3]) expect(net.replicas[i]!.status().executedK, `replica ${i}`).toBe(1);
+    expectConsistent(net, [1, 2, 3]);
+    // Reference: PBFT §4.1 (clients retransmit; replicas resend what a retransmission needs), §4.2.
+  });
+
+  it('a backup that executed a request the client keeps re-sending suspects the primary when nothing executes for a timeout', () => {
+    // Found by the simulator (continuous loss, primary crashed): replica 2 ran ahead, 1 and 3 stayed
+    // behind with 3 alone in a view change that nobody joined, since 2 awaited nothing.
+    const n = 4;
+    const r = replicaCore(n, 2, { viewChangeTimeoutMs: 500 });
+    const req = request(n, 5, 0);
+    r.step({ kind: 'message', from: 0, msg: prePrepare(0, 1, req) }, 0);
+    r.step({ kind: 'message', from: 1, msg: vote(MSG_PREPARE, 1, 0, 1, req) }, 0);
+    r.step({ kind: 'message', from: 0, msg: vote(MSG_COMMIT, 0, 0, 1, req) }, 0);
+    expect(executedOf(r.step({ kind: 'message', from: 1, msg: vote(MSG_COMMIT, 1, 0, 1, req) }, 0))).toEqual([1]);
+    const resend = (atMs: number) => r.step({ kind: 'message', from: clientPeer(0), msg: req }, atMs);
+    const started = (outs: ReplicaOutput<PbftMessage>[]) => ofKind(outs, 'event').filter((o) => o.event.name === 'viewChangeStarted');
+    expect(started(resend(1000))).toEqual([]);
+    expect(started(resend(1400))).toEqual([]); // within a timeout of the first re-send
+    expect(started(resend(1600)).map((o) => o.event)).toEqual([{ name: 'viewChangeStarted', view: 1 }]);
+    // Reference: PBFT §4.5.2 (a backup suspects the primary when a request it knows of does not execute in time).
+  });
+
+  // The simulator run that found this is replayed in infra/sim/scenarios.test.ts ("regressions").
+});
+
 describe('PBFT view change message contents', () => {
   it('a VIEW-CHANGE carries the stable checkpoint proof and the prepared certificates above it, with their requests', () => {
     const n = 4;
     const net = new Net({ n, clients: 3, maxBatches: 13, replica: { checkpointIntervalK: 5, windowK: 10 } });
-    // Batches above 10 prepare everywhere but commit nowhere.
-    net.drop = (e) => e.msg.type === MSG_COMMIT && (e.msg as Commit).k > 10;
+    // Batches above 10 prepare everywhere but commit nowhere in view 0 (retransmitted COMMITs too).
+    const lostCommit = (e: { msg: PbftMessage }): boolean => e.msg.type === MSG_COMMIT && (e.msg as Commit).k > 10 && (e.msg as Commit).view === 0;
+    net.drop = lostCommit;
     net.start();
     net.flush();
     const vcs: ViewChange[] = [];
     net.drop = (e) => {
       if (e.msg.type === MSG_VIEW_CHANGE) vcs.push(e.msg as ViewChange);
-      return false;
+      return lostCommit(e);
     };
     net.silent.add(0);
     net.run(() => net.client!.done);

@@ -26,6 +26,14 @@
  * sender, when it has one. Client requests carry Ed25519 signatures and are verified by every
  * replica that accepts them (paper §4(7)).
  *
+ * Lossy links. PBFT assumes links that retransmit; these do not, so a request a client re-sends
+ * makes every replica re-send what it sent for that request's slot (retransmitFor), a backup
+ * that executed a request the client keeps re-sending suspects the primary once nothing
+ * executes for a timeout (noteUnfinished, as in PoE), a replica in a view change re-sends its
+ * VIEW-CHANGE and starts the NEW-VIEW wait only with nf VIEW-CHANGEs in (PBFT §4.5.2), and the
+ * new primary re-sends its NEW-VIEW to a replica that asks again for its view. None of this adds
+ * a message to a run without client timeouts.
+ *
  * Catching up. A replica that missed messages (a primary that crashed half-way through a
  * broadcast, a lost link) fetches the executed batches it lacks: checked against the stable
  * checkpoint's certified ledger hash when one overtook it, otherwise taken when f+1 replicas
@@ -422,8 +430,13 @@ function planNewView(crypto: ReplicaDeps['crypto'], view: number, vcs: readonly 
 export const PBFT_TIMERS = {
   /** A backup waits this long for a request it knows of to execute before suspecting the primary. */
   viewChange: 'pbft:view-change',
-  /** A replica in a view change waits this long for the NEW-VIEW before moving to the next view. */
+  /**
+   * A replica in a view change waits this long for the NEW-VIEW before moving to the next view,
+   * counted from when nf VIEW-CHANGEs for the view are in (PBFT §4.5.2).
+   */
   newView: 'pbft:new-view',
+  /** While in a view change, a replica re-sends its VIEW-CHANGE every half timeout (links may lose it). */
+  resendViewChange: 'pbft:view-change-resend',
   /** A replica fetching missed batches asks the next checkpoint signer after this long. */
   fetch: 'pbft:fetch',
 } as const;
@@ -455,6 +468,8 @@ interface Slot {
   committed: boolean;
   /** The prepared certificate with the highest view, with its request (for VIEW-CHANGE's P). */
   cert: PreparedCert | undefined;
+  /** When this replica last re-sent its messages for the slot (retransmitFor). */
+  resentAtMs: number;
 }
 
 const matches = (v: Vote, pp: SlotPrePrepare): boolean => v.originView === pp.originView && v.digest.equals(pp.digest);
@@ -479,6 +494,15 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
    */
   private backoffExp = 0;
   private viewChangeTimerArmed = false;
+  /** The view whose NEW-VIEW wait is running (armed once nf VIEW-CHANGEs for it are in), if any. */
+  private newViewWaitFor: number | undefined = undefined;
+  /** The wait for the NEW-VIEW of the current view change (T * 2^(j-1)). */
+  private newViewWaitMs = 0;
+  /** The NEW-VIEW that took this replica into its current view, re-sent to replicas that missed it. */
+  private lastNewView: NewView | undefined = undefined;
+  /** When a NEW-VIEW was last re-sent to each replica (at most once per half timeout each). */
+  private readonly newViewResentAtMs = new Map<number, number>();
+  private nowMs = 0;
 
   private readonly slots = new Map<number, Slot>();
   /** Every slot at or below this k was garbage-collected. */
@@ -494,6 +518,12 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   /** Backup state: requests clients sent here directly, awaiting execution (clientId -> request). */
   private readonly awaited = new Map<number, ClientRequest>();
+  /** Executed requests clients keep re-sending: since when (noteUnfinished). */
+  private readonly unfinished = new Map<number, { reqNo: number; sinceMs: number }>();
+  /** When this replica last executed anything. */
+  private lastProgressMs = 0;
+  /** clientId -> the request of that client last pre-prepared here and its sequence number (for retransmitFor). */
+  private readonly slotOfClient = new Map<number, { reqNo: number; k: number }>();
   /** clientId -> the last reply sent, resent for retransmitted requests (PBFT §4.1). */
   private readonly replyCache = new Map<number, Reply>();
 
@@ -611,6 +641,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         prepared: false,
         committed: false,
         cert: undefined,
+        resentAtMs: -Infinity,
       };
       this.slots.set(k, slot);
     }
@@ -632,7 +663,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   // Entry point
 
   step(input: ReplicaInput<PbftMessage>, nowMs: number): Out[] {
-    void nowMs; // PBFT needs no clock beyond its timers.
+    // Only to space out NEW-VIEW re-sends; everything else runs on timers.
+    this.nowMs = nowMs;
     this.out = [];
     switch (input.kind) {
       case 'start':
@@ -681,7 +713,9 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       this.viewChangeTimerArmed = false;
       if (!this.inViewChange && !this.isPrimary() && this.awaited.size > 0) this.startViewChange(this.view + 1);
     } else if (name === PBFT_TIMERS.newView) {
-      if (this.inViewChange) this.startViewChange(this.view + 1);
+      if (this.inViewChange && this.newViewWaitFor === this.view) this.startViewChange(this.view + 1);
+    } else if (name === PBFT_TIMERS.resendViewChange) {
+      this.resendViewChange();
     } else if (name === PBFT_TIMERS.fetch) {
       this.onFetchTimer();
     }
@@ -696,14 +730,73 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     if (this.executor.isExecuted(req)) {
       const cached = this.replyCache.get(req.clientId);
       if (cached && cached.reqNo === req.reqNo) this.send(clientPeer(req.origin), cached);
+      // The client saw fewer than f+1 replies: others may lack our COMMIT.
+      this.retransmitFor(req);
+      if (isClientPeer(from)) this.noteUnfinished(req);
       return;
     }
     const primaryHere = this.isPrimary() && !this.inViewChange;
-    if (primaryHere && req.reqNo <= (this.inflight.get(req.clientId) ?? -1)) return;
+    if (primaryHere && req.reqNo <= (this.inflight.get(req.clientId) ?? -1)) {
+      this.retransmitFor(req);
+      return;
+    }
+    if (isClientPeer(from)) this.retransmitFor(req);
     if (!primaryHere && !isClientPeer(from)) return; // forwarded requests matter only to the primary
     if (!this.validRequest(req)) return this.reject('invalid client request', from);
     if (primaryHere) this.propose(req);
     else this.awaitRequest(req);
+  }
+
+  /**
+   * Retransmission, driven by client timeouts: a request that comes again (the client broadcast
+   * it, or a backup forwarded it) is one whose agreement did not finish everywhere, so this
+   * replica re-sends what it sent for the request's slot in this view: the primary its
+   * PRE-PREPARE, a backup its PREPARE, and either its COMMIT. PBFT assumes links that retransmit;
+   * without this, COMMITs lost while a replica is down leave the others one COMMIT short for good
+   * (only one replica executed, so fetching finds no f+1 that agree) until a view change that
+   * nobody who executed asks for. At most once per quarter timeout per slot; nothing changes in
+   * a run without client timeouts.
+   */
+  private retransmitFor(req: ClientRequest): void {
+    const at = this.slotOfClient.get(req.clientId);
+    if (!at || at.reqNo !== req.reqNo || this.inViewChange) return;
+    const slot = this.slots.get(at.k);
+    const pp = slot?.pp;
+    if (!slot || !pp || slot.view !== this.view || !requestDigest(this.deps.crypto, req).equals(pp.digest)) return;
+    if (this.nowMs - slot.resentAtMs < this.options.viewChangeTimeoutMs / 4) return;
+    slot.resentAtMs = this.nowMs;
+    // A NEW-VIEW's re-proposal (origin view below the view) is only valid inside the NEW-VIEW.
+    if (this.isPrimary() && pp.originView === this.view) {
+      this.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, request: pp.request });
+    }
+    const prepare = slot.prepares[this.id];
+    if (prepare) this.broadcast(prepare);
+    const commit = slot.commits[this.id];
+    if (commit) this.broadcast(commit);
+  }
+
+  /**
+   * A client keeps re-sending a request this replica executed: fewer than f+1 replicas replied,
+   * so the others are stuck before it. If nothing at all executed here for a whole timeout since
+   * the first re-send, this backup suspects the primary too, as PBFT §4.5.2 has a backup suspect
+   * it for a request that does not execute. Without this, a replica ahead of the others never
+   * joins the view change that the ones behind ask for (f+1 are needed), and with one replica
+   * down nobody can finish (found by the simulator: infra/sim/scenarios.test.ts). The same rule
+   * as PoE's noteUnfinished (replica/poe.ts).
+   */
+  private noteUnfinished(req: ClientRequest): void {
+    if (this.inViewChange || this.isPrimary() || this.executor.lastExecuted(req.clientId) !== req.reqNo) return;
+    const seen = this.unfinished.get(req.clientId);
+    if (!seen || seen.reqNo !== req.reqNo) {
+      if (!seen && this.unfinished.size >= AWAITED_MAX) return;
+      this.unfinished.set(req.clientId, { reqNo: req.reqNo, sinceMs: this.nowMs });
+      return;
+    }
+    const timeoutMs = this.options.viewChangeTimeoutMs;
+    if (this.nowMs - seen.sinceMs >= timeoutMs && this.nowMs - this.lastProgressMs >= timeoutMs) {
+      this.unfinished.clear();
+      this.startViewChange(this.view + 1);
+    }
   }
 
   /** A backup got a request from its client: relay it and suspect the primary until it runs (PBFT §4.5.2). */
@@ -785,6 +878,9 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   /** Logs a pre-prepare; a backup then broadcasts its PREPARE (PBFT §4.2; the primary sends none). */
   private acceptPrePrepare(slot: Slot, pp: SlotPrePrepare): void {
     slot.pp = pp;
+    // What this replica sends for the slot leaves now: a retransmission waits its interval from here.
+    slot.resentAtMs = this.nowMs;
+    if (!isNoop(pp.request)) this.slotOfClient.set(pp.request.clientId, { reqNo: pp.request.reqNo, k: slot.k });
     if (!this.isPrimary()) {
       const prepare: Prepare = { type: MSG_PREPARE, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, digest: pp.digest };
       this.broadcast(prepare);
@@ -877,6 +973,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private executeReady(): void {
     const executions = this.executor.drain();
     if (executions.length === 0) return;
+    this.lastProgressMs = this.nowMs;
     let progress = false;
     for (const ex of executions) progress = this.afterExecution(ex) || progress;
     if (progress) this.backoffExp = 0;
@@ -1118,8 +1215,10 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private startViewChange(w: number): void {
     this.view = w;
     this.inViewChange = true;
-    const newViewWaitMs = this.options.viewChangeTimeoutMs * 2 ** this.backoffExp;
+    this.newViewWaitMs = this.options.viewChangeTimeoutMs * 2 ** this.backoffExp;
     this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
+    this.newViewWaitFor = undefined;
+    this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.newView });
     this.queue = [];
     this.queueHead = 0;
     this.inflight.clear();
@@ -1130,10 +1229,48 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     const vc: ViewChange = { type: MSG_VIEW_CHANGE, replica: this.id, view: w, checkpoint: this.stableProof, prepared };
     this.viewChanges.set(this.id, vc);
     this.broadcast(vc);
-    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.newView, afterMs: newViewWaitMs });
+    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.resendViewChange, afterMs: this.options.viewChangeTimeoutMs / 2 });
     this.event({ name: 'viewChangeStarted', view: w });
     this.future = this.future.filter((e) => e.msg.view >= w);
+    this.startNewViewWait();
     if (primaryOf(w, this.n) === this.id) this.tryNewView();
+  }
+
+  /**
+   * PBFT §4.5.2: "a replica that multicasts a VIEW-CHANGE message for view v+1 waits for 2f+1
+   * VIEW-CHANGE messages for view v+1 and then starts its timer". Without this, a replica whose
+   * peers' VIEW-CHANGEs were lost runs through views alone and the others can never catch up
+   * with it (its views are f+1 short of anybody joining).
+   */
+  private startNewViewWait(): void {
+    if (!this.inViewChange || this.newViewWaitFor === this.view) return;
+    let count = 0;
+    for (const vc of this.viewChanges.values()) if (vc.view === this.view) count++;
+    if (count < this.nf) return;
+    this.newViewWaitFor = this.view;
+    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.newView, afterMs: this.newViewWaitMs });
+  }
+
+  /**
+   * Links may lose a VIEW-CHANGE (the paper's ResilientDB and the simulator drop messages; PBFT
+   * assumes retransmission): while the view change lasts, the replica re-sends its own every half
+   * timeout, so before the shortest NEW-VIEW wait runs out. The replicas that already entered the view answer with its NEW-VIEW (onViewChange).
+   */
+  private resendViewChange(): void {
+    if (!this.inViewChange) return;
+    const own = this.viewChanges.get(this.id);
+    if (own && own.view === this.view) this.broadcast(own);
+    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.resendViewChange, afterMs: this.options.viewChangeTimeoutMs / 2 });
+  }
+
+  /** A replica asks for a view we run as its primary: it lost our NEW-VIEW, so it gets it again. */
+  private resendNewView(to: number): void {
+    const nv = this.lastNewView;
+    if (!nv || nv.view !== this.view || !this.isPrimary() || to === this.id) return;
+    const last = this.newViewResentAtMs.get(to);
+    if (last !== undefined && this.nowMs - last < this.options.viewChangeTimeoutMs / 2) return;
+    this.newViewResentAtMs.set(to, this.nowMs);
+    this.send(to, nv);
   }
 
   /** Structural checks on a VIEW-CHANGE: proofs name enough distinct replicas, certificates fit the window. */
@@ -1162,8 +1299,12 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private onViewChange(from: Peer, m: ViewChange): void {
     if (!this.fromReplica(from, m.replica)) return;
     if (!this.validViewChange(m, true)) return this.reject('invalid view-change', from);
-    // Only views not yet entered matter; the others would just hold memory.
-    if (m.view < this.view || (m.view === this.view && !this.inViewChange)) return;
+    // Only views not yet entered matter; the others would just hold memory. A replica still
+    // asking for the view we run (or an earlier one) missed its NEW-VIEW: the primary re-sends it.
+    if (m.view < this.view || (m.view === this.view && !this.inViewChange)) {
+      if (!this.inViewChange) this.resendNewView(m.replica);
+      return;
+    }
     const prev = this.viewChanges.get(from);
     if (prev && prev.view >= m.view) return;
     this.viewChanges.set(from, m);
@@ -1180,7 +1321,10 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       }
       if (count >= this.f + 1) return this.startViewChange(minView);
     }
-    if (this.inViewChange && m.view === this.view && this.isPrimary()) this.tryNewView();
+    if (this.inViewChange && m.view === this.view) {
+      this.startNewViewWait();
+      if (this.isPrimary()) this.tryNewView();
+    }
   }
 
   /** The new primary, once it holds nf VIEW-CHANGEs for its view (its own included), sends NEW-VIEW. */
@@ -1210,6 +1354,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     }
     const nv: NewView = { type: MSG_NEW_VIEW, replica: this.id, view: this.view, viewChanges: vcs.map(stripRequests), prePrepares: entries };
     this.broadcast(nv);
+    this.lastNewView = nv;
     this.enterView(plan, entries);
   }
 
@@ -1255,6 +1400,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       if (!isNoop(got.request) && !this.validRequest(got.request)) return this.reject('new-view with an invalid request', from);
     }
     this.view = m.view;
+    this.lastNewView = m;
     this.enterView(plan, m.prePrepares);
   }
 
@@ -1266,7 +1412,11 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private enterView(plan: NewViewPlan, entries: readonly NewViewEntry[]): void {
     const w = this.view;
     this.inViewChange = false;
+    this.newViewWaitFor = undefined;
+    this.newViewResentAtMs.clear();
+    this.unfinished.clear();
     this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.newView });
+    this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.resendViewChange });
     this.adoptCheckpoint(plan.checkpoint);
     for (const slot of this.slots.values()) {
       if (!slot.cert) {

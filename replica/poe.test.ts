@@ -1019,12 +1019,66 @@ describe('PoE recovery from lost messages', () => {
     expectLedgersAgree(replicas);
   });
 
+  it('a replica that lost the last SUPPORTs of a run catches up from f+1 replicas that send the same blocks', () => {
+    // Found by the simulator (infra/sim/scenarios.ts crash-and-loss, n=7): the clients accept on nf
+    // INFORMs without the lagging replica, so nobody retransmits, and no later checkpoint certifies
+    // the last batches. Reference: paper §4(6) (recovering replicas fetch blocks), Proposition 3.2.
+    const { ring, replicas, loop, client } = runLoop(7, { clients: 4, maxBatches: 30, checkpointIntervalK: 100, windowK: 200 });
+    loop.filter = (e) => !(e.to === 6 && e.msg.type === MSG_SUPPORT && (e.msg as Support).k > 24);
+    loop.start();
+    loop.run(10_000, () => client.done);
+    expect(client.acceptedBatches).toBe(30);
+    expect(replicas[6]!.status().executedK).toBe(24);
+    loop.run(loop.nowMs + 10_000, () => replicas[6]!.status().executedK === 30);
+    expect(replicas[6]!.status().executedK).toBe(30);
+    expectLedgersAgree(replicas);
+    // f matching blocks are not enough: a Byzantine sender alone (or with f-1 others) gets nothing executed.
+    const { replicas: fresh } = runLoop(7, { clients: 1, maxBatches: 1 });
+    const lone = fresh[6]!;
+    const fake = { type: MSG_BLOCKS, entries: [{ view: 0, k: 1, request: request(ring, 77, 0) }] } as const;
+    for (const from of [1, 2]) expect(events(lone.step(msg(from, fake), 1), 'executed'), `after ${from}`).toEqual([]);
+    expect(events(lone.step(msg(3, fake), 1), 'executed').map((e) => (e as { k: number }).k)).toEqual([1]);
+  });
+
+  it('a primary cut off after speculating alone rolls back to the certified chain and catches up once the network heals', () => {
+    // Found by the simulator (infra/sim/scenarios.ts lossy-primary-partition): the old primary executed
+    // k=3 in view 0, nobody else did, the others moved to view 1 and went on; back, it fetched blocks
+    // chained onto its own branch, which never reproduced the certified checkpoint, for good.
+    // Reference: paper §3.3.5 (speculative executions the others did not keep are rolled back), §4(6).
+    const { replicas, loop, client } = runLoop(4, { clients: 2, maxBatches: 20, checkpointIntervalK: 5, windowK: 20, requestTimeoutMs: 300 });
+    let phase: 'alone' | 'cut' | 'healed' = 'alone';
+    // View 0's SUPPORTs for k >= 3 reach the primary only: it alone view-commits k=3.
+    const onlyToPrimary = (e: { msg: PoeMessage; to: number }): boolean => e.msg.type === MSG_SUPPORT && (e.msg as Support).view === 0 && (e.msg as Support).k >= 3 && e.to !== 0;
+    loop.filter = (e) => {
+      if (onlyToPrimary(e)) return false;
+      if (phase === 'cut') return e.from !== 0 && e.to !== 0;
+      return true;
+    };
+    loop.start();
+    loop.run(200, () => replicas[0]!.status().executedK >= 3);
+    expect(replicas.map((r) => r.status().executedK)).toEqual([3, 2, 2, 2]);
+    phase = 'cut';
+    loop.run(60_000, () => client.done);
+    expect(client.acceptedBatches).toBe(20);
+    expect(replicas[1]!.status().view).toBe(1);
+    expect(replicas[1]!.ledger.viewAt(3)).toBe(1);
+    phase = 'healed';
+    loop.run(loop.nowMs + 20_000, () => replicas[0]!.status().executedK >= replicas[1]!.status().executedK);
+    expect(loop.events.get(0)!.filter((e) => e.name === 'rollback')).toEqual([{ name: 'rollback', fromK: 3, toK: 2 }]);
+    expect(replicas[0]!.ledger.height).toBe(replicas[1]!.ledger.height);
+    expectLedgersAgree(replicas);
+    expectAcceptedKept(loop.accepted, replicas);
+    for (let key = 0; key < 1000; key++) expect(replicas[0]!.store.read(key).equals(replicas[1]!.store.read(key)), `key ${key}`).toBe(true);
+  });
+
   it('retransmits the PROPOSE when a client re-sends an in-flight request, and backups re-send their SUPPORT', () => {
     // Reference: paper §3.2 last paragraph (the client broadcasts; replicas forward to the primary)
     const { replicas, loop, client } = runLoop(4, { clients: 1, maxBatches: 3, requestTimeoutMs: 300 });
     let dropped = 0;
-    // Every first-round SUPPORT for k=2 is lost: nobody view-commits it.
+    // Every first-round SUPPORT for k=2 is lost: most replicas cannot view-commit it. BLOCKS are
+    // lost too, so that the replicas behind recover by retransmission, not from those that executed it (voteTail).
     loop.filter = (e) => {
+      if (e.msg.type === MSG_BLOCKS) return false;
       if (e.msg.type === MSG_SUPPORT && (e.msg as Support).k === 2 && dropped < 6) {
         dropped++;
         return false;

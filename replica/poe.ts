@@ -55,7 +55,10 @@
  *   None of this adds a message to a fault-free run.
  * - Recovery (paper §4(6)): FETCH / BLOCKS. A replica behind a certified checkpoint fetches the
  *   blocks from a peer and accepts them if they chain onto its ledger to the certified hash;
- *   blocks of a later view make it ask to leave its own view.
+ *   blocks of a later view make it ask to leave its own view. A replica that merely seems behind
+ *   asks everybody for the blocks of its view above that, and executes a block f+1 replicas sent
+ *   alike (voteTail): the last batches of a run, which no checkpoint certifies and no client
+ *   retransmits once nf others executed them.
 
  * Not implemented: state transfer of the store. A replica further behind than the archive of
  * garbage-collected requests (ReplicaOptions.extra.archiveK sequence numbers, default two
@@ -455,6 +458,12 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private fetchTimerArmed = false;
   private fetchPeer: number;
   /**
+   * BLOCKS that did not reproduce the certified digest we fetch to. After one, we fetch from our
+   * own certified base instead (rebaseOnCertified): our speculative executions above it may be
+   * a branch the others abandoned, which no block from a peer chains onto.
+   */
+  private fetchMisses = 0;
+  /**
    * Highest k seen in any PROPOSE, SUPPORT or CHECKPOINT, of any view (evidence that others
    * progressed: a hint to probe, never trusted for anything else), and when we last executed.
    */
@@ -501,6 +510,11 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private readonly extendedClaims = new Map<number, Set<string>>();
   /** `${view}:${replica}`: VC-REQUESTs whose claimed checkpoint we asked blocks for. */
   private readonly claimFetches = new Set<string>();
+  /**
+   * Uncertified blocks of the current view others sent us (voteTail): k -> `${digest hex}` ->
+   * the entry and who sent it. Bounded: k within two windows above our execution, n variants per k.
+   */
+  private readonly tailVotes = new Map<number, Map<string, { entry: ExecutionEntry; digest: Buffer; senders: Set<number> }>>();
 
   constructor(
     options: ReplicaOptions,
@@ -1089,11 +1103,14 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       // One peer at a time, rotating: blocks are large, and any single correct peer suffices.
       do this.fetchPeer = (this.fetchPeer + 1) % this.n;
       while (this.fetchPeer === this.id);
-      this.send(this.fetchPeer, { type: MSG_FETCH, fromK, toK: target.k });
+      const from = this.fetchMisses > 0 && this.gcK < this.executor.executedK ? this.gcK + 1 : fromK;
+      this.send(this.fetchPeer, { type: MSG_FETCH, fromK: from, toK: target.k });
     } else if (this.seemsBehind()) {
       // We may have lost the CHECKPOINTs that would tell us where to fetch to: ask everybody for
-      // their stable checkpoint (an empty range asks for nothing else).
-      this.broadcast({ type: MSG_FETCH, fromK, toK: fromK - 1 });
+      // their stable checkpoint, and for the blocks of this view we lack above it (voteTail):
+      // after the clients' last batches nobody retransmits, and no checkpoint may ever certify them.
+      const toK = this.inViewChange ? fromK - 1 : Math.min(this.maxSeenK, fromK + this.windowK - 1);
+      this.broadcast({ type: MSG_FETCH, fromK, toK });
     }
   }
 
@@ -1129,16 +1146,116 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private onBlocks(from: number, m: Blocks): void {
     const executed = this.executor.executedK;
     const entries = m.entries;
-    if (entries.length === 0 || entries[0]!.k !== executed + 1) return;
-    for (let i = 0; i < entries.length; i++) if (entries[i]!.k !== executed + 1 + i) return;
+    if (entries.length === 0) return;
+    const first = entries[0]!.k;
+    for (let i = 0; i < entries.length; i++) if (entries[i]!.k !== first + i) return;
     const target = this.fetchTarget();
+    if (target && first === this.gcK + 1 && first <= executed) {
+      this.rebaseOnCertified(from, entries, target);
+      return;
+    }
+    if (first !== executed + 1) return;
     if (target && target.k <= executed + entries.length && this.executeCertified(entries.slice(0, target.k - executed), target.digest)) {
       // Our state grew: requests we could not check before may be acknowledged now.
       if (this.inViewChange) this.acknowledgeAll();
       return;
     }
     if (this.extendClaims(entries)) this.acknowledgeAll();
-    else if (target) this.reject('BLOCKS do not reproduce the certified checkpoint', from);
+    else if (target) {
+      this.fetchMisses++;
+      this.reject('BLOCKS do not reproduce the certified checkpoint', from);
+    } else this.voteTail(from, entries);
+  }
+
+  /**
+   * Blocks from our certified base (gcK: our ledger there is the stable digest) up to the fetch
+   * target. If they reproduce the target's certified digest, they are the chain nf replicas hold,
+   * and where our ledger leaves it we executed a branch the others abandoned (a primary cut off
+   * while the others changed view goes on speculating alone, paper §3.3.5): we roll back to where
+   * they part and execute the certified blocks. What we roll back is not in the certified chain,
+   * so no client accepted it (Proposition 3.5). Found by the simulator: the cut-off primary
+   * otherwise fetched blocks chained onto its own branch forever.
+   */
+  private rebaseOnCertified(from: number, entries: readonly ExecutionEntry[], target: { k: number; digest: Buffer }): void {
+    const base = entries[0]!.k - 1;
+    const upto = target.k - base;
+    if (entries.length < upto) return;
+    const digests = entries.slice(0, upto).map((e) => requestDigest(this.crypto, e.request));
+    let prev = this.ledger.hashAt(base);
+    for (let i = 0; i < upto; i++) prev = blockHash(this.crypto, entries[i]!.k, digests[i]!, entries[i]!.view, prev);
+    if (!prev.equals(target.digest)) {
+      this.reject('BLOCKS do not reproduce the certified checkpoint', from);
+      return;
+    }
+    const executed = this.executor.executedK;
+    let keep = executed;
+    for (let k = base + 1; k <= executed; k++) {
+      const i = k - base - 1;
+      if (this.ledger.viewAt(k) !== entries[i]!.view || !this.ledger.digestAt(k).equals(digests[i]!)) {
+        keep = k - 1;
+        break;
+      }
+    }
+    if (keep < executed) {
+      this.executor.rollbackTo(keep);
+      this.event({ name: 'rollback', fromK: executed, toK: keep });
+      for (const [clientId, k] of this.informK) if (k > keep) this.informK.delete(clientId);
+      for (const k of [...this.slots.keys()]) if (k > keep) this.slots.delete(k);
+    }
+    this.fetchMisses = 0;
+    if (this.executeCertified(entries.slice(keep - base, upto), target.digest) && this.inViewChange) this.acknowledgeAll();
+  }
+
+  /**
+   * Blocks of the current view above anything certified, from replicas that executed them: once
+   * f+1 distinct replicas sent the same block for k, a non-faulty one view-committed it (nf
+   * SUPPORTs in this view; Proposition 3.2: no other proposal for (v, k) can be), which is what
+   * our own view-commit would have needed, so we execute it, speculatively like any other. This
+   * lets a replica that lost the last SUPPORTs of a run catch up, when no client retransmits and
+   * no later checkpoint certifies them (the PBFT core's catch-up does the same).
+   */
+  private voteTail(from: number, entries: readonly ExecutionEntry[]): void {
+    if (this.inViewChange) return;
+    const executed = this.executor.executedK;
+    for (const e of entries) {
+      if (e.view !== this.view || e.k <= this.viewStartK || e.k > executed + 2 * this.windowK) break;
+      if (isNoop(e.request) || !this.validRequest(e.request)) break;
+      const digest = requestDigest(this.crypto, e.request);
+      let byDigest = this.tailVotes.get(e.k);
+      if (!byDigest) {
+        byDigest = new Map();
+        this.tailVotes.set(e.k, byDigest);
+      }
+      const key = digest.toString('hex');
+      let vote = byDigest.get(key);
+      if (!vote) {
+        if (byDigest.size >= this.n) break;
+        vote = { entry: e, digest, senders: new Set() };
+        byDigest.set(key, vote);
+      }
+      vote.senders.add(from);
+    }
+    let committed = false;
+    for (let k = executed + 1; ; k++) {
+      const agreed = [...(this.tailVotes.get(k)?.values() ?? [])].find((v) => v.senders.size >= this.f + 1);
+      if (!agreed) break;
+      const own = this.slots.get(k);
+      if (own?.committed) {
+        // View-committed here already (waiting for an earlier k): it can only be the same batch.
+        if (!own.digest?.equals(agreed.digest)) break;
+        continue;
+      }
+      const slot = this.newSlot(this.view);
+      slot.request = agreed.entry.request;
+      slot.digest = agreed.digest;
+      slot.committed = true;
+      this.slots.set(k, slot);
+      this.executor.commit(k, this.view, agreed.entry.request, agreed.digest);
+      committed = true;
+    }
+    if (!committed) return;
+    this.executeReady();
+    for (const k of [...this.tailVotes.keys()]) if (k <= this.executor.executedK) this.tailVotes.delete(k);
   }
 
   /** Executes `entries` (from executedK + 1 on) if they chain onto our ledger to `digest`. */
@@ -1802,6 +1919,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     this.nvAccepted = undefined;
     this.extendedClaims.clear();
     this.claimFetches.clear();
+    this.tailVotes.clear();
   }
 }
 

@@ -268,14 +268,17 @@ export class CommitChecker {
   }
 
   /**
-   * Replica `replica` (non-faulty) rolled back the batch `digest` it had executed at k: a
-   * violation if a client accepted that batch at k (speculative non-divergence, PoE paper
+   * Replica `replica` (non-faulty) rolled back the batch `digest` it had executed at k in `view`:
+   * a violation if a client accepted that block (speculative non-divergence, PoE paper
    * Definition 3.1: what a client accepted is never undone).
    */
-  onRolledBack(replica: number, k: number, digest: Buffer): string | undefined {
+  onRolledBack(replica: number, k: number, digest: Buffer, view: number): string | undefined {
     const entry = this.canonical.get(k);
-    if (!entry?.accepted || !entry.digest.equals(digest)) return undefined;
-    return `replica ${replica} rolled back k=${k} (digest ${short(digest)}), which a client had accepted (${entry.source})`;
+    // The same batch from another view is another block (its view is in the block hash, so in
+    // the result the client accepted): a replica that speculated on it in an abandoned view
+    // rolls that back legitimately and executes it again in the view that kept it.
+    if (!entry?.accepted || !entry.digest.equals(digest) || entry.view !== view) return undefined;
+    return `replica ${replica} rolled back k=${k} (digest ${short(digest)}, view ${view}), which a client had accepted (${entry.source})`;
   }
 
   /**

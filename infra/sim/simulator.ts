@@ -136,10 +136,10 @@ interface ReplicaNode {
   /** The last k this replica reported executing (a rollback moves it back), for the in-order check. */
   executedK: number;
   /**
-   * Speculative protocols: the digest this replica executed at each k (index k - 1), kept
-   * because a 'rollback' event arrives after the ledger forgot what it undid.
+   * Speculative protocols: the block (digest and view) this replica executed at each k (index
+   * k - 1), kept because a 'rollback' event arrives after the ledger forgot what it undid.
    */
-  readonly executedDigests: Buffer[];
+  readonly executedBlocks: { readonly digest: Buffer; readonly view: number }[];
 }
 
 interface ClientNode {
@@ -251,7 +251,7 @@ export class Simulation {
       let core = this.module.createReplica(options, keys.replicaDeps(id));
       // Several faults on one replica compose in the order given (the first is innermost).
       for (const a of c.faults) if (a.replica === id) core = withFault(core, a.fault, this.module, c.n);
-      this.replicas.push({ core, crashed: this.silent.includes(id), timers: new Map(), executedK: 0, executedDigests: [] });
+      this.replicas.push({ core, crashed: this.silent.includes(id), timers: new Map(), executedK: 0, executedBlocks: [] });
     }
     for (let origin = 0; origin < c.clientMachines; origin++) {
       const keyRng = rng.fork();
@@ -541,9 +541,9 @@ export class Simulation {
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
     if (this.speculative) {
-      node.executedDigests.length = k - 1;
+      node.executedBlocks.length = k - 1;
       // A copy: ledger columns are reused after a rollback.
-      node.executedDigests.push(Buffer.from(ledger.digestAt(k)));
+      node.executedBlocks.push({ digest: Buffer.from(ledger.digestAt(k)), view: ledger.viewAt(k) });
     }
     const v = this.checker.onExecuted(id, k, ledger.digestAt(k), view, !this.speculative);
     if (v) this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
@@ -555,15 +555,16 @@ export class Simulation {
    */
   private onRolledBack(id: number, node: ReplicaNode, fromK: number, toK: number): void {
     if (!this.faulty.has(id)) {
-      for (let k = toK + 1; k <= Math.min(fromK, node.executedDigests.length); k++) {
-        const v = this.checker.onRolledBack(id, k, node.executedDigests[k - 1]!);
+      for (let k = toK + 1; k <= Math.min(fromK, node.executedBlocks.length); k++) {
+        const block = node.executedBlocks[k - 1]!;
+        const v = this.checker.onRolledBack(id, k, block.digest, block.view);
         if (v) {
           this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
           break;
         }
       }
     }
-    node.executedDigests.length = Math.min(node.executedDigests.length, Math.max(0, toK));
+    node.executedBlocks.length = Math.min(node.executedBlocks.length, Math.max(0, toK));
   }
 
   // ---------------------------------------------------------------------------------------
