@@ -12,14 +12,32 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunResult } from '../harness/run.js';
-import { formatRunFault, makeRunSpec, RUN_DEFAULTS, type RunSpec } from '../harness/spec.js';
+import type { InfraSpec } from '../harness/infra-spec.js';
+import { formatRunFault, makeRunSpec, RUN_DEFAULTS, type BackendName, type RunSpec } from '../harness/spec.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
 import { FIGURES, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
 import type { FigureId, RunMetrics, RunRecord } from './types.js';
 
-export type SweepBackend = 'local' | 'sim';
-export const SWEEP_BACKENDS: readonly SweepBackend[] = ['local', 'sim'];
+/**
+ * Where a sweep's runs go: the simulator, or real processes on one of the run backends
+ * (harness/infra-backends.ts); `aws` provisions EC2 machines once for the whole sweep and runs
+ * every point on them over the ssh backend (harness/figure-command.ts).
+ */
+export type SweepBackend = 'local' | 'sim' | 'netns' | 'docker' | 'ssh' | 'aws';
+export const SWEEP_BACKENDS: readonly SweepBackend[] = ['local', 'sim', 'netns', 'docker', 'ssh', 'aws'];
+
+/** The run backend a sweep backend's points use: aws machines are driven over ssh. */
+export function runBackendOf(backend: SweepBackend): BackendName {
+  return backend === 'aws' ? 'ssh' : backend === 'sim' ? 'local' : backend;
+}
+
+/** The EC2 machines of an aws sweep: part of its identity (other types give other numbers). */
+export interface SweepMachines {
+  readonly region: string;
+  readonly instanceType: string;
+  readonly clientType: string;
+}
 
 /**
  * Figure 11b on real processes: the clients' request timeout and the replicas' view-change
@@ -62,6 +80,14 @@ export interface SweepConfig {
   readonly simBatches: number;
   /** Rerun repetitions recorded as failed or invalid instead of skipping them. */
   readonly retryFailed: boolean;
+  /** Real backends: emulated links, canonical --link text (default 'none'). */
+  readonly link?: string;
+  /** Real backends: --hosts, --pin, --cpus, --subnet, --base-image (harness/infra-spec.ts); aws sets hosts once its machines are up. */
+  readonly infra?: InfraSpec;
+  /** Client processes (client machines) per run (default 1). */
+  readonly clientProcs?: number;
+  /** aws: the region and instance types. */
+  readonly machines?: SweepMachines;
 }
 
 /** Batches per simulated run, by profile: long enough for a steady state, short enough for a preview. */
@@ -129,7 +155,10 @@ export function describeRun(run: SweepRun, reps?: number): string {
  * checkpoint interval; for figure 11b, the view-0 primary wrapped to stop after the point's
  * batches (replica/byzantine.ts stopAfter) and PRIMARY_FAILURE_TIMEOUTS.
  */
-export function specFor(run: SweepRun, config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'>): RunSpec {
+export function specFor(
+  run: SweepRun,
+  config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'> & Partial<Pick<SweepConfig, 'backend' | 'link' | 'infra' | 'clientProcs'>>,
+): RunSpec {
   const p = run.point;
   const primaryFailure =
     p.primaryStopsAfter === undefined
@@ -146,7 +175,10 @@ export function specFor(run: SweepRun, config: Pick<SweepConfig, 'warmupSec' | '
     durationS: config.measuredSec,
     seed: config.seed + run.rep,
     checkpointInterval: FIGURES[run.figure].checkpointInterval,
-    backend: 'local',
+    backend: runBackendOf(config.backend ?? 'local'),
+    ...(config.link === undefined ? {} : { link: config.link }),
+    ...(config.infra === undefined ? {} : { infra: config.infra }),
+    ...(config.clientProcs === undefined ? {} : { clientProcs: config.clientProcs }),
   });
 }
 
@@ -185,7 +217,7 @@ export function primaryFailureNote(backend: SweepBackend, stopsAfter: number): R
 const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /** A finished run of the real harness as a runs.jsonl line: the RunRecord plus the run's detail. */
-export function recordFromRunResult(run: SweepRun, result: RunResult): RunRecord & Record<string, unknown> {
+export function recordFromRunResult(run: SweepRun, result: RunResult, backend: SweepBackend = 'local'): RunRecord & Record<string, unknown> {
   const m = result.metrics;
   const metrics: RunMetrics | undefined =
     m === undefined
@@ -211,7 +243,7 @@ export function recordFromRunResult(run: SweepRun, result: RunResult): RunRecord
     startedAt: result.startedAt,
     durationSec: round(result.durationSec),
     ...(metrics === undefined ? {} : { metrics }),
-    backend: 'local',
+    backend,
     failed: result.failed,
     violations: result.violations,
     implausible: result.implausible,
@@ -276,6 +308,11 @@ export interface SweepIdentity {
   readonly measuredSec: number;
   readonly clients: number;
   readonly simBatches?: number;
+  /** Present only when they differ from the defaults, so directories written before them still resume. */
+  readonly link?: string;
+  readonly clientProcs?: number;
+  readonly instanceType?: string;
+  readonly clientType?: string;
 }
 
 export function identityOf(config: SweepConfig): SweepIdentity {
@@ -285,6 +322,9 @@ export function identityOf(config: SweepConfig): SweepIdentity {
     measuredSec: config.measuredSec,
     clients: config.clients,
     ...(config.backend === 'sim' ? { simBatches: config.simBatches } : {}),
+    ...(config.link !== undefined && config.link !== 'none' ? { link: config.link } : {}),
+    ...(config.clientProcs !== undefined && config.clientProcs !== 1 ? { clientProcs: config.clientProcs } : {}),
+    ...(config.machines ? { instanceType: config.machines.instanceType, clientType: config.machines.clientType } : {}),
   };
 }
 
@@ -300,7 +340,7 @@ export function incompatibilities(manifest: unknown, config: SweepConfig): strin
   const old = sweep as Record<string, unknown>;
   const now = identityOf(config) as unknown as Record<string, unknown>;
   const out: string[] = [];
-  for (const key of ['backend', 'warmupSec', 'measuredSec', 'clients', 'simBatches']) {
+  for (const key of ['backend', 'warmupSec', 'measuredSec', 'clients', 'simBatches', 'link', 'clientProcs', 'instanceType', 'clientType']) {
     if (old[key] !== now[key]) out.push(`${key}: the directory has ${String(old[key])}, this sweep asks for ${String(now[key])}`);
   }
   return out;
@@ -438,7 +478,9 @@ export function predictedRunSec(run: SweepRun, config: Pick<SweepConfig, 'backen
     const batches = config.simBatches + (run.point.primaryStopsAfter ?? 0);
     return 0.5 + (batches * n * n) / 100_000;
   }
-  return config.warmupSec + config.measuredSec + 2 + 0.4 * n;
+  // ssh (and aws, over ssh): logging in and checking the shipped build on every host.
+  const remote = config.backend === 'ssh' || config.backend === 'aws' ? 5 : 0;
+  return config.warmupSec + config.measuredSec + 2 + 0.4 * n + remote;
 }
 
 /** Remaining seconds: predictions scaled by how the runs so far compared with theirs. */

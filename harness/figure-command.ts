@@ -5,9 +5,18 @@
  * <out>/runs.jsonl the moment it ends (experiments/sweep.ts), and finally renders the charts
  * and writes the report (plots/) into the same directory.
  *
+ * Backends (issue 6): local, netns, docker and ssh run each point through the run backend of
+ * that name (harness/infra-backends.ts) with the run command's --link, --hosts, --pin, --cpus,
+ * --subnet and --base-image. aws provisions EC2 machines once for the whole sweep
+ * (infra/aws withAwsHosts: as many replica machines as the largest point has replicas, plus
+ * --client-machines), prints the cost of the predicted sweep time and asks first, runs every
+ * point over the ssh backend on them (the n replicas of a point on the first n replica
+ * machines), and terminates everything when the sweep ends, fails or is interrupted.
+ *
  * Resuming: pointing --out at an existing directory skips every run it already holds. Ctrl-C
  * kills the run in progress (executeRun's AbortSignal; the simulator's worker thread) and
- * exits 130 with every finished run on disk; a second Ctrl-C exits at once.
+ * exits 130 with every finished run on disk; a second Ctrl-C exits at once, except while EC2
+ * machines exist: then it only says that teardown is still running (leaving would leak them).
  *
  * Exit codes: 0 every planned run valid; 1 some run failed or was invalid (everything is still
  * written); 2 bad flags or a directory made by an incompatible sweep; 130 interrupted.
@@ -18,6 +27,9 @@ import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { Command, Option } from 'commander';
 import { FIGURE_IDS, FIGURES, figureOfExperiment, parseProtocol, PROFILES, type ProfileName } from '../experiments/figures.js';
 import { loadRuns } from '../experiments/runs.js';
+import { awsUp, AwsBackendError, defaultAwsDeps, HOSTS_FILE, InterruptedError, parseUpOptions, withAwsHosts, type AwsDeps, type AwsUpOptions, type ProvisionedHosts, type SignalSource } from '../infra/aws/index.js';
+import { DEFAULT_CLIENT_TYPE, DEFAULT_REPLICA_TYPE, DEFAULT_TTL_HOURS, MAX_CLIENT_MACHINES, MAX_TTL_HOURS, type AwsEnv } from '../infra/aws/options.js';
+import { hostFor, hostsFromProvisioned, loadHostsFile, type SshHosts } from '../infra/ssh/hosts.js';
 import { simulatePointAbortable } from '../experiments/sweep-sim.js';
 import {
   describeFilter,
@@ -30,6 +42,7 @@ import {
   predictedRunSec,
   PRIMARY_FAILURE_TIMEOUTS,
   recordFromRunResult,
+  remainingRuns,
   RUNS_FILE,
   runSweep,
   SIM_BATCHES,
@@ -43,17 +56,21 @@ import {
   type SweepBackend,
   type SweepConfig,
   type SweepListener,
+  type SweepOutcome,
   type SweepRun,
 } from '../experiments/sweep.js';
 import type { FigureId, RunRecord } from '../experiments/types.js';
 import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
 import type { ProtocolName } from '../replica/types.js';
+import { defaultAwsCommandIo } from './infra-aws-command.js';
+import { defineInfraRunOptions, INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from './infra-spec.js';
+import { sshLauncher, type Launcher } from './infra-backends.js';
 import { environment } from './results.js';
 import { executeRun } from './run.js';
-import { RUN_DEFAULTS } from './spec.js';
+import { liveReplicas, RUN_DEFAULTS, type RunSpec } from './spec.js';
 
 /** Flags as commander hands them over. */
-export interface FigureFlags {
+export interface FigureFlags extends InfraFlags {
   readonly backend?: string;
   readonly quick?: boolean;
   readonly paper?: boolean;
@@ -70,7 +87,41 @@ export interface FigureFlags {
   readonly retryFailed?: boolean;
   readonly baseline?: string;
   readonly logs?: boolean;
+  /** Client processes per run; aws: client machines to provision. */
+  readonly clientMachines?: string;
+  // aws: the provisioning flags of `poe-bench infra aws up` (--subnet is the EC2 subnet id there).
+  readonly region?: string;
+  readonly instanceType?: string;
+  readonly clientType?: string;
+  readonly os?: string;
+  readonly ami?: string;
+  readonly sshUser?: string;
+  readonly vpc?: string;
+  readonly myIp?: string;
+  readonly ttlHours?: string;
+  readonly yes?: boolean;
+  readonly dryRun?: boolean;
+  readonly stateDir?: string;
 }
+
+/** The aws flags, by FigureFlags key: passed to `infra aws up`'s option parser as they are. */
+const AWS_FLAG_NAMES = {
+  region: '--region',
+  instanceType: '--instance-type',
+  clientType: '--client-type',
+  os: '--os',
+  ami: '--ami',
+  sshUser: '--ssh-user',
+  vpc: '--vpc',
+  myIp: '--my-ip',
+  ttlHours: '--ttl-hours',
+  yes: '--yes',
+  dryRun: '--dry-run',
+  stateDir: '--state-dir',
+} as const satisfies Partial<Record<keyof FigureFlags, string>>;
+
+/** The paper's client machines (§5, line 411: "10 4-core machines"): the aws default. */
+export const AWS_CLIENT_MACHINES = 10;
 
 function positiveInt(flag: string, text: string, min = 1): number {
   const v = Number(text);
@@ -112,6 +163,8 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
   const profile = PROFILES[profileName];
   const backend = (flags.backend ?? 'local') as SweepBackend;
   if (!SWEEP_BACKENDS.includes(backend)) throw new SweepConfigError(`--backend: unknown backend '${flags.backend}' (available: ${SWEEP_BACKENDS.join(', ')})`);
+  const clients = flags.clients === undefined ? RUN_DEFAULTS.clients : positiveInt('--clients', flags.clients);
+  const placement = parsePlacement(backend, flags, clients);
   const filter: { replicas?: number[]; protocols?: ProtocolName[]; batches?: number[] } = {};
   if (flags.replicas !== undefined) filter.replicas = list('--replicas', flags.replicas, (s) => positiveInt('--replicas', s, 4));
   if (flags.protocols !== undefined) filter.protocols = list('--protocols', flags.protocols, parseProtocol);
@@ -126,12 +179,59 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
     backend,
     filter,
     seed: flags.seed === undefined ? RUN_DEFAULTS.seed : positiveInt('--seed', flags.seed, 0),
-    clients: flags.clients === undefined ? RUN_DEFAULTS.clients : positiveInt('--clients', flags.clients),
+    clients,
     simBatches: flags.simBatches === undefined ? SIM_BATCHES[profileName] : positiveInt('--sim-batches', flags.simBatches),
     retryFailed: flags.retryFailed ?? false,
+    ...placement,
   };
   planSweep(config); // a filter that leaves nothing is a flag error, not an empty sweep
   return config;
+}
+
+/**
+ * Where the runs of a real backend go: --link, the backend's own flags, client processes, and
+ * for aws the machine types. Each flag is refused on a backend that would ignore it.
+ */
+function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: number): Pick<SweepConfig, 'link' | 'infra' | 'clientProcs' | 'machines'> {
+  const given = (keys: readonly string[]): string[] => keys.filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
+  const awsOnly = given(Object.keys(AWS_FLAG_NAMES)).map((k) => AWS_FLAG_NAMES[k as keyof typeof AWS_FLAG_NAMES]);
+  if (backend !== 'aws' && awsOnly.length > 0) throw new SweepConfigError(`${awsOnly.join(', ')}: only for --backend aws (this sweep uses ${backend})`);
+  if (backend === 'sim') {
+    const real = given([...Object.keys(INFRA_FLAG_NAMES), 'clientMachines']).map((k) => (k === 'clientMachines' ? '--client-machines' : INFRA_FLAG_NAMES[k as keyof InfraFlags]));
+    if (real.length > 0) throw new SweepConfigError(`${real.join(', ')}: only for real backends (the simulator models its own network)`);
+    return {};
+  }
+  let link: string;
+  let infra: InfraSpec = {};
+  if (backend === 'aws') {
+    const notHere = given(['hosts', 'pin', 'cpus', 'baseImage']).map((k) => INFRA_FLAG_NAMES[k as keyof InfraFlags]);
+    if (notHere.length > 0) throw new SweepConfigError(`${notHere.join(', ')}: not for --backend aws (it makes its own hosts; --subnet there is an EC2 subnet id)`);
+    const placed = parseInfraFlags(backend, { ...(flags.link === undefined ? {} : { link: flags.link }) });
+    if (placed.issues.length > 0) throw new SweepConfigError(placed.issues.join('\n'));
+    link = placed.link;
+  } else {
+    const placed = parseInfraFlags(backend, flags);
+    if (placed.issues.length > 0) throw new SweepConfigError(placed.issues.join('\n'));
+    link = placed.link;
+    infra = placed.infra;
+  }
+  const max = backend === 'aws' ? MAX_CLIENT_MACHINES : 64;
+  let clientProcs: number;
+  if (flags.clientMachines !== undefined) {
+    clientProcs = positiveInt('--client-machines', flags.clientMachines);
+    if (clientProcs > max) throw new SweepConfigError(`--client-machines: at most ${max}, got ${clientProcs}`);
+    if (clientProcs > clients) throw new SweepConfigError(`--client-machines: ${clientProcs} client machines cannot each run one of ${clients} logical clients (--clients)`);
+  } else {
+    // ssh: one client process per client host of the file; aws: the paper's ten machines.
+    const wanted = backend === 'aws' ? AWS_CLIENT_MACHINES : backend === 'ssh' && infra.hosts !== undefined ? loadHostsFile(infra.hosts).clients.length : 1;
+    clientProcs = Math.min(wanted, clients, max);
+  }
+  // The region without --region comes from the environment: runFigureCommand resolves it.
+  const machines =
+    backend === 'aws'
+      ? { region: flags.region ?? '(default)', instanceType: flags.instanceType ?? DEFAULT_REPLICA_TYPE, clientType: flags.clientType ?? DEFAULT_CLIENT_TYPE }
+      : undefined;
+  return { link, infra, clientProcs, ...(machines ? { machines } : {}) };
 }
 
 /** "20251121-144207": sortable, and safe in every file system. */
@@ -251,27 +351,24 @@ class Progress implements SweepListener {
   }
 }
 
-// ---------------------------------------------------------------------------------------
-// The command
-
-export interface FigureCommandIo {
-  readonly signal: AbortSignal;
-  readonly stdout?: NodeJS.WritableStream;
-  readonly stderr?: NodeJS.WritableStream & { isTTY?: boolean };
-  /** The words after `poe-bench`, for the manifest. */
-  readonly argv?: readonly string[];
+/** Where a point of an ssh or aws sweep ran: the hosts of its live replicas, then of its client machines. */
+function hostsUsed(hosts: SshHosts, spec: RunSpec): { replicas: string[]; clients: string[] } {
+  return {
+    replicas: liveReplicas(spec).map((id) => hostFor(hosts, 'replica', id).name),
+    clients: Array.from({ length: spec.clientProcs }, (_, o) => hostFor(hosts, 'client', o).name),
+  };
 }
 
-function readJson(path: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch {
-    return undefined;
-  }
+/** An ssh or aws sweep's hosts: recorded with every run; aws also launches on them directly. */
+interface RemoteHosts {
+  readonly hosts: SshHosts;
+  readonly launch?: Launcher;
+  /** More fields for every record (aws: the EC2 run). */
+  readonly extra?: Record<string, unknown>;
 }
 
 /** The executor of one backend. */
-function executorFor(config: SweepConfig, dir: string, logs: boolean): RunExecutor {
+function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: RemoteHosts): RunExecutor {
   if (config.backend === 'sim') {
     return async (run, signal) => {
       const spec = specFor(run, config);
@@ -282,10 +379,146 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean): RunExecut
     // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter.
     const spec = specFor(run, config);
     const logDir = logs ? join(dir, 'logs', `${run.pointId.replace(/[^\w.=-]+/g, '_')}.rep${run.rep}`) : undefined;
-    const result = await executeRun(spec, { signal, onProgress: onPhase, ...(logDir ? { logDir } : {}) });
+    const result = await executeRun(spec, { signal, onProgress: onPhase, ...(logDir ? { logDir } : {}), ...(remote?.launch ? { launch: remote.launch } : {}) });
     if (result.interrupted) return undefined;
-    return recordFromRunResult(run, result);
+    const record = recordFromRunResult(run, result, config.backend);
+    return remote ? { ...record, hosts: hostsUsed(remote.hosts, spec), ...remote.extra } : record;
   };
+}
+
+/** The manifest's `hosts` of an ssh sweep: every host of the file, with its role. */
+function hostsFileManifest(path: string): Record<string, unknown> {
+  const hosts = loadHostsFile(path);
+  return { hosts: [...hosts.replicas, ...hosts.clients].map((h) => `${h.name} (${h.role})`), hostsFile: path };
+}
+
+// ---------------------------------------------------------------------------------------
+// aws: one set of machines for the whole sweep
+
+/** Launching the machines, waiting for sshd, and terminating them: added to the predicted run time. */
+export const AWS_SETUP_SEC = 600;
+
+interface AwsSweep {
+  /** What withAwsHosts parses: the up flags plus replicas, clients, hours and TTL. */
+  readonly input: Record<string, unknown>;
+  readonly options: AwsUpOptions;
+  readonly runSec: number;
+}
+
+/** The `infra aws up` flags among the figure's, under the names parseUpOptions takes. */
+function awsUpFlags(flags: FigureFlags): Record<string, unknown> {
+  const keys = [...Object.keys(AWS_FLAG_NAMES), 'subnet'] as (keyof FigureFlags)[];
+  return Object.fromEntries(keys.filter((k) => flags[k] !== undefined).map((k) => [k, flags[k]]));
+}
+
+/**
+ * The machines an aws sweep needs: replica machines for its largest point still to run, the
+ * client machines, and the hours the cost estimate uses (the predicted time of the runs left
+ * plus AWS_SETUP_SEC). The TTL after which the instances power off defaults to leave room for
+ * a slow sweep; one shorter than the predicted time is refused.
+ */
+function planAwsSweep(config: SweepConfig, flags: FigureFlags, toRun: readonly SweepRun[], all: readonly SweepRun[], env: AwsEnv): AwsSweep {
+  const replicas = Math.max(...(toRun.length > 0 ? toRun : all).map((r) => r.point.replicas));
+  const runSec = toRun.reduce((sum, r) => sum + predictedRunSec(r, config), 0);
+  const hours = Math.ceil(((runSec + AWS_SETUP_SEC) / 3600) * 100) / 100;
+  const needs = `the sweep needs about ${hours} h (${formatDuration(runSec)} of runs plus about ${AWS_SETUP_SEC / 60} min to start and remove the machines)`;
+  if (hours > MAX_TTL_HOURS) throw new SweepConfigError(`${needs}, more than the ${MAX_TTL_HOURS} h instances may live: run it in parts (--replicas, --protocols) into one --out directory`);
+  let ttlHours: number | string = Math.min(MAX_TTL_HOURS, Math.max(DEFAULT_TTL_HOURS, Math.ceil(hours * 1.5 + 1)));
+  if (flags.ttlHours !== undefined) {
+    ttlHours = flags.ttlHours;
+    const ttl = Number(flags.ttlHours);
+    if (Number.isFinite(ttl) && ttl < hours) throw new SweepConfigError(`--ttl-hours: the instances would power off after ${ttl} h, but ${needs}`);
+  }
+  const input = { ...awsUpFlags(flags), replicas, clients: config.clientProcs ?? AWS_CLIENT_MACHINES, hours, ttlHours };
+  return { input, options: parseUpOptions(input, env), runSec };
+}
+
+/** The aws dependencies for a region, with progress on our stderr and the section's signal listeners watched. */
+function awsDeps(region: string, io: FigureCommandIo, stderr: NodeJS.WritableStream): Partial<AwsDeps> {
+  const base = io.aws?.deps?.(region) ?? defaultAwsCommandIo().deps(region);
+  const signals: SignalSource = base.signals ?? process;
+  let installed = 0;
+  const watched: SignalSource = {
+    // provisionedSection listens from its first create call to the end of its teardown: while
+    // it does, a second Ctrl-C must not end the process (registerFigureCommand asks).
+    on(sig, listener) {
+      if (installed++ === 0) io.onAwsSection?.(true);
+      // Interrupted while planning or asking: stop before creating more than the first resource.
+      if (sig === 'SIGINT' && io.signal.aborted) setImmediate(listener);
+      return signals.on(sig, listener);
+    },
+    off(sig, listener) {
+      if (--installed === 0) io.onAwsSection?.(false);
+      return signals.off(sig, listener);
+    },
+  };
+  return { ...base, log: (line) => stderr.write(`${line}\n`), signals: watched };
+}
+
+/**
+ * --dry-run: the plan and its cost (deps.log), then EC2's DryRun answer to each create call.
+ * Nothing is created, not even the results directory.
+ */
+async function awsDryRun(options: AwsUpOptions, io: FigureCommandIo, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<number> {
+  try {
+    const result = await awsUp(options, defaultAwsDeps(options.region, awsDeps(options.region, io, stderr)));
+    if (result.kind !== 'dry-run') throw new Error('awsUp created machines on a dry run');
+    const { report } = result;
+    for (const c of report.checks) stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.step}: ${c.detail}\n`);
+    stdout.write(report.ok ? 'dry run: EC2 would accept every call; nothing was created\n' : 'dry run: EC2 would refuse some calls (above); nothing was created\n');
+    return report.ok ? 0 : 1;
+  } catch (err) {
+    if (!(err instanceof AwsBackendError)) throw err;
+    stderr.write(`poe-bench figure: ${err.message}\n`);
+    return 1;
+  }
+}
+
+/** The manifest's record of the machines an aws sweep ran on (the first invocation's, when resumed). */
+function awsManifest(hosts: ProvisionedHosts, config: SweepConfig, options: AwsUpOptions): Record<string, unknown> {
+  return {
+    hosts: [...hosts.replicas.map((h) => `${h.publicIp} (replica, ${h.instanceId}, private ${h.privateIp})`), ...hosts.clients.map((h) => `${h.publicIp} (client, ${h.instanceId}, private ${h.privateIp})`)],
+    aws: {
+      runId: hosts.runId,
+      region: hosts.region,
+      instanceType: options.instanceType,
+      clientType: options.clientType,
+      replicaMachines: hosts.replicas.length,
+      clientMachines: hosts.clients.length,
+      clientProcsPerRun: config.clientProcs,
+      expiresAt: hosts.expiresAt,
+      note: 'the machines were terminated when the sweep ended; a resumed sweep provisions new ones (each run records its hosts and aws.runId)',
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The command
+
+export interface FigureCommandIo {
+  readonly signal: AbortSignal;
+  readonly stdout?: NodeJS.WritableStream;
+  readonly stderr?: NodeJS.WritableStream & { isTTY?: boolean };
+  /** The words after `poe-bench`, for the manifest. */
+  readonly argv?: readonly string[];
+  /** aws: what to use instead of the real EC2 client, environment and SSH port (tests). */
+  readonly aws?: {
+    /** Dependency overrides for a region; default: the real EC2 client and a question on the terminal. */
+    readonly deps?: (region: string) => Partial<AwsDeps>;
+    readonly env?: AwsEnv;
+    /** The machines' SSH port instead of 22 (tests: the test sshd). */
+    readonly sshPort?: number;
+  };
+  /** aws: told when EC2 resources start and stop existing (their teardown must not be cut short). */
+  readonly onAwsSection?: (active: boolean) => void;
+}
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Runs `poe-bench figure`; returns the exit code. */
@@ -321,47 +554,116 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     stderr.write(`poe-bench figure: cannot resume ${dir}: ${(err as Error).message}\n`);
     return 2;
   }
-  mkdirSync(dir, { recursive: true });
-  const startedAt = new Date().toISOString();
-  writeManifestOnce(dir, sweepManifest(config, { ...environment() }, startedAt, io.argv ?? ['figure', figureText]));
-
   const runs = planSweep(config);
   const figures = config.figures.map((f) => `figure ${f}`).join(', ');
+
+  let aws: AwsSweep | undefined;
+  if (config.backend === 'aws') {
+    const toRun = remainingRuns(runs, existing, config.retryFailed);
+    try {
+      aws = planAwsSweep(config, flags, toRun, runs, io.aws?.env ?? process.env);
+    } catch (err) {
+      if (!(err instanceof SweepConfigError || err instanceof AwsBackendError)) throw err;
+      stderr.write(`poe-bench figure: ${err.message}\n`);
+      return 2;
+    }
+    config = { ...config, machines: { region: aws.options.region, instanceType: aws.options.instanceType, clientType: aws.options.clientType } };
+    const o = aws.options;
+    stderr.write(
+      `poe-bench figure: ${figures} on aws: ${toRun.length} run${toRun.length === 1 ? '' : 's'} to do, predicted ${formatDuration(aws.runSec)}; ` +
+        `${o.replicas} replica machines (${o.instanceType}) and ${o.clients} client machines (${o.clientType}) in ${o.region} for about ${o.expectedHours} h, powering off after ${o.ttlHours} h at the latest\n`,
+    );
+    if (o.dryRun) return awsDryRun(o, io, stdout, stderr);
+    if (toRun.length === 0) stderr.write('  every run is already recorded: no machines needed\n');
+  }
+
+  const startedAt = new Date().toISOString();
+  const manifestFor = (c: SweepConfig, extra: Record<string, unknown>): Record<string, unknown> => ({ ...sweepManifest(c, { ...environment() }, startedAt, io.argv ?? ['figure', figureText]), ...extra });
+  if (config.backend !== 'aws') {
+    // aws writes its manifest once its machines are up, so that it names them.
+    mkdirSync(dir, { recursive: true });
+    writeManifestOnce(dir, manifestFor(config, config.backend === 'ssh' && config.infra?.hosts ? hostsFileManifest(config.infra.hosts) : {}));
+  }
+
   const filter = describeFilter(config.filter);
+  const link = config.link !== undefined && config.link !== 'none' ? `, links ${config.link}` : '';
+  const procs = config.clientProcs !== undefined && config.clientProcs > 1 ? `, ${config.clientProcs} client machines per run` : '';
   stderr.write(
-    `poe-bench figure: ${figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${filter ? `, only ${filter}` : ''}\n` +
+    `poe-bench figure: ${figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
       `  ${resuming ? 'resuming' : 'writing'} ${dir}\n` +
       (config.backend === 'sim' ? '  SIMULATED: numbers are in virtual time (the simulator charges no computing time); a preview, not a measurement\n' : '') +
-      (config.backend === 'local' && config.figures.includes('11b')
+      (config.backend !== 'sim' && config.figures.includes('11b')
         ? `  figure 11b: the primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} batches (--faults primary=stopAfter); checkpoints every ${FIGURES['11b'].checkpointInterval}, client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms\n`
         : ''),
   );
 
   const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) => predictedRunSec(run, config));
+  const sweepWith = (c: SweepConfig, signal: AbortSignal, remote?: RemoteHosts): Promise<SweepOutcome> =>
+    runSweep(runs, existing, { dir, backend: config.backend, execute: executorFor(c, dir, flags.logs ?? false, remote), signal, retryFailed: config.retryFailed, listener: progress });
   const t0 = Date.now();
-  let outcome;
+  let outcome: SweepOutcome;
+  let awsStarted = false;
+  let awsRunId: string | undefined;
   try {
-    outcome = await runSweep(runs, existing, {
-      dir,
-      backend: config.backend,
-      execute: executorFor(config, dir, flags.logs ?? false),
-      signal: io.signal,
-      retryFailed: config.retryFailed,
-      listener: progress,
-    });
+    if (aws === undefined || remainingRuns(runs, existing, config.retryFailed).length === 0) {
+      const sshHosts = config.backend === 'ssh' && config.infra?.hosts !== undefined ? { hosts: loadHostsFile(config.infra.hosts) } : undefined;
+      outcome = await sweepWith(config, io.signal, sshHosts);
+    } else {
+      const { options, input } = aws;
+      const onMachines = config;
+      let sweeping: Promise<SweepOutcome> | undefined;
+      awsStarted = true;
+      try {
+        outcome = await withAwsHosts(
+          input,
+          async (provisioned, sectionSignal) => {
+            awsRunId = provisioned.runId;
+            const hosts = hostsFromProvisioned({ ...provisioned, sshPort: io.aws?.sshPort ?? provisioned.sshPort });
+            // Each run's spec names the hosts file infra/aws wrote for these machines (ssh backend).
+            const c: SweepConfig = { ...onMachines, infra: { hosts: join(options.stateDir, provisioned.runId, HOSTS_FILE) } };
+            mkdirSync(dir, { recursive: true });
+            writeManifestOnce(dir, manifestFor(c, awsManifest(provisioned, c, options)));
+            const extra = { aws: { runId: provisioned.runId, region: provisioned.region, instanceType: options.instanceType, clientType: options.clientType } };
+            sweeping = sweepWith(c, AbortSignal.any([io.signal, sectionSignal]), { hosts, launch: sshLauncher(hosts), extra });
+            return await sweeping;
+          },
+          awsDeps(options.region, io, stderr),
+          io.aws?.env ?? process.env,
+        );
+      } catch (err) {
+        // withAwsHosts stops waiting for the sweep on a signal and tears down at once: let the
+        // run in progress finish being stopped (it records nothing) before saying so.
+        if (sweeping) await sweeping.catch(() => undefined);
+        if (err instanceof InterruptedError) outcome = { planned: runs.length, skipped: 0, ran: 0, interrupted: true };
+        else if (err instanceof AwsBackendError) {
+          progress.stop();
+          stderr.write(`poe-bench figure: ${err.message}\n`);
+          if (existsSync(join(dir, RUNS_FILE))) stderr.write(`  the runs finished before are in ${join(dir, RUNS_FILE)}; resume with the same command and --out ${dir}\n`);
+          return 1;
+        } else throw err;
+      }
+    }
   } finally {
     progress.stop();
   }
   const wall = formatDuration((Date.now() - t0) / 1000);
   const records = loadRuns(dir);
   const { missing, bad } = unsuccessful(runs, records);
+  const machines =
+    !awsStarted || (awsRunId === undefined && !outcome.interrupted)
+      ? ''
+      : awsRunId === undefined
+        ? '  every EC2 resource created so far was removed\n'
+        : `  the EC2 machines of run ${awsRunId} were terminated, and its security group and key pair deleted\n`;
   if (outcome.interrupted) {
     stderr.write(
       `poe-bench figure: interrupted after ${wall}; the run in progress was stopped and not recorded. ${runs.length - missing.length} of ${runs.length} runs are in ${join(dir, RUNS_FILE)}.\n` +
+        machines +
         `  resume with the same command and --out ${dir}\n`,
     );
     return 130;
   }
+  if (machines) stderr.write(machines);
 
   const report = await writeReport(dir, { baseline });
   const svgs = report.charts.filter((c) => c.endsWith('.svg')).length;
@@ -390,10 +692,15 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
 /** Declares the flags (without an action, so tests can parse flags alone). */
 export function defineFigureCommand(cmd: Command): Command {
   const p = PROFILES;
-  return cmd
+  cmd
     .description("regenerate a figure of the paper's evaluation (§5): run its sweep, record every run, draw the charts, write the report")
     .argument('<figure>', `${FIGURE_IDS.join(' | ')} | all (every figure into one directory)`)
-    .addOption(new Option('--backend <name>', 'local: real processes on this machine; sim: the deterministic simulator (virtual time, a preview)').default('local'))
+    .addOption(
+      new Option(
+        '--backend <name>',
+        'local: processes on this machine; netns | docker: one namespace or container per node; ssh: the hosts of --hosts; aws: fresh EC2 machines for the whole sweep, terminated at its end; sim: the deterministic simulator (virtual time, a preview)',
+      ).default('local'),
+    )
     .option('--quick', `profile quick: ${p.quick.description}`)
     .option('--paper', `profile paper: ${p.paper.description}`)
     .option('--reps <n>', `repetitions per point (default: the profile's; default profile: ${p.default.description})`)
@@ -408,10 +715,24 @@ export function defineFigureCommand(cmd: Command): Command {
     .option('--sim-batches <m>', `sim backend: batches per run (default by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper})`)
     .option('--retry-failed', 'on resume, run again the repetitions recorded as failed or invalid')
     .option('--baseline <protocol>', `protocol the report compares against (default ${DEFAULT_BASELINE})`)
-    .option('--logs', 'keep every process stderr under <out>/logs/')
+    .option('--logs', 'keep every process stderr under <out>/logs/');
+  return defineInfraRunOptions(cmd)
+    .option('--client-machines <m>', `client processes per run, each on its own client host (default: 1; ssh: the client hosts of --hosts; aws: ${AWS_CLIENT_MACHINES} machines, as the paper)`)
+    .option('--region <region>', 'aws: region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)')
+    .option('--instance-type <type>', `aws: replica machines (default ${DEFAULT_REPLICA_TYPE}, as in the paper)`)
+    .option('--client-type <type>', `aws: client machines (default ${DEFAULT_CLIENT_TYPE})`)
+    .option('--my-ip <cidr>', 'aws: your address; SSH and the harness ports open only to it and the run (or POE_BENCH_MY_IP)')
+    .option('--ttl-hours <h>', 'aws: the instances power off (and terminate) after this long (default: 1.5 x the predicted sweep time + 1 h, at least 4)')
+    .option('--os <os>', 'aws: image family debian12 (default) or al2023')
+    .option('--ami <id>', 'aws: this image instead of the newest of --os')
+    .option('--ssh-user <user>', 'aws: login user (default: that of --os)')
+    .option('--vpc <id>', 'aws: a VPC other than the default (with --subnet, an EC2 subnet id there)')
+    .option('--state-dir <dir>', 'aws: where the run directory (private key, hosts.json) lives while the machines do (default ~/.poe-bench/aws)')
+    .option('--yes', 'aws: do not ask before creating the machines')
+    .option('--dry-run', "aws: print the plan and the cost, ask EC2 (DryRun) whether it would work; create nothing")
     .addHelpText(
       'after',
-      `\nFigures: ${FIGURE_IDS.map((id) => `${id} (${FIGURES[id].faults})`).join('; ')}.\nExit codes: 0 every run valid, 1 a run failed or was invalid (all is still written), 2 invalid flags, 130 interrupted (finished runs are kept; rerun with --out to resume).`,
+      `\nFigures: ${FIGURE_IDS.map((id) => `${id} (${FIGURES[id].faults})`).join('; ')}.\nThe --link, --hosts, --pin, --cpus, --subnet and --base-image flags are those of \`poe-bench run\` (docs/backends.md).\nExit codes: 0 every run valid, 1 a run failed or was invalid (all is still written), 2 invalid flags, 130 interrupted (finished runs are kept; rerun with --out to resume).`,
     );
 }
 
@@ -420,17 +741,30 @@ export function registerFigureCommand(program: Command): void {
   defineFigureCommand(program.command('figure')).action(async (figure: string, flags: FigureFlags) => {
     const controller = new AbortController();
     let signals = 0;
+    // While EC2 resources exist, infra/aws's own listeners tear them down on the same signal,
+    // and a second one must not end the process before that is done.
+    let awsSection = false;
     const onSignal = (): void => {
       signals++;
       if (signals === 1) {
-        process.stderr.write('\npoe-bench figure: stopping: killing the run in progress (Ctrl-C again to quit at once)\n');
+        process.stderr.write(
+          awsSection
+            ? '\npoe-bench figure: stopping: killing the run in progress, then terminating the EC2 machines\n'
+            : '\npoe-bench figure: stopping: killing the run in progress (Ctrl-C again to quit at once)\n',
+        );
         controller.abort();
-      } else process.exit(130);
+      } else if (!awsSection) process.exit(130);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-      process.exitCode = await runFigureCommand(figure, flags, { signal: controller.signal, argv: process.argv.slice(2) });
+      process.exitCode = await runFigureCommand(figure, flags, {
+        signal: controller.signal,
+        argv: process.argv.slice(2),
+        onAwsSection: (active) => {
+          awsSection = active;
+        },
+      });
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
