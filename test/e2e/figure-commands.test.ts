@@ -121,7 +121,7 @@ describe('bad arguments', () => {
     const cases: [string, FigureFlags, RegExp][] = [
       ['14', {}, /unknown figure '14': choose one of 10, 11a, 11b, 12, 13 or all/],
       ['13', { quick: true, paper: true }, /--quick and --paper: choose one profile/],
-      ['13', { backend: 'aws' }, /--backend: unknown backend 'aws'/],
+      ['13', { backend: 'gcp' }, /--backend: unknown backend 'gcp'/],
       ['13', { replicas: '5' }, /no point of figure 13 matches the filters \(--replicas 5\)/],
       ['13', { protocols: 'raft' }, /--protocols: unknown protocol "raft"/],
       ['13', { reps: '0' }, /--reps: must be an integer >= 1/],
