@@ -170,7 +170,10 @@ export function specFor(
     replicas: p.replicas,
     crashed: p.crashed,
     batch: p.batch,
-    clients: config.clients,
+    // At least one logical client per replica: HotStuff's parallel leaders each serve their own
+    // clients, and a leader without any fills its slots with no-ops (the paper's 200K clients
+    // kept every leader busy). Other protocols see the same count at the same point.
+    clients: Math.max(config.clients, p.replicas),
     warmupS: config.warmupSec,
     durationS: config.measuredSec,
     seed: config.seed + run.rep,

@@ -711,7 +711,7 @@ export function defineFigureCommand(cmd: Command): Command {
     .option('--warmup <s>', "warm-up seconds of every run (overrides the profile's)")
     .option('--duration <s>', "measured seconds of every run (overrides the profile's)")
     .option('--seed <x>', `base seed: repetition r uses seed + r (default ${RUN_DEFAULTS.seed})`)
-    .option('--clients <c>', `closed-loop logical clients per run (default ${RUN_DEFAULTS.clients})`)
+    .option('--clients <c>', `closed-loop logical clients per run, at least one per replica (default ${RUN_DEFAULTS.clients})`)
     .option('--sim-batches <m>', `sim backend: batches per run (default by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper})`)
     .option('--retry-failed', 'on resume, run again the repetitions recorded as failed or invalid')
     .option('--baseline <protocol>', `protocol the report compares against (default ${DEFAULT_BASELINE})`)
