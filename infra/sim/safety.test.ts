@@ -141,4 +141,16 @@ describe('CommitChecker (online)', () => {
     expect(c.onExecuted(2, 1, d('a'), 1, false)).toMatch(/replica 2 executed .* at k=1 in view 1/);
     expect(c.onExecuted(3, 1, d('b'), 1, false)).toBeUndefined();
   });
+
+  it('flags a rollback of the block a client accepted, and only that block', () => {
+    // Reference: PoE paper Definition 3.1 (speculative non-divergence), Proposition 3.5
+    const c = new CommitChecker();
+    expect(c.onRolledBack(2, 1, d('a'), 0)).toBeUndefined(); // nothing accepted at k=1 yet
+    expect(c.onAccepted({ ...accepted(1, 'a'), view: 1 })).toBeUndefined();
+    expect(c.onRolledBack(2, 1, d('b'), 1)).toBeUndefined(); // another batch: it had to go
+    // The same batch speculated on in an abandoned view is another block: undone, then executed again in view 1.
+    expect(c.onRolledBack(2, 1, d('a'), 0)).toBeUndefined();
+    expect(c.onRolledBack(2, 1, d('a'), 1)).toMatch(/^replica 2 rolled back k=1 \(digest \w+, view 1\), which a client had accepted \(accepted batch k=1/);
+    expect(c.onRolledBack(2, 2, d('a'), 1)).toBeUndefined();
+  });
 });

@@ -7,9 +7,18 @@
  *
  * Each message goes through its protocol's codec: encoded once when sent, decoded once per
  * receiver, so what a core receives is what it would read off a socket, and message sizes are
- * real. While the run goes on, an online checker compares every commit with one canonical
- * commit list; at the end the non-faulty ledgers and the accepted batches are checked
- * (safety.ts), and every issued batch must have been accepted (liveness).
+ * real. Replicas may be wrapped in crash and Byzantine behaviours (`faults`, replica/byzantine.ts:
+ * silent, stopAfter, crashAt, slow, inTheDark, equivocate); they count as faulty and are left out
+ * of every check.
+ *
+ * While the run goes on, an online checker compares every commit with one canonical commit list,
+ * flags a non-faulty replica that rolls back a block a client accepted, and, for speculative
+ * protocols, an acceptance that f+1 non-faulty replicas have not executed (speculative
+ * non-divergence binds nothing less). Once the clients are done, the settle phase delivers what
+ * is in flight and, if the non-faulty replicas disagree, heals the network and runs on with
+ * timers until they converge (settleMs). At the end the non-faulty ledgers and the accepted
+ * batches are checked (safety.ts), the replicas must have converged, and every issued batch
+ * must have been accepted (liveness).
  */
 import { ClientCore, type KeyGenerator } from '../../client/core.js';
 import { createKeyGenerator } from '../../client/generators.js';
@@ -180,6 +189,8 @@ export class Simulation {
   /** Virtual time when the settle phase started running timers again, if it did. */
   private settleStartMs: number | undefined = undefined;
   private settled = true;
+  /** Why the settle phase stopped without convergence: nothing left to happen, or its time ran out. */
+  private settleGaveUp: 'idle' | 'time' | 'events' = 'time';
   private readonly violations: string[] = [];
   private stopRequested: StopReason | undefined;
 
@@ -342,9 +353,13 @@ export class Simulation {
     this.network.heal();
     this.settleStartMs = this.nowMs;
     this.settled = false;
+    this.settleGaveUp = 'events';
     while (!this.stopRequested && this.events < c.maxEvents) {
       const nextMs = this.queue.peekTimeMs();
-      if (nextMs === undefined || nextMs > limitMs) break;
+      if (nextMs === undefined || nextMs > limitMs) {
+        this.settleGaveUp = nextMs === undefined ? 'idle' : 'time';
+        break;
+      }
       this.popAndDispatch();
       if (this.nowMs >= healedMs && this.converged()) {
         this.settled = true;
@@ -694,17 +709,26 @@ export class Simulation {
       // Without a settle phase nothing lets a lagging replica catch up: an accepted batch may be
       // missing from its ledger, but never replaced.
       const requireConvergence = stopReason === 'done' && this.config.settleMs > 0;
-      this.violations.push(...checkSafety({ ledgers, accepted: this.accepted, requireAcceptedInLedgers: requireConvergence }));
+      const safety = checkSafety({ ledgers, accepted: this.accepted, requireAcceptedInLedgers: requireConvergence });
+      // Disagreement first, then the convergence summary (heights), then the batch-by-batch list it explains.
+      const missing = (v: string): boolean => / is missing from the final ledger of replicas? [\d, ]+$/.test(v) || /^\.\.\. and \d+ more violations$/.test(v);
+      this.violations.push(...safety.filter((v) => !missing(v)));
       if (!this.settled) {
         const heads = this.nonFaultyReplicas().map((id) => {
           const l = this.replicas[id]!.core.ledger;
           return `${id}: ${l.height} (${l.headHash.toString('hex').slice(0, 12)})`;
         });
+        const why = {
+          idle: 'nothing was left to happen (no message in flight, no timer armed)',
+          time: `${this.config.settleMs} ms of virtual time passed`,
+          events: `the event limit (${this.config.maxEvents}) was reached`,
+        }[this.settleGaveUp];
         this.violations.push(
-          `convergence: the non-faulty replicas' ledgers still differ ${this.config.settleMs} ms of virtual time after the clients finished and the network healed ` +
-            `(stopped settling at ${this.nowMs.toFixed(0)} ms; heights: ${heads.join(', ')})`,
+          `convergence: the non-faulty replicas' ledgers still differ after the clients finished and the network healed: ${why} ` +
+            `(settling stopped at ${this.nowMs.toFixed(0)} ms virtual; height (head) per replica: ${heads.join(', ')})`,
         );
       }
+      this.violations.push(...safety.filter(missing));
     }
     const issued = this.issuedBatches();
     if (this.accepted.length < this.config.batches) {
