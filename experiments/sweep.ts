@@ -13,7 +13,8 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, tr
 import { join } from 'node:path';
 import type { RunResult } from '../harness/run.js';
 import type { InfraSpec } from '../harness/infra-spec.js';
-import { formatRunFault, makeRunSpec, RUN_DEFAULTS, type BackendName, type RunSpec } from '../harness/spec.js';
+import { makeRunSpec, RUN_DEFAULTS, type BackendName, type RunSpec } from '../harness/spec.js';
+import { formatReplicaFault } from '../replica/byzantine.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
 import { FIGURES, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
@@ -202,7 +203,7 @@ export function specTemplate(config: SweepConfig): Record<string, unknown> {
 
 /** What figure 11b's runs do, for the manifest: the fault, the checkpoints and the timeouts. */
 export function primaryFailureNote(backend: SweepBackend, stopsAfter: number): Record<string, unknown> {
-  const fault = formatRunFault({ replica: 0, fault: { kind: 'stopAfter', batches: stopsAfter } });
+  const fault = formatReplicaFault({ replica: 0, fault: { kind: 'stopAfter', batches: stopsAfter } });
   const common = {
     fault: `the view-0 primary stops after ${stopsAfter} requests (client batches, i.e. sequence numbers), then stays silent`,
     checkpointIntervalK: FIGURES['11b'].checkpointInterval,

@@ -28,7 +28,8 @@ import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetr
 import { launchCluster } from './infra-backends.js';
 import { defineInfraRunOptions } from './infra-spec.js';
 import { appendRun, environment, makeRunLine, writeManifest } from './results.js';
-import { faultsOf, faultyReplicas, formatRunFault, liveReplicas, mayLagReplicas, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from './spec.js';
+import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from './spec.js';
+import { formatReplicaFault } from '../replica/byzantine.js';
 
 export interface RunOptions {
   /** Called about once a second with a progress line. */
@@ -427,7 +428,7 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
   const lines: string[] = [];
   const crashed =
     (s.crashedReplicas.length ? `replica${s.crashedReplicas.length > 1 ? 's' : ''} ${s.crashedReplicas.join(', ')} crashed` : 'no crashed replica') +
-    (s.faults.length ? `, faults ${s.faults.map(formatRunFault).join(' ')}` : '');
+    (s.faults.length ? `, faults ${s.faults.map(formatReplicaFault).join(' ')}` : '');
   const load = s.openLoopBatchesPerSec !== undefined ? `open loop at ${num(s.openLoopBatchesPerSec)} batches/s` : 'closed loop';
   lines.push(
     `poe-bench run: ${s.protocol}, n=${s.replicas} (f=${f}), ${crashed}, batch ${s.batch}, ${s.clients} clients in ${s.clientProcs} process${s.clientProcs > 1 ? 'es' : ''} (${load}), ` +

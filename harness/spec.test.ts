@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { getProtocol, registeredProtocols } from '../replica/protocols.js';
-import { crashedBackups, faultsOf, faultyReplicas, formatRunFault, mayLagReplicas, liveReplicas, makeRunSpec, parseExtra, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError } from './spec.js';
+import { crashedBackups, faultsOf, faultyReplicas, mayLagReplicas, liveReplicas, makeRunSpec, parseExtra, parseRunFlags, processExtra, RUN_DEFAULTS, RunSpecError } from './spec.js';
+import { formatReplicaFault } from '../replica/byzantine.js';
 
 const bad = (flags: Parameters<typeof parseRunFlags>[0]): string => {
   try {
@@ -74,7 +75,7 @@ describe('run spec', () => {
     ]);
     expect(faultsOf(s, 1)).toEqual([{ kind: 'slow', delayMs: 20 }, { kind: 'crashAt', atMs: 5000 }]);
     expect(faultsOf(s, 2)).toEqual([]);
-    expect(s.faults.map(formatRunFault)).toEqual(['0=stopAfter:900', '1=slow:20', '1=crashAt:5000']);
+    expect(s.faults.map(formatReplicaFault)).toEqual(['0=stopAfter:900', '1=slow:20', '1=crashAt:5000']);
     expect(makeRunSpec({ protocol: 'poe', replicas: 7, faults: s.faults }).faults).toEqual(s.faults);
     // inTheDark and equivocate need the protocol's proposal hooks (replica/byzantine.ts FaultHooks).
     for (const protocol of registeredProtocols()) {

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../client/generators.js';
-import { FaultConfigError, parseFault, type FaultSpec } from '../replica/byzantine.js';
+import { FaultConfigError, formatReplicaFault, parseFault, type FaultSpec, type ReplicaFault } from '../replica/byzantine.js';
 import { getProtocol, hasProtocol, registeredProtocols, UnknownProtocolError } from '../replica/protocols.js';
 import { DEFAULT_REPLICA_OPTIONS, primaryOf, quorums, type ProtocolName } from '../replica/types.js';
 import { INFRA_BACKENDS, INFRA_FLAG_NAMES, parseInfraFlags, type InfraBackend, type InfraFlags, type InfraSpec } from './infra-spec.js';
@@ -20,10 +20,7 @@ export type ExtraValue = string | number | boolean;
  * A crash or Byzantine behaviour of one replica that is started (replica/byzantine.ts), from
  * `--faults REPLICA=FAULT`. The replica's process wraps its core with `withFault`.
  */
-export interface RunFault {
-  readonly replica: number;
-  readonly fault: FaultSpec;
-}
+export type RunFault = ReplicaFault;
 
 export interface RunSpec {
   readonly protocol: ProtocolName;
@@ -239,26 +236,6 @@ export function crashedBackups(n: number, crashed: number): number[] {
 }
 
 /** A fault as `parseFault` (replica/byzantine.ts) reads it: silent, stopAfter:900, inTheDark:2,3, ... */
-export function formatFault(f: FaultSpec): string {
-  switch (f.kind) {
-    case 'silent':
-    case 'equivocate':
-      return f.kind;
-    case 'stopAfter':
-      return `stopAfter:${f.batches}`;
-    case 'crashAt':
-      return `crashAt:${f.atMs}`;
-    case 'slow':
-      return `slow:${f.delayMs}`;
-    case 'inTheDark':
-      return `inTheDark:${f.victims.join(',')}`;
-  }
-}
-
-/** `0=stopAfter:900`: what --faults takes, with the replica resolved. */
-export function formatRunFault(a: RunFault): string {
-  return `${a.replica}=${formatFault(a.fault)}`;
-}
 
 const FAULT_SYNTAX = 'REPLICA=FAULT, REPLICA a replica id or primary (the view-0 primary), FAULT one of silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate';
 
@@ -413,7 +390,7 @@ export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'ke
     checkpointInterval: input.checkpointInterval,
     window: input.window,
     extra: Object.entries(input.extra ?? {}).map(([k, v]) => `${k}=${v}`),
-    faults: input.faults?.map(formatRunFault),
+    faults: input.faults?.map(formatReplicaFault),
     link: input.link,
     hosts: input.infra?.hosts,
     pin: input.infra?.pinCpus?.join(','),

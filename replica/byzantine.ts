@@ -35,21 +35,32 @@ export type FaultSpec =
   | { readonly kind: 'inTheDark'; readonly victims: readonly number[] }
   | { readonly kind: 'equivocate' };
 
-export function describeFault(f: FaultSpec): string {
+/** The command-line form of a fault, the inverse of parseFault: `stopAfter:900`, `inTheDark:2,3`. */
+export function formatFault(f: FaultSpec): string {
   switch (f.kind) {
     case 'silent':
-      return 'silent';
-    case 'stopAfter':
-      return `stopAfter(${f.batches})`;
-    case 'crashAt':
-      return `crashAt(${f.atMs}ms)`;
-    case 'slow':
-      return `slow(${f.delayMs}ms)`;
-    case 'inTheDark':
-      return `inTheDark(${f.victims.join(',')})`;
     case 'equivocate':
-      return 'equivocate';
+      return f.kind;
+    case 'stopAfter':
+      return `stopAfter:${f.batches}`;
+    case 'crashAt':
+      return `crashAt:${f.atMs}`;
+    case 'slow':
+      return `slow:${f.delayMs}`;
+    case 'inTheDark':
+      return `inTheDark:${f.victims.join(',')}`;
   }
+}
+
+/** A fault of one replica, as `--faults` (runs) and `--fault` (the simulator) take it. */
+export interface ReplicaFault {
+  readonly replica: number;
+  readonly fault: FaultSpec;
+}
+
+/** `0=stopAfter:900`: replica 0 behaves so. */
+export function formatReplicaFault(a: ReplicaFault): string {
+  return `${a.replica}=${formatFault(a.fault)}`;
 }
 
 /** A core whose step is filtered; ledger, store and status are the wrapped core's. */

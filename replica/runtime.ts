@@ -11,7 +11,7 @@
  * A frame that does not decode is dropped and counted; a core that throws has a bug, and the
  * process reports it and exits rather than run on in an unknown state.
  */
-import { describeFault, withFault } from './byzantine.js';
+import { formatFault, withFault } from './byzantine.js';
 import { createCrypto, type CryptoProvider } from './crypto.js';
 import { clientMacKey, KeyRing, replicaMacKey } from './keys.js';
 import type { ProtocolModule } from './protocol.js';
@@ -68,7 +68,7 @@ export interface ReplicaMetricsReport {
   readonly role: 'replica';
   readonly id: number;
   readonly pid: number;
-  /** The faults this replica's core is wrapped with (replica/byzantine.ts describeFault); empty when correct. */
+  /** The faults this replica's core is wrapped with (replica/byzantine.ts formatFault); empty when correct. */
   readonly faults: readonly string[];
   /** The replica's own viewChangeStarted and viewEntered events, with their times (the first VIEW_EVENTS_MAX of each). */
   readonly viewChangesStarted: readonly ViewEventTime[];
@@ -346,7 +346,7 @@ export class ReplicaRuntime<M extends WireMessage> {
       role: 'replica',
       id: this.config.id,
       pid: process.pid,
-      faults: (this.config.faults ?? []).map(describeFault),
+      faults: (this.config.faults ?? []).map(formatFault),
       viewChangesStarted: [...this.viewChangesStarted],
       viewsEntered: [...this.viewsEntered],
       window: this.opened && this.closed ? windowFigures(this.opened, this.closed) : undefined,

@@ -9,7 +9,7 @@
  * checks, the settle phase, a network that heals, and partitions validated up front.
  */
 import { describe, expect, it } from 'vitest';
-import { EQUIVOCATE_HOLD_MS, FaultConfigError, withFault, type FaultSpec } from '../../replica/byzantine.js';
+import { EQUIVOCATE_HOLD_MS, FaultConfigError, formatReplicaFault, withFault, type FaultSpec } from '../../replica/byzantine.js';
 import { createCrypto } from '../../replica/crypto.js';
 import { KeyRing } from '../../replica/keys.js';
 import { makeRequest, requestDigest, type ClientRequest } from '../../replica/messages.js';
@@ -17,7 +17,7 @@ import type { ProtocolModule } from '../../replica/protocol.js';
 import { getProtocol } from '../../replica/protocols.js';
 import { clientPeer, PROTOCOLS, type ProtocolName, type ReplicaCore, type ReplicaOptions, type ReplicaOutput, type WireMessage } from '../../replica/types.js';
 import { validatePartitions } from './network.js';
-import { faultAssignmentProblem, formatFaultAssignment, parseFaultAssignment, resolveSimConfig, simArgs } from './options.js';
+import { faultAssignmentProblem, parseFaultAssignment, resolveSimConfig, simArgs } from './options.js';
 import { parseSimFlags } from './command.js';
 import { runSimulation, Simulation } from './simulator.js';
 
@@ -166,7 +166,7 @@ describe('Byzantine wrappers on each protocol (FaultHooks)', () => {
 describe('faults in the simulator', () => {
   it('parses and formats --fault REPLICA=FAULT, and names what is wrong', () => {
     for (const text of ['0=equivocate', '0=inTheDark:2,3', '1=stopAfter:50', '2=crashAt:120', '3=slow:5', '3=silent']) {
-      expect(formatFaultAssignment(parseFaultAssignment(text))).toBe(text);
+      expect(formatReplicaFault(parseFaultAssignment(text))).toBe(text);
     }
     expect(() => parseFaultAssignment('equivocate')).toThrow(FaultConfigError);
     expect(() => parseFaultAssignment('0=lie')).toThrow(/unknown fault 'lie'/);
@@ -177,7 +177,7 @@ describe('faults in the simulator', () => {
 
   it('CLI flags: --fault is repeatable and composes; more than f faulty replicas need --force', () => {
     const [c] = parseSimFlags({ protocol: 'poe', fault: ['0=equivocate', '0=inTheDark:3', '0=stopAfter:50'], settleMs: '1000', healAtMs: '300' });
-    expect(c!.faults.map(formatFaultAssignment)).toEqual(['0=equivocate', '0=inTheDark:3', '0=stopAfter:50']);
+    expect(c!.faults.map(formatReplicaFault)).toEqual(['0=equivocate', '0=inTheDark:3', '0=stopAfter:50']);
     expect(c!.settleMs).toBe(1000);
     expect(c!.healAtMs).toBe(300);
     expect(simArgs(c!).join(' ')).toContain('--heal-at-ms 300 --fault 0=equivocate --fault 0=inTheDark:3 --fault 0=stopAfter:50');

@@ -5,7 +5,7 @@
  * line (STYLE.md: "you can reproduce this failure with seed=...").
  */
 import type { KeyGeneratorKind } from '../../client/generators.js';
-import { FaultConfigError, parseFault, type FaultSpec } from '../../replica/byzantine.js';
+import { FaultConfigError, formatReplicaFault, parseFault, type ReplicaFault } from '../../replica/byzantine.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
 import { clientOrigin, clientPeer, isClientPeer, type Peer, type WireMessage } from '../../replica/types.js';
 import { DEFAULT_NETWORK, type DelaySpec, type LinkOverride, type Partition } from './network.js';
@@ -22,10 +22,7 @@ export interface CrashSpec {
  * A crash or Byzantine behaviour of one replica (replica/byzantine.ts). Several for the same
  * replica compose in the order given: the first wraps the core, the next wraps that.
  */
-export interface FaultAssignment {
-  readonly replica: number;
-  readonly fault: FaultSpec;
-}
+export type FaultAssignment = ReplicaFault;
 
 export interface SimConfig {
   /** A registered protocol name (replica/protocols.ts). */
@@ -185,26 +182,6 @@ export function parseCrash(s: string): CrashSpec {
 }
 
 /** A fault as `parseFault` (replica/byzantine.ts) reads it: silent, stopAfter:900, inTheDark:2,3, ... */
-export function formatFault(f: FaultSpec): string {
-  switch (f.kind) {
-    case 'silent':
-    case 'equivocate':
-      return f.kind;
-    case 'stopAfter':
-      return `stopAfter:${f.batches}`;
-    case 'crashAt':
-      return `crashAt:${f.atMs}`;
-    case 'slow':
-      return `slow:${f.delayMs}`;
-    case 'inTheDark':
-      return `inTheDark:${f.victims.join(',')}`;
-  }
-}
-
-/** `--fault 0=equivocate`, `--fault 0=inTheDark:2,3`: replica 0 behaves so. */
-export function formatFaultAssignment(a: FaultAssignment): string {
-  return `${a.replica}=${formatFault(a.fault)}`;
-}
 
 export function parseFaultAssignment(s: string): FaultAssignment {
   const m = /^(\d+)=(.+)$/.exec(s.trim());
@@ -220,8 +197,8 @@ export function faultAssignmentProblem(a: FaultAssignment, n: number): string | 
   if (!Number.isInteger(a.replica) || a.replica < 0 || a.replica >= n) return `fault on replica ${a.replica}: replicas are 0..${n - 1}`;
   if (a.fault.kind === 'inTheDark') {
     for (const v of a.fault.victims) {
-      if (!Number.isInteger(v) || v < 0 || v >= n) return `fault ${formatFaultAssignment(a)}: victim ${v} does not exist (replicas are 0..${n - 1})`;
-      if (v === a.replica) return `fault ${formatFaultAssignment(a)}: a replica cannot keep itself in the dark`;
+      if (!Number.isInteger(v) || v < 0 || v >= n) return `fault ${formatReplicaFault(a)}: victim ${v} does not exist (replicas are 0..${n - 1})`;
+      if (v === a.replica) return `fault ${formatReplicaFault(a)}: a replica cannot keep itself in the dark`;
     }
   }
   return undefined;
@@ -271,7 +248,7 @@ export function simArgs(config: SimConfig): string[] {
   for (const p of config.partitions) args.push('--partition', formatPartition(p));
   if (config.healAtMs !== undefined) args.push('--heal-at-ms', String(config.healAtMs));
   for (const c of config.crashes) args.push('--crash', formatCrash(c));
-  for (const a of config.faults) args.push('--fault', formatFaultAssignment(a));
+  for (const a of config.faults) args.push('--fault', formatReplicaFault(a));
   opt('--client-timeout-ms', config.requestTimeoutMs, d.requestTimeoutMs);
   opt('--view-change-timeout-ms', config.viewChangeTimeoutMs, d.viewChangeTimeoutMs);
   opt('--checkpoint-interval', config.checkpointIntervalK, d.checkpointIntervalK);

@@ -23,7 +23,7 @@
 import { ClientCore, type KeyGenerator } from '../../client/core.js';
 import { createKeyGenerator } from '../../client/generators.js';
 import { Rng } from '../../client/random.js';
-import { withFault } from '../../replica/byzantine.js';
+import { formatReplicaFault, withFault } from '../../replica/byzantine.js';
 import { createCrypto } from '../../replica/crypto.js';
 import { KeyRing } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
@@ -44,16 +44,7 @@ import {
 } from '../../replica/types.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type NetworkStats } from './network.js';
-import {
-  faultAssignmentProblem,
-  formatFaultAssignment,
-  replayCommand,
-  resolveSimConfig,
-  silentBackups,
-  type ExtraValue,
-  type SimConfig,
-  type SimInput,
-} from './options.js';
+import { faultAssignmentProblem, replayCommand, resolveSimConfig, silentBackups, type ExtraValue, type SimConfig, type SimInput } from './options.js';
 import { checkSafety, CommitChecker } from './safety.js';
 
 /** Protocols whose replicas execute before commit and may roll back (paper §3.3.5; Zyzzyva). */
@@ -758,7 +749,7 @@ export class Simulation {
       n: this.config.n,
       f: this.f,
       crashed: [...this.faulty].sort((a, b) => a - b),
-      faults: this.config.faults.map(formatFaultAssignment),
+      faults: this.config.faults.map(formatReplicaFault),
       seed: this.config.seed,
       valid: this.violations.length === 0,
       violations: [...this.violations],
