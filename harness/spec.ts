@@ -6,6 +6,7 @@
  * from its runs.jsonl line alone.
  */
 import { z } from 'zod';
+import { integerFlag as integer, nonNegativeFlag as nonNegative, parseExtra, positiveFlag as positive, type ExtraValue } from './flags.js';
 import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../client/generators.js';
 import { FaultConfigError, formatReplicaFault, parseFault, type FaultSpec, type ReplicaFault } from '../replica/byzantine.js';
 import { getProtocol, hasProtocol, registeredProtocols, UnknownProtocolError } from '../replica/protocols.js';
@@ -14,7 +15,7 @@ import { INFRA_BACKENDS, INFRA_FLAG_NAMES, parseInfraFlags, type InfraBackend, t
 
 export type BackendName = InfraBackend;
 export const BACKENDS: readonly BackendName[] = INFRA_BACKENDS;
-export type ExtraValue = string | number | boolean;
+export type { ExtraValue };
 
 /**
  * A crash or Byzantine behaviour of one replica that is started (replica/byzantine.ts), from
@@ -146,31 +147,7 @@ export class RunSpecError extends Error {
   }
 }
 
-const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce
-    .number({ invalid_type_error: 'must be a number' })
-    .refine((x) => Number.isInteger(x), 'must be an integer')
-    .refine((x) => x >= min && x <= max, max === Number.MAX_SAFE_INTEGER ? `must be >= ${min}` : `must be in [${min}, ${max}]`)
-    .optional();
-const positive = () =>
-  z.coerce
-    .number({ invalid_type_error: 'must be a number' })
-    .refine((x) => Number.isFinite(x) && x > 0, 'must be a number > 0')
-    .optional();
-const nonNegative = () =>
-  z.coerce
-    .number({ invalid_type_error: 'must be a number' })
-    .refine((x) => Number.isFinite(x) && x >= 0, 'must be a number >= 0')
-    .optional();
-
-/** `key=value`: numbers and booleans are typed, anything else stays a string. */
-export function parseExtra(s: string): [string, ExtraValue] {
-  const m = /^([A-Za-z_][\w.-]*)=(.*)$/.exec(s);
-  if (!m) throw new RangeError(`'${s}' is not key=value`);
-  const raw = m[2]!;
-  const value: ExtraValue = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
-  return [m[1]!, value];
-}
+export { parseExtra };
 
 const flagSchema = z.object({
   protocol: z

@@ -8,6 +8,7 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
+import { integerFlag as integer, nonNegativeFlag as nonNegative } from '../../harness/flags.js';
 import { KEY_GENERATOR_KINDS } from '../../client/generators.js';
 import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../../replica/protocols.js';
 import { isClientPeer, clientOrigin, quorums } from '../../replica/types.js';
@@ -103,13 +104,6 @@ export class SimFlagError extends Error {
   }
 }
 
-const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce
-    .number({ invalid_type_error: 'must be a number' })
-    .refine((x) => Number.isInteger(x), 'must be an integer')
-    .refine((x) => x >= min && x <= max, max === Number.MAX_SAFE_INTEGER ? `must be >= ${min}` : `must be in [${min}, ${max}]`)
-    .optional();
-const nonNegative = () => z.coerce.number({ invalid_type_error: 'must be a number' }).refine((x) => Number.isFinite(x) && x >= 0, 'must be a number >= 0').optional();
 const probability = () => z.coerce.number({ invalid_type_error: 'must be a number' }).refine((x) => x >= 0 && x <= 1, 'must be a probability in [0, 1]').optional();
 const parsedList = <T>(parse: (s: string) => T) =>
   z

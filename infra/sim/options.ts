@@ -10,7 +10,8 @@ import type { ProtocolModule } from '../../replica/protocol.js';
 import { clientOrigin, clientPeer, isClientPeer, type Peer, type WireMessage } from '../../replica/types.js';
 import { DEFAULT_NETWORK, type DelaySpec, type LinkOverride, type Partition } from './network.js';
 
-export type ExtraValue = string | number | boolean;
+export type { ExtraValue } from '../../harness/flags.js';
+import type { ExtraValue } from '../../harness/flags.js';
 
 /** A replica that stops (drops every input, fires no timer) at `atMs` of virtual time. */
 export interface CrashSpec {
@@ -213,16 +214,7 @@ export function faultyReplicas(config: Pick<SimConfig, 'n' | 'crashed' | 'crashe
   return [...ids].sort((a, b) => a - b);
 }
 
-/** `--extra mode=chained`: numbers and booleans keep their type. */
-export function parseExtra(s: string): [string, ExtraValue] {
-  const i = s.indexOf('=');
-  if (i <= 0) throw new RangeError(`'${s}' is not KEY=VALUE`);
-  const key = s.slice(0, i);
-  const raw = s.slice(i + 1);
-  if (raw === 'true' || raw === 'false') return [key, raw === 'true'];
-  if (raw !== '' && Number.isFinite(Number(raw))) return [key, Number(raw)];
-  return [key, raw];
-}
+export { parseExtra } from '../../harness/flags.js';
 
 /**
  * The flags that reproduce `config`: the required ones always, the rest only where they differ
