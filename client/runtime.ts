@@ -286,7 +286,8 @@ export class ClientRuntime<M extends WireMessage> {
     };
   }
 
-  acceptedReport(): AcceptedReport {
+  /** The batches this client accepted, for the safety check (the control channel's `ledger`). */
+  ledger(): AcceptedReport {
     return this.accepted.report(this.config.origin);
   }
 }

@@ -218,3 +218,62 @@ export class ControlClient {
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/** What the replica and client processes have in common for their control channel. */
+export interface ControlledRuntime {
+  connect(peers: readonly PeerAddress[], expect: readonly number[], timeoutMs: number): Promise<number[]>;
+  start(warmupMs: number, durationMs: number): void;
+  stop(): void;
+  progress(): unknown;
+  metrics(): unknown;
+  /** The replica's ledger, or the batches a client accepted: what the safety check reads. */
+  ledger(): unknown;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs a process's control loop (replica/main.ts, client/main.ts): `configure` builds the
+ * runtime and answers, every other command goes to it. `role` names the process in fatal errors.
+ */
+export function serveProcess(role: string, configure: (config: ProcessConfig) => Promise<{ runtime: ControlledRuntime; answer: unknown }>): void {
+  let runtime: ControlledRuntime | undefined;
+  const need = (): ControlledRuntime => {
+    if (!runtime) throw new Error('not configured');
+    return runtime;
+  };
+  const handle = async (req: ControlRequest): Promise<unknown> => {
+    switch (req.cmd) {
+      case 'configure': {
+        if (runtime) throw new Error('already configured');
+        const made = await configure(req.config);
+        runtime = made.runtime;
+        return made.answer;
+      }
+      case 'connect':
+        return { connected: await need().connect(req.peers, req.expect, req.timeoutMs) };
+      case 'start':
+        need().start(req.warmupMs, req.durationMs);
+        return null;
+      case 'progress':
+        return need().progress();
+      case 'stop':
+        need().stop();
+        return need().progress();
+      case 'metrics':
+        return need().metrics();
+      case 'ledger':
+        return need().ledger();
+      case 'shutdown':
+        await runtime?.close();
+        // The harness closes stdin once it has the answer; exit anyway if it does not.
+        setTimeout(() => process.exit(0), 2000).unref();
+        return null;
+    }
+  };
+  process.on('uncaughtException', (err) => reportFatalAndExit(`${role}: ${err.stack ?? err.message}`, 70));
+  process.on('unhandledRejection', (err) => reportFatalAndExit(`${role}: ${String(err)}`, 70));
+  // Ctrl-C in a terminal reaches the whole process group; the harness handles it and stops this
+  // process through its control channel, so the run ends in order rather than by a race.
+  process.on('SIGINT', () => undefined);
+  serveControl(handle, () => process.exit(0));
+}

@@ -100,12 +100,12 @@ describe('runtime over loopback TCP (toy protocol)', () => {
 
     // Replicas converge once the client stops; their ledgers then agree block by block.
     await until(() => new Set(replicas.map((r) => r.progress().headHash)).size === 1, 'convergence');
-    const ledgers = replicas.map((r) => r.ledgerReport());
+    const ledgers = replicas.map((r) => r.ledger());
     expect(ledgers[0]!.height).toBeGreaterThan(0);
     for (const l of ledgers) expect(l.hashes).toBe(ledgers[0]!.hashes);
 
     // Every accepted batch sits in the ledger at the position the client was told.
-    const acc = client.acceptedReport();
+    const acc = client.ledger();
     const digests = Buffer.from(ledgers[0]!.digests, 'base64');
     const accDigests = Buffer.from(acc.digests, 'base64');
     acc.k.forEach((k, i) => {
@@ -135,16 +135,16 @@ describe('runtime over loopback TCP (toy protocol)', () => {
     client.stop();
     expect(client.metrics().acceptedTxnsInWindow).toBeGreaterThan(0);
     await until(() => replicas[0]!.progress().executedK === replicas[1]!.progress().executedK, 'convergence of 0 and 1');
-    const height = (id: number): number => replicas[id]!.ledgerReport().height;
+    const height = (id: number): number => replicas[id]!.ledger().height;
     expect(height(3)).toBe(5);
     expect(height(0)).toBeGreaterThan(5);
     expect(height(2)).toBeGreaterThan(0);
     expect(height(2)).toBeLessThan(height(0));
-    expect(replicas[3]!.metrics().faults).toEqual(['stopAfter(5)']);
-    expect(replicas[2]!.metrics().faults).toEqual(['crashAt(300ms)']);
+    expect(replicas[3]!.metrics().faults).toEqual(['stopAfter:5']);
+    expect(replicas[2]!.metrics().faults).toEqual(['crashAt:300']);
     expect(replicas[0]!.metrics().faults).toEqual([]);
     // The stopped replica's ledger is a prefix of the others'.
-    const prefix = Buffer.from(replicas[3]!.ledgerReport().hashes, 'base64');
-    expect(Buffer.from(replicas[0]!.ledgerReport().hashes, 'base64').subarray(0, prefix.length).equals(prefix)).toBe(true);
+    const prefix = Buffer.from(replicas[3]!.ledger().hashes, 'base64');
+    expect(Buffer.from(replicas[0]!.ledger().hashes, 'base64').subarray(0, prefix.length).equals(prefix)).toBe(true);
   });
 });

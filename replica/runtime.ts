@@ -360,7 +360,8 @@ export class ReplicaRuntime<M extends WireMessage> {
     };
   }
 
-  ledgerReport(): LedgerReport {
+  /** The ledger, for the harness's safety check (the control channel's `ledger`). */
+  ledger(): LedgerReport {
     const ledger = this.core.ledger;
     const height = ledger.height;
     const hashes: Buffer[] = [];
