@@ -15,7 +15,7 @@ import type { ProtocolModule } from '../replica/protocol.js';
 import type { ClientProcessConfig, PeerAddress } from '../replica/runtime-control.js';
 import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources, type ResourceSample } from '../replica/runtime-support.js';
 import { waitUntil } from '../replica/runtime.js';
-import { Transport, type TransportCounters } from '../replica/transport.js';
+import { Transport, type TransportCounters } from '../replica/runtime-transport.js';
 import {
   clientPeer,
   isClientPeer,

@@ -7,7 +7,7 @@ import * as hdr from 'hdr-histogram-js';
 import { describe, expect, it } from 'vitest';
 import type { ClientMetricsReport } from '../client/runtime.js';
 import type { ReplicaMetricsReport } from '../replica/runtime.js';
-import { newTransportCounters } from '../replica/transport.js';
+import { newTransportCounters } from '../replica/runtime-transport.js';
 import { aggregateMetrics, implausibilities } from './metrics.js';
 
 function client(origin: number, latenciesMs: readonly number[], txnsEach: number, extra: Partial<ClientMetricsReport> = {}): ClientMetricsReport {

@@ -17,7 +17,7 @@ import {
   regionOf,
   type NodeLinkConfig,
 } from './link.js';
-import { LinkShaper, linkShaperFromEnv, mulberry32, type ShaperClock } from './link-shaper.js';
+import { LinkShaper, linkShaperFromEnv, mulberry32, type ShaperClock } from './runtime-link-shaper.js';
 import { clientPeer } from './types.js';
 
 describe('--link', () => {

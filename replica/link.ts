@@ -2,7 +2,7 @@
  * Link emulation, the description half (DESIGN.md "Backends": delay, jitter, loss and rate per
  * link, for every backend): what a link is, the `lan` and `wan` profiles, the `--link` syntax,
  * and which link each pair of nodes gets. Pure: no timers, no I/O. The half that holds frames
- * is replica/link-shaper.ts; the half that programs `tc` is infra/netns/tc.ts.
+ * is replica/runtime-link-shaper.ts; the half that programs `tc` is infra/netns/tc.ts.
  *
  * `--link` syntax: a profile, custom values, or a profile with overrides, comma-separated:
  *

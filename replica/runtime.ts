@@ -17,7 +17,7 @@ import { clientMacKey, KeyRing, replicaMacKey } from './keys.js';
 import type { ProtocolModule } from './protocol.js';
 import type { PeerAddress, ReplicaProcessConfig } from './runtime-control.js';
 import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources } from './runtime-support.js';
-import { Transport, type TransportCounters } from './transport.js';
+import { Transport, type TransportCounters } from './runtime-transport.js';
 import {
   clientOrigin,
   isClientPeer,

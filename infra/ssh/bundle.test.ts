@@ -25,7 +25,7 @@ describe('build bundle', () => {
     const files = bundleFiles();
     expect(files).toContain('dist/replica/main.js');
     expect(files).toContain('dist/client/main.js');
-    expect(files).toContain('dist/replica/link-shaper.js');
+    expect(files).toContain('dist/replica/runtime-link-shaper.js');
     expect(files).toContain('package.json');
     expect(files).toContain('node_modules/hdr-histogram-js');
     expect(files).toContain('node_modules/pako'); // a dependency of hdr-histogram-js

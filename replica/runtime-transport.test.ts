@@ -5,7 +5,7 @@
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clientPeer, type Peer } from './types.js';
-import { encodeFrame, encodeHello, FrameReader, Transport, type TransportHandlers } from './transport.js';
+import { encodeFrame, encodeHello, FrameReader, Transport, type TransportHandlers } from './runtime-transport.js';
 import { Rng } from '../client/random.js';
 
 const KEYS = new Map<string, Buffer>();

@@ -35,7 +35,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as net from 'node:net';
-import { linkShaperFromEnv, type LinkShaper } from './link-shaper.js';
+import { linkShaperFromEnv, type LinkShaper } from './runtime-link-shaper.js';
 import { isClientPeer, type Peer } from './types.js';
 import { WIRE_LIMITS } from './wire.js';
 
@@ -58,7 +58,7 @@ export interface TransportOptions {
   readonly queueBytesMax?: number;
   readonly frameBytesMax?: number;
   /**
-   * Link emulation (replica/link-shaper.ts): every sent frame goes through it. Default: the
+   * Link emulation (replica/runtime-link-shaper.ts): every sent frame goes through it. Default: the
    * shaper POE_BENCH_LINK asks for, if any; null: none, whatever the environment says.
    */
   readonly link?: LinkShaper | null;
