@@ -190,6 +190,41 @@ export function launchLocal(plan: LaunchPlan): Cluster {
   for (const id of plan.replicas) start('replica', id);
   for (const id of plan.clients) start('client', id);
 
+  const allExited = (): Promise<void> => Promise.all(nodes.map((n) => n.exited)).then(() => undefined);
+  const waitFor = (ms: number): Promise<boolean> =>
+    Promise.race([allExited().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+
+  return assembleCluster(nodes, {
+    async afterShutdownRequest(live, graceMs) {
+      // Every process closes its sockets and exits once its stdin closes.
+      for (const n of live) n.closeStdin();
+      if (await waitFor(graceMs)) return;
+      for (const n of nodes) n.signal('SIGTERM');
+      if (await waitFor(graceMs)) return;
+      for (const n of nodes) n.signal('SIGKILL');
+      await allExited();
+    },
+    async kill() {
+      for (const n of nodes) n.signal('SIGKILL');
+      await allExited();
+    },
+  });
+}
+
+/** How a backend ends its processes once the polite `shutdown` request has been sent. */
+export interface ClusterStopper<N extends ClusterNode> {
+  /** After every live node was asked to shut down: make sure all have exited. */
+  afterShutdownRequest(live: N[], graceMs: number): Promise<void>;
+  /** End every process at once; resolves when all have exited. */
+  kill(): Promise<void>;
+}
+
+/**
+ * The part of a Cluster that every backend shares (local, ssh, and those built on them): the
+ * first unexpected exit is reported once, never during a shutdown; shutdown asks every live
+ * process first, then leaves the rest to the backend.
+ */
+export function assembleCluster<N extends ClusterNode>(nodes: N[], stopper: ClusterStopper<N>): Cluster {
   let shuttingDown = false;
   let reported = false;
   const callbacks: Array<(node: ClusterNode, info: ExitInfo) => void> = [];
@@ -200,10 +235,6 @@ export function launchLocal(plan: LaunchPlan): Cluster {
       for (const cb of callbacks) cb(node, info);
     });
   }
-  const allExited = (): Promise<void> => Promise.all(nodes.map((n) => n.exited)).then(() => undefined);
-  const waitFor = (ms: number): Promise<boolean> =>
-    Promise.race([allExited().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
-
   return {
     nodes,
     onUnexpectedExit: (cb) => callbacks.push(cb),
@@ -211,19 +242,12 @@ export function launchLocal(plan: LaunchPlan): Cluster {
     async shutdown(graceMs = 3000) {
       shuttingDown = true;
       const live = nodes.filter((n) => !n.exitInfo);
-      // Ask; every process closes its sockets and exits once its stdin closes.
       await Promise.allSettled(live.map((n) => n.control.request({ cmd: 'shutdown' }, graceMs)));
-      for (const n of live) n.closeStdin();
-      if (await waitFor(graceMs)) return;
-      for (const n of nodes) n.signal('SIGTERM');
-      if (await waitFor(graceMs)) return;
-      for (const n of nodes) n.signal('SIGKILL');
-      await allExited();
+      await stopper.afterShutdownRequest(live, graceMs);
     },
     async kill() {
       shuttingDown = true;
-      for (const n of nodes) n.signal('SIGKILL');
-      await allExited();
+      await stopper.kill();
     },
   };
 }

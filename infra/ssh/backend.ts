@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { ClientChannel } from 'ssh2';
-import type { Cluster, ClusterNode, ExitInfo, LaunchPlan, NodeRole } from '../local/backend.js';
+import { assembleCluster, type Cluster, type ClusterNode, type ExitInfo, type LaunchPlan, type NodeRole } from '../local/backend.js';
 import { ControlClient } from '../../replica/runtime-control.js';
 import { buildBundle, sha256File, type Bundle } from './bundle.js';
 import { hostFor, type SshHost, type SshHosts } from './hosts.js';
@@ -401,33 +401,16 @@ function groupByHost(nodes: readonly SshNode[]): [SshHost, SshNode[]][] {
 }
 
 function makeCluster(nodes: SshNode[], adminFor: (h: SshHost) => SshSession, closeAll: () => void): Cluster {
-  let shuttingDown = false;
-  let reported = false;
-  const callbacks: Array<(node: ClusterNode, info: ExitInfo) => void> = [];
-  for (const node of nodes) {
-    void node.exited.then((info) => {
-      if (shuttingDown || reported) return;
-      reported = true;
-      for (const cb of callbacks) cb(node, info);
-    });
-  }
-  return {
-    nodes,
-    onUnexpectedExit: (cb) => callbacks.push(cb),
-    pids: () => nodes.map((n) => n.pid).filter((p): p is number => p !== undefined),
-    async shutdown(graceMs = 3000) {
-      shuttingDown = true;
-      const live = nodes.filter((n) => !n.exitInfo);
-      await Promise.allSettled(live.map((n) => n.control.request({ cmd: 'shutdown' }, graceMs)));
+  return assembleCluster(nodes, {
+    async afterShutdownRequest(_live, graceMs) {
       await stopAll(nodes, adminFor, graceMs);
       closeAll();
     },
     async kill() {
-      shuttingDown = true;
       const live = nodes.filter((n) => !n.exitInfo);
       await Promise.all(groupByHost(live).map(([h, ns]) => killRemote(adminFor(h), ns.map((n) => n.pid).filter((p): p is number => p !== undefined), 'KILL')));
       await stopAll(nodes, adminFor, 1000);
       closeAll();
     },
-  };
+  });
 }
