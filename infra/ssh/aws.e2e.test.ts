@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { CreateKeyPairCommand, EC2Client, type CreateKeyPairCommandInput } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lockHarnessPorts } from '../../test/harness-port-lock.js';
 import { sshLauncher } from '../../harness/infra-backends.js';
 import { executeRun, type RunResult } from '../../harness/run.js';
 import { makeRunSpec } from '../../harness/spec.js';
@@ -39,6 +40,13 @@ afterAll(async () => {
 });
 
 describe('aws backend handing its machines to the ssh backend', () => {
+  // The run listens on the fixed harness port range; test/e2e/figure-backends.test.ts does too.
+  let releasePorts: (() => void) | undefined;
+  beforeAll(async () => {
+    releasePorts = await lockHarnessPorts();
+  }, 600_000);
+  afterAll(() => releasePorts?.());
+
   it('mocked EC2 returns 127.0.0.1 hosts; the ssh backend runs a valid 4-replica PoE run on them; all torn down', async () => {
     const fake = new FakeEc2().install(ec2Mock);
     const clientKey = readFileSync(sshd.clientKey, 'utf8');

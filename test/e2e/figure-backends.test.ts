@@ -17,6 +17,7 @@ import { Writable } from 'node:stream';
 import { CreateKeyPairCommand, EC2Client, RunInstancesCommand, type CreateKeyPairCommandInput, type RunInstancesCommandInput } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { lockHarnessPorts } from '../harness-port-lock.js';
 import { runFigureCommand, type FigureFlags } from '../../harness/figure-command.js';
 import { callNames, fakeDeps, FakeEc2, type FakeDeps } from '../../infra/aws/fake-ec2.js';
 import { TEST_SSHD_DIR, TEST_SSHD_PORT } from '../../infra/ssh/test-sshd.js';
@@ -144,6 +145,13 @@ describe('poe-bench figure --backend ssh', () => {
 });
 
 describe('poe-bench figure --backend aws (mocked EC2, hosts on 127.0.0.1 through the test sshd)', () => {
+  // These runs listen on the fixed harness port range; infra/ssh/aws.e2e.test.ts does too.
+  let releasePorts: (() => void) | undefined;
+  beforeAll(async () => {
+    releasePorts = await lockHarnessPorts();
+  }, 600_000);
+  afterAll(() => releasePorts?.());
+
   it.skipIf(!SSHD)(`figure 10 --replicas 4 --protocols poe: provisions once, a valid record, then everything is terminated and deleted${SSHD ? '' : ` (${NO_SSHD})`}`, async () => {
     const { fake, deps, stateDir } = mockedEc2(true);
     const out = join(base, 'aws-10');
