@@ -2,29 +2,19 @@
  * `poe-bench infra aws` through commander, against a mocked EC2: what each subcommand prints,
  * its exit code, and that a refusal or a bad flag creates nothing.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EC2Client } from '@aws-sdk/client-ec2';
-import { mockClient } from 'aws-sdk-client-mock';
 import { Command } from 'commander';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fakeDeps, FakeEc2 } from '../infra/aws/fake-ec2.js';
 import { registerAwsCommand, type AwsCommandIo } from './infra-aws-command.js';
+import { useFakeEc2 } from '../test/aws-fixture.js';
 
-const ec2Mock = mockClient(EC2Client);
 let fake: FakeEc2;
 let stateDir: string;
-
-beforeEach(async () => {
-  ec2Mock.reset();
-  fake = new FakeEc2().install(ec2Mock);
-  stateDir = await mkdtemp(join(tmpdir(), 'poe-aws-cli-'));
+const ec2Mock = useFakeEc2('poe-aws-cli-', (f, d) => {
+  fake = f;
+  stateDir = d;
 });
-afterEach(async () => {
-  await rm(stateDir, { recursive: true, force: true });
-});
-afterAll(() => ec2Mock.restore());
 
 interface Captured {
   out: string[];

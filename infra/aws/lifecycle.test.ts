@@ -4,31 +4,21 @@
  * SIGTERM (from an injected signal source, and once from the real process object), with the
  * signal listeners removed afterwards.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EC2Client } from '@aws-sdk/client-ec2';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ProvisionedHosts } from './create.js';
 import { ConfirmationRequiredError, InterruptedError, InvalidAwsOptionsError, TeardownError } from './errors.js';
 import { callNames, fakeDeps, FakeEc2 } from './fake-ec2.js';
 import { awsUp, withAwsHosts } from './lifecycle.js';
 import { parseUpOptions } from './options.js';
+import { useFakeEc2 } from '../../test/aws-fixture.js';
 
-const ec2Mock = mockClient(EC2Client);
 let fake: FakeEc2;
 let stateDir: string;
-
-beforeEach(async () => {
-  ec2Mock.reset();
-  fake = new FakeEc2().install(ec2Mock);
-  stateDir = await mkdtemp(join(tmpdir(), 'poe-aws-'));
+const ec2Mock = useFakeEc2('poe-aws-', (f, d) => {
+  fake = f;
+  stateDir = d;
 });
-afterEach(async () => {
-  await rm(stateDir, { recursive: true, force: true });
-});
-afterAll(() => ec2Mock.restore());
 
 const input = () => ({ replicas: 4, clients: 1, myIp: '203.0.113.7', yes: true, stateDir });
 const TEARDOWN_CALLS = ['DescribeInstances', 'TerminateInstances', 'DescribeInstances', 'DescribeInstances', 'DescribeSecurityGroups', 'DeleteSecurityGroup', 'DescribeKeyPairs', 'DeleteKeyPair'];

@@ -4,12 +4,10 @@
  * anything is created, and teardown when a step fails midway. No network: the mock replaces
  * EC2Client#send, and the SSH probe is a fake.
  */
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EC2Client, RunInstancesCommand, type RunInstancesCommandInput, type Tag, type TagSpecification } from '@aws-sdk/client-ec2';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HOSTS_FILE, PRIVATE_KEY_FILE, type ProvisionedHosts } from './create.js';
 import {
   AwsStepError,
@@ -27,20 +25,14 @@ import {
 import { callNames, credentialsProviderError, ec2Error, endpointNotFoundError, fakeDeps, FakeEc2 } from './fake-ec2.js';
 import { awsUp } from './lifecycle.js';
 import { HARNESS_PORT_RANGE, parseUpOptions, type AwsUpInput } from './options.js';
+import { useFakeEc2 } from '../../test/aws-fixture.js';
 
-const ec2Mock = mockClient(EC2Client);
 let fake: FakeEc2;
 let stateDir: string;
-
-beforeEach(async () => {
-  ec2Mock.reset();
-  fake = new FakeEc2().install(ec2Mock);
-  stateDir = await mkdtemp(join(tmpdir(), 'poe-aws-'));
+const ec2Mock = useFakeEc2('poe-aws-', (f, d) => {
+  fake = f;
+  stateDir = d;
 });
-afterEach(async () => {
-  await rm(stateDir, { recursive: true, force: true });
-});
-afterAll(() => ec2Mock.restore());
 
 const RUN_ID = 'pb-20250131-120000-ab12cd';
 const EXPIRES_AT = '2025-01-31T16:00:00.000Z'; // the fake's clock + the default 4 h TTL

@@ -3,31 +3,23 @@
  * found by their tags (also runs this process never saw), expired runs, and EC2's
  * consistency delays (DependencyViolation while network interfaces detach).
  */
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EC2Client, type Instance, type Tag } from '@aws-sdk/client-ec2';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Instance, type Tag } from '@aws-sdk/client-ec2';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ConfirmationRequiredError, TeardownError } from './errors.js';
 import { callNames, ec2Error, fakeDeps, FakeEc2 } from './fake-ec2.js';
 import { awsDown, awsStatus, awsUp } from './lifecycle.js';
 import { parseDownOptions, parseUpOptions } from './options.js';
 import { inventory, teardown } from './teardown.js';
+import { useFakeEc2 } from '../../test/aws-fixture.js';
 
-const ec2Mock = mockClient(EC2Client);
 let fake: FakeEc2;
 let stateDir: string;
-
-beforeEach(async () => {
-  ec2Mock.reset();
-  fake = new FakeEc2().install(ec2Mock);
-  stateDir = await mkdtemp(join(tmpdir(), 'poe-aws-'));
+const ec2Mock = useFakeEc2('poe-aws-', (f, d) => {
+  fake = f;
+  stateDir = d;
 });
-afterEach(async () => {
-  await rm(stateDir, { recursive: true, force: true });
-});
-afterAll(() => ec2Mock.restore());
 
 const RUN_ID = 'pb-20250131-120000-ab12cd';
 
