@@ -181,12 +181,7 @@ export class ClientCore<M extends WireMessage> {
     if (outcome.accepted) this.accept(p, outcome.accepted, nowMs, out);
   }
 
-  private accept(
-    p: PendingRequest,
-    a: { k: number; view: number; digest: Buffer; path: string },
-    nowMs: number,
-    out: ClientOutput<M>[],
-  ): void {
+  private accept(p: PendingRequest, a: { k: number; view: number; digest: Buffer; path: string }, nowMs: number, out: ClientOutput<M>[]): void {
     const { clientId, reqNo } = p.request;
     this.pending.delete(clientId);
     this.acceptedCount++;

@@ -141,7 +141,7 @@ describe('YCSB ZipfianGenerator', () => {
     expect(inner.alpha).toBe(1 / (1 - 0.99));
   });
 
-  it('inner ranks follow the exact distribution of Gray et al.\'s method (chi-square)', () => {
+  it("inner ranks follow the exact distribution of Gray et al.'s method (chi-square)", () => {
     const gen = new YcsbZipfian(new Rng(SEED), 0, YCSB_ITEM_COUNT, YCSB_ZIPFIAN_CONSTANT, YCSB_ZETAN);
     const edges = headEdges(30, 30, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9);
     const probabilities = rankBinProbabilities(edges, YCSB_ITEM_COUNT + 1);
@@ -152,7 +152,10 @@ describe('YCSB ZipfianGenerator', () => {
 
     // Control: theta 0.98 with the same ZETAN (a plausible slip) is rejected by far.
     const wrong = new YcsbZipfian(new Rng(SEED), 0, YCSB_ITEM_COUNT, 0.98, YCSB_ZETAN);
-    const wrongStat = chiSquare(sampleBins(edges, () => wrong.nextLong()), probabilities);
+    const wrongStat = chiSquare(
+      sampleBins(edges, () => wrong.nextLong()),
+      probabilities,
+    );
     expect(wrongStat).toBeGreaterThan(10 * critical);
   });
 
@@ -285,13 +288,21 @@ describe('ResilientDB ycsb_query.cpp generator', () => {
       return c / total;
     });
     const gen = createKeyGenerator('resilientdb', N, SEED);
-    const stat = chiSquare(sampleBins(edges, () => gen.nextKey()), probabilities);
+    const stat = chiSquare(
+      sampleBins(edges, () => gen.nextKey()),
+      probabilities,
+    );
     const critical = chiSquareCritical(edges.length - 1);
     expect(stat, `seed ${SEED}: chi-square ${stat.toFixed(1)} > ${critical.toFixed(1)}`).toBeLessThan(critical);
 
     // Control: theta 0.6 instead of config.h's 0.5 is rejected by far.
     const wrong = new ResilientDbZipfian(new Rng(SEED), N, 0.6);
-    expect(chiSquare(sampleBins(edges, () => wrong.nextKey()), probabilities)).toBeGreaterThan(10 * critical);
+    expect(
+      chiSquare(
+        sampleBins(edges, () => wrong.nextKey()),
+        probabilities,
+      ),
+    ).toBeGreaterThan(10 * critical);
   });
 
   it('never draws ResilientDB row 0, so 0-based key N - 1 stays cold', () => {

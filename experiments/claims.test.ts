@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CLAIMS, evaluateClaim, evaluateClaims, type Claim } from './claims.js';
-import { fixtureData } from './testing.js';
+import { fixtureData } from '../test/experiments-testing.js';
 
 // All numbers below are invented test inputs; each test states the arithmetic behind its verdict.
 function claim(id: string): Claim {

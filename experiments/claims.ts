@@ -13,7 +13,7 @@
  * claims (Zyzzyva's 13.24 s, PoE's 110K txn/s) are judged against the paper's number with the
  * tolerance each states.
  */
-import type { FigureId } from './types.js';
+import type { FigureId } from '../infra/run/records.js';
 import type { ProtocolName } from '../replica/types.js';
 import { PROTOCOL_LABEL, FIGURES, BATCH_SIZES, DEFAULT_BATCH } from './figures.js';
 import { valueAt, xValues, protocolsIn, type FigureData, type MetricName } from './stats.js';
@@ -113,16 +113,7 @@ export interface SameOrderClaim extends ClaimBase {
   readonly metric: MetricName;
 }
 
-export type Claim =
-  | AdvantageClaim
-  | DegradationClaim
-  | OrderClaim
-  | ValueClaim
-  | ExtremeClaim
-  | TrendClaim
-  | FlatClaim
-  | LowerThanClaim
-  | SameOrderClaim;
+export type Claim = AdvantageClaim | DegradationClaim | OrderClaim | ValueClaim | ExtremeClaim | TrendClaim | FlatClaim | LowerThanClaim | SameOrderClaim;
 
 const L = PROTOCOL_LABEL;
 
@@ -144,7 +135,16 @@ export const CLAIMS: readonly Claim[] = [
   // Figure 10, §5.1 (1), paper line 433.
   advantage('10-poe-pbft-throughput', '10', 'poe', 'pbft', 'throughput', 'up to 40% more', 'PoE attains up to 40% more throughput than PBFT', '§5.1, line 433'),
   advantage('10-poe-pbft-latency', '10', 'poe', 'pbft', 'latency', '29% less', 'PoE incurs 29% less latency than PBFT', '§5.1, line 433'),
-  advantage('10-poe-hs-throughput', '10', 'poe', 'hotstuff', 'throughput', 'up to 130% more', 'PoE attains up to 130% more throughput than HotStuff', '§5.1, line 433'),
+  advantage(
+    '10-poe-hs-throughput',
+    '10',
+    'poe',
+    'hotstuff',
+    'throughput',
+    'up to 130% more',
+    'PoE attains up to 130% more throughput than HotStuff',
+    '§5.1, line 433',
+  ),
   advantage('10-poe-hs-latency', '10', 'poe', 'hotstuff', 'latency', '58% less', 'PoE incurs 58% less latency than HotStuff', '§5.1, line 433'),
   {
     id: '10-degradation-16-32',
@@ -245,7 +245,16 @@ export const CLAIMS: readonly Claim[] = [
     statement: 'The trends of figure 10 remain the same with f failures',
     source: '§5.1, line 456',
   },
-  advantage('11b-poe-pbft-throughput', '11b', 'poe', 'pbft', 'throughput', 'up to 49% more', 'Under a primary failure PoE attains up to 49% more throughput than PBFT', '§5.1, line 458'),
+  advantage(
+    '11b-poe-pbft-throughput',
+    '11b',
+    'poe',
+    'pbft',
+    'throughput',
+    'up to 49% more',
+    'Under a primary failure PoE attains up to 49% more throughput than PBFT',
+    '§5.1, line 458',
+  ),
   // Figure 12, §5.2, paper line 464.
   {
     id: '12-throughput-rises',
@@ -285,12 +294,30 @@ export const CLAIMS: readonly Claim[] = [
   },
   advantage('12-poe-pbft-throughput', '12', 'poe', 'pbft', 'throughput', 'up to 86% more', 'PoE attains up to 86% more throughput than PBFT', '§5.2, line 464'),
   advantage('12-poe-pbft-latency', '12', 'poe', 'pbft', 'latency', '44% less', 'PoE incurs 44% less latency than PBFT', '§5.2, line 464'),
-  advantage('12-poe-hs-throughput', '12', 'poe', 'hotstuff', 'throughput', 'up to 3.5×', 'PoE attains up to 3.5× more throughput than HotStuff', '§5.2, line 464'),
+  advantage(
+    '12-poe-hs-throughput',
+    '12',
+    'poe',
+    'hotstuff',
+    'throughput',
+    'up to 3.5×',
+    'PoE attains up to 3.5× more throughput than HotStuff',
+    '§5.2, line 464',
+  ),
   advantage('12-poe-hs-latency', '12', 'poe', 'hotstuff', 'latency', '74% less', 'PoE incurs 74% less latency than HotStuff', '§5.2, line 464'),
   // Figure 13, §5.3, paper line 471, and §2 line 62.
   advantage('13-poe-pbft-throughput', '13', 'poe', 'pbft', 'throughput', 'up to 47% more', 'PoE attains up to 47% more throughput than PBFT', '§5.3, line 471'),
   advantage('13-poe-pbft-latency', '13', 'poe', 'pbft', 'latency', '32% less', 'PoE incurs 32% less latency than PBFT', '§5.3, line 471'),
-  advantage('13-poe-hs-throughput', '13', 'poe', 'hotstuff', 'throughput', '2.5% more (as printed)', 'PoE attains 2.5% more throughput than HotStuff', '§5.3, line 471'),
+  advantage(
+    '13-poe-hs-throughput',
+    '13',
+    'poe',
+    'hotstuff',
+    'throughput',
+    '2.5% more (as printed)',
+    'PoE attains 2.5% more throughput than HotStuff',
+    '§5.3, line 471',
+  ),
   advantage('13-poe-hs-latency', '13', 'poe', 'hotstuff', 'latency', '61% less', 'PoE incurs 61% less latency than HotStuff', '§5.3, line 471'),
   {
     id: '13-zyz-above-poe',
@@ -488,8 +515,7 @@ function evaluateValue(claim: ValueClaim, data: FigureData): ClaimResult {
       : `${L[claim.protocol]}'s ${METRIC_WORD[claim.metric]} at ${xLabel(data.figure, claim.x)} at least ${formatPercent(1 - claim.tolerance)} of ${paperText} (absolute numbers depend on the hardware).`;
   const v = valueAt(data, claim.protocol, claim.x, claim.metric);
   if (v === undefined) return notMeasured(claim, criterion, `${L[claim.protocol]} at ${xLabel(data.figure, claim.x)} not measured`);
-  const holds =
-    claim.mode === 'near' ? Math.abs(v - claim.paper) <= claim.tolerance * claim.paper : v >= (1 - claim.tolerance) * claim.paper;
+  const holds = claim.mode === 'near' ? Math.abs(v - claim.paper) <= claim.tolerance * claim.paper : v >= (1 - claim.tolerance) * claim.paper;
   return { claim, verdict: holds ? 'holds' : 'does not hold', measured: formatValue(claim.metric, v), criterion };
 }
 
@@ -561,7 +587,8 @@ function evaluateFlat(claim: FlatClaim, data: FigureData): ClaimResult {
     }
   }
   const verdict = combine(outcomes);
-  if (parts.length === 0) return notMeasured(claim, criterion, `batch ${claim.fromX} and beyond not measured for ${claim.protocols.map((p) => L[p]).join(', ')}`);
+  if (parts.length === 0)
+    return notMeasured(claim, criterion, `batch ${claim.fromX} and beyond not measured for ${claim.protocols.map((p) => L[p]).join(', ')}`);
   return { claim, verdict, measured: parts.join('; '), criterion };
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FIGURE_IDS, FIGURES, PROFILES, parseProtocol, belongsTo, figureOfExperiment, planRuns, crashedForThreeF, crashedForF } from './figures.js';
-import { pointId } from './types.js';
+import { pointId } from '../infra/run/records.js';
 
 // Reference: DESIGN.md "The evaluation to reproduce" and paper §5.
 describe('figure sweeps', () => {

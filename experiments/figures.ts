@@ -5,7 +5,7 @@
  * and claim checks read the same definitions, so a figure is described in one place.
  */
 import { quorums, type ProtocolName } from '../replica/types.js';
-import { pointId, type FigureId, type RunRecord, type SweepPoint } from './types.js';
+import { pointId, type FigureId, type RunRecord, type SweepPoint } from '../infra/run/records.js';
 
 export const FIGURE_IDS: readonly FigureId[] = ['10', '11a', '11b', '12', '13'];
 
@@ -139,8 +139,7 @@ export function crashedForF(n: number): number {
 
 // The paper leaves Zyzzyva out of its latency plots under failures "to better scale the graphs
 // (as on average they are at least 4x more than any other protocol)" (§5.1 and §5.2).
-const ZYZ_LATENCY_NOTE =
-  'ZYZ left out as in the paper ("to better scale the graphs"); its numbers are in the table below.';
+const ZYZ_LATENCY_NOTE = 'ZYZ left out as in the paper ("to better scale the graphs"); its numbers are in the table below.';
 const WITHOUT_ZYZ: readonly ProtocolName[] = ['poe', 'pbft', 'hotstuff'];
 
 function replicaSweep(protocols: readonly ProtocolName[], crashed: (n: number) => number, extra: Partial<SweepPoint> = {}): SweepPoint[] {

@@ -12,7 +12,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { PROTOCOLS, type ProtocolName } from '../replica/types.js';
-import type { RunRecord } from './types.js';
+import type { RunRecord } from '../infra/run/records.js';
 
 export const RUNS_FILE = 'runs.jsonl';
 export const MANIFEST_FILE = 'manifest.json';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatGain, formatPercent, ratioSentence, ratioSentences } from './sentences.js';
-import { fixtureData } from './testing.js';
+import { fixtureData } from '../test/experiments-testing.js';
 
 // All numbers below are invented test inputs, chosen so the expected sentences can be worked out by hand.
 describe('ratio sentences in the paper form', () => {

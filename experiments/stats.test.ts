@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { aggregate, figureData, latestPerRepetition, mean, supersededFailures, sampleStdDev, summarize, tQuantile975, valueAt, xValues } from './stats.js';
 import { loadRuns, parseRuns, readManifestInfo, RunsFileError, loadManifest } from './runs.js';
-import { fixtureRecord } from './fixtures.js';
+import { fixtureRecord } from '../test/fixtures.js';
 import { FIGURES } from './figures.js';
-import type { SweepPoint } from './types.js';
+import type { SweepPoint } from '../infra/run/records.js';
 
 const P4: SweepPoint = { protocol: 'poe', replicas: 4, crashed: 0, batch: 100 };
 
@@ -112,8 +112,22 @@ describe('aggregate', () => {
   it('averages the throughput series bucket by bucket', () => {
     const stop: SweepPoint = { ...P4, primaryStopsAfter: 900 };
     const recs = [
-      fixtureRecord('figure-11b', stop, 0, { throughputTxnPerSec: 1, latencyMeanMs: 1, throughputSeries: [{ tSec: 0, txnPerSec: 10 }, { tSec: 1, txnPerSec: 0 }] }),
-      fixtureRecord('figure-11b', stop, 1, { throughputTxnPerSec: 1, latencyMeanMs: 1, throughputSeries: [{ tSec: 1, txnPerSec: 4 }, { tSec: 0, txnPerSec: 20 }] }),
+      fixtureRecord('figure-11b', stop, 0, {
+        throughputTxnPerSec: 1,
+        latencyMeanMs: 1,
+        throughputSeries: [
+          { tSec: 0, txnPerSec: 10 },
+          { tSec: 1, txnPerSec: 0 },
+        ],
+      }),
+      fixtureRecord('figure-11b', stop, 1, {
+        throughputTxnPerSec: 1,
+        latencyMeanMs: 1,
+        throughputSeries: [
+          { tSec: 1, txnPerSec: 4 },
+          { tSec: 0, txnPerSec: 20 },
+        ],
+      }),
     ];
     const [p] = aggregate(recs);
     expect(p!.throughputSeries!.map((b) => [b.tSec, b.txnPerSec.mean])).toEqual([
@@ -189,7 +203,16 @@ describe('manifest.json', () => {
       spec: { backend: 'local', replicas: 4 },
       seeds: [1, 2],
     });
-    expect(info).toMatchObject({ commit: 'abc123', dirty: true, nodeVersion: 'v20.20.2', os: 'linux 6.1', cpuModel: 'Xeon', cpuCores: 2, backend: 'local', seeds: [1, 2] });
+    expect(info).toMatchObject({
+      commit: 'abc123',
+      dirty: true,
+      nodeVersion: 'v20.20.2',
+      os: 'linux 6.1',
+      cpuModel: 'Xeon',
+      cpuCores: 2,
+      backend: 'local',
+      seeds: [1, 2],
+    });
     expect(readManifestInfo({ cores: 'eight', commit: 7 })).toMatchObject({ cpuCores: undefined, commit: undefined });
     expect(readManifestInfo(null)).toEqual({});
   });

@@ -10,7 +10,7 @@
  */
 import type { ProtocolName } from '../replica/types.js';
 import { belongsTo, figureOfExperiment, PROTOCOL_ORDER, xOf, type FigureDef } from './figures.js';
-import type { RunRecord, SweepPoint } from './types.js';
+import type { RunRecord, SweepPoint } from '../infra/run/records.js';
 
 export type IntervalKind = 'ci95' | 'minmax';
 
@@ -45,9 +45,8 @@ export function sampleStdDev(values: readonly number[]): number {
 
 /** t(0.975, df) for df = 1..30, the two-sided 95% quantiles of Student's t distribution. */
 const T_975: readonly number[] = [
-  12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
-  2.200985, 2.178813, 2.160369, 2.144787, 2.13145, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
-  2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.04523, 2.042272,
+  12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.13145,
+  2.119905, 2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.04523, 2.042272,
 ];
 
 const Z_975 = 1.959964;
@@ -63,12 +62,7 @@ export function tQuantile975(df: number): number {
   const z3 = z ** 3;
   const z5 = z ** 5;
   const z7 = z ** 7;
-  return (
-    z +
-    (z3 + z) / (4 * df) +
-    (5 * z5 + 16 * z3 + 3 * z) / (96 * df ** 2) +
-    (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * df ** 3)
-  );
+  return z + (z3 + z) / (4 * df) + (5 * z5 + 16 * z3 + 3 * z) / (96 * df ** 2) + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * df ** 3);
 }
 
 /** Mean and error bar of one quantity over the repetitions of a point. */
@@ -159,9 +153,7 @@ function seriesOf(records: readonly RunRecord[]): SeriesBucket[] | undefined {
     }
   }
   if (byBucket.size === 0) return undefined;
-  return [...byBucket.entries()]
-    .sort((a, b) => a[0] - b[0])
-    .map(([tSec, values]) => ({ tSec, txnPerSec: summarize(values) }));
+  return [...byBucket.entries()].sort((a, b) => a[0] - b[0]).map(([tSec, values]) => ({ tSec, txnPerSec: summarize(values) }));
 }
 
 const MS_PER_SEC = 1000;

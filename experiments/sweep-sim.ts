@@ -20,7 +20,7 @@ import type { WireMessage } from '../replica/types.js';
 import { Simulation } from '../infra/sim/simulator.js';
 import { SIM_DEFAULTS } from '../infra/sim/options.js';
 import { FIGURES } from './figures.js';
-import type { RunMetrics, RunRecord } from './types.js';
+import type { RunMetrics, RunRecord } from '../infra/run/records.js';
 import type { SweepConfig, SweepRun } from './sweep.js';
 
 /** Everything a simulated point needs; plain data, so it can cross to a worker thread. */
@@ -117,7 +117,12 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
       ? undefined
       : {
           throughputTxnPerSec: round((txns * 1000) / windowMs, 1),
-          latencyMs: { mean: round(latencyMean), p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(latencies[latencies.length - 1] ?? 0) },
+          latencyMs: {
+            mean: round(latencyMean),
+            p50: round(percentile(latencies, 50)),
+            p99: round(percentile(latencies, 99)),
+            max: round(latencies[latencies.length - 1] ?? 0),
+          },
           messagesPerSec: virtualSec > 0 ? round(result.replicaMessages / virtualSec, 1) : 0,
           bytesPerSec: virtualSec > 0 ? round(result.bytesSent / virtualSec, 1) : 0,
           viewChanges: result.viewChanges,
@@ -151,7 +156,12 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
       stopReason: result.stopReason,
       seriesBucketMs: widthMs,
       replay: result.replay,
-      ...(stopAfter === undefined ? {} : { primaryStopsAfterBatches: stopAfter, replayNote: 'the primary-stop fault is applied in code (replica/byzantine.ts stopAfter); the replay line cannot express it' }),
+      ...(stopAfter === undefined
+        ? {}
+        : {
+            primaryStopsAfterBatches: stopAfter,
+            replayNote: 'the primary-stop fault is applied in code (replica/byzantine.ts stopAfter); the replay line cannot express it',
+          }),
     },
   };
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FIGURES, PROFILES } from './figures.js';
-import { fixtureRecord } from './fixtures.js';
+import { fixtureRecord } from '../test/fixtures.js';
 import { loadRuns } from './runs.js';
 import {
   appendRecord,
@@ -25,7 +25,7 @@ import {
   type SweepConfig,
   type SweepRun,
 } from './sweep.js';
-import type { RunRecord } from './types.js';
+import type { RunRecord } from '../infra/run/records.js';
 
 const dirs: string[] = [];
 function tempDir(): string {

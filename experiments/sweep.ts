@@ -1,7 +1,7 @@
 /**
  * The sweep runner behind `poe-bench figure` (issue 5; DESIGN.md "Results"): a figure and a
  * profile become planned runs (figures.ts planRuns), each run becomes a RunSpec for the real
- * harness (harness/run.ts executeRun) or an input for the simulator, and each finished run is
+ * harness (infra/run/execute.ts executeRun) or an input for the simulator, and each finished run is
  * appended to runs.jsonl at once, with an fsync, so that a sweep killed at any moment loses
  * no finished point. Rerunning the same sweep into the same directory skips every
  * (experiment, point, repetition) already recorded.
@@ -11,18 +11,18 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RunResult } from '../harness/run.js';
-import type { InfraSpec } from '../harness/infra-spec.js';
-import { makeRunSpec, RUN_DEFAULTS, type BackendName, type RunSpec } from '../harness/spec.js';
+import type { RunResult } from '../infra/run/execute.js';
+import type { InfraSpec } from '../infra/run/placement.js';
+import { makeRunSpec, RUN_DEFAULTS, type BackendName, type RunSpec } from '../infra/run/spec.js';
 import { formatReplicaFault } from '../replica/byzantine.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
 import { FIGURES, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
-import type { FigureId, RunMetrics, RunRecord } from './types.js';
+import type { FigureId, RunMetrics, RunRecord } from '../infra/run/records.js';
 
 /**
  * Where a sweep's runs go: the simulator, or real processes on one of the run backends
- * (harness/infra-backends.ts); `aws` provisions EC2 machines once for the whole sweep and runs
+ * (infra/run/launch.ts); `aws` provisions EC2 machines once for the whole sweep and runs
  * every point on them over the ssh backend (harness/figure-command.ts).
  */
 export type SweepBackend = 'local' | 'sim' | 'netns' | 'docker' | 'ssh' | 'aws';
@@ -83,7 +83,7 @@ export interface SweepConfig {
   readonly retryFailed: boolean;
   /** Real backends: emulated links, canonical --link text (default 'none'). */
   readonly link?: string;
-  /** Real backends: --hosts, --pin, --cpus, --subnet, --base-image (harness/infra-spec.ts); aws sets hosts once its machines are up. */
+  /** Real backends: --hosts, --pin, --cpus, --subnet, --base-image (infra/run/placement.ts); aws sets hosts once its machines are up. */
   readonly infra?: InfraSpec;
   /** Client processes (client machines) per run (default 1). */
   readonly clientProcs?: number;
@@ -195,7 +195,16 @@ export function specTemplate(config: SweepConfig): Record<string, unknown> {
   return {
     ...spec,
     backend: config.backend,
-    variesPerRun: ['protocol', 'replicas', 'crashed', 'crashedReplicas', 'batch', 'seed', 'keySeed', ...(with11b && config.figures.length > 1 ? ['faults', 'clientTimeoutMs', 'viewChangeTimeoutMs'] : [])],
+    variesPerRun: [
+      'protocol',
+      'replicas',
+      'crashed',
+      'crashedReplicas',
+      'batch',
+      'seed',
+      'keySeed',
+      ...(with11b && config.figures.length > 1 ? ['faults', 'clientTimeoutMs', 'viewChangeTimeoutMs'] : []),
+    ],
     seedRule: `seed = ${config.seed} + repetition; keySeed = poe-bench-run-<seed>`,
     ...(with11b ? { primaryFailure: primaryFailureNote(config.backend, stopsAfter) } : {}),
   };
@@ -213,7 +222,7 @@ export function primaryFailureNote(backend: SweepBackend, stopsAfter: number): R
     ...common,
     faults: [fault],
     ...PRIMARY_FAILURE_TIMEOUTS,
-    why: 'timeouts chosen so that the view change begins inside the quick profile\'s measured window at 4 replicas (experiments/sweep.ts PRIMARY_FAILURE_TIMEOUTS)',
+    why: "timeouts chosen so that the view change begins inside the quick profile's measured window at 4 replicas (experiments/sweep.ts PRIMARY_FAILURE_TIMEOUTS)",
     command: `poe-bench run --faults primary=stopAfter:${stopsAfter} --checkpoint-interval ${FIGURES['11b'].checkpointInterval} --client-timeout-ms ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} --view-change-timeout-ms ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs}`,
   };
 }
@@ -266,8 +275,25 @@ export function recordFromRunResult(run: SweepRun, result: RunResult, backend: S
 }
 
 /** A run that could not be attempted or did not complete, as a runs.jsonl line. */
-export function failedRecord(run: SweepRun, reason: string, backend: SweepBackend, startedAt = new Date().toISOString(), durationSec = 0): RunRecord & Record<string, unknown> {
-  return { experiment: run.experiment, pointId: run.pointId, point: run.point, rep: run.rep, valid: false, reason, startedAt, durationSec: round(durationSec), backend, failed: true };
+export function failedRecord(
+  run: SweepRun,
+  reason: string,
+  backend: SweepBackend,
+  startedAt = new Date().toISOString(),
+  durationSec = 0,
+): RunRecord & Record<string, unknown> {
+  return {
+    experiment: run.experiment,
+    pointId: run.pointId,
+    point: run.point,
+    rep: run.rep,
+    valid: false,
+    reason,
+    startedAt,
+    durationSec: round(durationSec),
+    backend,
+    failed: true,
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -430,7 +456,14 @@ export function remainingRuns(runs: readonly SweepRun[], existing: readonly RunR
 export async function runSweep(
   runs: readonly SweepRun[],
   existing: readonly RunRecord[],
-  io: { readonly dir: string; readonly backend: SweepBackend; readonly execute: RunExecutor; readonly signal: AbortSignal; readonly retryFailed: boolean; readonly listener?: SweepListener },
+  io: {
+    readonly dir: string;
+    readonly backend: SweepBackend;
+    readonly execute: RunExecutor;
+    readonly signal: AbortSignal;
+    readonly retryFailed: boolean;
+    readonly listener?: SweepListener;
+  },
 ): Promise<SweepOutcome> {
   const toRun = remainingRuns(runs, existing, io.retryFailed);
   const skipped = runs.length - toRun.length;
@@ -445,7 +478,9 @@ export async function runSweep(
       record = await io.execute(run, io.signal, (text) => io.listener?.onPhase?.(text));
     } catch (err) {
       // An executor that throws is a failed point, not a failed sweep (issue 5: "the sweep goes on").
-      record = io.signal.aborted ? undefined : failedRecord(run, `the sweep could not run this point: ${(err as Error).message}`, io.backend, new Date(t0).toISOString(), (Date.now() - t0) / 1000);
+      record = io.signal.aborted
+        ? undefined
+        : failedRecord(run, `the sweep could not run this point: ${(err as Error).message}`, io.backend, new Date(t0).toISOString(), (Date.now() - t0) / 1000);
     }
     if (record === undefined || io.signal.aborted) return { planned: runs.length, skipped, ran, interrupted: true };
     appendRecord(io.dir, record);

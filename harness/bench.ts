@@ -32,9 +32,9 @@ import { createCrypto } from '../replica/crypto.js';
 import { KeyRing } from '../replica/keys.js';
 import { makeRequest, type Write } from '../replica/messages.js';
 import type { ProtocolName } from '../replica/types.js';
-import { formatProfileSummary, summarizeCpuProfile, type ProfileSummary } from './metrics-profile.js';
-import { executeRun, recordRun, type RunResult } from './run.js';
-import { makeRunSpec, RUN_DEFAULTS } from './spec.js';
+import { formatProfileSummary, summarizeCpuProfile, type ProfileSummary } from '../infra/run/profile.js';
+import { executeRun, recordRun, type RunResult } from '../infra/run/execute.js';
+import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
 
 export interface CryptoCosts {
   readonly bodyBytes: number;
@@ -154,7 +154,9 @@ async function main(): Promise<number> {
   const cores = os.cpus().length;
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
-  log(`poe-bench bench: ${protocols.join(', ')} on ${n} local replicas, batch ${batch}, ${o.clients} clients, ${o.warmup} s warm-up + ${o.duration} s measured`);
+  log(
+    `poe-bench bench: ${protocols.join(', ')} on ${n} local replicas, batch ${batch}, ${o.clients} clients, ${o.warmup} s warm-up + ${o.duration} s measured`,
+  );
   log(`machine: ${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cores} cores, Node ${process.version}`);
   const costs = measureCryptoCosts(batch, RUN_DEFAULTS.valueBytes);
   log(
@@ -170,7 +172,8 @@ async function main(): Promise<number> {
   // then weighs on every protocol alike instead of favouring whichever ran last.
   const repeat = Number(o.repeat);
   const schedule: { protocol: ProtocolName; round: number }[] = [];
-  for (let round = 0; round < repeat; round++) for (const protocol of round % 2 === 0 ? protocols : [...protocols].reverse()) schedule.push({ protocol, round });
+  for (let round = 0; round < repeat; round++)
+    for (const protocol of round % 2 === 0 ? protocols : [...protocols].reverse()) schedule.push({ protocol, round });
   for (const { protocol, round } of schedule) {
     const spec = makeRunSpec({ protocol, replicas: n, batch, clients: Number(o.clients), warmupS: Number(o.warmup), durationS: Number(o.duration) });
     let profileDir: string | undefined;
@@ -199,7 +202,9 @@ async function main(): Promise<number> {
     const runs = results.get(protocol) ?? [];
     runs.push({ run, floor: cryptoFloor(costs, n, batch, run, cores), ...(profile ? { profile } : {}) });
     results.set(protocol, runs);
-    log(`${protocol} (round ${round + 1}/${repeat}): ${run.valid ? `${num(run.throughputTxnPerSec)} txn/s, p50 ${run.latencyMs.p50.toFixed(1)} ms` : `INVALID: ${run.reason}`}`);
+    log(
+      `${protocol} (round ${round + 1}/${repeat}): ${run.valid ? `${num(run.throughputTxnPerSec)} txn/s, p50 ${run.latencyMs.p50.toFixed(1)} ms` : `INVALID: ${run.reason}`}`,
+    );
   }
 
   const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -247,11 +252,15 @@ async function main(): Promise<number> {
 
   if (o.json) {
     const jsonRows = rows.map(({ profile, ...r }) => ({ ...r, ...(profile ? { profile } : {}) }));
-    process.stdout.write(JSON.stringify({ machine: { cpu: os.cpus()[0]?.model.trim(), cores, node: process.version }, repeat, crypto: costs, rows: jsonRows, poeAbovePbft }) + '\n');
+    process.stdout.write(
+      `${JSON.stringify({ machine: { cpu: os.cpus()[0]?.model.trim(), cores, node: process.version }, repeat, crypto: costs, rows: jsonRows, poeAbovePbft })}\n`,
+    );
   } else {
     const out: string[] = [];
     out.push('');
-    out.push(`protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch  CPU us/batch   floor txn/s  of floor  project target (issue 3)${repeat > 1 ? `   (mean of ${repeat} runs each)` : ''}`);
+    out.push(
+      `protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch  CPU us/batch   floor txn/s  of floor  project target (issue 3)${repeat > 1 ? `   (mean of ${repeat} runs each)` : ''}`,
+    );
     for (const r of rows) {
       const target = r.targetTxnPerSec === null ? '' : `${r.targetMet ? 'met' : 'MISSED'} (>= ${num(r.targetTxnPerSec)}, p50 < ${LATENCY_TARGET_MS} ms)`;
       out.push(
@@ -260,16 +269,31 @@ async function main(): Promise<number> {
           `${(r.ratioToFloor === null ? '-' : `${(100 * r.ratioToFloor).toFixed(1)}%`).padStart(9)}  ${r.valid ? target : `INVALID: ${r.reason}`}`,
       );
     }
-    if (repeat > 1) out.push(`runs (txn/s, in order of each protocol's rounds): ${rows.map((r) => `${r.protocol} ${r.runsTxnPerSec.map((x) => num(x)).join(' / ')}`).join('; ')}`);
+    if (repeat > 1)
+      out.push(
+        `runs (txn/s, in order of each protocol's rounds): ${rows.map((r) => `${r.protocol} ${r.runsTxnPerSec.map((x) => num(x)).join(' / ')}`).join('; ')}`,
+      );
     if (poeAbovePbft !== null) out.push(`PoE above PBFT: ${poeAbovePbft ? 'yes' : 'NO'}`);
-    out.push(`crypto floor per batch (one core): ${rows.map((r) => `${r.protocol} ${r.floorUsPerBatch === null ? '-' : num(r.floorUsPerBatch)} us`).join(', ')}; the machine's floor is that on all ${cores} cores`);
+    out.push(
+      `crypto floor per batch (one core): ${rows.map((r) => `${r.protocol} ${r.floorUsPerBatch === null ? '-' : num(r.floorUsPerBatch)} us`).join(', ')}; the machine's floor is that on all ${cores} cores`,
+    );
     out.push(
       `CPU% per process (100 = one core): ${rows
-        .map((r) => `${r.protocol} ${r.cpuPercent.map((c) => Object.entries(c).map(([k, v]) => `${k.replace('replica ', 'r').replace('client ', 'c')}=${v ?? '-'}`).join(' ')).join(' | ')}`)
+        .map(
+          (r) =>
+            `${r.protocol} ${r.cpuPercent
+              .map((c) =>
+                Object.entries(c)
+                  .map(([k, v]) => `${k.replace('replica ', 'r').replace('client ', 'c')}=${v ?? '-'}`)
+                  .join(' '),
+              )
+              .join(' | ')}`,
+        )
         .join('; ')}`,
     );
-    for (const r of rows) if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
-    process.stdout.write(out.join('\n') + '\n');
+    for (const r of rows)
+      if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
+    process.stdout.write(`${out.join('\n')}\n`);
   }
   return rows.every((r) => r.valid) ? 0 : 1;
 }

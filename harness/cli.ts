@@ -11,7 +11,7 @@ import { registerFigureCommand } from './figure-command.js';
 import { registerAwsCommand } from './infra-aws-command.js';
 import { registerInfraCommand } from './infra-command.js';
 import { registerReportCommand } from './report-command.js';
-import { registerRunCommand } from './run.js';
+import { registerRunCommand } from './run-command.js';
 
 const COMMANDS: readonly ((program: Command) => void)[] = [
   registerSimCommand,

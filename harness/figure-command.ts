@@ -1,12 +1,12 @@
 /**
  * `poe-bench figure <10|11a|11b|12|13|all>`: one command per paper figure (issue 5). Plans the
  * figure's sweep under a profile (experiments/figures.ts), runs every point on the real
- * harness (harness/run.ts) or in the simulator (--backend sim), appends each run to
+ * harness (infra/run/execute.ts) or in the simulator (--backend sim), appends each run to
  * <out>/runs.jsonl the moment it ends (experiments/sweep.ts), and finally renders the charts
  * and writes the report (plots/) into the same directory.
  *
  * Backends (issue 6): local, netns, docker and ssh run each point through the run backend of
- * that name (harness/infra-backends.ts) with the run command's --link, --hosts, --pin, --cpus,
+ * that name (infra/run/launch.ts) with the run command's --link, --hosts, --pin, --cpus,
  * --subnet and --base-image. aws provisions EC2 machines once for the whole sweep
  * (infra/aws withAwsHosts: as many replica machines as the largest point has replicas, plus
  * --client-machines), prints the cost of the predicted sweep time and asks first, runs every
@@ -24,10 +24,22 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { FIGURE_IDS, FIGURES, figureOfExperiment, parseProtocol, PROFILES, type ProfileName } from '../experiments/figures.js';
 import { loadRuns } from '../experiments/runs.js';
-import { awsUp, AwsBackendError, defaultAwsDeps, HOSTS_FILE, InterruptedError, parseUpOptions, withAwsHosts, type AwsDeps, type AwsUpOptions, type ProvisionedHosts, type SignalSource } from '../infra/aws/index.js';
+import {
+  awsUp,
+  AwsBackendError,
+  defaultAwsDeps,
+  HOSTS_FILE,
+  InterruptedError,
+  parseUpOptions,
+  withAwsHosts,
+  type AwsDeps,
+  type AwsUpOptions,
+  type ProvisionedHosts,
+  type SignalSource,
+} from '../infra/aws/index.js';
 import { DEFAULT_CLIENT_TYPE, DEFAULT_REPLICA_TYPE, DEFAULT_TTL_HOURS, MAX_CLIENT_MACHINES, MAX_TTL_HOURS, type AwsEnv } from '../infra/aws/options.js';
 import { hostFor, hostsFromProvisioned, loadHostsFile, type SshHosts } from '../infra/ssh/hosts.js';
 import { simulatePointAbortable } from '../experiments/sweep-sim.js';
@@ -59,15 +71,15 @@ import {
   type SweepOutcome,
   type SweepRun,
 } from '../experiments/sweep.js';
-import type { FigureId, RunRecord } from '../experiments/types.js';
+import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
 import type { ProtocolName } from '../replica/types.js';
 import { defaultAwsCommandIo } from './infra-aws-command.js';
-import { defineInfraRunOptions, INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from './infra-spec.js';
-import { sshLauncher, type Launcher } from './infra-backends.js';
-import { environment } from './results.js';
-import { executeRun } from './run.js';
-import { liveReplicas, RUN_DEFAULTS, type RunSpec } from './spec.js';
+import { defineInfraRunOptions, INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
+import { sshLauncher, type Launcher } from '../infra/run/launch.js';
+import { environment } from '../infra/run/results.js';
+import { executeRun } from '../infra/run/execute.js';
+import { liveReplicas, RUN_DEFAULTS, type RunSpec } from '../infra/run/spec.js';
 
 /** Flags as commander hands them over. */
 export interface FigureFlags extends InfraFlags {
@@ -131,12 +143,16 @@ function positiveInt(flag: string, text: string, min = 1): number {
 
 function seconds(flag: string, text: string, allowZero: boolean): number {
   const v = Number(text);
-  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) throw new SweepConfigError(`${flag}: must be a number of seconds ${allowZero ? '>= 0' : '> 0'}, got '${text}'`);
+  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0))
+    throw new SweepConfigError(`${flag}: must be a number of seconds ${allowZero ? '>= 0' : '> 0'}, got '${text}'`);
   return v;
 }
 
 function list<T>(flag: string, text: string, parse: (s: string) => T): T[] {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new SweepConfigError(`${flag}: give a comma-separated list`);
   return items.map((s) => {
     try {
@@ -197,7 +213,9 @@ function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: numb
   const awsOnly = given(Object.keys(AWS_FLAG_NAMES)).map((k) => AWS_FLAG_NAMES[k as keyof typeof AWS_FLAG_NAMES]);
   if (backend !== 'aws' && awsOnly.length > 0) throw new SweepConfigError(`${awsOnly.join(', ')}: only for --backend aws (this sweep uses ${backend})`);
   if (backend === 'sim') {
-    const real = given([...Object.keys(INFRA_FLAG_NAMES), 'clientMachines']).map((k) => (k === 'clientMachines' ? '--client-machines' : INFRA_FLAG_NAMES[k as keyof InfraFlags]));
+    const real = given([...Object.keys(INFRA_FLAG_NAMES), 'clientMachines']).map((k) =>
+      k === 'clientMachines' ? '--client-machines' : INFRA_FLAG_NAMES[k as keyof InfraFlags],
+    );
     if (real.length > 0) throw new SweepConfigError(`${real.join(', ')}: only for real backends (the simulator models its own network)`);
     return {};
   }
@@ -205,7 +223,8 @@ function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: numb
   let infra: InfraSpec = {};
   if (backend === 'aws') {
     const notHere = given(['hosts', 'pin', 'cpus', 'baseImage']).map((k) => INFRA_FLAG_NAMES[k as keyof InfraFlags]);
-    if (notHere.length > 0) throw new SweepConfigError(`${notHere.join(', ')}: not for --backend aws (it makes its own hosts; --subnet there is an EC2 subnet id)`);
+    if (notHere.length > 0)
+      throw new SweepConfigError(`${notHere.join(', ')}: not for --backend aws (it makes its own hosts; --subnet there is an EC2 subnet id)`);
     const placed = parseInfraFlags(backend, { ...(flags.link === undefined ? {} : { link: flags.link }) });
     if (placed.issues.length > 0) throw new SweepConfigError(placed.issues.join('\n'));
     link = placed.link;
@@ -220,7 +239,8 @@ function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: numb
   if (flags.clientMachines !== undefined) {
     clientProcs = positiveInt('--client-machines', flags.clientMachines);
     if (clientProcs > max) throw new SweepConfigError(`--client-machines: at most ${max}, got ${clientProcs}`);
-    if (clientProcs > clients) throw new SweepConfigError(`--client-machines: ${clientProcs} client machines cannot each run one of ${clients} logical clients (--clients)`);
+    if (clientProcs > clients)
+      throw new SweepConfigError(`--client-machines: ${clientProcs} client machines cannot each run one of ${clients} logical clients (--clients)`);
   } else {
     // ssh: one client process per client host of the file; aws: the paper's ten machines.
     const wanted = backend === 'aws' ? AWS_CLIENT_MACHINES : backend === 'ssh' && infra.hosts !== undefined ? loadHostsFile(infra.hosts).clients.length : 1;
@@ -300,7 +320,9 @@ class Progress implements SweepListener {
     this.total = info.planned;
     this.done = info.skipped;
     const eta = formatDuration(this.eta.remainingSec(this.left));
-    this.log(`${info.planned} runs planned, ${info.skipped} already recorded (skipped), ${info.toRun.length} to run; about ${eta} (a first guess, refined as runs finish)`);
+    this.log(
+      `${info.planned} runs planned, ${info.skipped} already recorded (skipped), ${info.toRun.length} to run; about ${eta} (a first guess, refined as runs finish)`,
+    );
     if (this.tty && info.toRun.length > 0) {
       this.multi = new MultiBar(
         {
@@ -336,7 +358,10 @@ class Progress implements SweepListener {
     this.left = this.left.filter((r) => r !== run);
     this.eta.record(run, wallSec);
     const m = record.metrics;
-    const what = record.valid && m ? `valid, ${Math.round(m.throughputTxnPerSec).toLocaleString('en-US')} txn/s, mean latency ${formatLatency(m.latencyMs.mean)}` : `${record.valid ? 'no metrics' : 'FAILED'}: ${record.reason ?? ''}`;
+    const what =
+      record.valid && m
+        ? `valid, ${Math.round(m.throughputTxnPerSec).toLocaleString('en-US')} txn/s, mean latency ${formatLatency(m.latencyMs.mean)}`
+        : `${record.valid ? 'no metrics' : 'FAILED'}: ${record.reason ?? ''}`;
     const line = `[${this.done}/${this.total}] ${describeRun(run, this.reps)}: ${what} (${formatDuration(wallSec)}; elapsed ${this.elapsed()}, ETA ${this.payload('').etaText})`;
     if (this.bar) {
       this.bar.update(this.done, this.payload(record.valid ? 'done' : 'failed'));
@@ -422,7 +447,10 @@ function planAwsSweep(config: SweepConfig, flags: FigureFlags, toRun: readonly S
   const runSec = toRun.reduce((sum, r) => sum + predictedRunSec(r, config), 0);
   const hours = Math.ceil(((runSec + AWS_SETUP_SEC) / 3600) * 100) / 100;
   const needs = `the sweep needs about ${hours} h (${formatDuration(runSec)} of runs plus about ${AWS_SETUP_SEC / 60} min to start and remove the machines)`;
-  if (hours > MAX_TTL_HOURS) throw new SweepConfigError(`${needs}, more than the ${MAX_TTL_HOURS} h instances may live: run it in parts (--replicas, --protocols) into one --out directory`);
+  if (hours > MAX_TTL_HOURS)
+    throw new SweepConfigError(
+      `${needs}, more than the ${MAX_TTL_HOURS} h instances may live: run it in parts (--replicas, --protocols) into one --out directory`,
+    );
   let ttlHours: number | string = Math.min(MAX_TTL_HOURS, Math.max(DEFAULT_TTL_HOURS, Math.ceil(hours * 1.5 + 1)));
   if (flags.ttlHours !== undefined) {
     ttlHours = flags.ttlHours;
@@ -465,7 +493,9 @@ async function awsDryRun(options: AwsUpOptions, io: FigureCommandIo, stdout: Nod
     if (result.kind !== 'dry-run') throw new Error('awsUp created machines on a dry run');
     const { report } = result;
     for (const c of report.checks) stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.step}: ${c.detail}\n`);
-    stdout.write(report.ok ? 'dry run: EC2 would accept every call; nothing was created\n' : 'dry run: EC2 would refuse some calls (above); nothing was created\n');
+    stdout.write(
+      report.ok ? 'dry run: EC2 would accept every call; nothing was created\n' : 'dry run: EC2 would refuse some calls (above); nothing was created\n',
+    );
     return report.ok ? 0 : 1;
   } catch (err) {
     if (!(err instanceof AwsBackendError)) throw err;
@@ -477,7 +507,10 @@ async function awsDryRun(options: AwsUpOptions, io: FigureCommandIo, stdout: Nod
 /** The manifest's record of the machines an aws sweep ran on (the first invocation's, when resumed). */
 function awsManifest(hosts: ProvisionedHosts, config: SweepConfig, options: AwsUpOptions): Record<string, unknown> {
   return {
-    hosts: [...hosts.replicas.map((h) => `${h.publicIp} (replica, ${h.instanceId}, private ${h.privateIp})`), ...hosts.clients.map((h) => `${h.publicIp} (client, ${h.instanceId}, private ${h.privateIp})`)],
+    hosts: [
+      ...hosts.replicas.map((h) => `${h.publicIp} (replica, ${h.instanceId}, private ${h.privateIp})`),
+      ...hosts.clients.map((h) => `${h.publicIp} (client, ${h.instanceId}, private ${h.privateIp})`),
+    ],
     aws: {
       runId: hosts.runId,
       region: hosts.region,
@@ -543,7 +576,9 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
   if (existsSync(manifestPath)) {
     const problems = incompatibilities(readJson(manifestPath), config);
     if (problems.length > 0) {
-      stderr.write(`poe-bench figure: ${dir} was written by a different sweep, whose runs cannot be averaged with these:\n${problems.map((p) => `  ${p}`).join('\n')}\nUse another --out directory.\n`);
+      stderr.write(
+        `poe-bench figure: ${dir} was written by a different sweep, whose runs cannot be averaged with these:\n${problems.map((p) => `  ${p}`).join('\n')}\nUse another --out directory.\n`,
+      );
       return 2;
     }
   }
@@ -578,7 +613,10 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
   }
 
   const startedAt = new Date().toISOString();
-  const manifestFor = (c: SweepConfig, extra: Record<string, unknown>): Record<string, unknown> => ({ ...sweepManifest(c, { ...environment() }, startedAt, io.argv ?? ['figure', figureText]), ...extra });
+  const manifestFor = (c: SweepConfig, extra: Record<string, unknown>): Record<string, unknown> => ({
+    ...sweepManifest(c, { ...environment() }, startedAt, io.argv ?? ['figure', figureText]),
+    ...extra,
+  });
   if (config.backend !== 'aws') {
     // aws writes its manifest once its machines are up, so that it names them.
     mkdirSync(dir, { recursive: true });
@@ -597,9 +635,18 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
         : ''),
   );
 
-  const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) => predictedRunSec(run, config));
+  const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) =>
+    predictedRunSec(run, config),
+  );
   const sweepWith = (c: SweepConfig, signal: AbortSignal, remote?: RemoteHosts): Promise<SweepOutcome> =>
-    runSweep(runs, existing, { dir, backend: config.backend, execute: executorFor(c, dir, flags.logs ?? false, remote), signal, retryFailed: config.retryFailed, listener: progress });
+    runSweep(runs, existing, {
+      dir,
+      backend: config.backend,
+      execute: executorFor(c, dir, flags.logs ?? false, remote),
+      signal,
+      retryFailed: config.retryFailed,
+      listener: progress,
+    });
   const t0 = Date.now();
   let outcome: SweepOutcome;
   let awsStarted = false;
@@ -638,7 +685,8 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
         else if (err instanceof AwsBackendError) {
           progress.stop();
           stderr.write(`poe-bench figure: ${err.message}\n`);
-          if (existsSync(join(dir, RUNS_FILE))) stderr.write(`  the runs finished before are in ${join(dir, RUNS_FILE)}; resume with the same command and --out ${dir}\n`);
+          if (existsSync(join(dir, RUNS_FILE)))
+            stderr.write(`  the runs finished before are in ${join(dir, RUNS_FILE)}; resume with the same command and --out ${dir}\n`);
           return 1;
         } else throw err;
       }
@@ -712,12 +760,18 @@ export function defineFigureCommand(cmd: Command): Command {
     .option('--duration <s>', "measured seconds of every run (overrides the profile's)")
     .option('--seed <x>', `base seed: repetition r uses seed + r (default ${RUN_DEFAULTS.seed})`)
     .option('--clients <c>', `closed-loop logical clients per run, at least one per replica (default ${RUN_DEFAULTS.clients})`)
-    .option('--sim-batches <m>', `sim backend: batches per run (default by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper})`)
+    .option(
+      '--sim-batches <m>',
+      `sim backend: batches per run (default by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper})`,
+    )
     .option('--retry-failed', 'on resume, run again the repetitions recorded as failed or invalid')
     .option('--baseline <protocol>', `protocol the report compares against (default ${DEFAULT_BASELINE})`)
     .option('--logs', 'keep every process stderr under <out>/logs/');
   return defineInfraRunOptions(cmd)
-    .option('--client-machines <m>', `client processes per run, each on its own client host (default: 1; ssh: the client hosts of --hosts; aws: ${AWS_CLIENT_MACHINES} machines, as the paper)`)
+    .option(
+      '--client-machines <m>',
+      `client processes per run, each on its own client host (default: 1; ssh: the client hosts of --hosts; aws: ${AWS_CLIENT_MACHINES} machines, as the paper)`,
+    )
     .option('--region <region>', 'aws: region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)')
     .option('--instance-type <type>', `aws: replica machines (default ${DEFAULT_REPLICA_TYPE}, as in the paper)`)
     .option('--client-type <type>', `aws: client machines (default ${DEFAULT_CLIENT_TYPE})`)
@@ -729,7 +783,7 @@ export function defineFigureCommand(cmd: Command): Command {
     .option('--vpc <id>', 'aws: a VPC other than the default (with --subnet, an EC2 subnet id there)')
     .option('--state-dir <dir>', 'aws: where the run directory (private key, hosts.json) lives while the machines do (default ~/.poe-bench/aws)')
     .option('--yes', 'aws: do not ask before creating the machines')
-    .option('--dry-run', "aws: print the plan and the cost, ask EC2 (DryRun) whether it would work; create nothing")
+    .option('--dry-run', 'aws: print the plan and the cost, ask EC2 (DryRun) whether it would work; create nothing')
     .addHelpText(
       'after',
       `\nFigures: ${FIGURE_IDS.map((id) => `${id} (${FIGURES[id].faults})`).join('; ')}.\nThe --link, --hosts, --pin, --cpus, --subnet and --base-image flags are those of \`poe-bench run\` (docs/backends.md).\nExit codes: 0 every run valid, 1 a run failed or was invalid (all is still written), 2 invalid flags, 130 interrupted (finished runs are kept; rerun with --out to resume).`,

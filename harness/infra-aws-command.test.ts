@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { fakeDeps, FakeEc2 } from '../infra/aws/fake-ec2.js';
+import { fakeDeps, type FakeEc2 } from '../test/fakes/fake-ec2.js';
 import { registerAwsCommand, type AwsCommandIo } from './infra-aws-command.js';
 import { useFakeEc2 } from '../test/aws-fixture.js';
 
@@ -57,7 +57,9 @@ describe('poe-bench infra aws', () => {
   it('up without --yes and without a terminal refuses with exit 1, creating nothing', async () => {
     const r = await cli([...UP, '--state-dir', stateDir]);
     expect(r.codes).toEqual([{ code: 1, interrupted: false }]);
-    expect(r.err).toEqual(['poe-bench infra aws up: creating 5 EC2 instances needs confirmation, and stdin is not a terminal: pass --yes to confirm non-interactively']);
+    expect(r.err).toEqual([
+      'poe-bench infra aws up: creating 5 EC2 instances needs confirmation, and stdin is not a terminal: pass --yes to confirm non-interactively',
+    ]);
     expect(fake.instances.size + fake.groups.size + fake.keys.size).toBe(0);
   });
 

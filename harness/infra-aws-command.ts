@@ -11,7 +11,7 @@
  * registers first creates it.
  */
 import { createInterface } from 'node:readline/promises';
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import {
   awsDown,
   awsStatus,
@@ -106,7 +106,8 @@ type Flags = Record<string, unknown>;
 
 export function registerAwsCommand(program: Command, io: AwsCommandIo = defaultAwsCommandIo()): void {
   const infra =
-    program.commands.find((c) => c.name() === 'infra') ?? program.command('infra').description('machines beyond this process tree: namespaces, containers, SSH hosts, AWS EC2');
+    program.commands.find((c) => c.name() === 'infra') ??
+    program.command('infra').description('machines beyond this process tree: namespaces, containers, SSH hosts, AWS EC2');
   const aws = infra.command('aws').description('EC2 machines for a run: up, status, down (every resource tagged Project=poe-bench)');
 
   aws
@@ -116,7 +117,7 @@ export function registerAwsCommand(program: Command, io: AwsCommandIo = defaultA
     .option('--clients <m>', 'client machines')
     .option('--region <region>', 'AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)')
     .option('--instance-type <type>', 'replica instance type (default c5.2xlarge, as in the paper)')
-    .option('--client-type <type>', 'client instance type (default c5.xlarge: the paper\'s 4-core client machines)')
+    .option('--client-type <type>', "client instance type (default c5.xlarge: the paper's 4-core client machines)")
     .option('--os <os>', 'image family: debian12 (default) or al2023')
     .option('--ami <id>', 'use this image instead of the newest of --os')
     .option('--ssh-user <user>', 'login user (default: admin for debian12, ec2-user for al2023)')

@@ -13,7 +13,7 @@
  * The `infra` parent is shared with `infra aws` (harness/infra-aws-command.ts): whichever
  * registers first creates it.
  */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { cleanDocker } from '../infra/docker/engine.js';
 import { ensureImage } from '../infra/docker/image.js';
 import { cleanNetns } from '../infra/netns/backend.js';
@@ -63,7 +63,7 @@ export async function sshCheck(options: { hosts?: string }, io: InfraIo = stdio)
     io.err('poe-bench infra ssh check: --hosts <file> is required');
     return 2;
   }
-  let hosts;
+  let hosts: ReturnType<typeof loadHostsFile>;
   try {
     hosts = loadHostsFile(options.hosts);
   } catch (err) {
@@ -101,7 +101,10 @@ export async function sshCheck(options: { hosts?: string }, io: InfraIo = stdio)
 
 /** The shared `infra` parent command. */
 export function infraCommand(program: Command): Command {
-  return program.commands.find((c) => c.name() === 'infra') ?? program.command('infra').description('machines beyond this process tree: namespaces, containers, SSH hosts, AWS EC2');
+  return (
+    program.commands.find((c) => c.name() === 'infra') ??
+    program.command('infra').description('machines beyond this process tree: namespaces, containers, SSH hosts, AWS EC2')
+  );
 }
 
 async function exitWith(p: Promise<number>, io: InfraIo = stdio): Promise<void> {
@@ -125,7 +128,7 @@ export function registerInfraCommand(program: Command): void {
   docker
     .command('build')
     .description('build (or reuse) the image of the docker backend from the current build')
-    .option('--base-image <image>', 'base image with Node.js >= 20 (default: imported from this machine\'s Node)')
+    .option('--base-image <image>', "base image with Node.js >= 20 (default: imported from this machine's Node)")
     .action((o: { baseImage?: string }) =>
       exitWith(
         ensureImage(o.baseImage).then((tag) => {

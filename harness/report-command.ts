@@ -51,12 +51,12 @@ export async function runReportCommand(dir: string, flags: { readonly baseline?:
     const report = await writeReport(dir, { baseline });
     const count = (v: string): number => report.claims.filter((c) => c.verdict === v).length;
     stdout.write(
-      [
+      `${[
         `poe-bench report: ${report.figures.length === 0 ? 'no figure of the paper in these runs' : report.figures.map((f) => `figure ${f}`).join(', ')} (baseline ${baseline})`,
         `  report   ${report.markdown}, ${report.html}`,
         `  charts   ${report.charts.filter((c) => c.endsWith('.svg')).length} SVG, ${report.charts.filter((c) => c.endsWith('.png')).length} PNG in ${dir}`,
         `  claims   ${count('holds')} hold, ${count('does not hold')} do not hold, ${count('not measured')} not measured (of ${report.claims.length})`,
-      ].join('\n') + '\n',
+      ].join('\n')}\n`,
     );
     return 0;
   } catch (err) {
@@ -83,11 +83,11 @@ export async function runCompareCommand(dirA: string, dirB: string, flags: { rea
   try {
     const written = await writeComparison(dirA, dirB, out);
     stdout.write(
-      [
+      `${[
         `poe-bench compare: ${written.figures.map((f) => `figure ${f}`).join(', ')}: A = ${dirA}, B = ${dirB}`,
         `  comparison  ${join(out, COMPARE_MD)}, ${join(out, COMPARE_HTML)}`,
         `  charts      ${written.charts.filter((c) => c.endsWith('.svg')).length} SVG, ${written.charts.filter((c) => c.endsWith('.png')).length} PNG in ${out}`,
-      ].join('\n') + '\n',
+      ].join('\n')}\n`,
     );
     return 0;
   } catch (err) {
@@ -103,7 +103,7 @@ export async function runCompareCommand(dirA: string, dirB: string, flags: { rea
 export function registerReportCommand(program: Command): void {
   program
     .command('report')
-    .description('write report.md and a self-contained report.html for a results directory: environment, charts, numbers, ratio sentences, the paper\'s claims')
+    .description("write report.md and a self-contained report.html for a results directory: environment, charts, numbers, ratio sentences, the paper's claims")
     .argument('<dir>', 'results directory (holds runs.jsonl and manifest.json)')
     .option('--baseline <protocol>', `protocol every other is compared against (default ${DEFAULT_BASELINE}; names or labels: poe, pbft, zyz, hs)`)
     .addHelpText('after', '\nExit codes: 0 written, 1 nothing to report, 2 bad arguments.')

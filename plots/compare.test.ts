@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeComparison, NothingToCompareError } from './compare.js';
-import { fixtureFigure } from '../experiments/fixtures.js';
-import type { RunRecord } from '../experiments/types.js';
+import { fixtureFigure } from '../test/fixtures.js';
+import type { RunRecord } from '../infra/run/records.js';
 
 // Two invented result directories (experiments/fixtures.ts): B has half of A's throughput and twice its latency.
 function halve(r: RunRecord): RunRecord {
@@ -12,7 +12,11 @@ function halve(r: RunRecord): RunRecord {
   const l = r.metrics.latencyMs;
   return {
     ...r,
-    metrics: { ...r.metrics, throughputTxnPerSec: r.metrics.throughputTxnPerSec / 2, latencyMs: { mean: l.mean * 2, p50: l.p50 * 2, p99: l.p99 * 2, max: l.max * 2 } },
+    metrics: {
+      ...r.metrics,
+      throughputTxnPerSec: r.metrics.throughputTxnPerSec / 2,
+      latencyMs: { mean: l.mean * 2, p50: l.p50 * 2, p99: l.p99 * 2, max: l.max * 2 },
+    },
   };
 }
 

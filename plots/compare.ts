@@ -11,7 +11,7 @@ import { claimContextOf, evaluateClaims, type ClaimInputs, type ClaimResult } fr
 import { FIGURES, PROTOCOL_LABEL, PROTOCOL_ORDER, xOf } from '../experiments/figures.js';
 import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
 import { aggregate, figureData, type FigureData, type Summary } from '../experiments/stats.js';
-import type { FigureId } from '../experiments/types.js';
+import type { FigureId } from '../infra/run/records.js';
 import { toHtml, toMarkdown, type Block, type Cell } from './document.js';
 import { writeChart } from './render.js';
 import { figuresIn, formatChange, formatNumber, formatSec, formatSummary } from './report.js';
@@ -73,7 +73,11 @@ function environmentTable(a: Side, b: Side): Block {
   return {
     kind: 'table',
     header: ['', a.label, b.label],
-    rows: [['Directory', a.dir, b.dir], ['Figures', a.figures.join(', ') || 'none', b.figures.join(', ') || 'none'], ...names.map((n, i) => [n, fa[i]!, fb[i]!])],
+    rows: [
+      ['Directory', a.dir, b.dir],
+      ['Figures', a.figures.join(', ') || 'none', b.figures.join(', ') || 'none'],
+      ...names.map((n, i) => [n, fa[i]!, fb[i]!]),
+    ],
   };
 }
 
@@ -169,7 +173,9 @@ export async function writeComparison(dirA: string, dirB: string, outDir: string
     inputsA[id] = a.data[id];
     inputsB[id] = b.data[id];
   }
-  blocks.push(...claimsBlocks(evaluateClaims(inputsA, undefined, claimContextOf(a.manifest)), evaluateClaims(inputsB, undefined, claimContextOf(b.manifest)), 'A', 'B'));
+  blocks.push(
+    ...claimsBlocks(evaluateClaims(inputsA, undefined, claimContextOf(a.manifest)), evaluateClaims(inputsB, undefined, claimContextOf(b.manifest)), 'A', 'B'),
+  );
   const markdown = join(outDir, COMPARE_MD);
   const html = join(outDir, COMPARE_HTML);
   writeFileSync(markdown, toMarkdown(blocks));

@@ -104,7 +104,10 @@ export function toHtml(title: string, blocks: readonly Block[]): string {
       case 'table': {
         const head = `<tr>${b.header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>`;
         const rows = b.rows
-          .map((r) => `<tr>${r.map((c) => (typeof c === 'string' || c.tone === undefined ? `<td>${escapeHtml(cellText(c))}</td>` : `<td class="${c.tone}">${escapeHtml(c.text)}</td>`)).join('')}</tr>`)
+          .map(
+            (r) =>
+              `<tr>${r.map((c) => (typeof c === 'string' || c.tone === undefined ? `<td>${escapeHtml(cellText(c))}</td>` : `<td class="${c.tone}">${escapeHtml(c.text)}</td>`)).join('')}</tr>`,
+          )
           .join('\n');
         out.push(`<table>\n<thead>${head}</thead>\n<tbody>\n${rows}\n</tbody>\n</table>`);
         break;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, basename } from 'node:path';
 import { renderFigureCharts } from './render.js';
 import { panelRows, errorBarNote } from './specs.js';
-import { fixtureFigure } from '../experiments/fixtures.js';
+import { fixtureFigure } from '../test/fixtures.js';
 import { FIGURES } from '../experiments/figures.js';
 import { aggregate, figureData } from '../experiments/stats.js';
 
@@ -17,9 +17,15 @@ describe('rendering charts without a browser', () => {
     try {
       const files = await renderFigureCharts('10', fixtureFigure('10', 3), dir);
       expect(files.map((f) => basename(f))).toEqual([
-        'fig10a.vl.json', 'fig10a.svg', 'fig10a.png',
-        'fig10b.vl.json', 'fig10b.svg', 'fig10b.png',
-        'fig10c.vl.json', 'fig10c.svg', 'fig10c.png',
+        'fig10a.vl.json',
+        'fig10a.svg',
+        'fig10a.png',
+        'fig10b.vl.json',
+        'fig10b.svg',
+        'fig10b.png',
+        'fig10c.vl.json',
+        'fig10c.svg',
+        'fig10c.png',
       ]);
       const svg = readFileSync(join(dir, 'fig10a.svg'), 'utf8');
       expect(svg.startsWith('<svg')).toBe(true);

@@ -10,7 +10,7 @@ import { compile, type TopLevelSpec } from 'vega-lite';
 import { Resvg } from '@resvg/resvg-js';
 import { FIGURES, type FigureDef, type PanelDef } from '../experiments/figures.js';
 import { aggregate, figureData, type FigureData } from '../experiments/stats.js';
-import type { FigureId, RunRecord } from '../experiments/types.js';
+import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { errorBarNote, panelRows, panelSpec } from './specs.js';
 
 /** Advance widths of DejaVu Sans in em, roughly, by character class. */

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeReport, formatSummary, formatChange, formatNumber } from './report.js';
 import { inlineSvg, toMarkdown } from './document.js';
-import { fixtureFigure } from '../experiments/fixtures.js';
+import { fixtureFigure } from '../test/fixtures.js';
 import { summarize } from '../experiments/stats.js';
 import { CLAIMS } from '../experiments/claims.js';
-import type { RunRecord } from '../experiments/types.js';
+import type { RunRecord } from '../infra/run/records.js';
 
 // Reports built from invented fixture records (experiments/fixtures.ts) in temporary directories.
 function resultsDir(records: readonly RunRecord[], manifest?: unknown, tail = ''): string {
@@ -37,7 +37,9 @@ describe('writeReport', () => {
       // The fixture gives PoE 1.3x PBFT's throughput and 0.75x its latency at every point.
       expect(md).toContain('PoE attains up to 30% more throughput (incurs 25% less latency) than PBFT.');
       expect(md).toContain('| Figure | Claim (the paper) | Source | Paper | Measured | Verdict | How it is judged |');
-      expect(md).toMatch(/\| 13 \| PoE attains up to 47% more throughput than PBFT \| §5\.3, line 471 \| up to 47% more \| 30% more throughput at all 4 points \| holds \|/);
+      expect(md).toMatch(
+        /\| 13 \| PoE attains up to 47% more throughput than PBFT \| §5\.3, line 471 \| up to 47% more \| 30% more throughput at all 4 points \| holds \|/,
+      );
       expect(md).toMatch(/\| 10 \| [^|]* \| §5\.1, line 433 \| up to 40% more \| figure 10 is not in these results \| not measured \|/);
       for (const c of CLAIMS) expect(md).toContain(c.statement);
 

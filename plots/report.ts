@@ -12,8 +12,17 @@ import { CLAIMS, claimContextOf, evaluateClaims, type ClaimInputs, type ClaimRes
 import { FIGURE_IDS, FIGURES, PROFILES, PROTOCOL_LABEL, PROTOCOL_ORDER, belongsTo, xOf, type FigureDef } from '../experiments/figures.js';
 import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
 import { ratioSentences } from '../experiments/sentences.js';
-import { aggregate, figureData, latestPerRepetition, protocolsIn, supersededFailures, type AggregatedPoint, type FigureData, type Summary } from '../experiments/stats.js';
-import type { FigureId, RunRecord } from '../experiments/types.js';
+import {
+  aggregate,
+  figureData,
+  latestPerRepetition,
+  protocolsIn,
+  supersededFailures,
+  type AggregatedPoint,
+  type FigureData,
+  type Summary,
+} from '../experiments/stats.js';
+import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { toHtml, toMarkdown, type Block, type Cell } from './document.js';
 import { renderFigureData, type RenderedChart } from './render.js';
 
@@ -71,7 +80,8 @@ function environmentBlocks(dir: string, m: ManifestInfo, records: readonly RunRe
   const unknown = 'unknown';
   const latest = latestPerRepetition(records);
   const valid = latest.filter((r) => r.valid && r.metrics !== undefined).length;
-  const profile = m.profile === undefined ? unknown : m.profile in PROFILES ? `${m.profile}: ${PROFILES[m.profile as keyof typeof PROFILES].description}` : m.profile;
+  const profile =
+    m.profile === undefined ? unknown : m.profile in PROFILES ? `${m.profile}: ${PROFILES[m.profile as keyof typeof PROFILES].description}` : m.profile;
   const rows: Cell[][] = [
     ['Results', basename(resolve(dir))],
     ['Experiment', m.figure ?? unknown],
@@ -79,7 +89,12 @@ function environmentBlocks(dir: string, m: ManifestInfo, records: readonly RunRe
     ['Commit', m.commit === undefined ? unknown : `${m.commit}${m.dirty === true ? ' (dirty: uncommitted changes)' : ''}`],
     ['Node.js', m.nodeVersion ?? unknown],
     ['OS', m.os ?? unknown],
-    ['CPU', m.cpuModel === undefined && m.cpuCores === undefined ? unknown : `${m.cpuModel ?? 'unknown model'}${m.cpuCores === undefined ? '' : `, ${m.cpuCores} cores`}`],
+    [
+      'CPU',
+      m.cpuModel === undefined && m.cpuCores === undefined
+        ? unknown
+        : `${m.cpuModel ?? 'unknown model'}${m.cpuCores === undefined ? '' : `, ${m.cpuCores} cores`}`,
+    ],
     ['Backend', m.backend ?? unknown],
     ['Hosts', m.hosts === undefined ? unknown : m.hosts.length === 0 ? 'none' : m.hosts.join(', ')],
     ['Started', m.startedAt ?? unknown],
@@ -200,8 +215,8 @@ const METHOD: Block[] = [
   {
     kind: 'list',
     items: [
-      "Each point is the mean of its valid repetitions. Error bars and the bracketed ranges are the 95% confidence interval of the mean (Student t, n-1 degrees of freedom) from 3 repetitions on, and the minimum and maximum below 3; a single run has none.",
-      'Throughput: transactions in batches the clients accepted by the protocol\'s own rule inside the measurement window, per second. Latency: acceptance time minus first send time per transaction, in seconds. Messages/s: messages sent by all replicas inside the window.',
+      'Each point is the mean of its valid repetitions. Error bars and the bracketed ranges are the 95% confidence interval of the mean (Student t, n-1 degrees of freedom) from 3 repetitions on, and the minimum and maximum below 3; a single run has none.',
+      "Throughput: transactions in batches the clients accepted by the protocol's own rule inside the measurement window, per second. Latency: acceptance time minus first send time per transaction, in seconds. Messages/s: messages sent by all replicas inside the window.",
       'A failed or invalid run is never averaged in; it is listed with its reason. When a repetition was run again after a failure, its last valid run counts.',
       'Ratio sentences follow the paper\'s form: "up to" is the largest gap over the points both protocols were measured at; where the subject is behind everywhere the range of its deficit is given. From a tripling on a gap is a ratio, as the paper writes it: "3.5× more" means 3.5 times as much (§5.2).',
     ],
@@ -209,7 +224,12 @@ const METHOD: Block[] = [
 ];
 
 /** The blocks of a report on the given records and manifest; pure apart from rendering the charts into `dir`. */
-export async function buildReport(dir: string, records: readonly RunRecord[], manifest: ManifestInfo, baseline: ProtocolName): Promise<{ blocks: Block[]; charts: string[]; figures: FigureId[]; claims: ClaimResult[] }> {
+export async function buildReport(
+  dir: string,
+  records: readonly RunRecord[],
+  manifest: ManifestInfo,
+  baseline: ProtocolName,
+): Promise<{ blocks: Block[]; charts: string[]; figures: FigureId[]; claims: ClaimResult[] }> {
   const aggregated = aggregate(records);
   const figures = figuresIn(records);
   const inputs: ClaimInputs = {};
@@ -249,7 +269,9 @@ export async function buildReport(dir: string, records: readonly RunRecord[], ma
       { kind: 'heading', level: 3, text: 'Failed attempts that a retry replaced' },
       {
         kind: 'list',
-        items: retried.map((r) => `${r.experiment} ${r.pointId} repetition ${r.rep}: ${r.reason ?? 'invalid'} (retried with --retry-failed; the valid retry is the one counted)`),
+        items: retried.map(
+          (r) => `${r.experiment} ${r.pointId} repetition ${r.rep}: ${r.reason ?? 'invalid'} (retried with --retry-failed; the valid retry is the one counted)`,
+        ),
       },
     );
   }

@@ -88,7 +88,9 @@ export function panelRows(data: FigureData, panel: PanelDef, run?: string): Char
   const out: ChartRow[] = [];
   const points = [...data.points]
     .filter((p) => panel.protocols.includes(p.point.protocol))
-    .sort((a, b) => xOf(data.figure, a.point) - xOf(data.figure, b.point) || PROTOCOL_ORDER.indexOf(a.point.protocol) - PROTOCOL_ORDER.indexOf(b.point.protocol));
+    .sort(
+      (a, b) => xOf(data.figure, a.point) - xOf(data.figure, b.point) || PROTOCOL_ORDER.indexOf(a.point.protocol) - PROTOCOL_ORDER.indexOf(b.point.protocol),
+    );
   for (const p of points) {
     const extra = run === undefined ? {} : { run };
     if (panel.metric === 'throughput-over-time') {

@@ -16,16 +16,10 @@
  * The last two need to recognise a proposal and to build a conflicting one; each protocol
  * module supplies that through its optional `faults` hooks.
  */
-import type { ProtocolModule } from './protocol.js';
+import type { FaultHooks, ProtocolModule } from './protocol.js';
 import type { ReplicaCore, ReplicaInput, ReplicaOutput, ReplicaStatus, WireMessage } from './types.js';
 
-/** What a protocol module tells the wrappers about its proposals. */
-export interface FaultHooks<M extends WireMessage> {
-  /** The (view, k) of a primary's proposal message, or undefined for any other message. */
-  proposalSlot(msg: M): { readonly view: number; readonly k: number } | undefined;
-  /** Proposal `target` (same view and k) carrying the batch of proposal `source`. */
-  withBatchOf(target: M, source: M): M;
-}
+export type { FaultHooks };
 
 export type FaultSpec =
   | { readonly kind: 'silent' }
@@ -176,7 +170,6 @@ class InTheDark<M extends WireMessage> extends Wrapper<M> {
       if (o.kind === 'broadcast' && this.hooks.proposalSlot(o.msg)) {
         for (const to of recipients(this.id, this.n)) if (!this.victims.has(to)) out.push({ kind: 'send', to, msg: o.msg });
       } else if (o.kind === 'send' && this.victims.has(o.to) && this.hooks.proposalSlot(o.msg)) {
-        continue;
       } else {
         out.push(o);
       }
@@ -273,9 +266,7 @@ export function withFault<M extends WireMessage>(
     case 'inTheDark':
     case 'equivocate': {
       if (!module.faults) throw new FaultConfigError(`protocol ${module.name} has no proposal hooks for '${fault.kind}'`);
-      return fault.kind === 'inTheDark'
-        ? new InTheDark(core, n, fault.victims, module.faults)
-        : new Equivocate(core, n, module.faults);
+      return fault.kind === 'inTheDark' ? new InTheDark(core, n, fault.victims, module.faults) : new Equivocate(core, n, module.faults);
     }
   }
 }
@@ -298,7 +289,10 @@ export function parseFault(text: string): FaultSpec {
     case 'slow':
       return { kind: 'slow', delayMs: num('delay in ms') };
     case 'inTheDark': {
-      const victims = (arg ?? '').split(',').filter((s) => s !== '').map(Number);
+      const victims = (arg ?? '')
+        .split(',')
+        .filter((s) => s !== '')
+        .map(Number);
       if (victims.length === 0 || victims.some((v) => !Number.isInteger(v) || v < 0)) {
         throw new FaultConfigError(`fault '${text}': inTheDark needs replica ids, e.g. inTheDark:2,3`);
       }
@@ -310,4 +304,3 @@ export function parseFault(text: string): FaultSpec {
       throw new FaultConfigError(`unknown fault '${text}' (known: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate)`);
   }
 }
-

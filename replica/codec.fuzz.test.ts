@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Rng } from '../client/random.js';
 import { createCrypto } from './crypto.js';
 import { commonCodecs, makeCodec, makeRequest, MSG_CHECKPOINT, noopRequest, type CommonMessage, type Write } from './messages.js';
-import { CodecError, Reader, Writer } from './wire.js';
+import { CodecError, Reader, type Writer } from './wire.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x5eed_c0de);
 const MUTATED_FRAMES = 6000;
@@ -31,7 +31,13 @@ const CHECKPOINT_K_AT = 3;
 
 function validFrames(rng: Rng): Buffer[] {
   const frames: Buffer[] = [];
-  for (const [count, valueBytes] of [[0, 0], [1, 1], [3, 8], [10, 64], [100, 16]] as const) {
+  for (const [count, valueBytes] of [
+    [0, 0],
+    [1, 1],
+    [3, 8],
+    [10, 64],
+    [100, 16],
+  ] as const) {
     const writes: Write[] = [];
     for (let i = 0; i < count; i++) {
       const value = Buffer.alloc(valueBytes);

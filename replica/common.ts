@@ -211,4 +211,3 @@ export class CheckpointTracker {
 
 /** Digest-keyed maps use hex strings; one helper keeps it uniform. */
 export const hex = (b: Buffer): string => b.toString('hex');
-

@@ -14,15 +14,13 @@ const RFC8032 = [
     secret: '9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60',
     publicKey: 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a',
     message: '',
-    signature:
-      'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+    signature: 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
   },
   {
     secret: '4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb',
     publicKey: '3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c',
     message: '72',
-    signature:
-      '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
+    signature: '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00',
   },
 ];
 
@@ -104,7 +102,7 @@ describe('node and noble are interchangeable', () => {
     }
   });
 
-  it('each verifies the other\'s signatures and rejects the other\'s forgeries', () => {
+  it("each verifies the other's signatures and rejects the other's forgeries", () => {
     const msg = Buffer.from('client batch');
     for (const [signing, verifying] of [
       [node, noble],
@@ -119,7 +117,7 @@ describe('node and noble are interchangeable', () => {
     }
   });
 
-  it('compute identical digests and MACs, and accept each other\'s MACs', () => {
+  it("compute identical digests and MACs, and accept each other's MACs", () => {
     const key = Buffer.alloc(32, 0x42);
     for (const len of [0, 1, 55, 56, 64, 1000]) {
       const data = Buffer.alloc(len, len & 0xff);
@@ -164,7 +162,7 @@ describe('sim provider', () => {
     expect(sim.verifier(Buffer.alloc(PUBLIC_KEY_BYTES, 7)).verify(Buffer.from('x'), s.sign(Buffer.from('x')))).toBe(false);
   });
 
-  it('shares node\'s digests and MACs', () => {
+  it("shares node's digests and MACs", () => {
     const data = Buffer.from('state');
     expect(sim.digest(data).equals(node.digest(data))).toBe(true);
     expect(sim.mac(Buffer.alloc(32), data).equals(node.mac(Buffer.alloc(32), data))).toBe(true);

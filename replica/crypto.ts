@@ -112,8 +112,7 @@ class NodeCrypto implements CryptoProvider {
     });
     return {
       publicKey: Buffer.from(publicKey),
-      verify: (message, signature) =>
-        signature.length === SIGNATURE_BYTES && nodeCrypto.verify(null, message, key, signature),
+      verify: (message, signature) => signature.length === SIGNATURE_BYTES && nodeCrypto.verify(null, message, key, signature),
     };
   }
 }

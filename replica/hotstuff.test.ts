@@ -11,7 +11,7 @@ import { KeyRing } from './keys.js';
 import { makeRequest, MSG_CHECKPOINT, noopRequest, requestDigest, type ClientRequest } from './messages.js';
 import type { PendingRequest } from './protocol.js';
 import {
-  ChainedHotStuff,
+  type ChainedHotStuff,
   genesisQC,
   hotstuff,
   hotstuffCodec,
@@ -30,7 +30,7 @@ import {
   MSG_HS_PROPOSAL,
   MSG_HS_REPLY,
   MSG_HS_VOTE,
-  ParallelHotStuff,
+  type ParallelHotStuff,
   PHASE_COMMIT,
   PHASE_GENERIC,
   PHASE_PRE_COMMIT,
@@ -130,7 +130,12 @@ class World {
     for (const d of w.down ?? []) this.down.add(d);
     this.client = new ClientCore<M>(
       { origin: 0, clients: w.clients ?? 1, clientIdBase: 0, batchSize: 2, valueBytes: 8, requestTimeoutMs: 1000, maxBatches: w.batches ?? 1 },
-      { crypto: this.ring.crypto, signer: this.ring.clientSigner(0), keys: new CountingKeys(), policy: hotstuff.createClientPolicy({ n: w.n, origin: 0, extra }) },
+      {
+        crypto: this.ring.crypto,
+        signer: this.ring.clientSigner(0),
+        keys: new CountingKeys(),
+        policy: hotstuff.createClientPolicy({ n: w.n, origin: 0, extra }),
+      },
     );
   }
 
@@ -370,14 +375,24 @@ describe('hotstuff parallel mode (basic HotStuff per slot, all replicas lead)', 
     const backup = bareReplica(n, 1, 'parallel', ring);
     const request = clientBatch(ring, 0, 0);
     const d = requestDigest(ring.crypto, request);
-    expect(votesIn(stepOne(backup, 0, makePrepare(ring.crypto, ring.replicaSigners[0]!, 0, 0, 1, request)))).toEqual([{ to: 0, phase: PHASE_PREPARE, k: 1, view: 0 }]);
+    expect(votesIn(stepOne(backup, 0, makePrepare(ring.crypto, ring.replicaSigners[0]!, 0, 0, 1, request)))).toEqual([
+      { to: 0, phase: PHASE_PREPARE, k: 1, view: 0 },
+    ]);
     const leader = ring.replicaSigners[0]!;
     const good = makeQC(ring, [0, 2, 3], PHASE_PREPARE, 0, 1, d);
     const cases: [string, QuorumCert, RegExp][] = [
       ['nf-1 signatures', makeQC(ring, [0, 2], PHASE_PREPARE, 0, 1, d), /2 signatures, want 3/],
       ['a duplicate signer', { ...good, sigs: [good.sigs[0]!, good.sigs[1]!, good.sigs[1]!] }, /duplicate signer 2/],
-      ['a signature over another batch', { ...good, sigs: [good.sigs[0]!, good.sigs[1]!, makeQC(ring, [3], PHASE_PREPARE, 0, 1, Buffer.alloc(32, 7)).sigs[0]!] }, /bad signature from 3/],
-      ['a signature for another phase', { ...good, sigs: [good.sigs[0]!, good.sigs[1]!, makeQC(ring, [3], PHASE_PRE_COMMIT, 0, 1, d).sigs[0]!] }, /bad signature from 3/],
+      [
+        'a signature over another batch',
+        { ...good, sigs: [good.sigs[0]!, good.sigs[1]!, makeQC(ring, [3], PHASE_PREPARE, 0, 1, Buffer.alloc(32, 7)).sigs[0]!] },
+        /bad signature from 3/,
+      ],
+      [
+        'a signature for another phase',
+        { ...good, sigs: [good.sigs[0]!, good.sigs[1]!, makeQC(ring, [3], PHASE_PRE_COMMIT, 0, 1, d).sigs[0]!] },
+        /bad signature from 3/,
+      ],
       ['an unknown signer', { ...good, sigs: [good.sigs[0]!, good.sigs[1]!, { replica: 9, signature: good.sigs[2]!.signature }] }, /unknown signer 9/],
     ];
     for (const [what, qc, reason] of cases) {
@@ -808,8 +823,24 @@ describe('hotstuff codec', () => {
   const r = clientBatch(ring, 3, 9);
   const d = requestDigest(ring.crypto, r);
   const qc = makeQC(ring, [0, 1, 2], PHASE_PREPARE, 2, 7, d);
-  const block: HsBlock = { view: 1, height: 4, parentHash: Buffer.alloc(32, 3), request: r, justify: makeQC(ring, [1, 2, 3], PHASE_GENERIC, 1, 3, Buffer.alloc(32, 3)) };
-  const reply: HsReply = { type: MSG_HS_REPLY, replica: 2, view: 0, k: 7, digest: d, clientId: 3, reqNo: 9, result: Buffer.alloc(32, 5), signature: Buffer.alloc(64, 6) };
+  const block: HsBlock = {
+    view: 1,
+    height: 4,
+    parentHash: Buffer.alloc(32, 3),
+    request: r,
+    justify: makeQC(ring, [1, 2, 3], PHASE_GENERIC, 1, 3, Buffer.alloc(32, 3)),
+  };
+  const reply: HsReply = {
+    type: MSG_HS_REPLY,
+    replica: 2,
+    view: 0,
+    k: 7,
+    digest: d,
+    clientId: 3,
+    reqNo: 9,
+    result: Buffer.alloc(32, 5),
+    signature: Buffer.alloc(64, 6),
+  };
   const samples: [string, M][] = [
     ['request', r],
     ['checkpoint', { type: MSG_CHECKPOINT, replica: 1, k: 600, stateDigest: Buffer.alloc(32, 9) }],
@@ -943,4 +974,3 @@ describe('hotstuff with real Ed25519 signatures (node crypto)', () => {
     expect(votesIn(stepOne(backup, 0, makePhase(ring.replicaSigners[0]!, MSG_HS_PRE_COMMIT, 0, qc)))).toHaveLength(1);
   });
 });
-

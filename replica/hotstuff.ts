@@ -242,7 +242,15 @@ export function hsBlockHash(crypto: CryptoProvider, view: number, height: number
 }
 
 /** A signed PREPARE (Algorithm 2, prepare phase) from `leader`. */
-export function makePrepare(crypto: CryptoProvider, signer: Signer, leader: number, view: number, k: number, request: ClientRequest, justify?: QuorumCert): HsPrepare {
+export function makePrepare(
+  crypto: CryptoProvider,
+  signer: Signer,
+  leader: number,
+  view: number,
+  k: number,
+  request: ClientRequest,
+  justify?: QuorumCert,
+): HsPrepare {
   const signature = signer.sign(prepareBytes(view, k, requestDigest(crypto, request), justify));
   return { type: MSG_HS_PREPARE, leader, view, k, request, justify, signature };
 }
@@ -333,7 +341,12 @@ function readQC(r: Reader): QuorumCert {
   const view = r.u53('qc.view');
   const k = r.u53('qc.k');
   const digest = r.fixed(DIGEST_BYTES, 'qc.digest');
-  const sigs = r.list((r2) => ({ replica: r2.u16('qc.replica'), signature: r2.fixed(SIGNATURE_BYTES, 'qc.signature') }), 'qc.sigs', 2 + SIGNATURE_BYTES, QC_SIGNATURES_MAX);
+  const sigs = r.list(
+    (r2) => ({ replica: r2.u16('qc.replica'), signature: r2.fixed(SIGNATURE_BYTES, 'qc.signature') }),
+    'qc.sigs',
+    2 + SIGNATURE_BYTES,
+    QC_SIGNATURES_MAX,
+  );
   return { phase, view, k, digest, sigs };
 }
 
@@ -428,7 +441,12 @@ const hotstuffTable: Record<number, FieldCodec<HotStuffMessage>> = {
       const parentHash = r.fixed(DIGEST_BYTES, 'proposal.parentHash');
       const request = readRequest(r);
       const justify = readQC(r);
-      return { type: MSG_HS_PROPOSAL, leader, block: { view, height, parentHash, request, justify }, signature: r.fixed(SIGNATURE_BYTES, 'proposal.signature') };
+      return {
+        type: MSG_HS_PROPOSAL,
+        leader,
+        block: { view, height, parentHash, request, justify },
+        signature: r.fixed(SIGNATURE_BYTES, 'proposal.signature'),
+      };
     },
   },
   [MSG_HS_NEW_VIEW]: {
@@ -468,7 +486,14 @@ export function hotstuffMode(extra: ReplicaOptions['extra']): HotStuffMode {
 export function hotstuffLeaders(n: number, extra: ReplicaOptions['extra']): number[] {
   const raw = extra?.['leaders'];
   if (raw === undefined || raw === '') return Array.from({ length: n }, (_, i) => i);
-  const ids = typeof raw === 'number' ? [raw] : String(raw).split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
+  const ids =
+    typeof raw === 'number'
+      ? [raw]
+      : String(raw)
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '')
+          .map(Number);
   const unique = [...new Set(ids)].sort((a, b) => a - b);
   if (unique.length === 0 || unique.length !== ids.length || unique.some((id) => !Number.isInteger(id) || id < 0 || id >= n)) {
     throw new RangeError(`hotstuff: extra.leaders must be distinct replica ids in [0, ${n}), got '${String(raw)}'`);
@@ -569,7 +594,8 @@ abstract class HotStuffReplica implements ReplicaCore<HotStuffMessage> {
   ) {
     this.id = options.id;
     this.q = quorums(options.n);
-    if (!Number.isInteger(options.id) || options.id < 0 || options.id >= options.n) throw new RangeError(`hotstuff: id ${options.id} outside [0, ${options.n})`);
+    if (!Number.isInteger(options.id) || options.id < 0 || options.id >= options.n)
+      throw new RangeError(`hotstuff: id ${options.id} outside [0, ${options.n})`);
     if (!Number.isInteger(options.windowK) || options.windowK < options.checkpointIntervalK) {
       throw new RangeError(`hotstuff: windowK (${options.windowK}) must be an integer >= checkpointIntervalK (${options.checkpointIntervalK})`);
     }
@@ -865,7 +891,17 @@ export class ParallelHotStuff extends HotStuffReplica {
   private slotFor(k: number): Slot {
     let s = this.slots.get(k);
     if (!s) {
-      s = { view: 0, request: undefined, digest: undefined, voted: -1, prepareQC: undefined, lockedQC: undefined, decided: false, votes: undefined, early: undefined };
+      s = {
+        view: 0,
+        request: undefined,
+        digest: undefined,
+        voted: -1,
+        prepareQC: undefined,
+        lockedQC: undefined,
+        decided: false,
+        votes: undefined,
+        early: undefined,
+      };
       this.slots.set(k, s);
     }
     return s;
@@ -1046,8 +1082,8 @@ export class ParallelHotStuff extends HotStuffReplica {
     if (!this.inWindow(m.k)) return;
     const s = this.slotFor(m.k);
     if (s.decided) return;
-    const votePhase = m.type === MSG_HS_DECIDE ? undefined : (QC_PHASE_OF[m.type] + 1) as Phase;
-    const adopted = s.digest !== undefined && s.digest.equals(m.qc.digest) && (votePhase === undefined || s.view === m.view);
+    const votePhase = m.type === MSG_HS_DECIDE ? undefined : ((QC_PHASE_OF[m.type] + 1) as Phase);
+    const adopted = s.digest?.equals(m.qc.digest) && (votePhase === undefined || s.view === m.view);
     if (!adopted) {
       // Before its PREPARE (the network reorders): keep the newest one of each type.
       if (m.view >= s.view) s.early = [...(s.early ?? []).filter((e) => e.type !== m.type), m];
@@ -1197,7 +1233,14 @@ export class ChainedHotStuff extends HotStuffReplica {
   }
 
   status(): ReplicaStatus {
-    return { id: this.id, view: this.view, executedK: this.executor.executedK, stableK: this.stableK, inViewChange: this.inViewChange, logEntries: this.blocks.size };
+    return {
+      id: this.id,
+      view: this.view,
+      executedK: this.executor.executedK,
+      stableK: this.stableK,
+      inViewChange: this.inViewChange,
+      logEntries: this.blocks.size,
+    };
   }
 
   protected clientLeader(): number {
@@ -1276,7 +1319,17 @@ export class ChainedHotStuff extends HotStuffReplica {
   private nodeOf(b: HsBlock): BlockNode {
     const digest = requestDigest(this.crypto, b.request);
     const hash = hsBlockHash(this.crypto, b.view, b.height, b.parentHash, digest, b.justify.view);
-    return { hash, key: hex(hash), view: b.view, height: b.height, parentKey: hex(b.parentHash), request: b.request, digest, justify: b.justify, noop: isNoop(b.request) };
+    return {
+      hash,
+      key: hex(hash),
+      view: b.view,
+      height: b.height,
+      parentKey: hex(b.parentHash),
+      request: b.request,
+      digest,
+      justify: b.justify,
+      noop: isNoop(b.request),
+    };
   }
 
   private onVote(from: Peer, m: HsVote): void {

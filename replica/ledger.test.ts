@@ -22,7 +22,7 @@ function columns(l: Ledger): { hashes: { set(i: number, b: Buffer): void }; dige
 }
 
 describe('Ledger genesis', () => {
-  it('holds the hash of the initial primary\'s identity', () => {
+  it("holds the hash of the initial primary's identity", () => {
     // Reference: paper §4(6), Figure 9: "genesis block (B0) having the hash of the identity of the primary".
     const expected = crypto.digest(new Writer().u8(0x47).u16(0).finish());
     expect(new Ledger(crypto).hashAt(0).equals(expected)).toBe(true);
@@ -40,7 +40,7 @@ describe('Ledger genesis', () => {
     expect(b.verifyChain(0)).toBe(false);
   });
 
-  it('verifyChain defaults to the ledger\'s own initial primary', () => {
+  it("verifyChain defaults to the ledger's own initial primary", () => {
     expect(filled(3, 2).verifyChain()).toBe(true);
   });
 });

@@ -9,15 +9,12 @@ import type { CryptoProvider, Signer } from './crypto.js';
 import { DIGEST_BYTES, SIGNATURE_BYTES } from './crypto.js';
 import type { MessageCodec, WireMessage } from './types.js';
 import { CodecError, Reader, Writer } from './wire.js';
+import type { Write } from './store.js';
+
+export type { Write };
 
 export const MSG_REQUEST = 1;
 export const MSG_CHECKPOINT = 2;
-
-/** One YCSB write: a record key and its new value. */
-export interface Write {
-  readonly key: number;
-  readonly value: Buffer;
-}
 
 /**
  * ⟨T⟩c: a batch of writes signed by its client (paper §3.1, §4(2), §4(7)). `origin` is the

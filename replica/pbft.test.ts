@@ -32,15 +32,7 @@ import {
   type Reply,
   type ViewChange,
 } from './pbft.js';
-import {
-  clientPeer,
-  isClientPeer,
-  type AcceptedBatch,
-  type Peer,
-  type ReplicaEvent,
-  type ReplicaOptions,
-  type ReplicaOutput,
-} from './types.js';
+import { clientPeer, isClientPeer, type AcceptedBatch, type Peer, type ReplicaEvent, type ReplicaOptions, type ReplicaOutput } from './types.js';
 import { CodecError } from './wire.js';
 
 const crypto = createCrypto('sim');
@@ -328,8 +320,7 @@ const broadcastsOf = (outs: ReplicaOutput<PbftMessage>[], type: number): PbftMes
     .map((o) => o.msg)
     .filter((m) => m.type === type);
 
-const executedOf = (outs: ReplicaOutput<PbftMessage>[]): number[] =>
-  ofKind(outs, 'event').flatMap((o) => (o.event.name === 'executed' ? [o.event.k] : []));
+const executedOf = (outs: ReplicaOutput<PbftMessage>[]): number[] => ofKind(outs, 'event').flatMap((o) => (o.event.name === 'executed' ? [o.event.k] : []));
 
 function prePrepare(view: number, k: number, req: ClientRequest, primary = view): PrePrepare {
   return { type: MSG_PRE_PREPARE, replica: primary, view, k, originView: view, request: req };
@@ -713,7 +704,11 @@ describe('PBFT catching up', () => {
       return { ...b, entries: b.entries.map((x) => (x.k === 5 ? { ...x, request: request(n, 99, 0) } : x)) };
     };
     net.start();
-    net.run(() => net.eventsOf('rejected').length >= 1, () => {}, 10_000);
+    net.run(
+      () => net.eventsOf('rejected').length >= 1,
+      () => {},
+      10_000,
+    );
     expect(net.eventsOf('rejected')[0]!.event).toMatchObject({ reason: 'fetched batches do not match the checkpoint' });
     expect(net.replicas[3]!.status().executedK).toBe(4);
     expect(net.run(() => net.client!.done && net.replicas[3]!.status().executedK === 30)).toBe(true);
@@ -754,7 +749,12 @@ describe('PBFT view change', () => {
       expect(s.view, `replica ${i}`).toBe(1);
       expect(s.inViewChange).toBe(false);
     }
-    expect(net.eventsOf('viewEntered').map((e) => e.replica).sort()).toEqual(live);
+    expect(
+      net
+        .eventsOf('viewEntered')
+        .map((e) => e.replica)
+        .sort(),
+    ).toEqual(live);
     // The new primary kept ordering: batches beyond the crash executed in view 1.
     const newPrimary = net.replicas[1]!;
     const top = newPrimary.ledger.height;
@@ -770,8 +770,7 @@ describe('PBFT view change', () => {
     const net = new Net({ n, clients: 2, maxBatches: 2 });
     // k=1 reaches only replica 1 (prepared nowhere); k=2 prepares everywhere but commits only at replica 1.
     net.drop = (e) =>
-      (e.msg.type === MSG_PRE_PREPARE && (e.msg as PrePrepare).k === 1 && e.to !== 1) ||
-      (e.msg.type === MSG_COMMIT && (e.msg as Commit).k === 2 && e.to !== 1);
+      (e.msg.type === MSG_PRE_PREPARE && (e.msg as PrePrepare).k === 1 && e.to !== 1) || (e.msg.type === MSG_COMMIT && (e.msg as Commit).k === 2 && e.to !== 1);
     net.start();
     net.flush();
     expect(net.accepted).toHaveLength(0);
@@ -801,8 +800,7 @@ describe('PBFT view change', () => {
     const n = 7;
     const net = new Net({ n, clients: 2, maxBatches: 2 });
     net.drop = (e) =>
-      (e.msg.type === MSG_PRE_PREPARE && (e.msg as PrePrepare).k === 1 && e.to !== 1) ||
-      (e.msg.type === MSG_COMMIT && (e.msg as Commit).k === 2 && e.to !== 1);
+      (e.msg.type === MSG_PRE_PREPARE && (e.msg as PrePrepare).k === 1 && e.to !== 1) || (e.msg.type === MSG_COMMIT && (e.msg as Commit).k === 2 && e.to !== 1);
     net.start();
     net.flush();
     net.silent.add(0);
@@ -843,7 +841,11 @@ describe('PBFT view change', () => {
       const nv = e.msg as NewView;
       return { ...nv, prePrepares: nv.prePrepares.map((p) => (p.k === 2 ? { k: 2, originView: nv.view, request: noopRequest(2) } : p)) };
     };
-    net.run(() => net.eventsOf('rejected').length >= 2, () => {}, 5_000);
+    net.run(
+      () => net.eventsOf('rejected').length >= 2,
+      () => {},
+      5_000,
+    );
     const rejected = net.eventsOf('rejected').map((e) => e.event);
     expect(rejected.length).toBeGreaterThanOrEqual(2);
     expect(rejected[0]).toMatchObject({ reason: 'new-view with a wrong O', from: 1 });
@@ -864,7 +866,10 @@ describe('PBFT view change', () => {
       .filter((t) => t.replica === 3 && t.op.kind === 'setTimer' && t.op.name === PBFT_TIMERS.newView)
       .map((t) => (t.op as { afterMs: number }).afterMs);
     expect(newViewTimeouts).toEqual([1000, 2000]);
-    const started = net.eventsOf('viewChangeStarted').filter((e) => e.replica === 3).map((e) => e.event);
+    const started = net
+      .eventsOf('viewChangeStarted')
+      .filter((e) => e.replica === 3)
+      .map((e) => e.event);
     expect(started).toEqual([
       { name: 'viewChangeStarted', view: 1 },
       { name: 'viewChangeStarted', view: 2 },
@@ -1042,7 +1047,10 @@ describe('PBFT under random interleavings', () => {
     net.start();
     net.run(() => net.replicas[0]!.status().executedK >= stopAtK);
     net.silent.add(0);
-    expect(net.run(() => net.client!.done), `client finished (${where})`).toBe(true);
+    expect(
+      net.run(() => net.client!.done),
+      `client finished (${where})`,
+    ).toBe(true);
     expect(net.accepted, where).toHaveLength(200);
     net.flush();
     for (const i of live) expect(net.replicas[i]!.status().view, `replica ${i} view (${where})`).toBeGreaterThanOrEqual(1);
@@ -1070,12 +1078,26 @@ describe('PBFT with lost messages', () => {
     net.drop = (e) => dropping && !isClientPeer(e.from) && !isClientPeer(e.to) && rng.chance(dropProbability);
     const where = `seed=${seed} n=${n} drop=${dropProbability}`;
     net.start();
-    expect(net.run(() => net.client!.done, () => {}, 3_000_000), `client finished (${where})`).toBe(true);
+    expect(
+      net.run(
+        () => net.client!.done,
+        () => {},
+        3_000_000,
+      ),
+      `client finished (${where})`,
+    ).toBe(true);
     dropping = false;
     const topK = Math.max(...net.accepted.map((a) => a.k));
-    const converged = net.run(() => net.replicas.every((r) => r.status().executedK >= topK), () => {}, net.nowMs + 100_000);
+    const converged = net.run(
+      () => net.replicas.every((r) => r.status().executedK >= topK),
+      () => {},
+      net.nowMs + 100_000,
+    );
     expect(converged, `converged (${where}): ${net.replicas.map((r) => JSON.stringify(r.status())).join(' ')}`).toBe(true);
-    expectConsistent(net, net.replicas.map((r) => r.id));
+    expectConsistent(
+      net,
+      net.replicas.map((r) => r.id),
+    );
     // Reference: PBFT §4.3 (fetching what a replica missed) and §4.4 (view changes when the primary seems faulty); DESIGN.md "converge once faults stop".
   });
 });

@@ -78,7 +78,7 @@ import {
   type ReplicaStatus,
   type WireMessage,
 } from './types.js';
-import { Reader, Writer } from './wire.js';
+import { type Reader, Writer } from './wire.js';
 
 // ---------------------------------------------------------------------------------------
 // Messages (type ids 20-29)

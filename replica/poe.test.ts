@@ -399,7 +399,17 @@ describe('PoE codec', () => {
     { type: MSG_VC_REQUEST, view: 2, replica: 1, stableK: 600, stableDigest: d, entries },
     { type: MSG_VC_REQUEST, view: 0, replica: 0, stableK: 0, stableDigest: d, entries: [] },
     { type: MSG_VC_ACK, view: 2, replica: 3, digest: d },
-    { type: MSG_NV_PROPOSE, view: 3, stableK: 600, stableDigest: d, entries, certificate: [{ replica: 0, digest: d }, { replica: 2, digest: d }] },
+    {
+      type: MSG_NV_PROPOSE,
+      view: 3,
+      stableK: 600,
+      stableDigest: d,
+      entries,
+      certificate: [
+        { replica: 0, digest: d },
+        { replica: 2, digest: d },
+      ],
+    },
     { type: MSG_NV_ACK, view: 3, digest: d },
     { type: MSG_FETCH, fromK: 601, toK: 1200 },
     { type: MSG_BLOCKS, entries },
@@ -844,8 +854,14 @@ describe('PoE view change (Figure 5)', () => {
     const [, r1, r2] = replicas as [PoeReplica, PoeReplica, PoeReplica, PoeReplica];
     const entry = (k: number, clientId: number) => ({ view: 0, k, request: request(ring, clientId, 0) });
     const genesis = Buffer.from(r1.ledger.hashAt(0));
-    const vc = (replica: number, view: number, stableK: number, entries: ReturnType<typeof entry>[], stableDigest: Buffer = genesis): VcRequest =>
-      ({ type: MSG_VC_REQUEST, view, replica, stableK, stableDigest, entries });
+    const vc = (replica: number, view: number, stableK: number, entries: ReturnType<typeof entry>[], stableDigest: Buffer = genesis): VcRequest => ({
+      type: MSG_VC_REQUEST,
+      view,
+      replica,
+      stableK,
+      stableDigest,
+      entries,
+    });
     const good = vc(3, 0, 0, [entry(1, 100), entry(2, 101)]);
     const contradicting = vc(0, 0, 0, [entry(1, 100), entry(2, 555)]);
     const gap = vc(3, 1, 0, [entry(2, 101)]);
@@ -886,13 +902,17 @@ describe('PoE view change (Figure 5)', () => {
       }
       return true;
     };
-    for (const r of [r1, r2, r3]) for (const o of timeOut(r, ring, 9, 0)) if (o.kind === 'broadcast') for (let j = 0; j < 4; j++) if (j !== r.id) loop.inject(r.id, j, o.msg);
+    for (const r of [r1, r2, r3])
+      for (const o of timeOut(r, ring, 9, 0)) if (o.kind === 'broadcast') for (let j = 0; j < 4; j++) if (j !== r.id) loop.inject(r.id, j, o.msg);
     loop.settle();
     expect(proposal, 'the new primary (replica 1) proposes once nf requests are mutually acknowledged').toBeDefined();
     const m = proposal!;
     expect(m).toMatchObject({ view: 1, stableK: 0 });
     expect(m.certificate.map((c) => c.replica)).toEqual([1, 2, 3]);
-    expect(m.entries.map((e) => [e.view, e.k])).toEqual([[0, 1], [0, 2]]);
+    expect(m.entries.map((e) => [e.view, e.k])).toEqual([
+      [0, 1],
+      [0, 2],
+    ]);
     expect(r0.status().inViewChange, 'replica 0 joined on f+1 requests').toBe(true);
 
     // Full validation at replica 2 (in V): a proposal that drops an entry is not m'.
@@ -941,7 +961,8 @@ describe('PoE view change (Figure 5)', () => {
       }
       return true;
     };
-    for (const r of [r1, r2, r3]) for (const o of timeOut(r, ring, 9, 0)) if (o.kind === 'broadcast') for (let j = 0; j < 4; j++) if (j !== r.id) loop.inject(r.id, j, o.msg);
+    for (const r of [r1, r2, r3])
+      for (const o of timeOut(r, ring, 9, 0)) if (o.kind === 'broadcast') for (let j = 0; j < 4; j++) if (j !== r.id) loop.inject(r.id, j, o.msg);
     loop.settle();
     const out = r0.step(msg(1, proposal!), 10);
     expect(rejections(out)).toEqual([]);
@@ -1002,7 +1023,8 @@ describe('PoE recovery from lost messages', () => {
     // Five batches execute at replicas 0-2 only; replica 3 learns the checkpoint but not the blocks.
     loop.filter = (e) => !(e.to === 3 && e.msg.type !== MSG_CHECKPOINT);
     for (let i = 0; i < 5; i++) {
-      for (const out of replicas[0]!.step(msg(clientPeer(0), request(ring, 200 + i, 0)), 0)) if (out.kind === 'broadcast') for (const j of [1, 2, 3]) loop.inject(0, j, out.msg);
+      for (const out of replicas[0]!.step(msg(clientPeer(0), request(ring, 200 + i, 0)), 0))
+        if (out.kind === 'broadcast') for (const j of [1, 2, 3]) loop.inject(0, j, out.msg);
       loop.settle();
     }
     expect(r3.status()).toMatchObject({ executedK: 0, stableK: 5 });
@@ -1048,7 +1070,8 @@ describe('PoE recovery from lost messages', () => {
     const { replicas, loop, client } = runLoop(4, { clients: 2, maxBatches: 20, checkpointIntervalK: 5, windowK: 20, requestTimeoutMs: 300 });
     let phase: 'alone' | 'cut' | 'healed' = 'alone';
     // View 0's SUPPORTs for k >= 3 reach the primary only: it alone view-commits k=3.
-    const onlyToPrimary = (e: { msg: PoeMessage; to: number }): boolean => e.msg.type === MSG_SUPPORT && (e.msg as Support).view === 0 && (e.msg as Support).k >= 3 && e.to !== 0;
+    const onlyToPrimary = (e: { msg: PoeMessage; to: number }): boolean =>
+      e.msg.type === MSG_SUPPORT && (e.msg as Support).view === 0 && (e.msg as Support).k >= 3 && e.to !== 0;
     loop.filter = (e) => {
       if (onlyToPrimary(e)) return false;
       if (phase === 'cut') return e.from !== 0 && e.to !== 0;
@@ -1126,7 +1149,8 @@ describe('PoE recovery from lost messages', () => {
     // Replica 1 (the next primary) and replica 3 get everything; their acknowledgements reach replica 1.
     const acksFor1: VcAck[] = [];
     for (const [i, r] of [r1, r2, r3].entries()) {
-      for (const vc of requests) if (vc.replica !== r.id) acksFor1.push(...sent<VcAck>(r.step(msg(vc.replica, vc), 10), MSG_VC_ACK).map((a) => ({ ...a, from: [1, 2, 3][i] })));
+      for (const vc of requests)
+        if (vc.replica !== r.id) acksFor1.push(...sent<VcAck>(r.step(msg(vc.replica, vc), 10), MSG_VC_ACK).map((a) => ({ ...a, from: [1, 2, 3][i] })));
     }
     // Replica 2's new-view timer runs out (two halves with nf requests in): it asks to leave view 1 too.
     r2.step({ kind: 'timer', name: POE_TIMERS.newView }, 600);
@@ -1152,7 +1176,8 @@ describe('PoE recovery from lost messages', () => {
     const [, r1, r2, r3] = replicas as [PoeReplica, PoeReplica, PoeReplica, PoeReplica];
     loop.filter = (e) => e.to !== 3;
     for (let i = 0; i < 5; i++) {
-      for (const out of replicas[0]!.step(msg(clientPeer(0), request(ring, 300 + i, 0)), 0)) if (out.kind === 'broadcast') for (const j of [1, 2, 3]) loop.inject(0, j, out.msg);
+      for (const out of replicas[0]!.step(msg(clientPeer(0), request(ring, 300 + i, 0)), 0))
+        if (out.kind === 'broadcast') for (const j of [1, 2, 3]) loop.inject(0, j, out.msg);
       loop.settle();
     }
     expect(r1.status().stableK).toBe(5);

@@ -521,7 +521,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     private readonly deps: ReplicaDeps,
   ) {
     const q = quorums(options.n);
-    if (!Number.isInteger(options.id) || options.id < 0 || options.id >= options.n) throw new RangeError(`replica id ${options.id} outside 0..${options.n - 1}`);
+    if (!Number.isInteger(options.id) || options.id < 0 || options.id >= options.n)
+      throw new RangeError(`replica id ${options.id} outside 0..${options.n - 1}`);
     if (!Number.isInteger(options.windowK) || options.windowK < options.checkpointIntervalK) {
       throw new RangeError(`windowK (${options.windowK}) must be an integer >= checkpointIntervalK (${options.checkpointIntervalK})`);
     }
@@ -835,7 +836,16 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   }
 
   private newSlot(view: number): Slot {
-    return { view, request: undefined, digest: undefined, voted: new Uint8Array(this.n), early: undefined, matching: 0, committed: false, resentAtMs: -Infinity };
+    return {
+      view,
+      request: undefined,
+      digest: undefined,
+      voted: new Uint8Array(this.n),
+      early: undefined,
+      matching: 0,
+      committed: false,
+      resentAtMs: -Infinity,
+    };
   }
 
   // -------------------------------------------------------------------------------------
@@ -885,7 +895,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       return;
     }
     let slot = this.slots.get(m.k);
-    if (slot && slot.request) {
+    if (slot?.request) {
       // Condition (3): one proposal per (v, k). A different one is the primary equivocating.
       if (!requestDigest(this.crypto, m.request).equals(slot.digest!)) this.reject('equivocating PROPOSE', from);
       // The same one again is a retransmission: others may lack our SUPPORT.
@@ -1553,7 +1563,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     const executed = this.executor.executedK;
     let maxClaimK = 0;
     for (const byView of this.vcRequests.values()) {
-      for (const rec of byView.values()) if (rec.msg.stableK > executed && !this.checkpointAgrees(rec.msg.stableK, rec.msg.stableDigest)) maxClaimK = Math.max(maxClaimK, rec.msg.stableK);
+      for (const rec of byView.values())
+        if (rec.msg.stableK > executed && !this.checkpointAgrees(rec.msg.stableK, rec.msg.stableDigest)) maxClaimK = Math.max(maxClaimK, rec.msg.stableK);
     }
     if (maxClaimK === 0 || entries.length === 0) return false;
     const first = entries[0]!.k;
@@ -1714,7 +1725,10 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
     // Any nf of a complete set qualify; take ourselves and the lowest ids.
     const chosen = [this.id, ...set.filter((c) => c !== this.id)].slice(0, this.nf).sort((a, b) => a - b);
-    const msg = this.newViewProposal(v + 1, chosen.map((q) => byView.get(q)!));
+    const msg = this.newViewProposal(
+      v + 1,
+      chosen.map((q) => byView.get(q)!),
+    );
     const digest = messageDigest(this.crypto, msg);
     this.nvProposedView = v + 1;
     this.broadcast(msg);
@@ -1772,28 +1786,28 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
     const problem = this.checkSummary(m.stableK, m.entries, m.view, true);
     if (problem) return { invalid: problem };
-    if (this.rollbackPoint(m) < this.gcK) return { invalid: 'E\' contradicts our stable state' };
+    if (this.rollbackPoint(m) < this.gcK) return { invalid: "E' contradicts our stable state" };
     const byView = this.vcRequests.get(v);
     const records: VcRecord[] = [];
     for (const c of cert) {
       const rec = byView?.get(c.replica);
-      if (rec && rec.digest.equals(c.digest)) records.push(rec);
+      if (rec?.digest.equals(c.digest)) records.push(rec);
     }
     const mine = cert.find((c) => c.replica === this.id);
     if (mine) {
       if (records.length < cert.length) return 'wait';
       const rebuilt = this.newViewProposal(m.view, records);
-      return messageDigest(this.crypto, rebuilt).equals(messageDigest(this.crypto, m)) ? 'valid' : { invalid: 'm differs from the m\' rebuilt from V' };
+      return messageDigest(this.crypto, rebuilt).equals(messageDigest(this.crypto, m)) ? 'valid' : { invalid: "m differs from the m' rebuilt from V" };
     }
     if (records.length < this.nf - this.f) return 'wait';
     for (const rec of records) {
-      if (rec.msg.stableK > m.stableK) return { invalid: 'a request in V has a later checkpoint than E\'' };
-      if (rec.msg.stableK === m.stableK && !rec.msg.stableDigest.equals(m.stableDigest)) return { invalid: 'E\' starts from another checkpoint state' };
+      if (rec.msg.stableK > m.stableK) return { invalid: "a request in V has a later checkpoint than E'" };
+      if (rec.msg.stableK === m.stableK && !rec.msg.stableDigest.equals(m.stableDigest)) return { invalid: "E' starts from another checkpoint state" };
       for (const e of rec.msg.entries) {
         if (e.k <= m.stableK) continue;
         const x = m.entries[e.k - m.stableK - 1];
         if (!x || x.view !== e.view || !requestDigest(this.crypto, x.request).equals(requestDigest(this.crypto, e.request))) {
-          return { invalid: 'E of a request in V is not contained in E\'' };
+          return { invalid: "E of a request in V is not contained in E'" };
         }
       }
     }
@@ -1972,7 +1986,6 @@ interface InformVotes {
   readonly result: Buffer;
   readonly from: Set<number>;
 }
-
 
 export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
   private readonly n: number;

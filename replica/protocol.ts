@@ -3,18 +3,8 @@
  * codec. One module per protocol (replica/poe.ts, pbft.ts, zyzzyva.ts, hotstuff.ts); the
  * registry in replica/protocols.ts maps names to modules.
  */
-import type { FaultHooks } from './byzantine.js';
 import type { ClientRequest } from './messages.js';
-import type {
-  ClientOutput,
-  MessageCodec,
-  Peer,
-  ProtocolName,
-  ReplicaCore,
-  ReplicaDeps,
-  ReplicaOptions,
-  WireMessage,
-} from './types.js';
+import type { ClientOutput, MessageCodec, Peer, ProtocolName, ReplicaCore, ReplicaDeps, ReplicaOptions, WireMessage } from './types.js';
 
 /** A request a logical client has outstanding. The policy owns `policyState`. */
 export interface PendingRequest {
@@ -67,4 +57,12 @@ export interface ProtocolModule<M extends WireMessage> {
   createClientPolicy(options: ClientPolicyOptions): ClientPolicy<M>;
   /** How the Byzantine wrappers recognise and forge this protocol's proposals (replica/byzantine.ts). */
   readonly faults?: FaultHooks<M>;
+}
+
+/** What a protocol module tells the wrappers about its proposals. */
+export interface FaultHooks<M extends WireMessage> {
+  /** The (view, k) of a primary's proposal message, or undefined for any other message. */
+  proposalSlot(msg: M): { readonly view: number; readonly k: number } | undefined;
+  /** Proposal `target` (same view and k) carrying the batch of proposal `source`. */
+  withBatchOf(target: M, source: M): M;
 }

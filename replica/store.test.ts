@@ -8,7 +8,7 @@ import type { Write } from './messages.js';
 import { StoreError, YcsbStore } from './store.js';
 
 const w = (key: number, text: string): Write => ({ key, value: Buffer.from(text) });
-const valueOf = (store: YcsbStore, key: number): string => store.read(key).toString().replace(/\0+$/, '');
+const valueIn = (store: YcsbStore, key: number): string => store.read(key).toString().replace(/\0+$/, '');
 
 function snapshot(store: YcsbStore): string[] {
   return Array.from({ length: store.records }, (_, k) => store.read(k).toString('hex'));
@@ -19,8 +19,8 @@ describe('YcsbStore', () => {
     const s = new YcsbStore(10, 4);
     expect(s.read(9).equals(Buffer.alloc(4))).toBe(true);
     s.apply(1, [w(3, 'abcd'), w(9, 'wxyz')], false);
-    expect(valueOf(s, 3)).toBe('abcd');
-    expect(valueOf(s, 9)).toBe('wxyz');
+    expect(valueIn(s, 3)).toBe('abcd');
+    expect(valueIn(s, 9)).toBe('wxyz');
     expect(s.writesApplied).toBe(2);
   });
 
@@ -30,7 +30,7 @@ describe('YcsbStore', () => {
     s.apply(2, [w(0, 'x')], false);
     expect(s.read(0).equals(Buffer.from([0x78, 0, 0, 0]))).toBe(true);
     s.apply(3, [w(1, 'abcdefgh')], false);
-    expect(valueOf(s, 1)).toBe('abcd');
+    expect(valueIn(s, 1)).toBe('abcd');
   });
 
   it('rejects keys outside the table, negative or fractional', () => {
@@ -54,7 +54,7 @@ describe('YcsbStore', () => {
     expect(s.writesApplied).toBe(1);
     // The sequence number was not consumed: 2 can still be applied.
     s.apply(2, [w(1, 'next')], true);
-    expect(valueOf(s, 1)).toBe('next');
+    expect(valueIn(s, 1)).toBe('next');
   });
 
   it('rejects constructor arguments that make no table', () => {
@@ -90,7 +90,7 @@ describe('YcsbStore undo log', () => {
     s.apply(1, [w(0, 'x')], true);
     expect(s.rollbackTo(1)).toBe(0);
     expect(s.rollbackTo(5)).toBe(0);
-    expect(valueOf(s, 0)).toBe('x');
+    expect(valueIn(s, 0)).toBe('x');
   });
 
   it('requires increasing sequence numbers for undoable executions', () => {
@@ -98,7 +98,7 @@ describe('YcsbStore undo log', () => {
     s.apply(5, [w(0, 'x')], true);
     expect(() => s.apply(5, [w(1, 'y')], true)).toThrow(StoreError);
     expect(() => s.apply(4, [w(1, 'y')], true)).toThrow(StoreError);
-    expect(valueOf(s, 1)).toBe('');
+    expect(valueIn(s, 1)).toBe('');
     s.apply(6, [w(1, 'y')], true);
   });
 
@@ -107,7 +107,7 @@ describe('YcsbStore undo log', () => {
     s.apply(1, [w(0, 'x')], false);
     expect(s.undoDepth).toBe(0);
     expect(s.rollbackTo(0)).toBe(0);
-    expect(valueOf(s, 0)).toBe('x');
+    expect(valueIn(s, 0)).toBe('x');
   });
 
   it('forget(k) drops records up to and including k, which then never roll back', () => {
@@ -117,7 +117,7 @@ describe('YcsbStore undo log', () => {
     expect(s.undoDepth).toBe(2);
     expect(s.oldestUndoableK).toBe(4);
     expect(s.rollbackTo(0)).toBe(2); // only 5 and 4 can go
-    expect(valueOf(s, 0)).toBe('v3');
+    expect(valueIn(s, 0)).toBe('v3');
     s.forget(10);
     expect(s.undoDepth).toBe(0);
     expect(s.oldestUndoableK).toBeUndefined();
@@ -143,7 +143,10 @@ describe('YcsbStore undo log', () => {
 
 describe('undo arena across slabs', () => {
   // Word-aligned records take the word-copy path, others Buffer.copy: both must be exact.
-  it.each([256 * 1024, 256 * 1024 + 2])('matches a copy-on-write reference model under random apply, rollback and forget (seed printed, %i-byte values)', (vb) => {
+  it.each([
+    256 * 1024,
+    256 * 1024 + 2,
+  ])('matches a copy-on-write reference model under random apply, rollback and forget (seed printed, %i-byte values)', (vb) => {
     // Values of 256 KB make every batch of a few writes fill a good part of a 4 MB slab, so
     // records straddle slab boundaries, rollbacks release slabs and forgets free old ones.
     const seed = 20261121;

@@ -7,7 +7,11 @@
  * Values live in one contiguous Buffer of `records * valueBytes` bytes: a write is one copy,
  * and the table costs no per-record objects.
  */
-import type { Write } from './messages.js';
+/** One YCSB write: a record key and its new value. */
+export interface Write {
+  readonly key: number;
+  readonly value: Buffer;
+}
 
 interface UndoRecord {
   readonly k: number;

@@ -4,7 +4,7 @@
  * A core is a deterministic state machine: `step(input, nowMs)` takes one input (a decoded,
  * already authenticated message, a timer that fired, or the start signal) and returns outputs
  * (sends, broadcasts, timers, metric events). It does no I/O, reads no clock and draws no
- * randomness; the same core runs over TCP in `replica/main.ts` and in virtual time in
+ * randomness; the same core runs over TCP in `infra/process/replica-main.ts` and in virtual time in
  * `infra/sim`. This is etcd raft's Step/Ready and TigerBeetle's replica, in TypeScript.
  */
 import type { CryptoProvider, Signer, Verifier } from './crypto.js';

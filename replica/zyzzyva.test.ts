@@ -21,8 +21,8 @@ import {
   MSG_SPEC_RESPONSE,
   specSignedBytes,
   zyzzyva,
-  ZyzzyvaClientPolicy,
-  ZyzzyvaReplica,
+  type ZyzzyvaClientPolicy,
+  type ZyzzyvaReplica,
   type Commit,
   type LocalCommit,
   type OrderReq,
@@ -44,19 +44,21 @@ interface SetupOptions {
 function setup(o: SetupOptions) {
   const provider = o.provider ?? 'sim';
   const ring = new KeyRing(createCrypto(provider), KEY_SEED, o.n, 1);
-  const replicas = Array.from({ length: o.n }, (_, id) =>
-    zyzzyva.createReplica(
-      {
-        id,
-        n: o.n,
-        checkpointIntervalK: o.checkpointIntervalK ?? 1000,
-        windowK: o.windowK ?? 2000,
-        records: 1000,
-        valueBytes: 16,
-        viewChangeTimeoutMs: 2000,
-      },
-      ring.replicaDeps(id),
-    ) as ZyzzyvaReplica,
+  const replicas = Array.from(
+    { length: o.n },
+    (_, id) =>
+      zyzzyva.createReplica(
+        {
+          id,
+          n: o.n,
+          checkpointIntervalK: o.checkpointIntervalK ?? 1000,
+          windowK: o.windowK ?? 2000,
+          records: 1000,
+          valueBytes: 16,
+          viewChangeTimeoutMs: 2000,
+        },
+        ring.replicaDeps(id),
+      ) as ZyzzyvaReplica,
   );
   const policy = () => zyzzyva.createClientPolicy({ n: o.n, origin: ORIGIN, extra: { keySeed: KEY_SEED, cryptoProvider: provider } }) as ZyzzyvaClientPolicy;
   return { ring, replicas, policy, signer: ring.clientSigner(ORIGIN) };
@@ -70,7 +72,7 @@ function request(signer: ReturnType<KeyRing['clientSigner']>, clientId: number, 
 }
 
 const sent = (outs: readonly ReplicaOutput<ZyzzyvaMessage>[], type: number) =>
-  outs.flatMap((o) => (o.kind === 'send' || o.kind === 'broadcast') && o.msg.type === type ? [o] : []);
+  outs.flatMap((o) => ((o.kind === 'send' || o.kind === 'broadcast') && o.msg.type === type ? [o] : []));
 const events = (outs: readonly ReplicaOutput<ZyzzyvaMessage>[], name: ReplicaEvent['name']) =>
   outs.flatMap((o) => (o.kind === 'event' && o.event.name === name ? [o.event] : []));
 
@@ -206,7 +208,14 @@ describe('zyzzyva codec', () => {
       type: MSG_COMMIT,
       clientId: 1,
       reqNo: 0,
-      cert: { view: s.view, k: s.k, history: s.history, digest: s.digest, result: s.result, signers: specs.slice(0, 3).map((x) => ({ replica: x.replica, signature: x.signature })) },
+      cert: {
+        view: s.view,
+        k: s.k,
+        history: s.history,
+        digest: s.digest,
+        result: s.result,
+        signers: specs.slice(0, 3).map((x) => ({ replica: x.replica, signature: x.signature })),
+      },
     };
     const lcOut = replicas[1]!.step({ kind: 'message', from: CLIENT, msg: commit }, 0);
     const lc = sent(lcOut, MSG_LOCAL_COMMIT)[0]!.msg as LocalCommit;
@@ -225,7 +234,13 @@ describe('zyzzyva codec', () => {
     }
     // Field by field for the Zyzzyva types.
     const o2 = zyzzyva.codec.decode(Buffer.from(zyzzyva.codec.encode(order))) as OrderReq;
-    expect([o2.view, o2.k, o2.history.equals(order.history), o2.digest.equals(order.digest), o2.request.body.equals(req.body)]).toEqual([0, 1, true, true, true]);
+    expect([o2.view, o2.k, o2.history.equals(order.history), o2.digest.equals(order.digest), o2.request.body.equals(req.body)]).toEqual([
+      0,
+      1,
+      true,
+      true,
+      true,
+    ]);
     const c2 = zyzzyva.codec.decode(Buffer.from(zyzzyva.codec.encode(commit))) as Commit;
     expect(c2.cert.signers.map((x) => x.replica)).toEqual([0, 1, 2]);
     expect(c2.cert.signers[2]!.signature.equals(specs[2]!.signature)).toBe(true);

@@ -176,13 +176,7 @@ function localCommitKey(c: LocalCommitFields): string {
  * Counts the certificate's valid signatures from distinct replicas, stopping at `needed`.
  * A repeated signer, an unknown replica or a bad signature counts for nothing.
  */
-export function countCertificateSigners(
-  cert: CommitCertificate,
-  clientId: number,
-  reqNo: number,
-  verifiers: readonly Verifier[],
-  needed: number,
-): number {
+export function countCertificateSigners(cert: CommitCertificate, clientId: number, reqNo: number, verifiers: readonly Verifier[], needed: number): number {
   const signed = specSignedBytes({ ...cert, clientId, reqNo });
   const seen = new Set<number>();
   for (const { replica, signature } of cert.signers) {
@@ -720,7 +714,7 @@ export class ZyzzyvaClientPolicy implements ClientPolicy<ZyzzyvaMessage> {
     this.nf = q.nf;
     const keySeed = options.extra?.['keySeed'];
     if (typeof keySeed !== 'string' || keySeed.length === 0) {
-      throw new Error('zyzzyva client policy: options.extra.keySeed (string) is required to verify the replicas\' signed replies');
+      throw new Error("zyzzyva client policy: options.extra.keySeed (string) is required to verify the replicas' signed replies");
     }
     const provider = options.extra?.['cryptoProvider'] ?? 'node';
     if (provider !== 'node' && provider !== 'noble' && provider !== 'sim') {
@@ -804,10 +798,7 @@ export class ZyzzyvaClientPolicy implements ClientPolicy<ZyzzyvaMessage> {
     return { accepted: { k, view, digest, path } };
   }
 
-  private commitFor(
-    p: PendingRequest,
-    group: { readonly first: SpecResponse; readonly signatures: Map<number, Buffer> },
-  ): ClientOutput<ZyzzyvaMessage> {
+  private commitFor(p: PendingRequest, group: { readonly first: SpecResponse; readonly signatures: Map<number, Buffer> }): ClientOutput<ZyzzyvaMessage> {
     const { view, k, history, digest, result } = group.first;
     const signers = [...group.signatures].map(([replica, signature]) => ({ replica, signature }));
     const commit: Commit = {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeEach } from 'vitest';
-import { FakeEc2 } from '../infra/aws/fake-ec2.js';
+import { FakeEc2 } from './fakes/fake-ec2.js';
 
 /** Registers the hooks; `each` receives every test's fake and state directory. Returns the mock. */
 export function useFakeEc2(dirPrefix: string, each: (fake: FakeEc2, stateDir: string) => void): ReturnType<typeof mockClient> {

@@ -99,7 +99,7 @@ export function ttlUserData(plan: RunPlan): string {
 export function ingressRules(groupId: string, callerCidr: string): IpPermission[] {
   const ipv6 = callerCidr.includes(':');
   const sources = {
-    UserIdGroupPairs: [{ GroupId: groupId, Description: 'the run\'s own instances' }],
+    UserIdGroupPairs: [{ GroupId: groupId, Description: "the run's own instances" }],
     ...(ipv6
       ? { Ipv6Ranges: [{ CidrIpv6: callerCidr, Description: 'the harness (--my-ip)' }] }
       : { IpRanges: [{ CidrIp: callerCidr, Description: 'the harness (--my-ip)' }] }),
@@ -133,11 +133,7 @@ export function runInstancesInput(plan: RunPlan, role: Role, refs: { keyName?: s
     InstanceInitiatedShutdownBehavior: 'terminate',
     UserData: ttlUserData(plan),
     MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
-    TagSpecifications: [
-      tagSpecification('instance', run, role),
-      tagSpecification('volume', run, role),
-      tagSpecification('network-interface', run, role),
-    ],
+    TagSpecifications: [tagSpecification('instance', run, role), tagSpecification('volume', run, role), tagSpecification('network-interface', run, role)],
     // Idempotency: a retried RunInstances (the SDK retries on throttling and timeouts) never
     // launches a second set.
     ClientToken: refs.dryRun === true ? undefined : `${plan.runId}-${role}`,
@@ -223,7 +219,13 @@ export async function createRun(plan: RunPlan, deps: AwsDeps, created: CreatedRe
   };
 
   deps.log(`waiting until sshd answers on ${all.length} hosts`);
-  await waitForSsh([...provisioned.replicas, ...provisioned.clients].map((h) => h.publicIp), SSH_PORT, deps.timing.ssh, deps, signal);
+  await waitForSsh(
+    [...provisioned.replicas, ...provisioned.clients].map((h) => h.publicIp),
+    SSH_PORT,
+    deps.timing.ssh,
+    deps,
+    signal,
+  );
   await writeFile(join(plan.runDir, HOSTS_FILE), `${JSON.stringify(provisioned, null, 2)}\n`, { mode: 0o600 });
   return provisioned;
 }
@@ -245,7 +247,10 @@ async function waitRunning(ids: readonly string[], plan: RunPlan, deps: AwsDeps,
   } catch (err) {
     signal.throwIfAborted();
     const name = err instanceof Error ? err.name : 'Error';
-    const why = name === 'TimeoutError' ? `not all running after ${timing.runningMaxWaitSeconds} s` : 'an instance stopped or terminated while starting (capacity, quota or image problem?)';
+    const why =
+      name === 'TimeoutError'
+        ? `not all running after ${timing.runningMaxWaitSeconds} s`
+        : 'an instance stopped or terminated while starting (capacity, quota or image problem?)';
     throw new InstancesNotRunningError(`instances of run ${plan.runId} did not start: ${why}`, { cause: err });
   }
   signal.throwIfAborted();
@@ -292,7 +297,10 @@ export async function dryRunPlan(plan: RunPlan, deps: AwsDeps): Promise<DryRunRe
     {
       step: 'CreateKeyPair',
       label: `key pair ${name}`,
-      send: () => deps.ec2.send(new CreateKeyPairCommand({ KeyName: name, KeyType: 'ed25519', TagSpecifications: [tagSpecification('key-pair', run, 'shared')], DryRun: true })),
+      send: () =>
+        deps.ec2.send(
+          new CreateKeyPairCommand({ KeyName: name, KeyType: 'ed25519', TagSpecifications: [tagSpecification('key-pair', run, 'shared')], DryRun: true }),
+        ),
     },
     {
       step: 'CreateSecurityGroup',
@@ -333,6 +341,10 @@ export async function dryRunPlan(plan: RunPlan, deps: AwsDeps): Promise<DryRunRe
       checks.push({ step: probe.step, ok: false, detail: `${probe.label}: would fail: ${translated.message}` });
     }
   }
-  checks.push({ step: 'AuthorizeSecurityGroupIngress', ok: true, detail: `ingress tcp ${SSH_PORT} and ${HARNESS_PORT_RANGE.fromPort}-${HARNESS_PORT_RANGE.toPort} from the group and ${plan.callerCidr}: not checked (needs the real group)` });
+  checks.push({
+    step: 'AuthorizeSecurityGroupIngress',
+    ok: true,
+    detail: `ingress tcp ${SSH_PORT} and ${HARNESS_PORT_RANGE.fromPort}-${HARNESS_PORT_RANGE.toPort} from the group and ${plan.callerCidr}: not checked (needs the real group)`,
+  });
   return { plan, checks, ok: checks.every((c) => c.ok) };
 }

@@ -35,27 +35,42 @@ export class CredentialsRejectedError extends AwsBackendError {
 
 /** The credentials are valid but may not perform one of the calls the backend needs. */
 export class PermissionDeniedError extends AwsBackendError {
-  constructor(readonly step: string, detail: string, cause?: unknown) {
+  constructor(
+    readonly step: string,
+    detail: string,
+    cause?: unknown,
+  ) {
     super(`not permitted to call EC2 ${step}: ${detail}; the aws backend needs the EC2 permissions listed in infra/aws/README.md`, { cause });
   }
 }
 
 export class UnknownRegionError extends AwsBackendError {
-  constructor(readonly region: string, detail: string, cause?: unknown) {
+  constructor(
+    readonly region: string,
+    detail: string,
+    cause?: unknown,
+  ) {
     super(`unknown AWS region '${region}': ${detail}`, { cause });
   }
 }
 
 /** An opt-in region the account has not enabled. */
 export class RegionNotEnabledError extends AwsBackendError {
-  constructor(readonly region: string, cause?: unknown) {
+  constructor(
+    readonly region: string,
+    cause?: unknown,
+  ) {
     super(`AWS region '${region}' is not enabled for this account (opt-in region); enable it in the console or pick another --region`, { cause });
   }
 }
 
 /** Checked with DescribeInstanceTypeOfferings before anything is created. */
 export class InstanceTypeNotOfferedError extends AwsBackendError {
-  constructor(readonly instanceTypes: readonly string[], readonly region: string, detail: string) {
+  constructor(
+    readonly instanceTypes: readonly string[],
+    readonly region: string,
+    detail: string,
+  ) {
     super(`instance type ${instanceTypes.join(', ')} not offered in ${region}: ${detail}`);
   }
 }
@@ -70,7 +85,7 @@ export class CallerAddressMissingError extends AwsBackendError {
   constructor() {
     super(
       'the caller address is required: pass --my-ip <address or CIDR> or set POE_BENCH_MY_IP ' +
-        '(the security group opens SSH and the harness ports only to the run\'s instances and to this address)',
+        "(the security group opens SSH and the harness ports only to the run's instances and to this address)",
     );
   }
 }
@@ -94,7 +109,10 @@ export class InstancesNotRunningError extends AwsBackendError {}
 
 /** The instances run but sshd did not answer on every host before the deadline. */
 export class SshNotReadyError extends AwsBackendError {
-  constructor(readonly hosts: readonly string[], waitedMs: number) {
+  constructor(
+    readonly hosts: readonly string[],
+    waitedMs: number,
+  ) {
     super(`no SSH banner from ${hosts.join(', ')} within ${Math.round(waitedMs / 1000)} s`);
   }
 }
@@ -108,7 +126,11 @@ export class InterruptedError extends AwsBackendError {
 
 /** Some resources could not be removed; the message says which and how to retry. */
 export class TeardownError extends AwsBackendError {
-  constructor(readonly runIds: readonly string[], readonly failures: readonly string[], cause?: unknown) {
+  constructor(
+    readonly runIds: readonly string[],
+    readonly failures: readonly string[],
+    cause?: unknown,
+  ) {
     const retry = runIds.length === 1 ? `poe-bench infra aws down --run ${runIds[0]}` : 'poe-bench infra aws down';
     super(`teardown incomplete (${failures.join('; ')}); run \`${retry}\` to retry`, { cause });
   }
@@ -116,7 +138,12 @@ export class TeardownError extends AwsBackendError {
 
 /** Any other failed EC2 call, named by its step. */
 export class AwsStepError extends AwsBackendError {
-  constructor(readonly step: string, readonly code: string, detail: string, cause?: unknown) {
+  constructor(
+    readonly step: string,
+    readonly code: string,
+    detail: string,
+    cause?: unknown,
+  ) {
     super(`EC2 ${step} failed: ${code}: ${detail}`, { cause });
   }
 }
@@ -147,7 +174,14 @@ export function awsErrorCode(err: unknown): string {
   return fields(err).name;
 }
 
-const REJECTED_CREDENTIALS = new Set(['AuthFailure', 'InvalidClientTokenId', 'UnrecognizedClientException', 'SignatureDoesNotMatch', 'ExpiredToken', 'RequestExpired']);
+const REJECTED_CREDENTIALS = new Set([
+  'AuthFailure',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'SignatureDoesNotMatch',
+  'ExpiredToken',
+  'RequestExpired',
+]);
 
 /** Maps what the SDK threw during `step` to one of the classes above. */
 export function translateAwsError(err: unknown, step: string, region: string): Error {
@@ -160,7 +194,11 @@ export function translateAwsError(err: unknown, step: string, region: string): E
   // A region that does not exist has no endpoint: the SDK builds ec2.<region>.amazonaws.com and
   // the DNS lookup fails before any request is sent.
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new UnknownRegionError(region, `cannot resolve the EC2 endpoint ${hostname || `ec2.${region}.amazonaws.com`} (a misspelt region, or no network)`, err);
+    return new UnknownRegionError(
+      region,
+      `cannot resolve the EC2 endpoint ${hostname || `ec2.${region}.amazonaws.com`} (a misspelt region, or no network)`,
+      err,
+    );
   }
   return new AwsStepError(step, name === 'Error' && code ? code : name, message, err);
 }

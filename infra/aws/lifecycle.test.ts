@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ProvisionedHosts } from './create.js';
 import { ConfirmationRequiredError, InterruptedError, InvalidAwsOptionsError, TeardownError } from './errors.js';
-import { callNames, fakeDeps, FakeEc2 } from './fake-ec2.js';
+import { callNames, fakeDeps, type FakeEc2 } from '../../test/fakes/fake-ec2.js';
 import { awsUp, withAwsHosts } from './lifecycle.js';
 import { parseUpOptions } from './options.js';
 import { useFakeEc2 } from '../../test/aws-fixture.js';
@@ -21,7 +21,16 @@ const ec2Mock = useFakeEc2('poe-aws-', (f, d) => {
 });
 
 const input = () => ({ replicas: 4, clients: 1, myIp: '203.0.113.7', yes: true, stateDir });
-const TEARDOWN_CALLS = ['DescribeInstances', 'TerminateInstances', 'DescribeInstances', 'DescribeInstances', 'DescribeSecurityGroups', 'DeleteSecurityGroup', 'DescribeKeyPairs', 'DeleteKeyPair'];
+const TEARDOWN_CALLS = [
+  'DescribeInstances',
+  'TerminateInstances',
+  'DescribeInstances',
+  'DescribeInstances',
+  'DescribeSecurityGroups',
+  'DeleteSecurityGroup',
+  'DescribeKeyPairs',
+  'DeleteKeyPair',
+];
 
 function expectAllGone(): void {
   expect(fake.liveInstances()).toEqual([]);
@@ -35,11 +44,16 @@ const forever = (): Promise<never> => new Promise(() => undefined);
 describe('withAwsHosts', () => {
   it('hands the job the hosts EC2 returned, then tears everything down', async () => {
     const seen: ProvisionedHosts[] = [];
-    const result = await withAwsHosts(input(), async (hosts) => {
-      seen.push(hosts);
-      expect(fake.liveInstances()).toHaveLength(5); // up while the job runs
-      return 'job done';
-    }, fakeDeps(fake), {});
+    const result = await withAwsHosts(
+      input(),
+      async (hosts) => {
+        seen.push(hosts);
+        expect(fake.liveInstances()).toHaveLength(5); // up while the job runs
+        return 'job done';
+      },
+      fakeDeps(fake),
+      {},
+    );
     expect(result).toBe('job done');
     const [hosts] = seen;
     const fromEc2 = [...fake.instances.values()].map((f) => f.instance.InstanceId);
@@ -54,22 +68,36 @@ describe('withAwsHosts', () => {
     expectAllGone();
   });
 
-  it('tears down when the job throws, and rethrows the job\'s error', async () => {
+  it("tears down when the job throws, and rethrows the job's error", async () => {
     const boom = new Error('the benchmark failed');
-    await expect(withAwsHosts(input(), async () => { throw boom; }, fakeDeps(fake), {})).rejects.toBe(boom);
+    await expect(
+      withAwsHosts(
+        input(),
+        async () => {
+          throw boom;
+        },
+        fakeDeps(fake),
+        {},
+      ),
+    ).rejects.toBe(boom);
     expectAllGone();
   });
 
-  it('SIGINT during the job: the job\'s signal aborts, the run is torn down, InterruptedError, listeners removed', async () => {
+  it("SIGINT during the job: the job's signal aborts, the run is torn down, InterruptedError, listeners removed", async () => {
     const deps = fakeDeps(fake);
     let jobSignal: AbortSignal | undefined;
-    const running = withAwsHosts(input(), (_hosts, signal) => {
-      jobSignal = signal;
-      expect(deps.signals.listenerCount('SIGINT')).toBe(1);
-      expect(deps.signals.listenerCount('SIGTERM')).toBe(1);
-      setImmediate(() => deps.signals.emit('SIGINT'));
-      return forever();
-    }, deps, {});
+    const running = withAwsHosts(
+      input(),
+      (_hosts, signal) => {
+        jobSignal = signal;
+        expect(deps.signals.listenerCount('SIGINT')).toBe(1);
+        expect(deps.signals.listenerCount('SIGTERM')).toBe(1);
+        setImmediate(() => deps.signals.emit('SIGINT'));
+        return forever();
+      },
+      deps,
+      {},
+    );
     const err = await running.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InterruptedError);
     expect((err as InterruptedError).signal).toBe('SIGINT');
@@ -88,7 +116,14 @@ describe('withAwsHosts', () => {
         return true;
       },
     });
-    const err = await withAwsHosts(input(), async () => { ran = true; }, deps, {}).catch((e: unknown) => e);
+    const err = await withAwsHosts(
+      input(),
+      async () => {
+        ran = true;
+      },
+      deps,
+      {},
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InterruptedError);
     expect((err as InterruptedError).signal).toBe('SIGTERM');
     expect(ran).toBe(false);
@@ -103,35 +138,52 @@ describe('withAwsHosts', () => {
       deps.signals.emit('SIGINT');
       return false;
     });
-    const err = await withAwsHosts(input(), () => {
-      setImmediate(() => deps.signals.emit('SIGINT'));
-      return forever();
-    }, deps, {}).catch((e: unknown) => e);
+    const err = await withAwsHosts(
+      input(),
+      () => {
+        setImmediate(() => deps.signals.emit('SIGINT'));
+        return forever();
+      },
+      deps,
+      {},
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InterruptedError);
     expectAllGone();
     expect(deps.lines.some((l) => l.startsWith('SIGINT again: still tearing down run pb-20250131-120000-ab12cd'))).toBe(true);
   });
 
-  it('SIGINT on the real process object: handled inside the section, vitest\'s process unharmed', async () => {
+  it("SIGINT on the real process object: handled inside the section, vitest's process unharmed", async () => {
     const before = { int: process.listenerCount('SIGINT'), term: process.listenerCount('SIGTERM') };
     const { signals: _injected, ...deps } = fakeDeps(fake);
-    const err = await withAwsHosts(input(), () => {
-      expect(process.listenerCount('SIGINT')).toBe(before.int + 1);
-      // emit() runs the listeners synchronously, exactly as a delivered signal would; no
-      // signal is sent to the process, so nothing else (vitest included) is affected.
-      setImmediate(() => process.emit('SIGINT'));
-      return forever();
-    }, deps, {}).catch((e: unknown) => e);
+    const err = await withAwsHosts(
+      input(),
+      () => {
+        expect(process.listenerCount('SIGINT')).toBe(before.int + 1);
+        // emit() runs the listeners synchronously, exactly as a delivered signal would; no
+        // signal is sent to the process, so nothing else (vitest included) is affected.
+        setImmediate(() => process.emit('SIGINT'));
+        return forever();
+      },
+      deps,
+      {},
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InterruptedError);
     expectAllGone();
     expect(process.listenerCount('SIGINT')).toBe(before.int);
     expect(process.listenerCount('SIGTERM')).toBe(before.term);
   });
 
-  it('a teardown that fails after the job failed names both: the job\'s error is the cause', async () => {
+  it("a teardown that fails after the job failed names both: the job's error is the cause", async () => {
     fake.dependencyViolations = 100;
     const boom = new Error('the benchmark failed');
-    const err = await withAwsHosts(input(), async () => { throw boom; }, fakeDeps(fake), {}).catch((e: unknown) => e);
+    const err = await withAwsHosts(
+      input(),
+      async () => {
+        throw boom;
+      },
+      fakeDeps(fake),
+      {},
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TeardownError);
     expect((err as TeardownError).cause).toBe(boom);
     expect((err as Error).message).toMatch(/run `poe-bench infra aws down --run pb-20250131-120000-ab12cd` to retry/);

@@ -135,7 +135,9 @@ export async function withAwsHosts<T>(
   return provisionedSection(plan, deps, 'always', fn);
 }
 
-export type UpResult = { readonly kind: 'dry-run'; readonly report: DryRunReport } | { readonly kind: 'up'; readonly plan: RunPlan; readonly hosts: ProvisionedHosts };
+export type UpResult =
+  | { readonly kind: 'dry-run'; readonly report: DryRunReport }
+  | { readonly kind: 'up'; readonly plan: RunPlan; readonly hosts: ProvisionedHosts };
 
 /**
  * `infra aws up`: plan, print, ask, create, and leave the run up for the ssh backend (it

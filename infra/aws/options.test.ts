@@ -17,7 +17,7 @@ import {
   translateAwsError,
   UnknownRegionError,
 } from './errors.js';
-import { credentialsProviderError, ec2Error, endpointNotFoundError } from './fake-ec2.js';
+import { credentialsProviderError, ec2Error, endpointNotFoundError } from '../../test/fakes/fake-ec2.js';
 import { makeRunId, parseCallerCidr, parseDownOptions, parseUpOptions, RUN_ID_PATTERN } from './options.js';
 import { estimateCost, formatCostEstimate } from './pricing.js';
 import { probeSshBanner, waitForSsh } from './ssh-probe.js';
@@ -27,7 +27,7 @@ import { DEFAULT_TIMING, type AwsDeps } from './deps.js';
 const base = { replicas: '4', clients: '1', myIp: '203.0.113.7' };
 
 describe('up options', () => {
-  it('takes the strings commander hands over, with the paper\'s defaults', () => {
+  it("takes the strings commander hands over, with the paper's defaults", () => {
     const o = parseUpOptions(base, {});
     expect(o).toMatchObject({
       replicas: 4,
@@ -62,7 +62,7 @@ describe('up options', () => {
     expect(() => parseUpOptions({ ...base, flavour: 'x' }, {})).toThrow(/unknown option\(s\): flavour/);
   });
 
-  it('requires the caller\'s address: --my-ip or POE_BENCH_MY_IP, never discovered over the network', () => {
+  it("requires the caller's address: --my-ip or POE_BENCH_MY_IP, never discovered over the network", () => {
     const { myIp: _none, ...noIp } = base;
     expect(() => parseUpOptions(noIp, {})).toThrow(CallerAddressMissingError);
     expect(() => parseUpOptions(noIp, {})).toThrow(/pass --my-ip <address or CIDR> or set POE_BENCH_MY_IP/);
@@ -120,7 +120,9 @@ describe('cost estimate', () => {
 describe('SDK errors become named errors', () => {
   it('maps each condition', () => {
     expect(translateAwsError(credentialsProviderError(), 'DescribeRegions', 'us-east-1')).toBeInstanceOf(MissingCredentialsError);
-    expect(translateAwsError(ec2Error('AuthFailure', 'AWS was not able to validate the provided access credentials'), 'DescribeRegions', 'us-east-1')).toBeInstanceOf(CredentialsRejectedError);
+    expect(
+      translateAwsError(ec2Error('AuthFailure', 'AWS was not able to validate the provided access credentials'), 'DescribeRegions', 'us-east-1'),
+    ).toBeInstanceOf(CredentialsRejectedError);
     expect(translateAwsError(ec2Error('UnauthorizedOperation', 'no'), 'RunInstances', 'us-east-1')).toBeInstanceOf(PermissionDeniedError);
     expect(translateAwsError(endpointNotFoundError('us-eats-1'), 'DescribeRegions', 'us-eats-1')).toBeInstanceOf(UnknownRegionError);
     const other = translateAwsError(ec2Error('InsufficientInstanceCapacity', 'none left'), 'RunInstances', 'us-east-1');
@@ -192,7 +194,10 @@ describe('SSH probe (real sockets on 127.0.0.1)', () => {
 
   it('waitForSsh retries each host until it answers, and names the hosts that never do', async () => {
     let nowMs = 0;
-    const answers = new Map([['host-a', [false, false, true]], ['host-b', [true]]]);
+    const answers = new Map([
+      ['host-a', [false, false, true]],
+      ['host-b', [true]],
+    ]);
     const deps = {
       nowMs: () => nowMs,
       sleepMs: async (ms: number) => {

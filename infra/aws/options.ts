@@ -48,9 +48,7 @@ export function makeRunId(nowMs: number, randomHex: string): string {
   return `pb-${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}-${randomHex}`;
 }
 
-const region = z
-  .string()
-  .regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, "must be a region name like 'us-east-1'");
+const region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, "must be a region name like 'us-east-1'");
 const instanceType = z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9-]+$/, "must be an instance type like 'c5.2xlarge'");
 const count = (max: number) =>
   z.coerce.number({ invalid_type_error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`);
@@ -90,10 +88,22 @@ const upSchema = z
     instanceType: instanceType.default(DEFAULT_REPLICA_TYPE),
     clientType: instanceType.default(DEFAULT_CLIENT_TYPE),
     os: z.enum(OS_CHOICES).default('debian12'),
-    ami: z.string().regex(/^ami-[0-9a-f]{8,17}$/, "must be an AMI id like 'ami-0123456789abcdef0'").optional(),
-    sshUser: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name').optional(),
-    vpc: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, "must be a VPC id like 'vpc-0123abcd'").optional(),
-    subnet: z.string().regex(/^subnet-[0-9a-f]{8,17}$/, "must be a subnet id like 'subnet-0123abcd'").optional(),
+    ami: z
+      .string()
+      .regex(/^ami-[0-9a-f]{8,17}$/, "must be an AMI id like 'ami-0123456789abcdef0'")
+      .optional(),
+    sshUser: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name')
+      .optional(),
+    vpc: z
+      .string()
+      .regex(/^vpc-[0-9a-f]{8,17}$/, "must be a VPC id like 'vpc-0123abcd'")
+      .optional(),
+    subnet: z
+      .string()
+      .regex(/^subnet-[0-9a-f]{8,17}$/, "must be a subnet id like 'subnet-0123abcd'")
+      .optional(),
     myIp: cidr.optional(),
     ttlHours: hours.default(DEFAULT_TTL_HOURS),
     hours: hours.optional(),

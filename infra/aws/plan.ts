@@ -116,7 +116,10 @@ export async function checkRegion(region: string, deps: AwsDeps): Promise<void> 
   const regions = out.Regions ?? [];
   const found = regions.find((r) => r.RegionName === region);
   if (found === undefined) {
-    const names = regions.map((r) => r.RegionName ?? '').filter((n) => n !== '').sort();
+    const names = regions
+      .map((r) => r.RegionName ?? '')
+      .filter((n) => n !== '')
+      .sort();
     throw new UnknownRegionError(region, `not one of this account's regions (${names.join(', ')})`);
   }
   if (found.OptInStatus === 'not-opted-in') throw new RegionNotEnabledError(region);
@@ -145,12 +148,15 @@ async function zonesOfferingAll(types: readonly string[], region: string, deps: 
   if (missing.length > 0) throw new InstanceTypeNotOfferedError(missing, region, 'no availability zone of the region offers it; pick another --region or type');
   const [first, ...rest] = types.map((t) => zonesByType.get(t) ?? new Set<string>());
   const common = new Set([...(first ?? [])].filter((z) => rest.every((s) => s.has(z))));
-  if (common.size === 0) throw new InstanceTypeNotOfferedError(types, region, 'no single availability zone offers all of them, and a run must stay in one zone');
+  if (common.size === 0)
+    throw new InstanceTypeNotOfferedError(types, region, 'no single availability zone offers all of them, and a run must stay in one zone');
   return common;
 }
 
 async function architectures(types: readonly string[], region: string, deps: AwsDeps): Promise<Map<string, Architecture>> {
-  const out = await ec2Call('DescribeInstanceTypes', region, () => deps.ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types.map(asInstanceType) })));
+  const out = await ec2Call('DescribeInstanceTypes', region, () =>
+    deps.ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: types.map(asInstanceType) })),
+  );
   const arch = new Map<string, Architecture>();
   for (const info of out.InstanceTypes ?? []) {
     const supported = info.ProcessorInfo?.SupportedArchitectures ?? [];
@@ -180,7 +186,8 @@ async function images(options: AwsUpOptions, archs: readonly Architecture[], reg
     }
     if (found === undefined) throw new ImageNotFoundError(`AMI ${ami} not found in ${region} (AMIs are per region)`);
     for (const arch of archs) {
-      if (found.Architecture !== arch) throw new ImageNotFoundError(`AMI ${ami} is ${found.Architecture ?? 'of unknown architecture'}, but the instance types need ${arch}`);
+      if (found.Architecture !== arch)
+        throw new ImageNotFoundError(`AMI ${ami} is ${found.Architecture ?? 'of unknown architecture'}, but the instance types need ${arch}`);
       byArch.set(arch, ami);
     }
     return byArch;
@@ -223,9 +230,14 @@ async function chooseSubnet(options: AwsUpOptions, zones: ReadonlySet<string>, r
       if (!(err instanceof AwsStepError && err.code === 'InvalidSubnetID.NotFound')) throw err;
     }
     if (subnet?.VpcId === undefined || subnet.AvailabilityZone === undefined) throw new NetworkSetupError(`subnet ${subnetId} not found in ${region}`);
-    if (options.vpc !== undefined && subnet.VpcId !== options.vpc) throw new NetworkSetupError(`subnet ${subnetId} belongs to ${subnet.VpcId}, not --vpc ${options.vpc}`);
+    if (options.vpc !== undefined && subnet.VpcId !== options.vpc)
+      throw new NetworkSetupError(`subnet ${subnetId} belongs to ${subnet.VpcId}, not --vpc ${options.vpc}`);
     if (!zones.has(subnet.AvailabilityZone)) {
-      throw new InstanceTypeNotOfferedError([options.instanceType, options.clientType], region, `not in ${subnet.AvailabilityZone}, the zone of ${subnetId} (offered in ${offered})`);
+      throw new InstanceTypeNotOfferedError(
+        [options.instanceType, options.clientType],
+        region,
+        `not in ${subnet.AvailabilityZone}, the zone of ${subnetId} (offered in ${offered})`,
+      );
     }
     return { vpcId: subnet.VpcId, subnetId, availabilityZone: subnet.AvailabilityZone };
   }
@@ -233,7 +245,14 @@ async function chooseSubnet(options: AwsUpOptions, zones: ReadonlySet<string>, r
   const vpcId = vpcs.Vpcs?.[0]?.VpcId;
   if (vpcId === undefined) throw new NetworkSetupError(`${region} has no default VPC: pass --vpc and --subnet (a subnet whose instances get public addresses)`);
   const out = await ec2Call('DescribeSubnets', region, () =>
-    deps.ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [vpcId] }, { Name: 'default-for-az', Values: ['true'] }] })),
+    deps.ec2.send(
+      new DescribeSubnetsCommand({
+        Filters: [
+          { Name: 'vpc-id', Values: [vpcId] },
+          { Name: 'default-for-az', Values: ['true'] },
+        ],
+      }),
+    ),
   );
   // One zone for the whole run, as in the paper's single-region deployment; sorted so the
   // choice is the same on every call.

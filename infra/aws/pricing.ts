@@ -76,9 +76,12 @@ function usd(x: number | undefined): string {
 
 export function formatCostEstimate(estimate: CostEstimate): string[] {
   const out = estimate.lines.map(
-    (l) => `  ${String(l.count).padStart(3)} x ${l.instanceType.padEnd(12)} ${l.role.padEnd(7)} at ${l.usdPerHour === undefined ? 'unknown price' : `${usd(l.usdPerHour)}/h`}`,
+    (l) =>
+      `  ${String(l.count).padStart(3)} x ${l.instanceType.padEnd(12)} ${l.role.padEnd(7)} at ${l.usdPerHour === undefined ? 'unknown price' : `${usd(l.usdPerHour)}/h`}`,
   );
-  out.push(`  estimated ${usd(estimate.expectedUsd)} for ${estimate.expectedHours} h; at most ${usd(estimate.ceilingUsd)} if left until the ${estimate.ttlHours} h TTL`);
+  out.push(
+    `  estimated ${usd(estimate.expectedUsd)} for ${estimate.expectedHours} h; at most ${usd(estimate.ceilingUsd)} if left until the ${estimate.ttlHours} h TTL`,
+  );
   out.push(`  (on-demand list prices, ${PRICE_REGION}, as of ${PRICES_AS_OF}; other regions up to ~30% more; storage and traffic not counted)`);
   const unknown = estimate.lines.filter((l) => l.usdPerHour === undefined).map((l) => l.instanceType);
   if (unknown.length > 0) out.push(`  no price on record for ${[...new Set(unknown)].join(', ')}: see https://aws.amazon.com/ec2/pricing/on-demand/`);

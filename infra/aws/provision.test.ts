@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EC2Client, RunInstancesCommand, type RunInstancesCommandInput, type Tag, type TagSpecification } from '@aws-sdk/client-ec2';
+import { RunInstancesCommand, type RunInstancesCommandInput, type Tag, type TagSpecification } from '@aws-sdk/client-ec2';
 import { describe, expect, it } from 'vitest';
 import { HOSTS_FILE, PRIVATE_KEY_FILE, type ProvisionedHosts } from './create.js';
 import {
@@ -22,7 +22,7 @@ import {
   SshNotReadyError,
   UnknownRegionError,
 } from './errors.js';
-import { callNames, credentialsProviderError, ec2Error, endpointNotFoundError, fakeDeps, FakeEc2 } from './fake-ec2.js';
+import { callNames, credentialsProviderError, ec2Error, endpointNotFoundError, fakeDeps, type FakeEc2 } from '../../test/fakes/fake-ec2.js';
 import { awsUp } from './lifecycle.js';
 import { HARNESS_PORT_RANGE, parseUpOptions, type AwsUpInput } from './options.js';
 import { useFakeEc2 } from '../../test/aws-fixture.js';
@@ -84,7 +84,10 @@ describe('up', () => {
     await awsUp(options(), fakeDeps(fake));
     const [replicas, clients] = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input as RunInstancesCommandInput);
     const group = [...fake.groups.values()][0];
-    for (const [input, type, count] of [[replicas, 'c5.2xlarge', 4], [clients, 'c5.xlarge', 1]] as const) {
+    for (const [input, type, count] of [
+      [replicas, 'c5.2xlarge', 4],
+      [clients, 'c5.xlarge', 1],
+    ] as const) {
       expect(input).toMatchObject({
         ImageId: 'ami-0de0000000000e3f', // the newest Debian 12 amd64 image
         InstanceType: type,
@@ -121,7 +124,7 @@ describe('up', () => {
     for (const k of fake.keys.values()) expectRunTags(k.Tags, 'shared');
   });
 
-  it('opens only SSH and the harness ports, only to the run\'s own group and the caller', async () => {
+  it("opens only SSH and the harness ports, only to the run's own group and the caller", async () => {
     await awsUp(options({ myIp: '198.51.100.0/24' }), fakeDeps(fake));
     const [group] = [...fake.groups.values()];
     const rules = group?.IpPermissions ?? [];
@@ -150,7 +153,13 @@ describe('up', () => {
 
   it('uses --ami and --subnet as given, after checking them', async () => {
     await awsUp(options({ ami: 'ami-0de0000000000a1d', subnet: 'subnet-0000000b', sshUser: 'debian' }), fakeDeps(fake));
-    expect(callNames(ec2Mock).slice(0, 5)).toEqual(['DescribeRegions', 'DescribeInstanceTypeOfferings', 'DescribeInstanceTypes', 'DescribeImages', 'DescribeSubnets']);
+    expect(callNames(ec2Mock).slice(0, 5)).toEqual([
+      'DescribeRegions',
+      'DescribeInstanceTypeOfferings',
+      'DescribeInstanceTypes',
+      'DescribeImages',
+      'DescribeSubnets',
+    ]);
     const [replicas] = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input);
     expect(replicas).toMatchObject({ ImageId: 'ami-0de0000000000a1d', NetworkInterfaces: [{ SubnetId: 'subnet-0000000b' }] });
   });
@@ -159,7 +168,7 @@ describe('up', () => {
 describe('up: checks before anything is created', () => {
   const creates = () => callNames(ec2Mock).filter((n) => /^(Create|Run|Authorize)/.test(n));
 
-  it('missing credentials: the SDK\'s CredentialsProviderError becomes a clear error, nothing created', async () => {
+  it("missing credentials: the SDK's CredentialsProviderError becomes a clear error, nothing created", async () => {
     fake.failNext('DescribeRegions', credentialsProviderError());
     const err = await awsUp(options(), fakeDeps(fake)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(MissingCredentialsError);
@@ -263,7 +272,11 @@ describe('up --dry-run', () => {
 
 describe('up: a step fails midway', () => {
   it('RunInstances for the clients fails after the replicas launched: replicas terminated, group and key deleted', async () => {
-    fake.failNext('RunInstances', ec2Error('InsufficientInstanceCapacity', 'We currently do not have sufficient c5.xlarge capacity'), (i) => (i as RunInstancesCommandInput).InstanceType === 'c5.xlarge');
+    fake.failNext(
+      'RunInstances',
+      ec2Error('InsufficientInstanceCapacity', 'We currently do not have sufficient c5.xlarge capacity'),
+      (i) => (i as RunInstancesCommandInput).InstanceType === 'c5.xlarge',
+    );
     const deps = fakeDeps(fake);
     const err = await awsUp(options(), deps).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AwsStepError);
@@ -291,7 +304,7 @@ describe('up: a step fails midway', () => {
     await expect(stat(join(stateDir, RUN_ID))).rejects.toThrow(/ENOENT/); // the private key is gone too
   });
 
-  it('removes what it created even while EC2\'s tag search does not show it yet', async () => {
+  it("removes what it created even while EC2's tag search does not show it yet", async () => {
     fake.hideFromTagSearch = true;
     fake.failNext('RunInstances', ec2Error('InstanceLimitExceeded', 'too many'), (i) => (i as RunInstancesCommandInput).InstanceType === 'c5.xlarge');
     await expect(awsUp(options(), fakeDeps(fake))).rejects.toThrow(AwsStepError);
@@ -311,7 +324,14 @@ describe('up: a step fails midway', () => {
   it('CreateSecurityGroup fails: only the key pair existed, and it is deleted', async () => {
     fake.failNext('CreateSecurityGroup', ec2Error('SecurityGroupLimitExceeded', 'limit'));
     await expect(awsUp(options(), fakeDeps(fake))).rejects.toThrow(/CreateSecurityGroup failed: SecurityGroupLimitExceeded/);
-    expect(callNames(ec2Mock).slice(PLAN_CALLS.length)).toEqual(['CreateKeyPair', 'CreateSecurityGroup', 'DescribeInstances', 'DescribeSecurityGroups', 'DescribeKeyPairs', 'DeleteKeyPair']);
+    expect(callNames(ec2Mock).slice(PLAN_CALLS.length)).toEqual([
+      'CreateKeyPair',
+      'CreateSecurityGroup',
+      'DescribeInstances',
+      'DescribeSecurityGroups',
+      'DescribeKeyPairs',
+      'DeleteKeyPair',
+    ]);
     expect(fake.keys.size).toBe(0);
   });
 

@@ -5,10 +5,10 @@
  */
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Instance, type Tag } from '@aws-sdk/client-ec2';
+import type { Instance, Tag } from '@aws-sdk/client-ec2';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ConfirmationRequiredError, TeardownError } from './errors.js';
-import { callNames, ec2Error, fakeDeps, FakeEc2 } from './fake-ec2.js';
+import { callNames, ec2Error, fakeDeps, type FakeEc2 } from '../../test/fakes/fake-ec2.js';
 import { awsDown, awsStatus, awsUp } from './lifecycle.js';
 import { parseDownOptions, parseUpOptions } from './options.js';
 import { inventory, teardown } from './teardown.js';
@@ -41,9 +41,21 @@ function tags(runId: string, expiresAt: string, role: string): Tag[] {
 function seedRun(runId: string, expiresAt: string, instanceIds: string[]): void {
   const groupId = `sg-${runId.slice(-6)}00000000000`;
   fake.groups.set(groupId, { GroupId: groupId, GroupName: `poe-bench-${runId}`, VpcId: 'vpc-0default0', Tags: tags(runId, expiresAt, 'shared') });
-  fake.keys.set(`poe-bench-${runId}`, { KeyName: `poe-bench-${runId}`, KeyPairId: `key-${runId}`, Tags: tags(runId, expiresAt, 'shared'), CreateTime: new Date('2025-01-30T08:00:00Z') });
+  fake.keys.set(`poe-bench-${runId}`, {
+    KeyName: `poe-bench-${runId}`,
+    KeyPairId: `key-${runId}`,
+    Tags: tags(runId, expiresAt, 'shared'),
+    CreateTime: new Date('2025-01-30T08:00:00Z'),
+  });
   for (const id of instanceIds) {
-    const instance: Instance = { InstanceId: id, InstanceType: 'c5.2xlarge', State: { Name: 'running' }, PublicIpAddress: '127.0.0.1', LaunchTime: new Date('2025-01-30T08:00:00Z'), Tags: tags(runId, expiresAt, 'replica') };
+    const instance: Instance = {
+      InstanceId: id,
+      InstanceType: 'c5.2xlarge',
+      State: { Name: 'running' },
+      PublicIpAddress: '127.0.0.1',
+      LaunchTime: new Date('2025-01-30T08:00:00Z'),
+      Tags: tags(runId, expiresAt, 'replica'),
+    };
     fake.seedInstance(instance, [groupId]);
   }
 }
@@ -108,7 +120,9 @@ describe('down --run', () => {
     fake.dependencyViolations = 100;
     const err = await awsDown(parseDownOptions({ run: RUN_ID, stateDir }, {}), fakeDeps(fake)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TeardownError);
-    expect((err as Error).message).toMatch(/^teardown incomplete \(security group sg-\w+: EC2 DeleteSecurityGroup failed: DependencyViolation: .*\); run `poe-bench infra aws down --run pb-20250131-120000-ab12cd` to retry$/);
+    expect((err as Error).message).toMatch(
+      /^teardown incomplete \(security group sg-\w+: EC2 DeleteSecurityGroup failed: DependencyViolation: .*\); run `poe-bench infra aws down --run pb-20250131-120000-ab12cd` to retry$/,
+    );
     expect(fake.liveInstances()).toEqual([]);
     expect(fake.keys.size).toBe(0);
     // The run directory stays while something of the run is left.
@@ -120,7 +134,9 @@ describe('down --run', () => {
     fake.failNext('TerminateInstances', ec2Error('UnauthorizedOperation', 'not allowed'));
     const err = await awsDown(parseDownOptions({ run: RUN_ID, stateDir }, {}), fakeDeps(fake)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TeardownError);
-    expect((err as Error).message).toMatch(/not confirmed terminated: not permitted to call EC2 TerminateInstances: not allowed.*security group sg-\w+ kept: its instances may still use it/);
+    expect((err as Error).message).toMatch(
+      /not confirmed terminated: not permitted to call EC2 TerminateInstances: not allowed.*security group sg-\w+ kept: its instances may still use it/,
+    );
     expect(callNames(ec2Mock)).not.toContain('DeleteSecurityGroup');
     expect(fake.groups.size).toBe(1);
   });
@@ -155,7 +171,12 @@ describe('leftovers found by tag', () => {
   it('down --expired removes only the expired run', async () => {
     const result = await awsDown(parseDownOptions({ expired: true, yes: true, stateDir }, {}), fakeDeps(fake));
     expect(result.lines).toEqual(['1 run(s): 2 instance(s) terminated, 1 security group(s) deleted, 1 key pair(s) deleted']);
-    expect(fake.liveInstances().map((i) => i.InstanceId).sort()).toEqual(['i-0000000000000bbb1', 'i-0000000000000ccc1']);
+    expect(
+      fake
+        .liveInstances()
+        .map((i) => i.InstanceId)
+        .sort(),
+    ).toEqual(['i-0000000000000bbb1', 'i-0000000000000ccc1']);
   });
 
   it('down without --run removes every poe-bench run, and nothing else', async () => {

@@ -218,7 +218,9 @@ export async function teardown(deps: AwsDeps, region: string, selector: Teardown
   if (instanceIds.length > 0) {
     try {
       deps.log(`terminating ${instanceIds.length} instances: ${instanceIds.join(' ')}`);
-      await retrying(deps, ['InvalidInstanceID.NotFound'], () => ec2Call('TerminateInstances', region, () => ec2.send(new TerminateInstancesCommand({ InstanceIds: instanceIds }))));
+      await retrying(deps, ['InvalidInstanceID.NotFound'], () =>
+        ec2Call('TerminateInstances', region, () => ec2.send(new TerminateInstancesCommand({ InstanceIds: instanceIds }))),
+      );
       await waitUntilInstanceTerminated(
         {
           client: ec2,
@@ -231,7 +233,12 @@ export async function teardown(deps: AwsDeps, region: string, selector: Teardown
     } catch (err) {
       instancesGone = false;
       // The waiter's own errors carry a JSON dump of every response; say it in a sentence.
-      const why = err instanceof Error && err.name === 'TimeoutError' ? `still not terminated after ${deps.timing.terminatedMaxWaitSeconds} s` : err instanceof Error && err.name !== 'Error' ? err.message : 'an instance reported pending or stopping instead of shutting down';
+      const why =
+        err instanceof Error && err.name === 'TimeoutError'
+          ? `still not terminated after ${deps.timing.terminatedMaxWaitSeconds} s`
+          : err instanceof Error && err.name !== 'Error'
+            ? err.message
+            : 'an instance reported pending or stopping instead of shutting down';
       failures.push(`instances ${instanceIds.join(' ')} not confirmed terminated: ${why}`);
     }
   }
@@ -251,7 +258,9 @@ export async function teardown(deps: AwsDeps, region: string, selector: Teardown
     try {
       // Network interfaces of just-terminated instances detach a little after the instance is
       // reported terminated; until then EC2 answers DependencyViolation.
-      await retrying(deps, ['DependencyViolation'], () => ec2Call('DeleteSecurityGroup', region, () => ec2.send(new DeleteSecurityGroupCommand({ GroupId: groupId }))));
+      await retrying(deps, ['DependencyViolation'], () =>
+        ec2Call('DeleteSecurityGroup', region, () => ec2.send(new DeleteSecurityGroupCommand({ GroupId: groupId }))),
+      );
       deletedGroupIds.push(groupId);
     } catch (err) {
       if (err instanceof AwsStepError && err.code === 'InvalidGroup.NotFound') continue;

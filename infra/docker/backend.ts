@@ -17,7 +17,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import { linkBetween, linkEnv, nodeLinkConfig, type LinkSpec } from '../../replica/link.js';
+import { linkBetween, linkEnv, nodeLinkConfig, type LinkSpec } from '../link.js';
 import { clientPeer, type Peer } from '../../replica/types.js';
 import { launchLocal, type Cluster, type LaunchPlan, type NodeRole } from '../local/backend.js';
 import { withTeardown } from '../netns/backend.js';
@@ -70,18 +70,41 @@ export async function launchDocker(plan: LaunchPlan, options: DockerOptions): Pr
   const nodes: DockerNode[] = [
     // .1 is the bridge's gateway address.
     ...plan.replicas.map((id) => ({ role: 'replica' as const, id, peer: id, name: `${network}-r${id}`, ip: addressAt(subnet, 2 + id) })),
-    ...plan.clients.map((o) => ({ role: 'client' as const, id: o, peer: clientPeer(o), name: `${network}-c${o}`, ip: addressAt(subnet, 2 + options.replicasTotal + o) })),
+    ...plan.clients.map((o) => ({
+      role: 'client' as const,
+      id: o,
+      peer: clientPeer(o),
+      name: `${network}-c${o}`,
+      ip: addressAt(subnet, 2 + options.replicasTotal + o),
+    })),
   ];
   const teardown = async (): Promise<void> => {
     await cleanDocker({ runId });
   };
   try {
     await docker(
-      ['network', 'create', '--driver', 'bridge', '--internal', '--subnet', subnet.text, '--gateway', addressAt(subnet, 1), '--label', `${LABEL}=1`, '--label', `${RUN_LABEL}=${runId}`, network],
+      [
+        'network',
+        'create',
+        '--driver',
+        'bridge',
+        '--internal',
+        '--subnet',
+        subnet.text,
+        '--gateway',
+        addressAt(subnet, 1),
+        '--label',
+        `${LABEL}=1`,
+        '--label',
+        `${RUN_LABEL}=${runId}`,
+        network,
+      ],
       'creating the network',
     );
     // sch_netem, probed in a throwaway network namespace (it vanishes with the command).
-    const netem = await detectNetem(async (argv) => ({ ok: (await execa('unshare', ['--net', ...argv], { reject: false, timeout: 10_000 }).catch(() => ({ exitCode: 1 }))).exitCode === 0 }));
+    const netem = await detectNetem(async (argv) => ({
+      ok: (await execa('unshare', ['--net', ...argv], { reject: false, timeout: 10_000 }).catch(() => ({ exitCode: 1 }))).exitCode === 0,
+    }));
     const allPeers = nodes.map((n) => n.peer);
     const byKey = new Map(nodes.map((n) => [`${n.role} ${n.id}`, n]));
     const cpus = options.pinCpus;
@@ -97,7 +120,7 @@ export async function launchDocker(plan: LaunchPlan, options: DockerOptions): Pr
         if (options.cpus !== undefined) args.push('--cpus', String(options.cpus));
         if (cpus && cpus.length > 0) args.push('--cpuset-cpus', String(cpus[index % cpus.length]));
         for (const [k, v] of Object.entries({ NODE_OPTIONS: '', ...env })) args.push('-e', `${k}=${v}`);
-        args.push('-w', APP_DIR, image, 'node', ...nodeArgs, role === 'replica' ? 'dist/replica/main.js' : 'dist/client/main.js');
+        args.push('-w', APP_DIR, image, 'node', ...nodeArgs, role === 'replica' ? 'dist/infra/process/replica-main.js' : 'dist/infra/process/client-main.js');
         return { file: 'docker', args, host: n.ip };
       },
     });

@@ -8,13 +8,18 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dockerClean } from '../../harness/infra-command.js';
-import { executeRun } from '../../harness/run.js';
-import { makeRunSpec } from '../../harness/spec.js';
+import { executeRun } from '../run/execute.js';
+import { makeRunSpec } from '../run/spec.js';
 import { alivePids, ensureBuilt } from '../../test/e2e/helpers.js';
 import { docker, lines, requireEngine } from './engine.js';
 
 let engine = false;
-const hostLinks = (): string[] => execFileSync('ip', ['-br', 'link'], { encoding: 'utf8' }).split('\n').map((l) => l.split(/\s+/)[0]!).filter(Boolean).sort();
+const hostLinks = (): string[] =>
+  execFileSync('ip', ['-br', 'link'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(/\s+/)[0]!)
+    .filter(Boolean)
+    .sort();
 let linksBefore: string[] = [];
 
 beforeAll(async () => {
@@ -60,7 +65,10 @@ describe('docker backend', () => {
   it('Ctrl-C mid-run stops every container and removes the network', async (ctx) => {
     if (!engine) return ctx.skip();
     const ac = new AbortController();
-    const r = await executeRun(makeRunSpec({ protocol: 'poe', backend: 'docker', warmupS: 2, durationS: 3, clients: 4 }), { signal: ac.signal, onConnected: () => void setTimeout(() => ac.abort(), 1000) });
+    const r = await executeRun(makeRunSpec({ protocol: 'poe', backend: 'docker', warmupS: 2, durationS: 3, clients: 4 }), {
+      signal: ac.signal,
+      onConnected: () => void setTimeout(() => ac.abort(), 1000),
+    });
     expect(r.interrupted).toBe(true);
     expect(alivePids(r.pids)).toEqual([]);
     expect(await labelled('ps')).toEqual([]);

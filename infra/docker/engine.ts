@@ -25,8 +25,12 @@ export interface DockerResult {
 }
 
 /** Runs `docker <args>`; throws DockerError with the step and docker's own words. */
-export async function docker(args: readonly string[], step: string, options: { timeoutMs?: number; input?: string; reject?: boolean; env?: Record<string, string> } = {}): Promise<DockerResult> {
-  let r;
+export async function docker(
+  args: readonly string[],
+  step: string,
+  options: { timeoutMs?: number; input?: string; reject?: boolean; env?: Record<string, string> } = {},
+): Promise<DockerResult> {
+  let r: Awaited<ReturnType<typeof execa>>;
   try {
     r = await execa('docker', args, {
       reject: false,
@@ -53,7 +57,9 @@ export async function requireEngine(): Promise<string> {
   const r = await docker(['version', '--format', '{{.Server.Version}}'], 'checking the Docker engine', { reject: false, timeoutMs: 15_000 });
   if (r.exitCode !== 0 || r.stdout.trim() === '') {
     const why = (r.stderr || r.stdout).trim().split('\n').pop() ?? '';
-    throw new DockerError(`no Docker engine is running (${why || 'docker version gave no server version'}): start it (e.g. \`dockerd &\` as root, or \`systemctl start docker\`), or choose another --backend`);
+    throw new DockerError(
+      `no Docker engine is running (${why || 'docker version gave no server version'}): start it (e.g. \`dockerd &\` as root, or \`systemctl start docker\`), or choose another --backend`,
+    );
   }
   return r.stdout.trim();
 }
@@ -92,7 +98,8 @@ export async function cleanDocker(options: { runId?: string; keepImages?: boolea
     n.forEach((x) => networks.add(x));
     if (n.length > 0) await docker(['network', 'rm', ...n], 'removing networks', { timeoutMs: 60_000, reject: false });
     if (c.length === 0 && n.length === 0) break;
-    if (Date.now() > deadline) throw new DockerError(`could not remove every container and network of ${filter} within 60 s; run \`poe-bench infra docker clean\``);
+    if (Date.now() > deadline)
+      throw new DockerError(`could not remove every container and network of ${filter} within 60 s; run \`poe-bench infra docker clean\``);
     await new Promise((r) => setTimeout(r, 200));
   }
   let images: string[] = [];

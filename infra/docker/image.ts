@@ -40,13 +40,15 @@ export async function ensureLocalNodeBase(nodePath: string = process.execPath): 
   const id = createHash('sha256').update(`${binary}\0${process.version}`).digest('hex').slice(0, 12);
   const tag = `poe-bench-node:${process.version.replace(/^v/, '')}-${id}`;
   if (await imageExists(tag)) return tag;
-  let ldd;
+  let ldd: Awaited<ReturnType<typeof execa>>;
   try {
     ldd = await execa('ldd', [binary], { timeout: 10_000, reject: false });
   } catch (err) {
-    throw new DockerError(`cannot list the libraries of ${binary} (ldd): ${(err as Error).message}; pass --base-image node:20-slim where a registry is reachable`);
+    throw new DockerError(
+      `cannot list the libraries of ${binary} (ldd): ${(err as Error).message}; pass --base-image node:20-slim where a registry is reachable`,
+    );
   }
-  const libs = ldd.exitCode === 0 ? parseLdd(ldd.stdout) : [];
+  const libs = ldd.exitCode === 0 ? parseLdd(String(ldd.stdout)) : [];
   const root = mkdtempSync(join(tmpdir(), 'poe-bench-base-'));
   try {
     const put = (from: string, to: string): void => {
@@ -86,10 +88,14 @@ export async function ensureImage(baseImage?: string): Promise<string> {
     mkdirSync(join(ctx, 'app'));
     await execa('tar', ['-xzf', bundle.path, '-C', join(ctx, 'app')], { timeout: 120_000 });
     // The classic builder: it needs no buildx plugin and works with every engine version.
-    await docker(['build', '-q', '--build-arg', `BASE_IMAGE=${base}`, '--label', `${LABEL}=1`, '--label', `${KIND_LABEL}=app`, '-t', tag, ctx], 'building the image', {
-      timeoutMs: 600_000,
-      env: { DOCKER_BUILDKIT: '0' },
-    });
+    await docker(
+      ['build', '-q', '--build-arg', `BASE_IMAGE=${base}`, '--label', `${LABEL}=1`, '--label', `${KIND_LABEL}=app`, '-t', tag, ctx],
+      'building the image',
+      {
+        timeoutMs: 600_000,
+        env: { DOCKER_BUILDKIT: '0' },
+      },
+    );
   } finally {
     rmSync(ctx, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, createWriteStream, type WriteStream } from 'node
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { ControlClient } from '../../replica/runtime-control.js';
+import { ControlClient } from '../process/control.js';
 
 export type NodeRole = 'replica' | 'client';
 
@@ -84,7 +84,7 @@ function repoRoot(): string {
 
 /** The compiled entry of a process; runs from the build, also when the harness runs from source. */
 export function entryPoint(role: NodeRole): string {
-  const file = join(repoRoot(), 'dist', role === 'replica' ? 'replica/main.js' : 'client/main.js');
+  const file = join(repoRoot(), 'dist', 'infra', 'process', role === 'replica' ? 'replica-main.js' : 'client-main.js');
   if (!existsSync(file)) throw new Error(`${file} does not exist: run \`npm run build\` first`);
   return file;
 }

@@ -21,7 +21,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import { nodeLinkConfig, linkEnv, linkBetween, type LinkSpec } from '../../replica/link.js';
+import { nodeLinkConfig, linkEnv, linkBetween, type LinkSpec } from '../link.js';
 import { clientPeer, type Peer } from '../../replica/types.js';
 import { entryPoint, launchLocal, type Cluster, type LaunchPlan, type NodeRole } from '../local/backend.js';
 import { addressAt, checkSubnetFree, parseSubnet, NETNS_SUBNET, type Subnet } from './subnet.js';
@@ -116,8 +116,22 @@ export async function launchNetns(plan: LaunchPlan, options: NetnsOptions): Prom
   if (!/^[a-z0-9]{1,8}$/.test(runId)) throw new NetnsError(`run id '${runId}' must be 1-8 lowercase letters or digits`);
   const hub = `${NETNS_PREFIX}${runId}-hub`;
   const nodes: NetnsNode[] = [
-    ...plan.replicas.map((id) => ({ role: 'replica' as const, id, peer: id, ns: `${NETNS_PREFIX}${runId}-r${id}`, hubDev: `r${id}`, ip: addressAt(subnet, 1 + id) })),
-    ...plan.clients.map((o) => ({ role: 'client' as const, id: o, peer: clientPeer(o), ns: `${NETNS_PREFIX}${runId}-c${o}`, hubDev: `c${o}`, ip: addressAt(subnet, 1 + options.replicasTotal + o) })),
+    ...plan.replicas.map((id) => ({
+      role: 'replica' as const,
+      id,
+      peer: id,
+      ns: `${NETNS_PREFIX}${runId}-r${id}`,
+      hubDev: `r${id}`,
+      ip: addressAt(subnet, 1 + id),
+    })),
+    ...plan.clients.map((o) => ({
+      role: 'client' as const,
+      id: o,
+      peer: clientPeer(o),
+      ns: `${NETNS_PREFIX}${runId}-c${o}`,
+      hubDev: `c${o}`,
+      ip: addressAt(subnet, 1 + options.replicasTotal + o),
+    })),
   ];
   const created: string[] = [];
   const teardown = async (): Promise<void> => {
@@ -130,7 +144,9 @@ export async function launchNetns(plan: LaunchPlan, options: NetnsOptions): Prom
     created.push(hub);
     await ip(['-n', hub, 'link', 'add', 'br0', 'type', 'bridge'], 'creating the bridge');
     await ip(['-n', hub, 'link', 'set', 'br0', 'up'], 'bringing the bridge up');
-    netem = await detectNetem(async (argv) => ({ ok: (await execa('ip', ['netns', 'exec', hub, ...argv], { reject: false, timeout: STEP_TIMEOUT_MS })).exitCode === 0 }));
+    netem = await detectNetem(async (argv) => ({
+      ok: (await execa('ip', ['netns', 'exec', hub, ...argv], { reject: false, timeout: STEP_TIMEOUT_MS })).exitCode === 0,
+    }));
     for (const n of nodes) {
       await ip(['netns', 'add', n.ns], `creating the namespace of ${n.role} ${n.id}`);
       created.push(n.ns);

@@ -10,18 +10,25 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { netnsClean } from '../../harness/infra-command.js';
-import { executeRun, type RunResult } from '../../harness/run.js';
-import { makeRunSpec } from '../../harness/spec.js';
+import { executeRun, type RunResult } from '../run/execute.js';
+import { makeRunSpec } from '../run/spec.js';
 import { alivePids, ensureBuilt } from '../../test/e2e/helpers.js';
 import { launchNetns, listNamespaces, NETNS_PREFIX } from './backend.js';
-import { parseLinkSpec } from '../../replica/link.js';
+import { parseLinkSpec } from '../link.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8' });
 
 /** What the host's network namespace has: interfaces and qdiscs (ours must never appear). */
 function hostNetwork(): { links: string; qdiscs: string } {
-  return { links: sh('ip', ['-br', 'link']).replace(/\s+\S+\s*$/gm, '').split('\n').sort().join('\n'), qdiscs: sh('tc', ['qdisc', 'show']) };
+  return {
+    links: sh('ip', ['-br', 'link'])
+      .replace(/\s+\S+\s*$/gm, '')
+      .split('\n')
+      .sort()
+      .join('\n'),
+    qdiscs: sh('tc', ['qdisc', 'show']),
+  };
 }
 
 /** Alive and not a zombie (an orphan's zombie waits for init to reap it). */
@@ -65,7 +72,12 @@ describe.runIf(isRoot)('netns backend', () => {
   it('4 replicas and a client machine in namespaces: a valid run, nothing left behind', async () => {
     let seen: string[] = [];
     base = valid(await executeRun(makeRunSpec({ ...LIGHT }), { onConnected: async () => void (seen = await listNamespaces()) }));
-    expect(seen.filter((n) => !n.endsWith('-hub')).map((n) => n.replace(/^pbn-[a-z0-9]+-/, '')).sort()).toEqual(['c0', 'r0', 'r1', 'r2', 'r3']);
+    expect(
+      seen
+        .filter((n) => !n.endsWith('-hub'))
+        .map((n) => n.replace(/^pbn-[a-z0-9]+-/, ''))
+        .sort(),
+    ).toEqual(['c0', 'r0', 'r1', 'r2', 'r3']);
     expect(await listNamespaces()).toEqual([]);
     expect(hostNetwork()).toEqual(before);
   });
@@ -81,7 +93,10 @@ describe.runIf(isRoot)('netns backend', () => {
 
   it('Ctrl-C mid-run stops every process and removes every namespace', async () => {
     const ac = new AbortController();
-    const r = await executeRun(makeRunSpec({ ...LIGHT, link: 'rate=1gbit' }), { signal: ac.signal, onConnected: () => void setTimeout(() => ac.abort(), 1000) });
+    const r = await executeRun(makeRunSpec({ ...LIGHT, link: 'rate=1gbit' }), {
+      signal: ac.signal,
+      onConnected: () => void setTimeout(() => ac.abort(), 1000),
+    });
     pids.push(...r.pids);
     expect(r.interrupted).toBe(true);
     expect(r.valid).toBe(false);

@@ -49,7 +49,8 @@ export function parseSubnet(text: string): Subnet {
   const mask = prefix === 0 ? 0 : (0xffff_ffff << (32 - prefix)) >>> 0;
   if ((ip & mask) >>> 0 !== ip) throw new SubnetError(`${text}: host bits are set (did you mean ${numberToIp((ip & mask) >>> 0)}/${prefix}?)`);
   const subnet = { text: `${m[1]}/${prefix}`, base: ip, prefix };
-  if (!PRIVATE.some(([b, p]) => contains(parseRange(b, p), subnet))) throw new SubnetError(`${text} is not a private (RFC 1918) subnet: use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16`);
+  if (!PRIVATE.some(([b, p]) => contains(parseRange(b, p), subnet)))
+    throw new SubnetError(`${text} is not a private (RFC 1918) subnet: use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16`);
   return subnet;
 }
 

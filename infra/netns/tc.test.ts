@@ -3,7 +3,7 @@
  * qdisc under it only where the kernel has netem, nothing at all when nothing is left for tc.
  */
 import { describe, expect, it } from 'vitest';
-import { NO_LINK } from '../../replica/link.js';
+import { NO_LINK } from '../link.js';
 import { detectNetem, tcCommands, transportApply } from './tc.js';
 
 const link = (x: Partial<typeof NO_LINK>) => ({ ...NO_LINK, ...x });
@@ -14,7 +14,14 @@ describe('tc commands', () => {
   });
 
   it('a class with the rate and a filter per destination', () => {
-    const cmds = tcCommands('eth0', [{ ip: '10.0.0.2', link: link({ rateBitsPerSec: 1e9 }) }, { ip: '10.0.0.3', link: link({ rateBitsPerSec: 1e8 }) }], false);
+    const cmds = tcCommands(
+      'eth0',
+      [
+        { ip: '10.0.0.2', link: link({ rateBitsPerSec: 1e9 }) },
+        { ip: '10.0.0.3', link: link({ rateBitsPerSec: 1e8 }) },
+      ],
+      false,
+    );
     expect(cmds.map((c) => c.join(' '))).toEqual([
       'qdisc add dev eth0 root handle 1: htb default ffff',
       'class add dev eth0 parent 1: classid 1:1 htb rate 1000000000bit ceil 1000000000bit',

@@ -3,12 +3,12 @@
  * docker). One HTB class per destination on the node's interface, so every link gets its own
  * rate, and where the kernel has sch_netem, a netem qdisc under each class for the delay,
  * jitter and loss. Without netem (this machine's kernel) the transport applies delay, jitter
- * and loss itself (replica/runtime-link-shaper.ts) and `tc` only the rate.
+ * and loss itself (infra/process/link-shaper.ts) and `tc` only the rate.
  *
  * Everything here lives inside the node's own network namespace, so it disappears with it.
  */
 import { execa } from 'execa';
-import type { LinkApply, LinkParams } from '../../replica/link.js';
+import type { LinkApply, LinkParams } from '../link.js';
 
 export interface TcPeer {
   readonly ip: string;

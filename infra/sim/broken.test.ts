@@ -118,7 +118,8 @@ const VARIANTS: readonly Variant[] = [
     // Either at once (fewer than f+1 non-faulty executions behind an acceptance), or in the end:
     // accepting without nf INFORMs also hides the primary's crash from the clients, no view
     // change follows, and the backup in the dark never gets what they accepted.
-    expect: /accepted batch k=\d+ .* when only \d+ non-faulty replica\(s\) \[[\d,]*\] had executed it there: speculative non-divergence needs f\+1|is missing from the final ledger/,
+    expect:
+      /accepted batch k=\d+ .* when only \d+ non-faulty replica\(s\) \[[\d,]*\] had executed it there: speculative non-divergence needs f\+1|is missing from the final ledger/,
     maxSeeds: 10,
   },
   {
@@ -126,7 +127,8 @@ const VARIANTS: readonly Variant[] = [
     protocol: 'poe',
     module: asModule<PoeMessage>({ ...poe, createReplica: (o, d) => new DropsLastViewCommitted(o, d) }),
     scenario: 'primary-crash',
-    expect: /rolled back k=\d+ .*which a client had accepted|executed digest \w+ at k=\d+ in view \d+, but the canonical commit there is|is replaced at replica/,
+    expect:
+      /rolled back k=\d+ .*which a client had accepted|executed digest \w+ at k=\d+ in view \d+, but the canonical commit there is|is replaced at replica/,
     maxSeeds: 10,
   },
 ];
@@ -156,8 +158,14 @@ describe('the checker catches deliberately broken protocols', () => {
       expect(caught, `not caught in seeds 1..${v.maxSeeds} of scenario ${v.scenario}`).toBeDefined();
       const { seed, broken, correct } = caught!;
       const said = `seed ${seed}: ${broken.violations.slice(0, 3).join('\n  ')}\nreplay (with the correct protocol; the broken rule exists only in this test): ${broken.replay}`;
-      expect(broken.violations.some((x) => v.expect.test(x)), said).toBe(true);
-      expect(correct.valid, `the correct ${v.protocol} on the same run is invalid too:\n${correct.violations.slice(0, 3).join('\n')}\nreplay: ${correct.replay}`).toBe(true);
+      expect(
+        broken.violations.some((x) => v.expect.test(x)),
+        said,
+      ).toBe(true);
+      expect(
+        correct.valid,
+        `the correct ${v.protocol} on the same run is invalid too:\n${correct.violations.slice(0, 3).join('\n')}\nreplay: ${correct.replay}`,
+      ).toBe(true);
       console.log(`${v.what}: caught at seed ${seed}: ${broken.violations[0]}`);
     });
   }
@@ -167,7 +175,10 @@ describe('the checker catches deliberately broken protocols', () => {
     for (const name of ['primary-crash', 'equivocating-primary'] as const) {
       for (let seed = 1; seed <= 3; seed++) {
         const r = runSimulation({ ...scenario(name).build('pbft', seed), module });
-        expect(r.violations.filter((x) => !x.startsWith('liveness') && !x.startsWith('convergence')), `${name} seed ${seed}: ${r.replay}`).toEqual([]);
+        expect(
+          r.violations.filter((x) => !x.startsWith('liveness') && !x.startsWith('convergence')),
+          `${name} seed ${seed}: ${r.replay}`,
+        ).toEqual([]);
       }
     }
   });

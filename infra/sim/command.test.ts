@@ -82,7 +82,16 @@ describe('poe-bench sim flags', () => {
     const [parsed] = parseSimFlags(flagsOf(simArgs(config)));
     expect(parsed).toEqual(config);
     // Defaults stay out of the replay line.
-    expect(simArgs(resolveSimConfig({ protocol: 'poe', n: 4, seed: 1, batches: 10 }))).toEqual(['--protocol', 'poe', '--replicas', '4', '--batches', '10', '--seed', '1']);
+    expect(simArgs(resolveSimConfig({ protocol: 'poe', n: 4, seed: 1, batches: 10 }))).toEqual([
+      '--protocol',
+      'poe',
+      '--replicas',
+      '4',
+      '--batches',
+      '10',
+      '--seed',
+      '1',
+    ]);
   });
 });
 

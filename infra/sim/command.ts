@@ -8,7 +8,7 @@
  */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { integerFlag as integer, nonNegativeFlag as nonNegative } from '../../harness/flags.js';
+import { integerFlag as integer, nonNegativeFlag as nonNegative } from '../flags.js';
 import { KEY_GENERATOR_KINDS } from '../../client/generators.js';
 import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../../replica/protocols.js';
 import { isClientPeer, clientOrigin, quorums } from '../../replica/types.js';
@@ -104,7 +104,11 @@ export class SimFlagError extends Error {
   }
 }
 
-const probability = () => z.coerce.number({ invalid_type_error: 'must be a number' }).refine((x) => x >= 0 && x <= 1, 'must be a probability in [0, 1]').optional();
+const probability = () =>
+  z.coerce
+    .number({ invalid_type_error: 'must be a number' })
+    .refine((x) => x >= 0 && x <= 1, 'must be a probability in [0, 1]')
+    .optional();
 const parsedList = <T>(parse: (s: string) => T) =>
   z
     .array(z.string())
@@ -122,42 +126,41 @@ const parsedList = <T>(parse: (s: string) => T) =>
       return out;
     });
 
-const flagSchema = z
-  .object({
-    protocol: z
-      .string({ required_error: `is required (one of: ${registeredProtocols().join(', ') || 'none registered'})` })
-      .refine(hasProtocol, (p) => ({ message: new UnknownProtocolError(p).message })),
-    replicas: integer(4, 1024).default(4),
-    batches: integer(1).default(1000),
-    seed: integer(0, 0xffff_ffff).default(1),
-    seeds: integer(1, 100_000).default(1),
-    crashed: integer(0).default(SIM_DEFAULTS.crashed),
-    clients: integer(1, 1_000_000),
-    clientMachines: integer(1, 1000),
-    batch: integer(1, 100_000),
-    keys: z.enum(KEY_GENERATOR_KINDS as [string, ...string[]]).optional(),
-    drop: probability(),
-    dup: probability(),
-    delayMs: nonNegative(),
-    jitterMs: nonNegative(),
-    tailMs: nonNegative(),
-    partition: parsedList<Partition>(parsePartition),
-    healAtMs: nonNegative(),
-    crash: parsedList<CrashSpec>(parseCrash),
-    fault: parsedList<FaultAssignment>(parseFaultAssignment),
-    clientTimeoutMs: nonNegative().refine((x) => x === undefined || x > 0, 'must be > 0'),
-    viewChangeTimeoutMs: nonNegative().refine((x) => x === undefined || x > 0, 'must be > 0'),
-    checkpointInterval: integer(1),
-    window: integer(1),
-    records: integer(1, 100_000_000),
-    valueBytes: integer(8, 65_536),
-    maxTimeMs: nonNegative(),
-    maxEvents: integer(1),
-    extra: parsedList<[string, ExtraValue]>(parseExtra),
-    force: z.boolean().optional(),
-    drain: z.boolean().optional(),
-    settleMs: nonNegative(),
-  });
+const flagSchema = z.object({
+  protocol: z
+    .string({ required_error: `is required (one of: ${registeredProtocols().join(', ') || 'none registered'})` })
+    .refine(hasProtocol, (p) => ({ message: new UnknownProtocolError(p).message })),
+  replicas: integer(4, 1024).default(4),
+  batches: integer(1).default(1000),
+  seed: integer(0, 0xffff_ffff).default(1),
+  seeds: integer(1, 100_000).default(1),
+  crashed: integer(0).default(SIM_DEFAULTS.crashed),
+  clients: integer(1, 1_000_000),
+  clientMachines: integer(1, 1000),
+  batch: integer(1, 100_000),
+  keys: z.enum(KEY_GENERATOR_KINDS as [string, ...string[]]).optional(),
+  drop: probability(),
+  dup: probability(),
+  delayMs: nonNegative(),
+  jitterMs: nonNegative(),
+  tailMs: nonNegative(),
+  partition: parsedList<Partition>(parsePartition),
+  healAtMs: nonNegative(),
+  crash: parsedList<CrashSpec>(parseCrash),
+  fault: parsedList<FaultAssignment>(parseFaultAssignment),
+  clientTimeoutMs: nonNegative().refine((x) => x === undefined || x > 0, 'must be > 0'),
+  viewChangeTimeoutMs: nonNegative().refine((x) => x === undefined || x > 0, 'must be > 0'),
+  checkpointInterval: integer(1),
+  window: integer(1),
+  records: integer(1, 100_000_000),
+  valueBytes: integer(8, 65_536),
+  maxTimeMs: nonNegative(),
+  maxEvents: integer(1),
+  extra: parsedList<[string, ExtraValue]>(parseExtra),
+  force: z.boolean().optional(),
+  drain: z.boolean().optional(),
+  settleMs: nonNegative(),
+});
 
 type ParsedFlags = z.infer<typeof flagSchema>;
 
@@ -185,13 +188,17 @@ function crossCheck(o: ParsedFlags): string[] {
   if (crashed <= f && issues.length === 0) {
     const faulty = faultyReplicas({ n, crashed, crashes: o.crash, faults: o.fault });
     if (faulty.length > f && !o.force) {
-      issue('fault', `${faulty.length} faulty replicas (${faulty.join(', ')}: silent, crashing or with a fault) exceed f = ${f} for n = ${n} (pass --force to run it anyway)`);
+      issue(
+        'fault',
+        `${faulty.length} faulty replicas (${faulty.join(', ')}: silent, crashing or with a fault) exceed f = ${f} for n = ${n} (pass --force to run it anyway)`,
+      );
     }
   }
   const machines = o.clientMachines ?? SIM_DEFAULTS.clientMachines;
   for (const p of o.partition) {
     for (const node of p.nodes) {
-      if (isClientPeer(node) ? clientOrigin(node) >= machines : node >= n) issue('partition', `node ${isClientPeer(node) ? `c${clientOrigin(node)}` : node} does not exist`);
+      if (isClientPeer(node) ? clientOrigin(node) >= machines : node >= n)
+        issue('partition', `node ${isClientPeer(node) ? `c${clientOrigin(node)}` : node} does not exist`);
     }
   }
   const interval = o.checkpointInterval ?? SIM_DEFAULTS.checkpointIntervalK;
@@ -257,23 +264,37 @@ const fmt = (x: number, digits = 2): string => (Number.isInteger(x) ? String(x) 
 /** A readable summary of one run; invalid runs end with their violations and replay line. */
 export function formatSimResult(r: SimResult): string {
   const lines: string[] = [];
-  lines.push(`poe-bench sim: ${r.protocol} n=${r.n} f=${r.f} crashed=[${r.crashed.join(',')}]${r.faults.length ? ` faults=[${r.faults.join(' ')}]` : ''} seed=${r.seed}`);
+  lines.push(
+    `poe-bench sim: ${r.protocol} n=${r.n} f=${r.f} crashed=[${r.crashed.join(',')}]${r.faults.length ? ` faults=[${r.faults.join(' ')}]` : ''} seed=${r.seed}`,
+  );
   lines.push(`  result        ${r.valid ? 'VALID' : 'INVALID'} (stopped: ${r.stopReason} at ${fmt(r.virtualTimeMs, 1)} ms virtual, ${r.events} events)`);
-  const paths = Object.entries(r.acceptedByPath).map(([p, c]) => `${p} ${c}`).join(', ');
+  const paths = Object.entries(r.acceptedByPath)
+    .map(([p, c]) => `${p} ${c}`)
+    .join(', ');
   lines.push(`  batches       ${r.acceptedBatches} accepted of ${r.issuedBatches} issued${paths ? ` (paths: ${paths})` : ''}`);
   lines.push(
     `  messages      ${fmt(r.messagesPerBatch)} per batch, ${fmt(r.protocolMessagesPerBatch)} without checkpoints; ` +
       `${r.replicaMessages} sent by replicas, ${r.bytesSent} bytes`,
   );
-  lines.push(`  by type       ${Object.entries(r.messagesByType).map(([t, c]) => `${t} ${c}`).join(', ') || 'none'}`);
-  lines.push(`  faults        view changes ${r.viewChanges} (highest view ${r.highestView}), rollbacks ${r.rollbacks} (${r.rolledBackBatches} batches), client timeouts ${r.clientTimeouts}`);
+  lines.push(
+    `  by type       ${
+      Object.entries(r.messagesByType)
+        .map(([t, c]) => `${t} ${c}`)
+        .join(', ') || 'none'
+    }`,
+  );
+  lines.push(
+    `  faults        view changes ${r.viewChanges} (highest view ${r.highestView}), rollbacks ${r.rollbacks} (${r.rolledBackBatches} batches), client timeouts ${r.clientTimeouts}`,
+  );
   lines.push(`  latency       mean ${fmt(r.latencyMs.mean)} ms, max ${fmt(r.latencyMs.max)} ms (virtual)`);
   lines.push(
     `  ledgers       heights ${r.ledgerHeight.min}..${r.ledgerHeight.max} (non-faulty replicas)${r.converged ? '' : ', NOT converged'}; highest stable checkpoint ${r.highestStableCheckpoint}` +
       (r.settledMs > 0 ? `; settled for ${fmt(r.settledMs, 1)} ms with timers` : ''),
   );
   const net = r.network;
-  lines.push(`  network       ${net.sent} copies sent, ${net.delivered} delivered, ${net.dropped} dropped, ${net.duplicated} duplicated, ${net.partitioned} cut by partitions, ${net.toCrashed} to crashed replicas`);
+  lines.push(
+    `  network       ${net.sent} copies sent, ${net.delivered} delivered, ${net.dropped} dropped, ${net.duplicated} duplicated, ${net.partitioned} cut by partitions, ${net.toCrashed} to crashed replicas`,
+  );
   if (!r.valid) {
     lines.push(`  violations    ${r.violations.length}`);
     for (const v of r.violations.slice(0, 20)) lines.push(`    - ${v}`);
@@ -313,10 +334,12 @@ export function runSimCommand(flags: SimFlags): SimCommandOutput {
     if (failed.length > 0) stderr = `${replays}\n`;
   } else {
     stdout = results.map(formatSimResult).join('\n\n');
-    if (results.length > 1) stdout += `\n\n${results.length - failed.length} of ${results.length} seeds valid${failed.length ? `; failing seeds: ${failed.map((r) => r.seed).join(', ')}` : ''}`;
+    if (results.length > 1)
+      stdout += `\n\n${results.length - failed.length} of ${results.length} seeds valid${failed.length ? `; failing seeds: ${failed.map((r) => r.seed).join(', ')}` : ''}`;
   }
   if (configs.some((c) => c.crashed > quorums(c.n).f)) stderr += `warning: --crashed ${configs[0]!.crashed} exceeds f; forced\n`;
-  else if (configs.some((c) => faultyReplicas(c).length > quorums(c.n).f)) stderr += `warning: ${faultyReplicas(configs[0]!).length} faulty replicas exceed f; forced\n`;
+  else if (configs.some((c) => faultyReplicas(c).length > quorums(c.n).f))
+    stderr += `warning: ${faultyReplicas(configs[0]!).length} faulty replicas exceed f; forced\n`;
   return { exitCode: failed.length > 0 ? 1 : 0, stdout: `${stdout}\n`, stderr, results };
 }
 
@@ -360,7 +383,10 @@ export function defineSimCommand(cmd: Command): Command {
     .option('--max-events <count>', `stop after this many events (default ${SIM_DEFAULTS.maxEvents})`)
     .option('--extra <key=value>', 'protocol switch passed to replicas and clients (e.g. mode=chained); repeatable', collect)
     .option('--no-drain', 'do not deliver in-flight messages after the clients are done')
-    .option('--settle-ms <ms>', `after the clients are done and the network healed, run on until the non-faulty replicas agree, for at most this much virtual time; 0: off (default ${SIM_DEFAULTS.settleMs})`)
+    .option(
+      '--settle-ms <ms>',
+      `after the clients are done and the network healed, run on until the non-faulty replicas agree, for at most this much virtual time; 0: off (default ${SIM_DEFAULTS.settleMs})`,
+    )
     .option('--json', 'print one JSON object')
     .addHelpText('after', '\nExit codes: 0 all runs valid, 1 a run violated safety or liveness (its replay line is printed), 2 invalid flags.');
 }

@@ -172,7 +172,15 @@ for (const protocol of PROTOCOLS) {
     });
 
     it('is deterministic: the same seed gives byte-identical results over a jittery, duplicating network', () => {
-      const input: SimInput = { protocol, n: 4, seed: SEED_BASE, batches: 200, crashed: 1, duplicateProbability: 0.05, delay: { baseMs: 1, jitterMs: 2, tailMeanMs: 1 } };
+      const input: SimInput = {
+        protocol,
+        n: 4,
+        seed: SEED_BASE,
+        batches: 200,
+        crashed: 1,
+        duplicateProbability: 0.05,
+        delay: { baseMs: 1, jitterMs: 2, tailMeanMs: 1 },
+      };
       const first = runCase(input);
       const second = runSimulation({ clients: clientsFor(input.n), ...input });
       expect(JSON.stringify(second)).toBe(JSON.stringify(first));
@@ -198,7 +206,9 @@ for (const protocol of PROTOCOLS) {
         it.skip(`${protocol}: ${vc.skip}`, () => {});
         return;
       }
-      const mode = Object.entries(vc.extra).map(([k, v]) => `${k}=${v}`).join(' ');
+      const mode = Object.entries(vc.extra)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ');
       // With the primary down, the silent backups may add up to f faults in all.
       for (const { n, batches, crashed } of [
         { n: 4, batches: 800, crashed: 0 },

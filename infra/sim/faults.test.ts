@@ -27,7 +27,16 @@ const crypto = createCrypto('sim');
 const ring = new KeyRing(crypto, KEY_SEED, N, 1);
 
 function options(id: number): ReplicaOptions {
-  return { id, n: N, checkpointIntervalK: 50, windowK: 200, records: 1000, valueBytes: 8, viewChangeTimeoutMs: 500, extra: { keySeed: KEY_SEED, cryptoProvider: 'sim' } };
+  return {
+    id,
+    n: N,
+    checkpointIntervalK: 50,
+    windowK: 200,
+    records: 1000,
+    valueBytes: 8,
+    viewChangeTimeoutMs: 500,
+    extra: { keySeed: KEY_SEED, cryptoProvider: 'sim' },
+  };
 }
 
 const moduleOf = (p: ProtocolName): ProtocolModule<WireMessage> => getProtocol(p) as ProtocolModule<WireMessage>;
@@ -64,7 +73,11 @@ function batchOf(msg: WireMessage): ClientRequest {
 }
 
 /** Replica 0 wrapped in `fault`, fed `start` and the requests (one step each, 1 ms apart). */
-function drive(protocol: ProtocolName, fault: FaultSpec, requests: readonly ClientRequest[]): { core: ReplicaCore<WireMessage>; outs: ReplicaOutput<WireMessage>[] } {
+function drive(
+  protocol: ProtocolName,
+  fault: FaultSpec,
+  requests: readonly ClientRequest[],
+): { core: ReplicaCore<WireMessage>; outs: ReplicaOutput<WireMessage>[] } {
   const module = moduleOf(protocol);
   const core = withFault(module.createReplica(options(0), ring.replicaDeps(0)), fault, module, N);
   const outs = [...core.step({ kind: 'start' }, 0)];
@@ -104,7 +117,11 @@ describe('Byzantine wrappers on each protocol (FaultHooks)', () => {
         const by = proposalsByRecipient(moduleOf(protocol), outs);
         expect(by.get(2)).toEqual([]);
         const expected = reqs.map(hex);
-        for (const r of [1, 3]) expect(by.get(r)!.map((s) => s.digest), `backup ${r}`).toEqual(expected);
+        for (const r of [1, 3])
+          expect(
+            by.get(r)!.map((s) => s.digest),
+            `backup ${r}`,
+          ).toEqual(expected);
         // Everything but proposals still reaches the victim (a broadcast other than a proposal stays one).
         const plain = outs.filter((o) => o.kind === 'broadcast' && !moduleOf(protocol).faults!.proposalSlot(o.msg));
         for (const o of plain) expect(o.kind).toBe('broadcast');
@@ -181,14 +198,25 @@ describe('faults in the simulator', () => {
     expect(c!.settleMs).toBe(1000);
     expect(c!.healAtMs).toBe(300);
     expect(simArgs(c!).join(' ')).toContain('--heal-at-ms 300 --fault 0=equivocate --fault 0=inTheDark:3 --fault 0=stopAfter:50');
-    expect(() => parseSimFlags({ protocol: 'poe', fault: ['0=equivocate', '1=silent'] })).toThrow(/--fault: 2 faulty replicas \(0, 1: .*\) exceed f = 1 for n = 4 .*--force/);
+    expect(() => parseSimFlags({ protocol: 'poe', fault: ['0=equivocate', '1=silent'] })).toThrow(
+      /--fault: 2 faulty replicas \(0, 1: .*\) exceed f = 1 for n = 4 .*--force/,
+    );
     expect(parseSimFlags({ protocol: 'poe', fault: ['0=equivocate', '1=silent'], force: true })[0]!.faults).toHaveLength(2);
     expect(() => parseSimFlags({ protocol: 'poe', fault: ['5=silent'] })).toThrow(/--fault: fault on replica 5: replicas are 0..3/);
     expect(() => parseSimFlags({ protocol: 'poe', fault: ['0=inTheDark:x'] })).toThrow(/--fault: fault 'inTheDark:x': inTheDark needs replica ids/);
   });
 
   it('a faulty replica is recorded and left out of the checks; several faults on one replica compose', () => {
-    const r = runSimulation({ protocol: 'poe', n: 4, seed: 3, batches: 120, faults: [{ replica: 0, fault: { kind: 'equivocate' } }, { replica: 0, fault: { kind: 'stopAfter', batches: 40 } }] });
+    const r = runSimulation({
+      protocol: 'poe',
+      n: 4,
+      seed: 3,
+      batches: 120,
+      faults: [
+        { replica: 0, fault: { kind: 'equivocate' } },
+        { replica: 0, fault: { kind: 'stopAfter', batches: 40 } },
+      ],
+    });
     expect(r.valid, r.violations.join('\n')).toBe(true);
     expect(r.crashed).toEqual([0]);
     expect(r.faults).toEqual(['0=equivocate', '0=stopAfter:40']);
@@ -227,7 +255,7 @@ describe('faults in the simulator', () => {
     expect(lies.length, `${received.length} proposals received`).toBeGreaterThan(10);
   });
 
-  it('settle phase: a replica that lost the last batches\' messages catches up by its protocol\'s own means once the clients are done', () => {
+  it("settle phase: a replica that lost the last batches' messages catches up by its protocol's own means once the clients are done", () => {
     // n=7 on a lossy network: the clients accept on nf replies without the replica that lost the
     // last SUPPORTs / COMMITs, and nobody retransmits. PoE fetches the blocks of its view (FETCH /
     // BLOCKS), PBFT the batches (FETCH / BATCHES); both need their timers after the clients stop.
@@ -251,7 +279,10 @@ describe('faults in the simulator', () => {
     // Zyzzyva has no state transfer: a backup that lost its ORDER-REQs stays behind for good.
     const r = runSimulation({ protocol: 'zyzzyva', n: 4, seed: 1, batches: 100, dropProbability: 0.05, settleMs: 2000 });
     expect(r.converged).toBe(false);
-    expect(r.violations.some((v) => /^convergence: the non-faulty replicas' ledgers still differ .*: nothing was left to happen .*per replica: 0: \d+ /.test(v)), r.violations.join('\n')).toBe(true);
+    expect(
+      r.violations.some((v) => /^convergence: the non-faulty replicas' ledgers still differ .*: nothing was left to happen .*per replica: 0: \d+ /.test(v)),
+      r.violations.join('\n'),
+    ).toBe(true);
   });
 
   it('--heal-at-ms: no message is lost or duplicated after it', () => {
@@ -276,12 +307,23 @@ describe('faults in the simulator', () => {
     ];
     for (const partitions of bad) {
       expect(() => validatePartitions(partitions), JSON.stringify(partitions)).toThrow(RangeError);
-      expect(() => new Simulation({ protocol: 'poe', n: 4, seed: 1, batches: 1, partitions: partitions as never }), JSON.stringify(partitions)).toThrow(RangeError);
+      expect(() => new Simulation({ protocol: 'poe', n: 4, seed: 1, batches: 1, partitions: partitions as never }), JSON.stringify(partitions)).toThrow(
+        RangeError,
+      );
     }
     expect(() => validatePartitions([{ nodes: [2], fromMs: 0, toMs: 10 }])).not.toThrow();
   });
 
   it('the defaults stay out of replay lines', () => {
-    expect(simArgs(resolveSimConfig({ protocol: 'poe', n: 4, seed: 1, batches: 10 }))).toEqual(['--protocol', 'poe', '--replicas', '4', '--batches', '10', '--seed', '1']);
+    expect(simArgs(resolveSimConfig({ protocol: 'poe', n: 4, seed: 1, batches: 10 }))).toEqual([
+      '--protocol',
+      'poe',
+      '--replicas',
+      '4',
+      '--batches',
+      '10',
+      '--seed',
+      '1',
+    ]);
   });
 });

@@ -85,7 +85,9 @@ export function validatePartitions(partitions: unknown): asserts partitions is r
     if (typeof p !== 'object' || p === null) throw new RangeError(`${what} must be an object { nodes, fromMs, toMs }, got ${describe(p)}`);
     const { nodes, fromMs, toMs } = p as Record<string, unknown>;
     if (!Array.isArray(nodes) || nodes.some((x) => !Number.isInteger(x) || (x as number) < 0)) {
-      throw new RangeError(`${what}.nodes must be an array of node numbers (replicas, or client machines as CLIENT_PEER_BASE + origin), got ${describe(nodes)}`);
+      throw new RangeError(
+        `${what}.nodes must be an array of node numbers (replicas, or client machines as CLIENT_PEER_BASE + origin), got ${describe(nodes)}`,
+      );
     }
     if (typeof fromMs !== 'number' || typeof toMs !== 'number' || !(fromMs >= 0) || !(toMs >= fromMs) || !Number.isFinite(toMs)) {
       throw new RangeError(`${what}: [${describe(fromMs)}, ${describe(toMs)}) is not an interval of virtual time (0 <= fromMs <= toMs, finite)`);

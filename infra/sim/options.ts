@@ -10,8 +10,8 @@ import type { ProtocolModule } from '../../replica/protocol.js';
 import { clientOrigin, clientPeer, isClientPeer, type Peer, type WireMessage } from '../../replica/types.js';
 import { DEFAULT_NETWORK, type DelaySpec, type LinkOverride, type Partition } from './network.js';
 
-export type { ExtraValue } from '../../harness/flags.js';
-import type { ExtraValue } from '../../harness/flags.js';
+export type { ExtraValue } from '../flags.js';
+import type { ExtraValue } from '../flags.js';
 
 /** A replica that stops (drops every input, fires no timer) at `atMs` of virtual time. */
 export interface CrashSpec {
@@ -84,11 +84,12 @@ export interface SimConfig {
 }
 
 /** What a caller must say; everything else has a default. `module` bypasses the registry (tests). */
-export type SimInput = Partial<SimConfig> & Pick<SimConfig, 'protocol' | 'n' | 'seed' | 'batches'> & {
-  readonly module?: ProtocolModule<WireMessage>;
-  /** Names for message type ids in `messagesByType`; registered protocols have theirs. */
-  readonly typeNames?: ReadonlyMap<number, string>;
-};
+export type SimInput = Partial<SimConfig> &
+  Pick<SimConfig, 'protocol' | 'n' | 'seed' | 'batches'> & {
+    readonly module?: ProtocolModule<WireMessage>;
+    /** Names for message type ids in `messagesByType`; registered protocols have theirs. */
+    readonly typeNames?: ReadonlyMap<number, string>;
+  };
 
 export const SIM_DEFAULTS = {
   clientMachines: 1,
@@ -214,7 +215,7 @@ export function faultyReplicas(config: Pick<SimConfig, 'n' | 'crashed' | 'crashe
   return [...ids].sort((a, b) => a - b);
 }
 
-export { parseExtra } from '../../harness/flags.js';
+export { parseExtra } from '../flags.js';
 
 /**
  * The flags that reproduce `config`: the required ones always, the rest only where they differ

@@ -125,7 +125,9 @@ describe('CommitChecker (online)', () => {
     const c = new CommitChecker();
     expect(c.onExecuted(0, 1, d('a'), 0, true)).toBeUndefined();
     expect(c.onExecuted(1, 1, d('a'), 0, true)).toBeUndefined();
-    expect(c.onExecuted(2, 1, d('b'), 0, true)).toMatch(/replica 2 executed digest .* at k=1 in view 0, but the canonical commit there is .* \(executed by replica 0 in view 0\)/);
+    expect(c.onExecuted(2, 1, d('b'), 0, true)).toMatch(
+      /replica 2 executed digest .* at k=1 in view 0, but the canonical commit there is .* \(executed by replica 0 in view 0\)/,
+    );
     expect(c.onAccepted({ ...accepted(1, 'b'), view: 0 })).toMatch(/contradicts the canonical commit at k=1/);
     expect(c.onAccepted({ ...accepted(1, 'a'), view: 0 })).toBeUndefined();
   });

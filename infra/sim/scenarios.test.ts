@@ -117,7 +117,7 @@ describe('fault scenarios (issue 4)', () => {
     }
   });
 
-  it('rollback: a PoE replica that speculated on batches the new view dropped holds the others\' ledger and store afterwards', () => {
+  it("rollback: a PoE replica that speculated on batches the new view dropped holds the others' ledger and store afterwards", () => {
     // Reference: paper §3.3.5 ("If R executed transactions not in E' ... R needs to rollback"). The
     // core-level test is in replica/poe.test.ts; here a whole run, searched for in a bounded number of seeds.
     const s = scenario('lossy-primary-partition');
@@ -142,14 +142,16 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
   {
     // Replicas 1-3 ended in views 10, 11, 10, all in a view change, no NEW-VIEW for ten minutes of virtual time.
     replay: '--protocol pbft --replicas 4 --batches 100 --seed 5 --drop 0.035 --jitter-ms 4 --heal-at-ms 3000 --crash 0@16 --max-time-ms 600000',
-    fixed: 'PBFT starts its NEW-VIEW wait only with nf VIEW-CHANGEs in (PBFT §4.5.2), re-sends its VIEW-CHANGE meanwhile, and the new primary re-sends NEW-VIEW to replicas that ask again',
+    fixed:
+      'PBFT starts its NEW-VIEW wait only with nf VIEW-CHANGEs in (PBFT §4.5.2), re-sends its VIEW-CHANGE meanwhile, and the new primary re-sends NEW-VIEW to replicas that ask again',
   },
   {
     // The old primary, cut off, executed k=6..8 in view 0 alone; back, it fetched blocks chained onto
     // that branch forever ("BLOCKS do not reproduce the certified checkpoint"), and ended holding
     // another batch than the clients accepted at k=6.
     replay: '--protocol poe --replicas 4 --batches 400 --seed 35 --drop 0.04 --partition 0@15-970 --heal-at-ms 970 --window 400 --max-time-ms 120000',
-    fixed: 'a PoE replica whose fetched blocks do not chain onto its ledger fetches from its certified base, rolls back where it leaves the certified chain, and executes it (rebaseOnCertified)',
+    fixed:
+      'a PoE replica whose fetched blocks do not chain onto its ledger fetches from its certified base, rolls back where it leaves the certified chain, and executes it (rebaseOnCertified)',
   },
   {
     // Replica 2 (n=7) lost the SUPPORTs of the last batches; the clients accepted on the others' INFORMs and no checkpoint came.
@@ -159,7 +161,8 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
   {
     // Replica 3 executed 96, replicas 1 and 2 stayed at 87, one COMMIT short for good (lost while the primary was down).
     replay: '--protocol pbft --replicas 4 --batches 120 --seed 12 --drop 0.027 --jitter-ms 3 --fault 0=inTheDark:2 --fault 0=stopAfter:21 --max-time-ms 120000',
-    fixed: 'a PBFT backup that executed a request a client keeps re-sending suspects the primary (noteUnfinished); replicas also re-send their votes for it (retransmitFor)',
+    fixed:
+      'a PBFT backup that executed a request a client keeps re-sending suspects the primary (noteUnfinished); replicas also re-send their votes for it (retransmitFor)',
   },
   {
     // Replica 2 ran ahead to 17, 1 and 3 stayed at 8 with 3 alone in a view change: 2 awaited nothing, so it never joined.
@@ -213,7 +216,9 @@ function flagsFromArgs(args: readonly string[]): SimFlags {
 afterAll(() => {
   const lines = [`scenario suite (SIM_SEEDS=${SEEDS}, SIM_SEED_BASE=${SEED_BASE}): ${totals.runs} runs, ${(totals.wallMs / 1000).toFixed(1)} s`];
   for (const [key, t] of tallies) {
-    lines.push(`  ${key.padEnd(42)} ${t.runs} runs, ${t.failed} failed, ${t.viewChanges} view changes, ${t.rollbacks} rollbacks, ${(t.wallMs / 1000).toFixed(1)} s`);
+    lines.push(
+      `  ${key.padEnd(42)} ${t.runs} runs, ${t.failed} failed, ${t.viewChanges} view changes, ${t.rollbacks} rollbacks, ${(t.wallMs / 1000).toFixed(1)} s`,
+    );
   }
   console.log(lines.join('\n'));
 });

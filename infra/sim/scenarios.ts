@@ -155,7 +155,12 @@ export const SCENARIOS: readonly Scenario[] = [
     protocols: VIEW_CHANGE_PROTOCOLS,
     build(protocol, seed) {
       const rng = new Rng(seed);
-      const input: SimInput = { ...base(protocol, seed, 4, 100), delay: jitteryDelay(rng), dropProbability: rate(rng, 0.01, 0.08), duplicateProbability: rng.chance(0.5) ? rate(rng, 0, 0.05) : 0 };
+      const input: SimInput = {
+        ...base(protocol, seed, 4, 100),
+        delay: jitteryDelay(rng),
+        dropProbability: rate(rng, 0.01, 0.08),
+        duplicateProbability: rng.chance(0.5) ? rate(rng, 0, 0.05) : 0,
+      };
       // Half the runs lose messages until the clients are done, half until the network heals mid-run.
       return rng.chance(0.5) ? input : { ...input, healAtMs: between(rng, 50, 2000) };
     },
@@ -218,7 +223,11 @@ export const SCENARIOS: readonly Scenario[] = [
       const rng = new Rng(seed);
       const n = protocol === 'hotstuff' ? 4 : rng.chance(0.7) ? 4 : 7;
       const crashedBackups = someBackups(rng, n, between(rng, 1, quorums(n).f));
-      const input: SimInput = { ...base(protocol, seed, n, protocol === 'hotstuff' ? 40 : n === 4 ? 100 : 50), delay: jitteryDelay(rng), duplicateProbability: rate(rng, 0, 0.1) };
+      const input: SimInput = {
+        ...base(protocol, seed, n, protocol === 'hotstuff' ? 40 : n === 4 ? 100 : 50),
+        delay: jitteryDelay(rng),
+        duplicateProbability: rate(rng, 0, 0.1),
+      };
       // HotStuff's parallel leaders cannot lose one mid-run (no per-slot view change): silent from the start.
       if (protocol === 'hotstuff') return { ...input, crashed: crashedBackups.length };
       return { ...input, crashes: crashedBackups.map((replica) => ({ replica, atMs: between(rng, 0, 60) })) };
@@ -286,7 +295,8 @@ export function scenarioProblems(s: Scenario, input: SimInput, r: SimResult): st
   // A scenario whose partition outlasts the clients tests nothing about catching up: nobody
   // sends the cut-off replicas anything once they are back. A sanity check on the scenario itself.
   const lastHealMs = Math.max(0, ...(input.partitions ?? []).map((p) => p.toMs));
-  if (r.stopReason === 'done' && lastHealMs >= r.virtualTimeMs && !r.converged) problems.push(`scenario: the partition healed at ${lastHealMs} ms, after the clients finished at ${r.virtualTimeMs.toFixed(0)} ms`);
+  if (r.stopReason === 'done' && lastHealMs >= r.virtualTimeMs && !r.converged)
+    problems.push(`scenario: the partition healed at ${lastHealMs} ms, after the clients finished at ${r.virtualTimeMs.toFixed(0)} ms`);
   return [...new Set(problems)];
 }
 

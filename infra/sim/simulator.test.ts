@@ -10,7 +10,7 @@ import { typeNamesFromExports } from '../../replica/protocols.js';
 import type { WireMessage } from '../../replica/types.js';
 import type { SimInput } from './options.js';
 import { runSimulation, Simulation, type SimResult } from './simulator.js';
-import * as toyModule from './toy-protocol.js';
+import * as toyModule from '../../test/fakes/toy-protocol.js';
 
 type ToyInput = Omit<SimInput, 'protocol'> & Partial<Pick<SimInput, 'protocol'>>;
 
@@ -109,7 +109,9 @@ describe('simulator', () => {
     expect(r.stopReason).toBe('time-limit');
     expect(r.acceptedBatches).toBeLessThan(300);
     expect(r.clientTimeouts).toBeGreaterThan(0);
-    expect(r.violations.at(-1)).toBe(`liveness: ${r.acceptedBatches} of 300 batches accepted (${r.issuedBatches} issued; stopped: time-limit at 5000 ms virtual)`);
+    expect(r.violations.at(-1)).toBe(
+      `liveness: ${r.acceptedBatches} of 300 batches accepted (${r.issuedBatches} issued; stopped: time-limit at 5000 ms virtual)`,
+    );
   });
 
   it('stops at the event limit and says so', () => {

@@ -152,8 +152,7 @@ function batchesFor(origin: number, machines: number, total: number): number {
   return Math.floor(total / machines) + (origin < total % machines ? 1 : 0);
 }
 
-const sortedRecord = (m: Map<string, number>): Record<string, number> =>
-  Object.fromEntries([...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+const sortedRecord = (m: Map<string, number>): Record<string, number> => Object.fromEntries([...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 
 const bump = (m: Map<string, number>, key: string, by = 1): void => {
   m.set(key, (m.get(key) ?? 0) + by);
@@ -518,7 +517,8 @@ export class Simulation {
       case 'rollback':
         this.rollbacks++;
         this.rolledBackBatches += Math.max(0, ev.fromK - ev.toK);
-        if (!this.speculative) this.fail(`replica ${id} rolled back from ${ev.fromK} to ${ev.toK}, but ${this.module.name} executes only committed batches`, 'safety-violation');
+        if (!this.speculative)
+          this.fail(`replica ${id} rolled back from ${ev.fromK} to ${ev.toK}, but ${this.module.name} executes only committed batches`, 'safety-violation');
         this.onRolledBack(id, node, ev.fromK, ev.toK);
         node.executedK = Math.min(node.executedK, ev.toK);
         break;
@@ -669,7 +669,10 @@ export class Simulation {
 
   private setTimer(node: Peer, timers: Map<string, number>, name: string, afterMs: number): void {
     if (!Number.isFinite(afterMs) || afterMs < 0) {
-      this.fail(`${isClientPeer(node) ? 'client machine' : 'replica'} ${isClientPeer(node) ? clientOrigin(node) : node} armed timer '${name}' with afterMs=${afterMs}`, 'exception');
+      this.fail(
+        `${isClientPeer(node) ? 'client machine' : 'replica'} ${isClientPeer(node) ? clientOrigin(node) : node} armed timer '${name}' with afterMs=${afterMs}`,
+        'exception',
+      );
       return;
     }
     // While draining, timers are armed as usual but held back until the settle phase (drain()).
@@ -693,7 +696,9 @@ export class Simulation {
       for (const id of this.nonFaultyReplicas()) {
         const node = this.replicas[id]!;
         if (node.core.ledger.height !== node.executedK) {
-          this.violations.push(`replica ${id}: its ledger height is ${node.core.ledger.height}, but its 'executed' and 'rollback' events add up to k=${node.executedK}`);
+          this.violations.push(
+            `replica ${id}: its ledger height is ${node.core.ledger.height}, but its 'executed' and 'rollback' events add up to k=${node.executedK}`,
+          );
         }
       }
       const ledgers = this.nonFaultyReplicas().map((id) => ({ replica: id, ledger: this.replicas[id]!.core.ledger }));

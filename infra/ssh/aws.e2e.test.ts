@@ -15,11 +15,11 @@ import { CreateKeyPairCommand, EC2Client, type CreateKeyPairCommandInput } from 
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lockHarnessPorts } from '../../test/harness-port-lock.js';
-import { sshLauncher } from '../../harness/infra-backends.js';
-import { executeRun, type RunResult } from '../../harness/run.js';
-import { makeRunSpec } from '../../harness/spec.js';
+import { sshLauncher } from '../run/launch.js';
+import { executeRun, type RunResult } from '../run/execute.js';
+import { makeRunSpec } from '../run/spec.js';
 import { alivePids, ensureBuilt } from '../../test/e2e/helpers.js';
-import { fakeDeps, FakeEc2 } from '../aws/fake-ec2.js';
+import { fakeDeps, FakeEc2 } from '../../test/fakes/fake-ec2.js';
 import { HARNESS_PORT_RANGE, HOSTS_FILE, withAwsHosts, type ProvisionedHosts } from '../aws/index.js';
 import { hostsFromProvisioned } from './hosts.js';
 import { useTestSshd, type TestSshd } from './test-sshd.js';
@@ -60,9 +60,21 @@ describe('aws backend handing its machines to the ssh backend', () => {
         handed = hosts;
         expect(fake.liveInstances()).toHaveLength(5);
         // The run records the hosts file infra aws wrote for these machines (it parses as is).
-        const spec = makeRunSpec({ protocol: 'poe', backend: 'ssh', warmupS: 2, durationS: 3, clients: 16, records: 100_000, infra: { hosts: join(stateDir, hosts.runId, HOSTS_FILE) } });
+        const spec = makeRunSpec({
+          protocol: 'poe',
+          backend: 'ssh',
+          warmupS: 2,
+          durationS: 3,
+          clients: 16,
+          records: 100_000,
+          infra: { hosts: join(stateDir, hosts.runId, HOSTS_FILE) },
+        });
         const ssh = hostsFromProvisioned({ ...hosts, sshPort: sshd.port });
-        return executeRun(spec, { launch: sshLauncher(ssh), onStarted: (c) => (pids = c.pids()), onConnected: (a) => void (listened = a.map(({ peer, port }) => ({ peer, port }))) });
+        return executeRun(spec, {
+          launch: sshLauncher(ssh),
+          onStarted: (c) => (pids = c.pids()),
+          onConnected: (a) => void (listened = a.map(({ peer, port }) => ({ peer, port }))),
+        });
       },
       fakeDeps(fake),
       {},

@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import type { ClientChannel } from 'ssh2';
 import { assembleCluster, type Cluster, type ClusterNode, type ExitInfo, type LaunchPlan, type NodeRole } from '../local/backend.js';
-import { ControlClient } from '../../replica/runtime-control.js';
+import { ControlClient } from '../process/control.js';
 import { buildBundle, sha256File, type Bundle } from './bundle.js';
 import { hostFor, type SshHost, type SshHosts } from './hosts.js';
 import { DEFAULT_SSH_TIMEOUTS, remotePath, shq, SshError, SshSession, type SshTimeouts } from './session.js';
@@ -86,12 +86,17 @@ export async function preflight(session: SshSession): Promise<Preflight> {
   ].join('; ');
   const out = await session.run('checking the host', probe);
   const tools = [...out.matchAll(/missing-tool (\S+)/g)].map((m) => m[1]!);
-  if (tools.length > 0) throw new SshError(host.name, `missing ${tools.join(', ')}: install ${[...new Set(tools.map((t) => (t === 'sha256sum' ? 'coreutils' : t)))].join(' and ')}`);
+  if (tools.length > 0)
+    throw new SshError(
+      host.name,
+      `missing ${tools.join(', ')}: install ${[...new Set(tools.map((t) => (t === 'sha256sum' ? 'coreutils' : t)))].join(' and ')}`,
+    );
   const platform = /platform (.+)/.exec(out)?.[1]?.trim() ?? 'unknown';
   if (out.includes('missing-node')) return { missingNode: true, platform };
   const version = /node-version (\S+)/.exec(out)?.[1];
   if (!version) throw new SshError(host.name, `${host.node} did not report its version: ${out.trim().slice(0, 200)}`);
-  if (Number(version.split('.')[0]) < NODE_MAJOR_MIN) throw new SshError(host.name, `Node.js ${version} is too old: the replicas need ${NODE_MAJOR_MIN} or later`);
+  if (Number(version.split('.')[0]) < NODE_MAJOR_MIN)
+    throw new SshError(host.name, `Node.js ${version} is too old: the replicas need ${NODE_MAJOR_MIN} or later`);
   return { version };
 }
 
@@ -122,7 +127,10 @@ export async function installNode(session: SshSession, platform: string, cacheDi
   const host = session.host;
   const here = localPlatform();
   if (platform !== here) {
-    throw new SshError(host.name, `${host.node} not found, and this machine's Node.js (${here}) does not fit the host (${platform}): install Node.js ${NODE_MAJOR_MIN} or later there, or set \`node:\` in the hosts file to its path`);
+    throw new SshError(
+      host.name,
+      `${host.node} not found, and this machine's Node.js (${here}) does not fit the host (${platform}): install Node.js ${NODE_MAJOR_MIN} or later there, or set \`node:\` in the hosts file to its path`,
+    );
   }
   const archive = await localNodeArchive(cacheDir);
   const target = `${host.workDir.replace(/\/+$/, '')}/node/${process.version}-${archive.sha256.slice(0, 12)}`;
@@ -144,9 +152,15 @@ export async function installNode(session: SshSession, platform: string, cacheDi
     'trap - EXIT',
   ].join('\n');
   try {
-    await session.run(`installing Node.js ${process.version} (${(archive.bytes / 1e6).toFixed(0)} MB)`, `sh -c ${shq(script)}`, { stdin: { file: archive.path }, timeoutMs: timeouts.uploadMs });
+    await session.run(`installing Node.js ${process.version} (${(archive.bytes / 1e6).toFixed(0)} MB)`, `sh -c ${shq(script)}`, {
+      stdin: { file: archive.path },
+      timeoutMs: timeouts.uploadMs,
+    });
   } catch (err) {
-    throw new SshError(host.name, `${host.node} not found, and installing this machine's Node.js failed (${(err as Error).message.replace(/^ssh \S+: /, '')}): install Node.js ${NODE_MAJOR_MIN} or later there`);
+    throw new SshError(
+      host.name,
+      `${host.node} not found, and installing this machine's Node.js failed (${(err as Error).message.replace(/^ssh \S+: /, '')}): install Node.js ${NODE_MAJOR_MIN} or later there`,
+    );
   }
   return `${target}/node`;
 }
@@ -156,7 +170,10 @@ export async function ensureNode(session: SshSession, cacheDir: string, timeouts
   const pre = await preflight(session);
   if ('version' in pre) return { node: session.host.node, version: pre.version, installed: false };
   if (!session.host.installNode) {
-    throw new SshError(session.host.name, `${session.host.node} not found: install Node.js ${NODE_MAJOR_MIN} or later there, or set \`node:\` in the hosts file to its path`);
+    throw new SshError(
+      session.host.name,
+      `${session.host.node} not found: install Node.js ${NODE_MAJOR_MIN} or later there, or set \`node:\` in the hosts file to its path`,
+    );
   }
   const node = await installNode(session, pre.platform, cacheDir, timeouts);
   return { node, version: process.versions.node, installed: true };
@@ -185,7 +202,10 @@ export async function ship(session: SshSession, bundle: Bundle, timeouts: SshTim
     `mv -T "$t" ${dir} || test -f ${dir}/.complete`,
     'trap - EXIT',
   ].join('\n');
-  await session.run(`shipping the build (${(bundle.bytes / 1e6).toFixed(1)} MB)`, `sh -c ${shq(script)}`, { stdin: { file: bundle.path }, timeoutMs: timeouts.uploadMs });
+  await session.run(`shipping the build (${(bundle.bytes / 1e6).toFixed(1)} MB)`, `sh -c ${shq(script)}`, {
+    stdin: { file: bundle.path },
+    timeoutMs: timeouts.uploadMs,
+  });
   return 'shipped';
 }
 
@@ -285,7 +305,7 @@ class SshNode implements ClusterNode {
 
 /** The shell command that starts one process in the build directory and announces its PID. */
 export function startCommand(host: SshHost, bundle: Bundle, role: NodeRole, nodeArgs: readonly string[], env: Readonly<Record<string, string>>): string {
-  const entry = role === 'replica' ? 'dist/replica/main.js' : 'dist/client/main.js';
+  const entry = role === 'replica' ? 'dist/infra/process/replica-main.js' : 'dist/infra/process/client-main.js';
   const vars = Object.entries({ NODE_OPTIONS: '', ...env }).map(([k, v]) => {
     if (!/^[A-Z_][A-Z0-9_]*$/.test(k)) throw new Error(`bad environment variable name ${k}`);
     return `${k}=${shq(v)}`;
@@ -315,7 +335,10 @@ export async function launchSsh(hosts: SshHosts, plan: SshLaunchPlan): Promise<C
   ];
   if (hosts.portRange) {
     const top = Math.max(...plan.replicas) + hosts.portRange.fromPort;
-    if (top > hosts.portRange.toPort) throw new SshLaunchError(`replica ports ${hosts.portRange.fromPort}-${top} do not fit the open range ${hosts.portRange.fromPort}-${hosts.portRange.toPort}`);
+    if (top > hosts.portRange.toPort)
+      throw new SshLaunchError(
+        `replica ports ${hosts.portRange.fromPort}-${top} do not fit the open range ${hosts.portRange.fromPort}-${hosts.portRange.toPort}`,
+      );
   }
   // One admin session per distinct login and work directory: checks, shipping, kill.
   const distinct = new Map<string, SshHost>();
@@ -369,10 +392,7 @@ export async function launchSsh(hosts: SshHosts, plan: SshLaunchPlan): Promise<C
 }
 
 function waitAll(nodes: readonly SshNode[], ms: number): Promise<boolean> {
-  return Promise.race([
-    Promise.all(nodes.map((n) => n.exited)).then(() => true),
-    new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
-  ]);
+  return Promise.race([Promise.all(nodes.map((n) => n.exited)).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
 }
 
 /** Closes stdin, then TERM, then KILL by PID; resolves when all exited or gave up. */
@@ -382,7 +402,15 @@ async function stopAll(nodes: readonly SshNode[], adminFor: (h: SshHost) => SshS
   if (await waitAll(live, graceMs)) return;
   for (const sig of ['TERM', 'KILL'] as const) {
     const left = live.filter((n) => !n.exitInfo);
-    await Promise.all(groupByHost(left).map(([h, ns]) => killRemote(adminFor(h), ns.map((n) => n.pid).filter((p): p is number => p !== undefined), sig)));
+    await Promise.all(
+      groupByHost(left).map(([h, ns]) =>
+        killRemote(
+          adminFor(h),
+          ns.map((n) => n.pid).filter((p): p is number => p !== undefined),
+          sig,
+        ),
+      ),
+    );
     if (await waitAll(left, Math.max(graceMs, 1000))) return;
   }
   // The connection to a host is gone: nothing more can be done from here.
@@ -408,7 +436,15 @@ function makeCluster(nodes: SshNode[], adminFor: (h: SshHost) => SshSession, clo
     },
     async kill() {
       const live = nodes.filter((n) => !n.exitInfo);
-      await Promise.all(groupByHost(live).map(([h, ns]) => killRemote(adminFor(h), ns.map((n) => n.pid).filter((p): p is number => p !== undefined), 'KILL')));
+      await Promise.all(
+        groupByHost(live).map(([h, ns]) =>
+          killRemote(
+            adminFor(h),
+            ns.map((n) => n.pid).filter((p): p is number => p !== undefined),
+            'KILL',
+          ),
+        ),
+      );
       await stopAll(nodes, adminFor, 1000);
       closeAll();
     },

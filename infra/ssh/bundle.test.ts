@@ -23,9 +23,9 @@ describe('build bundle', () => {
 
   it('holds the entry points, what they import, and their packages only', () => {
     const files = bundleFiles();
-    expect(files).toContain('dist/replica/main.js');
-    expect(files).toContain('dist/client/main.js');
-    expect(files).toContain('dist/replica/runtime-link-shaper.js');
+    expect(files).toContain('dist/infra/process/replica-main.js');
+    expect(files).toContain('dist/infra/process/client-main.js');
+    expect(files).toContain('dist/infra/process/link-shaper.js');
     expect(files).toContain('package.json');
     expect(files).toContain('node_modules/hdr-histogram-js');
     expect(files).toContain('node_modules/pako'); // a dependency of hdr-histogram-js
@@ -40,18 +40,34 @@ describe('build bundle', () => {
       writeFileSync(join(root, rel), text);
     };
     put('package.json', '{"type":"module"}');
-    put('dist/replica/main.js', "import './shared.js';\nimport x from 'dep';\n");
+    put('dist/infra/process/replica-main.js', "import '../../replica/shared.js';\nimport x from 'dep';\n");
     put('dist/replica/shared.js', 'export const y = 1;\n');
-    put('dist/client/main.js', "import '../replica/shared.js';\n");
+    put('dist/infra/process/client-main.js', "import '../../replica/shared.js';\n");
     put('dist/harness/cli.js', 'not shipped\n');
     put('node_modules/dep/package.json', '{"name":"dep","dependencies":{"sub":"1"}}');
     put('node_modules/sub/package.json', '{"name":"sub"}');
     put('node_modules/unused/package.json', '{"name":"unused"}');
     const a = await buildBundle(join(cache, 'out'), root);
-    expect(a.files).toEqual(['dist/client/main.js', 'dist/replica/main.js', 'dist/replica/shared.js', 'node_modules/dep', 'node_modules/sub', 'package.json']);
+    expect(a.files).toEqual([
+      'dist/infra/process/client-main.js',
+      'dist/infra/process/replica-main.js',
+      'dist/replica/shared.js',
+      'node_modules/dep',
+      'node_modules/sub',
+      'package.json',
+    ]);
     expect(a.sha256).toMatch(/^[0-9a-f]{64}$/);
     const listed = execFileSync('tar', ['-tzf', a.path], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
-    expect(listed).toEqual(['dist/client/main.js', 'dist/replica/main.js', 'dist/replica/shared.js', 'node_modules/dep/', 'node_modules/dep/package.json', 'node_modules/sub/', 'node_modules/sub/package.json', 'package.json']);
+    expect(listed).toEqual([
+      'dist/infra/process/client-main.js',
+      'dist/infra/process/replica-main.js',
+      'dist/replica/shared.js',
+      'node_modules/dep/',
+      'node_modules/dep/package.json',
+      'node_modules/sub/',
+      'node_modules/sub/package.json',
+      'package.json',
+    ]);
     expect(await buildBundle(join(cache, 'out'), root)).toEqual(a);
     put('dist/replica/shared.js', 'export const y = 2;\n');
     const c = await buildBundle(join(cache, 'out'), root);
@@ -61,12 +77,11 @@ describe('build bundle', () => {
 
   it('names what is missing: an unbuilt entry, an uninstalled package', async () => {
     const root = join(cache, 'broken');
-    mkdirSync(join(root, 'dist', 'replica'), { recursive: true });
+    mkdirSync(join(root, 'dist', 'infra', 'process'), { recursive: true });
     writeFileSync(join(root, 'package.json'), '{}');
-    expect(() => bundleFiles(root)).toThrow(/dist\/replica\/main.js does not exist: run `npm run build` first/);
-    mkdirSync(join(root, 'dist', 'client'), { recursive: true });
-    writeFileSync(join(root, 'dist', 'replica', 'main.js'), "import 'ghost';\n");
-    writeFileSync(join(root, 'dist', 'client', 'main.js'), '');
+    expect(() => bundleFiles(root)).toThrow(/dist\/infra\/process\/replica-main.js does not exist: run `npm run build` first/);
+    writeFileSync(join(root, 'dist', 'infra', 'process', 'replica-main.js'), "import 'ghost';\n");
+    writeFileSync(join(root, 'dist', 'infra', 'process', 'client-main.js'), '');
     expect(() => bundleFiles(root)).toThrow(/package ghost .* is not installed/);
   });
 });

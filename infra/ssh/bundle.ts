@@ -5,8 +5,8 @@
  * packages those files import with their own dependencies, and package.json (for "type":
  * "module").
  *
- * The file list is found by following imports from dist/replica/main.js and
- * dist/client/main.js, so a new import is shipped without anyone updating a list.
+ * The file list is found by following imports from dist/infra/process/replica-main.js and
+ * dist/infra/process/client-main.js, so a new import is shipped without anyone updating a list.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
-export const BUNDLE_ENTRIES = ['dist/replica/main.js', 'dist/client/main.js'] as const;
+export const BUNDLE_ENTRIES = ['dist/infra/process/replica-main.js', 'dist/infra/process/client-main.js'] as const;
 
 /** The repository root (this file is infra/ssh/bundle.ts, or dist/infra/ssh/bundle.js). */
 export function repoRoot(): string {
@@ -74,9 +74,13 @@ export function bundleFiles(root: string = repoRoot()): string[] {
     if (dir === undefined) throw new Error(`package ${name} (needed by the replica or client) is not installed: run \`npm ci\``);
     if (pkgDirs.has(dir)) continue;
     pkgDirs.add(dir);
-    const pkg = JSON.parse(readFileSync(join(root, dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(root, dir, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+      optionalDependencies?: Record<string, string>;
+    };
     for (const dep of Object.keys(pkg.dependencies ?? {})) pkgStack.push({ name: dep, from: join(root, dir) });
-    for (const dep of Object.keys(pkg.optionalDependencies ?? {})) if (resolvePackageDir(root, join(root, dir), dep)) pkgStack.push({ name: dep, from: join(root, dir) });
+    for (const dep of Object.keys(pkg.optionalDependencies ?? {}))
+      if (resolvePackageDir(root, join(root, dir), dep)) pkgStack.push({ name: dep, from: join(root, dir) });
   }
   for (const dir of pkgDirs) files.add(dir);
   return [...files].sort();
@@ -124,7 +128,6 @@ function contentKey(root: string, files: readonly string[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
-
 /**
  * Builds (or reuses) the tarball of the current build in `cacheDir`. The tarball is reused
  * while no bundled file changed, so repeated runs ship nothing new.
@@ -136,7 +139,7 @@ export async function buildBundle(cacheDir: string, root: string = repoRoot()): 
   const path = join(cacheDir, `poe-bench-${key}.tar.gz`);
   if (!existsSync(path)) {
     const listFile = join(cacheDir, `poe-bench-${key}.files`);
-    await writeFile(listFile, files.join('\n') + '\n');
+    await writeFile(listFile, `${files.join('\n')}\n`);
     const partial = `${path}.${process.pid}.part`;
     // Fixed owner and order, no access times: the same files give the same tarball.
     await execa('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '-czf', partial, '-C', root, '-T', listFile], { timeout: 120_000 });

@@ -29,7 +29,15 @@ describe('hosts file', () => {
 
   it('reads JSON (and a key relative to the file)', () => {
     const path = join(dir, 'hosts.json');
-    writeFileSync(path, JSON.stringify({ hosts: [{ host: '127.0.0.1', role: 'replica', key: 'id_test' }, { host: '127.0.0.1', role: 'client', key: 'id_test' }] }));
+    writeFileSync(
+      path,
+      JSON.stringify({
+        hosts: [
+          { host: '127.0.0.1', role: 'replica', key: 'id_test' },
+          { host: '127.0.0.1', role: 'client', key: 'id_test' },
+        ],
+      }),
+    );
     const hosts = loadHostsFile(path);
     expect(hosts.replicas[0]).toMatchObject({ user: 'root', port: 22, keyPath: key });
   });

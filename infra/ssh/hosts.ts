@@ -73,7 +73,10 @@ const hostName = z
   .min(1, 'must not be empty')
   .regex(/^[A-Za-z0-9.:_-]+$/, 'must be a host name or an IP address');
 const common = {
-  user: z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'must be a Unix user name').optional(),
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'must be a Unix user name')
+    .optional(),
   port: z.number({ invalid_type_error: 'must be a number' }).int('must be an integer').min(1).max(65_535).optional(),
   key: z.string().min(1).optional(),
   node: z

@@ -201,7 +201,9 @@ export class SshSession {
           done = true;
           clearTimeout(timer);
           channel.close();
-          reject(new SshError(this.host.name, `${step}: cannot read ${options.stdin && typeof options.stdin === 'object' ? options.stdin.file : ''}: ${e.message}`));
+          reject(
+            new SshError(this.host.name, `${step}: cannot read ${options.stdin && typeof options.stdin === 'object' ? options.stdin.file : ''}: ${e.message}`),
+          );
         });
         file.pipe(channel);
       }

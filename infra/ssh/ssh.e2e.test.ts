@@ -9,10 +9,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sshLauncher } from '../../harness/infra-backends.js';
+import { sshLauncher } from '../run/launch.js';
 import { sshCheck } from '../../harness/infra-command.js';
-import { executeRun } from '../../harness/run.js';
-import { parseRunFlags } from '../../harness/spec.js';
+import { executeRun } from '../run/execute.js';
+import { parseRunFlags } from '../run/spec.js';
 import { alivePids, ensureBuilt } from '../../test/e2e/helpers.js';
 import { launchSsh, SshLaunchError } from './backend.js';
 import { loadHostsFile, parseHostsText, type SshHosts } from './hosts.js';
@@ -31,7 +31,11 @@ afterAll(async () => {
 });
 
 function hostsWith(extra: string): SshHosts {
-  return parseHostsText(`defaults: { user: root, port: ${sshd.port}, key: ${sshd.clientKey}${extra} }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`, 'test hosts', dir);
+  return parseHostsText(
+    `defaults: { user: root, port: ${sshd.port}, key: ${sshd.clientKey}${extra} }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`,
+    'test hosts',
+    dir,
+  );
 }
 
 /** PIDs of processes whose command line runs the bundle's replica or client from `workDir`. */
@@ -64,14 +68,23 @@ describe('ssh backend to localhost', () => {
     const spec = parseRunFlags({ protocol: 'poe', backend: 'ssh', hosts: sshd.hostsFile, warmup: '2', duration: '3', clients: '4' });
     const ac = new AbortController();
     let remotePids: number[] = [];
-    const r = await executeRun(spec, { launch: sshLauncher(), signal: ac.signal, onStarted: (c) => (remotePids = c.pids()), onConnected: () => void setTimeout(() => ac.abort(), 1000) });
+    const r = await executeRun(spec, {
+      launch: sshLauncher(),
+      signal: ac.signal,
+      onStarted: (c) => (remotePids = c.pids()),
+      onConnected: () => void setTimeout(() => ac.abort(), 1000),
+    });
     expect(r.interrupted).toBe(true);
     expect(remotePids).toHaveLength(5);
     expect(alivePids(remotePids)).toEqual([]);
   });
 
   it('a host that refuses the connection is a clear error naming it; nothing is started', async () => {
-    const hosts = parseHostsText(`defaults: { key: ${sshd.clientKey} }\nhosts:\n  - { host: 127.0.0.1, port: 1, role: replica }\n  - { host: 127.0.0.1, port: ${sshd.port}, role: client }\n`, 'refusing', dir);
+    const hosts = parseHostsText(
+      `defaults: { key: ${sshd.clientKey} }\nhosts:\n  - { host: 127.0.0.1, port: 1, role: replica }\n  - { host: 127.0.0.1, port: ${sshd.port}, role: client }\n`,
+      'refusing',
+      dir,
+    );
     const before = remoteProcesses('nothing');
     const err = await launchSsh(hosts, { replicas: [0, 1, 2, 3], clients: [0] }).catch((e: unknown) => e as Error);
     expect(err).toBeInstanceOf(SshLaunchError);
@@ -82,8 +95,14 @@ describe('ssh backend to localhost', () => {
   it('a failed login is a clear error naming the user, host and key', async () => {
     const wrongKey = join(dir, 'wrong_ed25519');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', wrongKey]);
-    const hosts = parseHostsText(`defaults: { port: ${sshd.port}, key: ${wrongKey} }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`, 'wrong key', dir);
-    await expect(launchSsh(hosts, { replicas: [0], clients: [0] })).rejects.toThrow(new RegExp(`ssh root@127.0.0.1:${sshd.port}: login failed as root with the key ${wrongKey}`));
+    const hosts = parseHostsText(
+      `defaults: { port: ${sshd.port}, key: ${wrongKey} }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`,
+      'wrong key',
+      dir,
+    );
+    await expect(launchSsh(hosts, { replicas: [0], clients: [0] })).rejects.toThrow(
+      new RegExp(`ssh root@127.0.0.1:${sshd.port}: login failed as root with the key ${wrongKey}`),
+    );
   });
 
   it('a host without Node.js is a clear error when installing it is off; nothing is started', async () => {
@@ -92,10 +111,13 @@ describe('ssh backend to localhost', () => {
     );
   });
 
-  it('a host without Node.js gets this machine\'s, checksummed and checked to run (infra ssh check)', async () => {
+  it("a host without Node.js gets this machine's, checksummed and checked to run (infra ssh check)", async () => {
     const workDir = join(dir, 'remote-work');
     const file = join(dir, 'no-node.yaml');
-    writeFileSync(file, `defaults: { user: root, port: ${sshd.port}, key: ${sshd.clientKey}, node: poe-bench-no-such-node, workDir: ${workDir} }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`);
+    writeFileSync(
+      file,
+      `defaults: { user: root, port: ${sshd.port}, key: ${sshd.clientKey}, node: poe-bench-no-such-node, workDir: ${workDir} }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`,
+    );
     const out: string[] = [];
     const code = await sshCheck({ hosts: file }, { out: (l) => out.push(l), err: (l) => out.push(l) });
     expect(code, out.join('\n')).toBe(0);
@@ -109,7 +131,10 @@ describe('ssh backend to localhost', () => {
     const fingerprint = /SHA256:(\S+)/.exec(execFileSync('ssh-keygen', ['-lf', join(sshd.hostsFile, '..', 'host_ed25519.pub')], { encoding: 'utf8' }))![1]!;
     const check = async (fp: string): Promise<{ code: number; out: string }> => {
       const file = join(dir, `pinned-${fp.slice(0, 4)}.yaml`);
-      writeFileSync(file, `defaults: { user: root, port: ${sshd.port}, key: ${sshd.clientKey}, hostKeySha256: '${fp}' }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`);
+      writeFileSync(
+        file,
+        `defaults: { user: root, port: ${sshd.port}, key: ${sshd.clientKey}, hostKeySha256: '${fp}' }\nhosts:\n  - { host: 127.0.0.1, role: replica }\n  - { host: 127.0.0.1, role: client }\n`,
+      );
       const out: string[] = [];
       const code = await sshCheck({ hosts: file }, { out: (l) => out.push(l), err: (l) => out.push(l) });
       return { code, out: out.join('\n') };

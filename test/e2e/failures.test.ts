@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { executeRun } from '../../harness/run.js';
-import { makeRunSpec } from '../../harness/spec.js';
+import { executeRun } from '../../infra/run/execute.js';
+import { makeRunSpec } from '../../infra/run/spec.js';
 import { alivePids, childPids, ensureBuilt, ROOT } from './helpers.js';
 
 beforeAll(() => ensureBuilt(), 180_000);
@@ -64,7 +64,7 @@ describe('poe-bench run when things go wrong', () => {
       [['--protocol', 'poe', '--replicas', '3', '--crashed', '2'], /--replicas: must be >= 4/],
       [['--protocol', 'poe', '--crashed', '2'], /--crashed: 2 exceeds .* \(f = 1\); pass --force/],
     ];
-    // Every other flag's message is checked without a process in harness/spec.test.ts.
+    // Every other flag's message is checked without a process in infra/run/spec.test.ts.
     for (const [args, message] of cases) {
       const p = await execa(process.execPath, [CLI, 'run', ...args], { reject: false });
       expect(p.exitCode, args.join(' ')).toBe(2);
@@ -91,9 +91,13 @@ describe('poe-bench run when things go wrong', () => {
   });
 
   it('leaves no process behind even when the harness itself is killed with SIGKILL', async () => {
-    const p = execa(process.execPath, [CLI, 'run', '--protocol', 'poe', '--warmup', '5', '--duration', '5', '--out', mkdtempSync(join(tmpdir(), 'poe-bench-kill-'))], {
-      reject: false,
-    });
+    const p = execa(
+      process.execPath,
+      [CLI, 'run', '--protocol', 'poe', '--warmup', '5', '--duration', '5', '--out', mkdtempSync(join(tmpdir(), 'poe-bench-kill-'))],
+      {
+        reject: false,
+      },
+    );
     let children: number[] = [];
     for (let i = 0; i < 100 && children.length < 5; i++) {
       await sleep(100);

@@ -29,13 +29,19 @@ interface Line {
 describe('poe-bench figure 11b on the local backend', () => {
   it('runs PoE and PBFT for real: the primary stops after 900, the view changes, the timeouts are recorded', () => {
     const dir = join(base, 'local-11b');
-    const r = spawnSync(process.execPath, [CLI, 'figure', '11b', '--quick', '--replicas', '4', '--out', dir], { cwd: base, encoding: 'utf8', timeout: 150_000 });
+    const r = spawnSync(process.execPath, [CLI, 'figure', '11b', '--quick', '--replicas', '4', '--out', dir], {
+      cwd: base,
+      encoding: 'utf8',
+      timeout: 150_000,
+    });
     const lines = readFileSync(join(dir, 'runs.jsonl'), 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Line);
     expect(r.status, `${r.stderr}\n${lines.map((l) => l.reason ?? '').join('\n')}`).toBe(0);
-    expect(r.stderr).toContain(`client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms`);
+    expect(r.stderr).toContain(
+      `client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms`,
+    );
     expect(lines.map((l) => l.pointId)).toEqual(['poe/n=4/crashed=0/batch=100/stop=900', 'pbft/n=4/crashed=0/batch=100/stop=900']);
     for (const l of lines) {
       expect(l.valid, l.reason).toBe(true);

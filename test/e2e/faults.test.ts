@@ -18,8 +18,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { executeRun, recordRun, type RunResult } from '../../harness/run.js';
-import { makeRunSpec } from '../../harness/spec.js';
+import { executeRun, recordRun, type RunResult } from '../../infra/run/execute.js';
+import { makeRunSpec } from '../../infra/run/spec.js';
 import type { ProtocolName } from '../../replica/types.js';
 import { alivePids, ensureBuilt, ROOT } from './helpers.js';
 
@@ -75,7 +75,27 @@ describe('zyzzyva with one crashed backup', () => {
     const out = mkdtempSync(join(tmpdir(), 'poe-bench-zyz-'));
     const p = await execa(
       process.execPath,
-      [CLI, 'run', '--protocol', 'zyzzyva', '--crashed', '1', '--client-timeout-ms', '300', '--warmup', '1', '--duration', '3', '--clients', '16', '--records', '100000', '--out', out, '--json'],
+      [
+        CLI,
+        'run',
+        '--protocol',
+        'zyzzyva',
+        '--crashed',
+        '1',
+        '--client-timeout-ms',
+        '300',
+        '--warmup',
+        '1',
+        '--duration',
+        '3',
+        '--clients',
+        '16',
+        '--records',
+        '100000',
+        '--out',
+        out,
+        '--json',
+      ],
       { reject: false },
     );
     expect(p.exitCode, p.stderr).toBe(0);
@@ -101,7 +121,25 @@ describe('a Byzantine primary on real processes', () => {
     const out = mkdtempSync(join(tmpdir(), 'poe-bench-dark-'));
     const p = await execa(
       process.execPath,
-      [CLI, 'run', '--protocol', 'poe', '--faults', '0=inTheDark:3', '--warmup', '1', '--duration', '2', '--clients', '16', '--records', '100000', '--out', out, '--json'],
+      [
+        CLI,
+        'run',
+        '--protocol',
+        'poe',
+        '--faults',
+        '0=inTheDark:3',
+        '--warmup',
+        '1',
+        '--duration',
+        '2',
+        '--clients',
+        '16',
+        '--records',
+        '100000',
+        '--out',
+        out,
+        '--json',
+      ],
       { reject: false },
     );
     expect(p.exitCode, p.stderr).toBe(0);

@@ -19,7 +19,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { lockHarnessPorts } from '../harness-port-lock.js';
 import { runFigureCommand, type FigureFlags } from '../../harness/figure-command.js';
-import { callNames, fakeDeps, FakeEc2, type FakeDeps } from '../../infra/aws/fake-ec2.js';
+import { callNames, fakeDeps, FakeEc2, type FakeDeps } from '../fakes/fake-ec2.js';
 import { TEST_SSHD_DIR, TEST_SSHD_PORT } from '../../infra/ssh/test-sshd.js';
 import { ensureBuilt } from './helpers.js';
 
@@ -112,7 +112,11 @@ describe('poe-bench figure --backend ssh', () => {
   it.skipIf(!SSHD)(`figure 13 at 4 replicas through the test sshd: a valid record naming its hosts${SSHD ? '' : ` (${NO_SSHD})`}`, async () => {
     const out = join(base, 'ssh-13');
     const stderr = sink();
-    const code = await runFigureCommand('13', { ...SHORT, backend: 'ssh', hosts: HOSTS_FILE, out }, { signal: new AbortController().signal, stdout: sink(), stderr });
+    const code = await runFigureCommand(
+      '13',
+      { ...SHORT, backend: 'ssh', hosts: HOSTS_FILE, out },
+      { signal: new AbortController().signal, stdout: sink(), stderr },
+    );
     expect(code, stderr.text()).toBe(0);
     const [line, ...more] = records(out);
     expect(more).toEqual([]);
@@ -136,7 +140,9 @@ describe('poe-bench figure --backend ssh', () => {
     const sig = new AbortController().signal;
     expect(await runFigureCommand('13', { ...SHORT, region: 'us-east-1', out: join(base, 'no') }, { signal: sig, stderr })).toBe(2);
     expect(stderr.text()).toContain('--region: only for --backend aws (this sweep uses local)');
-    expect(await runFigureCommand('13', { ...SHORT, backend: 'aws', hosts: HOSTS_FILE, myIp: '203.0.113.7', out: join(base, 'no') }, { signal: sig, stderr })).toBe(2);
+    expect(
+      await runFigureCommand('13', { ...SHORT, backend: 'aws', hosts: HOSTS_FILE, myIp: '203.0.113.7', out: join(base, 'no') }, { signal: sig, stderr }),
+    ).toBe(2);
     expect(stderr.text()).toContain('--hosts: not for --backend aws');
     expect(await runFigureCommand('13', { ...SHORT, backend: 'ssh', out: join(base, 'no') }, { signal: sig, stderr })).toBe(2);
     expect(stderr.text()).toContain('--hosts: the ssh backend needs a hosts file');
@@ -152,53 +158,73 @@ describe('poe-bench figure --backend aws (mocked EC2, hosts on 127.0.0.1 through
   }, 600_000);
   afterAll(() => releasePorts?.());
 
-  it.skipIf(!SSHD)(`figure 10 --replicas 4 --protocols poe: provisions once, a valid record, then everything is terminated and deleted${SSHD ? '' : ` (${NO_SSHD})`}`, async () => {
-    const { fake, deps, stateDir } = mockedEc2(true);
-    const out = join(base, 'aws-10');
-    const stderr = sink();
-    const sections: boolean[] = [];
-    const code = await runFigureCommand(
-      '10',
-      { ...AWS_FLAGS, stateDir, out },
-      { signal: new AbortController().signal, stdout: sink(), stderr, aws: { deps: () => deps, env: {}, sshPort: TEST_SSHD_PORT }, onAwsSection: (a) => sections.push(a) },
-    );
-    expect(code, stderr.text()).toBe(0);
-    // The cost of the whole figure was shown before anything was created.
-    expect(stderr.text()).toMatch(/4 x c5\.2xlarge\s+replica/);
-    expect(stderr.text()).toMatch(/1 x c5\.xlarge\s+client/);
-    expect(stderr.text()).toMatch(/estimated \$\d+\.\d\d for 0\.\d+ h/);
-    // One set of machines: the largest point's replicas (4) and one client machine.
-    const launches = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input as RunInstancesCommandInput);
-    expect(launches.map((l) => [l.InstanceType, l.MaxCount])).toEqual([
-      ['c5.2xlarge', 4],
-      ['c5.xlarge', 1],
-    ]);
-    const [line, ...more] = records(out);
-    expect(more).toEqual([]);
-    expect(line!.valid, line!.reason).toBe(true);
-    expect(line!.pointId).toBe('poe/n=4/crashed=1/batch=100');
-    expect(line!.backend).toBe('aws');
-    expect(line!.metrics!.throughputTxnPerSec).toBeGreaterThan(0);
-    expect(line!.spec!.backend).toBe('ssh');
-    expect(line!.aws).toMatchObject({ region: 'us-east-1', instanceType: 'c5.2xlarge' });
-    // Figure 10 crashes one backup at 4 replicas: replicas 0-2 ran, on the first three machines.
-    expect(line!.hosts!.replicas).toEqual(Array(3).fill(`root@127.0.0.1:${TEST_SSHD_PORT}`));
-    const m = manifest(out);
-    expect(m['backend']).toBe('aws');
-    expect(m['hosts']).toHaveLength(5);
-    expect(m['aws']).toMatchObject({ runId: line!.aws!.runId, region: 'us-east-1', instanceType: 'c5.2xlarge', clientType: 'c5.xlarge', replicaMachines: 4, clientMachines: 1 });
-    expect((m['sweep'] as Record<string, unknown>)['instanceType']).toBe('c5.2xlarge');
-    expect(stderr.text()).toContain(`the EC2 machines of run ${line!.aws!.runId} were terminated`);
-    expectAllGone(fake, stateDir);
-    expect(callNames(ec2Mock)).toContain('TerminateInstances');
-    expect(sections).toEqual([true, false]);
-  });
+  it.skipIf(!SSHD)(
+    `figure 10 --replicas 4 --protocols poe: provisions once, a valid record, then everything is terminated and deleted${SSHD ? '' : ` (${NO_SSHD})`}`,
+    async () => {
+      const { fake, deps, stateDir } = mockedEc2(true);
+      const out = join(base, 'aws-10');
+      const stderr = sink();
+      const sections: boolean[] = [];
+      const code = await runFigureCommand(
+        '10',
+        { ...AWS_FLAGS, stateDir, out },
+        {
+          signal: new AbortController().signal,
+          stdout: sink(),
+          stderr,
+          aws: { deps: () => deps, env: {}, sshPort: TEST_SSHD_PORT },
+          onAwsSection: (a) => sections.push(a),
+        },
+      );
+      expect(code, stderr.text()).toBe(0);
+      // The cost of the whole figure was shown before anything was created.
+      expect(stderr.text()).toMatch(/4 x c5\.2xlarge\s+replica/);
+      expect(stderr.text()).toMatch(/1 x c5\.xlarge\s+client/);
+      expect(stderr.text()).toMatch(/estimated \$\d+\.\d\d for 0\.\d+ h/);
+      // One set of machines: the largest point's replicas (4) and one client machine.
+      const launches = ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input as RunInstancesCommandInput);
+      expect(launches.map((l) => [l.InstanceType, l.MaxCount])).toEqual([
+        ['c5.2xlarge', 4],
+        ['c5.xlarge', 1],
+      ]);
+      const [line, ...more] = records(out);
+      expect(more).toEqual([]);
+      expect(line!.valid, line!.reason).toBe(true);
+      expect(line!.pointId).toBe('poe/n=4/crashed=1/batch=100');
+      expect(line!.backend).toBe('aws');
+      expect(line!.metrics!.throughputTxnPerSec).toBeGreaterThan(0);
+      expect(line!.spec!.backend).toBe('ssh');
+      expect(line!.aws).toMatchObject({ region: 'us-east-1', instanceType: 'c5.2xlarge' });
+      // Figure 10 crashes one backup at 4 replicas: replicas 0-2 ran, on the first three machines.
+      expect(line!.hosts!.replicas).toEqual(Array(3).fill(`root@127.0.0.1:${TEST_SSHD_PORT}`));
+      const m = manifest(out);
+      expect(m['backend']).toBe('aws');
+      expect(m['hosts']).toHaveLength(5);
+      expect(m['aws']).toMatchObject({
+        runId: line!.aws!.runId,
+        region: 'us-east-1',
+        instanceType: 'c5.2xlarge',
+        clientType: 'c5.xlarge',
+        replicaMachines: 4,
+        clientMachines: 1,
+      });
+      expect((m['sweep'] as Record<string, unknown>)['instanceType']).toBe('c5.2xlarge');
+      expect(stderr.text()).toContain(`the EC2 machines of run ${line!.aws!.runId} were terminated`);
+      expectAllGone(fake, stateDir);
+      expect(callNames(ec2Mock)).toContain('TerminateInstances');
+      expect(sections).toEqual([true, false]);
+    },
+  );
 
   it('a run that fails (the machines refuse the key) is recorded as failed, and everything is still torn down', async () => {
     const { fake, deps, stateDir } = mockedEc2(false); // EC2's key is not one the sshd knows
     const out = join(base, 'aws-fail');
     const stderr = sink();
-    const code = await runFigureCommand('10', { ...AWS_FLAGS, stateDir, out }, { signal: new AbortController().signal, stdout: sink(), stderr, aws: { deps: () => deps, env: {}, sshPort: TEST_SSHD_PORT } });
+    const code = await runFigureCommand(
+      '10',
+      { ...AWS_FLAGS, stateDir, out },
+      { signal: new AbortController().signal, stdout: sink(), stderr, aws: { deps: () => deps, env: {}, sshPort: TEST_SSHD_PORT } },
+    );
     expect(code, stderr.text()).toBe(1);
     const [line] = records(out);
     expect(line!.valid).toBe(false);
@@ -220,7 +246,11 @@ describe('poe-bench figure --backend aws (mocked EC2, hosts on 127.0.0.1 through
         deps.signals.emit('SIGINT');
       }, 3000);
     });
-    const code = await runFigureCommand('10', { ...AWS_FLAGS, stateDir, out }, { signal: ac.signal, stdout: sink(), stderr, aws: { deps: () => deps, env: {}, sshPort: TEST_SSHD_PORT } });
+    const code = await runFigureCommand(
+      '10',
+      { ...AWS_FLAGS, stateDir, out },
+      { signal: ac.signal, stdout: sink(), stderr, aws: { deps: () => deps, env: {}, sshPort: TEST_SSHD_PORT } },
+    );
     expect(pressed, stderr.text()).toBe(true);
     expect(code, stderr.text()).toBe(130);
     expect(records(out)).toEqual([]);
@@ -235,7 +265,11 @@ describe('poe-bench figure --backend aws (mocked EC2, hosts on 127.0.0.1 through
     const ac = new AbortController();
     ac.abort();
     const stderr = sink();
-    const code = await runFigureCommand('10', { ...AWS_FLAGS, stateDir, out }, { signal: ac.signal, stdout: sink(), stderr, aws: { deps: () => deps, env: {} } });
+    const code = await runFigureCommand(
+      '10',
+      { ...AWS_FLAGS, stateDir, out },
+      { signal: ac.signal, stdout: sink(), stderr, aws: { deps: () => deps, env: {} } },
+    );
     expect(code, stderr.text()).toBe(130);
     expect(fake.instances.size).toBe(0);
     expect(fake.groups.size + fake.keys.size).toBe(0);
@@ -248,7 +282,11 @@ describe('poe-bench figure --backend aws (mocked EC2, hosts on 127.0.0.1 through
     const out = join(base, 'aws-dry');
     const stdout = sink();
     const stderr = sink();
-    const code = await runFigureCommand('10', { backend: 'aws', dryRun: true, myIp: '203.0.113.7', stateDir, out }, { signal: new AbortController().signal, stdout, stderr, aws: { deps: () => deps, env: {} } });
+    const code = await runFigureCommand(
+      '10',
+      { backend: 'aws', dryRun: true, myIp: '203.0.113.7', stateDir, out },
+      { signal: new AbortController().signal, stdout, stderr, aws: { deps: () => deps, env: {} } },
+    );
     expect(code, stderr.text()).toBe(0);
     // The whole figure (default profile): 32 replica machines, the paper's 10 client machines.
     expect(stderr.text()).toMatch(/32 x c5\.2xlarge\s+replica/);

@@ -38,7 +38,7 @@ export function ensureBuilt(): void {
   } catch {
     // tsc still emits when a file elsewhere in the tree has a type error; the entry points are what matter.
   }
-  for (const f of ['dist/replica/main.js', 'dist/client/main.js', 'dist/harness/cli.js']) {
+  for (const f of ['dist/infra/process/replica-main.js', 'dist/infra/process/client-main.js', 'dist/harness/cli.js']) {
     if (!existsSync(join(ROOT, f))) throw new Error(`build did not produce ${f}`);
   }
 }

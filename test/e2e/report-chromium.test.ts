@@ -16,7 +16,7 @@ import { pathToFileURL } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FIGURE_IDS } from '../../experiments/figures.js';
-import { fixtureFigure } from '../../experiments/fixtures.js';
+import { fixtureFigure } from '../fixtures.js';
 import { appendRecord } from '../../experiments/sweep.js';
 import { writeReport } from '../../plots/index.js';
 
@@ -49,62 +49,74 @@ interface ChartCheck {
 }
 
 describe('report.html in headless Chromium', () => {
-  it.skipIf(CHROMIUM === undefined)(`loads with no console error and draws every chart${CHROMIUM === undefined ? ` (${SKIP_REASON})` : ''}`, async () => {
-    const dir = join(base, 'all');
-    for (const id of FIGURE_IDS) for (const r of fixtureFigure(id, 3)) appendRecord(dir, r);
-    writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ figure: 'all', profile: 'quick', backend: 'local', notes: ['TEST FIXTURE: invented runs.'] }));
-    const report = await writeReport(dir);
-    const svgFiles = report.charts.filter((c) => c.endsWith('.svg'));
-    expect(svgFiles.length).toBeGreaterThanOrEqual(10);
+  it.skipIf(CHROMIUM === undefined)(
+    `loads with no console error and draws every chart${CHROMIUM === undefined ? ` (${SKIP_REASON})` : ''}`,
+    async () => {
+      const dir = join(base, 'all');
+      for (const id of FIGURE_IDS) for (const r of fixtureFigure(id, 3)) appendRecord(dir, r);
+      writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ figure: 'all', profile: 'quick', backend: 'local', notes: ['TEST FIXTURE: invented runs.'] }));
+      const report = await writeReport(dir);
+      const svgFiles = report.charts.filter((c) => c.endsWith('.svg'));
+      expect(svgFiles.length).toBeGreaterThanOrEqual(10);
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM!,
-      headless: true,
-      // Playwright gives the browser a fresh temporary profile (--user-data-dir) of its own.
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    const page = await browser.newPage();
-    const errors: string[] = [];
-    const requests: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => errors.push(`page: ${e.message}`));
-    // Self-contained: nothing but the file itself may be fetched.
-    await page.route('**/*', async (route) => {
-      const url = route.request().url();
-      if (url === pathToFileURL(report.html).href) return route.continue();
-      requests.push(url);
-      return route.abort();
-    });
-    await page.goto(pathToFileURL(report.html).href, { waitUntil: 'load' });
+      browser = await chromium.launch({
+        executablePath: CHROMIUM!,
+        headless: true,
+        // Playwright gives the browser a fresh temporary profile (--user-data-dir) of its own.
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
+      });
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      const requests: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+      });
+      page.on('pageerror', (e) => errors.push(`page: ${e.message}`));
+      // Self-contained: nothing but the file itself may be fetched.
+      await page.route('**/*', async (route) => {
+        const url = route.request().url();
+        if (url === pathToFileURL(report.html).href) return route.continue();
+        requests.push(url);
+        return route.abort();
+      });
+      await page.goto(pathToFileURL(report.html).href, { waitUntil: 'load' });
 
-    const charts: ChartCheck[] = await page.evaluate(() =>
-      [...document.querySelectorAll('svg.marks')].map((svg, index) => {
-        const box = svg.getBoundingClientRect();
-        const groups = [...svg.querySelectorAll('g[class*="role-mark"]')];
-        let drawn = 0;
-        for (const g of groups) {
-          for (const el of g.querySelectorAll('path, line, rect, circle, text')) {
-            const b = (el as SVGGraphicsElement).getBBox();
-            if (b.width > 0 || b.height > 0) drawn++;
+      const charts: ChartCheck[] = await page.evaluate(() =>
+        [...document.querySelectorAll('svg.marks')].map((svg, index) => {
+          const box = svg.getBoundingClientRect();
+          const groups = [...svg.querySelectorAll('g[class*="role-mark"]')];
+          let drawn = 0;
+          for (const g of groups) {
+            for (const el of g.querySelectorAll('path, line, rect, circle, text')) {
+              const b = (el as SVGGraphicsElement).getBBox();
+              if (b.width > 0 || b.height > 0) drawn++;
+            }
           }
-        }
-        return { index, width: box.width, height: box.height, markGroups: groups.length, drawnMarks: drawn };
-      }),
-    );
-    const title = await page.title();
+          return { index, width: box.width, height: box.height, markGroups: groups.length, drawnMarks: drawn };
+        }),
+      );
+      const title = await page.title();
 
-    expect(errors).toEqual([]);
-    expect(requests).toEqual([]);
-    expect(title).toContain('poe-bench report');
-    // One inline chart per rendered panel, and each one drawn.
-    expect(charts.length).toBe(svgFiles.length);
-    for (const c of charts) {
-      expect(c.width, `chart ${c.index}`).toBeGreaterThan(100);
-      expect(c.height, `chart ${c.index}`).toBeGreaterThan(100);
-      expect(c.markGroups, `chart ${c.index}`).toBeGreaterThan(0);
-      expect(c.drawnMarks, `chart ${c.index}`).toBeGreaterThan(0);
-    }
-  }, 120_000);
+      expect(errors).toEqual([]);
+      expect(requests).toEqual([]);
+      expect(title).toContain('poe-bench report');
+      // One inline chart per rendered panel, and each one drawn.
+      expect(charts.length).toBe(svgFiles.length);
+      for (const c of charts) {
+        expect(c.width, `chart ${c.index}`).toBeGreaterThan(100);
+        expect(c.height, `chart ${c.index}`).toBeGreaterThan(100);
+        expect(c.markGroups, `chart ${c.index}`).toBeGreaterThan(0);
+        expect(c.drawnMarks, `chart ${c.index}`).toBeGreaterThan(0);
+      }
+    },
+    120_000,
+  );
 });

@@ -8,9 +8,9 @@
  */
 import * as net from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { executeRun, type RunResult } from '../../harness/run.js';
-import { makeRunSpec } from '../../harness/spec.js';
-import { encodeFrame, encodeHello } from '../../replica/runtime-transport.js';
+import { executeRun, type RunResult } from '../../infra/run/execute.js';
+import { makeRunSpec } from '../../infra/run/spec.js';
+import { encodeFrame, encodeHello } from '../../infra/process/transport.js';
 import { replicaMacKey } from '../../replica/keys.js';
 import { registeredProtocols } from '../../replica/protocols.js';
 import { PROTOCOLS, type ProtocolName } from '../../replica/types.js';

@@ -1,0 +1,577 @@
+/**
+ * One measured run of one protocol on real processes (issue 3).
+ *
+ * The run, in order: start the replica and client processes (crashed backups are simply not
+ * started: they never take part; replicas with --faults wrap their core in replica/byzantine.ts's
+ * wrappers), configure them (replicas bind their ports), connect them,
+ * start the replicas then the clients, warm up, measure, stop the clients, wait until the
+ * replicas converge, stop the replicas, collect metrics, ledgers and accepted batches, check
+ * safety on the real ledgers of the correct replicas (infra/sim/safety.ts; a faulty replica's
+ * ledger may be a prefix or anything else), shut everything down. Each process times
+ * its own window from its `start`, so the harness's own scheduling cannot skew the numbers.
+ *
+ * Whatever happens (Ctrl-C, an error, a process that dies) every process is stopped before
+ * `executeRun` returns or throws, and a run that did not complete is never valid.
+ */
+import type { AcceptedReport, ClientMetricsReport, ClientProgress } from '../process/client.js';
+import { describeExit, launchLocal, type Cluster, type ClusterNode, type LaunchPlan, type NodeRole } from '../local/backend.js';
+import { checkSafety, type AcceptedRecord, type LedgerLike, type ReplicaLedger } from '../sim/safety.js';
+import { createCrypto } from '../../replica/crypto.js';
+import { blockHash, genesisHash } from '../../replica/ledger.js';
+import type { ClientProcessConfig, PeerAddress, ReplicaProcessConfig } from '../process/control.js';
+import type { LedgerReport, ReplicaMetricsReport, ReplicaProgress } from '../process/replica.js';
+import { clientPeer, quorums } from '../../replica/types.js';
+import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetricsReport } from './metrics.js';
+import { launchCluster } from './launch.js';
+import { appendRun, environment, makeRunLine, writeManifest } from './results.js';
+import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, processExtra, type RunSpec } from './spec.js';
+import { formatReplicaFault } from '../../replica/byzantine.js';
+
+export interface RunOptions {
+  /** Called about once a second with a progress line. */
+  readonly onProgress?: (line: string) => void;
+  /** Aborts the run (Ctrl-C); every process is stopped. */
+  readonly signal?: AbortSignal;
+  readonly nodeArgs?: Partial<Record<NodeRole, readonly string[]>>;
+  /** Each process's stderr is also written here. */
+  readonly logDir?: string;
+  /** After the clients stop: how long replicas may go without executing anything before the run fails to converge (at most twelve such periods in all). */
+  readonly convergeTimeoutMs?: number;
+  /** Called once the processes are started (tests use it to find PIDs, or to kill one). */
+  readonly onStarted?: (cluster: Cluster) => void;
+  /** Starts the processes; default: the local backend (infra/local). Other backends plug in here. */
+  readonly launch?: (spec: RunSpec, plan: LaunchPlan) => Promise<Cluster> | Cluster;
+  /** Called once every process is connected, before the cores start (tests inject bad input). */
+  readonly onConnected?: (addresses: readonly PeerAddress[]) => Promise<void> | void;
+}
+
+export interface RunResult {
+  readonly valid: boolean;
+  /** Why the run is invalid; absent when valid. */
+  readonly reason?: string;
+  /** Safety violations (ledgers disagree, accepted batch missing, no convergence). */
+  readonly violations: readonly string[];
+  /** Numbers that cannot be trusted (nothing accepted, impossible values). */
+  readonly implausible: readonly string[];
+  /** The run did not complete (a process died, a port was taken, it was interrupted). */
+  readonly failed: boolean;
+  readonly interrupted: boolean;
+  readonly throughputTxnPerSec: number;
+  readonly latencyMs: LatencySummaryMs;
+  readonly messagesPerSec: number;
+  readonly bytesPerSec: number;
+  readonly metrics?: RunMetricsReport;
+  readonly ledgerHeights?: Record<string, number>;
+  readonly spec: RunSpec;
+  readonly startedAt: string;
+  readonly durationSec: number;
+  /** Every process started, for the no-orphan checks. */
+  readonly pids: readonly number[];
+}
+
+export class RunAborted extends Error {
+  constructor(
+    message: string,
+    readonly interrupted: boolean,
+  ) {
+    super(message);
+    this.name = 'RunAborted';
+  }
+}
+
+const CONNECT_TIMEOUT_MS = 15_000;
+const WINDOW_MARGIN_MS = 500;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function replicaConfig(spec: RunSpec, id: number): ReplicaProcessConfig {
+  const faults = faultsOf(spec, id);
+  return {
+    ...(faults.length > 0 ? { faults } : {}),
+    role: 'replica',
+    protocol: spec.protocol,
+    n: spec.replicas,
+    id,
+    clientMachines: spec.clientProcs,
+    keySeed: spec.keySeed,
+    records: spec.records,
+    valueBytes: spec.valueBytes,
+    extra: processExtra(spec),
+    listenHost: spec.host,
+    listenPort: spec.basePort === 0 ? 0 : spec.basePort + id,
+    checkpointIntervalK: spec.checkpointInterval,
+    windowK: spec.window,
+    viewChangeTimeoutMs: spec.viewChangeTimeoutMs,
+  };
+}
+
+function clientConfig(spec: RunSpec, origin: number): ClientProcessConfig {
+  // Spread the logical clients evenly; ids are disjoint across processes.
+  const per = Math.floor(spec.clients / spec.clientProcs);
+  const extraOne = origin < spec.clients % spec.clientProcs ? 1 : 0;
+  const base = origin * per + Math.min(origin, spec.clients % spec.clientProcs);
+  return {
+    role: 'client',
+    protocol: spec.protocol,
+    n: spec.replicas,
+    origin,
+    clientMachines: spec.clientProcs,
+    keySeed: spec.keySeed,
+    records: spec.records,
+    valueBytes: spec.valueBytes,
+    extra: processExtra(spec),
+    clients: per + extraOne,
+    clientIdBase: base,
+    batchSize: spec.batch,
+    requestTimeoutMs: spec.clientTimeoutMs,
+    ...(spec.openLoopBatchesPerSec !== undefined ? { openLoopBatchesPerSec: spec.openLoopBatchesPerSec / spec.clientProcs } : {}),
+    generator: spec.generator,
+    seed: (spec.seed + origin) >>> 0,
+  };
+}
+
+/** A ledger as a replica reported it, checkable by infra/sim/safety.ts (chain recomputed). */
+export function ledgerFromReport(r: LedgerReport): LedgerLike {
+  const hashes = Buffer.from(r.hashes, 'base64');
+  const digests = Buffer.from(r.digests, 'base64');
+  const at = (buf: Buffer, k: number): Buffer => {
+    if (!Number.isInteger(k) || k < 0 || k > r.height) throw new RangeError(`no block at height ${k} (height ${r.height})`);
+    return buf.subarray(k * 32, k * 32 + 32);
+  };
+  return {
+    height: r.height,
+    hashAt: (k) => at(hashes, k),
+    digestAt: (k) => at(digests, k),
+    viewAt: (k) => r.views[k] ?? -1,
+    verifyChain: () => {
+      if (hashes.length !== (r.height + 1) * 32 || digests.length !== (r.height + 1) * 32) return false;
+      const crypto = createCrypto('node');
+      let prev = genesisHash(crypto, 0);
+      if (!prev.equals(at(hashes, 0))) return false;
+      for (let k = 1; k <= r.height; k++) {
+        prev = blockHash(crypto, k, at(digests, k), r.views[k] ?? -1, prev);
+        if (!prev.equals(at(hashes, k))) return false;
+      }
+      return true;
+    },
+  };
+}
+
+export function acceptedRecords(reports: readonly AcceptedReport[]): AcceptedRecord[] {
+  const out: AcceptedRecord[] = [];
+  for (const r of reports) {
+    const digests = Buffer.from(r.digests, 'base64');
+    for (let i = 0; i < r.k.length; i++) {
+      out.push({ k: r.k[i]!, view: r.view[i]!, clientId: r.clientId[i]!, reqNo: r.reqNo[i]!, digest: digests.subarray(i * 32, i * 32 + 32) });
+    }
+  }
+  return out;
+}
+
+/** Races every step of a run against its abort: Ctrl-C or a process that died. */
+class Guard {
+  private abortError: RunAborted | undefined;
+  private rejectAbort: ((e: RunAborted) => void) | undefined;
+  readonly aborted: Promise<never>;
+
+  constructor() {
+    this.aborted = new Promise<never>((_, reject) => (this.rejectAbort = reject));
+    this.aborted.catch(() => undefined);
+  }
+
+  abort(err: RunAborted): void {
+    if (this.abortError) return;
+    this.abortError = err;
+    this.rejectAbort!(err);
+  }
+
+  get error(): RunAborted | undefined {
+    return this.abortError;
+  }
+
+  run<T>(p: Promise<T>): Promise<T> {
+    if (this.abortError) return Promise.reject(this.abortError);
+    return Promise.race([p, this.aborted]);
+  }
+
+  sleep(ms: number): Promise<void> {
+    return this.run(sleep(ms));
+  }
+}
+
+const emptyLatency: LatencySummaryMs = { mean: 0, p50: 0, p99: 0, max: 0 };
+
+/** Runs one spec on the local backend; always stops every process before it returns. */
+export async function executeRun(spec: RunSpec, options: RunOptions = {}): Promise<RunResult> {
+  const startedAt = new Date().toISOString();
+  const t0 = Date.now();
+  const guard = new Guard();
+  const onAbort = (): void => guard.abort(new RunAborted('interrupted', true));
+  if (options.signal?.aborted) onAbort();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const live = liveReplicas(spec);
+  const origins = Array.from({ length: spec.clientProcs }, (_, o) => o);
+  let cluster: Cluster | undefined;
+  let launching: Promise<Cluster> | undefined;
+  const base = { spec, startedAt, violations: [] as string[], implausible: [] as string[] };
+  try {
+    const plan: LaunchPlan = {
+      replicas: live,
+      clients: origins,
+      ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
+      ...(options.logDir ? { logDir: options.logDir } : {}),
+    };
+    launching = Promise.resolve().then(() =>
+      (options.launch ?? (spec.backend === 'local' && spec.link === 'none' && !spec.infra.pinCpus ? (_, p) => launchLocal(p) : launchCluster))(spec, plan),
+    );
+    cluster = await guard.run(launching);
+    const c = cluster;
+    c.onUnexpectedExit((node, info) => {
+      const tail = node.stderrTail();
+      guard.abort(new RunAborted(`${node.name} (pid ${node.pid}) exited ${describeExit(info)} during the run${tail ? `:\n${indent(tail)}` : ''}`, false));
+    });
+    options.onStarted?.(c);
+    const outcome = await measure(spec, c, guard, options);
+    return { ...base, ...outcome, startedAt, durationSec: (Date.now() - t0) / 1000, pids: c.pids() };
+  } catch (err) {
+    const aborted = guard.error ?? (err instanceof RunAborted ? err : undefined);
+    const message = aborted?.message ?? (err as Error).message;
+    return {
+      ...base,
+      valid: false,
+      reason: aborted?.interrupted ? 'interrupted' : `the run failed: ${message}`,
+      failed: true,
+      interrupted: aborted?.interrupted ?? false,
+      throughputTxnPerSec: 0,
+      latencyMs: emptyLatency,
+      messagesPerSec: 0,
+      bytesPerSec: 0,
+      durationSec: (Date.now() - t0) / 1000,
+      pids: cluster?.pids() ?? [],
+    };
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    trace('shutdown');
+    // Aborted while a launcher was still starting processes: wait for it, then stop them.
+    if (!cluster && launching) cluster = await launching.catch(() => undefined);
+    if (cluster) await (guard.error ? cluster.kill() : cluster.shutdown());
+    trace('done');
+  }
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => `    ${l}`)
+    .join('\n');
+}
+
+type MeasureOutcome = Pick<
+  RunResult,
+  | 'valid'
+  | 'reason'
+  | 'violations'
+  | 'implausible'
+  | 'failed'
+  | 'interrupted'
+  | 'throughputTxnPerSec'
+  | 'latencyMs'
+  | 'messagesPerSec'
+  | 'bytesPerSec'
+  | 'metrics'
+  | 'ledgerHeights'
+>;
+
+/** POE_BENCH_TRACE=1 prints when each phase of a run begins (stderr). */
+const trace = (phase: string): void => {
+  if (process.env['POE_BENCH_TRACE']) process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] ${phase}\n`);
+};
+
+async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: RunOptions): Promise<MeasureOutcome> {
+  trace('configure');
+  const replicas = cluster.nodes.filter((n) => n.role === 'replica');
+  const clients = cluster.nodes.filter((n) => n.role === 'client');
+  const ask = <T>(node: ClusterNode, req: Parameters<ClusterNode['control']['request']>[0], timeoutMs?: number): Promise<T> =>
+    guard.run(node.control.request<T>(req, timeoutMs));
+
+  // Configure: replicas bind (the port each got is the answer).
+  const ports = await guard.run(
+    Promise.all(
+      replicas.map((r) =>
+        ask<{ port: number }>(r, {
+          cmd: 'configure',
+          config: { ...replicaConfig(spec, r.id), ...(r.host ? { listenHost: r.host } : {}), ...(r.listenPort ? { listenPort: r.listenPort } : {}) },
+        }),
+      ),
+    ),
+  );
+  await guard.run(Promise.all(clients.map((cl) => ask(cl, { cmd: 'configure', config: clientConfig(spec, cl.id) }))));
+  const addresses: PeerAddress[] = replicas.map((r, i) => ({ peer: r.id, host: r.host ?? spec.host, port: ports[i]!.port }));
+
+  trace('connect');
+  // Connect: every live replica pair and every client to every live replica.
+  const clientPeers = clients.map((cl) => clientPeer(cl.id));
+  await guard.run(
+    Promise.all([
+      ...replicas.map((r) =>
+        ask(
+          r,
+          { cmd: 'connect', peers: addresses, expect: [...live(replicas, r.id), ...clientPeers], timeoutMs: CONNECT_TIMEOUT_MS },
+          CONNECT_TIMEOUT_MS + 5000,
+        ),
+      ),
+      ...clients.map((cl) =>
+        ask(cl, { cmd: 'connect', peers: addresses, expect: replicas.map((r) => r.id), timeoutMs: CONNECT_TIMEOUT_MS }, CONNECT_TIMEOUT_MS + 5000),
+      ),
+    ]),
+  );
+
+  if (options.onConnected) await guard.run(Promise.resolve(options.onConnected(addresses)));
+
+  trace('start');
+  // Start replicas first so the first request finds them all running.
+  const warmupMs = spec.warmupS * 1000;
+  const durationMs = spec.durationS * 1000;
+  await guard.run(Promise.all(replicas.map((r) => ask(r, { cmd: 'start', warmupMs, durationMs }))));
+  await guard.run(Promise.all(clients.map((cl) => ask(cl, { cmd: 'start', warmupMs, durationMs }))));
+  const startMs = Date.now();
+  const endMs = startMs + warmupMs + durationMs + WINDOW_MARGIN_MS;
+
+  // Warm-up and measurement, with a progress line about once a second.
+  let lastTxns = 0;
+  let lastAt = startMs;
+  while (Date.now() < endMs) {
+    await guard.sleep(Math.min(1000, endMs - Date.now()));
+    if (!options.onProgress) continue;
+    const progress = await guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' }))));
+    const txns = progress.reduce((s, p) => s + p.acceptedTxns, 0);
+    const now = Date.now();
+    const rate = now > lastAt ? ((txns - lastTxns) * 1000) / (now - lastAt) : 0;
+    [lastTxns, lastAt] = [txns, now];
+    const elapsedS = (now - startMs) / 1000;
+    const phase =
+      elapsedS < spec.warmupS
+        ? `warm-up ${elapsedS.toFixed(0)}/${spec.warmupS} s`
+        : `measuring ${Math.min(spec.durationS, elapsedS - spec.warmupS).toFixed(0)}/${spec.durationS} s`;
+    options.onProgress(
+      `${spec.protocol} n=${spec.replicas}: ${phase}, ${Math.round(rate).toLocaleString('en-US')} txn/s, ${txns.toLocaleString('en-US')} txns accepted`,
+    );
+  }
+
+  trace('stop clients');
+  // Stop the clients; the replicas finish what is in flight and the correct ones must converge
+  // (a replica that stopped after k batches holds a prefix, an equivocating one anything).
+  await guard.run(Promise.all(clients.map((cl) => ask(cl, { cmd: 'stop' }))));
+  const faulty = faultyReplicas(spec);
+  const lagging = mayLagReplicas(spec);
+  const converging = replicas.filter((r) => !faulty.includes(r.id) && !lagging.includes(r.id));
+  const convergence = await waitForConvergence(converging, guard, options.convergeTimeoutMs ?? 5000);
+  trace('stop replicas');
+  await guard.run(Promise.all(replicas.map((r) => ask(r, { cmd: 'stop' }))));
+
+  const replicaMetrics = await guard.run(Promise.all(replicas.map((r) => ask<ReplicaMetricsReport>(r, { cmd: 'metrics' }))));
+  const clientMetrics = await guard.run(Promise.all(clients.map((cl) => ask<ClientMetricsReport>(cl, { cmd: 'metrics' }))));
+  const ledgers = await guard.run(Promise.all(replicas.map((r) => ask<LedgerReport>(r, { cmd: 'ledger' }, 60_000))));
+  const accepted = await guard.run(Promise.all(clients.map((cl) => ask<AcceptedReport>(cl, { cmd: 'ledger' }, 60_000))));
+
+  trace('safety check');
+  const metrics = aggregateMetrics(replicaMetrics, clientMetrics, spec.warmupS, faulty);
+  const correctLedgers: ReplicaLedger[] = ledgers.filter((l) => !faulty.includes(l.id)).map((l) => ({ replica: l.id, ledger: ledgerFromReport(l) }));
+  const acceptedBatches = acceptedRecords(accepted);
+  // Every correct ledger agrees with the others and replaces no accepted batch; those not kept
+  // behind by a Byzantine primary also hold every accepted batch.
+  const violations = [
+    ...new Set([
+      ...checkSafety({ ledgers: correctLedgers, accepted: acceptedBatches, requireAcceptedInLedgers: false }),
+      ...checkSafety({ ledgers: correctLedgers.filter((l) => !lagging.includes(l.replica)), accepted: acceptedBatches }),
+    ]),
+  ];
+  if (!convergence.converged) violations.unshift(convergence.detail);
+  const implausible = implausibilities(metrics, replicaMetrics, clientMetrics, spec.warmupS + spec.durationS);
+  const valid = violations.length === 0 && implausible.length === 0;
+  const reasons = [...violations.slice(0, 3), ...implausible.slice(0, 3)];
+  return {
+    valid,
+    ...(valid ? {} : { reason: reasons.join('; ') }),
+    violations,
+    implausible,
+    failed: false,
+    interrupted: false,
+    throughputTxnPerSec: metrics.throughputTxnPerSec,
+    latencyMs: metrics.latencyMs,
+    messagesPerSec: metrics.messagesPerSec,
+    bytesPerSec: metrics.bytesPerSec,
+    metrics,
+    ledgerHeights: Object.fromEntries(ledgers.map((l) => [String(l.id), l.height])),
+  };
+}
+
+function live(replicas: readonly ClusterNode[], self: number): number[] {
+  return replicas.map((r) => r.id).filter((id) => id !== self);
+}
+
+/**
+ * Waits until every live replica has executed the same prefix (same height, same head hash)
+ * and nothing moved since the previous poll: equal heights seen once could be a moment when
+ * every replica happens to be at k while k + 1 is still in flight.
+ */
+async function waitForConvergence(replicas: readonly ClusterNode[], guard: Guard, stallMs: number): Promise<{ converged: boolean; detail: string }> {
+  // A slow cluster (32 replicas on 2 cores, HotStuff's signatures) may still be executing a
+  // backlog when the clients stop: that is not a failure to converge. Give up only when no
+  // replica has executed anything for `stallMs`, or after a hard cap of twelve stall periods.
+  const hardDeadline = Date.now() + 12 * stallMs;
+  let stalledSince = Date.now();
+  let last: ReplicaProgress[] = [];
+  let previousHead = '';
+  let previousHeights = '';
+  for (;;) {
+    last = await guard.run(Promise.all(replicas.map((r) => r.control.request<ReplicaProgress>({ cmd: 'progress' }))));
+    const heads = new Set(last.map((p) => `${p.executedK}/${p.headHash}`));
+    const head = heads.size === 1 ? [...heads][0]! : '';
+    if (head !== '' && head === previousHead) return { converged: true, detail: '' };
+    previousHead = head;
+    const heights = last.map((p) => p.executedK).join(',');
+    if (heights !== previousHeights) stalledSince = Date.now();
+    previousHeights = heights;
+    if (Date.now() - stalledSince > stallMs || Date.now() > hardDeadline) break;
+    await guard.sleep(100);
+  }
+  const where = last.map((p) => `replica ${p.id} at ${p.executedK} (view ${p.view}${p.inViewChange ? ', in view change' : ''})`).join(', ');
+  return {
+    converged: false,
+    detail: `non-faulty replicas did not converge after the clients stopped (no progress for ${stallMs} ms, or ${12 * stallMs} ms in all): ${where}`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Presentation
+
+const num = (x: number, digits = 0): string => x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+function bytesRate(bps: number): string {
+  if (bps >= 2 ** 20) return `${num(bps / 2 ** 20, 1)} MiB/s`;
+  if (bps >= 2 ** 10) return `${num(bps / 2 ** 10, 1)} KiB/s`;
+  return `${num(bps)} B/s`;
+}
+
+/** The readable summary printed at the end of `poe-bench run`. */
+export function formatRunResult(r: RunResult, recordedIn?: string): string {
+  const s = r.spec;
+  const { f } = quorums(s.replicas);
+  const lines: string[] = [];
+  const crashed =
+    (s.crashedReplicas.length ? `replica${s.crashedReplicas.length > 1 ? 's' : ''} ${s.crashedReplicas.join(', ')} crashed` : 'no crashed replica') +
+    (s.faults.length ? `, faults ${s.faults.map(formatReplicaFault).join(' ')}` : '');
+  const load = s.openLoopBatchesPerSec !== undefined ? `open loop at ${num(s.openLoopBatchesPerSec)} batches/s` : 'closed loop';
+  lines.push(
+    `poe-bench run: ${s.protocol}, n=${s.replicas} (f=${f}), ${crashed}, batch ${s.batch}, ${s.clients} clients in ${s.clientProcs} process${s.clientProcs > 1 ? 'es' : ''} (${load}), ` +
+      `${s.warmupS} s warm-up + ${s.durationS} s measured, ${s.backend}`,
+  );
+  lines.push(`  result       ${r.valid ? 'VALID' : r.interrupted ? 'INTERRUPTED' : r.failed ? 'FAILED' : 'INVALID'}`);
+  const m = r.metrics;
+  if (m) {
+    lines.push(
+      `  throughput   ${num(m.throughputTxnPerSec)} txn/s (${num(m.acceptedBatches / Math.max(m.windowSec, 1e-9), 1)} batches/s, ${num(m.acceptedTxns)} txns in ${m.windowSec} s)`,
+    );
+    lines.push(
+      `  latency      mean ${num(m.latencyMs.mean, 2)} ms, p50 ${num(m.latencyMs.p50, 2)} ms, p99 ${num(m.latencyMs.p99, 2)} ms, max ${num(m.latencyMs.max, 2)} ms`,
+    );
+    lines.push(
+      `  replicas     ${num(m.messagesPerSec)} messages/s (${num(m.replicaToReplicaPerSec)} to replicas, ${num(m.replicaToClientPerSec)} to clients), ${bytesRate(m.bytesPerSec)}`,
+    );
+    const vc =
+      m.viewChangeMs === undefined
+        ? ''
+        : ` (${num(m.viewChangeMs, 1)} ms${m.viewChangeStartSec === undefined ? '' : `, from ${num(m.viewChangeStartSec, 2)} s to ${num(m.viewChangeEndSec ?? 0, 2)} s of the window`})`;
+    lines.push(
+      `  faults       view changes ${m.viewChanges}${vc}, rollbacks ${m.rollbacks}, client timeouts ${m.clientTimeouts} ` +
+        `(client timeout ${num(s.clientTimeoutMs)} ms, view-change timeout ${num(s.viewChangeTimeoutMs)} ms)`,
+    );
+    const paths = Object.entries(m.acceptedByPath);
+    if (paths.length > 0) lines.push(`  accepted by  ${paths.map(([p, c]) => `${p} ${num(c)}`).join(', ')} batches`);
+    const d = m.dropped;
+    const drops = d.badMac + d.badFrame + d.badHello + d.decodeErrors + d.queueFull;
+    if (drops > 0)
+      lines.push(
+        `  dropped      bad MAC ${d.badMac}, bad frame ${d.badFrame}, bad hello ${d.badHello}, undecodable ${d.decodeErrors}, queue full ${d.queueFull}`,
+      );
+    for (const [i, p] of m.processes.entries()) {
+      const cpu = p.cpuPercent === null ? 'n/a' : `${num(p.cpuPercent, 1)}%`;
+      lines.push(
+        `  ${i === 0 ? 'processes' : '         '}    ${p.name.padEnd(10)} pid ${String(p.pid).padEnd(8)} CPU ${cpu.padStart(7)}  peak RSS ${num(p.peakRssMB, 1)} MB`,
+      );
+    }
+    if (r.ledgerHeights) {
+      const faulty = faultyReplicas(s);
+      const lagging = mayLagReplicas(s);
+      const notes = [
+        ...(faulty.length > s.crashedReplicas.length ? [`faulty ${faulty.filter((id) => !s.crashedReplicas.includes(id)).join(', ')} not checked`] : []),
+        ...(lagging.length > 0 ? [`${lagging.join(', ')} kept behind by a Byzantine primary: agreement only`] : []),
+      ];
+      lines.push(
+        `  ledgers      heights ${Object.entries(r.ledgerHeights)
+          .map(([id, h]) => `${id}:${h}`)
+          .join(' ')}${notes.length ? ` (${notes.join('; ')})` : ''}`,
+      );
+    }
+  }
+  if (!r.valid) {
+    if (r.violations.length) {
+      lines.push(`  violations   ${r.violations.length}`);
+      for (const v of r.violations.slice(0, 10)) lines.push(`    - ${v}`);
+    }
+    for (const v of r.implausible) lines.push(`    - ${v}`);
+    if (r.failed || r.interrupted) lines.push(`  why          ${r.reason}`);
+  }
+  if (recordedIn) lines.push(`  recorded in  ${recordedIn}`);
+  return lines.join('\n');
+}
+
+/** What --json prints: the headline numbers first, then everything else. */
+export function runResultJson(r: RunResult, recordedIn?: string): Record<string, unknown> {
+  return {
+    valid: r.valid,
+    ...(r.reason ? { reason: r.reason } : {}),
+    violations: r.violations,
+    implausible: r.implausible,
+    failed: r.failed,
+    throughputTxnPerSec: r.throughputTxnPerSec,
+    latencyMs: r.latencyMs,
+    messagesPerSec: r.messagesPerSec,
+    bytesPerSec: r.bytesPerSec,
+    ...(r.metrics
+      ? {
+          viewChanges: r.metrics.viewChanges,
+          ...(r.metrics.viewChangeMs === undefined ? {} : { viewChangeMs: r.metrics.viewChangeMs }),
+          rollbacks: r.metrics.rollbacks,
+          clientTimeouts: r.metrics.clientTimeouts,
+          acceptedByPath: r.metrics.acceptedByPath,
+          throughputSeries: r.metrics.throughputSeries,
+        }
+      : {}),
+    spec: r.spec,
+    startedAt: r.startedAt,
+    durationSec: r.durationSec,
+    ...(r.metrics ? { metrics: r.metrics } : {}),
+    ...(r.ledgerHeights ? { ledgerHeights: r.ledgerHeights } : {}),
+    ...(recordedIn ? { recordedIn } : {}),
+  };
+}
+
+/** Appends the run to <out>/runs.jsonl and writes <out>/manifest.json; returns the runs file. */
+export function recordRun(outDir: string, r: RunResult): string {
+  const env = environment();
+  writeManifest(outDir, r.spec, env, r.startedAt);
+  const line = makeRunLine(r.spec, {
+    valid: r.valid,
+    ...(r.reason ? { reason: r.reason } : {}),
+    startedAt: r.startedAt,
+    durationSec: r.durationSec,
+    ...(r.metrics ? { metrics: r.metrics } : {}),
+    violations: r.violations,
+    implausible: r.implausible,
+    failed: r.failed,
+    commit: env.commit,
+    dirty: env.dirty,
+  });
+  return appendRun(outDir, line);
+}

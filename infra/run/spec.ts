@@ -1,0 +1,448 @@
+/**
+ * What one measured run is (`poe-bench run`): the spec, its defaults, and the validation of
+ * command-line flags with zod, so every bad flag is named in the error.
+ *
+ * The spec is recorded in full with every result (DESIGN.md "Results"): a run can be repeated
+ * from its runs.jsonl line alone.
+ */
+import { z } from 'zod';
+import { integerFlag as integer, nonNegativeFlag as nonNegative, parseExtra, positiveFlag as positive, type ExtraValue } from '../flags.js';
+import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../../client/generators.js';
+import { FaultConfigError, formatReplicaFault, parseFault, type FaultSpec, type ReplicaFault } from '../../replica/byzantine.js';
+import { getProtocol, hasProtocol, registeredProtocols, UnknownProtocolError } from '../../replica/protocols.js';
+import { DEFAULT_REPLICA_OPTIONS, primaryOf, quorums, type ProtocolName } from '../../replica/types.js';
+import { INFRA_BACKENDS, INFRA_FLAG_NAMES, parseInfraFlags, type InfraBackend, type InfraFlags, type InfraSpec } from './placement.js';
+
+export type BackendName = InfraBackend;
+export const BACKENDS: readonly BackendName[] = INFRA_BACKENDS;
+export type { ExtraValue };
+
+/**
+ * A crash or Byzantine behaviour of one replica that is started (replica/byzantine.ts), from
+ * `--faults REPLICA=FAULT`. The replica's process wraps its core with `withFault`.
+ */
+export type RunFault = ReplicaFault;
+
+export interface RunSpec {
+  readonly protocol: ProtocolName;
+  readonly replicas: number;
+  /** Backups that never take part: the highest ids, never the view-0 primary. */
+  readonly crashed: number;
+  readonly crashedReplicas: readonly number[];
+  /** True when --force allowed more crashed replicas than the protocol tolerates. */
+  readonly force: boolean;
+  /**
+   * Started replicas that misbehave (--faults), in the order given; several on one replica
+   * compose, the first innermost. crashAt times count from the replica's start.
+   */
+  readonly faults: readonly RunFault[];
+  /** Writes per client batch (paper: 100). */
+  readonly batch: number;
+  /** Logical clients in total (closed loop: one batch outstanding each). */
+  readonly clients: number;
+  /** Client processes (client machines) the logical clients are spread over. */
+  readonly clientProcs: number;
+  readonly warmupS: number;
+  readonly durationS: number;
+  readonly generator: KeyGeneratorKind;
+  readonly records: number;
+  readonly valueBytes: number;
+  /** Seeds the key generators (client process o uses seed + o) and the key material. */
+  readonly seed: number;
+  readonly keySeed: string;
+  readonly backend: BackendName;
+  /** Emulated links, canonical --link text (infra/link.ts); 'none' when not emulated. */
+  readonly link: string;
+  /** Backend-specific settings (infra/run/placement.ts). */
+  readonly infra: InfraSpec;
+  readonly host: string;
+  /** Replica i listens on basePort + i; 0 lets the OS choose free ports. */
+  readonly basePort: number;
+  /** Open loop: batches per second over all client processes; absent for closed loop. */
+  readonly openLoopBatchesPerSec?: number;
+  readonly clientTimeoutMs: number;
+  readonly viewChangeTimeoutMs: number;
+  readonly checkpointInterval: number;
+  readonly window: number;
+  readonly extra: Readonly<Record<string, ExtraValue>>;
+}
+
+export const RUN_DEFAULTS = {
+  replicas: 4,
+  crashed: 0,
+  batch: 100,
+  clients: 24,
+  clientProcs: 1,
+  warmupS: 10,
+  durationS: 20,
+  generator: 'ycsb' as KeyGeneratorKind,
+  records: DEFAULT_REPLICA_OPTIONS.records,
+  valueBytes: DEFAULT_REPLICA_OPTIONS.valueBytes,
+  seed: 1,
+  backend: 'local' as BackendName,
+  host: '127.0.0.1',
+  basePort: 0,
+  clientTimeoutMs: 2000,
+  viewChangeTimeoutMs: DEFAULT_REPLICA_OPTIONS.viewChangeTimeoutMs,
+  checkpointInterval: DEFAULT_REPLICA_OPTIONS.checkpointIntervalK,
+  window: DEFAULT_REPLICA_OPTIONS.windowK,
+} as const;
+
+/** Flags as commander hands them over (strings; repeatable ones as arrays). */
+export interface RunFlags extends InfraFlags {
+  readonly protocol?: string;
+  readonly replicas?: string;
+  readonly crashed?: string;
+  readonly force?: boolean;
+  readonly batch?: string;
+  readonly clients?: string;
+  readonly clientProcs?: string;
+  readonly warmup?: string;
+  readonly duration?: string;
+  readonly generator?: string;
+  readonly records?: string;
+  readonly valueBytes?: string;
+  readonly seed?: string;
+  readonly backend?: string;
+  readonly basePort?: string;
+  readonly openLoop?: string;
+  readonly clientTimeoutMs?: string;
+  readonly viewChangeTimeoutMs?: string;
+  readonly checkpointInterval?: string;
+  readonly window?: string;
+  readonly extra?: readonly string[];
+  /** REPLICA=FAULT, repeatable: 0=stopAfter:900, primary=equivocate, 0=inTheDark:3, 1=slow:20, 3=crashAt:5000. */
+  readonly faults?: readonly string[];
+}
+
+const FLAG_NAMES: Record<string, string> = {
+  protocol: '--protocol',
+  replicas: '--replicas',
+  crashed: '--crashed',
+  batch: '--batch',
+  clients: '--clients',
+  clientProcs: '--client-procs',
+  warmup: '--warmup',
+  duration: '--duration',
+  generator: '--generator',
+  records: '--records',
+  valueBytes: '--value-bytes',
+  seed: '--seed',
+  backend: '--backend',
+  basePort: '--base-port',
+  openLoop: '--open-loop',
+  clientTimeoutMs: '--client-timeout-ms',
+  viewChangeTimeoutMs: '--view-change-timeout-ms',
+  checkpointInterval: '--checkpoint-interval',
+  window: '--window',
+  extra: '--extra',
+  faults: '--faults',
+  ...INFRA_FLAG_NAMES,
+};
+
+export class RunSpecError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunSpecError';
+  }
+}
+
+export { parseExtra };
+
+const flagSchema = z.object({
+  protocol: z
+    .string({ required_error: `is required (one of: ${registeredProtocols().join(', ') || 'none registered'})` })
+    .refine(hasProtocol, (p) => ({ message: new UnknownProtocolError(p).message })),
+  replicas: z.coerce
+    .number({ invalid_type_error: 'must be a number' })
+    .refine((x) => Number.isInteger(x), 'must be an integer')
+    .refine(
+      (x) => x >= 4,
+      (x) => ({ message: `must be >= 4: BFT needs n = 3f + 1 with f >= 1 (got ${x})` }),
+    )
+    .refine((x) => x <= 256, 'must be <= 256 on the local backend')
+    .optional(),
+  crashed: integer(0),
+  force: z.boolean().optional(),
+  batch: integer(1, 100_000),
+  clients: integer(1, 1_000_000),
+  clientProcs: integer(1, 64),
+  warmup: nonNegative(),
+  duration: positive(),
+  generator: z
+    .string()
+    .refine(
+      (g) => KEY_GENERATOR_KINDS.includes(g as KeyGeneratorKind),
+      (g) => ({ message: `unknown generator '${g}' (one of: ${KEY_GENERATOR_KINDS.join(', ')})` }),
+    )
+    .optional(),
+  records: integer(2, 2 ** 32),
+  valueBytes: integer(8, 65_536),
+  seed: integer(0, 0xffff_ffff),
+  backend: z
+    .string()
+    .refine(
+      (b) => BACKENDS.includes(b as BackendName),
+      (b) => ({ message: `unknown backend '${b}' (available: ${BACKENDS.join(', ')})` }),
+    )
+    .optional(),
+  basePort: integer(0, 65_535),
+  openLoop: positive(),
+  clientTimeoutMs: positive(),
+  viewChangeTimeoutMs: positive(),
+  checkpointInterval: integer(1),
+  window: integer(1),
+  extra: z
+    .array(z.string())
+    .optional()
+    .transform((xs, ctx) => {
+      const out: [string, ExtraValue][] = [];
+      for (const x of xs ?? []) {
+        try {
+          out.push(parseExtra(x));
+        } catch (err) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+          return z.NEVER;
+        }
+      }
+      return out;
+    }),
+  faults: z.array(z.string()).optional(),
+});
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${FLAG_NAMES[String(i.path[0] ?? '')] ?? String(i.path[0] ?? '')}: ${i.message}`).join('\n');
+}
+
+/** The crashed backups for K: replicas n-1, ..., n-K (never replica 0, the view-0 primary). */
+export function crashedBackups(n: number, crashed: number): number[] {
+  const out: number[] = [];
+  for (let i = n - crashed; i < n; i++) out.push(i);
+  return out;
+}
+
+/** A fault as `parseFault` (replica/byzantine.ts) reads it: silent, stopAfter:900, inTheDark:2,3, ... */
+
+const FAULT_SYNTAX =
+  'REPLICA=FAULT, REPLICA a replica id or primary (the view-0 primary), FAULT one of silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate';
+
+/**
+ * The --faults values as RunFaults; every problem goes to `issues`, prefixed with the flag:
+ * the replica must exist and be started (a crashed backup never runs, so a fault on it would
+ * be a silent no-op), victims kept in the dark must exist and not be the replica itself, the
+ * protocol must have proposal hooks for inTheDark and equivocate, and crashed backups plus
+ * faulty replicas (and the victims kept in the dark) must stay within f unless --force.
+ */
+function parseRunFaults(
+  texts: readonly string[],
+  protocol: ProtocolName,
+  n: number,
+  crashedReplicas: readonly number[],
+  force: boolean,
+  issues: string[],
+): RunFault[] {
+  const out: RunFault[] = [];
+  const { f } = quorums(n);
+  for (const text of texts) {
+    const m = /^\s*(\d+|primary)\s*=\s*(.+?)\s*$/.exec(text);
+    if (!m) {
+      issues.push(`--faults: '${text}' is not ${FAULT_SYNTAX}`);
+      continue;
+    }
+    const replica = m[1] === 'primary' ? primaryOf(0, n) : Number(m[1]);
+    let fault: FaultSpec;
+    try {
+      fault = parseFault(m[2]!);
+    } catch (err) {
+      if (!(err instanceof FaultConfigError)) throw err;
+      issues.push(`--faults: ${err.message}`);
+      continue;
+    }
+    const problem = faultProblem({ replica, fault }, protocol, n, crashedReplicas);
+    if (problem) issues.push(`--faults: '${text}': ${problem}`);
+    else out.push({ replica, fault });
+  }
+  const faulty = new Set([...crashedReplicas, ...out.map((a) => a.replica)]);
+  if (out.length > 0 && faulty.size > f && !force) {
+    const ids = [...faulty].sort((a, b) => a - b).join(', ');
+    const counted = crashedReplicas.length > 0 ? `, the crashed backups ${crashedReplicas.join(', ')} included` : '';
+    issues.push(
+      `--faults: ${faulty.size} faulty replicas (${ids}${counted}) exceed what ${protocol} tolerates with n = ${n} (f = ${f}); pass --force to run it anyway`,
+    );
+  }
+  return out;
+}
+
+function faultProblem(a: RunFault, protocol: ProtocolName, n: number, crashedReplicas: readonly number[]): string | undefined {
+  if (!Number.isInteger(a.replica) || a.replica >= n) return `replica ${a.replica} does not exist (replicas are 0..${n - 1})`;
+  if (crashedReplicas.includes(a.replica)) return `replica ${a.replica} is a crashed backup (--crashed): it is never started, so it cannot misbehave`;
+  const fault = a.fault;
+  switch (fault.kind) {
+    case 'stopAfter':
+      if (!Number.isInteger(fault.batches)) return `stopAfter counts batches: give an integer, not ${fault.batches}`;
+      return undefined;
+    case 'inTheDark': {
+      const { f } = quorums(n);
+      for (const v of fault.victims) {
+        if (v >= n) return `victim ${v} does not exist (replicas are 0..${n - 1})`;
+        if (v === a.replica) return 'a replica cannot keep itself in the dark';
+      }
+      if (new Set(fault.victims).size > f) return `a primary keeps at most f = ${f} replicas in the dark (paper Example 3.4); ${fault.victims.length} given`;
+      return hooksProblem(protocol, fault.kind);
+    }
+    case 'equivocate':
+      return hooksProblem(protocol, fault.kind);
+    default:
+      return undefined;
+  }
+}
+
+function hooksProblem(protocol: ProtocolName, kind: string): string | undefined {
+  return getProtocol(protocol).faults === undefined ? `protocol ${protocol} has no proposal hooks for '${kind}' (replica/byzantine.ts)` : undefined;
+}
+
+/** Validates flags into a full spec; throws RunSpecError naming every bad flag. */
+export function parseRunFlags(flags: RunFlags): RunSpec {
+  const parsed = flagSchema.safeParse(flags);
+  if (!parsed.success) throw new RunSpecError(describeIssues(parsed.error));
+  const o = parsed.data;
+  const d = RUN_DEFAULTS;
+  const n = o.replicas ?? d.replicas;
+  const crashed = o.crashed ?? d.crashed;
+  const issues: string[] = [];
+  const { f } = quorums(n);
+  if (crashed > n - 1) issues.push(`--crashed: ${crashed} crashed backups leave no replica to be the primary (n = ${n})`);
+  else if (crashed > f && !o.force) {
+    issues.push(`--crashed: ${crashed} exceeds what ${o.protocol} tolerates with n = ${n} (f = ${f}); pass --force to run it anyway`);
+  }
+  const clientProcs = o.clientProcs ?? d.clientProcs;
+  const clients = o.clients ?? d.clients;
+  if (clients < clientProcs) issues.push(`--clients: ${clients} logical clients cannot fill ${clientProcs} client processes`);
+  const basePort = o.basePort ?? d.basePort;
+  if (basePort !== 0 && basePort < 1024) issues.push(`--base-port: ${basePort} is a privileged port; use 1024 or above, or 0 for free ports`);
+  if (basePort !== 0 && basePort + n - 1 > 65_535) issues.push(`--base-port: ${basePort} + ${n} replicas runs past port 65535`);
+  const checkpointInterval = o.checkpointInterval ?? d.checkpointInterval;
+  const window = o.window ?? d.window;
+  if (window < checkpointInterval) issues.push(`--window: the window (${window}) must hold at least one checkpoint interval (${checkpointInterval})`);
+  const crashedReplicas = crashedBackups(n, crashed);
+  const faults = parseRunFaults(o.faults ?? [], o.protocol as ProtocolName, n, crashedReplicas, o.force ?? false, issues);
+  const placed = parseInfraFlags(o.backend ?? d.backend, flags);
+  issues.push(...placed.issues);
+  if (issues.length > 0) throw new RunSpecError(issues.join('\n'));
+  const seed = o.seed ?? d.seed;
+  const extra: Record<string, ExtraValue> = Object.fromEntries(o.extra);
+  return {
+    protocol: o.protocol as ProtocolName,
+    replicas: n,
+    crashed,
+    crashedReplicas,
+    force: o.force ?? false,
+    faults,
+    batch: o.batch ?? d.batch,
+    clients,
+    clientProcs,
+    warmupS: o.warmup ?? d.warmupS,
+    durationS: o.duration ?? d.durationS,
+    generator: (o.generator ?? d.generator) as KeyGeneratorKind,
+    records: o.records ?? d.records,
+    valueBytes: o.valueBytes ?? d.valueBytes,
+    seed,
+    keySeed: `poe-bench-run-${seed}`,
+    backend: (o.backend ?? d.backend) as BackendName,
+    link: placed.link,
+    infra: placed.infra,
+    host: d.host,
+    basePort,
+    ...(o.openLoop !== undefined ? { openLoopBatchesPerSec: o.openLoop } : {}),
+    clientTimeoutMs: o.clientTimeoutMs ?? d.clientTimeoutMs,
+    viewChangeTimeoutMs: o.viewChangeTimeoutMs ?? d.viewChangeTimeoutMs,
+    checkpointInterval,
+    window,
+    extra,
+  };
+}
+
+/** A spec from code (bench, tests): the same checks as flags. */
+export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'keySeed'>> & { protocol: ProtocolName }): RunSpec {
+  const flags: Record<string, unknown> = {
+    protocol: input.protocol,
+    replicas: input.replicas,
+    crashed: input.crashed,
+    force: input.force,
+    batch: input.batch,
+    clients: input.clients,
+    clientProcs: input.clientProcs,
+    warmup: input.warmupS,
+    duration: input.durationS,
+    generator: input.generator,
+    records: input.records,
+    valueBytes: input.valueBytes,
+    seed: input.seed,
+    backend: input.backend,
+    basePort: input.basePort,
+    openLoop: input.openLoopBatchesPerSec,
+    clientTimeoutMs: input.clientTimeoutMs,
+    viewChangeTimeoutMs: input.viewChangeTimeoutMs,
+    checkpointInterval: input.checkpointInterval,
+    window: input.window,
+    extra: Object.entries(input.extra ?? {}).map(([k, v]) => `${k}=${v}`),
+    faults: input.faults?.map(formatReplicaFault),
+    link: input.link,
+    hosts: input.infra?.hosts,
+    pin: input.infra?.pinCpus?.join(','),
+    cpus: input.infra?.cpus,
+    subnet: input.infra?.subnet,
+    baseImage: input.infra?.baseImage,
+  };
+  const defined = Object.fromEntries(
+    Object.entries(flags)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [k, typeof v === 'number' ? String(v) : v]),
+  );
+  return parseRunFlags(defined as RunFlags);
+}
+
+/** The replicas that take part (are started). */
+export function liveReplicas(spec: RunSpec): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < spec.replicas; i++) if (!spec.crashedReplicas.includes(i)) out.push(i);
+  return out;
+}
+
+/** Replicas that are not correct: crashed backups and replicas with a fault, ascending. */
+export function faultyReplicas(spec: Pick<RunSpec, 'crashedReplicas' | 'faults'>): number[] {
+  return [...new Set([...spec.crashedReplicas, ...spec.faults.map((a) => a.replica)])].sort((a, b) => a - b);
+}
+
+/**
+ * Correct replicas that a Byzantine primary may keep behind for as long as it stays: the
+ * victims it keeps in the dark (paper Example 3.4, case 2), and the backups an equivocating
+ * primary deceives (case 1; the second half of its backups, as replica/byzantine.ts's Equivocate
+ * picks them). They learn of the batches they missed only through certified checkpoints (paper
+ * §4(6)), so they may end up to a checkpoint interval behind: a run asks of their ledgers
+ * agreement with the others, not convergence (as the simulator's in-the-dark scenario does).
+ */
+export function mayLagReplicas(spec: Pick<RunSpec, 'replicas' | 'crashedReplicas' | 'faults'>): number[] {
+  const faulty = faultyReplicas(spec);
+  const out = new Set<number>();
+  for (const a of spec.faults) {
+    if (a.fault.kind === 'inTheDark') for (const v of a.fault.victims) out.add(v);
+    if (a.fault.kind === 'equivocate') {
+      const backups = Array.from({ length: spec.replicas }, (_, i) => i).filter((i) => i !== a.replica);
+      for (const v of backups.slice(Math.ceil(backups.length / 2))) out.add(v);
+    }
+  }
+  return [...out].filter((id) => !faulty.includes(id)).sort((a, b) => a - b);
+}
+
+/** The faults replica `id` wraps its core with, in order (empty for a correct replica). */
+export function faultsOf(spec: Pick<RunSpec, 'faults'>, id: number): FaultSpec[] {
+  return spec.faults.filter((a) => a.replica === id).map((a) => a.fault);
+}
+
+/** `extra` for the processes: HotStuff's parallel leaders are the replicas that take part. */
+export function processExtra(spec: RunSpec): Record<string, ExtraValue> {
+  const extra: Record<string, ExtraValue> = {};
+  if (spec.protocol === 'hotstuff') extra['leaders'] = liveReplicas(spec).join(',');
+  return { ...extra, ...spec.extra };
+}

@@ -1,0 +1,71 @@
+/**
+ * TEST DATA ONLY. Invented RunRecords for the tests of statistics, charts, sentences, claims
+ * and reports. None of these numbers was measured; they must never be shown as results. The
+ * experiment names carry a "fixture" marker only when asked to (tests of experiment-name
+ * matching need real names), and `startedAt` always says "fixture".
+ */
+import type { ProtocolName } from '../replica/types.js';
+import { FIGURES } from '../experiments/figures.js';
+import { pointId, type FigureId, type RunMetrics, type RunRecord, type SweepPoint } from '../infra/run/records.js';
+
+export const FIXTURE_STARTED_AT = 'fixture (invented test data, not a measurement)';
+
+/** Invented metrics: milliseconds for latency as RunMetrics has them. */
+export interface FixtureValues {
+  readonly throughputTxnPerSec: number;
+  readonly latencyMeanMs: number;
+  readonly latencyP99Ms?: number;
+  readonly messagesPerSec?: number;
+  readonly throughputSeries?: readonly { readonly tSec: number; readonly txnPerSec: number }[];
+}
+
+export function fixtureMetrics(v: FixtureValues): RunMetrics {
+  return {
+    throughputTxnPerSec: v.throughputTxnPerSec,
+    latencyMs: { mean: v.latencyMeanMs, p50: v.latencyMeanMs * 0.9, p99: v.latencyP99Ms ?? v.latencyMeanMs * 2, max: v.latencyMeanMs * 3 },
+    messagesPerSec: v.messagesPerSec ?? 1000,
+    bytesPerSec: (v.messagesPerSec ?? 1000) * 250,
+    ...(v.throughputSeries === undefined ? {} : { throughputSeries: v.throughputSeries }),
+  };
+}
+
+export function fixtureRecord(experiment: string, point: SweepPoint, rep: number, v: FixtureValues | { failed: string }): RunRecord {
+  const base = { experiment, pointId: pointId(point), point, rep, startedAt: FIXTURE_STARTED_AT };
+  if ('failed' in v) return { ...base, valid: false, reason: v.failed };
+  return { ...base, valid: true, durationSec: 6, metrics: fixtureMetrics(v) };
+}
+
+/** Invented per-protocol factors shaped like the paper's orderings (PoE > PBFT > HS up to 16, ZYZ slow under failures). */
+const SHAPE: Readonly<Record<ProtocolName, { tput: number; latMs: number; msgs: number }>> = {
+  poe: { tput: 1.3, latMs: 300, msgs: 2 },
+  pbft: { tput: 1.0, latMs: 400, msgs: 3 },
+  zyzzyva: { tput: 0.2, latMs: 13_000, msgs: 1.5 },
+  hotstuff: { tput: 0.6, latMs: 700, msgs: 1 },
+};
+
+/**
+ * Invented records for a whole figure: every point of its sweep, `reps` repetitions with a
+ * small deterministic spread (±2% by repetition). Not a model of any protocol.
+ */
+export function fixtureFigure(figure: FigureId, reps = 3, experiment = FIGURES[figure].experiment): RunRecord[] {
+  const out: RunRecord[] = [];
+  const def = FIGURES[figure];
+  for (const point of def.points()) {
+    const s = SHAPE[point.protocol];
+    const scale = def.x === 'replicas' ? 40_000 / Math.sqrt(point.replicas) : 10_000 * Math.min(point.batch, 100) ** 0.5;
+    for (let rep = 0; rep < reps; rep++) {
+      const jitter = 1 + 0.02 * (rep - (reps - 1) / 2);
+      const series =
+        point.primaryStopsAfter === undefined ? undefined : [0, 1, 2, 3, 4, 5].map((tSec) => ({ tSec, txnPerSec: tSec === 2 ? 0 : s.tput * scale * jitter }));
+      out.push(
+        fixtureRecord(experiment, point, rep, {
+          throughputTxnPerSec: s.tput * scale * jitter,
+          latencyMeanMs: (s.latMs * jitter * point.replicas) / 4,
+          messagesPerSec: s.msgs * point.replicas * 1000,
+          ...(series === undefined ? {} : { throughputSeries: series }),
+        }),
+      );
+    }
+  }
+  return out;
+}
