@@ -13,7 +13,18 @@ describe('CountingCrypto', () => {
     expect(c.macVerify(Buffer.alloc(32, 2), msg, tag)).toBe(true);
     c.digest(msg);
     c.digestParts([msg, msg]);
-    expect(c.reset()).toEqual({ signs: 1, signBytes: 100, verifies: 1, verifyBytes: 100, macs: 1, macBytes: 100, macVerifies: 1, macVerifyBytes: 100, digests: 2, digestBytes: 300 });
+    expect(c.reset()).toEqual({
+      signs: 1,
+      signBytes: 100,
+      verifies: 1,
+      verifyBytes: 100,
+      macs: 1,
+      macBytes: 100,
+      macVerifies: 1,
+      macVerifyBytes: 100,
+      digests: 2,
+      digestBytes: 300,
+    });
     expect(c.counts.signs).toBe(0);
   });
 });
