@@ -34,6 +34,7 @@ import { makeRequest, type Write } from '../replica/messages.js';
 import type { ProtocolName } from '../replica/types.js';
 import { formatProfileSummary, summarizeCpuProfile, type ProfileSummary } from '../infra/run/profile.js';
 import { executeRun, recordRun, type RunResult } from '../infra/run/execute.js';
+import { outDirProblem } from '../infra/run/results.js';
 import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
 
 export interface CryptoCosts {
@@ -153,6 +154,16 @@ async function main(): Promise<number> {
   const batch = 100;
   const cores = os.cpus().length;
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
+  for (const [flag, dir] of [
+    ['--out', o.out],
+    ['--profile', o.profile],
+  ] as const) {
+    const problem = dir === undefined ? undefined : outDirProblem(dir);
+    if (problem !== undefined) {
+      log(`poe-bench bench: ${flag}: ${problem}`);
+      return 2;
+    }
+  }
 
   log(
     `poe-bench bench: ${protocols.join(', ')} on ${n} local replicas, batch ${batch}, ${o.clients} clients, ${o.warmup} s warm-up + ${o.duration} s measured`,

@@ -77,7 +77,7 @@ import type { ProtocolName } from '../replica/types.js';
 import { defaultAwsCommandIo } from './infra-aws-command.js';
 import { defineInfraRunOptions, INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
 import { sshLauncher, type Launcher } from '../infra/run/launch.js';
-import { environment } from '../infra/run/results.js';
+import { environment, outDirProblem } from '../infra/run/results.js';
 import { executeRun } from '../infra/run/execute.js';
 import { liveReplicas, RUN_DEFAULTS, type RunSpec } from '../infra/run/spec.js';
 
@@ -571,6 +571,11 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     throw err;
   }
   const dir = flags.out ?? defaultOutDir(config.figureArg);
+  const dirProblem = outDirProblem(dir);
+  if (dirProblem !== undefined) {
+    stderr.write(`poe-bench figure: --out: ${dirProblem}\n`);
+    return 2;
+  }
   const manifestPath = join(dir, MANIFEST_FILE);
   const resuming = existsSync(join(dir, RUNS_FILE));
   if (existsSync(manifestPath)) {

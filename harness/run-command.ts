@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { executeRun, formatRunResult, recordRun, runResultJson, type RunResult } from '../infra/run/execute.js';
 import { defineInfraRunOptions } from '../infra/run/placement.js';
+import { outDirProblem } from '../infra/run/results.js';
 import { parseRunFlags, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from '../infra/run/spec.js';
 import { registeredProtocols } from '../replica/protocols.js';
 
@@ -69,6 +70,17 @@ export async function runRunCommand(flags: RunCommandFlags, signal?: AbortSignal
       return { exitCode: 2 };
     }
     throw err;
+  }
+  // Before anything starts: a run that cannot be recorded is not worth measuring.
+  for (const [flag, dir] of [
+    ['--out', flags.out ?? join('results', 'run')],
+    ['--log-dir', flags.logDir],
+  ] as const) {
+    const problem = dir === undefined ? undefined : outDirProblem(dir);
+    if (problem !== undefined) {
+      process.stderr.write(`poe-bench run: ${flag}: ${problem}\n`);
+      return { exitCode: 2 };
+    }
   }
   const tty = process.stderr.isTTY === true;
   let lastPrinted = 0;
