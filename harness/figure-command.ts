@@ -27,21 +27,10 @@ import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { type Command, Option } from 'commander';
 import { FIGURE_IDS, FIGURES, figureOfExperiment, parseProtocol, PROFILES, type ProfileName } from '../experiments/figures.js';
 import { loadRuns } from '../experiments/runs.js';
-import {
-  awsUp,
-  AwsBackendError,
-  defaultAwsDeps,
-  HOSTS_FILE,
-  InterruptedError,
-  parseUpOptions,
-  withAwsHosts,
-  type AwsDeps,
-  type AwsUpOptions,
-  type ProvisionedHosts,
-  type SignalSource,
-} from '../infra/aws/index.js';
-import { DEFAULT_CLIENT_TYPE, DEFAULT_REPLICA_TYPE, DEFAULT_TTL_HOURS, MAX_CLIENT_MACHINES, MAX_TTL_HOURS, type AwsEnv } from '../infra/aws/options.js';
-import { hostFor, hostsFromProvisioned, loadHostsFile, type SshHosts } from '../infra/ssh/hosts.js';
+import { AwsBackendError, type AwsDeps } from '../infra/aws/index.js';
+import { DEFAULT_CLIENT_TYPE, DEFAULT_REPLICA_TYPE, MAX_CLIENT_MACHINES, type AwsEnv } from '../infra/aws/options.js';
+import { AWS_CLIENT_MACHINES, awsDryRun, planAwsSweep, sweepOnAws, type AwsSweep, type AwsSweepIo, type RemoteHosts } from '../experiments/aws-sweep.js';
+import { hostFor, loadHostsFile, type SshHosts } from '../infra/ssh/hosts.js';
 import { simulatePointAbortable } from '../experiments/sweep-sim.js';
 import {
   describeFilter,
@@ -76,7 +65,6 @@ import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
 import type { ProtocolName } from '../replica/types.js';
 import { defaultAwsCommandIo } from './infra-aws-command.js';
 import { defineInfraRunOptions, INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
-import { sshLauncher, type Launcher } from '../infra/run/launch.js';
 import { environment, outDirProblem } from '../infra/run/results.js';
 import { executeRun } from '../infra/run/execute.js';
 import { liveReplicas, RUN_DEFAULTS, type RunSpec } from '../infra/run/spec.js';
@@ -131,9 +119,6 @@ const AWS_FLAG_NAMES = {
   dryRun: '--dry-run',
   stateDir: '--state-dir',
 } as const satisfies Partial<Record<keyof FigureFlags, string>>;
-
-/** The paper's client machines (§5, line 411: "10 4-core machines"): the aws default. */
-export const AWS_CLIENT_MACHINES = 10;
 
 function positiveInt(flag: string, text: string, min = 1): number {
   const v = Number(text);
@@ -384,14 +369,6 @@ function hostsUsed(hosts: SshHosts, spec: RunSpec): { replicas: string[]; client
   };
 }
 
-/** An ssh or aws sweep's hosts: recorded with every run; aws also launches on them directly. */
-interface RemoteHosts {
-  readonly hosts: SshHosts;
-  readonly launch?: Launcher;
-  /** More fields for every record (aws: the EC2 run). */
-  readonly extra?: Record<string, unknown>;
-}
-
 /** The executor of one backend. */
 function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: RemoteHosts): RunExecutor {
   if (config.backend === 'sim') {
@@ -415,114 +392,6 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: R
 function hostsFileManifest(path: string): Record<string, unknown> {
   const hosts = loadHostsFile(path);
   return { hosts: [...hosts.replicas, ...hosts.clients].map((h) => `${h.name} (${h.role})`), hostsFile: path };
-}
-
-// ---------------------------------------------------------------------------------------
-// aws: one set of machines for the whole sweep
-
-/** Launching the machines, waiting for sshd, and terminating them: added to the predicted run time. */
-export const AWS_SETUP_SEC = 600;
-
-interface AwsSweep {
-  /** What withAwsHosts parses: the up flags plus replicas, clients, hours and TTL. */
-  readonly input: Record<string, unknown>;
-  readonly options: AwsUpOptions;
-  readonly runSec: number;
-}
-
-/** The `infra aws up` flags among the figure's, under the names parseUpOptions takes. */
-function awsUpFlags(flags: FigureFlags): Record<string, unknown> {
-  const keys = [...Object.keys(AWS_FLAG_NAMES), 'subnet'] as (keyof FigureFlags)[];
-  return Object.fromEntries(keys.filter((k) => flags[k] !== undefined).map((k) => [k, flags[k]]));
-}
-
-/**
- * The machines an aws sweep needs: replica machines for its largest point still to run, the
- * client machines, and the hours the cost estimate uses (the predicted time of the runs left
- * plus AWS_SETUP_SEC). The TTL after which the instances power off defaults to leave room for
- * a slow sweep; one shorter than the predicted time is refused.
- */
-function planAwsSweep(config: SweepConfig, flags: FigureFlags, toRun: readonly SweepRun[], all: readonly SweepRun[], env: AwsEnv): AwsSweep {
-  const replicas = Math.max(...(toRun.length > 0 ? toRun : all).map((r) => r.point.replicas));
-  const runSec = toRun.reduce((sum, r) => sum + predictedRunSec(r, config), 0);
-  const hours = Math.ceil(((runSec + AWS_SETUP_SEC) / 3600) * 100) / 100;
-  const needs = `the sweep needs about ${hours} h (${formatDuration(runSec)} of runs plus about ${AWS_SETUP_SEC / 60} min to start and remove the machines)`;
-  if (hours > MAX_TTL_HOURS)
-    throw new SweepConfigError(
-      `${needs}, more than the ${MAX_TTL_HOURS} h instances may live: run it in parts (--replicas, --protocols) into one --out directory`,
-    );
-  let ttlHours: number | string = Math.min(MAX_TTL_HOURS, Math.max(DEFAULT_TTL_HOURS, Math.ceil(hours * 1.5 + 1)));
-  if (flags.ttlHours !== undefined) {
-    ttlHours = flags.ttlHours;
-    const ttl = Number(flags.ttlHours);
-    if (Number.isFinite(ttl) && ttl < hours) throw new SweepConfigError(`--ttl-hours: the instances would power off after ${ttl} h, but ${needs}`);
-  }
-  const input = { ...awsUpFlags(flags), replicas, clients: config.clientProcs ?? AWS_CLIENT_MACHINES, hours, ttlHours };
-  return { input, options: parseUpOptions(input, env), runSec };
-}
-
-/** The aws dependencies for a region, with progress on our stderr and the section's signal listeners watched. */
-function awsDeps(region: string, io: FigureCommandIo, stderr: NodeJS.WritableStream): Partial<AwsDeps> {
-  const base = io.aws?.deps?.(region) ?? defaultAwsCommandIo().deps(region);
-  const signals: SignalSource = base.signals ?? process;
-  let installed = 0;
-  const watched: SignalSource = {
-    // provisionedSection listens from its first create call to the end of its teardown: while
-    // it does, a second Ctrl-C must not end the process (registerFigureCommand asks).
-    on(sig, listener) {
-      if (installed++ === 0) io.onAwsSection?.(true);
-      // Interrupted while planning or asking: stop before creating more than the first resource.
-      if (sig === 'SIGINT' && io.signal.aborted) setImmediate(listener);
-      return signals.on(sig, listener);
-    },
-    off(sig, listener) {
-      if (--installed === 0) io.onAwsSection?.(false);
-      return signals.off(sig, listener);
-    },
-  };
-  return { ...base, log: (line) => stderr.write(`${line}\n`), signals: watched };
-}
-
-/**
- * --dry-run: the plan and its cost (deps.log), then EC2's DryRun answer to each create call.
- * Nothing is created, not even the results directory.
- */
-async function awsDryRun(options: AwsUpOptions, io: FigureCommandIo, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<number> {
-  try {
-    const result = await awsUp(options, defaultAwsDeps(options.region, awsDeps(options.region, io, stderr)));
-    if (result.kind !== 'dry-run') throw new Error('awsUp created machines on a dry run');
-    const { report } = result;
-    for (const c of report.checks) stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.step}: ${c.detail}\n`);
-    stdout.write(
-      report.ok ? 'dry run: EC2 would accept every call; nothing was created\n' : 'dry run: EC2 would refuse some calls (above); nothing was created\n',
-    );
-    return report.ok ? 0 : 1;
-  } catch (err) {
-    if (!(err instanceof AwsBackendError)) throw err;
-    stderr.write(`poe-bench figure: ${err.message}\n`);
-    return 1;
-  }
-}
-
-/** The manifest's record of the machines an aws sweep ran on (the first invocation's, when resumed). */
-function awsManifest(hosts: ProvisionedHosts, config: SweepConfig, options: AwsUpOptions): Record<string, unknown> {
-  return {
-    hosts: [
-      ...hosts.replicas.map((h) => `${h.publicIp} (replica, ${h.instanceId}, private ${h.privateIp})`),
-      ...hosts.clients.map((h) => `${h.publicIp} (client, ${h.instanceId}, private ${h.privateIp})`),
-    ],
-    aws: {
-      runId: hosts.runId,
-      region: hosts.region,
-      instanceType: options.instanceType,
-      clientType: options.clientType,
-      replicaMachines: hosts.replicas.length,
-      clientMachines: hosts.clients.length,
-      clientProcsPerRun: config.clientProcs,
-      expiresAt: hosts.expiresAt,
-      note: 'the machines were terminated when the sweep ended; a resumed sweep provisions new ones (each run records its hosts and aws.runId)',
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -554,8 +423,24 @@ function readJson(path: string): unknown {
   }
 }
 
-/** Runs `poe-bench figure`; returns the exit code. */
-export async function runFigureCommand(figureText: string, flags: FigureFlags, io: FigureCommandIo): Promise<number> {
+/** A figure command under way: what every step after parsing needs. */
+interface FigureJob {
+  config: SweepConfig;
+  readonly figureText: string;
+  readonly flags: FigureFlags;
+  readonly io: FigureCommandIo;
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly baseline: ProtocolName;
+  readonly dir: string;
+  readonly resuming: boolean;
+  readonly existing: RunRecord[];
+  readonly runs: SweepRun[];
+  readonly figures: string;
+}
+
+/** Flags, output directory and resume state; an exit code when the command cannot go on. */
+function prepareFigure(figureText: string, flags: FigureFlags, io: FigureCommandIo): FigureJob | number {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
   let config: SweepConfig;
@@ -577,7 +462,6 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     return 2;
   }
   const manifestPath = join(dir, MANIFEST_FILE);
-  const resuming = existsSync(join(dir, RUNS_FILE));
   if (existsSync(manifestPath)) {
     const problems = incompatibilities(readJson(manifestPath), config);
     if (problems.length > 0) {
@@ -594,120 +478,127 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     stderr.write(`poe-bench figure: cannot resume ${dir}: ${(err as Error).message}\n`);
     return 2;
   }
-  const runs = planSweep(config);
+  const resuming = existsSync(join(dir, RUNS_FILE));
   const figures = config.figures.map((f) => `figure ${f}`).join(', ');
+  return { config, figureText, flags, io, stdout, stderr, baseline, dir, resuming, existing, runs: planSweep(config), figures };
+}
 
-  let aws: AwsSweep | undefined;
-  if (config.backend === 'aws') {
-    const toRun = remainingRuns(runs, existing, config.retryFailed);
-    try {
-      aws = planAwsSweep(config, flags, toRun, runs, io.aws?.env ?? process.env);
-    } catch (err) {
-      if (!(err instanceof SweepConfigError || err instanceof AwsBackendError)) throw err;
-      stderr.write(`poe-bench figure: ${err.message}\n`);
-      return 2;
-    }
-    config = { ...config, machines: { region: aws.options.region, instanceType: aws.options.instanceType, clientType: aws.options.clientType } };
-    const o = aws.options;
-    stderr.write(
-      `poe-bench figure: ${figures} on aws: ${toRun.length} run${toRun.length === 1 ? '' : 's'} to do, predicted ${formatDuration(aws.runSec)}; ` +
-        `${o.replicas} replica machines (${o.instanceType}) and ${o.clients} client machines (${o.clientType}) in ${o.region} for about ${o.expectedHours} h, powering off after ${o.ttlHours} h at the latest\n`,
-    );
-    if (o.dryRun) return awsDryRun(o, io, stdout, stderr);
-    if (toRun.length === 0) stderr.write('  every run is already recorded: no machines needed\n');
+/** The lifecycle's view of the command's io. */
+function awsIo(job: FigureJob): AwsSweepIo {
+  const { io } = job;
+  return {
+    signal: io.signal,
+    deps: io.aws?.deps ?? defaultAwsCommandIo().deps,
+    env: io.aws?.env ?? process.env,
+    ...(io.aws?.sshPort !== undefined ? { sshPort: io.aws.sshPort } : {}),
+    ...(io.onAwsSection ? { onAwsSection: io.onAwsSection } : {}),
+    stdout: job.stdout,
+    stderr: job.stderr,
+  };
+}
+
+/** aws: the machines and their cost, said before anything is created; an exit code on a bad plan or --dry-run. */
+async function planAws(job: FigureJob): Promise<AwsSweep | number> {
+  const { config, stderr } = job;
+  const toRun = remainingRuns(job.runs, job.existing, config.retryFailed);
+  let aws: AwsSweep;
+  try {
+    aws = planAwsSweep(config, job.flags, toRun, job.runs, awsIo(job).env);
+  } catch (err) {
+    if (!(err instanceof SweepConfigError || err instanceof AwsBackendError)) throw err;
+    stderr.write(`poe-bench figure: ${err.message}\n`);
+    return 2;
   }
+  const o = aws.options;
+  job.config = { ...config, machines: { region: o.region, instanceType: o.instanceType, clientType: o.clientType } };
+  stderr.write(
+    `poe-bench figure: ${job.figures} on aws: ${toRun.length} run${toRun.length === 1 ? '' : 's'} to do, predicted ${formatDuration(aws.runSec)}; ` +
+      `${o.replicas} replica machines (${o.instanceType}) and ${o.clients} client machines (${o.clientType}) in ${o.region} for about ${o.expectedHours} h, powering off after ${o.ttlHours} h at the latest\n`,
+  );
+  if (o.dryRun) return awsDryRun(o, awsIo(job));
+  if (toRun.length === 0) stderr.write('  every run is already recorded: no machines needed\n');
+  return aws;
+}
 
-  const startedAt = new Date().toISOString();
-  const manifestFor = (c: SweepConfig, extra: Record<string, unknown>): Record<string, unknown> => ({
-    ...sweepManifest(c, { ...environment() }, startedAt, io.argv ?? ['figure', figureText]),
-    ...extra,
-  });
-  if (config.backend !== 'aws') {
-    // aws writes its manifest once its machines are up, so that it names them.
-    mkdirSync(dir, { recursive: true });
-    writeManifestOnce(dir, manifestFor(config, config.backend === 'ssh' && config.infra?.hosts ? hostsFileManifest(config.infra.hosts) : {}));
-  }
-
+/** What the sweep is about to do, on stderr. */
+function describeSweep(job: FigureJob): void {
+  const { config } = job;
   const filter = describeFilter(config.filter);
   const link = config.link !== undefined && config.link !== 'none' ? `, links ${config.link}` : '';
   const procs = config.clientProcs !== undefined && config.clientProcs > 1 ? `, ${config.clientProcs} client machines per run` : '';
-  stderr.write(
-    `poe-bench figure: ${figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
-      `  ${resuming ? 'resuming' : 'writing'} ${dir}\n` +
+  job.stderr.write(
+    `poe-bench figure: ${job.figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
+      `  ${job.resuming ? 'resuming' : 'writing'} ${job.dir}\n` +
       (config.backend === 'sim' ? '  SIMULATED: numbers are in virtual time (the simulator charges no computing time); a preview, not a measurement\n' : '') +
       (config.backend !== 'sim' && config.figures.includes('11b')
         ? `  figure 11b: the primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} batches (--faults primary=stopAfter); checkpoints every ${FIGURES['11b'].checkpointInterval}, client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms\n`
         : ''),
   );
+}
 
+/** The sweep's end as the machines saw it: an exit code when the command ends here. */
+interface SweepEnd {
+  readonly outcome?: SweepOutcome;
+  readonly awsStarted: boolean;
+  readonly awsRunId?: string | undefined;
+  readonly exitCode?: number;
+}
+
+/** Runs the sweep: here, over ssh hosts, or on EC2 machines provisioned for it. */
+async function runFigureSweep(job: FigureJob, aws: AwsSweep | undefined): Promise<SweepEnd> {
+  const { config, io, dir, stderr } = job;
+  const startedAt = new Date().toISOString();
+  const writeManifestFor = (c: SweepConfig, extra: Record<string, unknown>): void => {
+    mkdirSync(dir, { recursive: true });
+    writeManifestOnce(dir, { ...sweepManifest(c, { ...environment() }, startedAt, io.argv ?? ['figure', job.figureText]), ...extra });
+  };
+  // aws writes its manifest once its machines are up, so that it names them.
+  if (config.backend !== 'aws') writeManifestFor(config, config.backend === 'ssh' && config.infra?.hosts ? hostsFileManifest(config.infra.hosts) : {});
+  describeSweep(job);
   const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) =>
     predictedRunSec(run, config),
   );
-  const sweepWith = (c: SweepConfig, signal: AbortSignal, remote?: RemoteHosts): Promise<SweepOutcome> =>
-    runSweep(runs, existing, {
+  const sweep = (c: SweepConfig, signal: AbortSignal, remote?: RemoteHosts): Promise<SweepOutcome> =>
+    runSweep(job.runs, job.existing, {
       dir,
       backend: config.backend,
-      execute: executorFor(c, dir, flags.logs ?? false, remote),
+      execute: executorFor(c, dir, job.flags.logs ?? false, remote),
       signal,
       retryFailed: config.retryFailed,
       listener: progress,
     });
-  const t0 = Date.now();
-  let outcome: SweepOutcome;
-  let awsStarted = false;
-  let awsRunId: string | undefined;
   try {
-    if (aws === undefined || remainingRuns(runs, existing, config.retryFailed).length === 0) {
+    if (aws === undefined || remainingRuns(job.runs, job.existing, config.retryFailed).length === 0) {
       const sshHosts = config.backend === 'ssh' && config.infra?.hosts !== undefined ? { hosts: loadHostsFile(config.infra.hosts) } : undefined;
-      outcome = await sweepWith(config, io.signal, sshHosts);
-    } else {
-      const { options, input } = aws;
-      const onMachines = config;
-      let sweeping: Promise<SweepOutcome> | undefined;
-      awsStarted = true;
-      try {
-        outcome = await withAwsHosts(
-          input,
-          async (provisioned, sectionSignal) => {
-            awsRunId = provisioned.runId;
-            const hosts = hostsFromProvisioned({ ...provisioned, sshPort: io.aws?.sshPort ?? provisioned.sshPort });
-            // Each run's spec names the hosts file infra/aws wrote for these machines (ssh backend).
-            const c: SweepConfig = { ...onMachines, infra: { hosts: join(options.stateDir, provisioned.runId, HOSTS_FILE) } };
-            mkdirSync(dir, { recursive: true });
-            writeManifestOnce(dir, manifestFor(c, awsManifest(provisioned, c, options)));
-            const extra = { aws: { runId: provisioned.runId, region: provisioned.region, instanceType: options.instanceType, clientType: options.clientType } };
-            sweeping = sweepWith(c, AbortSignal.any([io.signal, sectionSignal]), { hosts, launch: sshLauncher(hosts), extra });
-            return await sweeping;
-          },
-          awsDeps(options.region, io, stderr),
-          io.aws?.env ?? process.env,
-        );
-      } catch (err) {
-        // withAwsHosts stops waiting for the sweep on a signal and tears down at once: let the
-        // run in progress finish being stopped (it records nothing) before saying so.
-        if (sweeping) await sweeping.catch(() => undefined);
-        if (err instanceof InterruptedError) outcome = { planned: runs.length, skipped: 0, ran: 0, interrupted: true };
-        else if (err instanceof AwsBackendError) {
-          progress.stop();
-          stderr.write(`poe-bench figure: ${err.message}\n`);
-          if (existsSync(join(dir, RUNS_FILE)))
-            stderr.write(`  the runs finished before are in ${join(dir, RUNS_FILE)}; resume with the same command and --out ${dir}\n`);
-          return 1;
-        } else throw err;
-      }
+      return { outcome: await sweep(config, io.signal, sshHosts), awsStarted: false };
+    }
+    try {
+      const { outcome, runId } = await sweepOnAws({ aws, config, planned: job.runs.length, writeManifest: writeManifestFor, sweep }, awsIo(job));
+      return { outcome, awsStarted: true, awsRunId: runId };
+    } catch (err) {
+      if (!(err instanceof AwsBackendError)) throw err;
+      progress.stop();
+      stderr.write(`poe-bench figure: ${err.message}\n`);
+      if (existsSync(join(dir, RUNS_FILE)))
+        stderr.write(`  the runs finished before are in ${join(dir, RUNS_FILE)}; resume with the same command and --out ${dir}\n`);
+      return { awsStarted: true, exitCode: 1 };
     }
   } finally {
     progress.stop();
   }
-  const wall = formatDuration((Date.now() - t0) / 1000);
-  const records = loadRuns(dir);
-  const { missing, bad } = unsuccessful(runs, records);
+}
+
+/** The summary after the sweep: report, charts, claims, failed runs; returns the exit code. */
+async function finishFigure(job: FigureJob, end: SweepEnd & { outcome: SweepOutcome }, wall: string): Promise<number> {
+  const { config, dir, runs, stderr, stdout } = job;
+  const { outcome } = end;
+  const { missing, bad } = unsuccessful(runs, loadRuns(dir));
   const machines =
-    !awsStarted || (awsRunId === undefined && !outcome.interrupted)
+    !end.awsStarted || (end.awsRunId === undefined && !outcome.interrupted)
       ? ''
-      : awsRunId === undefined
+      : end.awsRunId === undefined
         ? '  every EC2 resource created so far was removed\n'
-        : `  the EC2 machines of run ${awsRunId} were terminated, and its security group and key pair deleted\n`;
+        : `  the EC2 machines of run ${end.awsRunId} were terminated, and its security group and key pair deleted\n`;
   if (outcome.interrupted) {
     stderr.write(
       `poe-bench figure: interrupted after ${wall}; the run in progress was stopped and not recorded. ${runs.length - missing.length} of ${runs.length} runs are in ${join(dir, RUNS_FILE)}.\n` +
@@ -717,8 +608,7 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     return 130;
   }
   if (machines) stderr.write(machines);
-
-  const report = await writeReport(dir, { baseline });
+  const report = await writeReport(dir, { baseline: job.baseline });
   const svgs = report.charts.filter((c) => c.endsWith('.svg')).length;
   const pngs = report.charts.filter((c) => c.endsWith('.png')).length;
   const verdicts = (v: string): number => report.claims.filter((c) => c.verdict === v).length;
@@ -726,7 +616,7 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     `poe-bench figure ${config.figureArg}: ${outcome.ran} run${outcome.ran === 1 ? '' : 's'} in ${wall}, ${outcome.skipped} skipped (already recorded); ${runs.length - missing.length - bad.length} of ${runs.length} valid`,
     `  results    ${dir}`,
     `  runs       ${join(dir, RUNS_FILE)}`,
-    `  manifest   ${manifestPath}`,
+    `  manifest   ${join(dir, MANIFEST_FILE)}`,
     `  charts     ${svgs} SVG, ${pngs} PNG (fig<panel>.svg/.png, vega-lite specs in fig<panel>.vl.json)`,
     `  report     ${report.markdown}, ${report.html}`,
     `  claims     ${verdicts('holds')} hold, ${verdicts('does not hold')} do not hold, ${verdicts('not measured')} not measured (of ${report.claims.length})`,
@@ -740,6 +630,22 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     return 1;
   }
   return 0;
+}
+
+/** Runs `poe-bench figure`; returns the exit code. */
+export async function runFigureCommand(figureText: string, flags: FigureFlags, io: FigureCommandIo): Promise<number> {
+  const job = prepareFigure(figureText, flags, io);
+  if (typeof job === 'number') return job;
+  let aws: AwsSweep | undefined;
+  if (job.config.backend === 'aws') {
+    const planned = await planAws(job);
+    if (typeof planned === 'number') return planned;
+    aws = planned;
+  }
+  const t0 = Date.now();
+  const end = await runFigureSweep(job, aws);
+  if (end.outcome === undefined) return end.exitCode ?? 1;
+  return finishFigure(job, { ...end, outcome: end.outcome }, formatDuration((Date.now() - t0) / 1000));
 }
 
 /** Declares the flags (without an action, so tests can parse flags alone). */
