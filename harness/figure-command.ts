@@ -24,7 +24,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { FIGURE_IDS, FIGURES, figureOfExperiment, parseProtocol, PROFILES, type ProfileName } from '../experiments/figures.js';
 import { loadRuns } from '../experiments/runs.js';
 import { AwsBackendError, type AwsDeps } from '../infra/aws/index.js';
@@ -64,10 +64,11 @@ import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
 import type { ProtocolName } from '../replica/types.js';
 import { defaultAwsCommandIo } from './infra-aws-command.js';
-import { defineInfraRunOptions, INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
+import { INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
 import { environment, outDirProblem } from '../infra/run/results.js';
 import { executeRun } from '../infra/run/execute.js';
-import { liveReplicas, RUN_DEFAULTS, type RunSpec } from '../infra/run/spec.js';
+import { liveReplicas, type RunSpec } from '../infra/run/spec.js';
+import { canonicalFlags, commaList, defineParams, describeParamIssues, paramDefault, paramSchema, paramsFor, replayArgs, replayLine } from '../infra/params.js';
 
 /** Flags as commander hands them over. */
 export interface FigureFlags extends InfraFlags {
@@ -104,48 +105,28 @@ export interface FigureFlags extends InfraFlags {
   readonly stateDir?: string;
 }
 
-/** The aws flags, by FigureFlags key: passed to `infra aws up`'s option parser as they are. */
-const AWS_FLAG_NAMES = {
-  region: '--region',
-  instanceType: '--instance-type',
-  clientType: '--client-type',
-  os: '--os',
-  ami: '--ami',
-  sshUser: '--ssh-user',
-  vpc: '--vpc',
-  myIp: '--my-ip',
-  ttlHours: '--ttl-hours',
-  yes: '--yes',
-  dryRun: '--dry-run',
-  stateDir: '--state-dir',
-} as const satisfies Partial<Record<keyof FigureFlags, string>>;
+/** The aws flags of the figure (every table entry `infra aws` shares with it but --subnet), by key: passed to `infra aws up`'s option parser as they are. */
+const AWS_FLAG_NAMES: Readonly<Record<string, string>> = Object.fromEntries(
+  paramsFor('figure')
+    .filter((p) => p.commands.includes('aws') && p.key !== 'subnet')
+    .map((p) => [p.key, p.flag]),
+);
 
-function positiveInt(flag: string, text: string, min = 1): number {
-  const v = Number(text);
-  if (!Number.isInteger(v) || v < min) throw new SweepConfigError(`${flag}: must be an integer >= ${min}, got '${text}'`);
-  return v;
-}
+/** The figure flags as the table's schemas read them; --protocols parses with the figures' protocol names. */
+const figureSchema = paramSchema('figure').extend({ protocols: commaList(parseProtocol) });
 
-function seconds(flag: string, text: string, allowZero: boolean): number {
-  const v = Number(text);
-  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0))
-    throw new SweepConfigError(`${flag}: must be a number of seconds ${allowZero ? '>= 0' : '> 0'}, got '${text}'`);
-  return v;
-}
-
-function list<T>(flag: string, text: string, parse: (s: string) => T): T[] {
-  const items = text
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  if (items.length === 0) throw new SweepConfigError(`${flag}: give a comma-separated list`);
-  return items.map((s) => {
-    try {
-      return parse(s);
-    } catch (err) {
-      throw new SweepConfigError(`${flag}: ${(err as Error).message}`);
-    }
-  });
+/** What the schema makes of the figure flags (the others stay text, checked where they are used). */
+interface ParsedFigureFlags {
+  readonly reps?: number;
+  readonly warmup?: number;
+  readonly duration?: number;
+  readonly seed?: number;
+  readonly clients?: number;
+  readonly simBatches?: number;
+  readonly clientMachines?: number;
+  readonly replicas?: number[];
+  readonly protocols?: ProtocolName[];
+  readonly batches?: number[];
 }
 
 /** The figures a figure argument names: one, or all five for "all". */
@@ -164,24 +145,27 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
   const profile = PROFILES[profileName];
   const backend = (flags.backend ?? 'local') as SweepBackend;
   if (!SWEEP_BACKENDS.includes(backend)) throw new SweepConfigError(`--backend: unknown backend '${flags.backend}' (available: ${SWEEP_BACKENDS.join(', ')})`);
-  const clients = flags.clients === undefined ? RUN_DEFAULTS.clients : positiveInt('--clients', flags.clients);
-  const placement = parsePlacement(backend, flags, clients);
+  const parsed = figureSchema.safeParse(flags);
+  if (!parsed.success) throw new SweepConfigError(describeParamIssues('figure', parsed.error));
+  const o = parsed.data as ParsedFigureFlags;
+  const clients = o.clients ?? (paramDefault('figure', 'clients') as number);
+  const placement = parsePlacement(backend, flags, clients, o.clientMachines);
   const filter: { replicas?: number[]; protocols?: ProtocolName[]; batches?: number[] } = {};
-  if (flags.replicas !== undefined) filter.replicas = list('--replicas', flags.replicas, (s) => positiveInt('--replicas', s, 4));
-  if (flags.protocols !== undefined) filter.protocols = list('--protocols', flags.protocols, parseProtocol);
-  if (flags.batches !== undefined) filter.batches = list('--batches', flags.batches, (s) => positiveInt('--batches', s));
+  if (o.replicas !== undefined) filter.replicas = o.replicas;
+  if (o.protocols !== undefined) filter.protocols = o.protocols;
+  if (o.batches !== undefined) filter.batches = o.batches;
   const config: SweepConfig = {
     figures: figureArg === 'all' ? FIGURE_IDS : [figureArg],
     figureArg,
     profile,
-    reps: flags.reps === undefined ? profile.reps : positiveInt('--reps', flags.reps),
-    warmupSec: flags.warmup === undefined ? profile.warmupSec : seconds('--warmup', flags.warmup, true),
-    measuredSec: flags.duration === undefined ? profile.measuredSec : seconds('--duration', flags.duration, false),
+    reps: o.reps ?? profile.reps,
+    warmupSec: o.warmup ?? profile.warmupSec,
+    measuredSec: o.duration ?? profile.measuredSec,
     backend,
     filter,
-    seed: flags.seed === undefined ? RUN_DEFAULTS.seed : positiveInt('--seed', flags.seed, 0),
+    seed: o.seed ?? (paramDefault('figure', 'seed') as number),
     clients,
-    simBatches: flags.simBatches === undefined ? SIM_BATCHES[profileName] : positiveInt('--sim-batches', flags.simBatches),
+    simBatches: o.simBatches ?? SIM_BATCHES[profileName],
     retryFailed: flags.retryFailed ?? false,
     ...placement,
   };
@@ -193,9 +177,14 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
  * Where the runs of a real backend go: --link, the backend's own flags, client processes, and
  * for aws the machine types. Each flag is refused on a backend that would ignore it.
  */
-function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: number): Pick<SweepConfig, 'link' | 'infra' | 'clientProcs' | 'machines'> {
+function parsePlacement(
+  backend: SweepBackend,
+  flags: FigureFlags,
+  clients: number,
+  clientMachines: number | undefined,
+): Pick<SweepConfig, 'link' | 'infra' | 'clientProcs' | 'machines'> {
   const given = (keys: readonly string[]): string[] => keys.filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
-  const awsOnly = given(Object.keys(AWS_FLAG_NAMES)).map((k) => AWS_FLAG_NAMES[k as keyof typeof AWS_FLAG_NAMES]);
+  const awsOnly = given(Object.keys(AWS_FLAG_NAMES)).map((k) => AWS_FLAG_NAMES[k]!);
   if (backend !== 'aws' && awsOnly.length > 0) throw new SweepConfigError(`${awsOnly.join(', ')}: only for --backend aws (this sweep uses ${backend})`);
   if (backend === 'sim') {
     const real = given([...Object.keys(INFRA_FLAG_NAMES), 'clientMachines']).map((k) =>
@@ -221,8 +210,8 @@ function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: numb
   }
   const max = backend === 'aws' ? MAX_CLIENT_MACHINES : 64;
   let clientProcs: number;
-  if (flags.clientMachines !== undefined) {
-    clientProcs = positiveInt('--client-machines', flags.clientMachines);
+  if (clientMachines !== undefined) {
+    clientProcs = clientMachines;
     if (clientProcs > max) throw new SweepConfigError(`--client-machines: at most ${max}, got ${clientProcs}`);
     if (clientProcs > clients)
       throw new SweepConfigError(`--client-machines: ${clientProcs} client machines cannot each run one of ${clients} logical clients (--clients)`);
@@ -620,6 +609,7 @@ async function finishFigure(job: FigureJob, end: SweepEnd & { outcome: SweepOutc
     `  charts     ${svgs} SVG, ${pngs} PNG (fig<panel>.svg/.png, vega-lite specs in fig<panel>.vl.json)`,
     `  report     ${report.markdown}, ${report.html}`,
     `  claims     ${verdicts('holds')} hold, ${verdicts('does not hold')} do not hold, ${verdicts('not measured')} not measured (of ${report.claims.length})`,
+    `  replay     ${figureReplayCommand(job.figureText, job.flags, dir)}`,
   ];
   if (config.backend === 'sim') lines.push('  SIMULATED: virtual-time numbers from the deterministic simulator, not a measurement');
   stdout.write(`${lines.join('\n')}\n`);
@@ -648,57 +638,23 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
   return finishFigure(job, { ...end, outcome: end.outcome }, formatDuration((Date.now() - t0) / 1000));
 }
 
-/** Declares the flags (without an action, so tests can parse flags alone). */
+/** Declares the flags (without an action, so tests can parse flags alone), from the table of run parameters. */
 export function defineFigureCommand(cmd: Command): Command {
   const p = PROFILES;
   cmd
     .description("regenerate a figure of the paper's evaluation (§5): run its sweep, record every run, draw the charts, write the report")
-    .argument('<figure>', `${FIGURE_IDS.join(' | ')} | all (every figure into one directory)`)
-    .addOption(
-      new Option(
-        '--backend <name>',
-        'local: processes on this machine; netns | docker: one namespace or container per node; ssh: the hosts of --hosts; aws: fresh EC2 machines for the whole sweep, terminated at its end; sim: the deterministic simulator (virtual time, a preview)',
-      ).default('local'),
-    )
-    .option('--quick', `profile quick: ${p.quick.description}`)
-    .option('--paper', `profile paper: ${p.paper.description}`)
-    .option('--reps <n>', `repetitions per point (default: the profile's; default profile: ${p.default.description})`)
-    .option('--out <dir>', 'results directory; an existing one is resumed (default: results/figure-<figure>/<timestamp>/)')
-    .option('--replicas <list>', 'only these replica counts, e.g. 4,8')
-    .option('--protocols <list>', 'only these protocols, e.g. poe,pbft (names or the paper labels PoE, PBFT, ZYZ, HS)')
-    .option('--batches <list>', 'only these batch sizes (figure 12), e.g. 10,100')
-    .option('--warmup <s>', "warm-up seconds of every run (overrides the profile's)")
-    .option('--duration <s>', "measured seconds of every run (overrides the profile's)")
-    .option('--seed <x>', `base seed: repetition r uses seed + r (default ${RUN_DEFAULTS.seed})`)
-    .option('--clients <c>', `closed-loop logical clients per run, at least one per replica (default ${RUN_DEFAULTS.clients})`)
-    .option(
-      '--sim-batches <m>',
-      `sim backend: batches per run (default by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper})`,
-    )
-    .option('--retry-failed', 'on resume, run again the repetitions recorded as failed or invalid')
-    .option('--baseline <protocol>', `protocol the report compares against (default ${DEFAULT_BASELINE})`)
-    .option('--logs', 'keep every process stderr under <out>/logs/');
-  return defineInfraRunOptions(cmd)
-    .option(
-      '--client-machines <m>',
-      `client processes per run, each on its own client host (default: 1; ssh: the client hosts of --hosts; aws: ${AWS_CLIENT_MACHINES} machines, as the paper)`,
-    )
-    .option('--region <region>', 'aws: region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)')
-    .option('--instance-type <type>', `aws: replica machines (default ${DEFAULT_REPLICA_TYPE}, as in the paper)`)
-    .option('--client-type <type>', `aws: client machines (default ${DEFAULT_CLIENT_TYPE})`)
-    .option('--my-ip <cidr>', 'aws: your address; SSH and the harness ports open only to it and the run (or POE_BENCH_MY_IP)')
-    .option('--ttl-hours <h>', 'aws: the instances power off (and terminate) after this long (default: 1.5 x the predicted sweep time + 1 h, at least 4)')
-    .option('--os <os>', 'aws: image family debian12 (default) or al2023')
-    .option('--ami <id>', 'aws: this image instead of the newest of --os')
-    .option('--ssh-user <user>', 'aws: login user (default: that of --os)')
-    .option('--vpc <id>', 'aws: a VPC other than the default (with --subnet, an EC2 subnet id there)')
-    .option('--state-dir <dir>', 'aws: where the run directory (private key, hosts.json) lives while the machines do (default ~/.poe-bench/aws)')
-    .option('--yes', 'aws: do not ask before creating the machines')
-    .option('--dry-run', 'aws: print the plan and the cost, ask EC2 (DryRun) whether it would work; create nothing')
-    .addHelpText(
-      'after',
+    .argument('<figure>', `${FIGURE_IDS.join(' | ')} | all (every figure into one directory)`);
+  return defineParams(cmd, 'figure').addHelpText(
+    'after',
+    `\nProfiles: quick: ${p.quick.description}; default: ${p.default.description}; paper: ${p.paper.description}.` +
+      `\nsim backend: --sim-batches by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper}. Report baseline: ${DEFAULT_BASELINE}.` +
       `\nFigures: ${FIGURE_IDS.map((id) => `${id} (${FIGURES[id].faults})`).join('; ')}.\nThe --link, --hosts, --pin, --cpus, --subnet and --base-image flags are those of \`poe-bench run\` (docs/backends.md).\nExit codes: 0 every run valid, 1 a run failed or was invalid (all is still written), 2 invalid flags, 130 interrupted (finished runs are kept; rerun with --out to resume).`,
-    );
+  );
+}
+
+/** `poe-bench figure <id> ...`: the command that repeats (or resumes) this sweep into `dir`. */
+export function figureReplayCommand(figureText: string, flags: FigureFlags, dir: string): string {
+  return replayLine(['figure', figureText], replayArgs('figure', { ...canonicalFlags('figure', flags), out: dir }));
 }
 
 /** Adds `poe-bench figure` to the program. */

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pointId, type RunRecord, type SweepPoint } from './records.js';
-import type { RunSpec } from './spec.js';
+import { runReplayCommand, type RunSpec } from './spec.js';
 
 export const RUNS_FILE = 'runs.jsonl';
 
@@ -148,6 +148,8 @@ export function writeManifest(outDir: string, spec: RunSpec, env: Environment, s
     hosts: [spec.host],
     spec,
     seeds: { seed: spec.seed, keySeed: spec.keySeed, keyGeneratorSeeds: Array.from({ length: spec.clientProcs }, (_, o) => spec.seed + o) },
+    /** The command that repeats the run, from the table of run parameters (infra/params.ts). */
+    replay: runReplayCommand(spec),
     ...extra,
   };
   writeFileSync(file, `${JSON.stringify(manifest, null, 2)}\n`);
