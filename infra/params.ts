@@ -19,11 +19,13 @@
  * commands, `defaults` says so per command and `defaultWhy` says why.
  *
  * Adding a parameter is one entry in PARAMS: key, flag, value placeholder (none for a switch),
- * type, unit, help, commands, schema, defaults. The commands pick it up (help, validation,
- * replay); the code that uses the value reads it from the parsed flags under `key`. If a
- * configuration object (RunSpec, SimConfig) carries it, add the field there and one line in
- * that module's flags-from-config function (`runReplayValues`, `simReplayValues`) so replay
- * lines carry it; test/params.test.ts then checks that it round-trips.
+ * type, unit, help, commands, schema, default (or per-command defaults and why they differ).
+ * Every command it names then shows it in its help, validates it and names it in errors; the
+ * code that uses the value reads it from the parsed flags under `key`. If RunSpec or SimConfig
+ * carries it, add the field there and one line to the flags-from-config function
+ * (`runFlagValues` in infra/run/spec.ts, `simFlagValues` in infra/sim/options.ts) so replay lines
+ * carry it; test/params.test.ts checks that flags stay unique, defaults parse under their own
+ * schema, and replay lines round-trip. Renaming a flag: keep the old spelling in `aliases`.
  */
 import { type Command, Option } from 'commander';
 import { z } from 'zod';
