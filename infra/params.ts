@@ -57,8 +57,8 @@ export interface ParamDef {
   /** The name: the commander attribute, the flags-object key, and the config field. */
   readonly key: string;
   readonly flag: string;
-  /** The value placeholder, e.g. `<ms>`; absent for a switch. */
-  readonly value?: string;
+  /** The value placeholder, e.g. `<ms>` (per command where it differs); absent for a switch. */
+  readonly value?: string | PerCommand<string>;
   readonly type: 'integer' | 'number' | 'string' | 'boolean' | 'list';
   readonly unit?: string;
   /** Help text; per command where the meaning differs. */
@@ -525,7 +525,7 @@ export const PARAMS: readonly ParamDef[] = [
   {
     key: 'subnet',
     flag: '--subnet',
-    value: '<cidr>',
+    value: { run: '<cidr>', figure: '<cidr|id>', aws: '<id>' },
     type: 'string',
     help: {
       run: 'netns, docker backends: private subnet of the nodes (default 10.222.0.0/16 netns, 10.223.0.0/16 docker)',
@@ -873,7 +873,14 @@ export const PARAMS: readonly ParamDef[] = [
     commands: ['figure', 'aws'],
     schema: text(),
   },
-  { key: 'yes', flag: '--yes', type: 'boolean', help: 'aws: do not ask before creating the machines', commands: ['figure', 'aws'], schema: flag() },
+  {
+    key: 'yes',
+    flag: '--yes',
+    type: 'boolean',
+    help: { figure: 'aws: do not ask before creating the machines', aws: 'do not ask before creating machines (up) or removing several runs (down)' },
+    commands: ['figure', 'aws'],
+    schema: flag(),
+  },
   {
     key: 'dryRun',
     flag: '--dry-run',
@@ -889,6 +896,7 @@ export const PARAMS: readonly ParamDef[] = [
     flag: '--hours',
     value: '<h>',
     type: 'number',
+    defaultText: '1',
     unit: 'h',
     help: 'how long you expect to need them, for the cost estimate',
     commands: ['aws'],
@@ -913,7 +921,9 @@ const perCommand = <T>(x: T | PerCommand<T> | undefined, command: ParamCommand, 
   x === undefined ? undefined : isPer(x) ? (x as PerCommand<T>)[command] : (x as T);
 
 export function paramHelp(p: ParamDef, command: ParamCommand): string {
-  return perCommand(p.help, command, (h) => typeof h !== 'string') ?? '';
+  const help = perCommand(p.help, command, (h) => typeof h !== 'string') ?? '';
+  // The EC2 flags say "aws: ..." among figure's; on `infra aws` itself that goes without saying.
+  return command === 'aws' ? help.replace(/^aws: /, '') : help;
 }
 
 /** The default of `key` on `command` (a value, not text), or undefined when it has none. */
@@ -971,11 +981,12 @@ export function defineParams(cmd: Command, command: ParamCommand, keys?: readonl
     if (keys !== undefined && !keys.includes(p.key)) continue;
     const d = defaultText(p, command);
     const help = `${paramHelp(p, command)}${d === undefined ? '' : ` (default ${d})`}`;
-    const option = new Option(p.value ? `${p.flag} ${p.value}` : p.flag, help);
+    const value = perCommand(p.value, command, (v) => typeof v !== 'string');
+    const option = new Option(value ? `${p.flag} ${value}` : p.flag, help);
     if (p.repeatable) option.argParser(collect);
     cmd.addOption(option);
     for (const alias of p.aliases ?? []) {
-      const hidden = new Option(p.value ? `${alias} ${p.value}` : alias).hideHelp();
+      const hidden = new Option(value ? `${alias} ${value}` : alias).hideHelp();
       if (p.repeatable) hidden.argParser(collect);
       cmd.addOption(hidden);
     }
