@@ -644,7 +644,34 @@ export function defineFigureCommand(cmd: Command): Command {
   cmd
     .description("regenerate a figure of the paper's evaluation (§5): run its sweep, record every run, draw the charts, write the report")
     .argument('<figure>', `${FIGURE_IDS.join(' | ')} | all (every figure into one directory)`);
-  return defineParams(cmd, 'figure').addHelpText(
+  // The sweep's own flags first, then where its runs go, then the EC2 machines of --backend aws.
+  const first = [
+    'backend',
+    'quick',
+    'paper',
+    'reps',
+    'out',
+    'replicas',
+    'protocols',
+    'batches',
+    'warmup',
+    'duration',
+    'seed',
+    'clients',
+    'simBatches',
+    'retryFailed',
+    'baseline',
+    'logs',
+  ];
+  defineParams(cmd, 'figure', first);
+  defineParams(
+    cmd,
+    'figure',
+    paramsFor('figure')
+      .map((p) => p.key)
+      .filter((k) => !first.includes(k)),
+  );
+  return cmd.addHelpText(
     'after',
     `\nProfiles: quick: ${p.quick.description}; default: ${p.default.description}; paper: ${p.paper.description}.` +
       `\nsim backend: --sim-batches by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper}. Report baseline: ${DEFAULT_BASELINE}.` +

@@ -972,13 +972,14 @@ function defaultText(p: ParamDef, command: ParamCommand): string | undefined {
 }
 
 /**
- * Declares the flags of `command` in `keys` (all of the command's when omitted) on `cmd`,
+ * Declares the flags of `command` in `keys`, in that order (all of the command's, in table
+ * order, when omitted) on `cmd`,
  * with their old spellings as hidden aliases. Values stay text; `canonicalFlags` folds the
  * aliases in, and `paramSchema` validates.
  */
 export function defineParams(cmd: Command, command: ParamCommand, keys?: readonly string[]): Command {
-  for (const p of paramsFor(command)) {
-    if (keys !== undefined && !keys.includes(p.key)) continue;
+  const chosen = keys === undefined ? paramsFor(command) : keys.map((k) => paramOf(command, k) ?? missing(command, k));
+  for (const p of chosen) {
     const d = defaultText(p, command);
     const help = `${paramHelp(p, command)}${d === undefined ? '' : ` (default ${d})`}`;
     const value = perCommand(p.value, command, (v) => typeof v !== 'string');
@@ -992,6 +993,10 @@ export function defineParams(cmd: Command, command: ParamCommand, keys?: readonl
     }
   }
   return cmd;
+}
+
+function missing(command: ParamCommand, key: string): never {
+  throw new RangeError(`no parameter ${key} on ${command} (infra/params.ts)`);
 }
 
 /** Flags as commander hands them over, with every old spelling folded into its parameter's key. */
