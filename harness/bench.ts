@@ -34,6 +34,7 @@ import { makeRequest, type Write } from '../replica/messages.js';
 import type { ProtocolName } from '../replica/types.js';
 import { formatProfileSummary, summarizeCpuProfile, type ProfileSummary } from '../infra/run/profile.js';
 import { executeRun, recordRun, type RunResult } from '../infra/run/execute.js';
+import { outDirProblem } from '../infra/run/results.js';
 import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
 
 export interface CryptoCosts {
@@ -110,6 +111,8 @@ export function cryptoFloor(c: CryptoCosts, n: number, batch: number, run: RunRe
 /** The project's goals for this 2-core machine (issue 3), not numbers from the paper. */
 const TARGETS: Partial<Record<ProtocolName, number>> = { poe: 40_000, pbft: 25_000 };
 const LATENCY_TARGET_MS = 50;
+const BENCH_REPLICAS = 4;
+const BENCH_BATCH = 100;
 
 interface BenchOptions {
   readonly protocols: string;
@@ -136,6 +139,119 @@ function busiestReplica(run: RunResult): { name: string; pid: number } | undefin
   return replicas[0];
 }
 
+const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+/** One protocol's row: the mean of its runs, its floor, and the project target. */
+function benchRow(protocol: ProtocolName, runs: readonly ProtocolRun[]) {
+  const valid = runs.length > 0 && runs.every((r) => r.run.valid);
+  // Only valid runs have numbers worth averaging; an invalid one makes the row INVALID.
+  const txnPerSec = mean(runs.filter((r) => r.run.valid).map((r) => r.run.throughputTxnPerSec));
+  const floors = runs.map((r) => r.floor).filter((f): f is Floor => f !== undefined);
+  const floorTxnPerSec = floors.length ? mean(floors.map((f) => f.machineTxnPerSec)) : null;
+  const perBatch = runs
+    .map((r) => r.run.metrics)
+    .filter((m): m is NonNullable<typeof m> => m !== undefined && m.acceptedBatches > 0)
+    // CPU time all processes spent per accepted batch: what a protocol costs, less sensitive
+    // than txn/s to how much of the machine other work leaves to the run.
+    .map((m) => ((m.processes.reduce((s, p) => s + (p.cpuPercent ?? 0), 0) / 100) * m.windowSec * 1e6) / m.acceptedBatches);
+  const target = TARGETS[protocol];
+  const latencyMs = {
+    mean: mean(runs.map((r) => r.run.latencyMs.mean)),
+    p50: mean(runs.map((r) => r.run.latencyMs.p50)),
+    p99: mean(runs.map((r) => r.run.latencyMs.p99)),
+    max: Math.max(0, ...runs.map((r) => r.run.latencyMs.max)),
+  };
+  return {
+    protocol,
+    valid,
+    txnPerSec,
+    runsTxnPerSec: runs.map((r) => r.run.throughputTxnPerSec),
+    latencyMs,
+    messagesPerBatch: floors.length ? mean(floors.map((f) => f.messagesPerBatch)) : null,
+    cpuUsPerBatch: perBatch.length ? mean(perBatch) : null,
+    floorTxnPerSec,
+    floorUsPerBatch: floors.length ? mean(floors.map((f) => f.usPerBatch)) : null,
+    ratioToFloor: floorTxnPerSec ? txnPerSec / floorTxnPerSec : null,
+    cpuPercent: runs.map((r) => Object.fromEntries((r.run.metrics?.processes ?? []).map((p) => [p.name, p.cpuPercent]))),
+    targetTxnPerSec: target ?? null,
+    targetMet: target === undefined ? null : valid && txnPerSec >= target && latencyMs.p50 < LATENCY_TARGET_MS,
+    reason: runs.find((r) => !r.run.valid)?.run.reason ?? null,
+    profile: runs.find((r) => r.profile)?.profile,
+  };
+}
+
+type BenchRow = ReturnType<typeof benchRow>;
+
+/** The table printed without --json. */
+function formatBenchTable(rows: readonly BenchRow[], repeat: number, cores: number, poeAbovePbft: boolean | null): string[] {
+  const out: string[] = [];
+  out.push('');
+  out.push(
+    `protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch  CPU us/batch   floor txn/s  of floor  project target (issue 3)${repeat > 1 ? `   (mean of ${repeat} runs each)` : ''}`,
+  );
+  for (const r of rows) {
+    const target = r.targetTxnPerSec === null ? '' : `${r.targetMet ? 'met' : 'MISSED'} (>= ${num(r.targetTxnPerSec)}, p50 < ${LATENCY_TARGET_MS} ms)`;
+    out.push(
+      `${r.protocol.padEnd(9)} ${num(r.txnPerSec).padStart(9)} ${r.latencyMs.p50.toFixed(1).padStart(8)} ${r.latencyMs.mean.toFixed(1).padStart(8)} ${r.latencyMs.p99.toFixed(1).padStart(8)} ` +
+        `${(r.messagesPerBatch === null ? '-' : r.messagesPerBatch.toFixed(1)).padStart(11)} ${(r.cpuUsPerBatch === null ? '-' : num(r.cpuUsPerBatch)).padStart(13)} ${(r.floorTxnPerSec === null ? '-' : num(r.floorTxnPerSec)).padStart(13)} ` +
+        `${(r.ratioToFloor === null ? '-' : `${(100 * r.ratioToFloor).toFixed(1)}%`).padStart(9)}  ${r.valid ? target : `INVALID: ${r.reason}`}`,
+    );
+  }
+  if (repeat > 1)
+    out.push(
+      `runs (txn/s, in order of each protocol's rounds): ${rows.map((r) => `${r.protocol} ${r.runsTxnPerSec.map((x) => num(x)).join(' / ')}`).join('; ')}`,
+    );
+  if (poeAbovePbft !== null) out.push(`PoE above PBFT: ${poeAbovePbft ? 'yes' : 'NO'}`);
+  out.push(
+    `crypto floor per batch (one core): ${rows.map((r) => `${r.protocol} ${r.floorUsPerBatch === null ? '-' : num(r.floorUsPerBatch)} us`).join(', ')}; the machine's floor is that on all ${cores} cores`,
+  );
+  out.push(
+    `CPU% per process (100 = one core): ${rows
+      .map(
+        (r) =>
+          `${r.protocol} ${r.cpuPercent
+            .map((c) =>
+              Object.entries(c)
+                .map(([k, v]) => `${k.replace('replica ', 'r').replace('client ', 'c')}=${v ?? '-'}`)
+                .join(' '),
+            )
+            .join(' | ')}`,
+      )
+      .join('; ')}`,
+  );
+  for (const r of rows)
+    if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
+  return out;
+}
+
+/** One run of `protocol`, recorded, with its busiest replica's CPU profile if asked; undefined when interrupted. */
+async function benchOne(o: BenchOptions, protocol: ProtocolName, profiled: boolean, signal: AbortSignal): Promise<Omit<ProtocolRun, 'floor'> | undefined> {
+  const n = BENCH_REPLICAS;
+  const batch = BENCH_BATCH;
+  const spec = makeRunSpec({ protocol, replicas: n, batch, clients: Number(o.clients), warmupS: Number(o.warmup), durationS: Number(o.duration) });
+  let profileDir: string | undefined;
+  if (o.profile && profiled) {
+    profileDir = resolve(o.profile, protocol);
+    rmSync(profileDir, { recursive: true, force: true });
+    mkdirSync(profileDir, { recursive: true });
+  }
+  const run = await executeRun(spec, {
+    signal,
+    onProgress: (line) => process.stderr.isTTY && process.stderr.write(`\r\x1b[2K${line}`),
+    ...(profileDir ? { nodeArgs: { replica: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } } : {}),
+  });
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+  if (run.interrupted) return undefined;
+  recordRun(o.out, run);
+  let profile: ProtocolRun['profile'];
+  const busiest = busiestReplica(run);
+  if (profileDir && busiest) {
+    const file = readdirSync(profileDir).find((f) => f.includes(`.${busiest.pid}.`));
+    if (file) profile = { replica: busiest.name, summary: summarizeCpuProfile(join(profileDir, file)) };
+  }
+  return { run, ...(profile ? { profile } : {}) };
+}
+
 async function main(): Promise<number> {
   const program = new Command('bench')
     .option('--protocols <list>', 'protocols to run, comma-separated', 'poe,pbft')
@@ -149,10 +265,20 @@ async function main(): Promise<number> {
     .parse(process.argv);
   const o = program.opts<BenchOptions>();
   const protocols = o.protocols.split(',').map((p) => p.trim()) as ProtocolName[];
-  const n = 4;
-  const batch = 100;
+  const n = BENCH_REPLICAS;
+  const batch = BENCH_BATCH;
   const cores = os.cpus().length;
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
+  for (const [flag, dir] of [
+    ['--out', o.out],
+    ['--profile', o.profile],
+  ] as const) {
+    const problem = dir === undefined ? undefined : outDirProblem(dir);
+    if (problem !== undefined) {
+      log(`poe-bench bench: ${flag}: ${problem}`);
+      return 2;
+    }
+  }
 
   log(
     `poe-bench bench: ${protocols.join(', ')} on ${n} local replicas, batch ${batch}, ${o.clients} clients, ${o.warmup} s warm-up + ${o.duration} s measured`,
@@ -175,77 +301,19 @@ async function main(): Promise<number> {
   for (let round = 0; round < repeat; round++)
     for (const protocol of round % 2 === 0 ? protocols : [...protocols].reverse()) schedule.push({ protocol, round });
   for (const { protocol, round } of schedule) {
-    const spec = makeRunSpec({ protocol, replicas: n, batch, clients: Number(o.clients), warmupS: Number(o.warmup), durationS: Number(o.duration) });
-    let profileDir: string | undefined;
-    if (o.profile && round === 0) {
-      profileDir = resolve(o.profile, protocol);
-      rmSync(profileDir, { recursive: true, force: true });
-      mkdirSync(profileDir, { recursive: true });
-    }
-    const run = await executeRun(spec, {
-      signal: controller.signal,
-      onProgress: (line) => process.stderr.isTTY && process.stderr.write(`\r\x1b[2K${line}`),
-      ...(profileDir ? { nodeArgs: { replica: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } } : {}),
-    });
-    if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
-    if (run.interrupted) {
+    const one = await benchOne(o, protocol, round === 0, controller.signal);
+    if (one === undefined) {
       log('bench: interrupted');
       return 130;
     }
-    recordRun(o.out, run);
-    let profile: ProtocolRun['profile'];
-    const busiest = busiestReplica(run);
-    if (profileDir && busiest) {
-      const file = readdirSync(profileDir).find((f) => f.includes(`.${busiest.pid}.`));
-      if (file) profile = { replica: busiest.name, summary: summarizeCpuProfile(join(profileDir, file)) };
-    }
-    const runs = results.get(protocol) ?? [];
-    runs.push({ run, floor: cryptoFloor(costs, n, batch, run, cores), ...(profile ? { profile } : {}) });
-    results.set(protocol, runs);
+    const { run } = one;
+    results.set(protocol, [...(results.get(protocol) ?? []), { ...one, floor: cryptoFloor(costs, n, batch, run, cores) }]);
     log(
       `${protocol} (round ${round + 1}/${repeat}): ${run.valid ? `${num(run.throughputTxnPerSec)} txn/s, p50 ${run.latencyMs.p50.toFixed(1)} ms` : `INVALID: ${run.reason}`}`,
     );
   }
 
-  const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  const rows = protocols.map((protocol) => {
-    const runs = results.get(protocol) ?? [];
-    const valid = runs.length > 0 && runs.every((r) => r.run.valid);
-    // Only valid runs have numbers worth averaging; an invalid one makes the row INVALID.
-    const txnPerSec = mean(runs.filter((r) => r.run.valid).map((r) => r.run.throughputTxnPerSec));
-    const floors = runs.map((r) => r.floor).filter((f): f is Floor => f !== undefined);
-    const floorTxnPerSec = floors.length ? mean(floors.map((f) => f.machineTxnPerSec)) : null;
-    const perBatch = runs
-      .map((r) => r.run.metrics)
-      .filter((m): m is NonNullable<typeof m> => m !== undefined && m.acceptedBatches > 0)
-      // CPU time all processes spent per accepted batch: what a protocol costs, less sensitive
-      // than txn/s to how much of the machine other work leaves to the run.
-      .map((m) => ((m.processes.reduce((s, p) => s + (p.cpuPercent ?? 0), 0) / 100) * m.windowSec * 1e6) / m.acceptedBatches);
-    const target = TARGETS[protocol];
-    const latencyMs = {
-      mean: mean(runs.map((r) => r.run.latencyMs.mean)),
-      p50: mean(runs.map((r) => r.run.latencyMs.p50)),
-      p99: mean(runs.map((r) => r.run.latencyMs.p99)),
-      max: Math.max(0, ...runs.map((r) => r.run.latencyMs.max)),
-    };
-    return {
-      protocol,
-      valid,
-      txnPerSec,
-      runsTxnPerSec: runs.map((r) => r.run.throughputTxnPerSec),
-      latencyMs,
-      messagesPerBatch: floors.length ? mean(floors.map((f) => f.messagesPerBatch)) : null,
-      cpuUsPerBatch: perBatch.length ? mean(perBatch) : null,
-      floorTxnPerSec,
-      floorUsPerBatch: floors.length ? mean(floors.map((f) => f.usPerBatch)) : null,
-      ratioToFloor: floorTxnPerSec ? txnPerSec / floorTxnPerSec : null,
-      cpuPercent: runs.map((r) => Object.fromEntries((r.run.metrics?.processes ?? []).map((p) => [p.name, p.cpuPercent]))),
-      targetTxnPerSec: target ?? null,
-      targetMet: target === undefined ? null : valid && txnPerSec >= target && latencyMs.p50 < LATENCY_TARGET_MS,
-      reason: runs.find((r) => !r.run.valid)?.run.reason ?? null,
-      profile: runs.find((r) => r.profile)?.profile,
-    };
-  });
+  const rows = protocols.map((protocol) => benchRow(protocol, results.get(protocol) ?? []));
   const poe = rows.find((r) => r.protocol === 'poe');
   const pbft = rows.find((r) => r.protocol === 'pbft');
   const poeAbovePbft = poe && pbft ? poe.txnPerSec > pbft.txnPerSec : null;
@@ -256,44 +324,7 @@ async function main(): Promise<number> {
       `${JSON.stringify({ machine: { cpu: os.cpus()[0]?.model.trim(), cores, node: process.version }, repeat, crypto: costs, rows: jsonRows, poeAbovePbft })}\n`,
     );
   } else {
-    const out: string[] = [];
-    out.push('');
-    out.push(
-      `protocol      txn/s   p50 ms  mean ms   p99 ms  msgs/batch  CPU us/batch   floor txn/s  of floor  project target (issue 3)${repeat > 1 ? `   (mean of ${repeat} runs each)` : ''}`,
-    );
-    for (const r of rows) {
-      const target = r.targetTxnPerSec === null ? '' : `${r.targetMet ? 'met' : 'MISSED'} (>= ${num(r.targetTxnPerSec)}, p50 < ${LATENCY_TARGET_MS} ms)`;
-      out.push(
-        `${r.protocol.padEnd(9)} ${num(r.txnPerSec).padStart(9)} ${r.latencyMs.p50.toFixed(1).padStart(8)} ${r.latencyMs.mean.toFixed(1).padStart(8)} ${r.latencyMs.p99.toFixed(1).padStart(8)} ` +
-          `${(r.messagesPerBatch === null ? '-' : r.messagesPerBatch.toFixed(1)).padStart(11)} ${(r.cpuUsPerBatch === null ? '-' : num(r.cpuUsPerBatch)).padStart(13)} ${(r.floorTxnPerSec === null ? '-' : num(r.floorTxnPerSec)).padStart(13)} ` +
-          `${(r.ratioToFloor === null ? '-' : `${(100 * r.ratioToFloor).toFixed(1)}%`).padStart(9)}  ${r.valid ? target : `INVALID: ${r.reason}`}`,
-      );
-    }
-    if (repeat > 1)
-      out.push(
-        `runs (txn/s, in order of each protocol's rounds): ${rows.map((r) => `${r.protocol} ${r.runsTxnPerSec.map((x) => num(x)).join(' / ')}`).join('; ')}`,
-      );
-    if (poeAbovePbft !== null) out.push(`PoE above PBFT: ${poeAbovePbft ? 'yes' : 'NO'}`);
-    out.push(
-      `crypto floor per batch (one core): ${rows.map((r) => `${r.protocol} ${r.floorUsPerBatch === null ? '-' : num(r.floorUsPerBatch)} us`).join(', ')}; the machine's floor is that on all ${cores} cores`,
-    );
-    out.push(
-      `CPU% per process (100 = one core): ${rows
-        .map(
-          (r) =>
-            `${r.protocol} ${r.cpuPercent
-              .map((c) =>
-                Object.entries(c)
-                  .map(([k, v]) => `${k.replace('replica ', 'r').replace('client ', 'c')}=${v ?? '-'}`)
-                  .join(' '),
-              )
-              .join(' | ')}`,
-        )
-        .join('; ')}`,
-    );
-    for (const r of rows)
-      if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
-    process.stdout.write(`${out.join('\n')}\n`);
+    process.stdout.write(`${formatBenchTable(rows, repeat, cores, poeAbovePbft).join('\n')}\n`);
   }
   return rows.every((r) => r.valid) ? 0 : 1;
 }

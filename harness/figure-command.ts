@@ -24,24 +24,13 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { FIGURE_IDS, FIGURES, figureOfExperiment, parseProtocol, PROFILES, type ProfileName } from '../experiments/figures.js';
 import { loadRuns } from '../experiments/runs.js';
-import {
-  awsUp,
-  AwsBackendError,
-  defaultAwsDeps,
-  HOSTS_FILE,
-  InterruptedError,
-  parseUpOptions,
-  withAwsHosts,
-  type AwsDeps,
-  type AwsUpOptions,
-  type ProvisionedHosts,
-  type SignalSource,
-} from '../infra/aws/index.js';
-import { DEFAULT_CLIENT_TYPE, DEFAULT_REPLICA_TYPE, DEFAULT_TTL_HOURS, MAX_CLIENT_MACHINES, MAX_TTL_HOURS, type AwsEnv } from '../infra/aws/options.js';
-import { hostFor, hostsFromProvisioned, loadHostsFile, type SshHosts } from '../infra/ssh/hosts.js';
+import { AwsBackendError, type AwsDeps } from '../infra/aws/index.js';
+import { DEFAULT_CLIENT_TYPE, DEFAULT_REPLICA_TYPE, MAX_CLIENT_MACHINES, type AwsEnv } from '../infra/aws/options.js';
+import { AWS_CLIENT_MACHINES, awsDryRun, planAwsSweep, sweepOnAws, type AwsSweep, type AwsSweepIo, type RemoteHosts } from '../experiments/aws-sweep.js';
+import { hostFor, loadHostsFile, type SshHosts } from '../infra/ssh/hosts.js';
 import { simulatePointAbortable } from '../experiments/sweep-sim.js';
 import {
   describeFilter,
@@ -75,11 +64,11 @@ import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
 import type { ProtocolName } from '../replica/types.js';
 import { defaultAwsCommandIo } from './infra-aws-command.js';
-import { defineInfraRunOptions, INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
-import { sshLauncher, type Launcher } from '../infra/run/launch.js';
-import { environment } from '../infra/run/results.js';
+import { INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
+import { environment, outDirProblem } from '../infra/run/results.js';
 import { executeRun } from '../infra/run/execute.js';
-import { liveReplicas, RUN_DEFAULTS, type RunSpec } from '../infra/run/spec.js';
+import { liveReplicas, type RunSpec } from '../infra/run/spec.js';
+import { canonicalFlags, commaList, defineParams, describeParamIssues, paramDefault, paramSchema, paramsFor, replayArgs, replayLine } from '../infra/params.js';
 
 /** Flags as commander hands them over. */
 export interface FigureFlags extends InfraFlags {
@@ -116,51 +105,28 @@ export interface FigureFlags extends InfraFlags {
   readonly stateDir?: string;
 }
 
-/** The aws flags, by FigureFlags key: passed to `infra aws up`'s option parser as they are. */
-const AWS_FLAG_NAMES = {
-  region: '--region',
-  instanceType: '--instance-type',
-  clientType: '--client-type',
-  os: '--os',
-  ami: '--ami',
-  sshUser: '--ssh-user',
-  vpc: '--vpc',
-  myIp: '--my-ip',
-  ttlHours: '--ttl-hours',
-  yes: '--yes',
-  dryRun: '--dry-run',
-  stateDir: '--state-dir',
-} as const satisfies Partial<Record<keyof FigureFlags, string>>;
+/** The aws flags of the figure (every table entry `infra aws` shares with it but --subnet), by key: passed to `infra aws up`'s option parser as they are. */
+const AWS_FLAG_NAMES: Readonly<Record<string, string>> = Object.fromEntries(
+  paramsFor('figure')
+    .filter((p) => p.commands.includes('aws') && p.key !== 'subnet')
+    .map((p) => [p.key, p.flag]),
+);
 
-/** The paper's client machines (§5, line 411: "10 4-core machines"): the aws default. */
-export const AWS_CLIENT_MACHINES = 10;
+/** The figure flags as the table's schemas read them; --protocols parses with the figures' protocol names. */
+const figureSchema = paramSchema('figure').extend({ protocols: commaList(parseProtocol) });
 
-function positiveInt(flag: string, text: string, min = 1): number {
-  const v = Number(text);
-  if (!Number.isInteger(v) || v < min) throw new SweepConfigError(`${flag}: must be an integer >= ${min}, got '${text}'`);
-  return v;
-}
-
-function seconds(flag: string, text: string, allowZero: boolean): number {
-  const v = Number(text);
-  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0))
-    throw new SweepConfigError(`${flag}: must be a number of seconds ${allowZero ? '>= 0' : '> 0'}, got '${text}'`);
-  return v;
-}
-
-function list<T>(flag: string, text: string, parse: (s: string) => T): T[] {
-  const items = text
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  if (items.length === 0) throw new SweepConfigError(`${flag}: give a comma-separated list`);
-  return items.map((s) => {
-    try {
-      return parse(s);
-    } catch (err) {
-      throw new SweepConfigError(`${flag}: ${(err as Error).message}`);
-    }
-  });
+/** What the schema makes of the figure flags (the others stay text, checked where they are used). */
+interface ParsedFigureFlags {
+  readonly reps?: number;
+  readonly warmup?: number;
+  readonly duration?: number;
+  readonly seed?: number;
+  readonly clients?: number;
+  readonly simBatches?: number;
+  readonly clientMachines?: number;
+  readonly replicas?: number[];
+  readonly protocols?: ProtocolName[];
+  readonly batches?: number[];
 }
 
 /** The figures a figure argument names: one, or all five for "all". */
@@ -179,24 +145,27 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
   const profile = PROFILES[profileName];
   const backend = (flags.backend ?? 'local') as SweepBackend;
   if (!SWEEP_BACKENDS.includes(backend)) throw new SweepConfigError(`--backend: unknown backend '${flags.backend}' (available: ${SWEEP_BACKENDS.join(', ')})`);
-  const clients = flags.clients === undefined ? RUN_DEFAULTS.clients : positiveInt('--clients', flags.clients);
-  const placement = parsePlacement(backend, flags, clients);
+  const parsed = figureSchema.safeParse(flags);
+  if (!parsed.success) throw new SweepConfigError(describeParamIssues('figure', parsed.error));
+  const o = parsed.data as ParsedFigureFlags;
+  const clients = o.clients ?? (paramDefault('figure', 'clients') as number);
+  const placement = parsePlacement(backend, flags, clients, o.clientMachines);
   const filter: { replicas?: number[]; protocols?: ProtocolName[]; batches?: number[] } = {};
-  if (flags.replicas !== undefined) filter.replicas = list('--replicas', flags.replicas, (s) => positiveInt('--replicas', s, 4));
-  if (flags.protocols !== undefined) filter.protocols = list('--protocols', flags.protocols, parseProtocol);
-  if (flags.batches !== undefined) filter.batches = list('--batches', flags.batches, (s) => positiveInt('--batches', s));
+  if (o.replicas !== undefined) filter.replicas = o.replicas;
+  if (o.protocols !== undefined) filter.protocols = o.protocols;
+  if (o.batches !== undefined) filter.batches = o.batches;
   const config: SweepConfig = {
     figures: figureArg === 'all' ? FIGURE_IDS : [figureArg],
     figureArg,
     profile,
-    reps: flags.reps === undefined ? profile.reps : positiveInt('--reps', flags.reps),
-    warmupSec: flags.warmup === undefined ? profile.warmupSec : seconds('--warmup', flags.warmup, true),
-    measuredSec: flags.duration === undefined ? profile.measuredSec : seconds('--duration', flags.duration, false),
+    reps: o.reps ?? profile.reps,
+    warmupSec: o.warmup ?? profile.warmupSec,
+    measuredSec: o.duration ?? profile.measuredSec,
     backend,
     filter,
-    seed: flags.seed === undefined ? RUN_DEFAULTS.seed : positiveInt('--seed', flags.seed, 0),
+    seed: o.seed ?? (paramDefault('figure', 'seed') as number),
     clients,
-    simBatches: flags.simBatches === undefined ? SIM_BATCHES[profileName] : positiveInt('--sim-batches', flags.simBatches),
+    simBatches: o.simBatches ?? SIM_BATCHES[profileName],
     retryFailed: flags.retryFailed ?? false,
     ...placement,
   };
@@ -208,9 +177,14 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
  * Where the runs of a real backend go: --link, the backend's own flags, client processes, and
  * for aws the machine types. Each flag is refused on a backend that would ignore it.
  */
-function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: number): Pick<SweepConfig, 'link' | 'infra' | 'clientProcs' | 'machines'> {
+function parsePlacement(
+  backend: SweepBackend,
+  flags: FigureFlags,
+  clients: number,
+  clientMachines: number | undefined,
+): Pick<SweepConfig, 'link' | 'infra' | 'clientProcs' | 'machines'> {
   const given = (keys: readonly string[]): string[] => keys.filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
-  const awsOnly = given(Object.keys(AWS_FLAG_NAMES)).map((k) => AWS_FLAG_NAMES[k as keyof typeof AWS_FLAG_NAMES]);
+  const awsOnly = given(Object.keys(AWS_FLAG_NAMES)).map((k) => AWS_FLAG_NAMES[k]!);
   if (backend !== 'aws' && awsOnly.length > 0) throw new SweepConfigError(`${awsOnly.join(', ')}: only for --backend aws (this sweep uses ${backend})`);
   if (backend === 'sim') {
     const real = given([...Object.keys(INFRA_FLAG_NAMES), 'clientMachines']).map((k) =>
@@ -236,8 +210,8 @@ function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: numb
   }
   const max = backend === 'aws' ? MAX_CLIENT_MACHINES : 64;
   let clientProcs: number;
-  if (flags.clientMachines !== undefined) {
-    clientProcs = positiveInt('--client-machines', flags.clientMachines);
+  if (clientMachines !== undefined) {
+    clientProcs = clientMachines;
     if (clientProcs > max) throw new SweepConfigError(`--client-machines: at most ${max}, got ${clientProcs}`);
     if (clientProcs > clients)
       throw new SweepConfigError(`--client-machines: ${clientProcs} client machines cannot each run one of ${clients} logical clients (--clients)`);
@@ -384,14 +358,6 @@ function hostsUsed(hosts: SshHosts, spec: RunSpec): { replicas: string[]; client
   };
 }
 
-/** An ssh or aws sweep's hosts: recorded with every run; aws also launches on them directly. */
-interface RemoteHosts {
-  readonly hosts: SshHosts;
-  readonly launch?: Launcher;
-  /** More fields for every record (aws: the EC2 run). */
-  readonly extra?: Record<string, unknown>;
-}
-
 /** The executor of one backend. */
 function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: RemoteHosts): RunExecutor {
   if (config.backend === 'sim') {
@@ -415,114 +381,6 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: R
 function hostsFileManifest(path: string): Record<string, unknown> {
   const hosts = loadHostsFile(path);
   return { hosts: [...hosts.replicas, ...hosts.clients].map((h) => `${h.name} (${h.role})`), hostsFile: path };
-}
-
-// ---------------------------------------------------------------------------------------
-// aws: one set of machines for the whole sweep
-
-/** Launching the machines, waiting for sshd, and terminating them: added to the predicted run time. */
-export const AWS_SETUP_SEC = 600;
-
-interface AwsSweep {
-  /** What withAwsHosts parses: the up flags plus replicas, clients, hours and TTL. */
-  readonly input: Record<string, unknown>;
-  readonly options: AwsUpOptions;
-  readonly runSec: number;
-}
-
-/** The `infra aws up` flags among the figure's, under the names parseUpOptions takes. */
-function awsUpFlags(flags: FigureFlags): Record<string, unknown> {
-  const keys = [...Object.keys(AWS_FLAG_NAMES), 'subnet'] as (keyof FigureFlags)[];
-  return Object.fromEntries(keys.filter((k) => flags[k] !== undefined).map((k) => [k, flags[k]]));
-}
-
-/**
- * The machines an aws sweep needs: replica machines for its largest point still to run, the
- * client machines, and the hours the cost estimate uses (the predicted time of the runs left
- * plus AWS_SETUP_SEC). The TTL after which the instances power off defaults to leave room for
- * a slow sweep; one shorter than the predicted time is refused.
- */
-function planAwsSweep(config: SweepConfig, flags: FigureFlags, toRun: readonly SweepRun[], all: readonly SweepRun[], env: AwsEnv): AwsSweep {
-  const replicas = Math.max(...(toRun.length > 0 ? toRun : all).map((r) => r.point.replicas));
-  const runSec = toRun.reduce((sum, r) => sum + predictedRunSec(r, config), 0);
-  const hours = Math.ceil(((runSec + AWS_SETUP_SEC) / 3600) * 100) / 100;
-  const needs = `the sweep needs about ${hours} h (${formatDuration(runSec)} of runs plus about ${AWS_SETUP_SEC / 60} min to start and remove the machines)`;
-  if (hours > MAX_TTL_HOURS)
-    throw new SweepConfigError(
-      `${needs}, more than the ${MAX_TTL_HOURS} h instances may live: run it in parts (--replicas, --protocols) into one --out directory`,
-    );
-  let ttlHours: number | string = Math.min(MAX_TTL_HOURS, Math.max(DEFAULT_TTL_HOURS, Math.ceil(hours * 1.5 + 1)));
-  if (flags.ttlHours !== undefined) {
-    ttlHours = flags.ttlHours;
-    const ttl = Number(flags.ttlHours);
-    if (Number.isFinite(ttl) && ttl < hours) throw new SweepConfigError(`--ttl-hours: the instances would power off after ${ttl} h, but ${needs}`);
-  }
-  const input = { ...awsUpFlags(flags), replicas, clients: config.clientProcs ?? AWS_CLIENT_MACHINES, hours, ttlHours };
-  return { input, options: parseUpOptions(input, env), runSec };
-}
-
-/** The aws dependencies for a region, with progress on our stderr and the section's signal listeners watched. */
-function awsDeps(region: string, io: FigureCommandIo, stderr: NodeJS.WritableStream): Partial<AwsDeps> {
-  const base = io.aws?.deps?.(region) ?? defaultAwsCommandIo().deps(region);
-  const signals: SignalSource = base.signals ?? process;
-  let installed = 0;
-  const watched: SignalSource = {
-    // provisionedSection listens from its first create call to the end of its teardown: while
-    // it does, a second Ctrl-C must not end the process (registerFigureCommand asks).
-    on(sig, listener) {
-      if (installed++ === 0) io.onAwsSection?.(true);
-      // Interrupted while planning or asking: stop before creating more than the first resource.
-      if (sig === 'SIGINT' && io.signal.aborted) setImmediate(listener);
-      return signals.on(sig, listener);
-    },
-    off(sig, listener) {
-      if (--installed === 0) io.onAwsSection?.(false);
-      return signals.off(sig, listener);
-    },
-  };
-  return { ...base, log: (line) => stderr.write(`${line}\n`), signals: watched };
-}
-
-/**
- * --dry-run: the plan and its cost (deps.log), then EC2's DryRun answer to each create call.
- * Nothing is created, not even the results directory.
- */
-async function awsDryRun(options: AwsUpOptions, io: FigureCommandIo, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<number> {
-  try {
-    const result = await awsUp(options, defaultAwsDeps(options.region, awsDeps(options.region, io, stderr)));
-    if (result.kind !== 'dry-run') throw new Error('awsUp created machines on a dry run');
-    const { report } = result;
-    for (const c of report.checks) stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.step}: ${c.detail}\n`);
-    stdout.write(
-      report.ok ? 'dry run: EC2 would accept every call; nothing was created\n' : 'dry run: EC2 would refuse some calls (above); nothing was created\n',
-    );
-    return report.ok ? 0 : 1;
-  } catch (err) {
-    if (!(err instanceof AwsBackendError)) throw err;
-    stderr.write(`poe-bench figure: ${err.message}\n`);
-    return 1;
-  }
-}
-
-/** The manifest's record of the machines an aws sweep ran on (the first invocation's, when resumed). */
-function awsManifest(hosts: ProvisionedHosts, config: SweepConfig, options: AwsUpOptions): Record<string, unknown> {
-  return {
-    hosts: [
-      ...hosts.replicas.map((h) => `${h.publicIp} (replica, ${h.instanceId}, private ${h.privateIp})`),
-      ...hosts.clients.map((h) => `${h.publicIp} (client, ${h.instanceId}, private ${h.privateIp})`),
-    ],
-    aws: {
-      runId: hosts.runId,
-      region: hosts.region,
-      instanceType: options.instanceType,
-      clientType: options.clientType,
-      replicaMachines: hosts.replicas.length,
-      clientMachines: hosts.clients.length,
-      clientProcsPerRun: config.clientProcs,
-      expiresAt: hosts.expiresAt,
-      note: 'the machines were terminated when the sweep ended; a resumed sweep provisions new ones (each run records its hosts and aws.runId)',
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -554,8 +412,24 @@ function readJson(path: string): unknown {
   }
 }
 
-/** Runs `poe-bench figure`; returns the exit code. */
-export async function runFigureCommand(figureText: string, flags: FigureFlags, io: FigureCommandIo): Promise<number> {
+/** A figure command under way: what every step after parsing needs. */
+interface FigureJob {
+  config: SweepConfig;
+  readonly figureText: string;
+  readonly flags: FigureFlags;
+  readonly io: FigureCommandIo;
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly baseline: ProtocolName;
+  readonly dir: string;
+  readonly resuming: boolean;
+  readonly existing: RunRecord[];
+  readonly runs: SweepRun[];
+  readonly figures: string;
+}
+
+/** Flags, output directory and resume state; an exit code when the command cannot go on. */
+function prepareFigure(figureText: string, flags: FigureFlags, io: FigureCommandIo): FigureJob | number {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
   let config: SweepConfig;
@@ -571,8 +445,12 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     throw err;
   }
   const dir = flags.out ?? defaultOutDir(config.figureArg);
+  const dirProblem = outDirProblem(dir);
+  if (dirProblem !== undefined) {
+    stderr.write(`poe-bench figure: --out: ${dirProblem}\n`);
+    return 2;
+  }
   const manifestPath = join(dir, MANIFEST_FILE);
-  const resuming = existsSync(join(dir, RUNS_FILE));
   if (existsSync(manifestPath)) {
     const problems = incompatibilities(readJson(manifestPath), config);
     if (problems.length > 0) {
@@ -589,120 +467,127 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     stderr.write(`poe-bench figure: cannot resume ${dir}: ${(err as Error).message}\n`);
     return 2;
   }
-  const runs = planSweep(config);
+  const resuming = existsSync(join(dir, RUNS_FILE));
   const figures = config.figures.map((f) => `figure ${f}`).join(', ');
+  return { config, figureText, flags, io, stdout, stderr, baseline, dir, resuming, existing, runs: planSweep(config), figures };
+}
 
-  let aws: AwsSweep | undefined;
-  if (config.backend === 'aws') {
-    const toRun = remainingRuns(runs, existing, config.retryFailed);
-    try {
-      aws = planAwsSweep(config, flags, toRun, runs, io.aws?.env ?? process.env);
-    } catch (err) {
-      if (!(err instanceof SweepConfigError || err instanceof AwsBackendError)) throw err;
-      stderr.write(`poe-bench figure: ${err.message}\n`);
-      return 2;
-    }
-    config = { ...config, machines: { region: aws.options.region, instanceType: aws.options.instanceType, clientType: aws.options.clientType } };
-    const o = aws.options;
-    stderr.write(
-      `poe-bench figure: ${figures} on aws: ${toRun.length} run${toRun.length === 1 ? '' : 's'} to do, predicted ${formatDuration(aws.runSec)}; ` +
-        `${o.replicas} replica machines (${o.instanceType}) and ${o.clients} client machines (${o.clientType}) in ${o.region} for about ${o.expectedHours} h, powering off after ${o.ttlHours} h at the latest\n`,
-    );
-    if (o.dryRun) return awsDryRun(o, io, stdout, stderr);
-    if (toRun.length === 0) stderr.write('  every run is already recorded: no machines needed\n');
+/** The lifecycle's view of the command's io. */
+function awsIo(job: FigureJob): AwsSweepIo {
+  const { io } = job;
+  return {
+    signal: io.signal,
+    deps: io.aws?.deps ?? defaultAwsCommandIo().deps,
+    env: io.aws?.env ?? process.env,
+    ...(io.aws?.sshPort !== undefined ? { sshPort: io.aws.sshPort } : {}),
+    ...(io.onAwsSection ? { onAwsSection: io.onAwsSection } : {}),
+    stdout: job.stdout,
+    stderr: job.stderr,
+  };
+}
+
+/** aws: the machines and their cost, said before anything is created; an exit code on a bad plan or --dry-run. */
+async function planAws(job: FigureJob): Promise<AwsSweep | number> {
+  const { config, stderr } = job;
+  const toRun = remainingRuns(job.runs, job.existing, config.retryFailed);
+  let aws: AwsSweep;
+  try {
+    aws = planAwsSweep(config, job.flags, toRun, job.runs, awsIo(job).env);
+  } catch (err) {
+    if (!(err instanceof SweepConfigError || err instanceof AwsBackendError)) throw err;
+    stderr.write(`poe-bench figure: ${err.message}\n`);
+    return 2;
   }
+  const o = aws.options;
+  job.config = { ...config, machines: { region: o.region, instanceType: o.instanceType, clientType: o.clientType } };
+  stderr.write(
+    `poe-bench figure: ${job.figures} on aws: ${toRun.length} run${toRun.length === 1 ? '' : 's'} to do, predicted ${formatDuration(aws.runSec)}; ` +
+      `${o.replicas} replica machines (${o.instanceType}) and ${o.clients} client machines (${o.clientType}) in ${o.region} for about ${o.expectedHours} h, powering off after ${o.ttlHours} h at the latest\n`,
+  );
+  if (o.dryRun) return awsDryRun(o, awsIo(job));
+  if (toRun.length === 0) stderr.write('  every run is already recorded: no machines needed\n');
+  return aws;
+}
 
-  const startedAt = new Date().toISOString();
-  const manifestFor = (c: SweepConfig, extra: Record<string, unknown>): Record<string, unknown> => ({
-    ...sweepManifest(c, { ...environment() }, startedAt, io.argv ?? ['figure', figureText]),
-    ...extra,
-  });
-  if (config.backend !== 'aws') {
-    // aws writes its manifest once its machines are up, so that it names them.
-    mkdirSync(dir, { recursive: true });
-    writeManifestOnce(dir, manifestFor(config, config.backend === 'ssh' && config.infra?.hosts ? hostsFileManifest(config.infra.hosts) : {}));
-  }
-
+/** What the sweep is about to do, on stderr. */
+function describeSweep(job: FigureJob): void {
+  const { config } = job;
   const filter = describeFilter(config.filter);
   const link = config.link !== undefined && config.link !== 'none' ? `, links ${config.link}` : '';
   const procs = config.clientProcs !== undefined && config.clientProcs > 1 ? `, ${config.clientProcs} client machines per run` : '';
-  stderr.write(
-    `poe-bench figure: ${figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
-      `  ${resuming ? 'resuming' : 'writing'} ${dir}\n` +
+  job.stderr.write(
+    `poe-bench figure: ${job.figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
+      `  ${job.resuming ? 'resuming' : 'writing'} ${job.dir}\n` +
       (config.backend === 'sim' ? '  SIMULATED: numbers are in virtual time (the simulator charges no computing time); a preview, not a measurement\n' : '') +
       (config.backend !== 'sim' && config.figures.includes('11b')
         ? `  figure 11b: the primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} batches (--faults primary=stopAfter); checkpoints every ${FIGURES['11b'].checkpointInterval}, client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms\n`
         : ''),
   );
+}
 
+/** The sweep's end as the machines saw it: an exit code when the command ends here. */
+interface SweepEnd {
+  readonly outcome?: SweepOutcome;
+  readonly awsStarted: boolean;
+  readonly awsRunId?: string | undefined;
+  readonly exitCode?: number;
+}
+
+/** Runs the sweep: here, over ssh hosts, or on EC2 machines provisioned for it. */
+async function runFigureSweep(job: FigureJob, aws: AwsSweep | undefined): Promise<SweepEnd> {
+  const { config, io, dir, stderr } = job;
+  const startedAt = new Date().toISOString();
+  const writeManifestFor = (c: SweepConfig, extra: Record<string, unknown>): void => {
+    mkdirSync(dir, { recursive: true });
+    writeManifestOnce(dir, { ...sweepManifest(c, { ...environment() }, startedAt, io.argv ?? ['figure', job.figureText]), ...extra });
+  };
+  // aws writes its manifest once its machines are up, so that it names them.
+  if (config.backend !== 'aws') writeManifestFor(config, config.backend === 'ssh' && config.infra?.hosts ? hostsFileManifest(config.infra.hosts) : {});
+  describeSweep(job);
   const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) =>
     predictedRunSec(run, config),
   );
-  const sweepWith = (c: SweepConfig, signal: AbortSignal, remote?: RemoteHosts): Promise<SweepOutcome> =>
-    runSweep(runs, existing, {
+  const sweep = (c: SweepConfig, signal: AbortSignal, remote?: RemoteHosts): Promise<SweepOutcome> =>
+    runSweep(job.runs, job.existing, {
       dir,
       backend: config.backend,
-      execute: executorFor(c, dir, flags.logs ?? false, remote),
+      execute: executorFor(c, dir, job.flags.logs ?? false, remote),
       signal,
       retryFailed: config.retryFailed,
       listener: progress,
     });
-  const t0 = Date.now();
-  let outcome: SweepOutcome;
-  let awsStarted = false;
-  let awsRunId: string | undefined;
   try {
-    if (aws === undefined || remainingRuns(runs, existing, config.retryFailed).length === 0) {
+    if (aws === undefined || remainingRuns(job.runs, job.existing, config.retryFailed).length === 0) {
       const sshHosts = config.backend === 'ssh' && config.infra?.hosts !== undefined ? { hosts: loadHostsFile(config.infra.hosts) } : undefined;
-      outcome = await sweepWith(config, io.signal, sshHosts);
-    } else {
-      const { options, input } = aws;
-      const onMachines = config;
-      let sweeping: Promise<SweepOutcome> | undefined;
-      awsStarted = true;
-      try {
-        outcome = await withAwsHosts(
-          input,
-          async (provisioned, sectionSignal) => {
-            awsRunId = provisioned.runId;
-            const hosts = hostsFromProvisioned({ ...provisioned, sshPort: io.aws?.sshPort ?? provisioned.sshPort });
-            // Each run's spec names the hosts file infra/aws wrote for these machines (ssh backend).
-            const c: SweepConfig = { ...onMachines, infra: { hosts: join(options.stateDir, provisioned.runId, HOSTS_FILE) } };
-            mkdirSync(dir, { recursive: true });
-            writeManifestOnce(dir, manifestFor(c, awsManifest(provisioned, c, options)));
-            const extra = { aws: { runId: provisioned.runId, region: provisioned.region, instanceType: options.instanceType, clientType: options.clientType } };
-            sweeping = sweepWith(c, AbortSignal.any([io.signal, sectionSignal]), { hosts, launch: sshLauncher(hosts), extra });
-            return await sweeping;
-          },
-          awsDeps(options.region, io, stderr),
-          io.aws?.env ?? process.env,
-        );
-      } catch (err) {
-        // withAwsHosts stops waiting for the sweep on a signal and tears down at once: let the
-        // run in progress finish being stopped (it records nothing) before saying so.
-        if (sweeping) await sweeping.catch(() => undefined);
-        if (err instanceof InterruptedError) outcome = { planned: runs.length, skipped: 0, ran: 0, interrupted: true };
-        else if (err instanceof AwsBackendError) {
-          progress.stop();
-          stderr.write(`poe-bench figure: ${err.message}\n`);
-          if (existsSync(join(dir, RUNS_FILE)))
-            stderr.write(`  the runs finished before are in ${join(dir, RUNS_FILE)}; resume with the same command and --out ${dir}\n`);
-          return 1;
-        } else throw err;
-      }
+      return { outcome: await sweep(config, io.signal, sshHosts), awsStarted: false };
+    }
+    try {
+      const { outcome, runId } = await sweepOnAws({ aws, config, planned: job.runs.length, writeManifest: writeManifestFor, sweep }, awsIo(job));
+      return { outcome, awsStarted: true, awsRunId: runId };
+    } catch (err) {
+      if (!(err instanceof AwsBackendError)) throw err;
+      progress.stop();
+      stderr.write(`poe-bench figure: ${err.message}\n`);
+      if (existsSync(join(dir, RUNS_FILE)))
+        stderr.write(`  the runs finished before are in ${join(dir, RUNS_FILE)}; resume with the same command and --out ${dir}\n`);
+      return { awsStarted: true, exitCode: 1 };
     }
   } finally {
     progress.stop();
   }
-  const wall = formatDuration((Date.now() - t0) / 1000);
-  const records = loadRuns(dir);
-  const { missing, bad } = unsuccessful(runs, records);
+}
+
+/** The summary after the sweep: report, charts, claims, failed runs; returns the exit code. */
+async function finishFigure(job: FigureJob, end: SweepEnd & { outcome: SweepOutcome }, wall: string): Promise<number> {
+  const { config, dir, runs, stderr, stdout } = job;
+  const { outcome } = end;
+  const { missing, bad } = unsuccessful(runs, loadRuns(dir));
   const machines =
-    !awsStarted || (awsRunId === undefined && !outcome.interrupted)
+    !end.awsStarted || (end.awsRunId === undefined && !outcome.interrupted)
       ? ''
-      : awsRunId === undefined
+      : end.awsRunId === undefined
         ? '  every EC2 resource created so far was removed\n'
-        : `  the EC2 machines of run ${awsRunId} were terminated, and its security group and key pair deleted\n`;
+        : `  the EC2 machines of run ${end.awsRunId} were terminated, and its security group and key pair deleted\n`;
   if (outcome.interrupted) {
     stderr.write(
       `poe-bench figure: interrupted after ${wall}; the run in progress was stopped and not recorded. ${runs.length - missing.length} of ${runs.length} runs are in ${join(dir, RUNS_FILE)}.\n` +
@@ -712,8 +597,7 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     return 130;
   }
   if (machines) stderr.write(machines);
-
-  const report = await writeReport(dir, { baseline });
+  const report = await writeReport(dir, { baseline: job.baseline });
   const svgs = report.charts.filter((c) => c.endsWith('.svg')).length;
   const pngs = report.charts.filter((c) => c.endsWith('.png')).length;
   const verdicts = (v: string): number => report.claims.filter((c) => c.verdict === v).length;
@@ -721,10 +605,11 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     `poe-bench figure ${config.figureArg}: ${outcome.ran} run${outcome.ran === 1 ? '' : 's'} in ${wall}, ${outcome.skipped} skipped (already recorded); ${runs.length - missing.length - bad.length} of ${runs.length} valid`,
     `  results    ${dir}`,
     `  runs       ${join(dir, RUNS_FILE)}`,
-    `  manifest   ${manifestPath}`,
+    `  manifest   ${join(dir, MANIFEST_FILE)}`,
     `  charts     ${svgs} SVG, ${pngs} PNG (fig<panel>.svg/.png, vega-lite specs in fig<panel>.vl.json)`,
     `  report     ${report.markdown}, ${report.html}`,
     `  claims     ${verdicts('holds')} hold, ${verdicts('does not hold')} do not hold, ${verdicts('not measured')} not measured (of ${report.claims.length})`,
+    `  replay     ${figureReplayCommand(job.figureText, job.flags, dir)}`,
   ];
   if (config.backend === 'sim') lines.push('  SIMULATED: virtual-time numbers from the deterministic simulator, not a measurement');
   stdout.write(`${lines.join('\n')}\n`);
@@ -737,57 +622,66 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
   return 0;
 }
 
-/** Declares the flags (without an action, so tests can parse flags alone). */
+/** Runs `poe-bench figure`; returns the exit code. */
+export async function runFigureCommand(figureText: string, flags: FigureFlags, io: FigureCommandIo): Promise<number> {
+  const job = prepareFigure(figureText, flags, io);
+  if (typeof job === 'number') return job;
+  let aws: AwsSweep | undefined;
+  if (job.config.backend === 'aws') {
+    const planned = await planAws(job);
+    if (typeof planned === 'number') return planned;
+    aws = planned;
+  }
+  const t0 = Date.now();
+  const end = await runFigureSweep(job, aws);
+  if (end.outcome === undefined) return end.exitCode ?? 1;
+  return finishFigure(job, { ...end, outcome: end.outcome }, formatDuration((Date.now() - t0) / 1000));
+}
+
+/** Declares the flags (without an action, so tests can parse flags alone), from the table of run parameters. */
 export function defineFigureCommand(cmd: Command): Command {
   const p = PROFILES;
   cmd
     .description("regenerate a figure of the paper's evaluation (§5): run its sweep, record every run, draw the charts, write the report")
-    .argument('<figure>', `${FIGURE_IDS.join(' | ')} | all (every figure into one directory)`)
-    .addOption(
-      new Option(
-        '--backend <name>',
-        'local: processes on this machine; netns | docker: one namespace or container per node; ssh: the hosts of --hosts; aws: fresh EC2 machines for the whole sweep, terminated at its end; sim: the deterministic simulator (virtual time, a preview)',
-      ).default('local'),
-    )
-    .option('--quick', `profile quick: ${p.quick.description}`)
-    .option('--paper', `profile paper: ${p.paper.description}`)
-    .option('--reps <n>', `repetitions per point (default: the profile's; default profile: ${p.default.description})`)
-    .option('--out <dir>', 'results directory; an existing one is resumed (default: results/figure-<figure>/<timestamp>/)')
-    .option('--replicas <list>', 'only these replica counts, e.g. 4,8')
-    .option('--protocols <list>', 'only these protocols, e.g. poe,pbft (names or the paper labels PoE, PBFT, ZYZ, HS)')
-    .option('--batches <list>', 'only these batch sizes (figure 12), e.g. 10,100')
-    .option('--warmup <s>', "warm-up seconds of every run (overrides the profile's)")
-    .option('--duration <s>', "measured seconds of every run (overrides the profile's)")
-    .option('--seed <x>', `base seed: repetition r uses seed + r (default ${RUN_DEFAULTS.seed})`)
-    .option('--clients <c>', `closed-loop logical clients per run, at least one per replica (default ${RUN_DEFAULTS.clients})`)
-    .option(
-      '--sim-batches <m>',
-      `sim backend: batches per run (default by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper})`,
-    )
-    .option('--retry-failed', 'on resume, run again the repetitions recorded as failed or invalid')
-    .option('--baseline <protocol>', `protocol the report compares against (default ${DEFAULT_BASELINE})`)
-    .option('--logs', 'keep every process stderr under <out>/logs/');
-  return defineInfraRunOptions(cmd)
-    .option(
-      '--client-machines <m>',
-      `client processes per run, each on its own client host (default: 1; ssh: the client hosts of --hosts; aws: ${AWS_CLIENT_MACHINES} machines, as the paper)`,
-    )
-    .option('--region <region>', 'aws: region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)')
-    .option('--instance-type <type>', `aws: replica machines (default ${DEFAULT_REPLICA_TYPE}, as in the paper)`)
-    .option('--client-type <type>', `aws: client machines (default ${DEFAULT_CLIENT_TYPE})`)
-    .option('--my-ip <cidr>', 'aws: your address; SSH and the harness ports open only to it and the run (or POE_BENCH_MY_IP)')
-    .option('--ttl-hours <h>', 'aws: the instances power off (and terminate) after this long (default: 1.5 x the predicted sweep time + 1 h, at least 4)')
-    .option('--os <os>', 'aws: image family debian12 (default) or al2023')
-    .option('--ami <id>', 'aws: this image instead of the newest of --os')
-    .option('--ssh-user <user>', 'aws: login user (default: that of --os)')
-    .option('--vpc <id>', 'aws: a VPC other than the default (with --subnet, an EC2 subnet id there)')
-    .option('--state-dir <dir>', 'aws: where the run directory (private key, hosts.json) lives while the machines do (default ~/.poe-bench/aws)')
-    .option('--yes', 'aws: do not ask before creating the machines')
-    .option('--dry-run', 'aws: print the plan and the cost, ask EC2 (DryRun) whether it would work; create nothing')
-    .addHelpText(
-      'after',
+    .argument('<figure>', `${FIGURE_IDS.join(' | ')} | all (every figure into one directory)`);
+  // The sweep's own flags first, then where its runs go, then the EC2 machines of --backend aws.
+  const first = [
+    'backend',
+    'quick',
+    'paper',
+    'reps',
+    'out',
+    'replicas',
+    'protocols',
+    'batches',
+    'warmup',
+    'duration',
+    'seed',
+    'clients',
+    'simBatches',
+    'retryFailed',
+    'baseline',
+    'logs',
+  ];
+  defineParams(cmd, 'figure', first);
+  defineParams(
+    cmd,
+    'figure',
+    paramsFor('figure')
+      .map((p) => p.key)
+      .filter((k) => !first.includes(k)),
+  );
+  return cmd.addHelpText(
+    'after',
+    `\nProfiles: quick: ${p.quick.description}; default: ${p.default.description}; paper: ${p.paper.description}.` +
+      `\nsim backend: --sim-batches by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper}. Report baseline: ${DEFAULT_BASELINE}.` +
       `\nFigures: ${FIGURE_IDS.map((id) => `${id} (${FIGURES[id].faults})`).join('; ')}.\nThe --link, --hosts, --pin, --cpus, --subnet and --base-image flags are those of \`poe-bench run\` (docs/backends.md).\nExit codes: 0 every run valid, 1 a run failed or was invalid (all is still written), 2 invalid flags, 130 interrupted (finished runs are kept; rerun with --out to resume).`,
-    );
+  );
+}
+
+/** `poe-bench figure <id> ...`: the command that repeats (or resumes) this sweep into `dir`. */
+export function figureReplayCommand(figureText: string, flags: FigureFlags, dir: string): string {
+  return replayLine(['figure', figureText], replayArgs('figure', { ...canonicalFlags('figure', flags), out: dir }));
 }
 
 /** Adds `poe-bench figure` to the program. */

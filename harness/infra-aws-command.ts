@@ -12,6 +12,7 @@
  */
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
+import { defineParams } from '../infra/params.js';
 import {
   awsDown,
   awsStatus,
@@ -110,56 +111,49 @@ export function registerAwsCommand(program: Command, io: AwsCommandIo = defaultA
     program.command('infra').description('machines beyond this process tree: namespaces, containers, SSH hosts, AWS EC2');
   const aws = infra.command('aws').description('EC2 machines for a run: up, status, down (every resource tagged Project=poe-bench)');
 
-  aws
-    .command('up')
-    .description('create a key pair, a security group and tagged replica and client instances; print a cost estimate and ask first')
-    .option('--replicas <n>', 'replica machines')
-    .option('--clients <m>', 'client machines')
-    .option('--region <region>', 'AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)')
-    .option('--instance-type <type>', 'replica instance type (default c5.2xlarge, as in the paper)')
-    .option('--client-type <type>', "client instance type (default c5.xlarge: the paper's 4-core client machines)")
-    .option('--os <os>', 'image family: debian12 (default) or al2023')
-    .option('--ami <id>', 'use this image instead of the newest of --os')
-    .option('--ssh-user <user>', 'login user (default: admin for debian12, ec2-user for al2023)')
-    .option('--vpc <id>', 'a VPC other than the default (needs --subnet)')
-    .option('--subnet <id>', 'the subnet to launch in (its zone must offer both types)')
-    .option('--my-ip <cidr>', 'your address: SSH and the harness ports open only to it and the run (or POE_BENCH_MY_IP)')
-    .option('--ttl-hours <h>', 'instances power off (and terminate) after this long; tagged as the expiry (default 4)')
-    .option('--hours <h>', 'how long you expect to need them, for the cost estimate (default 1)')
-    .option('--yes', 'do not ask before creating')
-    .option('--dry-run', 'ask EC2 (DryRun) whether the create calls would succeed; create nothing')
-    .option('--state-dir <dir>', 'where run directories (private key, hosts.json) go (default ~/.poe-bench/aws)')
-    .action(async (flags: Flags) =>
-      run(io, 'up', async () => {
-        const options = parseUpOptions(flags, io.env);
-        return upLines(await awsUp(options, io.deps(options.region)));
-      }),
-    );
+  const up = aws.command('up').description('create a key pair, a security group and tagged replica and client instances; print a cost estimate and ask first');
+  const upKeys = [
+    'replicas',
+    'clients',
+    'region',
+    'instanceType',
+    'clientType',
+    'os',
+    'ami',
+    'sshUser',
+    'vpc',
+    'subnet',
+    'myIp',
+    'ttlHours',
+    'hours',
+    'yes',
+    'dryRun',
+    'stateDir',
+  ];
+  defineParams(up, 'aws', upKeys).action(async (flags: Flags) =>
+    run(io, 'up', async () => {
+      const options = parseUpOptions(flags, io.env);
+      return upLines(await awsUp(options, io.deps(options.region)));
+    }),
+  );
 
-  aws
-    .command('status')
-    .description('list poe-bench runs in a region: instances, age, expiry (expired runs marked)')
-    .option('--region <region>', 'AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)')
-    .action(async (flags: Flags) =>
+  defineParams(aws.command('status').description('list poe-bench runs in a region: instances, age, expiry (expired runs marked)'), 'aws', ['region']).action(
+    async (flags: Flags) =>
       run(io, 'status', async () => {
         const options = parseStatusOptions(flags, io.env);
         return { lines: await awsStatus(options, io.deps(options.region)), code: 0 };
       }),
-    );
+  );
 
-  aws
-    .command('down')
-    .description('terminate and delete what a run left, found by its tags: one run (--run), the expired ones (--expired), or all')
-    .option('--run <id>', 'only this run')
-    .option('--expired', 'only runs past their expiry tag')
-    .option('--region <region>', 'AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)')
-    .option('--yes', 'do not ask before removing several runs')
-    .option('--state-dir <dir>', 'where run directories live (default ~/.poe-bench/aws)')
-    .action(async (flags: Flags) =>
-      run(io, 'down', async () => {
-        const options = parseDownOptions(flags, io.env);
-        const result = await awsDown(options, io.deps(options.region));
-        return { lines: result.lines, code: 0 };
-      }),
-    );
+  defineParams(
+    aws.command('down').description('terminate and delete what a run left, found by its tags: one run (--run), the expired ones (--expired), or all'),
+    'aws',
+    ['run', 'expired', 'region', 'yes', 'stateDir'],
+  ).action(async (flags: Flags) =>
+    run(io, 'down', async () => {
+      const options = parseDownOptions(flags, io.env);
+      const result = await awsDown(options, io.deps(options.region));
+      return { lines: result.lines, code: 0 };
+    }),
+  );
 }

@@ -13,6 +13,7 @@ import type { Command } from 'commander';
 import { RunsFileError } from '../experiments/runs.js';
 import { COMPARE_HTML, COMPARE_MD, DEFAULT_BASELINE, loadRuns, NothingToCompareError, parseProtocol, writeComparison, writeReport } from '../plots/index.js';
 import type { ProtocolName } from '../replica/types.js';
+import { outDirProblem } from '../infra/run/results.js';
 import { runId } from './figure-command.js';
 
 interface Io {
@@ -38,7 +39,7 @@ export async function runReportCommand(dir: string, flags: { readonly baseline?:
     stderr.write(`poe-bench report: --baseline: ${(err as Error).message}\n`);
     return 2;
   }
-  const problem = resultsDirProblem(dir);
+  const problem = resultsDirProblem(dir) ?? outDirProblem(dir);
   if (problem !== undefined) {
     stderr.write(`poe-bench report: ${problem}\n`);
     return 2;
@@ -80,6 +81,11 @@ export async function runCompareCommand(dirA: string, dirB: string, flags: { rea
     }
   }
   const out = flags.out ?? join('results', 'compare', runId());
+  const outProblem = outDirProblem(out);
+  if (outProblem !== undefined) {
+    stderr.write(`poe-bench compare: --out: ${outProblem}\n`);
+    return 2;
+  }
   try {
     const written = await writeComparison(dirA, dirB, out);
     stdout.write(

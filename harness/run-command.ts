@@ -5,9 +5,9 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { executeRun, formatRunResult, recordRun, runResultJson, type RunResult } from '../infra/run/execute.js';
-import { defineInfraRunOptions } from '../infra/run/placement.js';
-import { parseRunFlags, RUN_DEFAULTS, RunSpecError, type RunFlags, type RunSpec } from '../infra/run/spec.js';
-import { registeredProtocols } from '../replica/protocols.js';
+import { canonicalFlags, defineParams } from '../infra/params.js';
+import { outDirProblem } from '../infra/run/results.js';
+import { parseRunFlags, runReplayCommand, RunSpecError, type RunFlags, type RunSpec } from '../infra/run/spec.js';
 
 export interface RunCommandFlags extends RunFlags {
   readonly out?: string;
@@ -15,42 +15,12 @@ export interface RunCommandFlags extends RunFlags {
   readonly logDir?: string;
 }
 
-/** Declares the `run` flags (without an action, so tests can parse flags alone). */
+/** Declares the `run` flags (without an action, so tests can parse flags alone), from the table of run parameters. */
 export function defineRunCommand(cmd: Command): Command {
-  const d = RUN_DEFAULTS;
-  const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
-  return defineInfraRunOptions(cmd)
-    .description('one measured run of a protocol on real replica and client processes, with a safety check of the final ledgers')
-    .option('--protocol <name>', `protocol: ${registeredProtocols().join(' | ') || 'none registered'}`)
-    .option('--replicas <n>', `replicas, n >= 4 (default ${d.replicas})`)
-    .option('--crashed <k>', 'backups that never take part: the highest ids, never the primary (at most f unless --force)')
-    .option('--force', 'allow --crashed (and --faults) above what the protocol tolerates')
-    .option(
-      '--faults <replica=fault>',
-      'a replica that misbehaves, repeatable: REPLICA (an id, or primary for the view-0 primary) = silent | stopAfter:K (batches executed) | crashAt:MS (after start) | slow:MS | inTheDark:IDS | equivocate; e.g. primary=stopAfter:900',
-      collect,
-    )
-    .option('--batch <b>', `writes per client batch (default ${d.batch})`)
-    .option('--clients <c>', `logical closed-loop clients in total (default ${d.clients})`)
-    .option('--client-procs <p>', `client processes the logical clients are spread over (default ${d.clientProcs})`)
-    .option('--warmup <s>', `warm-up seconds, not measured (default ${d.warmupS})`)
-    .option('--duration <s>', `measured seconds (default ${d.durationS})`)
-    .option('--generator <kind>', `key generator: ycsb | resilientdb (default ${d.generator})`)
-    .option('--records <r>', `YCSB table size (default ${d.records})`)
-    .option('--value-bytes <b>', `bytes per written value (default ${d.valueBytes})`)
-    .option('--seed <x>', `seed of the key generators and key material (default ${d.seed})`)
-    .option('--backend <name>', `where processes run: local | netns | docker | ssh (default ${d.backend}; docs/backends.md)`)
-    .option('--base-port <p>', 'replica i listens on p + i (default: free ports chosen by the OS)')
-    .option('--open-loop <batchesPerSec>', 'open loop at this many batches per second in total (latency from the intended send time)')
-    .option('--client-timeout-ms <ms>', `client request timeout (default ${d.clientTimeoutMs})`)
-    .option('--view-change-timeout-ms <ms>', `replica view-change timeout (default ${d.viewChangeTimeoutMs})`)
-    .option('--checkpoint-interval <k>', `checkpoint every k sequence numbers (default ${d.checkpointInterval})`)
-    .option('--window <k>', `watermark window (default ${d.window})`)
-    .option('--extra <key=value>', 'protocol switch passed to replicas and clients (e.g. mode=chained); repeatable', collect)
-    .option('--out <dir>', 'results directory: appends runs.jsonl, writes manifest.json', join('results', 'run'))
-    .option('--log-dir <dir>', 'also write every process stderr to files here')
-    .option('--json', 'print one JSON object on stdout')
-    .addHelpText('after', '\nExit codes: 0 valid run, 1 invalid or failed run (the reason is printed), 2 invalid flags, 130 interrupted.');
+  return defineParams(
+    cmd.description('one measured run of a protocol on real replica and client processes, with a safety check of the final ledgers'),
+    'run',
+  ).addHelpText('after', '\nExit codes: 0 valid run, 1 invalid or failed run (the reason is printed), 2 invalid flags, 130 interrupted.');
 }
 
 export interface RunCommandOutput {
@@ -59,7 +29,8 @@ export interface RunCommandOutput {
 }
 
 /** Runs `poe-bench run` with parsed flags; prints the progress, summary or JSON. */
-export async function runRunCommand(flags: RunCommandFlags, signal?: AbortSignal): Promise<RunCommandOutput> {
+export async function runRunCommand(given: RunCommandFlags, signal?: AbortSignal): Promise<RunCommandOutput> {
+  const flags = canonicalFlags('run', given);
   let spec: RunSpec;
   try {
     spec = parseRunFlags(flags);
@@ -69,6 +40,17 @@ export async function runRunCommand(flags: RunCommandFlags, signal?: AbortSignal
       return { exitCode: 2 };
     }
     throw err;
+  }
+  // Before anything starts: a run that cannot be recorded is not worth measuring.
+  for (const [flag, dir] of [
+    ['--out', flags.out ?? join('results', 'run')],
+    ['--log-dir', flags.logDir],
+  ] as const) {
+    const problem = dir === undefined ? undefined : outDirProblem(dir);
+    if (problem !== undefined) {
+      process.stderr.write(`poe-bench run: ${flag}: ${problem}\n`);
+      return { exitCode: 2 };
+    }
   }
   const tty = process.stderr.isTTY === true;
   let lastPrinted = 0;
@@ -89,6 +71,8 @@ export async function runRunCommand(flags: RunCommandFlags, signal?: AbortSignal
   const recordedIn = recordRun(outDir, result);
   if (flags.json) process.stdout.write(`${JSON.stringify(runResultJson(result, recordedIn))}\n`);
   else process.stdout.write(`${formatRunResult(result, recordedIn)}\n`);
+  // The flags that repeat this run (also in the manifest); stdout stays one JSON object with --json.
+  (flags.json ? process.stderr : process.stdout).write(`replay: ${runReplayCommand(spec)}\n`);
   if (!result.valid) process.stderr.write(`poe-bench run: ${result.failed ? 'FAILED' : 'INVALID'}: ${result.reason}\n`);
   return { exitCode: result.valid ? 0 : 1, result };
 }

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { flagNames } from '../params.js';
 import { CallerAddressMissingError, InvalidAwsOptionsError } from './errors.js';
 
 /** sshd: the harness drives every host over SSH (control channel on stdin/stdout, no extra port). */
@@ -162,24 +163,8 @@ export interface AwsDownOptions {
   readonly stateDir: string;
 }
 
-/** Flag names by option key, for error messages. */
-const FLAG_NAMES: Record<string, string> = {
-  replicas: '--replicas',
-  clients: '--clients',
-  region: '--region',
-  instanceType: '--instance-type',
-  clientType: '--client-type',
-  os: '--os',
-  ami: '--ami',
-  sshUser: '--ssh-user',
-  vpc: '--vpc',
-  subnet: '--subnet',
-  myIp: '--my-ip',
-  ttlHours: '--ttl-hours',
-  hours: '--hours',
-  run: '--run',
-  stateDir: '--state-dir',
-};
+/** Flag names by option key, for error messages: from the table of run parameters (infra/params.ts). */
+const FLAG_NAMES: Record<string, string> = flagNames('aws');
 
 function describeIssues(error: z.ZodError): string {
   return error.issues

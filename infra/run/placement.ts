@@ -11,14 +11,16 @@
  *   --subnet <cidr>        netns (default 10.222.0.0/16), docker (default 10.223.0.0/16)
  *   --base-image <image>   docker (default: imported from this machine's Node)
  */
+import type { Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { formatLinkSpec, LinkSpecError, parseLinkSpec } from '../link.js';
 import { HostsFileError, loadHostsFile } from '../ssh/hosts.js';
 import { parseSubnet, SubnetError } from '../netns/subnet.js';
+import { defineParams, flagName, RUN_BACKENDS } from '../params.js';
 
-export type InfraBackend = 'local' | 'netns' | 'docker' | 'ssh';
-export const INFRA_BACKENDS: readonly InfraBackend[] = ['local', 'netns', 'docker', 'ssh'];
+export type InfraBackend = (typeof RUN_BACKENDS)[number];
+export const INFRA_BACKENDS: readonly InfraBackend[] = RUN_BACKENDS;
 
 /** Backend-specific settings, recorded with the spec (absent ones are not set). */
 export interface InfraSpec {
@@ -43,14 +45,10 @@ export interface InfraFlags {
   readonly baseImage?: string;
 }
 
-export const INFRA_FLAG_NAMES: Record<keyof InfraFlags, string> = {
-  link: '--link',
-  hosts: '--hosts',
-  pin: '--pin',
-  cpus: '--cpus',
-  subnet: '--subnet',
-  baseImage: '--base-image',
-};
+const INFRA_KEYS: readonly (keyof InfraFlags)[] = ['link', 'hosts', 'pin', 'cpus', 'subnet', 'baseImage'];
+
+/** Their flags (from the table of run parameters, infra/params.ts). */
+export const INFRA_FLAG_NAMES = Object.fromEntries(INFRA_KEYS.map((k) => [k, flagName('run', k)])) as Record<keyof InfraFlags, string>;
 
 const ONLY: Record<Exclude<keyof InfraFlags, 'link'>, readonly InfraBackend[]> = {
   hosts: ['ssh'],
@@ -142,16 +140,7 @@ export function parseInfraFlags(backend: string, flags: InfraFlags): ParsedInfra
   return { link, infra, issues };
 }
 
-/** Declares the infra flags on the `run` command (and on any command that runs a spec). */
-export function defineInfraRunOptions<C extends { option(flags: string, description: string): C }>(cmd: C): C {
-  return cmd
-    .option(
-      '--link <profile>',
-      'emulated links: none | lan | wan[:region+region...] | delay=1ms,jitter=0.2ms,loss=0.1%,rate=1gbit | lan,loss=1% (default none)',
-    )
-    .option('--hosts <file>', 'ssh backend: hosts file (YAML or JSON: user, host, port, key, role replica|client)')
-    .option('--pin <cpus>', 'local, netns, docker: pin node k to CPU k mod len of this list (e.g. 0,1 or 0-3), or auto')
-    .option('--cpus <n>', 'docker backend: CPU limit per container')
-    .option('--subnet <cidr>', 'netns, docker backends: private subnet of the nodes (default 10.222.0.0/16 netns, 10.223.0.0/16 docker)')
-    .option('--base-image <image>', "docker backend: base image with Node.js >= 20 (default: imported from this machine's Node)");
+/** Declares the infra flags on a command that runs specs (figure), from the table of run parameters. */
+export function defineInfraRunOptions(cmd: Command): Command {
+  return defineParams(cmd, 'figure', INFRA_KEYS);
 }

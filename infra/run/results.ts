@@ -7,14 +7,57 @@
  * unterminated last line, which the reader (experiments/runs.ts) drops.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, appendFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pointId, type RunRecord, type SweepPoint } from './records.js';
-import type { RunSpec } from './spec.js';
+import { runReplayCommand, type RunSpec } from './spec.js';
 
 export const RUNS_FILE = 'runs.jsonl';
+
+/**
+ * Why `dir` cannot be an output directory, or undefined: it exists but is not a directory, it
+ * is not writable, or it does not exist and cannot be created (its nearest existing ancestor
+ * is a file or not writable). Creates nothing, so a command can check before it starts
+ * anything (issue 13: `run --out /etc/hostname` used to measure first and die after).
+ */
+export function outDirProblem(dir: string): string | undefined {
+  const stat = (p: string) => {
+    try {
+      return statSync(p);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      return err as Error;
+    }
+  };
+  const writable = (p: string): boolean => {
+    try {
+      accessSync(p, constants.W_OK | constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const st = stat(dir);
+  if (st instanceof Error) return `${dir} cannot be used: ${st.message}`;
+  if (st !== undefined) {
+    if (!st.isDirectory()) return `${dir} exists and is not a directory`;
+    return writable(dir) ? undefined : `${dir} is not writable`;
+  }
+  let parent = resolve(dir);
+  for (;;) {
+    const up = dirname(parent);
+    if (up === parent) return `${dir} cannot be created (no existing ancestor)`;
+    parent = up;
+    const pst = stat(parent);
+    if (pst === undefined) continue;
+    if (pst instanceof Error) return `${dir} cannot be created: ${pst.message}`;
+    if (!pst.isDirectory()) return `${dir} cannot be created: ${parent} is not a directory`;
+    return writable(parent) ? undefined : `${dir} cannot be created: ${parent} is not writable`;
+  }
+}
 export const MANIFEST_FILE = 'manifest.json';
 
 export interface Environment {
@@ -105,6 +148,8 @@ export function writeManifest(outDir: string, spec: RunSpec, env: Environment, s
     hosts: [spec.host],
     spec,
     seeds: { seed: spec.seed, keySeed: spec.keySeed, keyGeneratorSeeds: Array.from({ length: spec.clientProcs }, (_, o) => spec.seed + o) },
+    /** The command that repeats the run, from the table of run parameters (infra/params.ts). */
+    replay: runReplayCommand(spec),
     ...extra,
   };
   writeFileSync(file, `${JSON.stringify(manifest, null, 2)}\n`);

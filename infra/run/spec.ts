@@ -5,13 +5,12 @@
  * The spec is recorded in full with every result (DESIGN.md "Results"): a run can be repeated
  * from its runs.jsonl line alone.
  */
-import { z } from 'zod';
-import { integerFlag as integer, nonNegativeFlag as nonNegative, parseExtra, positiveFlag as positive, type ExtraValue } from '../flags.js';
-import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../../client/generators.js';
+import type { KeyGeneratorKind } from '../../client/generators.js';
+import { describeParamIssues, paramDefault, paramSchema, parseExtra, replayArgs, replayLine, type ExtraValue } from '../params.js';
 import { FaultConfigError, formatReplicaFault, parseFault, type FaultSpec, type ReplicaFault } from '../../replica/byzantine.js';
-import { getProtocol, hasProtocol, registeredProtocols, UnknownProtocolError } from '../../replica/protocols.js';
-import { DEFAULT_REPLICA_OPTIONS, primaryOf, quorums, type ProtocolName } from '../../replica/types.js';
-import { INFRA_BACKENDS, INFRA_FLAG_NAMES, parseInfraFlags, type InfraBackend, type InfraFlags, type InfraSpec } from './placement.js';
+import { getProtocol } from '../../replica/protocols.js';
+import { primaryOf, quorums, type ProtocolName } from '../../replica/types.js';
+import { INFRA_BACKENDS, parseInfraFlags, type InfraBackend, type InfraFlags, type InfraSpec } from './placement.js';
 
 export type BackendName = InfraBackend;
 export const BACKENDS: readonly BackendName[] = INFRA_BACKENDS;
@@ -67,25 +66,28 @@ export interface RunSpec {
   readonly extra: Readonly<Record<string, ExtraValue>>;
 }
 
+/** A run's default, from the table of run parameters (infra/params.ts). */
+const d = <T>(key: string): T => paramDefault('run', key) as T;
+
 export const RUN_DEFAULTS = {
-  replicas: 4,
-  crashed: 0,
-  batch: 100,
-  clients: 24,
-  clientProcs: 1,
-  warmupS: 10,
-  durationS: 20,
-  generator: 'ycsb' as KeyGeneratorKind,
-  records: DEFAULT_REPLICA_OPTIONS.records,
-  valueBytes: DEFAULT_REPLICA_OPTIONS.valueBytes,
-  seed: 1,
-  backend: 'local' as BackendName,
+  replicas: d<number>('replicas'),
+  crashed: d<number>('crashed'),
+  batch: d<number>('batch'),
+  clients: d<number>('clients'),
+  clientProcs: d<number>('clientProcs'),
+  warmupS: d<number>('warmup'),
+  durationS: d<number>('duration'),
+  generator: d<KeyGeneratorKind>('generator'),
+  records: d<number>('records'),
+  valueBytes: d<number>('valueBytes'),
+  seed: d<number>('seed'),
+  backend: d<BackendName>('backend'),
   host: '127.0.0.1',
-  basePort: 0,
-  clientTimeoutMs: 2000,
-  viewChangeTimeoutMs: DEFAULT_REPLICA_OPTIONS.viewChangeTimeoutMs,
-  checkpointInterval: DEFAULT_REPLICA_OPTIONS.checkpointIntervalK,
-  window: DEFAULT_REPLICA_OPTIONS.windowK,
+  basePort: d<number>('basePort'),
+  clientTimeoutMs: d<number>('clientTimeoutMs'),
+  viewChangeTimeoutMs: d<number>('viewChangeTimeoutMs'),
+  checkpointInterval: d<number>('checkpointInterval'),
+  window: d<number>('window'),
 } as const;
 
 /** Flags as commander hands them over (strings; repeatable ones as arrays). */
@@ -115,31 +117,6 @@ export interface RunFlags extends InfraFlags {
   readonly faults?: readonly string[];
 }
 
-const FLAG_NAMES: Record<string, string> = {
-  protocol: '--protocol',
-  replicas: '--replicas',
-  crashed: '--crashed',
-  batch: '--batch',
-  clients: '--clients',
-  clientProcs: '--client-procs',
-  warmup: '--warmup',
-  duration: '--duration',
-  generator: '--generator',
-  records: '--records',
-  valueBytes: '--value-bytes',
-  seed: '--seed',
-  backend: '--backend',
-  basePort: '--base-port',
-  openLoop: '--open-loop',
-  clientTimeoutMs: '--client-timeout-ms',
-  viewChangeTimeoutMs: '--view-change-timeout-ms',
-  checkpointInterval: '--checkpoint-interval',
-  window: '--window',
-  extra: '--extra',
-  faults: '--faults',
-  ...INFRA_FLAG_NAMES,
-};
-
 export class RunSpecError extends Error {
   constructor(message: string) {
     super(message);
@@ -149,70 +126,35 @@ export class RunSpecError extends Error {
 
 export { parseExtra };
 
-const flagSchema = z.object({
-  protocol: z
-    .string({ required_error: `is required (one of: ${registeredProtocols().join(', ') || 'none registered'})` })
-    .refine(hasProtocol, (p) => ({ message: new UnknownProtocolError(p).message })),
-  replicas: z.coerce
-    .number({ invalid_type_error: 'must be a number' })
-    .refine((x) => Number.isInteger(x), 'must be an integer')
-    .refine(
-      (x) => x >= 4,
-      (x) => ({ message: `must be >= 4: BFT needs n = 3f + 1 with f >= 1 (got ${x})` }),
-    )
-    .refine((x) => x <= 256, 'must be <= 256 on the local backend')
-    .optional(),
-  crashed: integer(0),
-  force: z.boolean().optional(),
-  batch: integer(1, 100_000),
-  clients: integer(1, 1_000_000),
-  clientProcs: integer(1, 64),
-  warmup: nonNegative(),
-  duration: positive(),
-  generator: z
-    .string()
-    .refine(
-      (g) => KEY_GENERATOR_KINDS.includes(g as KeyGeneratorKind),
-      (g) => ({ message: `unknown generator '${g}' (one of: ${KEY_GENERATOR_KINDS.join(', ')})` }),
-    )
-    .optional(),
-  records: integer(2, 2 ** 32),
-  valueBytes: integer(8, 65_536),
-  seed: integer(0, 0xffff_ffff),
-  backend: z
-    .string()
-    .refine(
-      (b) => BACKENDS.includes(b as BackendName),
-      (b) => ({ message: `unknown backend '${b}' (available: ${BACKENDS.join(', ')})` }),
-    )
-    .optional(),
-  basePort: integer(0, 65_535),
-  openLoop: positive(),
-  clientTimeoutMs: positive(),
-  viewChangeTimeoutMs: positive(),
-  checkpointInterval: integer(1),
-  window: integer(1),
-  extra: z
-    .array(z.string())
-    .optional()
-    .transform((xs, ctx) => {
-      const out: [string, ExtraValue][] = [];
-      for (const x of xs ?? []) {
-        try {
-          out.push(parseExtra(x));
-        } catch (err) {
-          ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
-          return z.NEVER;
-        }
-      }
-      return out;
-    }),
-  faults: z.array(z.string()).optional(),
-});
+const flagSchema = paramSchema('run');
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `${FLAG_NAMES[String(i.path[0] ?? '')] ?? String(i.path[0] ?? '')}: ${i.message}`).join('\n');
+/** What the table's schemas make of the run flags. */
+interface ParsedRunFlags {
+  readonly protocol: string;
+  readonly replicas?: number;
+  readonly crashed?: number;
+  readonly force?: boolean;
+  readonly batch?: number;
+  readonly clients?: number;
+  readonly clientProcs?: number;
+  readonly warmup?: number;
+  readonly duration?: number;
+  readonly generator?: string;
+  readonly records?: number;
+  readonly valueBytes?: number;
+  readonly seed?: number;
+  readonly backend?: string;
+  readonly basePort?: number;
+  readonly openLoop?: number;
+  readonly clientTimeoutMs?: number;
+  readonly viewChangeTimeoutMs?: number;
+  readonly checkpointInterval?: number;
+  readonly window?: number;
+  readonly extra: [string, ExtraValue][];
+  readonly faults?: string[];
 }
+
+const describeIssues = (error: Parameters<typeof describeParamIssues>[1]): string => describeParamIssues('run', error);
 
 /** The crashed backups for K: replicas n-1, ..., n-K (never replica 0, the view-0 primary). */
 export function crashedBackups(n: number, crashed: number): number[] {
@@ -305,7 +247,7 @@ function hooksProblem(protocol: ProtocolName, kind: string): string | undefined 
 export function parseRunFlags(flags: RunFlags): RunSpec {
   const parsed = flagSchema.safeParse(flags);
   if (!parsed.success) throw new RunSpecError(describeIssues(parsed.error));
-  const o = parsed.data;
+  const o = parsed.data as ParsedRunFlags;
   const d = RUN_DEFAULTS;
   const n = o.replicas ?? d.replicas;
   const crashed = o.crashed ?? d.crashed;
@@ -362,13 +304,16 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
   };
 }
 
-/** A spec from code (bench, tests): the same checks as flags. */
-export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'keySeed'>> & { protocol: ProtocolName }): RunSpec {
-  const flags: Record<string, unknown> = {
+type RunSpecInput = Partial<Omit<RunSpec, 'crashedReplicas' | 'keySeed'>>;
+
+/** A spec (or part of one) as the run flags that give it, by table key (infra/params.ts). */
+function runFlagValues(input: RunSpecInput): Record<string, unknown> {
+  return {
     protocol: input.protocol,
     replicas: input.replicas,
     crashed: input.crashed,
     force: input.force,
+    faults: input.faults?.map(formatReplicaFault),
     batch: input.batch,
     clients: input.clients,
     clientProcs: input.clientProcs,
@@ -378,15 +323,14 @@ export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'ke
     records: input.records,
     valueBytes: input.valueBytes,
     seed: input.seed,
-    backend: input.backend,
-    basePort: input.basePort,
     openLoop: input.openLoopBatchesPerSec,
     clientTimeoutMs: input.clientTimeoutMs,
     viewChangeTimeoutMs: input.viewChangeTimeoutMs,
     checkpointInterval: input.checkpointInterval,
     window: input.window,
-    extra: Object.entries(input.extra ?? {}).map(([k, v]) => `${k}=${v}`),
-    faults: input.faults?.map(formatReplicaFault),
+    extra: input.extra === undefined ? undefined : Object.entries(input.extra),
+    backend: input.backend,
+    basePort: input.basePort,
     link: input.link,
     hosts: input.infra?.hosts,
     pin: input.infra?.pinCpus?.join(','),
@@ -394,12 +338,27 @@ export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'ke
     subnet: input.infra?.subnet,
     baseImage: input.infra?.baseImage,
   };
+}
+
+/** A spec from code (bench, tests): the same checks as flags. */
+export function makeRunSpec(input: RunSpecInput & { protocol: ProtocolName }): RunSpec {
+  const flags = { ...runFlagValues(input), extra: Object.entries(input.extra ?? {}).map(([k, v]) => `${k}=${v}`) };
   const defined = Object.fromEntries(
     Object.entries(flags)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => [k, typeof v === 'number' ? String(v) : v]),
   );
   return parseRunFlags(defined as RunFlags);
+}
+
+/** The `poe-bench run` flags that repeat this run: those that differ from the defaults. */
+export function runReplayArgs(spec: RunSpec): string[] {
+  return replayArgs('run', runFlagValues(spec));
+}
+
+/** `poe-bench run ...`: the command that repeats this run (printed as its replay line, kept in the manifest). */
+export function runReplayCommand(spec: RunSpec): string {
+  return replayLine(['run'], runReplayArgs(spec));
 }
 
 /** The replicas that take part (are started). */

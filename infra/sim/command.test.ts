@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { registeredProtocols } from '../../replica/protocols.js';
 import { defineSimCommand, parseSimFlags, runSimCommand, type SimFlags } from './command.js';
-import { resolveSimConfig, simArgs, type SimConfig } from './options.js';
+import { parseFaultAssignment, resolveSimConfig, simArgs, type SimConfig } from './options.js';
 
 /** Parses argv the way the CLI does, without running anything. */
 function flagsOf(args: readonly string[]): SimFlags {
@@ -37,7 +37,9 @@ describe('poe-bench sim flags', () => {
     expect(bad(['--protocol', 'zyzzyva', '--partition', '2,3'])).toMatch(/--partition: '2,3' is not NODES@FROM-TO/);
     expect(bad(['--protocol', 'zyzzyva', '--partition', '9@0-10'])).toMatch(/--partition: node 9 does not exist/);
     expect(bad(['--protocol', 'zyzzyva', '--crash', '4@10'])).toMatch(/--crash: replica 4 does not exist/);
-    expect(bad(['--protocol', 'zyzzyva', '--keys', 'uniform'])).toMatch(/--keys: Invalid enum value/);
+    // --keys is the old spelling of --generator (infra/params.ts): still accepted, named by the new one.
+    expect(bad(['--protocol', 'zyzzyva', '--keys', 'uniform'])).toMatch(/--generator: unknown generator 'uniform'/);
+    expect(bad(['--protocol', 'zyzzyva', '--generator', 'uniform'])).toMatch(/--generator: unknown generator 'uniform'/);
   });
 
   it('allows up to f silent backups, refuses more unless --force, and never all backups', () => {
@@ -55,23 +57,24 @@ describe('poe-bench sim flags', () => {
   it('replay flags parse back to the same configuration', () => {
     const config: SimConfig = resolveSimConfig({
       protocol: 'zyzzyva',
-      n: 7,
+      replicas: 7,
       seed: 99,
       batches: 123,
       crashed: 3,
       clients: 3,
-      clientMachines: 2,
-      batchSize: 7,
-      keyGenerator: 'resilientdb',
+      clientProcs: 2,
+      batch: 7,
+      generator: 'resilientdb',
       dropProbability: 0.01,
       duplicateProbability: 0.02,
       delay: { baseMs: 2, jitterMs: 0.5, tailMeanMs: 3 },
       partitions: [{ nodes: [1, 2, 65536], fromMs: 10, toMs: 20.5 }],
       crashes: [{ replica: 0, atMs: 300 }],
-      requestTimeoutMs: 150,
+      faults: [parseFaultAssignment('1=slow:20'), parseFaultAssignment('1=silent')],
+      clientTimeoutMs: 150,
       viewChangeTimeoutMs: 900,
-      checkpointIntervalK: 20,
-      windowK: 80,
+      checkpointInterval: 20,
+      window: 80,
       records: 500,
       valueBytes: 32,
       maxTimeMs: 10_000,
@@ -81,6 +84,30 @@ describe('poe-bench sim flags', () => {
     });
     const [parsed] = parseSimFlags(flagsOf(simArgs(config)));
     expect(parsed).toEqual(config);
+    // The names SimConfig had before it took the run's (issue 9) still resolve to the same configuration.
+    expect(
+      resolveSimConfig({
+        ...config,
+        replicas: undefined,
+        n: 7,
+        clientProcs: undefined,
+        clientMachines: 2,
+        batch: undefined,
+        batchSize: 7,
+        generator: undefined,
+        keyGenerator: 'resilientdb',
+        clientTimeoutMs: undefined,
+        requestTimeoutMs: 150,
+        checkpointInterval: undefined,
+        checkpointIntervalK: 20,
+        window: undefined,
+        windowK: 80,
+      }),
+    ).toEqual(config);
+    // Old spellings of flags (as printed by replay lines before issue 9) replay the same configuration.
+    const old = simArgs(config).join(' ').replace('--client-procs', '--client-machines').replace('--generator', '--keys').replaceAll('--faults', '--fault');
+    expect(old).toContain('--keys resilientdb');
+    expect(parseSimFlags(flagsOf(old.split(' ')))[0]).toEqual(config);
     // Defaults stay out of the replay line.
     expect(simArgs(resolveSimConfig({ protocol: 'poe', n: 4, seed: 1, batches: 10 }))).toEqual([
       '--protocol',
@@ -121,7 +148,7 @@ describe.skipIf(!someProtocol)(`poe-bench sim runs (with ${someProtocol ?? 'no r
     expect(out.stdout).toMatch(/liveness: \d+ of 20 batches accepted/);
     const replay = /^replay: poe-bench sim (.*)$/m.exec(out.stdout);
     expect(replay, out.stdout).not.toBeNull();
-    expect(replay![1]).toBe(`--protocol ${someProtocol} --replicas 4 --batches 20 --seed 5 --crashed 2 --max-time-ms 3000 --force`);
+    expect(replay![1]).toBe(`--protocol ${someProtocol} --replicas 4 --batches 20 --seed 5 --crashed 2 --force --max-time-ms 3000`);
     // The replay reproduces the run exactly.
     const again = runSimCommand({ ...flagsOf(replay![1]!.split(' ')), json: true });
     const first = runSimCommand({ ...flagsOf(args), json: true });

@@ -7,17 +7,15 @@
  * `registerSimCommand` attaches it to the CLI (harness/cli.ts).
  */
 import type { Command } from 'commander';
-import { z } from 'zod';
-import { integerFlag as integer, nonNegativeFlag as nonNegative } from '../flags.js';
-import { KEY_GENERATOR_KINDS } from '../../client/generators.js';
-import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../../replica/protocols.js';
+import type { z } from 'zod';
+import { canonicalFlags, defineParams, describeParamIssues, flagName, paramDefault, paramSchema, parsedList } from '../params.js';
+import type { KeyGeneratorKind } from '../../client/generators.js';
 import { isClientPeer, clientOrigin, quorums } from '../../replica/types.js';
 import type { Partition } from './network.js';
 import {
   faultAssignmentProblem,
   faultyReplicas,
   parseCrash,
-  parseExtra,
   parseFaultAssignment,
   parsePartition,
   SIM_DEFAULTS,
@@ -28,7 +26,11 @@ import {
 } from './options.js';
 import { runSimulation, type SimResult } from './simulator.js';
 
-/** The flags as commander hands them over: strings, repeatable ones as arrays. */
+/**
+ * The flags as commander hands them over: strings, repeatable ones as arrays, under the keys of
+ * the table of run parameters (infra/params.ts). The old spellings (--keys, --client-machines,
+ * --fault) are still accepted; `canonicalFlags` folds them in.
+ */
 export interface SimFlags {
   readonly protocol?: string;
   readonly replicas?: string;
@@ -37,9 +39,9 @@ export interface SimFlags {
   readonly seeds?: string;
   readonly crashed?: string;
   readonly clients?: string;
-  readonly clientMachines?: string;
+  readonly clientProcs?: string;
   readonly batch?: string;
-  readonly keys?: string;
+  readonly generator?: string;
   readonly drop?: string;
   readonly dup?: string;
   readonly delayMs?: string;
@@ -48,7 +50,7 @@ export interface SimFlags {
   readonly partition?: readonly string[];
   readonly healAtMs?: string;
   readonly crash?: readonly string[];
-  readonly fault?: readonly string[];
+  readonly faults?: readonly string[];
   readonly clientTimeoutMs?: string;
   readonly viewChangeTimeoutMs?: string;
   readonly checkpointInterval?: string;
@@ -62,40 +64,11 @@ export interface SimFlags {
   readonly force?: boolean;
   readonly drain?: boolean;
   readonly settleMs?: string;
+  /** Old spellings of --generator, --client-procs and --faults. */
+  readonly keys?: string;
+  readonly clientMachines?: string;
+  readonly fault?: readonly string[];
 }
-
-/** Flag names by SimFlags key, for error messages. */
-const FLAG_NAMES: Record<string, string> = {
-  protocol: '--protocol',
-  replicas: '--replicas',
-  batches: '--batches',
-  seed: '--seed',
-  seeds: '--seeds',
-  crashed: '--crashed',
-  clients: '--clients',
-  clientMachines: '--client-machines',
-  batch: '--batch',
-  keys: '--keys',
-  drop: '--drop',
-  dup: '--dup',
-  delayMs: '--delay-ms',
-  jitterMs: '--jitter-ms',
-  tailMs: '--tail-ms',
-  partition: '--partition',
-  healAtMs: '--heal-at-ms',
-  crash: '--crash',
-  fault: '--fault',
-  settleMs: '--settle-ms',
-  clientTimeoutMs: '--client-timeout-ms',
-  viewChangeTimeoutMs: '--view-change-timeout-ms',
-  checkpointInterval: '--checkpoint-interval',
-  window: '--window',
-  records: '--records',
-  valueBytes: '--value-bytes',
-  maxTimeMs: '--max-time-ms',
-  maxEvents: '--max-events',
-  extra: '--extra',
-};
 
 export class SimFlagError extends Error {
   constructor(message: string) {
@@ -104,65 +77,47 @@ export class SimFlagError extends Error {
   }
 }
 
-const probability = () =>
-  z.coerce
-    .number({ invalid_type_error: 'must be a number' })
-    .refine((x) => x >= 0 && x <= 1, 'must be a probability in [0, 1]')
-    .optional();
-const parsedList = <T>(parse: (s: string) => T) =>
-  z
-    .array(z.string())
-    .optional()
-    .transform((xs, ctx) => {
-      const out: T[] = [];
-      for (const x of xs ?? []) {
-        try {
-          out.push(parse(x));
-        } catch (err) {
-          ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
-          return z.NEVER;
-        }
-      }
-      return out;
-    });
-
-const flagSchema = z.object({
-  protocol: z
-    .string({ required_error: `is required (one of: ${registeredProtocols().join(', ') || 'none registered'})` })
-    .refine(hasProtocol, (p) => ({ message: new UnknownProtocolError(p).message })),
-  replicas: integer(4, 1024).default(4),
-  batches: integer(1).default(1000),
-  seed: integer(0, 0xffff_ffff).default(1),
-  seeds: integer(1, 100_000).default(1),
-  crashed: integer(0).default(SIM_DEFAULTS.crashed),
-  clients: integer(1, 1_000_000),
-  clientMachines: integer(1, 1000),
-  batch: integer(1, 100_000),
-  keys: z.enum(KEY_GENERATOR_KINDS as [string, ...string[]]).optional(),
-  drop: probability(),
-  dup: probability(),
-  delayMs: nonNegative(),
-  jitterMs: nonNegative(),
-  tailMs: nonNegative(),
+/** The table's sim flags, with the structured values (partitions, crashes, faults) parsed here, where their types live. */
+const flagSchema = paramSchema('sim').extend({
   partition: parsedList<Partition>(parsePartition),
-  healAtMs: nonNegative(),
   crash: parsedList<CrashSpec>(parseCrash),
-  fault: parsedList<FaultAssignment>(parseFaultAssignment),
-  clientTimeoutMs: nonNegative().refine((x) => x === undefined || x > 0, 'must be > 0'),
-  viewChangeTimeoutMs: nonNegative().refine((x) => x === undefined || x > 0, 'must be > 0'),
-  checkpointInterval: integer(1),
-  window: integer(1),
-  records: integer(1, 100_000_000),
-  valueBytes: integer(8, 65_536),
-  maxTimeMs: nonNegative(),
-  maxEvents: integer(1),
-  extra: parsedList<[string, ExtraValue]>(parseExtra),
-  force: z.boolean().optional(),
-  drain: z.boolean().optional(),
-  settleMs: nonNegative(),
+  faults: parsedList<FaultAssignment>(parseFaultAssignment),
 });
 
-type ParsedFlags = z.infer<typeof flagSchema>;
+/** What the schema makes of the flags, with the defaults of the table filled in. */
+interface ParsedFlags {
+  readonly protocol: string;
+  readonly replicas: number;
+  readonly batches: number;
+  readonly seed: number;
+  readonly seeds: number;
+  readonly crashed: number;
+  readonly clients?: number;
+  readonly clientProcs?: number;
+  readonly batch?: number;
+  readonly generator?: KeyGeneratorKind;
+  readonly drop?: number;
+  readonly dup?: number;
+  readonly delayMs?: number;
+  readonly jitterMs?: number;
+  readonly tailMs?: number;
+  readonly partition: Partition[];
+  readonly healAtMs?: number;
+  readonly crash: CrashSpec[];
+  readonly faults: FaultAssignment[];
+  readonly clientTimeoutMs?: number;
+  readonly viewChangeTimeoutMs?: number;
+  readonly checkpointInterval?: number;
+  readonly window?: number;
+  readonly records?: number;
+  readonly valueBytes?: number;
+  readonly maxTimeMs?: number;
+  readonly maxEvents?: number;
+  readonly extra: [string, ExtraValue][];
+  readonly force?: boolean;
+  readonly drain?: boolean;
+  readonly settleMs?: number;
+}
 
 /**
  * Checks across flags, run once every flag parsed on its own (zod runs refinements of an
@@ -171,80 +126,83 @@ type ParsedFlags = z.infer<typeof flagSchema>;
 function crossCheck(o: ParsedFlags): string[] {
   const issues: string[] = [];
   const issue = (key: string, message: string): void => {
-    issues.push(`${FLAG_NAMES[key] ?? key}: ${message}`);
+    issues.push(`${flagName('sim', key)}: ${message}`);
   };
-  const n = o.replicas!;
+  const n = o.replicas;
   const { f } = quorums(n);
-  const crashed = o.crashed!;
+  const crashed = o.crashed;
   if (crashed > n - 1) issue('crashed', `${crashed} silent backups leave no primary in a cluster of ${n}`);
   else if (crashed > f && !o.force) {
     issue('crashed', `${crashed} exceeds f = ${f} for n = ${n}: BFT protocols promise nothing beyond f faults (pass --force to run it anyway)`);
   }
   for (const c of o.crash) if (c.replica >= n) issue('crash', `replica ${c.replica} does not exist (replicas are 0..${n - 1})`);
-  for (const a of o.fault) {
+  for (const a of o.faults) {
     const problem = faultAssignmentProblem(a, n);
-    if (problem) issue('fault', problem);
+    if (problem) issue('faults', problem);
   }
   if (crashed <= f && issues.length === 0) {
-    const faulty = faultyReplicas({ n, crashed, crashes: o.crash, faults: o.fault });
+    const faulty = faultyReplicas({ replicas: n, crashed, crashes: o.crash, faults: o.faults });
     if (faulty.length > f && !o.force) {
       issue(
-        'fault',
+        'faults',
         `${faulty.length} faulty replicas (${faulty.join(', ')}: silent, crashing or with a fault) exceed f = ${f} for n = ${n} (pass --force to run it anyway)`,
       );
     }
   }
-  const machines = o.clientMachines ?? SIM_DEFAULTS.clientMachines;
+  const machines = o.clientProcs ?? SIM_DEFAULTS.clientProcs;
   for (const p of o.partition) {
     for (const node of p.nodes) {
       if (isClientPeer(node) ? clientOrigin(node) >= machines : node >= n)
         issue('partition', `node ${isClientPeer(node) ? `c${clientOrigin(node)}` : node} does not exist`);
     }
   }
-  const interval = o.checkpointInterval ?? SIM_DEFAULTS.checkpointIntervalK;
-  const window = o.window ?? SIM_DEFAULTS.windowK;
+  const interval = o.checkpointInterval ?? SIM_DEFAULTS.checkpointInterval;
+  const window = o.window ?? SIM_DEFAULTS.window;
   if (window < interval) issue('window', `the window (${window}) must hold at least one checkpoint interval (${interval})`);
   return issues;
 }
 
 function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((i) => {
-      const key = String(i.path[0] ?? '');
-      return `${FLAG_NAMES[key] ?? key}: ${i.message}`;
-    })
-    .join('\n');
+  return describeParamIssues('sim', error);
 }
 
 /** Validates the flags; returns one configuration per seed (`--seeds N`: S, S+1, ..., S+N-1). */
 export function parseSimFlags(flags: SimFlags): SimConfig[] {
-  const parsed = flagSchema.safeParse(flags);
+  const parsed = flagSchema.safeParse(canonicalFlags('sim', flags));
   if (!parsed.success) throw new SimFlagError(describeIssues(parsed.error));
-  const o = parsed.data;
+  const given = parsed.data as Partial<ParsedFlags>;
+  const o: ParsedFlags = {
+    ...(given as ParsedFlags),
+    replicas: given.replicas ?? (paramDefault('sim', 'replicas') as number),
+    batches: given.batches ?? (paramDefault('sim', 'batches') as number),
+    seed: given.seed ?? (paramDefault('sim', 'seed') as number),
+    seeds: given.seeds ?? (paramDefault('sim', 'seeds') as number),
+    crashed: given.crashed ?? SIM_DEFAULTS.crashed,
+  };
   const issues = crossCheck(o);
   if (issues.length > 0) throw new SimFlagError(issues.join('\n'));
   const d = SIM_DEFAULTS;
   const base: Omit<SimConfig, 'seed'> = {
     protocol: o.protocol,
-    n: o.replicas!,
-    batches: o.batches!,
-    clientMachines: o.clientMachines ?? d.clientMachines,
+    replicas: o.replicas,
+    batches: o.batches,
+    clientProcs: o.clientProcs ?? d.clientProcs,
     clients: o.clients ?? d.clients,
-    batchSize: o.batch ?? d.batchSize,
-    keyGenerator: (o.keys ?? d.keyGenerator) as SimConfig['keyGenerator'],
-    crashed: o.crashed!,
+    batch: o.batch ?? d.batch,
+    generator: o.generator ?? d.generator,
+    crashed: o.crashed,
     crashes: o.crash,
-    faults: o.fault,
+    faults: o.faults,
     delay: { baseMs: o.delayMs ?? d.delay.baseMs, jitterMs: o.jitterMs ?? d.delay.jitterMs, tailMeanMs: o.tailMs ?? d.delay.tailMeanMs },
     links: [],
     dropProbability: o.drop ?? d.dropProbability,
     duplicateProbability: o.dup ?? d.duplicateProbability,
     partitions: o.partition,
     healAtMs: o.healAtMs,
-    requestTimeoutMs: o.clientTimeoutMs ?? d.requestTimeoutMs,
+    clientTimeoutMs: o.clientTimeoutMs ?? d.clientTimeoutMs,
     viewChangeTimeoutMs: o.viewChangeTimeoutMs ?? d.viewChangeTimeoutMs,
-    checkpointIntervalK: o.checkpointInterval ?? d.checkpointIntervalK,
-    windowK: o.window ?? d.windowK,
+    checkpointInterval: o.checkpointInterval ?? d.checkpointInterval,
+    window: o.window ?? d.window,
     records: o.records ?? d.records,
     valueBytes: o.valueBytes ?? d.valueBytes,
     maxTimeMs: o.maxTimeMs ?? d.maxTimeMs,
@@ -255,7 +213,7 @@ export function parseSimFlags(flags: SimFlags): SimConfig[] {
     stopOnViolation: d.stopOnViolation,
   };
   const configs: SimConfig[] = [];
-  for (let i = 0; i < o.seeds!; i++) configs.push({ ...base, seed: (o.seed! + i) >>> 0 });
+  for (let i = 0; i < o.seeds; i++) configs.push({ ...base, seed: (o.seed + i) >>> 0 });
   return configs;
 }
 
@@ -337,58 +295,19 @@ export function runSimCommand(flags: SimFlags): SimCommandOutput {
     if (results.length > 1)
       stdout += `\n\n${results.length - failed.length} of ${results.length} seeds valid${failed.length ? `; failing seeds: ${failed.map((r) => r.seed).join(', ')}` : ''}`;
   }
-  if (configs.some((c) => c.crashed > quorums(c.n).f)) stderr += `warning: --crashed ${configs[0]!.crashed} exceeds f; forced\n`;
-  else if (configs.some((c) => faultyReplicas(c).length > quorums(c.n).f))
+  if (configs.some((c) => c.crashed > quorums(c.replicas).f)) stderr += `warning: --crashed ${configs[0]!.crashed} exceeds f; forced\n`;
+  else if (configs.some((c) => faultyReplicas(c).length > quorums(c.replicas).f))
     stderr += `warning: ${faultyReplicas(configs[0]!).length} faulty replicas exceed f; forced\n`;
   return { exitCode: failed.length > 0 ? 1 : 0, stdout: `${stdout}\n`, stderr, results };
 }
 
-const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
-
 /** Declares the `sim` flags on `cmd` (without an action, so tests can parse flags alone). */
 export function defineSimCommand(cmd: Command): Command {
-  return cmd
-    .description('run protocol cores in the deterministic simulator (virtual time, seeded network) and check safety and liveness')
-    .option('--protocol <name>', `protocol: ${registeredProtocols().join(' | ') || 'none registered'}`)
-    .option('--replicas <n>', 'replicas (>= 4)', '4')
-    .option('--batches <m>', 'batches the clients issue in total', '1000')
-    .option('--seed <s>', 'the seed every random choice derives from', '1')
-    .option('--seeds <count>', 'run this many seeds: s, s+1, ...', '1')
-    .option('--crashed <k>', 'silent backups from the start (highest-numbered replicas; at most f unless --force)', String(SIM_DEFAULTS.crashed))
-    .option('--force', 'allow --crashed above f')
-    .option('--clients <c>', `logical clients per client machine (default ${SIM_DEFAULTS.clients})`)
-    .option('--client-machines <count>', `client machines (default ${SIM_DEFAULTS.clientMachines})`)
-    .option('--batch <b>', `writes per batch (default ${SIM_DEFAULTS.batchSize})`)
-    .option('--keys <generator>', `key generator: ${KEY_GENERATOR_KINDS.join(' | ')} (default ${SIM_DEFAULTS.keyGenerator})`)
-    .option('--drop <p>', 'probability that a message copy is lost (default 0)')
-    .option('--dup <p>', 'probability that a message copy is delivered twice (default 0)')
-    .option('--delay-ms <ms>', `one-way base delay (default ${SIM_DEFAULTS.delay.baseMs})`)
-    .option('--jitter-ms <ms>', `uniform jitter added to the delay; reorders messages (default ${SIM_DEFAULTS.delay.jitterMs})`)
-    .option('--tail-ms <ms>', 'mean of an exponential delay tail (default 0: none)')
-    .option('--partition <nodes@from-to>', 'cut nodes (replica numbers, c<origin> for client machines) off during [from, to) ms; repeatable', collect)
-    .option('--heal-at-ms <ms>', 'from this virtual time on, no message is lost or duplicated (default: only once the clients are done)')
-    .option('--crash <replica@ms>', 'crash a replica at a virtual time; repeatable', collect)
-    .option(
-      '--fault <replica=fault>',
-      'a crash or Byzantine behaviour: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate (e.g. 0=equivocate, 0=inTheDark:3); repeatable, several on one replica compose in order',
-      collect,
-    )
-    .option('--client-timeout-ms <ms>', `client request timeout (default ${SIM_DEFAULTS.requestTimeoutMs})`)
-    .option('--view-change-timeout-ms <ms>', `replica view-change timeout (default ${SIM_DEFAULTS.viewChangeTimeoutMs})`)
-    .option('--checkpoint-interval <k>', `checkpoint every k sequence numbers (default ${SIM_DEFAULTS.checkpointIntervalK})`)
-    .option('--window <k>', `watermark window (default ${SIM_DEFAULTS.windowK})`)
-    .option('--records <count>', `YCSB table size (default ${SIM_DEFAULTS.records})`)
-    .option('--value-bytes <bytes>', `bytes per record value (default ${SIM_DEFAULTS.valueBytes})`)
-    .option('--max-time-ms <ms>', `stop at this virtual time (default ${SIM_DEFAULTS.maxTimeMs})`)
-    .option('--max-events <count>', `stop after this many events (default ${SIM_DEFAULTS.maxEvents})`)
-    .option('--extra <key=value>', 'protocol switch passed to replicas and clients (e.g. mode=chained); repeatable', collect)
-    .option('--no-drain', 'do not deliver in-flight messages after the clients are done')
-    .option(
-      '--settle-ms <ms>',
-      `after the clients are done and the network healed, run on until the non-faulty replicas agree, for at most this much virtual time; 0: off (default ${SIM_DEFAULTS.settleMs})`,
-    )
-    .option('--json', 'print one JSON object')
-    .addHelpText('after', '\nExit codes: 0 all runs valid, 1 a run violated safety or liveness (its replay line is printed), 2 invalid flags.');
+  cmd.description('run protocol cores in the deterministic simulator (virtual time, seeded network) and check safety and liveness');
+  return defineParams(cmd, 'sim').addHelpText(
+    'after',
+    '\nExit codes: 0 all runs valid, 1 a run violated safety or liveness (its replay line is printed), 2 invalid flags.',
+  );
 }
 
 /** Adds `poe-bench sim` to the program. */

@@ -197,13 +197,14 @@ describe('faults in the simulator', () => {
     expect(c!.faults.map(formatReplicaFault)).toEqual(['0=equivocate', '0=inTheDark:3', '0=stopAfter:50']);
     expect(c!.settleMs).toBe(1000);
     expect(c!.healAtMs).toBe(300);
-    expect(simArgs(c!).join(' ')).toContain('--heal-at-ms 300 --fault 0=equivocate --fault 0=inTheDark:3 --fault 0=stopAfter:50');
+    expect(simArgs(c!).join(' ')).toContain('--faults 0=equivocate --faults 0=inTheDark:3 --faults 0=stopAfter:50');
+    expect(simArgs(c!).join(' ')).toContain('--heal-at-ms 300');
     expect(() => parseSimFlags({ protocol: 'poe', fault: ['0=equivocate', '1=silent'] })).toThrow(
-      /--fault: 2 faulty replicas \(0, 1: .*\) exceed f = 1 for n = 4 .*--force/,
+      /--faults: 2 faulty replicas \(0, 1: .*\) exceed f = 1 for n = 4 .*--force/,
     );
     expect(parseSimFlags({ protocol: 'poe', fault: ['0=equivocate', '1=silent'], force: true })[0]!.faults).toHaveLength(2);
-    expect(() => parseSimFlags({ protocol: 'poe', fault: ['5=silent'] })).toThrow(/--fault: fault on replica 5: replicas are 0..3/);
-    expect(() => parseSimFlags({ protocol: 'poe', fault: ['0=inTheDark:x'] })).toThrow(/--fault: fault 'inTheDark:x': inTheDark needs replica ids/);
+    expect(() => parseSimFlags({ protocol: 'poe', fault: ['5=silent'] })).toThrow(/--faults: fault on replica 5: replicas are 0..3/);
+    expect(() => parseSimFlags({ protocol: 'poe', fault: ['0=inTheDark:x'] })).toThrow(/--faults: fault 'inTheDark:x': inTheDark needs replica ids/);
   });
 
   it('a faulty replica is recorded and left out of the checks; several faults on one replica compose', () => {
@@ -222,7 +223,7 @@ describe('faults in the simulator', () => {
     expect(r.faults).toEqual(['0=equivocate', '0=stopAfter:40']);
     // The primary stopped after 40 batches, so the clients needed a new view.
     expect(r.viewChanges).toBeGreaterThanOrEqual(1);
-    expect(r.replay).toContain('--fault 0=equivocate --fault 0=stopAfter:40');
+    expect(r.replay).toContain('--faults 0=equivocate --faults 0=stopAfter:40');
   });
 
   it('equivocation really happens in a run: the deceived PoE backup receives other batches than the ledger holds', () => {

@@ -10,8 +10,9 @@ import type { ProtocolModule } from '../../replica/protocol.js';
 import { clientOrigin, clientPeer, isClientPeer, type Peer, type WireMessage } from '../../replica/types.js';
 import { DEFAULT_NETWORK, type DelaySpec, type LinkOverride, type Partition } from './network.js';
 
-export type { ExtraValue } from '../flags.js';
-import type { ExtraValue } from '../flags.js';
+import { paramDefault, replayArgs, replayLine, type ExtraValue } from '../params.js';
+
+export type { ExtraValue };
 
 /** A replica that stops (drops every input, fires no timer) at `atMs` of virtual time. */
 export interface CrashSpec {
@@ -28,18 +29,21 @@ export type FaultAssignment = ReplicaFault;
 export interface SimConfig {
   /** A registered protocol name (replica/protocols.ts). */
   readonly protocol: string;
-  /** Replicas. */
-  readonly n: number;
+  /** Replicas (n). */
+  readonly replicas: number;
   /** The one seed every random choice of the run derives from. */
   readonly seed: number;
   /** Total batches the clients issue (M); the run is done when all are accepted. */
   readonly batches: number;
-  /** Client machines, and logical clients (C) in each, one batch outstanding per logical client. */
-  readonly clientMachines: number;
+  /**
+   * Client processes (client machines), and logical clients (C) in each, one batch outstanding
+   * per logical client. (A real run's --clients counts them in total.)
+   */
+  readonly clientProcs: number;
   readonly clients: number;
   /** Writes per batch (paper: 100; smaller by default here to keep simulations fast). */
-  readonly batchSize: number;
-  readonly keyGenerator: KeyGeneratorKind;
+  readonly batch: number;
+  readonly generator: KeyGeneratorKind;
   /**
    * Silent backups from the start: the highest-numbered replicas, never the primary of view 0
    * (DESIGN.md figures 10, 11a, 12: "n-3f backups crashed").
@@ -56,10 +60,10 @@ export interface SimConfig {
   readonly partitions: readonly Partition[];
   /** From this virtual time on, no message is lost or duplicated (undefined: only in the settle phase). */
   readonly healAtMs: number | undefined;
-  readonly requestTimeoutMs: number;
+  readonly clientTimeoutMs: number;
   readonly viewChangeTimeoutMs: number;
-  readonly checkpointIntervalK: number;
-  readonly windowK: number;
+  readonly checkpointInterval: number;
+  readonly window: number;
   readonly records: number;
   readonly valueBytes: number;
   /** Stop when virtual time passes this, or after this many events, whichever is first. */
@@ -83,54 +87,98 @@ export interface SimConfig {
   readonly stopOnViolation: boolean;
 }
 
-/** What a caller must say; everything else has a default. `module` bypasses the registry (tests). */
+/**
+ * The names SimConfig used before it took the run's names (issue 9): still accepted from code,
+ * so older callers and tests keep working. New code uses the new names.
+ */
+export interface LegacySimNames {
+  /** Use `replicas`. */
+  readonly n?: number;
+  /** Use `batch`. */
+  readonly batchSize?: number;
+  /** Use `clientTimeoutMs`. */
+  readonly requestTimeoutMs?: number;
+  /** Use `checkpointInterval`. */
+  readonly checkpointIntervalK?: number;
+  /** Use `window`. */
+  readonly windowK?: number;
+  /** Use `generator`. */
+  readonly keyGenerator?: KeyGeneratorKind;
+  /** Use `clientProcs`. */
+  readonly clientMachines?: number;
+}
+
+const LEGACY_NAMES: Readonly<Record<keyof LegacySimNames, keyof SimConfig>> = {
+  n: 'replicas',
+  batchSize: 'batch',
+  requestTimeoutMs: 'clientTimeoutMs',
+  checkpointIntervalK: 'checkpointInterval',
+  windowK: 'window',
+  keyGenerator: 'generator',
+  clientMachines: 'clientProcs',
+};
+
+/** What a caller must say (the replicas as `replicas` or the old `n`); everything else has a default. `module` bypasses the registry (tests). */
 export type SimInput = Partial<SimConfig> &
-  Pick<SimConfig, 'protocol' | 'n' | 'seed' | 'batches'> & {
+  LegacySimNames &
+  Pick<SimConfig, 'protocol' | 'seed' | 'batches'> & {
     readonly module?: ProtocolModule<WireMessage>;
     /** Names for message type ids in `messagesByType`; registered protocols have theirs. */
     readonly typeNames?: ReadonlyMap<number, string>;
   };
 
+/** A simulation's default, from the table of run parameters (infra/params.ts, which says why it differs from a real run's). */
+const d = <T>(key: string): T => paramDefault('sim', key) as T;
+
 export const SIM_DEFAULTS = {
-  clientMachines: 1,
-  clients: 8,
-  batchSize: 10,
-  keyGenerator: 'ycsb',
-  crashed: 0,
-  crashes: [],
-  faults: [],
+  clientProcs: d<number>('clientProcs'),
+  clients: d<number>('clients'),
+  batch: d<number>('batch'),
+  generator: d<KeyGeneratorKind>('generator'),
+  crashed: d<number>('crashed'),
+  crashes: [] as readonly CrashSpec[],
+  faults: [] as readonly FaultAssignment[],
   delay: DEFAULT_NETWORK.delay,
-  links: [],
-  dropProbability: 0,
-  duplicateProbability: 0,
-  partitions: [],
+  links: [] as readonly LinkOverride[],
+  dropProbability: d<number>('drop'),
+  duplicateProbability: d<number>('dup'),
+  partitions: [] as readonly Partition[],
   healAtMs: undefined,
-  // Virtual latency is a few network hops of ~1.5 ms, so these leave ample slack in fault-free
-  // runs while keeping runs with crashes (Zyzzyva's slow path waits one client timeout per
-  // batch) short in virtual time.
-  requestTimeoutMs: 200,
-  viewChangeTimeoutMs: 500,
-  // Small, so that the compliance suite's runs of 1000-2000 batches cross many checkpoints.
-  checkpointIntervalK: 50,
-  windowK: 200,
-  records: 1000,
-  valueBytes: 16,
-  maxTimeMs: 3_600_000,
-  maxEvents: 50_000_000,
-  extra: {},
-  drain: true,
+  clientTimeoutMs: d<number>('clientTimeoutMs'),
+  viewChangeTimeoutMs: d<number>('viewChangeTimeoutMs'),
+  checkpointInterval: d<number>('checkpointInterval'),
+  window: d<number>('window'),
+  records: d<number>('records'),
+  valueBytes: d<number>('valueBytes'),
+  maxTimeMs: d<number>('maxTimeMs'),
+  maxEvents: d<number>('maxEvents'),
+  extra: {} as Readonly<Record<string, ExtraValue>>,
+  drain: d<boolean>('drain'),
   // Long enough for PoE's and PBFT's view changes with a few rounds of exponential backoff from
   // the 500 ms default, and for fetching through several checkpoint intervals.
-  settleMs: 60_000,
+  settleMs: d<number>('settleMs'),
   stopOnViolation: true,
-} as const satisfies Omit<SimConfig, 'protocol' | 'n' | 'seed' | 'batches'>;
+} as const satisfies Omit<SimConfig, 'protocol' | 'replicas' | 'seed' | 'batches'>;
+
+/** The replicas an input names, under the new name or the old. */
+export function inputReplicas(input: Pick<SimInput, 'replicas' | 'n'>): number {
+  const n = input.replicas ?? input.n;
+  if (n === undefined) throw new RangeError('a simulation needs its number of replicas (replicas)');
+  return n;
+}
 
 export function resolveSimConfig(input: SimInput): SimConfig {
   const { module, typeNames, ...rest } = input;
   void module;
   void typeNames;
-  const defined = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as Partial<SimConfig>;
-  return { ...SIM_DEFAULTS, ...defined } as SimConfig;
+  const defined: Record<string, unknown> = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
+  for (const [old, now] of Object.entries(LEGACY_NAMES)) {
+    if (old in defined) {
+      if (!(now in defined)) defined[now] = defined[old];
+      delete defined[old];
+    }
+  }
+  return { ...SIM_DEFAULTS, ...defined, replicas: inputReplicas(input) } as SimConfig;
 }
 
 /** The silent backups for `crashed` = K: replicas n-1, n-2, ..., n-K (ascending). */
@@ -207,15 +255,51 @@ export function faultAssignmentProblem(a: FaultAssignment, n: number): string | 
 }
 
 /** The replicas a configuration makes faulty: silent backups, crashes and faults, ascending. */
-export function faultyReplicas(config: Pick<SimConfig, 'n' | 'crashed' | 'crashes' | 'faults'>): number[] {
+export function faultyReplicas(config: Pick<SimConfig, 'replicas' | 'crashed' | 'crashes' | 'faults'>): number[] {
   const ids = new Set<number>();
-  for (let i = config.n - config.crashed; i < config.n; i++) ids.add(i);
+  for (let i = config.replicas - config.crashed; i < config.replicas; i++) ids.add(i);
   for (const c of config.crashes) ids.add(c.replica);
   for (const a of config.faults) ids.add(a.replica);
   return [...ids].sort((a, b) => a - b);
 }
 
-export { parseExtra } from '../flags.js';
+export { parseExtra } from '../params.js';
+
+/** The configuration as `poe-bench sim` flag values, by table key (infra/params.ts). */
+export function simFlagValues(config: SimConfig): Record<string, unknown> {
+  return {
+    protocol: config.protocol,
+    replicas: config.replicas,
+    batches: config.batches,
+    seed: config.seed,
+    crashed: config.crashed,
+    force: faultyReplicas(config).length > Math.floor((config.replicas - 1) / 3),
+    faults: config.faults.map(formatReplicaFault),
+    batch: config.batch,
+    clients: config.clients,
+    clientProcs: config.clientProcs,
+    generator: config.generator,
+    records: config.records,
+    valueBytes: config.valueBytes,
+    clientTimeoutMs: config.clientTimeoutMs,
+    viewChangeTimeoutMs: config.viewChangeTimeoutMs,
+    checkpointInterval: config.checkpointInterval,
+    window: config.window,
+    extra: Object.entries(config.extra),
+    drop: config.dropProbability,
+    dup: config.duplicateProbability,
+    delayMs: config.delay.baseMs,
+    jitterMs: config.delay.jitterMs,
+    tailMs: config.delay.tailMeanMs,
+    partition: config.partitions.map(formatPartition),
+    healAtMs: config.healAtMs,
+    crash: config.crashes.map(formatCrash),
+    maxTimeMs: config.maxTimeMs,
+    maxEvents: config.maxEvents,
+    drain: config.drain,
+    settleMs: config.settleMs,
+  };
+}
 
 /**
  * The flags that reproduce `config`: the required ones always, the rest only where they differ
@@ -223,44 +307,11 @@ export { parseExtra } from '../flags.js';
  * with them says so in its replay line.
  */
 export function simArgs(config: SimConfig): string[] {
-  const args = ['--protocol', config.protocol, '--replicas', String(config.n), '--batches', String(config.batches), '--seed', String(config.seed)];
-  const d = SIM_DEFAULTS;
-  const opt = (flag: string, value: number | string, def: number | string): void => {
-    if (value !== def) args.push(flag, String(value));
-  };
-  opt('--crashed', config.crashed, d.crashed);
-  opt('--clients', config.clients, d.clients);
-  opt('--client-machines', config.clientMachines, d.clientMachines);
-  opt('--batch', config.batchSize, d.batchSize);
-  opt('--keys', config.keyGenerator, d.keyGenerator);
-  opt('--drop', config.dropProbability, d.dropProbability);
-  opt('--dup', config.duplicateProbability, d.duplicateProbability);
-  opt('--delay-ms', config.delay.baseMs, d.delay.baseMs);
-  opt('--jitter-ms', config.delay.jitterMs, d.delay.jitterMs);
-  opt('--tail-ms', config.delay.tailMeanMs, d.delay.tailMeanMs);
-  for (const p of config.partitions) args.push('--partition', formatPartition(p));
-  if (config.healAtMs !== undefined) args.push('--heal-at-ms', String(config.healAtMs));
-  for (const c of config.crashes) args.push('--crash', formatCrash(c));
-  for (const a of config.faults) args.push('--fault', formatReplicaFault(a));
-  opt('--client-timeout-ms', config.requestTimeoutMs, d.requestTimeoutMs);
-  opt('--view-change-timeout-ms', config.viewChangeTimeoutMs, d.viewChangeTimeoutMs);
-  opt('--checkpoint-interval', config.checkpointIntervalK, d.checkpointIntervalK);
-  opt('--window', config.windowK, d.windowK);
-  opt('--records', config.records, d.records);
-  opt('--value-bytes', config.valueBytes, d.valueBytes);
-  opt('--max-time-ms', config.maxTimeMs, d.maxTimeMs);
-  opt('--max-events', config.maxEvents, d.maxEvents);
-  for (const [k, v] of Object.entries(config.extra)) args.push('--extra', `${k}=${String(v)}`);
-  if (faultyReplicas(config).length > Math.floor((config.n - 1) / 3)) args.push('--force');
-  if (!config.drain) args.push('--no-drain');
-  opt('--settle-ms', config.settleMs, d.settleMs);
-  return args;
+  return replayArgs('sim', simFlagValues(config));
 }
-
-const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 /** `poe-bench sim ...`: the command that replays this configuration. */
 export function replayCommand(config: SimConfig): string {
-  const line = `poe-bench sim ${simArgs(config).map(shellQuote).join(' ')}`;
+  const line = replayLine(['sim'], simArgs(config));
   return config.links.length > 0 ? `${line}  # plus ${config.links.length} per-link delay override(s) set in code` : line;
 }

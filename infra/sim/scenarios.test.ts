@@ -190,7 +190,7 @@ describe('replay lines', () => {
     const first = runSimulation(input);
     const m = /^poe-bench sim (.*)$/.exec(first.replay);
     expect(m, first.replay).not.toBeNull();
-    expect(first.replay).toMatch(/--fault 0=equivocate --fault 0=stopAfter:\d+/);
+    expect(first.replay).toMatch(/--faults 0=equivocate --faults 0=stopAfter:\d+/);
     const flags = flagsFromArgs(m![1]!.split(' '));
     const [config] = parseSimFlags(flags);
     expect(simArgs(config!).join(' ')).toBe(m![1]);

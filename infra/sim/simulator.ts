@@ -202,19 +202,19 @@ export class Simulation {
     this.config = resolveSimConfig(input);
     const c = this.config;
     this.module = input.module ?? getProtocol(c.protocol);
-    this.f = quorums(c.n).f;
-    this.silent = silentBackups(c.n, c.crashed);
+    this.f = quorums(c.replicas).f;
+    this.silent = silentBackups(c.replicas, c.crashed);
     this.speculative = SPECULATIVE_PROTOCOLS.has(this.module.name);
     this.typeNames = input.typeNames ?? messageTypeNames(this.module.name);
     for (const r of this.silent) this.faulty.add(r);
     for (const crash of c.crashes) {
-      if (!Number.isInteger(crash.replica) || crash.replica < 0 || crash.replica >= c.n) {
-        throw new RangeError(`crash of replica ${crash.replica}: replicas are 0..${c.n - 1}`);
+      if (!Number.isInteger(crash.replica) || crash.replica < 0 || crash.replica >= c.replicas) {
+        throw new RangeError(`crash of replica ${crash.replica}: replicas are 0..${c.replicas - 1}`);
       }
       this.faulty.add(crash.replica);
     }
     for (const a of c.faults) {
-      const problem = faultAssignmentProblem(a, c.n);
+      const problem = faultAssignmentProblem(a, c.replicas);
       if (problem) throw new RangeError(problem);
       this.faulty.add(a.replica);
     }
@@ -235,15 +235,15 @@ export class Simulation {
     );
     const crypto = createCrypto('sim');
     const keySeed = `sim-${c.seed}`;
-    const keys = new KeyRing(crypto, keySeed, c.n, c.clientMachines);
+    const keys = new KeyRing(crypto, keySeed, c.replicas, c.clientProcs);
     const extra = this.protocolExtra(keySeed);
 
-    for (let id = 0; id < c.n; id++) {
+    for (let id = 0; id < c.replicas; id++) {
       const options: ReplicaOptions = {
         id,
-        n: c.n,
-        checkpointIntervalK: c.checkpointIntervalK,
-        windowK: c.windowK,
+        n: c.replicas,
+        checkpointIntervalK: c.checkpointInterval,
+        windowK: c.window,
         records: c.records,
         valueBytes: c.valueBytes,
         viewChangeTimeoutMs: c.viewChangeTimeoutMs,
@@ -251,30 +251,30 @@ export class Simulation {
       };
       let core = this.module.createReplica(options, keys.replicaDeps(id));
       // Several faults on one replica compose in the order given (the first is innermost).
-      for (const a of c.faults) if (a.replica === id) core = withFault(core, a.fault, this.module, c.n);
+      for (const a of c.faults) if (a.replica === id) core = withFault(core, a.fault, this.module, c.replicas);
       this.replicas.push({ core, crashed: this.silent.includes(id), timers: new Map(), executedK: 0, executedBlocks: [] });
     }
-    for (let origin = 0; origin < c.clientMachines; origin++) {
+    for (let origin = 0; origin < c.clientProcs; origin++) {
       const keyRng = rng.fork();
-      const keyGen: KeyGenerator = createKeyGenerator(c.keyGenerator, c.records, keyRng.nextU32());
-      const policy = this.module.createClientPolicy({ n: c.n, origin, extra });
+      const keyGen: KeyGenerator = createKeyGenerator(c.generator, c.records, keyRng.nextU32());
+      const policy = this.module.createClientPolicy({ n: c.replicas, origin, extra });
       const core = new ClientCore<WireMessage>(
         {
           origin,
           clients: c.clients,
           clientIdBase: origin * c.clients,
-          batchSize: c.batchSize,
+          batchSize: c.batch,
           valueBytes: c.valueBytes,
-          requestTimeoutMs: c.requestTimeoutMs,
-          maxBatches: batchesFor(origin, c.clientMachines, c.batches),
+          requestTimeoutMs: c.clientTimeoutMs,
+          maxBatches: batchesFor(origin, c.clientProcs, c.batches),
         },
         { crypto, signer: keys.clientSigner(origin), keys: keyGen, policy },
       );
       this.clients.push({ core, timers: new Map() });
     }
 
-    for (let id = 0; id < c.n; id++) this.queue.push(0, { kind: 'start', node: id });
-    for (let origin = 0; origin < c.clientMachines; origin++) this.queue.push(0, { kind: 'start', node: clientPeer(origin) });
+    for (let id = 0; id < c.replicas; id++) this.queue.push(0, { kind: 'start', node: id });
+    for (let origin = 0; origin < c.clientProcs; origin++) this.queue.push(0, { kind: 'start', node: clientPeer(origin) });
     for (const crash of c.crashes) this.queue.push(crash.atMs, { kind: 'crash', replica: crash.replica });
   }
 
@@ -289,7 +289,7 @@ export class Simulation {
     if (this.module.name === 'hotstuff') {
       const leaders: number[] = [];
       const silentFault = (id: number): boolean => this.config.faults.some((a) => a.replica === id && a.fault.kind === 'silent');
-      for (let id = 0; id < this.config.n; id++) if (!this.silent.includes(id) && !silentFault(id)) leaders.push(id);
+      for (let id = 0; id < this.config.replicas; id++) if (!this.silent.includes(id) && !silentFault(id)) leaders.push(id);
       extra['leaders'] = leaders.join(',');
     }
     return { ...extra, ...this.config.extra };
@@ -466,7 +466,7 @@ export class Simulation {
         case 'broadcast': {
           const frame = this.encode(o.msg, id);
           if (!frame) break;
-          for (let to = 0; to < this.config.n; to++) if (to !== id) this.transmit(id, to, frame, o.msg.type);
+          for (let to = 0; to < this.config.replicas; to++) if (to !== id) this.transmit(id, to, frame, o.msg.type);
           break;
         }
         case 'setTimer':
@@ -496,8 +496,8 @@ export class Simulation {
   }
 
   private isKnownPeer(p: Peer): boolean {
-    if (isClientPeer(p)) return clientOrigin(p) < this.config.clientMachines;
-    return Number.isInteger(p) && p >= 0 && p < this.config.n;
+    if (isClientPeer(p)) return clientOrigin(p) < this.config.clientProcs;
+    return Number.isInteger(p) && p >= 0 && p < this.config.replicas;
   }
 
   private encode(msg: WireMessage, from: Peer): Buffer | undefined {
@@ -600,7 +600,7 @@ export class Simulation {
         case 'broadcast': {
           const frame = this.encode(o.msg, from);
           if (!frame) break;
-          for (let to = 0; to < this.config.n; to++) this.transmit(from, to, frame, o.msg.type);
+          for (let to = 0; to < this.config.replicas; to++) this.transmit(from, to, frame, o.msg.type);
           break;
         }
         case 'setTimer':
@@ -686,7 +686,7 @@ export class Simulation {
 
   private nonFaultyReplicas(): number[] {
     const out: number[] = [];
-    for (let id = 0; id < this.config.n; id++) if (!this.faulty.has(id)) out.push(id);
+    for (let id = 0; id < this.config.replicas; id++) if (!this.faulty.has(id)) out.push(id);
     return out;
   }
 
@@ -751,7 +751,7 @@ export class Simulation {
     const perBatch = (x: number): number => (accepted > 0 ? x / accepted : 0);
     return {
       protocol: this.module.name,
-      n: this.config.n,
+      n: this.config.replicas,
       f: this.f,
       crashed: [...this.faulty].sort((a, b) => a - b),
       faults: this.config.faults.map(formatReplicaFault),
