@@ -6,7 +6,18 @@ import { createHash, createHmac } from 'node:crypto';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clientPeer, type Peer } from '../../replica/types.js';
-import { coalesce, computeMac, encodeFrame, encodeHello, FrameMac, FrameReader, payloadDigest, Transport, type TransportHandlers } from './transport.js';
+import {
+  coalesce,
+  computeMac,
+  encodeFrame,
+  encodeHello,
+  FrameMac,
+  FrameReader,
+  MAC_DIGEST_FROM,
+  payloadDigest,
+  Transport,
+  type TransportHandlers,
+} from './transport.js';
 import { Rng } from '../../client/random.js';
 
 const KEYS = new Map<string, Buffer>();
@@ -249,29 +260,44 @@ describe('FrameReader', () => {
 });
 
 describe('frame MACs', () => {
-  it('FrameMac is HMAC-SHA256 (RFC 2104) of 0x01 || SHA-256(payload), for keys shorter and longer than a block', () => {
+  it('FrameMac is HMAC-SHA256 (RFC 2104) of 0x00 || payload below 1 KB and of 0x01 || SHA-256(payload) from 1 KB, for keys shorter and longer than a block', () => {
     for (const keyBytes of [16, 32, 64, 65, 100]) {
       const k = Buffer.alloc(keyBytes);
       for (let i = 0; i < keyBytes; i++) k[i] = (i * 37 + keyBytes) & 0xff;
       const mac = new FrameMac(k);
-      for (const len of [0, 1, 55, 64, 8_300]) {
+      for (const len of [0, 1, 55, 64, MAC_DIGEST_FROM - 1, MAC_DIGEST_FROM, 8_300]) {
         const payload = Buffer.alloc(len, len & 0xff);
         const digest = createHash('sha256').update(payload).digest();
-        const want = createHmac('sha256', k)
-          .update(Buffer.concat([Buffer.from([1]), digest]))
-          .digest();
+        const input = len < 1024 ? Buffer.concat([Buffer.from([0]), payload]) : Buffer.concat([Buffer.from([1]), digest]);
+        const want = createHmac('sha256', k).update(input).digest();
         expect(payloadDigest(payload).equals(digest)).toBe(true);
-        expect(mac.ofDigest(payloadDigest(payload)).equals(want), `key ${keyBytes} B, payload ${len} B`).toBe(true);
+        expect(mac.of(payload).equals(want), `key ${keyBytes} B, payload ${len} B`).toBe(true);
         expect(computeMac(k, payload).equals(want)).toBe(true);
       }
     }
   });
 
-  it('differs per key and per payload', () => {
+  it('differs per key and per payload, and the MAC of a long payload is not the MAC of its digest sent as a payload', () => {
     const p = Buffer.from('propose');
-    expect(new FrameMac(Buffer.alloc(32, 1)).ofDigest(payloadDigest(p)).equals(new FrameMac(Buffer.alloc(32, 2)).ofDigest(payloadDigest(p)))).toBe(false);
+    expect(new FrameMac(Buffer.alloc(32, 1)).of(p).equals(new FrameMac(Buffer.alloc(32, 2)).of(p))).toBe(false);
     const m = new FrameMac(Buffer.alloc(32, 1));
-    expect(m.ofDigest(payloadDigest(p)).equals(m.ofDigest(payloadDigest(Buffer.from('proposf'))))).toBe(false);
+    expect(m.of(p).equals(m.of(Buffer.from('proposf')))).toBe(false);
+    const long = Buffer.alloc(5_000, 3);
+    expect(m.of(long).equals(m.of(payloadDigest(long)))).toBe(false);
+    expect(m.of(long).equals(m.of(Buffer.concat([Buffer.from([1]), payloadDigest(long)])))).toBe(false);
+  });
+
+  it('uses the digest it is given for a long payload (a broadcast hashes its payload once)', () => {
+    const m = new FrameMac(Buffer.alloc(32, 4));
+    const long = Buffer.alloc(4_000, 6);
+    let calls = 0;
+    const digest = (x: Buffer): Buffer => {
+      calls++;
+      return payloadDigest(x);
+    };
+    expect(m.of(long, digest).equals(m.of(long))).toBe(true);
+    expect(m.of(Buffer.alloc(10), digest).length).toBe(32);
+    expect(calls).toBe(1);
   });
 
   it('a broadcast of one payload authenticates to every peer (one digest, one MAC per pair), then a different payload does too', async () => {
@@ -279,15 +305,16 @@ describe('frame MACs', () => {
     const peers = [1, 2, 3].map((p) => node(p, [0]));
     for (const [i, b] of peers.entries()) a.t.dial(i + 1, '127.0.0.1', await b.t.listen(0));
     await until(() => peers.every((b) => b.t.isConnected(0)) && [1, 2, 3].every((p) => a.t.isConnected(p)), 'connections');
-    const big = Buffer.alloc(8_300, 5);
+    const big = Buffer.alloc(8_300, 'a');
+    const big2 = Buffer.alloc(2_000, 'b');
     for (const p of [1, 2, 3]) a.t.send(p, big);
     for (const p of [1, 2, 3]) a.t.send(p, Buffer.from(`small ${p}`));
+    for (const p of [1, 2, 3]) a.t.send(p, big2);
     for (const p of [1, 2, 3]) a.t.send(p, big);
-    await until(() => peers.every((b) => b.got.length === 3), 'frames');
+    await until(() => peers.every((b) => b.got.length === 4), 'frames');
     for (const [i, b] of peers.entries()) {
       expect(b.t.counters.badMac).toBe(0);
-      expect(b.got.map(([, x]) => x.length)).toEqual([8_300, `small ${i + 1}`.length, 8_300]);
-      expect(b.got[1]![1]).toBe(`small ${i + 1}`);
+      expect(b.got.map(([, x]) => x)).toEqual([big.toString(), `small ${i + 1}`, big2.toString(), big.toString()]);
     }
   });
 });

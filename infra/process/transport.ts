@@ -4,17 +4,20 @@
  * pairwise keys; the paper used CMAC-AES, we use HMAC-SHA256 from node:crypto).
  *
  * Wire format. Every frame is `[u32 length][32-byte MAC][payload]`, where `length` counts the
- * MAC and the payload, and the MAC is HMAC-SHA256, under the key shared by the two ends, of
- * the byte 0x01 followed by SHA-256(payload). The digest is computed once per frame however
- * many peers it goes to, and each destination's MAC then hashes 33 bytes instead of the whole
- * payload: this is how Castro and Liskov's authenticators MAC a message's digest once per
- * receiver (PBFT, OSDI '99 §4.4, TOCS 2002 §3.2). It is as strong as an HMAC of the payload
- * itself as long as SHA-256 is collision resistant (the same assumption every protocol's
- * digests already rest on), and it is still one MAC per pair of nodes. The HMAC is RFC 2104's
- * construction computed with one-shot SHA-256 over precomputed key pads (`FrameMac`), which on
- * this machine costs about half of a createHmac object per MAC. The first frame on a
- * connection is a HELLO that names the dialer and the peer it meant to reach; it is MAC'd like
- * every other frame, so a connection is bound to a peer before any message is delivered.
+ * MAC and the payload, and the MAC is HMAC-SHA256 under the key shared by the two ends. A
+ * payload shorter than MAC_DIGEST_FROM (1 KB: votes, replies) is MAC'd whole, as the byte
+ * 0x00 followed by the payload; a longer one (a proposal carrying a batch) as the byte 0x01
+ * followed by SHA-256(payload). That digest is computed once per frame however many peers it
+ * goes to, and each destination's MAC then hashes 33 bytes instead of the whole payload: this
+ * is how Castro and Liskov's authenticators MAC a message's digest once per receiver (PBFT,
+ * OSDI '99 §4.4; TOCS 2002 §3.2). It is as strong as an HMAC of the payload itself as long as
+ * SHA-256 is collision resistant (the assumption every protocol's digests already rest on),
+ * the leading byte keeps the two kinds of input apart (no MAC of a digest verifies as the MAC
+ * of a 32-byte payload), and it is still one MAC per pair of nodes. The HMAC is RFC 2104's
+ * construction with one-shot SHA-256 over key pads XORed once per connection (`FrameMac`),
+ * cheaper here than a createHmac object per MAC. The first frame on a connection is a HELLO
+ * that names the dialer and the peer it meant to reach; it is MAC'd like every other frame,
+ * so a connection is bound to a peer before any message is delivered.
  *
  * Topology. One connection per replica pair: the lower id dials, the higher id accepts, and
  * both ends use it in both directions, so there is never a duplicate to resolve; if a valid
@@ -130,23 +133,34 @@ export function newTransportCounters(): TransportCounters {
 
 /** Payloads at least this long are written by reference; shorter ones are copied into a run. */
 const COPY_BELOW = 1024;
-/** The domain byte before the payload digest in the MAC input (room for other MAC inputs later). */
+/** Payloads at least this long are MAC'd through their SHA-256, shorter ones whole. */
+export const MAC_DIGEST_FROM = 1024;
+/** The first byte of the MAC input: the payload itself follows, or its SHA-256. */
+const MAC_OF_PAYLOAD = 0x00;
 const MAC_OF_DIGEST = 0x01;
 const SHA256_BLOCK = 64;
+const DIGEST_BYTES = 32;
 
 /** SHA-256 of a frame's payload, one-shot. */
 export function payloadDigest(payload: Uint8Array): Buffer {
   return hash('sha256', payload, 'buffer');
 }
 
+/** The bytes a frame's MAC is the HMAC of: 0x00 || payload, or 0x01 || SHA-256(payload) from MAC_DIGEST_FROM bytes. */
+export function macInput(payload: Buffer): Buffer {
+  return payload.length < MAC_DIGEST_FROM
+    ? Buffer.concat([Buffer.from([MAC_OF_PAYLOAD]), payload])
+    : Buffer.concat([Buffer.from([MAC_OF_DIGEST]), payloadDigest(payload)]);
+}
+
 /**
- * The frame MAC under one pairwise key: HMAC-SHA256(key, 0x01 || digest), RFC 2104 with the
- * key pads XORed once here and two one-shot hashes per MAC (the inner one over 64 + 33 bytes,
- * the outer one over 64 + 32) written into buffers this object keeps.
+ * The frame MAC under one pairwise key: HMAC-SHA256(key, macInput(payload)) by RFC 2104, with
+ * the key pads XORed once here and two one-shot hashes per MAC, the inner one over the inner
+ * pad and the MAC input copied behind it, the outer one over the outer pad and the inner hash.
  */
 export class FrameMac {
-  private readonly inner = Buffer.alloc(SHA256_BLOCK + 1 + 32);
-  private readonly outer = Buffer.alloc(SHA256_BLOCK + 32);
+  private readonly inner = Buffer.alloc(SHA256_BLOCK + 1 + Math.max(MAC_DIGEST_FROM, DIGEST_BYTES));
+  private readonly outer = Buffer.alloc(SHA256_BLOCK + DIGEST_BYTES);
 
   constructor(key: Buffer) {
     // RFC 2104: a key longer than the block is hashed first; a shorter one is zero-padded.
@@ -156,23 +170,31 @@ export class FrameMac {
       this.inner[i] = b ^ 0x36;
       this.outer[i] = b ^ 0x5c;
     }
-    this.inner[SHA256_BLOCK] = MAC_OF_DIGEST;
   }
 
-  /** The MAC of a payload whose SHA-256 is `digest`. */
-  ofDigest(digest: Buffer): Buffer {
-    digest.copy(this.inner, SHA256_BLOCK + 1);
-    hash('sha256', this.inner, 'buffer').copy(this.outer, SHA256_BLOCK);
+  /**
+   * The MAC of `payload`. `digest` gives the SHA-256 of a long payload: a sender passes one
+   * that remembers it, so a broadcast hashes its payload once for all destinations.
+   */
+  of(payload: Buffer, digest: (payload: Buffer) => Buffer = payloadDigest): Buffer {
+    let end: number;
+    if (payload.length < MAC_DIGEST_FROM) {
+      this.inner[SHA256_BLOCK] = MAC_OF_PAYLOAD;
+      payload.copy(this.inner, SHA256_BLOCK + 1);
+      end = SHA256_BLOCK + 1 + payload.length;
+    } else {
+      this.inner[SHA256_BLOCK] = MAC_OF_DIGEST;
+      digest(payload).copy(this.inner, SHA256_BLOCK + 1);
+      end = SHA256_BLOCK + 1 + DIGEST_BYTES;
+    }
+    hash('sha256', this.inner.subarray(0, end), 'buffer').copy(this.outer, SHA256_BLOCK);
     return hash('sha256', this.outer, 'buffer');
   }
 }
 
 /** The frame MAC of `payload` under `key` (the reference form, with node's HMAC). */
-export function computeMac(key: Buffer, payload: Uint8Array): Buffer {
-  return createHmac('sha256', key)
-    .update(Buffer.from([MAC_OF_DIGEST]))
-    .update(payloadDigest(payload))
-    .digest();
+export function computeMac(key: Buffer, payload: Buffer): Buffer {
+  return createHmac('sha256', key).update(macInput(payload)).digest();
 }
 
 /** One frame as it goes on the wire (tests use this to speak the protocol by hand). */
@@ -361,7 +383,7 @@ class Connection {
   private onRawFrame(mac: Buffer, payload: Buffer): boolean {
     if (this.socket.destroyed) return false;
     if (this.peer === undefined) return this.onHello(mac, payload);
-    if (!timingSafeEqual(this.mac!.ofDigest(payloadDigest(payload)), mac)) {
+    if (!timingSafeEqual(this.mac!.of(payload), mac)) {
       this.transport.counters.badMac++;
       return true;
     }
@@ -594,7 +616,7 @@ export class Transport {
     }
     const header = Buffer.allocUnsafe(HEADER_BYTES);
     header.writeUInt32BE(MAC_BYTES + payload.length, 0);
-    conn.mac!.ofDigest(this.digestOf(payload)).copy(header, 4);
+    conn.mac!.of(payload, this.digestOf).copy(header, 4);
     conn.enqueue(header, payload);
     this.counters.framesSent++;
     this.dirty.add(conn);
@@ -607,13 +629,13 @@ export class Transport {
    * in a row, so the last payload's digest is kept and reused while the same buffer comes back.
    * (Payloads are never modified after they are sent: they sit in the queues until written.)
    */
-  private digestOf(payload: Buffer): Buffer {
+  private readonly digestOf = (payload: Buffer): Buffer => {
     if (payload !== this.lastPayload) {
       this.lastPayload = payload;
       this.lastDigest = payloadDigest(payload);
     }
     return this.lastDigest!;
-  }
+  };
 
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
