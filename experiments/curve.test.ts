@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CURVE_RULE, follows, knee, latencyExplosion, offeredBatchesPerSec, runCurve, stopReason, type CurvePoint } from './curve.js';
+import { CURVE_RULE, follows, knee, latencyExplosion, offeredBatchesPerSec, refinement, runCurve, stopReason, type CurvePoint } from './curve.js';
 import type { RunResult } from '../infra/run/execute.js';
 import type { RunSpec } from '../infra/run/spec.js';
 
@@ -82,6 +82,27 @@ describe('knee', () => {
   });
 });
 
+describe('refinement', () => {
+  it('narrows the gap between the highest load carried and the lowest not carried, by geometric means, down to the ratio', () => {
+    // Offered batches/s are offered txn/s / 100 here.
+    const rising = [pt(10_000, 10_000, 10), pt(20_000, 19_900, 12), pt(40_000, 30_000, 80), pt(80_000, 30_000, 900)];
+    expect(refinement(rising, 1.1)).toBe(Math.round(100 * Math.sqrt(200 * 400)) / 100);
+    // A point at 282.84 carried: the gap is now 282.84-400.
+    const more = [...rising, pt(28_284, 28_000, 15)];
+    expect(refinement(more, 1.1)).toBeCloseTo(Math.sqrt(282.84 * 400), 1);
+    // Within the ratio: done.
+    expect(refinement([pt(10_000, 10_000, 10), pt(10_500, 9_000, 20)], 1.1)).toBeUndefined();
+    // Nothing failed, or nothing carried: nothing to narrow.
+    expect(refinement([pt(10_000, 10_000, 10), pt(20_000, 20_000, 10)], 1.1)).toBeUndefined();
+    expect(refinement([pt(10_000, 5_000, 10), pt(20_000, 5_000, 900)], 1.1)).toBeUndefined();
+  });
+
+  it('treats an exploded latency as not carried even when the throughput followed', () => {
+    const pts = [pt(10_000, 10_000, 10), pt(20_000, 20_000, 150)];
+    expect(refinement(pts, 1.1)).toBe(141.42);
+  });
+});
+
 describe('offered load schedule', () => {
   it('rises geometrically from the start', () => {
     expect([0, 1, 2, 3].map((i) => offeredBatchesPerSec(i, 50, 1.5))).toEqual([50, 75, 112.5, 168.75]);
@@ -121,6 +142,7 @@ describe('runCurve with a fake run', () => {
     };
     const result = await runCurve(
       {
+        refineRatio: 1.1,
         protocols: ['poe', 'pbft'],
         replicas: 4,
         batch: 100,
@@ -137,19 +159,21 @@ describe('runCurve with a fake run', () => {
     );
     expect(result.curves.map((c) => c.protocol)).toEqual(['poe', 'pbft']);
     const poe = result.curves[0]!;
-    // Offered 5,000 x 1.5^i txn/s: 5,000 ... 25,313 follow; 37,969 falls short at 63 ms (the knee: 30,000);
-    // 56,953 falls short too (190 ms > 10 x 10 ms): two short points in a row.
-    expect(poe.points.map((p) => Math.round(p.offeredTxnPerSec))).toEqual([5_000, 7_500, 11_250, 16_875, 25_313, 37_969, 56_953]);
+    // Offered 5,000 x 1.5^i txn/s: 5,000 ... 25,313 follow; 37,969 falls short at 63 ms, 56,953 too
+    // (190 ms > 10 x 10 ms): two short points in a row end the rise. Then the gap 25,313-37,969 is
+    // narrowed by geometric means: 31,002 carried (16.7 ms), 34,309 short, 32,614 carried; 34,309 / 32,614 < 1.1.
+    expect(poe.points.map((p) => Math.round(p.offeredTxnPerSec))).toEqual([5_000, 7_500, 11_250, 16_875, 25_313, 37_969, 56_953, 31_002, 34_309, 32_614]);
     expect(poe.stoppedBecause).toMatch(/stopped following/);
+    // The flat top at 30,000 txn/s begins at 31,002 offered, the lowest latency of the points that reached it.
     expect(poe.knee?.achievedTxnPerSec).toBe(capacity);
-    expect(poe.knee?.offeredTxnPerSec).toBeCloseTo(37_969); // 379.69 batches/s (rates kept to 0.01)
+    expect(poe.knee?.offeredTxnPerSec).toBe(31_002);
     const lines = readFileSync(join(outDir, 'runs.jsonl'), 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l));
-    expect(lines.length).toBe(14);
+    expect(lines.length).toBe(20);
     expect(lines.every((l) => l.experiment === 'curve')).toBe(true);
-    expect(new Set(lines.map((l) => l.pointId)).size).toBe(14);
+    expect(new Set(lines.map((l) => l.pointId)).size).toBe(20);
     expect(lines[0].curve).toMatchObject({ index: 0, offeredTxnPerSec: 5_000, achievedTxnPerSec: 5_000 });
     expect(lines[0].pointId).toBe('poe/n=4/crashed=0/batch=100/open=50');
   });

@@ -85,16 +85,42 @@ export function stopReason(points: readonly CurvePoint[], rule: CurveRule = CURV
 
 /**
  * The knee: the valid point with the highest achieved throughput among those whose latency has
- * not exploded (judged against the whole curve's lowest mean), or undefined if there is none.
+ * not exploded (judged against the whole curve's lowest mean), the one with the lower mean
+ * latency of two that achieved the same, or undefined if there is none.
  */
 export function knee(points: readonly CurvePoint[], rule: CurveRule = CURVE_RULE): CurvePoint | undefined {
   const lowest = lowestMeanLatencyMs(points);
   let best: CurvePoint | undefined;
   for (const p of points) {
     if (!p.valid || latencyExplosion(p, lowest, rule) !== undefined) continue;
-    if (!best || p.achievedTxnPerSec > best.achievedTxnPerSec) best = p;
+    // Ties (a flat top) go to the lower latency: the knee is where the flat part begins.
+    if (!best || p.achievedTxnPerSec > best.achievedTxnPerSec || (p.achievedTxnPerSec === best.achievedTxnPerSec && p.latencyMs.mean < best.latencyMs.mean))
+      best = p;
   }
   return best;
+}
+
+/** True for a point that carried its load: valid, following the offered load, latency not exploded. */
+export function carried(p: CurvePoint, lowestMs: number | undefined, rule: CurveRule = CURVE_RULE): boolean {
+  return p.valid && follows(p, rule) && latencyExplosion(p, lowestMs, rule) === undefined;
+}
+
+/**
+ * The next offered load (batches/s) that narrows down where the curve stops carrying its load,
+ * or undefined when there is nothing left to narrow: the geometric mean of the highest carried
+ * load below the lowest load not carried, and that load, until the two are within `ratio`.
+ * (Rising by a factor of 1.5 alone would place the knee only to within 50%.)
+ */
+export function refinement(points: readonly CurvePoint[], ratio: number, rule: CurveRule = CURVE_RULE): number | undefined {
+  const lowest = lowestMeanLatencyMs(points);
+  const bad = points.filter((p) => !carried(p, lowest, rule)).map((p) => p.offeredBatchesPerSec);
+  if (bad.length === 0) return undefined;
+  const hi = Math.min(...bad);
+  const good = points.filter((p) => carried(p, lowest, rule) && p.offeredBatchesPerSec < hi).map((p) => p.offeredBatchesPerSec);
+  if (good.length === 0) return undefined;
+  const lo = Math.max(...good);
+  if (hi / lo <= ratio) return undefined;
+  return Math.round(100 * Math.sqrt(lo * hi)) / 100;
 }
 
 /** The offered load of point `i` (0-based), in batches per second: start x factor^i. */
@@ -116,6 +142,11 @@ export interface CurveOptions {
   readonly factor: number;
   /** At most this many points per protocol, whatever the stopping rule says. */
   readonly maxPoints: number;
+  /**
+   * After the rising points stop, points are added between the highest load carried and the
+   * lowest not carried until the two are within this ratio (1 or below: no refinement).
+   */
+  readonly refineRatio: number;
   readonly rule: CurveRule;
   /** Results directory: runs.jsonl and manifest.json. */
   readonly outDir: string;
@@ -195,7 +226,8 @@ export async function runCurve(o: CurveOptions, hooks: CurveHooks = {}): Promise
   for (const protocol of o.protocols) {
     const points: CurvePoint[] = [];
     let stoppedBecause = `the point budget (${o.maxPoints} points)`;
-    for (let i = 0; i < o.maxPoints; i++) {
+    /** Runs one point at `offered` batches/s; false if interrupted. */
+    const measure = async (offered: number): Promise<boolean> => {
       const spec = makeRunSpec({
         protocol,
         replicas: o.replicas,
@@ -203,28 +235,41 @@ export async function runCurve(o: CurveOptions, hooks: CurveHooks = {}): Promise
         clients: o.clients,
         warmupS: o.warmupS,
         durationS: o.durationS,
-        openLoopBatchesPerSec: offeredBatchesPerSec(i, o.startBatchesPerSec, o.factor),
+        openLoopBatchesPerSec: offered,
       });
       const run = await execute(spec);
-      if (run.interrupted) {
-        curves.push({ protocol, points, ...kneeOf(points, o.rule), stoppedBecause: 'interrupted' });
-        return { replicas: o.replicas, batch: o.batch, curves, interrupted: true };
-      }
+      if (run.interrupted) return false;
       if (!manifestWritten) {
         writeManifest(o.outDir, spec, environment(), run.startedAt, { experiment: 'curve', curve: { ...o, protocols: [...o.protocols] } });
         manifestWritten = true;
       }
       const point = curvePoint(run);
       points.push(point);
-      recordPoint(o.outDir, run, point, i);
-      hooks.onPoint?.(point, i);
+      recordPoint(o.outDir, run, point, points.length - 1);
+      hooks.onPoint?.(point, points.length - 1);
+      return true;
+    };
+    let interrupted = false;
+    // Rising load until the stopping rule says so.
+    for (let i = 0; i < o.maxPoints; i++) {
+      if (!(await measure(offeredBatchesPerSec(i, o.startBatchesPerSec, o.factor)))) {
+        interrupted = true;
+        break;
+      }
       const reason = stopReason(points, o.rule);
       if (reason) {
         stoppedBecause = reason;
         break;
       }
     }
-    curves.push({ protocol, points, ...kneeOf(points, o.rule), stoppedBecause });
+    // Then narrow down the load where it stopped being carried.
+    while (!interrupted && points.length < o.maxPoints) {
+      const next = refinement(points, o.refineRatio, o.rule);
+      if (next === undefined) break;
+      if (!(await measure(next))) interrupted = true;
+    }
+    curves.push({ protocol, points, ...kneeOf(points, o.rule), stoppedBecause: interrupted ? 'interrupted' : stoppedBecause });
+    if (interrupted) return { replicas: o.replicas, batch: o.batch, curves, interrupted: true };
   }
   return { replicas: o.replicas, batch: o.batch, curves, interrupted: false };
 }

@@ -125,12 +125,12 @@ interface BenchOptions {
 interface ProtocolRun {
   readonly run: RunResult;
   readonly floor: Floor | undefined;
-  readonly profile?: { readonly replica: string; readonly summary: ProfileSummary };
+  readonly profile?: { readonly replica: string; readonly cpuPercent: number | null; readonly summary: ProfileSummary };
 }
 
 const num = (x: number, d = 0): string => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 
-function busiestReplica(run: RunResult): { name: string; pid: number } | undefined {
+function busiestReplica(run: RunResult): { name: string; pid: number; cpuPercent: number | null } | undefined {
   const replicas = (run.metrics?.processes ?? []).filter((p) => p.role === 'replica');
   replicas.sort((a, b) => (b.cpuPercent ?? 0) - (a.cpuPercent ?? 0));
   return replicas[0];
@@ -197,7 +197,7 @@ async function main(): Promise<number> {
     const busiest = busiestReplica(run);
     if (profileDir && busiest) {
       const file = readdirSync(profileDir).find((f) => f.includes(`.${busiest.pid}.`));
-      if (file) profile = { replica: busiest.name, summary: summarizeCpuProfile(join(profileDir, file)) };
+      if (file) profile = { replica: busiest.name, cpuPercent: busiest.cpuPercent, summary: summarizeCpuProfile(join(profileDir, file)) };
     }
     const runs = results.get(protocol) ?? [];
     runs.push({ run, floor: cryptoFloor(costs, n, batch, run, cores), ...(profile ? { profile } : {}) });
@@ -292,7 +292,18 @@ async function main(): Promise<number> {
         .join('; ')}`,
     );
     for (const r of rows)
-      if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
+      if (r.profile) {
+        out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
+        const cpu = r.profile.cpuPercent;
+        // V8 samples on a wall-clock timer: a sample that falls while the process is runnable but
+        // not running is charged to where it was preempted, most often a socket write that woke
+        // a peer process. On a machine with other load that inflates "socket writes".
+        if (cpu !== null && r.profile.summary.busyPercent > cpu + 5)
+          out.push(
+            `  note: busy in ${r.profile.summary.busyPercent}% of samples while the process used ${cpu}% of a core in the measured window: roughly the other ` +
+              `${(r.profile.summary.busyPercent - cpu).toFixed(0)} points are wall time it was runnable but not running, charged where it was preempted (mostly socket writes that woke a peer)`,
+          );
+      }
     process.stdout.write(`${out.join('\n')}\n`);
   }
   return rows.every((r) => r.valid) ? 0 : 1;

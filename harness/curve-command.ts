@@ -24,6 +24,7 @@ export interface CurveFlags {
   readonly start?: string;
   readonly factor?: string;
   readonly maxPoints?: string;
+  readonly refine?: string;
   readonly latencyFactor?: string;
   readonly p99BoundMs?: string;
   readonly out?: string;
@@ -38,7 +39,8 @@ export const CURVE_DEFAULTS = {
   durationS: 8,
   startBatchesPerSec: 50,
   factor: 1.5,
-  maxPoints: 14,
+  maxPoints: 16,
+  refineRatio: 1.1,
   out: join('results', 'curve'),
 } as const;
 
@@ -59,6 +61,7 @@ const schema = z.object({
   start: positiveFlag(),
   factor: positiveFlag().refine((x) => x === undefined || x > 1, 'must be > 1'),
   maxPoints: integerFlag(1, 100),
+  refine: positiveFlag(),
   latencyFactor: positiveFlag().refine((x) => x === undefined || x > 1, 'must be > 1'),
   p99BoundMs: positiveFlag(),
   out: z.string().optional(),
@@ -93,6 +96,7 @@ export function parseCurveFlags(flags: CurveFlags): CurveOptions {
     startBatchesPerSec: o.start ?? d.startBatchesPerSec,
     factor: o.factor ?? d.factor,
     maxPoints: o.maxPoints ?? d.maxPoints,
+    refineRatio: o.refine ?? d.refineRatio,
     rule: { ...CURVE_RULE, ...(o.latencyFactor ? { latencyFactor: o.latencyFactor } : {}), ...(o.p99BoundMs ? { p99BoundMs: o.p99BoundMs } : {}) },
     outDir: o.out ?? d.out,
   };
@@ -177,6 +181,10 @@ export function registerCurveCommand(program: Command): void {
     .option('--start <batchesPerSec>', `offered load of the first point (default ${CURVE_DEFAULTS.startBatchesPerSec})`)
     .option('--factor <x>', `each point offers x times the previous load (default ${CURVE_DEFAULTS.factor})`)
     .option('--max-points <k>', `at most k points per protocol (default ${CURVE_DEFAULTS.maxPoints})`)
+    .option(
+      '--refine <ratio>',
+      `then add points between the highest load carried and the lowest not carried until they are within this ratio; 1 = none (default ${CURVE_DEFAULTS.refineRatio})`,
+    )
     .option('--latency-factor <x>', `latency has exploded when the mean is x times the curve's lowest (default ${CURVE_RULE.latencyFactor})`)
     .option('--p99-bound-ms <ms>', `... or the p99 is above this (default ${CURVE_RULE.p99BoundMs})`)
     .option('--out <dir>', `results directory: appends runs.jsonl, writes manifest.json and curve.{vl.json,svg,png} (default ${CURVE_DEFAULTS.out})`)

@@ -28,7 +28,7 @@ interface Point {
 describe('poe-bench curve', () => {
   it('runs open-loop points at rising load, records each, draws the chart and reports the knee', () => {
     const out = join(base, 'curve');
-    const args = ['curve', '--protocol', 'poe', '--replicas', '4', '--start', '20', '--factor', '2', '--max-points', '3'];
+    const args = ['curve', '--protocol', 'poe', '--replicas', '4', '--start', '20', '--factor', '2', '--max-points', '3', '--refine', '1'];
     const r = spawnSync(process.execPath, [CLI, ...args, '--warmup', '1', '--duration', '2', '--json', '--out', out], {
       cwd: base,
       encoding: 'utf8',
