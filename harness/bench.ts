@@ -128,12 +128,12 @@ interface BenchOptions {
 interface ProtocolRun {
   readonly run: RunResult;
   readonly floor: Floor | undefined;
-  readonly profile?: { readonly replica: string; readonly summary: ProfileSummary };
+  readonly profile?: { readonly replica: string; readonly cpuPercent: number | null; readonly summary: ProfileSummary };
 }
 
 const num = (x: number, d = 0): string => x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 
-function busiestReplica(run: RunResult): { name: string; pid: number } | undefined {
+function busiestReplica(run: RunResult): { name: string; pid: number; cpuPercent: number | null } | undefined {
   const replicas = (run.metrics?.processes ?? []).filter((p) => p.role === 'replica');
   replicas.sort((a, b) => (b.cpuPercent ?? 0) - (a.cpuPercent ?? 0));
   return replicas[0];
@@ -219,9 +219,23 @@ function formatBenchTable(rows: readonly BenchRow[], repeat: number, cores: numb
       )
       .join('; ')}`,
   );
-  for (const r of rows)
-    if (r.profile) out.push('', formatProfileSummary(r.profile.summary, `${r.protocol}: CPU profile of ${r.profile.replica}, the busiest replica`));
+  for (const r of rows) if (r.profile) out.push('', ...profileLines(r.protocol, r.profile));
   return out;
+}
+
+/** A profile summary, with a note when wall-clock sampling charged waiting time as busy time. */
+function profileLines(protocol: string, profile: NonNullable<ProtocolRun['profile']>): string[] {
+  const lines = [formatProfileSummary(profile.summary, `${protocol}: CPU profile of ${profile.replica}, the busiest replica`)];
+  const cpu = profile.cpuPercent;
+  // V8 samples on a wall-clock timer: a sample that falls while the process is runnable but not
+  // running is charged to where it was preempted, most often a socket write that woke a peer
+  // process. On a machine with other load that inflates "socket writes".
+  if (cpu !== null && profile.summary.busyPercent > cpu + 5)
+    lines.push(
+      `  note: busy in ${profile.summary.busyPercent}% of samples while the process used ${cpu}% of a core in the measured window: roughly the other ` +
+        `${(profile.summary.busyPercent - cpu).toFixed(0)} points are wall time it was runnable but not running, charged where it was preempted (mostly socket writes that woke a peer)`,
+    );
+  return lines;
 }
 
 /** One run of `protocol`, recorded, with its busiest replica's CPU profile if asked; undefined when interrupted. */
@@ -247,7 +261,7 @@ async function benchOne(o: BenchOptions, protocol: ProtocolName, profiled: boole
   const busiest = busiestReplica(run);
   if (profileDir && busiest) {
     const file = readdirSync(profileDir).find((f) => f.includes(`.${busiest.pid}.`));
-    if (file) profile = { replica: busiest.name, summary: summarizeCpuProfile(join(profileDir, file)) };
+    if (file) profile = { replica: busiest.name, cpuPercent: busiest.cpuPercent ?? null, summary: summarizeCpuProfile(join(profileDir, file)) };
   }
   return { run, ...(profile ? { profile } : {}) };
 }

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registerSimCommand } from '../infra/sim/command.js';
 import { registerFigureCommand } from './figure-command.js';
+import { registerCurveCommand } from './curve-command.js';
 import { registerAwsCommand } from './infra-aws-command.js';
 import { registerInfraCommand } from './infra-command.js';
 import { registerReportCommand } from './report-command.js';
@@ -18,6 +19,7 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerRunCommand,
   registerFigureCommand,
   registerReportCommand,
+  registerCurveCommand,
   (program) => registerAwsCommand(program),
   registerInfraCommand,
 ];

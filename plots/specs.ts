@@ -128,10 +128,10 @@ function colorScale(rows: readonly ChartRow[]): { domain: string[]; range: strin
   return { domain: present.map((p) => PROTOCOL_LABEL[p]), range: present.map((p) => PROTOCOL_COLOR[p]) };
 }
 
-const WIDTH_PX = 360;
-const HEIGHT_PX = 240;
+export const WIDTH_PX = 360;
+export const HEIGHT_PX = 240;
 
-const CONFIG = {
+export const CONFIG = {
   font: FONT,
   axis: { labelFontSize: 11, titleFontSize: 12, grid: true },
   legend: { labelFontSize: 11, titleFontSize: 11 },

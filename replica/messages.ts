@@ -8,7 +8,7 @@
 import type { CryptoProvider, Signer } from './crypto.js';
 import { DIGEST_BYTES, SIGNATURE_BYTES } from './crypto.js';
 import type { MessageCodec, WireMessage } from './types.js';
-import { CodecError, Reader, Writer } from './wire.js';
+import { CodecError, encodeOnce, Reader, Writer } from './wire.js';
 import type { Write } from './store.js';
 
 export type { Write };
@@ -164,10 +164,10 @@ export function makeCodec<M extends WireMessage>(table: Record<number, FieldCode
     encode(msg: M): Buffer {
       const entry = table[msg.type];
       if (!entry) throw new RangeError(`${name}: cannot encode unknown message type ${msg.type}`);
-      const w = new Writer(512);
-      w.u8(msg.type);
-      entry.write(w, msg);
-      return w.finish();
+      return encodeOnce((w) => {
+        w.u8(msg.type);
+        entry.write(w, msg);
+      });
     },
     decode(frame: Buffer): M {
       if (frame.length === 0) throw new CodecError('truncated', `${name}: empty frame`);

@@ -3,7 +3,7 @@
  * exceed a limit or leave bytes over throws CodecError with the reason named.
  */
 import { describe, expect, it } from 'vitest';
-import { CodecError, Reader, WIRE_LIMITS, Writer } from './wire.js';
+import { CodecError, encodeOnce, Reader, WIRE_LIMITS, Writer } from './wire.js';
 
 function codecReason(fn: () => unknown): string {
   try {
@@ -128,5 +128,51 @@ describe('Reader.list allocation bound', () => {
 
   it('reads an empty list from a frame with no element bytes', () => {
     expect(new Reader(new Writer().u32(0).finish()).list((r) => r.u8())).toEqual([]);
+  });
+});
+
+describe('encodeOnce', () => {
+  const encodeBlob = (tag: number, len: number): Buffer => encodeOnce((w) => w.u8(tag).bytes(Buffer.alloc(len, tag)));
+
+  it('returns a buffer of exactly the encoded size that owns its bytes', () => {
+    for (const len of [0, 1, 100, 8_300, 70_000, 300_000]) {
+      const frame = encodeBlob(len % 251, len);
+      const plain = new Writer(8)
+        .u8(len % 251)
+        .bytes(Buffer.alloc(len, len % 251))
+        .finish();
+      expect(frame.length).toBe(1 + 4 + len);
+      expect(frame.equals(plain)).toBe(true);
+      // Its own memory: not a view into a larger (scratch or grown) buffer.
+      expect(frame.byteLength).toBe(frame.length);
+      expect(frame.buffer.byteLength === frame.length || frame.length < 4096).toBe(true);
+    }
+  });
+
+  it('later encodings do not overwrite an earlier result (the scratch buffer is reused)', () => {
+    const first = encodeBlob(1, 8_000);
+    const copy = Buffer.from(first);
+    for (let i = 2; i < 50; i++) encodeBlob(i, 1000 + i * 400);
+    expect(first.equals(copy)).toBe(true);
+  });
+
+  it('a message encoded inside another encoding gets its own Writer', () => {
+    let inner: Buffer | undefined;
+    const outer = encodeOnce((w) => {
+      w.u8(7).u32(0xdead_beef);
+      inner = encodeBlob(9, 5_000);
+      w.bytes(inner);
+    });
+    const r = new Reader(outer);
+    expect(r.u8()).toBe(7);
+    expect(r.u32()).toBe(0xdead_beef);
+    expect(r.bytes().equals(inner!)).toBe(true);
+    r.end();
+    expect(inner!.equals(new Writer().u8(9).bytes(Buffer.alloc(5_000, 9)).finish())).toBe(true);
+  });
+
+  it('an encoder that throws leaves the scratch buffer usable', () => {
+    expect(() => encodeOnce((w) => w.u8(1).fixed(Buffer.alloc(3), 4))).toThrow(RangeError);
+    expect(encodeBlob(3, 10).equals(new Writer().u8(3).bytes(Buffer.alloc(10, 3)).finish())).toBe(true);
   });
 });

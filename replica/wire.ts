@@ -33,8 +33,14 @@ export class Writer {
   private buf: Buffer;
   private pos = 0;
 
-  constructor(sizeHint = 256) {
-    this.buf = Buffer.allocUnsafe(sizeHint);
+  /** A new buffer of `sizeHint` bytes, or `scratch` (written from its start) if given. */
+  constructor(sizeHint = 256, scratch?: Buffer) {
+    this.buf = scratch ?? Buffer.allocUnsafe(sizeHint);
+  }
+
+  /** The buffer written into now (a larger one than given, if the encoding outgrew it). */
+  get buffer(): Buffer {
+    return this.buf;
   }
 
   private ensure(extra: number): void {
@@ -111,6 +117,45 @@ export class Writer {
   /** The encoded bytes (a view: the Writer must not be reused afterwards). */
   finish(): Buffer {
     return this.buf.subarray(0, this.pos);
+  }
+
+  /** The encoded bytes copied into a new buffer of exactly their size. */
+  copyOut(): Buffer {
+    const out = Buffer.allocUnsafe(this.pos);
+    this.buf.copy(out, 0, 0, this.pos);
+    return out;
+  }
+}
+
+/** The scratch buffer `encodeOnce` writes into; it grows to the largest message and stays. */
+const SCRATCH_BYTES = 64 * 1024;
+/** A scratch buffer grown past this (a rare view-change message) is not kept. */
+const SCRATCH_KEEP_MAX = 4 * 1024 * 1024;
+let scratch: Buffer = Buffer.allocUnsafe(SCRATCH_BYTES);
+let scratchInUse = false;
+
+/**
+ * Encodes with `write` into one scratch buffer kept across calls, then copies the bytes once
+ * into a buffer of exactly their size: no growth and re-copy as a message outgrows a guessed
+ * size (a Writer of 512 bytes grew five times and copied 15 KB for an 8 KB PROPOSE), and no
+ * oversized buffer kept alive by the frame. An encoder that encodes another message inside
+ * `write` gets a Writer of its own, so the nested call cannot overwrite the outer one's bytes.
+ */
+export function encodeOnce(write: (w: Writer) => void): Buffer {
+  if (scratchInUse) {
+    const own = new Writer(512);
+    write(own);
+    return own.copyOut();
+  }
+  scratchInUse = true;
+  try {
+    const w = new Writer(0, scratch);
+    write(w);
+    const out = w.copyOut();
+    if (w.buffer.length <= SCRATCH_KEEP_MAX) scratch = w.buffer;
+    return out;
+  } finally {
+    scratchInUse = false;
   }
 }
 

@@ -2,10 +2,22 @@
  * The TCP transport on loopback: authenticated delivery, hostile input dropped and counted
  * (never a crash), reconnect after a dropped link, bounded queues with backpressure.
  */
+import { createHash, createHmac } from 'node:crypto';
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clientPeer, type Peer } from '../../replica/types.js';
-import { encodeFrame, encodeHello, FrameReader, Transport, type TransportHandlers } from './transport.js';
+import {
+  coalesce,
+  computeMac,
+  encodeFrame,
+  encodeHello,
+  FrameMac,
+  FrameReader,
+  MAC_DIGEST_FROM,
+  payloadDigest,
+  Transport,
+  type TransportHandlers,
+} from './transport.js';
 import { Rng } from '../../client/random.js';
 
 const KEYS = new Map<string, Buffer>();
@@ -244,5 +256,92 @@ describe('FrameReader', () => {
     const tooShort = Buffer.alloc(4);
     tooShort.writeUInt32BE(3, 0);
     expect(new FrameReader(1000).push(tooShort, () => true)).toBe(false);
+  });
+});
+
+describe('frame MACs', () => {
+  it('FrameMac is HMAC-SHA256 (RFC 2104) of 0x00 || payload below 1 KB and of 0x01 || SHA-256(payload) from 1 KB, for keys shorter and longer than a block', () => {
+    for (const keyBytes of [16, 32, 64, 65, 100]) {
+      const k = Buffer.alloc(keyBytes);
+      for (let i = 0; i < keyBytes; i++) k[i] = (i * 37 + keyBytes) & 0xff;
+      const mac = new FrameMac(k);
+      for (const len of [0, 1, 55, 64, MAC_DIGEST_FROM - 1, MAC_DIGEST_FROM, 8_300]) {
+        const payload = Buffer.alloc(len, len & 0xff);
+        const digest = createHash('sha256').update(payload).digest();
+        const input = len < 1024 ? Buffer.concat([Buffer.from([0]), payload]) : Buffer.concat([Buffer.from([1]), digest]);
+        const want = createHmac('sha256', k).update(input).digest();
+        expect(payloadDigest(payload).equals(digest)).toBe(true);
+        expect(mac.of(payload).equals(want), `key ${keyBytes} B, payload ${len} B`).toBe(true);
+        expect(computeMac(k, payload).equals(want)).toBe(true);
+      }
+    }
+  });
+
+  it('differs per key and per payload, and the MAC of a long payload is not the MAC of its digest sent as a payload', () => {
+    const p = Buffer.from('propose');
+    expect(new FrameMac(Buffer.alloc(32, 1)).of(p).equals(new FrameMac(Buffer.alloc(32, 2)).of(p))).toBe(false);
+    const m = new FrameMac(Buffer.alloc(32, 1));
+    expect(m.of(p).equals(m.of(Buffer.from('proposf')))).toBe(false);
+    const long = Buffer.alloc(5_000, 3);
+    expect(m.of(long).equals(m.of(payloadDigest(long)))).toBe(false);
+    expect(m.of(long).equals(m.of(Buffer.concat([Buffer.from([1]), payloadDigest(long)])))).toBe(false);
+  });
+
+  it('uses the digest it is given for a long payload (a broadcast hashes its payload once)', () => {
+    const m = new FrameMac(Buffer.alloc(32, 4));
+    const long = Buffer.alloc(4_000, 6);
+    let calls = 0;
+    const digest = (x: Buffer): Buffer => {
+      calls++;
+      return payloadDigest(x);
+    };
+    expect(m.of(long, digest).equals(m.of(long))).toBe(true);
+    expect(m.of(Buffer.alloc(10), digest).length).toBe(32);
+    expect(calls).toBe(1);
+  });
+
+  it('a broadcast of one payload authenticates to every peer (one digest, one MAC per pair), then a different payload does too', async () => {
+    const a = node(0, [1, 2, 3]);
+    const peers = [1, 2, 3].map((p) => node(p, [0]));
+    for (const [i, b] of peers.entries()) a.t.dial(i + 1, '127.0.0.1', await b.t.listen(0));
+    await until(() => peers.every((b) => b.t.isConnected(0)) && [1, 2, 3].every((p) => a.t.isConnected(p)), 'connections');
+    const big = Buffer.alloc(8_300, 'a');
+    const big2 = Buffer.alloc(2_000, 'b');
+    for (const p of [1, 2, 3]) a.t.send(p, big);
+    for (const p of [1, 2, 3]) a.t.send(p, Buffer.from(`small ${p}`));
+    for (const p of [1, 2, 3]) a.t.send(p, big2);
+    for (const p of [1, 2, 3]) a.t.send(p, big);
+    await until(() => peers.every((b) => b.got.length === 4), 'frames');
+    for (const [i, b] of peers.entries()) {
+      expect(b.t.counters.badMac).toBe(0);
+      expect(b.got.map(([, x]) => x)).toEqual([big.toString(), `small ${i + 1}`, big2.toString(), big.toString()]);
+    }
+  });
+});
+
+describe('coalesce', () => {
+  it('passes large chunks by reference and copies each run of small ones into one buffer, in order', () => {
+    const h = (i: number): Buffer => Buffer.alloc(36, i);
+    const big1 = Buffer.alloc(8_300, 1);
+    const big2 = Buffer.alloc(1024, 2);
+    const chunks = [h(1), big1, h(2), Buffer.alloc(100, 3), h(4), Buffer.alloc(1023, 5), h(6), big2];
+    const parts = coalesce(chunks);
+    expect(parts.length).toBe(4);
+    expect(parts[1]).toBe(big1);
+    expect(parts[3]).toBe(big2);
+    expect(parts[0]!.equals(h(1))).toBe(true);
+    expect(parts[2]!.length).toBe(36 + 100 + 36 + 1023 + 36);
+    expect(Buffer.concat(parts).equals(Buffer.concat(chunks))).toBe(true);
+  });
+
+  it('randomized: the pieces always concatenate to the chunks (seed printed on failure)', () => {
+    for (let seed = 1; seed <= 100; seed++) {
+      const rng = new Rng(seed);
+      const chunks = Array.from({ length: 1 + rng.nextInt(40) }, (_, i) => Buffer.alloc(rng.nextInt(2) ? rng.nextInt(1100) : rng.nextInt(9000), i));
+      const parts = coalesce(chunks);
+      expect(Buffer.concat(parts).equals(Buffer.concat(chunks)), `seed=${seed}`).toBe(true);
+      // No two small pieces next to each other: every run was merged.
+      for (let i = 1; i < parts.length; i++) expect(parts[i - 1]!.length >= 1024 || parts[i]!.length >= 1024, `seed=${seed}`).toBe(true);
+    }
   });
 });

@@ -3,11 +3,21 @@
  * client machines and replicas (DESIGN.md "Protocols": replica messages carry MACs with
  * pairwise keys; the paper used CMAC-AES, we use HMAC-SHA256 from node:crypto).
  *
- * Wire format. Every frame is `[u32 length][32-byte HMAC-SHA256][payload]`, where `length`
- * counts the MAC and the payload, and the MAC is over the payload under the key shared by
- * the two ends. The first frame on a connection is a HELLO that names the dialer and the
- * peer it meant to reach; it is MAC'd like every other frame, so a connection is bound to
- * a peer before any message is delivered.
+ * Wire format. Every frame is `[u32 length][32-byte MAC][payload]`, where `length` counts the
+ * MAC and the payload, and the MAC is HMAC-SHA256 under the key shared by the two ends. A
+ * payload shorter than MAC_DIGEST_FROM (1 KB: votes, replies) is MAC'd whole, as the byte
+ * 0x00 followed by the payload; a longer one (a proposal carrying a batch) as the byte 0x01
+ * followed by SHA-256(payload). That digest is computed once per frame however many peers it
+ * goes to, and each destination's MAC then hashes 33 bytes instead of the whole payload: this
+ * is how Castro and Liskov's authenticators MAC a message's digest once per receiver (PBFT,
+ * OSDI '99 §4.4; TOCS 2002 §3.2). It is as strong as an HMAC of the payload itself as long as
+ * SHA-256 is collision resistant (the assumption every protocol's digests already rest on),
+ * the leading byte keeps the two kinds of input apart (no MAC of a digest verifies as the MAC
+ * of a 32-byte payload), and it is still one MAC per pair of nodes. The HMAC is RFC 2104's
+ * construction with one-shot SHA-256 over key pads XORed once per connection (`FrameMac`),
+ * cheaper here than a createHmac object per MAC. The first frame on a connection is a HELLO
+ * that names the dialer and the peer it meant to reach; it is MAC'd like every other frame,
+ * so a connection is bound to a peer before any message is delivered.
  *
  * Topology. One connection per replica pair: the lower id dials, the higher id accepts, and
  * both ends use it in both directions, so there is never a duplicate to resolve; if a valid
@@ -21,9 +31,14 @@
  * connection is closed. Nothing a peer sends can make the transport throw or allocate more
  * than one frame's bound.
  *
- * Writes. Frames are queued per connection and written once per event-loop turn, as one
- * concatenated buffer (one write syscall per connection per burst of outputs); this is 10-30x
- * faster than a write per frame on this machine. Queues are bounded: above `queueBytesHigh`
+ * Writes. Frames are queued per connection and written once per event-loop turn, in one
+ * writev syscall per connection per burst of outputs (cork, one write per piece, uncork; a
+ * write syscall per frame is 10-30x slower on this machine). A payload is encoded once and
+ * shared by every destination's queue; payloads of at least `COPY_BELOW` bytes go to the
+ * socket by reference, and the headers and small payloads between them are copied into one
+ * buffer. Measured on this machine (a burst of 3 frames of 8 KB and 30 of 120 bytes, sender
+ * and receiver CPU): concatenating everything 20-38 us, a write per piece under cork 19-23 us,
+ * this 11-15 us per burst. Queues are bounded: above `queueBytesHigh`
  * (our queue plus the socket's) the transport reports congestion, and the runtime stops
  * reading client connections until it drains; above `queueBytesMax` frames to that peer are
  * dropped and counted, like a lossy link, so memory stays bounded whatever a slow peer does.
@@ -33,7 +48,7 @@
  * Replay protection is out of scope: MACs authenticate the sender, as in the paper; a
  * benchmark on a private network does not face an attacker who records traffic.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import * as net from 'node:net';
 import { linkShaperFromEnv, type LinkShaper } from './link-shaper.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
@@ -116,8 +131,70 @@ export function newTransportCounters(): TransportCounters {
   };
 }
 
-export function computeMac(key: Buffer, payload: Uint8Array): Buffer {
-  return createHmac('sha256', key).update(payload).digest();
+/** Payloads at least this long are written by reference; shorter ones are copied into a run. */
+const COPY_BELOW = 1024;
+/** Payloads at least this long are MAC'd through their SHA-256, shorter ones whole. */
+export const MAC_DIGEST_FROM = 1024;
+/** The first byte of the MAC input: the payload itself follows, or its SHA-256. */
+const MAC_OF_PAYLOAD = 0x00;
+const MAC_OF_DIGEST = 0x01;
+const SHA256_BLOCK = 64;
+const DIGEST_BYTES = 32;
+
+/** SHA-256 of a frame's payload, one-shot. */
+export function payloadDigest(payload: Uint8Array): Buffer {
+  return hash('sha256', payload, 'buffer');
+}
+
+/** The bytes a frame's MAC is the HMAC of: 0x00 || payload, or 0x01 || SHA-256(payload) from MAC_DIGEST_FROM bytes. */
+export function macInput(payload: Buffer): Buffer {
+  return payload.length < MAC_DIGEST_FROM
+    ? Buffer.concat([Buffer.from([MAC_OF_PAYLOAD]), payload])
+    : Buffer.concat([Buffer.from([MAC_OF_DIGEST]), payloadDigest(payload)]);
+}
+
+/**
+ * The frame MAC under one pairwise key: HMAC-SHA256(key, macInput(payload)) by RFC 2104, with
+ * the key pads XORed once here and two one-shot hashes per MAC, the inner one over the inner
+ * pad and the MAC input copied behind it, the outer one over the outer pad and the inner hash.
+ */
+export class FrameMac {
+  private readonly inner = Buffer.alloc(SHA256_BLOCK + 1 + Math.max(MAC_DIGEST_FROM, DIGEST_BYTES));
+  private readonly outer = Buffer.alloc(SHA256_BLOCK + DIGEST_BYTES);
+
+  constructor(key: Buffer) {
+    // RFC 2104: a key longer than the block is hashed first; a shorter one is zero-padded.
+    const k = key.length > SHA256_BLOCK ? hash('sha256', key, 'buffer') : key;
+    for (let i = 0; i < SHA256_BLOCK; i++) {
+      const b = i < k.length ? k[i]! : 0;
+      this.inner[i] = b ^ 0x36;
+      this.outer[i] = b ^ 0x5c;
+    }
+  }
+
+  /**
+   * The MAC of `payload`. `digest` gives the SHA-256 of a long payload: a sender passes one
+   * that remembers it, so a broadcast hashes its payload once for all destinations.
+   */
+  of(payload: Buffer, digest: (payload: Buffer) => Buffer = payloadDigest): Buffer {
+    let end: number;
+    if (payload.length < MAC_DIGEST_FROM) {
+      this.inner[SHA256_BLOCK] = MAC_OF_PAYLOAD;
+      payload.copy(this.inner, SHA256_BLOCK + 1);
+      end = SHA256_BLOCK + 1 + payload.length;
+    } else {
+      this.inner[SHA256_BLOCK] = MAC_OF_DIGEST;
+      digest(payload).copy(this.inner, SHA256_BLOCK + 1);
+      end = SHA256_BLOCK + 1 + DIGEST_BYTES;
+    }
+    hash('sha256', this.inner.subarray(0, end), 'buffer').copy(this.outer, SHA256_BLOCK);
+    return hash('sha256', this.outer, 'buffer');
+  }
+}
+
+/** The frame MAC of `payload` under `key` (the reference form, with node's HMAC). */
+export function computeMac(key: Buffer, payload: Buffer): Buffer {
+  return createHmac('sha256', key).update(macInput(payload)).digest();
 }
 
 /** One frame as it goes on the wire (tests use this to speak the protocol by hand). */
@@ -228,6 +305,7 @@ export class FrameReader {
 class Connection {
   peer: Peer | undefined;
   key: Buffer | undefined;
+  mac: FrameMac | undefined;
   private out: Buffer[] = [];
   private outBytes = 0;
   congested = false;
@@ -258,15 +336,25 @@ class Connection {
     this.outBytes += header.length + payload.length;
   }
 
-  /** Writes everything queued as one buffer. Returns the bytes written. */
+  /**
+   * Writes everything queued in one writev: large payloads by reference, the headers and small
+   * payloads between them copied into one buffer per run. Returns the bytes written.
+   */
   flush(): number {
     if (this.outBytes === 0) return 0;
     const bytes = this.outBytes;
-    const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, bytes);
+    const out = this.out;
     this.out = [];
     this.outBytes = 0;
     if (this.socket.destroyed) return 0;
-    this.socket.write(data);
+    const parts = coalesce(out);
+    if (parts.length === 1) {
+      this.socket.write(parts[0]!);
+    } else {
+      this.socket.cork();
+      for (const part of parts) this.socket.write(part);
+      this.socket.uncork();
+    }
     this.transport.counters.writes++;
     if (!this.congested && this.socket.writableLength > this.transport.queueBytesHigh) {
       this.congested = true;
@@ -295,7 +383,7 @@ class Connection {
   private onRawFrame(mac: Buffer, payload: Buffer): boolean {
     if (this.socket.destroyed) return false;
     if (this.peer === undefined) return this.onHello(mac, payload);
-    if (!timingSafeEqual(computeMac(this.key!, payload), mac)) {
+    if (!timingSafeEqual(this.mac!.of(payload), mac)) {
       this.transport.counters.badMac++;
       return true;
     }
@@ -312,6 +400,35 @@ class Connection {
     this.transport.onHelloAccepted(this, hello.from, key);
     return true;
   }
+}
+
+/**
+ * The pieces one writev sends for `chunks` (headers and payloads in order):
+ * every chunk of at least COPY_BELOW bytes as it is, each run of shorter ones between them
+ * copied into one buffer.
+ */
+export function coalesce(chunks: readonly Buffer[]): Buffer[] {
+  if (chunks.length === 1) return [chunks[0]!];
+  const parts: Buffer[] = [];
+  let runStart = 0;
+  let runBytes = 0;
+  const closeRun = (end: number): void => {
+    if (end - runStart === 1) parts.push(chunks[runStart]!);
+    else if (end > runStart) parts.push(Buffer.concat(chunks.slice(runStart, end), runBytes));
+    runBytes = 0;
+  };
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i]!;
+    if (c.length < COPY_BELOW) {
+      runBytes += c.length;
+      continue;
+    }
+    closeRun(i);
+    parts.push(c);
+    runStart = i + 1;
+  }
+  closeRun(chunks.length);
+  return parts;
 }
 
 interface Dialer {
@@ -334,6 +451,8 @@ export class Transport {
   private readonly dialers = new Map<Peer, Dialer>();
   private readonly dirty = new Set<Connection>();
   private flushScheduled = false;
+  private lastPayload: Buffer | undefined;
+  private lastDigest: Buffer | undefined;
   private congestedCount = 0;
   private clientIntakePaused = false;
   private server: net.Server | undefined;
@@ -424,6 +543,7 @@ export class Transport {
   private bind(conn: Connection, peer: Peer, key: Buffer): void {
     conn.peer = peer;
     conn.key = key;
+    conn.mac = new FrameMac(key);
     const old = this.connections.get(peer);
     this.connections.set(peer, conn);
     if (old && old !== conn) {
@@ -496,13 +616,26 @@ export class Transport {
     }
     const header = Buffer.allocUnsafe(HEADER_BYTES);
     header.writeUInt32BE(MAC_BYTES + payload.length, 0);
-    computeMac(conn.key!, payload).copy(header, 4);
+    conn.mac!.of(payload, this.digestOf).copy(header, 4);
     conn.enqueue(header, payload);
     this.counters.framesSent++;
     this.dirty.add(conn);
     this.scheduleFlush();
     return true;
   }
+
+  /**
+   * SHA-256 of a payload, once per frame: a broadcast sends one encoded payload to every peer
+   * in a row, so the last payload's digest is kept and reused while the same buffer comes back.
+   * (Payloads are never modified after they are sent: they sit in the queues until written.)
+   */
+  private readonly digestOf = (payload: Buffer): Buffer => {
+    if (payload !== this.lastPayload) {
+      this.lastPayload = payload;
+      this.lastDigest = payloadDigest(payload);
+    }
+    return this.lastDigest!;
+  };
 
   private scheduleFlush(): void {
     if (this.flushScheduled) return;

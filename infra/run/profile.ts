@@ -51,14 +51,14 @@ function categorize(stack: readonly { functionName: string; url: string }[]): st
   const project = stack.find((f) => /\/dist\/(replica|client|harness|infra)\//.test(f.url));
   const hashing = /crypto\/hash|^(Hmac|Hash|update|digest|createHmac|createHash)$/.test(`${self.url} ${self.functionName}`) || /crypto\/hash/.test(self.url);
   const file = project ? project.url.replace(/^.*\/dist\//, '') : '';
-  if (hashing) return /replica\/transport\.js/.test(file) ? 'HMAC of frames (transport)' : 'SHA-256 digests (requests, blocks)';
+  if (hashing) return /process\/transport\.js/.test(file) ? 'frame MACs and payload digests (transport)' : 'SHA-256 digests (requests, blocks)';
   if (!project) return 'node internals (streams, timers, buffers)';
-  if (/replica\/(main|protocols)\.js|client\/main\.js/.test(file)) return 'startup and control channel';
+  if (/replica\/protocols\.js|process\/(replica-main|client-main|control)\.js/.test(file)) return 'startup and control channel';
   if (/replica\/crypto\.js/.test(file)) return 'crypto provider wrappers';
   if (/replica\/store\.js/.test(file)) return 'store (YCSB table, undo log)';
   if (/replica\/(common|ledger)\.js/.test(file)) return 'execution and ledger';
   if (/replica\/(wire|messages)\.js/.test(file)) return 'codec (encode/decode)';
-  if (/replica\/(transport|runtime[\w-]*|link[\w-]*)\.js/.test(file)) return 'transport and runtime';
+  if (/^infra\/process\//.test(file)) return 'transport and runtime';
   if (/^client\//.test(file)) return `client (${file.replace(/^client\//, '')})`;
   if (/^replica\//.test(file)) return `protocol core (${file.replace(/^replica\//, '')})`;
   return file;

@@ -1,0 +1,180 @@
+/**
+ * The pure parts of throughput-latency curves: the stopping rule, the knee, the load schedule,
+ * and the driver's bookkeeping with a fake run (no processes).
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CURVE_RULE, follows, knee, latencyExplosion, offeredBatchesPerSec, refinement, runCurve, stopReason, type CurvePoint } from './curve.js';
+import type { RunResult } from '../infra/run/execute.js';
+import type { RunSpec } from '../infra/run/spec.js';
+
+function pt(offered: number, achieved: number, mean: number, p99 = mean * 2, valid = true): CurvePoint {
+  return {
+    protocol: 'poe',
+    offeredBatchesPerSec: offered / 100,
+    offeredTxnPerSec: offered,
+    achievedTxnPerSec: achieved,
+    latencyMs: { mean, p50: mean, p99 },
+    valid,
+    ...(valid ? {} : { reason: 'no batch accepted' }),
+  };
+}
+
+describe('stopping rule', () => {
+  it('goes on while throughput follows the offered load and latency stays within 10x of the lowest', () => {
+    const pts = [pt(5_000, 5_000, 10), pt(7_500, 7_480, 11), pt(11_250, 11_200, 12), pt(16_875, 16_800, 30)];
+    for (let i = 1; i <= pts.length; i++) expect(stopReason(pts.slice(0, i))).toBeUndefined();
+  });
+
+  it('stops when the mean latency passes 10x the lowest mean of the curve at two points in a row', () => {
+    const pts = [pt(5_000, 5_000, 12), pt(7_500, 7_500, 10), pt(11_250, 11_200, 101)];
+    expect(latencyExplosion(pts[2]!, 10)).toMatch(/above 10 x the lowest/);
+    // One exploded point may be a hiccup of the machine: the next point decides.
+    expect(stopReason(pts)).toBeUndefined();
+    expect(stopReason([...pts, pt(16_875, 16_000, 15)])).toBeUndefined();
+    expect(stopReason([...pts, pt(16_875, 16_000, 150)])).toMatch(/latency exploded at 2 points in a row/);
+    // 10x exactly is not yet an explosion.
+    expect(latencyExplosion(pt(7_500, 7_500, 100), 10)).toBeUndefined();
+    expect(stopReason([pt(5_000, 5_000, 10), pt(7_500, 7_500, 100), pt(11_250, 11_250, 100)])).toBeUndefined();
+  });
+
+  it('stops when the p99 passes its bound, whatever the mean', () => {
+    expect(latencyExplosion(pt(5_000, 5_000, 10, 2_500), 10)).toMatch(/p99/);
+    expect(stopReason([pt(5_000, 5_000, 10), pt(7_500, 7_500, 20, 2_001), pt(11_250, 11_250, 20, 2_100)])).toMatch(/p99 latency 2100 ms/);
+    expect(stopReason([pt(5_000, 5_000, 10), pt(7_500, 7_500, 20, 2_001), pt(11_250, 11_250, 20, 1_999)])).toBeUndefined();
+  });
+
+  it('stops after two points in a row below 90% of the offered load, not after one', () => {
+    const lagging = [pt(5_000, 5_000, 10), pt(7_500, 6_000, 20)];
+    expect(follows(lagging[1]!)).toBe(false);
+    expect(stopReason(lagging)).toBeUndefined();
+    // One short point then one that follows again: the count restarts.
+    expect(stopReason([...lagging, pt(11_250, 10_200, 25)])).toBeUndefined();
+    expect(stopReason([...lagging, pt(11_250, 6_100, 40)])).toMatch(/stopped following/);
+  });
+
+  it('stops at an invalid run', () => {
+    expect(stopReason([pt(5_000, 5_000, 10), pt(7_500, 0, 0, 0, false)])).toMatch(/invalid run .* no batch accepted/);
+  });
+});
+
+describe('knee', () => {
+  it('is the highest achieved throughput among points whose latency has not exploded', () => {
+    const pts = [pt(5_000, 5_000, 10), pt(7_500, 7_500, 11), pt(11_250, 11_000, 20), pt(16_875, 12_000, 60), pt(25_312, 12_500, 400)];
+    // The last point has the highest throughput but its latency exploded (400 > 10 x 10).
+    expect(knee(pts)?.achievedTxnPerSec).toBe(12_000);
+  });
+
+  it('judges explosion against the lowest mean of the whole curve, and skips invalid points', () => {
+    const pts = [pt(5_000, 5_000, 30), pt(7_500, 7_500, 3), pt(11_250, 11_000, 31), pt(16_875, 16_000, 0, 0, false)];
+    // 31 ms > 10 x 3 ms: the third point exploded once the second set the lowest mean.
+    expect(knee(pts)?.achievedTxnPerSec).toBe(7_500);
+    expect(knee([pt(5_000, 0, 0, 0, false)])).toBeUndefined();
+    expect(knee([])).toBeUndefined();
+  });
+
+  it('follows the rule it is given', () => {
+    const pts = [pt(5_000, 5_000, 10), pt(7_500, 7_500, 45)];
+    expect(knee(pts)?.achievedTxnPerSec).toBe(7_500);
+    expect(knee(pts, { ...CURVE_RULE, latencyFactor: 4 })?.achievedTxnPerSec).toBe(5_000);
+  });
+});
+
+describe('refinement', () => {
+  it('narrows the gap between the highest load carried and the lowest not carried, by geometric means, down to the ratio', () => {
+    // Offered batches/s are offered txn/s / 100 here.
+    const rising = [pt(10_000, 10_000, 10), pt(20_000, 19_900, 12), pt(40_000, 30_000, 80), pt(80_000, 30_000, 900)];
+    expect(refinement(rising, 1.1)).toBe(Math.round(100 * Math.sqrt(200 * 400)) / 100);
+    // A point at 282.84 carried: the gap is now 282.84-400.
+    const more = [...rising, pt(28_284, 28_000, 15)];
+    expect(refinement(more, 1.1)).toBeCloseTo(Math.sqrt(282.84 * 400), 1);
+    // Within the ratio: done.
+    expect(refinement([pt(10_000, 10_000, 10), pt(10_500, 9_000, 20)], 1.1)).toBeUndefined();
+    // Nothing failed, or nothing carried: nothing to narrow.
+    expect(refinement([pt(10_000, 10_000, 10), pt(20_000, 20_000, 10)], 1.1)).toBeUndefined();
+    expect(refinement([pt(10_000, 5_000, 10), pt(20_000, 5_000, 900)], 1.1)).toBeUndefined();
+  });
+
+  it('treats an exploded latency as not carried even when the throughput followed', () => {
+    const pts = [pt(10_000, 10_000, 10), pt(20_000, 20_000, 150)];
+    expect(refinement(pts, 1.1)).toBe(141.42);
+  });
+});
+
+describe('offered load schedule', () => {
+  it('rises geometrically from the start', () => {
+    expect([0, 1, 2, 3].map((i) => offeredBatchesPerSec(i, 50, 1.5))).toEqual([50, 75, 112.5, 168.75]);
+  });
+});
+
+describe('runCurve with a fake run', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('raises the load until the rule stops it, records every point, and reports the knee', async () => {
+    const outDir = mkdtempSync(join(tmpdir(), 'curve-test-'));
+    dirs.push(outDir);
+    // A system that carries 30,000 txn/s: latency 10 ms below it, growing with the backlog above it.
+    const capacity = 30_000;
+    const execute = async (spec: RunSpec): Promise<RunResult> => {
+      const offered = spec.openLoopBatchesPerSec! * spec.batch;
+      const achieved = Math.min(offered, capacity);
+      const mean = offered <= capacity ? 10 : 10 + (offered / capacity - 1) * 200;
+      return {
+        valid: true,
+        violations: [],
+        implausible: [],
+        failed: false,
+        interrupted: false,
+        throughputTxnPerSec: achieved,
+        latencyMs: { mean, p50: mean, p99: mean * 1.5, max: mean * 2 },
+        messagesPerSec: 0,
+        bytesPerSec: 0,
+        spec,
+        startedAt: new Date(0).toISOString(),
+        durationSec: 1,
+        pids: [],
+      };
+    };
+    const result = await runCurve(
+      {
+        refineRatio: 1.1,
+        protocols: ['poe', 'pbft'],
+        replicas: 4,
+        batch: 100,
+        clients: 100,
+        warmupS: 1,
+        durationS: 1,
+        startBatchesPerSec: 50,
+        factor: 1.5,
+        maxPoints: 20,
+        rule: CURVE_RULE,
+        outDir,
+      },
+      { execute },
+    );
+    expect(result.curves.map((c) => c.protocol)).toEqual(['poe', 'pbft']);
+    const poe = result.curves[0]!;
+    // Offered 5,000 x 1.5^i txn/s: 5,000 ... 25,313 follow; 37,969 falls short at 63 ms, 56,953 too
+    // (190 ms > 10 x 10 ms): two short points in a row end the rise. Then the gap 25,313-37,969 is
+    // narrowed by geometric means: 31,002 carried (16.7 ms), 34,309 short, 32,614 carried; 34,309 / 32,614 < 1.1.
+    expect(poe.points.map((p) => Math.round(p.offeredTxnPerSec))).toEqual([5_000, 7_500, 11_250, 16_875, 25_313, 37_969, 56_953, 31_002, 34_309, 32_614]);
+    expect(poe.stoppedBecause).toMatch(/stopped following/);
+    // The flat top at 30,000 txn/s begins at 31,002 offered, the lowest latency of the points that reached it.
+    expect(poe.knee?.achievedTxnPerSec).toBe(capacity);
+    expect(poe.knee?.offeredTxnPerSec).toBe(31_002);
+    const lines = readFileSync(join(outDir, 'runs.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.length).toBe(20);
+    expect(lines.every((l) => l.experiment === 'curve')).toBe(true);
+    expect(new Set(lines.map((l) => l.pointId)).size).toBe(20);
+    expect(lines[0].curve).toMatchObject({ index: 0, offeredTxnPerSec: 5_000, achievedTxnPerSec: 5_000 });
+    expect(lines[0].pointId).toBe('poe/n=4/crashed=0/batch=100/open=50');
+  });
+});
