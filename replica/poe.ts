@@ -58,7 +58,11 @@
  *   blocks of a later view make it ask to leave its own view. A replica that merely seems behind
  *   asks everybody for the blocks of its view above that, and executes a block f+1 replicas sent
  *   alike (voteTail): the last batches of a run, which no checkpoint certifies and no client
- *   retransmits once nf others executed them.
+ *   retransmits once nf others executed them. It does so during a view change too: a replica
+ *   whose NV-PROPOSE and NV-ACKs were lost gives up alone on a view the others entered, and
+ *   never enters a view it asked to leave; it stays in its view change, executing those
+ *   blocks below the next checkpoint and sending no INFORM for them (its VC-REQUEST does not
+ *   list them), until certified checkpoints or the next view change take it further.
 
  * Not implemented: state transfer of the store. A replica further behind than the archive of
  * garbage-collected requests (ReplicaOptions.extra.archiveK sequence numbers, default two
@@ -515,6 +519,14 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    * the entry and who sent it. Bounded: k within two windows above our execution, n variants per k.
    */
   private readonly tailVotes = new Map<number, Map<string, { entry: ExecutionEntry; digest: Buffer; senders: Set<number> }>>();
+  /**
+   * Blocks up to here were executed through voteTail during a view change, after our VC-REQUEST
+   * for the view went out: that request does not list them, so we send no INFORM for them (a
+   * client must not count us among the nf replicas that hold them: Proposition 3.5 needs every
+   * INFORM sender's VC-REQUEST to list what it informed of), and stop below the next checkpoint
+   * (our CHECKPOINT vote would vouch for them too).
+   */
+  private muteTailK = 0;
 
   constructor(
     options: ReplicaOptions,
@@ -981,7 +993,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
         this.proposedReqNo.delete(req.clientId);
         this.proposedK.delete(req.clientId);
       }
-      if (!ex.duplicate) {
+      if (!ex.duplicate && !(this.inViewChange && ex.k <= this.muteTailK)) {
         this.informK.set(req.clientId, ex.k);
         this.send(clientPeer(req.origin), {
           type: MSG_INFORM,
@@ -1119,7 +1131,9 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       // We may have lost the CHECKPOINTs that would tell us where to fetch to: ask everybody for
       // their stable checkpoint, and for the blocks of this view we lack above it (voteTail):
       // after the clients' last batches nobody retransmits, and no checkpoint may ever certify them.
-      const toK = this.inViewChange ? fromK - 1 : Math.min(this.maxSeenK, fromK + this.windowK - 1);
+      // Also during a view change: a replica that gave up alone on a view the others entered
+      // (its NV-PROPOSE and NV-ACKs lost) catches up on that view's blocks (voteTail).
+      const toK = Math.min(this.maxSeenK, fromK + this.windowK - 1);
       this.broadcast({ type: MSG_FETCH, fromK, toK });
     }
   }
@@ -1225,10 +1239,11 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    * no later checkpoint certifies them (the PBFT core's catch-up does the same).
    */
   private voteTail(from: number, entries: readonly ExecutionEntry[]): void {
-    if (this.inViewChange) return;
     const executed = this.executor.executedK;
+    // During a view change, up to (not including) the next checkpoint: see muteTailK.
+    const limitK = this.inViewChange ? executed - (executed % this.checkpoints.intervalK) + this.checkpoints.intervalK - 1 : executed + 2 * this.windowK;
     for (const e of entries) {
-      if (e.view !== this.view || e.k <= this.viewStartK || e.k > executed + 2 * this.windowK) break;
+      if (e.view !== this.view || e.k <= this.viewStartK || e.k > limitK) break;
       if (isNoop(e.request) || !this.validRequest(e.request)) break;
       const digest = requestDigest(this.crypto, e.request);
       let byDigest = this.tailVotes.get(e.k);
@@ -1262,6 +1277,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       this.slots.set(k, slot);
       this.executor.commit(k, this.view, agreed.entry.request, agreed.digest);
       committed = true;
+      if (this.inViewChange) this.muteTailK = k;
     }
     if (!committed) return;
     this.executeReady();

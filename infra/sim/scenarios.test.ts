@@ -159,6 +159,13 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
     fixed: 'a PoE replica that seems behind asks for the blocks of its view and executes those f+1 replicas send alike (voteTail)',
   },
   {
+    // Issue 13 item 4: replica 6 (n=7) lost the NV-PROPOSE of view 1 and gave up on it alone; the others ran view 1
+    // to k=60, and 6 stayed in its view change at 50 for good (50 certified by CHECKPOINTs, 51-60 by nothing).
+    replay: '--protocol poe --replicas 7 --batches 60 --seed 21588 --drop 0.039 --jitter-ms 3 --crash 0@50 --max-time-ms 120000',
+    fixed:
+      'a PoE replica in a view change also fetches the blocks of the view it is leaving and executes those f+1 replicas send alike, below the next checkpoint and without INFORMs (voteTail)',
+  },
+  {
     // Replica 3 executed 96, replicas 1 and 2 stayed at 87, one COMMIT short for good (lost while the primary was down).
     replay: '--protocol pbft --replicas 4 --batches 120 --seed 12 --drop 0.027 --jitter-ms 3 --fault 0=inTheDark:2 --fault 0=stopAfter:21 --max-time-ms 120000',
     fixed:
