@@ -1767,6 +1767,13 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 
   /** Validates a new-view proposal (§3.3.4); waits if we lack requests it is built from. */
   private tryValidate(m: NvPropose): void {
+    // A proposal kept while we waited for its requests, for a view we have since asked to leave
+    // (our new-view timer ran out first): never entered, as in onNewViewPropose. Found by the
+    // simulator: entering it rolled back that view's own blocks, which clients had accepted.
+    if (m.view <= this.view) {
+      this.nvPending.delete(m.view);
+      return;
+    }
     const result = this.validateNewView(m);
     if (result === 'wait') {
       this.nvPending.set(m.view, m);
@@ -1867,7 +1874,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   /** Figure 5, line 19: nf NV-ACKs, the new primary's NV-PROPOSE counting as its own (§3.5 (4)). */
   private checkNewViewAcks(view: number): void {
     const acc = this.nvAccepted;
-    if (!acc || acc.view !== view) return;
+    if (!acc || acc.view !== view || view <= this.view) return;
     const primary = primaryOf(view, this.n);
     let count = primary === this.id ? 1 : 2; // the primary's proposal, and our own acknowledgement
     for (const [acker, hex] of this.nvAcks.get(view) ?? []) if (acker !== primary && acker !== this.id && hex === acc.hex) count++;

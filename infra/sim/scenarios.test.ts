@@ -166,6 +166,12 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
       'a PoE replica in a view change also fetches the blocks of the view it is leaving and executes those f+1 replicas send alike, below the next checkpoint and without INFORMs (voteTail)',
   },
   {
+    // Replica 2 waited for a VC-REQUEST to validate view 1's NV-PROPOSE, gave up on view 1, caught up on its blocks,
+    // then validated the kept proposal and entered view 1 after all, rolling back k=19 that a client had accepted.
+    replay: '--protocol poe --replicas 7 --batches 60 --seed 51489 --drop 0.022 --jitter-ms 3 --tail-ms 2 --heal-at-ms 2591 --crash 0@37 --max-time-ms 120000',
+    fixed: 'a PoE replica never enters a view it asked to leave, also not through a proposal it kept while waiting for its requests (tryValidate)',
+  },
+  {
     // Replica 3 executed 96, replicas 1 and 2 stayed at 87, one COMMIT short for good (lost while the primary was down).
     replay: '--protocol pbft --replicas 4 --batches 120 --seed 12 --drop 0.027 --jitter-ms 3 --fault 0=inTheDark:2 --fault 0=stopAfter:21 --max-time-ms 120000',
     fixed:
