@@ -61,8 +61,9 @@
  *   retransmits once nf others executed them. It does so during a view change too: a replica
  *   whose NV-PROPOSE and NV-ACKs were lost gives up alone on a view the others entered, and
  *   never enters a view it asked to leave; it stays in its view change, executing those
- *   blocks below the next checkpoint and sending no INFORM for them (its VC-REQUEST does not
- *   list them), until certified checkpoints or the next view change take it further.
+ *   blocks below the next checkpoint and sending no INFORM for them until it enters a view
+ *   (its VC-REQUEST does not list them), until certified checkpoints or the next view change
+ *   take it further.
 
  * Not implemented: state transfer of the store. A replica further behind than the archive of
  * garbage-collected requests (ReplicaOptions.extra.archiveK sequence numbers, default two
@@ -524,7 +525,10 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    * for the view went out: that request does not list them, so we send no INFORM for them (a
    * client must not count us among the nf replicas that hold them: Proposition 3.5 needs every
    * INFORM sender's VC-REQUEST to list what it informed of), and stop below the next checkpoint
-   * (our CHECKPOINT vote would vouch for them too).
+   * (our CHECKPOINT vote would vouch for them too). Once we entered a view, its E' kept them (or
+   * we rolled them back) and any later VC-REQUEST lists them: a client that re-sends its request
+   * gets the INFORM then. (Muted for good, the clients of those batches could lack nf INFORMs and
+   * force view change after view change: seed 20053 of primary-in-the-dark.)
    */
   private muteTailK = 0;
 
@@ -748,10 +752,15 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
   }
 
+  /** During a view change, no INFORM for k (see muteTailK). */
+  private muted(k: number): boolean {
+    return this.inViewChange && k <= this.muteTailK;
+  }
+
   /** Re-sends the INFORM of a client's latest executed request (the client timed out and broadcast it). */
   private resendInform(req: ClientRequest): void {
     const k = this.informK.get(req.clientId);
-    if (k === undefined || k > this.ledger.height || this.executor.lastExecuted(req.clientId) !== req.reqNo) return;
+    if (k === undefined || k > this.ledger.height || this.executor.lastExecuted(req.clientId) !== req.reqNo || this.muted(k)) return;
     this.send(clientPeer(req.origin), {
       type: MSG_INFORM,
       view: this.ledger.viewAt(k),
@@ -993,8 +1002,9 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
         this.proposedReqNo.delete(req.clientId);
         this.proposedK.delete(req.clientId);
       }
-      if (!ex.duplicate && !(this.inViewChange && ex.k <= this.muteTailK)) {
-        this.informK.set(req.clientId, ex.k);
+      if (!ex.duplicate) this.informK.set(req.clientId, ex.k);
+      // Muted: no INFORM while our VC-REQUEST does not list k; a re-sent request gets it once we entered a view.
+      if (!ex.duplicate && !this.muted(ex.k)) {
         this.send(clientPeer(req.origin), {
           type: MSG_INFORM,
           view: ex.view,
