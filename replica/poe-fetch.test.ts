@@ -8,6 +8,7 @@ import { MSG_CHECKPOINT, type ClientRequest } from './messages.js';
 import {
   MSG_BLOCKS,
   MSG_FETCH,
+  MSG_INFORM,
   MSG_NV_ACK,
   MSG_NV_PROPOSE,
   MSG_PROPOSE,
@@ -102,6 +103,27 @@ describe('PoE recovery from lost messages', () => {
     const fake = { type: MSG_BLOCKS, entries: [{ view: 0, k: 1, request: request(ring, 77, 0) }] } as const;
     for (const from of [1, 2]) expect(events(lone.step(msg(from, fake), 1), 'executed'), `after ${from}`).toEqual([]);
     expect(events(lone.step(msg(3, fake), 1), 'executed').map((e) => (e as { k: number }).k)).toEqual([1]);
+  });
+
+  it('a replica in a view change executes blocks of its view f+1 replicas send alike, below the next checkpoint and without INFORM', () => {
+    // Found by the simulator (crash-and-loss n=7, seed 21588): a replica whose NV-PROPOSE was lost gave up
+    // alone on view 1 while the others ran it; it never enters a view it asked to leave, so it caught up
+    // only to the last certified checkpoint. Its VC-REQUEST is out and does not list what it executes
+    // now, so it must not count towards a client's nf INFORMs (Proposition 3.5), nor vouch for a
+    // checkpoint. Reference: paper §4(6), Figure 5 lines 1-4, Proposition 3.2.
+    const { ring, replicas } = cluster(7, { checkpointIntervalK: 4, windowK: 8 });
+    const r6 = replicas[6]!;
+    timeOut(r6, ring, 50, 0);
+    expect(r6.status().inViewChange).toBe(true);
+    const entries = [1, 2, 3, 4, 5].map((k) => ({ view: 0, k, request: request(ring, 60 + k, 0) }));
+    const blocks = { type: MSG_BLOCKS, entries } as const;
+    const outs = [1, 2, 3].flatMap((from) => r6.step(msg(from, blocks), 10));
+    // f+1 = 3 senders; k=4 is a checkpoint: executing it would make our CHECKPOINT vouch for it.
+    expect(events(outs, 'executed').map((e) => (e as { k: number }).k)).toEqual([1, 2, 3]);
+    expect(sent(outs, MSG_INFORM), 'no INFORM while our VC-REQUEST does not list the blocks').toEqual([]);
+    expect(sent(outs, MSG_CHECKPOINT)).toEqual([]);
+    // A client re-sending its request gets no INFORM either, while the view change lasts.
+    expect(sent(r6.step(msg(clientPeer(0), entries[0]!.request), 20), MSG_INFORM)).toEqual([]);
   });
 
   it('a primary cut off after speculating alone rolls back to the certified chain and catches up once the network heals', () => {
