@@ -159,6 +159,26 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
     fixed: 'a PoE replica that seems behind asks for the blocks of its view and executes those f+1 replicas send alike (voteTail)',
   },
   {
+    // Issue 13 item 4: replica 6 (n=7) lost the NV-PROPOSE of view 1 and gave up on it alone; the others ran view 1
+    // to k=60, and 6 stayed in its view change at 50 for good (50 certified by CHECKPOINTs, 51-60 by nothing).
+    replay: '--protocol poe --replicas 7 --batches 60 --seed 21588 --drop 0.039 --jitter-ms 3 --crash 0@50 --max-time-ms 120000',
+    fixed:
+      'a PoE replica in a view change also fetches the blocks of the view it is leaving and executes those f+1 replicas send alike, below the next checkpoint and without INFORMs (voteTail)',
+  },
+  {
+    // Replica 2 waited for a VC-REQUEST to validate view 1's NV-PROPOSE, gave up on view 1, caught up on its blocks,
+    // then validated the kept proposal and entered view 1 after all, rolling back k=19 that a client had accepted.
+    replay: '--protocol poe --replicas 7 --batches 60 --seed 51489 --drop 0.022 --jitter-ms 3 --tail-ms 2 --heal-at-ms 2591 --crash 0@37 --max-time-ms 120000',
+    fixed: 'a PoE replica never enters a view it asked to leave, also not through a proposal it kept while waiting for its requests (tryValidate)',
+  },
+  {
+    // With the first fix above, a replica executed the last batches muted in a view change and never sent their INFORMs:
+    // two of 120 batches never accepted, 121 view changes in two minutes of virtual time.
+    replay:
+      '--protocol poe --replicas 4 --batches 120 --seed 20053 --drop 0.016 --jitter-ms 2 --fault 0=inTheDark:2 --fault 0=stopAfter:58 --max-time-ms 120000',
+    fixed: 'a PoE replica sends the INFORMs of blocks it executed muted during a view change once it entered a view (resendInform)',
+  },
+  {
     // Replica 3 executed 96, replicas 1 and 2 stayed at 87, one COMMIT short for good (lost while the primary was down).
     replay: '--protocol pbft --replicas 4 --batches 120 --seed 12 --drop 0.027 --jitter-ms 3 --fault 0=inTheDark:2 --fault 0=stopAfter:21 --max-time-ms 120000',
     fixed:

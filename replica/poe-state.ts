@@ -1,0 +1,64 @@
+/**
+ * State shared by PoE's core (replica/poe.ts) and the sub-state beside it (poe-view-change.ts,
+ * poe-fetch.ts): the constants of a replica, its named timers and the per-k slot of Figure 3.
+ */
+import type { CryptoProvider } from './crypto.js';
+import type { ClientRequest } from './messages.js';
+
+/** Named timers (STYLE.md: TigerBeetle's timeout table). */
+export const POE_TIMERS = {
+  /** Failure detection in the normal case (§3.3.1 (1)). */
+  viewChange: 'vc',
+  /** A view change that does not complete in time (Theorem 3.7: exponential backoff). */
+  newView: 'nv',
+  /** A replica behind a stable checkpoint asks for the blocks it lacks, one peer per expiry. */
+  fetch: 'fetch',
+} as const;
+
+/** What does not change over a replica's life. */
+export interface PoeParams {
+  readonly id: number;
+  readonly n: number;
+  readonly f: number;
+  readonly nf: number;
+  readonly crypto: CryptoProvider;
+  /** Sequence numbers the primary may propose above the stable checkpoint. */
+  readonly windowK: number;
+  /** A checkpoint every intervalK sequence numbers (§3.5 last paragraph). */
+  readonly intervalK: number;
+  /** Sequence numbers of garbage-collected requests kept to serve FETCH (paper §4(6)). */
+  readonly archiveK: number;
+}
+
+/**
+ * What a replica knows about sequence number k in the current view: the proposal it supports
+ * (Support_r, Figure 3 line 12), the SUPPORTs counted for it, and whether it view-committed.
+ * Entries of a new view's E' are slots too (view = the view they were proposed in, committed).
+ */
+export interface Slot {
+  readonly view: number;
+  request: ClientRequest | undefined;
+  digest: Buffer | undefined;
+  /** Replicas whose SUPPORT (the primary: PROPOSE) for (view, k) was counted; only the first counts. */
+  readonly voted: Uint8Array;
+  /** SUPPORTs that arrived before the PROPOSE (at most one per replica, so at most n). */
+  early: { from: number; digest: Buffer }[] | undefined;
+  /** Distinct replicas whose SUPPORT matches `digest`, the primary's PROPOSE and our own included. */
+  matching: number;
+  committed: boolean;
+  /** Primary: when it last re-broadcast this PROPOSE (retransmission is rate-limited). */
+  resentAtMs: number;
+}
+
+export function newSlot(view: number, n: number): Slot {
+  return {
+    view,
+    request: undefined,
+    digest: undefined,
+    voted: new Uint8Array(n),
+    early: undefined,
+    matching: 0,
+    committed: false,
+    resentAtMs: -Infinity,
+  };
+}
