@@ -1101,3 +1101,85 @@ describe('PBFT with lost messages', () => {
     // Reference: PBFT §4.3 (fetching what a replica missed) and §4.4 (view changes when the primary seems faulty); DESIGN.md "converge once faults stop".
   });
 });
+
+describe('PBFT view change against Byzantine replicas (issue 13)', () => {
+  /**
+   * A VIEW-CHANGE whose every claim about sequence number k (prepared and pre-prepared) names
+   * `req` instead: what a Byzantine replica can send, since its claims are not transferable
+   * proofs (MACs). The forged fields keep their names in every version of the message.
+   */
+  function forgeClaims(vc: ViewChange, k: number, req: ClientRequest): ViewChange {
+    const digest = requestDigest(crypto, req);
+    const swap = <T extends { k: number; digest: Buffer }>(xs: readonly T[]): T[] => xs.map((c) => (c.k === k ? { ...c, digest, request: req } : c));
+    const loose = vc as unknown as Record<string, unknown>;
+    const forged: Record<string, unknown> = { ...loose, prepared: swap(vc.prepared) };
+    if (Array.isArray(loose.prePrepared)) forged.prePrepared = swap(loose.prePrepared as { k: number; digest: Buffer }[]);
+    return forged as unknown as ViewChange;
+  }
+
+  it('one Byzantine backup cannot make the new view re-propose another client batch at a committed k (n=4)', () => {
+    // Castro and Liskov, TOCS 2002 §4 (BFT-PR view change): the new primary only takes a batch
+    // for k that 2f+1 VIEW-CHANGEs do not contradict (A1) and f+1 say pre-prepared (A2).
+    const n = 4;
+    const net = new Net({ n, clients: 1, maxBatches: 2 });
+    // k=1 commits at 0, 1 and 3 (the client accepts it); replica 2 prepares it but never
+    // commits (its COMMITs and its FETCHes are lost). The PRE-PREPARE of k=2 is lost too, so the
+    // backups suspect the primary and change view: network faults only, the primary is correct,
+    net.drop = (e) =>
+      (e.msg.type === MSG_COMMIT && (e.msg as Commit).view === 0 && e.to === 2) ||
+      (e.msg.type === MSG_FETCH && e.from === 2) ||
+      (e.msg.type === MSG_PRE_PREPARE && (e.msg as PrePrepare).view === 0 && (e.msg as PrePrepare).k === 2) ||
+      // and the new primary never hears from replica 0 in view 1: it must decide on 1, 2 and 3.
+      (e.msg.type === MSG_VIEW_CHANGE && (e.msg as ViewChange).view === 1 && e.from === 0 && e.to === 1);
+    // Replica 3 is Byzantine: its VIEW-CHANGEs claim k=1 prepared with another genuinely
+    // client-signed batch, one that wins any tie broken by digest.
+    const accepted = () => net.accepted.find((a) => a.k === 1);
+    let other: ClientRequest | undefined;
+    net.transform = (e) => {
+      if (e.from !== 3 || e.msg.type !== MSG_VIEW_CHANGE) return e.msg;
+      const a = accepted()!.digest;
+      if (!other) {
+        for (let reqNo = 0; !other; reqNo++) {
+          const r = request(n, 9, reqNo);
+          if (Buffer.compare(requestDigest(crypto, r), a) < 0) other = r;
+        }
+      }
+      return forgeClaims(e.msg as ViewChange, 1, other);
+    };
+    net.start();
+    expect(net.run(() => net.client!.done || net.nowMs > 60_000)).toBe(true);
+    expect(accepted(), 'the client accepted k=1 in view 0').toBeDefined();
+    expect(net.eventsOf('viewEntered').length).toBeGreaterThan(0);
+    net.flush();
+    // Replica 2, which never executed k=1 in view 0, holds the batch the client accepted there.
+    expectConsistent(net, [0, 1, 2]);
+    // Reference: PBFT §4.4 (a request committed at a non-faulty replica keeps its sequence number in every later view); TOCS 2002 §4 decision rule A1, A2.
+  });
+
+  it('a backup does not accept a NEW-VIEW built on VIEW-CHANGEs it cannot check (a Byzantine new primary, n=4)', () => {
+    const n = 4;
+    const a = request(n, 1, 0);
+    const b = request(n, 2, 0);
+    const r = replicaCore(n, 2);
+    // Replica 2 prepares a at k=1 in view 0.
+    r.step({ kind: 'message', from: 0, msg: prePrepare(0, 1, a) }, 0);
+    r.step({ kind: 'message', from: 3, msg: vote(MSG_PREPARE, 3, 0, 1, a) }, 0);
+    // A request it awaits times out: it asks for view 1, whose primary (replica 1) is Byzantine.
+    r.step({ kind: 'message', from: clientPeer(0), msg: request(n, 3, 0) }, 0);
+    const own = broadcastsOf(r.step({ kind: 'timer', name: PBFT_TIMERS.viewChange }, 1000), MSG_VIEW_CHANGE)[0] as ViewChange;
+    expect(own.prepared.map((c) => c.k)).toEqual([1]);
+    // The primary makes up VIEW-CHANGEs of replicas 0 and 3 (replica 2 holds neither) that say
+    // b prepared at k=1, and leaves replica 2's own out of V.
+    const madeUp = (replica: number): ViewChange => forgeClaims({ ...own, replica }, 1, b);
+    const v = [madeUp(0), madeUp(1), madeUp(3)];
+    const nv = { type: MSG_NEW_VIEW, replica: 1, view: 1, viewChanges: v, prePrepares: [{ k: 1, originView: 0, request: b }] } as unknown as NewView;
+    const outs = deliver(r, 1, pbftCodec.decode(Buffer.from(pbftCodec.encode(nv))));
+    expect(
+      ofKind(outs, 'event').filter((o) => o.event.name === 'viewEntered'),
+      'entered view 1 on made-up VIEW-CHANGEs',
+    ).toEqual([]);
+    expect(broadcastsOf(outs, MSG_PREPARE)).toEqual([]);
+    expect(r.status()).toMatchObject({ view: 1, inViewChange: true });
+    // Reference: TOCS 2002 §4, a backup checks NEW-VIEW against the VIEW-CHANGEs it holds (VIEW-CHANGE-ACKs vouch for them at the primary).
+  });
+});
