@@ -20,6 +20,7 @@ import {
   MSG_PREPARE,
   MSG_REPLY,
   MSG_VIEW_CHANGE,
+  MSG_VIEW_CHANGE_ACK,
   PBFT_TIMERS,
   pbft,
   pbftCodec,
@@ -341,13 +342,15 @@ const deliver = (r: PbftReplica, from: Peer, msg: PbftMessage) => r.step({ kind:
 describe('PBFT codec', () => {
   const req = request(4, 3, 9);
   const digest = requestDigest(crypto, req);
-  const cert = { k: 5, view: 1, originView: 0, digest, prepareSenders: [2, 3] };
+  const cert = { k: 5, view: 1, originView: 0, digest };
   const vc: ViewChange = {
     type: MSG_VIEW_CHANGE,
     replica: 2,
     view: 2,
     checkpoint: { k: 4, stateDigest: Buffer.alloc(32, 7), senders: [0, 1, 2] },
+    taken: [{ k: 8, stateDigest: Buffer.alloc(32, 8) }],
     prepared: [{ ...cert, request: req }],
+    prePrepared: [cert, { k: 5, view: 0, originView: 0, digest: Buffer.alloc(32, 3) }],
   };
   const messages: PbftMessage[] = [
     req,
@@ -357,6 +360,7 @@ describe('PBFT codec', () => {
     vote(MSG_COMMIT, 2, 3, 17, req),
     { type: MSG_REPLY, replica: 1, view: 3, k: 17, digest, clientId: 3, reqNo: 9, result: Buffer.alloc(32, 9) },
     vc,
+    { type: MSG_VIEW_CHANGE_ACK, replica: 3, view: 2, of: 2, digest: Buffer.alloc(32, 4) },
     {
       type: MSG_NEW_VIEW,
       replica: 2,
@@ -885,8 +889,10 @@ describe('PBFT view change', () => {
       type: MSG_VIEW_CHANGE,
       replica: 1,
       view: 1,
-      checkpoint: { k: 10, stateDigest: Buffer.alloc(32), senders: [0, 1] }, // fewer than nf senders
+      checkpoint: { k: 10, stateDigest: Buffer.alloc(32), senders: [1] }, // fewer than f+1 senders
+      taken: [],
       prepared: [],
+      prePrepared: [],
     };
     const outs = deliver(r, 1, vc);
     expect(ofKind(outs, 'event').map((o) => o.event)).toEqual([{ name: 'rejected', reason: 'invalid view-change', from: 1 }]);
@@ -936,21 +942,42 @@ describe('PBFT view change on lossy links', () => {
     const n = 4;
     const p = replicaCore(n, 1, { viewChangeTimeoutMs: 1000 });
     p.step({ kind: 'message', from: 2, msg: vcFrom(2) }, 0);
-    // f+1 = 2 requests for view 1: it joins, holds nf with its own, and sends NEW-VIEW.
+    // f+1 = 2 requests for view 1: it joins and holds nf with its own, but uses another replica's
+    // VIEW-CHANGE only once nf - 2 = 1 third replica acked it (TOCS 2002 §4).
     const joined = p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 0);
-    const nv = broadcastsOf(joined, MSG_NEW_VIEW) as NewView[];
+    expect(broadcastsOf(joined, MSG_VIEW_CHANGE)).toHaveLength(1);
+    expect(broadcastsOf(joined, MSG_NEW_VIEW)).toEqual([]);
+    const ack = (replica: number, of: number) => {
+      const vc = vcFrom(of);
+      const digest = crypto.digest(pbftCodec.encode({ ...vc, prepared: vc.prepared.map(({ request: _r, ...c }) => c) }).subarray(1));
+      return { type: MSG_VIEW_CHANGE_ACK, replica, view: 1, of, digest } as const;
+    };
+    expect(broadcastsOf(p.step({ kind: 'message', from: 3, msg: ack(3, 2) }, 0), MSG_NEW_VIEW)).toEqual([]);
+    const nv = broadcastsOf(p.step({ kind: 'message', from: 2, msg: ack(2, 3) }, 0), MSG_NEW_VIEW) as NewView[];
     expect(nv).toHaveLength(1);
     expect(p.status()).toMatchObject({ view: 1, inViewChange: false });
     // Replica 3 lost it and re-sends its VIEW-CHANGE: it gets the same NEW-VIEW, once per half timeout.
+    // With it goes the primary's own VIEW-CHANGE, which replica 3 needs to check V (TOCS 2002 §4).
+    const pvc = broadcastsOf(joined, MSG_VIEW_CHANGE)[0]!;
     const again = p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 100);
-    expect(again).toEqual([{ kind: 'send', to: 3, msg: nv[0] }]);
+    expect(again).toEqual([
+      { kind: 'send', to: 3, msg: pvc },
+      { kind: 'send', to: 3, msg: nv[0] },
+    ]);
     expect(p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 200)).toEqual([]);
-    expect(p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 700)).toEqual([{ kind: 'send', to: 3, msg: nv[0] }]);
-    // A backup that runs the view does not answer (only the primary's NEW-VIEW counts).
-    const b = replicaCore(n, 2);
+    expect(p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 700)).toEqual(again);
+    // A backup accepts the NEW-VIEW only holding every VIEW-CHANGE of V from its sender; once in
+    // the view it answers a replica that asks for it with its own VIEW-CHANGE (which that
+    // replica may need to check V), not with the NEW-VIEW (only the primary's counts).
+    const b = replicaCore(n, 0);
+    expect(b.step({ kind: 'message', from: 1, msg: nv[0]! }, 0).filter((o) => o.kind === 'event')).toEqual([]);
+    expect(b.status()).toMatchObject({ view: 0 });
+    b.step({ kind: 'message', from: 1, msg: pvc }, 0);
+    const own = broadcastsOf(b.step({ kind: 'message', from: 2, msg: vcFrom(2) }, 0), MSG_VIEW_CHANGE)[0]!; // f+1: it joins
+    b.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 0);
     b.step({ kind: 'message', from: 1, msg: nv[0]! }, 0);
     expect(b.status()).toMatchObject({ view: 1, inViewChange: false });
-    expect(b.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 100)).toEqual([]);
+    expect(b.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 100)).toEqual([{ kind: 'send', to: 3, msg: own }]);
     // Reference: PBFT §4.4 (NEW-VIEW), with retransmission as PBFT assumes of its links.
   });
 
@@ -1016,7 +1043,8 @@ describe('PBFT view change message contents', () => {
     for (const c of first.prepared) {
       expect(c.request).toBeDefined();
       expect(requestDigest(crypto, c.request!).equals(c.digest)).toBe(true);
-      expect(c.prepareSenders.length).toBeGreaterThanOrEqual(2);
+      // Q names the same batch, pre-prepared in view 0.
+      expect(first.prePrepared.filter((q) => q.k === c.k).map((q) => [q.view, q.originView, q.digest.equals(c.digest)])).toEqual([[0, 0, true]]);
     }
     expect(net.accepted).toHaveLength(13);
     expectConsistent(net, [1, 2, 3]);
