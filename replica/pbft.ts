@@ -1,9 +1,15 @@
 /**
  * PBFT (Castro and Liskov, OSDI'99), as the PoE paper's §4(8) describes its implementation in
  * ResilientDB: PRE-PREPARE from the primary, all-to-all PREPARE, all-to-all COMMIT, execution
- * on nf COMMITs, and a client that accepts on f+1 matching replies. The view change is the
- * standard one (PBFT §4.4; the lecture notes in seeds/pbft-lecture-notes.txt): VIEW-CHANGE with
- * the stable checkpoint and the prepared certificates above it, NEW-VIEW with V and O.
+ * on nf COMMITs, and a client that accepts on f+1 matching replies. The view change is the one
+ * of the MAC-based PBFT (Castro and Liskov, TOCS 2002 §4, "BFT-PR"; replica/pbft-view-change.ts
+ * holds its log and decision rule): VIEW-CHANGE with the stable checkpoint, the checkpoints
+ * taken above it and the P and Q sets; VIEW-CHANGE-ACKs to the new primary, which uses a
+ * VIEW-CHANGE only once nf-2 third replicas acked it; NEW-VIEW with V and O, O chosen by the
+ * rule A1/A2 (a batch) or B (the null request); backups accept it only after checking V against
+ * the VIEW-CHANGEs they received from the senders themselves and recomputing O. A view change
+ * without faults costs n(n-1) VIEW-CHANGEs + (n-1)(n-2) VIEW-CHANGE-ACKs + (n-1) NEW-VIEWs, then
+ * O's PREPAREs and COMMITs. Wire types and codec: replica/pbft-wire.ts.
  *
  * Quorums. PBFT (§4.2) is prepared on the PRE-PREPARE plus 2f PREPAREs and committed on 2f+1
  * COMMITs, for n = 3f+1. For any n, two quorums must share a non-faulty replica, so we count
@@ -21,18 +27,20 @@
  * agreed exactly like the digest (PBFT's safety argument applies to the pair).
  *
  * Authentication. Replica messages are authenticated point to point with MACs by the runtime,
- * so certificates carry the ids of their senders, not transferable proofs; a backup checks
- * every VIEW-CHANGE forwarded inside a NEW-VIEW against the copy it received directly from its
- * sender, when it has one. Client requests carry Ed25519 signatures and are verified by every
- * replica that accepts them (paper §4(7)).
+ * so what one replica says another sent proves nothing: a VIEW-CHANGE's P and Q are its
+ * sender's claims, which is why the view change needs the ACKs and the A1/A2 rule (one
+ * Byzantine replica's claim alone never decides), and why a backup checks every VIEW-CHANGE
+ * forwarded inside a NEW-VIEW against its own copy from the sender. Client requests carry
+ * Ed25519 signatures and are verified by every replica that accepts them (paper §4(7)).
  *
  * Lossy links. PBFT assumes links that retransmit; these do not, so a request a client re-sends
  * makes every replica re-send what it sent for that request's slot (retransmitFor), a backup
  * that executed a request the client keeps re-sending suspects the primary once nothing
  * executes for a timeout (noteUnfinished, as in PoE), a replica in a view change re-sends its
- * VIEW-CHANGE and starts the NEW-VIEW wait only with nf VIEW-CHANGEs in (PBFT §4.5.2), and the
- * new primary re-sends its NEW-VIEW to a replica that asks again for its view. None of this adds
- * a message to a run without client timeouts.
+ * VIEW-CHANGE and starts the NEW-VIEW wait only with nf VIEW-CHANGEs in (PBFT §4.5.2), and a
+ * replica that runs the view answers one that asks again for it with its own VIEW-CHANGE (and
+ * the new primary with its NEW-VIEW). None of this adds a message to a run without client
+ * timeouts.
  *
  * Catching up. A replica that missed messages (a primary that crashed half-way through a
  * broadcast, a lost link) fetches the executed batches it lacks: checked against the stable
@@ -43,9 +51,10 @@
  */
 import type { FaultHooks } from './byzantine.js';
 import { CheckpointTracker, Executor, type Execution } from './common.js';
-import { blockHash, Ledger } from './ledger.js';
+import { Ledger } from './ledger.js';
 import { isNoop, MSG_CHECKPOINT, MSG_REQUEST, NOOP_CLIENT_ID, requestDigest, type ClientRequest } from './messages.js';
 import { Outbox } from './outbox.js';
+import { BatchFetcher } from './pbft-fetch.js';
 import { decideNewView, notePrePrepared, ViewChangeLog, type NewViewPlan } from './pbft-view-change.js';
 import {
   MSG_BATCHES,
@@ -60,11 +69,9 @@ import {
   PBFT_Q_PER_K,
   pbftCodec,
   stripRequests,
-  type Batches,
   type CheckpointClaim,
   type CheckpointProof,
   type Commit,
-  type Fetch,
   type NewView,
   type NewViewEntry,
   type PbftMessage,
@@ -205,22 +212,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private readonly checkpointVotes = new Map<number, Map<number, Buffer>>();
   private stableProof: CheckpointProof;
 
-  /**
-   * Executed batches kept two windows below the stable checkpoint, for replicas that fetch what
-   * they missed (k -> entry; every k in (retainedLowK, executedK] is present).
-   */
-  private readonly retained = new Map<number, NewViewEntry>();
-  private retainedLowK = 0;
-  /** A stable checkpoint above this replica's execution: the batches up to it are being fetched. */
-  private catchUp: CheckpointProof | undefined;
-  private fetchAttempt = 0;
-  /** The highest sequence number this replica has seen in use. */
-  private knownHighK = 0;
-  private fetchTimerArmed = false;
-  /** executedK when the progress watch was armed: no change by the time it fires means stuck. */
-  private fetchMarkK = 0;
-  /** Fetched batches by k, then (origin view, digest), with their senders. */
-  private readonly fetchVotes = new Map<number, Map<string, { entry: NewViewEntry; digest: Buffer; senders: Set<number> }>>();
+  /** Catching up: executed batches kept for others, and fetching what this replica missed (pbft-fetch.ts). */
+  private readonly fetcher: BatchFetcher;
 
   /** VIEW-CHANGEs held (the latest from each replica, its own included) and, as a new primary, their ACKs. */
   private readonly vcLog: ViewChangeLog;
@@ -251,6 +244,19 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     this.genesisHash = Buffer.from(this.ledger.hashAt(0));
     this.stableProof = { k: 0, stateDigest: this.genesisHash, senders: [] };
     this.vcLog = new ViewChangeLog(deps.crypto, this.n, this.id);
+    this.fetcher = new BatchFetcher({
+      id: this.id,
+      n: this.n,
+      f: this.f,
+      windowK: options.windowK,
+      timeoutMs: options.viewChangeTimeoutMs,
+      timerName: PBFT_TIMERS.fetch,
+      crypto: deps.crypto,
+      executor: this.executor,
+      ledger: this.ledger,
+      out: this.out,
+      executeReady: () => this.executeReady(),
+    });
     this.queueMax = 4 * options.windowK;
     this.futureMax = 2 * this.n * options.windowK;
   }
@@ -337,7 +343,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         this.onTimer(input.name);
         break;
     }
-    this.watchProgress();
+    this.fetcher.watchProgress();
     return this.out.drain();
   }
 
@@ -361,9 +367,11 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       case MSG_NEW_VIEW:
         return this.onNewView(from, msg);
       case MSG_FETCH:
-        return this.onFetch(from, msg);
+        if (this.fromReplica(from, msg.replica)) this.fetcher.onFetch(from, msg);
+        return;
       case MSG_BATCHES:
-        return this.onBatches(from, msg);
+        if (this.fromReplica(from, msg.replica)) this.fetcher.onBatches(from, msg);
+        return;
       case MSG_REPLY:
         return this.out.reject('reply sent to a replica', from);
     }
@@ -378,7 +386,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     } else if (name === PBFT_TIMERS.resendViewChange) {
       this.resendViewChange();
     } else if (name === PBFT_TIMERS.fetch) {
-      this.onFetchTimer();
+      this.fetcher.onTimer();
     }
   }
 
@@ -499,7 +507,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private assign(req: ClientRequest): void {
     const k = this.nextK++;
-    this.noteK(k);
+    this.fetcher.noteK(k);
     const slot = this.slotFor(k);
     const digest = requestDigest(this.deps.crypto, req);
     this.out.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k, originView: this.view, request: req });
@@ -523,7 +531,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private onPrePrepare(from: Peer, m: PrePrepare): void {
     if (!this.fromReplica(from, m.replica)) return;
-    if (this.inWindow(m.k)) this.noteK(m.k);
+    if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
     if (from !== primaryOf(m.view, this.n)) return this.out.reject('pre-prepare from a backup', from);
     if (!this.inWindow(m.k)) return;
@@ -562,7 +570,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private onPrepare(from: Peer, m: Prepare): void {
     if (!this.fromReplica(from, m.replica)) return;
-    if (this.inWindow(m.k)) this.noteK(m.k);
+    if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
     // The primary's pre-prepare is its vote; a PREPARE from it does not count (PBFT §4.2).
     if (from === primaryOf(m.view, this.n) || !this.inWindow(m.k)) return;
@@ -596,7 +604,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private onCommit(from: Peer, m: Commit): void {
     if (!this.fromReplica(from, m.replica)) return;
     // Even a message for another view says batches up to k exist: the progress watch may fetch them.
-    if (this.inWindow(m.k)) this.noteK(m.k);
+    if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
     if (!this.inWindow(m.k)) return;
     const slot = this.slotFor(m.k);
@@ -645,7 +653,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private afterExecution(ex: Execution): boolean {
     const req = ex.request;
     const noop = isNoop(req);
-    this.retained.set(ex.k, { k: ex.k, originView: ex.view, request: req });
+    this.fetcher.retain({ k: ex.k, originView: ex.view, request: req });
     this.out.event({ name: 'executed', k: ex.k, view: ex.view, txns: noop || ex.duplicate ? 0 : req.writes.length });
     if (!noop) {
       if (ex.duplicate) {
@@ -709,160 +717,11 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     }
     this.gcK = proof.k;
     this.executor.forget(Math.min(proof.k, this.executor.executedK));
-    const retainFromK = proof.k - 2 * this.options.windowK;
-    if (retainFromK - this.retainedLowK <= this.retained.size) {
-      for (let k = this.retainedLowK + 1; k <= retainFromK; k++) this.retained.delete(k);
-    } else {
-      for (const k of [...this.retained.keys()]) if (k <= retainFromK) this.retained.delete(k);
-    }
-    this.retainedLowK = Math.max(this.retainedLowK, retainFromK);
-    for (const k of this.fetchVotes.keys()) if (k <= proof.k) this.fetchVotes.delete(k);
+    this.fetcher.forgetBelow(proof.k);
     this.out.event({ name: 'checkpointStable', k: proof.k });
-    this.noteK(proof.k);
-    const executedK = this.executor.executedK;
-    if (proof.k > executedK && (!this.catchUp || proof.k > this.catchUp.k)) {
-      // Overtaken by a checkpoint. Fetch at once if the next pre-prepare is missing (on the
-      // primary's FIFO link it came before the primary's checkpoint, so it was most likely
-      // lost), if the previous checkpoint overtook it too, or if half a window behind: later,
-      // the batches could be beyond what the others keep. A replica that is merely a little
-      // slow is left to the progress watch.
-      const overtakenBefore = this.catchUp !== undefined && this.catchUp.k > executedK;
-      this.catchUp = proof;
-      if (overtakenBefore || !this.slots.get(executedK + 1)?.pp || proof.k - executedK >= this.options.windowK / 2) this.sendFetch();
-    }
+    // Overtaken by a checkpoint: the fetcher decides whether to fetch at once.
+    this.fetcher.onStable(proof, !this.slots.get(this.executor.executedK + 1)?.pp);
     this.drainQueue();
-  }
-
-  // -------------------------------------------------------------------------------------
-  // Catching up (PBFT §4.3 state transfer, as the replay of executed batches)
-  //
-  // Messages can be lost (a primary that crashes half-way through a broadcast, a dropped
-  // link) and PBFT then needs state transfer: a replica that knows of sequence numbers above
-  // its execution but makes no progress for a timeout fetches the executed batches from others.
-
-  /** Records that sequence number k is in use somewhere (O(1): called per message). */
-  private noteK(k: number): void {
-    if (k > this.knownHighK) this.knownHighK = k;
-  }
-
-  /** Arms the progress watch when this replica knows of batches it has not executed. */
-  private watchProgress(): void {
-    if (this.fetchTimerArmed || this.knownHighK <= this.executor.executedK) return;
-    this.fetchTimerArmed = true;
-    this.fetchMarkK = this.executor.executedK;
-    this.out.setTimer(PBFT_TIMERS.fetch, this.options.viewChangeTimeoutMs);
-  }
-
-  private onFetchTimer(): void {
-    this.fetchTimerArmed = false;
-    if (this.executor.executedK === this.fetchMarkK) this.sendFetch();
-    // step() re-arms the watch if batches are still missing.
-  }
-
-  /**
-   * Behind a stable checkpoint: asks one of its signers (a different one each time), whose
-   * answer is checked against the checkpoint's digest. Otherwise asks f+1 replicas (the next
-   * f+1 each time) and takes a batch that f+1 of them agree on: one of them is non-faulty.
-   */
-  private sendFetch(): void {
-    const fromK = this.executor.executedK + 1;
-    if (this.catchUp && this.catchUp.k < fromK) this.catchUp = undefined;
-    const target = this.catchUp;
-    const toK = Math.min(Math.max(target?.k ?? 0, this.knownHighK), fromK + 2 * this.options.windowK - 1);
-    if (toK < fromK) return;
-    const msg: Fetch = { type: MSG_FETCH, replica: this.id, fromK, toK };
-    const attempt = this.fetchAttempt++;
-    if (target) {
-      const peers = target.senders.filter((s) => s !== this.id);
-      if (peers.length > 0) return this.out.send(peers[attempt % peers.length]!, msg);
-    }
-    const others = this.n - 1;
-    for (let i = 0; i <= this.f; i++) {
-      const to = (this.id + 1 + ((attempt * (this.f + 1) + i) % others)) % this.n;
-      this.out.send(to, msg);
-    }
-  }
-
-  /** Serves the executed batches it still keeps, contiguous from fromK. */
-  private onFetch(from: Peer, m: Fetch): void {
-    if (!this.fromReplica(from, m.replica)) return;
-    const toK = Math.min(m.toK, this.executor.executedK, m.fromK + 2 * this.options.windowK - 1);
-    const entries: NewViewEntry[] = [];
-    for (let k = m.fromK; k <= toK; k++) {
-      const e = this.retained.get(k);
-      if (!e) break;
-      entries.push(e);
-    }
-    if (entries.length > 0) this.out.send(from, { type: MSG_BATCHES, replica: this.id, entries });
-  }
-
-  private onBatches(from: Peer, m: Batches): void {
-    if (!this.fromReplica(from, m.replica)) return;
-    if (this.catchUp && this.takeCheckpointBatches(from, m)) return;
-    this.voteFetchedBatches(from, m);
-  }
-
-  /**
-   * Takes fetched batches if they extend this replica's ledger to exactly the state digest nf
-   * replicas certified at the checkpoint: one faulty sender cannot slip in a batch.
-   */
-  private takeCheckpointBatches(from: Peer, m: Batches): boolean {
-    const target = this.catchUp!;
-    let k = this.executor.executedK;
-    let hash = this.ledger.headHash;
-    const digests: Buffer[] = [];
-    for (const e of m.entries) {
-      if (k >= target.k || e.k !== k + 1) break;
-      const digest = requestDigest(this.deps.crypto, e.request);
-      hash = blockHash(this.deps.crypto, e.k, digest, e.originView, hash);
-      digests.push(digest);
-      k = e.k;
-    }
-    if (k !== target.k) return false;
-    if (!hash.equals(target.stateDigest)) {
-      this.out.reject('fetched batches do not match the checkpoint', from);
-      this.sendFetch(); // the next signer
-      return true;
-    }
-    for (let i = 0; i < digests.length; i++) {
-      const e = m.entries[i]!;
-      this.executor.commit(e.k, e.originView, e.request, digests[i]!);
-    }
-    this.catchUp = undefined;
-    this.executeReady();
-    return true;
-  }
-
-  /** Counts fetched batches per (k, origin view, digest); f+1 matching senders commit one. */
-  private voteFetchedBatches(from: Peer, m: Batches): void {
-    const executedK = this.executor.executedK;
-    const highK = executedK + 2 * this.options.windowK;
-    let committed = false;
-    for (const e of m.entries) {
-      if (e.k <= executedK || this.executor.isCommitted(e.k)) continue;
-      if (e.k > highK) break;
-      const digest = requestDigest(this.deps.crypto, e.request);
-      let byValue = this.fetchVotes.get(e.k);
-      if (!byValue) {
-        byValue = new Map();
-        this.fetchVotes.set(e.k, byValue);
-      }
-      const key = `${e.originView}:${digest.toString('hex')}`;
-      let vote = byValue.get(key);
-      if (!vote) {
-        if (byValue.size >= this.n) continue;
-        vote = { entry: e, digest, senders: new Set() };
-        byValue.set(key, vote);
-      }
-      vote.senders.add(from);
-      if (vote.senders.size === this.f + 1) {
-        this.executor.commit(e.k, e.originView, e.request, digest);
-        committed = true;
-      }
-    }
-    if (!committed) return;
-    this.executeReady();
-    for (const k of [...this.fetchVotes.keys()]) if (k <= this.executor.executedK) this.fetchVotes.delete(k);
   }
 
   // -------------------------------------------------------------------------------------
@@ -1147,7 +1006,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     // VIEW-CHANGEs up to this view served their purpose; they can be large.
     this.vcLog.clearUpTo(w);
     // Sequence numbers above max-s from earlier views are abandoned: nothing to fetch there.
-    this.knownHighK = Math.max(plan.maxS, plan.minS, this.executor.executedK);
+    this.fetcher.resetKnownHigh(Math.max(plan.maxS, plan.minS, this.executor.executedK));
     this.out.event({ name: 'viewEntered', view: w });
     if (primary) {
       this.nextK = Math.max(plan.maxS, plan.minS) + 1;
@@ -1214,8 +1073,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       trackerVotes: this.checkpoints.pendingCheckpoints,
       executorPending: this.executor.pendingCount,
       future: this.future.length,
-      retained: this.retained.size,
-      fetchVotes: this.fetchVotes.size,
+      ...this.fetcher.sizes,
       viewChangeLog: this.vcLog.size,
       undoDepth: this.store.undoDepth,
     };
