@@ -180,6 +180,42 @@ function chooseCheckpoint(ctx: DecideContext, vcs: readonly ViewChange[]): Check
   return undefined;
 }
 
+export interface ShapeLimits {
+  readonly n: number;
+  readonly f: number;
+  readonly windowK: number;
+  readonly checkpointIntervalK: number;
+}
+
+/**
+ * Structural checks on a VIEW-CHANGE (what it claims is judged by decideNewView): checkpoints
+ * on the interval, at most one P entry per k and few Q entries, all within two windows above
+ * its stable checkpoint and below its view; with `requireRequests`, P carries every batch.
+ */
+export function wellFormedViewChange(vc: ViewChange, lim: ShapeLimits, requireRequests: boolean): boolean {
+  const { n, f, windowK, checkpointIntervalK } = lim;
+  const isCheckpoint = (k: number): boolean => k > 0 && k % checkpointIntervalK === 0;
+  const cp = vc.checkpoint;
+  const windowTop = cp.k + 2 * windowK;
+  if (vc.replica >= n) return false;
+  // The senders are a claim (MACs): nf CHECKPOINTs, or the f+1 VIEW-CHANGEs a NEW-VIEW took it from.
+  const distinct = new Set(cp.senders.filter((s) => s < n));
+  if (cp.k > 0 && (!isCheckpoint(cp.k) || distinct.size < f + 1 || distinct.size !== cp.senders.length)) return false;
+  if (vc.taken.length > (2 * windowK) / checkpointIntervalK + 1) return false;
+  for (const t of vc.taken) if (t.k <= cp.k || t.k > windowTop || !isCheckpoint(t.k)) return false;
+  if (vc.prepared.length > 2 * windowK) return false;
+  const ks = new Set<number>();
+  for (const c of vc.prepared) {
+    if (c.k <= cp.k || c.k > windowTop || ks.has(c.k)) return false;
+    if (c.view >= vc.view || c.originView > c.view) return false;
+    if (requireRequests && !c.request) return false;
+    ks.add(c.k);
+  }
+  if (vc.prePrepared.length > 2 * windowK * PBFT_Q_PER_K) return false;
+  for (const q of vc.prePrepared) if (q.k <= cp.k || q.k > windowTop || q.view >= vc.view || q.originView > q.view) return false;
+  return true;
+}
+
 /**
  * Q for one sequence number: adds that batch (digest, origin view) pre-prepared in `view`,
  * keeping per batch the latest view and at most PBFT_Q_PER_K batches, the latest ones.

@@ -54,8 +54,9 @@ import { CheckpointTracker, Executor, type Execution } from './common.js';
 import { Ledger } from './ledger.js';
 import { isNoop, MSG_CHECKPOINT, MSG_REQUEST, NOOP_CLIENT_ID, requestDigest, type ClientRequest } from './messages.js';
 import { Outbox } from './outbox.js';
+import { PbftClientPolicy } from './pbft-client.js';
 import { BatchFetcher } from './pbft-fetch.js';
-import { decideNewView, notePrePrepared, ViewChangeLog, type NewViewPlan } from './pbft-view-change.js';
+import { decideNewView, notePrePrepared, ViewChangeLog, wellFormedViewChange, type NewViewPlan } from './pbft-view-change.js';
 import {
   MSG_BATCHES,
   MSG_COMMIT,
@@ -66,7 +67,6 @@ import {
   MSG_REPLY,
   MSG_VIEW_CHANGE,
   MSG_VIEW_CHANGE_ACK,
-  PBFT_Q_PER_K,
   pbftCodec,
   stripRequests,
   type CheckpointClaim,
@@ -83,14 +83,13 @@ import {
   type ViewChange,
   type ViewChangeAck,
 } from './pbft-wire.js';
-import type { ClientPolicy, ClientPolicyOptions, PendingRequest, ProtocolModule, ReplyOutcome } from './protocol.js';
+import type { ProtocolModule } from './protocol.js';
 import { YcsbStore } from './store.js';
 import {
   clientPeer,
   isClientPeer,
   primaryOf,
   quorums,
-  type ClientOutput,
   type Peer,
   type ReplicaCore,
   type ReplicaDeps,
@@ -804,28 +803,9 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     if (this.isPrimary() && nv && nv.view === this.view) this.out.send(to, nv);
   }
 
-  /** Structural checks on a VIEW-CHANGE: at most one P entry per k and few Q entries, all in the window above h. */
   private validViewChange(vc: ViewChange, requireRequests: boolean): boolean {
-    const n = this.n;
-    const windowTop = vc.checkpoint.k + 2 * this.options.windowK;
-    if (vc.replica >= n) return false;
-    const cp = vc.checkpoint;
-    // The senders are a claim (MACs): nf CHECKPOINTs, or the f+1 VIEW-CHANGEs a NEW-VIEW took it from.
-    const distinct = new Set(cp.senders.filter((s) => s < n));
-    if (cp.k > 0 && (!this.checkpoints.isCheckpoint(cp.k) || distinct.size < this.f + 1 || distinct.size !== cp.senders.length)) return false;
-    if (vc.taken.length > (2 * this.options.windowK) / this.options.checkpointIntervalK + 1) return false;
-    for (const t of vc.taken) if (t.k <= cp.k || t.k > windowTop || !this.checkpoints.isCheckpoint(t.k)) return false;
-    if (vc.prepared.length > 2 * this.options.windowK) return false;
-    const ks = new Set<number>();
-    for (const c of vc.prepared) {
-      if (c.k <= cp.k || c.k > windowTop || ks.has(c.k)) return false;
-      if (c.view >= vc.view || c.originView > c.view) return false;
-      if (requireRequests && !c.request) return false;
-      ks.add(c.k);
-    }
-    if (vc.prePrepared.length > 2 * this.options.windowK * PBFT_Q_PER_K) return false;
-    for (const q of vc.prePrepared) if (q.k <= cp.k || q.k > windowTop || q.view >= vc.view || q.originView > q.view) return false;
-    return true;
+    const { n, f } = this;
+    return wellFormedViewChange(vc, { n, f, windowK: this.options.windowK, checkpointIntervalK: this.options.checkpointIntervalK }, requireRequests);
   }
 
   private onViewChange(from: Peer, m: ViewChange): void {
@@ -1077,55 +1057,6 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       viewChangeLog: this.vcLog.size,
       undoDepth: this.store.undoDepth,
     };
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// Client policy: send to the primary, accept on f+1 matching replies (PBFT §4.1, paper §4(8))
-
-class PbftClientPolicy implements ClientPolicy<PbftMessage> {
-  private readonly f: number;
-  /** The view of the latest accepted reply quorum: its primary gets fresh requests. */
-  private view = 0;
-
-  constructor(private readonly options: ClientPolicyOptions) {
-    this.f = quorums(options.n).f;
-  }
-
-  targets(): readonly Peer[] {
-    return [primaryOf(this.view, this.options.n)];
-  }
-
-  replyKey(msg: PbftMessage): { clientId: number; reqNo: number } | undefined {
-    return msg.type === MSG_REPLY ? { clientId: msg.clientId, reqNo: msg.reqNo } : undefined;
-  }
-
-  /**
-   * f+1 replies from distinct replicas that agree on k, digest and result: at least one is from
-   * a non-faulty replica, so the batch committed there. The views may differ when the batch
-   * committed on both sides of a view change.
-   */
-  onReply(p: PendingRequest, from: Peer, msg: PbftMessage): ReplyOutcome<PbftMessage> | undefined {
-    if (msg.type !== MSG_REPLY || from >= this.options.n || msg.replica !== from) return undefined;
-    if (!msg.digest.equals(p.digest)) return undefined;
-    let replies = p.policyState as Reply[] | undefined;
-    if (!replies) {
-      replies = [];
-      p.policyState = replies;
-    }
-    if (replies.some((r) => r.replica === from)) return undefined;
-    replies.push(msg);
-    const agreeing = replies.filter((r) => r.k === msg.k && r.result.equals(msg.result));
-    if (agreeing.length < this.f + 1) return undefined;
-    // The lowest view of the quorum: at least one non-faulty replica is in it or beyond.
-    const view = Math.min(...agreeing.map((r) => r.view));
-    if (view > this.view) this.view = view;
-    return { accepted: { k: msg.k, view, digest: msg.digest, path: 'normal' } };
-  }
-
-  /** No f+1 replies in time: the request goes to every replica (PBFT §4.1), which relay it to the primary. */
-  onTimeout(p: PendingRequest): readonly ClientOutput<PbftMessage>[] {
-    return [{ kind: 'broadcast', msg: p.request }];
   }
 }
 
