@@ -102,6 +102,15 @@ export function decideNewView(ctx: DecideContext, view: number, vcs: readonly Vi
   if (!checkpoint) return undefined;
   const minS = checkpoint.k;
   const pOf = vcs.map((vc) => new Map(vc.prepared.map((c) => [c.k, c])));
+  const qOf = vcs.map((vc) => {
+    const byK = new Map<number, PrePreparedInfo[]>();
+    for (const q of vc.prePrepared) {
+      const list = byK.get(q.k);
+      if (list) list.push(q);
+      else byK.set(q.k, [q]);
+    }
+    return byK;
+  });
   let maxS = minS;
   for (const vc of vcs) for (const c of vc.prepared) if (c.k > maxS) maxS = c.k;
   const entries: PlannedEntry[] = [];
@@ -123,7 +132,7 @@ export function decideNewView(ctx: DecideContext, view: number, vcs: readonly Vi
           const e = pOf[i]!.get(k);
           if (!e || e.view < c.view || (e.view === c.view && sameBatch(e, c))) a1++;
         }
-        if (vc.prePrepared.some((q) => q.k === k && q.view >= c.view && sameBatch(q, c))) a2++;
+        if (qOf[i]!.get(k)?.some((q) => q.view >= c.view && sameBatch(q, c))) a2++;
       }
       if (a1 >= nf && a2 >= f + 1) {
         chosen = c;
