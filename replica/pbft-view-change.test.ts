@@ -49,17 +49,17 @@ describe('PBFT new-view decision (TOCS 2002 §4)', () => {
     // Replica 3 says b prepared in view 1; only it pre-prepared b there.
     const vcs = [vc(0, { view: 0, d: da }), vc(1, { view: 0, d: da }), vc(2, { view: 0, d: da }), vc(3, { view: 1, d: db })];
     const plan = decideNewView(ctx, 2, vcs);
-    expect(plan?.entries[0]!.digest.equals(da)).toBe(true);
+    expect(plan?.entries[0]?.digest.equals(da)).toBe(true);
     // With a second replica that pre-prepared b in view 1 (f+1 = 2), b wins: it may have committed in view 1.
     const backed = [vc(0, undefined, [{ view: 1, d: db }]), vc(1, { view: 0, d: da }), vc(2, { view: 0, d: da }), vc(3, { view: 1, d: db })];
-    expect(decideNewView(ctx, 2, backed)?.entries[0]!.digest.equals(db)).toBe(true);
+    expect(decideNewView(ctx, 2, backed)?.entries[0]?.digest.equals(db)).toBe(true);
     // Reference: TOCS 2002 §4, A2: f+1 view-change messages have the request pre-prepared in a view at least as high.
   });
 
   it('chooses the null request when nf say nothing prepared (B), and waits when neither rule decides', () => {
     const plan = decideNewView(ctx, 2, [vc(0), vc(1), vc(2), vc(3, { view: 0, d: db })]);
     expect(plan?.entries.map((e) => [e.k, e.noop, e.originView])).toEqual([[1, true, 2]]);
-    expect(plan?.entries[0]!.digest.equals(requestDigest(crypto, noopRequest(1)))).toBe(true);
+    expect(plan?.entries[0]?.digest.equals(requestDigest(crypto, noopRequest(1)))).toBe(true);
     // nf = 3 VIEW-CHANGEs: one with a, one without, one Byzantine with b: wait for more.
     expect(decideNewView(ctx, 2, [vc(0, { view: 0, d: da }), vc(1), vc(3, { view: 0, d: db })])).toBeUndefined();
     // Reference: TOCS 2002 §4, B: 2f+1 view-change messages with no prepared request for n select null; otherwise the primary waits.
@@ -79,7 +79,7 @@ describe('PBFT new-view decision (TOCS 2002 §4)', () => {
     expect(plan?.checkpoint.stateDigest.equals(digest)).toBe(true);
     const withA = [vc(0, { view: 0, d: da }), vc(1, { view: 0, d: da }), vc(2, { view: 0, d: da })];
     expect(decideNewView({ ...ctx, requestFor: () => undefined }, 2, withA)).toBeUndefined();
-    expect(decideNewView({ ...ctx, requestFor: () => a }, 2, withA)?.entries[0]!.request).toBe(a);
+    expect(decideNewView({ ...ctx, requestFor: () => a }, 2, withA)?.entries[0]?.request).toBe(a);
     // Reference: TOCS 2002 §4, the checkpoint is one f+1 view-change messages contain; A3: the primary has the request.
   });
 });
