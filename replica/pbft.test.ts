@@ -20,6 +20,7 @@ import {
   MSG_PREPARE,
   MSG_REPLY,
   MSG_VIEW_CHANGE,
+  MSG_VIEW_CHANGE_ACK,
   PBFT_TIMERS,
   pbft,
   pbftCodec,
@@ -341,13 +342,15 @@ const deliver = (r: PbftReplica, from: Peer, msg: PbftMessage) => r.step({ kind:
 describe('PBFT codec', () => {
   const req = request(4, 3, 9);
   const digest = requestDigest(crypto, req);
-  const cert = { k: 5, view: 1, originView: 0, digest, prepareSenders: [2, 3] };
+  const cert = { k: 5, view: 1, originView: 0, digest };
   const vc: ViewChange = {
     type: MSG_VIEW_CHANGE,
     replica: 2,
     view: 2,
     checkpoint: { k: 4, stateDigest: Buffer.alloc(32, 7), senders: [0, 1, 2] },
+    taken: [{ k: 8, stateDigest: Buffer.alloc(32, 8) }],
     prepared: [{ ...cert, request: req }],
+    prePrepared: [cert, { k: 5, view: 0, originView: 0, digest: Buffer.alloc(32, 3) }],
   };
   const messages: PbftMessage[] = [
     req,
@@ -357,6 +360,7 @@ describe('PBFT codec', () => {
     vote(MSG_COMMIT, 2, 3, 17, req),
     { type: MSG_REPLY, replica: 1, view: 3, k: 17, digest, clientId: 3, reqNo: 9, result: Buffer.alloc(32, 9) },
     vc,
+    { type: MSG_VIEW_CHANGE_ACK, replica: 3, view: 2, of: 2, digest: Buffer.alloc(32, 4) },
     {
       type: MSG_NEW_VIEW,
       replica: 2,
@@ -885,8 +889,10 @@ describe('PBFT view change', () => {
       type: MSG_VIEW_CHANGE,
       replica: 1,
       view: 1,
-      checkpoint: { k: 10, stateDigest: Buffer.alloc(32), senders: [0, 1] }, // fewer than nf senders
+      checkpoint: { k: 10, stateDigest: Buffer.alloc(32), senders: [1] }, // fewer than f+1 senders
+      taken: [],
       prepared: [],
+      prePrepared: [],
     };
     const outs = deliver(r, 1, vc);
     expect(ofKind(outs, 'event').map((o) => o.event)).toEqual([{ name: 'rejected', reason: 'invalid view-change', from: 1 }]);
@@ -936,21 +942,42 @@ describe('PBFT view change on lossy links', () => {
     const n = 4;
     const p = replicaCore(n, 1, { viewChangeTimeoutMs: 1000 });
     p.step({ kind: 'message', from: 2, msg: vcFrom(2) }, 0);
-    // f+1 = 2 requests for view 1: it joins, holds nf with its own, and sends NEW-VIEW.
+    // f+1 = 2 requests for view 1: it joins and holds nf with its own, but uses another replica's
+    // VIEW-CHANGE only once nf - 2 = 1 third replica acked it (TOCS 2002 §4).
     const joined = p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 0);
-    const nv = broadcastsOf(joined, MSG_NEW_VIEW) as NewView[];
+    expect(broadcastsOf(joined, MSG_VIEW_CHANGE)).toHaveLength(1);
+    expect(broadcastsOf(joined, MSG_NEW_VIEW)).toEqual([]);
+    const ack = (replica: number, of: number) => {
+      const vc = vcFrom(of);
+      const digest = crypto.digest(pbftCodec.encode({ ...vc, prepared: vc.prepared.map(({ request: _r, ...c }) => c) }).subarray(1));
+      return { type: MSG_VIEW_CHANGE_ACK, replica, view: 1, of, digest } as const;
+    };
+    expect(broadcastsOf(p.step({ kind: 'message', from: 3, msg: ack(3, 2) }, 0), MSG_NEW_VIEW)).toEqual([]);
+    const nv = broadcastsOf(p.step({ kind: 'message', from: 2, msg: ack(2, 3) }, 0), MSG_NEW_VIEW) as NewView[];
     expect(nv).toHaveLength(1);
     expect(p.status()).toMatchObject({ view: 1, inViewChange: false });
     // Replica 3 lost it and re-sends its VIEW-CHANGE: it gets the same NEW-VIEW, once per half timeout.
+    // With it goes the primary's own VIEW-CHANGE, which replica 3 needs to check V (TOCS 2002 §4).
+    const pvc = broadcastsOf(joined, MSG_VIEW_CHANGE)[0]!;
     const again = p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 100);
-    expect(again).toEqual([{ kind: 'send', to: 3, msg: nv[0] }]);
+    expect(again).toEqual([
+      { kind: 'send', to: 3, msg: pvc },
+      { kind: 'send', to: 3, msg: nv[0] },
+    ]);
     expect(p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 200)).toEqual([]);
-    expect(p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 700)).toEqual([{ kind: 'send', to: 3, msg: nv[0] }]);
-    // A backup that runs the view does not answer (only the primary's NEW-VIEW counts).
-    const b = replicaCore(n, 2);
+    expect(p.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 700)).toEqual(again);
+    // A backup accepts the NEW-VIEW only holding every VIEW-CHANGE of V from its sender; once in
+    // the view it answers a replica that asks for it with its own VIEW-CHANGE (which that
+    // replica may need to check V), not with the NEW-VIEW (only the primary's counts).
+    const b = replicaCore(n, 0);
+    expect(b.step({ kind: 'message', from: 1, msg: nv[0]! }, 0).filter((o) => o.kind === 'event')).toEqual([]);
+    expect(b.status()).toMatchObject({ view: 0 });
+    b.step({ kind: 'message', from: 1, msg: pvc }, 0);
+    const own = broadcastsOf(b.step({ kind: 'message', from: 2, msg: vcFrom(2) }, 0), MSG_VIEW_CHANGE)[0]!; // f+1: it joins
+    b.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 0);
     b.step({ kind: 'message', from: 1, msg: nv[0]! }, 0);
     expect(b.status()).toMatchObject({ view: 1, inViewChange: false });
-    expect(b.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 100)).toEqual([]);
+    expect(b.step({ kind: 'message', from: 3, msg: vcFrom(3) }, 100)).toEqual([{ kind: 'send', to: 3, msg: own }]);
     // Reference: PBFT §4.4 (NEW-VIEW), with retransmission as PBFT assumes of its links.
   });
 
@@ -1016,7 +1043,8 @@ describe('PBFT view change message contents', () => {
     for (const c of first.prepared) {
       expect(c.request).toBeDefined();
       expect(requestDigest(crypto, c.request!).equals(c.digest)).toBe(true);
-      expect(c.prepareSenders.length).toBeGreaterThanOrEqual(2);
+      // Q names the same batch, pre-prepared in view 0.
+      expect(first.prePrepared.filter((q) => q.k === c.k).map((q) => [q.view, q.originView, q.digest.equals(c.digest)])).toEqual([[0, 0, true]]);
     }
     expect(net.accepted).toHaveLength(13);
     expectConsistent(net, [1, 2, 3]);
@@ -1099,5 +1127,87 @@ describe('PBFT with lost messages', () => {
       net.replicas.map((r) => r.id),
     );
     // Reference: PBFT §4.3 (fetching what a replica missed) and §4.4 (view changes when the primary seems faulty); DESIGN.md "converge once faults stop".
+  });
+});
+
+describe('PBFT view change against Byzantine replicas (issue 13)', () => {
+  /**
+   * A VIEW-CHANGE whose every claim about sequence number k (prepared and pre-prepared) names
+   * `req` instead: what a Byzantine replica can send, since its claims are not transferable
+   * proofs (MACs). The forged fields keep their names in every version of the message.
+   */
+  function forgeClaims(vc: ViewChange, k: number, req: ClientRequest): ViewChange {
+    const digest = requestDigest(crypto, req);
+    const swap = <T extends { k: number; digest: Buffer }>(xs: readonly T[]): T[] => xs.map((c) => (c.k === k ? { ...c, digest, request: req } : c));
+    const loose = vc as unknown as Record<string, unknown>;
+    const forged: Record<string, unknown> = { ...loose, prepared: swap(vc.prepared) };
+    if (Array.isArray(loose.prePrepared)) forged.prePrepared = swap(loose.prePrepared as { k: number; digest: Buffer }[]);
+    return forged as unknown as ViewChange;
+  }
+
+  it('one Byzantine backup cannot make the new view re-propose another client batch at a committed k (n=4)', () => {
+    // Castro and Liskov, TOCS 2002 §4 (BFT-PR view change): the new primary only takes a batch
+    // for k that 2f+1 VIEW-CHANGEs do not contradict (A1) and f+1 say pre-prepared (A2).
+    const n = 4;
+    const net = new Net({ n, clients: 1, maxBatches: 2 });
+    // k=1 commits at 0, 1 and 3 (the client accepts it); replica 2 prepares it but never
+    // commits (its COMMITs and its FETCHes are lost). The PRE-PREPARE of k=2 is lost too, so the
+    // backups suspect the primary and change view: network faults only, the primary is correct,
+    net.drop = (e) =>
+      (e.msg.type === MSG_COMMIT && (e.msg as Commit).view === 0 && e.to === 2) ||
+      (e.msg.type === MSG_FETCH && e.from === 2) ||
+      (e.msg.type === MSG_PRE_PREPARE && (e.msg as PrePrepare).view === 0 && (e.msg as PrePrepare).k === 2) ||
+      // and the new primary never hears from replica 0 in view 1: it must decide on 1, 2 and 3.
+      (e.msg.type === MSG_VIEW_CHANGE && (e.msg as ViewChange).view === 1 && e.from === 0 && e.to === 1);
+    // Replica 3 is Byzantine: its VIEW-CHANGEs claim k=1 prepared with another genuinely
+    // client-signed batch, one that wins any tie broken by digest.
+    const accepted = () => net.accepted.find((a) => a.k === 1);
+    let other: ClientRequest | undefined;
+    net.transform = (e) => {
+      if (e.from !== 3 || e.msg.type !== MSG_VIEW_CHANGE) return e.msg;
+      const a = accepted()!.digest;
+      if (!other) {
+        for (let reqNo = 0; !other; reqNo++) {
+          const r = request(n, 9, reqNo);
+          if (Buffer.compare(requestDigest(crypto, r), a) < 0) other = r;
+        }
+      }
+      return forgeClaims(e.msg as ViewChange, 1, other);
+    };
+    net.start();
+    expect(net.run(() => net.client!.done || net.nowMs > 60_000)).toBe(true);
+    expect(accepted(), 'the client accepted k=1 in view 0').toBeDefined();
+    expect(net.eventsOf('viewEntered').length).toBeGreaterThan(0);
+    net.flush();
+    // Replica 2, which never executed k=1 in view 0, holds the batch the client accepted there.
+    expectConsistent(net, [0, 1, 2]);
+    // Reference: PBFT §4.4 (a request committed at a non-faulty replica keeps its sequence number in every later view); TOCS 2002 §4 decision rule A1, A2.
+  });
+
+  it('a backup does not accept a NEW-VIEW built on VIEW-CHANGEs it cannot check (a Byzantine new primary, n=4)', () => {
+    const n = 4;
+    const a = request(n, 1, 0);
+    const b = request(n, 2, 0);
+    const r = replicaCore(n, 2);
+    // Replica 2 prepares a at k=1 in view 0.
+    r.step({ kind: 'message', from: 0, msg: prePrepare(0, 1, a) }, 0);
+    r.step({ kind: 'message', from: 3, msg: vote(MSG_PREPARE, 3, 0, 1, a) }, 0);
+    // A request it awaits times out: it asks for view 1, whose primary (replica 1) is Byzantine.
+    r.step({ kind: 'message', from: clientPeer(0), msg: request(n, 3, 0) }, 0);
+    const own = broadcastsOf(r.step({ kind: 'timer', name: PBFT_TIMERS.viewChange }, 1000), MSG_VIEW_CHANGE)[0] as ViewChange;
+    expect(own.prepared.map((c) => c.k)).toEqual([1]);
+    // The primary makes up VIEW-CHANGEs of replicas 0 and 3 (replica 2 holds neither) that say
+    // b prepared at k=1, and leaves replica 2's own out of V.
+    const madeUp = (replica: number): ViewChange => forgeClaims({ ...own, replica }, 1, b);
+    const v = [madeUp(0), madeUp(1), madeUp(3)];
+    const nv = { type: MSG_NEW_VIEW, replica: 1, view: 1, viewChanges: v, prePrepares: [{ k: 1, originView: 0, request: b }] } as unknown as NewView;
+    const outs = deliver(r, 1, pbftCodec.decode(Buffer.from(pbftCodec.encode(nv))));
+    expect(
+      ofKind(outs, 'event').filter((o) => o.event.name === 'viewEntered'),
+      'entered view 1 on made-up VIEW-CHANGEs',
+    ).toEqual([]);
+    expect(broadcastsOf(outs, MSG_PREPARE)).toEqual([]);
+    expect(r.status()).toMatchObject({ view: 1, inViewChange: true });
+    // Reference: TOCS 2002 §4, a backup checks NEW-VIEW against the VIEW-CHANGEs it holds (VIEW-CHANGE-ACKs vouch for them at the primary).
   });
 });

@@ -1,9 +1,15 @@
 /**
  * PBFT (Castro and Liskov, OSDI'99), as the PoE paper's §4(8) describes its implementation in
  * ResilientDB: PRE-PREPARE from the primary, all-to-all PREPARE, all-to-all COMMIT, execution
- * on nf COMMITs, and a client that accepts on f+1 matching replies. The view change is the
- * standard one (PBFT §4.4; the lecture notes in seeds/pbft-lecture-notes.txt): VIEW-CHANGE with
- * the stable checkpoint and the prepared certificates above it, NEW-VIEW with V and O.
+ * on nf COMMITs, and a client that accepts on f+1 matching replies. The view change is the one
+ * of the MAC-based PBFT (Castro and Liskov, TOCS 2002 §4, "BFT-PR"; replica/pbft-view-change.ts
+ * holds its log and decision rule): VIEW-CHANGE with the stable checkpoint, the checkpoints
+ * taken above it and the P and Q sets; VIEW-CHANGE-ACKs to the new primary, which uses a
+ * VIEW-CHANGE only once nf-2 third replicas acked it; NEW-VIEW with V and O, O chosen by the
+ * rule A1/A2 (a batch) or B (the null request); backups accept it only after checking V against
+ * the VIEW-CHANGEs they received from the senders themselves and recomputing O. A view change
+ * without faults costs n(n-1) VIEW-CHANGEs + (n-1)(n-2) VIEW-CHANGE-ACKs + (n-1) NEW-VIEWs, then
+ * O's PREPAREs and COMMITs. Wire types and codec: replica/pbft-wire.ts.
  *
  * Quorums. PBFT (§4.2) is prepared on the PRE-PREPARE plus 2f PREPAREs and committed on 2f+1
  * COMMITs, for n = 3f+1. For any n, two quorums must share a non-faulty replica, so we count
@@ -21,18 +27,20 @@
  * agreed exactly like the digest (PBFT's safety argument applies to the pair).
  *
  * Authentication. Replica messages are authenticated point to point with MACs by the runtime,
- * so certificates carry the ids of their senders, not transferable proofs; a backup checks
- * every VIEW-CHANGE forwarded inside a NEW-VIEW against the copy it received directly from its
- * sender, when it has one. Client requests carry Ed25519 signatures and are verified by every
- * replica that accepts them (paper §4(7)).
+ * so what one replica says another sent proves nothing: a VIEW-CHANGE's P and Q are its
+ * sender's claims, which is why the view change needs the ACKs and the A1/A2 rule (one
+ * Byzantine replica's claim alone never decides), and why a backup checks every VIEW-CHANGE
+ * forwarded inside a NEW-VIEW against its own copy from the sender. Client requests carry
+ * Ed25519 signatures and are verified by every replica that accepts them (paper §4(7)).
  *
  * Lossy links. PBFT assumes links that retransmit; these do not, so a request a client re-sends
  * makes every replica re-send what it sent for that request's slot (retransmitFor), a backup
  * that executed a request the client keeps re-sending suspects the primary once nothing
  * executes for a timeout (noteUnfinished, as in PoE), a replica in a view change re-sends its
- * VIEW-CHANGE and starts the NEW-VIEW wait only with nf VIEW-CHANGEs in (PBFT §4.5.2), and the
- * new primary re-sends its NEW-VIEW to a replica that asks again for its view. None of this adds
- * a message to a run without client timeouts.
+ * VIEW-CHANGE and starts the NEW-VIEW wait only with nf VIEW-CHANGEs in (PBFT §4.5.2), and a
+ * replica that runs the view answers one that asks again for it with its own VIEW-CHANGE (and
+ * the new primary with its NEW-VIEW). None of this adds a message to a run without client
+ * timeouts.
  *
  * Catching up. A replica that missed messages (a primary that crashed half-way through a
  * broadcast, a lost link) fetches the executed batches it lacks: checked against the stable
@@ -43,385 +51,55 @@
  */
 import type { FaultHooks } from './byzantine.js';
 import { CheckpointTracker, Executor, type Execution } from './common.js';
-import { DIGEST_BYTES } from './crypto.js';
-import { blockHash, Ledger } from './ledger.js';
+import { Ledger } from './ledger.js';
+import { isNoop, MSG_CHECKPOINT, MSG_REQUEST, NOOP_CLIENT_ID, requestDigest, type ClientRequest } from './messages.js';
+import { Outbox } from './outbox.js';
+import { PbftClientPolicy } from './pbft-client.js';
+import { BatchFetcher } from './pbft-fetch.js';
+import { decideNewView, notePrePrepared, ViewChangeLog, wellFormedViewChange, type NewViewPlan } from './pbft-view-change.js';
 import {
-  commonCodecs,
-  isNoop,
-  makeCodec,
-  MSG_CHECKPOINT,
-  MSG_REQUEST,
-  NOOP_CLIENT_ID,
-  noopRequest,
-  readRequest,
-  requestDigest,
-  writeRequest,
-  type ClientRequest,
-  type CommonMessage,
-  type FieldCodec,
-} from './messages.js';
-import type { ClientPolicy, ClientPolicyOptions, PendingRequest, ProtocolModule, ReplyOutcome } from './protocol.js';
+  MSG_BATCHES,
+  MSG_COMMIT,
+  MSG_FETCH,
+  MSG_NEW_VIEW,
+  MSG_PRE_PREPARE,
+  MSG_PREPARE,
+  MSG_REPLY,
+  MSG_VIEW_CHANGE,
+  MSG_VIEW_CHANGE_ACK,
+  pbftCodec,
+  stripRequests,
+  type CheckpointClaim,
+  type CheckpointProof,
+  type Commit,
+  type NewView,
+  type NewViewEntry,
+  type PbftMessage,
+  type PrePrepare,
+  type PrePreparedInfo,
+  type Prepare,
+  type PreparedCert,
+  type Reply,
+  type ViewChange,
+  type ViewChangeAck,
+} from './pbft-wire.js';
+import type { ProtocolModule } from './protocol.js';
 import { YcsbStore } from './store.js';
 import {
   clientPeer,
   isClientPeer,
   primaryOf,
   quorums,
-  type ClientOutput,
   type Peer,
   type ReplicaCore,
   type ReplicaDeps,
-  type ReplicaEvent,
   type ReplicaInput,
   type ReplicaOptions,
   type ReplicaOutput,
   type ReplicaStatus,
-  type WireMessage,
 } from './types.js';
-import { type Reader, Writer } from './wire.js';
 
-// ---------------------------------------------------------------------------------------
-// Messages (type ids 20-29)
-
-export const MSG_PRE_PREPARE = 20;
-export const MSG_PREPARE = 21;
-export const MSG_COMMIT = 22;
-export const MSG_REPLY = 23;
-export const MSG_VIEW_CHANGE = 24;
-export const MSG_NEW_VIEW = 25;
-export const MSG_FETCH = 26;
-export const MSG_BATCHES = 27;
-
-/** ⟨PRE-PREPARE, v, k, d⟩ with the request itself (PBFT §4.2). */
-export interface PrePrepare extends WireMessage {
-  readonly type: typeof MSG_PRE_PREPARE;
-  readonly replica: number;
-  readonly view: number;
-  readonly k: number;
-  /** The view in which k was first assigned this batch (see the module comment). */
-  readonly originView: number;
-  readonly request: ClientRequest;
-}
-
-/** ⟨PREPARE, v, k, d, i⟩ (PBFT §4.2). */
-export interface Prepare extends WireMessage {
-  readonly type: typeof MSG_PREPARE;
-  readonly replica: number;
-  readonly view: number;
-  readonly k: number;
-  readonly originView: number;
-  readonly digest: Buffer;
-}
-
-/** ⟨COMMIT, v, k, d, i⟩ (PBFT §4.2). */
-export interface Commit extends WireMessage {
-  readonly type: typeof MSG_COMMIT;
-  readonly replica: number;
-  readonly view: number;
-  readonly k: number;
-  readonly originView: number;
-  readonly digest: Buffer;
-}
-
-/** ⟨REPLY, v, t, c, i, r⟩ (PBFT §4.1): `result` is the ledger block hash after executing k. */
-export interface Reply extends WireMessage {
-  readonly type: typeof MSG_REPLY;
-  readonly replica: number;
-  readonly view: number;
-  readonly k: number;
-  readonly digest: Buffer;
-  readonly clientId: number;
-  readonly reqNo: number;
-  readonly result: Buffer;
-}
-
-/** A stable checkpoint and its proof: the nf replicas that sent matching CHECKPOINTs. */
-export interface CheckpointProof {
-  readonly k: number;
-  readonly stateDigest: Buffer;
-  readonly senders: readonly number[];
-}
-
-/**
- * A prepared certificate (PBFT §4.4's P_m): the pre-prepare's (view, k, digest) and the
- * backups whose matching PREPAREs made it prepared. A VIEW-CHANGE carries the full request so
- * the new primary can re-propose it to replicas that never saw it; NEW-VIEW's copy of V omits
- * it (O carries each request once).
- */
-export interface PreparedCert {
-  readonly k: number;
-  readonly view: number;
-  readonly originView: number;
-  readonly digest: Buffer;
-  readonly prepareSenders: readonly number[];
-  readonly request?: ClientRequest;
-}
-
-/** ⟨VIEW-CHANGE, v+1, n, C, P, i⟩ (PBFT §4.4). */
-export interface ViewChange extends WireMessage {
-  readonly type: typeof MSG_VIEW_CHANGE;
-  readonly replica: number;
-  /** The view being moved to. */
-  readonly view: number;
-  readonly checkpoint: CheckpointProof;
-  readonly prepared: readonly PreparedCert[];
-}
-
-/** One pre-prepare of O: ⟨PRE-PREPARE, v+1, k, d⟩, with the request (a null request if none). */
-export interface NewViewEntry {
-  readonly k: number;
-  readonly originView: number;
-  readonly request: ClientRequest;
-}
-
-/** ⟨NEW-VIEW, v+1, V, O⟩ (PBFT §4.4). */
-export interface NewView extends WireMessage {
-  readonly type: typeof MSG_NEW_VIEW;
-  readonly replica: number;
-  readonly view: number;
-  readonly viewChanges: readonly ViewChange[];
-  readonly prePrepares: readonly NewViewEntry[];
-}
-
-/**
- * Asks for the executed batches fromK..toK. A replica that a stable checkpoint has overtaken
- * (it missed a PRE-PREPARE the others committed and then garbage-collected) fetches them from
- * the checkpoint's signers: PBFT §4.3's state transfer, reduced to replaying batches.
- */
-export interface Fetch extends WireMessage {
-  readonly type: typeof MSG_FETCH;
-  readonly replica: number;
-  readonly fromK: number;
-  readonly toK: number;
-}
-
-/** The answer to FETCH: executed batches with their sequence numbers and origin views, in order. */
-export interface Batches extends WireMessage {
-  readonly type: typeof MSG_BATCHES;
-  readonly replica: number;
-  readonly entries: readonly NewViewEntry[];
-}
-
-export type PbftMessage = CommonMessage | PrePrepare | Prepare | Commit | Reply | ViewChange | NewView | Fetch | Batches;
-
-// ---------------------------------------------------------------------------------------
-// Codec
-
-const VOTE_CODEC = {
-  write(w: Writer, m: Prepare | Commit): void {
-    w.u16(m.replica).u53(m.view).u53(m.k).u53(m.originView).fixed(m.digest, DIGEST_BYTES);
-  },
-  read<T extends typeof MSG_PREPARE | typeof MSG_COMMIT>(r: Reader, type: T, what: string) {
-    return {
-      type,
-      replica: r.u16(`${what}.replica`),
-      view: r.u53(`${what}.view`),
-      k: r.u53(`${what}.k`),
-      originView: r.u53(`${what}.originView`),
-      digest: r.fixed(DIGEST_BYTES, `${what}.digest`),
-    };
-  },
-};
-
-const readSender = (r: Reader): number => r.u16('sender');
-const writeSender = (w: Writer, s: number): void => void w.u16(s);
-
-function writeCert(w: Writer, c: PreparedCert): void {
-  w.u53(c.k).u53(c.view).u53(c.originView).fixed(c.digest, DIGEST_BYTES);
-  w.list(c.prepareSenders, writeSender);
-  w.bool(c.request !== undefined);
-  if (c.request) writeRequest(w, c.request);
-}
-
-function readCert(r: Reader): PreparedCert {
-  const k = r.u53('cert.k');
-  const view = r.u53('cert.view');
-  const originView = r.u53('cert.originView');
-  const digest = r.fixed(DIGEST_BYTES, 'cert.digest');
-  const prepareSenders = r.list(readSender, 'cert.prepareSenders', 2);
-  const hasRequest = r.bool('cert.hasRequest');
-  const cert: PreparedCert = { k, view, originView, digest, prepareSenders };
-  return hasRequest ? { ...cert, request: readRequest(r) } : cert;
-}
-
-/** Minimum encoded size of a certificate, bounding forged list counts before allocation. */
-const CERT_BYTES_MIN = 8 * 3 + DIGEST_BYTES + 4 + 1;
-
-function writeEntry(w: Writer, e: NewViewEntry): void {
-  w.u53(e.k).u53(e.originView);
-  writeRequest(w, e.request);
-}
-
-function readEntry(r: Reader): NewViewEntry {
-  return { k: r.u53('entry.k'), originView: r.u53('entry.originView'), request: readRequest(r) };
-}
-
-/** Minimum encoded size of an entry (k, origin view, empty request body, signature). */
-const ENTRY_BYTES_MIN = 8 + 8 + 4 + 64;
-
-function writeViewChange(w: Writer, m: ViewChange): void {
-  w.u16(m.replica).u53(m.view);
-  w.u53(m.checkpoint.k).fixed(m.checkpoint.stateDigest, DIGEST_BYTES).list(m.checkpoint.senders, writeSender);
-  w.list(m.prepared, writeCert);
-}
-
-function readViewChange(r: Reader): ViewChange {
-  const replica = r.u16('viewChange.replica');
-  const view = r.u53('viewChange.view');
-  const checkpoint: CheckpointProof = {
-    k: r.u53('viewChange.checkpoint.k'),
-    stateDigest: r.fixed(DIGEST_BYTES, 'viewChange.checkpoint.stateDigest'),
-    senders: r.list(readSender, 'viewChange.checkpoint.senders', 2),
-  };
-  const prepared = r.list(readCert, 'viewChange.prepared', CERT_BYTES_MIN);
-  return { type: MSG_VIEW_CHANGE, replica, view, checkpoint, prepared };
-}
-
-const pbftCodecs: Record<number, FieldCodec<PbftMessage>> = {
-  [MSG_PRE_PREPARE]: {
-    write: (w, m) => {
-      const p = m as PrePrepare;
-      w.u16(p.replica).u53(p.view).u53(p.k).u53(p.originView);
-      writeRequest(w, p.request);
-    },
-    read: (r) => ({
-      type: MSG_PRE_PREPARE,
-      replica: r.u16('prePrepare.replica'),
-      view: r.u53('prePrepare.view'),
-      k: r.u53('prePrepare.k'),
-      originView: r.u53('prePrepare.originView'),
-      request: readRequest(r),
-    }),
-  },
-  [MSG_PREPARE]: {
-    write: (w, m) => VOTE_CODEC.write(w, m as Prepare),
-    read: (r) => VOTE_CODEC.read(r, MSG_PREPARE, 'prepare'),
-  },
-  [MSG_COMMIT]: {
-    write: (w, m) => VOTE_CODEC.write(w, m as Commit),
-    read: (r) => VOTE_CODEC.read(r, MSG_COMMIT, 'commit'),
-  },
-  [MSG_REPLY]: {
-    write: (w, m) => {
-      const p = m as Reply;
-      w.u16(p.replica).u53(p.view).u53(p.k).fixed(p.digest, DIGEST_BYTES).u32(p.clientId).u32(p.reqNo).bytes(p.result);
-    },
-    read: (r) => ({
-      type: MSG_REPLY,
-      replica: r.u16('reply.replica'),
-      view: r.u53('reply.view'),
-      k: r.u53('reply.k'),
-      digest: r.fixed(DIGEST_BYTES, 'reply.digest'),
-      clientId: r.u32('reply.clientId'),
-      reqNo: r.u32('reply.reqNo'),
-      result: r.bytes('reply.result', 1024),
-    }),
-  },
-  [MSG_VIEW_CHANGE]: {
-    write: (w, m) => writeViewChange(w, m as ViewChange),
-    read: (r) => readViewChange(r),
-  },
-  [MSG_NEW_VIEW]: {
-    write: (w, m) => {
-      const p = m as NewView;
-      w.u16(p.replica).u53(p.view);
-      w.list(p.viewChanges, writeViewChange);
-      w.list(p.prePrepares, writeEntry);
-    },
-    read: (r) => ({
-      type: MSG_NEW_VIEW,
-      replica: r.u16('newView.replica'),
-      view: r.u53('newView.view'),
-      viewChanges: r.list(readViewChange, 'newView.viewChanges', 2 + 8 + 8 + DIGEST_BYTES + 8),
-      prePrepares: r.list(readEntry, 'newView.prePrepares', ENTRY_BYTES_MIN),
-    }),
-  },
-  [MSG_FETCH]: {
-    write: (w, m) => {
-      const p = m as Fetch;
-      w.u16(p.replica).u53(p.fromK).u53(p.toK);
-    },
-    read: (r) => ({ type: MSG_FETCH, replica: r.u16('fetch.replica'), fromK: r.u53('fetch.fromK'), toK: r.u53('fetch.toK') }),
-  },
-  [MSG_BATCHES]: {
-    write: (w, m) => {
-      const p = m as Batches;
-      w.u16(p.replica).list(p.entries, writeEntry);
-    },
-    read: (r) => ({ type: MSG_BATCHES, replica: r.u16('batches.replica'), entries: r.list(readEntry, 'batches.entries', ENTRY_BYTES_MIN) }),
-  },
-};
-
-export const pbftCodec = makeCodec<PbftMessage>({ ...commonCodecs, ...pbftCodecs }, 'pbft');
-
-/** The bytes of a VIEW-CHANGE without its requests: what NEW-VIEW's V carries and backups compare. */
-function stripRequests(vc: ViewChange): ViewChange {
-  return { ...vc, prepared: vc.prepared.map(({ request: _request, ...cert }) => cert) };
-}
-
-function summaryBytes(vc: ViewChange): Buffer {
-  const w = new Writer(256);
-  writeViewChange(w, stripRequests(vc));
-  return w.finish();
-}
-
-// ---------------------------------------------------------------------------------------
-// The new-view computation (PBFT §4.4), shared by the new primary and the backups that check it
-
-interface PlannedEntry {
-  readonly k: number;
-  readonly originView: number;
-  readonly digest: Buffer;
-  /** True when no certificate covers k: O holds a null request there. */
-  readonly noop: boolean;
-}
-
-interface NewViewPlan {
-  /** min-s: the latest stable checkpoint in V. */
-  readonly minS: number;
-  readonly checkpoint: CheckpointProof;
-  /** max-s: the highest sequence number of a prepared certificate in V. */
-  readonly maxS: number;
-  readonly entries: readonly PlannedEntry[];
-}
-
-/** Certificate order for O: highest view first; ties (only Byzantine senders make them) broken deterministically. */
-function certBetter(a: PreparedCert, b: PreparedCert): boolean {
-  if (a.view !== b.view) return a.view > b.view;
-  if (a.originView !== b.originView) return a.originView > b.originView;
-  return Buffer.compare(a.digest, b.digest) < 0;
-}
-
-/**
- * O from V: for every k between min-s and max-s, a PRE-PREPARE for the batch of the prepared
- * certificate with the highest view, else for a null request (PBFT §4.4; lecture notes
- * "On to view v+1: the New Primary").
- */
-function planNewView(crypto: ReplicaDeps['crypto'], view: number, vcs: readonly ViewChange[]): NewViewPlan {
-  let checkpoint = vcs[0]!.checkpoint;
-  for (const vc of vcs) if (vc.checkpoint.k > checkpoint.k) checkpoint = vc.checkpoint;
-  const minS = checkpoint.k;
-  const best = new Map<number, PreparedCert>();
-  let maxS = minS;
-  for (const vc of vcs) {
-    for (const cert of vc.prepared) {
-      if (cert.k <= minS) continue;
-      const cur = best.get(cert.k);
-      if (!cur || certBetter(cert, cur)) best.set(cert.k, cert);
-      if (cert.k > maxS) maxS = cert.k;
-    }
-  }
-  const entries: PlannedEntry[] = [];
-  for (let k = minS + 1; k <= maxS; k++) {
-    const cert = best.get(k);
-    entries.push(
-      cert
-        ? { k, originView: cert.originView, digest: cert.digest, noop: false }
-        : { k, originView: view, digest: requestDigest(crypto, noopRequest(k)), noop: true },
-    );
-  }
-  return { minS, checkpoint, maxS, entries };
-}
+export * from './pbft-wire.js';
 
 // ---------------------------------------------------------------------------------------
 // The replica core
@@ -468,6 +146,8 @@ interface Slot {
   committed: boolean;
   /** The prepared certificate with the highest view, with its request (for VIEW-CHANGE's P). */
   cert: PreparedCert | undefined;
+  /** What pre-prepared here for k, each batch with the latest view it did (VIEW-CHANGE's Q). */
+  q: PrePreparedInfo[];
   /** When this replica last re-sent its messages for the slot (retransmitFor). */
   resentAtMs: number;
 }
@@ -531,30 +211,17 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private readonly checkpointVotes = new Map<number, Map<number, Buffer>>();
   private stableProof: CheckpointProof;
 
-  /**
-   * Executed batches kept two windows below the stable checkpoint, for replicas that fetch what
-   * they missed (k -> entry; every k in (retainedLowK, executedK] is present).
-   */
-  private readonly retained = new Map<number, NewViewEntry>();
-  private retainedLowK = 0;
-  /** A stable checkpoint above this replica's execution: the batches up to it are being fetched. */
-  private catchUp: CheckpointProof | undefined;
-  private fetchAttempt = 0;
-  /** The highest sequence number this replica has seen in use. */
-  private knownHighK = 0;
-  private fetchTimerArmed = false;
-  /** executedK when the progress watch was armed: no change by the time it fires means stuck. */
-  private fetchMarkK = 0;
-  /** Fetched batches by k, then (origin view, digest), with their senders. */
-  private readonly fetchVotes = new Map<number, Map<string, { entry: NewViewEntry; digest: Buffer; senders: Set<number> }>>();
+  /** Catching up: executed batches kept for others, and fetching what this replica missed (pbft-fetch.ts). */
+  private readonly fetcher: BatchFetcher;
 
-  /** The latest VIEW-CHANGE from each replica (its own included). */
-  private readonly viewChanges = new Map<number, ViewChange>();
+  /** VIEW-CHANGEs held (the latest from each replica, its own included) and, as a new primary, their ACKs. */
+  private readonly vcLog: ViewChangeLog;
+  private readonly genesisHash: Buffer;
   /** Normal-case messages for a view this replica has not entered yet. */
   private future: { from: Peer; msg: PrePrepare | Prepare | Commit }[] = [];
   private readonly futureMax: number;
 
-  private out: Out[] = [];
+  private readonly out = new Outbox<PbftMessage>();
 
   constructor(
     private readonly options: ReplicaOptions,
@@ -573,7 +240,22 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     this.ledger = new Ledger(deps.crypto, 0);
     this.executor = new Executor(this.store, this.ledger, false);
     this.checkpoints = new CheckpointTracker(this.nf, options.checkpointIntervalK);
-    this.stableProof = { k: 0, stateDigest: Buffer.from(this.ledger.hashAt(0)), senders: [] };
+    this.genesisHash = Buffer.from(this.ledger.hashAt(0));
+    this.stableProof = { k: 0, stateDigest: this.genesisHash, senders: [] };
+    this.vcLog = new ViewChangeLog(deps.crypto, this.n, this.id);
+    this.fetcher = new BatchFetcher({
+      id: this.id,
+      n: this.n,
+      f: this.f,
+      windowK: options.windowK,
+      timeoutMs: options.viewChangeTimeoutMs,
+      timerName: PBFT_TIMERS.fetch,
+      crypto: deps.crypto,
+      executor: this.executor,
+      ledger: this.ledger,
+      out: this.out,
+      executeReady: () => this.executeReady(),
+    });
     this.queueMax = 4 * options.windowK;
     this.futureMax = 2 * this.n * options.windowK;
   }
@@ -597,22 +279,6 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
    */
   private inWindow(k: number): boolean {
     return k > this.stableK && k <= this.stableK + 2 * this.options.windowK;
-  }
-
-  private broadcast(msg: PbftMessage): void {
-    this.out.push({ kind: 'broadcast', msg });
-  }
-
-  private send(to: Peer, msg: PbftMessage): void {
-    this.out.push({ kind: 'send', to, msg });
-  }
-
-  private event(event: ReplicaEvent): void {
-    this.out.push({ kind: 'event', event });
-  }
-
-  private reject(reason: string, from: Peer): void {
-    this.event({ name: 'rejected', reason, from });
   }
 
   /** Replica messages name their sender; the name must be the authenticated peer. */
@@ -641,6 +307,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         prepared: false,
         committed: false,
         cert: undefined,
+        q: [],
         resentAtMs: -Infinity,
       };
       this.slots.set(k, slot);
@@ -649,13 +316,13 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   }
 
   private armViewChangeTimer(): void {
-    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.viewChange, afterMs: this.options.viewChangeTimeoutMs });
+    this.out.setTimer(PBFT_TIMERS.viewChange, this.options.viewChangeTimeoutMs);
     this.viewChangeTimerArmed = true;
   }
 
   private cancelViewChangeTimer(): void {
     if (!this.viewChangeTimerArmed) return;
-    this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.viewChange });
+    this.out.cancelTimer(PBFT_TIMERS.viewChange);
     this.viewChangeTimerArmed = false;
   }
 
@@ -665,7 +332,6 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   step(input: ReplicaInput<PbftMessage>, nowMs: number): Out[] {
     // Only to space out NEW-VIEW re-sends; everything else runs on timers.
     this.nowMs = nowMs;
-    this.out = [];
     switch (input.kind) {
       case 'start':
         break;
@@ -676,10 +342,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         this.onTimer(input.name);
         break;
     }
-    this.watchProgress();
-    const out = this.out;
-    this.out = [];
-    return out;
+    this.fetcher.watchProgress();
+    return this.out.drain();
   }
 
   private onMessage(from: Peer, msg: PbftMessage): void {
@@ -697,14 +361,18 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         return;
       case MSG_VIEW_CHANGE:
         return this.onViewChange(from, msg);
+      case MSG_VIEW_CHANGE_ACK:
+        return this.onViewChangeAck(from, msg);
       case MSG_NEW_VIEW:
         return this.onNewView(from, msg);
       case MSG_FETCH:
-        return this.onFetch(from, msg);
+        if (this.fromReplica(from, msg.replica)) this.fetcher.onFetch(from, msg);
+        return;
       case MSG_BATCHES:
-        return this.onBatches(from, msg);
+        if (this.fromReplica(from, msg.replica)) this.fetcher.onBatches(from, msg);
+        return;
       case MSG_REPLY:
-        return this.reject('reply sent to a replica', from);
+        return this.out.reject('reply sent to a replica', from);
     }
   }
 
@@ -717,7 +385,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     } else if (name === PBFT_TIMERS.resendViewChange) {
       this.resendViewChange();
     } else if (name === PBFT_TIMERS.fetch) {
-      this.onFetchTimer();
+      this.fetcher.onTimer();
     }
   }
 
@@ -729,7 +397,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     // Cheap duplicate checks first: a retransmission costs no signature check.
     if (this.executor.isExecuted(req)) {
       const cached = this.replyCache.get(req.clientId);
-      if (cached && cached.reqNo === req.reqNo) this.send(clientPeer(req.origin), cached);
+      if (cached && cached.reqNo === req.reqNo) this.out.send(clientPeer(req.origin), cached);
       // The client saw fewer than f+1 replies: others may lack our COMMIT.
       this.retransmitFor(req);
       if (isClientPeer(from)) this.noteUnfinished(req);
@@ -742,7 +410,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     }
     if (isClientPeer(from)) this.retransmitFor(req);
     if (!primaryHere && !isClientPeer(from)) return; // forwarded requests matter only to the primary
-    if (!this.validRequest(req)) return this.reject('invalid client request', from);
+    if (!this.validRequest(req)) return this.out.reject('invalid client request', from);
     if (primaryHere) this.propose(req);
     else this.awaitRequest(req);
   }
@@ -767,12 +435,12 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     slot.resentAtMs = this.nowMs;
     // A NEW-VIEW's re-proposal (origin view below the view) is only valid inside the NEW-VIEW.
     if (this.isPrimary() && pp.originView === this.view) {
-      this.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, request: pp.request });
+      this.out.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, request: pp.request });
     }
     const prepare = slot.prepares[this.id];
-    if (prepare) this.broadcast(prepare);
+    if (prepare) this.out.broadcast(prepare);
     const commit = slot.commits[this.id];
-    if (commit) this.broadcast(commit);
+    if (commit) this.out.broadcast(commit);
   }
 
   /**
@@ -807,7 +475,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       this.awaited.set(req.clientId, req);
     }
     if (this.inViewChange) return;
-    this.send(primaryOf(this.view, this.n), req);
+    this.out.send(primaryOf(this.view, this.n), req);
     if (!this.viewChangeTimerArmed) this.armViewChangeTimer();
   }
 
@@ -838,10 +506,10 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private assign(req: ClientRequest): void {
     const k = this.nextK++;
-    this.noteK(k);
+    this.fetcher.noteK(k);
     const slot = this.slotFor(k);
     const digest = requestDigest(this.deps.crypto, req);
-    this.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k, originView: this.view, request: req });
+    this.out.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k, originView: this.view, request: req });
     this.acceptPrePrepare(slot, { request: req, digest, originView: this.view });
   }
 
@@ -862,15 +530,15 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private onPrePrepare(from: Peer, m: PrePrepare): void {
     if (!this.fromReplica(from, m.replica)) return;
-    if (this.inWindow(m.k)) this.noteK(m.k);
+    if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
-    if (from !== primaryOf(m.view, this.n)) return this.reject('pre-prepare from a backup', from);
+    if (from !== primaryOf(m.view, this.n)) return this.out.reject('pre-prepare from a backup', from);
     if (!this.inWindow(m.k)) return;
     const slot = this.slotFor(m.k);
     if (slot.pp) return; // the first pre-prepare for (v, k) wins
     // Outside a NEW-VIEW, a primary proposes in its own view only, and only signed client batches.
     if (m.originView !== m.view || isNoop(m.request) || !this.validRequest(m.request)) {
-      return this.reject('invalid pre-prepare', from);
+      return this.out.reject('invalid pre-prepare', from);
     }
     this.acceptPrePrepare(slot, { request: m.request, digest: requestDigest(this.deps.crypto, m.request), originView: m.originView });
   }
@@ -878,12 +546,13 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   /** Logs a pre-prepare; a backup then broadcasts its PREPARE (PBFT §4.2; the primary sends none). */
   private acceptPrePrepare(slot: Slot, pp: SlotPrePrepare): void {
     slot.pp = pp;
+    slot.q = notePrePrepared(slot.q, { k: slot.k, view: slot.view, originView: pp.originView, digest: pp.digest });
     // What this replica sends for the slot leaves now: a retransmission waits its interval from here.
     slot.resentAtMs = this.nowMs;
     if (!isNoop(pp.request)) this.slotOfClient.set(pp.request.clientId, { reqNo: pp.request.reqNo, k: slot.k });
     if (!this.isPrimary()) {
       const prepare: Prepare = { type: MSG_PREPARE, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, digest: pp.digest };
-      this.broadcast(prepare);
+      this.out.broadcast(prepare);
       slot.prepares[this.id] = prepare;
     }
     // Count the votes that arrived before the pre-prepare.
@@ -900,7 +569,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   private onPrepare(from: Peer, m: Prepare): void {
     if (!this.fromReplica(from, m.replica)) return;
-    if (this.inWindow(m.k)) this.noteK(m.k);
+    if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
     // The primary's pre-prepare is its vote; a PREPARE from it does not count (PBFT §4.2).
     if (from === primaryOf(m.view, this.n) || !this.inWindow(m.k)) return;
@@ -921,14 +590,9 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     const pp = slot.pp;
     if (slot.prepared || !pp || slot.prepareCount < this.nf - 1) return;
     slot.prepared = true;
-    const prepareSenders: number[] = [];
-    for (let i = 0; i < this.n; i++) {
-      const p = slot.prepares[i];
-      if (p && matches(p, pp)) prepareSenders.push(i);
-    }
-    slot.cert = { k: slot.k, view: slot.view, originView: pp.originView, digest: pp.digest, prepareSenders, request: pp.request };
+    slot.cert = { k: slot.k, view: slot.view, originView: pp.originView, digest: pp.digest, request: pp.request };
     const commit: Commit = { type: MSG_COMMIT, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, digest: pp.digest };
-    this.broadcast(commit);
+    this.out.broadcast(commit);
     if (!slot.commits[this.id]) {
       slot.commits[this.id] = commit;
       slot.commitCount++;
@@ -939,7 +603,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private onCommit(from: Peer, m: Commit): void {
     if (!this.fromReplica(from, m.replica)) return;
     // Even a message for another view says batches up to k exist: the progress watch may fetch them.
-    if (this.inWindow(m.k)) this.noteK(m.k);
+    if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
     if (!this.inWindow(m.k)) return;
     const slot = this.slotFor(m.k);
@@ -988,13 +652,13 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private afterExecution(ex: Execution): boolean {
     const req = ex.request;
     const noop = isNoop(req);
-    this.retained.set(ex.k, { k: ex.k, originView: ex.view, request: req });
-    this.event({ name: 'executed', k: ex.k, view: ex.view, txns: noop || ex.duplicate ? 0 : req.writes.length });
+    this.fetcher.retain({ k: ex.k, originView: ex.view, request: req });
+    this.out.event({ name: 'executed', k: ex.k, view: ex.view, txns: noop || ex.duplicate ? 0 : req.writes.length });
     if (!noop) {
       if (ex.duplicate) {
         // A batch that ran before: the client gets the reply of its first execution.
         const cached = this.replyCache.get(req.clientId);
-        if (cached && cached.reqNo === req.reqNo) this.send(clientPeer(req.origin), cached);
+        if (cached && cached.reqNo === req.reqNo) this.out.send(clientPeer(req.origin), cached);
       } else {
         const reply: Reply = {
           type: MSG_REPLY,
@@ -1007,7 +671,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
           result: ex.blockHash,
         };
         this.replyCache.set(req.clientId, reply);
-        this.send(clientPeer(req.origin), reply);
+        this.out.send(clientPeer(req.origin), reply);
       }
       const inflight = this.inflight.get(req.clientId);
       if (inflight !== undefined && inflight <= req.reqNo) this.inflight.delete(req.clientId);
@@ -1016,7 +680,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     }
     if (this.checkpoints.isCheckpoint(ex.k)) {
       const cp = this.checkpoints.makeCheckpoint(this.id, ex.k, ex.blockHash);
-      this.broadcast(cp);
+      this.out.broadcast(cp);
       this.onCheckpointVote(this.id, ex.k, ex.blockHash);
     }
     return !noop;
@@ -1052,185 +716,46 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     }
     this.gcK = proof.k;
     this.executor.forget(Math.min(proof.k, this.executor.executedK));
-    const retainFromK = proof.k - 2 * this.options.windowK;
-    if (retainFromK - this.retainedLowK <= this.retained.size) {
-      for (let k = this.retainedLowK + 1; k <= retainFromK; k++) this.retained.delete(k);
-    } else {
-      for (const k of [...this.retained.keys()]) if (k <= retainFromK) this.retained.delete(k);
-    }
-    this.retainedLowK = Math.max(this.retainedLowK, retainFromK);
-    for (const k of this.fetchVotes.keys()) if (k <= proof.k) this.fetchVotes.delete(k);
-    this.event({ name: 'checkpointStable', k: proof.k });
-    this.noteK(proof.k);
-    const executedK = this.executor.executedK;
-    if (proof.k > executedK && (!this.catchUp || proof.k > this.catchUp.k)) {
-      // Overtaken by a checkpoint. Fetch at once if the next pre-prepare is missing (on the
-      // primary's FIFO link it came before the primary's checkpoint, so it was most likely
-      // lost), if the previous checkpoint overtook it too, or if half a window behind: later,
-      // the batches could be beyond what the others keep. A replica that is merely a little
-      // slow is left to the progress watch.
-      const overtakenBefore = this.catchUp !== undefined && this.catchUp.k > executedK;
-      this.catchUp = proof;
-      if (overtakenBefore || !this.slots.get(executedK + 1)?.pp || proof.k - executedK >= this.options.windowK / 2) this.sendFetch();
-    }
+    this.fetcher.forgetBelow(proof.k);
+    this.out.event({ name: 'checkpointStable', k: proof.k });
+    // Overtaken by a checkpoint: the fetcher decides whether to fetch at once.
+    this.fetcher.onStable(proof, !this.slots.get(this.executor.executedK + 1)?.pp);
     this.drainQueue();
   }
 
   // -------------------------------------------------------------------------------------
-  // Catching up (PBFT §4.3 state transfer, as the replay of executed batches)
-  //
-  // Messages can be lost (a primary that crashes half-way through a broadcast, a dropped
-  // link) and PBFT then needs state transfer: a replica that knows of sequence numbers above
-  // its execution but makes no progress for a timeout fetches the executed batches from others.
+  // View change (TOCS 2002 §4; the rule and the log are in replica/pbft-view-change.ts)
 
-  /** Records that sequence number k is in use somewhere (O(1): called per message). */
-  private noteK(k: number): void {
-    if (k > this.knownHighK) this.knownHighK = k;
-  }
-
-  /** Arms the progress watch when this replica knows of batches it has not executed. */
-  private watchProgress(): void {
-    if (this.fetchTimerArmed || this.knownHighK <= this.executor.executedK) return;
-    this.fetchTimerArmed = true;
-    this.fetchMarkK = this.executor.executedK;
-    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.fetch, afterMs: this.options.viewChangeTimeoutMs });
-  }
-
-  private onFetchTimer(): void {
-    this.fetchTimerArmed = false;
-    if (this.executor.executedK === this.fetchMarkK) this.sendFetch();
-    // step() re-arms the watch if batches are still missing.
-  }
-
-  /**
-   * Behind a stable checkpoint: asks one of its signers (a different one each time), whose
-   * answer is checked against the checkpoint's digest. Otherwise asks f+1 replicas (the next
-   * f+1 each time) and takes a batch that f+1 of them agree on: one of them is non-faulty.
-   */
-  private sendFetch(): void {
-    const fromK = this.executor.executedK + 1;
-    if (this.catchUp && this.catchUp.k < fromK) this.catchUp = undefined;
-    const target = this.catchUp;
-    const toK = Math.min(Math.max(target?.k ?? 0, this.knownHighK), fromK + 2 * this.options.windowK - 1);
-    if (toK < fromK) return;
-    const msg: Fetch = { type: MSG_FETCH, replica: this.id, fromK, toK };
-    const attempt = this.fetchAttempt++;
-    if (target) {
-      const peers = target.senders.filter((s) => s !== this.id);
-      if (peers.length > 0) return this.send(peers[attempt % peers.length]!, msg);
-    }
-    const others = this.n - 1;
-    for (let i = 0; i <= this.f; i++) {
-      const to = (this.id + 1 + ((attempt * (this.f + 1) + i) % others)) % this.n;
-      this.send(to, msg);
-    }
-  }
-
-  /** Serves the executed batches it still keeps, contiguous from fromK. */
-  private onFetch(from: Peer, m: Fetch): void {
-    if (!this.fromReplica(from, m.replica)) return;
-    const toK = Math.min(m.toK, this.executor.executedK, m.fromK + 2 * this.options.windowK - 1);
-    const entries: NewViewEntry[] = [];
-    for (let k = m.fromK; k <= toK; k++) {
-      const e = this.retained.get(k);
-      if (!e) break;
-      entries.push(e);
-    }
-    if (entries.length > 0) this.send(from, { type: MSG_BATCHES, replica: this.id, entries });
-  }
-
-  private onBatches(from: Peer, m: Batches): void {
-    if (!this.fromReplica(from, m.replica)) return;
-    if (this.catchUp && this.takeCheckpointBatches(from, m)) return;
-    this.voteFetchedBatches(from, m);
-  }
-
-  /**
-   * Takes fetched batches if they extend this replica's ledger to exactly the state digest nf
-   * replicas certified at the checkpoint: one faulty sender cannot slip in a batch.
-   */
-  private takeCheckpointBatches(from: Peer, m: Batches): boolean {
-    const target = this.catchUp!;
-    let k = this.executor.executedK;
-    let hash = this.ledger.headHash;
-    const digests: Buffer[] = [];
-    for (const e of m.entries) {
-      if (k >= target.k || e.k !== k + 1) break;
-      const digest = requestDigest(this.deps.crypto, e.request);
-      hash = blockHash(this.deps.crypto, e.k, digest, e.originView, hash);
-      digests.push(digest);
-      k = e.k;
-    }
-    if (k !== target.k) return false;
-    if (!hash.equals(target.stateDigest)) {
-      this.reject('fetched batches do not match the checkpoint', from);
-      this.sendFetch(); // the next signer
-      return true;
-    }
-    for (let i = 0; i < digests.length; i++) {
-      const e = m.entries[i]!;
-      this.executor.commit(e.k, e.originView, e.request, digests[i]!);
-    }
-    this.catchUp = undefined;
-    this.executeReady();
-    return true;
-  }
-
-  /** Counts fetched batches per (k, origin view, digest); f+1 matching senders commit one. */
-  private voteFetchedBatches(from: Peer, m: Batches): void {
-    const executedK = this.executor.executedK;
-    const highK = executedK + 2 * this.options.windowK;
-    let committed = false;
-    for (const e of m.entries) {
-      if (e.k <= executedK || this.executor.isCommitted(e.k)) continue;
-      if (e.k > highK) break;
-      const digest = requestDigest(this.deps.crypto, e.request);
-      let byValue = this.fetchVotes.get(e.k);
-      if (!byValue) {
-        byValue = new Map();
-        this.fetchVotes.set(e.k, byValue);
-      }
-      const key = `${e.originView}:${digest.toString('hex')}`;
-      let vote = byValue.get(key);
-      if (!vote) {
-        if (byValue.size >= this.n) continue;
-        vote = { entry: e, digest, senders: new Set() };
-        byValue.set(key, vote);
-      }
-      vote.senders.add(from);
-      if (vote.senders.size === this.f + 1) {
-        this.executor.commit(e.k, e.originView, e.request, digest);
-        committed = true;
-      }
-    }
-    if (!committed) return;
-    this.executeReady();
-    for (const k of [...this.fetchVotes.keys()]) if (k <= this.executor.executedK) this.fetchVotes.delete(k);
-  }
-
-  // -------------------------------------------------------------------------------------
-  // View change (PBFT §4.4)
-
-  /** Moves to view w and asks for it: VIEW-CHANGE(w, C, P) to all. */
+  /** Moves to view w and asks for it: VIEW-CHANGE(w, h, C, P, Q) to all. */
   private startViewChange(w: number): void {
     this.view = w;
     this.inViewChange = true;
     this.newViewWaitMs = this.options.viewChangeTimeoutMs * 2 ** this.backoffExp;
     this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
     this.newViewWaitFor = undefined;
-    this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.newView });
+    this.out.cancelTimer(PBFT_TIMERS.newView);
     this.queue = [];
     this.queueHead = 0;
     this.inflight.clear();
     this.cancelViewChangeTimer();
     const prepared: PreparedCert[] = [];
-    for (const slot of this.slots.values()) if (slot.cert && slot.k > this.stableK) prepared.push(slot.cert);
+    const prePrepared: PrePreparedInfo[] = [];
+    for (const slot of this.slots.values()) {
+      if (slot.k <= this.stableK) continue;
+      if (slot.cert) prepared.push(slot.cert);
+      prePrepared.push(...slot.q);
+    }
     prepared.sort((a, b) => a.k - b.k);
-    const vc: ViewChange = { type: MSG_VIEW_CHANGE, replica: this.id, view: w, checkpoint: this.stableProof, prepared };
-    this.viewChanges.set(this.id, vc);
-    this.broadcast(vc);
-    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.resendViewChange, afterMs: this.options.viewChangeTimeoutMs / 2 });
-    this.event({ name: 'viewChangeStarted', view: w });
+    prePrepared.sort((a, b) => a.k - b.k || b.view - a.view);
+    // C beyond the stable checkpoint: the checkpoints this replica executed through since.
+    const taken: CheckpointClaim[] = [];
+    const interval = this.options.checkpointIntervalK;
+    for (let k = this.stableK + interval; k <= this.executor.executedK; k += interval) taken.push({ k, stateDigest: this.ledger.hashAt(k) });
+    const vc: ViewChange = { type: MSG_VIEW_CHANGE, replica: this.id, view: w, checkpoint: this.stableProof, taken, prepared, prePrepared };
+    this.vcLog.record(vc);
+    this.out.broadcast(vc);
+    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.options.viewChangeTimeoutMs / 2);
+    this.out.event({ name: 'viewChangeStarted', view: w });
     this.future = this.future.filter((e) => e.msg.view >= w);
     this.startNewViewWait();
     if (primaryOf(w, this.n) === this.id) this.tryNewView();
@@ -1244,160 +769,172 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
    */
   private startNewViewWait(): void {
     if (!this.inViewChange || this.newViewWaitFor === this.view) return;
-    let count = 0;
-    for (const vc of this.viewChanges.values()) if (vc.view === this.view) count++;
-    if (count < this.nf) return;
+    if (this.vcLog.forView(this.view).length < this.nf) return;
     this.newViewWaitFor = this.view;
-    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.newView, afterMs: this.newViewWaitMs });
+    this.out.setTimer(PBFT_TIMERS.newView, this.newViewWaitMs);
   }
 
   /**
    * Links may lose a VIEW-CHANGE (the paper's ResilientDB and the simulator drop messages; PBFT
    * assumes retransmission): while the view change lasts, the replica re-sends its own every half
-   * timeout, so before the shortest NEW-VIEW wait runs out. The replicas that already entered the view answer with its NEW-VIEW (onViewChange).
+   * timeout, so before the shortest NEW-VIEW wait runs out. The replicas that already entered the
+   * view answer with its NEW-VIEW or their own VIEW-CHANGE (onViewChange).
    */
   private resendViewChange(): void {
     if (!this.inViewChange) return;
-    const own = this.viewChanges.get(this.id);
-    if (own && own.view === this.view) this.broadcast(own);
-    this.out.push({ kind: 'setTimer', name: PBFT_TIMERS.resendViewChange, afterMs: this.options.viewChangeTimeoutMs / 2 });
+    const own = this.vcLog.own;
+    if (own && own.view === this.view) this.out.broadcast(own);
+    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.options.viewChangeTimeoutMs / 2);
   }
 
-  /** A replica asks for a view we run as its primary: it lost our NEW-VIEW, so it gets it again. */
-  private resendNewView(to: number): void {
-    const nv = this.lastNewView;
-    if (!nv || nv.view !== this.view || !this.isPrimary() || to === this.id) return;
+  /**
+   * A replica asks for a view we already run: it lost our NEW-VIEW (we are its primary) or needs
+   * our VIEW-CHANGE to check the NEW-VIEW's V (we are a backup). At most once per half timeout each.
+   */
+  private answerLaggard(to: number): void {
+    if (to === this.id) return;
     const last = this.newViewResentAtMs.get(to);
     if (last !== undefined && this.nowMs - last < this.options.viewChangeTimeoutMs / 2) return;
+    const nv = this.lastNewView;
+    const own = this.vcLog.own;
     this.newViewResentAtMs.set(to, this.nowMs);
-    this.send(to, nv);
+    // Our VIEW-CHANGE first: the NEW-VIEW's V may hold it, and the laggard checks V against it.
+    if (own && own.view === this.view) this.out.send(to, own);
+    if (this.isPrimary() && nv && nv.view === this.view) this.out.send(to, nv);
   }
 
-  /** Structural checks on a VIEW-CHANGE: proofs name enough distinct replicas, certificates fit the window. */
   private validViewChange(vc: ViewChange, requireRequests: boolean): boolean {
-    const { n, nf } = this;
-    const distinct = (ids: readonly number[], exclude: number): number => {
-      const seen = new Set<number>();
-      for (const id of ids) if (id < n && id !== exclude) seen.add(id);
-      return seen.size === ids.length ? seen.size : -1;
-    };
-    if (vc.replica >= n) return false;
-    const cp = vc.checkpoint;
-    if (cp.k > 0 && (!this.checkpoints.isCheckpoint(cp.k) || distinct(cp.senders, -1) < nf)) return false;
-    if (vc.prepared.length > 2 * this.options.windowK) return false;
-    const ks = new Set<number>();
-    for (const c of vc.prepared) {
-      if (c.k <= cp.k || c.k > cp.k + 2 * this.options.windowK || ks.has(c.k)) return false;
-      if (c.view >= vc.view || c.originView > c.view) return false;
-      if (distinct(c.prepareSenders, primaryOf(c.view, n)) < nf - 1) return false;
-      if (requireRequests && !c.request) return false;
-      ks.add(c.k);
-    }
-    return true;
+    const { n, f } = this;
+    return wellFormedViewChange(vc, { n, f, windowK: this.options.windowK, checkpointIntervalK: this.options.checkpointIntervalK }, requireRequests);
   }
 
   private onViewChange(from: Peer, m: ViewChange): void {
     if (!this.fromReplica(from, m.replica)) return;
-    if (!this.validViewChange(m, true)) return this.reject('invalid view-change', from);
+    if (!this.validViewChange(m, true)) return this.out.reject('invalid view-change', from);
     // Only views not yet entered matter; the others would just hold memory. A replica still
-    // asking for the view we run (or an earlier one) missed its NEW-VIEW: the primary re-sends it.
+    // asking for the view we run (or an earlier one) missed its NEW-VIEW or our VIEW-CHANGE.
     if (m.view < this.view || (m.view === this.view && !this.inViewChange)) {
-      if (!this.inViewChange) this.resendNewView(m.replica);
+      if (!this.inViewChange && m.view === this.view) this.answerLaggard(m.replica);
       return;
     }
-    const prev = this.viewChanges.get(from);
-    if (prev && prev.view >= m.view) return;
-    this.viewChanges.set(from, m);
+    // TOCS 2002 §4: tell the new primary what we received (again on a re-send: ACKs get lost too).
+    const ack = this.vcLog.ackFor(m);
+    const held = this.vcLog.get(from, m.view);
+    if (held && !this.vcLog.digestOf(held).equals(this.vcLog.digestOf(m))) return this.out.reject('two view-changes for one view', from);
+    if (ack) this.out.send(primaryOf(m.view, this.n), ack);
+    if (!held && !this.vcLog.record(m)) return;
     if (m.view > this.view) {
       // PBFT §4.5.2: f+1 replicas asking for higher views prove a non-faulty one timed out; join
       // the smallest of those views.
-      let count = 0;
-      let minView = Infinity;
-      for (const vc of this.viewChanges.values()) {
-        if (vc.replica !== this.id && vc.view > this.view) {
-          count++;
-          minView = Math.min(minView, vc.view);
-        }
-      }
+      const { count, minView } = this.vcLog.higherThan(this.view);
       if (count >= this.f + 1) return this.startViewChange(minView);
     }
     if (this.inViewChange && m.view === this.view) {
       this.startNewViewWait();
       if (this.isPrimary()) this.tryNewView();
     }
+    this.retryPendingNewView();
   }
 
-  /** The new primary, once it holds nf VIEW-CHANGEs for its view (its own included), sends NEW-VIEW. */
+  private onViewChangeAck(from: Peer, m: ViewChangeAck): void {
+    if (!this.fromReplica(from, m.replica)) return;
+    if (primaryOf(m.view, this.n) !== this.id || m.view < this.view || (m.view === this.view && !this.inViewChange)) return;
+    this.vcLog.recordAck(m);
+    if (this.inViewChange && m.view === this.view) this.tryNewView();
+  }
+
+  /**
+   * The new primary, once the VIEW-CHANGEs it may use (its own, and those nf - 2 others acked)
+   * number nf and decide every sequence number, sends NEW-VIEW (TOCS 2002 §4).
+   */
   private tryNewView(): void {
-    const own = this.viewChanges.get(this.id);
+    const own = this.vcLog.own;
     if (!own || own.view !== this.view) return;
-    const vcs: ViewChange[] = [];
-    for (const vc of this.viewChanges.values()) if (vc.view === this.view) vcs.push(vc);
+    const vcs = this.vcLog.vouched(this.view, this.nf);
     if (vcs.length < this.nf) return;
-    vcs.sort((a, b) => a.replica - b.replica);
-    const plan = planNewView(this.deps.crypto, this.view, vcs);
-    const carried = new Map<number, PreparedCert[]>();
-    for (const vc of vcs) {
-      for (const c of vc.prepared) {
-        if (c.k <= plan.minS) continue;
-        const list = carried.get(c.k);
-        if (list) list.push(c);
-        else carried.set(c.k, [c]);
-      }
-    }
-    const entries: NewViewEntry[] = [];
-    for (const e of plan.entries) {
-      const request = e.noop ? noopRequest(e.k) : this.findRequest(carried.get(e.k) ?? [], e);
-      // A certificate whose batch nobody supplied (only a faulty sender does that): wait for more VIEW-CHANGEs.
-      if (!request) return;
-      entries.push({ k: e.k, originView: e.originView, request });
-    }
+    const plan = decideNewView({ ...this.decideContext(), requestFor: (k, digest) => this.findRequest(vcs, k, digest) }, this.view, vcs);
+    if (!plan) return;
+    const entries: NewViewEntry[] = plan.entries.map((e) => ({ k: e.k, originView: e.originView, request: e.request! }));
     const nv: NewView = { type: MSG_NEW_VIEW, replica: this.id, view: this.view, viewChanges: vcs.map(stripRequests), prePrepares: entries };
-    this.broadcast(nv);
+    this.out.broadcast(nv);
     this.lastNewView = nv;
     this.enterView(plan, entries);
   }
 
-  /**
-   * The batch of a planned entry, from any VIEW-CHANGE that carries it: a client batch with a
-   * valid signature, or the null request of an earlier NEW-VIEW that prepared.
-   */
-  private findRequest(certs: readonly PreparedCert[], e: PlannedEntry): ClientRequest | undefined {
-    for (const c of certs) {
-      if (!c.request || !c.digest.equals(e.digest)) continue;
-      if (!requestDigest(this.deps.crypto, c.request).equals(e.digest)) continue;
-      if (isNoop(c.request) || this.validRequest(c.request)) return c.request;
+  private decideContext() {
+    return { crypto: this.deps.crypto, quorums: { n: this.n, f: this.f, nf: this.nf }, genesis: this.genesisHash };
+  }
+
+  /** A3: the batch with this digest from any VIEW-CHANGE of V that carries it, with a valid signature (or k's null request). */
+  private findRequest(vcs: readonly ViewChange[], k: number, digest: Buffer): ClientRequest | undefined {
+    for (const vc of vcs) {
+      for (const c of vc.prepared) {
+        if (c.k !== k || !c.request || !c.digest.equals(digest)) continue;
+        if (!requestDigest(this.deps.crypto, c.request).equals(digest)) continue;
+        if (isNoop(c.request) || this.validRequest(c.request)) return c.request;
+      }
     }
     return undefined;
   }
 
-  /** A backup checks NEW-VIEW by recomputing O from V (PBFT §4.4; lecture notes "the replica"). */
+  /**
+   * A backup checks NEW-VIEW (TOCS 2002 §4): every VIEW-CHANGE in V must be the one its sender
+   * sent this replica (it asks the senders for copies it lacks and waits), and O must be what
+   * the decision rule gives on V.
+   */
   private onNewView(from: Peer, m: NewView): void {
     if (!this.fromReplica(from, m.replica)) return;
-    if (from !== primaryOf(m.view, this.n)) return this.reject('new-view from a non-primary', from);
+    if (from !== primaryOf(m.view, this.n)) return this.out.reject('new-view from a non-primary', from);
     if (m.view < this.view || (m.view === this.view && !this.inViewChange)) return;
     const senders = new Set<number>();
     for (const vc of m.viewChanges) {
       if (vc.view !== m.view || senders.has(vc.replica) || !this.validViewChange(vc, false)) {
-        return this.reject('new-view with an invalid view-change', from);
-      }
-      // MACs are not transferable: compare with the copy the sender sent us, when we have it.
-      const direct = this.viewChanges.get(vc.replica);
-      if (direct && direct.view === m.view && !summaryBytes(direct).equals(summaryBytes(vc))) {
-        return this.reject('new-view with a view-change its sender did not send', from);
+        return this.out.reject('new-view with an invalid view-change', from);
       }
       senders.add(vc.replica);
     }
-    if (senders.size < this.nf) return this.reject('new-view with fewer than nf view-changes', from);
-    const plan = planNewView(this.deps.crypto, m.view, m.viewChanges);
-    if (m.prePrepares.length !== plan.entries.length) return this.reject('new-view with a wrong O', from);
+    if (senders.size < this.nf) return this.out.reject('new-view with fewer than nf view-changes', from);
+    const check = this.vcLog.checkV(m);
+    if (check === 'forged') return this.out.reject('new-view with a view-change its sender did not send', from);
+    if (check !== 'ok') {
+      // Wait for the senders' own copies: our VIEW-CHANGE for the view asks them for theirs.
+      this.vcLog.pendingNewView = m;
+      const own = this.vcLog.own;
+      for (const r of check) if (own && own.view === m.view) this.out.send(r, own);
+      return;
+    }
+    this.acceptNewView(from, m);
+  }
+
+  /** A NEW-VIEW that waited for VIEW-CHANGE copies: checked again once one arrives. */
+  private retryPendingNewView(): void {
+    const nv = this.vcLog.pendingNewView;
+    if (!nv) return;
+    if (nv.view < this.view || (nv.view === this.view && !this.inViewChange)) {
+      this.vcLog.pendingNewView = undefined;
+      return;
+    }
+    const check = this.vcLog.checkV(nv);
+    if (check === 'forged') {
+      this.vcLog.pendingNewView = undefined;
+      return this.out.reject('new-view with a view-change its sender did not send', nv.replica);
+    }
+    if (check === 'ok') {
+      this.vcLog.pendingNewView = undefined;
+      this.acceptNewView(nv.replica, nv);
+    }
+  }
+
+  private acceptNewView(from: Peer, m: NewView): void {
+    const plan = decideNewView(this.decideContext(), m.view, m.viewChanges);
+    if (!plan || m.prePrepares.length !== plan.entries.length) return this.out.reject('new-view with a wrong O', from);
     for (let i = 0; i < plan.entries.length; i++) {
       const want = plan.entries[i]!;
       const got = m.prePrepares[i]!;
-      if (got.k !== want.k || got.originView !== want.originView) return this.reject('new-view with a wrong O', from);
-      if (!requestDigest(this.deps.crypto, got.request).equals(want.digest)) return this.reject('new-view with a wrong O', from);
+      if (got.k !== want.k || got.originView !== want.originView) return this.out.reject('new-view with a wrong O', from);
+      if (!requestDigest(this.deps.crypto, got.request).equals(want.digest)) return this.out.reject('new-view with a wrong O', from);
       // The digest matched, so a null request here is exactly noopRequest(k).
-      if (!isNoop(got.request) && !this.validRequest(got.request)) return this.reject('new-view with an invalid request', from);
+      if (!isNoop(got.request) && !this.validRequest(got.request)) return this.out.reject('new-view with an invalid request', from);
     }
     this.view = m.view;
     this.lastNewView = m;
@@ -1415,11 +952,11 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     this.newViewWaitFor = undefined;
     this.newViewResentAtMs.clear();
     this.unfinished.clear();
-    this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.newView });
-    this.out.push({ kind: 'cancelTimer', name: PBFT_TIMERS.resendViewChange });
+    this.out.cancelTimer(PBFT_TIMERS.newView);
+    this.out.cancelTimer(PBFT_TIMERS.resendViewChange);
     this.adoptCheckpoint(plan.checkpoint);
     for (const slot of this.slots.values()) {
-      if (!slot.cert) {
+      if (!slot.cert && slot.q.length === 0) {
         this.slots.delete(slot.k);
         continue;
       }
@@ -1447,10 +984,10 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       }
     }
     // VIEW-CHANGEs up to this view served their purpose; they can be large.
-    for (const [r, vc] of this.viewChanges) if (vc.view <= w) this.viewChanges.delete(r);
+    this.vcLog.clearUpTo(w);
     // Sequence numbers above max-s from earlier views are abandoned: nothing to fetch there.
-    this.knownHighK = Math.max(plan.maxS, plan.minS, this.executor.executedK);
-    this.event({ name: 'viewEntered', view: w });
+    this.fetcher.resetKnownHigh(Math.max(plan.maxS, plan.minS, this.executor.executedK));
+    this.out.event({ name: 'viewEntered', view: w });
     if (primary) {
       this.nextK = Math.max(plan.maxS, plan.minS) + 1;
       this.cancelViewChangeTimer();
@@ -1461,7 +998,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       }
       this.awaited.clear();
     } else if (this.awaited.size > 0) {
-      for (const req of this.awaited.values()) this.send(primaryOf(w, this.n), req);
+      for (const req of this.awaited.values()) this.out.send(primaryOf(w, this.n), req);
       this.armViewChangeTimer();
     } else {
       this.cancelViewChangeTimer();
@@ -1481,9 +1018,12 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private adoptCheckpoint(proof: CheckpointProof): void {
     if (proof.k <= this.stableK) return;
     if (proof.k <= this.executor.executedK && !this.ledger.hashAt(proof.k).equals(proof.stateDigest)) return;
-    for (const s of proof.senders) {
+    // The decision rule took it from f+1 VIEW-CHANGEs, so a non-faulty replica executed to this
+    // very state: it counts as certified even when V named fewer than nf replicas with it.
+    const senders = proof.senders.length >= this.nf ? proof.senders : Array.from({ length: this.n }, (_, i) => i);
+    for (const s of senders) {
       const stable = this.checkpoints.add(s, proof.k, proof.stateDigest, proof.k);
-      if (stable !== undefined) this.onStable(proof);
+      if (stable !== undefined) return this.onStable(proof);
     }
   }
 
@@ -1513,59 +1053,10 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       trackerVotes: this.checkpoints.pendingCheckpoints,
       executorPending: this.executor.pendingCount,
       future: this.future.length,
-      retained: this.retained.size,
-      fetchVotes: this.fetchVotes.size,
+      ...this.fetcher.sizes,
+      viewChangeLog: this.vcLog.size,
       undoDepth: this.store.undoDepth,
     };
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// Client policy: send to the primary, accept on f+1 matching replies (PBFT §4.1, paper §4(8))
-
-class PbftClientPolicy implements ClientPolicy<PbftMessage> {
-  private readonly f: number;
-  /** The view of the latest accepted reply quorum: its primary gets fresh requests. */
-  private view = 0;
-
-  constructor(private readonly options: ClientPolicyOptions) {
-    this.f = quorums(options.n).f;
-  }
-
-  targets(): readonly Peer[] {
-    return [primaryOf(this.view, this.options.n)];
-  }
-
-  replyKey(msg: PbftMessage): { clientId: number; reqNo: number } | undefined {
-    return msg.type === MSG_REPLY ? { clientId: msg.clientId, reqNo: msg.reqNo } : undefined;
-  }
-
-  /**
-   * f+1 replies from distinct replicas that agree on k, digest and result: at least one is from
-   * a non-faulty replica, so the batch committed there. The views may differ when the batch
-   * committed on both sides of a view change.
-   */
-  onReply(p: PendingRequest, from: Peer, msg: PbftMessage): ReplyOutcome<PbftMessage> | undefined {
-    if (msg.type !== MSG_REPLY || from >= this.options.n || msg.replica !== from) return undefined;
-    if (!msg.digest.equals(p.digest)) return undefined;
-    let replies = p.policyState as Reply[] | undefined;
-    if (!replies) {
-      replies = [];
-      p.policyState = replies;
-    }
-    if (replies.some((r) => r.replica === from)) return undefined;
-    replies.push(msg);
-    const agreeing = replies.filter((r) => r.k === msg.k && r.result.equals(msg.result));
-    if (agreeing.length < this.f + 1) return undefined;
-    // The lowest view of the quorum: at least one non-faulty replica is in it or beyond.
-    const view = Math.min(...agreeing.map((r) => r.view));
-    if (view > this.view) this.view = view;
-    return { accepted: { k: msg.k, view, digest: msg.digest, path: 'normal' } };
-  }
-
-  /** No f+1 replies in time: the request goes to every replica (PBFT §4.1), which relay it to the primary. */
-  onTimeout(p: PendingRequest): readonly ClientOutput<PbftMessage>[] {
-    return [{ kind: 'broadcast', msg: p.request }];
   }
 }
 

@@ -261,7 +261,8 @@ describe('faults in the simulator', () => {
     // last SUPPORTs / COMMITs, and nobody retransmits. PoE fetches the blocks of its view (FETCH /
     // BLOCKS), PBFT the batches (FETCH / BATCHES); both need their timers after the clients stop.
     for (const protocol of ['poe', 'pbft'] as const) {
-      const input = { protocol, n: 7, seed: 1, batches: 100, dropProbability: 0.03 };
+      // A seed whose run leaves a replica behind (PBFT's seed 1 no longer does since its view change has ACKs).
+      const input = { protocol, n: 7, seed: protocol === 'pbft' ? 4 : 1, batches: 100, dropProbability: 0.03 };
       const sim = new Simulation(input);
       const r = sim.run();
       expect(r.valid, `${protocol}: ${r.violations.slice(0, 3).join('\n')}\nreplay: ${r.replay}`).toBe(true);
