@@ -77,6 +77,8 @@ interface WorldOptions {
   /** Encode and decode every message on its way (what a core reads off a socket). */
   readonly viaCodec?: boolean;
   readonly down?: readonly number[];
+  /** Parallel mode's slot dealing (default: the fixed round-robin these unit tests were written for). */
+  readonly slots?: 'byLoad' | 'roundRobin';
 }
 
 class CountingKeys implements KeyGenerator {
@@ -111,7 +113,13 @@ class World {
   constructor(readonly w: WorldOptions) {
     this.n = w.n;
     this.ring = new KeyRing(createCrypto(w.crypto ?? 'sim'), KEY_SEED, w.n, 1);
-    const extra: Record<string, string> = { mode: w.mode ?? 'parallel', keySeed: KEY_SEED, cryptoProvider: w.crypto ?? 'sim' };
+    const extra: Record<string, string> = {
+      mode: w.mode ?? 'parallel',
+      hotstuffRule: 'qc',
+      hotstuffSlots: w.slots ?? 'roundRobin',
+      keySeed: KEY_SEED,
+      cryptoProvider: w.crypto ?? 'sim',
+    };
     if (w.leaders !== undefined) extra['leaders'] = w.leaders;
     for (let id = 0; id < w.n; id++) {
       const options: ReplicaOptions = {
@@ -309,7 +317,16 @@ function clientBatch(ring: KeyRing, clientId: number, reqNo: number, key = clien
 
 function bareReplica(n: number, id: number, mode: 'parallel' | 'chained', ring: KeyRing, extra: Record<string, string> = {}): ReplicaCore<M> {
   return hotstuff.createReplica(
-    { id, n, checkpointIntervalK: 100, windowK: 200, records: 1000, valueBytes: 8, viewChangeTimeoutMs: 500, extra: { mode, ...extra } },
+    {
+      id,
+      n,
+      checkpointIntervalK: 100,
+      windowK: 200,
+      records: 1000,
+      valueBytes: 8,
+      viewChangeTimeoutMs: 500,
+      extra: { mode, hotstuffRule: 'qc', hotstuffSlots: 'roundRobin', ...extra },
+    },
     ring.replicaDeps(id),
   );
 }
