@@ -99,6 +99,14 @@ export { SlotOwners } from './hotstuff-owners.js';
 export { ParallelHotStuff } from './hotstuff-parallel.js';
 
 /**
+ * `extra` as a run records it: the certificate rule named even when it is the default, so every
+ * result says which HotStuff it measured (infra/run/spec.ts puts this into RunSpec.extra).
+ */
+export function hotstuffRecordedExtra<V>(extra: Readonly<Record<string, V | string>>): Record<string, V | string> {
+  return { hotstuffRule: hotstuffRule(extra as ReplicaOptions['extra']), ...extra };
+}
+
+/**
  * What the 'paper' certificate rule gives up, in one sentence for reports and the README.
  */
 export const HOTSTUFF_PAPER_RULE_SAFETY =

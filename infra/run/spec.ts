@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { integerFlag as integer, nonNegativeFlag as nonNegative, parseExtra, positiveFlag as positive, type ExtraValue } from '../flags.js';
 import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../../client/generators.js';
 import { FaultConfigError, formatReplicaFault, parseFault, type FaultSpec, type ReplicaFault } from '../../replica/byzantine.js';
+import { hotstuffRecordedExtra } from '../../replica/hotstuff.js';
 import { getProtocol, hasProtocol, registeredProtocols, UnknownProtocolError } from '../../replica/protocols.js';
 import { DEFAULT_REPLICA_OPTIONS, primaryOf, quorums, type ProtocolName } from '../../replica/types.js';
 import { INFRA_BACKENDS, INFRA_FLAG_NAMES, parseInfraFlags, type InfraBackend, type InfraFlags, type InfraSpec } from './placement.js';
@@ -330,7 +331,9 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
   issues.push(...placed.issues);
   if (issues.length > 0) throw new RunSpecError(issues.join('\n'));
   const seed = o.seed ?? d.seed;
-  const extra: Record<string, ExtraValue> = Object.fromEntries(o.extra);
+  const given: Record<string, ExtraValue> = Object.fromEntries(o.extra);
+  // Every HotStuff result names its certificate rule (issue 10), the default included.
+  const extra = o.protocol === 'hotstuff' ? hotstuffRecordedExtra(given) : given;
   return {
     protocol: o.protocol as ProtocolName,
     replicas: n,
