@@ -1005,9 +1005,17 @@ describe('hotstuff client policy', () => {
   const signedReply = (replica: number, k: number, result: Buffer): HsReply =>
     makeReply(ring.replicaSigners[replica]!, replica, { view: 0, k, digest, clientId: 5, reqNo: 2, result });
 
-  it('accepts on f+1 matching replies from distinct replicas, with valid signatures', () => {
-    // Reference: PoE paper §4(8) (PBFT and HotStuff clients wait for f+1 matching responses).
+  it('checks no reply signature by default: the transport authenticated the sender (issue 10)', () => {
     const policy = hotstuff.createClientPolicy({ n, origin: 0, extra: { keySeed: KEY_SEED, cryptoProvider: 'sim' } });
+    const p: PendingRequest = { request, digest, firstSentMs: 0, timeouts: 0 };
+    const res = Buffer.alloc(32, 1);
+    expect(policy.onReply(p, 1, { ...signedReply(1, 7, res), signature: Buffer.alloc(64) }, 0)).toBeUndefined();
+    expect(policy.onReply(p, 2, { ...signedReply(2, 7, res), signature: Buffer.alloc(64) }, 0)?.accepted?.k).toBe(7);
+  });
+
+  it('accepts on f+1 matching replies from distinct replicas, with valid signatures (verifyReplies)', () => {
+    // Reference: PoE paper §4(8) (PBFT and HotStuff clients wait for f+1 matching responses).
+    const policy = hotstuff.createClientPolicy({ n, origin: 0, extra: { keySeed: KEY_SEED, cryptoProvider: 'sim', verifyReplies: true } });
     expect(policy.targets(request)).toEqual([5 % 4]);
     const p: PendingRequest = { request, digest, firstSentMs: 0, timeouts: 0 };
     const res = Buffer.alloc(32, 1);

@@ -126,9 +126,11 @@ type ReplyTally = Map<number, { readonly key: string; readonly view: number }>;
  * on f+1 matching REPLYs (same k, digest and result) from distinct replicas, at least one of
  * them correct. Fresh requests go to the client's leader: leaders[clientId mod L] in parallel
  * mode, the primary of the newest view seen in chained mode. On a timeout the request goes to
- * every replica, and backups forward it to the leader. Reply signatures are checked when
- * `extra.keySeed` (and `extra.cryptoProvider`, default 'node') give the replicas' keys;
- * otherwise the transport's authentication of the sender is relied on.
+ * every replica, and backups forward it to the leader. Replies reach the client over the
+ * transport's MACs, which authenticate the sender, and the client shows them to nobody, so by
+ * default it checks no reply signature (as Zyzzyva's fast path, issue 10). With
+ * `extra.verifyReplies=true` it checks each one, given `extra.keySeed` (and
+ * `extra.cryptoProvider`, default 'node') for the replicas' keys.
  */
 export class HotStuffClientPolicy implements ClientPolicy<HotStuffMessage> {
   private readonly n: number;
@@ -145,7 +147,7 @@ export class HotStuffClientPolicy implements ClientPolicy<HotStuffMessage> {
     this.mode = hotstuffMode(options.extra);
     this.leaders = hotstuffLeaders(options.n, options.extra);
     const keySeed = options.extra?.['keySeed'];
-    if (typeof keySeed === 'string' && keySeed.length > 0) {
+    if (options.extra?.['verifyReplies'] === true && typeof keySeed === 'string' && keySeed.length > 0) {
       const provider = options.extra?.['cryptoProvider'] ?? 'node';
       if (provider !== 'node' && provider !== 'noble' && provider !== 'sim') {
         throw new RangeError(`hotstuff client policy: extra.cryptoProvider must be 'node', 'noble' or 'sim', got ${String(provider)}`);
