@@ -5,7 +5,7 @@
  * The PoE paper lets "all of its replicas act as primaries and work in parallel" (§4(8)), but a
  * fixed round-robin of slots makes every leader without client batches run a full no-op
  * instance for each slot the busy leaders pass. Here slots are dealt per epoch of
- * `epochK` slots (the checkpoint interval) to the leaders that have work: the owners of epoch
+ * `epochK` slots (the checkpoint interval, at most 64) to the leaders that have work: the owners of epoch
  * e+2 are the home leaders (leaders[clientId mod L]) of the client batches executed in epoch e,
  * or every leader if there were none. Execution is deterministic and identical at every
  * correct replica, so every replica derives the same owners without a message. Epochs 0 and 1,

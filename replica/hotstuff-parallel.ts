@@ -34,6 +34,15 @@ import type { ClientRequest } from './messages.js';
 import { noopRequest, requestDigest } from './messages.js';
 import type { Peer, ReplicaDeps, ReplicaOptions, ReplicaStatus } from './types.js';
 
+/**
+ * Slots per owner epoch (hotstuff-owners.ts): the checkpoint interval, at most this. Short
+ * epochs let the owners follow the load quickly, and keep the first two epochs (one leader,
+ * before anything executed) brief: with the real runs' interval of 600 they would last ~1,200
+ * slots. Leaders propose up to two epochs ahead of execution, which a closed loop of a few
+ * dozen clients never fills.
+ */
+const EPOCH_K_MAX = 64;
+
 /** Messages for slots whose epoch's owners are not known here yet (a lagging replica), held at most. */
 const FUTURE_MESSAGES_MAX = 1 << 14;
 
@@ -85,7 +94,7 @@ export class ParallelHotStuff extends HotStuffReplica {
   constructor(options: ReplicaOptions, deps: ReplicaDeps) {
     super(options, deps);
     this.leaders = hotstuffLeaders(options.n, options.extra);
-    this.owners = new SlotOwners(this.leaders, options.checkpointIntervalK, hotstuffSlots(options.extra) === 'byLoad');
+    this.owners = new SlotOwners(this.leaders, Math.min(options.checkpointIntervalK, EPOCH_K_MAX), hotstuffSlots(options.extra) === 'byLoad');
   }
 
   status(): ReplicaStatus {

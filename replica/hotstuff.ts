@@ -40,7 +40,7 @@
  * leader runs PREPARE(v, k, request, justify) -> PREPARE votes -> PRE-COMMIT(v, k, prepareQC)
  * -> votes -> COMMIT(v, k, precommitQC) -> votes -> DECIDE(v, k, commitQC); a replica locks on
  * COMMIT (lockedQC) and votes for a PREPARE only if safeNode holds; on DECIDE it commits k and
- * executes strictly in global k order. Slots are dealt per epoch (the checkpoint interval) to
+ * executes strictly in global k order. Slots are dealt per epoch (the checkpoint interval, at most 64) to
  * the leaders whose clients have work (hotstuff-owners.ts), so an idle leader costs nothing; a
  * leader that owns a slot but has no batch for it fills it with a no-op only once the slot
  * blocks execution and a later slot was proposed, so the global order never waits for it.
