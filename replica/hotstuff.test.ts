@@ -41,6 +41,8 @@ import {
   type HsReply,
   type Phase,
   type QuorumCert,
+  SlotOwners,
+  HOTSTUFF_PAPER_RULE_SAFETY,
 } from './hotstuff.js';
 import {
   clientOrigin,
@@ -77,6 +79,8 @@ interface WorldOptions {
   /** Encode and decode every message on its way (what a core reads off a socket). */
   readonly viaCodec?: boolean;
   readonly down?: readonly number[];
+  /** Parallel mode's slot dealing (default: the fixed round-robin these unit tests were written for). */
+  readonly slots?: 'byLoad' | 'roundRobin';
 }
 
 class CountingKeys implements KeyGenerator {
@@ -111,7 +115,13 @@ class World {
   constructor(readonly w: WorldOptions) {
     this.n = w.n;
     this.ring = new KeyRing(createCrypto(w.crypto ?? 'sim'), KEY_SEED, w.n, 1);
-    const extra: Record<string, string> = { mode: w.mode ?? 'parallel', keySeed: KEY_SEED, cryptoProvider: w.crypto ?? 'sim' };
+    const extra: Record<string, string> = {
+      mode: w.mode ?? 'parallel',
+      hotstuffRule: 'qc',
+      hotstuffSlots: w.slots ?? 'roundRobin',
+      keySeed: KEY_SEED,
+      cryptoProvider: w.crypto ?? 'sim',
+    };
     if (w.leaders !== undefined) extra['leaders'] = w.leaders;
     for (let id = 0; id < w.n; id++) {
       const options: ReplicaOptions = {
@@ -309,7 +319,16 @@ function clientBatch(ring: KeyRing, clientId: number, reqNo: number, key = clien
 
 function bareReplica(n: number, id: number, mode: 'parallel' | 'chained', ring: KeyRing, extra: Record<string, string> = {}): ReplicaCore<M> {
   return hotstuff.createReplica(
-    { id, n, checkpointIntervalK: 100, windowK: 200, records: 1000, valueBytes: 8, viewChangeTimeoutMs: 500, extra: { mode, ...extra } },
+    {
+      id,
+      n,
+      checkpointIntervalK: 100,
+      windowK: 200,
+      records: 1000,
+      valueBytes: 8,
+      viewChangeTimeoutMs: 500,
+      extra: { mode, hotstuffRule: 'qc', hotstuffSlots: 'roundRobin', ...extra },
+    },
     ring.replicaDeps(id),
   );
 }
@@ -816,6 +835,81 @@ describe('hotstuff chained mode (Algorithm 3, one stable leader)', () => {
 
 // ---------------------------------------------------------------------------------------
 
+describe("hotstuff 'paper' certificate rule (PoE paper §4(8): no threshold signatures, no forwarded votes)", () => {
+  it('backups take the leader-signed phase message without signatures; a certificate with signatures is refused', () => {
+    // Reference: PoE paper §4(8): "we neither require HotStuff to use threshold signatures, nor
+    // require its primaries to forward each replica's message to every other replica".
+    const n = 4;
+    const ring = new KeyRing(createCrypto('sim'), KEY_SEED, n, 1);
+    const backup = bareReplica(n, 1, 'parallel', ring, { hotstuffRule: 'paper' });
+    const request = clientBatch(ring, 0, 0);
+    const d = requestDigest(ring.crypto, request);
+    const leader = ring.replicaSigners[0]!;
+    stepOne(backup, 0, makePrepare(ring.crypto, leader, 0, 0, 1, request));
+    const forwarded = stepOne(backup, 0, makePhase(leader, MSG_HS_PRE_COMMIT, 0, makeQC(ring, [0, 2, 3], PHASE_PREPARE, 0, 1, d)));
+    expect(votesIn(forwarded)).toEqual([]);
+    expect(rejectionsIn(forwarded).join()).toMatch(/signatures under the paper rule/);
+    const named: QuorumCert = { phase: PHASE_PREPARE, view: 0, k: 1, digest: d, sigs: [] };
+    expect(votesIn(stepOne(backup, 0, makePhase(leader, MSG_HS_PRE_COMMIT, 0, named)))).toEqual([{ to: 0, phase: PHASE_PRE_COMMIT, k: 1, view: 0 }]);
+  });
+
+  it('what it gives up: a Byzantine leader alone makes a backup decide a batch no quorum voted for', () => {
+    // HOTSTUFF_PAPER_RULE_SAFETY, shown: no vote of any other replica is involved.
+    expect(HOTSTUFF_PAPER_RULE_SAFETY).toMatch(/Byzantine leader/);
+    const n = 4;
+    const ring = new KeyRing(createCrypto('sim'), KEY_SEED, n, 1);
+    const backup = bareReplica(n, 2, 'parallel', ring, { hotstuffRule: 'paper' });
+    const request = clientBatch(ring, 0, 0);
+    const d = requestDigest(ring.crypto, request);
+    const leader = ring.replicaSigners[0]!;
+    stepOne(backup, 0, makePrepare(ring.crypto, leader, 0, 0, 1, request));
+    for (const [type, phase] of [
+      [MSG_HS_PRE_COMMIT, PHASE_PREPARE],
+      [MSG_HS_COMMIT, PHASE_PRE_COMMIT],
+      [MSG_HS_DECIDE, PHASE_COMMIT],
+    ] as const) {
+      stepOne(backup, 0, makePhase(leader, type, 0, { phase, view: 0, k: 1, digest: d, sigs: [] }));
+    }
+    expect(backup.ledger.height).toBe(1);
+    // Under 'qc' the same messages decide nothing.
+    const strict = bareReplica(n, 2, 'parallel', ring, { hotstuffRule: 'qc' });
+    stepOne(strict, 0, makePrepare(ring.crypto, leader, 0, 0, 1, request));
+    const refused = stepOne(strict, 0, makePhase(leader, MSG_HS_PRE_COMMIT, 0, { phase: PHASE_PREPARE, view: 0, k: 1, digest: d, sigs: [] }));
+    expect(rejectionsIn(refused).join()).toMatch(/0 signatures, want 3/);
+  });
+});
+
+describe('hotstuff slot owners (issue 10, item 2: slots go to the leaders with work)', () => {
+  it('epochs 0 and 1 belong to the first leader; epoch e+2 to the home leaders of the batches executed in epoch e', () => {
+    const owners = new SlotOwners([0, 1, 2, 3], 10);
+    expect([1, 10, 11, 20].map((k) => owners.owner(k, 0))).toEqual([0, 0, 0, 0]);
+    expect(owners.owner(21, 0)).toBeUndefined();
+    const batch = (clientId: number): ClientRequest => ({ ...noopRequest(0), clientId, origin: 0, writes: [{ key: 1, value: Buffer.from([1]) }] });
+    // Epoch 0 (slots 1-10) executes batches of clients 1 and 7: homes 1 and 3 (clientId mod 4).
+    for (let k = 1; k <= 10; k++) {
+      const completed = owners.onExecuted(k, k === 3 ? batch(1) : k === 6 ? batch(7) : noopRequest(k));
+      expect(completed).toBe(k === 10);
+    }
+    expect(owners.knownEpoch).toBe(2);
+    expect([21, 22, 23, 24].map((k) => owners.owner(k, 0))).toEqual([1, 3, 1, 3]);
+    expect(owners.nextOwn(1, 3, 100)).toBe(22);
+    expect(owners.nextOwn(1, 0, 100)).toBe(1);
+    expect(owners.nextOwn(11, 2, 100)).toBeUndefined();
+    // A client whose home owns no slot in the current epoch goes to one of its owners.
+    expect(owners.proposerOf(2, 21)).toBe(1);
+    expect(owners.proposerOf(3, 21)).toBe(3);
+    expect(owners.proposerOf(5, 21)).toBe(1);
+    // Epoch 1 with no client batch gives epoch 3 to every leader.
+    for (let k = 11; k <= 20; k++) owners.onExecuted(k, noopRequest(k));
+    expect([31, 32, 33, 34].map((k) => owners.owner(k, 0))).toEqual([2, 3, 0, 1]);
+  });
+
+  it('roundRobin (the form before) gives every leader every L-th slot in every epoch', () => {
+    const owners = new SlotOwners([0, 1, 2, 3], 10, false);
+    expect([1, 2, 3, 4, 1001].map((k) => owners.owner(k, 0))).toEqual([0, 1, 2, 3, 0]);
+  });
+});
+
 describe('hotstuff codec', () => {
   const n = 4;
   const ring = new KeyRing(createCrypto('sim'), KEY_SEED, n, 1);
@@ -911,9 +1005,17 @@ describe('hotstuff client policy', () => {
   const signedReply = (replica: number, k: number, result: Buffer): HsReply =>
     makeReply(ring.replicaSigners[replica]!, replica, { view: 0, k, digest, clientId: 5, reqNo: 2, result });
 
-  it('accepts on f+1 matching replies from distinct replicas, with valid signatures', () => {
-    // Reference: PoE paper §4(8) (PBFT and HotStuff clients wait for f+1 matching responses).
+  it('checks no reply signature by default: the transport authenticated the sender (issue 10)', () => {
     const policy = hotstuff.createClientPolicy({ n, origin: 0, extra: { keySeed: KEY_SEED, cryptoProvider: 'sim' } });
+    const p: PendingRequest = { request, digest, firstSentMs: 0, timeouts: 0 };
+    const res = Buffer.alloc(32, 1);
+    expect(policy.onReply(p, 1, { ...signedReply(1, 7, res), signature: Buffer.alloc(64) }, 0)).toBeUndefined();
+    expect(policy.onReply(p, 2, { ...signedReply(2, 7, res), signature: Buffer.alloc(64) }, 0)?.accepted?.k).toBe(7);
+  });
+
+  it('accepts on f+1 matching replies from distinct replicas, with valid signatures (verifyReplies)', () => {
+    // Reference: PoE paper §4(8) (PBFT and HotStuff clients wait for f+1 matching responses).
+    const policy = hotstuff.createClientPolicy({ n, origin: 0, extra: { keySeed: KEY_SEED, cryptoProvider: 'sim', verifyReplies: true } });
     expect(policy.targets(request)).toEqual([5 % 4]);
     const p: PendingRequest = { request, digest, firstSentMs: 0, timeouts: 0 };
     const res = Buffer.alloc(32, 1);

@@ -76,8 +76,9 @@ describe('run spec', () => {
   });
 
   it('gives HotStuff the participating replicas as parallel leaders, user switches last', () => {
-    expect(processExtra(makeRunSpec({ protocol: 'hotstuff', replicas: 4, crashed: 1 }))).toEqual({ leaders: '0,1,2' });
-    expect(processExtra(makeRunSpec({ protocol: 'hotstuff', extra: { leaders: '0,2' } }))).toEqual({ leaders: '0,2' });
+    // Every HotStuff spec names its certificate rule, the default ('paper') included (issue 10).
+    expect(processExtra(makeRunSpec({ protocol: 'hotstuff', replicas: 4, crashed: 1 }))).toEqual({ leaders: '0,1,2', hotstuffRule: 'paper' });
+    expect(processExtra(makeRunSpec({ protocol: 'hotstuff', extra: { leaders: '0,2', hotstuffRule: 'qc' } }))).toEqual({ leaders: '0,2', hotstuffRule: 'qc' });
     expect(processExtra(makeRunSpec({ protocol: 'poe', crashed: 1 }))).toEqual({});
   });
 

@@ -11,6 +11,7 @@ import { FaultConfigError, formatReplicaFault, parseFault, type FaultSpec, type 
 import { getProtocol } from '../../replica/protocols.js';
 import { primaryOf, quorums, type ProtocolName } from '../../replica/types.js';
 import { INFRA_BACKENDS, parseInfraFlags, type InfraBackend, type InfraFlags, type InfraSpec } from './placement.js';
+import { hotstuffRecordedExtra } from '../../replica/hotstuff.js';
 
 export type BackendName = InfraBackend;
 export const BACKENDS: readonly BackendName[] = INFRA_BACKENDS;
@@ -272,7 +273,9 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
   issues.push(...placed.issues);
   if (issues.length > 0) throw new RunSpecError(issues.join('\n'));
   const seed = o.seed ?? d.seed;
-  const extra: Record<string, ExtraValue> = Object.fromEntries(o.extra);
+  const given: Record<string, ExtraValue> = Object.fromEntries(o.extra);
+  // Every HotStuff result names its certificate rule (issue 10), the default included.
+  const extra = o.protocol === 'hotstuff' ? hotstuffRecordedExtra(given) : given;
   return {
     protocol: o.protocol as ProtocolName,
     replicas: n,

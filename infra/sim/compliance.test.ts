@@ -21,8 +21,13 @@
  * seeds at S (default 1), e.g. `SIM_SEEDS=50 SIM_SEED_BASE=1000 npx vitest run infra/sim/compliance.test.ts`.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { CountingCrypto } from '../../replica/crypto-counter.js';
+import { createCrypto } from '../../replica/crypto.js';
+import { type HotStuffMessage, hotstuff } from '../../replica/hotstuff.js';
+import { KeyRing } from '../../replica/keys.js';
+import { makeRequest } from '../../replica/messages.js';
 import { hasProtocol } from '../../replica/protocols.js';
-import { PROTOCOLS, quorums, type ProtocolName } from '../../replica/types.js';
+import { clientPeer, isClientPeer, type Peer, PROTOCOLS, type ProtocolName, quorums, type ReplicaOutput } from '../../replica/types.js';
 import type { SimInput } from './options.js';
 import { runSimulation, type SimResult } from './simulator.js';
 
@@ -55,9 +60,9 @@ const SIZES: readonly SizeCase[] = [
 ];
 
 /**
- * HotStuff verifies every signature of a QC (nf of them) on every phase message, and fills idle
- * leaders' slots with no-ops, which makes it about four times as costly per batch to simulate
- * as the others; its safety-and-liveness cases run half the batches to keep the file short.
+ * HotStuff runs four phases per slot, which makes it about twice as costly per batch to
+ * simulate as the others; its safety-and-liveness cases run half the batches to keep the file
+ * short.
  */
 const BATCH_SCALE: Partial<Record<ProtocolName, number>> = { hotstuff: 0.5 };
 const scaled = (protocol: ProtocolName, batches: number): number => Math.max(20, Math.round(batches * (BATCH_SCALE[protocol] ?? 1)));
@@ -76,10 +81,17 @@ const EXPECTED_MESSAGES_PER_BATCH: Record<ProtocolName, (n: number) => number> =
   hotstuff: (n) => 7 * (n - 1) + n,
 };
 
-/** HotStuff's no-op slots (a leader with nothing to propose) cost the same minus the replies. */
+/**
+ * HotStuff's no-op slots (a leader that owns a slot it has no batch for) cost a slot minus the
+ * replies. They run only while execution waits for such a slot (replica/hotstuff-parallel.ts);
+ * with slots dealt to the leaders that have work (hotstuff-owners.ts) there are so few that
+ * messages per accepted batch stay within NOOP_TOLERANCE of a real slot's count (issue 10,
+ * item 2), and none at all with load on one leader.
+ */
 const EXPECTED_MESSAGES_PER_NOOP: Partial<Record<ProtocolName, (n: number) => number>> = {
   hotstuff: (n) => 7 * (n - 1),
 };
+const NOOP_TOLERANCE = 0.05;
 
 /**
  * The primary crashes mid-run (DESIGN.md figure 11b): the protocol's view change must restore
@@ -239,7 +251,12 @@ for (const protocol of PROTOCOLS) {
             expect(noops, context).toBe(0);
             expect(r.protocolMessagesPerBatch, context).toBe(perBatch);
           } else {
-            expect(protocolMessages, context).toBe(r.acceptedBatches * perBatch + noops * perNoop);
+            // Client batches a leader hands to another (hotstuff-owners.ts) are counted apart.
+            const forwarded = r.messagesByType['REQUEST'] ?? 0;
+            expect(protocolMessages - forwarded, context).toBe(r.acceptedBatches * perBatch + noops * perNoop);
+            expect(r.protocolMessagesPerBatch / perBatch, `${context}\nno-op slots cost more than ${NOOP_TOLERANCE * 100}%`).toBeLessThanOrEqual(
+              1 + NOOP_TOLERANCE,
+            );
           }
           // Checkpoints: each replica sends one to the n-1 others per interval it completes.
           tally(protocol).notes.push(
@@ -268,4 +285,139 @@ afterAll(() => {
     for (const note of t.notes) lines.push(`           ${note}`);
   }
   console.log(lines.join('\n'));
+});
+
+// ---------------------------------------------------------------------------------------
+// HotStuff: what a slot costs under each certificate rule and mode (issue 10, items 1 and 2)
+
+/** Ed25519 work and messages of n HotStuff replicas, counted by CountingCrypto (never estimated). */
+interface SlotCost {
+  readonly signs: number;
+  readonly verifies: number;
+  readonly messages: number;
+}
+
+/**
+ * A test-local world: n HotStuff cores sharing one CountingCrypto, a FIFO network, no timers.
+ * `batches` client batches of client 0 (home leader 0, which leads view 0 in both modes) go to
+ * replica 0 at once; the network runs until quiet. Client signing is not counted: the counts
+ * are the replicas' work (REPLY signatures included, the client's checks of them not).
+ */
+function hotstuffCost(mode: 'parallel' | 'chained', rule: 'paper' | 'qc', n: number, batches: number): SlotCost & { readonly height: number } {
+  const crypto = new CountingCrypto(createCrypto('sim'));
+  const ring = new KeyRing(crypto, 'compliance-cost', n, 1);
+  const extra = { mode, hotstuffRule: rule };
+  const replicas = Array.from({ length: n }, (_, id) =>
+    hotstuff.createReplica(
+      { id, n, checkpointIntervalK: 1000, windowK: 2000, records: 1000, valueBytes: 8, viewChangeTimeoutMs: 1e9, extra },
+      ring.replicaDeps(id),
+    ),
+  );
+  const client = ring.clientSigner(0);
+  const requests = Array.from({ length: batches }, (_, reqNo) => makeRequest(client, 0, 0, reqNo, [{ key: reqNo, value: Buffer.from([reqNo]) }]));
+  const queue: { from: Peer; to: number; msg: HotStuffMessage }[] = [];
+  let messages = 0;
+  const route = (from: number, outs: readonly ReplicaOutput<HotStuffMessage>[]): void => {
+    for (const o of outs) {
+      if (o.kind === 'send') {
+        messages++;
+        if (!isClientPeer(o.to)) queue.push({ from, to: o.to, msg: o.msg });
+      } else if (o.kind === 'broadcast') {
+        for (let to = 0; to < n; to++) if (to !== from) queue.push({ from, to, msg: o.msg });
+        messages += n - 1;
+      }
+    }
+  };
+  for (let id = 0; id < n; id++) route(id, replicas[id]!.step({ kind: 'start' }, 0));
+  crypto.reset();
+  for (const msg of requests) route(0, replicas[0]!.step({ kind: 'message', from: clientPeer(0), msg }, 0));
+  for (let i = 0; i < queue.length; i++) {
+    const e = queue[i]!;
+    route(e.to, replicas[e.to]!.step({ kind: 'message', from: e.from, msg: e.msg }, 0));
+  }
+  const height = replicas[0]!.ledger.height;
+  for (const r of replicas) expect(r.ledger.height, `${mode}/${rule} n=${n}: every replica executes every slot`).toBe(height);
+  return { signs: crypto.counts.signs, verifies: crypto.counts.verifies, messages, height };
+}
+
+/**
+ * The header of replica/hotstuff.ts states these per slot (parallel) and per block (chained),
+ * fault-free, over all n replicas; f = (n-1)/3 rounded down, nf = n - f.
+ * Parallel, both rules: the leader signs PREPARE, PRE-COMMIT, COMMIT, DECIDE (4); each of the
+ * n-1 backups signs 3 votes; all n sign a REPLY; the leader verifies the client batch and
+ * nf-1 votes per phase (3(nf-1)); each backup verifies the client batch and 4 phase messages.
+ * 'qc' adds the leader's signed own vote (3) and, per certificate (3), every backup's check
+ * of the nf signatures but its own: (nf-1) backups in it check nf-1, (n-nf) check nf.
+ * Chained, per block in the steady state: the leader signs the proposal, every replica its
+ * vote (the leader's own only under 'qc') and a REPLY; the leader verifies the client batch
+ * and nf-1 votes; each backup the client batch and the proposal, and under 'qc' the justify.
+ */
+function expectedHotStuffCost(mode: 'parallel' | 'chained', rule: 'paper' | 'qc', n: number): SlotCost {
+  const { nf } = quorums(n);
+  const qcChecks = (nf - 1) * (nf - 1) + (n - nf) * nf;
+  if (mode === 'parallel') {
+    const signs = 4 + 3 * (n - 1) + n + (rule === 'qc' ? 3 : 0);
+    const verifies = 1 + 3 * (nf - 1) + (n - 1) * (1 + 4) + (rule === 'qc' ? 3 * qcChecks : 0);
+    return { signs, verifies, messages: 7 * (n - 1) + n };
+  }
+  const signs = 1 + (n - 1) + n + (rule === 'qc' ? 1 : 0);
+  const verifies = 1 + (nf - 1) + (n - 1) * 2 + (rule === 'qc' ? qcChecks : 0);
+  return { signs, verifies, messages: 2 * (n - 1) + n };
+}
+
+describe('HotStuff certificate rules: Ed25519 signatures and verifications per slot, counted (issue 10, item 1)', () => {
+  for (const mode of ['parallel', 'chained'] as const) {
+    for (const rule of ['paper', 'qc'] as const) {
+      for (const n of [4, 16]) {
+        const want = expectedHotStuffCost(mode, rule, n);
+        it(`${mode}, ${rule}, n=${n}: ${want.signs} signatures, ${want.verifies} verifications, ${want.messages} messages per ${mode === 'parallel' ? 'slot' : 'block'}`, () => {
+          let per: SlotCost;
+          if (mode === 'parallel') {
+            const c = hotstuffCost(mode, rule, n, 4);
+            expect(c.height).toBe(4);
+            per = { signs: c.signs / 4, verifies: c.verifies / 4, messages: c.messages / 4 };
+          } else {
+            // Four more batches in the pipeline add four blocks; the three-block no-op tail that
+            // commits the last batch is the same in both runs and cancels out.
+            const a = hotstuffCost(mode, rule, n, 4);
+            const b = hotstuffCost(mode, rule, n, 8);
+            expect(b.height - a.height).toBe(4);
+            per = { signs: (b.signs - a.signs) / 4, verifies: (b.verifies - a.verifies) / 4, messages: (b.messages - a.messages) / 4 };
+          }
+          tally('hotstuff').notes.push(
+            `${mode} ${rule} n=${n}: ${per.signs} signs, ${per.verifies} verifies, ${per.messages} messages per ${mode === 'parallel' ? 'slot' : 'block'}`,
+          );
+          expect(per).toEqual(want);
+        });
+      }
+    }
+  }
+  it("'paper' verifies fewer signatures than 'qc', which verifies fewer than before issue 10 (49 and 601 per slot at n = 4, 16)", () => {
+    for (const [n, before] of [
+      [4, 49],
+      [16, 601],
+    ] as const) {
+      const paper = expectedHotStuffCost('parallel', 'paper', n).verifies;
+      const qc = expectedHotStuffCost('parallel', 'qc', n).verifies;
+      expect(paper).toBeLessThan(qc);
+      expect(qc).toBeLessThan(before);
+    }
+  });
+});
+
+describe('HotStuff slots dealt to the leaders with work: no no-op instances (issue 10, item 2)', () => {
+  for (const n of [4, 16]) {
+    for (const rule of ['paper', 'qc'] as const) {
+      it(`n=${n}, ${rule}: load on one leader (one client): exactly ${7 * (n - 1) + n} messages per batch, no no-op slot`, () => {
+        const r = runCase({ protocol: 'hotstuff', n, seed: SEED_BASE, batches: n === 4 ? 300 : 120, clients: 1, extra: { hotstuffRule: rule } });
+        const context = `${explain(r)}\nby type: ${JSON.stringify(r.messagesByType)}`;
+        expect(r.ledgerHeight.max, `${context}\nno-op slots ran`).toBe(r.acceptedBatches);
+        expect(r.protocolMessagesPerBatch, context).toBe(7 * (n - 1) + n);
+      });
+    }
+    it(`n=${n}: the fixed round-robin (hotstuffSlots=roundRobin, the form before) runs no-op slots for the same load`, () => {
+      const r = runCase({ protocol: 'hotstuff', n, seed: SEED_BASE, batches: 40, clients: 1, extra: { hotstuffSlots: 'roundRobin' } });
+      expect(r.ledgerHeight.max - r.acceptedBatches, explain(r)).toBeGreaterThan(r.acceptedBatches);
+    });
+  }
 });

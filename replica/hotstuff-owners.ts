@@ -1,0 +1,142 @@
+/**
+ * Who leads which slot in parallel HotStuff (hotstuff.ts): the slot bookkeeping that keeps
+ * idle leaders from costing consensus instances (issue 10, item 2).
+ *
+ * The PoE paper lets "all of its replicas act as primaries and work in parallel" (§4(8)), but a
+ * fixed round-robin of slots makes every leader without client batches run a full no-op
+ * instance for each slot the busy leaders pass. Here slots are dealt per epoch of
+ * `epochK` slots (the checkpoint interval, at most 64) to the leaders that have work: the owners of epoch
+ * e+2 are the home leaders (leaders[clientId mod L]) of the client batches executed in epoch e,
+ * or every leader if there were none. Execution is deterministic and identical at every
+ * correct replica, so every replica derives the same owners without a message. Epochs 0 and 1,
+ * before anything executed, belong to the first leader alone: which leaders have work is not
+ * known yet, and a leader without work would cost a no-op instance per slot it owned; every
+ * client batch of those epochs reaches it by forwarding. A client keeps sending to its home leader; an idle home forwards its
+ * clients' batches to a leader that owns slots, and once one of them executes, the home owns
+ * slots again two epochs later.
+ *
+ * Within an epoch slot k belongs to owners[(k-1+view) mod |owners|] (a higher view moves it to
+ * the next owner, as before). Invariant: the owners of an epoch are set once, from executed
+ * state, and never change; a replica learns those of epoch e+2 when it executes e's last slot.
+ */
+import type { ClientRequest } from './messages.js';
+import { isNoop } from './messages.js';
+
+export class SlotOwners {
+  /** Owners per epoch, for the epochs not yet forgotten. */
+  private readonly owners = new Map<number, readonly number[]>();
+  /** Home leaders of the client batches executed so far in each epoch still running. */
+  private readonly homes = new Map<number, Set<number>>();
+  private known = 1;
+
+  /**
+   * `byLoad` false: the fixed round-robin over every leader in every epoch (the form before
+   * issue 10, kept as an ablation: `extra.hotstuffSlots=roundRobin`).
+   */
+  constructor(
+    readonly leaders: readonly number[],
+    readonly epochK: number,
+    readonly byLoad = true,
+  ) {
+    if (!Number.isInteger(epochK) || epochK < 1) throw new RangeError(`hotstuff: epoch length ${epochK} must be a positive integer`);
+    const first = [leaders[0]!];
+    this.owners.set(0, first);
+    this.owners.set(1, first);
+    if (!byLoad) this.known = Number.POSITIVE_INFINITY;
+  }
+
+  private setOf(epoch: number): readonly number[] | undefined {
+    return this.byLoad ? this.owners.get(epoch) : this.leaders;
+  }
+
+  epochOf(k: number): number {
+    return Math.floor((k - 1) / this.epochK);
+  }
+
+  /** The highest epoch whose owners are known here. */
+  get knownEpoch(): number {
+    return this.known;
+  }
+
+  /** The owners of k's epoch if known here, else of the newest known epoch. */
+  ownersAt(k: number): readonly number[] {
+    return this.setOf(Math.min(this.epochOf(k), this.known))!;
+  }
+
+  /** Whether `id` owns slots in k's epoch (false while that epoch is unknown here). */
+  ownsAt(k: number, id: number): boolean {
+    return this.setOf(this.epochOf(k))?.includes(id) ?? false;
+  }
+
+  /** Whether `id` owns slots in k's epoch or a later known one. */
+  ownsFrom(k: number, id: number): boolean {
+    if (!this.byLoad) return this.leaders.includes(id);
+    for (let e = this.epochOf(k); e <= this.known; e++) if (this.owners.get(e)?.includes(id)) return true;
+    return false;
+  }
+
+  /** The leader a client sends to: leaders[clientId mod L]. */
+  home(clientId: number): number {
+    return this.leaders[clientId % this.leaders.length]!;
+  }
+
+  /**
+   * The leader that proposes a batch of this client now, with slot `nextK` the next to execute:
+   * its home if that owns slots in nextK's epoch, else one of that epoch's owners.
+   */
+  proposerOf(clientId: number, nextK: number): number {
+    const owners = this.ownersAt(nextK);
+    const home = this.home(clientId);
+    return owners.includes(home) ? home : owners[clientId % owners.length]!;
+  }
+
+  /** The leader of slot k in `view`, or undefined while k's epoch is not known here. */
+  owner(k: number, view: number): number | undefined {
+    const set = this.setOf(this.epochOf(k));
+    return set ? set[(k - 1 + view) % set.length] : undefined;
+  }
+
+  /** The first slot in [fromK, maxK] that `id` leads in view 0, among known epochs. */
+  nextOwn(fromK: number, id: number, maxK: number): number | undefined {
+    for (let e = this.epochOf(fromK); e <= this.known; e++) {
+      const set = this.setOf(e);
+      const i = set?.indexOf(id) ?? -1;
+      const first = Math.max(fromK, e * this.epochK + 1);
+      if (i >= 0 && set) {
+        const k = first + ((((i - (first - 1)) % set.length) + set.length) % set.length);
+        if (k > maxK) return undefined;
+        if (k <= (e + 1) * this.epochK) return k;
+      }
+      if ((e + 1) * this.epochK + 1 > maxK) return undefined;
+    }
+    return undefined;
+  }
+
+  /**
+   * Records slot k's execution (called for every k in order). Returns true when it completed an
+   * epoch and so made the owners of a new epoch known.
+   */
+  onExecuted(k: number, request: ClientRequest): boolean {
+    if (!this.byLoad) return false;
+    const e = this.epochOf(k);
+    if (!isNoop(request)) {
+      let set = this.homes.get(e);
+      if (!set) {
+        set = new Set();
+        this.homes.set(e, set);
+      }
+      set.add(this.home(request.clientId));
+    }
+    if (k !== (e + 1) * this.epochK) return false;
+    const homes = this.homes.get(e);
+    this.homes.delete(e);
+    this.owners.set(e + 2, homes && homes.size > 0 ? [...homes].sort((a, b) => a - b) : this.leaders);
+    this.known = Math.max(this.known, e + 2);
+    return true;
+  }
+
+  /** Drops the owners of epochs that end at or below `k` (slots every replica here has executed). */
+  forget(k: number): void {
+    for (const e of this.owners.keys()) if ((e + 1) * this.epochK <= k) this.owners.delete(e);
+  }
+}
