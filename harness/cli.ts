@@ -10,6 +10,7 @@ import { registerSimCommand } from '../infra/sim/command.js';
 import { registerFigureCommand } from './figure-command.js';
 import { registerAwsCommand } from './infra-aws-command.js';
 import { registerInfraCommand } from './infra-command.js';
+import { registerModelCommands } from './model-command.js';
 import { registerReportCommand } from './report-command.js';
 import { registerRunCommand } from './run-command.js';
 
@@ -20,6 +21,7 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerReportCommand,
   (program) => registerAwsCommand(program),
   registerInfraCommand,
+  registerModelCommands,
 ];
 
 export function buildProgram(): Command {

@@ -73,6 +73,9 @@ import {
 } from '../experiments/sweep.js';
 import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
+import { readCalibration } from '../infra/sim/calibration.js';
+import { loadTestbed } from '../infra/sim/testbed.js';
+import { DEFAULT_CALIBRATION } from './model-command.js';
 import type { ProtocolName } from '../replica/types.js';
 import { defaultAwsCommandIo } from './infra-aws-command.js';
 import { defineInfraRunOptions, INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
@@ -96,6 +99,9 @@ export interface FigureFlags extends InfraFlags {
   readonly seed?: string;
   readonly clients?: string;
   readonly simBatches?: string;
+  /** --backend model: testbed profile and calibration file (issue 12). */
+  readonly testbed?: string;
+  readonly calibration?: string;
   readonly retryFailed?: boolean;
   readonly baseline?: string;
   readonly logs?: boolean;
@@ -197,11 +203,29 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
     seed: flags.seed === undefined ? RUN_DEFAULTS.seed : positiveInt('--seed', flags.seed, 0),
     clients,
     simBatches: flags.simBatches === undefined ? SIM_BATCHES[profileName] : positiveInt('--sim-batches', flags.simBatches),
+    ...modelFlags(backend, flags),
     retryFailed: flags.retryFailed ?? false,
     ...placement,
   };
   planSweep(config); // a filter that leaves nothing is a flag error, not an empty sweep
   return config;
+}
+
+/** --testbed and --calibration: only for --backend model, where they default to c5.2xlarge and results/calibration.json. */
+function modelFlags(backend: SweepBackend, flags: FigureFlags): Pick<SweepConfig, 'testbed' | 'calibration'> {
+  if (backend !== 'model') {
+    if (flags.testbed !== undefined || flags.calibration !== undefined) throw new SweepConfigError('--testbed, --calibration: only for --backend model');
+    return {};
+  }
+  const testbed = flags.testbed ?? 'c5.2xlarge';
+  const calibration = flags.calibration ?? DEFAULT_CALIBRATION;
+  try {
+    loadTestbed(testbed);
+    readCalibration(calibration);
+  } catch (err) {
+    throw new SweepConfigError((err as Error).message);
+  }
+  return { testbed, calibration };
 }
 
 /**
@@ -212,7 +236,7 @@ function parsePlacement(backend: SweepBackend, flags: FigureFlags, clients: numb
   const given = (keys: readonly string[]): string[] => keys.filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
   const awsOnly = given(Object.keys(AWS_FLAG_NAMES)).map((k) => AWS_FLAG_NAMES[k as keyof typeof AWS_FLAG_NAMES]);
   if (backend !== 'aws' && awsOnly.length > 0) throw new SweepConfigError(`${awsOnly.join(', ')}: only for --backend aws (this sweep uses ${backend})`);
-  if (backend === 'sim') {
+  if (backend === 'sim' || backend === 'model') {
     const real = given([...Object.keys(INFRA_FLAG_NAMES), 'clientMachines']).map((k) =>
       k === 'clientMachines' ? '--client-machines' : INFRA_FLAG_NAMES[k as keyof InfraFlags],
     );
@@ -398,6 +422,15 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: R
     return async (run, signal) => {
       const spec = specFor(run, config);
       return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window }, signal);
+    };
+  }
+  if (config.backend === 'model') {
+    const calibration = readCalibration(config.calibration!);
+    const testbed = loadTestbed(config.testbed!, calibration.hostCoresAvailable);
+    return async (run, signal) => {
+      const spec = specFor(run, config);
+      const model = { testbed, costs: calibration.costs, calibration: config.calibration!, clientProcs: spec.clientProcs };
+      return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window, model }, signal);
     };
   }
   return async (run, signal, onPhase) => {
@@ -630,13 +663,20 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     `poe-bench figure: ${figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
       `  ${resuming ? 'resuming' : 'writing'} ${dir}\n` +
       (config.backend === 'sim' ? '  SIMULATED: numbers are in virtual time (the simulator charges no computing time); a preview, not a measurement\n' : '') +
-      (config.backend !== 'sim' && config.figures.includes('11b')
+      (config.backend === 'model'
+        ? `  MODELLED: predictions of the calibrated cost model for testbed ${config.testbed} (calibration ${config.calibration}), not measurements\n`
+        : '') +
+      (config.backend !== 'sim' && config.backend !== 'model' && config.figures.includes('11b')
         ? `  figure 11b: the primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} batches (--faults primary=stopAfter); checkpoints every ${FIGURES['11b'].checkpointInterval}, client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms\n`
         : ''),
   );
 
-  const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) =>
-    predictedRunSec(run, config),
+  const progress = new Progress(
+    stderr.isTTY === true,
+    stderr,
+    config.reps,
+    config.backend === 'sim' || config.backend === 'model' ? 'simulating' : 'starting processes',
+    (run) => predictedRunSec(run, config),
   );
   const sweepWith = (c: SweepConfig, signal: AbortSignal, remote?: RemoteHosts): Promise<SweepOutcome> =>
     runSweep(runs, existing, {
@@ -727,6 +767,7 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
     `  claims     ${verdicts('holds')} hold, ${verdicts('does not hold')} do not hold, ${verdicts('not measured')} not measured (of ${report.claims.length})`,
   ];
   if (config.backend === 'sim') lines.push('  SIMULATED: virtual-time numbers from the deterministic simulator, not a measurement');
+  if (config.backend === 'model') lines.push(`  MODELLED: predictions for testbed ${config.testbed} from the calibrated cost model, not measurements`);
   stdout.write(`${lines.join('\n')}\n`);
   if (bad.length > 0 || missing.length > 0) {
     stderr.write(`poe-bench figure: ${bad.length} run${bad.length === 1 ? '' : 's'} failed or invalid:\n`);
@@ -746,7 +787,7 @@ export function defineFigureCommand(cmd: Command): Command {
     .addOption(
       new Option(
         '--backend <name>',
-        'local: processes on this machine; netns | docker: one namespace or container per node; ssh: the hosts of --hosts; aws: fresh EC2 machines for the whole sweep, terminated at its end; sim: the deterministic simulator (virtual time, a preview)',
+        'local: processes on this machine; netns | docker: one namespace or container per node; ssh: the hosts of --hosts; aws: fresh EC2 machines for the whole sweep, terminated at its end; sim: the deterministic simulator (virtual time, a preview); model: the calibrated cost model (predictions for --testbed)',
       ).default('local'),
     )
     .option('--quick', `profile quick: ${p.quick.description}`)
@@ -764,6 +805,8 @@ export function defineFigureCommand(cmd: Command): Command {
       '--sim-batches <m>',
       `sim backend: batches per run (default by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper})`,
     )
+    .option('--testbed <name>', 'model backend: local | c5.2xlarge | c5.2xlarge-pipeline | FILE (default c5.2xlarge)')
+    .option('--calibration <file>', `model backend: calibration file from \`poe-bench calibrate\` (default ${DEFAULT_CALIBRATION})`)
     .option('--retry-failed', 'on resume, run again the repetitions recorded as failed or invalid')
     .option('--baseline <protocol>', `protocol the report compares against (default ${DEFAULT_BASELINE})`)
     .option('--logs', 'keep every process stderr under <out>/logs/');

@@ -720,7 +720,7 @@ export class ZyzzyvaClientPolicy implements ClientPolicy<ZyzzyvaMessage> {
     if (provider !== 'node' && provider !== 'noble' && provider !== 'sim') {
       throw new Error(`zyzzyva client policy: options.extra.cryptoProvider must be 'node', 'noble' or 'sim', got ${String(provider)}`);
     }
-    this.verifiers = new KeyRing(createCrypto(provider as CryptoProviderName), keySeed, this.n, 0).replicaVerifiers;
+    this.verifiers = new KeyRing(options.crypto ?? createCrypto(provider as CryptoProviderName), keySeed, this.n, 0).replicaVerifiers;
   }
 
   targets(): readonly Peer[] {

@@ -18,6 +18,7 @@ const COSTS: OpCosts = {
   perMessageInUs: 128,
   perFrameOutUs: 256,
   perStepUs: 512,
+  ioPerByteUs: 0,
 };
 
 const ZERO: OpCosts = {
@@ -31,6 +32,7 @@ const ZERO: OpCosts = {
   perMessageInUs: 0,
   perFrameOutUs: 0,
   perStepUs: 0,
+  ioPerByteUs: 0,
 };
 
 function work(partial: Partial<StepWork> & { crypto?: Partial<StepWork['crypto']> }): StepWork {

@@ -45,6 +45,8 @@ export interface OpCosts {
   readonly perMessageInUs: number;
   readonly perFrameOutUs: number;
   readonly perStepUs: number;
+  /** Per byte of a frame written to or read from a socket (kernel copies, buffers): fitted from real runs. */
+  readonly ioPerByteUs: number;
 }
 
 export interface NodeCpu {
@@ -77,7 +79,8 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
     lin(c.decode, w.decodes, w.decodeBytes) +
     lin(c.hmac, w.frameMacVerifies, w.frameMacVerifyBytes) +
     lin(c.ed25519Verify, cr.verifies, cr.verifyBytes) +
-    c.perMessageInUs * w.messagesIn;
+    c.perMessageInUs * w.messagesIn +
+    c.ioPerByteUs * w.frameMacVerifyBytes;
   const protocolUs =
     c.perStepUs +
     lin(c.ed25519Sign, cr.signs, cr.signBytes) +
@@ -89,7 +92,9 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
 
 /** The CPU one outgoing frame costs, in microseconds: its encoding (once per message), its transport MAC and the fixed send cost. */
 export function frameCpuUs(c: OpCosts, f: FrameOut): number {
-  return (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) + c.hmac.fixedUs + c.hmac.perByteUs * f.bytes + c.perFrameOutUs;
+  return (
+    (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) + c.hmac.fixedUs + c.hmac.perByteUs * f.bytes + c.perFrameOutUs + c.ioPerByteUs * f.bytes
+  );
 }
 
 /** Cores: each free from some virtual time on. */
@@ -99,9 +104,9 @@ export class CpuPool {
   busyMs = 0;
 
   constructor(cores: number) {
-    if (!(cores >= 1)) throw new RangeError(`a CPU pool needs at least one core, got ${cores}`);
-    // A fractional share (e.g. 0.5 core) is one core at that fraction of the speed: see NodeResources.
-    this.freeAtMs = new Array<number>(Math.max(1, Math.floor(cores))).fill(0);
+    if (!(cores > 0)) throw new RangeError(`a CPU pool needs cores > 0, got ${cores}`);
+    // A fractional count (e.g. 1.5) is rounded up; NodeResources slows each core to match.
+    this.freeAtMs = new Array<number>(Math.max(1, Math.ceil(cores))).fill(0);
   }
 
   earliestFreeMs(): number {
@@ -166,8 +171,10 @@ export class CostModel implements SimCostHook {
     if (!r) {
       const client = isClientPeer(peer);
       const cpu = client ? this.config.client : this.config.replica;
-      // A share below one core runs at that fraction of a core's speed.
-      const share = this.sharedPool ? 1 : Math.min(1, cpu.cores);
+      // A share below one core runs at that fraction of a core's speed; so does a fractional
+      // shared host (1.5 cores: two cores at three quarters of the speed).
+      const hostCores = this.config.sharedHostCores;
+      const share = hostCores !== undefined ? hostCores / Math.ceil(hostCores) : Math.min(1, cpu.cores);
       const pool = this.sharedPool ?? new CpuPool(Math.max(1, cpu.cores));
       const p = cpu.pipeline;
       r = new NodeResources(

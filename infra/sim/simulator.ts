@@ -269,7 +269,7 @@ export class Simulation {
     for (let origin = 0; origin < c.clientMachines; origin++) {
       const keyRng = rng.fork();
       const keyGen: KeyGenerator = createKeyGenerator(c.keyGenerator, c.records, keyRng.nextU32());
-      const policy = this.module.createClientPolicy({ n: c.n, origin, extra });
+      const policy = this.module.createClientPolicy({ n: c.n, origin, extra, ...(this.counting ? { crypto } : {}) });
       const core = new ClientCore<WireMessage>(
         {
           origin,

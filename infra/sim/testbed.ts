@@ -30,9 +30,13 @@ export interface Testbed {
   readonly sources: Readonly<Record<string, string>>;
 }
 
-/** The local backend: the run's processes on this machine's cores. */
-export function localTestbed(): Testbed {
-  const cores = cpus().length;
+/**
+ * The local backend: the run's processes on this machine's cores, or on `availableCores` of
+ * them when the calibration saw the machine shared with other work (CalibrationFile.hostCoresAvailable).
+ */
+export function localTestbed(availableCores?: number): Testbed {
+  const all = cpus().length;
+  const cores = availableCores === undefined ? all : Math.max(0.01, Math.min(all, Math.round(availableCores * 100) / 100));
   return {
     name: 'local',
     description: `this machine as it is: ${cores} cores shared by every replica and client process`,
@@ -44,7 +48,10 @@ export function localTestbed(): Testbed {
     wireOverheadBytes: 36,
     delay: { baseMs: 0.05, jitterMs: 0.05, tailMeanMs: 0 },
     sources: {
-      sharedHostCores: 'os.cpus().length on this machine; the local backend places every process on it (infra/local)',
+      sharedHostCores:
+        availableCores === undefined
+          ? 'os.cpus().length on this machine; the local backend places every process on it (infra/local)'
+          : `the cores the calibration's fit runs got (${availableCores.toFixed(2)} of ${all}; a fractional share is whole cores at that fraction of the speed): the machine was shared with other work`,
       replica: 'a replica process is one Node.js thread (infra/process/replica-main.ts); speed 1 = the calibration machine',
       client: 'a client process is one Node.js thread (infra/process/client-main.ts)',
       replicaNicBitsPerSec: 'loopback: no NIC; the kernel copy is CPU time, inside the fitted per-frame cost',
@@ -89,8 +96,8 @@ export function c5Testbed(pipeline: boolean): Testbed {
 }
 
 /** A built-in profile by name, or a JSON file. */
-export function loadTestbed(nameOrFile: string): Testbed {
-  if (nameOrFile === 'local') return localTestbed();
+export function loadTestbed(nameOrFile: string, localCores?: number): Testbed {
+  if (nameOrFile === 'local') return localTestbed(localCores);
   if (nameOrFile === 'c5.2xlarge') return c5Testbed(false);
   if (nameOrFile === 'c5.2xlarge-pipeline') return c5Testbed(true);
   let raw: unknown;

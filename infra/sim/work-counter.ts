@@ -8,6 +8,7 @@
 import { addCryptoCounts, type CryptoCounts, zeroCryptoCounts } from '../../replica/crypto-counter.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
 import type { FrameOut, SimCostHook, StepWork } from './cost-hook.js';
+import { type OpCosts, stepCpuUs } from './cost-model.js';
 
 /** The work of a set of nodes, summed over a run. */
 export interface WorkTotals {
@@ -95,4 +96,22 @@ export class WorkCounter implements SimCostHook {
     for (const t of this.totalsOf(frame.from)) addFrameOut(t, frame);
     return nowMs;
   }
+}
+
+/**
+ * The CPU microseconds the cost model would charge for `t` (cost-model.ts stepCpuUs and
+ * frameCpuUs, summed): used to fit the fixed costs and to compare with measured CPU.
+ */
+export function workCpuUs(c: OpCosts, t: WorkTotals): number {
+  const { inputUs, protocolUs } = stepCpuUs(c, t);
+  // stepCpuUs charges perStepUs once; a total of many steps owes it per step.
+  const steps = c.perStepUs * (t.steps - 1);
+  const frames =
+    c.encode.fixedUs * t.encodes +
+    c.encode.perByteUs * t.encodeBytes +
+    c.hmac.fixedUs * t.frameMacs +
+    c.hmac.perByteUs * t.frameMacBytes +
+    c.perFrameOutUs * t.framesOut +
+    c.ioPerByteUs * t.frameBytesOut;
+  return inputUs + protocolUs + steps + frames;
 }
