@@ -37,7 +37,7 @@ export interface ModelPointResult {
   readonly latencyMs: { readonly mean: number; readonly p50: number; readonly p99: number; readonly max: number };
   readonly acceptedBatches: number;
   readonly virtualTimeMs: number;
-  /** Modelled CPU busy share per node over the run (100 = one core), replicas then clients. */
+  /** Modelled CPU per node over the run, in calibration-machine core percent (100 = one such core busy). */
   readonly cpuPercentByNode: Record<string, number>;
   /** Modelled CPU ms per accepted batch over every node (replicas and clients), the whole run. */
   readonly cpuMsPerBatch: number;

@@ -14,6 +14,7 @@ import type { Command } from 'commander';
 import { calibrate } from '../experiments/calibrate.js';
 import { costTable, formatCostTable } from '../experiments/cost-table.js';
 import { modelPoint } from '../experiments/model-point.js';
+import { formatSensitivity, sensitivity } from '../experiments/sensitivity.js';
 import { formatValidation, validate } from '../experiments/validate.js';
 import { makeRunSpec } from '../infra/run/spec.js';
 import { readCalibration, writeCalibration } from '../infra/sim/calibration.js';
@@ -75,6 +76,26 @@ export function registerModelCommands(program: Command): void {
     .action((o: { batches: string; replicas: string; rules?: string; json?: boolean }) => {
       const rows = costTable({ batches: Number(o.batches), replicas: o.replicas.split(',').map(Number), rules: o.rules?.split(',') ?? [] });
       process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatCostTable(rows)}\n`);
+    });
+  model
+    .command('sensitivity')
+    .description('which resource decides each protocol on a testbed: vary cores, bandwidth, round trip and CPU speed one at a time')
+    .option('--testbed <name>', 'local | c5.2xlarge | c5.2xlarge-pipeline | FILE', 'c5.2xlarge')
+    .option('--calibration <file>', 'calibration file', DEFAULT_CALIBRATION)
+    .option('--protocols <list>', 'comma-separated protocols', 'poe,pbft,zyzzyva,hotstuff')
+    .option('--replicas <list>', 'comma-separated replica counts', '4,16,32')
+    .option('--batches <n>', 'batches per modelled run', '300')
+    .option('--json', 'print JSON')
+    .action((o: { testbed: string; calibration: string; protocols: string; replicas: string; batches: string; json?: boolean }) => {
+      const cal = readCalibration(o.calibration);
+      const rows = sensitivity(
+        cal,
+        loadTestbed(o.testbed, cal.hostCoresAvailable),
+        o.protocols.split(','),
+        o.replicas.split(',').map(Number),
+        Number(o.batches),
+      );
+      process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatSensitivity(rows, o.testbed)}\n`);
     });
   model
     .command('point')

@@ -271,9 +271,20 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
     },
     {
       kind: 'table',
-      header: ['Protocol', 'n', 'Real txn/s', 'Model txn/s', 'Error', 'Real mean latency ms', 'Model mean latency ms', 'Latency error'],
+      header: [
+        'Protocol',
+        'n',
+        'Real txn/s',
+        'Model txn/s',
+        'Error',
+        'Real mean latency ms',
+        'Model mean latency ms',
+        'Latency error',
+        'Real CPU ms/batch',
+        'Model CPU ms/batch',
+      ],
       rows: v.points.map((p) => [
-        p.protocol,
+        `${p.protocol}${p.realValid ? '' : ' (real run invalid)'}`,
         String(p.replicas),
         String(p.realTxnPerSec),
         String(p.modelTxnPerSec),
@@ -281,6 +292,8 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
         String(p.realLatencyMs),
         String(p.modelLatencyMs),
         `${p.latencyErrorPercent}%`,
+        p.realCpuMsPerBatch === undefined ? '' : String(p.realCpuMsPerBatch),
+        p.modelCpuMsPerBatch === undefined ? '' : String(p.modelCpuMsPerBatch),
       ]),
     },
   ];

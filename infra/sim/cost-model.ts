@@ -210,7 +210,8 @@ export class CostModel implements SimCostHook {
       r.mainFreeMs = r.pool.run(Math.max(nowMs, r.mainFreeMs), inputMs + protocolMs);
     }
     r.stepEndMs = r.mainFreeMs;
-    r.cpuMs += inputMs + protocolMs;
+    // CPU time as the calibration machine counts it (not stretched by a slower or shared core).
+    r.cpuMs += (inputUs + protocolUs) / 1000;
   }
 
   frameSent(frame: FrameOut, nowMs: number): number {
@@ -225,7 +226,7 @@ export class CostModel implements SimCostHook {
       cpuDone = r.pool.run(Math.max(nowMs, r.mainFreeMs), ms);
       r.mainFreeMs = cpuDone;
     }
-    r.cpuMs += ms;
+    r.cpuMs += ms * r.speed;
     const wireBytes = frame.bytes + this.config.wireOverheadBytes;
     r.bytesOut += wireBytes;
     const serialiseMs = Number.isFinite(r.nicBitsPerSec) ? (wireBytes * 8 * 1000) / r.nicBitsPerSec : 0;
@@ -233,7 +234,7 @@ export class CostModel implements SimCostHook {
     return r.nicFreeMs;
   }
 
-  /** CPU milliseconds charged per node so far (replicas by id, clients as their peer number). */
+  /** CPU milliseconds charged per node so far, in the calibration machine's CPU time (replicas by id, clients as their peer number). */
   cpuMsByNode(): Map<Peer, number> {
     return new Map([...this.nodes].map(([p, r]) => [p, r.cpuMs]));
   }
