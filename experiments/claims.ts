@@ -391,6 +391,8 @@ export interface ClaimResult {
   readonly measured: string;
   /** How the verdict is decided, in one sentence. */
   readonly criterion: string;
+  /** Modelled runs (--backend model): the verdict on the model's PREDICTION for a testbed, never a measurement. */
+  readonly predicted?: { readonly testbed: string; readonly verdict: Verdict; readonly value: string };
 }
 
 const METRIC_WORD: Readonly<Record<MetricName, string>> = {
@@ -683,13 +685,17 @@ export interface ClaimContext {
   readonly simulated?: boolean;
   /** The client request timeout used: Zyzzyva's latency under a failure is set by it. */
   readonly clientTimeoutMs?: number;
+  /** The runs are the cost model's predictions for this testbed (--backend model): judged in a column of their own. */
+  readonly modelledFor?: string;
 }
 
 /** The context a results directory's manifest gives (backend and client timeout). */
-export function claimContextOf(manifest: { readonly backend?: string; readonly spec?: unknown }): ClaimContext {
+export function claimContextOf(manifest: { readonly backend?: string; readonly spec?: unknown; readonly raw?: Record<string, unknown> }): ClaimContext {
   const spec = (manifest.spec ?? {}) as { clientTimeoutMs?: unknown };
+  const testbed = manifest.raw?.['testbed'];
   return {
     simulated: manifest.backend === 'sim',
+    ...(manifest.backend === 'model' ? { modelledFor: typeof testbed === 'string' ? testbed : 'an unnamed testbed' } : {}),
     clientTimeoutMs: typeof spec.clientTimeoutMs === 'number' ? spec.clientTimeoutMs : undefined,
   };
 }
@@ -705,6 +711,14 @@ const TIMEOUT_BOUND_CLAIMS = new Set(['10-zyz-latency-4', '10-zyz-latency-32']);
 export function evaluateClaims(inputs: ClaimInputs, claims: readonly Claim[] = CLAIMS, context: ClaimContext = {}): ClaimResult[] {
   return claims.map((c) => {
     const r = evaluateClaim(c, inputs);
+    if (context.modelledFor !== undefined) {
+      return {
+        ...r,
+        verdict: 'not measured',
+        measured: 'not measured (modelled runs)',
+        predicted: { testbed: context.modelledFor, verdict: r.verdict, value: r.measured },
+      };
+    }
     if (context.simulated && r.verdict !== 'not measured') {
       return { ...r, verdict: 'not measured', measured: `${r.measured} (simulated in virtual time: shown, not judged)` };
     }

@@ -19,6 +19,8 @@ import { getProtocol } from '../replica/protocols.js';
 import type { WireMessage } from '../replica/types.js';
 import { Simulation } from '../infra/sim/simulator.js';
 import { SIM_DEFAULTS } from '../infra/sim/options.js';
+import { CostModel, type OpCosts } from '../infra/sim/cost-model.js';
+import { costModelConfig, type Testbed } from '../infra/sim/testbed.js';
 import { FIGURES } from './figures.js';
 import type { RunMetrics, RunRecord } from '../infra/run/records.js';
 import type { SweepConfig, SweepRun } from './sweep.js';
@@ -31,6 +33,11 @@ export interface SimPointInput {
   readonly records: number;
   readonly valueBytes: number;
   readonly windowK: number;
+  /**
+   * `--backend model` (issue 12): charge every step its CPU on this testbed with these costs
+   * (infra/sim/cost-model.ts). The numbers become PREDICTIONS for the testbed, in real-time units.
+   */
+  readonly model?: { readonly testbed: Testbed; readonly costs: OpCosts; readonly calibration: string; readonly clientProcs: number };
 }
 
 /** The module with its view-0 primary wrapped to stop after `batches` executed batches (replica/byzantine.ts stopAfter). */
@@ -70,27 +77,42 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
   const batches = config.simBatches + (stopAfter ?? 0);
   const seed = config.seed + run.rep;
   const base = getProtocol(p.protocol);
-  const sim = new Simulation({
-    protocol: p.protocol,
-    n: p.replicas,
-    seed,
-    batches,
-    crashed: p.crashed,
-    clients: config.clients,
-    batchSize: p.batch,
-    records: input.records,
-    valueBytes: input.valueBytes,
-    checkpointIntervalK: FIGURES[run.figure].checkpointInterval,
-    windowK: input.windowK,
-    ...(stopAfter === undefined
-      ? {}
-      : {
-          module: withStoppingPrimary(base, stopAfter),
-          // Marks replica 0 faulty for the safety checks (its ledger stops short); the crash
-          // event itself lies past the time limit and never fires: the wrapper does the stopping.
-          crashes: [{ replica: 0, atMs: SIM_DEFAULTS.maxTimeMs + 1 }],
-        }),
-  });
+  const m = input.model;
+  const machines = m ? Math.max(1, m.testbed.clientMachines ?? m.clientProcs) : undefined;
+  const modelled = m
+    ? {
+        clientMachines: machines,
+        clients: Math.max(1, Math.ceil(config.clients / machines!)),
+        delay: m.testbed.delay,
+        requestTimeoutMs: 2000,
+        viewChangeTimeoutMs: 2000,
+      }
+    : {};
+  const sim = new Simulation(
+    {
+      protocol: p.protocol,
+      n: p.replicas,
+      seed,
+      batches,
+      crashed: p.crashed,
+      clients: config.clients,
+      batchSize: p.batch,
+      records: input.records,
+      valueBytes: input.valueBytes,
+      checkpointIntervalK: FIGURES[run.figure].checkpointInterval,
+      windowK: input.windowK,
+      ...(stopAfter === undefined
+        ? {}
+        : {
+            module: withStoppingPrimary(base, stopAfter),
+            // Marks replica 0 faulty for the safety checks (its ledger stops short); the crash
+            // event itself lies past the time limit and never fires: the wrapper does the stopping.
+            crashes: [{ replica: 0, atMs: SIM_DEFAULTS.maxTimeMs + 1 }],
+          }),
+      ...modelled,
+    },
+    m ? new CostModel(costModelConfig(m.testbed, m.costs)) : undefined,
+  );
   const result = sim.run();
   const accepted = sim.acceptedList();
   const endMs = accepted.reduce((m, a) => Math.max(m, a.acceptedMs), 0);
@@ -143,8 +165,9 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
     startedAt,
     durationSec: round((Date.now() - t0) / 1000),
     ...(metrics === undefined ? {} : { metrics }),
-    backend: 'sim',
-    virtualTime: true,
+    ...(m
+      ? { backend: 'model', modelled: true, testbed: m.testbed.name, calibration: m.calibration, virtualTime: false }
+      : { backend: 'sim', virtualTime: true }),
     sim: {
       seed,
       batches,

@@ -25,12 +25,15 @@ import type { FigureId, RunMetrics, RunRecord } from '../infra/run/records.js';
  * (infra/run/launch.ts); `aws` provisions EC2 machines once for the whole sweep and runs
  * every point on them over the ssh backend (harness/figure-command.ts).
  */
-export type SweepBackend = 'local' | 'sim' | 'netns' | 'docker' | 'ssh' | 'aws';
-export const SWEEP_BACKENDS: readonly SweepBackend[] = ['local', 'sim', 'netns', 'docker', 'ssh', 'aws'];
+export type SweepBackend = 'local' | 'sim' | 'model' | 'netns' | 'docker' | 'ssh' | 'aws';
+export const SWEEP_BACKENDS: readonly SweepBackend[] = ['local', 'sim', 'model', 'netns', 'docker', 'ssh', 'aws'];
+
+/** Backends that run in the simulator: `sim` (virtual time, no CPU) and `model` (the calibrated cost model, issue 12). */
+export const isSimulatedBackend = (b: SweepBackend): boolean => b === 'sim' || b === 'model';
 
 /** The run backend a sweep backend's points use: aws machines are driven over ssh. */
 export function runBackendOf(backend: SweepBackend): BackendName {
-  return backend === 'aws' ? 'ssh' : backend === 'sim' ? 'local' : backend;
+  return backend === 'aws' ? 'ssh' : backend === 'sim' || backend === 'model' ? 'local' : backend;
 }
 
 /** The EC2 machines of an aws sweep: part of its identity (other types give other numbers). */
@@ -89,6 +92,9 @@ export interface SweepConfig {
   readonly clientProcs?: number;
   /** aws: the region and instance types. */
   readonly machines?: SweepMachines;
+  /** --backend model: the testbed profile (local, c5.2xlarge, c5.2xlarge-pipeline or a file) and the calibration file. */
+  readonly testbed?: string;
+  readonly calibration?: string;
 }
 
 /** Batches per simulated run, by profile: long enough for a steady state, short enough for a preview. */
@@ -217,7 +223,7 @@ export function primaryFailureNote(backend: SweepBackend, stopsAfter: number): R
     fault: `the view-0 primary stops after ${stopsAfter} requests (client batches, i.e. sequence numbers), then stays silent`,
     checkpointIntervalK: FIGURES['11b'].checkpointInterval,
   };
-  if (backend === 'sim') return { ...common, how: 'replica 0 wrapped in stopAfter in the simulator; timeouts are the simulator defaults' };
+  if (isSimulatedBackend(backend)) return { ...common, how: 'replica 0 wrapped in stopAfter in the simulator; timeouts are the simulator defaults' };
   return {
     ...common,
     faults: [fault],
@@ -343,6 +349,8 @@ export interface SweepIdentity {
   readonly clientProcs?: number;
   readonly instanceType?: string;
   readonly clientType?: string;
+  readonly testbed?: string;
+  readonly calibration?: string;
 }
 
 export function identityOf(config: SweepConfig): SweepIdentity {
@@ -351,7 +359,8 @@ export function identityOf(config: SweepConfig): SweepIdentity {
     warmupSec: config.warmupSec,
     measuredSec: config.measuredSec,
     clients: config.clients,
-    ...(config.backend === 'sim' ? { simBatches: config.simBatches } : {}),
+    ...(isSimulatedBackend(config.backend) ? { simBatches: config.simBatches } : {}),
+    ...(config.backend === 'model' ? { testbed: config.testbed, calibration: config.calibration } : {}),
     ...(config.link !== undefined && config.link !== 'none' ? { link: config.link } : {}),
     ...(config.clientProcs !== undefined && config.clientProcs !== 1 ? { clientProcs: config.clientProcs } : {}),
     ...(config.machines ? { instanceType: config.machines.instanceType, clientType: config.machines.clientType } : {}),
@@ -370,7 +379,19 @@ export function incompatibilities(manifest: unknown, config: SweepConfig): strin
   const old = sweep as Record<string, unknown>;
   const now = identityOf(config) as unknown as Record<string, unknown>;
   const out: string[] = [];
-  for (const key of ['backend', 'warmupSec', 'measuredSec', 'clients', 'simBatches', 'link', 'clientProcs', 'instanceType', 'clientType']) {
+  for (const key of [
+    'backend',
+    'warmupSec',
+    'measuredSec',
+    'clients',
+    'simBatches',
+    'link',
+    'clientProcs',
+    'instanceType',
+    'clientType',
+    'testbed',
+    'calibration',
+  ]) {
     if (old[key] !== now[key]) out.push(`${key}: the directory has ${String(old[key])}, this sweep asks for ${String(now[key])}`);
   }
   return out;
@@ -378,7 +399,8 @@ export function incompatibilities(manifest: unknown, config: SweepConfig): strin
 
 /** manifest.json of a sweep directory: written once, when the directory is created. */
 export function sweepManifest(config: SweepConfig, env: Record<string, unknown>, startedAt: string, argv: readonly string[]): Record<string, unknown> {
-  const sim = config.backend === 'sim';
+  const sim = isSimulatedBackend(config.backend);
+  const model = config.backend === 'model';
   return {
     experiment: config.figureArg === 'all' ? 'figure-all' : FIGURES[config.figureArg].experiment,
     figure: config.figureArg,
@@ -399,15 +421,26 @@ export function sweepManifest(config: SweepConfig, env: Record<string, unknown>,
         ? 'repetition r simulates with seed base + r (network, client keys); every random choice derives from it'
         : 'repetition r runs with seed base + r: client process o draws keys with seed + o; key material from keySeed poe-bench-run-<seed>',
     },
-    ...(sim
+    ...(model
       ? {
+          modelled: true,
+          testbed: config.testbed,
+          calibration: config.calibration,
           notes: [
-            'SIMULATED: every run of this directory ran in the deterministic simulator (poe-bench figure --backend sim), not on real processes.',
-            'Throughput, latency and messages/s are in VIRTUAL time: the simulated network delays messages but processing costs no time, so the numbers preview message patterns and view changes, not what a machine attains.',
-            `Each run issues a fixed number of batches (${config.simBatches}; figure 11b adds the batches before the primary stops); the first ${round((100 * config.warmupSec) / (config.warmupSec + config.measuredSec), 1)}% of virtual time is warm-up, the profile's share. Messages/s counts the whole run.`,
+            `MODELLED: every run of this directory ran in the calibrated cost model (poe-bench figure --backend model --testbed ${config.testbed}): the simulator running the real cores, each step charged the CPU its counted operations cost (calibration ${config.calibration}), on the testbed's cores and NICs.`,
+            `Throughput and latency are PREDICTIONS for the testbed ${config.testbed}, not measurements; see the model validation table for how far the model was from real runs on this machine.`,
+            `Each run issues a fixed number of batches (${config.simBatches}); the first ${round((100 * config.warmupSec) / (config.warmupSec + config.measuredSec), 1)}% of its time is warm-up, the profile's share.`,
           ],
         }
-      : {}),
+      : sim
+        ? {
+            notes: [
+              'SIMULATED: every run of this directory ran in the deterministic simulator (poe-bench figure --backend sim), not on real processes.',
+              'Throughput, latency and messages/s are in VIRTUAL time: the simulated network delays messages but processing costs no time, so the numbers preview message patterns and view changes, not what a machine attains.',
+              `Each run issues a fixed number of batches (${config.simBatches}; figure 11b adds the batches before the primary stops); the first ${round((100 * config.warmupSec) / (config.warmupSec + config.measuredSec), 1)}% of virtual time is warm-up, the profile's share. Messages/s counts the whole run.`,
+            ],
+          }
+        : {}),
   };
 }
 
@@ -513,7 +546,7 @@ export function unsuccessful(runs: readonly SweepRun[], records: readonly RunRec
  */
 export function predictedRunSec(run: SweepRun, config: Pick<SweepConfig, 'backend' | 'warmupSec' | 'measuredSec' | 'simBatches'>): number {
   const n = run.point.replicas;
-  if (config.backend === 'sim') {
+  if (isSimulatedBackend(config.backend)) {
     const batches = config.simBatches + (run.point.primaryStopsAfter ?? 0);
     return 0.5 + (batches * n * n) / 100_000;
   }

@@ -11,6 +11,7 @@ import { registerFigureCommand } from './figure-command.js';
 import { registerCurveCommand } from './curve-command.js';
 import { registerAwsCommand } from './infra-aws-command.js';
 import { registerInfraCommand } from './infra-command.js';
+import { registerModelCommands } from './model-command.js';
 import { registerReportCommand } from './report-command.js';
 import { registerRunCommand } from './run-command.js';
 
@@ -22,6 +23,7 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerCurveCommand,
   (program) => registerAwsCommand(program),
   registerInfraCommand,
+  registerModelCommands,
 ];
 
 export function buildProgram(): Command {

@@ -62,6 +62,9 @@ import {
 } from '../experiments/sweep.js';
 import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
+import { readCalibration } from '../infra/sim/calibration.js';
+import { loadTestbed } from '../infra/sim/testbed.js';
+import { DEFAULT_CALIBRATION } from './model-command.js';
 import type { ProtocolName } from '../replica/types.js';
 import { defaultAwsCommandIo } from './infra-aws-command.js';
 import { INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
@@ -85,6 +88,9 @@ export interface FigureFlags extends InfraFlags {
   readonly seed?: string;
   readonly clients?: string;
   readonly simBatches?: string;
+  /** --backend model: testbed profile and calibration file (issue 12). */
+  readonly testbed?: string;
+  readonly calibration?: string;
   readonly retryFailed?: boolean;
   readonly baseline?: string;
   readonly logs?: boolean;
@@ -166,11 +172,29 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
     seed: o.seed ?? (paramDefault('figure', 'seed') as number),
     clients,
     simBatches: o.simBatches ?? SIM_BATCHES[profileName],
+    ...modelFlags(backend, flags),
     retryFailed: flags.retryFailed ?? false,
     ...placement,
   };
   planSweep(config); // a filter that leaves nothing is a flag error, not an empty sweep
   return config;
+}
+
+/** --testbed and --calibration: only for --backend model, where they default to c5.2xlarge and results/calibration.json. */
+function modelFlags(backend: SweepBackend, flags: FigureFlags): Pick<SweepConfig, 'testbed' | 'calibration'> {
+  if (backend !== 'model') {
+    if (flags.testbed !== undefined || flags.calibration !== undefined) throw new SweepConfigError('--testbed, --calibration: only for --backend model');
+    return {};
+  }
+  const testbed = flags.testbed ?? 'c5.2xlarge';
+  const calibration = flags.calibration ?? DEFAULT_CALIBRATION;
+  try {
+    loadTestbed(testbed);
+    readCalibration(calibration);
+  } catch (err) {
+    throw new SweepConfigError((err as Error).message);
+  }
+  return { testbed, calibration };
 }
 
 /**
@@ -186,7 +210,7 @@ function parsePlacement(
   const given = (keys: readonly string[]): string[] => keys.filter((k) => (flags as Record<string, unknown>)[k] !== undefined);
   const awsOnly = given(Object.keys(AWS_FLAG_NAMES)).map((k) => AWS_FLAG_NAMES[k]!);
   if (backend !== 'aws' && awsOnly.length > 0) throw new SweepConfigError(`${awsOnly.join(', ')}: only for --backend aws (this sweep uses ${backend})`);
-  if (backend === 'sim') {
+  if (backend === 'sim' || backend === 'model') {
     const real = given([...Object.keys(INFRA_FLAG_NAMES), 'clientMachines']).map((k) =>
       k === 'clientMachines' ? '--client-machines' : INFRA_FLAG_NAMES[k as keyof InfraFlags],
     );
@@ -366,6 +390,15 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: R
       return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window }, signal);
     };
   }
+  if (config.backend === 'model') {
+    const calibration = readCalibration(config.calibration!);
+    const testbed = loadTestbed(config.testbed!, calibration.hostCoresAvailable);
+    return async (run, signal) => {
+      const spec = specFor(run, config);
+      const model = { testbed, costs: calibration.costs, calibration: config.calibration!, clientProcs: spec.clientProcs };
+      return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window, model }, signal);
+    };
+  }
   return async (run, signal, onPhase) => {
     // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter.
     const spec = specFor(run, config);
@@ -519,7 +552,10 @@ function describeSweep(job: FigureJob): void {
     `poe-bench figure: ${job.figures}, profile ${config.profile.name} (${config.warmupSec} s warm-up + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
       `  ${job.resuming ? 'resuming' : 'writing'} ${job.dir}\n` +
       (config.backend === 'sim' ? '  SIMULATED: numbers are in virtual time (the simulator charges no computing time); a preview, not a measurement\n' : '') +
-      (config.backend !== 'sim' && config.figures.includes('11b')
+      (config.backend === 'model'
+        ? `  MODELLED: predictions of the calibrated cost model for testbed ${config.testbed} (calibration ${config.calibration}), not measurements\n`
+        : '') +
+      (config.backend !== 'sim' && config.backend !== 'model' && config.figures.includes('11b')
         ? `  figure 11b: the primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} batches (--faults primary=stopAfter); checkpoints every ${FIGURES['11b'].checkpointInterval}, client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms\n`
         : ''),
   );
@@ -544,8 +580,12 @@ async function runFigureSweep(job: FigureJob, aws: AwsSweep | undefined): Promis
   // aws writes its manifest once its machines are up, so that it names them.
   if (config.backend !== 'aws') writeManifestFor(config, config.backend === 'ssh' && config.infra?.hosts ? hostsFileManifest(config.infra.hosts) : {});
   describeSweep(job);
-  const progress = new Progress(stderr.isTTY === true, stderr, config.reps, config.backend === 'sim' ? 'simulating' : 'starting processes', (run) =>
-    predictedRunSec(run, config),
+  const progress = new Progress(
+    stderr.isTTY === true,
+    stderr,
+    config.reps,
+    config.backend === 'sim' || config.backend === 'model' ? 'simulating' : 'starting processes',
+    (run) => predictedRunSec(run, config),
   );
   const sweep = (c: SweepConfig, signal: AbortSignal, remote?: RemoteHosts): Promise<SweepOutcome> =>
     runSweep(job.runs, job.existing, {
@@ -612,6 +652,7 @@ async function finishFigure(job: FigureJob, end: SweepEnd & { outcome: SweepOutc
     `  replay     ${figureReplayCommand(job.figureText, job.flags, dir)}`,
   ];
   if (config.backend === 'sim') lines.push('  SIMULATED: virtual-time numbers from the deterministic simulator, not a measurement');
+  if (config.backend === 'model') lines.push(`  MODELLED: predictions for testbed ${config.testbed} from the calibrated cost model, not measurements`);
   stdout.write(`${lines.join('\n')}\n`);
   if (bad.length > 0 || missing.length > 0) {
     stderr.write(`poe-bench figure: ${bad.length} run${bad.length === 1 ? '' : 's'} failed or invalid:\n`);
@@ -659,6 +700,8 @@ export function defineFigureCommand(cmd: Command): Command {
     'seed',
     'clients',
     'simBatches',
+    'testbed',
+    'calibration',
     'retryFailed',
     'baseline',
     'logs',

@@ -378,7 +378,7 @@ export const PARAMS: readonly ParamDef[] = [
     help: {
       run: `where processes run: ${RUN_BACKENDS.join(' | ')} (docs/backends.md)`,
       figure:
-        'local: processes on this machine; netns | docker: one namespace or container per node; ssh: the hosts of --hosts; aws: fresh EC2 machines for the whole sweep, terminated at its end; sim: the deterministic simulator (virtual time, a preview)',
+        'local: processes on this machine; netns | docker: one namespace or container per node; ssh: the hosts of --hosts; aws: fresh EC2 machines for the whole sweep, terminated at its end; sim: the deterministic simulator (virtual time, a preview); model: the calibrated cost model (predictions for --testbed)',
     },
     commands: ['run', 'figure'],
     schema: {
@@ -629,6 +629,26 @@ export const PARAMS: readonly ParamDef[] = [
     defaultText: 'by profile',
     commands: ['figure'],
     schema: integer(1),
+  },
+  {
+    key: 'testbed',
+    flag: '--testbed',
+    value: '<name|file>',
+    type: 'string',
+    help: 'model backend: the testbed to predict: local | c5.2xlarge | c5.2xlarge-pipeline | a JSON profile (infra/sim/testbed.ts)',
+    defaultText: 'c5.2xlarge',
+    commands: ['figure'],
+    schema: z.string().min(1).optional(),
+  },
+  {
+    key: 'calibration',
+    flag: '--calibration',
+    value: '<file>',
+    type: 'string',
+    help: 'model backend: the calibration file written by `poe-bench calibrate`',
+    defaultText: 'results/calibration.json',
+    commands: ['figure'],
+    schema: z.string().min(1).optional(),
   },
   {
     key: 'retryFailed',

@@ -11,6 +11,8 @@ import type { ProtocolName } from '../replica/types.js';
 import { CLAIMS, claimContextOf, evaluateClaims, type ClaimInputs, type ClaimResult, type Verdict } from '../experiments/claims.js';
 import { FIGURE_IDS, FIGURES, PROFILES, PROTOCOL_LABEL, PROTOCOL_ORDER, belongsTo, xOf, type FigureDef } from '../experiments/figures.js';
 import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
+import type { ValidationSummary } from '../experiments/validate.js';
+import { type CalibrationFile, readCalibration } from '../infra/sim/calibration.js';
 import { ratioSentences } from '../experiments/sentences.js';
 import {
   aggregate,
@@ -196,6 +198,31 @@ function failureList(data: FigureData): Block[] {
 
 export function claimsTable(results: readonly ClaimResult[]): Block[] {
   const count = (v: Verdict): number => results.filter((r) => r.verdict === v).length;
+  const predicted = results.find((r) => r.predicted)?.predicted?.testbed;
+  if (predicted !== undefined) {
+    const pcount = (v: Verdict): number => results.filter((r) => r.predicted?.verdict === v).length;
+    return [
+      { kind: 'heading', level: 2, text: "The paper's claims" },
+      {
+        kind: 'paragraph',
+        text: `These runs are PREDICTIONS of the calibrated cost model for the testbed ${predicted}, not measurements: no claim is judged as measured. In the predicted column, ${pcount('holds')} hold, ${pcount('does not hold')} do not hold and ${pcount('not measured')} have no modelled point, of ${results.length} claims.`,
+      },
+      {
+        kind: 'table',
+        header: ['Figure', 'Claim (the paper)', 'Source', 'Paper', 'Measured', `Predicted for ${predicted}`, 'Predicted verdict', 'How it is judged'],
+        rows: results.map((r) => [
+          r.claim.figure,
+          r.claim.statement,
+          r.claim.source,
+          r.claim.paperValue,
+          r.measured,
+          r.predicted?.value ?? '',
+          verdictCell(r.predicted?.verdict ?? 'not measured'),
+          r.criterion,
+        ]),
+      },
+    ];
+  }
   return [
     { kind: 'heading', level: 2, text: "The paper's claims" },
     {
@@ -206,6 +233,68 @@ export function claimsTable(results: readonly ClaimResult[]): Block[] {
       kind: 'table',
       header: ['Figure', 'Claim (the paper)', 'Source', 'Paper', 'Measured', 'Verdict', 'How it is judged'],
       rows: results.map((r) => [r.claim.figure, r.claim.statement, r.claim.source, r.claim.paperValue, r.measured, verdictCell(r.verdict), r.criterion]),
+    },
+  ];
+}
+
+/**
+ * A model figure's report shows how far the model it used was from real runs (issue 12 item 4):
+ * the validation stored in its calibration file by `poe-bench model validate`.
+ */
+export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
+  if (manifest.backend !== 'model') return [];
+  const path = manifest.raw?.['calibration'];
+  const head: Block = { kind: 'heading', level: 2, text: 'How far the model is from real runs (validation of its calibration)' };
+  if (typeof path !== 'string') return [head, { kind: 'paragraph', text: 'The manifest names no calibration file: the model cannot be judged.' }];
+  let cal: CalibrationFile;
+  try {
+    cal = readCalibration(path);
+  } catch (err) {
+    return [head, { kind: 'paragraph', text: `The calibration ${path} cannot be read (${(err as Error).message}).` }];
+  }
+  const v = cal.validation as ValidationSummary | undefined;
+  const machine = `calibration ${path}: ${cal.machine.cpuModel}, ${cal.machine.cores} cores, Node ${cal.machine.node}, ${cal.date}`;
+  if (!v || !Array.isArray(v.points)) {
+    return [
+      head,
+      {
+        kind: 'paragraph',
+        text: `${machine}. NOT VALIDATED: run \`poe-bench model validate --calibration ${path}\`; until then these predictions have no measured error.`,
+      },
+    ];
+  }
+  return [
+    head,
+    {
+      kind: 'paragraph',
+      text: `${machine}. Real runs on the local backend against the model with --testbed local, at points the calibration was not fitted to: throughput median |error| ${v.medianAbsErrorPercent}%, max ${v.maxAbsErrorPercent}%; the model ${v.rankingAgrees ? 'orders' : 'does NOT order'} the protocols as the real runs do wherever they differ by more than 10%.`,
+    },
+    {
+      kind: 'table',
+      header: [
+        'Protocol',
+        'n',
+        'Real txn/s',
+        'Model txn/s',
+        'Error',
+        'Real mean latency ms',
+        'Model mean latency ms',
+        'Latency error',
+        'Real CPU ms/batch',
+        'Model CPU ms/batch',
+      ],
+      rows: v.points.map((p) => [
+        `${p.protocol}${p.realValid ? '' : ' (real run invalid)'}`,
+        String(p.replicas),
+        String(p.realTxnPerSec),
+        String(p.modelTxnPerSec),
+        `${p.errorPercent}%`,
+        String(p.realLatencyMs),
+        String(p.modelLatencyMs),
+        `${p.latencyErrorPercent}%`,
+        p.realCpuMsPerBatch === undefined ? '' : String(p.realCpuMsPerBatch),
+        p.modelCpuMsPerBatch === undefined ? '' : String(p.modelCpuMsPerBatch),
+      ]),
     },
   ];
 }
@@ -276,7 +365,7 @@ export async function buildReport(
     );
   }
   const claims = evaluateClaims(inputs, CLAIMS, claimContextOf(manifest));
-  blocks.push(...claimsTable(claims), ...METHOD);
+  blocks.push(...claimsTable(claims), ...modelValidationBlocks(manifest), ...METHOD);
   return { blocks, charts, figures, claims };
 }
 

@@ -152,7 +152,7 @@ export class HotStuffClientPolicy implements ClientPolicy<HotStuffMessage> {
       if (provider !== 'node' && provider !== 'noble' && provider !== 'sim') {
         throw new RangeError(`hotstuff client policy: extra.cryptoProvider must be 'node', 'noble' or 'sim', got ${String(provider)}`);
       }
-      this.verifiers = new KeyRing(createCrypto(provider as CryptoProviderName), keySeed, this.n, 0).replicaVerifiers;
+      this.verifiers = new KeyRing(options.crypto ?? createCrypto(provider as CryptoProviderName), keySeed, this.n, 0).replicaVerifiers;
     }
   }
 

@@ -3,6 +3,7 @@
  * codec. One module per protocol (replica/poe.ts, pbft.ts, zyzzyva.ts, hotstuff.ts); the
  * registry in replica/protocols.ts maps names to modules.
  */
+import type { CryptoProvider } from './crypto.js';
 import type { ClientRequest } from './messages.js';
 import type { ClientOutput, MessageCodec, Peer, ProtocolName, ReplicaCore, ReplicaDeps, ReplicaOptions, WireMessage } from './types.js';
 
@@ -29,6 +30,8 @@ export interface ClientPolicyOptions {
   /** Client machine id: replies are addressed to it. */
   readonly origin: number;
   readonly extra?: Readonly<Record<string, string | number | boolean>>;
+  /** The crypto provider to verify replies with; absent: one made from extra.cryptoProvider (the simulator passes its counted one). */
+  readonly crypto?: CryptoProvider;
 }
 
 /**

@@ -56,7 +56,7 @@ export class ZyzzyvaClientPolicy implements ClientPolicy<ZyzzyvaMessage> {
     if (provider !== 'node' && provider !== 'noble' && provider !== 'sim') {
       throw new Error(`zyzzyva client policy: options.extra.cryptoProvider must be 'node', 'noble' or 'sim', got ${String(provider)}`);
     }
-    this.verifiers = new KeyRing(crypto ?? createCrypto(provider as CryptoProviderName), keySeed, this.n, 0).replicaVerifiers;
+    this.verifiers = new KeyRing(crypto ?? options.crypto ?? createCrypto(provider as CryptoProviderName), keySeed, this.n, 0).replicaVerifiers;
   }
 
   targets(): readonly Peer[] {

@@ -25,6 +25,7 @@ import { createKeyGenerator } from '../../client/generators.js';
 import { Rng } from '../../client/random.js';
 import { formatReplicaFault, withFault } from '../../replica/byzantine.js';
 import { createCrypto } from '../../replica/crypto.js';
+import { CountingCrypto } from '../../replica/crypto-counter.js';
 import { KeyRing } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
 import { getProtocol, messageTypeNames } from '../../replica/protocols.js';
@@ -42,6 +43,7 @@ import {
   type ReplicaOutput,
   type WireMessage,
 } from '../../replica/types.js';
+import type { SimCostHook } from './cost-hook.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type NetworkStats } from './network.js';
 import { faultAssignmentProblem, replayCommand, resolveSimConfig, silentBackups, type ExtraValue, type SimConfig, type SimInput } from './options.js';
@@ -126,7 +128,9 @@ type SimEvent =
   | { readonly kind: 'start'; readonly node: Peer }
   | { readonly kind: 'deliver'; readonly from: Peer; readonly to: Peer; readonly frame: Buffer }
   | { readonly kind: 'timer'; readonly node: Peer; readonly name: string; readonly generation: number }
-  | { readonly kind: 'crash'; readonly replica: number };
+  | { readonly kind: 'crash'; readonly replica: number }
+  /** A cost model (cost-hook.ts) held a busy node's inputs back: its next one may start now. */
+  | { readonly kind: 'wake'; readonly node: Peer };
 
 interface ReplicaNode {
   readonly core: ReplicaCore<WireMessage>;
@@ -183,6 +187,11 @@ export class Simulation {
   private settleGaveUp: 'idle' | 'time' | 'events' = 'time';
   private readonly violations: string[] = [];
   private stopRequested: StopReason | undefined;
+  /** The cost model, if any (cost-hook.ts), the crypto counter it reads, and the inputs it holds back per node. */
+  private readonly hook: SimCostHook | undefined;
+  private readonly counting: CountingCrypto | undefined;
+  private readonly backlog = new Map<Peer, SimEvent[]>();
+  private inputFrameBytes = -1;
 
   private readonly accepted: AcceptedBatch[] = [];
   private readonly messagesByType = new Map<string, number>();
@@ -198,7 +207,8 @@ export class Simulation {
   private clientTimeouts = 0;
   private highestStable = 0;
 
-  constructor(input: SimInput) {
+  constructor(input: SimInput, hook?: SimCostHook) {
+    this.hook = hook;
     this.config = resolveSimConfig(input);
     const c = this.config;
     this.module = input.module ?? getProtocol(c.protocol);
@@ -233,7 +243,9 @@ export class Simulation {
       },
       rng.fork(),
     );
-    const crypto = createCrypto('sim');
+    const baseCrypto = createCrypto('sim');
+    this.counting = hook ? new CountingCrypto(baseCrypto) : undefined;
+    const crypto = this.counting ?? baseCrypto;
     const keySeed = `sim-${c.seed}`;
     const keys = new KeyRing(crypto, keySeed, c.replicas, c.clientProcs);
     const extra = this.protocolExtra(keySeed);
@@ -257,7 +269,7 @@ export class Simulation {
     for (let origin = 0; origin < c.clientProcs; origin++) {
       const keyRng = rng.fork();
       const keyGen: KeyGenerator = createKeyGenerator(c.generator, c.records, keyRng.nextU32());
-      const policy = this.module.createClientPolicy({ n: c.replicas, origin, extra });
+      const policy = this.module.createClientPolicy({ n: c.replicas, origin, extra, ...(this.counting ? { crypto } : {}) });
       const core = new ClientCore<WireMessage>(
         {
           origin,
@@ -380,7 +392,7 @@ export class Simulation {
     const held: { timeMs: number; item: SimEvent }[] = [];
     while (this.queue.size > 0 && this.events < this.config.maxEvents && !this.stopRequested) {
       const e = this.queue.pop()!;
-      if (e.item.kind !== 'deliver') {
+      if (e.item.kind !== 'deliver' && e.item.kind !== 'wake') {
         held.push(e);
         continue;
       }
@@ -393,6 +405,36 @@ export class Simulation {
   }
 
   private dispatch(e: SimEvent): void {
+    if (this.hook && e.kind !== 'crash' && this.deferred(e.kind === 'deliver' ? e.to : e.node, e)) return;
+    this.run1(e);
+  }
+
+  /** With a cost model: holds `e` in `node`'s FIFO backlog while the node (or its host) is busy. */
+  private deferred(node: Peer, e: SimEvent): boolean {
+    if (e.kind === 'wake') {
+      const backlog = this.backlog.get(node)!;
+      const readyMs = this.hook!.readyAtMs(node, this.nowMs);
+      if (readyMs <= this.nowMs) {
+        this.run1(backlog.shift()!);
+        if (backlog.length > 0) this.queue.push(Math.max(this.nowMs, this.hook!.readyAtMs(node, this.nowMs)), e);
+        else this.backlog.delete(node);
+      } else this.queue.push(readyMs, e);
+      return true;
+    }
+    const backlog = this.backlog.get(node);
+    if (backlog) {
+      backlog.push(e);
+      return true;
+    }
+    const readyMs = this.hook!.readyAtMs(node, this.nowMs);
+    if (readyMs <= this.nowMs) return false;
+    this.backlog.set(node, [e]);
+    this.queue.push(readyMs, { kind: 'wake', node });
+    return true;
+  }
+
+  private run1(e: SimEvent): void {
+    this.inputFrameBytes = -1;
     switch (e.kind) {
       case 'start':
         if (isClientPeer(e.node)) this.stepClient(clientOrigin(e.node), { kind: 'start' });
@@ -415,6 +457,8 @@ export class Simulation {
         node.timers.clear();
         return;
       }
+      case 'wake':
+        return;
     }
   }
 
@@ -436,6 +480,7 @@ export class Simulation {
       this.fail(`codec: a frame from ${e.from} to ${e.to} does not decode: ${(err as Error).message}`, 'exception');
       return;
     }
+    this.inputFrameBytes = e.frame.length;
     if (isClientPeer(e.to)) this.stepClient(clientOrigin(e.to), { kind: 'message', from: e.from, msg });
     else this.stepReplica(e.to, { kind: 'message', from: e.from, msg });
   }
@@ -454,6 +499,7 @@ export class Simulation {
     let outputs: ReplicaOutput<WireMessage>[];
     try {
       outputs = node.core.step(input, this.nowMs);
+      if (this.hook) this.reportStep(id, outputs);
     } catch (err) {
       this.fail(`replica ${id} threw on ${input.kind} input: ${(err as Error).stack ?? String(err)}`, 'exception');
       return;
@@ -466,7 +512,12 @@ export class Simulation {
         case 'broadcast': {
           const frame = this.encode(o.msg, id);
           if (!frame) break;
-          for (let to = 0; to < this.config.replicas; to++) if (to !== id) this.transmit(id, to, frame, o.msg.type);
+          let encoded = true;
+          for (let to = 0; to < this.config.replicas; to++) {
+            if (to === id) continue;
+            this.transmit(id, to, frame, o.msg.type, encoded);
+            encoded = false;
+          }
           break;
         }
         case 'setTimer':
@@ -582,6 +633,7 @@ export class Simulation {
     let outputs: ClientOutput<WireMessage>[];
     try {
       outputs = node.core.step(input, this.nowMs);
+      if (this.hook) this.reportStep(from, outputs);
     } catch (err) {
       this.fail(`client machine ${origin} threw on ${input.kind} input: ${(err as Error).stack ?? String(err)}`, 'exception');
       return;
@@ -600,7 +652,7 @@ export class Simulation {
         case 'broadcast': {
           const frame = this.encode(o.msg, from);
           if (!frame) break;
-          for (let to = 0; to < this.config.replicas; to++) this.transmit(from, to, frame, o.msg.type);
+          for (let to = 0; to < this.config.replicas; to++) this.transmit(from, to, frame, o.msg.type, to === 0);
           break;
         }
         case 'setTimer':
@@ -651,7 +703,25 @@ export class Simulation {
   // ---------------------------------------------------------------------------------------
   // Network and timers
 
-  private transmit(from: Peer, to: Peer, frame: Buffer, type: number): void {
+  /** Tells the cost model what a step just did (before its frames are sent). */
+  private reportStep(node: Peer, outputs: readonly (ReplicaOutput<WireMessage> | ClientOutput<WireMessage>)[]): void {
+    let txnsExecuted = 0;
+    for (const o of outputs) if (o.kind === 'event' && o.event.name === 'executed') txnsExecuted += o.event.txns;
+    const inBytes = this.inputFrameBytes;
+    this.inputFrameBytes = -1;
+    const message = inBytes >= 0 ? 1 : 0;
+    this.hook!.stepDone(node, this.nowMs, {
+      crypto: this.counting!.reset(),
+      decodes: message,
+      decodeBytes: Math.max(0, inBytes),
+      frameMacVerifies: message,
+      frameMacVerifyBytes: Math.max(0, inBytes),
+      txnsExecuted,
+      messagesIn: message,
+    });
+  }
+
+  private transmit(from: Peer, to: Peer, frame: Buffer, type: number, encoded = true): void {
     if (isClientPeer(from)) {
       this.clientMessages++;
       this.clientBytes += frame.length;
@@ -660,7 +730,8 @@ export class Simulation {
       this.replicaBytes += frame.length;
       bump(this.messagesByType, this.typeName(type));
     }
-    for (const atMs of this.network.transmit(from, to, this.nowMs)) this.queue.push(atMs, { kind: 'deliver', from, to, frame });
+    const departMs = this.hook ? this.hook.frameSent({ from, to, bytes: frame.length, encoded }, this.nowMs) : this.nowMs;
+    for (const atMs of this.network.transmit(from, to, departMs)) this.queue.push(atMs, { kind: 'deliver', from, to, frame });
   }
 
   private typeName(type: number): string {

@@ -1,0 +1,201 @@
+/**
+ * `poe-bench model validate` (issue 12 item 4): runs points for real on the local backend and in
+ * the cost model with `--testbed local`, and reports the error per point (throughput and mean
+ * latency) and whether the model orders the protocols as the real runs do. The points are at
+ * n = 4, 8, 16; the calibration's fit points are at other n (experiments/calibrate.ts), so the
+ * model is judged on configurations it was not fitted to.
+ */
+import { executeRun, type RunOptions } from '../infra/run/execute.js';
+import { makeRunSpec } from '../infra/run/spec.js';
+import type { CalibrationFile } from '../infra/sim/calibration.js';
+import { localTestbed } from '../infra/sim/testbed.js';
+import type { ProtocolName } from '../replica/types.js';
+import { modelPoint } from './model-point.js';
+
+export interface ValidationPoint {
+  readonly protocol: string;
+  readonly replicas: number;
+  readonly realTxnPerSec: number;
+  readonly modelTxnPerSec: number;
+  /** (model - real) / real, percent. */
+  readonly errorPercent: number;
+  readonly realLatencyMs: number;
+  readonly modelLatencyMs: number;
+  readonly latencyErrorPercent: number;
+  readonly realValid: boolean;
+  readonly modelValid: boolean;
+  /** Cores the real run's processes got together (sum of their CPU% / 100): how much of the machine was theirs. */
+  readonly realCpuCores: number;
+  /**
+   * CPU ms per accepted batch over every process, real (CPU% x window / batches) and modelled:
+   * what the model predicts independently of how much of a shared machine a run got.
+   */
+  readonly realCpuMsPerBatch: number;
+  readonly modelCpuMsPerBatch: number;
+  readonly cpuErrorPercent: number;
+}
+
+export interface RankingCheck {
+  readonly replicas: number;
+  readonly realOrder: readonly string[];
+  readonly modelOrder: readonly string[];
+  /** Pairs the real runs separate by more than 10% that the model orders the other way. */
+  readonly disagreements: readonly string[];
+}
+
+export interface ValidationSummary {
+  readonly points: readonly ValidationPoint[];
+  /** Points left out of the statistics because their real run was invalid or accepted nothing. */
+  readonly excluded: readonly string[];
+  readonly medianAbsErrorPercent: number;
+  readonly maxAbsErrorPercent: number;
+  readonly medianAbsLatencyErrorPercent: number;
+  /** Median |error| of CPU ms per batch: the model's cost accounting, independent of the machine's load. */
+  readonly medianAbsCpuErrorPercent: number;
+  readonly rankings: readonly RankingCheck[];
+  readonly rankingAgrees: boolean;
+}
+
+export const errorPercent = (model: number, real: number): number => (real === 0 ? (model === 0 ? 0 : Infinity) : ((model - real) / real) * 100);
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * The ranking rule of the issue: wherever two protocols differ by more than `margin` (10%) in
+ * the real runs at the same n, the model must order them the same way.
+ */
+export function rankingAt(points: readonly ValidationPoint[], replicas: number, margin = 0.1): RankingCheck {
+  const at = points.filter((p) => p.replicas === replicas);
+  const order = (key: 'realTxnPerSec' | 'modelTxnPerSec'): string[] => [...at].sort((a, b) => b[key] - a[key]).map((p) => p.protocol);
+  const disagreements: string[] = [];
+  for (let i = 0; i < at.length; i++) {
+    for (let j = i + 1; j < at.length; j++) {
+      const a = at[i]!;
+      const b = at[j]!;
+      const hi = Math.max(a.realTxnPerSec, b.realTxnPerSec);
+      const lo = Math.min(a.realTxnPerSec, b.realTxnPerSec);
+      if (hi <= lo * (1 + margin)) continue;
+      const realSign = Math.sign(a.realTxnPerSec - b.realTxnPerSec);
+      const modelSign = Math.sign(a.modelTxnPerSec - b.modelTxnPerSec);
+      if (realSign !== modelSign) disagreements.push(`${a.protocol} vs ${b.protocol}`);
+    }
+  }
+  return { replicas, realOrder: order('realTxnPerSec'), modelOrder: order('modelTxnPerSec'), disagreements };
+}
+
+/** Points whose real run is invalid or accepted nothing have no error to speak of: listed, left out of the statistics. */
+export function summarise(all: readonly ValidationPoint[]): ValidationSummary {
+  const points = all.filter((p) => p.realValid && p.realTxnPerSec > 0);
+  const abs = points.map((p) => Math.abs(p.errorPercent));
+  const rankings = [...new Set(points.map((p) => p.replicas))].sort((a, b) => a - b).map((n) => rankingAt(points, n));
+  return {
+    points: all,
+    excluded: all.filter((p) => !points.includes(p)).map((p) => `${p.protocol} n=${p.replicas}`),
+    medianAbsErrorPercent: round1(median(abs)),
+    maxAbsErrorPercent: round1(abs.length === 0 ? 0 : Math.max(...abs)),
+    medianAbsLatencyErrorPercent: round1(median(points.map((p) => Math.abs(p.latencyErrorPercent)))),
+    medianAbsCpuErrorPercent: round1(median(points.map((p) => Math.abs(p.cpuErrorPercent)))),
+    rankings,
+    rankingAgrees: rankings.every((r) => r.disagreements.length === 0),
+  };
+}
+
+const round1 = (x: number): number => Math.round(x * 10) / 10;
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+export interface ValidateOptions {
+  readonly protocols?: readonly ProtocolName[];
+  readonly replicas?: readonly number[];
+  readonly warmupS?: number;
+  readonly durationS?: number;
+  readonly modelBatches?: number;
+  readonly onProgress?: (line: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+export async function validate(calibration: CalibrationFile, options: ValidateOptions = {}): Promise<ValidationSummary> {
+  const log = options.onProgress ?? (() => {});
+  const testbed = localTestbed(calibration.hostCoresAvailable);
+  log(`model testbed: ${testbed.description} (${testbed.sources['sharedHostCores']})`);
+  const points: ValidationPoint[] = [];
+  const fitted = new Set(calibration.fitPoints.map((p) => p.replicas));
+  for (const n of options.replicas ?? [4, 8, 16]) {
+    if (fitted.has(n)) throw new RangeError(`validation at n=${n}: the calibration was fitted there; fit and validation points must be disjoint`);
+    for (const protocol of options.protocols ?? (['poe', 'pbft', 'zyzzyva', 'hotstuff'] as const)) {
+      const spec = makeRunSpec({ protocol, replicas: n, warmupS: options.warmupS ?? 3, durationS: options.durationS ?? 5 });
+      log(`${protocol} n=${n}: real run on the local backend...`);
+      const runOptions: RunOptions = options.signal ? { signal: options.signal } : {};
+      const real = await executeRun(spec, runOptions);
+      const model = modelPoint({
+        protocol,
+        replicas: n,
+        batch: spec.batch,
+        clients: spec.clients,
+        clientProcs: spec.clientProcs,
+        batches: options.modelBatches ?? 400,
+        records: spec.records,
+        valueBytes: spec.valueBytes,
+        checkpointInterval: spec.checkpointInterval,
+        window: spec.window,
+        extra: spec.extra,
+        seed: spec.seed,
+        testbed,
+        costs: calibration.costs,
+      });
+      const realCores = (real.metrics?.processes ?? []).reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
+      const batches = real.metrics?.acceptedBatches ?? 0;
+      const realCpuMsPerBatch = batches > 0 ? (realCores * (real.metrics?.windowSec ?? 0) * 1000) / batches : 0;
+      const p: ValidationPoint = {
+        protocol,
+        replicas: n,
+        realTxnPerSec: Math.round(real.throughputTxnPerSec),
+        modelTxnPerSec: model.txnPerSec,
+        errorPercent: round1(errorPercent(model.txnPerSec, real.throughputTxnPerSec)),
+        realLatencyMs: round1(real.latencyMs.mean),
+        modelLatencyMs: round1(model.latencyMs.mean),
+        latencyErrorPercent: round1(errorPercent(model.latencyMs.mean, real.latencyMs.mean)),
+        realValid: real.valid,
+        modelValid: model.valid,
+        realCpuCores: round2(realCores),
+        realCpuMsPerBatch: round2(realCpuMsPerBatch),
+        modelCpuMsPerBatch: round2(model.cpuMsPerBatch),
+        cpuErrorPercent: round1(errorPercent(model.cpuMsPerBatch, realCpuMsPerBatch)),
+      };
+      log(`  real ${p.realTxnPerSec} txn/s (${p.realLatencyMs} ms), model ${p.modelTxnPerSec} txn/s (${p.modelLatencyMs} ms): ${p.errorPercent}%`);
+      points.push(p);
+    }
+  }
+  return summarise(points);
+}
+
+export function formatValidation(s: ValidationSummary, calibrationPath?: string): string {
+  const lines = [
+    `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}): real runs on the local backend against the cost model`,
+    '',
+    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores the real run got | real CPU ms/batch | model CPU ms/batch | CPU error |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const p of s.points) {
+    lines.push(
+      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${p.realCpuCores} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% |`,
+    );
+  }
+  if (s.excluded.length > 0) lines.push('', `Left out of the statistics (real run invalid or nothing accepted): ${s.excluded.join(', ')}.`);
+  lines.push(
+    '',
+    `Throughput: median |error| ${s.medianAbsErrorPercent}%, max |error| ${s.maxAbsErrorPercent}%. Mean latency: median |error| ${s.medianAbsLatencyErrorPercent}%. CPU per batch: median |error| ${s.medianAbsCpuErrorPercent}%.`,
+    '',
+  );
+  for (const r of s.rankings) {
+    lines.push(
+      `- n=${r.replicas}: real order ${r.realOrder.join(' > ')}; model order ${r.modelOrder.join(' > ')}${r.disagreements.length ? `; DISAGREE on ${r.disagreements.join(', ')} (real gap > 10%)` : '; agrees wherever the real gap is > 10%'}`,
+    );
+  }
+  lines.push('', `Ranking agrees: ${s.rankingAgrees ? 'yes' : 'NO'}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,133 @@
+/**
+ * `poe-bench calibrate` and `poe-bench model ...` (issue 12): the calibrated cost model.
+ *
+ * - `calibrate [--out FILE] [--no-fit]`: per-operation costs measured here, fixed costs fitted
+ *   from short real runs (experiments/calibrate.ts); writes the calibration file.
+ * - `model validate [--calibration FILE] [--json] [--quick]`: real runs against the model with
+ *   `--testbed local` (experiments/validate.ts); the result is also stored in the calibration
+ *   file, so a model figure's report can show the validation of the calibration it used.
+ * - `model costs [--json] [--batches N]`: the per-batch cost table (experiments/cost-table.ts).
+ * - `model point --protocol P --replicas N [--testbed local|c5.2xlarge|FILE]`: one modelled point.
+ */
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { calibrate } from '../experiments/calibrate.js';
+import { costTable, formatCostTable } from '../experiments/cost-table.js';
+import { modelPoint } from '../experiments/model-point.js';
+import { formatSensitivity, sensitivity } from '../experiments/sensitivity.js';
+import { formatValidation, validate } from '../experiments/validate.js';
+import { makeRunSpec } from '../infra/run/spec.js';
+import { readCalibration, writeCalibration } from '../infra/sim/calibration.js';
+import { loadTestbed } from '../infra/sim/testbed.js';
+import type { ProtocolName } from '../replica/types.js';
+
+export const DEFAULT_CALIBRATION = 'results/calibration.json';
+
+export function registerModelCommands(program: Command): void {
+  program
+    .command('calibrate')
+    .description('measure per-operation costs on this machine and fit the fixed costs from short real runs; writes a calibration file')
+    .option('--out <file>', 'calibration file to write', DEFAULT_CALIBRATION)
+    .option('--no-fit', 'skip the real runs (fixed costs stay 0, and the file says so)')
+    .option('--reuse <file>', "reuse an earlier calibration's real fit runs: re-measure the operations, recount, refit")
+    .option('--warmup <s>', 'warm-up seconds of each fit run', '3')
+    .option('--duration <s>', 'measured seconds of each fit run', '5')
+    .action(async (o: { out: string; fit: boolean; reuse?: string; warmup: string; duration: string }) => {
+      const c = await calibrate({
+        skipFit: !o.fit,
+        ...(o.reuse ? { reuseFitPoints: readCalibration(o.reuse).fitPoints } : {}),
+        warmupS: Number(o.warmup),
+        durationS: Number(o.duration),
+        onProgress: (l) => process.stderr.write(`${l}\n`),
+      });
+      writeCalibration(o.out, c);
+      process.stdout.write(`${JSON.stringify(c.costs, null, 2)}\nwrote ${o.out}\n`);
+    });
+
+  const model = program.command('model').description('the calibrated cost model in the simulator (issue 12)');
+  model
+    .command('validate')
+    .description('real runs on the local backend against the model with --testbed local: error per point and protocol ranking')
+    .option('--calibration <file>', 'calibration file', DEFAULT_CALIBRATION)
+    .option('--protocols <list>', 'comma-separated protocols', 'poe,pbft,zyzzyva,hotstuff')
+    .option('--replicas <list>', 'comma-separated replica counts', '4,8,16')
+    .option('--warmup <s>', 'warm-up seconds of each real run', '3')
+    .option('--duration <s>', 'measured seconds of each real run', '5')
+    .option('--json', 'print one JSON object')
+    .action(async (o: { calibration: string; protocols: string; replicas: string; warmup: string; duration: string; json?: boolean }) => {
+      const cal = readCalibration(o.calibration);
+      const s = await validate(cal, {
+        protocols: o.protocols.split(',') as ProtocolName[],
+        replicas: o.replicas.split(',').map(Number),
+        warmupS: Number(o.warmup),
+        durationS: Number(o.duration),
+        onProgress: (l) => process.stderr.write(`${l}\n`),
+      });
+      writeCalibration(o.calibration, { ...cal, validation: { ...s, date: new Date().toISOString() } });
+      process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatValidation(s, o.calibration)}\n`);
+    });
+  model
+    .command('costs')
+    .description('messages, bytes, signatures, verifications, MACs and digests per accepted batch, counted in the simulator')
+    .option('--batches <n>', 'batches per simulation', '600')
+    .option('--replicas <list>', 'comma-separated replica counts', '4,16')
+    .option('--rules <list>', 'HotStuff certificate rules to show (extra hotstuffRule), if the core has them')
+    .option('--json', 'print JSON')
+    .action((o: { batches: string; replicas: string; rules?: string; json?: boolean }) => {
+      const rows = costTable({ batches: Number(o.batches), replicas: o.replicas.split(',').map(Number), rules: o.rules?.split(',') ?? [] });
+      process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatCostTable(rows)}\n`);
+    });
+  model
+    .command('sensitivity')
+    .description('which resource decides each protocol on a testbed: vary cores, bandwidth, round trip and CPU speed one at a time')
+    .option('--testbed <name>', 'local | c5.2xlarge | c5.2xlarge-pipeline | FILE', 'c5.2xlarge')
+    .option('--calibration <file>', 'calibration file', DEFAULT_CALIBRATION)
+    .option('--protocols <list>', 'comma-separated protocols', 'poe,pbft,zyzzyva,hotstuff')
+    .option('--replicas <list>', 'comma-separated replica counts', '4,16,32')
+    .option('--batches <n>', 'batches per modelled run', '300')
+    .option('--json', 'print JSON')
+    .action((o: { testbed: string; calibration: string; protocols: string; replicas: string; batches: string; json?: boolean }) => {
+      const cal = readCalibration(o.calibration);
+      const rows = sensitivity(
+        cal,
+        loadTestbed(o.testbed, cal.hostCoresAvailable),
+        o.protocols.split(','),
+        o.replicas.split(',').map(Number),
+        Number(o.batches),
+      );
+      process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatSensitivity(rows, o.testbed)}\n`);
+    });
+  model
+    .command('point')
+    .description('one modelled point: PREDICTED throughput and latency on a testbed')
+    .requiredOption('--protocol <name>', 'protocol')
+    .requiredOption('--replicas <n>', 'replicas')
+    .option('--testbed <name>', 'local | c5.2xlarge | c5.2xlarge-pipeline | FILE', 'local')
+    .option('--calibration <file>', 'calibration file', DEFAULT_CALIBRATION)
+    .option('--batches <n>', 'batches to simulate', '400')
+    .option('--clients <c>', 'logical clients in total', '24')
+    .option('--extra <key=value>', 'protocol switch, repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .action((o: { protocol: string; replicas: string; testbed: string; calibration: string; batches: string; clients: string; extra?: string[] }) => {
+      if (!existsSync(o.calibration)) throw new Error(`no calibration file ${o.calibration}: run \`poe-bench calibrate\` first`);
+      const cal = readCalibration(o.calibration);
+      const spec = makeRunSpec({ protocol: o.protocol as ProtocolName, replicas: Number(o.replicas), clients: Number(o.clients) });
+      const extra = Object.fromEntries((o.extra ?? []).map((kv) => kv.split('=') as [string, string]));
+      const r = modelPoint({
+        protocol: o.protocol,
+        replicas: Number(o.replicas),
+        batch: spec.batch,
+        clients: spec.clients,
+        clientProcs: spec.clientProcs,
+        batches: Number(o.batches),
+        records: spec.records,
+        valueBytes: spec.valueBytes,
+        checkpointInterval: spec.checkpointInterval,
+        window: spec.window,
+        extra,
+        seed: spec.seed,
+        testbed: loadTestbed(o.testbed, cal.hostCoresAvailable),
+        costs: cal.costs,
+      });
+      process.stdout.write(`${JSON.stringify({ modelled: true, testbed: o.testbed, calibration: o.calibration, ...r }, null, 2)}\n`);
+    });
+}

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { CALIBRATION_VERSION, type CalibrationFile, checkCalibration, fitLine, machineInfo } from './calibration.js';
+
+const lin = { fixedUs: 1, perByteUs: 0.01 };
+const src = { source: 'test' };
+
+function file(): CalibrationFile {
+  return {
+    version: CALIBRATION_VERSION,
+    machine: machineInfo(),
+    date: '2026-12-04T16:00:00.000Z',
+    costs: {
+      ed25519Sign: lin,
+      ed25519Verify: lin,
+      hmac: lin,
+      sha256: lin,
+      encode: lin,
+      decode: lin,
+      executeTxnUs: 0.2,
+      perMessageInUs: 3,
+      perFrameOutUs: 3,
+      perStepUs: 0,
+      ioPerByteUs: 0.001,
+    },
+    sources: {
+      ed25519Sign: src,
+      ed25519Verify: src,
+      hmac: src,
+      sha256: src,
+      encode: src,
+      decode: src,
+      executeTxnUs: src,
+      perMessageInUs: src,
+      perFrameOutUs: src,
+      perStepUs: src,
+      ioPerByteUs: src,
+    },
+    fitPoints: [],
+  };
+}
+
+describe('calibration file', () => {
+  it('accepts a complete file, also after a JSON round trip', () => {
+    const f = file();
+    expect(checkCalibration(JSON.parse(JSON.stringify(f)), 'x')).toEqual(f);
+  });
+
+  it('records the machine it was measured on', () => {
+    const m = machineInfo();
+    expect(m.cores).toBeGreaterThan(0);
+    expect(m.node).toBe(process.version);
+    expect(typeof m.cpuModel).toBe('string');
+  });
+
+  it('refuses a file with a cost missing, negative, without its source, or of another version', () => {
+    const f = file();
+    const { hmac: _h, ...noHmac } = f.costs;
+    expect(() => checkCalibration({ ...f, costs: noHmac }, 'x')).toThrow(/costs.hmac/);
+    expect(() => checkCalibration({ ...f, costs: { ...f.costs, perMessageInUs: -1 } }, 'x')).toThrow(/perMessageInUs/);
+    const { decode: _d, ...noDecodeSource } = f.sources;
+    expect(() => checkCalibration({ ...f, sources: noDecodeSource }, 'x')).toThrow(/sources.decode/);
+    expect(() => checkCalibration({ ...f, version: 99 }, 'x')).toThrow(/version/);
+    expect(() => checkCalibration({ ...f, date: 'yesterday' }, 'x')).toThrow(/date/);
+  });
+});
+
+describe('fitLine', () => {
+  it('recovers a line exactly', () => {
+    const sizes = [32, 128, 512, 2048];
+    const c = fitLine(
+      sizes,
+      sizes.map((s) => 5 + 0.25 * s),
+    );
+    expect(c.fixedUs).toBeCloseTo(5, 9);
+    expect(c.perByteUs).toBeCloseTo(0.25, 9);
+  });
+
+  it('never returns a negative cost', () => {
+    const c = fitLine([10, 20, 30], [3, 2, 1]);
+    expect(c.perByteUs).toBe(0);
+    expect(c.fixedUs).toBeCloseTo(2, 9);
+    const d = fitLine([100, 200], [1, 3]);
+    expect(d.fixedUs).toBe(0);
+    expect(d.perByteUs).toBeGreaterThan(0);
+  });
+});

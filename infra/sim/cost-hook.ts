@@ -1,0 +1,54 @@
+/**
+ * The one hook the simulator offers to a cost model (issue 12): what each step of a core did,
+ * counted where it was done, and when a node may step and when its frames leave.
+ *
+ * Counted, not estimated: the crypto provider the cores use is wrapped in CountingCrypto
+ * (replica/crypto-counter.ts), the codec's encode and decode are counted by the simulator where
+ * it calls them, and the transport's per-frame HMAC (infra/process/transport.ts: one HMAC-SHA256
+ * over the payload per frame and destination when sending, one when receiving) is counted where
+ * the simulator hands a frame to the network and delivers it, because the simulator stands in
+ * for that transport.
+ *
+ * Without a hook the simulator does none of this (and costs nothing extra); with one, a node
+ * that is busy holds its inputs in a FIFO backlog until `readyAtMs` says it is free.
+ */
+import type { CryptoCounts } from '../../replica/crypto-counter.js';
+import type { Peer } from '../../replica/types.js';
+
+/** The work of one step of one node (a replica or a client machine). */
+export interface StepWork {
+  /** What the core asked of its crypto provider during the step. */
+  readonly crypto: Readonly<CryptoCounts>;
+  /** The input frame decoded before the step (0 for a timer or the start signal). */
+  readonly decodes: number;
+  readonly decodeBytes: number;
+  /** The input frame's transport MAC checked on receipt (one per delivered frame). */
+  readonly frameMacVerifies: number;
+  readonly frameMacVerifyBytes: number;
+  /** Transactions the step executed ('executed' events; a re-execution after a rollback counts again). */
+  readonly txnsExecuted: number;
+  /** 1 when the step's input was a message, 0 for a timer or start. */
+  readonly messagesIn: number;
+}
+
+/** One frame a step sends to one destination. */
+export interface FrameOut {
+  readonly from: Peer;
+  readonly to: Peer;
+  readonly bytes: number;
+  /** The frame was encoded for this send (false for the 2nd..kth copy of a broadcast: encoded once). */
+  readonly encoded: boolean;
+}
+
+export interface SimCostHook {
+  /** The earliest virtual time `node` can start its next step (<= nowMs: at once). */
+  readyAtMs(node: Peer, nowMs: number): number;
+  /** A step of `node` ran at `nowMs` and did `work`; called before its frames are sent. */
+  stepDone(node: Peer, nowMs: number, work: StepWork): void;
+  /**
+   * A frame of the step just reported: returns the virtual time it has left the sender's NIC
+   * (the network adds the propagation delay to that). Encoding and the transport MAC are
+   * charged here, one frame after another, as the runtime does them.
+   */
+  frameSent(frame: FrameOut, nowMs: number): number;
+}

@@ -1,0 +1,162 @@
+import { describe, expect, it } from 'vitest';
+import { zeroCryptoCounts } from '../../replica/crypto-counter.js';
+import { clientPeer } from '../../replica/types.js';
+import type { StepWork } from './cost-hook.js';
+import { CostModel, type CostModelConfig, CpuPool, frameCpuUs, type OpCosts, stepCpuUs } from './cost-model.js';
+import { Simulation } from './simulator.js';
+import { WorkCounter } from './work-counter.js';
+
+// Distinct powers of two, so any mis-charged term shows in the sum.
+const COSTS: OpCosts = {
+  ed25519Sign: { fixedUs: 1, perByteUs: 0.5 },
+  ed25519Verify: { fixedUs: 2, perByteUs: 0.25 },
+  hmac: { fixedUs: 4, perByteUs: 0.125 },
+  sha256: { fixedUs: 8, perByteUs: 0.0625 },
+  encode: { fixedUs: 16, perByteUs: 1 / 32 },
+  decode: { fixedUs: 32, perByteUs: 1 / 64 },
+  executeTxnUs: 64,
+  perMessageInUs: 128,
+  perFrameOutUs: 256,
+  perStepUs: 512,
+  ioPerByteUs: 0,
+};
+
+const ZERO: OpCosts = {
+  ed25519Sign: { fixedUs: 0, perByteUs: 0 },
+  ed25519Verify: { fixedUs: 0, perByteUs: 0 },
+  hmac: { fixedUs: 0, perByteUs: 0 },
+  sha256: { fixedUs: 0, perByteUs: 0 },
+  encode: { fixedUs: 0, perByteUs: 0 },
+  decode: { fixedUs: 0, perByteUs: 0 },
+  executeTxnUs: 0,
+  perMessageInUs: 0,
+  perFrameOutUs: 0,
+  perStepUs: 0,
+  ioPerByteUs: 0,
+};
+
+function work(partial: Partial<StepWork> & { crypto?: Partial<StepWork['crypto']> }): StepWork {
+  return {
+    decodes: 0,
+    decodeBytes: 0,
+    frameMacVerifies: 0,
+    frameMacVerifyBytes: 0,
+    txnsExecuted: 0,
+    messagesIn: 0,
+    ...partial,
+    crypto: { ...zeroCryptoCounts(), ...partial.crypto },
+  };
+}
+
+const config = (over: Partial<CostModelConfig> = {}): CostModelConfig => ({
+  costs: COSTS,
+  replica: { cores: 1, speed: 1 },
+  client: { cores: 1, speed: 1 },
+  replicaNicBitsPerSec: Infinity,
+  clientNicBitsPerSec: Infinity,
+  wireOverheadBytes: 0,
+  ...over,
+});
+
+describe('cost model', () => {
+  const w = work({
+    decodes: 1,
+    decodeBytes: 640,
+    frameMacVerifies: 1,
+    frameMacVerifyBytes: 640,
+    messagesIn: 1,
+    txnsExecuted: 10,
+    crypto: { signs: 2, signBytes: 100, verifies: 3, verifyBytes: 400, macs: 1, macBytes: 80, digests: 2, digestBytes: 160 },
+  });
+  // By hand: decode 32 + 10; frame MAC check 4 + 80; verifies 3*2 + 100; per message 128 |
+  // per step 512; signs 2*1 + 50; core MAC 4 + 10; digests 2*8 + 10; execution 640.
+  const inputUs = 32 + 10 + 4 + 80 + 6 + 100 + 128;
+  const protocolUs = 512 + 2 + 50 + 4 + 10 + 16 + 10 + 640;
+
+  it('charges a step with known counts exactly what its operations cost', () => {
+    expect(stepCpuUs(COSTS, w)).toEqual({ inputUs, protocolUs });
+    // A frame: encoding (once), transport MAC, fixed send cost; a broadcast's other copies skip the encoding.
+    expect(frameCpuUs(COSTS, { from: 0, to: 1, bytes: 320, encoded: true })).toBe(16 + 10 + 4 + 40 + 256);
+    expect(frameCpuUs(COSTS, { from: 0, to: 2, bytes: 320, encoded: false })).toBe(4 + 40 + 256);
+  });
+
+  it('lets a step\u2019s frames leave when its CPU time has passed, one after another', () => {
+    const m = new CostModel(config());
+    m.stepDone(0, 10, w);
+    const stepMs = (inputUs + protocolUs) / 1000;
+    const f1 = m.frameSent({ from: 0, to: 1, bytes: 320, encoded: true }, 10);
+    expect(f1).toBeCloseTo(10 + stepMs + (16 + 10 + 4 + 40 + 256) / 1000, 9);
+    const f2 = m.frameSent({ from: 0, to: 2, bytes: 320, encoded: false }, 10);
+    expect(f2).toBeCloseTo(f1 + (4 + 40 + 256) / 1000, 9);
+  });
+
+  it('holds a busy node\u2019s next input until it is free, and leaves other nodes alone', () => {
+    const m = new CostModel(config());
+    expect(m.readyAtMs(0, 5)).toBe(5);
+    m.stepDone(0, 5, w);
+    const busyUntil = 5 + (inputUs + protocolUs) / 1000;
+    expect(m.readyAtMs(0, 5.1)).toBeCloseTo(busyUntil, 9);
+    expect(m.readyAtMs(1, 5.1)).toBe(5.1);
+    expect(m.readyAtMs(0, busyUntil + 1)).toBe(busyUntil + 1);
+  });
+
+  it('serialises frames on the NIC: a FIFO at the egress bandwidth', () => {
+    // 8 Mbit/s: 1000 bytes take 1 ms on the wire; CPU is free.
+    const m = new CostModel(config({ costs: ZERO, replicaNicBitsPerSec: 8e6, wireOverheadBytes: 0 }));
+    m.stepDone(0, 0, work({}));
+    expect(m.frameSent({ from: 0, to: 1, bytes: 1000, encoded: true }, 0)).toBeCloseTo(1, 9);
+    expect(m.frameSent({ from: 0, to: 2, bytes: 1000, encoded: false }, 0)).toBeCloseTo(2, 9);
+    // A later frame after the queue drained starts at once; another node has its own NIC.
+    expect(m.frameSent({ from: 0, to: 1, bytes: 500, encoded: true }, 10)).toBeCloseTo(10.5, 9);
+    expect(m.frameSent({ from: 1, to: 0, bytes: 1000, encoded: true }, 0)).toBeCloseTo(1, 9);
+  });
+
+  it('shares a host\u2019s cores among its nodes, and gives a faster core less time', () => {
+    const shared = new CostModel(config({ sharedHostCores: 1, costs: { ...ZERO, perStepUs: 1000 } }));
+    shared.stepDone(0, 0, work({}));
+    // Node 1 is idle, but the one core of the host is busy for 1 ms.
+    expect(shared.readyAtMs(1, 0)).toBeCloseTo(1, 9);
+    expect(shared.readyAtMs(clientPeer(0), 0.5)).toBeCloseTo(1, 9);
+    const fast = new CostModel(config({ replica: { cores: 1, speed: 2 }, costs: { ...ZERO, perStepUs: 1000 } }));
+    fast.stepDone(0, 0, work({}));
+    expect(fast.readyAtMs(0, 0)).toBeCloseTo(0.5, 9);
+  });
+
+  it('runs a pipelined node\u2019s input side on input lanes beside its protocol lane', () => {
+    const costs = { ...ZERO, perMessageInUs: 1000, perStepUs: 1000 };
+    const m = new CostModel(config({ costs, replica: { cores: 8, speed: 1, pipeline: { inputLanes: 2, outputLanes: 1 } } }));
+    m.stepDone(0, 0, work({ messagesIn: 1 }));
+    // Input lane 1 took [0, 1), the protocol lane [1, 2); the second input lane is free at once.
+    expect(m.readyAtMs(0, 0)).toBe(0);
+    m.stepDone(0, 0, work({ messagesIn: 1 }));
+    // Its protocol work waits for the protocol lane: [2, 3); frames leave after it.
+    expect(m.frameSent({ from: 0, to: 1, bytes: 0, encoded: false }, 0)).toBeCloseTo(3, 9);
+  });
+
+  it('a CPU pool runs work on the earliest free core', () => {
+    const p = new CpuPool(2);
+    expect(p.run(0, 3)).toBe(3);
+    expect(p.run(0, 1)).toBe(1);
+    expect(p.run(0, 1)).toBe(2);
+    expect(p.busyMs).toBe(5);
+  });
+
+  it('in the simulator, CPU costs stretch a run, and the counts the model charges are the ones the counter sees', () => {
+    const seed = 7;
+    console.log(`cost-model simulation seed ${seed}`);
+    const input = { protocol: 'pbft', n: 4, seed, batches: 200, clients: 8, batchSize: 10 } as const;
+    const free = new Simulation(input).run();
+    const counter = new WorkCounter();
+    const counted = new Simulation(input, counter).run();
+    // Counting alone changes nothing the run decides.
+    expect(counted.virtualTimeMs).toBe(free.virtualTimeMs);
+    expect(counted.replicaMessages).toBe(free.replicaMessages);
+    expect(counter.replicas.framesOut).toBe(counted.replicaMessages);
+    expect(counter.replicas.frameBytesOut).toBe(counted.bytesSent);
+    const model = new CostModel(config({ costs: { ...ZERO, perStepUs: 200 } }));
+    const slow = new Simulation(input, model).run();
+    expect(slow.valid).toBe(true);
+    expect(slow.acceptedBatches).toBe(200);
+    expect(slow.virtualTimeMs).toBeGreaterThan(free.virtualTimeMs * 1.5);
+  });
+});
