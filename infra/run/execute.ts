@@ -26,6 +26,9 @@ import { launchCluster } from './launch.js';
 import { appendRun, environment, makeRunLine, writeManifest } from './results.js';
 import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, processExtra, type RunSpec } from './spec.js';
 import { formatReplicaFault } from '../../replica/byzantine.js';
+import { availableParallelism } from 'node:os';
+import { linkBetween, parseLinkSpec } from '../link.js';
+import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
   /** Called about once a second with a progress line. */
@@ -62,6 +65,8 @@ export interface RunResult {
   readonly bytesPerSec: number;
   readonly metrics?: RunMetricsReport;
   readonly ledgerHeights?: Record<string, number>;
+  /** What bound the run (infra/run/bottleneck.ts); absent when it did not complete. */
+  readonly bottleneck?: Bottleneck;
   readonly spec: RunSpec;
   readonly startedAt: string;
   readonly durationSec: number;
@@ -279,6 +284,7 @@ type MeasureOutcome = Pick<
   | 'bytesPerSec'
   | 'metrics'
   | 'ledgerHeights'
+  | 'bottleneck'
 >;
 
 /** POE_BENCH_TRACE=1 prints when each phase of a run begins (stderr). */
@@ -336,11 +342,20 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   const startMs = Date.now();
   const endMs = startMs + warmupMs + durationMs + WINDOW_MARGIN_MS;
 
-  // Warm-up and measurement, with a progress line about once a second.
+  // Warm-up and measurement, with a progress line about once a second; the machine's CPU is
+  // sampled when the window opens and when it closes (the clients' window, by this clock).
+  const windowOpenMs = startMs + warmupMs;
+  const windowCloseMs = windowOpenMs + durationMs;
+  let cpuAtOpen: CpuSample | undefined;
+  let cpuAtClose: CpuSample | undefined;
+  let [opened, closed] = [false, false];
   let lastTxns = 0;
   let lastAt = startMs;
   while (Date.now() < endMs) {
-    await guard.sleep(Math.min(1000, endMs - Date.now()));
+    const next = !opened ? windowOpenMs : !closed ? windowCloseMs : endMs;
+    await guard.sleep(Math.max(0, Math.min(1000, next - Date.now(), endMs - Date.now())));
+    if (!opened && Date.now() >= windowOpenMs) [opened, cpuAtOpen] = [true, sampleMachineCpu()];
+    else if (opened && !closed && Date.now() >= windowCloseMs) [closed, cpuAtClose] = [true, sampleMachineCpu()];
     if (!options.onProgress) continue;
     const progress = await guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' }))));
     const txns = progress.reduce((s, p) => s + p.acceptedTxns, 0);
@@ -389,6 +404,12 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   const implausible = implausibilities(metrics, replicaMetrics, clientMetrics, spec.warmupS + spec.durationS);
   const valid = violations.length === 0 && implausible.length === 0;
   const reasons = [...violations.slice(0, 3), ...implausible.slice(0, 3)];
+  const bottleneck = runBottleneck(
+    spec,
+    metrics,
+    replicaMetrics,
+    onThisMachine(spec) ? machineCpuPercent(cpuAtOpen, cpuAtClose, availableParallelism()) : null,
+  );
   return {
     valid,
     ...(valid ? {} : { reason: reasons.join('; ') }),
@@ -402,7 +423,48 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     bytesPerSec: metrics.bytesPerSec,
     metrics,
     ledgerHeights: Object.fromEntries(ledgers.map((l) => [String(l.id), l.height])),
+    bottleneck,
   };
+}
+
+/** Backends whose processes all run on this machine, so /proc/stat here is theirs. */
+function onThisMachine(spec: RunSpec): boolean {
+  return spec.backend === 'local' || spec.backend === 'netns' || spec.backend === 'docker';
+}
+
+/** The inputs of the bottleneck rule from a finished run. */
+function runBottleneck(spec: RunSpec, m: RunMetricsReport, replicas: readonly ReplicaMetricsReport[], machine: number | null): Bottleneck {
+  const link = parseLinkSpec(spec.link);
+  const peers = [...liveReplicas(spec), ...Array.from({ length: spec.clientProcs }, (_, o) => clientPeer(o))];
+  let linkDelayMs = 0;
+  let linkRateBitsPerSec = 0;
+  for (const a of peers)
+    for (const b of peers) {
+      if (a === b) continue;
+      const l = linkBetween(link, a, b);
+      linkDelayMs = Math.max(linkDelayMs, l.delayMs);
+      if (l.rateBitsPerSec > 0) linkRateBitsPerSec = linkRateBitsPerSec === 0 ? l.rateBitsPerSec : Math.min(linkRateBitsPerSec, l.rateBitsPerSec);
+    }
+  const links = Math.max(1, peers.length - 1);
+  const busiestSenderBitsPerSecPerLink = Math.max(
+    0,
+    ...replicas.map((r) => (r.window && r.window.elapsedMs > 0 ? (8 * r.window.bytesSent * 1000) / r.window.elapsedMs / links : 0)),
+  );
+  const pinned = spec.infra.pinCpus;
+  return attributeBottleneck({
+    machineCpuPercent: machine,
+    cores: availableParallelism(),
+    processes: m.processes,
+    ...(pinned && pinned.length > 0 ? { pinnedCpus: new Set(pinned).size } : {}),
+    linkDelayMs,
+    linkRateBitsPerSec,
+    busiestSenderBitsPerSecPerLink,
+    ...(spec.openLoopBatchesPerSec !== undefined ? { offeredTxnPerSec: spec.openLoopBatchesPerSec * spec.batch } : {}),
+    throughputTxnPerSec: m.throughputTxnPerSec,
+    meanLatencyMs: m.latencyMs.mean,
+    clientTimeouts: m.clientTimeouts,
+    acceptedBatches: m.acceptedBatches,
+  });
 }
 
 function live(replicas: readonly ClusterNode[], self: number): number[] {
@@ -500,6 +562,7 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
         `  ${i === 0 ? 'processes' : '         '}    ${p.name.padEnd(10)} pid ${String(p.pid).padEnd(8)} CPU ${cpu.padStart(7)}  peak RSS ${num(p.peakRssMB, 1)} MB`,
       );
     }
+    if (r.bottleneck) lines.push(`  bound by     ${r.bottleneck.kind}: ${r.bottleneck.detail}`);
     if (r.ledgerHeights) {
       const faulty = faultyReplicas(s);
       const lagging = mayLagReplicas(s);
@@ -553,6 +616,7 @@ export function runResultJson(r: RunResult, recordedIn?: string): Record<string,
     durationSec: r.durationSec,
     ...(r.metrics ? { metrics: r.metrics } : {}),
     ...(r.ledgerHeights ? { ledgerHeights: r.ledgerHeights } : {}),
+    ...(r.bottleneck ? { bottleneck: r.bottleneck } : {}),
     ...(recordedIn ? { recordedIn } : {}),
   };
 }
@@ -567,6 +631,7 @@ export function recordRun(outDir: string, r: RunResult): string {
     startedAt: r.startedAt,
     durationSec: r.durationSec,
     ...(r.metrics ? { metrics: r.metrics } : {}),
+    ...(r.bottleneck ? { bottleneck: r.bottleneck } : {}),
     violations: r.violations,
     implausible: r.implausible,
     failed: r.failed,
