@@ -31,7 +31,8 @@ export function defineRunCommand(cmd: Command): Command {
       collect,
     )
     .option('--batch <b>', `writes per client batch (default ${d.batch})`)
-    .option('--clients <c>', `logical closed-loop clients in total (default ${d.clients})`)
+    .option('--clients <c>', `batch-level closed loop: logical clients in total, one batch outstanding each (default ${d.clients})`)
+    .option('--load-txns <t>', 'closed loop in transactions, as the paper: t transactions outstanding, batched into requests of --batch (instead of --clients)')
     .option('--client-procs <p>', `client processes the logical clients are spread over (default ${d.clientProcs})`)
     .option('--warmup <s>', `warm-up seconds, not measured (default ${d.warmupS})`)
     .option('--duration <s>', `measured seconds (default ${d.durationS})`)
@@ -42,7 +43,11 @@ export function defineRunCommand(cmd: Command): Command {
     .option('--backend <name>', `where processes run: local | netns | docker | ssh (default ${d.backend}; docs/backends.md)`)
     .option('--base-port <p>', 'replica i listens on p + i (default: free ports chosen by the OS)')
     .option('--open-loop <batchesPerSec>', 'open loop at this many batches per second in total (latency from the intended send time)')
-    .option('--client-timeout-ms <ms>', `client request timeout (default ${d.clientTimeoutMs})`)
+    .option(
+      '--client-timeout-ms <ms>',
+      `client request timeout, fixed when given; by default at least ${d.clientTimeoutMs} ms and otherwise following the observed latency (4x its p99)`,
+    )
+    .option('--fixed-client-timeout', 'every request times out after exactly --client-timeout-ms (default when it is given, for zyzzyva, and with --faults)')
     .option('--view-change-timeout-ms <ms>', `replica view-change timeout (default ${d.viewChangeTimeoutMs})`)
     .option('--checkpoint-interval <k>', `checkpoint every k sequence numbers (default ${d.checkpointInterval})`)
     .option('--window <k>', `watermark window (default ${d.window})`)

@@ -24,10 +24,11 @@ import { clientPeer, quorums } from '../../replica/types.js';
 import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetricsReport } from './metrics.js';
 import { launchCluster } from './launch.js';
 import { appendRun, environment, makeRunLine, writeManifest } from './results.js';
-import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, processExtra, type RunSpec } from './spec.js';
+import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, outstandingTxns, processExtra, type RunSpec } from './spec.js';
 import { formatReplicaFault } from '../../replica/byzantine.js';
 import { availableParallelism } from 'node:os';
 import { linkBetween, parseLinkSpec } from '../link.js';
+import { judgeSteady, type Steady } from './steady.js';
 import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
@@ -67,6 +68,8 @@ export interface RunResult {
   readonly ledgerHeights?: Record<string, number>;
   /** What bound the run (infra/run/bottleneck.ts); absent when it did not complete. */
   readonly bottleneck?: Bottleneck;
+  /** Whether the run was in steady state (infra/run/steady.ts); absent when it did not complete. */
+  readonly steady?: Steady;
   readonly spec: RunSpec;
   readonly startedAt: string;
   readonly durationSec: number;
@@ -128,6 +131,7 @@ function clientConfig(spec: RunSpec, origin: number): ClientProcessConfig {
     clientIdBase: base,
     batchSize: spec.batch,
     requestTimeoutMs: spec.clientTimeoutMs,
+    ...(spec.clientTimeoutFixed ? {} : { adaptiveTimeout: true }),
     ...(spec.openLoopBatchesPerSec !== undefined ? { openLoopBatchesPerSec: spec.openLoopBatchesPerSec / spec.clientProcs } : {}),
     generator: spec.generator,
     seed: (spec.seed + origin) >>> 0,
@@ -285,6 +289,7 @@ type MeasureOutcome = Pick<
   | 'metrics'
   | 'ledgerHeights'
   | 'bottleneck'
+  | 'steady'
 >;
 
 /** POE_BENCH_TRACE=1 prints when each phase of a run begins (stderr). */
@@ -424,6 +429,7 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     metrics,
     ledgerHeights: Object.fromEntries(ledgers.map((l) => [String(l.id), l.height])),
     bottleneck,
+    steady: judgeSteady(metrics, spec.warmupS, Math.max(0, ...clientMetrics.map((c) => c.requestTimeoutMs ?? spec.clientTimeoutMs))),
   };
 }
 
@@ -523,7 +529,10 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
   const crashed =
     (s.crashedReplicas.length ? `replica${s.crashedReplicas.length > 1 ? 's' : ''} ${s.crashedReplicas.join(', ')} crashed` : 'no crashed replica') +
     (s.faults.length ? `, faults ${s.faults.map(formatReplicaFault).join(' ')}` : '');
-  const load = s.openLoopBatchesPerSec !== undefined ? `open loop at ${num(s.openLoopBatchesPerSec)} batches/s` : 'closed loop';
+  const load =
+    s.openLoopBatchesPerSec !== undefined
+      ? `open loop at ${num(s.openLoopBatchesPerSec)} batches/s`
+      : `closed loop, ${num(s.clients * s.batch)} txns outstanding${s.loadTxns === undefined ? '' : ` (--load-txns ${num(s.loadTxns)})`}`;
   lines.push(
     `poe-bench run: ${s.protocol}, n=${s.replicas} (f=${f}), ${crashed}, batch ${s.batch}, ${s.clients} clients in ${s.clientProcs} process${s.clientProcs > 1 ? 'es' : ''} (${load}), ` +
       `${s.warmupS} s warm-up + ${s.durationS} s measured, ${s.backend}`,
@@ -563,6 +572,11 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
       );
     }
     if (r.bottleneck) lines.push(`  bound by     ${r.bottleneck.kind}: ${r.bottleneck.detail}`);
+    if (r.steady)
+      lines.push(
+        `  steady       ${r.steady.settled ? 'settled' : 'NOT settled'}, trend ${r.steady.trendPercent}% across the window, window ${r.steady.windowOverLatency}x the mean latency` +
+          `${r.steady.clientTimeoutMs === undefined ? '' : `, client timeout ${num(r.steady.clientTimeoutMs)} ms at the end`}${r.steady.flags.length ? ` (${r.steady.flags.join('; ')})` : ''}`,
+      );
     if (r.ledgerHeights) {
       const faulty = faultyReplicas(s);
       const lagging = mayLagReplicas(s);
@@ -587,6 +601,20 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
   }
   if (recordedIn) lines.push(`  recorded in  ${recordedIn}`);
   return lines.join('\n');
+}
+
+/**
+ * The load a run offered, in transactions (DESIGN.md "Workload"): closed loop, the transactions
+ * outstanding (and the --load-txns asked for, if given); open loop, the offered rate.
+ */
+export function loadOf(spec: RunSpec): { load: { readonly closedLoopTxns?: number; readonly askedTxns?: number; readonly openLoopTxnPerSec?: number } } {
+  const closed = outstandingTxns(spec);
+  return {
+    load:
+      closed === undefined
+        ? { openLoopTxnPerSec: (spec.openLoopBatchesPerSec ?? 0) * spec.batch }
+        : { closedLoopTxns: closed, ...(spec.loadTxns === undefined ? {} : { askedTxns: spec.loadTxns }) },
+  };
 }
 
 /** What --json prints: the headline numbers first, then everything else. */
@@ -617,6 +645,8 @@ export function runResultJson(r: RunResult, recordedIn?: string): Record<string,
     ...(r.metrics ? { metrics: r.metrics } : {}),
     ...(r.ledgerHeights ? { ledgerHeights: r.ledgerHeights } : {}),
     ...(r.bottleneck ? { bottleneck: r.bottleneck } : {}),
+    ...(r.steady ? { steady: r.steady } : {}),
+    ...loadOf(r.spec),
     ...(recordedIn ? { recordedIn } : {}),
   };
 }
@@ -632,6 +662,8 @@ export function recordRun(outDir: string, r: RunResult): string {
     durationSec: r.durationSec,
     ...(r.metrics ? { metrics: r.metrics } : {}),
     ...(r.bottleneck ? { bottleneck: r.bottleneck } : {}),
+    ...(r.steady ? { steady: r.steady } : {}),
+    ...loadOf(r.spec),
     violations: r.violations,
     implausible: r.implausible,
     failed: r.failed,

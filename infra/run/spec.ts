@@ -65,6 +65,32 @@ export interface RunSpec {
   readonly checkpointInterval: number;
   readonly window: number;
   readonly extra: Readonly<Record<string, ExtraValue>>;
+  // --- issue 11 (helper "measure"): the load in transactions, and client timeouts ------------
+  /**
+   * Closed loop counted as the paper counts it (§5: 200K clients with one transaction each,
+   * batched by the client machines; DESIGN.md "Workload"): this many transactions outstanding
+   * in all, batched into ceil(loadTxns / batch) requests of `batch`, so `clients` (requests
+   * outstanding) follows from it and a batch sweep holds the load fixed. Absent: `clients` was
+   * given directly (the batch-level closed loop: one batch outstanding per logical client).
+   */
+  readonly loadTxns?: number;
+  /**
+   * True: every client request times out after exactly `clientTimeoutMs` (figure 11b's primary
+   * failure, Zyzzyva's slow path). False: the timeout follows the observed latency (at least
+   * `clientTimeoutMs`, and ADAPTIVE_TIMEOUT_MULTIPLE times the latency's recent p99), so a
+   * slow protocol is not measured through its own timeouts.
+   */
+  readonly clientTimeoutFixed: boolean;
+}
+
+/** Transactions outstanding in a closed-loop run (batches outstanding times the batch size); undefined in open loop. */
+export function outstandingTxns(spec: Pick<RunSpec, 'clients' | 'batch' | 'openLoopBatchesPerSec'>): number | undefined {
+  return spec.openLoopBatchesPerSec === undefined ? spec.clients * spec.batch : undefined;
+}
+
+/** Requests outstanding for a load in transactions: at least one per client machine. */
+export function clientsForLoad(loadTxns: number, batch: number, clientProcs: number): number {
+  return Math.max(clientProcs, Math.ceil(loadTxns / batch));
 }
 
 export const RUN_DEFAULTS = {
@@ -113,6 +139,9 @@ export interface RunFlags extends InfraFlags {
   readonly extra?: readonly string[];
   /** REPLICA=FAULT, repeatable: 0=stopAfter:900, primary=equivocate, 0=inTheDark:3, 1=slow:20, 3=crashAt:5000. */
   readonly faults?: readonly string[];
+  // issue 11 (measure)
+  readonly loadTxns?: string;
+  readonly fixedClientTimeout?: boolean;
 }
 
 const FLAG_NAMES: Record<string, string> = {
@@ -132,6 +161,8 @@ const FLAG_NAMES: Record<string, string> = {
   basePort: '--base-port',
   openLoop: '--open-loop',
   clientTimeoutMs: '--client-timeout-ms',
+  loadTxns: '--load-txns',
+  fixedClientTimeout: '--fixed-client-timeout',
   viewChangeTimeoutMs: '--view-change-timeout-ms',
   checkpointInterval: '--checkpoint-interval',
   window: '--window',
@@ -208,6 +239,8 @@ const flagSchema = z.object({
       return out;
     }),
   faults: z.array(z.string()).optional(),
+  loadTxns: integer(1, 100_000_000),
+  fixedClientTimeout: z.boolean().optional(),
 });
 
 function describeIssues(error: z.ZodError): string {
@@ -316,7 +349,10 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
     issues.push(`--crashed: ${crashed} exceeds what ${o.protocol} tolerates with n = ${n} (f = ${f}); pass --force to run it anyway`);
   }
   const clientProcs = o.clientProcs ?? d.clientProcs;
-  const clients = o.clients ?? d.clients;
+  if (o.loadTxns !== undefined && o.clients !== undefined)
+    issues.push('--load-txns: give the load in transactions or --clients (batches outstanding), not both');
+  if (o.loadTxns !== undefined && o.openLoop !== undefined) issues.push('--load-txns: a closed-loop load; --open-loop sets the rate instead');
+  const clients = o.loadTxns !== undefined ? clientsForLoad(o.loadTxns, o.batch ?? d.batch, clientProcs) : (o.clients ?? d.clients);
   if (clients < clientProcs) issues.push(`--clients: ${clients} logical clients cannot fill ${clientProcs} client processes`);
   const basePort = o.basePort ?? d.basePort;
   if (basePort !== 0 && basePort < 1024) issues.push(`--base-port: ${basePort} is a privileged port; use 1024 or above, or 0 for free ports`);
@@ -359,11 +395,16 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
     checkpointInterval,
     window,
     extra,
+    ...(o.loadTxns !== undefined ? { loadTxns: o.loadTxns } : {}),
+    // Zyzzyva's slow path and a faulty replica's effect are defined by their timeouts.
+    clientTimeoutFixed: o.fixedClientTimeout ?? (o.clientTimeoutMs !== undefined || o.protocol === 'zyzzyva' || faults.length > 0),
   };
 }
 
 /** A spec from code (bench, tests): the same checks as flags. */
 export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'keySeed'>> & { protocol: ProtocolName }): RunSpec {
+  // A spec handed back (a runs.jsonl line replayed) carries clients derived from loadTxns: drop them.
+  if (input.loadTxns !== undefined && input.clients !== undefined) input = { ...input, clients: undefined };
   const flags: Record<string, unknown> = {
     protocol: input.protocol,
     replicas: input.replicas,
@@ -393,6 +434,8 @@ export function makeRunSpec(input: Partial<Omit<RunSpec, 'crashedReplicas' | 'ke
     cpus: input.infra?.cpus,
     subnet: input.infra?.subnet,
     baseImage: input.infra?.baseImage,
+    loadTxns: input.loadTxns,
+    fixedClientTimeout: input.clientTimeoutFixed,
   };
   const defined = Object.fromEntries(
     Object.entries(flags)
