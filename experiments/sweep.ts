@@ -11,13 +11,14 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RunResult } from '../infra/run/execute.js';
+import { loadOf, type RunResult } from '../infra/run/execute.js';
 import type { InfraSpec } from '../infra/run/placement.js';
-import { makeRunSpec, RUN_DEFAULTS, type BackendName, type RunSpec } from '../infra/run/spec.js';
+import { makeRunSpec, outstandingTxns, RUN_DEFAULTS, type BackendName, type RunSpec } from '../infra/run/spec.js';
 import { formatReplicaFault } from '../replica/byzantine.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
 import { FIGURES, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
+import { runSaturated, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
 import type { FigureId, RunMetrics, RunRecord } from '../infra/run/records.js';
 
 /**
@@ -75,8 +76,14 @@ export interface SweepConfig {
   readonly filter: SweepFilter;
   /** Repetition r runs with seed + r: repetitions differ, points of one repetition share their seed. */
   readonly seed: number;
-  /** Closed-loop logical clients per run. */
+  /** Closed-loop logical clients per run (batch-level; the simulator's, and the real runs' when clientsGiven or no loadTxns). */
   readonly clients: number;
+  /** --clients was given: it wins over loadTxns and saturation probing, and is recorded as given. */
+  readonly clientsGiven?: boolean;
+  /** Real backends: the closed-loop load in transactions a point starts from (DESIGN.md "Workload"); saturation probes raise it. */
+  readonly loadTxns?: number;
+  /** --load-txns was given: used as is, no probing. */
+  readonly loadGiven?: boolean;
   /** Simulator only: batches each run issues (figure 11b adds the batches before the primary stops). */
   readonly simBatches: number;
   /** Rerun repetitions recorded as failed or invalid instead of skipping them. */
@@ -158,7 +165,9 @@ export function describeRun(run: SweepRun, reps?: number): string {
  */
 export function specFor(
   run: SweepRun,
-  config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'> & Partial<Pick<SweepConfig, 'backend' | 'link' | 'infra' | 'clientProcs'>>,
+  config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'> &
+    Partial<Pick<SweepConfig, 'backend' | 'link' | 'infra' | 'clientProcs' | 'loadTxns' | 'clientsGiven'>>,
+  loadTxns?: number,
 ): RunSpec {
   const p = run.point;
   const primaryFailure =
@@ -174,7 +183,10 @@ export function specFor(
     // At least one logical client per replica: HotStuff's parallel leaders each serve their own
     // clients, and a leader without any fills its slots with no-ops (the paper's 200K clients
     // kept every leader busy). Other protocols see the same count at the same point.
-    clients: Math.max(config.clients, p.replicas),
+    // In transactions (the load is the same at every batch size), at least one request per replica.
+    ...(config.loadTxns !== undefined && !config.clientsGiven
+      ? { loadTxns: Math.max(loadTxns ?? config.loadTxns, p.replicas * p.batch) }
+      : { clients: Math.max(config.clients, p.replicas) }),
     warmupS: config.warmupSec,
     durationS: config.measuredSec,
     seed: config.seed + run.rep,
@@ -270,6 +282,9 @@ export function recordFromRunResult(run: SweepRun, result: RunResult, backend: S
           replicaViews: m.replicaViews,
           ...(m.viewChangeStartSec === undefined ? {} : { viewChangeStartSec: m.viewChangeStartSec, viewChangeEndSec: m.viewChangeEndSec }),
         }),
+    ...loadOf(result.spec),
+    ...(result.bottleneck ? { bottleneck: result.bottleneck } : {}),
+    ...(result.steady ? { steady: result.steady } : {}),
     spec: result.spec,
   };
 }
@@ -544,4 +559,50 @@ export function formatDuration(sec: number): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Saturation (experiments/saturation.ts): which load each point runs at
+
+/** Where a sweep's closed loop starts, in transactions outstanding: 48 requests of 100, and 16 of 300 (figure 12 at n = 16). */
+export const FIGURE_LOAD_TXNS = 4800;
+
+/** The probing a profile allows: quick keeps to one doubling and 3-second probes (figure 13 --quick stays within minutes). */
+export function saturationPolicy(config: Pick<SweepConfig, 'profile' | 'measuredSec'>): SaturationPolicy {
+  const maxDoublings = config.profile.name === 'quick' ? 1 : config.profile.name === 'default' ? 2 : 3;
+  return { maxDoublings, probeMeasuredSec: Math.max(2, Math.min(config.measuredSec / 2, 10)) };
+}
+
+/**
+ * One point of a real-backend sweep at its saturation: the run and its record with `saturation`.
+ * `runSpec` runs one spec (executeRun with the sweep's signal and logs); `chosen` remembers the
+ * load each point settled on, so later repetitions reuse it.
+ */
+export async function runPointSaturated(
+  run: SweepRun,
+  config: SweepConfig,
+  runSpec: SpecRunner,
+  chosen: Map<string, number>,
+): Promise<{ result: RunResult; spec: RunSpec; saturation: Saturation } | undefined> {
+  const fixed = (how: Saturation['how'], note: string, loadTxns?: number) => async () => {
+    const spec = specFor(run, config, loadTxns);
+    const result = await runSpec(spec, 'run');
+    if (result.interrupted) return undefined;
+    const load = outstandingTxns(spec) ?? 0;
+    return { result, spec, saturation: { loadTxns: load, how, saturated: null, probes: [], note } };
+  };
+  if (config.clientsGiven) return fixed('given', `--clients ${config.clients} as given (batch-level closed loop), not probed`)();
+  if (config.loadTxns === undefined) return fixed('given', 'no load in transactions configured, not probed')();
+  if (config.loadGiven) return fixed('given', `--load-txns ${config.loadTxns} as given, not probed`)();
+  if (run.point.primaryStopsAfter !== undefined) return fixed('unprobed', 'figure 11b: a primary failure at a fixed place is the point; not probed')();
+  const earlier = chosen.get(run.pointId);
+  if (earlier !== undefined) {
+    return fixed('reused', `the load repetition 1 settled on (${earlier} txns)`, earlier)();
+  }
+  const start = specFor(run, config).loadTxns ?? config.loadTxns;
+  const atLoad = (loadTxns: number, measuredSec?: number): RunSpec => specFor(run, measuredSec === undefined ? config : { ...config, measuredSec }, loadTxns);
+  const out = await runSaturated(start, atLoad, runSpec, saturationPolicy(config));
+  if (!out) return undefined;
+  chosen.set(run.pointId, out.saturation.loadTxns);
+  return { result: out.result, spec: out.result.spec, saturation: out.saturation };
 }

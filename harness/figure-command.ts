@@ -54,6 +54,8 @@ import {
   predictedRunSec,
   PRIMARY_FAILURE_TIMEOUTS,
   recordFromRunResult,
+  runPointSaturated,
+  FIGURE_LOAD_TXNS,
   remainingRuns,
   RUNS_FILE,
   runSweep,
@@ -95,6 +97,7 @@ export interface FigureFlags extends InfraFlags {
   readonly duration?: string;
   readonly seed?: string;
   readonly clients?: string;
+  readonly loadTxns?: string;
   readonly simBatches?: string;
   readonly retryFailed?: boolean;
   readonly baseline?: string;
@@ -196,6 +199,9 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
     filter,
     seed: flags.seed === undefined ? RUN_DEFAULTS.seed : positiveInt('--seed', flags.seed, 0),
     clients,
+    ...(flags.clients !== undefined ? { clientsGiven: true } : {}),
+    loadTxns: flags.loadTxns === undefined ? FIGURE_LOAD_TXNS : positiveInt('--load-txns', flags.loadTxns),
+    ...(flags.loadTxns !== undefined ? { loadGiven: true } : {}),
     simBatches: flags.simBatches === undefined ? SIM_BATCHES[profileName] : positiveInt('--sim-batches', flags.simBatches),
     retryFailed: flags.retryFailed ?? false,
     ...placement,
@@ -400,14 +406,22 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: R
       return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window }, signal);
     };
   }
+  const chosen = new Map<string, number>();
   return async (run, signal, onPhase) => {
-    // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter.
-    const spec = specFor(run, config);
+    // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter. Each
+    // point runs at its saturation (experiments/saturation.ts): probes are extra runs.
     const logDir = logs ? join(dir, 'logs', `${run.pointId.replace(/[^\w.=-]+/g, '_')}.rep${run.rep}`) : undefined;
-    const result = await executeRun(spec, { signal, onProgress: onPhase, ...(logDir ? { logDir } : {}), ...(remote?.launch ? { launch: remote.launch } : {}) });
-    if (result.interrupted) return undefined;
-    const record = recordFromRunResult(run, result, config.backend);
-    return remote ? { ...record, hosts: hostsUsed(remote.hosts, spec), ...remote.extra } : record;
+    const runSpec = (spec: RunSpec, what: string) =>
+      executeRun(spec, {
+        signal,
+        onProgress: (line) => onPhase(`${what}: ${line}`),
+        ...(logDir ? { logDir: what === 'run' ? logDir : `${logDir}.${what.replace(/\W+/g, '_')}` } : {}),
+        ...(remote?.launch ? { launch: remote.launch } : {}),
+      });
+    const out = await runPointSaturated(run, config, runSpec, chosen);
+    if (!out) return undefined;
+    const record = { ...recordFromRunResult(run, out.result, config.backend), saturation: out.saturation };
+    return remote ? { ...record, hosts: hostsUsed(remote.hosts, out.spec), ...remote.extra } : record;
   };
 }
 
@@ -759,7 +773,14 @@ export function defineFigureCommand(cmd: Command): Command {
     .option('--warmup <s>', "warm-up seconds of every run (overrides the profile's)")
     .option('--duration <s>', "measured seconds of every run (overrides the profile's)")
     .option('--seed <x>', `base seed: repetition r uses seed + r (default ${RUN_DEFAULTS.seed})`)
-    .option('--clients <c>', `closed-loop logical clients per run, at least one per replica (default ${RUN_DEFAULTS.clients})`)
+    .option(
+      '--clients <c>',
+      `batch-level closed loop: logical clients per run, one batch outstanding each, at least one per replica; given, no saturation probe (simulator default ${RUN_DEFAULTS.clients})`,
+    )
+    .option(
+      '--load-txns <t>',
+      `closed loop in transactions outstanding, the same at every batch size; given, no saturation probe (default: start at ${FIGURE_LOAD_TXNS} and probe at double load until it gains < 5%)`,
+    )
     .option(
       '--sim-batches <m>',
       `sim backend: batches per run (default by profile: quick ${SIM_BATCHES.quick}, default ${SIM_BATCHES.default}, paper ${SIM_BATCHES.paper})`,
