@@ -56,7 +56,7 @@ describe('writeReport', () => {
     }
   });
 
-  it('says per point what bound it, and gives every claim that does not hold its points\' bottlenecks (issue 11)', async () => {
+  it("says per point what bound it, and gives every claim that does not hold its points' bottlenecks (issue 11)", async () => {
     const detail = 'CPU-bound: the machine at 197% of 200% (33 processes of the run on 2 cores, together 190%)';
     const records = fixtureFigure('13', 1).map((r) => ({
       ...r,
