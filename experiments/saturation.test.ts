@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../infra/run/execute.js';
 import type { RunSpec } from '../infra/run/spec.js';
-import { judgeProbe, runSaturated } from './saturation.js';
+import { cpuFull, judgeProbe, runSaturated } from './saturation.js';
 
 /** A fake protocol whose throughput follows the load up to `capacity` txn/s (Little's law with 10 ms latency). */
 function fakeRunner(capacity: number, calls: { load: number; measuredSec?: number }[]) {
@@ -63,5 +63,16 @@ describe('runSaturated', () => {
     expect(judgeProbe(base, { valid: false, throughputTxnPerSec: 0, latencyMs: base.latencyMs }).saturated).toBe(true);
     expect(judgeProbe(base, { valid: true, throughputTxnPerSec: 104, latencyMs: base.latencyMs })).toMatchObject({ saturated: true, gainPercent: 4 });
     expect(judgeProbe(base, { valid: true, throughputTxnPerSec: 106, latencyMs: base.latencyMs })).toMatchObject({ saturated: false, gainPercent: 6 });
+  });
+});
+
+describe('cpuFull', () => {
+  const metrics = (cpus: number[]) => ({ processes: cpus.map((cpuPercent, i) => ({ name: `replica ${i}`, cpuPercent })) }) as unknown as RunResult['metrics'];
+  const cpu = { kind: 'cpu', cores: 2, machineCpuPercent: 199, busiestProcess: 'replica 0', busiestCpuPercent: 60, detail: '' } as const;
+  it('skips the probe only when the run itself filled the machine', () => {
+    expect(cpuFull({ bottleneck: cpu, metrics: metrics([60, 60, 60, 15]) })).toMatch(/195% of the machine's 200%/);
+    // The machine was full, but mostly of other programs: probe.
+    expect(cpuFull({ bottleneck: cpu, metrics: metrics([20, 20, 20, 20]) })).toBeUndefined();
+    expect(cpuFull({ bottleneck: { ...cpu, kind: 'clients' }, metrics: metrics([60, 60, 60, 15]) })).toBeUndefined();
   });
 });

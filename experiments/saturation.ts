@@ -18,6 +18,7 @@
  */
 import type { RunResult } from '../infra/run/execute.js';
 import type { RunSpec } from '../infra/run/spec.js';
+import { CPU_BOUND_FRACTION } from '../infra/run/bottleneck.js';
 
 export const PROBE_FACTOR = 2;
 export const GAIN_PERCENT = 5;
@@ -35,8 +36,12 @@ export interface SaturationProbe {
 export interface Saturation {
   /** The load (transactions outstanding) of the recorded run. */
   readonly loadTxns: number;
-  /** given: the user's load, not probed; probed: shown saturated or not by probes; reused: the load of repetition 1; unprobed: not applicable (figure 11b, an invalid run). */
-  readonly how: 'given' | 'probed' | 'reused' | 'unprobed';
+  /**
+   * given: the user's load, not probed; probed: shown saturated or not by probes; cpu-full: the
+   * run's own processes filled the machine's CPU, so more load cannot gain (no probe); reused:
+   * the load of repetition 1; unprobed: not applicable (figure 11b, an invalid run).
+   */
+  readonly how: 'given' | 'probed' | 'cpu-full' | 'reused' | 'unprobed';
   /** True when a probe at PROBE_FACTOR times the load gained less than GAIN_PERCENT (or passed the latency bound). */
   readonly saturated: boolean | null;
   /** Every run at a lower load that a probe showed was not saturated, then the probes. */
@@ -71,6 +76,19 @@ export function judgeProbe(
   return { saturated: false, gainPercent, why: `double load gained ${gainPercent}%` };
 }
 
+/**
+ * The run's own processes used at least CPU_BOUND_FRACTION of the machine's cores: more load
+ * cannot get more CPU, so the run is at the machine's saturation without a probe. (When other
+ * programs filled the machine instead, the run's processes used less, and the probe runs.)
+ */
+export function cpuFull(result: Pick<RunResult, 'bottleneck' | 'metrics'>): string | undefined {
+  const b = result.bottleneck;
+  if (b === undefined || b.kind !== 'cpu' || result.metrics === undefined) return undefined;
+  const own = result.metrics.processes.reduce((s, p) => s + (p.cpuPercent ?? 0), 0);
+  if (own < CPU_BOUND_FRACTION * 100 * b.cores) return undefined;
+  return `its ${result.metrics.processes.length} processes used ${Math.round(own)}% of the machine's ${100 * b.cores}%: more load cannot gain CPU`;
+}
+
 /** A spec at another load, keeping everything else. */
 export type AtLoad = (loadTxns: number, measuredSec?: number) => RunSpec;
 
@@ -90,6 +108,9 @@ export async function runSaturated(
     const result = await run(atLoad(load), `load ${load} txns`);
     if (result.interrupted) return undefined;
     if (!result.valid) return { result, saturation: { loadTxns: load, how: 'unprobed', saturated: null, probes, note: 'the run is not valid: no probe' } };
+    const full = cpuFull(result);
+    if (full !== undefined)
+      return { result, saturation: { loadTxns: load, how: 'cpu-full', saturated: true, probes, note: `saturated at ${load} txns: ${full}` } };
     const probeLoad = load * PROBE_FACTOR;
     const probe = await run(atLoad(probeLoad, policy.probeMeasuredSec), `probe at ${probeLoad} txns`);
     if (probe.interrupted) return undefined;

@@ -347,20 +347,19 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   const startMs = Date.now();
   const endMs = startMs + warmupMs + durationMs + WINDOW_MARGIN_MS;
 
-  // Warm-up and measurement, with a progress line about once a second; the machine's CPU is
-  // sampled when the window opens and when it closes (the clients' window, by this clock).
-  const windowOpenMs = startMs + warmupMs;
-  const windowCloseMs = windowOpenMs + durationMs;
+  // Warm-up and measurement, with a progress line about once a second. The machine's CPU is
+  // sampled by timers when the window opens and when it closes (the clients' window, by this
+  // clock): a progress request that takes long on a loaded machine cannot delay them.
   let cpuAtOpen: CpuSample | undefined;
   let cpuAtClose: CpuSample | undefined;
-  let [opened, closed] = [false, false];
+  const cpuTimers = [
+    setTimeout(() => (cpuAtOpen = sampleMachineCpu()), warmupMs).unref(),
+    setTimeout(() => (cpuAtClose = sampleMachineCpu()), warmupMs + durationMs).unref(),
+  ];
   let lastTxns = 0;
   let lastAt = startMs;
   while (Date.now() < endMs) {
-    const next = !opened ? windowOpenMs : !closed ? windowCloseMs : endMs;
-    await guard.sleep(Math.max(0, Math.min(1000, next - Date.now(), endMs - Date.now())));
-    if (!opened && Date.now() >= windowOpenMs) [opened, cpuAtOpen] = [true, sampleMachineCpu()];
-    else if (opened && !closed && Date.now() >= windowCloseMs) [closed, cpuAtClose] = [true, sampleMachineCpu()];
+    await guard.sleep(Math.min(1000, endMs - Date.now()));
     if (!options.onProgress) continue;
     const progress = await guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' }))));
     const txns = progress.reduce((s, p) => s + p.acceptedTxns, 0);
@@ -377,6 +376,7 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     );
   }
 
+  for (const t of cpuTimers) clearTimeout(t);
   trace('stop clients');
   // Stop the clients; the replicas finish what is in flight and the correct ones must converge
   // (a replica that stopped after k batches holds a prefix, an equivocating one anything).
