@@ -17,6 +17,7 @@ import {
   remainingRuns,
   runKey,
   PRIMARY_FAILURE_TIMEOUTS,
+  primaryCrashAtMs,
   runSweep,
   specFor,
   sweepManifest,
@@ -195,14 +196,16 @@ describe('runs.jsonl and manifest.json', () => {
 });
 
 describe('figure 11b on real processes', () => {
-  const c11b: SweepConfig = { ...config, figures: ['11b'], figureArg: '11b', filter: { replicas: [4] } };
+  const c11b: SweepConfig = { ...config, warmupSec: 4, figures: ['11b'], figureArg: '11b', filter: { replicas: [4] } };
 
-  it('runs its points with the view-0 primary stopping after 900 batches, checkpoints every 600 and the recorded timeouts', () => {
+  it('runs its points with the view-0 primary crashing 2 s before the window, checkpoints every 600 and the recorded timeouts', () => {
     const runs = planSweep(c11b);
     expect(runs.map((r) => r.point.protocol)).toEqual(['poe', 'pbft', 'poe', 'pbft']);
     for (const run of runs) {
       const spec = specFor(run, c11b);
-      expect(spec.faults).toEqual([{ replica: 0, fault: { kind: 'stopAfter', batches: 900 } }]);
+      // Placed by time so the view change falls in the window whatever the throughput (issue 11 item 7).
+      expect(spec.faults).toEqual([{ replica: 0, fault: { kind: 'crashAt', atMs: c11b.warmupSec * 1000 - 2000 } }]);
+      expect(spec.clientTimeoutFixed).toBe(true);
       expect(spec.checkpointInterval).toBe(600);
       expect(spec.clientTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs);
       expect(spec.viewChangeTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs);
@@ -210,6 +213,13 @@ describe('figure 11b on real processes', () => {
     // Other figures run without faults.
     expect(specFor(planSweep(config)[0]!, config).faults).toEqual([]);
     const manifest = sweepManifest(c11b, {}, 'now', ['figure', '11b']) as { spec: { primaryFailure: Record<string, unknown> } };
-    expect(manifest.spec.primaryFailure).toMatchObject({ faults: ['0=stopAfter:900'], checkpointIntervalK: 600, ...PRIMARY_FAILURE_TIMEOUTS });
+    expect(manifest.spec.primaryFailure).toMatchObject({
+      faults: [`0=crashAt:${c11b.warmupSec * 1000 - 2000}`],
+      checkpointIntervalK: 600,
+      ...PRIMARY_FAILURE_TIMEOUTS,
+    });
+    expect(String(manifest.spec.primaryFailure['paper900'])).toMatch(/900 transactions.*after the first checkpoint/);
+    // A warm-up shorter than 2 s: the primary crashes at the start.
+    expect(primaryCrashAtMs(1)).toBe(0);
   });
 });
