@@ -77,6 +77,17 @@ describe('writeReport', () => {
     }
   });
 
+  it('figure 11b: says how the primary failure was placed and what 900 transactions was taken to mean', async () => {
+    const primaryFailure = { fault: 'the view-0 primary crashes 2000 ms after its start', paper900: 'read as the place after the first checkpoint' };
+    const dir = resultsDir(fixtureFigure('11b', 1), { figure: '11b', profile: 'quick', backend: 'local', spec: { primaryFailure } });
+    try {
+      const md = readFileSync((await writeReport(dir)).markdown, 'utf8');
+      expect(md).toContain('The primary failure: the view-0 primary crashes 2000 ms after its start; read as the place after the first checkpoint.');
+    } finally {
+      cleanup(dir);
+    }
+  });
+
   it('evaluates the cross-figure claims when figures 10 and 11a share a results directory, and honours --baseline', async () => {
     const dir = resultsDir([...fixtureFigure('10', 1), ...fixtureFigure('11a', 1)]);
     try {

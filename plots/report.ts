@@ -251,6 +251,16 @@ const METHOD: Block[] = [
   },
 ];
 
+/** Figure 11b: how the primary's failure was placed, and what the paper's "900 transactions" was taken to mean (the manifest's note). */
+function primaryFailureBlocks(id: FigureId, manifest: ManifestInfo): Block[] {
+  if (id !== '11b') return [];
+  const note = (manifest.spec as { primaryFailure?: Record<string, unknown> } | undefined)?.primaryFailure;
+  if (note === undefined) return [];
+  const parts = [note['fault'], note['paper900'], note['why'], note['how']].filter((x): x is string => typeof x === 'string');
+  const flagged = 'A point whose repetitions had no view change beginning inside the measured window is flagged in its notes and left out of the claims.';
+  return [{ kind: 'paragraph', text: `The primary failure: ${parts.join('; ')}. ${flagged}` }];
+}
+
 /** The blocks of a report on the given records and manifest; pure apart from rendering the charts into `dir`. */
 export async function buildReport(
   dir: string,
@@ -280,6 +290,7 @@ export async function buildReport(
       { kind: 'heading', level: 2, text: figureHeading(fig) },
       { kind: 'paragraph', text: `${fig.caption} Faults: ${fig.faults}. Protocols: ${fig.protocols.map((p) => PROTOCOL_LABEL[p]).join(', ')}.` },
       ...chartBlocks(rendered, (c) => `${c.stem}.svg`),
+      ...primaryFailureBlocks(id, manifest),
     );
     if (rendered.length === 0) blocks.push({ kind: 'paragraph', text: 'No valid run: nothing to chart.' });
     blocks.push({ kind: 'heading', level: 3, text: 'Numbers' }, numbersTable(data, baseline), ...sentenceBlocks(data, baseline), ...failureList(data));
