@@ -18,6 +18,8 @@ import {
   runKey,
   PRIMARY_FAILURE_TIMEOUTS,
   primaryCrashAtMs,
+  loadGroup,
+  chosenLoadsFrom,
   runSweep,
   specFor,
   sweepManifest,
@@ -26,7 +28,8 @@ import {
   type SweepConfig,
   type SweepRun,
 } from './sweep.js';
-import type { RunRecord } from '../infra/run/records.js';
+import type { FigureId, RunRecord } from '../infra/run/records.js';
+import type { ProtocolName } from '../replica/types.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -221,5 +224,33 @@ describe('figure 11b on real processes', () => {
     expect(String(manifest.spec.primaryFailure['paper900'])).toMatch(/900 transactions.*after the first checkpoint/);
     // A warm-up shorter than 2 s: the primary crashes at the start.
     expect(primaryCrashAtMs(1)).toBe(0);
+  });
+});
+
+describe('the load each point runs at (issue 11 items 1 and 6)', () => {
+  it('figure 12 holds one load per protocol across batch sizes; other figures one per point', () => {
+    const at = (figure: FigureId, protocol: ProtocolName, batch: number) => ({
+      figure,
+      experiment: `figure-${figure}`,
+      point: { protocol, replicas: 16, crashed: 1, batch },
+      pointId: `${protocol}/n=16/crashed=1/batch=${batch}`,
+    });
+    expect(loadGroup(at('12', 'poe', 10))).toBe(loadGroup(at('12', 'poe', 300)));
+    expect(loadGroup(at('12', 'poe', 10))).not.toBe(loadGroup(at('12', 'pbft', 10)));
+    expect(loadGroup(at('13', 'poe', 100))).toBe('poe/n=16/crashed=1/batch=100');
+  });
+
+  it('a resumed sweep keeps the loads probed before, never a given or unprobed one', () => {
+    const rec = (pointId: string, batch: number, how: string, loadTxns: number) => ({
+      experiment: 'figure-12',
+      pointId,
+      point: { protocol: 'poe' as const, replicas: 16, crashed: 1, batch },
+      rep: 0,
+      valid: true,
+      startedAt: 'fixture',
+      saturation: { loadTxns, how, saturated: true, probes: [], note: '' },
+    });
+    expect([...chosenLoadsFrom([rec('a', 10, 'probed', 9600)])]).toEqual([['figure-12/poe', 9600]]);
+    expect(chosenLoadsFrom([rec('a', 10, 'given', 9600), rec('b', 50, 'unprobed', 4800)]).size).toBe(0);
   });
 });

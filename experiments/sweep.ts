@@ -16,7 +16,7 @@ import type { InfraSpec } from '../infra/run/placement.js';
 import { makeRunSpec, outstandingTxns, RUN_DEFAULTS, type BackendName, type RunSpec } from '../infra/run/spec.js';
 import { formatReplicaFault } from '../replica/byzantine.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
-import { FIGURES, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
+import { FIGURES, figureOfExperiment, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
 import { runSaturated, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
 import type { FigureId, RunMetrics, RunRecord } from '../infra/run/records.js';
@@ -600,6 +600,26 @@ export function saturationPolicy(config: Pick<SweepConfig, 'profile' | 'measured
 }
 
 /**
+ * The points that share one load: a point's repetitions; and in figure 12 all batch sizes of a
+ * protocol, since a batch sweep holds the load in transactions fixed (DESIGN.md "Workload").
+ */
+export function loadGroup(run: Pick<SweepRun, 'figure' | 'experiment' | 'pointId' | 'point'>): string {
+  return run.figure === '12' ? `${run.experiment}/${run.point.protocol}` : run.pointId;
+}
+
+/** The loads earlier runs of a sweep settled on, by load group (a resumed sweep keeps them). */
+export function chosenLoadsFrom(records: readonly RunRecord[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of records) {
+    const sat = (r as RunRecord & { saturation?: Saturation }).saturation;
+    const figure = figureOfExperiment(r.experiment);
+    if (!r.valid || sat === undefined || figure === undefined || sat.how === 'given' || sat.how === 'unprobed') continue;
+    out.set(loadGroup({ figure, experiment: r.experiment, pointId: r.pointId, point: r.point }), sat.loadTxns);
+  }
+  return out;
+}
+
+/**
  * One point of a real-backend sweep at its saturation: the run and its record with `saturation`.
  * `runSpec` runs one spec (executeRun with the sweep's signal and logs); `chosen` remembers the
  * load each point settled on, so later repetitions reuse it.
@@ -621,14 +641,16 @@ export async function runPointSaturated(
   if (config.loadTxns === undefined) return fixed('given', 'no load in transactions configured, not probed')();
   if (config.loadGiven) return fixed('given', `--load-txns ${config.loadTxns} as given, not probed`)();
   if (run.point.primaryStopsAfter !== undefined) return fixed('unprobed', 'figure 11b: a primary failure at a fixed place is the point; not probed')();
-  const earlier = chosen.get(run.pointId);
+  const group = loadGroup(run);
+  const earlier = chosen.get(group);
   if (earlier !== undefined) {
-    return fixed('reused', `the load repetition 1 settled on (${earlier} txns)`, earlier)();
+    const whose = run.figure === '12' ? `${run.point.protocol}'s first batch size` : 'repetition 1';
+    return fixed('reused', `the load ${whose} settled on (${earlier} txns), held`, earlier)();
   }
   const start = specFor(run, config).loadTxns ?? config.loadTxns;
   const atLoad = (loadTxns: number, measuredSec?: number): RunSpec => specFor(run, measuredSec === undefined ? config : { ...config, measuredSec }, loadTxns);
   const out = await runSaturated(start, atLoad, runSpec, saturationPolicy(config));
   if (!out) return undefined;
-  chosen.set(run.pointId, out.saturation.loadTxns);
+  chosen.set(group, out.saturation.loadTxns);
   return { result: out.result, spec: out.result.spec, saturation: out.saturation };
 }

@@ -55,6 +55,7 @@ import {
   PRIMARY_FAILURE_TIMEOUTS,
   recordFromRunResult,
   runPointSaturated,
+  chosenLoadsFrom,
   FIGURE_LOAD_TXNS,
   remainingRuns,
   RUNS_FILE,
@@ -406,7 +407,7 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: R
       return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window }, signal);
     };
   }
-  const chosen = new Map<string, number>();
+  const chosen = chosenLoadsFrom(loadRuns(dir));
   return async (run, signal, onPhase) => {
     // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter. Each
     // point runs at its saturation (experiments/saturation.ts): probes are extra runs.
