@@ -37,4 +37,10 @@ describe('steady state', () => {
     expect(s.windowLongEnough).toBe(false);
     expect(s.windowOverLatency).toBeCloseTo(1.1, 1);
   });
+
+  it('a run that accepted nothing in its window is not steady', () => {
+    const s = judgeSteady({ throughputSeries: series([0, 0, 0], [0, 0, 0, 0, 0, 0]), windowSec: 6, latencyMs: { mean: 0, p50: 0, p99: 0, max: 0 } }, 3);
+    expect(s.settled).toBe(false);
+    expect(s.flags[0]).toMatch(/nothing was accepted/);
+  });
 });

@@ -70,7 +70,9 @@ export function judgeSteady(m: Pick<RunMetricsReport, 'throughputSeries' | 'wind
   const warmupSettled = warm.length >= 2 && warmupSpread <= 2 * SETTLED_PERCENT;
   const windowOverLatency = m.latencyMs.mean > 0 ? round((m.windowSec * 1000) / m.latencyMs.mean) : 0;
   const windowLongEnough = windowOverLatency >= WINDOW_OVER_LATENCY;
+  const nothing = measured.every((t) => t <= 0);
   const flags = [
+    ...(nothing ? ["nothing was accepted in the window's whole seconds"] : []),
     ...(warmupSettled ? [] : [`the warm-up (${warmupSec} s, the profile's cap) had not settled: its last seconds spread ${round(warmupSpread)}%`]),
     ...(Math.abs(trend) <= SETTLED_PERCENT ? [] : [`throughput drifted ${trend > 0 ? '+' : ''}${trend}% across the window`]),
     ...(windowLongEnough
@@ -78,7 +80,7 @@ export function judgeSteady(m: Pick<RunMetricsReport, 'throughputSeries' | 'wind
       : [`the window (${m.windowSec} s) is only ${windowOverLatency} times the mean latency (${m.latencyMs.mean} ms); ${WINDOW_OVER_LATENCY} wanted`]),
   ];
   return {
-    settled: warmupSettled && Math.abs(trend) <= SETTLED_PERCENT,
+    settled: !nothing && warmupSettled && Math.abs(trend) <= SETTLED_PERCENT,
     trendPercent: trend,
     warmupSettled,
     warmupSec,
