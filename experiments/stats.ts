@@ -272,7 +272,7 @@ export function aggregate(records: readonly RunRecord[]): AggregatedPoint[] {
       rollbacks: summaryOf(m.map((x) => x.rollbacks)),
       clientTimeouts: summaryOf(m.map((x) => x.clientTimeouts)),
       ...(series === undefined ? {} : { throughputSeries: series }),
-      ...measuredExtras(first.point, ok),
+      ...measuredExtras(first.point, ok, list),
     });
   }
   return out;
@@ -281,8 +281,10 @@ export function aggregate(records: readonly RunRecord[]): AggregatedPoint[] {
 function measuredExtras(
   point: SweepPoint,
   ok: readonly RunRecord[],
+  all: readonly RunRecord[],
 ): Pick<AggregatedPoint, 'bottleneck' | 'loadTxns' | 'saturation' | 'notSteady' | 'noisy' | 'eventMissing'> {
-  const bottleneck = bottleneckOf(ok);
+  // An invalid run that completed still says what bound it (a point with no valid run too).
+  const bottleneck = bottleneckOf(ok.length > 0 ? ok : all);
   const loads = [...new Set(ok.map((r) => extrasOf(r).load?.closedLoopTxns).filter((x): x is number => x !== undefined))];
   const saturation = ok.map((r) => extrasOf(r).saturation).find((x) => x !== undefined);
   const notSteady = ok.flatMap((r) => {
