@@ -254,3 +254,15 @@ describe('the load each point runs at (issue 11 items 1 and 6)', () => {
     expect(chosenLoadsFrom([rec('a', 10, 'given', 9600), rec('b', 50, 'unprobed', 4800)]).size).toBe(0);
   });
 });
+
+describe('figure 12 in transactions (issue 11 item 6)', () => {
+  it('runs every batch size at the same load, at least one request of the largest batch per replica', () => {
+    const c12: SweepConfig = { ...config, figures: ['12'], figureArg: '12', filter: {}, loadTxns: 2400 };
+    const runs = planSweep(c12).filter((r) => r.point.protocol === 'poe' && r.rep === 0);
+    const loads = runs.map((r) => specFor(r, c12).loadTxns);
+    expect(runs.map((r) => r.point.batch)).toEqual([10, 50, 100, 200, 300]);
+    // 16 replicas x 300 writes: 4,800 transactions outstanding at every batch size.
+    expect(new Set(loads)).toEqual(new Set([4800]));
+    expect(runs.map((r) => specFor(r, c12).clients)).toEqual([480, 96, 48, 24, 16]);
+  });
+});
