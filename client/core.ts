@@ -36,7 +36,20 @@ export interface ClientOptions {
   readonly maxBatches: number;
   /** Open loop: total batches per second for this machine; undefined for closed loop. */
   readonly openLoopBatchesPerSec?: number;
+  /**
+   * True: a request's timeout follows the observed latency: the larger of requestTimeoutMs and
+   * ADAPTIVE_TIMEOUT_MULTIPLE times the p99 of the last LATENCY_SAMPLES acceptances (issue 11:
+   * a slow protocol must not be measured through its own timeouts). False or absent: exactly
+   * requestTimeoutMs (a figure that measures a timeout's effect: a primary failure, Zyzzyva's
+   * slow path).
+   */
+  readonly adaptiveTimeout?: boolean;
 }
+
+/** The adaptive timeout is this many times the recent p99 latency. */
+export const ADAPTIVE_TIMEOUT_MULTIPLE = 4;
+/** Recent acceptances the adaptive timeout looks at; its p99 is recomputed every quarter of them. */
+export const LATENCY_SAMPLES = 512;
 
 export interface ClientDeps<M extends WireMessage> {
   readonly crypto: CryptoProvider;
@@ -59,6 +72,8 @@ export class ClientCore<M extends WireMessage> {
   private issued = 0;
   private acceptedCount = 0;
   private started = false;
+  private readonly recentLatencyMs: number[] = [];
+  private timeoutMs: number;
 
   constructor(
     private readonly options: ClientOptions,
@@ -66,6 +81,22 @@ export class ClientCore<M extends WireMessage> {
   ) {
     if (options.clients < 1) throw new RangeError('clients must be >= 1');
     if (options.batchSize < 1) throw new RangeError('batchSize must be >= 1');
+    this.timeoutMs = options.requestTimeoutMs;
+  }
+
+  /** The timeout a request issued now gets (requestTimeoutMs unless adaptive). */
+  get requestTimeoutMs(): number {
+    return this.timeoutMs;
+  }
+
+  private observeLatency(latencyMs: number): void {
+    if (!this.options.adaptiveTimeout) return;
+    const recent = this.recentLatencyMs;
+    recent[this.acceptedCount % LATENCY_SAMPLES] = latencyMs;
+    if (this.acceptedCount % (LATENCY_SAMPLES / 4) !== 0) return;
+    const sorted = [...recent].sort((a, b) => a - b);
+    const p99 = sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))]!;
+    this.timeoutMs = Math.max(this.options.requestTimeoutMs, Math.ceil(ADAPTIVE_TIMEOUT_MULTIPLE * p99));
   }
 
   get issuedBatches(): number {
@@ -162,7 +193,7 @@ export class ClientCore<M extends WireMessage> {
     this.pending.set(clientId, p);
     this.issued++;
     for (const to of this.deps.policy.targets(request)) out.push({ kind: 'send', to, msg: request as unknown as M });
-    out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: this.options.requestTimeoutMs });
+    out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: this.timeoutMs });
     void nowMs;
   }
 
@@ -185,6 +216,7 @@ export class ClientCore<M extends WireMessage> {
     const { clientId, reqNo } = p.request;
     this.pending.delete(clientId);
     this.acceptedCount++;
+    this.observeLatency(nowMs - p.firstSentMs);
     out.push({ kind: 'cancelTimer', name: requestTimer(clientId) });
     out.push({
       kind: 'accepted',
@@ -220,6 +252,6 @@ export class ClientCore<M extends WireMessage> {
     p.timeouts++;
     out.push({ kind: 'event', event: { name: 'timeout', clientId, reqNo: p.request.reqNo } });
     out.push(...this.deps.policy.onTimeout(p, nowMs));
-    out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: this.options.requestTimeoutMs });
+    out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: this.timeoutMs });
   }
 }

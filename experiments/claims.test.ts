@@ -183,3 +183,15 @@ describe('claims on simulated or parameter-bound numbers', () => {
     expect(r.measured).toMatch(/client timeout of 2000 ms/);
   });
 });
+
+describe('figure 11b points without their view change (issue 11 item 7)', () => {
+  it('are left out of the claims, and the claim says so', () => {
+    const data = fixtureData('11b', { poe: { 4: [1300, 10], 8: [1200, 10] }, pbft: { 4: [1000, 10], 8: [1400, 10] } });
+    // PoE is behind PBFT at 8 replicas: with that point the claim does not hold.
+    expect(evaluateClaim(claim('11b-poe-pbft-throughput'), { '11b': data }).verdict).toBe('does not hold');
+    const flagged = { ...data, points: data.points.map((p) => (p.point.replicas === 8 ? { ...p, eventMissing: 'no view change' } : p)) };
+    const r = evaluateClaim(claim('11b-poe-pbft-throughput'), { '11b': flagged });
+    expect(r.verdict).toBe('holds');
+    expect(r.measured).toMatch(/left out, no view change in the window: PoE at 8 replicas, PBFT at 8 replicas/);
+  });
+});

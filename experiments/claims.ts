@@ -15,8 +15,8 @@
  */
 import type { FigureId } from '../infra/run/records.js';
 import type { ProtocolName } from '../replica/types.js';
-import { PROTOCOL_LABEL, FIGURES, BATCH_SIZES, DEFAULT_BATCH } from './figures.js';
-import { valueAt, xValues, protocolsIn, type FigureData, type MetricName } from './stats.js';
+import { PROTOCOL_LABEL, PROTOCOL_ORDER, FIGURES, BATCH_SIZES, DEFAULT_BATCH, xOf } from './figures.js';
+import { valueAt, xValues, protocolsIn, type AggregatedPoint, type FigureData, type MetricName } from './stats.js';
 import { comparePoints, formatPercent, formatGain, xLabel, type PointComparison } from './sentences.js';
 
 export type Verdict = 'holds' | 'does not hold' | 'not measured';
@@ -393,6 +393,12 @@ export interface ClaimResult {
   readonly criterion: string;
   /** Modelled runs (--backend model): the verdict on the model's PREDICTION for a testbed, never a measurement. */
   readonly predicted?: { readonly testbed: string; readonly verdict: Verdict; readonly value: string };
+  /**
+   * Why a claim does not hold here, or was not judged (issue 11 item 3): what bound the points it
+   * reads (the CPU of this machine, the clients, latency, the network), points not shown
+   * saturated or not steady, and points left out because they lack their defining event.
+   */
+  readonly reason?: string;
 }
 
 const METRIC_WORD: Readonly<Record<MetricName, string>> = {
@@ -666,18 +672,77 @@ function evaluateWith(claim: Claim, data: FigureData, other: FigureData): ClaimR
   }
 }
 
+/** A figure's points that can be judged: figure 11b's points without a view change in their window are left out. */
+function judgeable(data: FigureData): FigureData {
+  return { ...data, points: data.points.filter((p) => p.eventMissing === undefined) };
+}
+
 /** The verdict of one claim on the figures given. */
 export function evaluateClaim(claim: Claim, inputs: ClaimInputs): ClaimResult {
-  const data = inputs[claim.figure];
-  if (data === undefined) return missingFigure(claim, criterionForMissing(claim), claim.figure);
+  const all = inputs[claim.figure];
+  if (all === undefined) return missingFigure(claim, criterionForMissing(claim), claim.figure);
+  const data = judgeable(all);
   let other = data;
   if (claim.kind === 'lowerThan' || claim.kind === 'sameOrder') {
     const o = inputs[claim.other];
     if (o === undefined) return missingFigure(claim, criterionForMissing(claim), claim.other);
-    other = o;
+    other = judgeable(o);
   }
-  return evaluateWith(claim, data, other);
+  const result = evaluateWith(claim, data, other);
+  const left = all.points.filter((p) => p.eventMissing !== undefined && claimProtocols(claim).includes(p.point.protocol));
+  if (left.length === 0) return result;
+  const why = `left out, no view change in the window: ${left.map((p) => `${L[p.point.protocol]} at ${xLabel(all.figure, xOf(all.figure, p.point))}`).join(', ')}`;
+  return { ...result, measured: `${result.measured} (${why})`, ...(result.verdict === 'holds' ? {} : { reason: why }) };
 }
+
+/** The protocols whose points a claim reads. */
+export function claimProtocols(claim: Claim): ProtocolName[] {
+  switch (claim.kind) {
+    case 'advantage':
+      return [claim.subject, claim.baseline];
+    case 'degradation':
+      return [claim.worse, claim.better];
+    case 'order':
+      return [...new Set(claim.conditions.flatMap((c) => [c.higher, c.lower]))];
+    case 'value':
+    case 'extreme':
+      return claim.kind === 'value' ? [claim.protocol] : [...PROTOCOL_ORDER];
+    case 'flat':
+      return [...claim.protocols];
+    case 'trend':
+    case 'lowerThan':
+    case 'sameOrder':
+      return [...PROTOCOL_ORDER];
+  }
+}
+
+/**
+ * Why the points a claim reads may not show what the paper's did: their bottlenecks, grouped
+ * by kind, with one example each; points not shown saturated; points not in steady state. The
+ * paper's replicas each had an 8-core c5.2xlarge (§5, line 407).
+ */
+export function pointsReason(claim: Claim, data: FigureData): string | undefined {
+  const points = data.points.filter((p) => claimProtocols(claim).includes(p.point.protocol) && p.reps > 0);
+  if (points.length === 0) return undefined;
+  const where = (p: AggregatedPoint): string => `${L[p.point.protocol]} at ${xLabel(data.figure, xOf(data.figure, p.point))}`;
+  const parts: string[] = [];
+  const byKind = new Map<string, AggregatedPoint[]>();
+  for (const p of points) if (p.bottleneck) byKind.set(p.bottleneck.kind, [...(byKind.get(p.bottleneck.kind) ?? []), p]);
+  for (const [kind, list] of [...byKind.entries()].sort((a, b) => b[1].length - a[1].length)) {
+    const ex = list[list.length - 1]!;
+    const paper = kind === 'cpu' ? '; the paper gave every replica its own 8-core machine' : '';
+    parts.push(`${KIND_WORD[kind] ?? kind} at ${list.length} of ${points.length} points (e.g. ${where(ex)}: ${ex.bottleneck!.detail})${paper}`);
+  }
+  const unsaturated = points.filter((p) => p.saturation?.saturated === false);
+  if (unsaturated.length > 0) parts.push(`not shown saturated: ${unsaturated.map(where).join(', ')}`);
+  const unsteady = points.filter((p) => p.notSteady.length > 0);
+  if (unsteady.length > 0) parts.push(`not in steady state: ${unsteady.map(where).join(', ')}`);
+  const noisy = points.filter((p) => p.noisy);
+  if (noisy.length > 0) parts.push(`noisy (95% interval > 10% of the mean): ${noisy.map(where).join(', ')}`);
+  return parts.length === 0 ? undefined : parts.join('. ');
+}
+
+const KIND_WORD: Readonly<Record<string, string>> = { cpu: 'CPU-bound', clients: 'client-bound', latency: 'latency-bound', network: 'network-bound' };
 
 /** What a report knows about how its numbers were made, beyond the runs themselves. */
 export interface ClaimContext {
@@ -710,7 +775,10 @@ const TIMEOUT_BOUND_CLAIMS = new Set(['10-zyz-latency-4', '10-zyz-latency-32']);
  */
 export function evaluateClaims(inputs: ClaimInputs, claims: readonly Claim[] = CLAIMS, context: ClaimContext = {}): ClaimResult[] {
   return claims.map((c) => {
-    const r = evaluateClaim(c, inputs);
+    const judged = evaluateClaim(c, inputs);
+    const data = inputs[c.figure];
+    const why = judged.verdict === 'does not hold' && data !== undefined ? pointsReason(c, data) : undefined;
+    const r = why === undefined ? judged : { ...judged, reason: judged.reason === undefined ? why : `${judged.reason}. ${why}` };
     if (context.modelledFor !== undefined) {
       return {
         ...r,

@@ -217,3 +217,41 @@ describe('manifest.json', () => {
     expect(readManifestInfo(null)).toEqual({});
   });
 });
+
+describe('how each number was made (issue 11)', () => {
+  const point11b: SweepPoint = { protocol: 'poe', replicas: 32, crashed: 0, batch: 100, primaryStopsAfter: 900 };
+  const withVc = (rep: number, viewChanges: number, viewChangeStartSec?: number) => ({
+    ...fixtureRecord('figure-11b', point11b, rep, { throughputTxnPerSec: 1000, latencyMeanMs: 10 }),
+    metrics: { ...fixtureRecord('figure-11b', point11b, rep, { throughputTxnPerSec: 1000, latencyMeanMs: 10 }).metrics!, viewChanges },
+    windowSec: 6,
+    ...(viewChangeStartSec === undefined ? {} : { viewChangeStartSec }),
+  });
+
+  it('figure 11b: a point without a view change beginning in its window is flagged', () => {
+    expect(aggregate([withVc(0, 1, 2.5)])[0]!.eventMissing).toBeUndefined();
+    expect(aggregate([withVc(0, 0)])[0]!.eventMissing).toMatch(/1 of 1 repetition\(s\) had no view change/);
+    // A view change that began in the warm-up is not the point's event either.
+    expect(aggregate([withVc(0, 1, -1.2)])[0]!.eventMissing).toMatch(/no view change beginning inside/);
+  });
+
+  it('noisy: a 95% interval wider than 10% of the mean', () => {
+    const p: SweepPoint = { protocol: 'poe', replicas: 4, crashed: 0, batch: 100 };
+    const runs = (xs: number[]) => xs.map((t, rep) => fixtureRecord('figure-13', p, rep, { throughputTxnPerSec: t, latencyMeanMs: 10 }));
+    expect(aggregate(runs([100, 101, 99]))[0]!.noisy).toBe(false);
+    // mean 100, sd 10: half-width 4.30 * 10 / sqrt(3) = 24.8, far above 10% of the mean.
+    expect(aggregate(runs([90, 100, 110]))[0]!.noisy).toBe(true);
+    // One or two runs have no 95% interval: never flagged noisy, whatever their spread.
+    expect(aggregate(runs([50, 150]))[0]!.noisy).toBe(false);
+  });
+
+  it('bottleneck: the kind most repetitions got, with one of their sentences', () => {
+    const p: SweepPoint = { protocol: 'poe', replicas: 4, crashed: 0, batch: 100 };
+    const bn = (kind: string) => ({ kind, machineCpuPercent: 190, cores: 2, busiestProcess: 'replica 0', busiestCpuPercent: 80, detail: `${kind} detail` });
+    const recs = ['cpu', 'clients', 'cpu'].map((k, rep) => ({
+      ...fixtureRecord('figure-13', p, rep, { throughputTxnPerSec: 100, latencyMeanMs: 10 }),
+      bottleneck: bn(k),
+      load: { closedLoopTxns: 4800 },
+    }));
+    expect(aggregate(recs)[0]).toMatchObject({ bottleneck: { kind: 'cpu', count: 2, of: 3, detail: 'cpu detail' }, loadTxns: [4800] });
+  });
+});

@@ -11,6 +11,9 @@
 import type { ProtocolName } from '../replica/types.js';
 import { belongsTo, figureOfExperiment, PROTOCOL_ORDER, xOf, type FigureDef } from './figures.js';
 import type { RunRecord, SweepPoint } from '../infra/run/records.js';
+import type { Bottleneck, BottleneckKind } from '../infra/run/bottleneck.js';
+import type { Steady } from '../infra/run/steady.js';
+import type { Saturation } from './saturation.js';
 
 export type IntervalKind = 'ci95' | 'minmax';
 
@@ -108,6 +111,77 @@ export interface AggregatedPoint {
   readonly clientTimeouts?: Summary;
   /** Figure 11b: throughput per 1-second bucket, mean over the repetitions that have the bucket. */
   readonly throughputSeries?: readonly SeriesBucket[];
+  // issue 11: how each number was made
+  /** What bound the point: the kind most of its valid repetitions got, with one of their sentences. */
+  readonly bottleneck?: PointBottleneck;
+  /** The closed-loop load (transactions outstanding) of its valid repetitions, as recorded. */
+  readonly loadTxns?: readonly number[];
+  /** How its load was chosen (experiments/saturation.ts), from its first repetition that has it. */
+  readonly saturation?: Saturation;
+  /** Repetitions not in steady state, with why (infra/run/steady.ts). */
+  readonly notSteady: readonly string[];
+  /** The throughput's 95% interval is wider than NOISY_FRACTION of its mean. */
+  readonly noisy: boolean;
+  /** Figure 11b: why the point does not contain the view change it measures (never judged then). */
+  readonly eventMissing?: string;
+}
+
+/** A point whose 95% interval of throughput is wider than this fraction of its mean is flagged noisy (issue 11 item 5). */
+export const NOISY_FRACTION = 0.1;
+
+export interface PointBottleneck {
+  readonly kind: BottleneckKind;
+  /** Repetitions with that kind, of those with a verdict. */
+  readonly count: number;
+  readonly of: number;
+  readonly detail: string;
+  /** Processes of the run (replicas and client machines). */
+  readonly processes?: number;
+}
+
+/** The extra fields a real run's runs.jsonl line carries beside RunRecord (experiments/sweep.ts recordFromRunResult). */
+interface MeasuredExtras {
+  readonly bottleneck?: Bottleneck;
+  readonly steady?: Steady;
+  readonly saturation?: Saturation;
+  readonly load?: { readonly closedLoopTxns?: number };
+  readonly processes?: readonly unknown[];
+  readonly windowSec?: number;
+  readonly viewChangeStartSec?: number;
+}
+
+const extrasOf = (r: RunRecord): MeasuredExtras => r as RunRecord & MeasuredExtras;
+
+function bottleneckOf(records: readonly RunRecord[]): PointBottleneck | undefined {
+  const withVerdict = records.map(extrasOf).filter((r) => r.bottleneck !== undefined);
+  if (withVerdict.length === 0) return undefined;
+  const counts = new Map<BottleneckKind, MeasuredExtras[]>();
+  for (const r of withVerdict) counts.set(r.bottleneck!.kind, [...(counts.get(r.bottleneck!.kind) ?? []), r]);
+  const [kind, list] = [...counts.entries()].sort((a, b) => b[1].length - a[1].length)[0]!;
+  const first = list[0]!;
+  return {
+    kind,
+    count: list.length,
+    of: withVerdict.length,
+    detail: first.bottleneck!.detail,
+    ...(first.processes === undefined ? {} : { processes: first.processes.length }),
+  };
+}
+
+/**
+ * Figure 11b's point measures a view change: each valid repetition must have one that began
+ * inside its measured window, or the point is flagged and left out of the claims.
+ */
+function eventMissingOf(point: SweepPoint, records: readonly RunRecord[]): string | undefined {
+  if (point.primaryStopsAfter === undefined || records.length === 0) return undefined;
+  const missing = records.filter((r) => {
+    const e = extrasOf(r);
+    if (r.metrics?.viewChanges === 0) return true;
+    const start = e.viewChangeStartSec;
+    return start !== undefined && e.windowSec !== undefined && (start < 0 || start >= e.windowSec);
+  });
+  if (missing.length === 0) return undefined;
+  return `${missing.length} of ${records.length} repetition(s) had no view change beginning inside the measured window: the point does not measure a primary failure`;
 }
 
 /**
@@ -198,9 +272,36 @@ export function aggregate(records: readonly RunRecord[]): AggregatedPoint[] {
       rollbacks: summaryOf(m.map((x) => x.rollbacks)),
       clientTimeouts: summaryOf(m.map((x) => x.clientTimeouts)),
       ...(series === undefined ? {} : { throughputSeries: series }),
+      ...measuredExtras(first.point, ok, list),
     });
   }
   return out;
+}
+
+function measuredExtras(
+  point: SweepPoint,
+  ok: readonly RunRecord[],
+  all: readonly RunRecord[],
+): Pick<AggregatedPoint, 'bottleneck' | 'loadTxns' | 'saturation' | 'notSteady' | 'noisy' | 'eventMissing'> {
+  // An invalid run that completed still says what bound it (a point with no valid run too).
+  const bottleneck = bottleneckOf(ok.length > 0 ? ok : all);
+  const loads = [...new Set(ok.map((r) => extrasOf(r).load?.closedLoopTxns).filter((x): x is number => x !== undefined))];
+  const saturation = ok.map((r) => extrasOf(r).saturation).find((x) => x !== undefined);
+  const notSteady = ok.flatMap((r) => {
+    const st = extrasOf(r).steady;
+    return st === undefined || (st.settled && st.windowLongEnough) ? [] : [`repetition ${r.rep + 1}: ${st.flags.join('; ')}`];
+  });
+  const t = summaryOf(ok.map((r) => r.metrics!.throughputTxnPerSec));
+  const noisy = t !== undefined && t.interval === 'ci95' && t.mean > 0 && t.hi - t.lo > NOISY_FRACTION * t.mean;
+  const eventMissing = eventMissingOf(point, ok);
+  return {
+    ...(bottleneck === undefined ? {} : { bottleneck }),
+    ...(loads.length === 0 ? {} : { loadTxns: loads }),
+    ...(saturation === undefined ? {} : { saturation }),
+    notSteady,
+    noisy,
+    ...(eventMissing === undefined ? {} : { eventMissing }),
+  };
 }
 
 /** The quantities charts, tables, sentences and claims read from an aggregated point. */

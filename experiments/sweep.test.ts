@@ -17,6 +17,9 @@ import {
   remainingRuns,
   runKey,
   PRIMARY_FAILURE_TIMEOUTS,
+  primaryCrashAtMs,
+  loadGroup,
+  chosenLoadsFrom,
   runSweep,
   specFor,
   sweepManifest,
@@ -25,7 +28,8 @@ import {
   type SweepConfig,
   type SweepRun,
 } from './sweep.js';
-import type { RunRecord } from '../infra/run/records.js';
+import type { FigureId, RunRecord } from '../infra/run/records.js';
+import type { ProtocolName } from '../replica/types.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -195,14 +199,16 @@ describe('runs.jsonl and manifest.json', () => {
 });
 
 describe('figure 11b on real processes', () => {
-  const c11b: SweepConfig = { ...config, figures: ['11b'], figureArg: '11b', filter: { replicas: [4] } };
+  const c11b: SweepConfig = { ...config, warmupSec: 4, figures: ['11b'], figureArg: '11b', filter: { replicas: [4] } };
 
-  it('runs its points with the view-0 primary stopping after 900 batches, checkpoints every 600 and the recorded timeouts', () => {
+  it('runs its points with the view-0 primary crashing 2 s before the window, checkpoints every 600 and the recorded timeouts', () => {
     const runs = planSweep(c11b);
     expect(runs.map((r) => r.point.protocol)).toEqual(['poe', 'pbft', 'poe', 'pbft']);
     for (const run of runs) {
       const spec = specFor(run, c11b);
-      expect(spec.faults).toEqual([{ replica: 0, fault: { kind: 'stopAfter', batches: 900 } }]);
+      // Placed by time so the view change falls in the window whatever the throughput (issue 11 item 7).
+      expect(spec.faults).toEqual([{ replica: 0, fault: { kind: 'crashAt', atMs: c11b.warmupSec * 1000 - 2000 } }]);
+      expect(spec.clientTimeoutFixed).toBe(true);
       expect(spec.checkpointInterval).toBe(600);
       expect(spec.clientTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs);
       expect(spec.viewChangeTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs);
@@ -210,6 +216,53 @@ describe('figure 11b on real processes', () => {
     // Other figures run without faults.
     expect(specFor(planSweep(config)[0]!, config).faults).toEqual([]);
     const manifest = sweepManifest(c11b, {}, 'now', ['figure', '11b']) as { spec: { primaryFailure: Record<string, unknown> } };
-    expect(manifest.spec.primaryFailure).toMatchObject({ faults: ['0=stopAfter:900'], checkpointIntervalK: 600, ...PRIMARY_FAILURE_TIMEOUTS });
+    expect(manifest.spec.primaryFailure).toMatchObject({
+      faults: [`0=crashAt:${c11b.warmupSec * 1000 - 2000}`],
+      checkpointIntervalK: 600,
+      ...PRIMARY_FAILURE_TIMEOUTS,
+    });
+    expect(String(manifest.spec.primaryFailure['paper900'])).toMatch(/900 transactions.*after the first checkpoint/);
+    // A warm-up shorter than 2 s: the primary crashes at the start.
+    expect(primaryCrashAtMs(1)).toBe(0);
+  });
+});
+
+describe('the load each point runs at (issue 11 items 1 and 6)', () => {
+  it('figure 12 holds one load per protocol across batch sizes; other figures one per point', () => {
+    const at = (figure: FigureId, protocol: ProtocolName, batch: number) => ({
+      figure,
+      experiment: `figure-${figure}`,
+      point: { protocol, replicas: 16, crashed: 1, batch },
+      pointId: `${protocol}/n=16/crashed=1/batch=${batch}`,
+    });
+    expect(loadGroup(at('12', 'poe', 10))).toBe(loadGroup(at('12', 'poe', 300)));
+    expect(loadGroup(at('12', 'poe', 10))).not.toBe(loadGroup(at('12', 'pbft', 10)));
+    expect(loadGroup(at('13', 'poe', 100))).toBe('poe/n=16/crashed=1/batch=100');
+  });
+
+  it('a resumed sweep keeps the loads probed before, never a given or unprobed one', () => {
+    const rec = (pointId: string, batch: number, how: string, loadTxns: number) => ({
+      experiment: 'figure-12',
+      pointId,
+      point: { protocol: 'poe' as const, replicas: 16, crashed: 1, batch },
+      rep: 0,
+      valid: true,
+      startedAt: 'fixture',
+      saturation: { loadTxns, how, saturated: true, probes: [], note: '' },
+    });
+    expect([...chosenLoadsFrom([rec('a', 10, 'probed', 9600)])]).toEqual([['figure-12/poe', 9600]]);
+    expect(chosenLoadsFrom([rec('a', 10, 'given', 9600), rec('b', 50, 'unprobed', 4800)]).size).toBe(0);
+  });
+});
+
+describe('figure 12 in transactions (issue 11 item 6)', () => {
+  it('runs every batch size at the same load, at least one request of the largest batch per replica', () => {
+    const c12: SweepConfig = { ...config, figures: ['12'], figureArg: '12', filter: {}, loadTxns: 2400 };
+    const runs = planSweep(c12).filter((r) => r.point.protocol === 'poe' && r.rep === 0);
+    const loads = runs.map((r) => specFor(r, c12).loadTxns);
+    expect(runs.map((r) => r.point.batch)).toEqual([10, 50, 100, 200, 300]);
+    // 16 replicas x 300 writes: 4,800 transactions outstanding at every batch size.
+    expect(new Set(loads)).toEqual(new Set([4800]));
+    expect(runs.map((r) => specFor(r, c12).clients)).toEqual([480, 96, 48, 24, 16]);
   });
 });

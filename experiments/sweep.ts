@@ -11,13 +11,14 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RunResult } from '../infra/run/execute.js';
+import { loadOf, type RunResult } from '../infra/run/execute.js';
 import type { InfraSpec } from '../infra/run/placement.js';
-import { makeRunSpec, RUN_DEFAULTS, type BackendName, type RunSpec } from '../infra/run/spec.js';
+import { makeRunSpec, outstandingTxns, RUN_DEFAULTS, type BackendName, type RunSpec } from '../infra/run/spec.js';
 import { formatReplicaFault } from '../replica/byzantine.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
-import { FIGURES, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
+import { BATCH_SIZES, FIGURES, figureOfExperiment, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
+import { runSaturated, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
 import type { FigureId, RunMetrics, RunRecord } from '../infra/run/records.js';
 
 /**
@@ -57,6 +58,25 @@ export interface SweepMachines {
  */
 export const PRIMARY_FAILURE_TIMEOUTS = { clientTimeoutMs: 2000, viewChangeTimeoutMs: 2000 } as const;
 
+/**
+ * Figure 11b on real processes, placed by time (issue 11 item 7): the view-0 primary crashes
+ * PRIMARY_CRASH_BEFORE_WINDOW_MS before the measured window opens (at the run's start when the
+ * warm-up is shorter), so that, one client timeout and one view-change timeout later, the view
+ * change begins about 2 s into the window at every replica count and in every profile. The
+ * paper's "up to 900 transactions" (§5.1 (3), line 458) was taken as the failure's place
+ * relative to its checkpoints (every 600 requests): after the first stable checkpoint, so that
+ * the view change carries the requests since it. Counted in batches (stopAfter:900) it put
+ * the failure at a throughput-dependent time: before the window at 4 replicas and after it at 32
+ * in the quick profile, where no view change was measured at all. By time, the view change
+ * carries whatever the primary ordered since its last checkpoint (0 to 599 batches, about half
+ * an interval on average, as the paper's 900 - 600 = 300). The simulator keeps stopAfter:900.
+ */
+export const PRIMARY_CRASH_BEFORE_WINDOW_MS = 2000;
+
+export function primaryCrashAtMs(warmupSec: number): number {
+  return Math.max(0, warmupSec * 1000 - PRIMARY_CRASH_BEFORE_WINDOW_MS);
+}
+
 /** Restricts a figure's sweep to some of its points (`--replicas 4,8 --protocols poe,pbft --batches 100`). */
 export interface SweepFilter {
   readonly replicas?: readonly number[];
@@ -78,8 +98,14 @@ export interface SweepConfig {
   readonly filter: SweepFilter;
   /** Repetition r runs with seed + r: repetitions differ, points of one repetition share their seed. */
   readonly seed: number;
-  /** Closed-loop logical clients per run. */
+  /** Closed-loop logical clients per run (batch-level; the simulator's, and the real runs' when clientsGiven or no loadTxns). */
   readonly clients: number;
+  /** --clients was given: it wins over loadTxns and saturation probing, and is recorded as given. */
+  readonly clientsGiven?: boolean;
+  /** Real backends: the closed-loop load in transactions a point starts from (DESIGN.md "Workload"); saturation probes raise it. */
+  readonly loadTxns?: number;
+  /** --load-txns was given: used as is, no probing. */
+  readonly loadGiven?: boolean;
   /** Simulator only: batches each run issues (figure 11b adds the batches before the primary stops). */
   readonly simBatches: number;
   /** Rerun repetitions recorded as failed or invalid instead of skipping them. */
@@ -164,13 +190,18 @@ export function describeRun(run: SweepRun, reps?: number): string {
  */
 export function specFor(
   run: SweepRun,
-  config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'> & Partial<Pick<SweepConfig, 'backend' | 'link' | 'infra' | 'clientProcs'>>,
+  config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'> &
+    Partial<Pick<SweepConfig, 'backend' | 'link' | 'infra' | 'clientProcs' | 'loadTxns' | 'clientsGiven'>>,
+  loadTxns?: number,
 ): RunSpec {
   const p = run.point;
   const primaryFailure =
     p.primaryStopsAfter === undefined
       ? {}
-      : { faults: [{ replica: primaryOf(0, p.replicas), fault: { kind: 'stopAfter' as const, batches: p.primaryStopsAfter } }], ...PRIMARY_FAILURE_TIMEOUTS };
+      : {
+          faults: [{ replica: primaryOf(0, p.replicas), fault: { kind: 'crashAt' as const, atMs: primaryCrashAtMs(config.warmupSec) } }],
+          ...PRIMARY_FAILURE_TIMEOUTS,
+        };
   return makeRunSpec({
     ...primaryFailure,
     protocol: p.protocol,
@@ -180,7 +211,10 @@ export function specFor(
     // At least one logical client per replica: HotStuff's parallel leaders each serve their own
     // clients, and a leader without any fills its slots with no-ops (the paper's 200K clients
     // kept every leader busy). Other protocols see the same count at the same point.
-    clients: Math.max(config.clients, p.replicas),
+    // In transactions (the load is the same at every batch size), at least one request per replica.
+    ...(config.loadTxns !== undefined && !config.clientsGiven
+      ? { loadTxns: Math.max(loadTxns ?? startLoadTxns(run, config.loadTxns), p.replicas * p.batch) }
+      : { clients: Math.max(config.clients, p.replicas) }),
     warmupS: config.warmupSec,
     durationS: config.measuredSec,
     seed: config.seed + run.rep,
@@ -212,24 +246,28 @@ export function specTemplate(config: SweepConfig): Record<string, unknown> {
       ...(with11b && config.figures.length > 1 ? ['faults', 'clientTimeoutMs', 'viewChangeTimeoutMs'] : []),
     ],
     seedRule: `seed = ${config.seed} + repetition; keySeed = poe-bench-run-<seed>`,
-    ...(with11b ? { primaryFailure: primaryFailureNote(config.backend, stopsAfter) } : {}),
+    ...(with11b ? { primaryFailure: primaryFailureNote(config.backend, stopsAfter, config.warmupSec) } : {}),
   };
 }
 
 /** What figure 11b's runs do, for the manifest: the fault, the checkpoints and the timeouts. */
-export function primaryFailureNote(backend: SweepBackend, stopsAfter: number): Record<string, unknown> {
-  const fault = formatReplicaFault({ replica: 0, fault: { kind: 'stopAfter', batches: stopsAfter } });
-  const common = {
-    fault: `the view-0 primary stops after ${stopsAfter} requests (client batches, i.e. sequence numbers), then stays silent`,
-    checkpointIntervalK: FIGURES['11b'].checkpointInterval,
-  };
-  if (isSimulatedBackend(backend)) return { ...common, how: 'replica 0 wrapped in stopAfter in the simulator; timeouts are the simulator defaults' };
+export function primaryFailureNote(backend: SweepBackend, stopsAfter: number, warmupSec = 0): Record<string, unknown> {
+  const checkpointIntervalK = FIGURES['11b'].checkpointInterval;
+  if (isSimulatedBackend(backend))
+    return {
+      fault: `the view-0 primary stops after ${stopsAfter} requests (client batches, i.e. sequence numbers), then stays silent`,
+      checkpointIntervalK,
+      how: 'replica 0 wrapped in stopAfter in the simulator; timeouts are the simulator defaults',
+    };
+  const atMs = primaryCrashAtMs(warmupSec);
   return {
-    ...common,
-    faults: [fault],
+    fault: `the view-0 primary crashes ${atMs} ms after its start, ${PRIMARY_CRASH_BEFORE_WINDOW_MS} ms before the measured window (or at the start of a shorter warm-up)`,
+    checkpointIntervalK,
+    faults: [formatReplicaFault({ replica: 0, fault: { kind: 'crashAt', atMs } })],
     ...PRIMARY_FAILURE_TIMEOUTS,
-    why: "timeouts chosen so that the view change begins inside the quick profile's measured window at 4 replicas (experiments/sweep.ts PRIMARY_FAILURE_TIMEOUTS)",
-    command: `poe-bench run --faults primary=stopAfter:${stopsAfter} --checkpoint-interval ${FIGURES['11b'].checkpointInterval} --client-timeout-ms ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} --view-change-timeout-ms ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs}`,
+    paper900: `the paper's "up to ${stopsAfter} transactions" (§5.1, line 458) read as the failure's place after the first checkpoint (every ${checkpointIntervalK} requests); placed by time here so that the view change falls inside the window at every replica count and profile (experiments/sweep.ts primaryCrashAtMs)`,
+    why: 'one client timeout plus one view-change timeout after the crash, the view change begins about 2 s into the window; a point without one is flagged and not judged',
+    command: `poe-bench run --warmup ${warmupSec} --faults primary=crashAt:${atMs} --checkpoint-interval ${checkpointIntervalK} --client-timeout-ms ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} --view-change-timeout-ms ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs}`,
   };
 }
 
@@ -276,6 +314,9 @@ export function recordFromRunResult(run: SweepRun, result: RunResult, backend: S
           replicaViews: m.replicaViews,
           ...(m.viewChangeStartSec === undefined ? {} : { viewChangeStartSec: m.viewChangeStartSec, viewChangeEndSec: m.viewChangeEndSec }),
         }),
+    ...loadOf(result.spec),
+    ...(result.bottleneck ? { bottleneck: result.bottleneck } : {}),
+    ...(result.steady ? { steady: result.steady } : {}),
     spec: result.spec,
   };
 }
@@ -577,4 +618,88 @@ export function formatDuration(sec: number): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Saturation (experiments/saturation.ts): which load each point runs at
+
+/**
+ * Where a sweep's closed loop starts, in transactions outstanding: 24 requests of 100, the
+ * harness's earlier 24 clients (issue 11 measured PoE at n = 4 within 6% of its best there);
+ * probes raise it. Measured on this machine (2 cores shared with other programs), PoE n = 4
+ * ran slower from 4800 than from 2400 (ABBA, 3 s + 4 s runs: 44,400 and 34,200 txn/s at 2400,
+ * 29,025 and 28,800 at 4800), and probes only ever raise the load.
+ */
+export const FIGURE_LOAD_TXNS = 2400;
+
+/**
+ * A point's starting load: at least one request per replica (HotStuff's parallel leaders each
+ * serve their own clients, and a leader without any fills its slots with no-ops); in figure 12,
+ * one load for every batch size, so at least one request of the largest batch per replica.
+ */
+export function startLoadTxns(run: Pick<SweepRun, 'figure' | 'point'>, loadTxns: number): number {
+  const batch = run.figure === '12' ? Math.max(...BATCH_SIZES) : run.point.batch;
+  return Math.max(loadTxns, run.point.replicas * batch);
+}
+
+/** The probing a profile allows: quick keeps to one doubling and 3-second probes (figure 13 --quick stays within minutes). */
+export function saturationPolicy(config: Pick<SweepConfig, 'profile' | 'measuredSec'>): SaturationPolicy {
+  const maxDoublings = config.profile.name === 'quick' ? 1 : config.profile.name === 'default' ? 2 : 3;
+  return { maxDoublings, probeMeasuredSec: Math.max(2, Math.min(config.measuredSec / 2, 10)) };
+}
+
+/**
+ * The points that share one load: a point's repetitions; and in figure 12 all batch sizes of a
+ * protocol, since a batch sweep holds the load in transactions fixed (DESIGN.md "Workload").
+ */
+export function loadGroup(run: Pick<SweepRun, 'figure' | 'experiment' | 'pointId' | 'point'>): string {
+  return run.figure === '12' ? `${run.experiment}/${run.point.protocol}` : run.pointId;
+}
+
+/** The loads earlier runs of a sweep settled on, by load group (a resumed sweep keeps them). */
+export function chosenLoadsFrom(records: readonly RunRecord[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of records) {
+    const sat = (r as RunRecord & { saturation?: Saturation }).saturation;
+    const figure = figureOfExperiment(r.experiment);
+    if (!r.valid || sat === undefined || figure === undefined || sat.how === 'given' || sat.how === 'unprobed') continue;
+    out.set(loadGroup({ figure, experiment: r.experiment, pointId: r.pointId, point: r.point }), sat.loadTxns);
+  }
+  return out;
+}
+
+/**
+ * One point of a real-backend sweep at its saturation: the run and its record with `saturation`.
+ * `runSpec` runs one spec (executeRun with the sweep's signal and logs); `chosen` remembers the
+ * load each point settled on, so later repetitions reuse it.
+ */
+export async function runPointSaturated(
+  run: SweepRun,
+  config: SweepConfig,
+  runSpec: SpecRunner,
+  chosen: Map<string, number>,
+): Promise<{ result: RunResult; spec: RunSpec; saturation: Saturation } | undefined> {
+  const fixed = (how: Saturation['how'], note: string, loadTxns?: number) => async () => {
+    const spec = specFor(run, config, loadTxns);
+    const result = await runSpec(spec, 'run');
+    if (result.interrupted) return undefined;
+    const load = outstandingTxns(spec) ?? 0;
+    return { result, spec, saturation: { loadTxns: load, how, saturated: null, probes: [], note } };
+  };
+  if (config.clientsGiven) return fixed('given', `--clients ${config.clients} as given (batch-level closed loop), not probed`)();
+  if (config.loadTxns === undefined) return fixed('given', 'no load in transactions configured, not probed')();
+  if (config.loadGiven) return fixed('given', `--load-txns ${config.loadTxns} as given, not probed`)();
+  if (run.point.primaryStopsAfter !== undefined) return fixed('unprobed', 'figure 11b: a primary failure at a fixed place is the point; not probed')();
+  const group = loadGroup(run);
+  const earlier = chosen.get(group);
+  if (earlier !== undefined) {
+    const whose = run.figure === '12' ? `${run.point.protocol}'s first batch size` : 'repetition 1';
+    return fixed('reused', `the load ${whose} settled on (${earlier} txns), held`, earlier)();
+  }
+  const start = specFor(run, config).loadTxns ?? config.loadTxns;
+  const atLoad = (loadTxns: number, measuredSec?: number): RunSpec => specFor(run, measuredSec === undefined ? config : { ...config, measuredSec }, loadTxns);
+  const out = await runSaturated(start, atLoad, runSpec, saturationPolicy(config));
+  if (!out) return undefined;
+  chosen.set(group, out.saturation.loadTxns);
+  return { result: out.result, spec: out.result.spec, saturation: out.saturation };
 }

@@ -43,6 +43,9 @@ import {
   predictedRunSec,
   PRIMARY_FAILURE_TIMEOUTS,
   recordFromRunResult,
+  runPointSaturated,
+  chosenLoadsFrom,
+  FIGURE_LOAD_TXNS,
   remainingRuns,
   RUNS_FILE,
   runSweep,
@@ -87,6 +90,7 @@ export interface FigureFlags extends InfraFlags {
   readonly duration?: string;
   readonly seed?: string;
   readonly clients?: string;
+  readonly loadTxns?: string;
   readonly simBatches?: string;
   /** --backend model: testbed profile and calibration file (issue 12). */
   readonly testbed?: string;
@@ -129,6 +133,7 @@ interface ParsedFigureFlags {
   readonly seed?: number;
   readonly clients?: number;
   readonly simBatches?: number;
+  readonly loadTxns?: number;
   readonly clientMachines?: number;
   readonly replicas?: number[];
   readonly protocols?: ProtocolName[];
@@ -173,6 +178,9 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
     clients,
     simBatches: o.simBatches ?? SIM_BATCHES[profileName],
     ...modelFlags(backend, flags),
+    ...(flags.clients !== undefined ? { clientsGiven: true } : {}),
+    loadTxns: o.loadTxns ?? FIGURE_LOAD_TXNS,
+    ...(flags.loadTxns !== undefined ? { loadGiven: true } : {}),
     retryFailed: flags.retryFailed ?? false,
     ...placement,
   };
@@ -399,14 +407,22 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: R
       return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window, model }, signal);
     };
   }
+  const chosen = chosenLoadsFrom(loadRuns(dir));
   return async (run, signal, onPhase) => {
-    // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter.
-    const spec = specFor(run, config);
+    // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter. Each
+    // point runs at its saturation (experiments/saturation.ts): probes are extra runs.
     const logDir = logs ? join(dir, 'logs', `${run.pointId.replace(/[^\w.=-]+/g, '_')}.rep${run.rep}`) : undefined;
-    const result = await executeRun(spec, { signal, onProgress: onPhase, ...(logDir ? { logDir } : {}), ...(remote?.launch ? { launch: remote.launch } : {}) });
-    if (result.interrupted) return undefined;
-    const record = recordFromRunResult(run, result, config.backend);
-    return remote ? { ...record, hosts: hostsUsed(remote.hosts, spec), ...remote.extra } : record;
+    const runSpec = (spec: RunSpec, what: string) =>
+      executeRun(spec, {
+        signal,
+        onProgress: (line) => onPhase(`${what}: ${line}`),
+        ...(logDir ? { logDir: what === 'run' ? logDir : `${logDir}.${what.replace(/\W+/g, '_')}` } : {}),
+        ...(remote?.launch ? { launch: remote.launch } : {}),
+      });
+    const out = await runPointSaturated(run, config, runSpec, chosen);
+    if (!out) return undefined;
+    const record = { ...recordFromRunResult(run, out.result, config.backend), saturation: out.saturation };
+    return remote ? { ...record, hosts: hostsUsed(remote.hosts, out.spec), ...remote.extra } : record;
   };
 }
 
@@ -699,6 +715,7 @@ export function defineFigureCommand(cmd: Command): Command {
     'duration',
     'seed',
     'clients',
+    'loadTxns',
     'simBatches',
     'testbed',
     'calibration',

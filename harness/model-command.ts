@@ -23,7 +23,38 @@ import type { ProtocolName } from '../replica/types.js';
 
 export const DEFAULT_CALIBRATION = 'results/calibration.json';
 
+/** A numeric flag, or a one-line error naming it (exit 2). */
+function numberFlag(flag: string, text: string, min: number): number {
+  const x = Number(text);
+  if (!Number.isFinite(x) || x < min) {
+    process.stderr.write(`poe-bench: ${flag}: must be a number >= ${min}, got '${text}'\n`);
+    process.exit(2);
+  }
+  return x;
+}
+
+/** A comma-separated list of numbers, each checked as numberFlag does. */
+const numberList = (flag: string, text: string, min: number): number[] => text.split(',').map((t) => numberFlag(flag, t.trim(), min));
+
+/** A calibration file, or a one-line error saying how to make one (exit 2). */
+function calibrationFile(path: string) {
+  if (!existsSync(path)) {
+    process.stderr.write(`poe-bench: no calibration file ${path}: run \`poe-bench calibrate\` first\n`);
+    process.exit(2);
+  }
+  return readCalibration(path);
+}
+
 export function registerModelCommands(program: Command): void {
+  registerCalibrate(program);
+  const model = program.command('model').description('the calibrated cost model in the simulator (issue 12)');
+  registerValidate(model);
+  registerCosts(model);
+  registerSensitivity(model);
+  registerPoint(model);
+}
+
+function registerCalibrate(program: Command): void {
   program
     .command('calibrate')
     .description('measure per-operation costs on this machine and fit the fixed costs from short real runs; writes a calibration file')
@@ -36,15 +67,16 @@ export function registerModelCommands(program: Command): void {
       const c = await calibrate({
         skipFit: !o.fit,
         ...(o.reuse ? { reuseFitPoints: readCalibration(o.reuse).fitPoints } : {}),
-        warmupS: Number(o.warmup),
-        durationS: Number(o.duration),
+        warmupS: numberFlag('--warmup', o.warmup, 0),
+        durationS: numberFlag('--duration', o.duration, 1),
         onProgress: (l) => process.stderr.write(`${l}\n`),
       });
       writeCalibration(o.out, c);
       process.stdout.write(`${JSON.stringify(c.costs, null, 2)}\nwrote ${o.out}\n`);
     });
+}
 
-  const model = program.command('model').description('the calibrated cost model in the simulator (issue 12)');
+function registerValidate(model: Command): void {
   model
     .command('validate')
     .description('real runs on the local backend against the model with --testbed local: error per point and protocol ranking')
@@ -55,17 +87,20 @@ export function registerModelCommands(program: Command): void {
     .option('--duration <s>', 'measured seconds of each real run', '5')
     .option('--json', 'print one JSON object')
     .action(async (o: { calibration: string; protocols: string; replicas: string; warmup: string; duration: string; json?: boolean }) => {
-      const cal = readCalibration(o.calibration);
+      const cal = calibrationFile(o.calibration);
       const s = await validate(cal, {
         protocols: o.protocols.split(',') as ProtocolName[],
-        replicas: o.replicas.split(',').map(Number),
-        warmupS: Number(o.warmup),
-        durationS: Number(o.duration),
+        replicas: numberList('--replicas', o.replicas, 4),
+        warmupS: numberFlag('--warmup', o.warmup, 0),
+        durationS: numberFlag('--duration', o.duration, 1),
         onProgress: (l) => process.stderr.write(`${l}\n`),
       });
       writeCalibration(o.calibration, { ...cal, validation: { ...s, date: new Date().toISOString() } });
       process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatValidation(s, o.calibration)}\n`);
     });
+}
+
+function registerCosts(model: Command): void {
   model
     .command('costs')
     .description('messages, bytes, signatures, verifications, MACs and digests per accepted batch, counted in the simulator')
@@ -74,9 +109,16 @@ export function registerModelCommands(program: Command): void {
     .option('--rules <list>', 'HotStuff certificate rules to show (extra hotstuffRule), if the core has them')
     .option('--json', 'print JSON')
     .action((o: { batches: string; replicas: string; rules?: string; json?: boolean }) => {
-      const rows = costTable({ batches: Number(o.batches), replicas: o.replicas.split(',').map(Number), rules: o.rules?.split(',') ?? [] });
+      const rows = costTable({
+        batches: numberFlag('--batches', o.batches, 1),
+        replicas: numberList('--replicas', o.replicas, 4),
+        rules: o.rules?.split(',') ?? [],
+      });
       process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatCostTable(rows)}\n`);
     });
+}
+
+function registerSensitivity(model: Command): void {
   model
     .command('sensitivity')
     .description('which resource decides each protocol on a testbed: vary cores, bandwidth, round trip and CPU speed one at a time')
@@ -87,16 +129,19 @@ export function registerModelCommands(program: Command): void {
     .option('--batches <n>', 'batches per modelled run', '300')
     .option('--json', 'print JSON')
     .action((o: { testbed: string; calibration: string; protocols: string; replicas: string; batches: string; json?: boolean }) => {
-      const cal = readCalibration(o.calibration);
+      const cal = calibrationFile(o.calibration);
       const rows = sensitivity(
         cal,
         loadTestbed(o.testbed, cal.hostCoresAvailable),
         o.protocols.split(','),
-        o.replicas.split(',').map(Number),
-        Number(o.batches),
+        numberList('--replicas', o.replicas, 4),
+        numberFlag('--batches', o.batches, 1),
       );
       process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatSensitivity(rows, o.testbed)}\n`);
     });
+}
+
+function registerPoint(model: Command): void {
   model
     .command('point')
     .description('one modelled point: PREDICTED throughput and latency on a testbed')
@@ -108,8 +153,7 @@ export function registerModelCommands(program: Command): void {
     .option('--clients <c>', 'logical clients in total', '24')
     .option('--extra <key=value>', 'protocol switch, repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .action((o: { protocol: string; replicas: string; testbed: string; calibration: string; batches: string; clients: string; extra?: string[] }) => {
-      if (!existsSync(o.calibration)) throw new Error(`no calibration file ${o.calibration}: run \`poe-bench calibrate\` first`);
-      const cal = readCalibration(o.calibration);
+      const cal = calibrationFile(o.calibration);
       const spec = makeRunSpec({ protocol: o.protocol as ProtocolName, replicas: Number(o.replicas), clients: Number(o.clients) });
       const extra = Object.fromEntries((o.extra ?? []).map((kv) => kv.split('=') as [string, string]));
       const r = modelPoint({

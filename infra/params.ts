@@ -219,7 +219,7 @@ export const PARAMS: readonly ParamDef[] = [
     type: 'integer',
     help: {
       run: 'logical closed-loop clients in total',
-      figure: 'closed-loop logical clients per run, at least one per replica',
+      figure: 'batch-level closed loop: logical clients per run, one batch outstanding each, at least one per replica; given, no saturation probe',
       sim: 'logical clients per client process (one batch outstanding each)',
     },
     commands: ['run', 'sim', 'figure'],
@@ -227,6 +227,27 @@ export const PARAMS: readonly ParamDef[] = [
     defaults: { run: 24, figure: 24, sim: 8 },
     defaultWhy:
       "a real run needs enough clients to keep the replicas busy; the simulator's virtual network needs fewer. On sim, --clients counts per client process",
+  },
+  {
+    key: 'loadTxns',
+    flag: '--load-txns',
+    value: '<t>',
+    type: 'integer',
+    unit: 'transactions',
+    help: {
+      run: 'closed loop counted as the paper counts it: this many transactions outstanding in all, batched into requests of --batch (instead of --clients)',
+      figure:
+        'closed loop in transactions outstanding, the same at every batch size; given, no saturation probe (default: start at FIGURE_LOAD_TXNS, experiments/sweep.ts, and probe at double load until it gains < 5%)',
+    },
+    commands: ['run', 'figure'],
+    schema: integer(1, 100_000_000),
+  },
+  {
+    key: 'fixedClientTimeout',
+    flag: '--fixed-client-timeout',
+    type: 'boolean',
+    help: 'every client request times out after exactly --client-timeout-ms (default: the timeout follows the observed latency, unless --client-timeout-ms, --faults or zyzzyva)',
+    commands: ['run'],
   },
   {
     key: 'clientProcs',

@@ -36,7 +36,7 @@ describe('writeReport', () => {
       expect(md).toContain('![Figure 13a: throughput, no failures](fig13a.svg)');
       // The fixture gives PoE 1.3x PBFT's throughput and 0.75x its latency at every point.
       expect(md).toContain('PoE attains up to 30% more throughput (incurs 25% less latency) than PBFT.');
-      expect(md).toContain('| Figure | Claim (the paper) | Source | Paper | Measured | Verdict | How it is judged |');
+      expect(md).toContain('| Figure | Claim (the paper) | Source | Paper | Measured | Verdict | Why (what bound the points) | How it is judged |');
       expect(md).toMatch(
         /\| 13 \| PoE attains up to 47% more throughput than PBFT \| §5\.3, line 471 \| up to 47% more \| 30% more throughput at all 4 points \| holds \|/,
       );
@@ -51,6 +51,38 @@ describe('writeReport', () => {
       expect(html).toContain('<td class="muted">not measured</td>');
       expect(existsSync(join(dir, 'fig13a.png'))).toBe(true);
       expect(existsSync(join(dir, 'fig13b.svg'))).toBe(true);
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+  it("says per point what bound it, and gives every claim that does not hold its points' bottlenecks (issue 11)", async () => {
+    const detail = 'CPU-bound: the machine at 197% of 200% (33 processes of the run on 2 cores, together 190%)';
+    const records = fixtureFigure('13', 1).map((r) => ({
+      ...r,
+      bottleneck: { kind: 'cpu', machineCpuPercent: 197, cores: 2, busiestProcess: 'replica 0', busiestCpuPercent: 60, detail },
+      load: { closedLoopTxns: 4800 },
+    }));
+    const dir = resultsDir(records, { figure: '13', profile: 'quick', backend: 'local' });
+    try {
+      const out = await writeReport(dir);
+      const md = readFileSync(out.markdown, 'utf8');
+      expect(md).toContain('| Load (txns outstanding) | Bound by | Notes |');
+      expect(md).toContain(`| 4,800 | cpu: ${detail} |`);
+      const failing = out.claims.filter((c) => c.verdict === 'does not hold');
+      expect(failing.length).toBeGreaterThan(0);
+      for (const c of failing) expect(c.reason, c.claim.id).toMatch(/^CPU-bound at \d+ of \d+ points .*8-core machine/);
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+  it('figure 11b: says how the primary failure was placed and what 900 transactions was taken to mean', async () => {
+    const primaryFailure = { fault: 'the view-0 primary crashes 2000 ms after its start', paper900: 'read as the place after the first checkpoint' };
+    const dir = resultsDir(fixtureFigure('11b', 1), { figure: '11b', profile: 'quick', backend: 'local', spec: { primaryFailure } });
+    try {
+      const md = readFileSync((await writeReport(dir)).markdown, 'utf8');
+      expect(md).toContain('The primary failure: the view-0 primary crashes 2000 ms after its start; read as the place after the first checkpoint.');
     } finally {
       cleanup(dir);
     }

@@ -120,7 +120,19 @@ function extrasOf(p: AggregatedPoint): string {
   if (p.rollbacks !== undefined && p.rollbacks.max > 0) parts.push(`rollbacks ${formatSummary(p.rollbacks, formatNumber)}`);
   if (p.clientTimeouts !== undefined && p.clientTimeouts.max > 0) parts.push(`client timeouts ${formatSummary(p.clientTimeouts, formatNumber)}`);
   if (p.failed > 0) parts.push(`${p.failed} failed: ${[...new Set(p.reasons)].join('; ')}`);
+  if (p.eventMissing !== undefined) parts.push(`FLAGGED, not judged: ${p.eventMissing}`);
+  if (p.noisy) parts.push('NOISY: the 95% interval is wider than 10% of the mean');
+  if (p.saturation !== undefined) parts.push(`load: ${p.saturation.note}`);
+  if (p.notSteady.length > 0) parts.push(`not steady: ${p.notSteady.join('; ')}`);
   return parts.join('; ');
+}
+
+/** The point's bottleneck, in a few words (the detail is in the notes of the claims it fails). */
+function boundCell(p: AggregatedPoint): Cell {
+  const b = p.bottleneck;
+  if (b === undefined) return '';
+  const share = b.of > 1 ? ` (${b.count} of ${b.of} runs)` : '';
+  return { text: `${b.kind}${share}: ${b.detail}`, ...(b.kind === 'cpu' ? { tone: 'bad' as const } : {}) };
 }
 
 /** One row per (protocol, x): the means with their intervals, and the change against the baseline at the same x. */
@@ -137,6 +149,8 @@ export function numbersTable(data: FigureData, baseline: ProtocolName): Block {
     'Messages/s',
     `Throughput vs ${baseLabel}`,
     `Latency vs ${baseLabel}`,
+    'Load (txns outstanding)',
+    'Bound by',
     'Notes',
   ];
   const sorted = [...data.points].sort(
@@ -157,6 +171,8 @@ export function numbersTable(data: FigureData, baseline: ProtocolName): Block {
       formatSummary(p.messagesPerSec, formatNumber),
       ratio(p.throughputTxnPerSec, base?.throughputTxnPerSec),
       ratio(p.latencyMeanSec, base?.latencyMeanSec),
+      p.loadTxns === undefined ? '' : p.loadTxns.map(formatNumber).join(', '),
+      boundCell(p),
       extrasOf(p),
     ];
   });
@@ -231,8 +247,17 @@ export function claimsTable(results: readonly ClaimResult[]): Block[] {
     },
     {
       kind: 'table',
-      header: ['Figure', 'Claim (the paper)', 'Source', 'Paper', 'Measured', 'Verdict', 'How it is judged'],
-      rows: results.map((r) => [r.claim.figure, r.claim.statement, r.claim.source, r.claim.paperValue, r.measured, verdictCell(r.verdict), r.criterion]),
+      header: ['Figure', 'Claim (the paper)', 'Source', 'Paper', 'Measured', 'Verdict', 'Why (what bound the points)', 'How it is judged'],
+      rows: results.map((r) => [
+        r.claim.figure,
+        r.claim.statement,
+        r.claim.source,
+        r.claim.paperValue,
+        r.measured,
+        verdictCell(r.verdict),
+        r.reason ?? '',
+        r.criterion,
+      ]),
     },
   ];
 }
@@ -307,10 +332,23 @@ const METHOD: Block[] = [
       'Each point is the mean of its valid repetitions. Error bars and the bracketed ranges are the 95% confidence interval of the mean (Student t, n-1 degrees of freedom) from 3 repetitions on, and the minimum and maximum below 3; a single run has none.',
       "Throughput: transactions in batches the clients accepted by the protocol's own rule inside the measurement window, per second. Latency: acceptance time minus first send time per transaction, in seconds. Messages/s: messages sent by all replicas inside the window.",
       'A failed or invalid run is never averaged in; it is listed with its reason. When a repetition was run again after a failure, its last valid run counts.',
+      "Load: the closed loop keeps a number of transactions outstanding (the paper: 200K clients with one transaction each), batched by the client machines into requests of the batch size. Each point starts at the sweep's load and is doubled while a short probe at double load gains 5% or more (up to the profile's cap); the load used and the probes are recorded with the run. A load given with --clients or --load-txns is used as given.",
+      "Bound by: what limited each run, from the machine's CPU over the measured window (/proc/stat, 100% per core, whoever used it), each process's CPU, the emulated links and the client timeouts (infra/run/bottleneck.ts): cpu (the machine or one process at 90% or more), network (a link at 70% of its emulated rate), clients (the offered load, with CPU to spare), latency (requests waited on links or timers). A claim that does not hold gives the bottlenecks of the points it reads.",
+      'Steady state: a run is flagged when its warm-up had not levelled off, when its throughput drifted more than 10% across the window, or when the window is shorter than 20 mean latencies. A point whose 95% interval is wider than 10% of its mean is flagged noisy.',
       'Ratio sentences follow the paper\'s form: "up to" is the largest gap over the points both protocols were measured at; where the subject is behind everywhere the range of its deficit is given. From a tripling on a gap is a ratio, as the paper writes it: "3.5× more" means 3.5 times as much (§5.2).',
     ],
   },
 ];
+
+/** Figure 11b: how the primary's failure was placed, and what the paper's "900 transactions" was taken to mean (the manifest's note). */
+function primaryFailureBlocks(id: FigureId, manifest: ManifestInfo): Block[] {
+  if (id !== '11b') return [];
+  const note = (manifest.spec as { primaryFailure?: Record<string, unknown> } | undefined)?.primaryFailure;
+  if (note === undefined) return [];
+  const parts = [note['fault'], note['paper900'], note['why'], note['how']].filter((x): x is string => typeof x === 'string');
+  const flagged = 'A point whose repetitions had no view change beginning inside the measured window is flagged in its notes and left out of the claims.';
+  return [{ kind: 'paragraph', text: `The primary failure: ${parts.join('; ')}. ${flagged}` }];
+}
 
 /** The blocks of a report on the given records and manifest; pure apart from rendering the charts into `dir`. */
 export async function buildReport(
@@ -341,6 +379,7 @@ export async function buildReport(
       { kind: 'heading', level: 2, text: figureHeading(fig) },
       { kind: 'paragraph', text: `${fig.caption} Faults: ${fig.faults}. Protocols: ${fig.protocols.map((p) => PROTOCOL_LABEL[p]).join(', ')}.` },
       ...chartBlocks(rendered, (c) => `${c.stem}.svg`),
+      ...primaryFailureBlocks(id, manifest),
     );
     if (rendered.length === 0) blocks.push({ kind: 'paragraph', text: 'No valid run: nothing to chart.' });
     blocks.push({ kind: 'heading', level: 3, text: 'Numbers' }, numbersTable(data, baseline), ...sentenceBlocks(data, baseline), ...failureList(data));

@@ -15,7 +15,7 @@ import {
   MSG_SUPPORT,
   MSG_VC_ACK,
   MSG_VC_REQUEST,
-  PoeReplica,
+  type PoeReplica,
   POE_TIMERS,
   type NvPropose,
   type PoeMessage,

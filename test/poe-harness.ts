@@ -6,7 +6,7 @@
  */
 import { expect } from 'vitest';
 import { ClientCore } from '../client/core.js';
-import { Rng } from '../client/random.js';
+import type { Rng } from '../client/random.js';
 import { createCrypto } from '../replica/crypto.js';
 import { KeyRing } from '../replica/keys.js';
 import { makeRequest, type ClientRequest, type Write } from '../replica/messages.js';

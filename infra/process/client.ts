@@ -60,6 +60,8 @@ export interface ClientMetricsReport {
   readonly windowElapsedMs: number | null;
   readonly peakRssBytes: number;
   readonly timeouts: number;
+  /** The request timeout in force when the metrics were taken (adaptive ones follow the latency). */
+  readonly requestTimeoutMs: number;
   readonly paths: Record<string, number>;
   readonly rejected: Record<string, number>;
   readonly decodeErrors: number;
@@ -128,6 +130,7 @@ export class ClientRuntime<M extends WireMessage> {
         requestTimeoutMs: config.requestTimeoutMs,
         maxBatches: Infinity,
         ...(config.openLoopBatchesPerSec !== undefined ? { openLoopBatchesPerSec: config.openLoopBatchesPerSec } : {}),
+        ...(config.adaptiveTimeout ? { adaptiveTimeout: true } : {}),
       },
       {
         crypto,
@@ -284,6 +287,7 @@ export class ClientRuntime<M extends WireMessage> {
       windowElapsedMs: this.opened && this.closed ? this.closed.atMs - this.opened.atMs : null,
       peakRssBytes: peakRssBytes(),
       timeouts: this.timeouts,
+      requestTimeoutMs: this.core.requestTimeoutMs,
       paths: { ...this.paths },
       rejected: { ...this.rejected },
       decodeErrors: this.decodeErrors,

@@ -56,6 +56,8 @@ export interface ClientProcessConfig extends CommonProcessConfig {
   readonly batchSize: number;
   readonly requestTimeoutMs: number;
   readonly openLoopBatchesPerSec?: number;
+  /** The request timeout follows the observed latency (client/core.ts adaptiveTimeout). */
+  readonly adaptiveTimeout?: boolean;
   readonly generator: string;
   readonly seed: number;
 }

@@ -24,8 +24,12 @@ import { clientPeer, quorums } from '../../replica/types.js';
 import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetricsReport } from './metrics.js';
 import { launchCluster } from './launch.js';
 import { appendRun, environment, makeRunLine, writeManifest } from './results.js';
-import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, processExtra, type RunSpec } from './spec.js';
+import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, outstandingTxns, processExtra, type RunSpec } from './spec.js';
 import { formatReplicaFault } from '../../replica/byzantine.js';
+import { availableParallelism } from 'node:os';
+import { linkBetween, parseLinkSpec } from '../link.js';
+import { judgeSteady, type Steady } from './steady.js';
+import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
   /** Called about once a second with a progress line. */
@@ -62,6 +66,10 @@ export interface RunResult {
   readonly bytesPerSec: number;
   readonly metrics?: RunMetricsReport;
   readonly ledgerHeights?: Record<string, number>;
+  /** What bound the run (infra/run/bottleneck.ts); absent when it did not complete. */
+  readonly bottleneck?: Bottleneck;
+  /** Whether the run was in steady state (infra/run/steady.ts); absent when it did not complete. */
+  readonly steady?: Steady;
   readonly spec: RunSpec;
   readonly startedAt: string;
   readonly durationSec: number;
@@ -123,6 +131,7 @@ function clientConfig(spec: RunSpec, origin: number): ClientProcessConfig {
     clientIdBase: base,
     batchSize: spec.batch,
     requestTimeoutMs: spec.clientTimeoutMs,
+    ...(spec.clientTimeoutFixed ? {} : { adaptiveTimeout: true }),
     ...(spec.openLoopBatchesPerSec !== undefined ? { openLoopBatchesPerSec: spec.openLoopBatchesPerSec / spec.clientProcs } : {}),
     generator: spec.generator,
     seed: (spec.seed + origin) >>> 0,
@@ -279,6 +288,8 @@ type MeasureOutcome = Pick<
   | 'bytesPerSec'
   | 'metrics'
   | 'ledgerHeights'
+  | 'bottleneck'
+  | 'steady'
 >;
 
 /** POE_BENCH_TRACE=1 prints when each phase of a run begins (stderr). */
@@ -336,7 +347,15 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   const startMs = Date.now();
   const endMs = startMs + warmupMs + durationMs + WINDOW_MARGIN_MS;
 
-  // Warm-up and measurement, with a progress line about once a second.
+  // Warm-up and measurement, with a progress line about once a second. The machine's CPU is
+  // sampled by timers when the window opens and when it closes (the clients' window, by this
+  // clock): a progress request that takes long on a loaded machine cannot delay them.
+  let cpuAtOpen: CpuSample | undefined;
+  let cpuAtClose: CpuSample | undefined;
+  const cpuTimers = [
+    setTimeout(() => (cpuAtOpen = sampleMachineCpu()), warmupMs).unref(),
+    setTimeout(() => (cpuAtClose = sampleMachineCpu()), warmupMs + durationMs).unref(),
+  ];
   let lastTxns = 0;
   let lastAt = startMs;
   while (Date.now() < endMs) {
@@ -357,6 +376,7 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     );
   }
 
+  for (const t of cpuTimers) clearTimeout(t);
   trace('stop clients');
   // Stop the clients; the replicas finish what is in flight and the correct ones must converge
   // (a replica that stopped after k batches holds a prefix, an equivocating one anything).
@@ -389,6 +409,12 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   const implausible = implausibilities(metrics, replicaMetrics, clientMetrics, spec.warmupS + spec.durationS);
   const valid = violations.length === 0 && implausible.length === 0;
   const reasons = [...violations.slice(0, 3), ...implausible.slice(0, 3)];
+  const bottleneck = runBottleneck(
+    spec,
+    metrics,
+    replicaMetrics,
+    onThisMachine(spec) ? machineCpuPercent(cpuAtOpen, cpuAtClose, availableParallelism()) : null,
+  );
   return {
     valid,
     ...(valid ? {} : { reason: reasons.join('; ') }),
@@ -402,7 +428,49 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     bytesPerSec: metrics.bytesPerSec,
     metrics,
     ledgerHeights: Object.fromEntries(ledgers.map((l) => [String(l.id), l.height])),
+    bottleneck,
+    steady: judgeSteady(metrics, spec.warmupS, Math.max(0, ...clientMetrics.map((c) => c.requestTimeoutMs ?? spec.clientTimeoutMs))),
   };
+}
+
+/** Backends whose processes all run on this machine, so /proc/stat here is theirs. */
+function onThisMachine(spec: RunSpec): boolean {
+  return spec.backend === 'local' || spec.backend === 'netns' || spec.backend === 'docker';
+}
+
+/** The inputs of the bottleneck rule from a finished run. */
+function runBottleneck(spec: RunSpec, m: RunMetricsReport, replicas: readonly ReplicaMetricsReport[], machine: number | null): Bottleneck {
+  const link = parseLinkSpec(spec.link);
+  const peers = [...liveReplicas(spec), ...Array.from({ length: spec.clientProcs }, (_, o) => clientPeer(o))];
+  let linkDelayMs = 0;
+  let linkRateBitsPerSec = 0;
+  for (const a of peers)
+    for (const b of peers) {
+      if (a === b) continue;
+      const l = linkBetween(link, a, b);
+      linkDelayMs = Math.max(linkDelayMs, l.delayMs);
+      if (l.rateBitsPerSec > 0) linkRateBitsPerSec = linkRateBitsPerSec === 0 ? l.rateBitsPerSec : Math.min(linkRateBitsPerSec, l.rateBitsPerSec);
+    }
+  const links = Math.max(1, peers.length - 1);
+  const busiestSenderBitsPerSecPerLink = Math.max(
+    0,
+    ...replicas.map((r) => (r.window && r.window.elapsedMs > 0 ? (8 * r.window.bytesSent * 1000) / r.window.elapsedMs / links : 0)),
+  );
+  const pinned = spec.infra.pinCpus;
+  return attributeBottleneck({
+    machineCpuPercent: machine,
+    cores: availableParallelism(),
+    processes: m.processes,
+    ...(pinned && pinned.length > 0 ? { pinnedCpus: new Set(pinned).size } : {}),
+    linkDelayMs,
+    linkRateBitsPerSec,
+    busiestSenderBitsPerSecPerLink,
+    ...(spec.openLoopBatchesPerSec !== undefined ? { offeredTxnPerSec: spec.openLoopBatchesPerSec * spec.batch } : {}),
+    throughputTxnPerSec: m.throughputTxnPerSec,
+    meanLatencyMs: m.latencyMs.mean,
+    clientTimeouts: m.clientTimeouts,
+    acceptedBatches: m.acceptedBatches,
+  });
 }
 
 function live(replicas: readonly ClusterNode[], self: number): number[] {
@@ -461,7 +529,10 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
   const crashed =
     (s.crashedReplicas.length ? `replica${s.crashedReplicas.length > 1 ? 's' : ''} ${s.crashedReplicas.join(', ')} crashed` : 'no crashed replica') +
     (s.faults.length ? `, faults ${s.faults.map(formatReplicaFault).join(' ')}` : '');
-  const load = s.openLoopBatchesPerSec !== undefined ? `open loop at ${num(s.openLoopBatchesPerSec)} batches/s` : 'closed loop';
+  const load =
+    s.openLoopBatchesPerSec !== undefined
+      ? `open loop at ${num(s.openLoopBatchesPerSec)} batches/s`
+      : `closed loop, ${num(s.clients * s.batch)} txns outstanding${s.loadTxns === undefined ? '' : ` (--load-txns ${num(s.loadTxns)})`}`;
   lines.push(
     `poe-bench run: ${s.protocol}, n=${s.replicas} (f=${f}), ${crashed}, batch ${s.batch}, ${s.clients} clients in ${s.clientProcs} process${s.clientProcs > 1 ? 'es' : ''} (${load}), ` +
       `${s.warmupS} s warm-up + ${s.durationS} s measured, ${s.backend}`,
@@ -500,6 +571,12 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
         `  ${i === 0 ? 'processes' : '         '}    ${p.name.padEnd(10)} pid ${String(p.pid).padEnd(8)} CPU ${cpu.padStart(7)}  peak RSS ${num(p.peakRssMB, 1)} MB`,
       );
     }
+    if (r.bottleneck) lines.push(`  bound by     ${r.bottleneck.kind}: ${r.bottleneck.detail}`);
+    if (r.steady)
+      lines.push(
+        `  steady       ${r.steady.settled ? 'settled' : 'NOT settled'}, trend ${r.steady.trendPercent}% across the window, window ${r.steady.windowOverLatency}x the mean latency` +
+          `${r.steady.clientTimeoutMs === undefined ? '' : `, client timeout ${num(r.steady.clientTimeoutMs)} ms at the end`}${r.steady.flags.length ? ` (${r.steady.flags.join('; ')})` : ''}`,
+      );
     if (r.ledgerHeights) {
       const faulty = faultyReplicas(s);
       const lagging = mayLagReplicas(s);
@@ -524,6 +601,20 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
   }
   if (recordedIn) lines.push(`  recorded in  ${recordedIn}`);
   return lines.join('\n');
+}
+
+/**
+ * The load a run offered, in transactions (DESIGN.md "Workload"): closed loop, the transactions
+ * outstanding (and the --load-txns asked for, if given); open loop, the offered rate.
+ */
+export function loadOf(spec: RunSpec): { load: { readonly closedLoopTxns?: number; readonly askedTxns?: number; readonly openLoopTxnPerSec?: number } } {
+  const closed = outstandingTxns(spec);
+  return {
+    load:
+      closed === undefined
+        ? { openLoopTxnPerSec: (spec.openLoopBatchesPerSec ?? 0) * spec.batch }
+        : { closedLoopTxns: closed, ...(spec.loadTxns === undefined ? {} : { askedTxns: spec.loadTxns }) },
+  };
 }
 
 /** What --json prints: the headline numbers first, then everything else. */
@@ -553,6 +644,9 @@ export function runResultJson(r: RunResult, recordedIn?: string): Record<string,
     durationSec: r.durationSec,
     ...(r.metrics ? { metrics: r.metrics } : {}),
     ...(r.ledgerHeights ? { ledgerHeights: r.ledgerHeights } : {}),
+    ...(r.bottleneck ? { bottleneck: r.bottleneck } : {}),
+    ...(r.steady ? { steady: r.steady } : {}),
+    ...loadOf(r.spec),
     ...(recordedIn ? { recordedIn } : {}),
   };
 }
@@ -567,6 +661,9 @@ export function recordRun(outDir: string, r: RunResult): string {
     startedAt: r.startedAt,
     durationSec: r.durationSec,
     ...(r.metrics ? { metrics: r.metrics } : {}),
+    ...(r.bottleneck ? { bottleneck: r.bottleneck } : {}),
+    ...(r.steady ? { steady: r.steady } : {}),
+    ...loadOf(r.spec),
     violations: r.violations,
     implausible: r.implausible,
     failed: r.failed,

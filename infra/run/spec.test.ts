@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { getProtocol, registeredProtocols } from '../../replica/protocols.js';
 import {
   crashedBackups,
+  outstandingTxns,
   faultsOf,
   faultyReplicas,
   mayLagReplicas,
@@ -149,5 +150,29 @@ describe('run spec', () => {
     expect(mayLagReplicas(spec(['0=equivocate', '5=silent']))).toEqual([4, 6]);
     expect(mayLagReplicas(spec(['0=stopAfter:900', '1=slow:5']))).toEqual([]);
     expect(mayLagReplicas(parseRunFlags({ protocol: 'poe', crashed: '1', faults: ['0=inTheDark:3'], force: true }))).toEqual([]);
+  });
+});
+
+describe('load in transactions (issue 11 item 6)', () => {
+  it('--load-txns sets the requests outstanding from the batch size, so a batch sweep holds the load', () => {
+    const at = (batch: string) => parseRunFlags({ protocol: 'poe', loadTxns: '2400', batch });
+    expect(at('10')).toMatchObject({ clients: 240, loadTxns: 2400 });
+    expect(at('100')).toMatchObject({ clients: 24, loadTxns: 2400 });
+    expect(at('300')).toMatchObject({ clients: 8, loadTxns: 2400 });
+    expect(outstandingTxns(at('300'))).toBe(2400);
+    // Never fewer requests than client machines.
+    expect(parseRunFlags({ protocol: 'poe', loadTxns: '10', batch: '100', clientProcs: '2' }).clients).toBe(2);
+  });
+
+  it('--load-txns with --clients or --open-loop is refused', () => {
+    expect(() => parseRunFlags({ protocol: 'poe', loadTxns: '100', clients: '4' })).toThrow(/--load-txns/);
+    expect(() => parseRunFlags({ protocol: 'poe', loadTxns: '100', openLoop: '4' })).toThrow(/--load-txns/);
+  });
+
+  it('client timeouts follow the latency unless given, for zyzzyva, or with faults', () => {
+    expect(parseRunFlags({ protocol: 'poe' }).clientTimeoutFixed).toBe(false);
+    expect(parseRunFlags({ protocol: 'poe', clientTimeoutMs: '500' }).clientTimeoutFixed).toBe(true);
+    expect(parseRunFlags({ protocol: 'zyzzyva' }).clientTimeoutFixed).toBe(true);
+    expect(parseRunFlags({ protocol: 'poe', faults: ['primary=stopAfter:900'] }).clientTimeoutFixed).toBe(true);
   });
 });

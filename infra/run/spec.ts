@@ -65,6 +65,32 @@ export interface RunSpec {
   readonly checkpointInterval: number;
   readonly window: number;
   readonly extra: Readonly<Record<string, ExtraValue>>;
+  // --- issue 11 (helper "measure"): the load in transactions, and client timeouts ------------
+  /**
+   * Closed loop counted as the paper counts it (§5: 200K clients with one transaction each,
+   * batched by the client machines; DESIGN.md "Workload"): this many transactions outstanding
+   * in all, batched into ceil(loadTxns / batch) requests of `batch`, so `clients` (requests
+   * outstanding) follows from it and a batch sweep holds the load fixed. Absent: `clients` was
+   * given directly (the batch-level closed loop: one batch outstanding per logical client).
+   */
+  readonly loadTxns?: number;
+  /**
+   * True: every client request times out after exactly `clientTimeoutMs` (figure 11b's primary
+   * failure, Zyzzyva's slow path). False: the timeout follows the observed latency (at least
+   * `clientTimeoutMs`, and ADAPTIVE_TIMEOUT_MULTIPLE times the latency's recent p99), so a
+   * slow protocol is not measured through its own timeouts.
+   */
+  readonly clientTimeoutFixed: boolean;
+}
+
+/** Transactions outstanding in a closed-loop run (batches outstanding times the batch size); undefined in open loop. */
+export function outstandingTxns(spec: Pick<RunSpec, 'clients' | 'batch' | 'openLoopBatchesPerSec'>): number | undefined {
+  return spec.openLoopBatchesPerSec === undefined ? spec.clients * spec.batch : undefined;
+}
+
+/** Requests outstanding for a load in transactions: at least one per client machine. */
+export function clientsForLoad(loadTxns: number, batch: number, clientProcs: number): number {
+  return Math.max(clientProcs, Math.ceil(loadTxns / batch));
 }
 
 /** A run's default, from the table of run parameters (infra/params.ts). */
@@ -116,6 +142,9 @@ export interface RunFlags extends InfraFlags {
   readonly extra?: readonly string[];
   /** REPLICA=FAULT, repeatable: 0=stopAfter:900, primary=equivocate, 0=inTheDark:3, 1=slow:20, 3=crashAt:5000. */
   readonly faults?: readonly string[];
+  // issue 11 (measure)
+  readonly loadTxns?: string;
+  readonly fixedClientTimeout?: boolean;
 }
 
 export class RunSpecError extends Error {
@@ -137,6 +166,8 @@ interface ParsedRunFlags {
   readonly force?: boolean;
   readonly batch?: number;
   readonly clients?: number;
+  readonly loadTxns?: number;
+  readonly fixedClientTimeout?: boolean;
   readonly clientProcs?: number;
   readonly warmup?: number;
   readonly duration?: number;
@@ -259,7 +290,10 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
     issues.push(`--crashed: ${crashed} exceeds what ${o.protocol} tolerates with n = ${n} (f = ${f}); pass --force to run it anyway`);
   }
   const clientProcs = o.clientProcs ?? d.clientProcs;
-  const clients = o.clients ?? d.clients;
+  if (o.loadTxns !== undefined && o.clients !== undefined)
+    issues.push('--load-txns: give the load in transactions or --clients (batches outstanding), not both');
+  if (o.loadTxns !== undefined && o.openLoop !== undefined) issues.push('--load-txns: a closed-loop load; --open-loop sets the rate instead');
+  const clients = o.loadTxns !== undefined ? clientsForLoad(o.loadTxns, o.batch ?? d.batch, clientProcs) : (o.clients ?? d.clients);
   if (clients < clientProcs) issues.push(`--clients: ${clients} logical clients cannot fill ${clientProcs} client processes`);
   const basePort = o.basePort ?? d.basePort;
   if (basePort !== 0 && basePort < 1024) issues.push(`--base-port: ${basePort} is a privileged port; use 1024 or above, or 0 for free ports`);
@@ -304,6 +338,9 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
     checkpointInterval,
     window,
     extra,
+    ...(o.loadTxns !== undefined ? { loadTxns: o.loadTxns } : {}),
+    // Zyzzyva's slow path and a faulty replica's effect are defined by their timeouts.
+    clientTimeoutFixed: o.fixedClientTimeout ?? (o.clientTimeoutMs !== undefined || o.protocol === 'zyzzyva' || faults.length > 0),
   };
 }
 
@@ -318,7 +355,8 @@ function runFlagValues(input: RunSpecInput): Record<string, unknown> {
     force: input.force,
     faults: input.faults?.map(formatReplicaFault),
     batch: input.batch,
-    clients: input.clients,
+    // A spec handed back (a runs.jsonl line replayed) carries clients derived from loadTxns: drop them.
+    clients: input.loadTxns === undefined ? input.clients : undefined,
     clientProcs: input.clientProcs,
     warmup: input.warmupS,
     duration: input.durationS,
@@ -340,6 +378,8 @@ function runFlagValues(input: RunSpecInput): Record<string, unknown> {
     cpus: input.infra?.cpus,
     subnet: input.infra?.subnet,
     baseImage: input.infra?.baseImage,
+    loadTxns: input.loadTxns,
+    fixedClientTimeout: input.clientTimeoutFixed,
   };
 }
 

@@ -1,8 +1,8 @@
 /**
  * `poe-bench figure 11b --quick --replicas 4` on real processes (issue 4, item 2; issue 5):
- * PoE and PBFT with the view-0 primary stopping after 900 requests and a checkpoint every 600,
- * the timeouts chosen so that the view change falls inside the quick profile's window
- * (experiments/sweep.ts PRIMARY_FAILURE_TIMEOUTS). Two runs of 10 s each.
+ * PoE and PBFT with the view-0 primary crashing 2 s before the measured window and a checkpoint
+ * every 600, so that the view change falls inside the window (issue 11 item 7; experiments/sweep.ts
+ * primaryCrashAtMs and PRIMARY_FAILURE_TIMEOUTS). Two runs of 10 s each.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,10 +24,12 @@ interface Line {
   readonly reason?: string;
   readonly spec: { readonly faults: unknown; readonly checkpointInterval: number; readonly clientTimeoutMs: number; readonly viewChangeTimeoutMs: number };
   readonly metrics?: { readonly viewChanges?: number; readonly viewChangeMs?: number; readonly throughputSeries?: { tSec: number; txnPerSec: number }[] };
+  readonly viewChangeStartSec?: number;
+  readonly windowSec?: number;
 }
 
 describe('poe-bench figure 11b on the local backend', () => {
-  it('runs PoE and PBFT for real: the primary stops after 900, the view changes, the timeouts are recorded', () => {
+  it('runs PoE and PBFT for real: the primary crashes, the view change begins inside the window, the timeouts are recorded', () => {
     const dir = join(base, 'local-11b');
     const r = spawnSync(process.execPath, [CLI, 'figure', '11b', '--quick', '--replicas', '4', '--out', dir], {
       cwd: base,
@@ -45,17 +47,20 @@ describe('poe-bench figure 11b on the local backend', () => {
     expect(lines.map((l) => l.pointId)).toEqual(['poe/n=4/crashed=0/batch=100/stop=900', 'pbft/n=4/crashed=0/batch=100/stop=900']);
     for (const l of lines) {
       expect(l.valid, l.reason).toBe(true);
-      expect(l.spec.faults).toEqual([{ replica: 0, fault: { kind: 'stopAfter', batches: 900 } }]);
+      expect(l.spec.faults).toEqual([{ replica: 0, fault: { kind: 'crashAt', atMs: 2000 } }]);
       expect(l.spec.checkpointInterval).toBe(600);
       expect(l.spec.clientTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs);
       expect(l.spec.viewChangeTimeoutMs).toBe(PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs);
       expect(l.metrics!.viewChanges).toBeGreaterThanOrEqual(1);
       expect(l.metrics!.viewChangeMs).toBeGreaterThan(0);
+      // The event the point measures lies inside the measured window.
+      expect(l.viewChangeStartSec, l.pointId).toBeGreaterThanOrEqual(0);
+      expect(l.viewChangeStartSec!, l.pointId).toBeLessThan(l.windowSec!);
       // 4 s of warm-up and 6 s measured, in 1-second buckets.
       expect(l.metrics!.throughputSeries!.map((b) => b.tSec)).toEqual([-4, -3, -2, -1, 0, 1, 2, 3, 4, 5]);
     }
     const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { spec: { primaryFailure: Record<string, unknown> } };
-    expect(manifest.spec.primaryFailure).toMatchObject({ faults: ['0=stopAfter:900'], checkpointIntervalK: 600, ...PRIMARY_FAILURE_TIMEOUTS });
+    expect(manifest.spec.primaryFailure).toMatchObject({ faults: ['0=crashAt:2000'], checkpointIntervalK: 600, ...PRIMARY_FAILURE_TIMEOUTS });
     expect(readFileSync(join(dir, 'report.md'), 'utf8')).toContain('11b');
   });
 });

@@ -1,0 +1,78 @@
+/**
+ * Saturation probing (issue 11 item 1): the load is doubled while a probe at double load gains
+ * at least 5%; the run kept is the one at the load that no longer gained.
+ */
+import { describe, expect, it } from 'vitest';
+import type { RunResult } from '../infra/run/execute.js';
+import type { RunSpec } from '../infra/run/spec.js';
+import { cpuFull, judgeProbe, runSaturated } from './saturation.js';
+
+/** A fake protocol whose throughput follows the load up to `capacity` txn/s (Little's law with 10 ms latency). */
+function fakeRunner(capacity: number, calls: { load: number; measuredSec?: number }[]) {
+  const atLoad = (loadTxns: number, measuredSec?: number) => ({ loadTxns, durationS: measuredSec ?? 6 }) as unknown as RunSpec;
+  const run = async (spec: RunSpec): Promise<RunResult> => {
+    const load = spec.loadTxns!;
+    calls.push({ load, ...(spec.durationS !== 6 ? { measuredSec: spec.durationS } : {}) });
+    const throughput = Math.min(capacity, load / 0.01);
+    const mean = (1000 * load) / throughput;
+    return {
+      valid: true,
+      interrupted: false,
+      throughputTxnPerSec: throughput,
+      latencyMs: { mean, p50: mean, p99: mean, max: mean },
+      spec,
+    } as unknown as RunResult;
+  };
+  return { atLoad, run };
+}
+
+describe('runSaturated', () => {
+  it('doubles the load until double load gains < 5%, keeps the run at that load', async () => {
+    const calls: { load: number; measuredSec?: number }[] = [];
+    const { atLoad, run } = fakeRunner(300_000, calls);
+    // 1000 txns -> 100K/s; 2000 -> 200K/s; 4000 -> 300K/s (capped); 8000 -> 300K/s.
+    const out = await runSaturated(1000, atLoad, run, { maxDoublings: 3, probeMeasuredSec: 3 });
+    expect(out!.saturation).toMatchObject({ loadTxns: 4000, how: 'probed', saturated: true });
+    expect(out!.result.throughputTxnPerSec).toBe(300_000);
+    expect(out!.saturation.probes.map((p) => [p.loadTxns, p.gainPercent])).toEqual([
+      [2000, 100],
+      [4000, 50],
+      [8000, 0],
+    ]);
+    // Full runs at 1000, 2000, 4000; each probe is short.
+    expect(calls).toEqual([
+      { load: 1000 },
+      { load: 2000, measuredSec: 3 },
+      { load: 2000 },
+      { load: 4000, measuredSec: 3 },
+      { load: 4000 },
+      { load: 8000, measuredSec: 3 },
+    ]);
+  });
+
+  it('stops at the profile cap and records the point as not shown saturated', async () => {
+    const { atLoad, run } = fakeRunner(1e9, []);
+    const out = await runSaturated(1000, atLoad, run, { maxDoublings: 1, probeMeasuredSec: 3 });
+    expect(out!.saturation).toMatchObject({ loadTxns: 2000, saturated: false });
+    expect(out!.saturation.note).toMatch(/NOT shown saturated/);
+  });
+
+  it('a probe whose latency explodes, or that is invalid, shows saturation', () => {
+    const base = { throughputTxnPerSec: 100, latencyMs: { mean: 10, p50: 10, p99: 10, max: 10 } };
+    expect(judgeProbe(base, { valid: true, throughputTxnPerSec: 120, latencyMs: { mean: 50, p50: 0, p99: 0, max: 0 } }).saturated).toBe(true);
+    expect(judgeProbe(base, { valid: false, throughputTxnPerSec: 0, latencyMs: base.latencyMs }).saturated).toBe(true);
+    expect(judgeProbe(base, { valid: true, throughputTxnPerSec: 104, latencyMs: base.latencyMs })).toMatchObject({ saturated: true, gainPercent: 4 });
+    expect(judgeProbe(base, { valid: true, throughputTxnPerSec: 106, latencyMs: base.latencyMs })).toMatchObject({ saturated: false, gainPercent: 6 });
+  });
+});
+
+describe('cpuFull', () => {
+  const metrics = (cpus: number[]) => ({ processes: cpus.map((cpuPercent, i) => ({ name: `replica ${i}`, cpuPercent })) }) as unknown as RunResult['metrics'];
+  const cpu = { kind: 'cpu', cores: 2, machineCpuPercent: 199, busiestProcess: 'replica 0', busiestCpuPercent: 60, detail: '' } as const;
+  it('skips the probe only when the run itself filled the machine', () => {
+    expect(cpuFull({ bottleneck: cpu, metrics: metrics([60, 60, 60, 15]) })).toMatch(/195% of the machine's 200%/);
+    // The machine was full, but mostly of other programs: probe.
+    expect(cpuFull({ bottleneck: cpu, metrics: metrics([20, 20, 20, 20]) })).toBeUndefined();
+    expect(cpuFull({ bottleneck: { ...cpu, kind: 'clients' }, metrics: metrics([60, 60, 60, 15]) })).toBeUndefined();
+  });
+});
