@@ -1,7 +1,7 @@
 /** test/tidy.ts's rule on the real harness/, and proof that it reports a long function. */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { longFunctions, longFunctionsIn, MAX_FUNCTION_LINES } from './tidy.js';
+import { longFiles, longFunctions, longFunctionsIn, MAX_FUNCTION_LINES, MAX_SOURCE_LINES } from './tidy.js';
 
 const body = (lines: number): string => Array.from({ length: lines }, (_, i) => `  const x${i} = ${i};`).join('\n');
 
@@ -31,5 +31,17 @@ describe('no function in harness/ longer than about 80 lines (issue 9, item 5)',
       ['outer', 86],
       ['inner', 84],
     ]);
+  });
+});
+
+describe('no source file over about 1,000 lines (issue 9, item 4)', () => {
+  const root = join(import.meta.dirname, '..');
+  it('holds for every source folder', () => {
+    const dirs = ['replica', 'client', 'infra', 'experiments', 'plots', 'harness'].map((d) => join(root, d));
+    expect(longFiles(dirs).map((f) => `${f.file}: ${f.lines} lines (at most ${MAX_SOURCE_LINES})`)).toEqual([]);
+  });
+
+  it('reports a file over the cap', () => {
+    expect(longFiles([join(root, 'replica')], 10).length).toBeGreaterThan(0);
   });
 });
