@@ -27,6 +27,10 @@ import {
   type SimConfig,
 } from './options.js';
 import { runSimulation, type SimResult } from './simulator.js';
+// --- scenario search (issue 13, helper "byzantine") ---
+import { searchScenarios } from './scenarios.js';
+import type { ProtocolName } from '../../replica/types.js';
+// --- end scenario search ---
 
 /** The flags as commander hands them over: strings, repeatable ones as arrays. */
 export interface SimFlags {
@@ -58,6 +62,10 @@ export interface SimFlags {
   readonly maxTimeMs?: string;
   readonly maxEvents?: string;
   readonly extra?: readonly string[];
+  // --- scenario search (issue 13, helper "byzantine") ---
+  /** A scenario family of infra/sim/scenarios.ts, 'all' or 'twins': run --seeds seeds of each. */
+  readonly scenario?: string;
+  // --- end scenario search ---
   readonly json?: boolean;
   readonly force?: boolean;
   readonly drain?: boolean;
@@ -311,8 +319,45 @@ export interface SimCommandOutput {
   readonly results: readonly SimResult[];
 }
 
+// --- scenario search (issue 13, helper "byzantine") ---
+/**
+ * `poe-bench sim --scenario <family|all|twins> --protocol P --seeds N [--seed S] [--json]`: N
+ * seeds of each selected family (infra/sim/scenarios.ts); every other flag comes from the
+ * scenario. Prints each failure with its replay line and a summary; --json prints one object
+ * with runs, failures, replays and safetyViolations. Exit 1 on any failure.
+ */
+function runScenarioSearch(flags: SimFlags): SimCommandOutput {
+  const bad = (message: string): SimCommandOutput => ({ exitCode: 2, stdout: '', stderr: `poe-bench sim: invalid flags\n${message}\n`, results: [] });
+  const protocol = flags.protocol;
+  if (!protocol || !hasProtocol(protocol)) return bad(`--protocol: is required with --scenario (one of: ${registeredProtocols().join(', ')})`);
+  const seeds = Number(flags.seeds ?? '1');
+  const seed = Number(flags.seed ?? '1');
+  if (!Number.isInteger(seeds) || seeds < 1 || seeds > 10_000_000) return bad('--seeds: must be an integer >= 1');
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff) return bad('--seed: must be an integer in [0, 2^32)');
+  const startMs = performance.now();
+  const texts: string[] = [];
+  let result: ReturnType<typeof searchScenarios>;
+  try {
+    result = searchScenarios(flags.scenario!, protocol as ProtocolName, seed, seeds, runSimulation, (t) => texts.push(t));
+  } catch (err) {
+    if (err instanceof RangeError) return bad(`--scenario: ${err.message}`);
+    throw err;
+  }
+  const seconds = Math.round((performance.now() - startMs) / 100) / 10;
+  const failed = result.failures.length;
+  const summary =
+    `scenario ${result.scenario} (${result.families.join(', ')}), ${protocol}, seeds ${seed}..${seed + seeds - 1}: ` +
+    `${result.runs} runs, ${failed} failures (${result.safetyViolations} with a safety violation), ${seconds} s`;
+  const stdout = flags.json ? JSON.stringify({ ...result, seconds, valid: failed === 0 }) : [...texts, summary, ...result.replays.map((r) => `replay: ${r}`)].join('\n');
+  return { exitCode: failed > 0 ? 1 : 0, stdout: `${stdout}\n`, stderr: flags.json && failed > 0 ? `${result.replays.map((r) => `replay: ${r}`).join('\n')}\n` : '', results: [] };
+}
+// --- end scenario search ---
+
 /** Runs `poe-bench sim` with already-parsed flags; prints nothing itself. */
 export function runSimCommand(flags: SimFlags): SimCommandOutput {
+  // --- scenario search (issue 13, helper "byzantine") ---
+  if (flags.scenario !== undefined) return runScenarioSearch(flags);
+  // --- end scenario search ---
   let configs: SimConfig[];
   try {
     configs = parseSimFlags(flags);
@@ -370,7 +415,7 @@ export function defineSimCommand(cmd: Command): Command {
     .option('--crash <replica@ms>', 'crash a replica at a virtual time; repeatable', collect)
     .option(
       '--fault <replica=fault>',
-      'a crash or Byzantine behaviour: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate (e.g. 0=equivocate, 0=inTheDark:3); repeatable, several on one replica compose in order',
+      'a crash or Byzantine behaviour: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate, forgeViewChange[:stale], conflictingVotes, twins:SEED:ROUNDMS:ROUNDS[:0] (e.g. 0=equivocate, 0=inTheDark:3); repeatable, several on one replica compose in order',
       collect,
     )
     .option('--client-timeout-ms <ms>', `client request timeout (default ${SIM_DEFAULTS.requestTimeoutMs})`)
@@ -388,6 +433,12 @@ export function defineSimCommand(cmd: Command): Command {
       `after the clients are done and the network healed, run on until the non-faulty replicas agree, for at most this much virtual time; 0: off (default ${SIM_DEFAULTS.settleMs})`,
     )
     .option('--json', 'print one JSON object')
+    // --- scenario search (issue 13, helper "byzantine") ---
+    .option(
+      '--scenario <family|all|twins>',
+      'run --seeds seeds (from --seed) of a scenario family of infra/sim/scenarios.ts, of all of them, or of the lying-replica families (twins); prints failures with replay lines',
+    )
+    // --- end scenario search ---
     .addHelpText('after', '\nExit codes: 0 all runs valid, 1 a run violated safety or liveness (its replay line is printed), 2 invalid flags.');
 }
 
