@@ -6,7 +6,17 @@
  * in the view just before the new one for a batch it saw proposed at another sequence number.
  */
 import { BatchBook } from './byzantine-liar.js';
-import { type CheckpointProof, MSG_COMMIT, MSG_PRE_PREPARE, MSG_PREPARE, MSG_VIEW_CHANGE, MSG_NEW_VIEW, type PbftMessage, type PreparedCert, type ViewChange } from './pbft.js';
+import {
+  type CheckpointProof,
+  MSG_COMMIT,
+  MSG_PRE_PREPARE,
+  MSG_PREPARE,
+  MSG_VIEW_CHANGE,
+  MSG_NEW_VIEW,
+  type PbftMessage,
+  type PreparedCert,
+  type ViewChange,
+} from './pbft.js';
 import type { AdversaryHooks, Liar } from './protocol.js';
 import { primaryOf, quorums, type ReplicaDeps } from './types.js';
 
@@ -46,7 +56,14 @@ class PbftLiar implements Liar<PbftMessage> {
     for (let k = msg.checkpoint.k + 1; k <= this.book.maxK; k++) {
       const lie = this.book.other(k, this.book.at(k)?.digest ?? certs.get(k)?.digest);
       if (!lie) continue;
-      certs.set(k, { k, view: claimedView, originView: claimedView, digest: lie.digest, prepareSenders: someSenders(this.n, claimedView), request: lie.request });
+      certs.set(k, {
+        k,
+        view: claimedView,
+        originView: claimedView,
+        digest: lie.digest,
+        prepareSenders: someSenders(this.n, claimedView),
+        request: lie.request,
+      });
     }
     if (certs.size === 0) return undefined;
     const forged: ViewChange = { ...msg, prepared: [...certs.values()].sort((a, b) => a.k - b.k) };

@@ -57,7 +57,8 @@ const testHooks: AdversaryHooks<TestMsg> = {
 };
 const deps = new KeyRing(createCrypto('sim'), 'byz-test', 4, 1).replicaDeps(1);
 const msg = (type: number, view: number, value: string): TestMsg => ({ type, view, value });
-const sends = (out: ReplicaOutput<TestMsg>[]) => out.flatMap((o) => (o.kind === 'send' ? [`${o.to}:${o.msg.value}`] : o.kind === 'broadcast' ? [`*:${o.msg.value}`] : []));
+const sends = (out: ReplicaOutput<TestMsg>[]) =>
+  out.flatMap((o) => (o.kind === 'send' ? [`${o.to}:${o.msg.value}`] : o.kind === 'broadcast' ? [`*:${o.msg.value}`] : []));
 
 describe('fault specs of the lying replicas', () => {
   it('parse and format round trip', () => {
@@ -79,7 +80,10 @@ describe('fault specs of the lying replicas', () => {
 describe('forgeViewChange', () => {
   it('sends one forged message per view, to everybody and on every re-send, with the earlier views replayed', () => {
     let view = 1;
-    const core = new Scripted(1, () => [{ kind: 'broadcast', msg: msg(VC, view, `vc${view}`) }, { kind: 'broadcast', msg: msg(OTHER, view, 'x') }]);
+    const core = new Scripted(1, () => [
+      { kind: 'broadcast', msg: msg(VC, view, `vc${view}`) },
+      { kind: 'broadcast', msg: msg(OTHER, view, 'x') },
+    ]);
     const w = withFault(core, { kind: 'forgeViewChange' }, { name: 'test' }, 4, { adversary: testHooks, deps });
     expect(sends(w.step({ kind: 'start' }, 0))).toEqual(['*:forged:vc1', '*:x']);
     expect(sends(w.step({ kind: 'start' }, 1))).toEqual(['*:forged:vc1', '*:x']);

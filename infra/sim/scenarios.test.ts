@@ -20,9 +20,9 @@ import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hasProtocol } from '../../replica/protocols.js';
 import type { ProtocolName } from '../../replica/types.js';
-import { defineSimCommand, parseSimFlags, type SimFlags } from './command.js';
+import { defineSimCommand, parseSimFlags, runSimCommand, type SimFlags } from './command.js';
 import { simArgs } from './options.js';
-import { explainScenario, SCENARIOS, scenario, scenarioProblems, type Scenario } from './scenarios.js';
+import { explainScenario, isSafetyProblem, SCENARIOS, scenario, scenarioProblems, type Scenario } from './scenarios.js';
 import { runSimulation, Simulation, type SimResult } from './simulator.js';
 
 const SEEDS = envInt('SIM_SEEDS', 25);
@@ -94,10 +94,30 @@ function runFamily(s: Scenario, protocol: ProtocolName, count: number): string[]
   return failures;
 }
 
+/**
+ * Issue 13: PBFT's view change trusts prepared certificates that are lists of replica ids under
+ * non-transferable MACs, so a backup's forged certificate makes the new view re-propose another
+ * batch at a committed sequence number (the forged-view-change family finds it in most seeds).
+ * The fix (VIEW-CHANGE-ACKs as in Castro and Liskov, TOCS 2002, or signed view changes) is the
+ * "pbft" helper's; once it is merged, set this to true: the family must then pass like the others.
+ */
+const PBFT_FORGED_CERTIFICATE_FIXED = false;
+const knownUnsafe = (s: Scenario, protocol: ProtocolName): boolean => !PBFT_FORGED_CERTIFICATE_FIXED && protocol === 'pbft' && s.name === 'forged-view-change';
+
 describe('fault scenarios (issue 4)', () => {
   for (const s of SCENARIOS) {
     describe(`${s.name}: ${s.what}`, () => {
       for (const protocol of s.protocols) {
+        if (knownUnsafe(s, protocol)) {
+          it.skipIf(!hasProtocol(protocol)).fails(
+            `${protocol}: KNOWN UNSAFE until the PBFT view-change fix (issue 13): ${SEEDS} seeds from ${SEED_BASE}`,
+            () => {
+              const failures = runFamily(s, protocol, SEEDS);
+              expect(failures.length, `${failures.length} of ${SEEDS} seeds failed:\n\n${failures.slice(0, 5).join('\n\n')}`).toBe(0);
+            },
+          );
+          continue;
+        }
         it.skipIf(!hasProtocol(protocol))(`${protocol}: ${SEEDS} seeds from ${SEED_BASE}: safe, and live once the network heals`, () => {
           // Reference: paper Definition 3.1 (speculative non-divergence), Proposition 3.5, Theorem 3.7, Example 3.4
           const failures = runFamily(s, protocol, SEEDS);
@@ -170,6 +190,48 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
     fixed: 'a PBFT backup suspects the primary when a client keeps re-sending a request it executed and nothing executes for a timeout (noteUnfinished)',
   },
 ];
+
+/**
+ * Issue 13's acceptance run before the fix: `poe-bench sim --scenario twins --protocol pbft
+ * --seeds 2000 --json` reports this run (its first failure) with a safety violation. Replica 4
+ * forges prepared certificates in its VIEW-CHANGEs; the new primary (replica 1) re-proposes
+ * other clients' batches at k = 15, 17, 19, which replicas 2, 3, 5, 6 had executed with the
+ * original batches: the ledgers diverge at height 15, and the batch a client accepted at k = 17
+ * is replaced at replica 1.
+ * `.fails` until the fix: flip PBFT_FORGED_CERTIFICATE_FIXED above once it is merged.
+ */
+const PBFT_FORGED_CERTIFICATE_REPLAY =
+  '--protocol pbft --replicas 7 --batches 60 --seed 1 --drop 0.02 --jitter-ms 2 --tail-ms 2 --heal-at-ms 2027 --crash 0@12 --fault 4=forgeViewChange --max-time-ms 120000';
+
+describe('issue 13: lying backups', () => {
+  (PBFT_FORGED_CERTIFICATE_FIXED ? it : it.fails)(
+    `pbft stays safe against a forged prepared certificate: poe-bench sim ${PBFT_FORGED_CERTIFICATE_REPLAY}`,
+    () => {
+      const [config] = parseSimFlags(flagsFromArgs(PBFT_FORGED_CERTIFICATE_REPLAY.split(' ')));
+      const r = runSimulation(config!);
+      expect(r.violations.filter(isSafetyProblem), `${r.violations.slice(0, 3).join('\n')}\nreplay: ${r.replay}`).toEqual([]);
+    },
+  );
+
+  it('the forger does lie: without it the same network and crash are safe', () => {
+    const [config] = parseSimFlags(flagsFromArgs(PBFT_FORGED_CERTIFICATE_REPLAY.replace(/ --fault \d+=forgeViewChange/, '').split(' ')));
+    expect(config!.faults).toEqual([]);
+    const r = runSimulation(config!);
+    expect(r.violations, r.replay).toEqual([]);
+  });
+
+  it('sim --scenario prints runs, failures and replay lines (--json: one object)', () => {
+    const out = runSimCommand({ protocol: 'pbft', scenario: 'forged-view-change', seeds: '3', seed: '1', json: true });
+    const o = JSON.parse(out.stdout) as { runs: number; failures: { replay: string; safety: boolean }[]; replays: string[]; safetyViolations: number };
+    expect(o.runs).toBe(3);
+    expect(o.replays).toEqual(o.failures.map((f) => f.replay));
+    expect(out.exitCode).toBe(o.failures.length > 0 ? 1 : 0);
+    const text = runSimCommand({ protocol: 'zyzzyva', scenario: 'twins', seeds: '2', seed: '7' });
+    expect(text.stdout).toMatch(/scenario twins \(conflicting-votes, twins\), zyzzyva, seeds 7\.\.8: 4 runs, \d+ failures/);
+    expect(runSimCommand({ protocol: 'zyzzyva', scenario: 'forged-view-change', seeds: '1' }).exitCode).toBe(2);
+    expect(runSimCommand({ protocol: 'poe', scenario: 'nonsense', seeds: '1' }).stderr).toMatch(/unknown scenario 'nonsense'/);
+  });
+});
 
 describe('regressions', () => {
   for (const { replay, fixed } of REGRESSIONS) {

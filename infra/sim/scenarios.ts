@@ -448,7 +448,10 @@ export interface ScenarioSearchResult {
 
 /** A problem that is not about liveness, convergence or the scenario itself. */
 export function isSafetyProblem(p: string): boolean {
-  return !/^(liveness|convergence|the run stopped|the non-faulty replicas did not converge|the primary stopped|scenario:)/.test(p) && !/is missing from the final ledger/.test(p);
+  return (
+    !/^(liveness|convergence|the run stopped|the non-faulty replicas did not converge|the primary stopped|scenario:)/.test(p) &&
+    !/is missing from the final ledger/.test(p)
+  );
 }
 
 /**
