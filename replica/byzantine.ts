@@ -30,7 +30,16 @@
  */
 import { Twins, type TwinsSchedule } from './byzantine-twins.js';
 import type { AdversaryHooks, FaultHooks, Liar, ProtocolModule } from './protocol.js';
-import type { Peer, ReplicaCore, ReplicaDeps, ReplicaInput, ReplicaOutput, ReplicaStatus, WireMessage } from './types.js';
+import {
+  isClientPeer,
+  type Peer,
+  type ReplicaCore,
+  type ReplicaDeps,
+  type ReplicaInput,
+  type ReplicaOutput,
+  type ReplicaStatus,
+  type WireMessage,
+} from './types.js';
 
 export type { FaultHooks };
 
@@ -356,7 +365,8 @@ class ForgeViewChange<M extends WireMessage> extends Wrapper<M> {
 
 /**
  * Sends each vote genuine to half of its recipients and a conflicting one (Liar.conflictingVote)
- * to the other half: replicas (and client machines) `to` with (to + id) odd are deceived.
+ * to the other half: replicas `to` with (to + id) odd are deceived, client machines on every
+ * other vote they get.
  */
 class ConflictingVotes<M extends WireMessage> extends Wrapper<M> {
   constructor(
@@ -366,7 +376,10 @@ class ConflictingVotes<M extends WireMessage> extends Wrapper<M> {
   ) {
     super(inner);
   }
+  private votesToClients = 0;
   private deceived(to: Peer): boolean {
+    // A client machine is one peer: it gets every other vote (SPEC-RESPONSE, LOCAL-COMMIT) false.
+    if (isClientPeer(to)) return this.votesToClients++ % 2 === 1;
     return (to + this.id) % 2 === 1;
   }
   step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[] {
