@@ -358,6 +358,14 @@ function runScenarioSearch(flags: SimFlags): SimCommandOutput {
     results: [],
   };
 }
+
+/** `--scenario`, declared apart from the other flags so the two blocks merge independently. */
+function defineScenarioOption(cmd: Command): void {
+  cmd.option(
+    '--scenario <family|all|twins>',
+    'run --seeds seeds (from --seed) of a scenario family of infra/sim/scenarios.ts, of all of them, or of the lying-replica families (twins); prints failures with replay lines',
+  );
+}
 // --- end scenario search ---
 
 /** Runs `poe-bench sim` with already-parsed flags; prints nothing itself. */
@@ -399,56 +407,49 @@ const collect = (value: string, previous: string[] | undefined): string[] => [..
 
 /** Declares the `sim` flags on `cmd` (without an action, so tests can parse flags alone). */
 export function defineSimCommand(cmd: Command): Command {
-  return (
-    cmd
-      .description('run protocol cores in the deterministic simulator (virtual time, seeded network) and check safety and liveness')
-      .option('--protocol <name>', `protocol: ${registeredProtocols().join(' | ') || 'none registered'}`)
-      .option('--replicas <n>', 'replicas (>= 4)', '4')
-      .option('--batches <m>', 'batches the clients issue in total', '1000')
-      .option('--seed <s>', 'the seed every random choice derives from', '1')
-      .option('--seeds <count>', 'run this many seeds: s, s+1, ...', '1')
-      .option('--crashed <k>', 'silent backups from the start (highest-numbered replicas; at most f unless --force)', String(SIM_DEFAULTS.crashed))
-      .option('--force', 'allow --crashed above f')
-      .option('--clients <c>', `logical clients per client machine (default ${SIM_DEFAULTS.clients})`)
-      .option('--client-machines <count>', `client machines (default ${SIM_DEFAULTS.clientMachines})`)
-      .option('--batch <b>', `writes per batch (default ${SIM_DEFAULTS.batchSize})`)
-      .option('--keys <generator>', `key generator: ${KEY_GENERATOR_KINDS.join(' | ')} (default ${SIM_DEFAULTS.keyGenerator})`)
-      .option('--drop <p>', 'probability that a message copy is lost (default 0)')
-      .option('--dup <p>', 'probability that a message copy is delivered twice (default 0)')
-      .option('--delay-ms <ms>', `one-way base delay (default ${SIM_DEFAULTS.delay.baseMs})`)
-      .option('--jitter-ms <ms>', `uniform jitter added to the delay; reorders messages (default ${SIM_DEFAULTS.delay.jitterMs})`)
-      .option('--tail-ms <ms>', 'mean of an exponential delay tail (default 0: none)')
-      .option('--partition <nodes@from-to>', 'cut nodes (replica numbers, c<origin> for client machines) off during [from, to) ms; repeatable', collect)
-      .option('--heal-at-ms <ms>', 'from this virtual time on, no message is lost or duplicated (default: only once the clients are done)')
-      .option('--crash <replica@ms>', 'crash a replica at a virtual time; repeatable', collect)
-      .option(
-        '--fault <replica=fault>',
-        'a crash or Byzantine behaviour: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate, forgeViewChange[:stale], conflictingVotes, twins:SEED:ROUNDMS:ROUNDS[:0] (e.g. 0=equivocate, 0=inTheDark:3); repeatable, several on one replica compose in order',
-        collect,
-      )
-      .option('--client-timeout-ms <ms>', `client request timeout (default ${SIM_DEFAULTS.requestTimeoutMs})`)
-      .option('--view-change-timeout-ms <ms>', `replica view-change timeout (default ${SIM_DEFAULTS.viewChangeTimeoutMs})`)
-      .option('--checkpoint-interval <k>', `checkpoint every k sequence numbers (default ${SIM_DEFAULTS.checkpointIntervalK})`)
-      .option('--window <k>', `watermark window (default ${SIM_DEFAULTS.windowK})`)
-      .option('--records <count>', `YCSB table size (default ${SIM_DEFAULTS.records})`)
-      .option('--value-bytes <bytes>', `bytes per record value (default ${SIM_DEFAULTS.valueBytes})`)
-      .option('--max-time-ms <ms>', `stop at this virtual time (default ${SIM_DEFAULTS.maxTimeMs})`)
-      .option('--max-events <count>', `stop after this many events (default ${SIM_DEFAULTS.maxEvents})`)
-      .option('--extra <key=value>', 'protocol switch passed to replicas and clients (e.g. mode=chained); repeatable', collect)
-      .option('--no-drain', 'do not deliver in-flight messages after the clients are done')
-      .option(
-        '--settle-ms <ms>',
-        `after the clients are done and the network healed, run on until the non-faulty replicas agree, for at most this much virtual time; 0: off (default ${SIM_DEFAULTS.settleMs})`,
-      )
-      .option('--json', 'print one JSON object')
-      // --- scenario search (issue 13, helper "byzantine") ---
-      .option(
-        '--scenario <family|all|twins>',
-        'run --seeds seeds (from --seed) of a scenario family of infra/sim/scenarios.ts, of all of them, or of the lying-replica families (twins); prints failures with replay lines',
-      )
-      // --- end scenario search ---
-      .addHelpText('after', '\nExit codes: 0 all runs valid, 1 a run violated safety or liveness (its replay line is printed), 2 invalid flags.')
-  );
+  defineScenarioOption(cmd); // scenario search (issue 13, helper "byzantine")
+  return cmd
+    .description('run protocol cores in the deterministic simulator (virtual time, seeded network) and check safety and liveness')
+    .option('--protocol <name>', `protocol: ${registeredProtocols().join(' | ') || 'none registered'}`)
+    .option('--replicas <n>', 'replicas (>= 4)', '4')
+    .option('--batches <m>', 'batches the clients issue in total', '1000')
+    .option('--seed <s>', 'the seed every random choice derives from', '1')
+    .option('--seeds <count>', 'run this many seeds: s, s+1, ...', '1')
+    .option('--crashed <k>', 'silent backups from the start (highest-numbered replicas; at most f unless --force)', String(SIM_DEFAULTS.crashed))
+    .option('--force', 'allow --crashed above f')
+    .option('--clients <c>', `logical clients per client machine (default ${SIM_DEFAULTS.clients})`)
+    .option('--client-machines <count>', `client machines (default ${SIM_DEFAULTS.clientMachines})`)
+    .option('--batch <b>', `writes per batch (default ${SIM_DEFAULTS.batchSize})`)
+    .option('--keys <generator>', `key generator: ${KEY_GENERATOR_KINDS.join(' | ')} (default ${SIM_DEFAULTS.keyGenerator})`)
+    .option('--drop <p>', 'probability that a message copy is lost (default 0)')
+    .option('--dup <p>', 'probability that a message copy is delivered twice (default 0)')
+    .option('--delay-ms <ms>', `one-way base delay (default ${SIM_DEFAULTS.delay.baseMs})`)
+    .option('--jitter-ms <ms>', `uniform jitter added to the delay; reorders messages (default ${SIM_DEFAULTS.delay.jitterMs})`)
+    .option('--tail-ms <ms>', 'mean of an exponential delay tail (default 0: none)')
+    .option('--partition <nodes@from-to>', 'cut nodes (replica numbers, c<origin> for client machines) off during [from, to) ms; repeatable', collect)
+    .option('--heal-at-ms <ms>', 'from this virtual time on, no message is lost or duplicated (default: only once the clients are done)')
+    .option('--crash <replica@ms>', 'crash a replica at a virtual time; repeatable', collect)
+    .option(
+      '--fault <replica=fault>',
+      'a crash or Byzantine behaviour: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate, forgeViewChange[:stale], conflictingVotes, twins:SEED:ROUNDMS:ROUNDS[:0] (e.g. 0=equivocate, 0=inTheDark:3); repeatable, several on one replica compose in order',
+      collect,
+    )
+    .option('--client-timeout-ms <ms>', `client request timeout (default ${SIM_DEFAULTS.requestTimeoutMs})`)
+    .option('--view-change-timeout-ms <ms>', `replica view-change timeout (default ${SIM_DEFAULTS.viewChangeTimeoutMs})`)
+    .option('--checkpoint-interval <k>', `checkpoint every k sequence numbers (default ${SIM_DEFAULTS.checkpointIntervalK})`)
+    .option('--window <k>', `watermark window (default ${SIM_DEFAULTS.windowK})`)
+    .option('--records <count>', `YCSB table size (default ${SIM_DEFAULTS.records})`)
+    .option('--value-bytes <bytes>', `bytes per record value (default ${SIM_DEFAULTS.valueBytes})`)
+    .option('--max-time-ms <ms>', `stop at this virtual time (default ${SIM_DEFAULTS.maxTimeMs})`)
+    .option('--max-events <count>', `stop after this many events (default ${SIM_DEFAULTS.maxEvents})`)
+    .option('--extra <key=value>', 'protocol switch passed to replicas and clients (e.g. mode=chained); repeatable', collect)
+    .option('--no-drain', 'do not deliver in-flight messages after the clients are done')
+    .option(
+      '--settle-ms <ms>',
+      `after the clients are done and the network healed, run on until the non-faulty replicas agree, for at most this much virtual time; 0: off (default ${SIM_DEFAULTS.settleMs})`,
+    )
+    .option('--json', 'print one JSON object')
+    .addHelpText('after', '\nExit codes: 0 all runs valid, 1 a run violated safety or liveness (its replay line is printed), 2 invalid flags.');
 }
 
 /** Adds `poe-bench sim` to the program. */
