@@ -102,7 +102,17 @@ function runFamily(s: Scenario, protocol: ProtocolName, count: number): string[]
  * "pbft" helper's; once it is merged, set this to true: the family must then pass like the others.
  */
 const PBFT_FORGED_CERTIFICATE_FIXED = false;
-const knownUnsafe = (s: Scenario, protocol: ProtocolName): boolean => !PBFT_FORGED_CERTIFICATE_FIXED && protocol === 'pbft' && s.name === 'forged-view-change';
+/**
+ * Issue 13, found by the twins family: PBFT with a twinned backup (n = 4, seed 2:
+ * `poe-bench sim --protocol pbft --replicas 4 --batches 100 --seed 2 --jitter-ms 3 --fault
+ * 3=twins:1076313351:54:9 --max-time-ms 120000`) ends with the non-faulty ledgers at heights 100
+ * and 108: after the view change one replica executed eight no-op slots of the new view that the
+ * others never commit, and with the clients done nothing drives them. No safety violation; the
+ * "pbft" helper's. Set to true once fixed.
+ */
+const PBFT_TWINS_CONVERGENCE_FIXED = false;
+const knownUnsafe = (s: Scenario, protocol: ProtocolName): boolean =>
+  protocol === 'pbft' && ((!PBFT_FORGED_CERTIFICATE_FIXED && s.name === 'forged-view-change') || (!PBFT_TWINS_CONVERGENCE_FIXED && s.name === 'twins'));
 
 describe('fault scenarios (issue 4)', () => {
   for (const s of SCENARIOS) {
@@ -110,7 +120,7 @@ describe('fault scenarios (issue 4)', () => {
       for (const protocol of s.protocols) {
         if (knownUnsafe(s, protocol)) {
           it.skipIf(!hasProtocol(protocol)).fails(
-            `${protocol}: KNOWN UNSAFE until the PBFT view-change fix (issue 13): ${SEEDS} seeds from ${SEED_BASE}`,
+            `${protocol}: KNOWN TO FAIL until the PBFT fixes of issue 13 (see PBFT_*_FIXED): ${SEEDS} seeds from ${SEED_BASE}`,
             () => {
               const failures = runFamily(s, protocol, SEEDS);
               expect(failures.length, `${failures.length} of ${SEEDS} seeds failed:\n\n${failures.slice(0, 5).join('\n\n')}`).toBe(0);
@@ -218,6 +228,23 @@ describe('issue 13: lying backups', () => {
     expect(config!.faults).toEqual([]);
     const r = runSimulation(config!);
     expect(r.violations, r.replay).toEqual([]);
+  });
+
+  // Found by the twins family (before its rounds were shortened): chained HotStuff with a twinned
+  // leader (replica 0) accepts nothing in 120 s. The honest replicas 1-3 end in view 8 (leader 0,
+  // whose twins moved on to view 10), all in a view change, and no timer moves them to view 9:
+  // 30 NEW-VIEWs, 22 proposals and 11 votes in the whole run while the clients re-send 17,632
+  // requests. A crashed or silent leader is replaced (one view change), so the pacemaker stalls
+  // only when the leader of the view the others wait in is alive but ahead. Liveness, not safety;
+  // not fixed here (replica/hotstuff.ts is another helper's). Flip once fixed.
+  const HOTSTUFF_TWINS_LIVENESS_FIXED = false;
+  const HOTSTUFF_TWINS_REPLAY =
+    '--protocol hotstuff --replicas 4 --batches 40 --seed 36 --jitter-ms 2 --tail-ms 3 --fault 0=twins:15569765:36:38 --max-time-ms 120000 --extra mode=chained --settle-ms 0';
+  (HOTSTUFF_TWINS_LIVENESS_FIXED ? it : it.fails)(`chained hotstuff stays live with a twinned leader: poe-bench sim ${HOTSTUFF_TWINS_REPLAY}`, () => {
+    const [config] = parseSimFlags(flagsFromArgs(HOTSTUFF_TWINS_REPLAY.split(' ')));
+    const r = runSimulation(config!);
+    expect(r.violations.filter(isSafetyProblem), r.replay).toEqual([]);
+    expect(r.acceptedBatches, `${r.violations.slice(0, 3).join('\n')}\nreplay: ${r.replay}`).toBe(40);
   });
 
   it('sim --scenario prints runs, failures and replay lines (--json: one object)', () => {
