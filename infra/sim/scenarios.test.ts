@@ -119,13 +119,9 @@ describe('fault scenarios (issue 4)', () => {
     describe(`${s.name}: ${s.what}`, () => {
       for (const protocol of s.protocols) {
         if (knownUnsafe(s, protocol)) {
-          it.skipIf(!hasProtocol(protocol)).fails(
-            `${protocol}: KNOWN TO FAIL until the PBFT fixes of issue 13 (see PBFT_*_FIXED): ${SEEDS} seeds from ${SEED_BASE}`,
-            () => {
-              const failures = runFamily(s, protocol, SEEDS);
-              expect(failures.length, `${failures.length} of ${SEEDS} seeds failed:\n\n${failures.slice(0, 5).join('\n\n')}`).toBe(0);
-            },
-          );
+          // Skipped, not `.fails`: whether a given seed range hits the failure depends on
+          // SIM_SEEDS/SIM_SEED_BASE. The fixed-seed `.fails` tests below show it deterministically.
+          it.skip(`${protocol}: KNOWN TO FAIL until the PBFT fixes of issue 13 (see PBFT_*_FIXED)`, () => {});
           continue;
         }
         it.skipIf(!hasProtocol(protocol))(`${protocol}: ${SEEDS} seeds from ${SEED_BASE}: safe, and live once the network heals`, () => {
@@ -228,6 +224,14 @@ describe('issue 13: lying backups', () => {
     expect(config!.faults).toEqual([]);
     const r = runSimulation(config!);
     expect(r.violations, r.replay).toEqual([]);
+  });
+
+  const PBFT_TWINS_REPLAY = '--protocol pbft --replicas 4 --batches 100 --seed 2 --jitter-ms 3 --fault 3=twins:1076313351:54:9 --max-time-ms 120000';
+  (PBFT_TWINS_CONVERGENCE_FIXED ? it : it.fails)(`pbft's non-faulty replicas converge with a twinned backup: poe-bench sim ${PBFT_TWINS_REPLAY}`, () => {
+    const [config] = parseSimFlags(flagsFromArgs(PBFT_TWINS_REPLAY.split(' ')));
+    const r = runSimulation(config!);
+    expect(r.violations.filter(isSafetyProblem), r.replay).toEqual([]);
+    expect(r.converged, `heights ${r.ledgerHeight.min}..${r.ledgerHeight.max}\nreplay: ${r.replay}`).toBe(true);
   });
 
   // Found by the twins family (before its rounds were shortened): chained HotStuff with a twinned
