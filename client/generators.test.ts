@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   createKeyGenerator,
+  exactPow,
   fnvhash64Mod,
   fnvhash64Reference,
   KEY_GENERATOR_KINDS,
@@ -116,6 +117,48 @@ function fnvhash64ReferenceUnsigned(value: bigint): bigint {
   return hash;
 }
 
+/** A double's IEEE 754 bits in hex, so a one-ulp difference shows. */
+function bitsOf(x: number): string {
+  const b = Buffer.alloc(8);
+  b.writeDoubleBE(x);
+  return b.toString('hex');
+}
+
+/**
+ * Java's values for ZipfianGenerator(0, ITEM_COUNT, 0.99, ZETAN), printed with
+ * Double.doubleToRawLongBits by OpenJDK 17 (HotSpot, x86_64; the same with -Xint) running
+ * YCSB's constructor arithmetic: Math.pow(2.0 / items, 1 - theta) = 0x3fe99865ca1d730d and
+ * eta = 0x3fcb295ee6b61936. StrictMath.pow (fdlibm), like V8's Math.pow, gives ...730c and
+ * eta ...193a (4 ulp off). The exact power, by mpmath at 300 bits, lies 0.518 of the way from
+ * ...730c to ...730d, so HotSpot's is the correctly rounded one.
+ */
+const JAVA_POW_BITS = '3fe99865ca1d730d';
+const JAVA_ETA_BITS = '3fcb295ee6b61936';
+
+describe('exactPow (correctly rounded pow)', () => {
+  it("gives Java's Math.pow for the inner Zipfian's eta power, where V8's Math.pow is one ulp low", () => {
+    const x = 2 / (YCSB_ITEM_COUNT + 1);
+    expect(bitsOf(exactPow(x, 1 - 0.99))).toBe(JAVA_POW_BITS);
+    // Control: V8 on this machine gives fdlibm's ...730c, which is why exactPow exists.
+    expect(bitsOf(Math.pow(x, 1 - 0.99))).not.toBe(JAVA_POW_BITS);
+  });
+
+  it('is exact where the power is a double, and within an ulp of Math.pow elsewhere', () => {
+    expect(exactPow(2, 0.5)).toBe(Math.SQRT2);
+    expect(exactPow(9, 0.5)).toBe(3);
+    expect(exactPow(2, 10)).toBe(1024);
+    expect(exactPow(10, -2)).toBe(0.01);
+    expect(exactPow(0.5, 0.99)).toBe(Math.pow(0.5, 0.99));
+    const rng = new Rng(SEED);
+    for (let i = 0; i < 2000; i++) {
+      const x = rng.nextDouble() * 10 ** (rng.nextInt(20) - 10);
+      const y = (rng.nextDouble() - 0.5) * 20;
+      const want = Math.pow(x, y);
+      expect(Math.abs(exactPow(x, y) - want), `seed ${SEED}: ${x}^${y}`).toBeLessThanOrEqual(Math.abs(want) * 2 ** -52);
+    }
+  });
+});
+
 describe('YCSB ZipfianGenerator', () => {
   it('zetastatic(1000, 0.99) equals Java YCSB', () => {
     expect(Math.abs(ycsbZeta(1000, 0.99) - 7.728953217284729)).toBeLessThan(1e-12);
@@ -136,8 +179,7 @@ describe('YCSB ZipfianGenerator', () => {
     // new ZipfianGenerator(0, ITEM_COUNT, ...): items = max - min + 1.
     expect(inner.items).toBe(YCSB_ITEM_COUNT + 1);
     expect(g.scrambled.itemcount).toBe(PAPER_RECORDS + 1);
-    const eta = (1 - Math.pow(2 / (YCSB_ITEM_COUNT + 1), 1 - 0.99)) / (1 - (1 + 1 / Math.pow(2, 0.99)) / YCSB_ZETAN);
-    expect(inner.eta).toBe(eta);
+    expect(bitsOf(inner.eta)).toBe(JAVA_ETA_BITS);
     expect(inner.alpha).toBe(1 / (1 - 0.99));
   });
 

@@ -120,6 +120,84 @@ function remainder(hi: number, lo: number, m: number): number {
   return r;
 }
 
+// Correctly rounded pow, for the one power whose last bit V8 and HotSpot disagree on.
+
+/** Fixed-point scale of exactPow's arithmetic: 2^-FRAC is far below an ulp of any double. */
+const FRAC = 240n;
+const ONE = 1n << FRAC;
+
+/** 2 atanh(z) = ln((1 + z) / (1 - z)) for a fixed-point |z| <= 1/3, by its Taylor series. */
+function twoAtanh(z: bigint): bigint {
+  const z2 = (z * z) >> FRAC;
+  let term = z;
+  let sum = 0n;
+  for (let k = 1n; term !== 0n; k += 2n) {
+    sum += term / k;
+    term = (term * z2) >> FRAC;
+  }
+  return 2n * sum;
+}
+
+const LN2 = twoAtanh(ONE / 3n);
+
+/** A finite positive double as m * 2^e with m a 53-bit (or smaller, if subnormal) integer. */
+function decompose(x: number): { m: bigint; e: number } {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const bits = view.getBigUint64(0);
+  const biased = Number((bits >> 52n) & 0x7ffn);
+  const frac = bits & ((1n << 52n) - 1n);
+  return biased === 0 ? { m: frac, e: -1074 } : { m: frac | (1n << 52n), e: biased - 1075 };
+}
+
+/** ln(x) in fixed point for a finite x > 0: x = t 2^k with t in [1, 2), ln t = 2 atanh((t-1)/(t+1)). */
+function fixedLn(x: number): bigint {
+  const { m, e } = decompose(x);
+  const bitsM = m.toString(2).length;
+  // t = m / 2^(bitsM - 1) in [1, 2); x = t * 2^(e + bitsM - 1).
+  const t = (m << FRAC) >> BigInt(bitsM - 1);
+  const z = ((t - ONE) << FRAC) / (t + ONE);
+  return twoAtanh(z) + BigInt(e + bitsM - 1) * LN2;
+}
+
+/** The double nearest to v * 2^(k - FRAC) for a fixed-point v > 0 (ties to even; no subnormals). */
+function roundToDouble(v: bigint, k: number): number {
+  const bits = v.toString(2).length;
+  const drop = bits - 53;
+  let m = v >> BigInt(drop);
+  const rest = v - (m << BigInt(drop));
+  const half = 1n << BigInt(drop - 1);
+  if (rest > half || (rest === half && (m & 1n) === 1n)) m += 1n;
+  return Number(m) * 2 ** (drop + k - Number(FRAC));
+}
+
+/**
+ * x^y correctly rounded (to nearest), for finite x > 0 and finite y whose result is a normal
+ * double; anything else goes to Math.pow. x^y = e^(y ln x) in 240-bit fixed point: ln by the
+ * atanh series, e^w = 2^k e^r with |r| < ln 2 by Taylor series. The error, some 2^-200
+ * relative, could decide a rounding only for a power within that of a halfway point.
+ */
+export function exactPow(x: number, y: number): number {
+  if (!(x > 0 && Number.isFinite(x) && Number.isFinite(y)) || y === 0 || x === 1) return Math.pow(x, y);
+  const { m: my, e: ey } = decompose(Math.abs(y));
+  const lnX = fixedLn(x);
+  let w = lnX * my;
+  w = ey >= 0 ? w << BigInt(ey) : w >> BigInt(-ey);
+  if (y < 0) w = -w;
+  // w = k ln 2 + r with |r| < ln 2 (BigInt division truncates).
+  const k = w / LN2;
+  const r = w - k * LN2;
+  let term = ONE;
+  let sum = 0n;
+  for (let i = 1n; term !== 0n; i++) {
+    sum += term;
+    term = (term * r) / (ONE * i);
+  }
+  const kk = Number(k);
+  if (kk > 1000 || kk < -1000) return Math.pow(x, y);
+  return roundToDouble(sum, kk);
+}
+
 /**
  * Java YCSB's ZipfianGenerator over [min, max] with a fixed item count (the benchmark never
  * changes it, so the incremental zeta recomputation of `nextLong(itemcount)` never runs).
@@ -150,7 +228,10 @@ export class YcsbZipfian {
     this.base = min;
     this.zeta2Theta = ycsbZeta(2, theta);
     this.alpha = 1.0 / (1.0 - theta);
-    this.eta = (1 - Math.pow(2.0 / this.items, 1 - theta)) / (1 - this.zeta2Theta / this.zetan);
+    // Java: (1 - Math.pow(2.0 / items, 1 - theta)) / (1 - zeta2theta / zetan). HotSpot's
+    // Math.pow returns the correctly rounded power for YCSB's inputs and V8's is one ulp low
+    // (which makes eta 4 ulp off), so the power is rounded correctly here (exactPow).
+    this.eta = (1 - exactPow(2.0 / this.items, 1 - theta)) / (1 - this.zeta2Theta / this.zetan);
     this.halfPowTheta = Math.pow(0.5, theta);
   }
 

@@ -477,6 +477,15 @@ export const PARAMS: readonly ParamDef[] = [
   },
   // The simulated network and run
   {
+    key: 'scenario',
+    flag: '--scenario',
+    value: '<family|all|twins>',
+    type: 'string',
+    help: 'run --seeds seeds (from --seed) of a scenario family of infra/sim/scenarios.ts, of all of them, or of the lying-replica families (twins); prints failures with replay lines',
+    commands: ['sim'],
+    schema: z.string().min(1).optional(),
+  },
+  {
     key: 'drop',
     flag: '--drop',
     value: '<p>',

@@ -13,11 +13,33 @@
  * - equivocate: a primary that sends different proposals for the same (v, k) to different
  *   backups: it swaps the batches of two consecutive proposals for half of the backups.
  *
- * The last two need to recognise a proposal and to build a conflicting one; each protocol
- * module supplies that through its optional `faults` hooks.
+ *
+ * Lying backups (issue 13), which need a protocol's `AdversaryHooks` (replica/byzantine-hooks.ts):
+ * - forgeViewChange: every view-change message it sends claims what it does not have (prepared
+ *   certificates, executions, with client batches it saw at other sequence numbers), and it
+ *   re-sends its view-change messages of earlier views; forgeViewChange:stale claims the oldest
+ *   checkpoint it saw instead (with the genuine batches above it);
+ * - conflictingVotes: each vote (PBFT PREPARE/COMMIT, PoE SUPPORT, HotStuff vote, Zyzzyva
+ *   SPEC-RESPONSE/LOCAL-COMMIT) goes genuine to some peers and for another value to the others;
+ * - twins:SEED:ROUNDMS:ROUNDS[:0]: two honest instances under one identity, each reaching part
+ *   of the network, per round partitions drawn from SEED (replica/byzantine-twins.ts); with :0
+ *   only the twins' reach is split, the other replicas are not partitioned.
+ *
+ * inTheDark and equivocate need to recognise a proposal and to build a conflicting one; each
+ * protocol module supplies that through its optional `faults` hooks.
  */
-import type { FaultHooks, ProtocolModule } from './protocol.js';
-import type { ReplicaCore, ReplicaInput, ReplicaOutput, ReplicaStatus, WireMessage } from './types.js';
+import { Twins, type TwinsSchedule } from './byzantine-twins.js';
+import type { AdversaryHooks, FaultHooks, Liar, ProtocolModule } from './protocol.js';
+import {
+  isClientPeer,
+  type Peer,
+  type ReplicaCore,
+  type ReplicaDeps,
+  type ReplicaInput,
+  type ReplicaOutput,
+  type ReplicaStatus,
+  type WireMessage,
+} from './types.js';
 
 export type { FaultHooks };
 
@@ -27,14 +49,22 @@ export type FaultSpec =
   | { readonly kind: 'crashAt'; readonly atMs: number }
   | { readonly kind: 'slow'; readonly delayMs: number }
   | { readonly kind: 'inTheDark'; readonly victims: readonly number[] }
-  | { readonly kind: 'equivocate' };
+  | { readonly kind: 'equivocate' }
+  | { readonly kind: 'forgeViewChange'; readonly stale?: boolean }
+  | { readonly kind: 'conflictingVotes' }
+  | ({ readonly kind: 'twins' } & TwinsSchedule);
 
 /** The command-line form of a fault, the inverse of parseFault: `stopAfter:900`, `inTheDark:2,3`. */
 export function formatFault(f: FaultSpec): string {
   switch (f.kind) {
     case 'silent':
     case 'equivocate':
+    case 'conflictingVotes':
       return f.kind;
+    case 'forgeViewChange':
+      return f.stale ? 'forgeViewChange:stale' : f.kind;
+    case 'twins':
+      return `twins:${f.seed}:${f.roundMs}:${f.rounds}${f.partitionOthers ? '' : ':0'}`;
     case 'stopAfter':
       return `stopAfter:${f.batches}`;
     case 'crashAt':
@@ -247,12 +277,23 @@ export class FaultConfigError extends Error {
   }
 }
 
+/** What the lying wrappers need beyond the core: the protocol's adversary hooks, the replica's keys, a second instance. */
+export interface FaultContext<M extends WireMessage> {
+  readonly adversary?: AdversaryHooks<M>;
+  readonly deps?: ReplicaDeps;
+  /** A fresh core with the same identity and keys (Twins). */
+  readonly twin?: () => ReplicaCore<M>;
+  /** Every twinned replica of the run (they reach both sides of a partition). */
+  readonly twinned?: ReadonlySet<number>;
+}
+
 /** Wraps `core` with the behaviour `fault` describes. */
 export function withFault<M extends WireMessage>(
   core: ReplicaCore<M>,
   fault: FaultSpec,
   module: Pick<ProtocolModule<M>, 'name'> & { readonly faults?: FaultHooks<M> },
   n: number,
+  context: FaultContext<M> = {},
 ): ReplicaCore<M> {
   switch (fault.kind) {
     case 'silent':
@@ -268,10 +309,98 @@ export function withFault<M extends WireMessage>(
       if (!module.faults) throw new FaultConfigError(`protocol ${module.name} has no proposal hooks for '${fault.kind}'`);
       return fault.kind === 'inTheDark' ? new InTheDark(core, n, fault.victims, module.faults) : new Equivocate(core, n, module.faults);
     }
+    case 'forgeViewChange':
+    case 'conflictingVotes': {
+      if (!context.adversary || !context.deps) throw new FaultConfigError(`protocol ${module.name} has no adversary hooks for '${fault.kind}'`);
+      const liar = context.adversary.liar(core.id, n, context.deps);
+      return fault.kind === 'forgeViewChange' ? new ForgeViewChange(core, liar, fault.stale === true) : new ConflictingVotes(core, n, liar);
+    }
+    case 'twins': {
+      if (!context.twin) throw new FaultConfigError(`'twins' needs a runtime that can host a second instance (the simulator)`);
+      return new Twins(core, context.twin(), n, fault, context.twinned ?? new Set([core.id]));
+    }
   }
 }
 
-/** Parses a fault written on the command line: silent, stopAfter:900, crashAt:5000, slow:20, inTheDark:2,3, equivocate. */
+/**
+ * Replaces each view-change message it sends with a forged one (Liar.forgeViewChange) or, with
+ * `stale`, one claiming a stale checkpoint (Liar.staleViewChange), the same for every recipient
+ * and every re-send of that view (so no receiver sees two versions), and with each re-sends its
+ * view-change messages of earlier views (replays).
+ */
+class ForgeViewChange<M extends WireMessage> extends Wrapper<M> {
+  private readonly byView = new Map<number, M>();
+  constructor(
+    inner: ReplicaCore<M>,
+    private readonly liar: Liar<M>,
+    private readonly stale: boolean,
+  ) {
+    super(inner);
+  }
+  step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[] {
+    if (input.kind === 'message') this.liar.observe(input.msg, true);
+    const out: ReplicaOutput<M>[] = [];
+    for (const o of this.inner.step(input, nowMs)) {
+      if (o.kind !== 'send' && o.kind !== 'broadcast') {
+        out.push(o);
+        continue;
+      }
+      this.liar.observe(o.msg, false);
+      const view = this.liar.viewChangeView(o.msg);
+      if (view === undefined) {
+        out.push(o);
+        continue;
+      }
+      let lie = this.byView.get(view);
+      if (lie === undefined) {
+        lie = (this.stale ? this.liar.staleViewChange(o.msg) : this.liar.forgeViewChange(o.msg)) ?? o.msg;
+        this.byView.set(view, lie);
+      }
+      const replays = [...this.byView.entries()].filter(([v]) => v < view).map(([, m]) => m);
+      for (const msg of [...replays.slice(-3), lie]) out.push(o.kind === 'send' ? { kind: 'send', to: o.to, msg } : { kind: 'broadcast', msg });
+    }
+    return out;
+  }
+}
+
+/**
+ * Sends each vote genuine to half of its recipients and a conflicting one (Liar.conflictingVote)
+ * to the other half: replicas `to` with (to + id) odd are deceived, client machines on every
+ * other vote they get.
+ */
+class ConflictingVotes<M extends WireMessage> extends Wrapper<M> {
+  constructor(
+    inner: ReplicaCore<M>,
+    private readonly n: number,
+    private readonly liar: Liar<M>,
+  ) {
+    super(inner);
+  }
+  private votesToClients = 0;
+  private deceived(to: Peer): boolean {
+    // A client machine is one peer: it gets every other vote (SPEC-RESPONSE, LOCAL-COMMIT) false.
+    if (isClientPeer(to)) return this.votesToClients++ % 2 === 1;
+    return (to + this.id) % 2 === 1;
+  }
+  step(input: ReplicaInput<M>, nowMs: number): ReplicaOutput<M>[] {
+    if (input.kind === 'message') this.liar.observe(input.msg, true);
+    const out: ReplicaOutput<M>[] = [];
+    for (const o of this.inner.step(input, nowMs)) {
+      if (o.kind !== 'send' && o.kind !== 'broadcast') {
+        out.push(o);
+        continue;
+      }
+      this.liar.observe(o.msg, false);
+      const lie = this.liar.conflictingVote(o.msg);
+      if (lie === undefined) out.push(o);
+      else if (o.kind === 'send') out.push({ kind: 'send', to: o.to, msg: this.deceived(o.to) ? lie : o.msg });
+      else for (const to of recipients(this.id, this.n)) out.push({ kind: 'send', to, msg: this.deceived(to) ? lie : o.msg });
+    }
+    return out;
+  }
+}
+
+/** Parses a fault written on the command line: silent, stopAfter:900, crashAt:5000, slow:20, inTheDark:2,3, equivocate, forgeViewChange, conflictingVotes, twins:7:50:20. */
 export function parseFault(text: string): FaultSpec {
   const [name, arg] = text.split(':', 2) as [string, string | undefined];
   const num = (what: string): number => {
@@ -300,7 +429,20 @@ export function parseFault(text: string): FaultSpec {
     }
     case 'equivocate':
       return { kind: 'equivocate' };
+    case 'forgeViewChange':
+      if (arg !== undefined && arg !== 'stale') throw new FaultConfigError(`fault '${text}': forgeViewChange takes no argument or 'stale'`);
+      return arg === 'stale' ? { kind: 'forgeViewChange', stale: true } : { kind: 'forgeViewChange' };
+    case 'conflictingVotes':
+      return { kind: 'conflictingVotes' };
+    case 'twins': {
+      const parts = text.split(':').slice(1).map(Number);
+      const ok = (parts.length === 3 || (parts.length === 4 && (parts[3] === 0 || parts[3] === 1))) && parts.every((x) => Number.isInteger(x) && x >= 0);
+      if (!ok || parts[1]! <= 0) throw new FaultConfigError(`fault '${text}': twins needs SEED:ROUNDMS:ROUNDS[:0|1], e.g. twins:7:50:20`);
+      return { kind: 'twins', seed: parts[0]!, roundMs: parts[1]!, rounds: parts[2]!, partitionOthers: parts[3] !== 0 };
+    }
     default:
-      throw new FaultConfigError(`unknown fault '${text}' (known: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate)`);
+      throw new FaultConfigError(
+        `unknown fault '${text}' (known: silent, stopAfter:K, crashAt:MS, slow:MS, inTheDark:IDS, equivocate, forgeViewChange[:stale], conflictingVotes, twins:SEED:ROUNDMS:ROUNDS[:0])`,
+      );
   }
 }

@@ -69,3 +69,32 @@ export interface FaultHooks<M extends WireMessage> {
   /** Proposal `target` (same view and k) carrying the batch of proposal `source`. */
   withBatchOf(target: M, source: M): M;
 }
+
+/**
+ * What a protocol tells the lying-backup wrappers (replica/byzantine.ts: forgeViewChange,
+ * conflictingVotes): one `Liar` per Byzantine replica, which remembers what that replica saw and
+ * forges from it. Implemented per protocol in replica/byzantine-hooks-<protocol>.ts, looked up by
+ * name in replica/byzantine-hooks.ts (not through ProtocolModule, so the protocol modules stay
+ * unaware of them).
+ */
+export interface AdversaryHooks<M extends WireMessage> {
+  /** A fresh liar for replica `id` of `n`, holding that replica's own keys (`deps`). */
+  liar(id: number, n: number, deps: ReplicaDeps): Liar<M>;
+}
+
+export interface Liar<M extends WireMessage> {
+  /** Sees every message the replica receives (`incoming`) or sends. */
+  observe(msg: M, incoming: boolean): void;
+  /** The view an outgoing view-change message of this replica asks for, or undefined for any other message. */
+  viewChangeView(msg: M): number | undefined;
+  /**
+   * The view-change message with made-up content: certificates or executions the replica does
+   * not have, claimed for slots it knows others committed, with genuinely client-signed batches
+   * it saw elsewhere. Undefined when there is nothing to forge from yet.
+   */
+  forgeViewChange(msg: M): M | undefined;
+  /** An old view-change message re-sent as if current (stale checkpoint, stale claims), or undefined. */
+  staleViewChange(msg: M): M | undefined;
+  /** For an outgoing vote: the same vote (same slot, signed by this replica) for another value; undefined for other messages. */
+  conflictingVote(msg: M): M | undefined;
+}

@@ -25,6 +25,10 @@ import {
   type SimConfig,
 } from './options.js';
 import { runSimulation, type SimResult } from './simulator.js';
+// Scenario search (issue 13).
+import { searchScenarios } from './scenarios.js';
+import { hasProtocol, registeredProtocols } from '../../replica/protocols.js';
+import type { ProtocolName } from '../../replica/types.js';
 
 /**
  * The flags as commander hands them over: strings, repeatable ones as arrays, under the keys of
@@ -60,6 +64,9 @@ export interface SimFlags {
   readonly maxTimeMs?: string;
   readonly maxEvents?: string;
   readonly extra?: readonly string[];
+  // Scenario search (issue 13).
+  /** A scenario family of infra/sim/scenarios.ts, 'all' or 'twins': run --seeds seeds of each. */
+  readonly scenario?: string;
   readonly json?: boolean;
   readonly force?: boolean;
   readonly drain?: boolean;
@@ -269,8 +276,50 @@ export interface SimCommandOutput {
   readonly results: readonly SimResult[];
 }
 
+// Scenario search (issue 13).
+/**
+ * `poe-bench sim --scenario <family|all|twins> --protocol P --seeds N [--seed S] [--json]`: N
+ * seeds of each selected family (infra/sim/scenarios.ts); every other flag comes from the
+ * scenario. Prints each failure with its replay line and a summary; --json prints one object
+ * with runs, failures, replays and safetyViolations. Exit 1 on any failure.
+ */
+function runScenarioSearch(flags: SimFlags): SimCommandOutput {
+  const bad = (message: string): SimCommandOutput => ({ exitCode: 2, stdout: '', stderr: `poe-bench sim: invalid flags\n${message}\n`, results: [] });
+  const protocol = flags.protocol;
+  if (!protocol || !hasProtocol(protocol)) return bad(`--protocol: is required with --scenario (one of: ${registeredProtocols().join(', ')})`);
+  const seeds = Number(flags.seeds ?? '1');
+  const seed = Number(flags.seed ?? '1');
+  if (!Number.isInteger(seeds) || seeds < 1 || seeds > 10_000_000) return bad('--seeds: must be an integer >= 1');
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffff_ffff) return bad('--seed: must be an integer in [0, 2^32)');
+  const startMs = performance.now();
+  const texts: string[] = [];
+  let result: ReturnType<typeof searchScenarios>;
+  try {
+    result = searchScenarios(flags.scenario!, protocol as ProtocolName, seed, seeds, runSimulation, (t) => texts.push(t));
+  } catch (err) {
+    if (err instanceof RangeError) return bad(`--scenario: ${err.message}`);
+    throw err;
+  }
+  const seconds = Math.round((performance.now() - startMs) / 100) / 10;
+  const failed = result.failures.length;
+  const summary =
+    `scenario ${result.scenario} (${result.families.join(', ')}), ${protocol}, seeds ${seed}..${seed + seeds - 1}: ` +
+    `${result.runs} runs, ${failed} failures (${result.safetyViolations} with a safety violation), ${seconds} s`;
+  const stdout = flags.json
+    ? JSON.stringify({ ...result, seconds, valid: failed === 0 })
+    : [...texts, summary, ...result.replays.map((r) => `replay: ${r}`)].join('\n');
+  return {
+    exitCode: failed > 0 ? 1 : 0,
+    stdout: `${stdout}\n`,
+    stderr: flags.json && failed > 0 ? `${result.replays.map((r) => `replay: ${r}`).join('\n')}\n` : '',
+    results: [],
+  };
+}
+
 /** Runs `poe-bench sim` with already-parsed flags; prints nothing itself. */
 export function runSimCommand(flags: SimFlags): SimCommandOutput {
+  // Scenario search (issue 13).
+  if (flags.scenario !== undefined) return runScenarioSearch(flags);
   let configs: SimConfig[];
   try {
     configs = parseSimFlags(flags);

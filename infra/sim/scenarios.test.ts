@@ -20,9 +20,9 @@ import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hasProtocol } from '../../replica/protocols.js';
 import type { ProtocolName } from '../../replica/types.js';
-import { defineSimCommand, parseSimFlags, type SimFlags } from './command.js';
+import { defineSimCommand, parseSimFlags, runSimCommand, type SimFlags } from './command.js';
 import { simArgs } from './options.js';
-import { explainScenario, SCENARIOS, scenario, scenarioProblems, type Scenario } from './scenarios.js';
+import { explainScenario, isSafetyProblem, SCENARIOS, scenario, scenarioProblems, type Scenario } from './scenarios.js';
 import { runSimulation, Simulation, type SimResult } from './simulator.js';
 
 const SEEDS = envInt('SIM_SEEDS', 25);
@@ -94,10 +94,36 @@ function runFamily(s: Scenario, protocol: ProtocolName, count: number): string[]
   return failures;
 }
 
+/**
+ * Issue 13: PBFT's view change trusts prepared certificates that are lists of replica ids under
+ * non-transferable MACs, so a backup's forged certificate makes the new view re-propose another
+ * batch at a committed sequence number (the forged-view-change family finds it in most seeds).
+ * The fix (VIEW-CHANGE-ACKs as in Castro and Liskov, TOCS 2002, or signed view changes) is the
+ * "pbft" helper's; once it is merged, set this to true: the family must then pass like the others.
+ */
+const PBFT_FORGED_CERTIFICATE_FIXED = true;
+/**
+ * Issue 13, found by the twins family: PBFT with a twinned backup (n = 4, seed 2:
+ * `poe-bench sim --protocol pbft --replicas 4 --batches 100 --seed 2 --jitter-ms 3 --fault
+ * 3=twins:1076313351:54:9 --max-time-ms 120000`) ends with the non-faulty ledgers at heights 100
+ * and 108: after the view change one replica executed eight no-op slots of the new view that the
+ * others never commit, and with the clients done nothing drives them. No safety violation; the
+ * "pbft" helper's. Set to true once fixed.
+ */
+const PBFT_TWINS_CONVERGENCE_FIXED = false;
+const knownUnsafe = (s: Scenario, protocol: ProtocolName): boolean =>
+  protocol === 'pbft' && ((!PBFT_FORGED_CERTIFICATE_FIXED && s.name === 'forged-view-change') || (!PBFT_TWINS_CONVERGENCE_FIXED && s.name === 'twins'));
+
 describe('fault scenarios (issue 4)', () => {
   for (const s of SCENARIOS) {
     describe(`${s.name}: ${s.what}`, () => {
       for (const protocol of s.protocols) {
+        if (knownUnsafe(s, protocol)) {
+          // Skipped, not `.fails`: whether a given seed range hits the failure depends on
+          // SIM_SEEDS/SIM_SEED_BASE. The fixed-seed `.fails` tests below show it deterministically.
+          it.skip(`${protocol}: KNOWN TO FAIL until the PBFT fixes of issue 13 (see PBFT_*_FIXED)`, () => {});
+          continue;
+        }
         it.skipIf(!hasProtocol(protocol))(`${protocol}: ${SEEDS} seeds from ${SEED_BASE}: safe, and live once the network heals`, () => {
           // Reference: paper Definition 3.1 (speculative non-divergence), Proposition 3.5, Theorem 3.7, Example 3.4
           const failures = runFamily(s, protocol, SEEDS);
@@ -190,6 +216,73 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
     fixed: 'a PBFT backup suspects the primary when a client keeps re-sending a request it executed and nothing executes for a timeout (noteUnfinished)',
   },
 ];
+
+/**
+ * Issue 13's acceptance run before the fix: `poe-bench sim --scenario twins --protocol pbft
+ * --seeds 2000 --json` reports this run (its first failure) with a safety violation. Replica 4
+ * forges prepared certificates in its VIEW-CHANGEs; the new primary (replica 1) re-proposes
+ * other clients' batches at k = 15, 17, 19, which replicas 2, 3, 5, 6 had executed with the
+ * original batches: the ledgers diverge at height 15, and the batch a client accepted at k = 17
+ * is replaced at replica 1.
+ * `.fails` until the fix: flip PBFT_FORGED_CERTIFICATE_FIXED above once it is merged.
+ */
+const PBFT_FORGED_CERTIFICATE_REPLAY =
+  '--protocol pbft --replicas 7 --batches 60 --seed 1 --drop 0.02 --jitter-ms 2 --tail-ms 2 --heal-at-ms 2027 --crash 0@12 --fault 4=forgeViewChange --max-time-ms 120000';
+
+describe('issue 13: lying backups', () => {
+  (PBFT_FORGED_CERTIFICATE_FIXED ? it : it.fails)(
+    `pbft stays safe against a forged prepared certificate: poe-bench sim ${PBFT_FORGED_CERTIFICATE_REPLAY}`,
+    () => {
+      const [config] = parseSimFlags(flagsFromArgs(PBFT_FORGED_CERTIFICATE_REPLAY.split(' ')));
+      const r = runSimulation(config!);
+      expect(r.violations.filter(isSafetyProblem), `${r.violations.slice(0, 3).join('\n')}\nreplay: ${r.replay}`).toEqual([]);
+    },
+  );
+
+  it('the forger does lie: without it the same network and crash are safe', () => {
+    const [config] = parseSimFlags(flagsFromArgs(PBFT_FORGED_CERTIFICATE_REPLAY.replace(/ --fault \d+=forgeViewChange/, '').split(' ')));
+    expect(config!.faults).toEqual([]);
+    const r = runSimulation(config!);
+    expect(r.violations, r.replay).toEqual([]);
+  });
+
+  const PBFT_TWINS_REPLAY = '--protocol pbft --replicas 4 --batches 100 --seed 2 --jitter-ms 3 --fault 3=twins:1076313351:54:9 --max-time-ms 120000';
+  (PBFT_TWINS_CONVERGENCE_FIXED ? it : it.fails)(`pbft's non-faulty replicas converge with a twinned backup: poe-bench sim ${PBFT_TWINS_REPLAY}`, () => {
+    const [config] = parseSimFlags(flagsFromArgs(PBFT_TWINS_REPLAY.split(' ')));
+    const r = runSimulation(config!);
+    expect(r.violations.filter(isSafetyProblem), r.replay).toEqual([]);
+    expect(r.converged, `heights ${r.ledgerHeight.min}..${r.ledgerHeight.max}\nreplay: ${r.replay}`).toBe(true);
+  });
+
+  // Found by the twins family (before its rounds were shortened): chained HotStuff with a twinned
+  // leader (replica 0) accepts nothing in 120 s. The honest replicas 1-3 end in view 8 (leader 0,
+  // whose twins moved on to view 10), all in a view change, and no timer moves them to view 9:
+  // 30 NEW-VIEWs, 22 proposals and 11 votes in the whole run while the clients re-send 17,632
+  // requests. A crashed or silent leader is replaced (one view change), so the pacemaker stalls
+  // only when the leader of the view the others wait in is alive but ahead. Liveness, not safety;
+  // not fixed here (replica/hotstuff.ts is another helper's). Flip once fixed.
+  const HOTSTUFF_TWINS_LIVENESS_FIXED = false;
+  const HOTSTUFF_TWINS_REPLAY =
+    '--protocol hotstuff --replicas 4 --batches 40 --seed 36 --jitter-ms 2 --tail-ms 3 --fault 0=twins:15569765:36:38 --max-time-ms 120000 --extra mode=chained --settle-ms 0';
+  (HOTSTUFF_TWINS_LIVENESS_FIXED ? it : it.fails)(`chained hotstuff stays live with a twinned leader: poe-bench sim ${HOTSTUFF_TWINS_REPLAY}`, () => {
+    const [config] = parseSimFlags(flagsFromArgs(HOTSTUFF_TWINS_REPLAY.split(' ')));
+    const r = runSimulation(config!);
+    expect(r.violations.filter(isSafetyProblem), r.replay).toEqual([]);
+    expect(r.acceptedBatches, `${r.violations.slice(0, 3).join('\n')}\nreplay: ${r.replay}`).toBe(40);
+  });
+
+  it('sim --scenario prints runs, failures and replay lines (--json: one object)', () => {
+    const out = runSimCommand({ protocol: 'pbft', scenario: 'forged-view-change', seeds: '3', seed: '1', json: true });
+    const o = JSON.parse(out.stdout) as { runs: number; failures: { replay: string; safety: boolean }[]; replays: string[]; safetyViolations: number };
+    expect(o.runs).toBe(3);
+    expect(o.replays).toEqual(o.failures.map((f) => f.replay));
+    expect(out.exitCode).toBe(o.failures.length > 0 ? 1 : 0);
+    const text = runSimCommand({ protocol: 'zyzzyva', scenario: 'twins', seeds: '2', seed: '7' });
+    expect(text.stdout).toMatch(/scenario twins \(conflicting-votes, twins\), zyzzyva, seeds 7\.\.8: 4 runs, \d+ failures/);
+    expect(runSimCommand({ protocol: 'zyzzyva', scenario: 'forged-view-change', seeds: '1' }).exitCode).toBe(2);
+    expect(runSimCommand({ protocol: 'poe', scenario: 'nonsense', seeds: '1' }).stderr).toMatch(/unknown scenario 'nonsense'/);
+  });
+});
 
 describe('regressions', () => {
   for (const { replay, fixed } of REGRESSIONS) {

@@ -31,7 +31,17 @@ export type ScenarioName =
   | 'healing-partition'
   | 'crashed-backups'
   | 'crash-and-loss'
-  | 'lossy-primary-partition';
+  | 'lossy-primary-partition'
+  | 'forged-view-change'
+  | 'conflicting-votes'
+  | 'twins';
+
+/**
+ * The families of lying replicas (issue 13): what `poe-bench sim --scenario twins` runs. The
+ * Twins family proper runs honest code twice under one identity; the other two forge view-change
+ * content and votes outright.
+ */
+export const BYZANTINE_FAMILIES: readonly ScenarioName[] = ['forged-view-change', 'conflicting-votes', 'twins'];
 
 export interface Scenario {
   readonly name: ScenarioName;
@@ -274,6 +284,101 @@ export const SCENARIOS: readonly Scenario[] = [
       };
     },
   },
+  {
+    // Issue 13: a backup forges its view-change messages (PBFT: prepared certificates it does not
+    // have; PoE: executions in its VC-REQUEST; HotStuff chained: a higher QC in NEW-VIEW), or
+    // claims a stale checkpoint, and replays those of earlier views. n = 7 so that the crashed
+    // primary and the forger are f = 2 faulty; loss leaves some replicas behind, so a forged
+    // certificate can reach one that has not executed the slot yet.
+    name: 'forged-view-change',
+    what: 'n=7: the primary crashes on a lossy network and a backup forges or replays view-change content (certificates, executions, stale checkpoints)',
+    protocols: ['poe', 'pbft', 'hotstuff'],
+    build(protocol, seed) {
+      const rng = new Rng(seed);
+      const forger = between(rng, protocol === 'hotstuff' ? 0 : 1, 6);
+      const forge: FaultSpec = rng.chance(0.3) ? { kind: 'forgeViewChange', stale: true } : { kind: 'forgeViewChange' };
+      if (protocol === 'hotstuff') {
+        // Chained HotStuff's pacemaker is its view change (NEW-VIEW with highQC); a crashed
+        // backup leaves its leader turns empty, which is what makes views change.
+        const crashed = (forger + between(rng, 1, 6)) % 7;
+        return {
+          ...base(protocol, seed, 7, 40),
+          delay: jitteryDelay(rng),
+          extra: { mode: 'chained' },
+          faults: [fault(forger, forge)],
+          crashes: [{ replica: crashed, atMs: between(rng, 0, 60) }],
+        };
+      }
+      return {
+        ...base(protocol, seed, 7, 60),
+        delay: jitteryDelay(rng),
+        dropProbability: rate(rng, 0, 0.04),
+        healAtMs: between(rng, 500, 3000),
+        // Early enough that the clients still need the new view (a later crash can leave nothing
+        // to order, and then no view change is needed: not a failure).
+        crashes: [{ replica: 0, atMs: between(rng, 2, 40) }],
+        faults: [fault(forger, forge)],
+      };
+    },
+  },
+  {
+    name: 'conflicting-votes',
+    what: 'up to f backups vote genuinely to half of their peers and for another batch to the others (PREPARE/COMMIT, SUPPORT, HotStuff votes, SPEC-RESPONSE/LOCAL-COMMIT)',
+    protocols: ALL_PROTOCOLS,
+    build(protocol, seed) {
+      const rng = new Rng(seed);
+      const n = protocol === 'hotstuff' ? 4 : rng.chance(0.6) ? 4 : 7;
+      const liars = someBackups(rng, n, between(rng, 1, quorums(n).f));
+      let input: SimInput = {
+        ...base(protocol, seed, n, protocol === 'hotstuff' ? 40 : n === 4 ? 100 : 50),
+        delay: jitteryDelay(rng),
+        duplicateProbability: rate(rng, 0, 0.05),
+        faults: liars.map((id) => fault(id, { kind: 'conflictingVotes' })),
+      };
+      // With f = 2, one liar and a crashing primary: the view change runs on lying votes.
+      if (n === 7 && liars.length === 1 && VIEW_CHANGE_PROTOCOLS.includes(protocol) && rng.chance(0.5)) {
+        input = { ...input, crashes: [{ replica: 0, atMs: between(rng, 2, 80) }] };
+      }
+      return input;
+    },
+    // No needsViewChange: the primary may crash after proposing the clients' last batches, and
+    // what the family tests is votes, not whether a view change was needed.
+  },
+  {
+    // Twins (Bano, Sonnino et al., OPODIS 2021): one replica runs as two honest instances under
+    // one identity; each round (roundMs) the seed splits the replicas into two sides, each twin
+    // reaching one, and non-twinned replicas on different sides are cut; after the last round
+    // the network is whole (replica/byzantine-twins.ts). Protocols without a view change
+    // (Zyzzyva, HotStuff's parallel slots) twin a backup only, and only the twins' reach is
+    // split: a twinned primary, or honest replicas cut off from proposals, are failures those
+    // implementations do not claim to recover from.
+    name: 'twins',
+    what: 'Twins: a replica (primary or backup) runs twice under one identity, each instance reaching the side of a per-round partition drawn from the seed',
+    protocols: ALL_PROTOCOLS,
+    build(protocol, seed) {
+      const rng = new Rng(seed);
+      const n = protocol === 'hotstuff' ? 4 : rng.chance(0.7) ? 4 : 7;
+      const leaderChange = protocol !== 'zyzzyva';
+      const twinned = leaderChange && rng.chance(0.5) ? 0 : someBackups(rng, n, 1)[0]!;
+      const roundMs = between(rng, 5, 50);
+      // The rounds end within 200 ms, before the clients finish (some 250 ms at the quickest, n = 4
+      // without jitter): once the clients are done nobody sends a replica cut off at the end
+      // anything (see the partition check in scenarioProblems).
+      const rounds = between(rng, 4, Math.max(4, Math.floor(200 / roundMs)));
+      // Without a view change or state transfer, a replica cut off from a proposal never catches
+      // up: there only the twins' reach is split (TwinsSchedule.partitionOthers).
+      const partitionOthers = leaderChange;
+      return {
+        ...base(protocol, seed, n, protocol === 'hotstuff' ? 40 : n === 4 ? 100 : 50),
+        delay: jitteryDelay(rng),
+        faults: [fault(twinned, { kind: 'twins', seed: rng.nextU32(), roundMs, rounds, partitionOthers })],
+        // Chained HotStuff: its pacemaker replaces a leader whose twins equivocate; parallel slots
+        // have no such rule. It has no state transfer either: a replica the partitions left
+        // behind stays behind, so only agreement is required of its ledger (settleMs 0).
+        ...(protocol === 'hotstuff' ? { extra: { mode: 'chained' }, settleMs: 0 } : {}),
+      };
+    },
+  },
 ];
 
 export function scenario(name: ScenarioName): Scenario {
@@ -294,7 +399,8 @@ export function scenarioProblems(s: Scenario, input: SimInput, r: SimResult): st
   if (s.needsViewChange?.(input, r) && r.viewChanges === 0) problems.push('the primary stopped before the clients were done, yet no view change happened');
   // A scenario whose partition outlasts the clients tests nothing about catching up: nobody
   // sends the cut-off replicas anything once they are back. A sanity check on the scenario itself.
-  const lastHealMs = Math.max(0, ...(input.partitions ?? []).map((p) => p.toMs));
+  const twinsEnds = (input.faults ?? []).flatMap((a) => (a.fault.kind === 'twins' && a.fault.partitionOthers ? [a.fault.roundMs * a.fault.rounds] : []));
+  const lastHealMs = Math.max(0, ...(input.partitions ?? []).map((p) => p.toMs), ...twinsEnds);
   if (r.stopReason === 'done' && lastHealMs >= r.virtualTimeMs && !r.converged)
     problems.push(`scenario: the partition healed at ${lastHealMs} ms, after the clients finished at ${r.virtualTimeMs.toFixed(0)} ms`);
   return [...new Set(problems)];
@@ -310,4 +416,86 @@ export function explainScenario(s: Scenario, r: SimResult, problems: readonly st
     ...shown,
     `replay: ${r.replay}`,
   ].join('\n');
+}
+
+/** `--scenario` names: one family, every family of the protocol, or the lying-replica families. */
+export function scenarioFamilies(selector: string, protocol: ProtocolName): Scenario[] {
+  const forProtocol = (names: readonly ScenarioName[]): Scenario[] => names.map(scenario).filter((s) => s.protocols.includes(protocol));
+  if (selector === 'all') return SCENARIOS.filter((s) => s.protocols.includes(protocol));
+  if (selector === 'twins') return forProtocol(BYZANTINE_FAMILIES);
+  const s = SCENARIOS.find((x) => x.name === selector);
+  if (!s) throw new RangeError(`unknown scenario '${selector}' (known: all, twins, ${SCENARIOS.map((x) => x.name).join(', ')})`);
+  if (!s.protocols.includes(protocol)) throw new RangeError(`scenario '${selector}' does not run ${protocol} (it runs ${s.protocols.join(', ')})`);
+  return [s];
+}
+
+export interface ScenarioFailure {
+  readonly family: ScenarioName;
+  readonly seed: number;
+  /** True when a problem is a safety violation (not liveness or convergence). */
+  readonly safety: boolean;
+  readonly problems: readonly string[];
+  readonly replay: string;
+}
+
+export interface ScenarioSearchResult {
+  readonly scenario: string;
+  readonly protocol: ProtocolName;
+  readonly families: readonly ScenarioName[];
+  readonly firstSeed: number;
+  readonly seedsPerFamily: number;
+  readonly runs: number;
+  readonly failures: readonly ScenarioFailure[];
+  readonly safetyViolations: number;
+  readonly replays: readonly string[];
+}
+
+/** A problem that is not about liveness, convergence or the scenario itself. */
+export function isSafetyProblem(p: string): boolean {
+  return (
+    // "... and N more violations" is the simulator's truncation note, not a violation.
+    !/^(liveness|convergence|the run stopped|the non-faulty replicas did not converge|the primary stopped|scenario:|\.\.\. and \d+ more)/.test(p) &&
+    !/is missing from the final ledger/.test(p)
+  );
+}
+
+/**
+ * Runs `seeds` seeds (first, first+1, ...) of every selected family for `protocol` and collects
+ * the failures with their replay lines. `run` is the simulator (passed in, so this file stays
+ * free of it and tests can count calls).
+ */
+export function searchScenarios(
+  selector: string,
+  protocol: ProtocolName,
+  firstSeed: number,
+  seeds: number,
+  run: (input: SimInput) => SimResult,
+  onFailure?: (text: string) => void,
+): ScenarioSearchResult {
+  const families = scenarioFamilies(selector, protocol);
+  const failures: ScenarioFailure[] = [];
+  let runs = 0;
+  for (const s of families) {
+    for (let i = 0; i < seeds; i++) {
+      const seed = (firstSeed + i) >>> 0;
+      const input = s.build(protocol, seed);
+      const r = run(input);
+      runs++;
+      const problems = scenarioProblems(s, input, r);
+      if (problems.length === 0) continue;
+      failures.push({ family: s.name, seed, safety: problems.some(isSafetyProblem), problems, replay: r.replay });
+      onFailure?.(explainScenario(s, r, problems));
+    }
+  }
+  return {
+    scenario: selector,
+    protocol,
+    families: families.map((s) => s.name),
+    firstSeed,
+    seedsPerFamily: seeds,
+    runs,
+    failures,
+    safetyViolations: failures.filter((f) => f.safety).length,
+    replays: failures.map((f) => f.replay),
+  };
 }

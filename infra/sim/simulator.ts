@@ -46,6 +46,7 @@ import {
 import type { SimCostHook } from './cost-hook.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type NetworkStats } from './network.js';
+import { simFaultContext, twinsNetworkCut } from './twins.js';
 import { faultAssignmentProblem, replayCommand, resolveSimConfig, silentBackups, type ExtraValue, type SimConfig, type SimInput } from './options.js';
 import { checkSafety, CommitChecker } from './safety.js';
 
@@ -176,6 +177,8 @@ export class Simulation {
   private readonly clients: ClientNode[] = [];
   private readonly checker = new CommitChecker();
   private readonly faulty = new Set<number>();
+  /** Twins: the rounds' partitions of the non-twinned replicas (infra/sim/twins.ts). */
+  private readonly twinsCut: ((from: Peer, to: Peer, nowMs: number) => boolean) | undefined;
 
   private nowMs = 0;
   private events = 0;
@@ -228,6 +231,7 @@ export class Simulation {
       if (problem) throw new RangeError(problem);
       this.faulty.add(a.replica);
     }
+    this.twinsCut = twinsNetworkCut(c.faults);
 
     // One seed for everything: the network and each client machine's keys get forked streams,
     // forked in a fixed order so that adding a client machine does not change the network's.
@@ -263,7 +267,9 @@ export class Simulation {
       };
       let core = this.module.createReplica(options, keys.replicaDeps(id));
       // Several faults on one replica compose in the order given (the first is innermost).
-      for (const a of c.faults) if (a.replica === id) core = withFault(core, a.fault, this.module, c.replicas);
+      // Lying replicas get their protocol's adversary hooks and keys; twins a second instance (infra/sim/twins.ts).
+      const context = simFaultContext(this.module, c.faults, keys.replicaDeps(id), () => this.module.createReplica(options, keys.replicaDeps(id)));
+      for (const a of c.faults) if (a.replica === id) core = withFault(core, a.fault, this.module, c.replicas, context);
       this.replicas.push({ core, crashed: this.silent.includes(id), timers: new Map(), executedK: 0, executedBlocks: [] });
     }
     for (let origin = 0; origin < c.clientProcs; origin++) {
@@ -463,7 +469,7 @@ export class Simulation {
   }
 
   private deliver(e: { from: Peer; to: Peer; frame: Buffer }): void {
-    if (this.network.isCut(e.from, e.to, this.nowMs)) {
+    if (this.network.isCut(e.from, e.to, this.nowMs) || this.twinsCut?.(e.from, e.to, this.nowMs)) {
       this.network.stats.partitioned++;
       return;
     }
