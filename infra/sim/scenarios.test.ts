@@ -143,6 +143,25 @@ describe('fault scenarios (issue 4)', () => {
     }
   });
 
+  it('a primary that crashes after ordering every batch needs no view change (issue 13 item 4: the n = 7 crash-and-loss false alarms)', () => {
+    // PoE seed 30228 and PBFT seed 40610: the primary proposed all 60 batches, crashed a few ms
+    // before the clients finished, and the backups committed everything in view 0.
+    const s = scenario('crash-and-loss');
+    for (const [protocol, seed] of [
+      ['poe', 30228],
+      ['pbft', 40610],
+    ] as const) {
+      const input = s.build(protocol, seed);
+      const r = new Simulation(input).run();
+      expect(
+        input.crashes?.some((c) => c.replica === 0 && c.atMs < r.virtualTimeMs),
+        `${protocol} seed ${seed}: the primary crashes during the run`,
+      ).toBe(true);
+      expect(r.viewChanges, `${protocol} seed ${seed}: ${r.replay}`).toBe(0);
+      expect(scenarioProblems(s, input, r), r.replay).toEqual([]);
+    }
+  });
+
   it("rollback: a PoE replica that speculated on batches the new view dropped holds the others' ledger and store afterwards", () => {
     // Reference: paper §3.3.5 ("If R executed transactions not in E' ... R needs to rollback"). The
     // core-level test is in replica/poe.test.ts; here a whole run, searched for in a bounded number of seeds.
