@@ -152,64 +152,79 @@ function replicaSweep(protocols: readonly ProtocolName[], crashed: (n: number) =
   return out;
 }
 
-const figure10: FigureDef = {
-  id: '10',
-  experiment: 'figure-10',
-  caption: 'System throughput, latency and messages sent, as a function of the number of replicas; batch size 100; at most 3f replicas active.',
-  section: '§5.1 (1) Single backup failure',
-  protocols: ALL_FOUR,
-  x: 'replicas',
-  faults: 'n-3f backups crashed (4:1, 8:2, 16:1, 32:2)',
-  checkpointInterval: CHECKPOINT_INTERVAL,
-  panels: [
-    { id: '10a', metric: 'throughput', protocols: ALL_FOUR, title: 'Figure 10a: throughput, one failure' },
-    { id: '10b', metric: 'latency', protocols: WITHOUT_ZYZ, withP99: true, title: 'Figure 10b: latency (mean and p99), one failure', note: ZYZ_LATENCY_NOTE },
-    { id: '10c', metric: 'messages', protocols: ALL_FOUR, title: 'Figure 10c: messages sent per second' },
-  ],
-  contains: (p) => p.batch === DEFAULT_BATCH && p.crashed === crashedForThreeF(p.replicas) && p.crashed > 0 && p.primaryStopsAfter === undefined,
-  points: () => replicaSweep(ALL_FOUR, crashedForThreeF),
-};
+/**
+ * A figure over the replica counts (§5.1, §5.3) at batch size 100 with the paper's checkpoint
+ * interval: `crashed(n)` backups down, and the primary stopping after `primaryStopsAfter`
+ * requests where given. Both its sweep and the shape of its runs (`contains`) follow from those.
+ */
+function replicaFigure(
+  def: Pick<FigureDef, 'id' | 'caption' | 'section' | 'protocols' | 'faults' | 'panels'>,
+  crashed: (n: number) => number,
+  primaryStopsAfter?: number,
+): FigureDef {
+  return {
+    ...def,
+    experiment: `figure-${def.id}`,
+    x: 'replicas',
+    checkpointInterval: CHECKPOINT_INTERVAL,
+    contains: (p) => p.batch === DEFAULT_BATCH && p.crashed === crashed(p.replicas) && p.primaryStopsAfter === primaryStopsAfter,
+    points: () => replicaSweep(def.protocols, crashed, primaryStopsAfter === undefined ? {} : { primaryStopsAfter }),
+  };
+}
 
-const figure11a: FigureDef = {
-  id: '11a',
-  experiment: 'figure-11a',
-  caption: 'System throughput as a function of the number of replicas; batch size 100; at most n-f replicas active.',
-  section: '§5.1 (2) f backups failures',
-  protocols: ALL_FOUR,
-  x: 'replicas',
-  faults: 'f backups crashed (4:1, 8:2, 16:5, 32:10)',
-  checkpointInterval: CHECKPOINT_INTERVAL,
-  panels: [{ id: '11a', metric: 'throughput', protocols: ALL_FOUR, title: 'Figure 11a: throughput, f failures' }],
-  contains: (p) => p.batch === DEFAULT_BATCH && p.crashed === crashedForF(p.replicas) && p.primaryStopsAfter === undefined,
-  points: () => replicaSweep(ALL_FOUR, crashedForF),
-};
+const figure10 = replicaFigure(
+  {
+    id: '10',
+    caption: 'System throughput, latency and messages sent, as a function of the number of replicas; batch size 100; at most 3f replicas active.',
+    section: '§5.1 (1) Single backup failure',
+    protocols: ALL_FOUR,
+    faults: 'n-3f backups crashed (4:1, 8:2, 16:1, 32:2)',
+    panels: [
+      { id: '10a', metric: 'throughput', protocols: ALL_FOUR, title: 'Figure 10a: throughput, one failure' },
+      { id: '10b', metric: 'latency', protocols: WITHOUT_ZYZ, withP99: true, title: 'Figure 10b: latency (mean and p99), one failure', note: ZYZ_LATENCY_NOTE },
+      { id: '10c', metric: 'messages', protocols: ALL_FOUR, title: 'Figure 10c: messages sent per second' },
+    ],
+  },
+  crashedForThreeF,
+);
+
+const figure11a = replicaFigure(
+  {
+    id: '11a',
+    caption: 'System throughput as a function of the number of replicas; batch size 100; at most n-f replicas active.',
+    section: '§5.1 (2) f backups failures',
+    protocols: ALL_FOUR,
+    faults: 'f backups crashed (4:1, 8:2, 16:5, 32:10)',
+    panels: [{ id: '11a', metric: 'throughput', protocols: ALL_FOUR, title: 'Figure 11a: throughput, f failures' }],
+  },
+  crashedForF,
+);
 
 // §5.1 (3): "For HOTSTUFF, we don't show results, as it does not have a separate phase of
 // primary replacement. For ZYZZYVA ... we skip its view-change."
 const PRIMARY_FAILURE_PROTOCOLS: readonly ProtocolName[] = ['poe', 'pbft'];
 
-const figure11b: FigureDef = {
-  id: '11b',
-  experiment: 'figure-11b',
-  caption: 'System throughput as a function of the number of replicas; batch size 100; the primary fails once (after 900 requests, checkpoints every 600).',
-  section: '§5.1 (3) Primary failure',
-  protocols: PRIMARY_FAILURE_PROTOCOLS,
-  x: 'replicas',
-  faults: `the primary stops after ${PRIMARY_STOPS_AFTER} requests; checkpoint every ${CHECKPOINT_INTERVAL}`,
-  checkpointInterval: CHECKPOINT_INTERVAL,
-  panels: [
-    { id: '11b', metric: 'throughput', protocols: PRIMARY_FAILURE_PROTOCOLS, title: 'Figure 11b: throughput, primary failure' },
-    {
-      id: '11b-time',
-      metric: 'throughput-over-time',
-      protocols: PRIMARY_FAILURE_PROTOCOLS,
-      title: 'Figure 11b: throughput over time around the view change',
-      note: 'Not a panel of the paper: 1-second buckets from the start of the measured window, one chart per replica count.',
-    },
-  ],
-  contains: (p) => p.batch === DEFAULT_BATCH && p.crashed === 0 && p.primaryStopsAfter === PRIMARY_STOPS_AFTER,
-  points: () => replicaSweep(PRIMARY_FAILURE_PROTOCOLS, () => 0, { primaryStopsAfter: PRIMARY_STOPS_AFTER }),
-};
+const figure11b = replicaFigure(
+  {
+    id: '11b',
+    caption: 'System throughput as a function of the number of replicas; batch size 100; the primary fails once (after 900 requests, checkpoints every 600).',
+    section: '§5.1 (3) Primary failure',
+    protocols: PRIMARY_FAILURE_PROTOCOLS,
+    faults: `the primary stops after ${PRIMARY_STOPS_AFTER} requests; checkpoint every ${CHECKPOINT_INTERVAL}`,
+    panels: [
+      { id: '11b', metric: 'throughput', protocols: PRIMARY_FAILURE_PROTOCOLS, title: 'Figure 11b: throughput, primary failure' },
+      {
+        id: '11b-time',
+        metric: 'throughput-over-time',
+        protocols: PRIMARY_FAILURE_PROTOCOLS,
+        title: 'Figure 11b: throughput over time around the view change',
+        note: 'Not a panel of the paper: 1-second buckets from the start of the measured window, one chart per replica count.',
+      },
+    ],
+  },
+  () => 0,
+  PRIMARY_STOPS_AFTER,
+);
 
 const figure12: FigureDef = {
   id: '12',
@@ -236,22 +251,20 @@ const figure12: FigureDef = {
   },
 };
 
-const figure13: FigureDef = {
-  id: '13',
-  experiment: 'figure-13',
-  caption: 'Fault-free case: system throughput and latency as a function of the number of replicas; batch size 100; no failures.',
-  section: '§5.3 Scalability: fault-free',
-  protocols: ALL_FOUR,
-  x: 'replicas',
-  faults: 'none',
-  checkpointInterval: CHECKPOINT_INTERVAL,
-  panels: [
-    { id: '13a', metric: 'throughput', protocols: ALL_FOUR, title: 'Figure 13a: throughput, no failures' },
-    { id: '13b', metric: 'latency', protocols: ALL_FOUR, title: 'Figure 13b: mean latency, no failures' },
-  ],
-  contains: (p) => p.batch === DEFAULT_BATCH && p.crashed === 0 && p.primaryStopsAfter === undefined,
-  points: () => replicaSweep(ALL_FOUR, () => 0),
-};
+const figure13 = replicaFigure(
+  {
+    id: '13',
+    caption: 'Fault-free case: system throughput and latency as a function of the number of replicas; batch size 100; no failures.',
+    section: '§5.3 Scalability: fault-free',
+    protocols: ALL_FOUR,
+    faults: 'none',
+    panels: [
+      { id: '13a', metric: 'throughput', protocols: ALL_FOUR, title: 'Figure 13a: throughput, no failures' },
+      { id: '13b', metric: 'latency', protocols: ALL_FOUR, title: 'Figure 13b: mean latency, no failures' },
+    ],
+  },
+  () => 0,
+);
 
 export const FIGURES: Readonly<Record<FigureId, FigureDef>> = {
   '10': figure10,

@@ -10,7 +10,7 @@
  */
 import type { ProtocolName } from '../replica/types.js';
 import { belongsTo, figureOfExperiment, PROTOCOL_ORDER, xOf, type FigureDef } from './figures.js';
-import type { RunRecord, SweepPoint } from '../infra/run/records.js';
+import type { RunMetrics, RunRecord, SweepPoint } from '../infra/run/records.js';
 import type { Bottleneck, BottleneckKind } from '../infra/run/bottleneck.js';
 import type { Steady } from '../infra/run/steady.js';
 import type { Saturation } from './saturation.js';
@@ -88,8 +88,29 @@ export interface SeriesBucket {
   readonly txnPerSec: Summary;
 }
 
-/** All repetitions of one sweep point, reduced to means with error bars. */
-export interface AggregatedPoint {
+const MS_PER_SEC = 1000;
+const sec = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : ms / MS_PER_SEC);
+
+/** The metrics summarized per point, each read from one repetition's metrics (times in seconds). */
+const SUMMARIZED = {
+  throughputTxnPerSec: (x) => x.throughputTxnPerSec,
+  latencyMeanSec: (x) => sec(x.latencyMs.mean),
+  latencyP50Sec: (x) => sec(x.latencyMs.p50),
+  latencyP99Sec: (x) => sec(x.latencyMs.p99),
+  latencyMaxSec: (x) => sec(x.latencyMs.max),
+  messagesPerSec: (x) => x.messagesPerSec,
+  bytesPerSec: (x) => x.bytesPerSec,
+  viewChanges: (x) => x.viewChanges,
+  viewChangeSec: (x) => sec(x.viewChangeMs),
+  rollbacks: (x) => x.rollbacks,
+  clientTimeouts: (x) => x.clientTimeouts,
+} as const satisfies Record<string, (m: RunMetrics) => number | undefined>;
+
+/** A metric summarized per point (over its valid repetitions). */
+export type SummarizedMetric = keyof typeof SUMMARIZED;
+
+/** All repetitions of one sweep point, reduced to means with error bars (one Summary per SummarizedMetric). */
+export interface AggregatedPoint extends Readonly<Partial<Record<SummarizedMetric, Summary>>> {
   readonly experiment: string;
   readonly pointId: string;
   readonly point: SweepPoint;
@@ -98,17 +119,6 @@ export interface AggregatedPoint {
   /** Repetitions recorded as invalid or failed, with their reasons (loud, never averaged in). */
   readonly failed: number;
   readonly reasons: readonly string[];
-  readonly throughputTxnPerSec?: Summary;
-  readonly latencyMeanSec?: Summary;
-  readonly latencyP50Sec?: Summary;
-  readonly latencyP99Sec?: Summary;
-  readonly latencyMaxSec?: Summary;
-  readonly messagesPerSec?: Summary;
-  readonly bytesPerSec?: Summary;
-  readonly viewChanges?: Summary;
-  readonly viewChangeSec?: Summary;
-  readonly rollbacks?: Summary;
-  readonly clientTimeouts?: Summary;
   /** Figure 11b: throughput per 1-second bucket, mean over the repetitions that have the bucket. */
   readonly throughputSeries?: readonly SeriesBucket[];
   // issue 11: how each number was made
@@ -230,8 +240,6 @@ function seriesOf(records: readonly RunRecord[]): SeriesBucket[] | undefined {
   return [...byBucket.entries()].sort((a, b) => a[0] - b[0]).map(([tSec, values]) => ({ tSec, txnPerSec: summarize(values) }));
 }
 
-const MS_PER_SEC = 1000;
-
 /**
  * Groups records by (experiment, pointId) and summarizes each group's valid repetitions.
  * Latencies come in milliseconds (RunMetrics.latencyMs) and leave in seconds, the unit of the
@@ -251,7 +259,6 @@ export function aggregate(records: readonly RunRecord[]): AggregatedPoint[] {
     const ok = list.filter((r) => r.valid && r.metrics !== undefined);
     const bad = list.filter((r) => !(r.valid && r.metrics !== undefined));
     const m = ok.map((r) => r.metrics!);
-    const sec = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : ms / MS_PER_SEC);
     const series = seriesOf(ok);
     out.push({
       experiment: first.experiment,
@@ -260,17 +267,7 @@ export function aggregate(records: readonly RunRecord[]): AggregatedPoint[] {
       reps: ok.length,
       failed: bad.length,
       reasons: bad.map((r) => r.reason ?? (r.valid ? 'no metrics recorded' : 'invalid (no reason recorded)')),
-      throughputTxnPerSec: summaryOf(m.map((x) => x.throughputTxnPerSec)),
-      latencyMeanSec: summaryOf(m.map((x) => sec(x.latencyMs.mean))),
-      latencyP50Sec: summaryOf(m.map((x) => sec(x.latencyMs.p50))),
-      latencyP99Sec: summaryOf(m.map((x) => sec(x.latencyMs.p99))),
-      latencyMaxSec: summaryOf(m.map((x) => sec(x.latencyMs.max))),
-      messagesPerSec: summaryOf(m.map((x) => x.messagesPerSec)),
-      bytesPerSec: summaryOf(m.map((x) => x.bytesPerSec)),
-      viewChanges: summaryOf(m.map((x) => x.viewChanges)),
-      viewChangeSec: summaryOf(m.map((x) => sec(x.viewChangeMs))),
-      rollbacks: summaryOf(m.map((x) => x.rollbacks)),
-      clientTimeouts: summaryOf(m.map((x) => x.clientTimeouts)),
+      ...Object.fromEntries(Object.entries(SUMMARIZED).map(([key, read]) => [key, summaryOf(m.map(read))])),
       ...(series === undefined ? {} : { throughputSeries: series }),
       ...measuredExtras(first.point, ok, list),
     });

@@ -29,7 +29,16 @@ import { FIGURE_IDS, FIGURES, figureOfExperiment, parseProtocol, PROFILES, type 
 import { loadRuns } from '../experiments/runs.js';
 import { AwsBackendError, type AwsDeps } from '../infra/aws/index.js';
 import { DEFAULT_CLIENT_TYPE, DEFAULT_REPLICA_TYPE, MAX_CLIENT_MACHINES, type AwsEnv } from '../infra/aws/options.js';
-import { AWS_CLIENT_MACHINES, awsDryRun, planAwsSweep, sweepOnAws, type AwsSweep, type AwsSweepIo, type RemoteHosts } from '../experiments/aws-sweep.js';
+import {
+  AWS_CLIENT_MACHINES,
+  awsDryRun,
+  planAwsSweep,
+  sweepOnAws,
+  type AwsSweep,
+  type AwsSweepFlags,
+  type AwsSweepIo,
+  type RemoteHosts,
+} from '../experiments/aws-sweep.js';
 import { hostFor, loadHostsFile, type SshHosts } from '../infra/ssh/hosts.js';
 import { simulatePointAbortable } from '../experiments/sweep-sim.js';
 import {
@@ -76,8 +85,8 @@ import { executeRun } from '../infra/run/execute.js';
 import { liveReplicas, type RunSpec } from '../infra/run/spec.js';
 import { canonicalFlags, commaList, defineParams, describeParamIssues, paramDefault, paramSchema, paramsFor, replayArgs, replayLine } from '../infra/params.js';
 
-/** Flags as commander hands them over. */
-export interface FigureFlags extends InfraFlags {
+/** Flags as commander hands them over; aws: the provisioning flags of `poe-bench infra aws up` (--subnet is the EC2 subnet id there). */
+export interface FigureFlags extends InfraFlags, AwsSweepFlags {
   readonly backend?: string;
   readonly quick?: boolean;
   readonly paper?: boolean;
@@ -100,19 +109,6 @@ export interface FigureFlags extends InfraFlags {
   readonly logs?: boolean;
   /** Client processes per run; aws: client machines to provision. */
   readonly clientMachines?: string;
-  // aws: the provisioning flags of `poe-bench infra aws up` (--subnet is the EC2 subnet id there).
-  readonly region?: string;
-  readonly instanceType?: string;
-  readonly clientType?: string;
-  readonly os?: string;
-  readonly ami?: string;
-  readonly sshUser?: string;
-  readonly vpc?: string;
-  readonly myIp?: string;
-  readonly ttlHours?: string;
-  readonly yes?: boolean;
-  readonly dryRun?: boolean;
-  readonly stateDir?: string;
 }
 
 /** The aws flags of the figure (every table entry `infra aws` shares with it but --subnet), by key: passed to `infra aws up`'s option parser as they are. */

@@ -57,6 +57,7 @@ import {
   type ReplicaOutput,
 } from './types.js';
 import { CodecError } from './wire.js';
+import { takeClientOutputs } from '../test/client-outputs.js';
 
 type M = HotStuffMessage;
 const KEY_SEED = 'hotstuff-test';
@@ -207,27 +208,14 @@ class World {
 
   private onClientOutputs(outs: ClientOutput<M>[]): void {
     const me = clientPeer(0);
-    for (const o of outs) {
-      switch (o.kind) {
-        case 'send':
-          this.enqueue(me, o.to, o.msg);
-          break;
-        case 'broadcast':
-          for (let to = 0; to < this.n; to++) this.enqueue(me, to, o.msg);
-          break;
-        case 'setTimer':
-          this.timers.set(`${me}|${o.name}`, { node: me, name: o.name, atMs: this.nowMs + o.afterMs });
-          break;
-        case 'cancelTimer':
-          this.timers.delete(`${me}|${o.name}`);
-          break;
-        case 'accepted':
-          this.accepted.push(o.batch);
-          break;
-        case 'event':
-          break;
-      }
-    }
+    takeClientOutputs(outs, {
+      from: me,
+      n: this.n,
+      nowMs: this.nowMs,
+      timers: this.timers,
+      accepted: this.accepted,
+      send: (to, msg) => this.enqueue(me, to, msg),
+    });
   }
 
   /** Delivers queued messages until none is left. */

@@ -134,24 +134,42 @@ export interface FieldCodec<M extends WireMessage> {
   read(r: Reader): M;
 }
 
+/** A field of a fixed-layout message: an unsigned integer of 16, 32 or 53 bits, or a digest (DIGEST_BYTES). */
+export type FlatField = 'u16' | 'u32' | 'u53' | 'digest';
+
+/** Every field of M but its type, each with the kind its value is written as. */
+export type FlatLayout<M extends WireMessage> = { readonly [K in Exclude<keyof M, 'type'>]: M[K] extends Buffer ? 'digest' : Exclude<FlatField, 'digest'> };
+
+/**
+ * The codec of a message that is a fixed sequence of integers and digests, written and read in
+ * the order of `layout` from that one list, so that the two directions cannot disagree. A read
+ * names a short field `<name>.<field>` in its CodecError.
+ */
+export function flatCodec<M extends WireMessage>(type: M['type'], name: string, layout: FlatLayout<M>): FieldCodec<M> {
+  const fields = Object.entries(layout) as [string, FlatField][];
+  return {
+    write: (w, m) => {
+      const values = m as unknown as Record<string, number & Buffer>;
+      for (const [key, kind] of fields) {
+        if (kind === 'digest') w.fixed(values[key]!, DIGEST_BYTES);
+        else w[kind](values[key]!);
+      }
+    },
+    read: (r) => {
+      const m: Record<string, unknown> = { type };
+      for (const [key, kind] of fields) m[key] = kind === 'digest' ? r.fixed(DIGEST_BYTES, `${name}.${key}`) : r[kind](`${name}.${key}`);
+      return m as unknown as M;
+    },
+  };
+}
+
 /** Codecs for the common messages, to be merged into each protocol's table. */
 export const commonCodecs: Record<number, FieldCodec<CommonMessage>> = {
   [MSG_REQUEST]: {
     write: (w, m) => writeRequest(w, m as ClientRequest),
     read: (r) => readRequest(r),
   },
-  [MSG_CHECKPOINT]: {
-    write: (w, m) => {
-      const c = m as Checkpoint;
-      w.u16(c.replica).u53(c.k).fixed(c.stateDigest, DIGEST_BYTES);
-    },
-    read: (r) => ({
-      type: MSG_CHECKPOINT,
-      replica: r.u16('checkpoint.replica'),
-      k: r.u53('checkpoint.k'),
-      stateDigest: r.fixed(DIGEST_BYTES, 'checkpoint.stateDigest'),
-    }),
-  },
+  [MSG_CHECKPOINT]: flatCodec<Checkpoint>(MSG_CHECKPOINT, 'checkpoint', { replica: 'u16', k: 'u53', stateDigest: 'digest' }),
 };
 
 /**

@@ -35,6 +35,7 @@ import {
 } from './pbft.js';
 import { clientPeer, isClientPeer, type AcceptedBatch, type Peer, type ReplicaEvent, type ReplicaOptions, type ReplicaOutput } from './types.js';
 import { CodecError } from './wire.js';
+import { takeClientOutputs } from '../test/client-outputs.js';
 
 const crypto = createCrypto('sim');
 const rings = new Map<number, KeyRing>();
@@ -217,27 +218,14 @@ class Net {
 
   private clientOutputs(outs: ReturnType<ClientCore<PbftMessage>['step']>): void {
     const from = clientPeer(0);
-    for (const o of outs) {
-      switch (o.kind) {
-        case 'send':
-          this.push({ from, to: o.to, msg: o.msg });
-          break;
-        case 'broadcast':
-          for (let j = 0; j < this.n; j++) this.push({ from, to: j, msg: o.msg });
-          break;
-        case 'setTimer':
-          this.timers.set(`${from}|${o.name}`, { node: from, name: o.name, atMs: this.nowMs + o.afterMs });
-          break;
-        case 'cancelTimer':
-          this.timers.delete(`${from}|${o.name}`);
-          break;
-        case 'accepted':
-          this.accepted.push(o.batch);
-          break;
-        case 'event':
-          break;
-      }
-    }
+    takeClientOutputs(outs, {
+      from,
+      n: this.n,
+      nowMs: this.nowMs,
+      timers: this.timers,
+      accepted: this.accepted,
+      send: (to, msg) => this.push({ from, to, msg }),
+    });
   }
 
   private deliverOne(): boolean {

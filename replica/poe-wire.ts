@@ -8,7 +8,7 @@
 import type { CryptoProvider } from './crypto.js';
 import { DIGEST_BYTES } from './crypto.js';
 import type { ClientRequest, CommonMessage, FieldCodec } from './messages.js';
-import { commonCodecs, makeCodec, readRequest, writeRequest } from './messages.js';
+import { commonCodecs, flatCodec, makeCodec, readRequest, writeRequest } from './messages.js';
 import type { WireMessage } from './types.js';
 import type { Reader, Writer } from './wire.js';
 
@@ -159,33 +159,8 @@ const poeCodecs: Record<number, FieldCodec<PoeMessage>> = {
     },
     read: (r) => ({ type: MSG_PROPOSE, view: r.u53('propose.view'), k: r.u53('propose.k'), request: readRequest(r) }),
   },
-  [MSG_SUPPORT]: {
-    write: (w, m) => {
-      const s = m as Support;
-      w.u53(s.view).u53(s.k).fixed(s.digest, DIGEST_BYTES);
-    },
-    read: (r) => ({
-      type: MSG_SUPPORT,
-      view: r.u53('support.view'),
-      k: r.u53('support.k'),
-      digest: r.fixed(DIGEST_BYTES, 'support.digest'),
-    }),
-  },
-  [MSG_INFORM]: {
-    write: (w, m) => {
-      const i = m as Inform;
-      w.u53(i.view).u53(i.k).fixed(i.digest, DIGEST_BYTES).u32(i.clientId).u32(i.reqNo).fixed(i.result, DIGEST_BYTES);
-    },
-    read: (r) => ({
-      type: MSG_INFORM,
-      view: r.u53('inform.view'),
-      k: r.u53('inform.k'),
-      digest: r.fixed(DIGEST_BYTES, 'inform.digest'),
-      clientId: r.u32('inform.clientId'),
-      reqNo: r.u32('inform.reqNo'),
-      result: r.fixed(DIGEST_BYTES, 'inform.result'),
-    }),
-  },
+  [MSG_SUPPORT]: flatCodec<Support>(MSG_SUPPORT, 'support', { view: 'u53', k: 'u53', digest: 'digest' }),
+  [MSG_INFORM]: flatCodec<Inform>(MSG_INFORM, 'inform', { view: 'u53', k: 'u53', digest: 'digest', clientId: 'u32', reqNo: 'u32', result: 'digest' }),
   [MSG_VC_REQUEST]: {
     write: (w, m) => {
       const v = m as VcRequest;
@@ -200,18 +175,7 @@ const poeCodecs: Record<number, FieldCodec<PoeMessage>> = {
       entries: r.list(readEntry, 'vcRequest.entries', ENTRY_BYTES_MIN),
     }),
   },
-  [MSG_VC_ACK]: {
-    write: (w, m) => {
-      const a = m as VcAck;
-      w.u53(a.view).u16(a.replica).fixed(a.digest, DIGEST_BYTES);
-    },
-    read: (r) => ({
-      type: MSG_VC_ACK,
-      view: r.u53('vcAck.view'),
-      replica: r.u16('vcAck.replica'),
-      digest: r.fixed(DIGEST_BYTES, 'vcAck.digest'),
-    }),
-  },
+  [MSG_VC_ACK]: flatCodec<VcAck>(MSG_VC_ACK, 'vcAck', { view: 'u53', replica: 'u16', digest: 'digest' }),
   [MSG_NV_PROPOSE]: {
     write: (w, m) => {
       const p = m as NvPropose;
@@ -231,20 +195,8 @@ const poeCodecs: Record<number, FieldCodec<PoeMessage>> = {
       ),
     }),
   },
-  [MSG_NV_ACK]: {
-    write: (w, m) => {
-      const a = m as NvAck;
-      w.u53(a.view).fixed(a.digest, DIGEST_BYTES);
-    },
-    read: (r) => ({ type: MSG_NV_ACK, view: r.u53('nvAck.view'), digest: r.fixed(DIGEST_BYTES, 'nvAck.digest') }),
-  },
-  [MSG_FETCH]: {
-    write: (w, m) => {
-      const f = m as Fetch;
-      w.u53(f.fromK).u53(f.toK);
-    },
-    read: (r) => ({ type: MSG_FETCH, fromK: r.u53('fetch.fromK'), toK: r.u53('fetch.toK') }),
-  },
+  [MSG_NV_ACK]: flatCodec<NvAck>(MSG_NV_ACK, 'nvAck', { view: 'u53', digest: 'digest' }),
+  [MSG_FETCH]: flatCodec<Fetch>(MSG_FETCH, 'fetch', { fromK: 'u53', toK: 'u53' }),
   [MSG_BLOCKS]: {
     write: (w, m) => {
       w.list((m as Blocks).entries, writeEntry);

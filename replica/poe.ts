@@ -129,6 +129,18 @@ const BACKOFF_EXP_MAX = 16;
 /** Fetches, probes and retransmissions repeat at most once per this fraction of the view-change timeout. */
 const RETRY_DIVISOR = 4;
 
+/**
+ * A `T` made of `fixed` plus, for each of `live`, a read-only property that reads the core's
+ * current value on every access (the view-change log and the block fetcher see the core's
+ * state, not a copy). Curried so that `T` is named and the live keys are inferred.
+ */
+const liveView =
+  <T>() =>
+  <L extends keyof T>(fixed: Omit<T, L>, live: { readonly [K in L]: () => T[K] }): T => {
+    for (const key of Object.keys(live) as L[]) Object.defineProperty(fixed, key, { get: live[key], enumerable: true });
+    return fixed as T;
+  };
+
 export class PoeReplica implements ReplicaCore<PoeMessage> {
   readonly id: number;
   readonly ledger: Ledger;
@@ -249,93 +261,61 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 
   /** What the view-change log sees of this core (replica/poe-view-change.ts). */
   private viewChangeCore(): ViewChangeCore {
-    const core = this;
-    return {
-      executor: this.executor,
-      ledger: this.ledger,
-      slots: this.slots,
-      get view() {
-        return core.view;
+    return liveView<ViewChangeCore>()(
+      {
+        executor: this.executor,
+        ledger: this.ledger,
+        slots: this.slots,
+        validRequest: (req) => this.validRequest(req),
+        startViewChange: (v) => this.startViewChange(v),
+        makeStable: (k, digest) => this.makeStable(k, digest),
+        newViewProposal: (view, records) => this.newViewProposal(view, records),
+        enterView: (m) => this.enterView(m),
       },
-      get enteredView() {
-        return core.enteredView;
+      {
+        view: () => this.view,
+        enteredView: () => this.enteredView,
+        inViewChange: () => this.inViewChange,
+        stableK: () => this.stableK,
+        stableDigest: () => this.stableDigest,
+        gcK: () => this.gcK,
+        nowMs: () => this.nowMs,
+        retryIntervalMs: () => this.retryIntervalMs,
       },
-      get inViewChange() {
-        return core.inViewChange;
-      },
-      get stableK() {
-        return core.stableK;
-      },
-      get stableDigest() {
-        return core.stableDigest;
-      },
-      get gcK() {
-        return core.gcK;
-      },
-      get nowMs() {
-        return core.nowMs;
-      },
-      get retryIntervalMs() {
-        return core.retryIntervalMs;
-      },
-      validRequest: (req) => this.validRequest(req),
-      startViewChange: (v) => this.startViewChange(v),
-      makeStable: (k, digest) => this.makeStable(k, digest),
-      newViewProposal: (view, records) => this.newViewProposal(view, records),
-      enterView: (m) => this.enterView(m),
-    };
+    );
   }
 
   /** What the block fetcher sees of this core (replica/poe-fetch.ts). */
   private fetchCore(): FetchCore {
-    const core = this;
-    return {
-      executor: this.executor,
-      ledger: this.ledger,
-      store: this.store,
-      slots: this.slots,
-      get view() {
-        return core.view;
+    return liveView<FetchCore>()(
+      {
+        executor: this.executor,
+        ledger: this.ledger,
+        store: this.store,
+        slots: this.slots,
+        makeCheckpoint: (k, digest) => this.checkpoints.makeCheckpoint(this.id, k, digest),
+        validRequest: (req) => this.validRequest(req),
+        commitKnown: (k, view, request, digest) => this.commitKnown(k, view, request, digest),
+        executeReady: () => this.executeReady(),
+        rollBack: (keepK) => this.rollBack(keepK),
+        startViewChange: (v) => this.startViewChange(v),
+        acknowledgeAll: () => this.vc.acknowledgeAll(),
+        extendClaims: (entries) => this.vc.extendClaims(entries),
       },
-      get inViewChange() {
-        return core.inViewChange;
+      {
+        view: () => this.view,
+        inViewChange: () => this.inViewChange,
+        viewStartK: () => this.viewStartK,
+        viewBase: () => this.viewBase,
+        stableK: () => this.stableK,
+        stableDigest: () => this.stableDigest,
+        gcK: () => this.gcK,
+        maxSeenK: () => this.maxSeenK,
+        lastProgressMs: () => this.lastProgressMs,
+        nowMs: () => this.nowMs,
+        retryIntervalMs: () => this.retryIntervalMs,
       },
-      get viewStartK() {
-        return core.viewStartK;
-      },
-      get viewBase() {
-        return core.viewBase;
-      },
-      get stableK() {
-        return core.stableK;
-      },
-      get stableDigest() {
-        return core.stableDigest;
-      },
-      get gcK() {
-        return core.gcK;
-      },
-      get maxSeenK() {
-        return core.maxSeenK;
-      },
-      get lastProgressMs() {
-        return core.lastProgressMs;
-      },
-      get nowMs() {
-        return core.nowMs;
-      },
-      get retryIntervalMs() {
-        return core.retryIntervalMs;
-      },
-      makeCheckpoint: (k, digest) => this.checkpoints.makeCheckpoint(this.id, k, digest),
-      validRequest: (req) => this.validRequest(req),
-      commitKnown: (k, view, request, digest) => this.commitKnown(k, view, request, digest),
-      executeReady: () => this.executeReady(),
-      rollBack: (keepK) => this.rollBack(keepK),
-      startViewChange: (v) => this.startViewChange(v),
-      acknowledgeAll: () => this.vc.acknowledgeAll(),
-      extendClaims: (entries) => this.vc.extendClaims(entries),
-    };
+    );
   }
 
   status(): ReplicaStatus {

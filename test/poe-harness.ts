@@ -5,6 +5,7 @@
  * for whole runs.
  */
 import { expect } from 'vitest';
+import { takeClientOutputs } from './client-outputs.js';
 import { ClientCore } from '../client/core.js';
 import type { Rng } from '../client/random.js';
 import { createCrypto } from '../replica/crypto.js';
@@ -215,27 +216,14 @@ export class Loop {
 
   private onClientOutputs(origin: number, outs: ReturnType<ClientCore<PoeMessage>['step']>): void {
     const node = CLIENT_PEER_BASE + origin;
-    for (const o of outs) {
-      switch (o.kind) {
-        case 'send':
-          this.enqueue({ from: node, to: o.to, msg: o.msg });
-          break;
-        case 'broadcast':
-          for (let j = 0; j < this.n; j++) this.enqueue({ from: node, to: j, msg: o.msg });
-          break;
-        case 'setTimer':
-          this.timers.set(`${node}|${o.name}`, { node, name: o.name, atMs: this.nowMs + o.afterMs });
-          break;
-        case 'cancelTimer':
-          this.timers.delete(`${node}|${o.name}`);
-          break;
-        case 'accepted':
-          this.accepted.push(o.batch);
-          break;
-        case 'event':
-          break;
-      }
-    }
+    takeClientOutputs(outs, {
+      from: node,
+      n: this.n,
+      nowMs: this.nowMs,
+      timers: this.timers,
+      accepted: this.accepted,
+      send: (to, msg) => this.enqueue({ from: node, to, msg }),
+    });
   }
 
   private count(type: number, k: number): void {

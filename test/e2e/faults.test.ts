@@ -27,6 +27,13 @@ beforeAll(() => ensureBuilt(), 180_000);
 
 const CLI = join(ROOT, 'dist', 'harness', 'cli.js');
 const SHORT = { clients: 16, records: 100_000 } as const;
+
+/** `poe-bench run <args>` at SHORT's load, its results under `out`, its result as JSON on stdout; a failure is returned, not thrown. */
+const runJson = (out: string, ...args: string[]) =>
+  execa(process.execPath, [CLI, 'run', ...args, '--clients', String(SHORT.clients), '--records', String(SHORT.records), '--out', out, '--json'], {
+    reject: false,
+  });
+
 /** Figure 11b's shape, scaled down: 300 requests before the stop, a checkpoint every 100. */
 const STOP_AFTER = 300;
 const PRIMARY_STOPS = {
@@ -73,31 +80,7 @@ describe.each<ProtocolName>(['poe', 'pbft'])('%s: the primary stops after K requ
 describe('zyzzyva with one crashed backup', () => {
   it('finishes every request through the slow path after the client timeout, recorded with the results', async () => {
     const out = mkdtempSync(join(tmpdir(), 'poe-bench-zyz-'));
-    const p = await execa(
-      process.execPath,
-      [
-        CLI,
-        'run',
-        '--protocol',
-        'zyzzyva',
-        '--crashed',
-        '1',
-        '--client-timeout-ms',
-        '300',
-        '--warmup',
-        '1',
-        '--duration',
-        '3',
-        '--clients',
-        '16',
-        '--records',
-        '100000',
-        '--out',
-        out,
-        '--json',
-      ],
-      { reject: false },
-    );
+    const p = await runJson(out, '--protocol', 'zyzzyva', '--crashed', '1', '--client-timeout-ms', '300', '--warmup', '1', '--duration', '3');
     expect(p.exitCode, p.stderr).toBe(0);
     const json = JSON.parse(p.stdout) as Record<string, unknown>;
     expect(json['valid']).toBe(true);
@@ -119,29 +102,7 @@ describe('zyzzyva with one crashed backup', () => {
 describe('a Byzantine primary on real processes', () => {
   it('PoE with the primary keeping replica 3 in the dark stays valid; the fault is recorded', async () => {
     const out = mkdtempSync(join(tmpdir(), 'poe-bench-dark-'));
-    const p = await execa(
-      process.execPath,
-      [
-        CLI,
-        'run',
-        '--protocol',
-        'poe',
-        '--faults',
-        '0=inTheDark:3',
-        '--warmup',
-        '1',
-        '--duration',
-        '2',
-        '--clients',
-        '16',
-        '--records',
-        '100000',
-        '--out',
-        out,
-        '--json',
-      ],
-      { reject: false },
-    );
+    const p = await runJson(out, '--protocol', 'poe', '--faults', '0=inTheDark:3', '--warmup', '1', '--duration', '2');
     expect(p.exitCode, p.stderr).toBe(0);
     const json = JSON.parse(p.stdout) as { valid: boolean; violations: string[]; spec: { faults: unknown }; ledgerHeights: Record<string, number> };
     expect(json.valid).toBe(true);
