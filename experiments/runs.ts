@@ -124,6 +124,7 @@ export interface ManifestInfo {
   readonly profile?: string;
   readonly commit?: string;
   readonly dirty?: boolean;
+  readonly dirtyFiles?: readonly string[];
   readonly nodeVersion?: string;
   readonly os?: string;
   readonly cpuModel?: string;
@@ -174,6 +175,7 @@ export function readManifestInfo(manifest: unknown): ManifestInfo {
     profile: pick(m, ['profile', 'spec.profile'], isString),
     commit: pick(m, ['commit', 'git.commit'], isString),
     dirty: pick(m, ['dirty', 'git.dirty'], isBoolean),
+    dirtyFiles: pick(m, ['dirtyFiles', 'git.dirtyFiles'], isStringList),
     nodeVersion: pick(m, ['node', 'nodeVersion', 'env.node', 'env.nodeVersion'], isString),
     os: pick(m, ['os', 'env.os'], isString),
     cpuModel: pick(m, ['cpuModel', 'cpu.model', 'env.cpuModel', 'env.cpu.model'], isString),

@@ -88,7 +88,12 @@ function environmentBlocks(dir: string, m: ManifestInfo, records: readonly RunRe
     ['Results', basename(resolve(dir))],
     ['Experiment', m.figure ?? unknown],
     ['Profile', profile],
-    ['Commit', m.commit === undefined ? unknown : `${m.commit}${m.dirty === true ? ' (dirty: uncommitted changes)' : ''}`],
+    [
+      'Commit',
+      m.commit === undefined
+        ? unknown
+        : `${m.commit}${m.dirty === true ? ` (dirty: uncommitted changes${m.dirtyFiles?.length ? ` in ${m.dirtyFiles.join(', ')}` : ''})` : ''}`,
+    ],
     ['Node.js', m.nodeVersion ?? unknown],
     ['OS', m.os ?? unknown],
     [

@@ -63,6 +63,8 @@ export const MANIFEST_FILE = 'manifest.json';
 export interface Environment {
   readonly commit: string;
   readonly dirty: boolean | null;
+  /** The tracked files with uncommitted changes (`git status --porcelain`), when dirty; at most 20. */
+  readonly dirtyFiles?: readonly string[];
   readonly node: string;
   readonly os: string;
   readonly cpuModel: string;
@@ -85,9 +87,11 @@ export function environment(): Environment {
   const cpus = os.cpus();
   const commit = git(['rev-parse', 'HEAD'], here);
   const status = commit === undefined ? undefined : git(['status', '--porcelain', '--untracked-files=no'], here);
+  const dirtyFiles = status ? status.split('\n').map((l) => l.slice(3).trim()) : [];
   return {
     commit: commit ?? 'unknown',
     dirty: status === undefined ? null : status !== '',
+    ...(dirtyFiles.length > 0 ? { dirtyFiles: dirtyFiles.slice(0, 20) } : {}),
     node: process.version,
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
