@@ -528,15 +528,16 @@ export class ChainedHotStuff extends HotStuffReplica {
     }
     if (view !== this.view || !this.inViewChange || senders.size < this.q.nf) return;
     // Algorithm 3: the leader proposes on the highest QC of the NEW-VIEWs (all verified); a
-    // node it lacks it fetches from a sender first (tryPropose waits for the parent).
-    let from: number | undefined;
-    for (const [sender, c] of senders) {
-      if (rankAbove(c.view, c.k, this.highQC)) {
-        this.highQC = c;
-        from = sender;
-      }
+    // node it lacks it fetches first (tryPropose waits for the parent), from every sender of that
+    // QC and every replica that signed it ('qc' rule): a Byzantine sender need not answer, but
+    // at least f+1 of the signers are correct and hold the block.
+    for (const c of senders.values()) if (rankAbove(c.view, c.k, this.highQC)) this.highQC = c;
+    const high = this.highQC;
+    if (!this.blocks.has(hex(high.digest))) {
+      const holders = new Set([...senders].filter(([, c]) => c.digest.equals(high.digest)).map(([sender]) => sender));
+      for (const { replica } of high.sigs) holders.add(replica);
+      for (const holder of holders) this.fetchBlock(high.digest, high.k, holder);
     }
-    if (from !== undefined) this.fetchBlock(this.highQC.digest, this.highQC.k, from);
     this.newViews.delete(view);
     this.inViewChange = false;
     this.out.event({ name: 'viewEntered', view });

@@ -905,8 +905,10 @@ describe('hotstuff chained mode (Algorithm 3, one stable leader)', () => {
     stepOne(leader1, 2, makeNewView(ring.replicaSigners[2]!, 2, 1, qc2));
     const outs = stepOne(leader1, 3, makeNewView(ring.replicaSigners[3]!, 3, 1, qc2));
     expect(outs.filter((o) => o.kind === 'broadcast')).toEqual([]);
-    // Asked of the first sender of that QC.
-    expect(blockRequestsIn(outs)).toEqual([{ to: 2, hash: b2.hash.toString('hex') }]);
+    // Asked of every sender of that QC (2, 3) and every signer of it (0, 2, 3): a Byzantine one need not answer.
+    const requests = blockRequestsIn(outs);
+    expect(new Set(requests.map((r) => r.to))).toEqual(new Set([0, 2, 3]));
+    expect(new Set(requests.map((r) => r.hash))).toEqual(new Set([b2.hash.toString('hex')]));
     expect(leader1.highQCNow.k).toBe(2);
     // The block arrives (replica 2 passes on leader 0's proposal): the leader proposes on it at height 3.
     const proposed = stepOne(leader1, 2, b2.msg).flatMap((o) => (o.kind === 'broadcast' && o.msg.type === MSG_HS_PROPOSAL ? [o.msg.block] : []));
