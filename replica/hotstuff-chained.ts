@@ -22,12 +22,14 @@ import {
   genesisQC,
   type HotStuffMessage,
   type HsBlock,
+  type HsBlockRequest,
   hsBlockHash,
   hsGenesisHash,
   type HsNewView,
   type HsProposal,
   type HsVote,
   makeNewView,
+  MSG_HS_BLOCK_REQUEST,
   MSG_HS_NEW_VIEW,
   MSG_HS_PROPOSAL,
   MSG_HS_VOTE,
@@ -40,7 +42,7 @@ import {
 import type { ClientRequest } from './messages.js';
 import { isNoop, noopRequest, requestDigest } from './messages.js';
 import type { Peer, ReplicaDeps, ReplicaOptions, ReplicaStatus } from './types.js';
-import { primaryOf } from './types.js';
+import { isClientPeer, primaryOf } from './types.js';
 
 interface BlockNode {
   readonly hash: Buffer;
@@ -52,6 +54,8 @@ interface BlockNode {
   readonly digest: Buffer;
   readonly justify: QuorumCert;
   readonly noop: boolean;
+  /** Its leader's signature on the PROPOSAL (empty for genesis): a block is passed on as that proposal. */
+  readonly signature: Buffer;
   /** Whether this replica voted for the block (its own entry in the block's QC needs no check). */
   voted: boolean;
 }
@@ -75,6 +79,13 @@ export class ChainedHotStuff extends HotStuffReplica {
   /** Proposals whose parent has not arrived yet, by parent key. */
   private readonly orphans = new Map<string, HsProposal[]>();
   private orphanCount = 0;
+  /** Blocks asked for (BLOCK-REQUEST), by key, with their height: their proposals are taken from any replica. */
+  private readonly fetching = new Map<string, number>();
+  /**
+   * Committed blocks below the committed head and above the stable checkpoint, kept only to
+   * answer BLOCK-REQUESTs: a replica the others left behind fetches them to rejoin the chain.
+   */
+  private readonly committed = new Map<string, BlockNode>();
   /** Leader side: NEW-VIEW messages per view, by sender. */
   private readonly newViews = new Map<number, Map<number, QuorumCert>>();
   /** Requests clients sent here after timing out, not yet executed: they drive the view change. */
@@ -99,6 +110,7 @@ export class ChainedHotStuff extends HotStuffReplica {
       digest: Buffer.alloc(DIGEST_BYTES),
       justify: genesis,
       noop: true,
+      signature: EMPTY_SIGNATURE,
       voted: false,
     });
     this.blocksMax = Math.max(64, 4 * options.windowK);
@@ -130,6 +142,9 @@ export class ChainedHotStuff extends HotStuffReplica {
       case MSG_HS_NEW_VIEW:
         this.onNewView(from, msg);
         return;
+      case MSG_HS_BLOCK_REQUEST:
+        this.onBlockRequest(from, msg);
+        return;
       default:
         this.out.reject(`chained mode: unexpected message type ${msg.type}`, from);
     }
@@ -155,11 +170,12 @@ export class ChainedHotStuff extends HotStuffReplica {
       request = noopRequest(height);
     }
     const block: HsBlock = { view: this.view, height, parentHash: this.highQC.digest, request, justify: this.highQC };
-    const node = this.nodeOf(block);
+    const unsigned = this.nodeOf(block, EMPTY_SIGNATURE);
+    const node: BlockNode = { ...unsigned, signature: this.signer.sign(proposalBytes(unsigned.hash)) };
     this.blocks.set(node.key, node);
     this.collectors.set(node.key, newCollector(PHASE_GENERIC, node.view, node.height, node.hash));
     this.proposedKey = node.key;
-    this.out.broadcast({ type: MSG_HS_PROPOSAL, leader: this.id, block, signature: this.signer.sign(proposalBytes(node.hash)) });
+    this.out.broadcast({ type: MSG_HS_PROPOSAL, leader: this.id, block, signature: node.signature });
     this.onBlock(node);
   }
 
@@ -188,7 +204,7 @@ export class ChainedHotStuff extends HotStuffReplica {
     return false;
   }
 
-  private nodeOf(b: HsBlock): BlockNode {
+  private nodeOf(b: HsBlock, signature: Buffer): BlockNode {
     const digest = requestDigest(this.crypto, b.request);
     const hash = hsBlockHash(this.crypto, b.view, b.height, b.parentHash, digest, b.justify.view);
     return {
@@ -201,6 +217,7 @@ export class ChainedHotStuff extends HotStuffReplica {
       digest,
       justify: b.justify,
       noop: isNoop(b.request),
+      signature,
       voted: false,
     };
   }
@@ -234,7 +251,9 @@ export class ChainedHotStuff extends HotStuffReplica {
   /** Algorithm 3 as a replica: validate the proposal, then vote (if safe) and update. */
   private onProposal(from: Peer, m: HsProposal): void {
     const b = m.block;
-    if (!this.fromReplica(from, m.leader) || m.leader !== primaryOf(b.view, this.q.n)) {
+    // A block this replica asked for may come from any replica: the leader's signature vouches for it.
+    const fetched = !isClientPeer(from) && from !== this.id && this.fetching.size > 0 && this.fetching.has(hex(this.nodeOf(b, m.signature).hash));
+    if (!(fetched || this.fromReplica(from, m.leader)) || m.leader !== primaryOf(b.view, this.q.n)) {
       this.out.reject(`proposal: ${from} is not the leader of view ${b.view}`, from);
       return;
     }
@@ -254,7 +273,7 @@ export class ChainedHotStuff extends HotStuffReplica {
       this.holdOrphan(parentKey, m, from);
       return;
     }
-    const node = this.nodeOf(b);
+    const node = this.nodeOf(b, m.signature);
     if (this.blocks.has(node.key)) return;
     if (this.blocks.size >= this.blocksMax) {
       this.out.reject('proposal: block tree full', from);
@@ -275,6 +294,7 @@ export class ChainedHotStuff extends HotStuffReplica {
       this.out.event({ name: 'viewEntered', view: this.view });
     }
     this.blocks.set(node.key, node);
+    this.fetching.delete(node.key);
     this.onBlock(node);
     this.releaseOrphans(node.key);
   }
@@ -343,6 +363,8 @@ export class ChainedHotStuff extends HotStuffReplica {
     if (!x || x.key !== this.committedKey) {
       throw new Error(`hotstuff: block ${b.key} at ${b.height} does not extend the committed block at ${this.committedHeight}`);
     }
+    // The blocks below the new head stay on offer to replicas that missed them, down to the stable checkpoint.
+    for (const node of [x, ...path.slice(1)]) if (node.height > this.stableK) this.committed.set(node.key, node);
     this.committedKey = b.key;
     this.committedHeight = b.height;
     for (let i = path.length - 1; i >= 0; i--) {
@@ -358,6 +380,7 @@ export class ChainedHotStuff extends HotStuffReplica {
       if (node.height < this.committedHeight || (node.height === this.committedHeight && key !== this.committedKey)) this.blocks.delete(key);
     }
     for (const [key, c] of this.collectors) if (c.k <= this.committedHeight) this.collectors.delete(key);
+    for (const [key, height] of this.fetching) if (height <= this.committedHeight) this.fetching.delete(key);
     for (const [key, list] of this.orphans) {
       if (list[0]!.block.height <= this.committedHeight) {
         this.orphans.delete(key);
@@ -375,6 +398,35 @@ export class ChainedHotStuff extends HotStuffReplica {
     list.push(m);
     this.orphans.set(parentKey, list);
     this.orphanCount++;
+    // The sender built on the parent (or forwarded a block that does): ask it for the parent.
+    if (!isClientPeer(from)) this.fetchBlock(m.block.parentHash, m.block.height - 1, from);
+  }
+
+  /**
+   * Asks `from` for a block this replica lacks (a proposal's parent, a NEW-VIEW's highQC node).
+   * Without it a replica that missed a proposal (partitions, losses) could never vote on the
+   * chain the others extend, nor a new leader propose on the highest QC: HotStuff assumes a
+   * replica fetches missing blocks (libhotstuff does, by hash). Asked again on every new reason.
+   */
+  private fetchBlock(hash: Buffer, height: number, from: number): void {
+    const key = hex(hash);
+    if (this.blocks.has(key) || height <= this.committedHeight || from === this.id || from >= this.q.n) return;
+    if (!this.fetching.has(key) && this.fetching.size >= ORPHANS_MAX) return;
+    this.fetching.set(key, height);
+    this.out.send(from, { type: MSG_HS_BLOCK_REQUEST, replica: this.id, hash } satisfies HsBlockRequest);
+  }
+
+  /** Answers a BLOCK-REQUEST with the block's original PROPOSAL, if this replica holds it. */
+  private onBlockRequest(from: Peer, m: HsBlockRequest): void {
+    if (!this.fromReplica(from, m.replica)) {
+      this.out.reject('block-request: sender mismatch', from);
+      return;
+    }
+    const key = hex(m.hash);
+    const node = this.blocks.get(key) ?? this.committed.get(key);
+    if (!node || node.height === 0) return;
+    const block: HsBlock = { view: node.view, height: node.height, parentHash: node.justify.digest, request: node.request, justify: node.justify };
+    this.out.send(from, { type: MSG_HS_PROPOSAL, leader: primaryOf(node.view, this.q.n), block, signature: node.signature });
   }
 
   private releaseOrphans(parentKey: string): void {
@@ -475,8 +527,16 @@ export class ChainedHotStuff extends HotStuffReplica {
       return;
     }
     if (view !== this.view || !this.inViewChange || senders.size < this.q.nf) return;
-    for (const c of senders.values()) {
-      if (rankAbove(c.view, c.k, this.highQC) && this.blocks.has(hex(c.digest))) this.highQC = c;
+    // Algorithm 3: the leader proposes on the highest QC of the NEW-VIEWs (all verified); a
+    // node it lacks it fetches first (tryPropose waits for the parent), from every sender of that
+    // QC and every replica that signed it ('qc' rule): a Byzantine sender need not answer, but
+    // at least f+1 of the signers are correct and hold the block.
+    for (const c of senders.values()) if (rankAbove(c.view, c.k, this.highQC)) this.highQC = c;
+    const high = this.highQC;
+    if (!this.blocks.has(hex(high.digest))) {
+      const holders = new Set([...senders].filter(([, c]) => c.digest.equals(high.digest)).map(([sender]) => sender));
+      for (const { replica } of high.sigs) holders.add(replica);
+      for (const holder of holders) this.fetchBlock(high.digest, high.k, holder);
     }
     this.newViews.delete(view);
     this.inViewChange = false;
@@ -487,6 +547,7 @@ export class ChainedHotStuff extends HotStuffReplica {
   }
 
   protected collectGarbage(stableK: number): void {
+    for (const [key, node] of this.committed) if (node.height <= stableK) this.committed.delete(key);
     this.forgetCertificates(Math.min(stableK, this.committedHeight) - 1);
   }
 

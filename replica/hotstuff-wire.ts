@@ -25,6 +25,7 @@ export const MSG_HS_VOTE = 44;
 export const MSG_HS_REPLY = 45;
 export const MSG_HS_PROPOSAL = 46;
 export const MSG_HS_NEW_VIEW = 47;
+export const MSG_HS_BLOCK_REQUEST = 48;
 
 /** What a vote (and so a QC) is about: Algorithm 2's three voting phases, Algorithm 3's one. */
 export const PHASE_PREPARE = 0;
@@ -122,7 +123,18 @@ export interface HsNewView extends WireMessage {
   readonly signature: Buffer;
 }
 
-export type HotStuffMessage = CommonMessage | HsPrepare | HsPhaseMessage | HsVote | HsReply | HsProposal | HsNewView;
+/**
+ * Chained mode: a replica asks a peer for the block with this hash, which a proposal it holds
+ * builds on or a NEW-VIEW's highQC certifies (a replica missing a block fetches it, as
+ * libhotstuff does). The answer is the block's original PROPOSAL, signed by its leader.
+ */
+export interface HsBlockRequest extends WireMessage {
+  readonly type: typeof MSG_HS_BLOCK_REQUEST;
+  readonly replica: number;
+  readonly hash: Buffer;
+}
+
+export type HotStuffMessage = CommonMessage | HsPrepare | HsPhaseMessage | HsVote | HsReply | HsProposal | HsNewView | HsBlockRequest;
 
 // ---------------------------------------------------------------------------------------
 // Signed bytes. A tag per kind keeps a signature for one kind from passing as another.
@@ -426,6 +438,13 @@ const hotstuffTable: Record<number, FieldCodec<HotStuffMessage>> = {
       highQC: readQC(r),
       signature: r.fixed(SIGNATURE_BYTES, 'newView.signature'),
     }),
+  },
+  [MSG_HS_BLOCK_REQUEST]: {
+    write: (w, m) => {
+      const p = m as HsBlockRequest;
+      w.u16(p.replica).fixed(p.hash, DIGEST_BYTES);
+    },
+    read: (r) => ({ type: MSG_HS_BLOCK_REQUEST, replica: r.u16('blockRequest.replica'), hash: r.fixed(DIGEST_BYTES, 'blockRequest.hash') }),
   },
 };
 

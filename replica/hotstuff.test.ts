@@ -22,6 +22,7 @@ import {
   makeReply,
   makeProposal,
   makeVote,
+  MSG_HS_BLOCK_REQUEST,
   MSG_HS_COMMIT,
   MSG_HS_DECIDE,
   MSG_HS_NEW_VIEW,
@@ -819,6 +820,90 @@ describe('hotstuff chained mode (Algorithm 3, one stable leader)', () => {
     expect(events).toEqual(['viewChangeStarted', 'viewEntered']);
     expect((leader1 as ChainedHotStuff).currentView).toBe(1);
   });
+
+  /** The BLOCK-REQUESTs in `outs`, as (to, hash). */
+  function blockRequestsIn(outs: ReplicaOutput<M>[]): { to: Peer; hash: string }[] {
+    return outs.flatMap((o) => (o.kind === 'send' && o.msg.type === MSG_HS_BLOCK_REQUEST ? [{ to: o.to, hash: o.msg.hash.toString('hex') }] : []));
+  }
+
+  it('a replica that missed blocks fetches them, committed ones included, and then votes on the chain', () => {
+    // Reference: HotStuff Algorithm 3 votes only on a block whose branch the replica holds
+    // (safeNode walks b.parent); a replica that missed proposals (here Twins' partitions, issue
+    // 13) fetches the missing nodes by hash, as libhotstuff does, from the replica that sent a
+    // block built on them. The answer is the original PROPOSAL, checked against its leader's key.
+    const n = 4;
+    const ring = new KeyRing(createCrypto('sim'), KEY_SEED, n, 1);
+    const chain = new Chain(ring, n);
+    const q = [0, 1, 2];
+    const b1 = chain.block(0, 0, genesisQC(ring.crypto), clientBatch(ring, 0, 0));
+    const b2 = chain.block(0, 0, b1.qc(q), clientBatch(ring, 1, 0));
+    const b3 = chain.block(0, 0, b2.qc(q), clientBatch(ring, 2, 0));
+    const b4 = chain.block(0, 0, b3.qc(q), clientBatch(ring, 3, 0));
+    const b5 = chain.block(0, 0, b4.qc(q), clientBatch(ring, 4, 0));
+    // Replica 1 saw everything up to b5: it committed b1 and b2 (no block tree below b2 any more).
+    const holder = bareReplica(n, 1, 'chained', ring) as ChainedHotStuff;
+    for (const b of [b1, b2, b3, b4, b5]) stepOne(holder, 0, b.msg);
+    expect(holder.ledger.height).toBe(2);
+    // Replica 3 saw only b5, passed on by replica 1: it is not the leader's, so 3 takes it only as an answer.
+    const subject = bareReplica(n, 3, 'chained', ring) as ChainedHotStuff;
+    expect(rejectionsIn(stepOne(subject, 1, b5.msg)).join()).toMatch(/not the leader of view 0/);
+    let outs = stepOne(subject, 0, b5.msg);
+    expect(blockRequestsIn(outs)).toEqual([{ to: 0, hash: b4.hash.toString('hex') }]);
+    // The leader does not answer (Twins: it moved on); replica 1 does, down to b1 (committed at 1).
+    let requests = blockRequestsIn(outs).map((r) => ({ ...r, to: 1 }));
+    const asked: number[] = [];
+    let votes: ReturnType<typeof votesIn> = [];
+    while (requests.length > 0) {
+      const answers = requests.flatMap((r) =>
+        stepOne(holder, 3, { type: MSG_HS_BLOCK_REQUEST, replica: 3, hash: Buffer.from(r.hash, 'hex') }).flatMap((o) =>
+          o.kind === 'send' && o.to === 3 ? [o.msg] : [],
+        ),
+      );
+      outs = answers.flatMap((m) => {
+        if (m.type === MSG_HS_PROPOSAL) asked.push(m.block.height);
+        return stepOne(subject, 1, m);
+      });
+      expect(rejectionsIn(outs)).toEqual([]);
+      votes = [...votes, ...votesIn(outs)];
+      requests = blockRequestsIn(outs);
+    }
+    expect(asked).toEqual([4, 3, 2, 1]);
+    // With the branch in place the orphans are released in order: it votes for b1..b5 (view 0) and
+    // commits what the three-chain b3-b4-b5 decides.
+    expect(votes.map((v) => v.k)).toEqual([1, 2, 3, 4, 5]);
+    expect(subject.ledger.height).toBe(2);
+    expect(subject.ledger.headHash.equals(holder.ledger.headHash)).toBe(true);
+  });
+
+  it('a new leader proposes on the highest QC of the NEW-VIEWs, fetching its block first', () => {
+    // Reference: HotStuff Algorithm 3 (pacemaker): the new leader waits for (n - f) NEW-VIEWs and
+    // proposes on the highest QC's node. Proposing on its own lower QC instead is refused by
+    // replicas locked above it (safeNode), and the view passes without progress.
+    const n = 4;
+    const ring = new KeyRing(createCrypto('sim'), KEY_SEED, n, 1);
+    const chain = new Chain(ring, n);
+    const q = [0, 2, 3];
+    const g = genesisQC(ring.crypto);
+    const b1 = chain.block(0, 0, g, clientBatch(ring, 0, 0));
+    const b2 = chain.block(0, 0, b1.qc(q), clientBatch(ring, 1, 0));
+    const leader1 = bareReplica(n, 1, 'chained', ring) as ChainedHotStuff;
+    stepOne(leader1, 0, b1.msg);
+    expect(leader1.highQCNow.k).toBe(0);
+    const qc2 = b2.qc(q);
+    stepOne(leader1, 2, makeNewView(ring.replicaSigners[2]!, 2, 1, qc2));
+    const outs = stepOne(leader1, 3, makeNewView(ring.replicaSigners[3]!, 3, 1, qc2));
+    expect(outs.filter((o) => o.kind === 'broadcast')).toEqual([]);
+    // Asked of every sender of that QC (2, 3) and every signer of it (0, 2, 3): a Byzantine one need not answer.
+    const requests = blockRequestsIn(outs);
+    expect(new Set(requests.map((r) => r.to))).toEqual(new Set([0, 2, 3]));
+    expect(new Set(requests.map((r) => r.hash))).toEqual(new Set([b2.hash.toString('hex')]));
+    expect(leader1.highQCNow.k).toBe(2);
+    // The block arrives (replica 2 passes on leader 0's proposal): the leader proposes on it at height 3.
+    const proposed = stepOne(leader1, 2, b2.msg).flatMap((o) => (o.kind === 'broadcast' && o.msg.type === MSG_HS_PROPOSAL ? [o.msg.block] : []));
+    expect(proposed.map((b) => ({ view: b.view, height: b.height, parent: b.parentHash.toString('hex') }))).toEqual([
+      { view: 1, height: 3, parent: b2.hash.toString('hex') },
+    ]);
+  });
 });
 
 // ---------------------------------------------------------------------------------------
@@ -936,6 +1021,7 @@ describe('hotstuff codec', () => {
     ['reply', reply],
     ['proposal', makeProposal(ring.crypto, s[1]!, 1, block).proposal],
     ['new-view', makeNewView(s[3]!, 3, 5, genesisQC(ring.crypto))],
+    ['block-request', { type: MSG_HS_BLOCK_REQUEST, replica: 2, hash: Buffer.alloc(32, 7) }],
   ];
 
   it.each(samples)('round-trips a %s', (_what, msg) => {

@@ -61,23 +61,32 @@
  * per block, the three-chain must lie in one view to be the paper's "consecutive views" chain.
  * A replica whose client-reported request is not executed within viewChangeTimeoutMs moves to
  * the next view and sends NEW-VIEW(v, highQC) to its leader, which proposes once it holds nf
- * (Algorithm 3's pacemaker, in its simplest form).
+ * (Algorithm 3's pacemaker, in its simplest form) on the highest QC among them; the timeout
+ * doubles per view that makes no progress (up to 64 times). A replica that lacks a block (a
+ * proposal's parent, the node of a NEW-VIEW's highQC: it missed proposals in a partition) asks
+ * the sender for it by hash (BLOCK-REQUEST, as libhotstuff fetches blocks) and gets the block's
+ * original PROPOSAL, checked against its leader's key; committed blocks are kept for this down
+ * to the stable checkpoint. Without it, Twins (issue 13) stalled chained HotStuff for good: a
+ * replica that missed one block could vote on nothing above it.
  *
  * Checkpoints (CHECKPOINT, common type 2) use the shared CheckpointTracker and are, like every
  * protocol's, authenticated by the transport rather than signed.
  *
- * Messages (type ids 40-49), every one signed by its sender (σ):
+ * Messages (type ids 40-49), signed by their sender (σ) but for BLOCK-REQUEST (the transport authenticates it; the answer is signed):
  *   PREPARE(v, k, request, justify?)σ        leader  -> replicas   (parallel)
  *   PRE-COMMIT / COMMIT / DECIDE(v, k, qc)σ  leader  -> replicas   (parallel)
  *   VOTE(phase, v, k, d)σ                    replica -> leader     (both; σ goes into the QC)
  *   REPLY(v, k, d, clientId, reqNo, result)σ replica -> client     (both)
  *   PROPOSAL(block{v, h, parent, request, justify})σ leader -> replicas (chained)
  *   NEW-VIEW(v, highQC)σ                     replica -> leader     (chained)
+ *   BLOCK-REQUEST(hash)                      replica -> replica    (chained; answered with the PROPOSAL)
  * `result` is the ledger block hash after executing k, so matching results mean matching
  * executions up to k.
  *
- * Not implemented: block or slot state transfer (a replica that misses a message for good,
- * which needs message loss, stays behind), the per-slot view change of parallel mode.
+ * Not implemented: slot state transfer in parallel mode, and in chained mode fetching blocks
+ * below the stable checkpoint (a replica that misses a message for good, which needs message
+ * loss, stays behind); the per-slot view change of parallel mode, so a slot leader that
+ * equivocates (a twinned one) stalls the slots it owns for good.
  */
 import { hex } from './common.js';
 import type { CryptoProviderName, Verifier } from './crypto.js';
