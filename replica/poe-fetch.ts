@@ -55,7 +55,12 @@ export interface FetchCore {
   extendClaims(entries: readonly ExecutionEntry[]): boolean;
 }
 
-/** The idle status timer backs off to at most 2^this view-change timeouts. */
+/**
+ * The idle status timer ticks every STATUS_TIMEOUTS view-change timeouts (after the fetch timer
+ * and failure detection had their turn), backing off to 2^STATUS_EXP_MAX times that while
+ * nothing changes.
+ */
+const STATUS_TIMEOUTS = 2;
 const STATUS_EXP_MAX = 6;
 
 export class PoeBlockFetcher {
@@ -165,23 +170,23 @@ export class PoeBlockFetcher {
   }
 
   /**
-   * End of every step: the status timer is always armed, every view-change timeout while the
-   * replica executes, then backing off (doubling up to 2^STATUS_EXP_MAX) while it stays idle.
+   * End of every step: the status timer is always armed, every STATUS_TIMEOUTS view-change
+   * timeouts while the replica executes, then backing off while it stays idle.
    */
   armStatusTimer(): void {
     if (this.statusArmed) return;
     this.statusArmed = true;
-    this.out.setTimer(POE_TIMERS.status, RETRY_DIVISOR * this.core.retryIntervalMs * 2 ** this.statusExp);
+    this.out.setTimer(POE_TIMERS.status, STATUS_TIMEOUTS * RETRY_DIVISOR * this.core.retryIntervalMs * 2 ** this.statusExp);
   }
 
   /**
    * Catching up once the system went idle. A replica cut off while the others progressed (by
    * partitions, or lost messages) learns it is behind only from messages of the others: the
-   * CHECKPOINTs it missed (§3.5 last paragraph) are never sent again, and once the clients are
-   * done nothing else is. So, as PBFT's replicas re-send their status on a slow timer (Castro and
-   * Liskov, TOCS 2002, §5.2; the paper's recovery, §4(6), needs the recovering replica to know
-   * it must ask): a replica that executed nothing for a view-change timeout broadcasts an
-   * empty-looking FETCH for the window above its execution. A replica ahead answers it (onFetch:
+   * CHECKPOINTs it missed (§3.5, line 343) are never sent again, and once the clients are done
+   * nothing else is; the paper's recovery (§4(6), line 395) needs the replica to know it must
+   * ask. So, as PBFT's replicas multicast status messages periodically (Castro and Liskov, TOCS
+   * 2002, the paper's [16]), a replica that executed nothing for two view-change timeouts
+   * broadcasts a FETCH for the window above its execution. A replica ahead answers it (onFetch:
    * its CHECKPOINT and its blocks), and one behind learns from fromK - 1 how far the sender got
    * (maxSeenK) and fetches (onFetchTimer). Silent while the replica executes (the normal case
    * sends nothing more), and while it changes views (the new-view timer re-sends).
