@@ -223,6 +223,13 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
     fixed:
       'a PoE replica that executed nothing for two view-change timeouts broadcasts its status (a FETCH above its execution, backing off): a replica ahead answers, one behind learns it is behind (PoeBlockFetcher.onStatusTimer)',
   },
+  {
+    // Same class for PBFT (twins family, fresh seeds from 50000): replica 1 stayed at 89 while 0 and 3 reached 100,
+    // nothing in flight and no timer armed once the clients were done.
+    replay: '--protocol pbft --replicas 4 --batches 100 --seed 50108 --faults 2=twins:526252909:17:9 --max-time-ms 120000',
+    fixed:
+      'a PBFT replica that executed nothing for two view-change timeouts broadcasts its status (a FETCH above its execution, backing off): replicas ahead send the batches, one behind fetches (BatchFetcher.onStatusTimer)',
+  },
 ];
 
 /**
