@@ -176,11 +176,19 @@ describe('PBFT liar (byzantine-hooks-pbft.ts)', () => {
   const signer = ring.clientSigner(0);
   const reqs = [0, 1, 2].map((i) => makeRequest(signer, 0, i, 0, [{ key: i, value: Buffer.alloc(8, i) }]));
 
-  it('claims, above its checkpoint, a certificate of the view before the new one for a batch seen at another k, named by nf-1 backups', () => {
+  it('claims, above its checkpoint, a batch seen at another k as prepared and pre-prepared in the view before the new one (its P and Q sets)', () => {
     // Reference: PBFT §4.4's P_m; issue 13: "claim a prepared certificate for a sequence number that is already committed".
     const liar = pbftAdversaryHooks.liar(3, 7, ring.replicaDeps(3));
     reqs.forEach((request, i) => liar.observe({ type: MSG_PRE_PREPARE, replica: 0, view: 0, k: i + 1, originView: 0, request }, true));
-    const vc: ViewChange = { type: MSG_VIEW_CHANGE, replica: 3, view: 2, checkpoint: { k: 0, stateDigest: Buffer.alloc(32), senders: [] }, prepared: [] };
+    const vc: ViewChange = {
+      type: MSG_VIEW_CHANGE,
+      replica: 3,
+      view: 2,
+      checkpoint: { k: 0, stateDigest: Buffer.alloc(32), senders: [] },
+      taken: [],
+      prepared: [],
+      prePrepared: [],
+    };
     expect(liar.viewChangeView(vc)).toBe(2);
     const forged = liar.forgeViewChange(vc) as ViewChange;
     expect(forged.prepared.map((c) => c.k)).toEqual([1, 2, 3]);
@@ -188,9 +196,9 @@ describe('PBFT liar (byzantine-hooks-pbft.ts)', () => {
       expect(c.view).toBe(1);
       expect(c.digest.equals(requestDigest(crypto, reqs[c.k - 1]!))).toBe(false);
       expect(c.digest.equals(requestDigest(crypto, c.request!))).toBe(true);
-      expect(new Set(c.prepareSenders).size).toBe(4);
-      expect(c.prepareSenders).not.toContain(1);
     }
+    // The same lies in Q: a forger consistent enough to pass the A2 rule's f+1 count if it had company.
+    expect(forged.prePrepared.map((q) => [q.k, q.view, q.digest.toString('hex')])).toEqual(forged.prepared.map((c) => [c.k, c.view, c.digest.toString('hex')]));
     const vote: PbftMessage = { type: MSG_PREPARE, replica: 3, view: 0, k: 2, originView: 0, digest: requestDigest(crypto, reqs[1]!) };
     const lie = liar.conflictingVote(vote) as typeof vote;
     expect(lie.k).toBe(2);

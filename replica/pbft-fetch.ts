@@ -30,6 +30,9 @@ export interface FetcherContext {
   readonly timeoutMs: number;
   /** The name of the progress watch's timer. */
   readonly timerName: string;
+  /** The name of the idle status timer (onStatusTimer). */
+  readonly statusTimerName: string;
+  readonly inViewChange: () => boolean;
   readonly crypto: CryptoProvider;
   readonly executor: Executor;
   readonly ledger: Ledger;
@@ -37,6 +40,14 @@ export interface FetcherContext {
   /** Executes what fetched batches made ready (the core's executeReady). */
   readonly executeReady: () => void;
 }
+
+/**
+ * The idle status timer ticks every STATUS_TIMEOUTS view-change timeouts (after the progress
+ * watch, which fetches what a replica knows it lacks, had its turn), backing off to
+ * 2^STATUS_EXP_MAX times that while nothing changes.
+ */
+const STATUS_TIMEOUTS = 2;
+const STATUS_EXP_MAX = 6;
 
 export class BatchFetcher {
   /** Executed batches kept for replicas that fetch (k -> entry). */
@@ -52,6 +63,10 @@ export class BatchFetcher {
   private markK = 0;
   /** Fetched batches by k, then (origin view, digest), with their senders. */
   private readonly votes = new Map<number, Map<string, { entry: NewViewEntry; digest: Buffer; senders: Set<number> }>>();
+  /** The status timer (onStatusTimer): armed, its backoff, and the executedK it last saw. */
+  private statusArmed = false;
+  private statusExp = 0;
+  private statusAtK = -1;
 
   constructor(private readonly ctx: FetcherContext) {}
 
@@ -71,11 +86,46 @@ export class BatchFetcher {
 
   /** Arms the progress watch when this replica knows of batches it has not executed. */
   watchProgress(): void {
+    this.armStatus();
     const executedK = this.ctx.executor.executedK;
     if (this.timerArmed || this.knownHighK <= executedK) return;
     this.timerArmed = true;
     this.markK = executedK;
     this.ctx.out.setTimer(this.ctx.timerName, this.ctx.timeoutMs);
+  }
+
+  /**
+   * Also at the end of every step: the status timer is always armed, every STATUS_TIMEOUTS
+   * view-change timeouts while the replica executes, then backing off while it stays idle.
+   */
+  armStatus(): void {
+    if (this.statusArmed) return;
+    this.statusArmed = true;
+    this.ctx.out.setTimer(this.ctx.statusTimerName, STATUS_TIMEOUTS * this.ctx.timeoutMs * 2 ** this.statusExp);
+  }
+
+  /**
+   * Catching up once the system went idle. A replica cut off while the others progressed learns
+   * that it is behind only from their messages; the CHECKPOINTs it missed are never sent again,
+   * and once the clients are done nothing else is. So, like the status messages PBFT's replicas
+   * multicast periodically so that others retransmit what they lack (Castro and Liskov, TOCS 2002), a replica that executed nothing for
+   * two view-change timeouts broadcasts a FETCH for the two windows above its execution: a replica
+   * ahead answers with the batches (onFetch), and one behind learns from fromK - 1 how far the
+   * sender got (noteK) and fetches (watchProgress). Silent while the replica executes (the
+   * normal case sends nothing more) and while it changes views (VIEW-CHANGEs are re-sent).
+   */
+  onStatusTimer(): void {
+    this.statusArmed = false;
+    const executedK = this.ctx.executor.executedK;
+    if (executedK !== this.statusAtK) {
+      this.statusAtK = executedK;
+      this.statusExp = 0;
+      return;
+    }
+    if (this.ctx.inViewChange()) return;
+    this.statusExp = Math.min(this.statusExp + 1, STATUS_EXP_MAX);
+    const msg: Fetch = { type: MSG_FETCH, replica: this.ctx.id, fromK: executedK + 1, toK: executedK + 2 * this.ctx.windowK };
+    this.ctx.out.broadcast(msg);
   }
 
   onTimer(): void {
@@ -137,8 +187,12 @@ export class BatchFetcher {
     }
   }
 
-  /** Serves the executed batches it still keeps, contiguous from fromK. */
+  /**
+   * Serves the executed batches it still keeps, contiguous from fromK. The sender executed up to
+   * fromK - 1: a hint of progress to catch up with (bounded as the fetch itself is).
+   */
   onFetch(from: Peer, m: Fetch): void {
+    if (m.fromK - 1 <= this.ctx.executor.executedK + 2 * this.ctx.windowK) this.noteK(m.fromK - 1);
     const toK = Math.min(m.toK, this.ctx.executor.executedK, m.fromK + 2 * this.ctx.windowK - 1);
     const entries: NewViewEntry[] = [];
     for (let k = m.fromK; k <= toK; k++) {

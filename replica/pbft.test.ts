@@ -722,6 +722,27 @@ describe('PBFT catching up', () => {
     expectConsistent(net, [0, 1, 2, 3]);
     // Reference: PBFT §4.3 and §4.2, a batch that f+1 replicas executed was committed at a non-faulty one.
   });
+
+  it('a replica cut off until the clients are done learns from the idle status that it is behind, and catches up (issue 13)', () => {
+    // Nothing is in flight once the clients are done: without the idle status (pbft-fetch.ts
+    // onStatusTimer), replica 3 learnt of no sequence number and stayed at 0 for good.
+    const n = 4;
+    const net = new Net({ n, clients: 2, maxBatches: 15, replica: { checkpointIntervalK: 10, windowK: 20 } });
+    let cut = true;
+    net.drop = (e) => cut && (e.to === 3 || e.from === 3);
+    net.start();
+    expect(net.run(() => net.client!.done)).toBe(true);
+    net.flush();
+    expect(net.replicas[3]!.status().executedK).toBe(0);
+    expect(net.sent(MSG_FETCH)).toBe(0); // the busy run sent no status
+    cut = false;
+    const healedMs = net.nowMs;
+    expect(net.run(() => net.replicas.every((r) => r.status().executedK === 15))).toBe(true);
+    // The first idle status goes out two to four view-change timeouts after the last execution.
+    expect(net.nowMs - healedMs).toBeLessThanOrEqual(5 * 1000);
+    expectConsistent(net, [0, 1, 2, 3]);
+    // Reference: PBFT §4.3 (fetching from f+1 replicas); Castro and Liskov, TOCS 2002 (status messages).
+  });
 });
 
 describe('PBFT view change', () => {

@@ -117,6 +117,8 @@ export const PBFT_TIMERS = {
   resendViewChange: 'pbft:view-change-resend',
   /** A replica fetching missed batches asks the next checkpoint signer after this long. */
   fetch: 'pbft:fetch',
+  /** A replica that executed nothing for a while tells the others how far it got (pbft-fetch.ts). */
+  status: 'pbft:status',
 } as const;
 
 /** Bounds on queues that a faulty client or replica could otherwise grow. */
@@ -250,6 +252,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       windowK: options.windowK,
       timeoutMs: options.viewChangeTimeoutMs,
       timerName: PBFT_TIMERS.fetch,
+      statusTimerName: PBFT_TIMERS.status,
+      inViewChange: () => this.inViewChange,
       crypto: deps.crypto,
       executor: this.executor,
       ledger: this.ledger,
@@ -386,6 +390,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       this.resendViewChange();
     } else if (name === PBFT_TIMERS.fetch) {
       this.fetcher.onTimer();
+    } else if (name === PBFT_TIMERS.status) {
+      this.fetcher.onStatusTimer();
     }
   }
 

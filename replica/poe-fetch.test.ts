@@ -276,3 +276,52 @@ describe('PoE catch-up after a long partition', () => {
     expectLedgersAgree(replicas);
   });
 });
+
+describe('PoE catch-up once the system is idle (issue 13: twins seed 437)', () => {
+  it('a replica cut off until the clients are done learns from the idle status that it is behind, and catches up', () => {
+    // Reference: paper §4(6), line 395 (a recovering replica asks others for the blocks); §3.5, line 343
+    // (checkpoints). Nothing is in flight once the clients are done: before the idle status, the
+    // CHECKPOINTs replica 3 missed were never sent again and it stayed at 0 (the simulator's twins seed 437).
+    const timeoutMs = 1000;
+    const { replicas, loop, client } = runLoop(4, { clients: 2, maxBatches: 45, checkpointIntervalK: 10, windowK: 40, viewChangeTimeoutMs: timeoutMs });
+    let cut = true;
+    loop.filter = (e) => !(cut && (e.to === 3 || e.from === 3));
+    loop.start();
+    loop.run(100_000, () => client.done);
+    expect(client.acceptedBatches).toBe(45);
+    expect(replicas[3]!.status().executedK).toBe(0);
+    // The busy run sent no status: the normal case is unchanged.
+    expect(loop.sentByType.get(MSG_FETCH) ?? 0).toBe(0);
+    cut = false;
+    const healedMs = loop.nowMs;
+    loop.run(healedMs + 60_000, () => replicas.every((r) => r.status().executedK === 45));
+    for (const r of replicas) expect(r.status(), `replica ${r.id}`).toMatchObject({ view: 0, inViewChange: false, executedK: 45 });
+    // Past the last checkpoint (40) too: the tail came by f+1 matching blocks (voteTail).
+    expect(replicas[3]!.status().stableK).toBe(40);
+    // Within the first idle status (two to four timeouts) plus a few fetch rounds.
+    expect(loop.nowMs - healedMs).toBeLessThanOrEqual(6 * timeoutMs);
+    expect(loop.sentByType.get(MSG_BLOCKS) ?? 0).toBeGreaterThan(0);
+    expectLedgersAgree(replicas);
+    expectAcceptedKept(loop.accepted, replicas);
+  });
+
+  it('an idle, converged cluster sends its status ever more slowly (backoff to 2^6 times two timeouts)', () => {
+    const timeoutMs = 1000;
+    const { replicas, loop, client } = runLoop(4, { clients: 2, maxBatches: 20, checkpointIntervalK: 10, windowK: 40, viewChangeTimeoutMs: timeoutMs });
+    loop.start();
+    loop.run(100_000, () => client.done);
+    expect(loop.sentByType.get(MSG_FETCH) ?? 0).toBe(0);
+    const doneMs = loop.nowMs;
+    loop.run(doneMs + 1_000_000);
+    for (const r of replicas) expect(r.status().executedK).toBe(20);
+    const delays = loop.timerLog.filter((t) => t.node === 0 && t.name === POE_TIMERS.status).map((t) => t.afterMs);
+    expect(Math.max(...delays)).toBe(2 * timeoutMs * 2 ** 6);
+    // Per replica: probes after 2x, 4x, 8x, ... 128x two timeouts, then every 128x: about 13 in 1000 s.
+    const probes = (loop.sentByType.get(MSG_FETCH) ?? 0) / 3;
+    expect(probes).toBeGreaterThanOrEqual(4 * 6);
+    expect(probes).toBeLessThanOrEqual(4 * 16);
+    // Nobody is behind: a status from a replica level with the others is not answered.
+    expect(loop.sentByType.get(MSG_BLOCKS) ?? 0).toBe(0);
+    expect(loop.sentByType.get(MSG_CHECKPOINT) ?? 0).toBe(2 * 4 * 3);
+  });
+});

@@ -19,7 +19,7 @@ import { blockHash, type Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
 import { isNoop, requestDigest } from './messages.js';
 import type { Outbox } from './outbox.js';
-import { POE_TIMERS, type PoeParams, type Slot } from './poe-state.js';
+import { POE_TIMERS, type PoeParams, RETRY_DIVISOR, type Slot } from './poe-state.js';
 import { type Blocks, type ExecutionEntry, type Fetch, MSG_BLOCKS, MSG_FETCH, type PoeMessage } from './poe-wire.js';
 import type { YcsbStore } from './store.js';
 
@@ -55,6 +55,14 @@ export interface FetchCore {
   extendClaims(entries: readonly ExecutionEntry[]): boolean;
 }
 
+/**
+ * The idle status timer ticks every STATUS_TIMEOUTS view-change timeouts (after the fetch timer
+ * and failure detection had their turn), backing off to 2^STATUS_EXP_MAX times that while
+ * nothing changes.
+ */
+const STATUS_TIMEOUTS = 2;
+const STATUS_EXP_MAX = 6;
+
 export class PoeBlockFetcher {
   /** Requests of garbage-collected batches, kept for archiveK sequence numbers to serve FETCH (paper §4(6)). */
   private readonly archive = new Map<number, ClientRequest>();
@@ -83,6 +91,10 @@ export class PoeBlockFetcher {
    * force view change after view change: seed 20053 of primary-in-the-dark.)
    */
   private muteTailK = 0;
+  /** The status timer (onStatusTimer): armed, its backoff, and the executedK it last saw. */
+  private statusArmed = false;
+  private statusExp = 0;
+  private statusAtK = -1;
 
   constructor(
     private readonly p: PoeParams,
@@ -155,6 +167,41 @@ export class PoeBlockFetcher {
       const toK = Math.min(this.core.maxSeenK, fromK + this.p.windowK - 1);
       this.out.broadcast({ type: MSG_FETCH, fromK, toK });
     }
+  }
+
+  /**
+   * End of every step: the status timer is always armed, every STATUS_TIMEOUTS view-change
+   * timeouts while the replica executes, then backing off while it stays idle.
+   */
+  armStatusTimer(): void {
+    if (this.statusArmed) return;
+    this.statusArmed = true;
+    this.out.setTimer(POE_TIMERS.status, STATUS_TIMEOUTS * RETRY_DIVISOR * this.core.retryIntervalMs * 2 ** this.statusExp);
+  }
+
+  /**
+   * Catching up once the system went idle. A replica cut off while the others progressed (by
+   * partitions, or lost messages) learns it is behind only from messages of the others: the
+   * CHECKPOINTs it missed (§3.5, line 343) are never sent again, and once the clients are done
+   * nothing else is; the paper's recovery (§4(6), line 395) needs the replica to know it must
+   * ask. So, as PBFT's replicas multicast status messages periodically (Castro and Liskov, TOCS
+   * 2002, the paper's [16]), a replica that executed nothing for two view-change timeouts
+   * broadcasts a FETCH for the window above its execution. A replica ahead answers it (onFetch:
+   * its CHECKPOINT and its blocks), and one behind learns from fromK - 1 how far the sender got
+   * (maxSeenK) and fetches (onFetchTimer). Silent while the replica executes (the normal case
+   * sends nothing more), and while it changes views (the new-view timer re-sends).
+   */
+  onStatusTimer(): void {
+    this.statusArmed = false;
+    const executed = this.core.executor.executedK;
+    if (executed !== this.statusAtK) {
+      this.statusAtK = executed;
+      this.statusExp = 0;
+      return;
+    }
+    if (this.core.inViewChange) return;
+    this.statusExp = Math.min(this.statusExp + 1, STATUS_EXP_MAX);
+    this.out.broadcast({ type: MSG_FETCH, fromK: executed + 1, toK: executed + this.p.windowK });
   }
 
   /**

@@ -13,7 +13,15 @@ export const POE_TIMERS = {
   newView: 'nv',
   /** A replica behind a stable checkpoint asks for the blocks it lacks, one peer per expiry. */
   fetch: 'fetch',
+  /**
+   * Idle status: a replica that executed nothing for a view-change timeout tells the others how
+   * far it got (an empty-range FETCH), ever more slowly while nothing changes (poe-fetch.ts).
+   */
+  status: 'status',
 } as const;
+
+/** Fetches, probes and retransmissions repeat at most once per this fraction of the view-change timeout. */
+export const RETRY_DIVISOR = 4;
 
 /** What does not change over a replica's life. */
 export interface PoeParams {

@@ -85,7 +85,7 @@ import { isNoop, MSG_CHECKPOINT, MSG_REQUEST, requestDigest } from './messages.j
 import { Outbox } from './outbox.js';
 import { PoeClientPolicy } from './poe-client.js';
 import { type FetchCore, PoeBlockFetcher } from './poe-fetch.js';
-import { newSlot, POE_TIMERS, type PoeParams, type Slot } from './poe-state.js';
+import { newSlot, POE_TIMERS, type PoeParams, RETRY_DIVISOR, type Slot } from './poe-state.js';
 import { buildNewView, PoeViewChange, type VcRecord, type ViewChangeCore } from './poe-view-change.js';
 import {
   type ExecutionEntry,
@@ -126,8 +126,6 @@ const QUEUE_MAX = 1 << 16;
 const FORWARDED_MAX = 1 << 20;
 /** The backoff stops doubling here (2^16 times the base timeout). */
 const BACKOFF_EXP_MAX = 16;
-/** Fetches, probes and retransmissions repeat at most once per this fraction of the view-change timeout. */
-const RETRY_DIVISOR = 4;
 
 /**
  * A `T` made of `fixed` plus, for each of `live`, a read-only property that reads the core's
@@ -343,6 +341,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
     this.armViewChangeTimer();
     this.fetcher.armFetchTimer();
+    this.fetcher.armStatusTimer();
     return this.outbox.drain();
   }
 
@@ -408,6 +407,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
         this.vc.onNewViewAck(from, msg);
         break;
       case MSG_FETCH:
+        // Its sender executed up to fromK - 1 (a hint, bounded as for CHECKPOINT: onStatusTimer).
+        if (msg.fromK - 1 > this.maxSeenK && msg.fromK - 1 <= this.lowWatermarkK + 4 * this.windowK + this.archiveK) this.maxSeenK = msg.fromK - 1;
         this.fetcher.onFetch(from, msg);
         break;
       case MSG_BLOCKS:
@@ -422,6 +423,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (name === POE_TIMERS.viewChange) this.onViewChangeTimer();
     else if (name === POE_TIMERS.newView) this.onNewViewTimer();
     else if (name === POE_TIMERS.fetch) this.fetcher.onFetchTimer();
+    else if (name === POE_TIMERS.status) this.fetcher.onStatusTimer();
   }
 
   // -------------------------------------------------------------------------------------

@@ -108,9 +108,10 @@ const PBFT_FORGED_CERTIFICATE_FIXED = true;
  * 3=twins:1076313351:54:9 --max-time-ms 120000`) ends with the non-faulty ledgers at heights 100
  * and 108: after the view change one replica executed eight no-op slots of the new view that the
  * others never commit, and with the clients done nothing drives them. No safety violation; the
- * "pbft" helper's. Set to true once fixed.
+ * "pbft" helper's. Set to true once fixed. Fixed by the idle status (replica/pbft-fetch.ts
+ * onStatusTimer): a replica that executed nothing for a while tells the others how far it got.
  */
-const PBFT_TWINS_CONVERGENCE_FIXED = false;
+const PBFT_TWINS_CONVERGENCE_FIXED = true;
 const knownUnsafe = (s: Scenario, protocol: ProtocolName): boolean =>
   protocol === 'pbft' && ((!PBFT_FORGED_CERTIFICATE_FIXED && s.name === 'forged-view-change') || (!PBFT_TWINS_CONVERGENCE_FIXED && s.name === 'twins'));
 
@@ -248,6 +249,20 @@ const REGRESSIONS: readonly { readonly replay: string; readonly fixed: string }[
     replay:
       '--protocol hotstuff --replicas 4 --batches 40 --seed 21 --faults 0=twins:2611452186:41:46 --extra mode=chained --extra hotstuffRule=qc --jitter-ms 3 --tail-ms 3 --max-time-ms 120000 --settle-ms 0',
     fixed: 'a chained HotStuff replica keeps its committed blocks down to the stable checkpoint to answer BLOCK-REQUESTs',
+  },
+  {
+    // Found by the twins family: replica 1, cut off by the twins' round partitions while 0 and 2 reached 100 (stable
+    // checkpoint 100), stayed at height 0: once the clients were done nothing was in flight and no timer armed.
+    replay: '--protocol poe --replicas 4 --batches 100 --seed 437 --fault 3=twins:1088901073:48:4',
+    fixed:
+      'a PoE replica that executed nothing for two view-change timeouts broadcasts its status (a FETCH above its execution, backing off): a replica ahead answers, one behind learns it is behind (PoeBlockFetcher.onStatusTimer)',
+  },
+  {
+    // Same class for PBFT (twins family, fresh seeds from 50000): replica 1 stayed at 89 while 0 and 3 reached 100,
+    // nothing in flight and no timer armed once the clients were done.
+    replay: '--protocol pbft --replicas 4 --batches 100 --seed 50108 --faults 2=twins:526252909:17:9 --max-time-ms 120000',
+    fixed:
+      'a PBFT replica that executed nothing for two view-change timeouts broadcasts its status (a FETCH above its execution, backing off): replicas ahead send the batches, one behind fetches (BatchFetcher.onStatusTimer)',
   },
 ];
 
