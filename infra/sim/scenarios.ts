@@ -99,6 +99,22 @@ function primaryStoppedEarly(input: SimInput, r: SimResult): boolean {
   return stop !== undefined && stop.fault.kind === 'stopAfter' && stop.fault.batches < input.batches;
 }
 
+/**
+ * A family's run with up to f backups drawn to misbehave: n = 4 with probability `pFour`, else 7
+ * (HotStuff always 4), on a jittery network that duplicates up to `maxDup` of the messages.
+ * The draws come in a fixed order, so a seed picks the same run whichever family asks.
+ */
+function upToFBackups(protocol: ProtocolName, seed: number, rng: Rng, pFour: number, maxDup: number): { n: number; backups: number[]; input: SimInput } {
+  const n = protocol === 'hotstuff' ? 4 : rng.chance(pFour) ? 4 : 7;
+  const backups = someBackups(rng, n, between(rng, 1, quorums(n).f));
+  const input: SimInput = {
+    ...base(protocol, seed, n, protocol === 'hotstuff' ? 40 : n === 4 ? 100 : 50),
+    delay: jitteryDelay(rng),
+    duplicateProbability: rate(rng, 0, maxDup),
+  };
+  return { n, backups, input };
+}
+
 export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'primary-crash',
@@ -238,13 +254,7 @@ export const SCENARIOS: readonly Scenario[] = [
     protocols: ALL_PROTOCOLS,
     build(protocol, seed) {
       const rng = new Rng(seed);
-      const n = protocol === 'hotstuff' ? 4 : rng.chance(0.7) ? 4 : 7;
-      const crashedBackups = someBackups(rng, n, between(rng, 1, quorums(n).f));
-      const input: SimInput = {
-        ...base(protocol, seed, n, protocol === 'hotstuff' ? 40 : n === 4 ? 100 : 50),
-        delay: jitteryDelay(rng),
-        duplicateProbability: rate(rng, 0, 0.1),
-      };
+      const { backups: crashedBackups, input } = upToFBackups(protocol, seed, rng, 0.7, 0.1);
       // HotStuff's parallel leaders cannot lose one mid-run (no per-slot view change): silent from the start.
       if (protocol === 'hotstuff') return { ...input, crashed: crashedBackups.length };
       return { ...input, crashes: crashedBackups.map((replica) => ({ replica, atMs: between(rng, 0, 60) })) };
@@ -334,14 +344,9 @@ export const SCENARIOS: readonly Scenario[] = [
     protocols: ALL_PROTOCOLS,
     build(protocol, seed) {
       const rng = new Rng(seed);
-      const n = protocol === 'hotstuff' ? 4 : rng.chance(0.6) ? 4 : 7;
-      const liars = someBackups(rng, n, between(rng, 1, quorums(n).f));
-      let input: SimInput = {
-        ...base(protocol, seed, n, protocol === 'hotstuff' ? 40 : n === 4 ? 100 : 50),
-        delay: jitteryDelay(rng),
-        duplicateProbability: rate(rng, 0, 0.05),
-        faults: liars.map((id) => fault(id, { kind: 'conflictingVotes' })),
-      };
+      const drawn = upToFBackups(protocol, seed, rng, 0.6, 0.05);
+      const { n, backups: liars } = drawn;
+      let input: SimInput = { ...drawn.input, faults: liars.map((id) => fault(id, { kind: 'conflictingVotes' })) };
       // With f = 2, one liar and a crashing primary: the view change runs on lying votes.
       if (n === 7 && liars.length === 1 && VIEW_CHANGE_PROTOCOLS.includes(protocol) && rng.chance(0.5)) {
         input = { ...input, crashes: [{ replica: 0, atMs: between(rng, 2, 80) }] };
