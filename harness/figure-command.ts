@@ -71,6 +71,7 @@ import {
   type SweepListener,
   type SweepOutcome,
   type SweepRun,
+  primaryFailureNote,
 } from '../experiments/sweep.js';
 import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
@@ -568,7 +569,7 @@ function describeSweep(job: FigureJob): void {
         ? `  MODELLED: predictions of the calibrated cost model for testbed ${config.testbed} (calibration ${config.calibration}), not measurements\n`
         : '') +
       (config.backend !== 'sim' && config.backend !== 'model' && config.figures.includes('11b')
-        ? `  figure 11b: the primary stops after ${FIGURES['11b'].points()[0]!.primaryStopsAfter} batches (--faults primary=stopAfter); checkpoints every ${FIGURES['11b'].checkpointInterval}, client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms\n`
+        ? `  figure 11b: ${primaryFailureNote(config.backend, FIGURES['11b'].points()[0]!.primaryStopsAfter ?? 0, config.warmupSec)['fault']}; checkpoints every ${FIGURES['11b'].checkpointInterval}, client timeout ${PRIMARY_FAILURE_TIMEOUTS.clientTimeoutMs} ms, view-change timeout ${PRIMARY_FAILURE_TIMEOUTS.viewChangeTimeoutMs} ms\n`
         : ''),
   );
 }
