@@ -124,6 +124,8 @@ export const PBFT_TIMERS = {
 /** Bounds on queues that a faulty client or replica could otherwise grow. */
 const AWAITED_MAX = 1 << 16;
 const BACKOFF_EXP_MAX = 16;
+/** The longest interval between re-sends of a VIEW-CHANGE, in view-change timeouts (resendViewChange). */
+const RESEND_VIEW_CHANGE_MAX_FACTOR = 8;
 
 interface SlotPrePrepare {
   readonly request: ClientRequest;
@@ -175,6 +177,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
    * T * 2^(j-1), T = viewChangeTimeoutMs (PBFT §4.5.2).
    */
   private backoffExp = 0;
+  /** The interval before the next re-send of this replica's VIEW-CHANGE (doubles from T/2, resendViewChange). */
+  private resendViewChangeMs = 0;
   private viewChangeTimerArmed = false;
   /** The view whose NEW-VIEW wait is running (armed once nf VIEW-CHANGEs for it are in), if any. */
   private newViewWaitFor: number | undefined = undefined;
@@ -760,7 +764,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     const vc: ViewChange = { type: MSG_VIEW_CHANGE, replica: this.id, view: w, checkpoint: this.stableProof, taken, prepared, prePrepared };
     this.vcLog.record(vc);
     this.out.broadcast(vc);
-    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.options.viewChangeTimeoutMs / 2);
+    this.resendViewChangeMs = this.options.viewChangeTimeoutMs / 2;
+    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.resendViewChangeMs);
     this.out.event({ name: 'viewChangeStarted', view: w });
     this.future = this.future.filter((e) => e.msg.view >= w);
     this.startNewViewWait();
@@ -782,15 +787,25 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   /**
    * Links may lose a VIEW-CHANGE (the paper's ResilientDB and the simulator drop messages; PBFT
-   * assumes retransmission): while the view change lasts, the replica re-sends its own every half
-   * timeout, so before the shortest NEW-VIEW wait runs out. The replicas that already entered the
-   * view answer with its NEW-VIEW or their own VIEW-CHANGE (onViewChange).
+   * assumes retransmission): while the view change lasts, the replica re-sends its own, first
+   * after half a timeout (before the shortest NEW-VIEW wait runs out), then at doubling intervals
+   * up to RESEND_VIEW_CHANGE_MAX_FACTOR timeouts. The replicas that already entered the view
+   * answer with its NEW-VIEW or their own VIEW-CHANGE (onViewChange).
+   *
+   * Why the back-off: a VIEW-CHANGE carries P's batches (up to two windows of them) and every
+   * copy received makes its receiver send the new primary an ACK, so a fixed period costs
+   * n(n-1) large messages and (n-1)(n-2) ACKs per half timeout for as long as the view change
+   * lasts. With real processes overloaded (poe-bench run at n = 32, 3200 txns of load, 300 ms
+   * timeouts, input queues seconds behind) that load only grows the backlog the VIEW-CHANGEs and
+   * ACKs the new primary needs wait in; the doubling keeps the re-sends' share shrinking while
+   * the NEW-VIEW waits double (PBFT §4.5.2), and no run without lost messages changes.
    */
   private resendViewChange(): void {
     if (!this.inViewChange) return;
     const own = this.vcLog.own;
     if (own && own.view === this.view) this.out.broadcast(own);
-    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.options.viewChangeTimeoutMs / 2);
+    this.resendViewChangeMs = Math.min(2 * this.resendViewChangeMs, RESEND_VIEW_CHANGE_MAX_FACTOR * this.options.viewChangeTimeoutMs);
+    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.resendViewChangeMs);
   }
 
   /**
