@@ -49,6 +49,7 @@
  * checkpoint for this. Not implemented: state transfer of the store itself, so a replica that
  * falls further behind than that cannot catch up.
  */
+import { AWAITED_MAX, BACKOFF_EXP_MAX, PBFT_TIMERS, RESEND_VIEW_CHANGE_MAX_FACTOR } from './pbft-state.js';
 import type { FaultHooks } from './byzantine.js';
 import { CheckpointTracker, Executor, type Execution } from './common.js';
 import { Ledger } from './ledger.js';
@@ -100,32 +101,10 @@ import {
 } from './types.js';
 
 export * from './pbft-wire.js';
+export { PBFT_TIMERS } from './pbft-state.js';
 
 // ---------------------------------------------------------------------------------------
 // The replica core
-
-/** Timer names (TigerBeetle style: a table of named timeouts). */
-export const PBFT_TIMERS = {
-  /** A backup waits this long for a request it knows of to execute before suspecting the primary. */
-  viewChange: 'pbft:view-change',
-  /**
-   * A replica in a view change waits this long for the NEW-VIEW before moving to the next view,
-   * counted from when nf VIEW-CHANGEs for the view are in (PBFT §4.5.2).
-   */
-  newView: 'pbft:new-view',
-  /** While in a view change, a replica re-sends its VIEW-CHANGE every half timeout (links may lose it). */
-  resendViewChange: 'pbft:view-change-resend',
-  /** A replica fetching missed batches asks the next checkpoint signer after this long. */
-  fetch: 'pbft:fetch',
-  /** A replica that executed nothing for a while tells the others how far it got (pbft-fetch.ts). */
-  status: 'pbft:status',
-} as const;
-
-/** Bounds on queues that a faulty client or replica could otherwise grow. */
-const AWAITED_MAX = 1 << 16;
-const BACKOFF_EXP_MAX = 16;
-/** The longest interval between re-sends of a VIEW-CHANGE, in view-change timeouts (resendViewChange). */
-const RESEND_VIEW_CHANGE_MAX_FACTOR = 8;
 
 interface SlotPrePrepare {
   readonly request: ClientRequest;
