@@ -11,7 +11,7 @@ export const PBFT_TIMERS = {
    * counted from when nf VIEW-CHANGEs for the view are in (PBFT §4.5.2).
    */
   newView: 'pbft:new-view',
-  /** While in a view change, a replica re-sends its VIEW-CHANGE (links may lose it), from half a timeout on, backing off. */
+  /** While in a view change, a replica re-sends its VIEW-CHANGE every half timeout (links may lose it). */
   resendViewChange: 'pbft:view-change-resend',
   /** A replica fetching missed batches asks the next checkpoint signer after this long. */
   fetch: 'pbft:fetch',
@@ -22,5 +22,3 @@ export const PBFT_TIMERS = {
 /** Bounds on queues that a faulty client or replica could otherwise grow. */
 export const AWAITED_MAX = 1 << 16;
 export const BACKOFF_EXP_MAX = 16;
-/** The longest interval between re-sends of a VIEW-CHANGE, in view-change timeouts (resendViewChange). */
-export const RESEND_VIEW_CHANGE_MAX_FACTOR = 8;

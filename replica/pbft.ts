@@ -49,7 +49,7 @@
  * checkpoint for this. Not implemented: state transfer of the store itself, so a replica that
  * falls further behind than that cannot catch up.
  */
-import { AWAITED_MAX, BACKOFF_EXP_MAX, PBFT_TIMERS, RESEND_VIEW_CHANGE_MAX_FACTOR } from './pbft-state.js';
+import { AWAITED_MAX, BACKOFF_EXP_MAX, PBFT_TIMERS } from './pbft-state.js';
 import type { FaultHooks } from './byzantine.js';
 import { CheckpointTracker, Executor, type Execution } from './common.js';
 import { Ledger } from './ledger.js';
@@ -156,8 +156,6 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
    * T * 2^(j-1), T = viewChangeTimeoutMs (PBFT §4.5.2).
    */
   private backoffExp = 0;
-  /** The interval before the next re-send of this replica's VIEW-CHANGE (doubles from T/2, resendViewChange). */
-  private resendViewChangeMs = 0;
   private viewChangeTimerArmed = false;
   /** The view whose NEW-VIEW wait is running (armed once nf VIEW-CHANGEs for it are in), if any. */
   private newViewWaitFor: number | undefined = undefined;
@@ -743,8 +741,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     const vc: ViewChange = { type: MSG_VIEW_CHANGE, replica: this.id, view: w, checkpoint: this.stableProof, taken, prepared, prePrepared };
     this.vcLog.record(vc);
     this.out.broadcast(vc);
-    this.resendViewChangeMs = this.options.viewChangeTimeoutMs / 2;
-    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.resendViewChangeMs);
+    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.options.viewChangeTimeoutMs / 2);
     this.out.event({ name: 'viewChangeStarted', view: w });
     this.future = this.future.filter((e) => e.msg.view >= w);
     this.startNewViewWait();
@@ -766,25 +763,15 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   /**
    * Links may lose a VIEW-CHANGE (the paper's ResilientDB and the simulator drop messages; PBFT
-   * assumes retransmission): while the view change lasts, the replica re-sends its own, first
-   * after half a timeout (before the shortest NEW-VIEW wait runs out), then at doubling intervals
-   * up to RESEND_VIEW_CHANGE_MAX_FACTOR timeouts. The replicas that already entered the view
-   * answer with its NEW-VIEW or their own VIEW-CHANGE (onViewChange).
-   *
-   * Why the back-off: a VIEW-CHANGE carries P's batches (up to two windows of them) and every
-   * copy received makes its receiver send the new primary an ACK, so a fixed period costs
-   * n(n-1) large messages and (n-1)(n-2) ACKs per half timeout for as long as the view change
-   * lasts. With real processes overloaded (poe-bench run at n = 32, 3200 txns of load, 300 ms
-   * timeouts, input queues seconds behind) that load only grows the backlog the VIEW-CHANGEs and
-   * ACKs the new primary needs wait in; the doubling keeps the re-sends' share shrinking while
-   * the NEW-VIEW waits double (PBFT §4.5.2), and no run without lost messages changes.
+   * assumes retransmission): while the view change lasts, the replica re-sends its own every half
+   * timeout, so before the shortest NEW-VIEW wait runs out. The replicas that already entered the
+   * view answer with its NEW-VIEW or their own VIEW-CHANGE (onViewChange).
    */
   private resendViewChange(): void {
     if (!this.inViewChange) return;
     const own = this.vcLog.own;
     if (own && own.view === this.view) this.out.broadcast(own);
-    this.resendViewChangeMs = Math.min(2 * this.resendViewChangeMs, RESEND_VIEW_CHANGE_MAX_FACTOR * this.options.viewChangeTimeoutMs);
-    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.resendViewChangeMs);
+    this.out.setTimer(PBFT_TIMERS.resendViewChange, this.options.viewChangeTimeoutMs / 2);
   }
 
   /**
