@@ -32,8 +32,7 @@ import {
 import { CodecError } from '../../replica/wire.js';
 
 /** Counters that the measurement window takes differences of. */
-interface WindowSnapshot {
-  readonly atMs: number;
+interface WindowCounters {
   readonly cpuMs: number;
   readonly framesSent: number;
   readonly bytesSent: number;
@@ -45,17 +44,14 @@ interface WindowSnapshot {
   readonly executedTxns: number;
 }
 
-export interface WindowFigures {
+/** The counters at one moment. */
+interface WindowSnapshot extends WindowCounters {
+  readonly atMs: number;
+}
+
+/** The counters' differences over the measurement window, and its length. */
+export interface WindowFigures extends WindowCounters {
   readonly elapsedMs: number;
-  readonly cpuMs: number;
-  readonly framesSent: number;
-  readonly bytesSent: number;
-  readonly framesReceived: number;
-  readonly bytesReceived: number;
-  readonly messagesToReplicas: number;
-  readonly messagesToClients: number;
-  readonly executedBatches: number;
-  readonly executedTxns: number;
 }
 
 /** When a view change began or a view was entered, in ms since the Unix epoch (comparable across processes of one machine). */
