@@ -1,6 +1,7 @@
+import { cpus } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { fitThroughOrigin } from './calibrate.js';
-import { errorPercent, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
+import { coresLeft, errorPercent, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
 
 const pt = (protocol: string, replicas: number, realTxnPerSec: number, modelTxnPerSec: number): ValidationPoint => ({
   protocol,
@@ -25,6 +26,17 @@ describe('validation math', () => {
     expect(errorPercent(70, 100)).toBeCloseTo(-30, 9);
     expect(errorPercent(0, 0)).toBe(0);
     expect(errorPercent(5, 0)).toBe(Infinity);
+  });
+
+  it('models the cores other work left to a real run, never more than the calibration gave', () => {
+    const cores = cpus().length;
+    // Nothing else ran: the machine's CPU is the run's own: the calibrated share stays.
+    expect(coresLeft(1.7, 170, 1.7)).toBe(Math.min(1.7, cores));
+    // Other work took 0.9 of a core during the window.
+    expect(coresLeft(cores, 100 * cores, cores - 0.9)).toBeCloseTo(cores - 0.9, 9);
+    // Unknown machine CPU: the calibrated share.
+    expect(coresLeft(1.5, null, 0.3)).toBe(1.5);
+    expect(coresLeft(1.5, 100 * cores + 500, 0)).toBe(0.1);
   });
 
   it('median of odd and even lists', () => {

@@ -5,6 +5,7 @@
  * n = 4, 8, 16; the calibration's fit points are at other n (experiments/calibrate.ts), so the
  * model is judged on configurations it was not fitted to.
  */
+import { cpus } from 'node:os';
 import { executeRun, type RunOptions } from '../infra/run/execute.js';
 import { makeRunSpec } from '../infra/run/spec.js';
 import type { CalibrationFile } from '../infra/sim/calibration.js';
@@ -33,6 +34,12 @@ export interface ValidationPoint {
   readonly realCpuMsPerBatch: number;
   readonly modelCpuMsPerBatch: number;
   readonly cpuErrorPercent: number;
+  /**
+   * Cores the model gave the point's host: the calibration's (hostCoresAvailable), lowered to
+   * what other work left of the machine during the real run's window (machine CPU from
+   * /proc/stat minus the run's own processes), so that a busy machine is modelled as it was.
+   */
+  readonly modelHostCores?: number;
 }
 
 export interface RankingCheck {
@@ -118,10 +125,21 @@ export interface ValidateOptions {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * The host cores to model for a real run: the calibrated share, or less when other processes
+ * used the machine during the run's window (`machineCpuPercent`, 100 per core, minus the run's
+ * own `runCores`), never below a tenth of a core.
+ */
+export function coresLeft(calibrated: number, machineCpuPercent: number | null, runCores: number): number {
+  if (machineCpuPercent === null) return calibrated;
+  const others = Math.max(0, machineCpuPercent / 100 - runCores);
+  return Math.max(0.1, Math.min(calibrated, cpus().length - others));
+}
+
 export async function validate(calibration: CalibrationFile, options: ValidateOptions = {}): Promise<ValidationSummary> {
   const log = options.onProgress ?? (() => {});
-  const testbed = localTestbed(calibration.hostCoresAvailable);
-  log(`model testbed: ${testbed.description} (${testbed.sources['sharedHostCores']})`);
+  const calibrated = localTestbed(calibration.hostCoresAvailable);
+  log(`model testbed: ${calibrated.description} (${calibrated.sources['sharedHostCores']}), less what other work used during each real run`);
   const points: ValidationPoint[] = [];
   const fitted = new Set(calibration.fitPoints.map((p) => p.replicas));
   for (const n of options.replicas ?? [4, 8, 16]) {
@@ -131,6 +149,9 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
       log(`${protocol} n=${n}: real run on the local backend...`);
       const runOptions: RunOptions = options.signal ? { signal: options.signal } : {};
       const real = await executeRun(spec, runOptions);
+      const realCores = (real.metrics?.processes ?? []).reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
+      const hostCores = coresLeft(calibrated.sharedHostCores!, real.bottleneck?.machineCpuPercent ?? null, realCores);
+      const testbed = hostCores === calibrated.sharedHostCores ? calibrated : localTestbed(hostCores);
       const model = modelPoint({
         protocol,
         replicas: n,
@@ -147,7 +168,6 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
         testbed,
         costs: calibration.costs,
       });
-      const realCores = (real.metrics?.processes ?? []).reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
       const batches = real.metrics?.acceptedBatches ?? 0;
       const realCpuMsPerBatch = batches > 0 ? (realCores * (real.metrics?.windowSec ?? 0) * 1000) / batches : 0;
       const p: ValidationPoint = {
@@ -165,6 +185,7 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
         realCpuMsPerBatch: round2(realCpuMsPerBatch),
         modelCpuMsPerBatch: round2(model.cpuMsPerBatch),
         cpuErrorPercent: round1(errorPercent(model.cpuMsPerBatch, realCpuMsPerBatch)),
+        modelHostCores: round2(hostCores),
       };
       log(`  real ${p.realTxnPerSec} txn/s (${p.realLatencyMs} ms), model ${p.modelTxnPerSec} txn/s (${p.modelLatencyMs} ms): ${p.errorPercent}%`);
       points.push(p);
@@ -177,12 +198,12 @@ export function formatValidation(s: ValidationSummary, calibrationPath?: string)
   const lines = [
     `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}): real runs on the local backend against the cost model`,
     '',
-    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores the real run got | real CPU ms/batch | model CPU ms/batch | CPU error |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores the real run got | cores modelled | real CPU ms/batch | model CPU ms/batch | CPU error |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const p of s.points) {
     lines.push(
-      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${p.realCpuCores} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% |`,
+      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${p.realCpuCores} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% |`,
     );
   }
   if (s.excluded.length > 0) lines.push('', `Left out of the statistics (real run invalid or nothing accepted): ${s.excluded.join(', ')}.`);

@@ -65,9 +65,11 @@ export interface CalibrationFile {
   /** The real runs the fixed costs were fitted to (disjoint from validation points). */
   readonly fitPoints: readonly FitPoint[];
   /**
-   * Cores the benchmark's processes actually got during the fit runs (median of fitPoints'
-   * cpuCores), which the `local` testbed uses: on a machine shared with other work this is below
-   * its core count. Absent: all cores.
+   * Cores the benchmark's processes actually used during the fit runs (median of fitPoints'
+   * cpuCores), which the `local` testbed uses as its shared host: below the core count when
+   * saturated runs leave cores partly idle (processes waiting on one another) or other work
+   * shared the machine. `model validate` lowers it further for a point whose real run had
+   * less of the machine (what other processes used in its window). Absent: all cores.
    */
   readonly hostCoresAvailable?: number;
   /** Filled by `poe-bench model validate` with the calibration it checked. */

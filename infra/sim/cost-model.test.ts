@@ -141,6 +141,23 @@ describe('cost model', () => {
     expect(p.busyMs).toBe(5);
   });
 
+  it('a CPU pool fills a gap left before work booked ahead of the clock, and splits work across gaps', () => {
+    const p = new CpuPool(1);
+    // Work booked for later (a step's frames leave after its CPU time) leaves [0, 5) free.
+    expect(p.run(5, 2)).toBe(7);
+    // Work ready at 1 runs in the gap instead of waiting for 7.
+    expect(p.earliestFreeMs(1)).toBe(1);
+    expect(p.run(1, 3)).toBe(4);
+    // 2 ms from 3: [4, 5) is free, [5, 7) is taken, the rest runs from 7: done at 8.
+    expect(p.run(3, 2)).toBe(8);
+    expect(p.earliestFreeMs(0)).toBe(0);
+    expect(p.earliestFreeMs(4.5)).toBe(8);
+    // Forgetting the past keeps the future bookings.
+    p.forget(6);
+    expect(p.earliestFreeMs(6)).toBe(8);
+    expect(p.busyMs).toBe(7);
+  });
+
   it('in the simulator, CPU costs stretch a run, and the counts the model charges are the ones the counter sees', () => {
     const seed = 7;
     console.log(`cost-model simulation seed ${seed}`);
