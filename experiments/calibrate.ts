@@ -7,19 +7,22 @@
  * The fit: for each fit point, the real run gives CPU milliseconds per accepted batch over every
  * process (replicas and clients: cpuPercent x window / batches); the simulator, running the same
  * configuration with a WorkCounter, gives what each batch did (operations and bytes) and how many
- * messages were received and frames sent per batch. The micro-benchmarked operations explain part
- * of the CPU; the rest, per message event (a message received or a frame sent), is one fixed
- * cost, fitted by least squares through the origin over the fit points. The fit points are
+ * messages were received and frames sent per batch, node by node. The micro-benchmarked operations
+ * explain part of each process's CPU; the rest is fitted, one equation per process of every fit
+ * run, by non-negative least squares to four fixed costs: per message received, per frame sent,
+ * per byte received and per byte sent. Per process and not over the totals: the sender of a
+ * large PROPOSE and its receivers do not pay alike, and on a testbed where every replica has its
+ * own cores the busiest replica (usually the primary) decides the throughput. The fit points are
  * chosen at replica counts the validation never uses (n = 5 and 7; validation uses 4, 8, 16), so
  * fitting and validating stay disjoint.
  */
 import { cpus } from 'node:os';
 import { executeRun, type RunOptions } from '../infra/run/execute.js';
 import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
-import { CALIBRATION_VERSION, type CalibrationFile, type FitPoint, machineInfo, measureOperations } from '../infra/sim/calibration.js';
+import { CALIBRATION_VERSION, type CalibrationFile, type FitPoint, type FitProcess, machineInfo, measureOperations } from '../infra/sim/calibration.js';
 import type { OpCosts } from '../infra/sim/cost-model.js';
 import { Simulation } from '../infra/sim/simulator.js';
-import { WorkCounter, workCpuUs } from '../infra/sim/work-counter.js';
+import { WorkCounter, type WorkTotals, workCpuUs } from '../infra/sim/work-counter.js';
 import type { ProtocolName } from '../replica/types.js';
 
 export interface FitSpec {
@@ -83,36 +86,122 @@ export function countedPerBatch(
   return { messages, ioBytes, opCpuUs };
 }
 
-/**
- * Non-negative least squares for r_i = a m_i + b y_i (per message event and per I/O byte); if
- * the unconstrained fit makes one negative, it is 0 and the other is fitted alone.
- */
-export function fitTwo(r: readonly number[], m: readonly number[], y: readonly number[]): { a: number; b: number } {
-  const dot = (u: readonly number[], v: readonly number[]): number => u.reduce((s, x, i) => s + x * v[i]!, 0);
-  const mm = dot(m, m);
-  const yy = dot(y, y);
-  const my = dot(m, y);
-  const det = mm * yy - my * my;
-  if (det > 1e-12 * mm * yy) {
-    const a = (dot(r, m) * yy - dot(r, y) * my) / det;
-    const b = (dot(r, y) * mm - dot(r, m) * my) / det;
-    if (a >= 0 && b >= 0) return { a, b };
-  }
-  const aOnly = fitThroughOrigin(r, m);
-  const bOnly = fitThroughOrigin(r, y);
-  const sse = (a: number, b: number): number => r.reduce((s, x, i) => s + (x - a * m[i]! - b * y[i]!) ** 2, 0);
-  return sse(aOnly, 0) <= sse(0, bOnly) ? { a: aOnly, b: 0 } : { a: 0, b: bOnly };
+/** What the simulator counts per accepted batch for each process of a configuration ("replica i", "client o"). */
+export function countedPerNode(
+  protocol: string,
+  replicas: number,
+  batch: number,
+  clientsPerProc: number,
+  clientProcs: number,
+  costs: OpCosts,
+): Omit<FitProcess, 'cpuMsPerBatch'>[] {
+  const counter = new WorkCounter();
+  const r = new Simulation(
+    {
+      protocol,
+      n: replicas,
+      seed: 1,
+      batches: 400,
+      clients: clientsPerProc * clientProcs,
+      batchSize: batch,
+      records: RUN_DEFAULTS.records,
+      valueBytes: RUN_DEFAULTS.valueBytes,
+      checkpointIntervalK: RUN_DEFAULTS.checkpointInterval,
+      windowK: RUN_DEFAULTS.window,
+    },
+    counter,
+  ).run();
+  const b = Math.max(1, r.acceptedBatches);
+  const node = (name: string, t: WorkTotals, share: number): Omit<FitProcess, 'cpuMsPerBatch'> => ({
+    name,
+    opCpuMsPerBatch: (workCpuUs(costs, t) * share) / b / 1000,
+    messagesIn: (t.messagesIn * share) / b,
+    framesOut: (t.framesOut * share) / b,
+    bytesIn: (t.frameMacVerifyBytes * share) / b,
+    bytesOut: (t.frameBytesOut * share) / b,
+  });
+  const out = [...counter.perReplica].sort(([a], [c]) => a - c).map(([id, t]) => node(`replica ${id}`, t, 1));
+  // The simulator's client machines are counted together; the run's client processes share alike.
+  for (let o = 0; o < clientProcs; o++) out.push(node(`client ${o}`, counter.clients, 1 / clientProcs));
+  return out;
 }
 
-/** Least squares through the origin: the x minimising sum (r_i - x m_i)^2. */
-export function fitThroughOrigin(residuals: readonly number[], messages: readonly number[]): number {
-  let num = 0;
-  let den = 0;
-  residuals.forEach((r, i) => {
-    num += r * messages[i]!;
-    den += messages[i]! ** 2;
-  });
-  return den > 0 ? Math.max(0, num / den) : 0;
+/** The fitted fixed costs (microseconds): per message received and frame sent, per byte received and sent. */
+export interface FixedCosts {
+  readonly perMessageInUs: number;
+  readonly perFrameOutUs: number;
+  readonly perByteInUs: number;
+  readonly perByteOutUs: number;
+}
+
+/**
+ * Non-negative least squares of `y` on the columns of `rows` (few columns): the best
+ * unconstrained fit over every subset of the columns whose coefficients are all >= 0, the others
+ * 0. Exact for the handful of columns used here (2^4 subsets).
+ */
+export function fitNonNegative(rows: readonly (readonly number[])[], y: readonly number[]): number[] {
+  const k = rows[0]?.length ?? 0;
+  let best: { coef: number[]; sse: number } = { coef: new Array<number>(k).fill(0), sse: y.reduce((s, v) => s + v * v, 0) };
+  for (let mask = 1; mask < 1 << k; mask++) {
+    const cols = [...Array(k).keys()].filter((j) => mask & (1 << j));
+    const sol = leastSquares(
+      rows.map((r) => cols.map((j) => r[j]!)),
+      y,
+    );
+    if (!sol || sol.some((x) => x < 0)) continue;
+    const coef = new Array<number>(k).fill(0);
+    cols.forEach((j, i) => {
+      coef[j] = sol[i]!;
+    });
+    const sse = rows.reduce((s, r, i) => s + (y[i]! - r.reduce((a, x, j) => a + x * coef[j]!, 0)) ** 2, 0);
+    if (sse < best.sse - 1e-12) best = { coef, sse };
+  }
+  return best.coef;
+}
+
+/** Unconstrained least squares by the normal equations (Gaussian elimination); undefined if singular. */
+function leastSquares(a: readonly (readonly number[])[], y: readonly number[]): number[] | undefined {
+  const k = a[0]?.length ?? 0;
+  const m = Array.from({ length: k }, (_, i) => [
+    ...Array.from({ length: k }, (_, j) => a.reduce((s, r) => s + r[i]! * r[j]!, 0)),
+    a.reduce((s, r, t) => s + r[i]! * y[t]!, 0),
+  ]);
+  for (let c = 0; c < k; c++) {
+    let piv = c;
+    for (let r = c + 1; r < k; r++) if (Math.abs(m[r]![c]!) > Math.abs(m[piv]![c]!)) piv = r;
+    const scale = Math.max(...m.map((r) => Math.abs(r[c]!)), 1e-300);
+    if (Math.abs(m[piv]![c]!) < 1e-9 * scale) return undefined;
+    [m[c], m[piv]] = [m[piv]!, m[c]!];
+    for (let r = 0; r < k; r++) {
+      if (r === c) continue;
+      const f = m[r]![c]! / m[c]![c]!;
+      for (let j = c; j <= k; j++) m[r]![j]! -= f * m[c]![j]!;
+    }
+  }
+  return m.map((r, i) => r[k]! / r[i]!);
+}
+
+/**
+ * The fixed costs from the fit points: one equation per process where the point has them, else
+ * one for the run's total (older calibrations), residual CPU = the four costs x their counts.
+ */
+export function fitFixedCosts(points: readonly FitPoint[]): FixedCosts {
+  const rows: number[][] = [];
+  const y: number[] = [];
+  for (const p of points) {
+    if (p.processes && p.processes.length > 0) {
+      for (const q of p.processes) {
+        rows.push([q.messagesIn, q.framesOut, q.bytesIn, q.bytesOut]);
+        y.push((q.cpuMsPerBatch - q.opCpuMsPerBatch) * 1000);
+      }
+    } else {
+      // Totals only: received and sent cannot be told apart, so each event and byte counts half each way.
+      rows.push([p.messagesPerBatch / 2, p.messagesPerBatch / 2, p.ioBytesPerBatch / 2, p.ioBytesPerBatch / 2]);
+      y.push((p.cpuMsPerBatch - p.opCpuMsPerBatch) * 1000);
+    }
+  }
+  const [perMessageInUs = 0, perFrameOutUs = 0, perByteInUs = 0, perByteOutUs = 0] = rows.length === 0 ? [] : fitNonNegative(rows, y);
+  return { perMessageInUs, perFrameOutUs, perByteInUs, perByteOutUs };
 }
 
 export async function calibrate(options: CalibrateOptions = {}): Promise<CalibrationFile> {
@@ -124,8 +213,18 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
   const opOnly: OpCosts = { ...micro.costs, perMessageInUs: 0, perFrameOutUs: 0, perStepUs: 0, ioPerByteUs: 0 };
   const fitPoints: FitPoint[] = [];
   for (const fp of options.reuseFitPoints ?? []) {
-    const counted = countedPerBatch(fp.protocol, fp.replicas, fp.batch, fp.clients, opOnly);
-    fitPoints.push({ ...fp, messagesPerBatch: counted.messages, ioBytesPerBatch: counted.ioBytes, opCpuMsPerBatch: counted.opCpuUs / 1000 });
+    const procs = Math.max(1, fp.processes?.filter((q) => q.name.startsWith('client')).length ?? 1);
+    const counted = countedPerBatch(fp.protocol, fp.replicas, fp.batch, Math.ceil(fp.clients / procs), opOnly);
+    const recount = fp.processes
+      ? withCounts(fp.processes, countedPerNode(fp.protocol, fp.replicas, fp.batch, Math.ceil(fp.clients / procs), procs, opOnly))
+      : undefined;
+    fitPoints.push({
+      ...fp,
+      messagesPerBatch: counted.messages,
+      ioBytesPerBatch: counted.ioBytes,
+      opCpuMsPerBatch: counted.opCpuUs / 1000,
+      ...(recount ? { processes: recount } : {}),
+    });
   }
   if (!options.skipFit && !options.reuseFitPoints) {
     for (const fp of options.fitPoints ?? FIT_POINTS) {
@@ -147,6 +246,8 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
       }
       const cpuMs = m.processes.reduce((s, p) => s + ((p.cpuPercent ?? 0) / 100) * m.windowSec * 1000, 0);
       const counted = countedPerBatch(fp.protocol, fp.replicas, batch, Math.ceil(clients / spec.clientProcs), opOnly);
+      const perNode = countedPerNode(fp.protocol, fp.replicas, batch, Math.ceil(clients / spec.clientProcs), spec.clientProcs, opOnly);
+      const measured = m.processes.map((q) => ({ name: q.name, cpuMsPerBatch: (((q.cpuPercent ?? 0) / 100) * m.windowSec * 1000) / m.acceptedBatches }));
       fitPoints.push({
         protocol: fp.protocol,
         replicas: fp.replicas,
@@ -158,37 +259,51 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
         ioBytesPerBatch: counted.ioBytes,
         opCpuMsPerBatch: counted.opCpuUs / 1000,
         cpuCores: cpuMs / 1000 / m.windowSec,
+        processes: withCounts(measured, perNode),
       });
       log(
         `  ${r.throughputTxnPerSec.toFixed(0)} txn/s, ${(cpuMs / m.acceptedBatches).toFixed(3)} CPU ms/batch measured, ${(counted.opCpuUs / 1000).toFixed(3)} explained by counted operations, ${counted.messages.toFixed(1)} message events/batch`,
       );
     }
   }
-  const fit = fitTwo(
-    fitPoints.map((p) => (p.cpuMsPerBatch - p.opCpuMsPerBatch) * 1000),
-    fitPoints.map((p) => p.messagesPerBatch),
-    fitPoints.map((p) => p.ioBytesPerBatch),
-  );
-  const perMessageUs = fit.a;
+  const fit = fitFixedCosts(fitPoints);
+  const perProcess = fitPoints.every((p) => (p.processes?.length ?? 0) > 0);
   const fitted =
     fitPoints.length === 0
       ? 'NOT FITTED (no valid fit run): 0, so the model undercharges'
-      : `fitted by non-negative least squares: (measured CPU per batch - counted operations' CPU) = a x message events (received or sent) + b x frame bytes (sent + received), over the real runs in fitPoints (${fitPoints.map((p) => `${p.protocol} n=${p.replicas}`).join(', ')}), local backend, ${cpus().length} cores`;
+      : `fitted by non-negative least squares: (measured CPU per batch - counted operations' CPU) = a x messages received + b x frames sent + c x bytes received + d x bytes sent, ${perProcess ? 'one equation per process' : 'one equation per run (totals; received and sent split evenly)'} of the real runs in fitPoints (${fitPoints.map((p) => `${p.protocol} n=${p.replicas}`).join(', ')}), local backend, ${cpus().length} cores`;
   return {
     version: CALIBRATION_VERSION,
     machine: machineInfo(),
     date: new Date().toISOString(),
-    costs: { ...micro.costs, perMessageInUs: perMessageUs, perFrameOutUs: perMessageUs, perStepUs: 0, ioPerByteUs: fit.b },
+    costs: {
+      ...micro.costs,
+      perMessageInUs: fit.perMessageInUs,
+      perFrameOutUs: fit.perFrameOutUs,
+      perStepUs: 0,
+      ioPerByteUs: fit.perByteInUs,
+      ioPerByteOutUs: fit.perByteOutUs,
+    },
     sources: {
       ...micro.sources,
       perMessageInUs: { source: `${fitted}: a` },
-      perFrameOutUs: { source: `${fitted}; the same fixed cost per frame sent as per message received` },
+      perFrameOutUs: { source: `${fitted}: b` },
       perStepUs: { source: 'folded into the per-message costs (not fitted separately)' },
-      ioPerByteUs: { source: `${fitted}: b` },
+      ioPerByteUs: { source: `${fitted}: c` },
+      ioPerByteOutUs: { source: `${fitted}: d` },
     },
     fitPoints,
     ...(fitPoints.length === 0 ? {} : { hostCoresAvailable: median(fitPoints.map((p) => p.cpuCores)) }),
   };
+}
+
+/** The measured CPU of each process beside the simulator's counts for the node of that name; processes the simulator has no node for are left out. */
+function withCounts(measured: readonly { name: string; cpuMsPerBatch: number }[], counted: readonly Omit<FitProcess, 'cpuMsPerBatch'>[]): FitProcess[] {
+  const byName = new Map(counted.map((c) => [c.name, c]));
+  return measured.flatMap((q) => {
+    const c = byName.get(q.name);
+    return c ? [{ ...c, cpuMsPerBatch: q.cpuMsPerBatch }] : [];
+  });
 }
 
 function median(xs: readonly number[]): number {

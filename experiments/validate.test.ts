@@ -1,6 +1,6 @@
 import { cpus } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { fitThroughOrigin } from './calibrate.js';
+import { fitFixedCosts, fitNonNegative } from './calibrate.js';
 import { coresLeft, errorPercent, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
 
 const pt = (protocol: string, replicas: number, realTxnPerSec: number, modelTxnPerSec: number): ValidationPoint => ({
@@ -76,9 +76,60 @@ describe('validation math', () => {
     expect(s.rankingAgrees).toBe(true);
   });
 
-  it('fits the fixed cost through the origin by least squares', () => {
-    expect(fitThroughOrigin([20, 40], [10, 20])).toBeCloseTo(2, 9);
-    expect(fitThroughOrigin([10, 30], [10, 10])).toBeCloseTo(2, 9);
-    expect(fitThroughOrigin([-5], [10])).toBe(0);
+  it('fits non-negative costs: exact on consistent data, a negative coefficient clamped to 0', () => {
+    // y = 2 a + 3 b exactly.
+    const rows = [
+      [1, 0],
+      [0, 1],
+      [1, 1],
+      [2, 1],
+    ];
+    const y = rows.map(([a, b]) => 2 * a! + 3 * b!);
+    const [a, b] = fitNonNegative(rows, y);
+    expect(a).toBeCloseTo(2, 9);
+    expect(b).toBeCloseTo(3, 9);
+    // y = 5 a - 1 b: the best fit with b >= 0 leaves b at 0.
+    const y2 = rows.map(([a, b]) => 5 * a! - b!);
+    const fit2 = fitNonNegative(rows, y2);
+    expect(fit2[1]).toBe(0);
+    expect(fit2[0]).toBeGreaterThan(0);
+  });
+
+  it('fits the fixed costs per process: a sender of large frames and its receivers apart', () => {
+    // Invented processes of one run: 10 us per message in, 5 per frame out, 0.02 per byte in, 0.001 per byte out.
+    const proc = (name: string, messagesIn: number, framesOut: number, bytesIn: number, bytesOut: number) => ({
+      name,
+      messagesIn,
+      framesOut,
+      bytesIn,
+      bytesOut,
+      opCpuMsPerBatch: 0.1,
+      cpuMsPerBatch: 0.1 + (10 * messagesIn + 5 * framesOut + 0.02 * bytesIn + 0.001 * bytesOut) / 1000,
+    });
+    const processes = [
+      proc('replica 0', 4, 4, 7000, 21000),
+      proc('replica 1', 3, 4, 7300, 400),
+      proc('replica 2', 3, 4, 7300, 400),
+      proc('client 0', 4, 1, 400, 7000),
+      proc('replica 3', 9, 2, 500, 100),
+    ];
+    const point = {
+      protocol: 'poe',
+      replicas: 4,
+      batch: 100,
+      clients: 24,
+      cpuMsPerBatch: 0,
+      txnPerSec: 0,
+      messagesPerBatch: 0,
+      ioBytesPerBatch: 0,
+      opCpuMsPerBatch: 0,
+      cpuCores: 1,
+      processes,
+    };
+    const f = fitFixedCosts([point]);
+    expect(f.perMessageInUs).toBeCloseTo(10, 6);
+    expect(f.perFrameOutUs).toBeCloseTo(5, 6);
+    expect(f.perByteInUs).toBeCloseTo(0.02, 9);
+    expect(f.perByteOutUs).toBeCloseTo(0.001, 9);
   });
 });

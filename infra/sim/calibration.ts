@@ -47,6 +47,22 @@ export interface FitPoint {
   readonly opCpuMsPerBatch: number;
   /** Cores the run's processes used together in the window (sum of CPU% / 100): what this machine gave them. */
   readonly cpuCores: number;
+  /**
+   * Per process (metrics names: "replica 0", "client 0"): CPU ms per accepted batch measured,
+   * and what the simulator counted for that node per batch. The fit uses one equation per
+   * process when present (calibrations before this had only the totals above).
+   */
+  readonly processes?: readonly FitProcess[];
+}
+
+export interface FitProcess {
+  readonly name: string;
+  readonly cpuMsPerBatch: number;
+  readonly opCpuMsPerBatch: number;
+  readonly messagesIn: number;
+  readonly framesOut: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
 }
 
 export interface CalibrationFile {
@@ -207,8 +223,8 @@ function measureExecution(valueBytes: number): number {
 }
 
 export interface MicroResult {
-  readonly costs: Omit<OpCosts, 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs'>;
-  readonly sources: Omit<CalibrationFile['sources'], 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs'>;
+  readonly costs: Omit<OpCosts, 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs' | 'ioPerByteOutUs'>;
+  readonly sources: Omit<CalibrationFile['sources'], 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs' | 'ioPerByteOutUs'>;
 }
 
 /** Measures every per-operation cost on this machine (a few seconds). */
@@ -322,6 +338,7 @@ export function checkCalibration(raw: unknown, where: string): CalibrationFile {
     if (!ok(c.costs?.[k])) bad(`costs.${k} must be a number >= 0`);
     if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
   }
+  if (c.costs.ioPerByteOutUs !== undefined && !ok(c.costs.ioPerByteOutUs)) bad('costs.ioPerByteOutUs must be a number >= 0');
   if (!Array.isArray(c.fitPoints)) bad('fitPoints must be an array');
   return c;
 }

@@ -45,8 +45,14 @@ export interface OpCosts {
   readonly perMessageInUs: number;
   readonly perFrameOutUs: number;
   readonly perStepUs: number;
-  /** Per byte of a frame written to or read from a socket (kernel copies, buffers): fitted from real runs. */
+  /** Per byte of a frame read from a socket (kernel copies, buffers): fitted from real runs. */
   readonly ioPerByteUs: number;
+  /**
+   * Per byte of a frame written to a socket, fitted apart from reading (the sender of a large
+   * PROPOSE and its receivers do not pay alike). Absent (calibrations before it was fitted
+   * apart): the same as ioPerByteUs.
+   */
+  readonly ioPerByteOutUs?: number;
 }
 
 export interface NodeCpu {
@@ -93,7 +99,11 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
 /** The CPU one outgoing frame costs, in microseconds: its encoding (once per message), its transport MAC and the fixed send cost. */
 export function frameCpuUs(c: OpCosts, f: FrameOut): number {
   return (
-    (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) + c.hmac.fixedUs + c.hmac.perByteUs * f.bytes + c.perFrameOutUs + c.ioPerByteUs * f.bytes
+    (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) +
+    c.hmac.fixedUs +
+    c.hmac.perByteUs * f.bytes +
+    c.perFrameOutUs +
+    (c.ioPerByteOutUs ?? c.ioPerByteUs) * f.bytes
   );
 }
 

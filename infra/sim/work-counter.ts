@@ -112,6 +112,6 @@ export function workCpuUs(c: OpCosts, t: WorkTotals): number {
     c.hmac.fixedUs * t.frameMacs +
     c.hmac.perByteUs * t.frameMacBytes +
     c.perFrameOutUs * t.framesOut +
-    c.ioPerByteUs * t.frameBytesOut;
+    (c.ioPerByteOutUs ?? c.ioPerByteUs) * t.frameBytesOut;
   return inputUs + protocolUs + steps + frames;
 }
