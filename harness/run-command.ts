@@ -1,6 +1,8 @@
 /**
  * `poe-bench run`: the command. The run itself (processes, window, safety check) is
  * infra/run/execute.ts; this file parses flags, prints progress and the summary, and records.
+ * `--backend model` (issue 12 item 3) starts no process: the run's spec goes through the cost
+ * model's one driver (experiments/model-point.ts) and is recorded as modelled.
  */
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
