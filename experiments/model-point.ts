@@ -5,10 +5,18 @@
  * the real runs: `clients` logical clients over `clientProcs` client machines, one batch
  * outstanding each. The first `warmupShare` of the accepted batches' virtual time is left out.
  */
+import type { KeyGeneratorKind } from '../client/generators.js';
+import type { ReplicaFault } from '../replica/byzantine.js';
 import { CostModel, type OpCosts } from '../infra/sim/cost-model.js';
 import type { ExtraValue } from '../infra/sim/options.js';
 import { Simulation } from '../infra/sim/simulator.js';
 import { costModelConfig, type Testbed } from '../infra/sim/testbed.js';
+import type { CalibrationFile } from '../infra/sim/calibration.js';
+import { pointId, type RunMetrics } from '../infra/run/records.js';
+import { specPoint, type Environment, type RunLine } from '../infra/run/results.js';
+import type { RunSpec } from '../infra/run/spec.js';
+import { formatReplicaFault } from '../replica/byzantine.js';
+import { quorums } from '../replica/types.js';
 
 export interface ModelPointInput {
   readonly protocol: string;
@@ -28,6 +36,14 @@ export interface ModelPointInput {
   readonly testbed: Testbed;
   readonly costs: OpCosts;
   readonly warmupShare?: number;
+  /** Silent backups from the start (the highest ids), as a run's --crashed. */
+  readonly crashed?: number;
+  /** Replicas wrapped in a crash or Byzantine behaviour, as a run's --faults. */
+  readonly faults?: readonly ReplicaFault[];
+  readonly generator?: KeyGeneratorKind;
+  /** Default 2000 ms each, as a real run's (infra/run/spec.ts defaults). */
+  readonly clientTimeoutMs?: number;
+  readonly viewChangeTimeoutMs?: number;
 }
 
 export interface ModelPointResult {
@@ -43,6 +59,19 @@ export interface ModelPointResult {
   readonly cpuMsPerBatch: number;
   readonly replay: string;
   readonly wallMs: number;
+  /** Messages and bytes the replicas sent, per second of the whole modelled run (as figure --backend model records them). */
+  readonly messagesPerSec: number;
+  readonly bytesPerSec: number;
+  readonly viewChanges: number;
+  readonly rollbacks: number;
+  readonly clientTimeouts: number;
+  readonly acceptedByPath: Record<string, number>;
+  /** Client machines modelled and logical clients on each: the clients in all are their product (rounded up from `clients`). */
+  readonly clientMachines: number;
+  readonly clientsPerMachine: number;
+  /** The measured part of the modelled run: after the warm-up share, up to the last acceptance. */
+  readonly windowMs: number;
+  readonly warmupShare: number;
 }
 
 export function modelPoint(p: ModelPointInput): ModelPointResult {
@@ -66,15 +95,19 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
       delay: p.testbed.delay,
       extra: p.extra ?? {},
       // Timeouts as in the real runs (infra/run/spec.ts defaults): the model's latencies are real-time scale.
-      requestTimeoutMs: 2000,
-      viewChangeTimeoutMs: 2000,
+      requestTimeoutMs: p.clientTimeoutMs ?? 2000,
+      viewChangeTimeoutMs: p.viewChangeTimeoutMs ?? 2000,
+      ...(p.crashed === undefined ? {} : { crashed: p.crashed }),
+      ...(p.faults === undefined ? {} : { faults: p.faults }),
+      ...(p.generator === undefined ? {} : { generator: p.generator }),
     },
     model,
   );
   const result = sim.run();
   const accepted = [...sim.acceptedList()].sort((a, b) => a.acceptedMs - b.acceptedMs);
   const endMs = accepted.at(-1)?.acceptedMs ?? 0;
-  const warmupMs = endMs * (p.warmupShare ?? 0.2);
+  const warmupShare = p.warmupShare ?? 0.2;
+  const warmupMs = endMs * warmupShare;
   const inWindow = accepted.filter((a) => a.acceptedMs > warmupMs);
   const txns = inWindow.reduce((s, a) => s + a.txns, 0);
   const lat = inWindow.map((a) => a.acceptedMs - a.firstSentMs).sort((a, b) => a - b);
@@ -95,5 +128,250 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
     cpuMsPerBatch: r3([...model.cpuMsByNode().values()].reduce((s, x) => s + x, 0) / Math.max(1, result.acceptedBatches)),
     replay: result.replay,
     wallMs: Math.round(performance.now() - t0),
+    messagesPerSec: Math.round((10 * result.replicaMessages * 1000) / vt) / 10,
+    bytesPerSec: Math.round((10 * result.bytesSent * 1000) / vt) / 10,
+    viewChanges: result.viewChanges,
+    rollbacks: result.rollbacks,
+    clientTimeouts: result.clientTimeouts,
+    acceptedByPath: result.acceptedByPath,
+    clientMachines: machines,
+    clientsPerMachine: perMachine,
+    windowMs: r3(Math.max(0, endMs - warmupMs)),
+    warmupShare,
   };
+}
+
+// ---------------------------------------------------------------------------------------
+// `poe-bench run --backend model` (issue 12 item 3): one run's spec through modelPoint above,
+// recorded with the marking of figure --backend model's runs (experiments/sweep-sim.ts,
+// experiments/sweep.ts sweepManifest): `backend: 'model'`, `modelled: true`, `testbed`,
+// `calibration`, `virtualTime: false` on the runs.jsonl line, the same keys in the manifest.
+
+/** What a modelled run is: the run's spec without what only real processes have, plus the model's own settings. */
+export type ModelRunSpec = Omit<RunSpec, 'backend' | 'host' | 'basePort' | 'link' | 'infra' | 'keySeed' | 'clientTimeoutFixed'> & {
+  readonly backend: 'model';
+  readonly testbed: string;
+  readonly calibration: string;
+  /** Batches the clients issue in all (--sim-batches). */
+  readonly simBatches: number;
+};
+
+export interface ModelRun {
+  readonly spec: ModelRunSpec;
+  /** The testbed as modelled (the profile's description and sources are in infra/sim/testbed.ts). */
+  readonly testbed: Testbed;
+  /** The calibration file's machine and date, and whether `model validate` has checked it. */
+  readonly calibration: { readonly path: string; readonly machine: string; readonly date: string; readonly validated: boolean };
+  readonly point: ModelPointResult;
+  readonly valid: boolean;
+  readonly reason?: string;
+  readonly startedAt: string;
+  readonly durationSec: number;
+}
+
+/** The modelled spec of a run spec: its real-only fields (host, ports, links, placement, key material, adaptive timeouts) left out. */
+export function modelRunSpec(spec: RunSpec, testbed: string, calibration: string, simBatches: number): ModelRunSpec {
+  const { backend: _b, host: _h, basePort: _p, link: _l, infra: _i, keySeed: _k, clientTimeoutFixed: _t, ...rest } = spec;
+  return { ...rest, backend: 'model', testbed, calibration, simBatches };
+}
+
+/** Runs a run's spec in the cost model (modelPoint), the warm-up share as the run's warm-up over warm-up plus duration (as figure --backend model). */
+export function modelRun(spec: ModelRunSpec, testbed: Testbed, calibration: CalibrationFile): ModelRun {
+  const startedAt = new Date().toISOString();
+  const point = modelPoint({
+    protocol: spec.protocol,
+    replicas: spec.replicas,
+    batch: spec.batch,
+    clients: spec.clients,
+    clientProcs: spec.clientProcs,
+    batches: spec.simBatches,
+    records: spec.records,
+    valueBytes: spec.valueBytes,
+    checkpointInterval: spec.checkpointInterval,
+    window: spec.window,
+    extra: spec.extra,
+    seed: spec.seed,
+    testbed,
+    costs: calibration.costs,
+    warmupShare: spec.warmupS / (spec.warmupS + spec.durationS),
+    crashed: spec.crashed,
+    faults: spec.faults,
+    generator: spec.generator,
+    clientTimeoutMs: spec.clientTimeoutMs,
+    viewChangeTimeoutMs: spec.viewChangeTimeoutMs,
+  });
+  const problems = [...point.violations, ...(point.txnPerSec > 0 ? [] : ['no transaction was accepted inside the modelled measurement window'])];
+  const m = calibration.machine;
+  return {
+    spec,
+    testbed,
+    calibration: {
+      path: spec.calibration,
+      machine: `${m.cpuModel}, ${m.cores} cores, Node ${m.node}`,
+      date: calibration.date,
+      validated: calibration.validation !== undefined,
+    },
+    point,
+    valid: point.valid,
+    ...(point.valid ? {} : { reason: `model: ${problems.slice(0, 3).join('; ')}` }),
+    startedAt,
+    durationSec: Math.round(point.wallMs) / 1000,
+  };
+}
+
+/** The RunMetrics of a modelled run, as figure --backend model records them; undefined when nothing was accepted. */
+export function modelRunMetrics(r: ModelRun): RunMetrics | undefined {
+  const p = r.point;
+  if (p.txnPerSec === 0) return undefined;
+  return {
+    throughputTxnPerSec: p.txnPerSec,
+    latencyMs: p.latencyMs,
+    messagesPerSec: p.messagesPerSec,
+    bytesPerSec: p.bytesPerSec,
+    viewChanges: p.viewChanges,
+    rollbacks: p.rollbacks,
+    clientTimeouts: p.clientTimeouts,
+  };
+}
+
+/** The marking every modelled result carries (runs.jsonl, manifest, --json): figure --backend model's keys. */
+export function modelMarking(r: Pick<ModelRun, 'spec'>): { backend: 'model'; modelled: true; testbed: string; calibration: string; virtualTime: false } {
+  return { backend: 'model', modelled: true, testbed: r.spec.testbed, calibration: r.spec.calibration, virtualTime: false };
+}
+
+/**
+ * The load modelled, in transactions (as infra/run/execute.ts loadOf says a real run's): the
+ * clients modelled, which round up to a whole number per client machine of the testbed.
+ */
+function modelLoad(r: ModelRun): { load: { readonly closedLoopTxns: number; readonly askedTxns?: number } } {
+  const txns = r.point.clientMachines * r.point.clientsPerMachine * r.spec.batch;
+  return { load: { closedLoopTxns: txns, ...(r.spec.loadTxns === undefined ? {} : { askedTxns: r.spec.loadTxns }) } };
+}
+
+/** The model's own detail of a run: what it simulated, and the modelled CPU per node. */
+function modelDetail(r: ModelRun): Record<string, unknown> {
+  const p = r.point;
+  return {
+    testbedDescription: r.testbed.description,
+    calibrationMachine: r.calibration.machine,
+    calibrationDate: r.calibration.date,
+    calibrationValidated: r.calibration.validated,
+    batches: r.spec.simBatches,
+    acceptedBatches: p.acceptedBatches,
+    warmupShare: Math.round(p.warmupShare * 1000) / 1000,
+    windowMs: p.windowMs,
+    virtualTimeMs: p.virtualTimeMs,
+    clientMachines: p.clientMachines,
+    clientsPerMachine: p.clientsPerMachine,
+    cpuPercentByNode: p.cpuPercentByNode,
+    cpuMsPerBatch: p.cpuMsPerBatch,
+    acceptedByPath: p.acceptedByPath,
+    simReplay: p.replay,
+  };
+}
+
+/** The runs.jsonl line of a modelled run: the run line's shape (makeRunLine), figure's model marking, the model's detail; no real-run fields. */
+export function modelRunLine(r: ModelRun, env: Environment): RunLine {
+  const metrics = modelRunMetrics(r);
+  // specPoint reads only the point's fields (protocol, replicas, crashed, batch, faults), which a modelled spec keeps.
+  const point = specPoint(r.spec as unknown as RunSpec);
+  return {
+    experiment: 'run',
+    pointId: pointId(point),
+    point,
+    rep: 0,
+    valid: r.valid,
+    ...(r.reason ? { reason: r.reason } : {}),
+    startedAt: r.startedAt,
+    durationSec: r.durationSec,
+    ...(metrics ? { metrics } : {}),
+    ...modelMarking(r),
+    model: modelDetail(r),
+    ...modelLoad(r),
+    violations: r.point.violations,
+    spec: r.spec,
+    commit: env.commit,
+    dirty: env.dirty,
+  };
+}
+
+/** The manifest fields that override a run's (writeManifest's extra): figure's model manifest keys, and no hosts or key seeds. */
+export function modelManifestExtra(r: ModelRun, replay: string): Record<string, unknown> {
+  return {
+    backend: 'model',
+    hosts: [],
+    spec: r.spec,
+    seeds: { seed: r.spec.seed, rule: 'the simulator: every random choice (network, client keys) derives from seed' },
+    replay,
+    modelled: true,
+    testbed: r.spec.testbed,
+    calibration: r.spec.calibration,
+    notes: [
+      `MODELLED: this run ran in the calibrated cost model (poe-bench run --backend model --testbed ${r.spec.testbed}): the simulator running the real cores, each step charged the CPU its counted operations cost (calibration ${r.spec.calibration}), on the testbed's cores and NICs.`,
+      `Throughput and latency are PREDICTIONS for the testbed ${r.spec.testbed}, not measurements; see the model validation table for how far the model was from real runs on this machine.`,
+      `The run issues a fixed number of batches (${r.spec.simBatches}); the first ${Math.round(1000 * r.point.warmupShare) / 10}% of its time is warm-up (--warmup over --warmup + --duration).`,
+    ],
+  };
+}
+
+/** What `run --backend model --json` prints: the marking first, the predicted numbers, the model's detail; no field only a real run has. */
+export function modelRunJson(r: ModelRun, replay: string, recordedIn?: string): Record<string, unknown> {
+  const p = r.point;
+  return {
+    modelled: { testbed: r.spec.testbed, calibration: r.spec.calibration, note: 'predictions of the calibrated cost model, not measurements' },
+    valid: r.valid,
+    ...(r.reason ? { reason: r.reason } : {}),
+    violations: p.violations,
+    throughputTxnPerSec: p.txnPerSec,
+    latencyMs: p.latencyMs,
+    messagesPerSec: p.messagesPerSec,
+    bytesPerSec: p.bytesPerSec,
+    viewChanges: p.viewChanges,
+    rollbacks: p.rollbacks,
+    clientTimeouts: p.clientTimeouts,
+    spec: r.spec,
+    startedAt: r.startedAt,
+    durationSec: r.durationSec,
+    model: modelDetail(r),
+    ...modelLoad(r),
+    replay,
+    ...(recordedIn ? { recordedIn } : {}),
+  };
+}
+
+const num = (x: number, digits = 0): string => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
+
+/** The readable summary of `run --backend model`: its first lines say it is modelled, for which testbed, with which calibration. */
+export function formatModelRun(r: ModelRun, recordedIn?: string): string {
+  const s = r.spec;
+  const p = r.point;
+  const { f } = quorums(s.replicas);
+  const crashed = s.crashedReplicas.length ? `replica${s.crashedReplicas.length > 1 ? 's' : ''} ${s.crashedReplicas.join(', ')} crashed` : 'no crashed replica';
+  const faults = s.faults.length ? `, faults ${s.faults.map(formatReplicaFault).join(' ')}` : '';
+  const clients = p.clientMachines * p.clientsPerMachine;
+  const lines = [
+    `poe-bench run: ${s.protocol}, n=${s.replicas} (f=${f}), ${crashed}${faults}, batch ${s.batch}, ${clients} clients on ${p.clientMachines} client machine${p.clientMachines > 1 ? 's' : ''}` +
+      `${clients === s.clients ? '' : ` (${s.clients} asked, ${p.clientsPerMachine} per machine)`}, ${num(s.simBatches)} batches of which the first ${num(100 * p.warmupShare, 1)}% of the time is warm-up, model`,
+    `  MODELLED for testbed ${s.testbed} with calibration ${s.calibration}, not measured: every number below is a prediction of the calibrated cost model`,
+    `  testbed      ${r.testbed.description}`,
+    `  calibration  ${r.calibration.machine}, ${r.calibration.date}${r.calibration.validated ? '' : `; NOT VALIDATED: run \`poe-bench model validate --calibration ${s.calibration}\``}`,
+    `  result       ${r.valid ? 'VALID' : 'INVALID'} (the simulator's safety checks of the ledgers)`,
+  ];
+  if (p.txnPerSec > 0) {
+    lines.push(
+      `  throughput   ${num(p.txnPerSec)} txn/s predicted (${num(p.acceptedBatches)} batches accepted, window ${num(p.windowMs, 3)} ms of modelled time)`,
+      `  latency      mean ${num(p.latencyMs.mean, 2)} ms, p50 ${num(p.latencyMs.p50, 2)} ms, p99 ${num(p.latencyMs.p99, 2)} ms, max ${num(p.latencyMs.max, 2)} ms (predicted)`,
+      `  replicas     ${num(p.messagesPerSec)} messages/s, ${num(p.bytesPerSec / 2 ** 20, 1)} MiB/s (predicted, whole run)`,
+      `  faults       view changes ${p.viewChanges}, rollbacks ${p.rollbacks}, client timeouts ${p.clientTimeouts}`,
+      `  modelled CPU ${Object.entries(p.cpuPercentByNode)
+        .filter(([node]) => node.startsWith('replica'))
+        .map(([node, pct]) => `${node.replace('replica ', 'r')} ${num(pct, 1)}%`)
+        .join(', ')} of one calibration-machine core (${num(p.cpuMsPerBatch, 2)} CPU ms per batch over every node)`,
+    );
+  }
+  if (!r.valid) for (const v of p.violations.slice(0, 10)) lines.push(`    - ${v}`);
+  if (r.reason && p.violations.length === 0) lines.push(`  why          ${r.reason}`);
+  lines.push(`  simulator    ${p.replay} (wall ${num(p.wallMs)} ms)`);
+  if (recordedIn) lines.push(`  recorded in  ${recordedIn}`);
+  return lines.join('\n');
 }

@@ -43,6 +43,12 @@ export type ParamCommand = 'run' | 'sim' | 'figure' | 'aws';
 /** The backends a single run places processes with (infra/run/placement.ts). */
 export const RUN_BACKENDS = ['local', 'netns', 'docker', 'ssh'] as const;
 
+/**
+ * `run --backend model` (issue 12 item 3): no processes; the calibrated cost model predicts the
+ * run for --testbed (harness/run-command.ts). Not a placement backend: RunSpec never holds it.
+ */
+export const MODEL_BACKEND = 'model';
+
 type PerCommand<T> = Partial<Record<ParamCommand, T>>;
 
 export interface ParamDef {
@@ -421,7 +427,7 @@ export const PARAMS: readonly ParamDef[] = [
     value: '<name>',
     type: 'string',
     help: {
-      run: `where processes run: ${RUN_BACKENDS.join(' | ')} (docs/backends.md)`,
+      run: `where processes run: ${RUN_BACKENDS.join(' | ')} (docs/backends.md); ${MODEL_BACKEND}: no processes, a PREDICTION of the calibrated cost model for --testbed`,
       figure:
         'local: processes on this machine; netns | docker: one namespace or container per node; ssh: the hosts of --hosts; aws: fresh EC2 machines for the whole sweep, terminated at its end; sim: the deterministic simulator (virtual time, a preview); model: the calibrated cost model (predictions for --testbed)',
     },
@@ -430,8 +436,8 @@ export const PARAMS: readonly ParamDef[] = [
       run: z
         .string()
         .refine(
-          (b) => (RUN_BACKENDS as readonly string[]).includes(b),
-          (b) => ({ message: `unknown backend '${b}' (available: ${RUN_BACKENDS.join(', ')})` }),
+          (b) => (RUN_BACKENDS as readonly string[]).includes(b) || b === MODEL_BACKEND,
+          (b) => ({ message: `unknown backend '${b}' (available: ${[...RUN_BACKENDS, MODEL_BACKEND].join(', ')})` }),
         )
         .optional(),
       figure: text(),
@@ -652,10 +658,14 @@ export const PARAMS: readonly ParamDef[] = [
     flag: '--sim-batches',
     value: '<m>',
     type: 'integer',
-    help: 'sim backend: batches per run',
-    defaultText: 'by profile',
-    commands: ['figure'],
+    help: {
+      figure: 'sim backend: batches per run',
+      run: 'model backend: batches the clients issue in all (the model runs a fixed amount of work, not --duration seconds)',
+    },
+    defaultText: { figure: 'by profile' },
+    commands: ['figure', 'run'],
     schema: integer(1),
+    defaults: { run: 400 },
   },
   {
     key: 'testbed',
@@ -664,7 +674,7 @@ export const PARAMS: readonly ParamDef[] = [
     type: 'string',
     help: 'model backend: the testbed to predict: local | c5.2xlarge | c5.2xlarge-pipeline | a JSON profile (infra/sim/testbed.ts)',
     defaultText: 'c5.2xlarge',
-    commands: ['figure'],
+    commands: ['run', 'figure'],
     schema: z.string().min(1).optional(),
   },
   {
@@ -674,7 +684,7 @@ export const PARAMS: readonly ParamDef[] = [
     type: 'string',
     help: 'model backend: the calibration file written by `poe-bench calibrate`',
     defaultText: 'results/calibration.json',
-    commands: ['figure'],
+    commands: ['run', 'figure'],
     schema: z.string().min(1).optional(),
   },
   {
@@ -712,7 +722,7 @@ export const PARAMS: readonly ParamDef[] = [
     value: '<dir>',
     type: 'string',
     help: { run: 'results directory: appends runs.jsonl, writes manifest.json', figure: 'results directory; an existing one is resumed' },
-    defaultText: { run: 'results/run', figure: 'results/figure-<figure>/<timestamp>/' },
+    defaultText: { run: 'results/run; --backend model: results/run-model', figure: 'results/figure-<figure>/<timestamp>/' },
     commands: ['run', 'figure'],
     schema: text(),
   },

@@ -6,7 +6,7 @@
  * from its runs.jsonl line alone.
  */
 import type { KeyGeneratorKind } from '../../client/generators.js';
-import { describeParamIssues, paramDefault, paramSchema, parseExtra, replayArgs, replayLine, type ExtraValue } from '../params.js';
+import { describeParamIssues, MODEL_BACKEND, paramDefault, paramSchema, parseExtra, replayArgs, replayLine, type ExtraValue } from '../params.js';
 import { FaultConfigError, formatReplicaFault, parseFault, type FaultSpec, type ReplicaFault } from '../../replica/byzantine.js';
 import { getProtocol } from '../../replica/protocols.js';
 import { primaryOf, quorums, type ProtocolName } from '../../replica/types.js';
@@ -303,6 +303,8 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
   if (window < checkpointInterval) issues.push(`--window: the window (${window}) must hold at least one checkpoint interval (${checkpointInterval})`);
   const crashedReplicas = crashedBackups(n, crashed);
   const faults = parseRunFaults(o.faults ?? [], o.protocol as ProtocolName, n, crashedReplicas, o.force ?? false, issues);
+  // `run --backend model` is modelled by harness/run-command.ts before this; a RunSpec always places real processes.
+  if (o.backend === MODEL_BACKEND) issues.push('--backend: model starts no process: only `poe-bench run` itself runs a spec in the cost model');
   const placed = parseInfraFlags(o.backend ?? d.backend, flags);
   issues.push(...placed.issues);
   if (issues.length > 0) throw new RunSpecError(issues.join('\n'));
