@@ -220,8 +220,11 @@ export abstract class HotStuffReplica implements ReplicaCore<HotStuffMessage> {
   /**
    * Why a certificate is not valid, or undefined. One verified once is not verified again
    * (a NEW-VIEW often carries a QC this replica checked in a proposal or formed itself).
+   * Under 'paper' a certificate carries no signature, so its check costs nothing and is not
+   * remembered (the key and the table cost more than the check, for every phase message).
    */
   protected certificateProblem(qc: QuorumCert, selfVoted: boolean, genesisHash?: Buffer): string | undefined {
+    if (this.rule === 'paper') return qcProblem(qc, this.q, this.verifiers, { rule: this.rule, self: this.id, selfVoted, genesisHash });
     const key = certificateKey(qc);
     if (this.verifiedCertificates.has(key)) return undefined;
     const problem = qcProblem(qc, this.q, this.verifiers, { rule: this.rule, self: this.id, selfVoted, genesisHash });
@@ -231,6 +234,7 @@ export abstract class HotStuffReplica implements ReplicaCore<HotStuffMessage> {
 
   /** A certificate this replica formed from votes it verified: never to be checked again. */
   protected formedCertificate(qc: QuorumCert): void {
+    if (this.rule === 'paper') return;
     this.verifiedCertificates.set(certificateKey(qc), qc.k);
   }
 
