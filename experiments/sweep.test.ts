@@ -266,3 +266,26 @@ describe('figure 12 in transactions (issue 11 item 6)', () => {
     expect(runs.map((r) => specFor(r, c12).clients)).toEqual([480, 96, 48, 24, 16]);
   });
 });
+
+describe('HotStuff leaders start with a full pipeline (issue 10 item 2)', () => {
+  it('figure 13 starts HotStuff at four requests per leader and the others at the sweep load', () => {
+    const c13: SweepConfig = { ...config, figures: ['13'], figureArg: '13', filter: {}, loadTxns: 2400 };
+    const load = (protocol: ProtocolName, n: number): number | undefined => {
+      const r = planSweep(c13).find((x) => x.point.protocol === protocol && x.point.replicas === n && x.rep === 0);
+      return r ? specFor(r, c13).loadTxns : undefined;
+    };
+    // 4 replicas x 100 x 4 = 1,600 is below the sweep's 2,400; 16 x 100 x 4 = 6,400.
+    expect(load('hotstuff', 4)).toBe(2400);
+    expect(load('hotstuff', 16)).toBe(6400);
+    expect(load('pbft', 16)).toBe(2400);
+    expect(load('poe', 32)).toBe(3200);
+  });
+
+  it('figure 12 keeps one load for every protocol: one request of the largest batch per replica', () => {
+    const c12: SweepConfig = { ...config, figures: ['12'], figureArg: '12', filter: {}, loadTxns: 2400 };
+    const loads = planSweep(c12)
+      .filter((r) => r.rep === 0)
+      .map((r) => specFor(r, c12).loadTxns);
+    expect(new Set(loads)).toEqual(new Set([4800]));
+  });
+});

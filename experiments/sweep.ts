@@ -210,8 +210,8 @@ export function specFor(
     batch: p.batch,
     // At least one logical client per replica: HotStuff's parallel leaders each serve their own
     // clients, and a leader without any fills its slots with no-ops (the paper's 200K clients
-    // kept every leader busy). Other protocols see the same count at the same point.
-    // In transactions (the load is the same at every batch size), at least one request per replica.
+    // kept every leader busy). In transactions (the load is the same at every batch size):
+    // startLoadTxns, at least one request per replica and a full pipeline per HotStuff leader.
     ...(config.loadTxns !== undefined && !config.clientsGiven
       ? { loadTxns: Math.max(loadTxns ?? startLoadTxns(run, config.loadTxns), p.replicas * p.batch) }
       : { clients: Math.max(config.clients, p.replicas) }),
@@ -633,13 +633,29 @@ export function formatDuration(sec: number): string {
 export const FIGURE_LOAD_TXNS = 2400;
 
 /**
- * A point's starting load: at least one request per replica (HotStuff's parallel leaders each
- * serve their own clients, and a leader without any fills its slots with no-ops); in figure 12,
- * one load for every batch size, so at least one request of the largest batch per replica.
+ * Requests outstanding per leader that HotStuff's parallel leaders start from (issue 10 item 2:
+ * "figure runs give every leader enough load to keep its pipeline full"): a slot passes four
+ * phases (prepare, pre-commit, commit, decide) and a leader proposes slots ahead of execution
+ * (hotstuff-parallel.ts), so one request per phase keeps its pipeline full. Measured at n = 16
+ * (this session, machine shared, ABBA): 24 clients (1.5 per leader) cost 22.0-22.7 ms of CPU per
+ * accepted batch, 64 clients (4 per leader) 20.1-20.8 ms: fewer wake-ups per batch. A CPU-bound
+ * point is not probed (experiments/saturation.ts), so the start is what it runs at. Single-leader
+ * protocols already give their one leader every request outstanding (24 at the default load).
+ */
+export const HOTSTUFF_REQUESTS_PER_LEADER = 4;
+
+/**
+ * A point's starting load: at least one request per replica, and HOTSTUFF_REQUESTS_PER_LEADER
+ * per replica for HotStuff, whose parallel leaders each serve their own clients (a leader
+ * without any fills its slots with no-ops); in figure 12, one load for every batch size, so
+ * counted in requests of the largest batch, one per replica.
  */
 export function startLoadTxns(run: Pick<SweepRun, 'figure' | 'point'>, loadTxns: number): number {
   const batch = run.figure === '12' ? Math.max(...BATCH_SIZES) : run.point.batch;
-  return Math.max(loadTxns, run.point.replicas * batch);
+  // Not in figure 12: its one load serves batch 10 to 300, and four requests of 300 per leader
+  // would put 30 per leader in flight at batch 10.
+  const perReplica = run.point.protocol === 'hotstuff' && run.figure !== '12' ? HOTSTUFF_REQUESTS_PER_LEADER : 1;
+  return Math.max(loadTxns, run.point.replicas * batch * perReplica);
 }
 
 /** The probing a profile allows: quick keeps to one doubling and 3-second probes (figure 13 --quick stays within minutes). */
