@@ -63,6 +63,19 @@ describe('stopping rule', () => {
     expect(stopReason(pts, objective)).toMatch(/150.0 ms is above 10 x the lowest \(10.0 ms\)/);
   });
 
+  it('does not count a point that drained a backlog (achieved above offered / 0.9), nor one whose window is under 20 mean latencies', () => {
+    // Measured (PoE, loaded machine): 16,875 offered, 19,075 achieved at 442 ms mean: a stall's backlog draining.
+    const draining = pt(16_875, 19_075, 442, 1_513);
+    expect(notCarried(draining, 5)).toMatch(/above the 16875 offered by more than 1 \/ 0.9: a backlog drained/);
+    expect(notCarried(pt(20_000, 22_200, 30), 5)).toBeUndefined();
+    // Measured (PoE, same sitting): 17,752 offered, 16,550 achieved, 936 ms mean in an 8 s window.
+    const deep = { ...pt(17_752, 16_550, 936, 1_362), windowSec: 8 };
+    expect(notCarried(deep, 5)).toMatch(/8 s window is under 20 times the mean latency \(936.0 ms\)/);
+    expect(notCarried({ ...deep, latencyMs: { mean: 400, p50: 400, p99: 900 } }, 5)).toBeUndefined();
+    expect(notCarried({ ...deep, latencyMs: { mean: 401, p50: 400, p99: 900 } }, 5)).toMatch(/not steady/);
+    expect(stopReason([pt(5_000, 5_000, 10), draining, deep])).toMatch(/not carried at 2 points in a row.*not steady/);
+  });
+
   it('stops at an invalid run', () => {
     expect(stopReason([pt(5_000, 5_000, 10), pt(7_500, 0, 0, 0, false)])).toMatch(/invalid run .* no batch accepted/);
   });
@@ -96,6 +109,8 @@ describe('knee', () => {
     expect(knee(pts)?.achievedTxnPerSec).toBe(7_500);
     expect(knee(pts, { ...CURVE_RULE, latencyFactor: 4 })?.achievedTxnPerSec).toBe(5_000);
     expect(knee([pt(5_000, 4_800, 10)], { ...CURVE_RULE, followFraction: 0.99 })).toBeUndefined();
+    expect(knee([{ ...pt(5_000, 5_000, 300), windowSec: 8 }], { ...CURVE_RULE, windowOverLatency: 40 })).toBeUndefined();
+    expect(knee([{ ...pt(5_000, 5_000, 300), windowSec: 8 }])?.achievedTxnPerSec).toBe(5_000);
   });
 });
 

@@ -12,6 +12,7 @@
 import { appendRun, environment, makeRunLine, writeManifest } from '../infra/run/results.js';
 import { executeRun, type RunResult } from '../infra/run/execute.js';
 import { makeRunSpec, type RunSpec } from '../infra/run/spec.js';
+import { WINDOW_OVER_LATENCY } from '../infra/run/steady.js';
 import type { ProtocolName } from '../replica/types.js';
 
 /**
@@ -29,7 +30,12 @@ import type { ProtocolName } from '../replica/types.js';
  * Open loop, a growing queue shows in the throughput itself: by conservation, the batches
  * accepted in a window of D seconds are those issued over D minus the latency's rise across the
  * window, so achieved / offered = 1 - rise / D, and `followFraction` bounds the rise to
- * (1 - followFraction) x D. A fixed multiple of the unloaded latency is no such test: on this
+ * (1 - followFraction) x D; a point that achieved more than it was offered drained a backlog left
+ * by a stall (its latency fell across the window), so it was not in steady state either, and the
+ * band is two-sided. A point is also measured in steady state only when its window is at least
+ * `windowOverLatency` times its mean latency (issue 11 item 2, infra/run/steady.ts): a shared
+ * machine's stall leaves a backlog that a load close to the capacity drains only slowly, and a
+ * point seconds deep in it is past the knee whatever its throughput. A fixed multiple of the unloaded latency is no such test: on this
  * machine the unloaded latency is a few ms, while a stable queue on two shared cores runs at tens
  * of ms (the closed loop at its peak runs at 24 batches / 1,500 batches/s = 16 ms, Little's law),
  * so "10 x the lowest mean" put the knee at 42-60% of the closed loop's peak (issue 11). That
@@ -46,8 +52,13 @@ export interface CurveRule {
    * client request timeout (2 s), past which latencies measure the timeout machinery.
    */
   readonly p99BoundMs: number;
-  /** Throughput follows the offered load (the queue is not growing) while achieved >= this fraction of offered. */
+  /**
+   * Throughput follows the offered load (its queue neither grew nor drained) while achieved is
+   * at least this fraction of offered and at most offered divided by it.
+   */
   readonly followFraction: number;
+  /** A point counts only if its window is at least this many times its mean latency (steady state). */
+  readonly windowOverLatency: number;
   /**
    * The curve stops after this many points in a row that did not carry their load: one point
    * alone can be a hiccup of a shared machine (a stalled process whose backlog lands in the
@@ -56,7 +67,7 @@ export interface CurveRule {
   readonly missesToStop: number;
 }
 
-export const CURVE_RULE: CurveRule = { p99BoundMs: 2000, followFraction: 0.9, missesToStop: 2 };
+export const CURVE_RULE: CurveRule = { p99BoundMs: 2000, followFraction: 0.9, windowOverLatency: WINDOW_OVER_LATENCY, missesToStop: 2 };
 
 /** One measured point of a curve. */
 export interface CurvePoint {
@@ -67,6 +78,8 @@ export interface CurvePoint {
   readonly latencyMs: { readonly mean: number; readonly p50: number; readonly p99: number };
   readonly valid: boolean;
   readonly reason?: string;
+  /** The measured window's length (s); absent: not judged against the latency. */
+  readonly windowSec?: number;
 }
 
 /** The lowest mean latency among valid points (the curve's unloaded latency), or undefined. */
@@ -90,13 +103,30 @@ export function follows(p: CurvePoint, rule: CurveRule = CURVE_RULE): boolean {
   return p.achievedTxnPerSec >= rule.followFraction * p.offeredTxnPerSec;
 }
 
-/** Why `p` did not carry its load, or undefined if it did: invalid, not following, or latency past the bounds. */
+/** True when the achieved throughput was above the offered load's band: a backlog drained in the window. */
+export function drained(p: CurvePoint, rule: CurveRule = CURVE_RULE): boolean {
+  return p.achievedTxnPerSec > p.offeredTxnPerSec / rule.followFraction;
+}
+
+/**
+ * Why `p` did not carry its load, or undefined if it did: invalid, not following (short of the
+ * offered load, or above it: a backlog drained), latency past the bounds, or a window too short
+ * for its latency.
+ */
 export function notCarried(p: CurvePoint, lowestMs: number | undefined, rule: CurveRule = CURVE_RULE): string | undefined {
   if (!p.valid) return `invalid run: ${p.reason ?? 'no reason given'}`;
   if (!follows(p, rule)) {
     return `achieved ${Math.round(p.achievedTxnPerSec)} txn/s, below ${Math.round(100 * rule.followFraction)}% of the ${Math.round(p.offeredTxnPerSec)} offered`;
   }
-  return latencyExplosion(p, lowestMs, rule);
+  if (drained(p, rule)) {
+    return `achieved ${Math.round(p.achievedTxnPerSec)} txn/s, above the ${Math.round(p.offeredTxnPerSec)} offered by more than 1 / ${rule.followFraction}: a backlog drained in the window`;
+  }
+  const exploded = latencyExplosion(p, lowestMs, rule);
+  if (exploded) return exploded;
+  if (p.windowSec !== undefined && p.latencyMs.mean > 0 && (p.windowSec * 1000) / p.latencyMs.mean < rule.windowOverLatency) {
+    return `the ${p.windowSec} s window is under ${rule.windowOverLatency} times the mean latency (${p.latencyMs.mean.toFixed(1)} ms): not steady`;
+  }
+  return undefined;
 }
 
 /** True for a point that carried its load: valid, following the offered load, latency within the bounds. */
@@ -209,6 +239,7 @@ export function curvePoint(run: RunResult): CurvePoint {
     latencyMs: { mean: run.latencyMs.mean, p50: run.latencyMs.p50, p99: run.latencyMs.p99 },
     valid: run.valid,
     ...(run.reason ? { reason: run.reason } : {}),
+    windowSec: run.steady?.windowSec ?? run.spec.durationS,
   };
 }
 
