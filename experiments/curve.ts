@@ -6,6 +6,13 @@
  * the offered one. The knee is the highest throughput the curve carried (sustained) before
  * its queue grew or its latency passed the bound (CurveRule below says why this definition).
  *
+ * Open loop, the knee can sit below the closed loop's peak on a machine the replicas and the
+ * client share: evenly spaced arrivals cost more CPU per transaction than the closed loop's
+ * convoys (measured on 2 shared cores, issue 11: replicas 17-34% of a core per 10,000 txn/s at
+ * carried open-loop points against 9-13% closed loop, 1-3 frames per socket write against
+ * 23-48), and an open loop cannot average over another process's stall as a closed loop does:
+ * the backlog drains only at the capacity minus the offered load.
+ *
  * The stopping rule and the knee are pure functions (tested in curve.test.ts); `runCurve`
  * drives the runs and records every point in runs.jsonl as experiment "curve".
  */
