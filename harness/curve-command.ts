@@ -200,8 +200,11 @@ export function registerCurveCommand(program: Command): void {
       '--refine <ratio>',
       `then add points between the highest load carried and the lowest not carried until they are within this ratio; 1 = none (default ${CURVE_DEFAULTS.refineRatio})`,
     )
-    .option('--latency-factor <x>', `latency has exploded when the mean is x times the curve's lowest (default ${CURVE_RULE.latencyFactor})`)
-    .option('--p99-bound-ms <ms>', `... or the p99 is above this (default ${CURVE_RULE.p99BoundMs})`)
+    .option(
+      '--latency-factor <x>',
+      "a latency objective: a point whose mean latency is above x times the curve's lowest does not count as carried (default: none; the knee is the highest throughput sustained)",
+    )
+    .option('--p99-bound-ms <ms>', `a point whose p99 latency is above this does not count as carried (default ${CURVE_RULE.p99BoundMs})`)
     .option('--out <dir>', `results directory: appends runs.jsonl, writes manifest.json and curve.{vl.json,svg,png} (default ${CURVE_DEFAULTS.out})`)
     .option('--json', 'print one JSON object on stdout: the points per protocol and the knees')
     .addHelpText('after', '\nExit codes: 0 every protocol has a knee, 1 some protocol has none, 2 invalid flags, 130 interrupted.')
