@@ -79,5 +79,8 @@ export function curveNotes(result: CurveResult): string[] {
       ? `${PROTOCOL_LABEL[c.protocol]} ${Math.round(c.knee.achievedTxnPerSec).toLocaleString('en-US')} txn/s at ${c.knee.latencyMs.mean.toFixed(1)} ms mean`
       : `${PROTOCOL_LABEL[c.protocol]} none`,
   );
-  return ['One open-loop run per point; ringed: the knee (highest throughput before latency explodes).', `Knees: ${knees.join('; ')}.`];
+  return [
+    'One open-loop run per point; ringed: the knee (the highest throughput carried: offered load followed, p99 within bound, a window of 20 mean latencies).',
+    `Knees: ${knees.join('; ')}.`,
+  ];
 }
