@@ -4,85 +4,107 @@
  * Ties in time are broken by the order events were scheduled, never by heap layout, so the
  * same inputs always pop in the same order: this is what makes a seed replay a run exactly
  * (TigerBeetle's VOPR, STYLE.md).
+ *
+ * The heap is kept in three parallel arrays (times, sequence numbers, items) rather than as an
+ * array of entry objects: a run pushes and pops one event per simulated message, and an entry
+ * object per event was a tenth of the garbage a large run made.
  */
-
-interface Entry<T> {
-  readonly timeMs: number;
-  readonly seq: number;
-  readonly item: T;
-}
-
 export class EventQueue<T> {
-  private readonly heap: Entry<T>[] = [];
+  private readonly times: number[] = [];
+  private readonly seqs: number[] = [];
+  private readonly items: T[] = [];
   private nextSeq = 0;
 
   get size(): number {
-    return this.heap.length;
+    return this.items.length;
   }
 
   /** Schedules `item` at `timeMs`; among equal times, earlier pushes pop first. */
   push(timeMs: number, item: T): void {
     if (!Number.isFinite(timeMs)) throw new RangeError(`event time must be finite, got ${timeMs}`);
-    this.heap.push({ timeMs, seq: this.nextSeq++, item });
-    this.siftUp(this.heap.length - 1);
+    this.times.push(timeMs);
+    this.seqs.push(this.nextSeq++);
+    this.items.push(item);
+    this.siftUp(this.items.length - 1, timeMs, this.nextSeq - 1, item);
   }
 
   /** The time of the next event, or undefined when empty. */
   peekTimeMs(): number | undefined {
-    return this.heap[0]?.timeMs;
+    return this.items.length > 0 ? this.times[0] : undefined;
   }
 
   pop(): { timeMs: number; item: T } | undefined {
-    const heap = this.heap;
-    if (heap.length === 0) return undefined;
-    const top = heap[0]!;
-    const last = heap.pop()!;
-    if (heap.length > 0) {
-      heap[0] = last;
-      this.siftDown(0);
-    }
-    return { timeMs: top.timeMs, item: top.item };
+    if (this.items.length === 0) return undefined;
+    const timeMs = this.times[0]!;
+    return { timeMs, item: this.popItem() };
+  }
+
+  /** Removes and returns the next item; its time is what peekTimeMs() said. The queue must not be empty. */
+  popItem(): T {
+    const { times, seqs, items } = this;
+    const top = items[0]!;
+    const lastTime = times.pop()!;
+    const lastSeq = seqs.pop()!;
+    const lastItem = items.pop()!;
+    if (items.length > 0) this.siftDown(lastTime, lastSeq, lastItem);
+    return top;
   }
 
   /** Removes every event for which `keep` is false (used when draining: timers are dropped). */
   retain(keep: (item: T) => boolean): void {
-    const kept = this.heap.filter((e) => keep(e.item));
-    this.heap.length = 0;
-    // Re-inserting in (time, seq) order keeps the tie-break sequence numbers intact.
-    kept.sort(before);
-    for (const e of kept) this.heap.push(e);
+    const kept: { timeMs: number; seq: number; item: T }[] = [];
+    for (let i = 0; i < this.items.length; i++) {
+      if (keep(this.items[i]!)) kept.push({ timeMs: this.times[i]!, seq: this.seqs[i]!, item: this.items[i]! });
+    }
+    // Re-inserting in (time, seq) order keeps the tie-break sequence numbers intact (a sorted array is a heap).
+    kept.sort((a, b) => (a.timeMs !== b.timeMs ? a.timeMs - b.timeMs : a.seq - b.seq));
+    this.times.length = 0;
+    this.seqs.length = 0;
+    this.items.length = 0;
+    for (const e of kept) {
+      this.times.push(e.timeMs);
+      this.seqs.push(e.seq);
+      this.items.push(e.item);
+    }
   }
 
-  private siftUp(i: number): void {
-    const heap = this.heap;
-    const e = heap[i]!;
+  /** Moves the entry (time, seq, item) at index i up to its place. */
+  private siftUp(i: number, time: number, seq: number, item: T): void {
+    const { times, seqs, items } = this;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      const p = heap[parent]!;
-      if (before(p, e) <= 0) break;
-      heap[i] = p;
+      const pt = times[parent]!;
+      if (pt < time || (pt === time && seqs[parent]! < seq)) break;
+      times[i] = pt;
+      seqs[i] = seqs[parent]!;
+      items[i] = items[parent]!;
       i = parent;
     }
-    heap[i] = e;
+    times[i] = time;
+    seqs[i] = seq;
+    items[i] = item;
   }
 
-  private siftDown(i: number): void {
-    const heap = this.heap;
-    const n = heap.length;
-    const e = heap[i]!;
+  /** Places the entry (time, seq, item) at the root and moves it down to its place. */
+  private siftDown(time: number, seq: number, item: T): void {
+    const { times, seqs, items } = this;
+    const n = items.length;
+    let i = 0;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= n) break;
       const r = l + 1;
-      const c = r < n && before(heap[r]!, heap[l]!) < 0 ? r : l;
-      if (before(e, heap[c]!) <= 0) break;
-      heap[i] = heap[c]!;
+      let c = l;
+      if (r < n && (times[r]! < times[l]! || (times[r] === times[l] && seqs[r]! < seqs[l]!))) c = r;
+      const ct = times[c]!;
+      if (time < ct || (time === ct && seq < seqs[c]!)) break;
+      times[i] = ct;
+      seqs[i] = seqs[c]!;
+      items[i] = items[c]!;
       i = c;
     }
-    heap[i] = e;
+    times[i] = time;
+    seqs[i] = seq;
+    items[i] = item;
   }
-}
-
-function before<T>(a: Entry<T>, b: Entry<T>): number {
-  return a.timeMs !== b.timeMs ? a.timeMs - b.timeMs : a.seq - b.seq;
 }
