@@ -7,7 +7,9 @@
  *
  * Each message goes through its protocol's codec: encoded once when sent, decoded once per
  * receiver, so what a core receives is what it would read off a socket, and message sizes are
- * real. Replicas may be wrapped in crash and Byzantine behaviours (`faults`, replica/byzantine.ts:
+ * real. In a run where every node is honest and nothing counts the work (no cost hook), the
+ * recipients of one frame share its one decode, and crypto is charged without being computed
+ * (charged-crypto.ts; SimInput.crypto: 'computed' turns both off). Replicas may be wrapped in crash and Byzantine behaviours (`faults`, replica/byzantine.ts:
  * silent, stopAfter, crashAt, slow, inTheDark, equivocate); they count as faulty and are left out
  * of every check.
  *
@@ -140,6 +142,9 @@ export interface SimResult {
 
 type SimEvent =
   | { readonly kind: 'start'; readonly node: Peer }
+  /** A frame for one recipient, as the queue holds it: the recipient is the entry's `aux` (no object per copy). */
+  | SentFrame
+  /** The same with its recipient, as a cost model's backlog holds it. */
   | { readonly kind: 'deliver'; readonly from: Peer; readonly to: Peer; readonly frame: SentFrame }
   | { readonly kind: 'timer'; readonly node: Peer; readonly name: string; readonly generation: number }
   | { readonly kind: 'crash'; readonly replica: number }
@@ -148,12 +153,16 @@ type SimEvent =
 
 /**
  * One encoded message, shared by the copies sent to each recipient. With `shareDecoded` the
- * first recipient's decode is kept here and handed to the others: the same bytes decode to the
- * same message, and cores never modify what they receive (its fields are readonly).
+ * first recipient's decode (and the step input made of it) is kept here and handed to the
+ * others: the same bytes decode to the same message, and cores never modify what they receive
+ * (its fields are readonly).
  */
 interface SentFrame {
+  readonly kind: 'frame';
+  readonly from: Peer;
   readonly bytes: Buffer;
-  decoded: WireMessage | undefined;
+  /** With `shareDecoded`: the step input made of it, the same for every recipient. */
+  input: { readonly kind: 'message'; readonly from: Peer; readonly msg: WireMessage } | undefined;
 }
 
 interface ReplicaNode {
@@ -382,7 +391,8 @@ export class Simulation {
   private popAndDispatch(): void {
     this.nowMs = this.queue.peekTimeMs()!;
     this.events++;
-    this.dispatch(this.queue.popItem());
+    const item = this.queue.popItem();
+    this.dispatch(item, this.queue.poppedAux);
   }
 
   /**
@@ -439,24 +449,28 @@ export class Simulation {
    * crashes) stay armed for the settle phase.
    */
   private drain(): void {
-    const held: { timeMs: number; item: SimEvent }[] = [];
+    const held: { timeMs: number; item: SimEvent; aux: number }[] = [];
     while (this.queue.size > 0 && this.events < this.config.maxEvents && !this.stopRequested) {
       const e = this.queue.pop()!;
-      if (e.item.kind !== 'deliver' && e.item.kind !== 'wake') {
+      if (e.item.kind !== 'frame' && e.item.kind !== 'deliver' && e.item.kind !== 'wake') {
         held.push(e);
         continue;
       }
       this.nowMs = e.timeMs;
       this.events++;
-      this.dispatch(e.item);
+      this.dispatch(e.item, e.aux);
     }
     // Time does not run backwards: a timer that was due during the drain fires when it ended.
-    for (const e of held) this.queue.push(Math.max(e.timeMs, this.nowMs), e.item);
+    for (const e of held) this.queue.push(Math.max(e.timeMs, this.nowMs), e.item, e.aux);
   }
 
-  private dispatch(e: SimEvent): void {
-    if (this.hook && e.kind !== 'crash' && this.deferred(e.kind === 'deliver' ? e.to : e.node, e)) return;
-    this.run1(e);
+  /** Runs event `e`; `aux` is the recipient when `e` is a frame. */
+  private dispatch(e: SimEvent, aux: number): void {
+    if (this.hook && e.kind !== 'crash') {
+      if (e.kind === 'frame') e = { kind: 'deliver', from: e.from, to: aux, frame: e };
+      if (this.deferred(e.kind === 'deliver' ? e.to : e.node, e)) return;
+    }
+    this.run1(e, aux);
   }
 
   /** With a cost model: holds `e` in `node`'s FIFO backlog while the node (or its host) is busy. */
@@ -465,7 +479,7 @@ export class Simulation {
       const backlog = this.backlog.get(node)!;
       const readyMs = this.hook!.readyAtMs(node, this.nowMs);
       if (readyMs <= this.nowMs) {
-        this.run1(backlog.shift()!);
+        this.run1(backlog.shift()!, 0);
         if (backlog.length > 0) this.queue.push(Math.max(this.nowMs, this.hook!.readyAtMs(node, this.nowMs)), e);
         else this.backlog.delete(node);
       } else this.queue.push(readyMs, e);
@@ -483,15 +497,18 @@ export class Simulation {
     return true;
   }
 
-  private run1(e: SimEvent): void {
+  private run1(e: SimEvent, aux: number): void {
     this.inputFrameBytes = -1;
     switch (e.kind) {
+      case 'frame':
+        this.deliver(e.from, aux, e);
+        return;
       case 'start':
         if (isClientPeer(e.node)) this.stepClient(clientOrigin(e.node), { kind: 'start' });
         else this.stepReplica(e.node, { kind: 'start' });
         return;
       case 'deliver':
-        this.deliver(e);
+        this.deliver(e.from, e.to, e.frame);
         return;
       case 'timer': {
         const timers = isClientPeer(e.node) ? this.clients[clientOrigin(e.node)]!.timers : this.replicas[e.node]!.timers;
@@ -512,28 +529,32 @@ export class Simulation {
     }
   }
 
-  private deliver(e: { from: Peer; to: Peer; frame: SentFrame }): void {
-    if (this.network.isCut(e.from, e.to, this.nowMs) || this.twinsCut?.(e.from, e.to, this.nowMs)) {
+  private deliver(from: Peer, to: Peer, frame: SentFrame): void {
+    if (this.network.isCut(from, to, this.nowMs) || this.twinsCut?.(from, to, this.nowMs)) {
       this.network.stats.partitioned++;
       return;
     }
-    if (!isClientPeer(e.to) && this.replicas[e.to]!.crashed) {
+    if (!isClientPeer(to) && this.replicas[to]!.crashed) {
       this.network.stats.toCrashed++;
       return;
     }
     this.network.stats.delivered++;
-    let msg: WireMessage;
-    try {
-      if (!this.shareDecoded) msg = this.module.codec.decode(e.frame.bytes);
-      else msg = e.frame.decoded ??= this.module.codec.decode(e.frame.bytes);
-    } catch (err) {
-      // The simulator only delivers frames the codec itself encoded: failing to decode one is a bug.
-      this.fail(`codec: a frame from ${e.from} to ${e.to} does not decode: ${(err as Error).message}`, 'exception');
-      return;
+    let input = frame.input;
+    if (!input) {
+      let msg: WireMessage;
+      try {
+        msg = this.module.codec.decode(frame.bytes);
+      } catch (err) {
+        // The simulator only delivers frames the codec itself encoded: failing to decode one is a bug.
+        this.fail(`codec: a frame from ${from} to ${to} does not decode: ${(err as Error).message}`, 'exception');
+        return;
+      }
+      input = { kind: 'message', from, msg };
+      if (this.shareDecoded) frame.input = input;
     }
-    this.inputFrameBytes = e.frame.bytes.length;
-    if (isClientPeer(e.to)) this.stepClient(clientOrigin(e.to), { kind: 'message', from: e.from, msg });
-    else this.stepReplica(e.to, { kind: 'message', from: e.from, msg });
+    this.inputFrameBytes = frame.bytes.length;
+    if (isClientPeer(to)) this.stepClient(clientOrigin(to), input);
+    else this.stepReplica(to, input);
   }
 
   private fail(violation: string, stop?: StopReason): void {
@@ -604,7 +625,7 @@ export class Simulation {
 
   private encode(msg: WireMessage, from: Peer): SentFrame | undefined {
     try {
-      return { bytes: this.module.codec.encode(msg), decoded: undefined };
+      return { kind: 'frame', from, bytes: this.module.codec.encode(msg), input: undefined };
     } catch (err) {
       this.fail(`codec: ${isClientPeer(from) ? 'client' : 'replica'} ${from} could not encode type ${msg.type}: ${(err as Error).message}`, 'exception');
       return undefined;
@@ -785,7 +806,7 @@ export class Simulation {
     const departMs = this.hook ? this.hook.frameSent({ from, to, bytes, encoded }, this.nowMs) : this.nowMs;
     const arrivals = this.arrivals;
     const copies = this.network.transmitInto(from, to, departMs, arrivals);
-    for (let i = 0; i < copies; i++) this.queue.push(arrivals[i]!, { kind: 'deliver', from, to, frame });
+    for (let i = 0; i < copies; i++) this.queue.push(arrivals[i]!, frame, to);
   }
 
   /** Replica-sent messages by type name (ids without a name as type<id>). */
