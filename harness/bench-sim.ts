@@ -79,7 +79,20 @@ function child(protocol: string, replicas: number, batches: number, seed: number
 
 function runChild(protocol: string, replicas: number, batches: number, seed: number, crypto: SimCryptoRequest): BenchSimRow {
   const script = fileURLToPath(import.meta.url);
-  const args = [script, '--child', '--protocols', protocol, '--replicas', String(replicas), '--batches', String(batches), '--seed', String(seed), '--crypto', crypto];
+  const args = [
+    script,
+    '--child',
+    '--protocols',
+    protocol,
+    '--replicas',
+    String(replicas),
+    '--batches',
+    String(batches),
+    '--seed',
+    String(seed),
+    '--crypto',
+    crypto,
+  ];
   const t0 = performance.now();
   const p = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   const wallMs = performance.now() - t0;
@@ -95,7 +108,19 @@ function runChild(protocol: string, replicas: number, batches: number, seed: num
 }
 
 function formatRows(rows: readonly BenchSimRow[]): string {
-  const header = ['protocol', 'n', 'batches', 'crypto', 'messages', 'wall s (with start-up)', 'wall s (run)', 'cpu s (run)', 'msgs/s (with start-up)', 'msgs/s (run)', 'valid'];
+  const header = [
+    'protocol',
+    'n',
+    'batches',
+    'crypto',
+    'messages',
+    'wall s (with start-up)',
+    'wall s (run)',
+    'cpu s (run)',
+    'msgs/s (with start-up)',
+    'msgs/s (run)',
+    'valid',
+  ];
   const cells = rows.map((r) => [
     r.protocol,
     String(r.replicas),
