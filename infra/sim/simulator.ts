@@ -670,7 +670,8 @@ export class Simulation {
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
     if (this.speculative) {
-      node.executedBlocks.length = k - 1;
+      // Truncate only after a rollback: setting the length is a runtime call even when it changes nothing.
+      if (node.executedBlocks.length !== k - 1) node.executedBlocks.length = k - 1;
       // A copy: ledger columns are reused after a rollback.
       node.executedBlocks.push({ digest: Buffer.from(ledger.digestAt(k)), view: ledger.viewAt(k) });
     }
