@@ -232,8 +232,8 @@ export class Simulation {
   private readonly shareDecoded: boolean;
   /** Arrival times of one copy (reused by transmit: no array per message). */
   private readonly arrivals: number[] = [];
-  /** Replica-sent messages by type id (named in result()). */
-  private readonly messagesByTypeId = new Map<number, number>();
+  /** Replica-sent messages by type id (a frame's first byte, so below 256), named in result(). */
+  private readonly messagesByTypeId: number[] = [];
 
   private readonly accepted: AcceptedBatch[] = [];
   private readonly acceptedByPath = new Map<string, number>();
@@ -802,7 +802,7 @@ export class Simulation {
     } else {
       this.replicaMessages++;
       this.replicaBytes += bytes;
-      this.messagesByTypeId.set(type, (this.messagesByTypeId.get(type) ?? 0) + 1);
+      this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + 1;
     }
     const departMs = this.hook ? this.hook.frameSent({ from, to, bytes, encoded }, this.nowMs) : this.nowMs;
     const arrivals = this.arrivals;
@@ -813,7 +813,7 @@ export class Simulation {
   /** Replica-sent messages by type name (ids without a name as type<id>). */
   private messagesByType(): Map<string, number> {
     const byName = new Map<string, number>();
-    for (const [type, count] of this.messagesByTypeId) bump(byName, this.typeName(type), count);
+    this.messagesByTypeId.forEach((count, type) => bump(byName, this.typeName(type), count));
     return byName;
   }
 
