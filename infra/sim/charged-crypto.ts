@@ -51,17 +51,33 @@ function fmix(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** `bytes` bytes from the 64-bit state (h1, h2): eight finalized words, repeated. */
+/** The i-th 32-bit output word of the 64-bit state (h1, h2). */
+function word(h1: number, h2: number, i: number): number {
+  const a = fmix((h1 + Math.imul(i + 1, 0x6a09e667)) | 0);
+  return fmix((a ^ h2) + Math.imul(i + 1, 0xbb67ae85)) ^ a;
+}
+
+/** `bytes` (a multiple of 4) bytes from the 64-bit state (h1, h2), little-endian words. */
 function expand(h1: number, h2: number, bytes: number): Buffer {
   const out = Buffer.allocUnsafe(bytes);
-  let a = h1;
-  let b = h2;
   for (let i = 0; i < bytes; i += 4) {
-    a = fmix((a + 0x6a09e667) | 0);
-    b = fmix((b ^ a) + 0xbb67ae85);
-    out.writeUInt32LE((a ^ b) >>> 0, i);
+    const w = word(h1, h2, i >> 2);
+    out[i] = w & 0xff;
+    out[i + 1] = (w >>> 8) & 0xff;
+    out[i + 2] = (w >>> 16) & 0xff;
+    out[i + 3] = w >>> 24;
   }
   return out;
+}
+
+/** Whether `tag` is exactly expand(h1, h2, tag.length), without building it. */
+function matches(h1: number, h2: number, tag: Uint8Array, bytes: number): boolean {
+  if (tag.length !== bytes) return false;
+  for (let i = 0; i < bytes; i += 4) {
+    const w = word(h1, h2, i >> 2);
+    if (tag[i] !== (w & 0xff) || tag[i + 1] !== ((w >>> 8) & 0xff) || tag[i + 2] !== ((w >>> 16) & 0xff) || tag[i + 3] !== w >>> 24) return false;
+  }
+  return true;
 }
 
 const SEED1 = 0x243f6a88;
@@ -119,15 +135,18 @@ export class ChargedCrypto implements CryptoProvider {
     const key = this.keyByPublicKey.get(pub.toString('hex'));
     return {
       publicKey: pub,
-      verify: (message, sig) => key !== undefined && sig.length === SIGNATURE_BYTES && equalBytes(signature(message, key), sig),
+      verify: (message, sig) => key !== undefined && matches(...signatureState(message, key), sig, SIGNATURE_BYTES),
     };
   }
 }
 
+/** The keyed 64-bit hash of a message that its stand-in signature expands. */
+function signatureState(message: Uint8Array, key: number): [number, number] {
+  return mix(message, SEED1 ^ Math.imul(key, 0x9e3779b1), SEED2 ^ Math.imul(key, 0x85ebca77));
+}
+
 /** A 64-byte stand-in signature: a keyed 64-bit hash of the message, expanded. */
 function signature(message: Uint8Array, key: number): Buffer {
-  let h1 = SEED1 ^ Math.imul(key, 0x9e3779b1);
-  let h2 = SEED2 ^ Math.imul(key, 0x85ebca77);
-  [h1, h2] = mix(message, h1, h2);
+  const [h1, h2] = signatureState(message, key);
   return expand(h1, h2, SIGNATURE_BYTES);
 }
