@@ -1,36 +1,40 @@
 #!/usr/bin/env node
 /**
  * `poe-bench`: the command-line entry point. Each subcommand lives in its own module and
- * exports `registerXCommand(program)`; adding one is one line in COMMANDS (plus its import).
+ * exports `registerXCommand(program)`; adding one is one line in COMMANDS.
+ *
+ * Only `sim` is imported up front: the other commands' modules (AWS SDK, charts, the run
+ * machinery) took longer to load than the simulator takes to run 2,000 batches (issue 12 item
+ * 6), so `poe-bench sim` loads none of them and the others load them when the program is built.
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registerSimCommand } from '../infra/sim/command.js';
-import { registerFigureCommand } from './figure-command.js';
-import { registerCurveCommand } from './curve-command.js';
-import { registerAwsCommand } from './infra-aws-command.js';
-import { registerInfraCommand } from './infra-command.js';
-import { registerModelCommands } from './model-command.js';
-import { registerReportCommand } from './report-command.js';
-import { registerRunCommand } from './run-command.js';
 
-const COMMANDS: readonly ((program: Command) => void)[] = [
-  registerSimCommand,
-  registerRunCommand,
-  registerFigureCommand,
-  registerReportCommand,
-  registerCurveCommand,
-  (program) => registerAwsCommand(program),
-  registerInfraCommand,
-  registerModelCommands,
+type Register = (program: Command) => void;
+
+/** Every command after `sim`, in help order, each loaded with its module. */
+const COMMANDS: readonly (() => Promise<Register>)[] = [
+  async () => (await import('./run-command.js')).registerRunCommand,
+  async () => (await import('./figure-command.js')).registerFigureCommand,
+  async () => (await import('./report-command.js')).registerReportCommand,
+  async () => (await import('./curve-command.js')).registerCurveCommand,
+  async () => {
+    const { registerAwsCommand } = await import('./infra-aws-command.js');
+    return (program) => registerAwsCommand(program);
+  },
+  async () => (await import('./infra-command.js')).registerInfraCommand,
+  async () => (await import('./model-command.js')).registerModelCommands,
 ];
 
-export function buildProgram(): Command {
+/** The program with every command, or with `sim` alone (what `poe-bench sim ...` needs). */
+export async function buildProgram(only?: 'sim'): Promise<Command> {
   const program = new Command('poe-bench')
     .description('reproduce the Proof-of-Execution (EDBT 2021) evaluation and compare PoE, PBFT, Zyzzyva and HotStuff')
     .showHelpAfterError();
-  for (const register of COMMANDS) register(program);
+  registerSimCommand(program);
+  if (only !== 'sim') for (const load of COMMANDS) (await load())(program);
   return program;
 }
 
@@ -46,5 +50,5 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
-  await buildProgram().parseAsync(process.argv);
+  await (await buildProgram(process.argv[2] === 'sim' ? 'sim' : undefined)).parseAsync(process.argv);
 }

@@ -260,6 +260,9 @@ export function formatSimResult(r: SimResult): string {
   lines.push(
     `  network       ${net.sent} copies sent, ${net.delivered} delivered, ${net.dropped} dropped, ${net.duplicated} duplicated, ${net.partitioned} cut by partitions, ${net.toCrashed} to crashed replicas`,
   );
+  lines.push(
+    `  crypto        ${r.crypto === 'charged' ? 'charged, not computed (no replica is Byzantine: infra/sim/charged-crypto.ts)' : 'computed (SHA-256, HMAC-SHA256 signatures)'}`,
+  );
   if (!r.valid) {
     lines.push(`  violations    ${r.violations.length}`);
     for (const v of r.violations.slice(0, 20)) lines.push(`    - ${v}`);

@@ -51,6 +51,32 @@ describe('EventQueue', () => {
     expect(lastSeen).toBeGreaterThanOrEqual(0);
   });
 
+  it('matches a sorted list under interleaved pushes and pops, each item with its aux number', () => {
+    const rng = new Rng(SEED + 2);
+    const q = new EventQueue<string>();
+    const model: { timeMs: number; seq: number; item: string; aux: number }[] = [];
+    let seq = 0;
+    let nowMs = 0;
+    for (let i = 0; i < 20_000; i++) {
+      if (model.length === 0 || rng.chance(0.5)) {
+        // Fractional and tied times both occur.
+        const timeMs = nowMs + (rng.chance(0.3) ? rng.nextInt(4) : rng.nextDouble() * 4);
+        const aux = rng.nextInt(1000);
+        q.push(timeMs, `e${seq}`, aux);
+        model.push({ timeMs, seq, item: `e${seq}`, aux });
+        seq++;
+      } else {
+        model.sort((a, b) => a.timeMs - b.timeMs || a.seq - b.seq);
+        const want = model.shift()!;
+        expect(q.peekTimeMs(), `seed ${SEED + 2}, step ${i}`).toBe(want.timeMs);
+        const item = q.popItem();
+        expect([item, q.poppedAux], `seed ${SEED + 2}, step ${i}`).toEqual([want.item, want.aux]);
+        nowMs = want.timeMs;
+      }
+    }
+    expect(q.size).toBe(model.length);
+  });
+
   it('retain keeps order and drops the rest', () => {
     const q = new EventQueue<string>();
     q.push(3, 'timer-a');

@@ -166,6 +166,13 @@ export class Network {
    * change the random stream of the rest of the run.
    */
   transmit(from: Peer, to: Peer, nowMs: number): number[] {
+    const out: number[] = [];
+    out.length = this.transmitInto(from, to, nowMs, out);
+    return out;
+  }
+
+  /** `transmit` without an array per copy: writes the arrival times into `out`, returns how many. */
+  transmitInto(from: Peer, to: Peer, nowMs: number, out: number[]): number {
     this.stats.sent++;
     const lost = this.rng.chance(this.options.dropProbability);
     const duplicate = this.rng.chance(this.options.duplicateProbability);
@@ -174,15 +181,17 @@ export class Network {
     const second = duplicate ? nowMs + this.drawDelayMs(d) : undefined;
     if (this.isCut(from, to, nowMs)) {
       this.stats.partitioned++;
-      return [];
+      return 0;
     }
     const healed = this.healed || nowMs >= (this.options.healAtMs ?? Infinity);
     if (lost && !healed) {
       this.stats.dropped++;
-      return [];
+      return 0;
     }
-    if (second === undefined || healed) return [first];
+    out[0] = first;
+    if (second === undefined || healed) return 1;
     this.stats.duplicated++;
-    return [first, second];
+    out[1] = second;
+    return 2;
   }
 }

@@ -125,7 +125,39 @@ export type SimInput = Partial<SimConfig> &
     readonly module?: ProtocolModule<WireMessage>;
     /** Names for message type ids in `messagesByType`; registered protocols have theirs. */
     readonly typeNames?: ReadonlyMap<number, string>;
+    /** Compute crypto, or charge it without computing (simCryptoMode); default 'auto'. */
+    readonly crypto?: SimCryptoRequest;
   };
+
+/** How a simulation does its crypto: computed (SimCrypto: HMAC-SHA256, SHA-256) or charged (infra/sim/charged-crypto.ts). */
+export type SimCryptoMode = 'computed' | 'charged';
+export type SimCryptoRequest = SimCryptoMode | 'auto';
+
+/** Faults that only stop or slow a replica: it never sends anything its protocol would not. */
+const CRASH_FAULTS: ReadonlySet<string> = new Set(['silent', 'stopAfter', 'crashAt', 'slow']);
+
+/** The Byzantine faults of a run: those that make a replica send what its protocol would not. */
+export function byzantineFaults(faults: readonly FaultAssignment[]): FaultAssignment[] {
+  return faults.filter((a) => !CRASH_FAULTS.has(a.fault.kind));
+}
+
+/**
+ * Charged crypto answers honest callers as real crypto would but lets anyone forge, so it is
+ * used only when no replica is Byzantine (issue 12 item 1): 'auto' charges in such runs and
+ * computes in every other; 'computed' always computes; 'charged' in a run with a Byzantine
+ * replica is refused, because forged signatures must fail to verify there.
+ */
+export function simCryptoMode(request: SimCryptoRequest | undefined, faults: readonly FaultAssignment[]): SimCryptoMode {
+  const byzantine = byzantineFaults(faults);
+  if (request === 'computed') return 'computed';
+  if (byzantine.length === 0) return 'charged';
+  if (request === 'charged') {
+    throw new RangeError(
+      `crypto 'charged' cannot run with Byzantine replicas (${byzantine.map(formatReplicaFault).join(' ')}): their forgeries must fail to verify, which needs computed crypto`,
+    );
+  }
+  return 'computed';
+}
 
 /** A simulation's default, from the table of run parameters (infra/params.ts, which says why it differs from a real run's). */
 const d = <T>(key: string): T => paramDefault('sim', key) as T;
@@ -168,9 +200,10 @@ export function inputReplicas(input: Pick<SimInput, 'replicas' | 'n'>): number {
 }
 
 export function resolveSimConfig(input: SimInput): SimConfig {
-  const { module, typeNames, ...rest } = input;
+  const { module, typeNames, crypto, ...rest } = input;
   void module;
   void typeNames;
+  void crypto;
   const defined: Record<string, unknown> = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
   for (const [old, now] of Object.entries(LEGACY_NAMES)) {
     if (old in defined) {

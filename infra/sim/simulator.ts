@@ -7,7 +7,9 @@
  *
  * Each message goes through its protocol's codec: encoded once when sent, decoded once per
  * receiver, so what a core receives is what it would read off a socket, and message sizes are
- * real. Replicas may be wrapped in crash and Byzantine behaviours (`faults`, replica/byzantine.ts:
+ * real. In a run where every node is honest and nothing counts the work (no cost hook), the
+ * recipients of one frame share its one decode, and crypto is charged without being computed
+ * (charged-crypto.ts; SimInput.crypto: 'computed' turns both off). Replicas may be wrapped in crash and Byzantine behaviours (`faults`, replica/byzantine.ts:
  * silent, stopAfter, crashAt, slow, inTheDark, equivocate); they count as faulty and are left out
  * of every check.
  *
@@ -24,7 +26,7 @@ import { ClientCore, type KeyGenerator } from '../../client/core.js';
 import { createKeyGenerator } from '../../client/generators.js';
 import { Rng } from '../../client/random.js';
 import { formatReplicaFault, withFault } from '../../replica/byzantine.js';
-import { createCrypto } from '../../replica/crypto.js';
+import { type CryptoProvider, createCrypto } from '../../replica/crypto.js';
 import { CountingCrypto } from '../../replica/crypto-counter.js';
 import { KeyRing } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
@@ -43,11 +45,22 @@ import {
   type ReplicaOutput,
   type WireMessage,
 } from '../../replica/types.js';
+import { ChargedCrypto } from './charged-crypto.js';
 import type { SimCostHook } from './cost-hook.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type NetworkStats } from './network.js';
 import { simFaultContext, twinsNetworkCut } from './twins.js';
-import { faultAssignmentProblem, replayCommand, resolveSimConfig, silentBackups, type ExtraValue, type SimConfig, type SimInput } from './options.js';
+import {
+  faultAssignmentProblem,
+  replayCommand,
+  resolveSimConfig,
+  silentBackups,
+  simCryptoMode,
+  type ExtraValue,
+  type SimConfig,
+  type SimCryptoMode,
+  type SimInput,
+} from './options.js';
 import { checkSafety, CommitChecker } from './safety.js';
 
 /** Protocols whose replicas execute before commit and may roll back (paper §3.3.5; Zyzzyva). */
@@ -120,6 +133,8 @@ export interface SimResult {
   readonly rejectedByReason: Record<string, number>;
   readonly network: NetworkStats;
   readonly events: number;
+  /** Whether crypto was computed, or charged without being computed (charged-crypto.ts; options.ts simCryptoMode). */
+  readonly crypto: SimCryptoMode;
   readonly stopReason: StopReason;
   /** The command that replays this run. */
   readonly replay: string;
@@ -127,11 +142,28 @@ export interface SimResult {
 
 type SimEvent =
   | { readonly kind: 'start'; readonly node: Peer }
-  | { readonly kind: 'deliver'; readonly from: Peer; readonly to: Peer; readonly frame: Buffer }
+  /** A frame for one recipient, as the queue holds it: the recipient is the entry's `aux` (no object per copy). */
+  | SentFrame
+  /** The same with its recipient, as a cost model's backlog holds it. */
+  | { readonly kind: 'deliver'; readonly from: Peer; readonly to: Peer; readonly frame: SentFrame }
   | { readonly kind: 'timer'; readonly node: Peer; readonly name: string; readonly generation: number }
   | { readonly kind: 'crash'; readonly replica: number }
   /** A cost model (cost-hook.ts) held a busy node's inputs back: its next one may start now. */
   | { readonly kind: 'wake'; readonly node: Peer };
+
+/**
+ * One encoded message, shared by the copies sent to each recipient. With `shareDecoded` the
+ * first recipient's decode (and the step input made of it) is kept here and handed to the
+ * others: the same bytes decode to the same message, and cores never modify what they receive
+ * (its fields are readonly).
+ */
+interface SentFrame {
+  readonly kind: 'frame';
+  readonly from: Peer;
+  readonly bytes: Buffer;
+  /** With `shareDecoded`: the step input made of it, the same for every recipient. */
+  input: { readonly kind: 'message'; readonly from: Peer; readonly msg: WireMessage } | undefined;
+}
 
 interface ReplicaNode {
   readonly core: ReplicaCore<WireMessage>;
@@ -195,9 +227,15 @@ export class Simulation {
   private readonly counting: CountingCrypto | undefined;
   private readonly backlog = new Map<Peer, SimEvent[]>();
   private inputFrameBytes = -1;
+  /** Crypto computed or charged (charged-crypto.ts), and whether recipients of one frame share its decode. */
+  readonly cryptoMode: SimCryptoMode;
+  private readonly shareDecoded: boolean;
+  /** Arrival times of one copy (reused by transmit: no array per message). */
+  private readonly arrivals: number[] = [];
+  /** Replica-sent messages by type id (a frame's first byte, so below 256), named in result(). */
+  private readonly messagesByTypeId: number[] = [];
 
   private readonly accepted: AcceptedBatch[] = [];
-  private readonly messagesByType = new Map<string, number>();
   private readonly acceptedByPath = new Map<string, number>();
   private readonly rejectedByReason = new Map<string, number>();
   private readonly viewsEntered = new Set<number>();
@@ -247,7 +285,12 @@ export class Simulation {
       },
       rng.fork(),
     );
-    const baseCrypto = createCrypto('sim');
+    this.cryptoMode = simCryptoMode(input.crypto, c.faults);
+    const baseCrypto: CryptoProvider = this.cryptoMode === 'charged' ? new ChargedCrypto() : createCrypto('sim');
+    // Sharing a decode skips the per-recipient decode and the digest each recipient computes of
+    // the request it carries (replica/messages.ts caches it per object), so it is done only where
+    // nothing counts that work (no cost hook), every node is honest, and the codec is the protocol's own.
+    this.shareDecoded = this.cryptoMode === 'charged' && !hook && input.module === undefined;
     this.counting = hook ? new CountingCrypto(baseCrypto) : undefined;
     const crypto = this.counting ?? baseCrypto;
     const keySeed = `sim-${c.seed}`;
@@ -275,7 +318,9 @@ export class Simulation {
     for (let origin = 0; origin < c.clientProcs; origin++) {
       const keyRng = rng.fork();
       const keyGen: KeyGenerator = createKeyGenerator(c.generator, c.records, keyRng.nextU32());
-      const policy = this.module.createClientPolicy({ n: c.replicas, origin, extra, ...(this.counting ? { crypto } : {}) });
+      // The client policy verifies with the run's provider when it is not the one extra.cryptoProvider names.
+      const ownCrypto = this.counting !== undefined || this.cryptoMode === 'charged';
+      const policy = this.module.createClientPolicy({ n: c.replicas, origin, extra, ...(ownCrypto ? { crypto } : {}) });
       const core = new ClientCore<WireMessage>(
         {
           origin,
@@ -326,7 +371,7 @@ export class Simulation {
     const c = this.config;
     for (;;) {
       if (this.stopRequested) return this.stopRequested;
-      if (this.clients.every((cl) => cl.core.done)) return 'done';
+      if (this.clientsDone()) return 'done';
       if (this.events >= c.maxEvents) return 'event-limit';
       const nextMs = this.queue.peekTimeMs();
       if (nextMs === undefined) return 'idle';
@@ -338,11 +383,16 @@ export class Simulation {
     }
   }
 
+  private clientsDone(): boolean {
+    for (const cl of this.clients) if (!cl.core.done) return false;
+    return true;
+  }
+
   private popAndDispatch(): void {
-    const e = this.queue.pop()!;
-    this.nowMs = e.timeMs;
+    this.nowMs = this.queue.peekTimeMs()!;
     this.events++;
-    this.dispatch(e.item);
+    const item = this.queue.popItem();
+    this.dispatch(item, this.queue.poppedAux);
   }
 
   /**
@@ -399,24 +449,28 @@ export class Simulation {
    * crashes) stay armed for the settle phase.
    */
   private drain(): void {
-    const held: { timeMs: number; item: SimEvent }[] = [];
+    const held: { timeMs: number; item: SimEvent; aux: number }[] = [];
     while (this.queue.size > 0 && this.events < this.config.maxEvents && !this.stopRequested) {
       const e = this.queue.pop()!;
-      if (e.item.kind !== 'deliver' && e.item.kind !== 'wake') {
+      if (e.item.kind !== 'frame' && e.item.kind !== 'deliver' && e.item.kind !== 'wake') {
         held.push(e);
         continue;
       }
       this.nowMs = e.timeMs;
       this.events++;
-      this.dispatch(e.item);
+      this.dispatch(e.item, e.aux);
     }
     // Time does not run backwards: a timer that was due during the drain fires when it ended.
-    for (const e of held) this.queue.push(Math.max(e.timeMs, this.nowMs), e.item);
+    for (const e of held) this.queue.push(Math.max(e.timeMs, this.nowMs), e.item, e.aux);
   }
 
-  private dispatch(e: SimEvent): void {
-    if (this.hook && e.kind !== 'crash' && this.deferred(e.kind === 'deliver' ? e.to : e.node, e)) return;
-    this.run1(e);
+  /** Runs event `e`; `aux` is the recipient when `e` is a frame. */
+  private dispatch(e: SimEvent, aux: number): void {
+    if (this.hook && e.kind !== 'crash') {
+      if (e.kind === 'frame') e = { kind: 'deliver', from: e.from, to: aux, frame: e };
+      if (this.deferred(e.kind === 'deliver' ? e.to : e.node, e)) return;
+    }
+    this.run1(e, aux);
   }
 
   /** With a cost model: holds `e` in `node`'s FIFO backlog while the node (or its host) is busy. */
@@ -425,7 +479,7 @@ export class Simulation {
       const backlog = this.backlog.get(node)!;
       const readyMs = this.hook!.readyAtMs(node, this.nowMs);
       if (readyMs <= this.nowMs) {
-        this.run1(backlog.shift()!);
+        this.run1(backlog.shift()!, 0);
         if (backlog.length > 0) this.queue.push(Math.max(this.nowMs, this.hook!.readyAtMs(node, this.nowMs)), e);
         else this.backlog.delete(node);
       } else this.queue.push(readyMs, e);
@@ -443,15 +497,18 @@ export class Simulation {
     return true;
   }
 
-  private run1(e: SimEvent): void {
+  private run1(e: SimEvent, aux: number): void {
     this.inputFrameBytes = -1;
     switch (e.kind) {
+      case 'frame':
+        this.deliver(e.from, aux, e);
+        return;
       case 'start':
         if (isClientPeer(e.node)) this.stepClient(clientOrigin(e.node), { kind: 'start' });
         else this.stepReplica(e.node, { kind: 'start' });
         return;
       case 'deliver':
-        this.deliver(e);
+        this.deliver(e.from, e.to, e.frame);
         return;
       case 'timer': {
         const timers = isClientPeer(e.node) ? this.clients[clientOrigin(e.node)]!.timers : this.replicas[e.node]!.timers;
@@ -472,27 +529,32 @@ export class Simulation {
     }
   }
 
-  private deliver(e: { from: Peer; to: Peer; frame: Buffer }): void {
-    if (this.network.isCut(e.from, e.to, this.nowMs) || this.twinsCut?.(e.from, e.to, this.nowMs)) {
+  private deliver(from: Peer, to: Peer, frame: SentFrame): void {
+    if (this.network.isCut(from, to, this.nowMs) || this.twinsCut?.(from, to, this.nowMs)) {
       this.network.stats.partitioned++;
       return;
     }
-    if (!isClientPeer(e.to) && this.replicas[e.to]!.crashed) {
+    if (!isClientPeer(to) && this.replicas[to]!.crashed) {
       this.network.stats.toCrashed++;
       return;
     }
     this.network.stats.delivered++;
-    let msg: WireMessage;
-    try {
-      msg = this.module.codec.decode(e.frame);
-    } catch (err) {
-      // The simulator only delivers frames the codec itself encoded: failing to decode one is a bug.
-      this.fail(`codec: a frame from ${e.from} to ${e.to} does not decode: ${(err as Error).message}`, 'exception');
-      return;
+    let input = frame.input;
+    if (!input) {
+      let msg: WireMessage;
+      try {
+        msg = this.module.codec.decode(frame.bytes);
+      } catch (err) {
+        // The simulator only delivers frames the codec itself encoded: failing to decode one is a bug.
+        this.fail(`codec: a frame from ${from} to ${to} does not decode: ${(err as Error).message}`, 'exception');
+        return;
+      }
+      input = { kind: 'message', from, msg };
+      if (this.shareDecoded) frame.input = input;
     }
-    this.inputFrameBytes = e.frame.length;
-    if (isClientPeer(e.to)) this.stepClient(clientOrigin(e.to), { kind: 'message', from: e.from, msg });
-    else this.stepReplica(e.to, { kind: 'message', from: e.from, msg });
+    this.inputFrameBytes = frame.bytes.length;
+    if (isClientPeer(to)) this.stepClient(clientOrigin(to), input);
+    else this.stepReplica(to, input);
   }
 
   private fail(violation: string, stop?: StopReason): void {
@@ -561,9 +623,9 @@ export class Simulation {
     return Number.isInteger(p) && p >= 0 && p < this.config.replicas;
   }
 
-  private encode(msg: WireMessage, from: Peer): Buffer | undefined {
+  private encode(msg: WireMessage, from: Peer): SentFrame | undefined {
     try {
-      return this.module.codec.encode(msg);
+      return { kind: 'frame', from, bytes: this.module.codec.encode(msg), input: undefined };
     } catch (err) {
       this.fail(`codec: ${isClientPeer(from) ? 'client' : 'replica'} ${from} could not encode type ${msg.type}: ${(err as Error).message}`, 'exception');
       return undefined;
@@ -608,7 +670,8 @@ export class Simulation {
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
     if (this.speculative) {
-      node.executedBlocks.length = k - 1;
+      // Truncate only after a rollback: setting the length is a runtime call even when it changes nothing.
+      if (node.executedBlocks.length !== k - 1) node.executedBlocks.length = k - 1;
       // A copy: ledger columns are reused after a rollback.
       node.executedBlocks.push({ digest: Buffer.from(ledger.digestAt(k)), view: ledger.viewAt(k) });
     }
@@ -731,17 +794,27 @@ export class Simulation {
     });
   }
 
-  private transmit(from: Peer, to: Peer, frame: Buffer, type: number, encoded = true): void {
+  private transmit(from: Peer, to: Peer, frame: SentFrame, type: number, encoded = true): void {
+    const bytes = frame.bytes.length;
     if (isClientPeer(from)) {
       this.clientMessages++;
-      this.clientBytes += frame.length;
+      this.clientBytes += bytes;
     } else {
       this.replicaMessages++;
-      this.replicaBytes += frame.length;
-      bump(this.messagesByType, this.typeName(type));
+      this.replicaBytes += bytes;
+      this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + 1;
     }
-    const departMs = this.hook ? this.hook.frameSent({ from, to, bytes: frame.length, encoded }, this.nowMs) : this.nowMs;
-    for (const atMs of this.network.transmit(from, to, departMs)) this.queue.push(atMs, { kind: 'deliver', from, to, frame });
+    const departMs = this.hook ? this.hook.frameSent({ from, to, bytes, encoded }, this.nowMs) : this.nowMs;
+    const arrivals = this.arrivals;
+    const copies = this.network.transmitInto(from, to, departMs, arrivals);
+    for (let i = 0; i < copies; i++) this.queue.push(arrivals[i]!, frame, to);
+  }
+
+  /** Replica-sent messages by type name (ids without a name as type<id>). */
+  private messagesByType(): Map<string, number> {
+    const byName = new Map<string, number>();
+    this.messagesByTypeId.forEach((count, type) => bump(byName, this.typeName(type), count));
+    return byName;
   }
 
   private typeName(type: number): string {
@@ -821,7 +894,8 @@ export class Simulation {
 
   private result(stopReason: StopReason, stoppedAtMs: number): SimResult {
     const accepted = this.accepted.length;
-    const checkpointMessages = this.messagesByType.get(CHECKPOINT_TYPE_NAME) ?? 0;
+    const messagesByType = this.messagesByType();
+    const checkpointMessages = messagesByType.get(CHECKPOINT_TYPE_NAME) ?? 0;
     let latencySum = 0;
     let latencyMax = 0;
     for (const a of this.accepted) {
@@ -843,7 +917,7 @@ export class Simulation {
       issuedBatches: this.issuedBatches(),
       messagesPerBatch: perBatch(this.replicaMessages),
       protocolMessagesPerBatch: perBatch(this.replicaMessages - checkpointMessages),
-      messagesByType: sortedRecord(this.messagesByType),
+      messagesByType: sortedRecord(messagesByType),
       checkpointMessages,
       replicaMessages: this.replicaMessages,
       bytesSent: this.replicaBytes,
@@ -865,6 +939,7 @@ export class Simulation {
       rejectedByReason: sortedRecord(this.rejectedByReason),
       network: { ...this.network.stats },
       events: this.events,
+      crypto: this.cryptoMode,
       stopReason,
       replay: replayCommand(this.config),
     };
