@@ -151,27 +151,49 @@ function registerPoint(model: Command): void {
     .option('--calibration <file>', 'calibration file', DEFAULT_CALIBRATION)
     .option('--batches <n>', 'batches to simulate', '400')
     .option('--clients <c>', 'logical clients in total', '24')
+    .option('--view-change-timeout-ms <ms>', "replicas' view-change timeout (default 2000, as a real run's)")
+    .option('--client-timeout-ms <ms>', "clients' request timeout (default 2000, as a real run's)")
     .option('--extra <key=value>', 'protocol switch, repeatable', (v: string, prev: string[] = []) => [...prev, v])
-    .action((o: { protocol: string; replicas: string; testbed: string; calibration: string; batches: string; clients: string; extra?: string[] }) => {
-      const cal = calibrationFile(o.calibration);
-      const spec = makeRunSpec({ protocol: o.protocol as ProtocolName, replicas: Number(o.replicas), clients: Number(o.clients) });
-      const extra = Object.fromEntries((o.extra ?? []).map((kv) => kv.split('=') as [string, string]));
-      const r = modelPoint({
-        protocol: o.protocol,
-        replicas: Number(o.replicas),
-        batch: spec.batch,
-        clients: spec.clients,
-        clientProcs: spec.clientProcs,
-        batches: Number(o.batches),
-        records: spec.records,
-        valueBytes: spec.valueBytes,
-        checkpointInterval: spec.checkpointInterval,
-        window: spec.window,
-        extra,
-        seed: spec.seed,
-        testbed: loadTestbed(o.testbed, cal.hostCoresAvailable),
-        costs: cal.costs,
-      });
-      process.stdout.write(`${JSON.stringify({ modelled: true, testbed: o.testbed, calibration: o.calibration, ...r }, null, 2)}\n`);
-    });
+    .action(
+      (o: {
+        protocol: string;
+        replicas: string;
+        testbed: string;
+        calibration: string;
+        batches: string;
+        clients: string;
+        viewChangeTimeoutMs?: string;
+        clientTimeoutMs?: string;
+        extra?: string[];
+      }) => {
+        const cal = calibrationFile(o.calibration);
+        const spec = makeRunSpec({ protocol: o.protocol as ProtocolName, replicas: Number(o.replicas), clients: Number(o.clients) });
+        const extra = Object.fromEntries((o.extra ?? []).map((kv) => kv.split('=') as [string, string]));
+        const r = modelPoint({
+          protocol: o.protocol,
+          replicas: Number(o.replicas),
+          batch: spec.batch,
+          clients: spec.clients,
+          clientProcs: spec.clientProcs,
+          batches: Number(o.batches),
+          records: spec.records,
+          valueBytes: spec.valueBytes,
+          checkpointInterval: spec.checkpointInterval,
+          window: spec.window,
+          extra,
+          seed: spec.seed,
+          testbed: loadTestbed(o.testbed, cal.hostCoresAvailable),
+          costs: cal.costs,
+          ...(o.viewChangeTimeoutMs === undefined ? {} : { viewChangeTimeoutMs: positive(o.viewChangeTimeoutMs, '--view-change-timeout-ms') }),
+          ...(o.clientTimeoutMs === undefined ? {} : { clientTimeoutMs: positive(o.clientTimeoutMs, '--client-timeout-ms') }),
+        });
+        process.stdout.write(`${JSON.stringify({ modelled: true, testbed: o.testbed, calibration: o.calibration, ...r }, null, 2)}\n`);
+      },
+    );
+}
+
+function positive(v: string, flag: string): number {
+  const x = Number(v);
+  if (!Number.isFinite(x) || x <= 0) throw new RangeError(`${flag}: a positive number of milliseconds, got '${v}'`);
+  return x;
 }

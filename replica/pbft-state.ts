@@ -4,7 +4,10 @@
  */
 /** Timer names (TigerBeetle style: a table of named timeouts). */
 export const PBFT_TIMERS = {
-  /** A backup waits this long for a request it knows of to execute before suspecting the primary. */
+  /**
+   * A backup waits this long for a request it knows of to execute before suspecting the primary:
+   * T, and after j view changes without a new client batch executed, T * 2^(j-1) (OSDI'99 §4.4).
+   */
   viewChange: 'pbft:view-change',
   /**
    * A replica in a view change waits this long for the NEW-VIEW before moving to the next view,

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createCrypto } from './crypto.js';
 import { KeyRing } from './keys.js';
 import { makeRequest, noopRequest, requestDigest, type ClientRequest } from './messages.js';
-import { decideNewView, ViewChangeLog, type DecideContext } from './pbft-view-change.js';
+import { decideNewView, LaggardAnswers, ViewChangeLog, type DecideContext } from './pbft-view-change.js';
 import { MSG_NEW_VIEW, MSG_VIEW_CHANGE, MSG_VIEW_CHANGE_ACK, type NewView, type PreparedCert, type ViewChange } from './pbft-wire.js';
 import { quorums } from './types.js';
 
@@ -111,5 +111,24 @@ describe('PBFT view-change log', () => {
     log.record(vc(2));
     expect(log.checkV(nv([vc(0, { view: 0, d: da }), vc(1), vc(2)]))).toBe('ok');
     // Reference: TOCS 2002 §4, backups check the new-view message against the view-change messages they hold; MACs are not transferable.
+  });
+});
+
+describe('PBFT answers to replicas asking for the view this one runs', () => {
+  it('answers a laggard at doubling intervals, and never a peer seen running the view', () => {
+    // Two replicas that both run the view answer each other's VIEW-CHANGEs: without the
+    // doubling that exchange never ends (the n = 32 overload stall, infra/sim/pbft-overload.test.ts).
+    const t = 300;
+    const answers = new LaggardAnswers(t / 2);
+    const times: number[] = [];
+    for (let now = 0; now <= 10_000; now += 10) if (answers.answerNow(1, now)) times.push(now);
+    // T/2 after the first answer, then T, 2T, ... (as PBFT doubles its NEW-VIEW wait, OSDI'99 §4.4).
+    expect(times).toEqual([0, 150, 450, 1050, 2250, 4650, 9450]);
+    answers.noteRunning(2);
+    expect(answers.answerNow(2, 0)).toBe(false);
+    answers.reset();
+    expect(answers.answerNow(1, 10_000)).toBe(true);
+    expect(answers.answerNow(2, 10_000)).toBe(true);
+    expect(answers.answerNow(2, 10_010)).toBe(false);
   });
 });

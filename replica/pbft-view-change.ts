@@ -55,6 +55,7 @@ import {
   type ViewChange,
   type ViewChangeAck,
 } from './pbft-wire.js';
+import { BACKOFF_EXP_MAX } from './pbft-state.js';
 import { primaryOf, type Quorums } from './types.js';
 
 export interface PlannedEntry {
@@ -371,5 +372,53 @@ export class ViewChangeLog {
     let acks = 0;
     for (const m of this.acks.values()) acks += m.size;
     return this.latest.size + acks;
+  }
+}
+
+/**
+ * When a replica that runs view v answers a peer whose VIEW-CHANGE for v reaches it (the peer
+ * lost the NEW-VIEW, or lacks this replica's VIEW-CHANGE to check V; pbft.ts answerLaggard).
+ *
+ * The answer is itself a VIEW-CHANGE for v, so a peer that already runs v answers it in turn:
+ * two replicas in view v answer each other's VIEW-CHANGEs for ever. Under CPU overload the
+ * stale re-sends a replica finds in its input backlog after entering the view start that
+ * exchange between every pair (found with the cost model: PBFT at n = 32 on 2 shared cores,
+ * after entering view 2 every replica sent about 90 VIEW-CHANGEs of 110 KB a second, 2,830 in
+ * all, for the rest of the run, and nothing executed again). Two rules end it:
+ * - a peer from which this replica received a PRE-PREPARE, PREPARE or COMMIT of the view runs
+ *   the view (a replica sends those only outside a view change) and is not answered;
+ * - otherwise the answers to one peer are spaced at doubling intervals (T/2, T, 2T, ...), as
+ *   PBFT doubles its own wait for a NEW-VIEW (Castro and Liskov, OSDI'99 §4.4; TOCS 2002
+ *   §4.5.2: "it waits ... 2T"), so a true laggard on a lossy link still gets an answer, and an
+ *   exchange between two replicas that both run the view dies out.
+ * Reset when the replica enters a view.
+ */
+export class LaggardAnswers {
+  private readonly answered = new Map<number, { atMs: number; count: number }>();
+  private readonly running = new Set<number>();
+
+  constructor(private readonly firstGapMs: number) {}
+
+  /** Peer `r` sent a normal-case message of the view this replica runs: it runs the view too. */
+  noteRunning(r: number): void {
+    this.running.add(r);
+  }
+
+  /** True when peer `r` is to be answered now (and counts the answer). */
+  answerNow(r: number, nowMs: number): boolean {
+    if (this.running.has(r)) return false;
+    const prev = this.answered.get(r);
+    if (prev && nowMs - prev.atMs < this.firstGapMs * 2 ** Math.min(prev.count - 1, BACKOFF_EXP_MAX)) return false;
+    this.answered.set(r, { atMs: nowMs, count: (prev?.count ?? 0) + 1 });
+    return true;
+  }
+
+  reset(): void {
+    this.answered.clear();
+    this.running.clear();
+  }
+
+  get size(): number {
+    return this.answered.size + this.running.size;
   }
 }

@@ -57,7 +57,7 @@ import { isNoop, MSG_CHECKPOINT, MSG_REQUEST, NOOP_CLIENT_ID, requestDigest, typ
 import { Outbox } from './outbox.js';
 import { PbftClientPolicy } from './pbft-client.js';
 import { BatchFetcher } from './pbft-fetch.js';
-import { decideNewView, notePrePrepared, ViewChangeLog, wellFormedViewChange, type NewViewPlan } from './pbft-view-change.js';
+import { decideNewView, LaggardAnswers, notePrePrepared, ViewChangeLog, wellFormedViewChange, type NewViewPlan } from './pbft-view-change.js';
 import {
   MSG_BATCHES,
   MSG_COMMIT,
@@ -131,8 +131,9 @@ interface Slot {
   cert: PreparedCert | undefined;
   /** What pre-prepared here for k, each batch with the latest view it did (VIEW-CHANGE's Q). */
   q: PrePreparedInfo[];
-  /** When this replica last re-sent its messages for the slot (retransmitFor). */
+  /** When this replica last re-sent its messages for the slot, and how often it did in this view (retransmitFor). */
   resentAtMs: number;
+  resends: number;
 }
 
 const matches = (v: Vote, pp: SlotPrePrepare): boolean => v.originView === pp.originView && v.digest.equals(pp.digest);
@@ -163,8 +164,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private newViewWaitMs = 0;
   /** The NEW-VIEW that took this replica into its current view, re-sent to replicas that missed it. */
   private lastNewView: NewView | undefined = undefined;
-  /** When a NEW-VIEW was last re-sent to each replica (at most once per half timeout each). */
-  private readonly newViewResentAtMs = new Map<number, number>();
+  /** Which peers asking for the view this replica runs to answer, and when (pbft-view-change.ts). */
+  private readonly laggards: LaggardAnswers;
   private nowMs = 0;
 
   private readonly slots = new Map<number, Slot>();
@@ -226,6 +227,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     this.genesisHash = Buffer.from(this.ledger.hashAt(0));
     this.stableProof = { k: 0, stateDigest: this.genesisHash, senders: [] };
     this.vcLog = new ViewChangeLog(deps.crypto, this.n, this.id);
+    this.laggards = new LaggardAnswers(options.viewChangeTimeoutMs / 2);
     this.fetcher = new BatchFetcher({
       id: this.id,
       n: this.n,
@@ -294,14 +296,24 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
         cert: undefined,
         q: [],
         resentAtMs: -Infinity,
+        resends: 0,
       };
       this.slots.set(k, slot);
     }
     return slot;
   }
 
+  /**
+   * T, or after j view changes without a new client batch executed T * 2^(j-1), the wait of the
+   * last NEW-VIEW: OSDI'99 §4.4 has one timer cover the NEW-VIEW and the first new request
+   * executed in the new view ("If the timer expires before it receives a valid new-view message
+   * for v+1 or before it executes a request in the new view that it had not executed
+   * previously, it starts the view change for view v+2 but this time it will wait 2T"). A
+   * request timer of T again after a NEW-VIEW made replicas whose inputs run seconds behind
+   * leave every view before its first request could run (PBFT n = 32 in the cost model).
+   */
   private armViewChangeTimer(): void {
-    this.out.setTimer(PBFT_TIMERS.viewChange, this.options.viewChangeTimeoutMs);
+    this.out.setTimer(PBFT_TIMERS.viewChange, this.options.viewChangeTimeoutMs * 2 ** Math.max(0, this.backoffExp - 1));
     this.viewChangeTimerArmed = true;
   }
 
@@ -409,8 +421,10 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
    * PRE-PREPARE, a backup its PREPARE, and either its COMMIT. PBFT assumes links that retransmit;
    * without this, COMMITs lost while a replica is down leave the others one COMMIT short for good
    * (only one replica executed, so fetching finds no f+1 that agree) until a view change that
-   * nobody who executed asks for. At most once per quarter timeout per slot; nothing changes in
-   * a run without client timeouts.
+   * nobody who executed asks for. Per slot and view, after T/4, then at doubling intervals: each
+   * client re-send draws 2(n-1) messages from every replica, which under overload (latency many
+   * client timeouts long) kept the inputs seconds behind for good. Nothing changes in a run
+   * without client timeouts.
    */
   private retransmitFor(req: ClientRequest): void {
     const at = this.slotOfClient.get(req.clientId);
@@ -418,8 +432,9 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     const slot = this.slots.get(at.k);
     const pp = slot?.pp;
     if (!slot || !pp || slot.view !== this.view || !requestDigest(this.deps.crypto, req).equals(pp.digest)) return;
-    if (this.nowMs - slot.resentAtMs < this.options.viewChangeTimeoutMs / 4) return;
+    if (this.nowMs - slot.resentAtMs < (this.options.viewChangeTimeoutMs / 4) * 2 ** Math.min(slot.resends, BACKOFF_EXP_MAX)) return;
     slot.resentAtMs = this.nowMs;
+    slot.resends++;
     // A NEW-VIEW's re-proposal (origin view below the view) is only valid inside the NEW-VIEW.
     if (this.isPrimary() && pp.originView === this.view) {
       this.out.broadcast({ type: MSG_PRE_PREPARE, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, request: pp.request });
@@ -519,6 +534,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     if (!this.fromReplica(from, m.replica)) return;
     if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
+    this.laggards.noteRunning(from);
     if (from !== primaryOf(m.view, this.n)) return this.out.reject('pre-prepare from a backup', from);
     if (!this.inWindow(m.k)) return;
     const slot = this.slotFor(m.k);
@@ -536,6 +552,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     slot.q = notePrePrepared(slot.q, { k: slot.k, view: slot.view, originView: pp.originView, digest: pp.digest });
     // What this replica sends for the slot leaves now: a retransmission waits its interval from here.
     slot.resentAtMs = this.nowMs;
+    slot.resends = 0;
     if (!isNoop(pp.request)) this.slotOfClient.set(pp.request.clientId, { reqNo: pp.request.reqNo, k: slot.k });
     if (!this.isPrimary()) {
       const prepare: Prepare = { type: MSG_PREPARE, replica: this.id, view: this.view, k: slot.k, originView: pp.originView, digest: pp.digest };
@@ -558,6 +575,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     if (!this.fromReplica(from, m.replica)) return;
     if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
+    this.laggards.noteRunning(from);
     // The primary's pre-prepare is its vote; a PREPARE from it does not count (PBFT §4.2).
     if (from === primaryOf(m.view, this.n) || !this.inWindow(m.k)) return;
     const slot = this.slotFor(m.k);
@@ -592,6 +610,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     // Even a message for another view says batches up to k exist: the progress watch may fetch them.
     if (this.inWindow(m.k)) this.fetcher.noteK(m.k);
     if (this.notForNow(from, m)) return;
+    this.laggards.noteRunning(from);
     if (!this.inWindow(m.k)) return;
     const slot = this.slotFor(m.k);
     if (slot.commits[from]) return;
@@ -635,7 +654,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     }
   }
 
-  /** Replies, cleans up request bookkeeping, and takes a checkpoint. True for a client batch. */
+  /** Replies, cleans up request bookkeeping, and takes a checkpoint. True for a client batch run for the first time. */
   private afterExecution(ex: Execution): boolean {
     const req = ex.request;
     const noop = isNoop(req);
@@ -670,7 +689,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       this.out.broadcast(cp);
       this.onCheckpointVote(this.id, ex.k, ex.blockHash);
     }
-    return !noop;
+    // A batch executed before (a NEW-VIEW's re-proposal of it at another k) is no new request (OSDI'99 §4.4).
+    return !noop && !ex.duplicate;
   }
 
   // -------------------------------------------------------------------------------------
@@ -776,15 +796,13 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
 
   /**
    * A replica asks for a view we already run: it lost our NEW-VIEW (we are its primary) or needs
-   * our VIEW-CHANGE to check the NEW-VIEW's V (we are a backup). At most once per half timeout each.
+   * our VIEW-CHANGE to check the NEW-VIEW's V (we are a backup). Not if it showed it runs the
+   * view, and at doubling intervals each (LaggardAnswers: our answer is a VIEW-CHANGE too).
    */
   private answerLaggard(to: number): void {
-    if (to === this.id) return;
-    const last = this.newViewResentAtMs.get(to);
-    if (last !== undefined && this.nowMs - last < this.options.viewChangeTimeoutMs / 2) return;
+    if (to === this.id || !this.laggards.answerNow(to, this.nowMs)) return;
     const nv = this.lastNewView;
     const own = this.vcLog.own;
-    this.newViewResentAtMs.set(to, this.nowMs);
     // Our VIEW-CHANGE first: the NEW-VIEW's V may hold it, and the laggard checks V against it.
     if (own && own.view === this.view) this.out.send(to, own);
     if (this.isPrimary() && nv && nv.view === this.view) this.out.send(to, nv);
@@ -937,7 +955,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     const w = this.view;
     this.inViewChange = false;
     this.newViewWaitFor = undefined;
-    this.newViewResentAtMs.clear();
+    this.laggards.reset();
     this.unfinished.clear();
     this.out.cancelTimer(PBFT_TIMERS.newView);
     this.out.cancelTimer(PBFT_TIMERS.resendViewChange);
@@ -1042,6 +1060,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
       future: this.future.length,
       ...this.fetcher.sizes,
       viewChangeLog: this.vcLog.size,
+      laggardAnswers: this.laggards.size,
       undoDepth: this.store.undoDepth,
     };
   }
