@@ -28,7 +28,7 @@ import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, outstandingTxns
 import { formatReplicaFault } from '../../replica/byzantine.js';
 import { availableParallelism } from 'node:os';
 import { linkBetween, parseLinkSpec } from '../link.js';
-import { extendedWindowMs, judgeSteady, warmupSettledAt, type Steady, type WarmupEnd, type WindowPlan } from './steady.js';
+import { extendedWindowMs, judgeSteady, WARMUP_TAIL_SEC, warmupSettledAt, type Steady, type WarmupEnd, type WindowPlan } from './steady.js';
 import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
@@ -455,6 +455,7 @@ async function driveWindow(
   let windowExtended = false;
   let extensionRefused = false;
   let extensionDecided = false;
+  let settledTail: number[] | undefined;
   let cpuAtOpen: CpuSample | undefined;
   let cpuAtClose: CpuSample | undefined;
   let closeTimer: NodeJS.Timeout | undefined;
@@ -484,10 +485,15 @@ async function driveWindow(
       const printing = onProgress !== undefined && now - lastPrinted >= 1000;
       if (!watching && !deciding && !printing) continue;
       const progress = await guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' }))));
-      if (watching && openAt === undefined && warmupSettledAt(sumSeconds(progress)) !== undefined) {
+      // Re-checked after the poll, which a loaded machine may have slowed down to near the cap.
+      const stillBeforeCap = Date.now() < startMs + capMs - CAP_GUARD_MS;
+      const seconds = watching && stillBeforeCap ? sumSeconds(progress) : [];
+      const settledAt = warmupSettledAt(seconds);
+      if (openAt === undefined && settledAt !== undefined) {
         trace('open window (settled)');
         openNow(Date.now());
         endedBy = 'settled';
+        settledTail = seconds.slice(settledAt - WARMUP_TAIL_SEC, settledAt);
         const answers = await guard.run(Promise.all(everyone.map((n) => ask<WindowOpened>(n, { cmd: 'open-window' }))));
         // A process that reached its cap first opened there (at most CAP_GUARD_MS and a control round trip earlier).
         if (answers.some((a) => !a.byCommand)) endedBy = 'cap';
@@ -534,6 +540,7 @@ async function driveWindow(
       plannedWindowSec: spec.durationS,
       windowExtended,
       ...(extensionRefused ? { extensionRefused } : {}),
+      ...(settledTail && endedBy === 'settled' ? { settledTail } : {}),
     },
     cpuAtOpen,
     cpuAtClose,

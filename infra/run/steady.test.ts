@@ -64,6 +64,21 @@ describe('steady state', () => {
   });
 });
 
+describe('a settled warm-up is judged on the seconds the live decision saw', () => {
+  it('uses the settled tail, not the window-relative seconds, so the two cannot disagree', () => {
+    const plan = { warmupEndedBy: 'settled' as const, warmupCapSec: 8, plannedWindowSec: 6, windowExtended: false, settledTail: [100, 104, 98] };
+    // Window-relative seconds before the window that include the start-up second: they alone would not pass.
+    const s = judgeSteady({ throughputSeries: series([30, 100, 104], [100, 101, 99, 100, 100, 102]), windowSec: 6, latencyMs: latency }, 3.05, undefined, plan);
+    expect(s).toMatchObject({ warmupSettled: true, warmupTail: [100, 104, 98], flags: [] });
+    const asCap = judgeSteady({ throughputSeries: series([30, 100, 104], [100, 101, 99, 100, 100, 102]), windowSec: 6, latencyMs: latency }, 3.05, undefined, {
+      ...plan,
+      warmupEndedBy: 'cap',
+    });
+    expect(asCap.warmupSettled).toBe(false);
+    expect(asCap.warmupTail).toEqual([30, 100, 104]);
+  });
+});
+
 describe('the settled rule (one definition for the live decision and the judgement)', () => {
   it('holds when the last whole seconds spread by at most 20% of their mean', () => {
     expect(WARMUP_TAIL_SEC).toBe(3);

@@ -82,14 +82,18 @@ export interface WindowPlan {
   readonly windowExtended: boolean;
   /** Some process refused the extension (its window had closed): windows may differ. */
   readonly extensionRefused?: boolean;
+  /** A settled warm-up: the whole seconds (txn/s, since the start) the live decision found settled. */
+  readonly settledTail?: readonly number[];
 }
 
 export interface Steady {
   readonly settled: boolean;
   /** Drift of throughput across the window, % of its mean (see the header). */
   readonly trendPercent: number;
-  /** The warm-up's last seconds were within SETTLED_PERCENT of their mean. */
+  /** The warm-up's last seconds passed the settled rule (`tailSettled`). */
   readonly warmupSettled: boolean;
+  /** Those seconds, txn/s (a settled warm-up's as the live decision saw them). */
+  readonly warmupTail?: readonly number[];
   /** The warm-up actually used, s: from the start to the window's opening. */
   readonly warmupSec: number;
   /** How the warm-up ended; absent in records made before the warm-up was adaptive. */
@@ -147,9 +151,15 @@ export function judgeSteady(
 ): Steady {
   const full = (t: number): boolean => t >= -Math.floor(warmupSec + 1e-9) && t + 1 <= m.windowSec + 1e-9;
   const measured = m.throughputSeries.filter((b) => b.tSec >= 0 && full(b.tSec)).map((b) => b.txnPerSec);
-  const warm = m.throughputSeries.filter((b) => b.tSec < 0 && full(b.tSec)).map((b) => b.txnPerSec);
+  // A settled warm-up is judged on the seconds the live decision saw (whole seconds since the
+  // start); a warm-up that reached its cap, or a fixed one, on the whole seconds before the window.
+  const warm =
+    plan?.warmupEndedBy === 'settled' && plan.settledTail
+      ? [...plan.settledTail]
+      : m.throughputSeries.filter((b) => b.tSec < 0 && full(b.tSec)).map((b) => b.txnPerSec);
   const trend = trendPercent(measured);
   const { settled: warmupSettled, spreadPercent: warmupSpread } = tailSettled(warm);
+  const warmupShown = round(warmupSec, 1);
   const endedBy = plan?.warmupEndedBy ?? 'fixed';
   const warmupWhy =
     warm.length < WARMUP_TAIL_SEC
@@ -157,10 +167,10 @@ export function judgeSteady(
       : `its last seconds spread ${warmupSpread}%`;
   const warmupFlag =
     endedBy === 'cap'
-      ? `the warm-up reached its cap (${warmupSec} s) before it settled: ${warmupWhy}`
+      ? `the warm-up reached its cap (${warmupShown} s) before it settled: ${warmupWhy}`
       : endedBy === 'settled'
-        ? `the warm-up ended settled at ${warmupSec} s, but its whole seconds before the window had not: ${warmupWhy}`
-        : `the warm-up (${warmupSec} s, fixed) had not settled: ${warmupWhy}`;
+        ? `the warm-up ended at ${warmupShown} s as settled, but its seconds had not: ${warmupWhy}`
+        : `the warm-up (${warmupShown} s, fixed) had not settled: ${warmupWhy}`;
   const windowOverLatency = m.latencyMs.mean > 0 ? round((m.windowSec * 1000) / m.latencyMs.mean) : 0;
   const windowLongEnough = windowOverLatency >= WINDOW_OVER_LATENCY;
   const nothing = measured.every((t) => t <= 0);
@@ -179,6 +189,7 @@ export function judgeSteady(
     settled: !nothing && warmupSettled && Math.abs(trend) <= SETTLED_PERCENT,
     trendPercent: trend,
     warmupSettled,
+    warmupTail: warm.slice(-WARMUP_TAIL_SEC),
     warmupSec: round(warmupSec, 3),
     ...(plan ? { warmupEndedBy: plan.warmupEndedBy, warmupCapSec: plan.warmupCapSec } : {}),
     windowSec: m.windowSec,
