@@ -456,6 +456,7 @@ async function driveWindow(
   let extensionRefused = false;
   let extensionDecided = false;
   let settledTail: number[] | undefined;
+  let openLatencyMs = 0;
   let cpuAtOpen: CpuSample | undefined;
   let cpuAtClose: CpuSample | undefined;
   let closeTimer: NodeJS.Timeout | undefined;
@@ -476,7 +477,7 @@ async function driveWindow(
   let lastPrinted = startMs;
   try {
     for (;;) {
-      const until = openAt === undefined ? startMs + capMs : openAt + windowMs + WINDOW_MARGIN_MS;
+      const until = openAt === undefined ? startMs + capMs : openAt + openLatencyMs + windowMs + WINDOW_MARGIN_MS;
       if (openAt !== undefined && Date.now() >= until) break;
       await guard.sleep(Math.max(0, Math.min(WARMUP_POLL_MS, until - Date.now())));
       const now = Date.now();
@@ -497,6 +498,8 @@ async function driveWindow(
         const answers = await guard.run(Promise.all(everyone.map((n) => ask<WindowOpened>(n, { cmd: 'open-window' }))));
         // A process that reached its cap first opened there (at most CAP_GUARD_MS and a control round trip earlier).
         if (answers.some((a) => !a.byCommand)) endedBy = 'cap';
+        // The last process opened by the time it answered: wait for its window to end too.
+        openLatencyMs = Date.now() - openAt!;
       }
       if (deciding) {
         extensionDecided = true;
