@@ -4,10 +4,10 @@
  * Measurement (DESIGN.md "Metrics"): a batch counts if the protocol's own rule accepted it with
  * the acceptance time inside the window [open, open + duration) of this process's clock, where
  * the window opens at the harness's `open-window` once the warm-up has settled, or at the
- * warm-up's cap (infra/process/support.ts MeasurementWindow). Its latency is acceptance minus first send (in open loop, the intended send
- * time), recorded per transaction in an HdrHistogram in microseconds. Every acceptance goes to
- * the list the safety check reads, and every one before the window's end to the per-second
- * series, whose buckets are whole seconds from the window's start (warm-up seconds negative),
+ * warm-up's cap (infra/process/support.ts MeasurementWindow). Its latency is acceptance minus
+ * first send (in open loop, the intended send time), recorded per transaction in an
+ * HdrHistogram in microseconds. Every acceptance goes to the list the safety check reads, and
+ * every one before the window's end to the per-second series, whose buckets are whole seconds from the window's start (warm-up seconds negative),
  * cut when the metrics are taken, once the window's start is known. `progress` reports the
  * whole seconds since `start`, which the harness watches to end the warm-up.
  */
