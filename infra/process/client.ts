@@ -7,9 +7,10 @@
  * warm-up's cap (infra/process/support.ts MeasurementWindow). Its latency is acceptance minus
  * first send (in open loop, the intended send time), recorded per transaction in an
  * HdrHistogram in microseconds. Every acceptance goes to the list the safety check reads, and
- * every one before the window's end to the per-second series, whose buckets are whole seconds from the window's start (warm-up seconds negative),
- * cut when the metrics are taken, once the window's start is known. `progress` reports the
- * whole seconds since `start`, which the harness watches to end the warm-up.
+ * every one before the window's end to the per-second series, whose buckets are whole seconds
+ * from the window's start (warm-up seconds negative), cut when the metrics are taken, once the
+ * window's start is known. `progress` reports the whole seconds since `start`, which the
+ * harness watches to end the warm-up.
  */
 import * as hdr from 'hdr-histogram-js';
 import { createCrypto, DIGEST_BYTES, type CryptoProvider } from '../../replica/crypto.js';
