@@ -303,7 +303,7 @@ export const PARAMS: readonly ParamDef[] = [
     key: 'fixedWarmup',
     flag: '--fixed-warmup',
     type: 'boolean',
-    help: 'the warm-up lasts exactly --warmup seconds (default: --warmup is a cap and the window opens once throughput has settled; fixed when --faults has a crashAt, whose time counts from the start)',
+    help: 'the warm-up lasts exactly --warmup seconds and the window exactly --duration (default: --warmup is a cap, the window opens once throughput has settled and is extended up to 3x when shorter than 20 mean latencies; fixed when --faults has a crashAt, whose time counts from the start)',
     commands: ['run'],
   },
   {

@@ -428,7 +428,7 @@ export function sumSeconds(progress: readonly Pick<ClientProgress, 'txnsPerSecon
  * it tells every process to open its window now; each process opens by itself at the cap if
  * not told by then (a fixed warm-up is always that). Near the window's planned end, a window
  * shorter than WINDOW_OVER_LATENCY mean latencies so far is extended (steady.ts
- * extendedWindowMs). The machine's CPU is sampled when the window opens and when it closes,
+ * extendedWindowMs), unless the warm-up is fixed: then the window is as given, and only flagged. The machine's CPU is sampled when the window opens and when it closes,
  * by this clock (timers at the cap and at the end, so that a progress request that takes long
  * on a loaded machine cannot delay them).
  */
@@ -482,7 +482,8 @@ async function driveWindow(
       await guard.sleep(Math.max(0, Math.min(WARMUP_POLL_MS, until - Date.now())));
       const now = Date.now();
       const watching = openAt === undefined && !fixed && now < startMs + capMs - CAP_GUARD_MS;
-      const deciding = openAt !== undefined && !extensionDecided && now >= openAt + decideAfterMs;
+      // A fixed warm-up keeps its window as given too (figure 11b's crash is placed in it; old runs are repeated as they were).
+      const deciding = openAt !== undefined && !fixed && !extensionDecided && now >= openAt + decideAfterMs;
       const printing = onProgress !== undefined && now - lastPrinted >= 1000;
       if (!watching && !deciding && !printing) continue;
       const progress = await guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' }))));

@@ -83,9 +83,10 @@ export interface RunSpec {
   readonly clientTimeoutFixed: boolean;
   // --- issue 11 item 2 (helper "warmup"): the warm-up ends when throughput has settled -------
   /**
-   * True: the warm-up lasts exactly `warmupS` (--fixed-warmup; runs with a crashAt fault, whose
-   * time counts from the start). False or absent (records from before): `warmupS` is a cap and
-   * the window opens once the clients' 1-second throughput has settled (infra/run/steady.ts).
+   * True: the warm-up lasts exactly `warmupS` and the window exactly `durationS` (--fixed-warmup;
+   * runs with a crashAt fault, whose time counts from the start). False or absent (records from
+   * before): `warmupS` is a cap, the window opens once the clients' 1-second throughput has
+   * settled, and a window shorter than 20 mean latencies is extended (infra/run/steady.ts).
    */
   readonly warmupFixed?: boolean;
 }
