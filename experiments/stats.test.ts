@@ -254,4 +254,27 @@ describe('how each number was made (issue 11)', () => {
     }));
     expect(aggregate(recs)[0]).toMatchObject({ bottleneck: { kind: 'cpu', count: 2, of: 3, detail: 'cpu detail' }, loadTxns: [4800] });
   });
+
+  it('warm-up: each repetition says the warm-up it used, how it ended, and its window (issue 11 item 2)', () => {
+    const p: SweepPoint = { protocol: 'poe', replicas: 4, crashed: 0, batch: 100 };
+    const steady = (warmupSec: number, warmupEndedBy: string, windowSec: number) => ({
+      settled: warmupEndedBy === 'settled',
+      trendPercent: 0,
+      warmupSettled: warmupEndedBy === 'settled',
+      warmupSec,
+      warmupEndedBy,
+      warmupCapSec: 8,
+      windowSec,
+      plannedWindowSec: 6,
+      windowExtended: windowSec > 6,
+      windowOverLatency: 50,
+      windowLongEnough: true,
+      flags: [],
+    });
+    const recs = [steady(3.2, 'settled', 6), steady(8, 'cap', 18)].map((st, rep) => ({
+      ...fixtureRecord('figure-13', p, rep, { throughputTxnPerSec: 100, latencyMeanMs: 10 }),
+      steady: st,
+    }));
+    expect(aggregate(recs)[0]!.warmup).toBe('warm-up 3.2 s (settled), window 6 s | warm-up 8.0 s (cap 8 s, not settled), window 18 s (extended from 6 s)');
+  });
 });

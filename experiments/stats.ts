@@ -130,6 +130,8 @@ export interface AggregatedPoint extends Readonly<Partial<Record<SummarizedMetri
   readonly saturation?: Saturation;
   /** Repetitions not in steady state, with why (infra/run/steady.ts). */
   readonly notSteady: readonly string[];
+  /** The warm-up and window its valid repetitions used, and how the warm-up ended (issue 11 item 2). */
+  readonly warmup?: string;
   /** The throughput's 95% interval is wider than NOISY_FRACTION of its mean. */
   readonly noisy: boolean;
   /** Figure 11b: why the point does not contain the view change it measures (never judged then). */
@@ -279,7 +281,7 @@ function measuredExtras(
   point: SweepPoint,
   ok: readonly RunRecord[],
   all: readonly RunRecord[],
-): Pick<AggregatedPoint, 'bottleneck' | 'loadTxns' | 'saturation' | 'notSteady' | 'noisy' | 'eventMissing'> {
+): Pick<AggregatedPoint, 'bottleneck' | 'loadTxns' | 'saturation' | 'notSteady' | 'warmup' | 'noisy' | 'eventMissing'> {
   // An invalid run that completed still says what bound it (a point with no valid run too).
   const bottleneck = bottleneckOf(ok.length > 0 ? ok : all);
   const loads = [...new Set(ok.map((r) => extrasOf(r).load?.closedLoopTxns).filter((x): x is number => x !== undefined))];
@@ -288,6 +290,16 @@ function measuredExtras(
     const st = extrasOf(r).steady;
     return st === undefined || (st.settled && st.windowLongEnough) ? [] : [`repetition ${r.rep + 1}: ${st.flags.join('; ')}`];
   });
+  const warmups = ok.map((r) => extrasOf(r).steady).filter((st): st is Steady => st?.warmupEndedBy !== undefined);
+  const warmup =
+    warmups.length === 0
+      ? undefined
+      : warmups
+          .map(
+            (st) =>
+              `warm-up ${st.warmupSec.toFixed(1)} s (${st.warmupEndedBy === 'settled' ? 'settled' : st.warmupEndedBy === 'cap' ? `cap ${st.warmupCapSec} s, not settled` : 'fixed'}), window ${st.windowSec} s${st.windowExtended ? ` (extended from ${st.plannedWindowSec} s)` : ''}`,
+          )
+          .join(' | ');
   const t = summaryOf(ok.map((r) => r.metrics!.throughputTxnPerSec));
   const noisy = t !== undefined && t.interval === 'ci95' && t.mean > 0 && t.hi - t.lo > NOISY_FRACTION * t.mean;
   const eventMissing = eventMissingOf(point, ok);
@@ -296,6 +308,7 @@ function measuredExtras(
     ...(loads.length === 0 ? {} : { loadTxns: loads }),
     ...(saturation === undefined ? {} : { saturation }),
     notSteady,
+    ...(warmup === undefined ? {} : { warmup }),
     noisy,
     ...(eventMissing === undefined ? {} : { eventMissing }),
   };

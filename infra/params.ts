@@ -296,11 +296,21 @@ export const PARAMS: readonly ParamDef[] = [
     value: '<s>',
     type: 'number',
     unit: 's',
-    help: 'warm-up seconds, not measured',
     commands: ['run', 'figure'],
     schema: nonNegative(),
     defaults: { run: 10 },
     defaultText: { figure: "the profile's" },
+    help: {
+      run: "warm-up seconds, not measured: a cap; the window opens as soon as the clients' 1-second throughput has settled (infra/run/steady.ts), else at the cap (see --fixed-warmup)",
+      figure: "warm-up seconds, not measured: a cap; each run's window opens as soon as its 1-second throughput has settled, else at the cap",
+    },
+  },
+  {
+    key: 'fixedWarmup',
+    flag: '--fixed-warmup',
+    type: 'boolean',
+    help: 'the warm-up lasts exactly --warmup seconds and the window exactly --duration (default: --warmup is a cap, the window opens once throughput has settled and is extended up to 3x when shorter than 20 mean latencies; fixed when --faults has a crashAt, whose time counts from the start)',
+    commands: ['run'],
   },
   {
     key: 'duration',

@@ -128,6 +128,7 @@ function extrasOf(p: AggregatedPoint): string {
   if (p.eventMissing !== undefined) parts.push(`FLAGGED, not judged: ${p.eventMissing}`);
   if (p.noisy) parts.push('NOISY: the 95% interval is wider than 10% of the mean');
   if (p.saturation !== undefined) parts.push(`load: ${p.saturation.note}`);
+  if (p.warmup !== undefined) parts.push(p.warmup);
   if (p.notSteady.length > 0) parts.push(`not steady: ${p.notSteady.join('; ')}`);
   return parts.join('; ');
 }

@@ -2,18 +2,22 @@
  * The client machine runtime: one ClientCore (many logical clients) over TCP to every replica.
  *
  * Measurement (DESIGN.md "Metrics"): a batch counts if the protocol's own rule accepted it with
- * the acceptance time inside the window [start + warm-up, start + warm-up + duration) of this
- * process's clock. Its latency is acceptance minus first send (in open loop, the intended send
- * time), recorded per transaction in an HdrHistogram in microseconds. Every acceptance goes to
- * the list the safety check reads, and every one before the window's end to the per-second
- * series, whose buckets are whole seconds from the window's start (warm-up seconds negative).
+ * the acceptance time inside the window [open, open + duration) of this process's clock, where
+ * the window opens at the harness's `open-window` once the warm-up has settled, or at the
+ * warm-up's cap (infra/process/support.ts MeasurementWindow). Its latency is acceptance minus
+ * first send (in open loop, the intended send time), recorded per transaction in an
+ * HdrHistogram in microseconds. Every acceptance goes to the list the safety check reads, and
+ * every one before the window's end to the per-second series, whose buckets are whole seconds
+ * from the window's start (warm-up seconds negative), cut when the metrics are taken, once the
+ * window's start is known. `progress` reports the whole seconds since `start`, which the
+ * harness watches to end the warm-up.
  */
 import * as hdr from 'hdr-histogram-js';
 import { createCrypto, DIGEST_BYTES, type CryptoProvider } from '../../replica/crypto.js';
 import { clientMacKey, KeyRing } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
-import type { ClientProcessConfig, PeerAddress } from './control.js';
-import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources, type ResourceSample } from './support.js';
+import type { ClientProcessConfig, PeerAddress, WindowExtended, WindowOpened } from './control.js';
+import { bump, protocolExtra, toEpochMs, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources, type ResourceSample } from './support.js';
 import { waitUntil } from './replica.js';
 import { Transport, type TransportCounters } from './transport.js';
 import {
@@ -54,7 +58,10 @@ export interface ClientMetricsReport {
   readonly firstBucketSec: number;
   /** The window's start in ms since the Unix epoch, to place replicas' view events on the series' axis. */
   readonly windowStartEpochMs: number | null;
+  /** The warm-up this process had: from `start` to the window's opening. */
   readonly warmupMs: number;
+  /** Whether the window opened at the harness's `open-window` or by itself at the warm-up's cap; null if it never opened. */
+  readonly windowOpenedBy: 'command' | 'cap' | null;
   /** CPU time inside the window and its length. */
   readonly windowCpuMs: number | null;
   readonly windowElapsedMs: number | null;
@@ -83,6 +90,11 @@ export interface ClientProgress {
   readonly acceptedBatches: number;
   readonly acceptedTxns: number;
   readonly outstanding: number;
+  /** Transactions accepted in each whole second since `start` (the second under way left out). */
+  readonly txnsPerSecondSinceStart: readonly number[];
+  /** Transactions accepted in the window so far, and the sum of their latencies (ms). */
+  readonly windowTxns: number;
+  readonly windowLatencyMsSum: number;
 }
 
 export class ClientRuntime<M extends WireMessage> {
@@ -100,9 +112,11 @@ export class ClientRuntime<M extends WireMessage> {
   private acceptedBatchesInWindow = 0;
   private acceptedTxnsTotal = 0;
   private latencyMsMin = Infinity;
-  private txnsPerSecond: number[] = [];
-  private firstBucketSec = 0;
-  private windowStartEpochMs: number | null = null;
+  /** When each batch accepted before `stop` was accepted, and its transactions: the series is cut from them. */
+  private readonly acceptedAtMs: number[] = [];
+  private readonly acceptedTxnsAt: number[] = [];
+  private readonly txnsPerSecondSinceStart: number[] = [];
+  private windowLatencyMsSum = 0;
   /** Every accepted batch, for the safety check, kept compact (a digest must not pin its frame). */
   private readonly accepted = new AcceptedLog();
   private timeouts = 0;
@@ -174,10 +188,33 @@ export class ClientRuntime<M extends WireMessage> {
       () => (this.opened = sampleResources()),
       () => (this.closed = sampleResources()),
     );
-    this.windowStartEpochMs = epochMs() - nowMs() + this.window.startMs;
-    this.firstBucketSec = -Math.ceil(warmupMs / 1000);
-    this.txnsPerSecond = new Array<number>(Math.ceil(warmupMs / 1000) + Math.ceil(durationMs / 1000)).fill(0);
     this.input({ kind: 'start' });
+  }
+
+  openWindow(): WindowOpened {
+    if (!this.window) throw new Error('not started');
+    return this.window.openByCommand();
+  }
+
+  extendWindow(durationMs: number): WindowExtended {
+    if (!this.window) throw new Error('not started');
+    return this.window.extendByCommand(durationMs);
+  }
+
+  /**
+   * Accepted transactions per 1-second bucket from the window's start (ClientMetricsReport's
+   * txnsPerSecond): bucket i covers [start + (first + i) s, + 1 s), up to the window's end.
+   */
+  private series(w: MeasurementWindow): { firstBucketSec: number; txnsPerSecond: number[] } {
+    const firstBucketSec = -Math.ceil((w.startMs - w.startedAtMs) / 1000);
+    const txnsPerSecond = new Array<number>(-firstBucketSec + Math.ceil((w.endMs - w.startMs) / 1000)).fill(0);
+    for (let i = 0; i < this.acceptedAtMs.length; i++) {
+      const t = this.acceptedAtMs[i]!;
+      if (t >= w.endMs) continue;
+      const bucket = Math.floor((t - w.startMs) / 1000) - firstBucketSec;
+      if (bucket >= 0 && bucket < txnsPerSecond.length) txnsPerSecond[bucket]! += this.acceptedTxnsAt[i]!;
+    }
+    return { firstBucketSec, txnsPerSecond };
   }
 
   /** Stops issuing and handling replies; the numbers are final from here on. */
@@ -243,12 +280,16 @@ export class ClientRuntime<M extends WireMessage> {
     this.accepted.add(b);
     this.acceptedTxnsTotal += b.txns;
     bump(this.paths, b.path);
-    if (b.acceptedMs < w.endMs) {
-      const bucket = Math.floor((b.acceptedMs - w.startMs) / 1000) - this.firstBucketSec;
-      if (bucket >= 0 && bucket < this.txnsPerSecond.length) this.txnsPerSecond[bucket]! += b.txns;
+    this.acceptedAtMs.push(b.acceptedMs);
+    this.acceptedTxnsAt.push(b.txns);
+    const second = Math.floor((b.acceptedMs - w.startedAtMs) / 1000);
+    if (second >= 0) {
+      while (this.txnsPerSecondSinceStart.length <= second) this.txnsPerSecondSinceStart.push(0);
+      this.txnsPerSecondSinceStart[second]! += b.txns;
     }
     if (!w.contains(b.acceptedMs)) return;
     const latencyMs = b.acceptedMs - b.firstSentMs;
+    this.windowLatencyMsSum += latencyMs * b.txns;
     if (latencyMs < this.latencyMsMin) this.latencyMsMin = latencyMs;
     this.acceptedTxnsInWindow += b.txns;
     this.acceptedBatchesInWindow++;
@@ -256,16 +297,24 @@ export class ClientRuntime<M extends WireMessage> {
   }
 
   progress(): ClientProgress {
+    const w = this.window;
+    const whole = w ? Math.max(0, Math.floor((nowMs() - w.startedAtMs) / 1000)) : 0;
+    const seconds = this.txnsPerSecondSinceStart.slice(0, whole);
+    while (seconds.length < whole) seconds.push(0);
     return {
       origin: this.config.origin,
       acceptedBatches: this.core.acceptedBatches,
       acceptedTxns: this.acceptedTxnsTotal,
       outstanding: this.core.outstanding,
+      txnsPerSecondSinceStart: seconds,
+      windowTxns: this.acceptedTxnsInWindow,
+      windowLatencyMsSum: this.windowLatencyMsSum,
     };
   }
 
   metrics(): ClientMetricsReport {
     const w = this.window;
+    const { firstBucketSec, txnsPerSecond } = w ? this.series(w) : { firstBucketSec: 0, txnsPerSecond: [] };
     return {
       role: 'client',
       origin: this.config.origin,
@@ -279,10 +328,11 @@ export class ClientRuntime<M extends WireMessage> {
       issuedBatches: this.core.issuedBatches,
       latencyHistogram: hdr.encodeIntoCompressedBase64(this.histogram),
       latencyMsMin: Number.isFinite(this.latencyMsMin) ? this.latencyMsMin : null,
-      txnsPerSecond: [...this.txnsPerSecond],
-      firstBucketSec: this.firstBucketSec,
-      windowStartEpochMs: this.windowStartEpochMs,
+      txnsPerSecond,
+      firstBucketSec,
+      windowStartEpochMs: w?.opened ? toEpochMs(w.startMs) : null,
       warmupMs: w ? w.startMs - w.startedAtMs : 0,
+      windowOpenedBy: w?.openedBy ?? null,
       windowCpuMs: this.opened && this.closed ? this.closed.cpuMs - this.opened.cpuMs : null,
       windowElapsedMs: this.opened && this.closed ? this.closed.atMs - this.opened.atMs : null,
       peakRssBytes: peakRssBytes(),

@@ -68,8 +68,16 @@ export type ControlRequest =
   | { readonly id: number; readonly cmd: 'configure'; readonly config: ProcessConfig }
   /** Dial these peers (a replica dials only higher ids) and wait until `expect` peers are connected. */
   | { readonly id: number; readonly cmd: 'connect'; readonly peers: readonly PeerAddress[]; readonly expect: readonly number[]; readonly timeoutMs: number }
-  /** Start the core; the process times its own measurement window from now. */
+  /**
+   * Start the core. The warm-up is a cap: the window opens at `open-window`, or by itself
+   * warmupMs from now if none came (infra/process/support.ts MeasurementWindow); it then lasts
+   * durationMs.
+   */
   | { readonly id: number; readonly cmd: 'start'; readonly warmupMs: number; readonly durationMs: number }
+  /** Open the measurement window now (the warm-up has settled); answers WindowOpened. */
+  | { readonly id: number; readonly cmd: 'open-window' }
+  /** Make the open window last durationMs from its start; answers WindowExtended. */
+  | { readonly id: number; readonly cmd: 'extend-window'; readonly durationMs: number }
   | { readonly id: number; readonly cmd: 'progress' }
   /** Stop: a client stops issuing, a replica stops processing (its ledger is then final). */
   | { readonly id: number; readonly cmd: 'stop' }
@@ -221,10 +229,25 @@ export class ControlClient {
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
+/** The answer to `open-window`: when the window opened, and whether this command opened it. */
+export interface WindowOpened {
+  /** False when the window had already opened at its cap. */
+  readonly byCommand: boolean;
+  readonly startEpochMs: number;
+}
+
+/** The answer to `extend-window`: false when the window had already closed (or never opened). */
+export interface WindowExtended {
+  readonly extended: boolean;
+  readonly endEpochMs: number;
+}
+
 /** What the replica and client processes have in common for their control channel. */
 export interface ControlledRuntime {
   connect(peers: readonly PeerAddress[], expect: readonly number[], timeoutMs: number): Promise<number[]>;
   start(warmupMs: number, durationMs: number): void;
+  openWindow(): WindowOpened;
+  extendWindow(durationMs: number): WindowExtended;
   stop(): void;
   progress(): unknown;
   metrics(): unknown;
@@ -256,6 +279,10 @@ export function serveProcess(role: string, configure: (config: ProcessConfig) =>
       case 'start':
         need().start(req.warmupMs, req.durationMs);
         return null;
+      case 'open-window':
+        return need().openWindow();
+      case 'extend-window':
+        return need().extendWindow(req.durationMs);
       case 'progress':
         return need().progress();
       case 'stop':

@@ -119,6 +119,36 @@ describe('runtime over loopback TCP (toy protocol)', () => {
     expect(rm.transport.badMac).toBe(0);
   });
 
+  it('opens every window at the harness command, before the cap, and extends them together (issue 11 item 2)', async () => {
+    const { client } = await cluster(4, [0, 1, 2, 3], 60_000, 400);
+    await until(() => client.progress().txnsPerSecondSinceStart.length >= 1, 'one whole second');
+    expect(client.progress().txnsPerSecondSinceStart[0]).toBeGreaterThan(0);
+    expect(client.metrics().windowOpened).toBe(false);
+    const opened = [...replicas, client].map((p) => p.openWindow());
+    expect(opened.every((o) => o.byCommand)).toBe(true);
+    // Opened within a few ms of each other (one process, one clock here).
+    const starts = opened.map((o) => o.startEpochMs);
+    expect(Math.max(...starts) - Math.min(...starts)).toBeLessThan(50);
+    const extended = [...replicas, client].map((p) => p.extendWindow(800));
+    expect(extended.every((e) => e.extended)).toBe(true);
+    await until(() => client.metrics().windowClosed, 'window end');
+    client.stop();
+    const m = client.metrics();
+    expect(m.windowOpenedBy).toBe('command');
+    expect(m.warmupMs).toBeGreaterThanOrEqual(1000);
+    expect(m.warmupMs).toBeLessThan(60_000);
+    expect(m.windowMs).toBeCloseTo(800, 6);
+    // The series is cut at the window's actual start: its window buckets hold exactly the window's acceptances.
+    expect(m.firstBucketSec).toBe(-Math.ceil(m.warmupMs / 1000));
+    expect(m.txnsPerSecond.slice(-m.firstBucketSec).reduce((a, b) => a + b, 0)).toBe(m.acceptedTxnsInWindow);
+    expect(m.acceptedTxnsInWindow).toBeGreaterThan(0);
+    expect(client.progress().windowTxns).toBe(m.acceptedTxnsInWindow);
+    await until(() => replicas.every((r) => r.metrics().window !== undefined), "the replicas' windows end");
+    for (const r of replicas) expect(r.metrics().window!.elapsedMs).toBeGreaterThan(700);
+    // A window that has closed refuses to be extended.
+    expect(client.extendWindow(5000).extended).toBe(false);
+  });
+
   it('keeps running with a backup that never starts: its frames are unroutable, not buffered', async () => {
     const { client } = await cluster(4, [0, 1, 2], 100, 400);
     await until(() => client.metrics().windowClosed, 'window end');

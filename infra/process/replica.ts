@@ -15,7 +15,7 @@ import { formatFault, withFault } from '../../replica/byzantine.js';
 import { createCrypto, type CryptoProvider } from '../../replica/crypto.js';
 import { clientMacKey, KeyRing, replicaMacKey } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
-import type { PeerAddress, ReplicaProcessConfig } from './control.js';
+import type { PeerAddress, ReplicaProcessConfig, WindowExtended, WindowOpened } from './control.js';
 import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources } from './support.js';
 import { Transport, type TransportCounters } from './transport.js';
 import {
@@ -236,6 +236,17 @@ export class ReplicaRuntime<M extends WireMessage> {
     const early = this.early;
     this.early = [];
     for (const [from, payload] of early) this.onFrame(from, payload);
+  }
+
+  /** The harness opens the window once the warm-up settled (infra/process/support.ts MeasurementWindow). */
+  openWindow(): WindowOpened {
+    if (!this.window) throw new Error('not started');
+    return this.window.openByCommand();
+  }
+
+  extendWindow(durationMs: number): WindowExtended {
+    if (!this.window) throw new Error('not started');
+    return this.window.extendByCommand(durationMs);
   }
 
   stop(): void {

@@ -14,6 +14,9 @@ export const nowMs = (): number => performance.now();
  */
 export const epochMs = (): number => performance.timeOrigin + performance.now();
 
+/** A time on this process's clock (nowMs) as ms since the Unix epoch. */
+export const toEpochMs = (tMs: number): number => performance.timeOrigin + tMs;
+
 /**
  * The core's named timers (STYLE.md: a table of named timers, TigerBeetle). `set` re-arms,
  * `cancel` disarms; a timer fires once.
@@ -78,41 +81,118 @@ export function peakRssBytes(): number {
 }
 
 /**
- * The measurement window [startMs, endMs) on this process's clock, fixed when the harness
- * sends `start`: warm-up first, then the measured part. `onOpen` and `onClose` run when the
- * clock crosses the edges (to snapshot counters); acceptance times are compared exactly.
+ * The measurement window [startMs, endMs) on this process's clock. `start` arms it: the
+ * warm-up is a cap (issue 11 item 2). The harness opens the window for every process at once
+ * with `open` (the control channel's `open-window`) as soon as the clients' 1-second
+ * throughput has settled (infra/run/steady.ts); if it has not said so by the cap, the window
+ * opens by itself at the cap, as a fallback (a fixed warm-up is the cap with no `open`). The
+ * window then lasts `durationMs` from its opening; `extend` lengthens it while it is open.
+ * `onOpen` and `onClose` run when the clock crosses the edges (to snapshot counters);
+ * acceptance times are compared exactly. Until the window opens, startMs and endMs are the
+ * cap's: no time before `open` is inside it.
  */
 export class MeasurementWindow {
   readonly startedAtMs: number;
-  readonly startMs: number;
-  readonly endMs: number;
-  private timers: NodeJS.Timeout[] = [];
+  private start: number;
+  private end: number;
+  private openTimer: NodeJS.Timeout | undefined;
+  private closeTimer: NodeJS.Timeout | undefined;
   opened = false;
   closed = false;
+  /** How the window opened: by the harness's `open`, or at the cap. */
+  openedBy: 'command' | 'cap' | undefined;
 
-  constructor(warmupMs: number, durationMs: number, onOpen: () => void, onClose: () => void) {
+  constructor(
+    warmupCapMs: number,
+    private readonly durationMs: number,
+    private readonly onOpen: () => void,
+    private readonly onClose: () => void,
+  ) {
     this.startedAtMs = nowMs();
-    this.startMs = this.startedAtMs + warmupMs;
-    this.endMs = this.startMs + durationMs;
-    this.timers.push(
-      setTimeout(() => {
-        this.opened = true;
-        onOpen();
-      }, warmupMs),
-      setTimeout(() => {
+    this.start = this.startedAtMs + warmupCapMs;
+    this.end = this.start + durationMs;
+    this.openTimer = setTimeout(() => this.openAt(this.start, 'cap'), warmupCapMs);
+  }
+
+  get startMs(): number {
+    return this.start;
+  }
+
+  get endMs(): number {
+    return this.end;
+  }
+
+  /**
+   * Opens the window now (the harness's `open-window`); a window already open (at the cap,
+   * whose timer may fire late) keeps its start. Returns whether this call opened it.
+   */
+  open(): boolean {
+    if (this.opened) return false;
+    const now = nowMs();
+    // The cap has passed but its timer has not fired yet: the window opened at the cap.
+    if (now >= this.start) this.openAt(this.start, 'cap');
+    else this.openAt(now, 'command');
+    return this.openedBy === 'command';
+  }
+
+  private openAt(at: number, by: 'command' | 'cap'): void {
+    if (this.opened) return;
+    if (this.openTimer) clearTimeout(this.openTimer);
+    this.openTimer = undefined;
+    this.opened = true;
+    this.openedBy = by;
+    this.start = at;
+    this.end = at + this.durationMs;
+    this.onOpen();
+    this.armClose();
+  }
+
+  private armClose(): void {
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.closeTimer = setTimeout(
+      () => {
+        this.closeTimer = undefined;
         this.closed = true;
-        onClose();
-      }, warmupMs + durationMs),
+        this.onClose();
+      },
+      Math.max(0, this.end - nowMs()),
     );
   }
 
+  /**
+   * Makes the open window last `durationMs` from its start (only longer). Refused (false) when
+   * the window is not open, already closed, or its end has already passed on this clock.
+   */
+  extend(durationMs: number): boolean {
+    if (!this.opened || this.closed || nowMs() >= this.end) return false;
+    const end = this.start + durationMs;
+    if (end <= this.end) return true;
+    this.end = end;
+    this.armClose();
+    return true;
+  }
+
+  /** `open-window`'s answer (infra/process/control.ts). */
+  openByCommand(): { byCommand: boolean; startEpochMs: number } {
+    const byCommand = this.open();
+    return { byCommand, startEpochMs: toEpochMs(this.start) };
+  }
+
+  /** `extend-window`'s answer. */
+  extendByCommand(durationMs: number): { extended: boolean; endEpochMs: number } {
+    const extended = this.extend(durationMs);
+    return { extended, endEpochMs: toEpochMs(this.end) };
+  }
+
   contains(tMs: number): boolean {
-    return tMs >= this.startMs && tMs < this.endMs;
+    return tMs >= this.start && tMs < this.end;
   }
 
   cancel(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
+    if (this.openTimer) clearTimeout(this.openTimer);
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.openTimer = undefined;
+    this.closeTimer = undefined;
   }
 }
 

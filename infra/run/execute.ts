@@ -18,7 +18,7 @@ import { describeExit, launchLocal, type Cluster, type ClusterNode, type LaunchP
 import { checkSafety, type AcceptedRecord, type LedgerLike, type ReplicaLedger } from '../sim/safety.js';
 import { createCrypto } from '../../replica/crypto.js';
 import { blockHash, genesisHash } from '../../replica/ledger.js';
-import type { ClientProcessConfig, PeerAddress, ReplicaProcessConfig } from '../process/control.js';
+import type { ClientProcessConfig, PeerAddress, ReplicaProcessConfig, WindowExtended, WindowOpened } from '../process/control.js';
 import type { LedgerReport, ReplicaMetricsReport, ReplicaProgress } from '../process/replica.js';
 import { clientPeer, quorums } from '../../replica/types.js';
 import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetricsReport } from './metrics.js';
@@ -28,7 +28,7 @@ import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, outstandingTxns
 import { formatReplicaFault } from '../../replica/byzantine.js';
 import { availableParallelism } from 'node:os';
 import { linkBetween, parseLinkSpec } from '../link.js';
-import { judgeSteady, type Steady } from './steady.js';
+import { extendedWindowMs, judgeSteady, WARMUP_TAIL_SEC, warmupSettledAt, type Steady, type WarmupEnd, type WindowPlan } from './steady.js';
 import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
@@ -338,45 +338,9 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
 
   if (options.onConnected) await guard.run(Promise.resolve(options.onConnected(addresses)));
 
-  trace('start');
-  // Start replicas first so the first request finds them all running.
-  const warmupMs = spec.warmupS * 1000;
-  const durationMs = spec.durationS * 1000;
-  await guard.run(Promise.all(replicas.map((r) => ask(r, { cmd: 'start', warmupMs, durationMs }))));
-  await guard.run(Promise.all(clients.map((cl) => ask(cl, { cmd: 'start', warmupMs, durationMs }))));
-  const startMs = Date.now();
-  const endMs = startMs + warmupMs + durationMs + WINDOW_MARGIN_MS;
+  const win = await driveWindow(spec, replicas, clients, guard, ask, options.onProgress);
+  const { cpuAtOpen, cpuAtClose } = win;
 
-  // Warm-up and measurement, with a progress line about once a second. The machine's CPU is
-  // sampled by timers when the window opens and when it closes (the clients' window, by this
-  // clock): a progress request that takes long on a loaded machine cannot delay them.
-  let cpuAtOpen: CpuSample | undefined;
-  let cpuAtClose: CpuSample | undefined;
-  const cpuTimers = [
-    setTimeout(() => (cpuAtOpen = sampleMachineCpu()), warmupMs).unref(),
-    setTimeout(() => (cpuAtClose = sampleMachineCpu()), warmupMs + durationMs).unref(),
-  ];
-  let lastTxns = 0;
-  let lastAt = startMs;
-  while (Date.now() < endMs) {
-    await guard.sleep(Math.min(1000, endMs - Date.now()));
-    if (!options.onProgress) continue;
-    const progress = await guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' }))));
-    const txns = progress.reduce((s, p) => s + p.acceptedTxns, 0);
-    const now = Date.now();
-    const rate = now > lastAt ? ((txns - lastTxns) * 1000) / (now - lastAt) : 0;
-    [lastTxns, lastAt] = [txns, now];
-    const elapsedS = (now - startMs) / 1000;
-    const phase =
-      elapsedS < spec.warmupS
-        ? `warm-up ${elapsedS.toFixed(0)}/${spec.warmupS} s`
-        : `measuring ${Math.min(spec.durationS, elapsedS - spec.warmupS).toFixed(0)}/${spec.durationS} s`;
-    options.onProgress(
-      `${spec.protocol} n=${spec.replicas}: ${phase}, ${Math.round(rate).toLocaleString('en-US')} txn/s, ${txns.toLocaleString('en-US')} txns accepted`,
-    );
-  }
-
-  for (const t of cpuTimers) clearTimeout(t);
   trace('stop clients');
   // Stop the clients; the replicas finish what is in flight and the correct ones must converge
   // (a replica that stopped after k batches holds a prefix, an equivocating one anything).
@@ -394,7 +358,15 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   const accepted = await guard.run(Promise.all(clients.map((cl) => ask<AcceptedReport>(cl, { cmd: 'ledger' }, 60_000))));
 
   trace('safety check');
-  const metrics = aggregateMetrics(replicaMetrics, clientMetrics, spec.warmupS, faulty);
+  // The warm-up each client process had (from its start to its window's opening): the longest.
+  const warmupSec = Math.max(0, ...clientMetrics.map((c) => c.warmupMs)) / 1000;
+  const openedAtCap = clientMetrics.some((c) => c.windowOpenedBy === 'cap');
+  const plan: WindowPlan = {
+    ...win.plan,
+    // The harness asked the window open, but a process got to its cap first.
+    ...(win.plan.warmupEndedBy === 'settled' && openedAtCap ? { warmupEndedBy: 'cap' as const } : {}),
+  };
+  const metrics = aggregateMetrics(replicaMetrics, clientMetrics, warmupSec, faulty);
   const correctLedgers: ReplicaLedger[] = ledgers.filter((l) => !faulty.includes(l.id)).map((l) => ({ replica: l.id, ledger: ledgerFromReport(l) }));
   const acceptedBatches = acceptedRecords(accepted);
   // Every correct ledger agrees with the others and replaces no accepted batch; those not kept
@@ -406,7 +378,7 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     ]),
   ];
   if (!convergence.converged) violations.unshift(convergence.detail);
-  const implausible = implausibilities(metrics, replicaMetrics, clientMetrics, spec.warmupS + spec.durationS);
+  const implausible = implausibilities(metrics, replicaMetrics, clientMetrics, warmupSec + metrics.windowSec);
   const valid = violations.length === 0 && implausible.length === 0;
   const reasons = [...violations.slice(0, 3), ...implausible.slice(0, 3)];
   const bottleneck = runBottleneck(
@@ -429,7 +401,153 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     metrics,
     ledgerHeights: Object.fromEntries(ledgers.map((l) => [String(l.id), l.height])),
     bottleneck,
-    steady: judgeSteady(metrics, spec.warmupS, Math.max(0, ...clientMetrics.map((c) => c.requestTimeoutMs ?? spec.clientTimeoutMs))),
+    steady: judgeSteady(metrics, warmupSec, Math.max(0, ...clientMetrics.map((c) => c.requestTimeoutMs ?? spec.clientTimeoutMs)), plan),
+  };
+}
+
+/** How often the harness looks at the clients' throughput while it waits for the warm-up to settle. */
+const WARMUP_POLL_MS = 250;
+/** No `open-window` this close to the cap: the processes open by themselves then, all at their cap. */
+const CAP_GUARD_MS = 500;
+/** The window's extension is decided this long before its planned end (at its half when shorter). */
+const EXTEND_DECIDE_BEFORE_END_MS = 1500;
+
+type Ask = <T>(node: ClusterNode, req: Parameters<ClusterNode['control']['request']>[0], timeoutMs?: number) => Promise<T>;
+
+/** The clients' whole seconds since their start, summed second by second (issue 11 item 2's live series). */
+export function sumSeconds(progress: readonly Pick<ClientProgress, 'txnsPerSecondSinceStart'>[]): number[] {
+  if (progress.length === 0) return [];
+  const length = Math.min(...progress.map((p) => p.txnsPerSecondSinceStart.length));
+  return Array.from({ length }, (_, i) => progress.reduce((s, p) => s + p.txnsPerSecondSinceStart[i]!, 0));
+}
+
+/**
+ * Starts the cores and runs the warm-up and the window (issue 11 item 2). The spec's warm-up is
+ * a cap: the harness watches the clients' 1-second throughput, and as soon as its last whole
+ * seconds have settled (infra/run/steady.ts warmupSettledAt, the rule the judgement uses too)
+ * it tells every process to open its window now; each process opens by itself at the cap if
+ * not told by then (a fixed warm-up is always that). Near the window's planned end, a window
+ * shorter than WINDOW_OVER_LATENCY mean latencies so far is extended (steady.ts
+ * extendedWindowMs), unless the warm-up is fixed: then the window is as given, and only flagged. The machine's CPU is sampled when the window opens and when it closes,
+ * by this clock (timers at the cap and at the end, so that a progress request that takes long
+ * on a loaded machine cannot delay them).
+ */
+async function driveWindow(
+  spec: RunSpec,
+  replicas: readonly ClusterNode[],
+  clients: readonly ClusterNode[],
+  guard: Guard,
+  ask: Ask,
+  onProgress: ((line: string) => void) | undefined,
+): Promise<{ plan: WindowPlan; cpuAtOpen: CpuSample | undefined; cpuAtClose: CpuSample | undefined }> {
+  trace('start');
+  const capMs = spec.warmupS * 1000;
+  const plannedMs = spec.durationS * 1000;
+  const fixed = spec.warmupFixed === true;
+  // Start replicas first so the first request finds them all running.
+  await guard.run(Promise.all(replicas.map((r) => ask(r, { cmd: 'start', warmupMs: capMs, durationMs: plannedMs }))));
+  await guard.run(Promise.all(clients.map((cl) => ask(cl, { cmd: 'start', warmupMs: capMs, durationMs: plannedMs }))));
+  const startMs = Date.now();
+
+  let openAt: number | undefined;
+  let endedBy: WarmupEnd = fixed ? 'fixed' : 'cap';
+  let windowMs = plannedMs;
+  let windowExtended = false;
+  let extensionRefused = false;
+  let extensionDecided = false;
+  let settledTail: number[] | undefined;
+  let openLatencyMs = 0;
+  let cpuAtOpen: CpuSample | undefined;
+  let cpuAtClose: CpuSample | undefined;
+  let closeTimer: NodeJS.Timeout | undefined;
+  const armClose = (): void => {
+    clearTimeout(closeTimer);
+    closeTimer = setTimeout(() => (cpuAtClose = sampleMachineCpu()), Math.max(0, openAt! + windowMs - Date.now())).unref();
+  };
+  const openNow = (at: number): void => {
+    cpuAtOpen = sampleMachineCpu();
+    openAt = at;
+    armClose();
+  };
+  const capTimer = setTimeout(() => openAt === undefined && openNow(startMs + capMs), capMs).unref();
+  const decideAfterMs = Math.max(plannedMs / 2, plannedMs - EXTEND_DECIDE_BEFORE_END_MS);
+  const everyone = [...replicas, ...clients];
+  let lastTxns = 0;
+  let lastAt = startMs;
+  let lastPrinted = startMs;
+  try {
+    for (;;) {
+      const until = openAt === undefined ? startMs + capMs : openAt + openLatencyMs + windowMs + WINDOW_MARGIN_MS;
+      if (openAt !== undefined && Date.now() >= until) break;
+      await guard.sleep(Math.max(0, Math.min(WARMUP_POLL_MS, until - Date.now())));
+      const now = Date.now();
+      const watching = openAt === undefined && !fixed && now < startMs + capMs - CAP_GUARD_MS;
+      // A fixed warm-up keeps its window as given too (figure 11b's crash is placed in it; old runs are repeated as they were).
+      const deciding = openAt !== undefined && !fixed && !extensionDecided && now >= openAt + decideAfterMs;
+      const printing = onProgress !== undefined && now - lastPrinted >= 1000;
+      if (!watching && !deciding && !printing) continue;
+      const progress = await guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' }))));
+      // Re-checked after the poll, which a loaded machine may have slowed down to near the cap.
+      const stillBeforeCap = Date.now() < startMs + capMs - CAP_GUARD_MS;
+      const seconds = watching && stillBeforeCap ? sumSeconds(progress) : [];
+      const settledAt = warmupSettledAt(seconds);
+      if (openAt === undefined && settledAt !== undefined) {
+        trace('open window (settled)');
+        openNow(Date.now());
+        endedBy = 'settled';
+        settledTail = seconds.slice(settledAt - WARMUP_TAIL_SEC, settledAt);
+        const answers = await guard.run(Promise.all(everyone.map((n) => ask<WindowOpened>(n, { cmd: 'open-window' }))));
+        // A process that reached its cap first opened there (at most CAP_GUARD_MS and a control round trip earlier).
+        if (answers.some((a) => !a.byCommand)) endedBy = 'cap';
+        // The last process opened by the time it answered: wait for its window to end too.
+        openLatencyMs = Date.now() - openAt!;
+      }
+      if (deciding) {
+        extensionDecided = true;
+        const txns = progress.reduce((a, p) => a + p.windowTxns, 0);
+        const next = extendedWindowMs(plannedMs, txns > 0 ? progress.reduce((a, p) => a + p.windowLatencyMsSum, 0) / txns : undefined);
+        if (next !== undefined && next > windowMs) {
+          trace(`extend window to ${next} ms`);
+          const answers = await guard.run(Promise.all(everyone.map((n) => ask<WindowExtended>(n, { cmd: 'extend-window', durationMs: next }))));
+          // A process whose window had already closed keeps the planned one: flagged, and the
+          // harness waits for the longest so that none is cut short.
+          if (answers.some((a) => a.extended)) {
+            windowMs = next;
+            windowExtended = true;
+            extensionRefused = answers.some((a) => !a.extended);
+            armClose();
+          }
+        }
+      }
+      if (printing && onProgress) {
+        const txns = progress.reduce((a, p) => a + p.acceptedTxns, 0);
+        const at = Date.now();
+        const rate = at > lastAt ? ((txns - lastTxns) * 1000) / (at - lastAt) : 0;
+        [lastTxns, lastAt, lastPrinted] = [txns, at, at];
+        const phase =
+          openAt === undefined
+            ? `warm-up ${((at - startMs) / 1000).toFixed(0)} s (${fixed ? 'fixed' : 'cap'} ${spec.warmupS} s)`
+            : `measuring ${(Math.max(0, Math.min(windowMs, at - openAt)) / 1000).toFixed(0)}/${windowMs / 1000} s (warm-up ${((openAt - startMs) / 1000).toFixed(1)} s, ${endedBy})`;
+        onProgress(
+          `${spec.protocol} n=${spec.replicas}: ${phase}, ${Math.round(rate).toLocaleString('en-US')} txn/s, ${txns.toLocaleString('en-US')} txns accepted`,
+        );
+      }
+    }
+  } finally {
+    clearTimeout(capTimer);
+    clearTimeout(closeTimer);
+  }
+  return {
+    plan: {
+      warmupEndedBy: endedBy,
+      warmupCapSec: spec.warmupS,
+      plannedWindowSec: spec.durationS,
+      windowExtended,
+      ...(extensionRefused ? { extensionRefused } : {}),
+      ...(settledTail && endedBy === 'settled' ? { settledTail } : {}),
+    },
+    cpuAtOpen,
+    cpuAtClose,
   };
 }
 
@@ -535,7 +653,7 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
       : `closed loop, ${num(s.clients * s.batch)} txns outstanding${s.loadTxns === undefined ? '' : ` (--load-txns ${num(s.loadTxns)})`}`;
   lines.push(
     `poe-bench run: ${s.protocol}, n=${s.replicas} (f=${f}), ${crashed}, batch ${s.batch}, ${s.clients} clients in ${s.clientProcs} process${s.clientProcs > 1 ? 'es' : ''} (${load}), ` +
-      `${s.warmupS} s warm-up + ${s.durationS} s measured, ${s.backend}`,
+      `${s.warmupFixed ? `${s.warmupS} s warm-up (fixed)` : `warm-up until settled (cap ${s.warmupS} s)`} + ${s.durationS} s measured, ${s.backend}`,
   );
   lines.push(`  result       ${r.valid ? 'VALID' : r.interrupted ? 'INTERRUPTED' : r.failed ? 'FAILED' : 'INVALID'}`);
   const m = r.metrics;
@@ -572,11 +690,25 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
       );
     }
     if (r.bottleneck) lines.push(`  bound by     ${r.bottleneck.kind}: ${r.bottleneck.detail}`);
-    if (r.steady)
+    if (r.steady) {
+      const st = r.steady;
+      const ended =
+        st.warmupEndedBy === undefined
+          ? ''
+          : st.warmupEndedBy === 'settled'
+            ? ', throughput settled'
+            : st.warmupEndedBy === 'cap'
+              ? ', at its cap, not settled'
+              : ', fixed';
+      lines.push(
+        `  window       warm-up ${num(st.warmupSec, 1)} s${ended}; measured ${num(st.windowSec, 1)} s` +
+          `${st.windowExtended ? ` (extended from ${num(st.plannedWindowSec ?? 0, 1)} s: the mean latency wanted a longer one)` : ''}`,
+      );
       lines.push(
         `  steady       ${r.steady.settled ? 'settled' : 'NOT settled'}, trend ${r.steady.trendPercent}% across the window, window ${r.steady.windowOverLatency}x the mean latency` +
           `${r.steady.clientTimeoutMs === undefined ? '' : `, client timeout ${num(r.steady.clientTimeoutMs)} ms at the end`}${r.steady.flags.length ? ` (${r.steady.flags.join('; ')})` : ''}`,
       );
+    }
     if (r.ledgerHeights) {
       const faulty = faultyReplicas(s);
       const lagging = mayLagReplicas(s);

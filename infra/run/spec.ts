@@ -81,6 +81,14 @@ export interface RunSpec {
    * slow protocol is not measured through its own timeouts.
    */
   readonly clientTimeoutFixed: boolean;
+  // --- issue 11 item 2 (helper "warmup"): the warm-up ends when throughput has settled -------
+  /**
+   * True: the warm-up lasts exactly `warmupS` and the window exactly `durationS` (--fixed-warmup;
+   * runs with a crashAt fault, whose time counts from the start). False or absent (records from
+   * before): `warmupS` is a cap, the window opens once the clients' 1-second throughput has
+   * settled, and a window shorter than 20 mean latencies is extended (infra/run/steady.ts).
+   */
+  readonly warmupFixed?: boolean;
 }
 
 /** Transactions outstanding in a closed-loop run (batches outstanding times the batch size); undefined in open loop. */
@@ -145,6 +153,7 @@ export interface RunFlags extends InfraFlags {
   // issue 11 (measure)
   readonly loadTxns?: string;
   readonly fixedClientTimeout?: boolean;
+  readonly fixedWarmup?: boolean;
 }
 
 export class RunSpecError extends Error {
@@ -168,6 +177,7 @@ interface ParsedRunFlags {
   readonly clients?: number;
   readonly loadTxns?: number;
   readonly fixedClientTimeout?: boolean;
+  readonly fixedWarmup?: boolean;
   readonly clientProcs?: number;
   readonly warmup?: number;
   readonly duration?: number;
@@ -343,6 +353,8 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
     ...(o.loadTxns !== undefined ? { loadTxns: o.loadTxns } : {}),
     // Zyzzyva's slow path and a faulty replica's effect are defined by their timeouts.
     clientTimeoutFixed: o.fixedClientTimeout ?? (o.clientTimeoutMs !== undefined || o.protocol === 'zyzzyva' || faults.length > 0),
+    // A crashAt is placed relative to the window by time from the start (figure 11b): the window must open where it was planned.
+    warmupFixed: o.fixedWarmup ?? faults.some((a) => a.fault.kind === 'crashAt'),
   };
 }
 
@@ -382,6 +394,7 @@ function runFlagValues(input: RunSpecInput): Record<string, unknown> {
     baseImage: input.infra?.baseImage,
     loadTxns: input.loadTxns,
     fixedClientTimeout: input.clientTimeoutFixed,
+    fixedWarmup: input.warmupFixed,
   };
 }
 

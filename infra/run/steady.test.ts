@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { judgeSteady, trendPercent } from './steady.js';
+import { extendedWindowMs, judgeSteady, MIN_WARMUP_SEC, tailSettled, trendPercent, WARMUP_TAIL_SEC, warmupSettledAt, WINDOW_EXTENSION_CAP } from './steady.js';
 
 const series = (warm: number[], measured: number[]) => [
   ...warm.map((txnPerSec, i) => ({ tSec: i - warm.length, txnPerSec })),
@@ -42,5 +42,100 @@ describe('steady state', () => {
     const s = judgeSteady({ throughputSeries: series([0, 0, 0], [0, 0, 0, 0, 0, 0]), windowSec: 6, latencyMs: { mean: 0, p50: 0, p99: 0, max: 0 } }, 3);
     expect(s.settled).toBe(false);
     expect(s.flags[0]).toMatch(/nothing was accepted/);
+  });
+
+  it('flags a warm-up that reached its cap unsettled, and records how the warm-up ended', () => {
+    const plan = { warmupEndedBy: 'cap' as const, warmupCapSec: 4, plannedWindowSec: 6, windowExtended: false };
+    const s = judgeSteady({ throughputSeries: series([10, 40, 70, 90], [100, 100, 100, 100, 100, 100]), windowSec: 6, latencyMs: latency }, 4, undefined, plan);
+    expect(s).toMatchObject({ warmupSettled: false, settled: false, warmupEndedBy: 'cap', warmupCapSec: 4, warmupSec: 4, plannedWindowSec: 6 });
+    expect(s.flags[0]).toMatch(/reached its cap \(4 s\) before it settled/);
+  });
+
+  it('a settled warm-up shorter than the cap: its seconds before the window pass the same rule', () => {
+    const plan = { warmupEndedBy: 'settled' as const, warmupCapSec: 10, plannedWindowSec: 6, windowExtended: false };
+    // 3.4 s of warm-up: whole seconds -3..-1 before the window (second -4 is cut by the start).
+    const s = judgeSteady(
+      { throughputSeries: series([20, 95, 100, 98], [100, 101, 99, 100, 100, 102]), windowSec: 6, latencyMs: latency },
+      3.4,
+      undefined,
+      plan,
+    );
+    expect(s).toMatchObject({ settled: true, warmupSettled: true, warmupEndedBy: 'settled', warmupSec: 3.4, flags: [] });
+  });
+});
+
+describe('a settled warm-up is judged on the seconds the live decision saw', () => {
+  it('uses the settled tail, not the window-relative seconds, so the two cannot disagree', () => {
+    const plan = { warmupEndedBy: 'settled' as const, warmupCapSec: 8, plannedWindowSec: 6, windowExtended: false, settledTail: [100, 104, 98] };
+    // Window-relative seconds before the window that include the start-up second: they alone would not pass.
+    const s = judgeSteady({ throughputSeries: series([30, 100, 104], [100, 101, 99, 100, 100, 102]), windowSec: 6, latencyMs: latency }, 3.05, undefined, plan);
+    expect(s).toMatchObject({ warmupSettled: true, warmupTail: [100, 104, 98], flags: [] });
+    const asCap = judgeSteady({ throughputSeries: series([30, 100, 104], [100, 101, 99, 100, 100, 102]), windowSec: 6, latencyMs: latency }, 3.05, undefined, {
+      ...plan,
+      warmupEndedBy: 'cap',
+    });
+    expect(asCap.warmupSettled).toBe(false);
+    expect(asCap.warmupTail).toEqual([30, 100, 104]);
+  });
+});
+
+describe('the settled rule (one definition for the live decision and the judgement)', () => {
+  it('holds when the last whole seconds spread by at most 20% of their mean', () => {
+    expect(WARMUP_TAIL_SEC).toBe(3);
+    expect(tailSettled([10, 100, 105, 95])).toEqual({ settled: true, spreadPercent: 10 });
+    // 90 .. 110 around 100: exactly 20%, the edge, settled.
+    expect(tailSettled([90, 110, 100]).settled).toBe(true);
+    // 80 .. 110 around 96.7: 31%, not.
+    expect(tailSettled([80, 110, 100])).toEqual({ settled: false, spreadPercent: 31 });
+  });
+
+  it('needs a whole tail, and throughput above zero', () => {
+    expect(tailSettled([100, 100]).settled).toBe(false);
+    expect(tailSettled([0, 0, 0]).settled).toBe(false);
+  });
+
+  it('warmupSettledAt: the first whole second after which the tail has settled', () => {
+    // Second 0 is the start-up; seconds 1..3 are within 20%: settled at 4 s.
+    expect(warmupSettledAt([5, 100, 110, 95, 300])).toBe(4);
+    // Seconds 0..2 already level: settled at MIN_WARMUP_SEC, the earliest.
+    expect(MIN_WARMUP_SEC).toBe(3);
+    expect(warmupSettledAt([100, 100, 100])).toBe(3);
+    // A ramp never settles within these seconds.
+    expect(warmupSettledAt([10, 20, 40, 60, 80, 100])).toBeUndefined();
+    // The ramp ends; seconds 5..7 level off: settled at 8.
+    expect(warmupSettledAt([10, 20, 40, 60, 80, 100, 104, 99])).toBe(8);
+    // Too few seconds yet.
+    expect(warmupSettledAt([100, 100])).toBeUndefined();
+    // Nothing accepted yet (HotStuff at 32 replicas starting up) is not settled.
+    expect(warmupSettledAt([0, 0, 0, 0, 0])).toBeUndefined();
+  });
+});
+
+describe('window extension (a window of at least 20 mean latencies)', () => {
+  it('leaves a long enough window alone', () => {
+    expect(extendedWindowMs(6000, 300)).toBeUndefined();
+    expect(extendedWindowMs(6000, 20)).toBeUndefined();
+  });
+
+  it('extends to 20 mean latencies, in whole seconds, at most the cap times the planned window', () => {
+    // 400 ms mean: 8 s wanted.
+    expect(extendedWindowMs(6000, 400)).toBe(8000);
+    // HotStuff at n = 32 (issue 11: 5.7 s mean latency in a 6 s window): 114 s wanted, 18 s allowed.
+    expect(WINDOW_EXTENSION_CAP).toBe(3);
+    expect(extendedWindowMs(6000, 5700)).toBe(18_000);
+    // Nothing accepted in the window yet: the latency is longer than the window so far.
+    expect(extendedWindowMs(6000, undefined)).toBe(18_000);
+  });
+
+  it('flags a window still too short after its extension', () => {
+    const plan = { warmupEndedBy: 'settled' as const, warmupCapSec: 10, plannedWindowSec: 6, windowExtended: true };
+    const s = judgeSteady(
+      { throughputSeries: series([10, 10, 10], [10, 10, 10, 10, 10, 10]), windowSec: 18, latencyMs: { ...latency, mean: 5700 } },
+      3,
+      undefined,
+      plan,
+    );
+    expect(s).toMatchObject({ windowLongEnough: false, windowExtended: true, windowSec: 18, plannedWindowSec: 6 });
+    expect(s.flags.join(' ')).toMatch(/extended from 6 s, at most 3x/);
   });
 });

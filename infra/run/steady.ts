@@ -1,30 +1,110 @@
 /**
- * Was the run in steady state (DESIGN.md "Metrics": steady state; issue 11 item 2)? Judged from
- * the 1-second throughput series the clients report (metrics.ts throughputSeries), by one pure
- * function:
- * - the warm-up settled: its last WARMUP_TAIL_SEC full seconds stay within SETTLED_PERCENT of
- *   their mean (the warm-up is the profile's, a cap: a warm-up that had not settled is flagged);
+ * Steady state (DESIGN.md "Metrics": steady state; issue 11 item 2): when the warm-up ends, and
+ * whether the run was in steady state.
+ *
+ * One rule says when the 1-second throughput series has settled (`tailSettled`): its last
+ * WARMUP_TAIL_SEC whole seconds spread (max - min) by at most 2 x SETTLED_PERCENT of their mean,
+ * and their mean is above zero. The same rule ends the warm-up while the run goes on
+ * (`warmupSettledAt`, which infra/run/execute.ts asks each second: the window opens at once
+ * when it holds, at the earliest MIN_WARMUP_SEC after the start, else at the warm-up's cap) and
+ * judges it afterwards (`judgeSteady`, on the whole seconds before the window the clients
+ * report).
+ *
+ * Judged from the 1-second throughput series the clients report (metrics.ts throughputSeries):
+ * - the warm-up settled: its last whole seconds before the window pass `tailSettled` (a
+ *   warm-up that reached its cap, or a fixed one, without settling is flagged);
  * - trendPercent: the least-squares slope of the measured seconds, times the window's length,
  *   as a percentage of their mean: how much throughput drifted from the window's start to its
  *   end (positive: still rising). `settled` holds when both the warm-up settled and the drift
  *   is within SETTLED_PERCENT;
  * - the window is at least WINDOW_OVER_LATENCY times the mean latency (else too few round
- *   trips of each client were measured), flagged otherwise.
+ *   trips of each client were measured): the harness extends a window that is too short, up
+ *   to WINDOW_EXTENSION_CAP times its planned length (`extendedWindowMs`), and flags it if
+ *   even that is too short.
  */
 import type { RunMetricsReport } from './metrics.js';
 
 export const SETTLED_PERCENT = 10;
 export const WARMUP_TAIL_SEC = 3;
+/** The shortest warm-up: one whole tail of seconds. */
+export const MIN_WARMUP_SEC = WARMUP_TAIL_SEC;
 export const WINDOW_OVER_LATENCY = 20;
+/** A window too short for WINDOW_OVER_LATENCY mean latencies is extended to at most this many times its planned length. */
+export const WINDOW_EXTENSION_CAP = 3;
+
+/** How the warm-up ended: its 1-second throughput settled, it reached its cap, or it was fixed (--fixed-warmup). */
+export type WarmupEnd = 'settled' | 'cap' | 'fixed';
+
+/**
+ * The settled rule, the one definition: the last WARMUP_TAIL_SEC of `seconds` (throughput of
+ * whole seconds, oldest first) spread by at most 2 x SETTLED_PERCENT of their mean, and their
+ * mean is above zero (a run accepting nothing has not settled). Fewer seconds: not settled.
+ */
+export function tailSettled(seconds: readonly number[]): { settled: boolean; spreadPercent: number } {
+  const tail = seconds.slice(-WARMUP_TAIL_SEC);
+  const mean = tail.reduce((a, b) => a + b, 0) / Math.max(1, tail.length);
+  const spread = spreadPercent(tail);
+  return { settled: tail.length === WARMUP_TAIL_SEC && mean > 0 && spread <= 2 * SETTLED_PERCENT, spreadPercent: round(spread) };
+}
+
+/**
+ * The live decision: given the throughput of the whole seconds since the run's start (second
+ * i covers [i, i + 1) s), the first k >= MIN_WARMUP_SEC at which seconds k - WARMUP_TAIL_SEC
+ * .. k - 1 have settled (`tailSettled`); undefined if none yet. The harness asks with the
+ * seconds so far and opens the window when the answer is the last whole second.
+ */
+export function warmupSettledAt(seconds: readonly number[]): number | undefined {
+  for (let k = Math.max(MIN_WARMUP_SEC, WARMUP_TAIL_SEC); k <= seconds.length; k++) if (tailSettled(seconds.slice(0, k)).settled) return k;
+  return undefined;
+}
+
+/**
+ * The window's new length when, near its planned end, it holds fewer than WINDOW_OVER_LATENCY
+ * mean latencies: WINDOW_OVER_LATENCY times the mean latency so far, rounded up to whole
+ * seconds, at most WINDOW_EXTENSION_CAP times the planned length; undefined when the planned
+ * window is long enough. No latency yet (nothing accepted in the window) means the latency is
+ * longer than the window so far: extended to the cap.
+ */
+export function extendedWindowMs(plannedMs: number, meanLatencyMs: number | undefined): number | undefined {
+  if (meanLatencyMs !== undefined && plannedMs >= WINDOW_OVER_LATENCY * meanLatencyMs) return undefined;
+  const wanted = meanLatencyMs === undefined ? Infinity : Math.ceil((WINDOW_OVER_LATENCY * meanLatencyMs) / 1000) * 1000;
+  return Math.min(WINDOW_EXTENSION_CAP * plannedMs, wanted);
+}
+
+/** How the warm-up and the window went, as the harness ran them (infra/run/execute.ts). */
+export interface WindowPlan {
+  readonly warmupEndedBy: WarmupEnd;
+  /** The warm-up's cap (the spec's --warmup), s. */
+  readonly warmupCapSec: number;
+  /** The window asked for (the spec's --duration), s. */
+  readonly plannedWindowSec: number;
+  /** The window was extended because it held too few mean latencies. */
+  readonly windowExtended: boolean;
+  /** Some process refused the extension (its window had closed): windows may differ. */
+  readonly extensionRefused?: boolean;
+  /** A settled warm-up: the whole seconds (txn/s, since the start) the live decision found settled. */
+  readonly settledTail?: readonly number[];
+}
 
 export interface Steady {
   readonly settled: boolean;
   /** Drift of throughput across the window, % of its mean (see the header). */
   readonly trendPercent: number;
-  /** The warm-up's last seconds were within SETTLED_PERCENT of their mean. */
+  /** The warm-up's last seconds passed the settled rule (`tailSettled`). */
   readonly warmupSettled: boolean;
+  /** Those seconds, txn/s (a settled warm-up's as the live decision saw them). */
+  readonly warmupTail?: readonly number[];
+  /** The warm-up actually used, s: from the start to the window's opening. */
   readonly warmupSec: number;
+  /** How the warm-up ended; absent in records made before the warm-up was adaptive. */
+  readonly warmupEndedBy?: WarmupEnd;
+  /** The warm-up's cap, s (the spec's --warmup). */
+  readonly warmupCapSec?: number;
+  /** The window actually measured, s. */
   readonly windowSec: number;
+  /** The window asked for, s; windowSec is longer when it was extended. */
+  readonly plannedWindowSec?: number;
+  readonly windowExtended?: boolean;
   /** The window over the mean latency. */
   readonly windowOverLatency: number;
   readonly windowLongEnough: boolean;
@@ -58,33 +138,62 @@ function spreadPercent(ys: readonly number[]): number {
   return mean > 0 ? (100 * (Math.max(...ys) - Math.min(...ys))) / mean : 0;
 }
 
-export function judgeSteady(m: Pick<RunMetricsReport, 'throughputSeries' | 'windowSec' | 'latencyMs'>, warmupSec: number, clientTimeoutMs?: number): Steady {
-  const full = (t: number): boolean => t >= -Math.floor(warmupSec) && t + 1 <= m.windowSec + 1e-9;
+/**
+ * The judgement after the run. `warmupSec` is the warm-up actually used; `plan` says how it
+ * ended and whether the window was extended (absent: a fixed warm-up of warmupSec, the window
+ * as measured).
+ */
+export function judgeSteady(
+  m: Pick<RunMetricsReport, 'throughputSeries' | 'windowSec' | 'latencyMs'>,
+  warmupSec: number,
+  clientTimeoutMs?: number,
+  plan?: WindowPlan,
+): Steady {
+  const full = (t: number): boolean => t >= -Math.floor(warmupSec + 1e-9) && t + 1 <= m.windowSec + 1e-9;
   const measured = m.throughputSeries.filter((b) => b.tSec >= 0 && full(b.tSec)).map((b) => b.txnPerSec);
-  const warm = m.throughputSeries
-    .filter((b) => b.tSec < 0 && full(b.tSec))
-    .slice(-WARMUP_TAIL_SEC)
-    .map((b) => b.txnPerSec);
+  // A settled warm-up is judged on the seconds the live decision saw (whole seconds since the
+  // start); a warm-up that reached its cap, or a fixed one, on the whole seconds before the window.
+  const warm =
+    plan?.warmupEndedBy === 'settled' && plan.settledTail
+      ? [...plan.settledTail]
+      : m.throughputSeries.filter((b) => b.tSec < 0 && full(b.tSec)).map((b) => b.txnPerSec);
   const trend = trendPercent(measured);
-  const warmupSpread = spreadPercent(warm);
-  const warmupSettled = warm.length >= 2 && warmupSpread <= 2 * SETTLED_PERCENT;
+  const { settled: warmupSettled, spreadPercent: warmupSpread } = tailSettled(warm);
+  const warmupShown = round(warmupSec, 1);
+  const endedBy = plan?.warmupEndedBy ?? 'fixed';
+  const warmupWhy =
+    warm.length < WARMUP_TAIL_SEC
+      ? `only ${warm.length} whole second${warm.length === 1 ? '' : 's'} before the window, ${WARMUP_TAIL_SEC} wanted`
+      : `its last seconds spread ${warmupSpread}%`;
+  const warmupFlag =
+    endedBy === 'cap'
+      ? `the warm-up reached its cap (${warmupShown} s) before it settled: ${warmupWhy}`
+      : endedBy === 'settled'
+        ? `the warm-up ended at ${warmupShown} s as settled, but its seconds had not: ${warmupWhy}`
+        : `the warm-up (${warmupShown} s, fixed) had not settled: ${warmupWhy}`;
   const windowOverLatency = m.latencyMs.mean > 0 ? round((m.windowSec * 1000) / m.latencyMs.mean) : 0;
   const windowLongEnough = windowOverLatency >= WINDOW_OVER_LATENCY;
   const nothing = measured.every((t) => t <= 0);
   const flags = [
     ...(nothing ? ["nothing was accepted in the window's whole seconds"] : []),
-    ...(warmupSettled ? [] : [`the warm-up (${warmupSec} s, the profile's cap) had not settled: its last seconds spread ${round(warmupSpread)}%`]),
+    ...(warmupSettled ? [] : [warmupFlag]),
     ...(Math.abs(trend) <= SETTLED_PERCENT ? [] : [`throughput drifted ${trend > 0 ? '+' : ''}${trend}% across the window`]),
     ...(windowLongEnough
       ? []
-      : [`the window (${m.windowSec} s) is only ${windowOverLatency} times the mean latency (${m.latencyMs.mean} ms); ${WINDOW_OVER_LATENCY} wanted`]),
+      : [
+          `the window (${m.windowSec} s${plan?.windowExtended ? `, extended from ${plan.plannedWindowSec} s, at most ${WINDOW_EXTENSION_CAP}x` : ''}) is only ${windowOverLatency} times the mean latency (${m.latencyMs.mean} ms); ${WINDOW_OVER_LATENCY} wanted`,
+        ]),
+    ...(plan?.extensionRefused ? ['a process refused the window extension (its window had already closed): the processes measured different windows'] : []),
   ];
   return {
     settled: !nothing && warmupSettled && Math.abs(trend) <= SETTLED_PERCENT,
     trendPercent: trend,
     warmupSettled,
-    warmupSec,
+    warmupTail: warm.slice(-WARMUP_TAIL_SEC),
+    warmupSec: round(warmupSec, 3),
+    ...(plan ? { warmupEndedBy: plan.warmupEndedBy, warmupCapSec: plan.warmupCapSec } : {}),
     windowSec: m.windowSec,
+    ...(plan ? { plannedWindowSec: plan.plannedWindowSec, windowExtended: plan.windowExtended } : {}),
     windowOverLatency,
     windowLongEnough,
     ...(clientTimeoutMs === undefined ? {} : { clientTimeoutMs }),
