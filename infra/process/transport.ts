@@ -52,6 +52,7 @@ import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import * as net from 'node:net';
 import { linkShaperFromEnv, type LinkShaper } from './link-shaper.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
+import { sha256, sha256Into } from '../../replica/crypto.js';
 import { WIRE_LIMITS } from '../../replica/wire.js';
 
 export const MAC_BYTES = 32;
@@ -143,7 +144,7 @@ const DIGEST_BYTES = 32;
 
 /** SHA-256 of a frame's payload, one-shot. */
 export function payloadDigest(payload: Uint8Array): Buffer {
-  return hash('sha256', payload, 'buffer');
+  return sha256(payload);
 }
 
 /** The bytes a frame's MAC is the HMAC of: 0x00 || payload, or 0x01 || SHA-256(payload) from MAC_DIGEST_FROM bytes. */
@@ -157,10 +158,16 @@ export function macInput(payload: Buffer): Buffer {
  * The frame MAC under one pairwise key: HMAC-SHA256(key, macInput(payload)) by RFC 2104, with
  * the key pads XORed once here and two one-shot hashes per MAC, the inner one over the inner
  * pad and the MAC input copied behind it, the outer one over the outer pad and the inner hash.
+ * Every hash result is written straight into this object's buffers or the frame header
+ * (sha256Into), so a MAC allocates no buffer: with node's Buffer results each MAC cost three
+ * fresh ArrayBuffers and 2.2 us, this way 0.7 us (a 60-byte payload, CPU time with GC).
  */
 export class FrameMac {
   private readonly inner = Buffer.alloc(SHA256_BLOCK + 1 + Math.max(MAC_DIGEST_FROM, DIGEST_BYTES));
+  /** The inner block when it holds a digest: the same length every time, so one view. */
+  private readonly innerOfDigest = this.inner.subarray(0, SHA256_BLOCK + 1 + DIGEST_BYTES);
   private readonly outer = Buffer.alloc(SHA256_BLOCK + DIGEST_BYTES);
+  private readonly check = Buffer.alloc(MAC_BYTES);
 
   constructor(key: Buffer) {
     // RFC 2104: a key longer than the block is hashed first; a shorter one is zero-padded.
@@ -173,22 +180,36 @@ export class FrameMac {
   }
 
   /**
-   * The MAC of `payload`. `digest` gives the SHA-256 of a long payload: a sender passes one
-   * that remembers it, so a broadcast hashes its payload once for all destinations.
+   * Writes the MAC of `payload` into `out` at `offset`. `digestInto` writes the SHA-256 of a
+   * long payload: a sender passes one that remembers it, so a broadcast hashes its payload once
+   * for all destinations.
    */
-  of(payload: Buffer, digest: (payload: Buffer) => Buffer = payloadDigest): Buffer {
-    let end: number;
+  into(payload: Buffer, out: Buffer, offset: number, digestInto: (payload: Buffer, out: Buffer, offset: number) => void = sha256Into): void {
+    let input: Buffer;
     if (payload.length < MAC_DIGEST_FROM) {
       this.inner[SHA256_BLOCK] = MAC_OF_PAYLOAD;
-      payload.copy(this.inner, SHA256_BLOCK + 1);
-      end = SHA256_BLOCK + 1 + payload.length;
+      this.inner.set(payload, SHA256_BLOCK + 1);
+      input = this.inner.subarray(0, SHA256_BLOCK + 1 + payload.length);
     } else {
       this.inner[SHA256_BLOCK] = MAC_OF_DIGEST;
-      digest(payload).copy(this.inner, SHA256_BLOCK + 1);
-      end = SHA256_BLOCK + 1 + DIGEST_BYTES;
+      digestInto(payload, this.inner, SHA256_BLOCK + 1);
+      input = this.innerOfDigest;
     }
-    hash('sha256', this.inner.subarray(0, end), 'buffer').copy(this.outer, SHA256_BLOCK);
-    return hash('sha256', this.outer, 'buffer');
+    sha256Into(input, this.outer, SHA256_BLOCK);
+    sha256Into(this.outer, out, offset);
+  }
+
+  /** True if `mac` is the MAC of `payload` (compared in constant time). */
+  verify(payload: Buffer, mac: Buffer): boolean {
+    this.into(payload, this.check, 0);
+    return timingSafeEqual(this.check, mac);
+  }
+
+  /** The MAC of `payload` as a new buffer; `digest` gives the SHA-256 of a long payload. */
+  of(payload: Buffer, digest: (payload: Buffer) => Buffer = payloadDigest): Buffer {
+    const out = Buffer.allocUnsafe(MAC_BYTES);
+    this.into(payload, out, 0, (p, o, at) => void digest(p).copy(o, at));
+    return out;
   }
 }
 
@@ -383,7 +404,7 @@ class Connection {
   private onRawFrame(mac: Buffer, payload: Buffer): boolean {
     if (this.socket.destroyed) return false;
     if (this.peer === undefined) return this.onHello(mac, payload);
-    if (!timingSafeEqual(this.mac!.of(payload), mac)) {
+    if (!this.mac!.verify(payload, mac)) {
       this.transport.counters.badMac++;
       return true;
     }
@@ -452,7 +473,7 @@ export class Transport {
   private readonly dirty = new Set<Connection>();
   private flushScheduled = false;
   private lastPayload: Buffer | undefined;
-  private lastDigest: Buffer | undefined;
+  private readonly lastDigest = Buffer.alloc(DIGEST_BYTES);
   private congestedCount = 0;
   private clientIntakePaused = false;
   private server: net.Server | undefined;
@@ -616,7 +637,7 @@ export class Transport {
     }
     const header = Buffer.allocUnsafe(HEADER_BYTES);
     header.writeUInt32BE(MAC_BYTES + payload.length, 0);
-    conn.mac!.of(payload, this.digestOf).copy(header, 4);
+    conn.mac!.into(payload, header, 4, this.digestInto);
     conn.enqueue(header, payload);
     this.counters.framesSent++;
     this.dirty.add(conn);
@@ -629,12 +650,12 @@ export class Transport {
    * in a row, so the last payload's digest is kept and reused while the same buffer comes back.
    * (Payloads are never modified after they are sent: they sit in the queues until written.)
    */
-  private readonly digestOf = (payload: Buffer): Buffer => {
+  private readonly digestInto = (payload: Buffer, out: Buffer, offset: number): void => {
     if (payload !== this.lastPayload) {
       this.lastPayload = payload;
-      this.lastDigest = payloadDigest(payload);
+      sha256Into(payload, this.lastDigest, 0);
     }
-    return this.lastDigest!;
+    out.set(this.lastDigest, offset);
   };
 
   private scheduleFlush(): void {
