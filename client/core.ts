@@ -165,12 +165,12 @@ export class ClientCore<M extends WireMessage> {
   }
 
   /**
-   * Fills value i of the batch being built at `valueAt` in its body and draws its key. The value
-   * differs per write (batch count, then write index) so that every batch digest is distinct.
+   * Writes value i of the batch being built at `valueAt` in its (zero-filled) body and draws its
+   * key. The value differs per write (batch count, then write index, then zeros) so that every
+   * batch digest is distinct.
    */
   private readonly writeValue = (i: number, body: Buffer, valueAt: number): number => {
     const { valueBytes } = this.options;
-    body.fill(0, valueAt, valueAt + valueBytes);
     if (valueBytes >= 4) body.writeUInt32BE(this.issued >>> 0, valueAt);
     if (valueBytes >= 8) body.writeUInt32BE(i, valueAt + 4);
     return this.deps.keys.nextKey();

@@ -134,8 +134,9 @@ function decodeRequestBody(body: Buffer): Pick<ClientRequest, 'origin' | 'client
 
 /**
  * Builds and signs a request of `count` writes of `valueBytes` each, written straight into its
- * body: `write(i, body, valueAt)` fills value i at `valueAt` and returns its key. The body is
- * byte for byte the one makeRequest encodes from the same writes; no object per write is made.
+ * body: `write(i, body, valueAt)` writes value i at `valueAt` (the body starts zero-filled, so
+ * only its non-zero bytes need writing) and returns its key. The body is byte for byte the one
+ * makeRequest encodes from the same writes; no object per write is made.
  */
 export function makeRequestInPlace(
   signer: Signer,
@@ -148,7 +149,7 @@ export function makeRequestInPlace(
 ): ClientRequest {
   if (valueBytes > VALUE_BYTES_MAX) throw new RangeError(`value of ${valueBytes} bytes`);
   const stride = WRITE_HEADER_BYTES + valueBytes;
-  const body = Buffer.allocUnsafe(BODY_HEADER_BYTES + count * stride);
+  const body = Buffer.alloc(BODY_HEADER_BYTES + count * stride);
   body.writeUInt16BE(origin, 0);
   body.writeUInt32BE(clientId >>> 0, 2);
   body.writeUInt32BE(reqNo >>> 0, 6);
