@@ -8,7 +8,7 @@
 import type { CryptoProvider, Signer } from './crypto.js';
 import { DIGEST_BYTES, SIGNATURE_BYTES } from './crypto.js';
 import type { MessageCodec, WireMessage } from './types.js';
-import { CodecError, encodeOnce, Reader, Writer } from './wire.js';
+import { CodecError, encodeOnce, Reader, WIRE_LIMITS, Writer } from './wire.js';
 import type { FlatWrites, Write, Writes } from './store.js';
 
 export type { FlatWrites, Write, Writes };
@@ -68,8 +68,10 @@ const WRITE_HEADER_BYTES = 4 + 2;
 
 /**
  * The writes of a request as they lie in its body, `[u32 key][u16 length][value]` each: key i
- * and value i are read from the bytes when asked, so decoding a batch allocates this object and
- * one array of offsets instead of an object and a Buffer view per write.
+ * and value i are read from the bytes when asked, so decoding a batch allocates this one object
+ * instead of an object and a Buffer view per write. When every value has the same length (every
+ * client here sends such batches) write i is at `first + i * stride`; otherwise the offset of
+ * each write is kept.
  */
 export class WriteBatch implements FlatWrites {
   /** Made when first asked; private (#) so that it is no part of how two batches compare. */
@@ -77,29 +79,32 @@ export class WriteBatch implements FlatWrites {
 
   constructor(
     readonly bytes: Buffer,
-    /** Where each write starts in `bytes`. */
-    private readonly offsets: readonly number[],
+    private readonly first: number,
+    readonly length: number,
+    /** Bytes per write when all values have one length; 0 when `offsets` says where each starts. */
+    private readonly stride: number,
+    private readonly offsets?: readonly number[],
   ) {}
-
-  get length(): number {
-    return this.offsets.length;
-  }
 
   /** `bytes` as a DataView (made once, when first asked). */
   get view(): DataView {
     return (this.#view ??= new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length));
   }
 
+  private at(i: number): number {
+    return this.offsets ? this.offsets[i]! : this.first + i * this.stride;
+  }
+
   keyAt(i: number): number {
-    return this.view.getUint32(this.offsets[i]!);
+    return this.view.getUint32(this.at(i));
   }
 
   valueLengthAt(i: number): number {
-    return this.view.getUint16(this.offsets[i]! + 4);
+    return this.view.getUint16(this.at(i) + 4);
   }
 
   valueAt(i: number): number {
-    return this.offsets[i]! + WRITE_HEADER_BYTES;
+    return this.at(i) + WRITE_HEADER_BYTES;
   }
 
   /** Write i as an object (a view of its value): for tests and debugging, not the hot path. */
@@ -112,6 +117,24 @@ export class WriteBatch implements FlatWrites {
   toJSON(): Write[] {
     return Array.from({ length: this.length }, (_, i) => this.write(i));
   }
+}
+
+/**
+ * The writes of `body` from its count at `countAt` to its end, if they all have values of one
+ * length and fill the body exactly; undefined otherwise (the general decoding then checks, and
+ * names, what is wrong).
+ */
+function uniformWrites(body: Buffer, countAt: number): WriteBatch | undefined {
+  if (countAt + 4 > body.length) return undefined;
+  const count = body.readUInt32BE(countAt);
+  const first = countAt + 4;
+  if (count === 0) return first === body.length ? new WriteBatch(body, first, 0, 0) : undefined;
+  if (count > WIRE_LIMITS.listLengthMax || first + WRITE_HEADER_BYTES > body.length) return undefined;
+  const len = body.readUInt16BE(first + 4);
+  const stride = WRITE_HEADER_BYTES + len;
+  if (first + count * stride !== body.length) return undefined;
+  for (let i = 1; i < count; i++) if (body.readUInt16BE(first + i * stride + 4) !== len) return undefined;
+  return new WriteBatch(body, first, count, stride);
 }
 
 /** One write read past, bounds checked: where it starts. */
@@ -127,7 +150,12 @@ function decodeRequestBody(body: Buffer): Pick<ClientRequest, 'origin' | 'client
   const origin = r.u16('request.origin');
   const clientId = r.u32('request.clientId');
   const reqNo = r.u32('request.reqNo');
-  const writes = new WriteBatch(body, r.list(skipWrite, 'request.writes', WRITE_HEADER_BYTES));
+  let writes = uniformWrites(body, r.offset);
+  if (writes) r.skip(r.remaining);
+  else {
+    const offsets = r.list(skipWrite, 'request.writes', WRITE_HEADER_BYTES);
+    writes = new WriteBatch(body, 0, offsets.length, 0, offsets);
+  }
   r.end('request body');
   return { origin, clientId, reqNo, writes };
 }
@@ -154,14 +182,12 @@ export function makeRequestInPlace(
   body.writeUInt32BE(clientId >>> 0, 2);
   body.writeUInt32BE(reqNo >>> 0, 6);
   body.writeUInt32BE(count, 10);
-  const offsets: number[] = new Array(count);
   for (let i = 0, at = BODY_HEADER_BYTES; i < count; i++, at += stride) {
-    offsets[i] = at;
     const key = write(i, body, at + WRITE_HEADER_BYTES);
     body.writeUInt32BE(key >>> 0, at);
     body.writeUInt16BE(valueBytes, at + 4);
   }
-  const writes = new WriteBatch(body, offsets);
+  const writes = new WriteBatch(body, BODY_HEADER_BYTES, count, stride);
   return { type: MSG_REQUEST, origin, clientId, reqNo, writes, body, signature: signer.sign(body) };
 }
 
@@ -188,7 +214,7 @@ export function noopRequest(k: number): ClientRequest {
     origin: NOOP_ORIGIN,
     clientId: NOOP_CLIENT_ID,
     reqNo: k >>> 0,
-    writes: new WriteBatch(body, []),
+    writes: new WriteBatch(body, BODY_HEADER_BYTES, 0, 0),
     body,
     signature: Buffer.alloc(SIGNATURE_BYTES),
   };
@@ -230,6 +256,9 @@ export interface FieldCodec<M extends WireMessage> {
   read(r: Reader): M;
 }
 
+/** The template's value for a digest field until one is read. */
+const EMPTY_DIGEST = Buffer.alloc(DIGEST_BYTES);
+
 /** A field of a fixed-layout message: an unsigned integer of 16, 32 or 53 bits, or a digest (DIGEST_BYTES). */
 export type FlatField = 'u16' | 'u32' | 'u53' | 'digest';
 
@@ -243,6 +272,9 @@ export type FlatLayout<M extends WireMessage> = { readonly [K in Exclude<keyof M
  */
 export function flatCodec<M extends WireMessage>(type: M['type'], name: string, layout: FlatLayout<M>): FieldCodec<M> {
   const fields = Object.entries(layout) as [string, FlatField][];
+  const labels = fields.map(([key]) => `${name}.${key}`);
+  const template: Record<string, unknown> = { type };
+  for (const [key, kind] of fields) template[key] = kind === 'digest' ? EMPTY_DIGEST : 0;
   return {
     write: (w, m) => {
       const values = m as unknown as Record<string, number & Buffer>;
@@ -252,8 +284,13 @@ export function flatCodec<M extends WireMessage>(type: M['type'], name: string, 
       }
     },
     read: (r) => {
-      const m: Record<string, unknown> = { type };
-      for (const [key, kind] of fields) m[key] = kind === 'digest' ? r.fixed(DIGEST_BYTES, `${name}.${key}`) : r[kind](`${name}.${key}`);
+      // A copy of the template has every field already, in order: one allocation of the final
+      // shape instead of growing an object field by field (and the labels are made once).
+      const m: Record<string, unknown> = { ...template };
+      for (let i = 0; i < fields.length; i++) {
+        const [key, kind] = fields[i]!;
+        m[key] = kind === 'digest' ? r.fixed(DIGEST_BYTES, labels[i]) : r[kind](labels[i]);
+      }
       return m as unknown as M;
     },
   };
