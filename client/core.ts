@@ -12,7 +12,7 @@
  */
 import type { Signer } from '../replica/crypto.js';
 import type { CryptoProvider } from '../replica/crypto.js';
-import { makeRequest, requestDigest, type Write } from '../replica/messages.js';
+import { makeRequestInPlace, requestDigest } from '../replica/messages.js';
 import type { ClientPolicy, PendingRequest } from '../replica/protocol.js';
 import type { ClientInput, ClientOutput, WireMessage } from '../replica/types.js';
 
@@ -164,26 +164,24 @@ export class ClientCore<M extends WireMessage> {
     }
   }
 
-  private makeWrites(): Write[] {
-    const { batchSize, valueBytes } = this.options;
-    const writes: Write[] = new Array(batchSize);
-    const values = Buffer.allocUnsafe(batchSize * valueBytes);
-    for (let i = 0; i < batchSize; i++) {
-      const value = values.subarray(i * valueBytes, (i + 1) * valueBytes);
-      // A value that differs per write makes every batch digest distinct.
-      value.fill(0);
-      value.writeUInt32BE(this.issued >>> 0, 0);
-      if (valueBytes >= 8) value.writeUInt32BE(i, 4);
-      writes[i] = { key: this.deps.keys.nextKey(), value };
-    }
-    return writes;
-  }
+  /**
+   * Writes value i of the batch being built at `valueAt` in its (zero-filled) body and draws its
+   * key. The value differs per write (batch count, then write index, then zeros) so that every
+   * batch digest is distinct.
+   */
+  private readonly writeValue = (i: number, body: Buffer, valueAt: number): number => {
+    const { valueBytes } = this.options;
+    if (valueBytes >= 4) body.writeUInt32BE(this.issued >>> 0, valueAt);
+    if (valueBytes >= 8) body.writeUInt32BE(i, valueAt + 4);
+    return this.deps.keys.nextKey();
+  };
 
   private issue(clientId: number, intendedMs: number, nowMs: number, out: ClientOutput<M>[]): void {
     if (this.issued >= this.options.maxBatches) return;
     const reqNo = this.nextReqNo.get(clientId) ?? 0;
     this.nextReqNo.set(clientId, reqNo + 1);
-    const request = makeRequest(this.deps.signer, this.options.origin, clientId, reqNo, this.makeWrites());
+    const { origin, batchSize, valueBytes } = this.options;
+    const request = makeRequestInPlace(this.deps.signer, origin, clientId, reqNo, batchSize, valueBytes, this.writeValue);
     const p: PendingRequest = {
       request,
       digest: requestDigest(this.deps.crypto, request),

@@ -8,10 +8,10 @@
 import type { CryptoProvider, Signer } from './crypto.js';
 import { DIGEST_BYTES, SIGNATURE_BYTES } from './crypto.js';
 import type { MessageCodec, WireMessage } from './types.js';
-import { CodecError, encodeOnce, Reader, Writer } from './wire.js';
-import type { Write } from './store.js';
+import { CodecError, encodeOnce, Reader, WIRE_LIMITS, Writer } from './wire.js';
+import type { FlatWrites, Write, Writes } from './store.js';
 
-export type { Write };
+export type { FlatWrites, Write, Writes };
 
 export const MSG_REQUEST = 1;
 export const MSG_CHECKPOINT = 2;
@@ -27,7 +27,8 @@ export interface ClientRequest extends WireMessage {
   readonly origin: number;
   readonly clientId: number;
   readonly reqNo: number;
-  readonly writes: readonly Write[];
+  /** Decoded and client-built requests hold them flat (WriteBatch); tests may give objects. */
+  readonly writes: Writes;
   readonly body: Buffer;
   readonly signature: Buffer;
 }
@@ -60,28 +61,141 @@ function encodeRequestBody(origin: number, clientId: number, reqNo: number, writ
   return Buffer.from(w.finish());
 }
 
+/** Bytes of a request body before its writes: origin u16, clientId u32, reqNo u32, count u32. */
+const BODY_HEADER_BYTES = 2 + 4 + 4 + 4;
+/** Bytes of a write before its value: key u32, value length u16. */
+const WRITE_HEADER_BYTES = 4 + 2;
+
+/**
+ * The writes of a request as they lie in its body, `[u32 key][u16 length][value]` each: key i
+ * and value i are read from the bytes when asked, so decoding a batch allocates this one object
+ * instead of an object and a Buffer view per write. When every value has the same length (every
+ * client here sends such batches) write i is at `first + i * stride`; otherwise the offset of
+ * each write is kept.
+ */
+export class WriteBatch implements FlatWrites {
+  /** Made when first asked; private (#) so that it is no part of how two batches compare. */
+  #view: DataView | undefined;
+
+  constructor(
+    readonly bytes: Buffer,
+    private readonly first: number,
+    readonly length: number,
+    /** Bytes per write when all values have one length; 0 when `offsets` says where each starts. */
+    private readonly stride: number,
+    private readonly offsets?: readonly number[],
+  ) {}
+
+  /** `bytes` as a DataView (made once, when first asked). */
+  get view(): DataView {
+    return (this.#view ??= new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length));
+  }
+
+  private at(i: number): number {
+    return this.offsets ? this.offsets[i]! : this.first + i * this.stride;
+  }
+
+  keyAt(i: number): number {
+    return this.view.getUint32(this.at(i));
+  }
+
+  valueLengthAt(i: number): number {
+    return this.view.getUint16(this.at(i) + 4);
+  }
+
+  valueAt(i: number): number {
+    return this.at(i) + WRITE_HEADER_BYTES;
+  }
+
+  /** Write i as an object (a view of its value): for tests and debugging, not the hot path. */
+  write(i: number): Write {
+    const at = this.valueAt(i);
+    return { key: this.keyAt(i), value: this.bytes.subarray(at, at + this.valueLengthAt(i)) };
+  }
+
+  /** The writes as objects, so a request prints and compares (JSON) like one built from objects. */
+  toJSON(): Write[] {
+    return Array.from({ length: this.length }, (_, i) => this.write(i));
+  }
+}
+
+/**
+ * The writes of `body` from its count at `countAt` to its end, if they all have values of one
+ * length and fill the body exactly; undefined otherwise (the general decoding then checks, and
+ * names, what is wrong).
+ */
+function uniformWrites(body: Buffer, countAt: number): WriteBatch | undefined {
+  if (countAt + 4 > body.length) return undefined;
+  const count = body.readUInt32BE(countAt);
+  const first = countAt + 4;
+  if (count === 0) return first === body.length ? new WriteBatch(body, first, 0, 0) : undefined;
+  if (count > WIRE_LIMITS.listLengthMax || first + WRITE_HEADER_BYTES > body.length) return undefined;
+  const len = body.readUInt16BE(first + 4);
+  const stride = WRITE_HEADER_BYTES + len;
+  if (first + count * stride !== body.length) return undefined;
+  for (let i = 1; i < count; i++) if (body.readUInt16BE(first + i * stride + 4) !== len) return undefined;
+  return new WriteBatch(body, first, count, stride);
+}
+
+/** One write read past, bounds checked: where it starts. */
+function skipWrite(r: Reader): number {
+  const at = r.offset;
+  r.skip(4, 'write.key');
+  r.skip(r.u16('write.value.length'), 'write.value');
+  return at;
+}
+
 function decodeRequestBody(body: Buffer): Pick<ClientRequest, 'origin' | 'clientId' | 'reqNo' | 'writes'> {
   const r = new Reader(body);
   const origin = r.u16('request.origin');
   const clientId = r.u32('request.clientId');
   const reqNo = r.u32('request.reqNo');
-  const writes = r.list(
-    (r2) => {
-      const key = r2.u32('write.key');
-      const len = r2.u16('write.value.length');
-      return { key, value: r2.fixed(len, 'write.value') };
-    },
-    'request.writes',
-    6,
-  );
+  let writes = uniformWrites(body, r.offset);
+  if (writes) r.skip(r.remaining);
+  else {
+    const offsets = r.list(skipWrite, 'request.writes', WRITE_HEADER_BYTES);
+    writes = new WriteBatch(body, 0, offsets.length, 0, offsets);
+  }
   r.end('request body');
   return { origin, clientId, reqNo, writes };
+}
+
+/**
+ * Builds and signs a request of `count` writes of `valueBytes` each, written straight into its
+ * body: `write(i, body, valueAt)` writes value i at `valueAt` (the body starts zero-filled, so
+ * only its non-zero bytes need writing) and returns its key. The body is byte for byte the one
+ * makeRequest encodes from the same writes; no object per write is made.
+ */
+export function makeRequestInPlace(
+  signer: Signer,
+  origin: number,
+  clientId: number,
+  reqNo: number,
+  count: number,
+  valueBytes: number,
+  write: (i: number, body: Buffer, valueAt: number) => number,
+): ClientRequest {
+  if (valueBytes > VALUE_BYTES_MAX) throw new RangeError(`value of ${valueBytes} bytes`);
+  const stride = WRITE_HEADER_BYTES + valueBytes;
+  const body = Buffer.alloc(BODY_HEADER_BYTES + count * stride);
+  body.writeUInt16BE(origin, 0);
+  body.writeUInt32BE(clientId >>> 0, 2);
+  body.writeUInt32BE(reqNo >>> 0, 6);
+  body.writeUInt32BE(count, 10);
+  for (let i = 0, at = BODY_HEADER_BYTES; i < count; i++, at += stride) {
+    const key = write(i, body, at + WRITE_HEADER_BYTES);
+    body.writeUInt32BE(key >>> 0, at);
+    body.writeUInt16BE(valueBytes, at + 4);
+  }
+  const writes = new WriteBatch(body, BODY_HEADER_BYTES, count, stride);
+  return { type: MSG_REQUEST, origin, clientId, reqNo, writes, body, signature: signer.sign(body) };
 }
 
 /** Builds and signs a client request. */
 export function makeRequest(signer: Signer, origin: number, clientId: number, reqNo: number, writes: readonly Write[]): ClientRequest {
   const body = encodeRequestBody(origin, clientId, reqNo, writes);
-  return { type: MSG_REQUEST, origin, clientId, reqNo, writes, body, signature: signer.sign(body) };
+  // Held flat like a decoded request's, so that a request and its decoding are equal.
+  return { type: MSG_REQUEST, origin, clientId, reqNo, writes: decodeRequestBody(body).writes, body, signature: signer.sign(body) };
 }
 
 /**
@@ -95,7 +209,15 @@ export const NOOP_ORIGIN = 0xffff;
 
 export function noopRequest(k: number): ClientRequest {
   const body = encodeRequestBody(NOOP_ORIGIN, NOOP_CLIENT_ID, k >>> 0, []);
-  return { type: MSG_REQUEST, origin: NOOP_ORIGIN, clientId: NOOP_CLIENT_ID, reqNo: k >>> 0, writes: [], body, signature: Buffer.alloc(SIGNATURE_BYTES) };
+  return {
+    type: MSG_REQUEST,
+    origin: NOOP_ORIGIN,
+    clientId: NOOP_CLIENT_ID,
+    reqNo: k >>> 0,
+    writes: new WriteBatch(body, BODY_HEADER_BYTES, 0, 0),
+    body,
+    signature: Buffer.alloc(SIGNATURE_BYTES),
+  };
 }
 
 export function isNoop(req: ClientRequest): boolean {
@@ -134,6 +256,9 @@ export interface FieldCodec<M extends WireMessage> {
   read(r: Reader): M;
 }
 
+/** The template's value for a digest field until one is read. */
+const EMPTY_DIGEST = Buffer.alloc(DIGEST_BYTES);
+
 /** A field of a fixed-layout message: an unsigned integer of 16, 32 or 53 bits, or a digest (DIGEST_BYTES). */
 export type FlatField = 'u16' | 'u32' | 'u53' | 'digest';
 
@@ -147,6 +272,9 @@ export type FlatLayout<M extends WireMessage> = { readonly [K in Exclude<keyof M
  */
 export function flatCodec<M extends WireMessage>(type: M['type'], name: string, layout: FlatLayout<M>): FieldCodec<M> {
   const fields = Object.entries(layout) as [string, FlatField][];
+  const labels = fields.map(([key]) => `${name}.${key}`);
+  const template: Record<string, unknown> = { type };
+  for (const [key, kind] of fields) template[key] = kind === 'digest' ? EMPTY_DIGEST : 0;
   return {
     write: (w, m) => {
       const values = m as unknown as Record<string, number & Buffer>;
@@ -156,8 +284,13 @@ export function flatCodec<M extends WireMessage>(type: M['type'], name: string, 
       }
     },
     read: (r) => {
-      const m: Record<string, unknown> = { type };
-      for (const [key, kind] of fields) m[key] = kind === 'digest' ? r.fixed(DIGEST_BYTES, `${name}.${key}`) : r[kind](`${name}.${key}`);
+      // A copy of the template has every field already, in order: one allocation of the final
+      // shape instead of growing an object field by field (and the labels are made once).
+      const m: Record<string, unknown> = { ...template };
+      for (let i = 0; i < fields.length; i++) {
+        const [key, kind] = fields[i]!;
+        m[key] = kind === 'digest' ? r.fixed(DIGEST_BYTES, labels[i]) : r[kind](labels[i]);
+      }
       return m as unknown as M;
     },
   };

@@ -13,6 +13,30 @@ export interface Write {
   readonly value: Buffer;
 }
 
+/**
+ * A batch's writes held flat, as they lie in its encoded body (replica/messages.ts WriteBatch):
+ * key i and where value i's bytes are, with no object per write. A batch of 100 writes decoded
+ * into objects cost 200 allocations (an object and a Buffer view per write) at every replica,
+ * and the requests a replica keeps until its checkpoint carried them into the old generation.
+ */
+export interface FlatWrites {
+  readonly length: number;
+  /** The buffer the values lie in, and the same bytes as a DataView. */
+  readonly bytes: Buffer;
+  readonly view: DataView;
+  keyAt(i: number): number;
+  /** Offset of value i in `bytes`. */
+  valueAt(i: number): number;
+  valueLengthAt(i: number): number;
+}
+
+/** A batch's writes, as objects (tests, the bench's floor) or flat (every request a codec decodes or a client builds). */
+export type Writes = readonly Write[] | FlatWrites;
+
+function isFlat(writes: Writes): writes is FlatWrites {
+  return !Array.isArray(writes);
+}
+
 interface UndoRecord {
   readonly k: number;
   /** Where this record's keys and old values start in the arena. */
@@ -30,6 +54,12 @@ interface UndoRecord {
 const SLAB_BYTES = 4 * 1024 * 1024;
 
 const align4 = (n: number): number => (n + 3) & ~3;
+
+/** 32-bit words per 64-byte cache line. */
+const LINE_WORDS = 16;
+
+/** Uint32Array words are in the platform's byte order; a DataView read must match it. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 export class StoreError extends Error {
   constructor(message: string) {
@@ -52,6 +82,8 @@ export class YcsbStore {
   private readonly spareSlabs: Buffer[] = [];
   /** Writes applied since the table was created (for metrics and tests). */
   writesApplied = 0;
+  /** The words apply() loaded ahead of its copies, kept so the loads are not optimised away. */
+  touched = 0;
 
   constructor(
     readonly records: number,
@@ -76,7 +108,11 @@ export class YcsbStore {
   }
 
   /** True if every write names a key in the table; replicas reject batches that do not. */
-  validWrites(writes: readonly Write[]): boolean {
+  validWrites(writes: Writes): boolean {
+    if (isFlat(writes)) {
+      for (let i = 0; i < writes.length; i++) if (writes.keyAt(i) >= this.records) return false;
+      return true;
+    }
     for (const w of writes) {
       if (!Number.isInteger(w.key) || w.key < 0 || w.key >= this.records) return false;
     }
@@ -88,11 +124,29 @@ export class YcsbStore {
    * values are kept until `forget(k)` so that `rollbackTo` can restore them. A value shorter
    * than a record is zero-padded, a longer one truncated: the table has fixed-width records.
    */
-  apply(k: number, writes: readonly Write[], undoable: boolean): void {
+  apply(k: number, writes: Writes, undoable: boolean): void {
     const vb = this.valueBytes;
-    // Check every key first: a batch that fails half-way would leave writes with no undo record.
-    for (const { key } of writes) this.checkKey(key);
+    const flat = isFlat(writes) ? writes : undefined;
+    const objects = flat ? undefined : (writes as readonly Write[]);
     const count = writes.length;
+    // Check every key first: a batch that fails half-way would leave writes with no undo record.
+    // The same pass loads a word of every cache line of every row it will write (a row need not
+    // start on a line): the table is far larger than the caches, and these loads, independent of
+    // each other, have their misses in flight together instead of one row at a time in the copy
+    // loop below (100 rows of 64 bytes on a cold table: 10 us without, 3 us with).
+    const tw = this.tableWords;
+    const words = vb >> 2;
+    let touched = 0;
+    for (let i = 0; i < count; i++) {
+      const key = flat ? flat.keyAt(i) : objects![i]!.key;
+      this.checkKey(key);
+      if (tw) {
+        const s = key * words;
+        for (let j = 0; j < words; j += LINE_WORDS) touched ^= tw[s + j]!;
+        touched ^= tw[s + words - 1]!;
+      }
+    }
+    this.touched = touched & 1;
     let slab: Buffer | undefined;
     let keysAt = 0;
     let valuesAt = 0;
@@ -110,15 +164,34 @@ export class YcsbStore {
       this.slabPos = align4(valuesAt + count * vb);
     }
     const slabWords = slab ? this.slabWords[this.slabWords.length - 1]! : undefined;
+    const table = this.table;
+    let src: DataView | undefined;
     for (let i = 0; i < count; i++) {
-      const { key, value } = writes[i]!;
+      const key = flat ? flat.keyAt(i) : objects![i]!.key;
       const at = key * vb;
       if (slab) {
         slab.writeUInt32LE(key, keysAt + 4 * i);
         this.copyOut(slab, slabWords!, valuesAt + i * vb, at);
       }
-      const n = value.copy(this.table, at, 0, Math.min(vb, value.length));
-      if (n < vb) this.table.fill(0, at + n, at + vb);
+      let n: number;
+      if (flat) {
+        n = Math.min(vb, flat.valueLengthAt(i));
+        const from = flat.valueAt(i);
+        if (tw && (n & 3) === 0) {
+          // Word by word through a DataView of the body (values lie at any alignment there): a
+          // Buffer view per value to copy from cost an allocation, and this is 3x faster.
+          src ??= flat.view;
+          const d = at >> 2;
+          for (let j = 0; j < n >> 2; j++) tw[d + j] = src.getUint32(from + 4 * j, LITTLE_ENDIAN);
+        } else {
+          table.set(flat.bytes.subarray(from, from + n), at);
+        }
+      } else {
+        const value = objects![i]!.value;
+        n = Math.min(vb, value.length);
+        table.set(n === value.length ? value : value.subarray(0, n), at);
+      }
+      if (n < vb) table.fill(0, at + n, at + vb);
     }
     this.writesApplied += count;
   }

@@ -226,6 +226,12 @@ export class Reader {
     return out;
   }
 
+  /** Moves past `length` bytes (bounds checked) without reading them. */
+  skip(length: number, what = 'skip'): void {
+    this.need(length, what);
+    this.pos += length;
+  }
+
   /** A u32 length prefix then that many bytes, as a view into the frame. */
   bytes(what = 'bytes', max: number = WIRE_LIMITS.bytesFieldMax): Buffer {
     const len = this.u32(`${what}.length`);

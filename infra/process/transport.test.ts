@@ -7,12 +7,12 @@ import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clientPeer, type Peer } from '../../replica/types.js';
 import {
-  coalesce,
   computeMac,
   encodeFrame,
   encodeHello,
   FrameMac,
   FrameReader,
+  OutputQueue,
   MAC_DIGEST_FROM,
   payloadDigest,
   Transport,
@@ -235,7 +235,9 @@ describe('FrameReader', () => {
       const got: Buffer[] = [];
       for (let off = 0; off < stream.length; ) {
         const size = rng.nextInt(4) === 0 ? 1 + rng.nextInt(5) : 1 + rng.nextInt(100_000);
-        const ok = reader.push(stream.subarray(off, off + size), (_mac, payload) => {
+        const ok = reader.push(stream.subarray(off, off + size), (bytes, macAt, payload) => {
+          // The MAC handed over is the frame's (encodeFrame's key: 32 bytes of 9).
+          expect(bytes.subarray(macAt, macAt + 32).equals(computeMac(Buffer.alloc(32, 9), payload)), `seed=${seed}`).toBe(true);
           got.push(Buffer.from(payload));
           return true;
         });
@@ -319,29 +321,45 @@ describe('frame MACs', () => {
   });
 });
 
-describe('coalesce', () => {
-  it('passes large chunks by reference and copies each run of small ones into one buffer, in order', () => {
-    const h = (i: number): Buffer => Buffer.alloc(36, i);
+describe('OutputQueue', () => {
+  const key = Buffer.alloc(32, 5);
+  const mac = new FrameMac(key);
+
+  it('lays frames out as on the wire: large payloads by reference, each run of headers and small payloads as one piece', () => {
     const big1 = Buffer.alloc(8_300, 1);
     const big2 = Buffer.alloc(1024, 2);
-    const chunks = [h(1), big1, h(2), Buffer.alloc(100, 3), h(4), Buffer.alloc(1023, 5), h(6), big2];
-    const parts = coalesce(chunks);
+    const payloads = [big1, Buffer.alloc(100, 3), Buffer.alloc(1023, 5), big2];
+    const q = new OutputQueue();
+    for (const p of payloads) q.push(p, mac);
+    expect(q.bytes).toBe(payloads.reduce((s, p) => s + 36 + p.length, 0));
+    const parts = q.take();
     expect(parts.length).toBe(4);
     expect(parts[1]).toBe(big1);
     expect(parts[3]).toBe(big2);
-    expect(parts[0]!.equals(h(1))).toBe(true);
+    expect(parts[0]!.length).toBe(36);
     expect(parts[2]!.length).toBe(36 + 100 + 36 + 1023 + 36);
-    expect(Buffer.concat(parts).equals(Buffer.concat(chunks))).toBe(true);
+    expect(Buffer.concat(parts).equals(Buffer.concat(payloads.map((p) => encodeFrame(key, p))))).toBe(true);
+    expect(q.bytes).toBe(0);
+    expect(q.take()).toEqual([]);
   });
 
-  it('randomized: the pieces always concatenate to the chunks (seed printed on failure)', () => {
+  it('randomized: the pieces of every take are the frames encoded, and bytes handed out never change (seed printed on failure)', () => {
     for (let seed = 1; seed <= 100; seed++) {
       const rng = new Rng(seed);
-      const chunks = Array.from({ length: 1 + rng.nextInt(40) }, (_, i) => Buffer.alloc(rng.nextInt(2) ? rng.nextInt(1100) : rng.nextInt(9000), i));
-      const parts = coalesce(chunks);
-      expect(Buffer.concat(parts).equals(Buffer.concat(chunks)), `seed=${seed}`).toBe(true);
-      // No two small pieces next to each other: every run was merged.
-      for (let i = 1; i < parts.length; i++) expect(parts[i - 1]!.length >= 1024 || parts[i]!.length >= 1024, `seed=${seed}`).toBe(true);
+      const q = new OutputQueue();
+      const taken: { parts: Buffer[]; copy: Buffer }[] = [];
+      for (let round = 0; round < 5; round++) {
+        const payloads = Array.from({ length: rng.nextInt(40) }, (_, i) => Buffer.alloc(rng.nextInt(2) ? rng.nextInt(1100) : rng.nextInt(70_000), i));
+        for (const p of payloads) q.push(p, mac);
+        const parts = q.take();
+        const want = Buffer.concat(payloads.map((p) => encodeFrame(key, p)));
+        expect(Buffer.concat(parts).equals(want), `seed=${seed} round ${round}`).toBe(true);
+        // No two small pieces next to each other: every run was one piece.
+        for (let i = 1; i < parts.length; i++) expect(parts[i - 1]!.length >= 1024 || parts[i]!.length >= 1024, `seed=${seed}`).toBe(true);
+        taken.push({ parts, copy: Buffer.from(want) });
+      }
+      // Later frames were written after (or beside) the pieces handed out, never over them.
+      for (const t of taken) expect(Buffer.concat(t.parts).equals(t.copy), `seed=${seed}`).toBe(true);
     }
   });
 });

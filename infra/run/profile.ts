@@ -51,7 +51,9 @@ function categorize(stack: readonly { functionName: string; url: string }[]): st
   const project = stack.find((f) => /\/dist\/(replica|client|harness|infra)\//.test(f.url));
   const hashing = /crypto\/hash|^(Hmac|Hash|update|digest|createHmac|createHash)$/.test(`${self.url} ${self.functionName}`) || /crypto\/hash/.test(self.url);
   const file = project ? project.url.replace(/^.*\/dist\//, '') : '';
-  if (hashing) return /process\/transport\.js/.test(file) ? 'frame MACs and payload digests (transport)' : 'SHA-256 digests (requests, blocks)';
+  // The transport hashes through replica/crypto.js (sha256Into), so look for it anywhere below.
+  if (hashing)
+    return stack.some((f) => /\/process\/transport\.js/.test(f.url)) ? 'frame MACs and payload digests (transport)' : 'SHA-256 digests (requests, blocks)';
   if (!project) return 'node internals (streams, timers, buffers)';
   if (/replica\/protocols\.js|process\/(replica-main|client-main|control)\.js/.test(file)) return 'startup and control channel';
   if (/replica\/crypto\.js/.test(file)) return 'crypto provider wrappers';
