@@ -221,8 +221,11 @@ export function modelRun(spec: ModelRunSpec, testbed: Testbed, calibration: Cali
 
 /** The RunMetrics of a modelled run, as figure --backend model records them; undefined when nothing was accepted. */
 export function modelRunMetrics(r: ModelRun): RunMetrics | undefined {
-  const p = r.point;
-  if (p.txnPerSec === 0) return undefined;
+  return r.point.txnPerSec === 0 ? undefined : pointFigures(r.point);
+}
+
+/** A modelled point's figures under the names a run's metrics use. */
+function pointFigures(p: ModelRun['point']): RunMetrics {
   return {
     throughputTxnPerSec: p.txnPerSec,
     latencyMs: p.latencyMs,
@@ -322,13 +325,7 @@ export function modelRunJson(r: ModelRun, replay: string, recordedIn?: string): 
     valid: r.valid,
     ...(r.reason ? { reason: r.reason } : {}),
     violations: p.violations,
-    throughputTxnPerSec: p.txnPerSec,
-    latencyMs: p.latencyMs,
-    messagesPerSec: p.messagesPerSec,
-    bytesPerSec: p.bytesPerSec,
-    viewChanges: p.viewChanges,
-    rollbacks: p.rollbacks,
-    clientTimeouts: p.clientTimeouts,
+    ...pointFigures(p),
     spec: r.spec,
     startedAt: r.startedAt,
     durationSec: r.durationSec,
