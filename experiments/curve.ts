@@ -20,6 +20,7 @@ import { appendRun, environment, makeRunLine, writeManifest } from '../infra/run
 import { executeRun, type RunResult } from '../infra/run/execute.js';
 import { makeRunSpec, type RunSpec } from '../infra/run/spec.js';
 import { WINDOW_OVER_LATENCY } from '../infra/run/steady.js';
+import type { RunRecord } from '../infra/run/records.js';
 import type { ProtocolName } from '../replica/types.js';
 
 /**
@@ -346,4 +347,36 @@ export async function runCurve(o: CurveOptions, hooks: CurveHooks = {}): Promise
 function kneeOf(points: readonly CurvePoint[], rule: CurveRule): { knee?: CurvePoint } {
   const k = knee(points, rule);
   return k ? { knee: k } : {};
+}
+
+/**
+ * The curves recorded in a results directory's runs (experiment "curve", one line per point
+ * with its `curve` object): one result per replica count, points in the order measured, knees
+ * judged again by `rule`. What figure 13's curves panel reads back (plots/report.ts).
+ */
+export function curvesFromRecords(records: readonly RunRecord[], rule: CurveRule = CURVE_RULE): CurveResult[] {
+  const byReplicas = new Map<number, Map<ProtocolName, (CurvePoint & { index: number })[]>>();
+  let batch = 0;
+  for (const r of records) {
+    const point = (r as RunRecord & { curve?: CurvePoint & { index: number } }).curve;
+    if (r.experiment !== 'curve' || point === undefined) continue;
+    batch = r.point.batch;
+    const curves = byReplicas.get(r.point.replicas) ?? new Map<ProtocolName, (CurvePoint & { index: number })[]>();
+    byReplicas.set(r.point.replicas, curves);
+    const points = curves.get(point.protocol) ?? [];
+    curves.set(point.protocol, points);
+    points.push(point);
+  }
+  return [...byReplicas]
+    .sort(([a], [b]) => a - b)
+    .map(([replicas, curves]) => ({
+      replicas,
+      batch,
+      interrupted: false,
+      curves: [...curves].map(([protocol, pts]) => {
+        const points = [...pts].sort((a, b) => a.index - b.index);
+        const k = knee(points, rule);
+        return { protocol, points, ...(k ? { knee: k } : {}), stoppedBecause: stopReason(points, rule) ?? 'as recorded' };
+      }),
+    }));
 }

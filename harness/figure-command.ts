@@ -75,6 +75,9 @@ import {
 } from '../experiments/sweep.js';
 import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
+import { CURVES_DIR, curvesDirFor } from '../plots/curves-panel.js';
+import { runCurve } from '../experiments/curve.js';
+import { parseCurveFlags } from './curve-command.js';
 import { readCalibration } from '../infra/sim/calibration.js';
 import { loadTestbed } from '../infra/sim/testbed.js';
 import { DEFAULT_CALIBRATION } from './model-command.js';
@@ -108,6 +111,8 @@ export interface FigureFlags extends InfraFlags, AwsSweepFlags {
   readonly retryFailed?: boolean;
   readonly baseline?: string;
   readonly logs?: boolean;
+  /** Figure 13: also measure throughput-latency curves (always in the default and paper profiles). */
+  readonly curves?: boolean;
   /** Client processes per run; aws: client machines to provision. */
   readonly clientMachines?: string;
 }
@@ -689,7 +694,52 @@ export async function runFigureCommand(figureText: string, flags: FigureFlags, i
   const t0 = Date.now();
   const end = await runFigureSweep(job, aws);
   if (end.outcome === undefined) return end.exitCode ?? 1;
+  if (!end.outcome.interrupted && curvesWanted(job) && (await runFigureCurves(job)) === 'interrupted') {
+    job.stderr.write(
+      `poe-bench figure: interrupted while measuring curves; the points so far are under ${join(job.dir, CURVES_DIR)}; resume with --out ${job.dir}\n`,
+    );
+    return 130;
+  }
   return finishFigure(job, { ...end, outcome: end.outcome }, formatDuration((Date.now() - t0) / 1000));
+}
+
+/**
+ * Figure 13's curves panel (issue 11 item 4): in the default and paper profiles, or with
+ * --curves in quick, on the local backend (the curve command's runs are local processes).
+ */
+function curvesWanted(job: FigureJob): boolean {
+  const { config, flags } = job;
+  if (!config.figures.includes('13') || (config.profile.name === 'quick' && !flags.curves)) return false;
+  if ((config.backend ?? 'local') !== 'local') {
+    if (flags.curves) job.stderr.write(`poe-bench figure: --curves: curves run on the local backend only, not ${config.backend}; skipped\n`);
+    return false;
+  }
+  return true;
+}
+
+/**
+ * One curve per replica count of figure 13's sweep, over its protocols, into
+ * <out>/curves/n<N>/ (plots/curves-panel.ts draws them into the report). A replica count whose
+ * curve directory exists is not measured again (a resumed figure).
+ */
+async function runFigureCurves(job: FigureJob): Promise<'done' | 'interrupted'> {
+  const fig13 = job.runs.filter((r) => r.figure === '13');
+  const protocols = [...new Set(fig13.map((r) => r.point.protocol))];
+  for (const replicas of [...new Set(fig13.map((r) => r.point.replicas))].sort((a, b) => a - b)) {
+    const outDir = curvesDirFor(job.dir, replicas);
+    if (existsSync(outDir)) continue;
+    job.stderr.write(`poe-bench figure: curves at ${replicas} replicas (${protocols.join(', ')}), into ${outDir}\n`);
+    const options = { ...parseCurveFlags({ protocol: protocols.join(','), replicas: String(replicas) }), outDir };
+    const result = await runCurve(options, {
+      ...(job.io.signal ? { signal: job.io.signal } : {}),
+      onPoint: (p, i) =>
+        job.stderr.write(
+          `  ${p.protocol} n=${replicas} point ${i + 1}: offered ${Math.round(p.offeredTxnPerSec)} txn/s, achieved ${Math.round(p.achievedTxnPerSec)}\n`,
+        ),
+    });
+    if (result.interrupted) return 'interrupted';
+  }
+  return 'done';
 }
 
 /** Declares the flags (without an action, so tests can parse flags alone), from the table of run parameters. */

@@ -716,6 +716,14 @@ export const PARAMS: readonly ParamDef[] = [
   },
   { key: 'logs', flag: '--logs', type: 'boolean', help: 'keep every process stderr under <out>/logs/', commands: ['figure'], schema: flag() },
   {
+    key: 'curves',
+    flag: '--curves',
+    type: 'boolean',
+    help: 'figure 13: also measure throughput-latency curves at its replica counts (poe-bench curve; local backend); always in the default and paper profiles, with this flag in quick',
+    commands: ['figure'],
+    schema: flag(),
+  },
+  {
     key: 'clientMachines',
     flag: '--client-machines',
     value: '<m>',

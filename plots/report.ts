@@ -26,6 +26,7 @@ import {
 } from '../experiments/stats.js';
 import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { toHtml, toMarkdown, type Block, type Cell } from './document.js';
+import { curvesPanel } from './curves-panel.js';
 import { renderFigureData, type RenderedChart } from './render.js';
 
 export const REPORT_MD = 'report.md';
@@ -389,6 +390,11 @@ export async function buildReport(
     );
     if (rendered.length === 0) blocks.push({ kind: 'paragraph', text: 'No valid run: nothing to chart.' });
     blocks.push({ kind: 'heading', level: 3, text: 'Numbers' }, numbersTable(data, baseline), ...sentenceBlocks(data, baseline), ...failureList(data));
+    if (id === '13') {
+      const panel = await curvesPanel(dir, (protocol, replicas) => closedLoopTxnPerSec(records, protocol, replicas));
+      charts.push(...panel.charts);
+      blocks.push(...panel.blocks);
+    }
   }
   const strays = records.filter((r) => !FIGURE_IDS.some((id) => belongsTo(FIGURES[id], r)));
   if (strays.length > 0) {
@@ -412,6 +418,14 @@ export async function buildReport(
   const claims = evaluateClaims(inputs, CLAIMS, claimContextOf(manifest));
   blocks.push(...claimsTable(claims), ...modelValidationBlocks(manifest), ...METHOD);
   return { blocks, charts, figures, claims };
+}
+
+/** Figure 13's mean throughput of `protocol` at `replicas` over its valid runs, or undefined. */
+function closedLoopTxnPerSec(records: readonly RunRecord[], protocol: ProtocolName, replicas: number): number | undefined {
+  const xs = records
+    .filter((r) => r.valid && belongsTo(FIGURES['13'], r) && r.point.protocol === protocol && r.point.replicas === replicas)
+    .map((r) => r.metrics?.throughputTxnPerSec ?? 0);
+  return xs.length === 0 ? undefined : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
 /** Reads `dir`'s runs.jsonl and manifest.json, renders the charts into `dir`, and writes report.md and report.html there. */
