@@ -206,7 +206,10 @@ export class ClientRuntime<M extends WireMessage> {
    * txnsPerSecond): bucket i covers [start + (first + i) s, + 1 s), up to the window's end.
    */
   private series(w: MeasurementWindow): { firstBucketSec: number; txnsPerSecond: number[] } {
-    const firstBucketSec = -Math.ceil((w.startMs - w.startedAtMs) / 1000);
+    // Whole seconds of warm-up only: a fixed warm-up's window opens when its timer fires, a few
+    // ms after the cap (8.003 s made a ninth bucket of 3 ms); a timer a hair early still counts.
+    const wholeWarmupSec = Math.floor((w.startMs - w.startedAtMs) / 1000 + 0.05);
+    const firstBucketSec = wholeWarmupSec === 0 ? 0 : -wholeWarmupSec;
     const txnsPerSecond = new Array<number>(-firstBucketSec + Math.ceil((w.endMs - w.startMs) / 1000)).fill(0);
     for (let i = 0; i < this.acceptedAtMs.length; i++) {
       const t = this.acceptedAtMs[i]!;
