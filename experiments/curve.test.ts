@@ -7,8 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CURVE_RULE, follows, knee, latencyExplosion, notCarried, offeredBatchesPerSec, refinement, runCurve, stopReason, type CurvePoint } from './curve.js';
-import type { RunResult } from '../infra/run/execute.js';
-import type { RunSpec } from '../infra/run/spec.js';
+import { openLoopSystem } from '../test/fixtures.js';
 
 function pt(offered: number, achieved: number, mean: number, p99 = mean * 2, valid = true): CurvePoint {
   return {
@@ -154,26 +153,7 @@ describe('runCurve with a fake run', () => {
     dirs.push(outDir);
     // A system that carries 30,000 txn/s: latency 10 ms below it, growing with the backlog above it.
     const capacity = 30_000;
-    const execute = async (spec: RunSpec): Promise<RunResult> => {
-      const offered = spec.openLoopBatchesPerSec! * spec.batch;
-      const achieved = Math.min(offered, capacity);
-      const mean = offered <= capacity ? 10 : 10 + (offered / capacity - 1) * 200;
-      return {
-        valid: true,
-        violations: [],
-        implausible: [],
-        failed: false,
-        interrupted: false,
-        throughputTxnPerSec: achieved,
-        latencyMs: { mean, p50: mean, p99: mean * 1.5, max: mean * 2 },
-        messagesPerSec: 0,
-        bytesPerSec: 0,
-        spec,
-        startedAt: new Date(0).toISOString(),
-        durationSec: 1,
-        pids: [],
-      };
-    };
+    const execute = openLoopSystem(capacity);
     const result = await runCurve(
       {
         refineRatio: 1.1,

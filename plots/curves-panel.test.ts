@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CURVE_RULE, curvesFromRecords, runCurve } from '../experiments/curve.js';
 import { loadRuns } from '../experiments/runs.js';
-import type { RunResult } from '../infra/run/execute.js';
-import type { RunSpec } from '../infra/run/spec.js';
 import { curveReplicaCounts, curvesDirFor, curvesPanel } from './curves-panel.js';
+import { openLoopSystem } from '../test/fixtures.js';
 
 describe('figure 13 curves panel', () => {
   const dirs: string[] = [];
@@ -24,25 +23,7 @@ describe('figure 13 curves panel', () => {
     dirs.push(dir);
     // A system that carries 30,000 txn/s (as experiments/curve.test.ts: its knee is at 31,002 offered, 16.7 ms).
     const capacity = 30_000;
-    const execute = async (spec: RunSpec): Promise<RunResult> => {
-      const offered = spec.openLoopBatchesPerSec! * spec.batch;
-      const mean = offered <= capacity ? 10 : 10 + (offered / capacity - 1) * 200;
-      return {
-        valid: true,
-        violations: [],
-        implausible: [],
-        failed: false,
-        interrupted: false,
-        throughputTxnPerSec: Math.min(offered, capacity),
-        latencyMs: { mean, p50: mean, p99: mean * 1.5, max: mean * 2 },
-        messagesPerSec: 0,
-        bytesPerSec: 0,
-        spec,
-        startedAt: new Date(0).toISOString(),
-        durationSec: 1,
-        pids: [],
-      };
-    };
+    const execute = openLoopSystem(capacity);
     const options = { refineRatio: 1.1, protocols: ['poe', 'pbft'] as const, replicas: 4, batch: 100, clients: 100, warmupS: 1, durationS: 1 };
     const measured = await runCurve(
       { ...options, protocols: [...options.protocols], startBatchesPerSec: 50, factor: 1.5, maxPoints: 20, rule: CURVE_RULE, outDir: curvesDirFor(dir, 4) },

@@ -7,6 +7,8 @@
 import type { ProtocolName } from '../replica/types.js';
 import { FIGURES } from '../experiments/figures.js';
 import { pointId, type FigureId, type RunMetrics, type RunRecord, type SweepPoint } from '../infra/run/records.js';
+import type { RunResult } from '../infra/run/execute.js';
+import type { RunSpec } from '../infra/run/spec.js';
 
 export const FIXTURE_STARTED_AT = 'fixture (invented test data, not a measurement)';
 
@@ -68,4 +70,30 @@ export function fixtureFigure(figure: FigureId, reps = 3, experiment = FIGURES[f
     }
   }
   return out;
+}
+
+/**
+ * One open-loop point of a system that carries `capacity` txn/s: 10 ms of latency below it,
+ * growing with the backlog above it (the curve tests' stand-in for executeRun).
+ */
+export function openLoopSystem(capacity: number): (spec: RunSpec) => Promise<RunResult> {
+  return async (spec) => {
+    const offered = spec.openLoopBatchesPerSec! * spec.batch;
+    const mean = offered <= capacity ? 10 : 10 + (offered / capacity - 1) * 200;
+    return {
+      valid: true,
+      violations: [],
+      implausible: [],
+      failed: false,
+      interrupted: false,
+      throughputTxnPerSec: Math.min(offered, capacity),
+      latencyMs: { mean, p50: mean, p99: mean * 1.5, max: mean * 2 },
+      messagesPerSec: 0,
+      bytesPerSec: 0,
+      spec,
+      startedAt: new Date(0).toISOString(),
+      durationSec: 1,
+      pids: [],
+    };
+  };
 }
