@@ -175,16 +175,23 @@ export function modelRunSpec(spec: RunSpec, testbed: string, calibration: string
   return { ...rest, backend: 'model', testbed, calibration, simBatches };
 }
 
-/** Runs a run's spec in the cost model (modelPoint), the warm-up share as the run's warm-up over warm-up plus duration (as figure --backend model). */
-export function modelRun(spec: ModelRunSpec, testbed: Testbed, calibration: CalibrationFile): ModelRun {
-  const startedAt = new Date().toISOString();
-  const point = modelPoint({
+/** The model point of a run's spec: its protocol, sizes, workload and seed, on `testbed` with `costs`, over `batches`. */
+export function pointInputOf(
+  spec: Pick<
+    RunSpec,
+    'protocol' | 'replicas' | 'batch' | 'clients' | 'clientProcs' | 'records' | 'valueBytes' | 'checkpointInterval' | 'window' | 'extra' | 'seed'
+  >,
+  testbed: Testbed,
+  costs: OpCosts,
+  batches: number,
+): ModelPointInput {
+  return {
     protocol: spec.protocol,
     replicas: spec.replicas,
     batch: spec.batch,
     clients: spec.clients,
     clientProcs: spec.clientProcs,
-    batches: spec.simBatches,
+    batches,
     records: spec.records,
     valueBytes: spec.valueBytes,
     checkpointInterval: spec.checkpointInterval,
@@ -192,7 +199,15 @@ export function modelRun(spec: ModelRunSpec, testbed: Testbed, calibration: Cali
     extra: spec.extra,
     seed: spec.seed,
     testbed,
-    costs: calibration.costs,
+    costs,
+  };
+}
+
+/** Runs a run's spec in the cost model (modelPoint), the warm-up share as the run's warm-up over warm-up plus duration (as figure --backend model). */
+export function modelRun(spec: ModelRunSpec, testbed: Testbed, calibration: CalibrationFile): ModelRun {
+  const startedAt = new Date().toISOString();
+  const point = modelPoint({
+    ...pointInputOf(spec, testbed, calibration.costs, spec.simBatches),
     warmupShare: spec.warmupS / (spec.warmupS + spec.durationS),
     crashed: spec.crashed,
     faults: spec.faults,

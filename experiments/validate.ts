@@ -11,7 +11,7 @@ import { makeRunSpec } from '../infra/run/spec.js';
 import type { CalibrationFile } from '../infra/sim/calibration.js';
 import { localTestbed } from '../infra/sim/testbed.js';
 import type { ProtocolName } from '../replica/types.js';
-import { modelPoint } from './model-point.js';
+import { modelPoint, pointInputOf } from './model-point.js';
 
 export interface ValidationPoint {
   readonly protocol: string;
@@ -152,22 +152,7 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
       const realCores = (real.metrics?.processes ?? []).reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
       const hostCores = coresLeft(calibrated.sharedHostCores!, real.bottleneck?.machineCpuPercent ?? null, realCores);
       const testbed = hostCores === calibrated.sharedHostCores ? calibrated : localTestbed(hostCores);
-      const model = modelPoint({
-        protocol,
-        replicas: n,
-        batch: spec.batch,
-        clients: spec.clients,
-        clientProcs: spec.clientProcs,
-        batches: options.modelBatches ?? 400,
-        records: spec.records,
-        valueBytes: spec.valueBytes,
-        checkpointInterval: spec.checkpointInterval,
-        window: spec.window,
-        extra: spec.extra,
-        seed: spec.seed,
-        testbed,
-        costs: calibration.costs,
-      });
+      const model = modelPoint(pointInputOf(spec, testbed, calibration.costs, options.modelBatches ?? 400));
       const batches = real.metrics?.acceptedBatches ?? 0;
       const realCpuMsPerBatch = batches > 0 ? (realCores * (real.metrics?.windowSec ?? 0) * 1000) / batches : 0;
       const p: ValidationPoint = {
