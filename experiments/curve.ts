@@ -375,8 +375,7 @@ export function curvesFromRecords(records: readonly RunRecord[], rule: CurveRule
       interrupted: false,
       curves: [...curves].map(([protocol, pts]) => {
         const points = [...pts].sort((a, b) => a.index - b.index);
-        const k = knee(points, rule);
-        return { protocol, points, ...(k ? { knee: k } : {}), stoppedBecause: stopReason(points, rule) ?? 'as recorded' };
+        return { protocol, points, ...kneeOf(points, rule), stoppedBecause: stopReason(points, rule) ?? 'as recorded' };
       }),
     }));
 }

@@ -56,14 +56,15 @@ export async function curvesPanel(
   for (const n of counts) {
     for (const result of curvesFromRecords(loadRuns(curvesDirFor(dir, n)))) {
       const stem = `fig13-curves-n${result.replicas}`;
-      const written = await writeChart(curveSpec(result, curveNotes(result)), dir, stem);
+      const notes = curveNotes(result);
+      const written = await writeChart(curveSpec(result, notes), dir, stem);
       charts.push(...written.files);
       blocks.push({
         kind: 'chart',
         title: `Latency against throughput, ${result.replicas} replicas`,
         svg: written.svg,
         file: `${stem}.svg`,
-        notes: curveNotes(result),
+        notes,
       });
       for (const c of result.curves) {
         const closed = closedLoop(c.protocol, result.replicas);

@@ -252,7 +252,9 @@ export class ChainedHotStuff extends HotStuffReplica {
   private onProposal(from: Peer, m: HsProposal): void {
     const b = m.block;
     // A block this replica asked for may come from any replica: the leader's signature vouches for it.
-    const fetched = !isClientPeer(from) && from !== this.id && this.fetching.size > 0 && this.fetching.has(hex(this.nodeOf(b, m.signature).hash));
+    // The node (its request digest and block hash) is built once, here if a fetch needs its hash.
+    let node = !isClientPeer(from) && from !== this.id && this.fetching.size > 0 ? this.nodeOf(b, m.signature) : undefined;
+    const fetched = node !== undefined && this.fetching.has(hex(node.hash));
     if (!(fetched || this.fromReplica(from, m.leader)) || m.leader !== primaryOf(b.view, this.q.n)) {
       this.out.reject(`proposal: ${from} is not the leader of view ${b.view}`, from);
       return;
@@ -273,7 +275,7 @@ export class ChainedHotStuff extends HotStuffReplica {
       this.holdOrphan(parentKey, m, from);
       return;
     }
-    const node = this.nodeOf(b, m.signature);
+    node ??= this.nodeOf(b, m.signature);
     if (this.blocks.has(node.key)) return;
     if (this.blocks.size >= this.blocksMax) {
       this.out.reject('proposal: block tree full', from);

@@ -202,12 +202,6 @@ export class FrameMac {
     sha256Into(this.outer, out, offset);
   }
 
-  /** True if `mac` is the MAC of `payload` (compared in constant time). */
-  verify(payload: Buffer, mac: Buffer): boolean {
-    this.into(payload, this.check, 0);
-    return timingSafeEqual(this.check, mac);
-  }
-
   /** True if the 32 bytes of `frame` at `macAt` are the MAC of `payload` (constant time: no early exit). */
   verifyAt(payload: Buffer, frame: Buffer, macAt: number): boolean {
     this.into(payload, this.check, 0);

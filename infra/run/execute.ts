@@ -360,12 +360,8 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   trace('safety check');
   // The warm-up each client process had (from its start to its window's opening): the longest.
   const warmupSec = Math.max(0, ...clientMetrics.map((c) => c.warmupMs)) / 1000;
-  const openedAtCap = clientMetrics.some((c) => c.windowOpenedBy === 'cap');
-  const plan: WindowPlan = {
-    ...win.plan,
-    // The harness asked the window open, but a process got to its cap first.
-    ...(win.plan.warmupEndedBy === 'settled' && openedAtCap ? { warmupEndedBy: 'cap' as const } : {}),
-  };
+  // A process that got to its cap before the harness's open-window made driveWindow record 'cap'.
+  const plan: WindowPlan = win.plan;
   const metrics = aggregateMetrics(replicaMetrics, clientMetrics, warmupSec, faulty);
   const correctLedgers: ReplicaLedger[] = ledgers.filter((l) => !faulty.includes(l.id)).map((l) => ({ replica: l.id, ledger: ledgerFromReport(l) }));
   const acceptedBatches = acceptedRecords(accepted);
@@ -415,7 +411,7 @@ const EXTEND_DECIDE_BEFORE_END_MS = 1500;
 type Ask = <T>(node: ClusterNode, req: Parameters<ClusterNode['control']['request']>[0], timeoutMs?: number) => Promise<T>;
 
 /** The clients' whole seconds since their start, summed second by second (issue 11 item 2's live series). */
-export function sumSeconds(progress: readonly Pick<ClientProgress, 'txnsPerSecondSinceStart'>[]): number[] {
+function sumSeconds(progress: readonly Pick<ClientProgress, 'txnsPerSecondSinceStart'>[]): number[] {
   if (progress.length === 0) return [];
   const length = Math.min(...progress.map((p) => p.txnsPerSecondSinceStart.length));
   return Array.from({ length }, (_, i) => progress.reduce((s, p) => s + p.txnsPerSecondSinceStart[i]!, 0));

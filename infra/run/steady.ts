@@ -54,7 +54,7 @@ export function tailSettled(seconds: readonly number[]): { settled: boolean; spr
  * seconds so far and opens the window when the answer is the last whole second.
  */
 export function warmupSettledAt(seconds: readonly number[]): number | undefined {
-  for (let k = Math.max(MIN_WARMUP_SEC, WARMUP_TAIL_SEC); k <= seconds.length; k++) if (tailSettled(seconds.slice(0, k)).settled) return k;
+  for (let k = MIN_WARMUP_SEC; k <= seconds.length; k++) if (tailSettled(seconds.slice(0, k)).settled) return k;
   return undefined;
 }
 

@@ -96,6 +96,9 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
   return { inputUs, protocolUs };
 }
 
+/** The CPU per byte of a frame written to a socket (ioPerByteUs where a calibration did not fit it apart). */
+export const ioOutPerByteUs = (c: OpCosts): number => c.ioPerByteOutUs ?? c.ioPerByteUs;
+
 /** The CPU one outgoing frame costs, in microseconds: its encoding (once per message), its transport MAC and the fixed send cost. */
 export function frameCpuUs(c: OpCosts, f: FrameOut): number {
   return (
@@ -103,7 +106,7 @@ export function frameCpuUs(c: OpCosts, f: FrameOut): number {
     c.hmac.fixedUs +
     c.hmac.perByteUs * f.bytes +
     c.perFrameOutUs +
-    (c.ioPerByteOutUs ?? c.ioPerByteUs) * f.bytes
+    ioOutPerByteUs(c) * f.bytes
   );
 }
 

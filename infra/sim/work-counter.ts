@@ -8,7 +8,7 @@
 import { addCryptoCounts, type CryptoCounts, zeroCryptoCounts } from '../../replica/crypto-counter.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
 import type { FrameOut, SimCostHook, StepWork } from './cost-hook.js';
-import { type OpCosts, stepCpuUs } from './cost-model.js';
+import { ioOutPerByteUs, type OpCosts, stepCpuUs } from './cost-model.js';
 
 /** The work of a set of nodes, summed over a run. */
 export interface WorkTotals {
@@ -112,6 +112,6 @@ export function workCpuUs(c: OpCosts, t: WorkTotals): number {
     c.hmac.fixedUs * t.frameMacs +
     c.hmac.perByteUs * t.frameMacBytes +
     c.perFrameOutUs * t.framesOut +
-    (c.ioPerByteOutUs ?? c.ioPerByteUs) * t.frameBytesOut;
+    ioOutPerByteUs(c) * t.frameBytesOut;
   return inputUs + protocolUs + steps + frames;
 }
