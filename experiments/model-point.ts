@@ -253,8 +253,11 @@ function pointFigures(p: ModelRun['point']): RunMetrics {
 }
 
 /** The marking every modelled result carries (runs.jsonl, manifest, --json): figure --backend model's keys. */
-export function modelMarking(r: Pick<ModelRun, 'spec'>): { backend: 'model'; modelled: true; testbed: string; calibration: string; virtualTime: false } {
-  return { backend: 'model', modelled: true, testbed: r.spec.testbed, calibration: r.spec.calibration, virtualTime: false };
+export function modelMarking(
+  testbed: string,
+  calibration: string,
+): { backend: 'model'; modelled: true; testbed: string; calibration: string; virtualTime: false } {
+  return { backend: 'model', modelled: true, testbed, calibration, virtualTime: false };
 }
 
 /**
@@ -303,7 +306,7 @@ export function modelRunLine(r: ModelRun, env: Environment): RunLine {
     startedAt: r.startedAt,
     durationSec: r.durationSec,
     ...(metrics ? { metrics } : {}),
-    ...modelMarking(r),
+    ...modelMarking(r.spec.testbed, r.spec.calibration),
     model: modelDetail(r),
     ...modelLoad(r),
     violations: r.point.violations,

@@ -18,6 +18,7 @@ import type { ProtocolModule } from '../replica/protocol.js';
 import { getProtocol } from '../replica/protocols.js';
 import type { WireMessage } from '../replica/types.js';
 import { Simulation } from '../infra/sim/simulator.js';
+import { modelMarking } from './model-point.js';
 import { SIM_DEFAULTS } from '../infra/sim/options.js';
 import { CostModel, type OpCosts } from '../infra/sim/cost-model.js';
 import { costModelConfig, type Testbed } from '../infra/sim/testbed.js';
@@ -165,9 +166,7 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
     startedAt,
     durationSec: round((Date.now() - t0) / 1000),
     ...(metrics === undefined ? {} : { metrics }),
-    ...(m
-      ? { backend: 'model', modelled: true, testbed: m.testbed.name, calibration: m.calibration, virtualTime: false }
-      : { backend: 'sim', virtualTime: true }),
+    ...(m ? modelMarking(m.testbed.name, m.calibration) : { backend: 'sim', virtualTime: true }),
     sim: {
       seed,
       batches,
