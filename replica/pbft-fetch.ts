@@ -16,6 +16,7 @@
 import type { Executor } from './common.js';
 import type { CryptoProvider } from './crypto.js';
 import { blockHash, type Ledger } from './ledger.js';
+import { IdleStatus } from './idle-status.js';
 import { requestDigest } from './messages.js';
 import type { Outbox } from './outbox.js';
 import { MSG_BATCHES, MSG_FETCH, type Batches, type CheckpointProof, type Fetch, type NewViewEntry, type PbftMessage } from './pbft-wire.js';
@@ -41,14 +42,6 @@ export interface FetcherContext {
   readonly executeReady: () => void;
 }
 
-/**
- * The idle status timer ticks every STATUS_TIMEOUTS view-change timeouts (after the progress
- * watch, which fetches what a replica knows it lacks, had its turn), backing off to
- * 2^STATUS_EXP_MAX times that while nothing changes.
- */
-const STATUS_TIMEOUTS = 2;
-const STATUS_EXP_MAX = 6;
-
 export class BatchFetcher {
   /** Executed batches kept for replicas that fetch (k -> entry). */
   private readonly retained = new Map<number, NewViewEntry>();
@@ -63,12 +56,15 @@ export class BatchFetcher {
   private markK = 0;
   /** Fetched batches by k, then (origin view, digest), with their senders. */
   private readonly votes = new Map<number, Map<string, { entry: NewViewEntry; digest: Buffer; senders: Set<number> }>>();
-  /** The status timer (onStatusTimer): armed, its backoff, and the executedK it last saw. */
-  private statusArmed = false;
-  private statusExp = 0;
-  private statusAtK = -1;
+  /**
+   * The idle status timer (onStatusTimer, replica/idle-status.ts): its period is two view-change
+   * timeouts, so the progress watch, which fetches what a replica knows it lacks, has its turn first.
+   */
+  private readonly status: IdleStatus<PbftMessage>;
 
-  constructor(private readonly ctx: FetcherContext) {}
+  constructor(private readonly ctx: FetcherContext) {
+    this.status = new IdleStatus(ctx.out, ctx.statusTimerName);
+  }
 
   /** Records that sequence number k is in use somewhere (O(1): called per message). */
   noteK(k: number): void {
@@ -99,9 +95,7 @@ export class BatchFetcher {
    * view-change timeouts while the replica executes, then backing off while it stays idle.
    */
   armStatus(): void {
-    if (this.statusArmed) return;
-    this.statusArmed = true;
-    this.ctx.out.setTimer(this.ctx.statusTimerName, STATUS_TIMEOUTS * this.ctx.timeoutMs * 2 ** this.statusExp);
+    this.status.arm(this.ctx.timeoutMs);
   }
 
   /**
@@ -115,15 +109,8 @@ export class BatchFetcher {
    * normal case sends nothing more) and while it changes views (VIEW-CHANGEs are re-sent).
    */
   onStatusTimer(): void {
-    this.statusArmed = false;
     const executedK = this.ctx.executor.executedK;
-    if (executedK !== this.statusAtK) {
-      this.statusAtK = executedK;
-      this.statusExp = 0;
-      return;
-    }
-    if (this.ctx.inViewChange()) return;
-    this.statusExp = Math.min(this.statusExp + 1, STATUS_EXP_MAX);
+    if (!this.status.fired(executedK, this.ctx.inViewChange())) return;
     const msg: Fetch = { type: MSG_FETCH, replica: this.ctx.id, fromK: executedK + 1, toK: executedK + 2 * this.ctx.windowK };
     this.ctx.out.broadcast(msg);
   }

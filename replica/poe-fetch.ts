@@ -15,6 +15,7 @@
  * the next checkpoint and send no INFORM until a view is entered (muteTailK).
  */
 import type { Executor } from './common.js';
+import { IdleStatus } from './idle-status.js';
 import { blockHash, type Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
 import { isNoop, requestDigest } from './messages.js';
@@ -55,14 +56,6 @@ export interface FetchCore {
   extendClaims(entries: readonly ExecutionEntry[]): boolean;
 }
 
-/**
- * The idle status timer ticks every STATUS_TIMEOUTS view-change timeouts (after the fetch timer
- * and failure detection had their turn), backing off to 2^STATUS_EXP_MAX times that while
- * nothing changes.
- */
-const STATUS_TIMEOUTS = 2;
-const STATUS_EXP_MAX = 6;
-
 export class PoeBlockFetcher {
   /** Requests of garbage-collected batches, kept for archiveK sequence numbers to serve FETCH (paper §4(6)). */
   private readonly archive = new Map<number, ClientRequest>();
@@ -91,10 +84,11 @@ export class PoeBlockFetcher {
    * force view change after view change: seed 20053 of primary-in-the-dark.)
    */
   private muteTailK = 0;
-  /** The status timer (onStatusTimer): armed, its backoff, and the executedK it last saw. */
-  private statusArmed = false;
-  private statusExp = 0;
-  private statusAtK = -1;
+  /**
+   * The idle status timer (onStatusTimer, replica/idle-status.ts): its period is two view-change
+   * timeouts, so the fetch timer and failure detection have their turn first.
+   */
+  private readonly status: IdleStatus<PoeMessage>;
 
   constructor(
     private readonly p: PoeParams,
@@ -102,6 +96,7 @@ export class PoeBlockFetcher {
     private readonly core: FetchCore,
   ) {
     this.fetchPeer = p.id;
+    this.status = new IdleStatus(out, POE_TIMERS.status);
   }
 
   /** During a view change, no INFORM for k (see muteTailK). */
@@ -174,9 +169,8 @@ export class PoeBlockFetcher {
    * timeouts while the replica executes, then backing off while it stays idle.
    */
   armStatusTimer(): void {
-    if (this.statusArmed) return;
-    this.statusArmed = true;
-    this.out.setTimer(POE_TIMERS.status, STATUS_TIMEOUTS * RETRY_DIVISOR * this.core.retryIntervalMs * 2 ** this.statusExp);
+    // RETRY_DIVISOR retry intervals: the view-change timeout (replica/poe.ts retryIntervalMs).
+    this.status.arm(RETRY_DIVISOR * this.core.retryIntervalMs);
   }
 
   /**
@@ -192,15 +186,8 @@ export class PoeBlockFetcher {
    * sends nothing more), and while it changes views (the new-view timer re-sends).
    */
   onStatusTimer(): void {
-    this.statusArmed = false;
     const executed = this.core.executor.executedK;
-    if (executed !== this.statusAtK) {
-      this.statusAtK = executed;
-      this.statusExp = 0;
-      return;
-    }
-    if (this.core.inViewChange) return;
-    this.statusExp = Math.min(this.statusExp + 1, STATUS_EXP_MAX);
+    if (!this.status.fired(executed, this.core.inViewChange)) return;
     this.out.broadcast({ type: MSG_FETCH, fromK: executed + 1, toK: executed + this.p.windowK });
   }
 
