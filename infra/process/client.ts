@@ -8,8 +8,8 @@
  * first send (in open loop, the intended send time), recorded per transaction in an
  * HdrHistogram in microseconds. Every acceptance goes to the list the safety check reads, and
  * every one before the window's end to the per-second series, whose buckets are whole seconds
- * from the window's start (warm-up seconds negative), cut when the metrics are taken, once the
- * window's start is known. `progress` reports the whole seconds since `start`, which the
+ * from the window's start (warm-up seconds negative): kept one by one until the window opens
+ * and its start is known, in buckets after that (client/series.ts). `progress` reports the whole seconds since `start`, which the
  * harness watches to end the warm-up.
  */
 import * as hdr from 'hdr-histogram-js';
@@ -32,6 +32,7 @@ import {
 } from '../../replica/types.js';
 import { CodecError } from '../../replica/wire.js';
 import { ClientCore, type KeyGenerator } from '../../client/core.js';
+import { AcceptanceSeries } from '../../client/series.js';
 
 export interface ClientMetricsReport {
   readonly role: 'client';
@@ -112,10 +113,8 @@ export class ClientRuntime<M extends WireMessage> {
   private acceptedBatchesInWindow = 0;
   private acceptedTxnsTotal = 0;
   private latencyMsMin = Infinity;
-  /** When each batch accepted before `stop` was accepted, and its transactions: the series is cut from them. */
-  private readonly acceptedAtMs: number[] = [];
-  private readonly acceptedTxnsAt: number[] = [];
-  private readonly txnsPerSecondSinceStart: number[] = [];
+  /** Accepted transactions per second, since the start and from the window's start (client/series.ts). */
+  private readonly series = new AcceptanceSeries();
   private windowLatencyMsSum = 0;
   /** Every accepted batch, for the safety check, kept compact (a digest must not pin its frame). */
   private readonly accepted = new AcceptedLog();
@@ -201,25 +200,6 @@ export class ClientRuntime<M extends WireMessage> {
     return this.window.extendByCommand(durationMs);
   }
 
-  /**
-   * Accepted transactions per 1-second bucket from the window's start (ClientMetricsReport's
-   * txnsPerSecond): bucket i covers [start + (first + i) s, + 1 s), up to the window's end.
-   */
-  private series(w: MeasurementWindow): { firstBucketSec: number; txnsPerSecond: number[] } {
-    // Whole seconds of warm-up only: a fixed warm-up's window opens when its timer fires, a few
-    // ms after the cap (8.003 s made a ninth bucket of 3 ms); a timer a hair early still counts.
-    const wholeWarmupSec = Math.floor((w.startMs - w.startedAtMs) / 1000 + 0.05);
-    const firstBucketSec = wholeWarmupSec === 0 ? 0 : -wholeWarmupSec;
-    const txnsPerSecond = new Array<number>(-firstBucketSec + Math.ceil((w.endMs - w.startMs) / 1000)).fill(0);
-    for (let i = 0; i < this.acceptedAtMs.length; i++) {
-      const t = this.acceptedAtMs[i]!;
-      if (t >= w.endMs) continue;
-      const bucket = Math.floor((t - w.startMs) / 1000) - firstBucketSec;
-      if (bucket >= 0 && bucket < txnsPerSecond.length) txnsPerSecond[bucket]! += this.acceptedTxnsAt[i]!;
-    }
-    return { firstBucketSec, txnsPerSecond };
-  }
-
   /** Stops issuing and handling replies; the numbers are final from here on. */
   stop(): void {
     this.stopped = true;
@@ -283,13 +263,7 @@ export class ClientRuntime<M extends WireMessage> {
     this.accepted.add(b);
     this.acceptedTxnsTotal += b.txns;
     bump(this.paths, b.path);
-    this.acceptedAtMs.push(b.acceptedMs);
-    this.acceptedTxnsAt.push(b.txns);
-    const second = Math.floor((b.acceptedMs - w.startedAtMs) / 1000);
-    if (second >= 0) {
-      while (this.txnsPerSecondSinceStart.length <= second) this.txnsPerSecondSinceStart.push(0);
-      this.txnsPerSecondSinceStart[second]! += b.txns;
-    }
+    this.series.add(b.acceptedMs, b.txns, w);
     if (!w.contains(b.acceptedMs)) return;
     const latencyMs = b.acceptedMs - b.firstSentMs;
     this.windowLatencyMsSum += latencyMs * b.txns;
@@ -301,9 +275,7 @@ export class ClientRuntime<M extends WireMessage> {
 
   progress(): ClientProgress {
     const w = this.window;
-    const whole = w ? Math.max(0, Math.floor((nowMs() - w.startedAtMs) / 1000)) : 0;
-    const seconds = this.txnsPerSecondSinceStart.slice(0, whole);
-    while (seconds.length < whole) seconds.push(0);
+    const seconds = w ? this.series.secondsSinceStart(nowMs(), w) : [];
     return {
       origin: this.config.origin,
       acceptedBatches: this.core.acceptedBatches,
@@ -317,7 +289,7 @@ export class ClientRuntime<M extends WireMessage> {
 
   metrics(): ClientMetricsReport {
     const w = this.window;
-    const { firstBucketSec, txnsPerSecond } = w ? this.series(w) : { firstBucketSec: 0, txnsPerSecond: [] };
+    const { firstBucketSec, txnsPerSecond } = w ? this.series.window(w) : { firstBucketSec: 0, txnsPerSecond: [] };
     return {
       role: 'client',
       origin: this.config.origin,
