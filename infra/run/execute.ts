@@ -427,6 +427,19 @@ function sumSeconds(progress: readonly Pick<ClientProgress, 'txnsPerSecondSinceS
  * extendedWindowMs), unless the warm-up is fixed: then the window is as given, and only flagged. The machine's CPU is sampled when the window opens and when it closes,
  * by this clock (timers at the cap and at the end, so that a progress request that takes long
  * on a loaded machine cannot delay them).
+ *
+ * The harness's own window (openAt, windowMs, capTimer, armClose) looks like a second
+ * MeasurementWindow (infra/process/support.ts), and is not one. The processes' windows decide
+ * what is measured: which acceptances, messages and process CPU count, and each process's
+ * opening (command or cap, which makes the verdict `endedBy`). The harness's copy counts
+ * nothing; it only says when to sample the machine's CPU (/proc/stat, which only the harness
+ * reads), when to decide an extension, and when every process's window has surely ended so
+ * that the clients may be stopped. For that it must be kept here, on this clock: the processes
+ * report no closing (the control channel only answers requests), a window opened at its cap
+ * sends no answer at all, and processes on other hosts have other clocks. And it differs from
+ * MeasurementWindow on purpose: it follows the processes' extension answers even after its own
+ * end has passed (MeasurementWindow.extend refuses then), and it waits openLatencyMs and
+ * WINDOW_MARGIN_MS longer than its own end for the last process's window to close.
  */
 async function driveWindow(
   spec: RunSpec,
