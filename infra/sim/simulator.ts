@@ -195,6 +195,13 @@ const bump = (m: Map<string, number>, key: string, by = 1): void => {
   m.set(key, (m.get(key) ?? 0) + by);
 };
 
+/** The connections a turn's inputs came from: one socket read each. */
+function distinctSenders(events: readonly SimEvent[]): number {
+  const seen: Peer[] = [];
+  for (const e of events) if (e.kind === 'deliver' && !seen.includes(e.from)) seen.push(e.from);
+  return seen.length;
+}
+
 export class Simulation {
   readonly config: SimConfig;
   readonly module: ProtocolModule<WireMessage>;
@@ -468,7 +475,10 @@ export class Simulation {
   private dispatch(e: SimEvent, aux: number): void {
     if (this.hook && e.kind !== 'crash') {
       if (e.kind === 'frame') e = { kind: 'deliver', from: e.from, to: aux, frame: e };
-      if (this.deferred(e.kind === 'deliver' ? e.to : e.node, e)) return;
+      const node = e.kind === 'deliver' ? e.to : e.node;
+      if (this.deferred(node, e)) return;
+      // A node that was idle wakes for this one input: a turn of one step.
+      this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? 1 : 0);
     }
     this.run1(e, aux);
   }
@@ -479,9 +489,12 @@ export class Simulation {
       const backlog = this.backlog.get(node)!;
       const readyMs = this.hook!.readyAtMs(node, this.nowMs);
       if (readyMs <= this.nowMs) {
-        this.run1(backlog.shift()!, 0);
-        if (backlog.length > 0) this.queue.push(Math.max(this.nowMs, this.hook!.readyAtMs(node, this.nowMs)), e);
-        else this.backlog.delete(node);
+        // The node frees: it handles everything that queued while it was busy in one turn, as
+        // the process runtime handles every 'data' event of an event-loop turn (one read per
+        // connection) before flushing each connection once (infra/process/transport.ts).
+        this.backlog.delete(node);
+        this.hook!.turnBegin?.(node, this.nowMs, distinctSenders(backlog));
+        for (const item of backlog) this.run1(item, 0);
       } else this.queue.push(readyMs, e);
       return true;
     }
