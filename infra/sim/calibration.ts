@@ -63,6 +63,13 @@ export interface FitProcess {
   readonly framesOut: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /**
+   * Socket reads and writes per accepted batch: the real process's frames per read and per
+   * write (its transport counters over the run) applied to the frames the simulator counts for
+   * the node per batch. Absent in calibrations before reads and writes were fitted.
+   */
+  readonly reads?: number;
+  readonly writes?: number;
 }
 
 /** Costs added after the first calibration files: optional in a file, 0 (or, for ioPerByteOutUs, ioPerByteUs) when absent. */
