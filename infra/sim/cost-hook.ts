@@ -47,9 +47,9 @@ export interface SimCostHook {
    * A turn of `node` begins at `nowMs`: the steps reported until the next turnBegin of that
    * node ran in one wake-up, as the process runtime handles every input of an event-loop turn
    * before it flushes each connection once (infra/process/transport.ts: one read per connection
-   * with data, then one writev per connection written to). `reads` is how many distinct
-   * connections the turn's inputs came from (0 for a timer or the start signal). A hook
-   * without it sees every step as its own turn.
+   * with data, then one writev per connection written to). `reads` is the socket reads the
+   * turn's inputs take: one per connection they came from and 64 KiB (0 for a timer or the
+   * start signal). A hook whose turnBegin is never called sees every step as its own turn.
    */
   turnBegin?(node: Peer, nowMs: number, reads: number): void;
   /** A step of `node` ran at `nowMs` and did `work`; called before its frames are sent. */

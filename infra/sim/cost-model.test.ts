@@ -239,4 +239,16 @@ describe('cost model', () => {
     expect(turns).toBeLessThan(messagesIn * 0.8);
     expect(writes).toBeLessThan(framesOut * 0.8);
   });
+
+  it('in the simulator, a frame above 64 KiB takes more than one socket read, as Node reads a stream 64 KiB at a time', () => {
+    const seed = 3;
+    console.log(`cost-model read-size seed ${seed}`);
+    const small = new WorkCounter();
+    new Simulation({ protocol: 'pbft', n: 4, seed, batches: 20, clients: 2, batchSize: 10 }, small).run();
+    expect(small.replicas.reads).toBe(small.replicas.messagesIn);
+    // Batches of 2000 writes of 64-byte values: each request and PRE-PREPARE is well above 64 KiB.
+    const large = new WorkCounter();
+    new Simulation({ protocol: 'pbft', n: 4, seed, batches: 20, clients: 2, batchSize: 2000, valueBytes: 64 }, large).run();
+    expect(large.replicas.reads).toBeGreaterThan(large.replicas.messagesIn);
+  });
 });

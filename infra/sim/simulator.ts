@@ -195,11 +195,28 @@ const bump = (m: Map<string, number>, key: string, by = 1): void => {
   m.set(key, (m.get(key) ?? 0) + by);
 };
 
-/** The connections a turn's inputs came from: one socket read each. */
-function distinctSenders(events: readonly SimEvent[]): number {
-  const seen: Peer[] = [];
-  for (const e of events) if (e.kind === 'deliver' && !seen.includes(e.from)) seen.push(e.from);
-  return seen.length;
+/**
+ * The socket reads a turn's inputs take: per connection they came from, one read per 64 KiB
+ * (Node hands a stream's data to 'data' in reads of at most 64 KiB), each frame with the
+ * transport's 36-byte header (length and MAC, infra/process/transport.ts).
+ */
+const READ_BYTES_MAX = 65_536;
+const FRAME_HEADER_BYTES = 36;
+function socketReads(events: readonly SimEvent[]): number {
+  const from: Peer[] = [];
+  const bytes: number[] = [];
+  for (const e of events) {
+    if (e.kind !== 'deliver') continue;
+    const i = from.indexOf(e.from);
+    const b = e.frame.bytes.length + FRAME_HEADER_BYTES;
+    if (i < 0) {
+      from.push(e.from);
+      bytes.push(b);
+    } else bytes[i]! += b;
+  }
+  let reads = 0;
+  for (const b of bytes) reads += Math.ceil(b / READ_BYTES_MAX);
+  return reads;
 }
 
 export class Simulation {
@@ -478,7 +495,7 @@ export class Simulation {
       const node = e.kind === 'deliver' ? e.to : e.node;
       if (this.deferred(node, e)) return;
       // A node that was idle wakes for this one input: a turn of one step.
-      this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? 1 : 0);
+      this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? socketReads([e]) : 0);
     }
     this.run1(e, aux);
   }
@@ -493,7 +510,7 @@ export class Simulation {
         // the process runtime handles every 'data' event of an event-loop turn (one read per
         // connection) before flushing each connection once (infra/process/transport.ts).
         this.backlog.delete(node);
-        this.hook!.turnBegin?.(node, this.nowMs, distinctSenders(backlog));
+        this.hook!.turnBegin?.(node, this.nowMs, socketReads(backlog));
         for (const item of backlog) this.run1(item, 0);
       } else this.queue.push(readyMs, e);
       return true;
