@@ -59,6 +59,9 @@ export interface ValidationPoint {
   readonly modelClientFramesPerWrite?: number;
   /** Modelled turns (wake-ups) per accepted batch, every node. */
   readonly modelTurnsPerBatch?: number;
+  /** The client processes' share of CPU ms per batch, real and modelled: whether the model's client machines cost what the real ones do. */
+  readonly realClientCpuMsPerBatch?: number;
+  readonly modelClientCpuMsPerBatch?: number;
 }
 
 export interface RankingCheck {
@@ -178,6 +181,10 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
       const modelIo = modelCoalescing(input);
       const batches = real.metrics?.acceptedBatches ?? 0;
       const realCpuMsPerBatch = batches > 0 ? (realCores * (real.metrics?.windowSec ?? 0) * 1000) / batches : 0;
+      const realClientCores = (real.metrics?.processes ?? []).filter((x) => x.role === 'client').reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
+      const modelClientPercent = Object.entries(model.cpuPercentByNode)
+        .filter(([name]) => name.startsWith('client'))
+        .reduce((s, [, pct]) => s + pct, 0);
       const p: ValidationPoint = {
         protocol,
         replicas: n,
@@ -202,6 +209,8 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
           modelFramesPerRead: modelIo.replicaPerRead,
           modelClientFramesPerWrite: modelIo.clientPerWrite,
           modelTurnsPerBatch: modelIo.turnsPerBatch,
+          realClientCpuMsPerBatch: batches > 0 ? (realClientCores * (real.metrics?.windowSec ?? 0) * 1000) / batches : undefined,
+          modelClientCpuMsPerBatch: model.acceptedBatches > 0 ? ((modelClientPercent / 100) * model.virtualTimeMs) / model.acceptedBatches : undefined,
         }),
       };
       log(`  real ${p.realTxnPerSec} txn/s (${p.realLatencyMs} ms), model ${p.modelTxnPerSec} txn/s (${p.modelLatencyMs} ms): ${p.errorPercent}%`);
@@ -287,12 +296,12 @@ export function formatValidation(s: ValidationSummary, calibrationPath?: string)
   const lines = [
     `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}): real runs on the local backend against the cost model`,
     '',
-    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores the real run got | cores modelled | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores the real run got | cores modelled | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model | client CPU ms/batch real, model |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const p of s.points) {
     lines.push(
-      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${p.realCpuCores} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% | ${pair(p.realFramesPerWrite, p.modelFramesPerWrite)} | ${pair(p.realFramesPerRead, p.modelFramesPerRead)} | ${pair(p.realClientFramesPerWrite, p.modelClientFramesPerWrite)} |`,
+      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${p.realCpuCores} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% | ${pair(p.realFramesPerWrite, p.modelFramesPerWrite)} | ${pair(p.realFramesPerRead, p.modelFramesPerRead)} | ${pair(p.realClientFramesPerWrite, p.modelClientFramesPerWrite)} | ${pair(p.realClientCpuMsPerBatch, p.modelClientCpuMsPerBatch)} |`,
     );
   }
   if (s.excluded.length > 0) lines.push('', `Left out of the statistics (real run invalid or nothing accepted): ${s.excluded.join(', ')}.`);
