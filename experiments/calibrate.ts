@@ -9,12 +9,20 @@
  * configuration with a WorkCounter, gives what each batch did (operations and bytes) and how many
  * messages were received and frames sent per batch, node by node. The micro-benchmarked operations
  * explain part of each process's CPU; the rest is fitted, one equation per process of every fit
- * run, by non-negative least squares to four fixed costs: per message received, per frame sent,
- * per byte received and per byte sent. Per process and not over the totals: the sender of a
+ * run, by non-negative least squares to six fixed costs: per message received, per frame sent,
+ * per byte received, per byte sent, per socket read and per socket write. Reads and writes per
+ * batch are the real process's own (its transport counters give frames per read and per write
+ * over the run, applied to the frames the simulator counts per batch): how well a process's
+ * messages coalesce into reads and writes depends on how busy it is, which the simulator without
+ * costs does not know; the cost model reproduces the coalescing itself (cost-model.ts turns) and
+ * `model validate` compares its frames per read and per write with the real ones. A wake-up has no
+ * cost of its own: a real process counts its reads, not its wake-ups, so it is folded into the
+ * per-read cost. Per process and not over the totals: the sender of a
  * large PROPOSE and its receivers do not pay alike, and on a testbed where every replica has its
  * own cores the busiest replica (usually the primary) decides the throughput. The fit points are
  * chosen at replica counts the validation never uses (n = 5 and 7; validation uses 4, 8, 16), so
- * fitting and validating stay disjoint.
+ * fitting and validating stay disjoint; HotStuff (2-7 frames per write, against 15-28 for the
+ * others) is among them so that frames per write vary across the fit.
  */
 import { cpus } from 'node:os';
 import { executeRun, type RunOptions } from '../infra/run/execute.js';
