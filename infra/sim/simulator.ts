@@ -495,7 +495,7 @@ export class Simulation {
       const node = e.kind === 'deliver' ? e.to : e.node;
       if (this.deferred(node, e)) return;
       // A node that was idle wakes for this one input: a turn of one step.
-      this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? socketReads([e]) : 0);
+      this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? Math.ceil((e.frame.bytes.length + FRAME_HEADER_BYTES) / READ_BYTES_MAX) : 0);
     }
     this.run1(e, aux);
   }
