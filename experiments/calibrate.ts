@@ -9,12 +9,20 @@
  * configuration with a WorkCounter, gives what each batch did (operations and bytes) and how many
  * messages were received and frames sent per batch, node by node. The micro-benchmarked operations
  * explain part of each process's CPU; the rest is fitted, one equation per process of every fit
- * run, by non-negative least squares to four fixed costs: per message received, per frame sent,
- * per byte received and per byte sent. Per process and not over the totals: the sender of a
+ * run, by non-negative least squares to six fixed costs: per message received, per frame sent,
+ * per byte received, per byte sent, per socket read and per socket write. Reads and writes per
+ * batch are the real process's own (its transport counters give frames per read and per write
+ * over the run, applied to the frames the simulator counts per batch): how well a process's
+ * messages coalesce into reads and writes depends on how busy it is, which the simulator without
+ * costs does not know; the cost model reproduces the coalescing itself (cost-model.ts turns) and
+ * `model validate` compares its frames per read and per write with the real ones. A wake-up has no
+ * cost of its own: a real process counts its reads, not its wake-ups, so it is folded into the
+ * per-read cost. Per process and not over the totals: the sender of a
  * large PROPOSE and its receivers do not pay alike, and on a testbed where every replica has its
  * own cores the busiest replica (usually the primary) decides the throughput. The fit points are
  * chosen at replica counts the validation never uses (n = 5 and 7; validation uses 4, 8, 16), so
- * fitting and validating stay disjoint.
+ * fitting and validating stay disjoint; HotStuff (2-7 frames per write, against 15-28 for the
+ * others) is among them so that frames per write vary across the fit.
  */
 import { cpus } from 'node:os';
 import { executeRun, type RunOptions } from '../infra/run/execute.js';
@@ -35,6 +43,9 @@ export const FIT_POINTS: readonly FitSpec[] = [
   { protocol: 'poe', replicas: 5 },
   { protocol: 'pbft', replicas: 7 },
   { protocol: 'zyzzyva', replicas: 5 },
+  // HotStuff's messages share few writes (2-2.4 frames per write against PBFT's 20+): a fit point
+  // that varies frames per write, so the per-write cost is not confounded with the per-frame one.
+  { protocol: 'hotstuff', replicas: 7 },
 ];
 
 export interface CalibrateOptions {
@@ -126,12 +137,15 @@ export function countedPerNode(
   return out;
 }
 
-/** The fitted fixed costs (microseconds): per message received and frame sent, per byte received and sent. */
+/** The fitted fixed costs (microseconds): per message received and frame sent, per byte received and sent, per socket read and write. */
 export interface FixedCosts {
   readonly perMessageInUs: number;
   readonly perFrameOutUs: number;
   readonly perByteInUs: number;
   readonly perByteOutUs: number;
+  /** 0 when a fit point's processes lack read and write counts (older calibrations). */
+  readonly perReadUs: number;
+  readonly perWriteUs: number;
 }
 
 /**
@@ -188,10 +202,13 @@ function leastSquares(a: readonly (readonly number[])[], y: readonly number[]): 
 export function fitFixedCosts(points: readonly FitPoint[]): FixedCosts {
   const rows: number[][] = [];
   const y: number[] = [];
+  // Reads and writes are fitted only when every process has them counted (runs before had not).
+  const io =
+    points.length > 0 && points.every((p) => (p.processes?.length ?? 0) > 0 && p.processes!.every((q) => q.reads !== undefined && q.writes !== undefined));
   for (const p of points) {
     if (p.processes && p.processes.length > 0) {
       for (const q of p.processes) {
-        rows.push([q.messagesIn, q.framesOut, q.bytesIn, q.bytesOut]);
+        rows.push([q.messagesIn, q.framesOut, q.bytesIn, q.bytesOut, ...(io ? [q.reads!, q.writes!] : [])]);
         y.push((q.cpuMsPerBatch - q.opCpuMsPerBatch) * 1000);
       }
     } else {
@@ -200,8 +217,22 @@ export function fitFixedCosts(points: readonly FitPoint[]): FixedCosts {
       y.push((p.cpuMsPerBatch - p.opCpuMsPerBatch) * 1000);
     }
   }
-  const [perMessageInUs = 0, perFrameOutUs = 0, perByteInUs = 0, perByteOutUs = 0] = rows.length === 0 ? [] : fitNonNegative(rows, y);
-  return { perMessageInUs, perFrameOutUs, perByteInUs, perByteOutUs };
+  const [perMessageInUs = 0, perFrameOutUs = 0, perByteInUs = 0, perByteOutUs = 0, perReadUs = 0, perWriteUs = 0] =
+    rows.length === 0 ? [] : fitNonNegative(rows, y);
+  return { perMessageInUs, perFrameOutUs, perByteInUs, perByteOutUs, perReadUs, perWriteUs };
+}
+
+/**
+ * Socket reads and writes per batch of a real process: its frames per read and per write over
+ * the run (transport counters) applied to the frames the simulator counts for its node per
+ * batch. A process whose counters are missing or empty gets none.
+ */
+export function ioPerBatch(
+  io: { readonly framesSent: number; readonly framesReceived: number; readonly writes: number; readonly reads: number } | undefined,
+  counted: { readonly messagesIn: number; readonly framesOut: number },
+): { reads: number; writes: number } | undefined {
+  if (!io || io.framesSent <= 0 || io.framesReceived <= 0 || io.reads <= 0 || io.writes <= 0) return undefined;
+  return { reads: (counted.messagesIn * io.reads) / io.framesReceived, writes: (counted.framesOut * io.writes) / io.framesSent };
 }
 
 export async function calibrate(options: CalibrateOptions = {}): Promise<CalibrationFile> {
@@ -247,7 +278,11 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
       const cpuMs = m.processes.reduce((s, p) => s + ((p.cpuPercent ?? 0) / 100) * m.windowSec * 1000, 0);
       const counted = countedPerBatch(fp.protocol, fp.replicas, batch, Math.ceil(clients / spec.clientProcs), opOnly);
       const perNode = countedPerNode(fp.protocol, fp.replicas, batch, Math.ceil(clients / spec.clientProcs), spec.clientProcs, opOnly);
-      const measured = m.processes.map((q) => ({ name: q.name, cpuMsPerBatch: (((q.cpuPercent ?? 0) / 100) * m.windowSec * 1000) / m.acceptedBatches }));
+      const measured = m.processes.map((q) => ({
+        name: q.name,
+        cpuMsPerBatch: (((q.cpuPercent ?? 0) / 100) * m.windowSec * 1000) / m.acceptedBatches,
+        ...(q.io ? { io: q.io } : {}),
+      }));
       fitPoints.push({
         protocol: fp.protocol,
         replicas: fp.replicas,
@@ -267,11 +302,12 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
     }
   }
   const fit = fitFixedCosts(fitPoints);
+  const ioFitted = fitPoints.length > 0 && fitPoints.every((p) => (p.processes ?? []).length > 0 && p.processes!.every((q) => q.reads !== undefined));
   const perProcess = fitPoints.every((p) => (p.processes?.length ?? 0) > 0);
   const fitted =
     fitPoints.length === 0
       ? 'NOT FITTED (no valid fit run): 0, so the model undercharges'
-      : `fitted by non-negative least squares: (measured CPU per batch - counted operations' CPU) = a x messages received + b x frames sent + c x bytes received + d x bytes sent, ${perProcess ? 'one equation per process' : 'one equation per run (totals; received and sent split evenly)'} of the real runs in fitPoints (${fitPoints.map((p) => `${p.protocol} n=${p.replicas}`).join(', ')}), local backend, ${cpus().length} cores`;
+      : `fitted by non-negative least squares: (measured CPU per batch - counted operations' CPU) = a x messages received + b x frames sent + c x bytes received + d x bytes sent${ioFitted ? ' + e x socket reads + f x socket writes' : ''}, ${perProcess ? 'one equation per process' : 'one equation per run (totals; received and sent split evenly)'} of the real runs in fitPoints (${fitPoints.map((p) => `${p.protocol} n=${p.replicas}`).join(', ')}), local backend, ${cpus().length} cores`;
   return {
     version: CALIBRATION_VERSION,
     machine: machineInfo(),
@@ -283,14 +319,26 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
       perStepUs: 0,
       ioPerByteUs: fit.perByteInUs,
       ioPerByteOutUs: fit.perByteOutUs,
+      perReadUs: fit.perReadUs,
+      perWriteUs: fit.perWriteUs,
     },
     sources: {
       ...micro.sources,
       perMessageInUs: { source: `${fitted}: a` },
       perFrameOutUs: { source: `${fitted}: b` },
-      perStepUs: { source: 'folded into the per-message costs (not fitted separately)' },
+      perStepUs: { source: 'folded into the per-read cost (a real process counts its socket reads, not its wake-ups): 0' },
       ioPerByteUs: { source: `${fitted}: c` },
       ioPerByteOutUs: { source: `${fitted}: d` },
+      perReadUs: {
+        source: ioFitted
+          ? `${fitted}: e; reads per batch = the simulator's messages received per batch x the real process's reads per frame received (transport counters)`
+          : 'NOT FITTED (fit points without read counts): 0',
+      },
+      perWriteUs: {
+        source: ioFitted
+          ? `${fitted}: f; writes per batch = the simulator's frames sent per batch x the real process's writes per frame sent (transport counters)`
+          : 'NOT FITTED (fit points without write counts): 0',
+      },
     },
     fitPoints,
     ...(fitPoints.length === 0 ? {} : { hostCoresAvailable: median(fitPoints.map((p) => p.cpuCores)) }),
@@ -298,11 +346,29 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
 }
 
 /** The measured CPU of each process beside the simulator's counts for the node of that name; processes the simulator has no node for are left out. */
-function withCounts(measured: readonly { name: string; cpuMsPerBatch: number }[], counted: readonly Omit<FitProcess, 'cpuMsPerBatch'>[]): FitProcess[] {
+function withCounts(
+  measured: readonly {
+    name: string;
+    cpuMsPerBatch: number;
+    io?: Parameters<typeof ioPerBatch>[0];
+    reads?: number;
+    writes?: number;
+    framesOut?: number;
+    messagesIn?: number;
+  }[],
+  counted: readonly Omit<FitProcess, 'cpuMsPerBatch'>[],
+): FitProcess[] {
   const byName = new Map(counted.map((c) => [c.name, c]));
   return measured.flatMap((q) => {
     const c = byName.get(q.name);
-    return c ? [{ ...c, cpuMsPerBatch: q.cpuMsPerBatch }] : [];
+    if (!c) return [];
+    // A fresh run: its transport counters. A reused fit point: its reads and writes per frame as recorded, on the recount.
+    const rw =
+      ioPerBatch(q.io, c) ??
+      (q.reads !== undefined && q.writes !== undefined && q.messagesIn && q.framesOut
+        ? { reads: (c.messagesIn * q.reads) / q.messagesIn, writes: (c.framesOut * q.writes) / q.framesOut }
+        : undefined);
+    return [{ ...c, cpuMsPerBatch: q.cpuMsPerBatch, ...(rw ?? {}) }];
   });
 }
 

@@ -1,6 +1,6 @@
 import { cpus } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { fitFixedCosts, fitNonNegative } from './calibrate.js';
+import { fitFixedCosts, fitNonNegative, ioPerBatch } from './calibrate.js';
 import { coresLeft, errorPercent, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
 
 const pt = (protocol: string, replicas: number, realTxnPerSec: number, modelTxnPerSec: number): ValidationPoint => ({
@@ -131,5 +131,60 @@ describe('validation math', () => {
     expect(f.perFrameOutUs).toBeCloseTo(5, 6);
     expect(f.perByteInUs).toBeCloseTo(0.02, 9);
     expect(f.perByteOutUs).toBeCloseTo(0.001, 9);
+  });
+
+  it('fits per-read and per-write costs when the processes count them, and leaves them 0 when they do not', () => {
+    // Invented: 10 us per message in, 5 per frame out, 30 per read, 40 per write, no per-byte cost.
+    // Frames per write vary across processes (a broadcast-heavy primary, a chatty backup), as across protocols.
+    const proc = (name: string, messagesIn: number, framesOut: number, reads: number, writes: number) => ({
+      name,
+      messagesIn,
+      framesOut,
+      bytesIn: 100 * messagesIn,
+      bytesOut: 100 * framesOut,
+      reads,
+      writes,
+      opCpuMsPerBatch: 0.2,
+      cpuMsPerBatch: 0.2 + (10 * messagesIn + 5 * framesOut + 30 * reads + 40 * writes) / 1000,
+    });
+    const point = (processes: ReturnType<typeof proc>[]) => ({
+      protocol: 'hotstuff',
+      replicas: 7,
+      batch: 100,
+      clients: 24,
+      cpuMsPerBatch: 0,
+      txnPerSec: 0,
+      messagesPerBatch: 0,
+      ioBytesPerBatch: 0,
+      opCpuMsPerBatch: 0,
+      cpuCores: 1,
+      processes,
+    });
+    const processes = [
+      proc('replica 0', 6, 30, 5, 6),
+      proc('replica 1', 12, 12, 10, 3),
+      proc('replica 2', 12, 12, 2, 11),
+      proc('replica 3', 20, 4, 18, 4),
+      proc('client 0', 8, 2, 7, 2),
+      proc('client 1', 30, 9, 6, 9),
+      proc('replica 4', 9, 9, 9, 9),
+    ];
+    const f = fitFixedCosts([point(processes)]);
+    expect(f.perReadUs).toBeCloseTo(30, 5);
+    expect(f.perWriteUs).toBeCloseTo(40, 5);
+    expect(f.perMessageInUs).toBeCloseTo(10, 5);
+    expect(f.perFrameOutUs).toBeCloseTo(5, 5);
+    // A fit point recorded before reads and writes were counted: those two are not fitted.
+    const old = processes.map(({ reads: _r, writes: _w, ...q }) => q);
+    const g = fitFixedCosts([point(processes), { ...point(processes), processes: old }]);
+    expect(g.perReadUs).toBe(0);
+    expect(g.perWriteUs).toBe(0);
+  });
+
+  it('takes a real process\u2019s reads and writes per batch from its frames per read and per write', () => {
+    const io = { framesSent: 1000, framesReceived: 600, writes: 250, reads: 300 };
+    expect(ioPerBatch(io, { messagesIn: 12, framesOut: 8 })).toEqual({ reads: 6, writes: 2 });
+    expect(ioPerBatch({ ...io, writes: 0 }, { messagesIn: 12, framesOut: 8 })).toBeUndefined();
+    expect(ioPerBatch(undefined, { messagesIn: 12, framesOut: 8 })).toBeUndefined();
   });
 });

@@ -11,7 +11,12 @@ import { makeRunSpec } from '../infra/run/spec.js';
 import type { CalibrationFile } from '../infra/sim/calibration.js';
 import { localTestbed } from '../infra/sim/testbed.js';
 import type { ProtocolName } from '../replica/types.js';
-import { modelPoint, pointInputOf } from './model-point.js';
+import { CostModel } from '../infra/sim/cost-model.js';
+import { Simulation } from '../infra/sim/simulator.js';
+import { costModelConfig } from '../infra/sim/testbed.js';
+import type { ProcessFigures } from '../infra/run/metrics.js';
+import { isClientPeer } from '../replica/types.js';
+import { type ModelPointInput, modelPoint, pointInputOf } from './model-point.js';
 
 export interface ValidationPoint {
   readonly protocol: string;
@@ -40,6 +45,23 @@ export interface ValidationPoint {
    * /proc/stat minus the run's own processes), so that a busy machine is modelled as it was.
    */
   readonly modelHostCores?: number;
+  /**
+   * How the replicas' frames coalesce, real (transport counters over the run) and modelled (the
+   * cost model's turns, cost-model.ts): frames sent per socket write and frames received per
+   * socket read, over every replica. Absent when a run did not report them.
+   */
+  readonly realFramesPerWrite?: number;
+  readonly modelFramesPerWrite?: number;
+  readonly realFramesPerRead?: number;
+  readonly modelFramesPerRead?: number;
+  /** The same for the client processes. */
+  readonly realClientFramesPerWrite?: number;
+  readonly modelClientFramesPerWrite?: number;
+  /** Modelled turns (wake-ups) per accepted batch, every node. */
+  readonly modelTurnsPerBatch?: number;
+  /** The client processes' share of CPU ms per batch, real and modelled: whether the model's client machines cost what the real ones do. */
+  readonly realClientCpuMsPerBatch?: number;
+  readonly modelClientCpuMsPerBatch?: number;
 }
 
 export interface RankingCheck {
@@ -112,6 +134,7 @@ export function summarise(all: readonly ValidationPoint[]): ValidationSummary {
   };
 }
 
+const pair = (real: number | undefined, model: number | undefined): string => `${real ?? '-'}, ${model ?? '-'}`;
 const round1 = (x: number): number => Math.round(x * 10) / 10;
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 
@@ -152,9 +175,16 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
       const realCores = (real.metrics?.processes ?? []).reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
       const hostCores = coresLeft(calibrated.sharedHostCores!, real.bottleneck?.machineCpuPercent ?? null, realCores);
       const testbed = hostCores === calibrated.sharedHostCores ? calibrated : localTestbed(hostCores);
-      const model = modelPoint(pointInputOf(spec, testbed, calibration.costs, options.modelBatches ?? 400));
+      const input = pointInputOf(spec, testbed, calibration.costs, options.modelBatches ?? 400);
+      const model = modelPoint(input);
+      const realIo = ioRatios(real.metrics?.processes ?? []);
+      const modelIo = modelCoalescing(input);
       const batches = real.metrics?.acceptedBatches ?? 0;
       const realCpuMsPerBatch = batches > 0 ? (realCores * (real.metrics?.windowSec ?? 0) * 1000) / batches : 0;
+      const realClientCores = (real.metrics?.processes ?? []).filter((x) => x.role === 'client').reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
+      const modelClientPercent = Object.entries(model.cpuPercentByNode)
+        .filter(([name]) => name.startsWith('client'))
+        .reduce((s, [, pct]) => s + pct, 0);
       const p: ValidationPoint = {
         protocol,
         replicas: n,
@@ -171,6 +201,17 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
         modelCpuMsPerBatch: round2(model.cpuMsPerBatch),
         cpuErrorPercent: round1(errorPercent(model.cpuMsPerBatch, realCpuMsPerBatch)),
         modelHostCores: round2(hostCores),
+        ...defined({
+          realFramesPerWrite: realIo.replicaPerWrite,
+          realFramesPerRead: realIo.replicaPerRead,
+          realClientFramesPerWrite: realIo.clientPerWrite,
+          modelFramesPerWrite: modelIo.replicaPerWrite,
+          modelFramesPerRead: modelIo.replicaPerRead,
+          modelClientFramesPerWrite: modelIo.clientPerWrite,
+          modelTurnsPerBatch: modelIo.turnsPerBatch,
+          realClientCpuMsPerBatch: batches > 0 ? (realClientCores * (real.metrics?.windowSec ?? 0) * 1000) / batches : undefined,
+          modelClientCpuMsPerBatch: model.acceptedBatches > 0 ? ((modelClientPercent / 100) * model.virtualTimeMs) / model.acceptedBatches : undefined,
+        }),
       };
       log(`  real ${p.realTxnPerSec} txn/s (${p.realLatencyMs} ms), model ${p.modelTxnPerSec} txn/s (${p.modelLatencyMs} ms): ${p.errorPercent}%`);
       points.push(p);
@@ -179,16 +220,88 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
   return summarise(points);
 }
 
+const defined = (o: Record<string, number | undefined>): Record<string, number> =>
+  Object.fromEntries(
+    Object.entries(o)
+      .filter((e): e is [string, number] => e[1] !== undefined && Number.isFinite(e[1]))
+      .map(([k, v]) => [k, round2(v)]),
+  );
+
+interface Coalescing {
+  replicaPerWrite?: number;
+  replicaPerRead?: number;
+  clientPerWrite?: number;
+  turnsPerBatch?: number;
+}
+
+/** Frames per write and per read of the real run's replicas (and per write of its clients), from each process's transport counters. */
+export function ioRatios(processes: readonly ProcessFigures[]): Coalescing {
+  const sum = (role: 'replica' | 'client', k: 'framesSent' | 'framesReceived' | 'writes' | 'reads'): number =>
+    processes.filter((p) => p.role === role).reduce((s, p) => s + (p.io?.[k] ?? 0), 0);
+  const ratio = (a: number, b: number): number | undefined => (b > 0 ? a / b : undefined);
+  return {
+    replicaPerWrite: ratio(sum('replica', 'framesSent'), sum('replica', 'writes')),
+    replicaPerRead: ratio(sum('replica', 'framesReceived'), sum('replica', 'reads')),
+    clientPerWrite: ratio(sum('client', 'framesSent'), sum('client', 'writes')),
+  };
+}
+
+/**
+ * The same ratios in the cost model for a point: the point's simulation run again with a
+ * CostModel whose counters are read (modelPoint keeps its own to itself), same seed, so the same run.
+ */
+function modelCoalescing(p: ModelPointInput): Coalescing {
+  const machines = Math.max(1, p.testbed.clientMachines ?? p.clientProcs);
+  const model = new CostModel(costModelConfig(p.testbed, p.costs));
+  const r = new Simulation(
+    {
+      protocol: p.protocol,
+      n: p.replicas,
+      seed: p.seed,
+      batches: p.batches,
+      clientMachines: machines,
+      clients: Math.max(1, Math.ceil(p.clients / machines)),
+      batchSize: p.batch,
+      records: p.records,
+      valueBytes: p.valueBytes,
+      checkpointIntervalK: p.checkpointInterval,
+      windowK: p.window,
+      delay: p.testbed.delay,
+      extra: p.extra ?? {},
+      requestTimeoutMs: p.clientTimeoutMs ?? 2000,
+      viewChangeTimeoutMs: p.viewChangeTimeoutMs ?? 2000,
+    },
+    model,
+  ).run();
+  const t = { replica: { framesOut: 0, writes: 0, messagesIn: 0, reads: 0 }, client: { framesOut: 0, writes: 0, messagesIn: 0, reads: 0 } };
+  let turns = 0;
+  for (const [peer, io] of model.ioByNode()) {
+    const x = isClientPeer(peer) ? t.client : t.replica;
+    x.framesOut += io.framesOut;
+    x.writes += io.writes;
+    x.messagesIn += io.messagesIn;
+    x.reads += io.reads;
+    turns += io.turns;
+  }
+  const ratio = (a: number, b: number): number | undefined => (b > 0 ? a / b : undefined);
+  return {
+    replicaPerWrite: ratio(t.replica.framesOut, t.replica.writes),
+    replicaPerRead: ratio(t.replica.messagesIn, t.replica.reads),
+    clientPerWrite: ratio(t.client.framesOut, t.client.writes),
+    turnsPerBatch: ratio(turns, r.acceptedBatches),
+  };
+}
+
 export function formatValidation(s: ValidationSummary, calibrationPath?: string): string {
   const lines = [
     `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}): real runs on the local backend against the cost model`,
     '',
-    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores the real run got | cores modelled | real CPU ms/batch | model CPU ms/batch | CPU error |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores the real run got | cores modelled | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model | client CPU ms/batch real, model |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const p of s.points) {
     lines.push(
-      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${p.realCpuCores} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% |`,
+      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${p.realCpuCores} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% | ${pair(p.realFramesPerWrite, p.modelFramesPerWrite)} | ${pair(p.realFramesPerRead, p.modelFramesPerRead)} | ${pair(p.realClientFramesPerWrite, p.modelClientFramesPerWrite)} | ${pair(p.realClientCpuMsPerBatch, p.modelClientCpuMsPerBatch)} |`,
     );
   }
   if (s.excluded.length > 0) lines.push('', `Left out of the statistics (real run invalid or nothing accepted): ${s.excluded.join(', ')}.`);

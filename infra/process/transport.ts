@@ -97,6 +97,8 @@ export interface TransportCounters {
   bytesSent: number;
   /** Socket writes (syscalls): framesSent / writes is how well bursts coalesce. */
   writes: number;
+  /** Socket reads ('data' events, one read syscall each): framesReceived / reads is how well arrivals coalesce. */
+  reads: number;
   framesReceived: number;
   bytesReceived: number;
   /** Frames whose MAC did not verify (dropped, connection kept). */
@@ -119,6 +121,7 @@ export function newTransportCounters(): TransportCounters {
     framesSent: 0,
     bytesSent: 0,
     writes: 0,
+    reads: 0,
     framesReceived: 0,
     bytesReceived: 0,
     badMac: 0,
@@ -390,6 +393,7 @@ class Connection {
   }
 
   private onData(chunk: Buffer): void {
+    this.transport.counters.reads++;
     this.transport.counters.bytesReceived += chunk.length;
     const ok = this.reader.push(chunk, this.onRawFrame);
     if (!ok) {

@@ -14,6 +14,7 @@
 import * as hdr from 'hdr-histogram-js';
 import type { ClientMetricsReport } from '../process/client.js';
 import type { ReplicaMetricsReport } from '../process/replica.js';
+import type { TransportCounters } from '../process/transport.js';
 
 export interface LatencySummaryMs {
   readonly mean: number;
@@ -30,6 +31,12 @@ export interface ProcessFigures {
   /** CPU time in the window over the window's wall time (100 = one core busy). */
   readonly cpuPercent: number | null;
   readonly peakRssMB: number;
+  /**
+   * The process's transport counters over the whole run (not the window): frames and socket
+   * reads and writes, so frames per read and per write can be told per process (the cost
+   * model's calibration, experiments/calibrate.ts). Absent in runs recorded before.
+   */
+  readonly io?: { readonly framesSent: number; readonly framesReceived: number; readonly writes: number; readonly reads: number };
 }
 
 export interface RunMetricsReport {
@@ -195,6 +202,7 @@ export function aggregateMetrics(
       pid: r.pid,
       cpuPercent: r.window && r.window.elapsedMs > 0 ? round((100 * r.window.cpuMs) / r.window.elapsedMs, 1) : null,
       peakRssMB: round(r.peakRssBytes / 2 ** 20, 1),
+      io: ioOf(r.transport),
     })),
     ...clients.map((c) => ({
       name: `client ${c.origin}`,
@@ -203,6 +211,7 @@ export function aggregateMetrics(
       pid: c.pid,
       cpuPercent: c.windowCpuMs !== null && c.windowElapsedMs ? round((100 * c.windowCpuMs) / c.windowElapsedMs, 1) : null,
       peakRssMB: round(c.peakRssBytes / 2 ** 20, 1),
+      io: ioOf(c.transport),
     })),
   ];
 
@@ -235,6 +244,13 @@ export function aggregateMetrics(
     framesPerWrite: round(sum(replicas.map((r) => r.transport.framesSent)) / Math.max(1, sum(replicas.map((r) => r.transport.writes))), 2),
   };
 }
+
+const ioOf = (t: TransportCounters): NonNullable<ProcessFigures['io']> => ({
+  framesSent: t.framesSent,
+  framesReceived: t.framesReceived,
+  writes: t.writes,
+  reads: t.reads,
+});
 
 /**
  * Why the numbers cannot be trusted, if they cannot (DESIGN.md: a run whose clients accept

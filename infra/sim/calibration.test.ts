@@ -62,6 +62,14 @@ describe('calibration file', () => {
     expect(() => checkCalibration({ ...f, version: 99 }, 'x')).toThrow(/version/);
     expect(() => checkCalibration({ ...f, date: 'yesterday' }, 'x')).toThrow(/date/);
   });
+
+  it('reads a file with the per-read and per-write costs, and refuses them negative or without a source', () => {
+    const f = file();
+    const g = { ...f, costs: { ...f.costs, perReadUs: 4, perWriteUs: 9 }, sources: { ...f.sources, perReadUs: src, perWriteUs: src } };
+    expect(checkCalibration(JSON.parse(JSON.stringify(g)), 'x')).toEqual(g);
+    expect(() => checkCalibration({ ...g, costs: { ...g.costs, perWriteUs: -1 } }, 'x')).toThrow(/perWriteUs/);
+    expect(() => checkCalibration({ ...g, sources: f.sources }, 'x')).toThrow(/sources.perReadUs/);
+  });
 });
 
 describe('fitLine', () => {

@@ -63,7 +63,20 @@ export interface FitProcess {
   readonly framesOut: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
+  /**
+   * Socket reads and writes per accepted batch: the real process's frames per read and per
+   * write (its transport counters over the run) applied to the frames the simulator counts for
+   * the node per batch. Absent in calibrations before reads and writes were fitted.
+   */
+  readonly reads?: number;
+  readonly writes?: number;
 }
+
+/** Costs added after the first calibration files: optional in a file, 0 (or, for ioPerByteOutUs, ioPerByteUs) when absent. */
+export type LaterCost = 'perReadUs' | 'perWriteUs' | 'ioPerByteOutUs';
+
+/** The fixed costs fitted from real runs (experiments/calibrate.ts), not micro-benchmarked. */
+type FittedCost = 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs' | 'ioPerByteOutUs' | 'perReadUs' | 'perWriteUs';
 
 export interface CalibrationFile {
   readonly version: number;
@@ -77,7 +90,8 @@ export interface CalibrationFile {
   };
   readonly date: string;
   readonly costs: OpCosts;
-  readonly sources: Readonly<Record<keyof OpCosts, CostSource>>;
+  /** Where each cost came from; the costs added later (perReadUs, perWriteUs, ioPerByteOutUs) may be absent from older files. */
+  readonly sources: Readonly<Record<Exclude<keyof OpCosts, LaterCost>, CostSource>> & Partial<Record<LaterCost, CostSource>>;
   /** The real runs the fixed costs were fitted to (disjoint from validation points). */
   readonly fitPoints: readonly FitPoint[];
   /**
@@ -223,8 +237,8 @@ function measureExecution(valueBytes: number): number {
 }
 
 export interface MicroResult {
-  readonly costs: Omit<OpCosts, 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs' | 'ioPerByteOutUs'>;
-  readonly sources: Omit<CalibrationFile['sources'], 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs' | 'ioPerByteOutUs'>;
+  readonly costs: Omit<OpCosts, FittedCost>;
+  readonly sources: Omit<CalibrationFile['sources'], FittedCost>;
 }
 
 /** Measures every per-operation cost on this machine (a few seconds). */
@@ -338,7 +352,11 @@ export function checkCalibration(raw: unknown, where: string): CalibrationFile {
     if (!ok(c.costs?.[k])) bad(`costs.${k} must be a number >= 0`);
     if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
   }
-  if (c.costs.ioPerByteOutUs !== undefined && !ok(c.costs.ioPerByteOutUs)) bad('costs.ioPerByteOutUs must be a number >= 0');
+  for (const k of ['ioPerByteOutUs', 'perReadUs', 'perWriteUs'] as const) {
+    if (c.costs[k] === undefined) continue;
+    if (!ok(c.costs[k])) bad(`costs.${k} must be a number >= 0`);
+    if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
+  }
   if (!Array.isArray(c.fitPoints)) bad('fitPoints must be an array');
   return c;
 }

@@ -43,6 +43,15 @@ export interface FrameOut {
 export interface SimCostHook {
   /** The earliest virtual time `node` can start its next step (<= nowMs: at once). */
   readyAtMs(node: Peer, nowMs: number): number;
+  /**
+   * A turn of `node` begins at `nowMs`: the steps reported until the next turnBegin of that
+   * node ran in one wake-up, as the process runtime handles every input of an event-loop turn
+   * before it flushes each connection once (infra/process/transport.ts: one read per connection
+   * with data, then one writev per connection written to). `reads` is the socket reads the
+   * turn's inputs take: one per connection they came from and 64 KiB (0 for a timer or the
+   * start signal). A hook whose turnBegin is never called sees every step as its own turn.
+   */
+  turnBegin?(node: Peer, nowMs: number, reads: number): void;
   /** A step of `node` ran at `nowMs` and did `work`; called before its frames are sent. */
   stepDone(node: Peer, nowMs: number, work: StepWork): void;
   /**

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { zeroCryptoCounts } from '../../replica/crypto-counter.js';
 import { clientPeer } from '../../replica/types.js';
 import type { StepWork } from './cost-hook.js';
-import { CostModel, type CostModelConfig, CpuPool, frameCpuUs, type OpCosts, stepCpuUs } from './cost-model.js';
+import { CostModel, type CostModelConfig, CpuPool, frameCpuUs, type OpCosts, stepCpuUs, turnCpuUs } from './cost-model.js';
 import { Simulation } from './simulator.js';
 import { WorkCounter } from './work-counter.js';
 
@@ -19,6 +19,8 @@ const COSTS: OpCosts = {
   perFrameOutUs: 256,
   perStepUs: 512,
   ioPerByteUs: 0,
+  perReadUs: 1024,
+  perWriteUs: 2048,
 };
 
 const ZERO: OpCosts = {
@@ -69,12 +71,15 @@ describe('cost model', () => {
     crypto: { signs: 2, signBytes: 100, verifies: 3, verifyBytes: 400, macs: 1, macBytes: 80, digests: 2, digestBytes: 160 },
   });
   // By hand: decode 32 + 10; frame MAC check 4 + 80; verifies 3*2 + 100; per message 128 |
-  // per step 512; signs 2*1 + 50; core MAC 4 + 10; digests 2*8 + 10; execution 640.
+  // signs 2*1 + 50; core MAC 4 + 10; digests 2*8 + 10; execution 640. Its turn (a step
+  // without turnBegin is its own turn): a wake-up 512 and one read 1024.
   const inputUs = 32 + 10 + 4 + 80 + 6 + 100 + 128;
-  const protocolUs = 512 + 2 + 50 + 4 + 10 + 16 + 10 + 640;
+  const protocolUs = 2 + 50 + 4 + 10 + 16 + 10 + 640;
+  const turnUs = 512 + 1024;
 
   it('charges a step with known counts exactly what its operations cost', () => {
     expect(stepCpuUs(COSTS, w)).toEqual({ inputUs, protocolUs });
+    expect(turnCpuUs(COSTS, 3)).toBe(512 + 3 * 1024);
     // A frame: encoding (once), transport MAC, fixed send cost; a broadcast's other copies skip the encoding.
     expect(frameCpuUs(COSTS, { from: 0, to: 1, bytes: 320, encoded: true })).toBe(16 + 10 + 4 + 40 + 256);
     expect(frameCpuUs(COSTS, { from: 0, to: 2, bytes: 320, encoded: false })).toBe(4 + 40 + 256);
@@ -83,18 +88,45 @@ describe('cost model', () => {
   it('lets a step\u2019s frames leave when its CPU time has passed, one after another', () => {
     const m = new CostModel(config());
     m.stepDone(0, 10, w);
-    const stepMs = (inputUs + protocolUs) / 1000;
+    const stepMs = (inputUs + protocolUs + turnUs) / 1000;
+    // Each frame to a new peer in the turn also pays its socket write (2048).
     const f1 = m.frameSent({ from: 0, to: 1, bytes: 320, encoded: true }, 10);
-    expect(f1).toBeCloseTo(10 + stepMs + (16 + 10 + 4 + 40 + 256) / 1000, 9);
+    expect(f1).toBeCloseTo(10 + stepMs + (16 + 10 + 4 + 40 + 256 + 2048) / 1000, 9);
     const f2 = m.frameSent({ from: 0, to: 2, bytes: 320, encoded: false }, 10);
-    expect(f2).toBeCloseTo(f1 + (4 + 40 + 256) / 1000, 9);
+    expect(f2).toBeCloseTo(f1 + (4 + 40 + 256 + 2048) / 1000, 9);
+  });
+
+  it('charges a turn one wake-up, one read per sending connection and one write per peer written to, as the runtime coalesces', () => {
+    const one = work({ messagesIn: 1 });
+    const costs = { ...ZERO, perStepUs: 1000, perReadUs: 100, perWriteUs: 10, perFrameOutUs: 1 };
+    const frames = (m: CostModel): void => {
+      for (const to of [1, 1, 2]) m.frameSent({ from: 0, to, bytes: 0, encoded: false }, 0);
+    };
+    // Three inputs from two connections handled in one turn; each step sends to 1, 1 and 2.
+    const turn = new CostModel(config({ costs }));
+    turn.turnBegin(0, 0, 2);
+    for (let i = 0; i < 3; i++) {
+      turn.stepDone(0, 0, one);
+      frames(turn);
+    }
+    expect(turn.ioByNode().get(0)).toEqual({ turns: 1, reads: 2, writes: 2, messagesIn: 3, framesOut: 9 });
+    expect(turn.cpuMsByNode().get(0)).toBeCloseTo((1000 + 2 * 100 + 2 * 10 + 9 * 1) / 1000, 9);
+    // The same steps as three turns (an idle node woken three times): three wake-ups, reads, and writes per turn.
+    const apart = new CostModel(config({ costs }));
+    for (let i = 0; i < 3; i++) {
+      apart.turnBegin(0, 0, 1);
+      apart.stepDone(0, 0, one);
+      frames(apart);
+    }
+    expect(apart.ioByNode().get(0)).toEqual({ turns: 3, reads: 3, writes: 6, messagesIn: 3, framesOut: 9 });
+    expect(apart.cpuMsByNode().get(0)).toBeCloseTo((3 * 1000 + 3 * 100 + 6 * 10 + 9 * 1) / 1000, 9);
   });
 
   it('holds a busy node\u2019s next input until it is free, and leaves other nodes alone', () => {
     const m = new CostModel(config());
     expect(m.readyAtMs(0, 5)).toBe(5);
     m.stepDone(0, 5, w);
-    const busyUntil = 5 + (inputUs + protocolUs) / 1000;
+    const busyUntil = 5 + (inputUs + protocolUs + turnUs) / 1000;
     expect(m.readyAtMs(0, 5.1)).toBeCloseTo(busyUntil, 9);
     expect(m.readyAtMs(1, 5.1)).toBe(5.1);
     expect(m.readyAtMs(0, busyUntil + 1)).toBe(busyUntil + 1);
@@ -170,10 +202,53 @@ describe('cost model', () => {
     expect(counted.replicaMessages).toBe(free.replicaMessages);
     expect(counter.replicas.framesOut).toBe(counted.replicaMessages);
     expect(counter.replicas.frameBytesOut).toBe(counted.bytesSent);
-    const model = new CostModel(config({ costs: { ...ZERO, perStepUs: 200 } }));
+    const model = new CostModel(config({ costs: { ...ZERO, perMessageInUs: 200 } }));
     const slow = new Simulation(input, model).run();
     expect(slow.valid).toBe(true);
     expect(slow.acceptedBatches).toBe(200);
     expect(slow.virtualTimeMs).toBeGreaterThan(free.virtualTimeMs * 1.5);
+  });
+
+  it('in the simulator, a node busy when inputs arrive handles them in one turn and writes once per peer, and the counter agrees when no one waits', () => {
+    const seed = 11;
+    console.log(`cost-model coalescing seed ${seed}`);
+    const input = { protocol: 'pbft', n: 4, seed, batches: 200, clients: 8, batchSize: 10 } as const;
+    const counter = new WorkCounter();
+    new Simulation(input, counter).run();
+    // Free CPU: no input ever waits, so every step is a turn of its own.
+    expect(counter.replicas.turns).toBe(counter.replicas.steps);
+    expect(counter.replicas.reads).toBe(counter.replicas.messagesIn);
+    // A step's broadcast writes once per peer: each frame of a replica's step goes to a distinct peer here.
+    expect(counter.replicas.writes).toBeLessThanOrEqual(counter.replicas.framesOut);
+    // Busy CPU (1 ms per message in): inputs queue, and a turn handles them together.
+    const model = new CostModel(config({ costs: { ...ZERO, perMessageInUs: 1000 } }));
+    const busy = new Simulation(input, model).run();
+    expect(busy.valid).toBe(true);
+    let turns = 0;
+    let messagesIn = 0;
+    let writes = 0;
+    let framesOut = 0;
+    for (const [peer, io] of model.ioByNode()) {
+      if (peer >= 4) continue; // replicas only
+      turns += io.turns;
+      messagesIn += io.messagesIn;
+      writes += io.writes;
+      framesOut += io.framesOut;
+    }
+    expect(framesOut).toBe(busy.replicaMessages);
+    expect(turns).toBeLessThan(messagesIn * 0.8);
+    expect(writes).toBeLessThan(framesOut * 0.8);
+  });
+
+  it('in the simulator, a frame above 64 KiB takes more than one socket read, as Node reads a stream 64 KiB at a time', () => {
+    const seed = 3;
+    console.log(`cost-model read-size seed ${seed}`);
+    const small = new WorkCounter();
+    new Simulation({ protocol: 'pbft', n: 4, seed, batches: 20, clients: 2, batchSize: 10 }, small).run();
+    expect(small.replicas.reads).toBe(small.replicas.messagesIn);
+    // Batches of 2000 writes of 64-byte values: each request and PRE-PREPARE is well above 64 KiB.
+    const large = new WorkCounter();
+    new Simulation({ protocol: 'pbft', n: 4, seed, batches: 20, clients: 2, batchSize: 2000, valueBytes: 64 }, large).run();
+    expect(large.replicas.reads).toBeGreaterThan(large.replicas.messagesIn);
   });
 });

@@ -44,7 +44,19 @@ export interface OpCosts {
   /** Fixed costs the micro-benchmarks do not see (event loop, socket reads and writes, core bookkeeping): fitted from real runs. */
   readonly perMessageInUs: number;
   readonly perFrameOutUs: number;
+  /** Per turn (one wake-up of the event loop that handles every input queued: see turnCpuUs). */
   readonly perStepUs: number;
+  /**
+   * Per socket read: one per connection with data in a turn (a 'data' event, one read
+   * syscall). Absent (calibrations before it was fitted): 0.
+   */
+  readonly perReadUs?: number;
+  /**
+   * Per socket write: one writev per connection written to in a turn (the transport corks a
+   * turn's frames to one peer and flushes them once). Absent (calibrations before it was
+   * fitted): 0.
+   */
+  readonly perWriteUs?: number;
   /** Per byte of a frame read from a socket (kernel copies, buffers): fitted from real runs. */
   readonly ioPerByteUs: number;
   /**
@@ -77,7 +89,14 @@ export interface CostModelConfig {
   readonly wireOverheadBytes: number;
 }
 
-/** The CPU a step costs, in microseconds, split into its input side and the rest. */
+/**
+ * The CPU a turn's wake-up costs on top of its steps: the fixed cost per turn and one socket
+ * read per connection its inputs came from. The runtime (infra/process/transport.ts) handles
+ * every 'data' event of an event-loop turn, one read per connection, before it flushes.
+ */
+export const turnCpuUs = (c: OpCosts, reads: number): number => c.perStepUs + (c.perReadUs ?? 0) * reads;
+
+/** The CPU a step costs, in microseconds, split into its input side and the rest (its turn's wake-up apart: turnCpuUs). */
 export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolUs: number } {
   const lin = (l: LinearCost, ops: number, bytes: number): number => l.fixedUs * ops + l.perByteUs * bytes;
   const cr = w.crypto;
@@ -88,7 +107,6 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
     c.perMessageInUs * w.messagesIn +
     c.ioPerByteUs * w.frameMacVerifyBytes;
   const protocolUs =
-    c.perStepUs +
     lin(c.ed25519Sign, cr.signs, cr.signBytes) +
     lin(c.hmac, cr.macs + cr.macVerifies, cr.macBytes + cr.macVerifyBytes) +
     lin(c.sha256, cr.digests, cr.digestBytes) +
@@ -99,7 +117,11 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
 /** The CPU per byte of a frame written to a socket (ioPerByteUs where a calibration did not fit it apart). */
 export const ioOutPerByteUs = (c: OpCosts): number => c.ioPerByteOutUs ?? c.ioPerByteUs;
 
-/** The CPU one outgoing frame costs, in microseconds: its encoding (once per message), its transport MAC and the fixed send cost. */
+/**
+ * The CPU one outgoing frame costs, in microseconds: its encoding (once per message), its
+ * transport MAC and the fixed send cost; the socket write it shares with the turn's other
+ * frames to the same peer is charged apart (perWriteUs, once per connection and turn).
+ */
 export function frameCpuUs(c: OpCosts, f: FrameOut): number {
   return (
     (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) +
@@ -217,6 +239,15 @@ class NodeResources {
   stepEndMs = 0;
   cpuMs = 0;
   bytesOut = 0;
+  /**
+   * The turn: 'none' until the simulator opens one (then every step is its own turn, one read if
+   * it had an input), 'fresh' when opened and not yet charged, 'running' after its first step.
+   */
+  turn: 'none' | 'fresh' | 'running' = 'none';
+  turnReads = 0;
+  /** Peers written to in this turn: the first frame to each pays the write. */
+  readonly turnDests = new Set<Peer>();
+  readonly io: NodeIo = { turns: 0, reads: 0, writes: 0, messagesIn: 0, framesOut: 0 };
 
   constructor(
     readonly pool: CpuPool,
@@ -229,6 +260,15 @@ class NodeResources {
     this.inputLanes = new Array<number>(inputLanes).fill(0);
     this.outputLanes = new Array<number>(outputLanes).fill(0);
   }
+}
+
+/** What a node's runtime did, counted by the cost model as it charged it. */
+export interface NodeIo {
+  turns: number;
+  reads: number;
+  writes: number;
+  messagesIn: number;
+  framesOut: number;
 }
 
 const earliest = (lanes: number[]): number => {
@@ -275,10 +315,32 @@ export class CostModel implements SimCostHook {
     return r.pool.earliestFreeMs(Math.max(nowMs, lane));
   }
 
+  turnBegin(peer: Peer, _nowMs: number, reads: number): void {
+    const r = this.node(peer);
+    r.turn = 'fresh';
+    r.turnReads = reads;
+    r.turnDests.clear();
+  }
+
   stepDone(peer: Peer, nowMs: number, work: StepWork): void {
     const r = this.node(peer);
     r.pool.forget(nowMs);
-    const { inputUs, protocolUs } = stepCpuUs(this.config.costs, work);
+    const c = this.config.costs;
+    const step = stepCpuUs(c, work);
+    let { inputUs, protocolUs } = step;
+    // The turn's wake-up and reads are charged with its first step (a turn whose only event was
+    // a cancelled timer never woke the real process and costs nothing).
+    if (r.turn !== 'running') {
+      const reads = r.turn === 'fresh' ? r.turnReads : work.messagesIn;
+      if (r.turn === 'none') r.turnDests.clear();
+      else r.turn = 'running';
+      // The reads are input work (a pipeline's input lanes), the wake-up the protocol lane's.
+      inputUs += turnCpuUs(c, reads) - c.perStepUs;
+      protocolUs += c.perStepUs;
+      r.io.turns++;
+      r.io.reads += reads;
+    }
+    r.io.messagesIn += work.messagesIn;
     const inputMs = inputUs / 1000 / r.speed;
     const protocolMs = protocolUs / 1000 / r.speed;
     if (r.pipelined) {
@@ -296,7 +358,14 @@ export class CostModel implements SimCostHook {
 
   frameSent(frame: FrameOut, nowMs: number): number {
     const r = this.node(frame.from);
-    const ms = frameCpuUs(this.config.costs, frame) / 1000 / r.speed;
+    let us = frameCpuUs(this.config.costs, frame);
+    r.io.framesOut++;
+    if (!r.turnDests.has(frame.to)) {
+      r.turnDests.add(frame.to);
+      r.io.writes++;
+      us += this.config.costs.perWriteUs ?? 0;
+    }
+    const ms = us / 1000 / r.speed;
     let cpuDone: number;
     if (r.pipelined && r.outputLanes.length > 0) {
       const i = earliest(r.outputLanes);
@@ -312,6 +381,11 @@ export class CostModel implements SimCostHook {
     const serialiseMs = Number.isFinite(r.nicBitsPerSec) ? (wireBytes * 8 * 1000) / r.nicBitsPerSec : 0;
     r.nicFreeMs = Math.max(cpuDone, r.nicFreeMs) + serialiseMs;
     return r.nicFreeMs;
+  }
+
+  /** Turns, reads, writes, messages in and frames out per node so far, as charged. */
+  ioByNode(): Map<Peer, Readonly<NodeIo>> {
+    return new Map([...this.nodes].map(([p, r]) => [p, r.io]));
   }
 
   /** CPU milliseconds charged per node so far, in the calibration machine's CPU time (replicas by id, clients as their peer number). */

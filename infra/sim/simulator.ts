@@ -195,6 +195,30 @@ const bump = (m: Map<string, number>, key: string, by = 1): void => {
   m.set(key, (m.get(key) ?? 0) + by);
 };
 
+/**
+ * The socket reads a turn's inputs take: per connection they came from, one read per 64 KiB
+ * (Node hands a stream's data to 'data' in reads of at most 64 KiB), each frame with the
+ * transport's 36-byte header (length and MAC, infra/process/transport.ts).
+ */
+const READ_BYTES_MAX = 65_536;
+const FRAME_HEADER_BYTES = 36;
+function socketReads(events: readonly SimEvent[]): number {
+  const from: Peer[] = [];
+  const bytes: number[] = [];
+  for (const e of events) {
+    if (e.kind !== 'deliver') continue;
+    const i = from.indexOf(e.from);
+    const b = e.frame.bytes.length + FRAME_HEADER_BYTES;
+    if (i < 0) {
+      from.push(e.from);
+      bytes.push(b);
+    } else bytes[i]! += b;
+  }
+  let reads = 0;
+  for (const b of bytes) reads += Math.ceil(b / READ_BYTES_MAX);
+  return reads;
+}
+
 export class Simulation {
   readonly config: SimConfig;
   readonly module: ProtocolModule<WireMessage>;
@@ -468,7 +492,10 @@ export class Simulation {
   private dispatch(e: SimEvent, aux: number): void {
     if (this.hook && e.kind !== 'crash') {
       if (e.kind === 'frame') e = { kind: 'deliver', from: e.from, to: aux, frame: e };
-      if (this.deferred(e.kind === 'deliver' ? e.to : e.node, e)) return;
+      const node = e.kind === 'deliver' ? e.to : e.node;
+      if (this.deferred(node, e)) return;
+      // A node that was idle wakes for this one input: a turn of one step.
+      this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? Math.ceil((e.frame.bytes.length + FRAME_HEADER_BYTES) / READ_BYTES_MAX) : 0);
     }
     this.run1(e, aux);
   }
@@ -479,9 +506,12 @@ export class Simulation {
       const backlog = this.backlog.get(node)!;
       const readyMs = this.hook!.readyAtMs(node, this.nowMs);
       if (readyMs <= this.nowMs) {
-        this.run1(backlog.shift()!, 0);
-        if (backlog.length > 0) this.queue.push(Math.max(this.nowMs, this.hook!.readyAtMs(node, this.nowMs)), e);
-        else this.backlog.delete(node);
+        // The node frees: it handles everything that queued while it was busy in one turn, as
+        // the process runtime handles every 'data' event of an event-loop turn (one read per
+        // connection) before flushing each connection once (infra/process/transport.ts).
+        this.backlog.delete(node);
+        this.hook!.turnBegin?.(node, this.nowMs, socketReads(backlog));
+        for (const item of backlog) this.run1(item, 0);
       } else this.queue.push(readyMs, e);
       return true;
     }

@@ -8,12 +8,16 @@
 import { addCryptoCounts, type CryptoCounts, zeroCryptoCounts } from '../../replica/crypto-counter.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
 import type { FrameOut, SimCostHook, StepWork } from './cost-hook.js';
-import { ioOutPerByteUs, type OpCosts, stepCpuUs } from './cost-model.js';
+import { ioOutPerByteUs, type OpCosts, stepCpuUs, turnCpuUs } from './cost-model.js';
 
 /** The work of a set of nodes, summed over a run. */
 export interface WorkTotals {
   crypto: CryptoCounts;
   steps: number;
+  /** Wake-ups (turns of the event loop with at least one step), socket reads (a connection's inputs in a turn) and socket writes (a connection's outputs in a turn). */
+  turns: number;
+  reads: number;
+  writes: number;
   messagesIn: number;
   decodes: number;
   decodeBytes: number;
@@ -32,6 +36,9 @@ export interface WorkTotals {
 export const zeroWorkTotals = (): WorkTotals => ({
   crypto: zeroCryptoCounts(),
   steps: 0,
+  turns: 0,
+  reads: 0,
+  writes: 0,
   messagesIn: 0,
   decodes: 0,
   decodeBytes: 0,
@@ -73,6 +80,17 @@ export class WorkCounter implements SimCostHook {
   readonly clients: WorkTotals = zeroWorkTotals();
   /** Per replica id. */
   readonly perReplica = new Map<number, WorkTotals>();
+  /** Per node, the turn as CostModel (cost-model.ts) keeps it: every step its own turn until turnBegin is called. */
+  private readonly turns = new Map<Peer, { mode: 'none' | 'fresh' | 'running'; reads: number; dests: Set<Peer> }>();
+
+  private turnOf(node: Peer): { mode: 'none' | 'fresh' | 'running'; reads: number; dests: Set<Peer> } {
+    let t = this.turns.get(node);
+    if (!t) {
+      t = { mode: 'none', reads: 0, dests: new Set() };
+      this.turns.set(node, t);
+    }
+    return t;
+  }
 
   private totalsOf(node: Peer): WorkTotals[] {
     if (isClientPeer(node)) return [this.clients];
@@ -88,12 +106,36 @@ export class WorkCounter implements SimCostHook {
     return nowMs;
   }
 
+  turnBegin(node: Peer, _nowMs: number, reads: number): void {
+    const turn = this.turnOf(node);
+    turn.mode = 'fresh';
+    turn.reads = reads;
+    turn.dests.clear();
+  }
+
   stepDone(node: Peer, _nowMs: number, work: StepWork): void {
-    for (const t of this.totalsOf(node)) addStepWork(t, work);
+    const turn = this.turnOf(node);
+    const opens = turn.mode !== 'running';
+    const reads = turn.mode === 'fresh' ? turn.reads : work.messagesIn;
+    if (turn.mode === 'none') turn.dests.clear();
+    else turn.mode = 'running';
+    for (const t of this.totalsOf(node)) {
+      addStepWork(t, work);
+      if (opens) {
+        t.turns++;
+        t.reads += reads;
+      }
+    }
   }
 
   frameSent(frame: FrameOut, nowMs: number): number {
-    for (const t of this.totalsOf(frame.from)) addFrameOut(t, frame);
+    const turn = this.turnOf(frame.from);
+    const write = !turn.dests.has(frame.to);
+    turn.dests.add(frame.to);
+    for (const t of this.totalsOf(frame.from)) {
+      addFrameOut(t, frame);
+      if (write) t.writes++;
+    }
     return nowMs;
   }
 }
@@ -104,8 +146,7 @@ export class WorkCounter implements SimCostHook {
  */
 export function workCpuUs(c: OpCosts, t: WorkTotals): number {
   const { inputUs, protocolUs } = stepCpuUs(c, t);
-  // stepCpuUs charges perStepUs once; a total of many steps owes it per step.
-  const steps = c.perStepUs * (t.steps - 1);
+  const turns = turnCpuUs(c, 0) * t.turns + (c.perReadUs ?? 0) * t.reads + (c.perWriteUs ?? 0) * t.writes;
   const frames =
     c.encode.fixedUs * t.encodes +
     c.encode.perByteUs * t.encodeBytes +
@@ -113,5 +154,5 @@ export function workCpuUs(c: OpCosts, t: WorkTotals): number {
     c.hmac.perByteUs * t.frameMacBytes +
     c.perFrameOutUs * t.framesOut +
     ioOutPerByteUs(c) * t.frameBytesOut;
-  return inputUs + protocolUs + steps + frames;
+  return inputUs + protocolUs + turns + frames;
 }
