@@ -45,6 +45,7 @@ import {
   figurePointInput,
   pooledExecutor,
   runFigureSensitivity,
+  SENSITIVITY_FILE,
   wantsSensitivity,
   type ModelSetup,
   type SensitivityFile,
@@ -680,6 +681,10 @@ async function simulatedSweep(job: FigureJob, progress: Progress): Promise<Sweep
   io.signal.addEventListener('abort', stopPool, { once: true });
   try {
     const toRun = remainingRuns(job.runs, job.existing, config.retryFailed);
+    if (toRun.length > 1)
+      stderr.write(
+        `  ${pool.inThread ? 'one point at a time, in this thread (no compiled worker)' : `points on ${pool.size} worker thread${pool.size > 1 ? 's' : ''} (one per core), recorded in order`}\n`,
+      );
     const model = config.backend === 'model' ? modelSetupOf(config) : undefined;
     const execute = executorFor(config, dir, false, undefined, { pool, toRun, ...(model ? { model } : {}) });
     const sensitivity = model !== undefined && wantsSensitivity(job.runs, model) ? runFigureSensitivity(dir, job.runs, config, model, pool) : undefined;
@@ -701,7 +706,7 @@ async function simulatedSweep(job: FigureJob, progress: Progress): Promise<Sweep
       const s: SensitivityFile | undefined = await sensitivity;
       if (s === undefined) return { outcome: { ...outcome, interrupted: true }, awsStarted: false };
       stderr.write(
-        `  ${s.rows.length} points, ${s.rows.length * (s.variants.length + 1)} modelled runs of ${s.batches} batches (${s.runSec} s of worker time), in ${join(dir, 'sensitivity.json')}\n`,
+        `  ${s.rows.length} points, ${s.rows.length * (s.variants.length + 1)} modelled runs (${s.runSec} s of worker time), in ${join(dir, SENSITIVITY_FILE)}\n`,
       );
     } catch (err) {
       stderr.write(`poe-bench figure: the sensitivity failed, and the report goes without it: ${(err as Error).message}\n`);

@@ -119,7 +119,7 @@ describe('figure 13 --backend model', () => {
     expect((poe1['metrics'] as { latencyMs: unknown }).latencyMs).toEqual(direct.latencyMs);
 
     const s = JSON.parse(readFileSync(join(out, SENSITIVITY_FILE), 'utf8')) as SensitivityFile;
-    expect(s).toMatchObject({ testbed: 'c5.2xlarge', calibration, batches: 30, clients: 24, seed: 1 });
+    expect(s).toMatchObject({ testbed: 'c5.2xlarge', calibration, batches: { poe: 30, hotstuff: 30 }, clients: 24, seed: 1 });
     expect(s.rows.map((row) => `${row.protocol}/${row.replicas}`).sort()).toEqual(['hotstuff/4', 'poe/4']);
     expect(s.variants.map((v) => v.label)).toEqual([
       'pipeline, 1 cores',

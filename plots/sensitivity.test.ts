@@ -34,7 +34,7 @@ function file(rows: SensitivityRow[]): SensitivityFile {
   return {
     testbed: 'c5.2xlarge',
     calibration: 'cal.json',
-    batches: 300,
+    batches: { pbft: 300, hotstuff: 1000 },
     clients: 24,
     seed: 1,
     variants: [

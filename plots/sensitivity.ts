@@ -104,6 +104,19 @@ function baseAgreement(s: SensitivityFile, figure: FigureData | undefined): stri
   return ` Its base runs are within ${formatChange(Math.abs(worst.d)).replace('+', '')} of the figure's means (largest at ${label(worst.r.protocol)} ${worst.r.replicas}: ${formatChange(worst.d)}).`;
 }
 
+/** "300 batches (HotStuff 1000, as the figure's runs)" */
+function batchesText(batches: Readonly<Record<string, number>>, figureBatches: number | undefined): string {
+  const counts = [...new Set(Object.values(batches))].sort((a, b) => a - b);
+  const whose = (n: number): string =>
+    Object.keys(batches)
+      .filter((p) => batches[p] === n)
+      .map(label)
+      .join(', ');
+  const figure = (n: number): string => (n === figureBatches ? ", as the figure's runs" : '');
+  if (counts.length === 1) return `${counts[0]} batches${figure(counts[0]!)}`;
+  return counts.map((n) => `${n} batches for ${whose(n)}${figure(n)}`).join(' and ');
+}
+
 /** The section: a table per protocol and replica count, and the blame for each claim the model predicts does not hold. */
 export function sensitivityBlocks(dir: string, manifest: ManifestInfo, claims: readonly ClaimResult[], figure13?: FigureData): Block[] {
   if (manifest.backend !== 'model') return [];
@@ -143,7 +156,7 @@ export function sensitivityBlocks(dir: string, manifest: ManifestInfo, claims: r
         `PREDICTIONS, not measurements. Each point of figure 13 was modelled again with one resource of the testbed ${s.testbed} changed at a time: ` +
         'the replica as the paper\u2019s §4 pipeline (three input lanes, two output lanes, the protocol\u2019s own thread) on 1, 2, 4 or 8 cores, where this code\u2019s replica is one thread; ' +
         'egress bandwidth of every node /10 and x10; round trip /10 and x10; replica CPU speed x2. ' +
-        `Each run has the figure's load (${s.clients} clients), the seed of its first repetition (${s.seed}), ${s.batches} batches${figureBatches === undefined || figureBatches === s.batches ? '' : ` (the figure's runs: ${figureBatches})`} and one repetition.${baseAgreement(s, figure13)} ` +
+        `Each run has the figure's load (${s.clients} clients), the seed of its first repetition (${s.seed}), ${batchesText(s.batches, figureBatches)} and one repetition.${baseAgreement(s, figure13)} ` +
         '"Decided by" is the change that moves throughput most either way; "relieved by" is the change to more of a resource that raises it most, by 5% or more: the resource that binds at the base. They differ where a resource is close to binding without binding (less of it costs much, more of it gains nothing).',
     },
     {
