@@ -12,7 +12,7 @@
 import type { Command } from 'commander';
 import { calibrate } from '../experiments/calibrate.js';
 import { costTable, formatCostTable } from '../experiments/cost-table.js';
-import { modelPoint } from '../experiments/model-point.js';
+import { modelPoint, pointInputOf } from '../experiments/model-point.js';
 import { formatSensitivity, sensitivityBases, sensitivityOn } from '../experiments/sensitivity.js';
 import { PointPool } from '../experiments/point-pool.js';
 import { formatValidation, validate } from '../experiments/validate.js';
@@ -177,21 +177,9 @@ function registerPoint(model: Command): void {
         const cal = calibrationFile(o.calibration);
         const spec = makeRunSpec({ protocol: o.protocol as ProtocolName, replicas: Number(o.replicas), clients: Number(o.clients) });
         const extra = Object.fromEntries((o.extra ?? []).map((kv) => kv.split('=') as [string, string]));
+        // The spec's sizes, workload and seed, as run --backend model and model validate take them (pointInputOf).
         const r = modelPoint({
-          protocol: o.protocol,
-          replicas: Number(o.replicas),
-          batch: spec.batch,
-          clients: spec.clients,
-          clientProcs: spec.clientProcs,
-          batches: Number(o.batches),
-          records: spec.records,
-          valueBytes: spec.valueBytes,
-          checkpointInterval: spec.checkpointInterval,
-          window: spec.window,
-          extra,
-          seed: spec.seed,
-          testbed: loadTestbed(o.testbed, cal.hostCoresAvailable),
-          costs: cal.costs,
+          ...pointInputOf({ ...spec, extra }, loadTestbed(o.testbed, cal.hostCoresAvailable), cal.costs, Number(o.batches)),
           ...(o.viewChangeTimeoutMs === undefined ? {} : { viewChangeTimeoutMs: positive(o.viewChangeTimeoutMs, '--view-change-timeout-ms') }),
           ...(o.clientTimeoutMs === undefined ? {} : { clientTimeoutMs: positive(o.clientTimeoutMs, '--client-timeout-ms') }),
         });

@@ -37,6 +37,7 @@ function file(rows: SensitivityRow[]): SensitivityFile {
     batches: { pbft: 300, hotstuff: 1000 },
     clients: 24,
     seed: 1,
+    records: 1000,
     variants: [
       { label: 'pipeline, 8 cores', resource: 'replica threads/cores', more: true },
       { label: 'bandwidth x10', resource: 'bandwidth', more: true },

@@ -156,7 +156,7 @@ export function sensitivityBlocks(dir: string, manifest: ManifestInfo, claims: r
         `PREDICTIONS, not measurements. Each point of figure 13 was modelled again with one resource of the testbed ${s.testbed} changed at a time: ` +
         'the replica as the paper\u2019s §4 pipeline (three input lanes, two output lanes, the protocol\u2019s own thread) on 1, 2, 4 or 8 cores, where this code\u2019s replica is one thread; ' +
         'egress bandwidth of every node /10 and x10; round trip /10 and x10; replica CPU speed x2. ' +
-        `Each run has the figure's load (${s.clients} clients), the seed of its first repetition (${s.seed}), ${batchesText(s.batches, figureBatches)} and one repetition.${baseAgreement(s, figure13)} ` +
+        `Each run has the figure's load (${s.clients} clients), the seed of its first repetition (${s.seed}), ${batchesText(s.batches, figureBatches)} and one repetition, on a table of ${formatNumber(s.records)} records (the model's numbers do not depend on the table's size, and filling the paper's 600,000 is most of a modelled run's CPU).${baseAgreement(s, figure13)} ` +
         '"Decided by" is the change that moves throughput most either way; "relieved by" is the change to more of a resource that raises it most, by 5% or more: the resource that binds at the base. They differ where a resource is close to binding without binding (less of it costs much, more of it gains nothing).',
     },
     {
