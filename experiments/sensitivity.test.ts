@@ -18,7 +18,7 @@ describe('sensitivity', () => {
     const v = sensitivityVariants(testbed);
     expect(v.map((x) => [x.label, x.more])).toEqual([
       // c5.2xlarge runs this code's one replica thread: a pipeline on one core is no more than it.
-      ['pipeline, 1 cores', false],
+      ['pipeline, 1 core', false],
       ['pipeline, 2 cores', true],
       ['pipeline, 4 cores', true],
       ['pipeline, 8 cores', true],
@@ -47,7 +47,7 @@ describe('sensitivity', () => {
     // Near the bandwidth limit: a tenth of it costs 90%, ten times it gains nothing; two cores gain 25%.
     const byLabel: Record<string, number> = {
       base: 100_000,
-      'pipeline, 1 cores': 100_000,
+      'pipeline, 1 core': 100_000,
       'pipeline, 2 cores': 125_000,
       'pipeline, 4 cores': 124_000,
       'pipeline, 8 cores': 124_000,

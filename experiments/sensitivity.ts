@@ -35,7 +35,7 @@ export function sensitivityVariants(t: Testbed): SensitivityVariant[] {
   const coresUsed = t.replica.pipeline === undefined ? 1 : t.replica.cores;
   for (const cores of [1, 2, 4, 8])
     out.push({
-      label: `pipeline, ${cores} cores`,
+      label: `pipeline, ${cores} core${cores > 1 ? 's' : ''}`,
       resource: 'replica threads/cores',
       more: cores > coresUsed,
       testbed: { ...t, replica: { ...t.replica, cores, pipeline: PIPELINE } },

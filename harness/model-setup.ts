@@ -23,8 +23,7 @@ export interface ModelSetupOk {
 
 export interface ModelSetupError {
   readonly ok: false;
-  /** The flag at fault, and one line saying what is wrong. */
-  readonly flag: '--testbed' | '--calibration';
+  /** One line saying what is wrong, naming the flag. */
   readonly message: string;
   /** No calibration file at all (the user has to run `poe-bench calibrate`), rather than a bad one. */
   readonly missing: boolean;
@@ -40,7 +39,6 @@ export function resolveModelSetup(
   if (!existsSync(calibrationPath)) {
     return {
       ok: false,
-      flag: '--calibration',
       missing: true,
       message: `no calibration file ${calibrationPath}: run \`poe-bench calibrate\` first (or give --calibration FILE)`,
     };
@@ -49,11 +47,11 @@ export function resolveModelSetup(
   try {
     calibration = readCalibration(calibrationPath);
   } catch (err) {
-    return { ok: false, flag: '--calibration', missing: false, message: `--calibration: ${(err as Error).message}` };
+    return { ok: false, missing: false, message: `--calibration: ${(err as Error).message}` };
   }
   try {
     return { ok: true, testbedName, calibrationPath, testbed: loadTestbed(testbedName, calibration.hostCoresAvailable), calibration };
   } catch (err) {
-    return { ok: false, flag: '--testbed', missing: false, message: `--testbed: ${(err as Error).message}` };
+    return { ok: false, missing: false, message: `--testbed: ${(err as Error).message}` };
   }
 }

@@ -63,7 +63,7 @@ describe('claimBlame', () => {
     ]);
     const item = hsOverPbft(s);
     expect(item).toContain("The sensitivity's base runs agree");
-    expect(item).toContain('the model predicts it holds: pipeline, 8 cores; the sensitivity blames replica threads/cores');
+    expect(item).toContain('The model predicts it holds with more of replica threads/cores (pipeline, 8 cores): the sensitivity blames replica threads/cores.');
     expect(item).not.toContain('bandwidth x10;');
   });
 

@@ -74,7 +74,20 @@ export function claimBlame(claims: readonly ClaimResult[], s: SensitivityFile): 
     const rows = s.rows.filter((r) => protocols.includes(r.protocol as ProtocolName) && xs.includes(r.replicas));
     const base = evaluateClaims({ '13': variantFigureData(s.rows, 'base') }, [c.claim])[0]!;
     const holdsUnder = s.variants.filter((v) => evaluateClaims({ '13': variantFigureData(s.rows, v.label) }, [c.claim])[0]!.verdict === 'holds');
-    const blamed = [...new Set(holdsUnder.map((v) => v.resource))];
+    const direction = (more: boolean): string => {
+      const vs = holdsUnder.filter((v) => v.more === more);
+      const resources = [...new Set(vs.map((v) => v.resource))];
+      return resources
+        .map(
+          (r) =>
+            `${r} (${vs
+              .filter((v) => v.resource === r)
+              .map((v) => v.label)
+              .join(', ')})`,
+        )
+        .join(', ');
+    };
+    const blamed = [...(direction(true) ? [`with more of ${direction(true)}`] : []), ...(direction(false) ? [`with less of ${direction(false)}`] : [])];
     const verdictAtBase =
       base.verdict === 'does not hold'
         ? `The sensitivity's base runs agree (${base.measured})`
@@ -82,7 +95,7 @@ export function claimBlame(claims: readonly ClaimResult[], s: SensitivityFile): 
     const would =
       holdsUnder.length === 0
         ? `With none of the ${s.variants.length} one-resource changes does the model predict it holds: no single resource of the testbed is to blame.`
-        : `With the testbed changed so, the model predicts it holds: ${holdsUnder.map((v) => v.label).join(', ')}; the sensitivity blames ${blamed.join(' and ')}.`;
+        : `The model predicts it holds ${blamed.join('; and ')}: the sensitivity blames ${[...new Set(holdsUnder.map((v) => v.resource))].join(' and ')}.`;
     items.push(
       `"${c.claim.statement}" (${c.claim.source}; predicted: ${c.predicted.value}). ${verdictAtBase}. What decides its points: ${rows.map(pointBlame).join('; ')}. ${would}`,
     );
@@ -104,7 +117,7 @@ function baseAgreement(s: SensitivityFile, figure: FigureData | undefined): stri
   return ` Its base runs are within ${formatChange(Math.abs(worst.d)).replace('+', '')} of the figure's means (largest at ${label(worst.r.protocol)} ${worst.r.replicas}: ${formatChange(worst.d)}).`;
 }
 
-/** "300 batches (HotStuff 1000, as the figure's runs)" */
+/** "300 batches for PoE, PBFT, ZYZ and 1000 batches for HS (as the figure's runs)" */
 function batchesText(batches: Readonly<Record<string, number>>, figureBatches: number | undefined): string {
   const counts = [...new Set(Object.values(batches))].sort((a, b) => a - b);
   const whose = (n: number): string =>
@@ -112,7 +125,7 @@ function batchesText(batches: Readonly<Record<string, number>>, figureBatches: n
       .filter((p) => batches[p] === n)
       .map(label)
       .join(', ');
-  const figure = (n: number): string => (n === figureBatches ? ", as the figure's runs" : '');
+  const figure = (n: number): string => (n === figureBatches ? " (as the figure's runs)" : '');
   if (counts.length === 1) return `${counts[0]} batches${figure(counts[0]!)}`;
   return counts.map((n) => `${n} batches for ${whose(n)}${figure(n)}`).join(' and ');
 }
@@ -156,7 +169,7 @@ export function sensitivityBlocks(dir: string, manifest: ManifestInfo, claims: r
         `PREDICTIONS, not measurements. Each point of figure 13 was modelled again with one resource of the testbed ${s.testbed} changed at a time: ` +
         'the replica as the paper\u2019s §4 pipeline (three input lanes, two output lanes, the protocol\u2019s own thread) on 1, 2, 4 or 8 cores, where this code\u2019s replica is one thread; ' +
         'egress bandwidth of every node /10 and x10; round trip /10 and x10; replica CPU speed x2. ' +
-        `Each run has the figure's load (${s.clients} clients), the seed of its first repetition (${s.seed}), ${batchesText(s.batches, figureBatches)} and one repetition, on a table of ${formatNumber(s.records)} records (the model's numbers do not depend on the table's size, and filling the paper's 600,000 is most of a modelled run's CPU).${baseAgreement(s, figure13)} ` +
+        `Each run has the figure's load (${s.clients} clients), the seed of its first repetition (${s.seed}), ${batchesText(s.batches, figureBatches)}; one repetition, on a table of ${formatNumber(s.records)} records (the model's numbers do not depend on the table's size, and filling the paper's 600,000 is most of a modelled run's CPU).${baseAgreement(s, figure13)} ` +
         '"Decided by" is the change that moves throughput most either way; "relieved by" is the change to more of a resource that raises it most, by 5% or more: the resource that binds at the base. They differ where a resource is close to binding without binding (less of it costs much, more of it gains nothing).',
     },
     {
