@@ -72,6 +72,41 @@ export interface ModelPointResult {
   /** The measured part of the modelled run: after the warm-up share, up to the last acceptance. */
   readonly windowMs: number;
   readonly warmupShare: number;
+  /** Accepted transactions per second in buckets of `seriesBucketMs` from the window's start (negative times are warm-up): figure 11b's throughput over time. */
+  readonly throughputSeries: readonly { readonly tSec: number; readonly txnPerSec: number }[];
+  readonly seriesBucketMs: number;
+  /** Messages per accepted batch, all and the protocol's own (without client traffic), and the highest view reached. */
+  readonly messagesPerBatch: number;
+  readonly protocolMessagesPerBatch: number;
+  readonly highestView: number;
+  readonly stopReason: string;
+}
+
+/** A bucket width of 1, 2 or 5 times a power of ten ms, about a fortieth of the run. */
+function bucketMs(totalMs: number): number {
+  const raw = Math.max(totalMs / 40, 0.001);
+  const pow = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 5, 10]) if (m * pow >= raw) return m * pow;
+  return 10 * pow;
+}
+
+/** Accepted transactions per second in buckets of `widthMs`, from the first bucket of the warm-up to the last acceptance; times from the window's start. */
+function throughputSeries(
+  accepted: readonly { readonly acceptedMs: number; readonly txns: number }[],
+  warmupMs: number,
+  endMs: number,
+  widthMs: number,
+): { tSec: number; txnPerSec: number }[] {
+  const buckets = new Map<number, number>();
+  for (const a of accepted) {
+    const b = Math.floor((a.acceptedMs - warmupMs) / widthMs);
+    buckets.set(b, (buckets.get(b) ?? 0) + a.txns);
+  }
+  const r = (x: number, digits: number): number => Math.round(x * 10 ** digits) / 10 ** digits;
+  const series: { tSec: number; txnPerSec: number }[] = [];
+  for (let b = Math.floor(-warmupMs / widthMs); b <= Math.floor((endMs - warmupMs) / widthMs); b++)
+    series.push({ tSec: r((b * widthMs) / 1000, 6), txnPerSec: r(((buckets.get(b) ?? 0) * 1000) / widthMs, 1) });
+  return series;
 }
 
 export function modelPoint(p: ModelPointInput): ModelPointResult {
@@ -117,6 +152,7 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
   const vt = Math.max(result.virtualTimeMs, 1e-9);
   for (const [peer, ms] of model.cpuMsByNode()) cpu[peer >= 1 << 16 ? `client ${peer - (1 << 16)}` : `replica ${peer}`] = Math.round((1000 * ms) / vt) / 10;
   const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+  const widthMs = bucketMs(endMs);
   return {
     valid: result.valid && txns > 0,
     violations: result.violations,
@@ -138,6 +174,12 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
     clientsPerMachine: perMachine,
     windowMs: r3(Math.max(0, endMs - warmupMs)),
     warmupShare,
+    throughputSeries: throughputSeries(accepted, warmupMs, endMs, widthMs),
+    seriesBucketMs: widthMs,
+    messagesPerBatch: Math.round(result.messagesPerBatch * 100) / 100,
+    protocolMessagesPerBatch: Math.round(result.protocolMessagesPerBatch * 100) / 100,
+    highestView: result.highestView,
+    stopReason: result.stopReason,
   };
 }
 

@@ -9,19 +9,16 @@
  * left out, throughput counts the transactions accepted in the rest, latency is acceptance
  * minus first send per transaction, and the throughput series is bucketed from the window's
  * start (negative times are warm-up).
+ *
+ * `--backend model` does not come here: its points go through the cost model's one driver
+ * (experiments/model-figure.ts, model-point.ts).
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { withFault } from '../replica/byzantine.js';
 import type { ProtocolModule } from '../replica/protocol.js';
 import { getProtocol } from '../replica/protocols.js';
 import type { WireMessage } from '../replica/types.js';
 import { Simulation } from '../infra/sim/simulator.js';
-import { modelMarking } from './model-point.js';
 import { SIM_DEFAULTS } from '../infra/sim/options.js';
-import { CostModel, type OpCosts } from '../infra/sim/cost-model.js';
-import { costModelConfig, type Testbed } from '../infra/sim/testbed.js';
 import { FIGURES } from './figures.js';
 import type { RunMetrics, RunRecord } from '../infra/run/records.js';
 import type { SweepConfig, SweepRun } from './sweep.js';
@@ -34,11 +31,6 @@ export interface SimPointInput {
   readonly records: number;
   readonly valueBytes: number;
   readonly windowK: number;
-  /**
-   * `--backend model` (issue 12): charge every step its CPU on this testbed with these costs
-   * (infra/sim/cost-model.ts). The numbers become PREDICTIONS for the testbed, in real-time units.
-   */
-  readonly model?: { readonly testbed: Testbed; readonly costs: OpCosts; readonly calibration: string; readonly clientProcs: number };
 }
 
 /** The module with its view-0 primary wrapped to stop after `batches` executed batches (replica/byzantine.ts stopAfter). */
@@ -68,7 +60,7 @@ function bucketMs(totalMs: number): number {
 
 const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
-/** Simulates one point; synchronous and CPU-bound (the worker runs it off the main thread). */
+/** Simulates one point; synchronous and CPU-bound (the point pool runs it off the main thread: experiments/point-pool.ts). */
 export function simulatePoint(input: SimPointInput): RunRecord & Record<string, unknown> {
   const { run, config } = input;
   const p = run.point;
@@ -78,42 +70,27 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
   const batches = config.simBatches + (stopAfter ?? 0);
   const seed = config.seed + run.rep;
   const base = getProtocol(p.protocol);
-  const m = input.model;
-  const machines = m ? Math.max(1, m.testbed.clientMachines ?? m.clientProcs) : undefined;
-  const modelled = m
-    ? {
-        clientMachines: machines,
-        clients: Math.max(1, Math.ceil(config.clients / machines!)),
-        delay: m.testbed.delay,
-        requestTimeoutMs: 2000,
-        viewChangeTimeoutMs: 2000,
-      }
-    : {};
-  const sim = new Simulation(
-    {
-      protocol: p.protocol,
-      n: p.replicas,
-      seed,
-      batches,
-      crashed: p.crashed,
-      clients: config.clients,
-      batchSize: p.batch,
-      records: input.records,
-      valueBytes: input.valueBytes,
-      checkpointIntervalK: FIGURES[run.figure].checkpointInterval,
-      windowK: input.windowK,
-      ...(stopAfter === undefined
-        ? {}
-        : {
-            module: withStoppingPrimary(base, stopAfter),
-            // Marks replica 0 faulty for the safety checks (its ledger stops short); the crash
-            // event itself lies past the time limit and never fires: the wrapper does the stopping.
-            crashes: [{ replica: 0, atMs: SIM_DEFAULTS.maxTimeMs + 1 }],
-          }),
-      ...modelled,
-    },
-    m ? new CostModel(costModelConfig(m.testbed, m.costs)) : undefined,
-  );
+  const sim = new Simulation({
+    protocol: p.protocol,
+    n: p.replicas,
+    seed,
+    batches,
+    crashed: p.crashed,
+    clients: config.clients,
+    batchSize: p.batch,
+    records: input.records,
+    valueBytes: input.valueBytes,
+    checkpointIntervalK: FIGURES[run.figure].checkpointInterval,
+    windowK: input.windowK,
+    ...(stopAfter === undefined
+      ? {}
+      : {
+          module: withStoppingPrimary(base, stopAfter),
+          // Marks replica 0 faulty for the safety checks (its ledger stops short); the crash
+          // event itself lies past the time limit and never fires: the wrapper does the stopping.
+          crashes: [{ replica: 0, atMs: SIM_DEFAULTS.maxTimeMs + 1 }],
+        }),
+  });
   const result = sim.run();
   const accepted = sim.acceptedList();
   const endMs = accepted.reduce((m, a) => Math.max(m, a.acceptedMs), 0);
@@ -166,7 +143,8 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
     startedAt,
     durationSec: round((Date.now() - t0) / 1000),
     ...(metrics === undefined ? {} : { metrics }),
-    ...(m ? modelMarking(m.testbed.name, m.calibration) : { backend: 'sim', virtualTime: true }),
+    backend: 'sim',
+    virtualTime: true,
     sim: {
       seed,
       batches,
@@ -186,38 +164,4 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
           }),
     },
   };
-}
-
-/**
- * Simulates a point in a worker thread (experiments/sweep-sim-worker.ts) so that an abort
- * terminates it at once; resolves undefined when aborted. Run from the TypeScript sources
- * (tests), where no compiled worker exists, it simulates in this thread instead.
- */
-export async function simulatePointAbortable(input: SimPointInput, signal: AbortSignal): Promise<(RunRecord & Record<string, unknown>) | undefined> {
-  if (signal.aborted) return undefined;
-  const workerUrl = new URL('./sweep-sim-worker.js', import.meta.url);
-  if (!existsSync(fileURLToPath(workerUrl))) return simulatePoint(input);
-  const worker = new Worker(workerUrl, { workerData: input });
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      void worker.terminate();
-      resolve(undefined);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    const done = (): void => signal.removeEventListener('abort', onAbort);
-    worker.once('message', (msg: { ok: true; record: RunRecord & Record<string, unknown> } | { ok: false; error: string }) => {
-      done();
-      void worker.terminate();
-      if (msg.ok) resolve(msg.record);
-      else reject(new Error(msg.error));
-    });
-    worker.once('error', (err) => {
-      done();
-      reject(err);
-    });
-    worker.once('exit', (code) => {
-      done();
-      if (!signal.aborted) reject(new Error(`the simulation worker exited with code ${code} before answering`));
-    });
-  });
 }

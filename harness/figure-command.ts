@@ -40,7 +40,18 @@ import {
   type RemoteHosts,
 } from '../experiments/aws-sweep.js';
 import { hostFor, loadHostsFile, type SshHosts } from '../infra/ssh/hosts.js';
-import { simulatePointAbortable } from '../experiments/sweep-sim.js';
+import {
+  figureModelRecord,
+  figurePointInput,
+  pooledExecutor,
+  runFigureSensitivity,
+  SENSITIVITY_FILE,
+  wantsSensitivity,
+  type ModelSetup,
+  type SensitivityFile,
+} from '../experiments/model-figure.js';
+import { PointPool } from '../experiments/point-pool.js';
+import type { ModelPointResult } from '../experiments/model-point.js';
 import {
   describeFilter,
   describeRun,
@@ -55,6 +66,7 @@ import {
   runPointSaturated,
   chosenLoadsFrom,
   FIGURE_LOAD_TXNS,
+  isSimulatedBackend,
   remainingRuns,
   RUNS_FILE,
   runSweep,
@@ -78,9 +90,7 @@ import { DEFAULT_BASELINE, writeReport } from '../plots/index.js';
 import { CURVES_DIR, curvesDirFor } from '../plots/curves-panel.js';
 import { runCurve } from '../experiments/curve.js';
 import { parseCurveFlags } from './curve-command.js';
-import { readCalibration } from '../infra/sim/calibration.js';
-import { loadTestbed } from '../infra/sim/testbed.js';
-import { DEFAULT_CALIBRATION } from './model-command.js';
+import { resolveModelSetup } from './model-setup.js';
 import type { ProtocolName } from '../replica/types.js';
 import { defaultAwsCommandIo } from './infra-aws-command.js';
 import { INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
@@ -190,21 +200,15 @@ export function parseFigureFlags(figureText: string, flags: FigureFlags): SweepC
   return config;
 }
 
-/** --testbed and --calibration: only for --backend model, where they default to c5.2xlarge and results/calibration.json. */
+/** --testbed and --calibration: only for --backend model, where they default to c5.2xlarge and results/calibration.json (harness/model-setup.ts). */
 function modelFlags(backend: SweepBackend, flags: FigureFlags): Pick<SweepConfig, 'testbed' | 'calibration'> {
   if (backend !== 'model') {
     if (flags.testbed !== undefined || flags.calibration !== undefined) throw new SweepConfigError('--testbed, --calibration: only for --backend model');
     return {};
   }
-  const testbed = flags.testbed ?? 'c5.2xlarge';
-  const calibration = flags.calibration ?? DEFAULT_CALIBRATION;
-  try {
-    loadTestbed(testbed);
-    readCalibration(calibration);
-  } catch (err) {
-    throw new SweepConfigError((err as Error).message);
-  }
-  return { testbed, calibration };
+  const setup = resolveModelSetup(flags);
+  if (!setup.ok) throw new SweepConfigError(setup.message);
+  return { testbed: setup.testbedName, calibration: setup.calibrationPath };
 }
 
 /**
@@ -392,22 +396,37 @@ function hostsUsed(hosts: SshHosts, spec: RunSpec): { replicas: string[]; client
   };
 }
 
-/** The executor of one backend. */
-function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: RemoteHosts): RunExecutor {
-  if (config.backend === 'sim') {
-    return async (run, signal) => {
-      const spec = specFor(run, config);
-      return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window }, signal);
-    };
+/** The executor of one backend; sim and model run their points on `pool` (every run still to do is queued on it at once). */
+function executorFor(
+  config: SweepConfig,
+  dir: string,
+  logs: boolean,
+  remote?: RemoteHosts,
+  simulated?: { readonly pool: PointPool; readonly toRun: readonly SweepRun[]; readonly model?: ModelSetup },
+): RunExecutor {
+  if (simulated !== undefined && config.backend === 'sim') {
+    return pooledExecutor(
+      simulated.toRun,
+      simulated.pool,
+      (run) => {
+        const spec = specFor(run, config);
+        return { kind: 'sim', input: { run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window } };
+      },
+      (_run, record) => record as RunRecord,
+    );
   }
-  if (config.backend === 'model') {
-    const calibration = readCalibration(config.calibration!);
-    const testbed = loadTestbed(config.testbed!, calibration.hostCoresAvailable);
-    return async (run, signal) => {
-      const spec = specFor(run, config);
-      const model = { testbed, costs: calibration.costs, calibration: config.calibration!, clientProcs: spec.clientProcs };
-      return simulatePointAbortable({ run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window, model }, signal);
-    };
+  if (simulated?.model !== undefined && config.backend === 'model') {
+    // The model's one driver (experiments/model-point.ts modelPoint), as run --backend model and model validate use it.
+    const setup = simulated.model;
+    return pooledExecutor(
+      simulated.toRun,
+      simulated.pool,
+      (run) => ({ kind: 'model', input: figurePointInput(run, config, setup) }),
+      (run, result) => {
+        const r = result as ModelPointResult;
+        return figureModelRecord(run, figurePointInput(run, config, setup), r, setup, new Date(Date.now() - r.wallMs).toISOString());
+      },
+    );
   }
   const chosen = chosenLoadsFrom(loadRuns(dir));
   return async (run, signal, onPhase) => {
@@ -614,6 +633,13 @@ async function runFigureSweep(job: FigureJob, aws: AwsSweep | undefined): Promis
       retryFailed: config.retryFailed,
       listener: progress,
     });
+  if (isSimulatedBackend(config.backend)) {
+    try {
+      return await simulatedSweep(job, progress);
+    } finally {
+      progress.stop();
+    }
+  }
   try {
     if (aws === undefined || remainingRuns(job.runs, job.existing, config.retryFailed).length === 0) {
       const sshHosts = config.backend === 'ssh' && config.infra?.hosts !== undefined ? { hosts: loadHostsFile(config.infra.hosts) } : undefined;
@@ -632,6 +658,63 @@ async function runFigureSweep(job: FigureJob, aws: AwsSweep | undefined): Promis
     }
   } finally {
     progress.stop();
+  }
+}
+
+/** The model's testbed and calibration of a sweep whose flags were checked (parseFigureFlags). */
+function modelSetupOf(config: SweepConfig): ModelSetup {
+  const setup = resolveModelSetup({ testbed: config.testbed, calibration: config.calibration });
+  if (!setup.ok) throw new SweepConfigError(setup.message);
+  return { testbed: setup.testbed, costs: setup.calibration.costs, calibration: setup.calibrationPath };
+}
+
+/**
+ * --backend sim and model: every run still to do on a pool of worker threads, one per core
+ * (experiments/point-pool.ts), recorded in the sweep's order. A model figure 13 on a testbed of
+ * separate machines also gets its sensitivity (issue 12 item 5), queued on the same pool behind
+ * the sweep's runs and written beside runs.jsonl for the report. Ctrl-C terminates the workers.
+ */
+async function simulatedSweep(job: FigureJob, progress: Progress): Promise<SweepEnd> {
+  const { config, io, dir, stderr } = job;
+  const pool = new PointPool();
+  const stopPool = (): void => void pool.terminate();
+  io.signal.addEventListener('abort', stopPool, { once: true });
+  try {
+    const toRun = remainingRuns(job.runs, job.existing, config.retryFailed);
+    if (toRun.length > 1)
+      stderr.write(
+        `  ${pool.inThread ? 'one point at a time, in this thread (no compiled worker)' : `points on ${pool.size} worker thread${pool.size > 1 ? 's' : ''} (one per core), recorded in order`}\n`,
+      );
+    const model = config.backend === 'model' ? modelSetupOf(config) : undefined;
+    const execute = executorFor(config, dir, false, undefined, { pool, toRun, ...(model ? { model } : {}) });
+    const sensitivity = model !== undefined && wantsSensitivity(job.runs, model) ? runFigureSensitivity(dir, job.runs, config, model, pool) : undefined;
+    sensitivity?.catch(() => undefined);
+    const outcome = await runSweep(job.runs, job.existing, {
+      dir,
+      backend: config.backend,
+      execute,
+      signal: io.signal,
+      retryFailed: config.retryFailed,
+      listener: progress,
+    });
+    if (sensitivity === undefined || outcome.interrupted) return { outcome, awsStarted: false };
+    progress.stop();
+    stderr.write(
+      `poe-bench figure: figure 13's sensitivity on ${model!.testbed.name} (one resource varied at a time), finishing on ${pool.size} worker${pool.size > 1 ? 's' : ''}...\n`,
+    );
+    try {
+      const s: SensitivityFile | undefined = await sensitivity;
+      if (s === undefined) return { outcome: { ...outcome, interrupted: true }, awsStarted: false };
+      stderr.write(
+        `  ${s.rows.length} points, ${s.rows.length * (s.variants.length + 1)} modelled runs (${s.runSec} s of worker time), in ${join(dir, SENSITIVITY_FILE)}\n`,
+      );
+    } catch (err) {
+      stderr.write(`poe-bench figure: the sensitivity failed, and the report goes without it: ${(err as Error).message}\n`);
+    }
+    return { outcome, awsStarted: false };
+  } finally {
+    io.signal.removeEventListener('abort', stopPool);
+    await pool.close();
   }
 }
 

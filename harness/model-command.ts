@@ -9,19 +9,18 @@
  * - `model costs [--json] [--batches N]`: the per-batch cost table (experiments/cost-table.ts).
  * - `model point --protocol P --replicas N [--testbed local|c5.2xlarge|FILE]`: one modelled point.
  */
-import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { calibrate } from '../experiments/calibrate.js';
 import { costTable, formatCostTable } from '../experiments/cost-table.js';
-import { modelPoint } from '../experiments/model-point.js';
-import { formatSensitivity, sensitivity } from '../experiments/sensitivity.js';
+import { modelPoint, pointInputOf } from '../experiments/model-point.js';
+import { formatSensitivity, sensitivityBases, sensitivityOn } from '../experiments/sensitivity.js';
+import { PointPool } from '../experiments/point-pool.js';
 import { formatValidation, validate } from '../experiments/validate.js';
 import { makeRunSpec } from '../infra/run/spec.js';
 import { readCalibration, writeCalibration } from '../infra/sim/calibration.js';
+import { DEFAULT_CALIBRATION, DEFAULT_TESTBED, resolveModelSetup } from './model-setup.js';
 import { loadTestbed } from '../infra/sim/testbed.js';
 import type { ProtocolName } from '../replica/types.js';
-
-export const DEFAULT_CALIBRATION = 'results/calibration.json';
 
 /** A numeric flag, or a one-line error naming it (exit 2). */
 function numberFlag(flag: string, text: string, min: number): number {
@@ -36,13 +35,14 @@ function numberFlag(flag: string, text: string, min: number): number {
 /** A comma-separated list of numbers, each checked as numberFlag does. */
 const numberList = (flag: string, text: string, min: number): number[] => text.split(',').map((t) => numberFlag(flag, t.trim(), min));
 
-/** A calibration file, or a one-line error saying how to make one (exit 2). */
+/** A calibration file, or a one-line error saying how to make one (exit 2): harness/model-setup.ts, as figure and run check it. */
 function calibrationFile(path: string) {
-  if (!existsSync(path)) {
-    process.stderr.write(`poe-bench: no calibration file ${path}: run \`poe-bench calibrate\` first\n`);
+  const setup = resolveModelSetup({ calibration: path, testbed: 'local' });
+  if (!setup.ok) {
+    process.stderr.write(`poe-bench: ${setup.message}\n`);
     process.exit(2);
   }
-  return readCalibration(path);
+  return setup.calibration;
 }
 
 export function registerModelCommands(program: Command): void {
@@ -122,22 +122,30 @@ function registerSensitivity(model: Command): void {
   model
     .command('sensitivity')
     .description('which resource decides each protocol on a testbed: vary cores, bandwidth, round trip and CPU speed one at a time')
-    .option('--testbed <name>', 'local | c5.2xlarge | c5.2xlarge-pipeline | FILE', 'c5.2xlarge')
+    .option('--testbed <name>', 'local | c5.2xlarge | c5.2xlarge-pipeline | FILE', DEFAULT_TESTBED)
     .option('--calibration <file>', 'calibration file', DEFAULT_CALIBRATION)
     .option('--protocols <list>', 'comma-separated protocols', 'poe,pbft,zyzzyva,hotstuff')
     .option('--replicas <list>', 'comma-separated replica counts', '4,16,32')
     .option('--batches <n>', 'batches per modelled run', '300')
     .option('--json', 'print JSON')
-    .action((o: { testbed: string; calibration: string; protocols: string; replicas: string; batches: string; json?: boolean }) => {
+    .action(async (o: { testbed: string; calibration: string; protocols: string; replicas: string; batches: string; json?: boolean }) => {
       const cal = calibrationFile(o.calibration);
-      const rows = sensitivity(
+      const bases = sensitivityBases(
         cal,
         loadTestbed(o.testbed, cal.hostCoresAvailable),
         o.protocols.split(','),
         numberList('--replicas', o.replicas, 4),
         numberFlag('--batches', o.batches, 1),
       );
-      process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatSensitivity(rows, o.testbed)}\n`);
+      // On every core (experiments/point-pool.ts), as figure --backend model runs it.
+      const pool = new PointPool();
+      try {
+        const done = await sensitivityOn(pool, bases);
+        const rows = done?.rows ?? [];
+        process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatSensitivity(rows, o.testbed)}\n`);
+      } finally {
+        await pool.close();
+      }
     });
 }
 
@@ -169,21 +177,9 @@ function registerPoint(model: Command): void {
         const cal = calibrationFile(o.calibration);
         const spec = makeRunSpec({ protocol: o.protocol as ProtocolName, replicas: Number(o.replicas), clients: Number(o.clients) });
         const extra = Object.fromEntries((o.extra ?? []).map((kv) => kv.split('=') as [string, string]));
+        // The spec's sizes, workload and seed, as run --backend model and model validate take them (pointInputOf).
         const r = modelPoint({
-          protocol: o.protocol,
-          replicas: Number(o.replicas),
-          batch: spec.batch,
-          clients: spec.clients,
-          clientProcs: spec.clientProcs,
-          batches: Number(o.batches),
-          records: spec.records,
-          valueBytes: spec.valueBytes,
-          checkpointInterval: spec.checkpointInterval,
-          window: spec.window,
-          extra,
-          seed: spec.seed,
-          testbed: loadTestbed(o.testbed, cal.hostCoresAvailable),
-          costs: cal.costs,
+          ...pointInputOf({ ...spec, extra }, loadTestbed(o.testbed, cal.hostCoresAvailable), cal.costs, Number(o.batches)),
           ...(o.viewChangeTimeoutMs === undefined ? {} : { viewChangeTimeoutMs: positive(o.viewChangeTimeoutMs, '--view-change-timeout-ms') }),
           ...(o.clientTimeoutMs === undefined ? {} : { clientTimeoutMs: positive(o.clientTimeoutMs, '--client-timeout-ms') }),
         });

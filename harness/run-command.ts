@@ -12,9 +12,9 @@ import { executeRun, formatRunResult, recordRun, runResultJson, type RunResult }
 import { canonicalFlags, defineParams, describeParamIssues, MODEL_BACKEND, paramDefault, paramSchema, replayArgs, replayLine } from '../infra/params.js';
 import { appendRun, environment, outDirProblem, RUNS_FILE, writeManifest } from '../infra/run/results.js';
 import { parseRunFlags, runReplayArgs, runReplayCommand, RunSpecError, type RunFlags, type RunSpec } from '../infra/run/spec.js';
-import { readCalibration, type CalibrationFile } from '../infra/sim/calibration.js';
-import { loadTestbed, type Testbed } from '../infra/sim/testbed.js';
-import { DEFAULT_CALIBRATION } from './model-command.js';
+import type { CalibrationFile } from '../infra/sim/calibration.js';
+import type { Testbed } from '../infra/sim/testbed.js';
+import { resolveModelSetup } from './model-setup.js';
 
 export interface RunCommandFlags extends RunFlags {
   readonly out?: string;
@@ -188,25 +188,14 @@ function parseModelRun(
     throw err;
   }
   const o = parsedModel.data as { testbed?: string; calibration?: string; simBatches?: number };
-  const testbedName = o.testbed ?? 'c5.2xlarge';
-  const calibrationPath = o.calibration ?? DEFAULT_CALIBRATION;
   const simBatches = o.simBatches ?? (paramDefault('run', 'simBatches') as number);
-  if (!existsSync(calibrationPath)) {
-    process.stderr.write(`poe-bench run: no calibration file ${calibrationPath}: run \`poe-bench calibrate\` first (or give --calibration FILE)\n`);
+  const setup = resolveModelSetup(o);
+  if (!setup.ok) {
+    if (!setup.missing) return invalid(setup.message);
+    process.stderr.write(`poe-bench run: ${setup.message}\n`);
     return 2;
   }
-  let calibration: CalibrationFile;
-  let testbed: Testbed;
-  try {
-    calibration = readCalibration(calibrationPath);
-  } catch (err) {
-    return invalid(`--calibration: ${(err as Error).message}`);
-  }
-  try {
-    testbed = loadTestbed(testbedName, calibration.hostCoresAvailable);
-  } catch (err) {
-    return invalid(`--testbed: ${(err as Error).message}`);
-  }
+  const { testbed, calibration, testbedName, calibrationPath } = setup;
   if (flags.clientProcs !== undefined && testbed.clientMachines !== undefined && testbed.clientMachines !== spec.clientProcs)
     return invalid(
       `--client-procs: the testbed ${testbed.name} has its own ${testbed.clientMachines} client machines (infra/sim/testbed.ts); leave --client-procs out, or use a testbed file without clientMachines`,

@@ -4,8 +4,8 @@
  * as figure --backend model's runs; its report judges it only in the "predicted" column; a
  * missing calibration file is one line and exit 2; its replay line repeats it exactly.
  *
- * The calibration is a fixture written here (costs of the order `poe-bench calibrate --no-fit`
- * measures on a 2-core EPYC), so the test does not spend 10 s micro-benchmarking. The model is
+ * The calibration is a fixture (test/model-fixtures.ts: costs of the order `poe-bench calibrate
+ * --no-fit` measures on a 2-core EPYC), so the test does not spend 10 s micro-benchmarking. The model is
  * deterministic (the simulator's seed, the cost model's arithmetic), so a replay gives the same
  * numbers to the last digit.
  */
@@ -16,53 +16,19 @@ import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { claimContextOf } from '../experiments/claims.js';
 import { loadManifest } from '../experiments/runs.js';
-import { simulatePoint } from '../experiments/sweep-sim.js';
+import { figureModelRecord, figurePointInput } from '../experiments/model-figure.js';
+import { modelPoint } from '../experiments/model-point.js';
 import { canonicalFlags } from '../infra/params.js';
 import { pointId, type SweepPoint } from '../infra/run/records.js';
 import { parseRunFlags } from '../infra/run/spec.js';
-import { CALIBRATION_VERSION, type CalibrationFile, machineInfo, writeCalibration } from '../infra/sim/calibration.js';
+import { writeCalibration } from '../infra/sim/calibration.js';
 import { loadTestbed } from '../infra/sim/testbed.js';
 import { writeReport } from '../plots/report.js';
+import { fixtureCalibration } from '../test/model-fixtures.js';
 import { defineRunCommand, runRunCommand, type RunCommandFlags } from './run-command.js';
 
 const root = mkdtempSync(join(tmpdir(), 'poe-run-model-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function fixtureCalibration(): CalibrationFile {
-  const source = { source: 'test fixture (harness/run-model.test.ts), of the order calibrate --no-fit measures' };
-  return {
-    version: CALIBRATION_VERSION,
-    machine: machineInfo(),
-    date: '2026-12-04T19:00:00.000Z',
-    costs: {
-      ed25519Sign: { fixedUs: 21.5, perByteUs: 0.0017 },
-      ed25519Verify: { fixedUs: 62.3, perByteUs: 0.0007 },
-      hmac: { fixedUs: 2.5, perByteUs: 0.0004 },
-      sha256: { fixedUs: 1.9, perByteUs: 0.0005 },
-      encode: { fixedUs: 0.4, perByteUs: 0.0003 },
-      decode: { fixedUs: 0, perByteUs: 0.0045 },
-      executeTxnUs: 0.39,
-      perMessageInUs: 5,
-      perFrameOutUs: 5,
-      perStepUs: 1,
-      ioPerByteUs: 0.001,
-    },
-    sources: {
-      ed25519Sign: source,
-      ed25519Verify: source,
-      hmac: source,
-      sha256: source,
-      encode: source,
-      decode: source,
-      executeTxnUs: source,
-      perMessageInUs: source,
-      perFrameOutUs: source,
-      perStepUs: source,
-      ioPerByteUs: source,
-    },
-    fitPoints: [],
-  };
-}
 
 const calibration = join(root, 'calibration.json');
 writeCalibration(calibration, fixtureCalibration());
@@ -126,16 +92,12 @@ describe('run --backend model', () => {
     const lines = readFileSync(join(out, 'runs.jsonl'), 'utf8').trim().split('\n');
     expect(lines).toHaveLength(1);
     const line = JSON.parse(lines[0]!) as Record<string, unknown>;
-    // The marking keys exactly as a figure --backend model record has them (experiments/sweep-sim.ts).
+    // The marking keys exactly as a figure --backend model record has them (experiments/model-figure.ts).
     const point: SweepPoint = { protocol: 'poe', replicas: 4, crashed: 0, batch: 100 };
-    const figureRecord = simulatePoint({
-      run: { figure: '13', experiment: 'figure-13', point, pointId: pointId(point), rep: 0 },
-      config: { warmupSec: 1, measuredSec: 2, seed: 1, clients: 24, simBatches: 20 },
-      records: 600_000,
-      valueBytes: 64,
-      windowK: 1200,
-      model: { testbed: loadTestbed('local'), costs: fixtureCalibration().costs, calibration, clientProcs: 1 },
-    });
+    const sweepRun = { figure: '13' as const, experiment: 'figure-13', point, pointId: pointId(point), rep: 0 };
+    const setup = { testbed: loadTestbed('local'), costs: fixtureCalibration().costs, calibration };
+    const input = figurePointInput(sweepRun, { warmupSec: 1, measuredSec: 2, seed: 1, clients: 24, simBatches: 20 }, setup);
+    const figureRecord = figureModelRecord(sweepRun, input, modelPoint(input), setup, new Date().toISOString());
     const marking = ['backend', 'modelled', 'testbed', 'calibration', 'virtualTime'] as const;
     expect(Object.fromEntries(marking.map((k) => [k, line[k]]))).toEqual(Object.fromEntries(marking.map((k) => [k, figureRecord[k]])));
     expect(line).toMatchObject({ experiment: 'run', pointId: 'poe/n=4/crashed=0/batch=100', valid: true });

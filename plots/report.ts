@@ -28,6 +28,10 @@ import type { FigureId, RunRecord } from '../infra/run/records.js';
 import { toHtml, toMarkdown, type Block, type Cell } from './document.js';
 import { curvesPanel } from './curves-panel.js';
 import { renderFigureData, type RenderedChart } from './render.js';
+import { formatChange, formatNumber } from './format.js';
+import { sensitivityBlocks } from './sensitivity.js';
+
+export { formatChange, formatNumber } from './format.js';
 
 export const REPORT_MD = 'report.md';
 export const REPORT_HTML = 'report.html';
@@ -46,11 +50,6 @@ export interface WrittenReport {
   readonly claims: readonly ClaimResult[];
 }
 
-/** 12345.6 -> "12,346". */
-export function formatNumber(v: number): string {
-  return Math.round(v).toLocaleString('en-US');
-}
-
 /** Seconds with 3 significant digits, the unit of every latency in reports and charts. */
 export function formatSec(v: number): string {
   return String(Number(v.toPrecision(3)));
@@ -61,13 +60,6 @@ export function formatSummary(s: Summary | undefined, format: (v: number) => str
   if (s === undefined) return '—';
   if (s.n < 2) return format(s.mean);
   return `${format(s.mean)} [${format(s.lo)}–${format(s.hi)}]`;
-}
-
-/** A relative change with its sign: "+40%", "−29%". */
-export function formatChange(fraction: number): string {
-  const pct = fraction * 100;
-  const text = Math.abs(pct) < 10 ? Math.abs(pct).toFixed(1).replace(/\.0$/, '') : Math.abs(pct).toFixed(0);
-  return `${pct >= 0 ? '+' : '−'}${text}%`;
 }
 
 /** The figures with at least one record in these runs, in the paper's order. */
@@ -416,7 +408,7 @@ export async function buildReport(
     );
   }
   const claims = evaluateClaims(inputs, CLAIMS, claimContextOf(manifest));
-  blocks.push(...claimsTable(claims), ...modelValidationBlocks(manifest), ...METHOD);
+  blocks.push(...claimsTable(claims), ...sensitivityBlocks(dir, manifest, claims, inputs['13']), ...modelValidationBlocks(manifest), ...METHOD);
   return { blocks, charts, figures, claims };
 }
 
