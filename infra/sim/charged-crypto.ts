@@ -25,71 +25,64 @@
 import { DIGEST_BYTES, type CryptoProvider, type CryptoProviderName, type Signer, type Verifier, SIGNATURE_BYTES } from '../../replica/crypto.js';
 
 /**
- * The 64-bit state (two 32-bit lanes) of the last mix, in module variables rather than a
- * returned pair: a digest is made for every block and request, and a pair per call was garbage.
+ * The 64-bit state (two 32-bit lanes) of the last mix, in a typed array rather than a returned
+ * pair (a digest is made for every block and request, and a pair per call was garbage) or
+ * module variables (V8 boxes a 32-bit value that is not a small integer in those).
  */
-let H1 = 0;
-let H2 = 0;
+const ST = new Int32Array(2);
 
-/** One 4-byte little-endian word `w` into the state (H1, H2). */
-function mixWord(w: number): void {
-  let h1 = Math.imul(H1 ^ w, 0x9e3779b1);
-  h1 = (h1 << 13) | (h1 >>> 19);
-  let h2 = Math.imul(H2 ^ w, 0x85ebca77);
-  h2 = (h2 << 17) | (h2 >>> 15);
-  H1 = h1;
-  H2 = (h2 + h1) | 0;
-}
-
-/** One trailing byte (after the last whole word) into the state. */
-function mixByte(b: number): void {
-  H1 = Math.imul(H1 ^ b, 0x9e3779b1);
-  H2 = Math.imul(H2 ^ b, 0x85ebca77) + H1;
-}
-
-/** The length into the state, last. */
-function mixEnd(n: number): void {
-  H1 ^= n;
-  H2 ^= Math.imul(n, 0xc2b2ae3d);
-}
-
-/** A multiply-xor hash of `data` from the state (h1, h2), left in (H1, H2). */
+/** A multiply-xor hash of `data` from the state (h1, h2), left in ST. */
 function mix(data: Uint8Array, h1: number, h2: number): void {
-  H1 = h1;
-  H2 = h2;
   const n = data.length;
   const words = n & ~3;
   let i = 0;
-  for (; i < words; i += 4) mixWord(data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24));
-  for (; i < n; i++) mixByte(data[i]!);
-  mixEnd(n);
+  for (; i < words; i += 4) {
+    const w = data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24);
+    h1 = Math.imul(h1 ^ w, 0x9e3779b1);
+    h1 = (h1 << 13) | (h1 >>> 19);
+    h2 = Math.imul(h2 ^ w, 0x85ebca77);
+    h2 = (h2 << 17) | (h2 >>> 15);
+    h2 = (h2 + h1) | 0;
+  }
+  for (; i < n; i++) {
+    h1 = Math.imul(h1 ^ data[i]!, 0x9e3779b1);
+    h2 = (Math.imul(h2 ^ data[i]!, 0x85ebca77) + h1) | 0;
+  }
+  ST[0] = h1 ^ n;
+  ST[1] = h2 ^ Math.imul(n, 0xc2b2ae3d);
 }
 
-/** mix() over the concatenation of `parts`, without copying them together: the same words, whatever the split. */
+/**
+ * mix() over the concatenation of `parts` without copying them together: the same words,
+ * whatever the split. Rare (one caller, Zyzzyva's history digest), so it goes a byte at a time.
+ */
 function mixParts(parts: readonly Uint8Array[], h1: number, h2: number): void {
-  H1 = h1;
-  H2 = h2;
   let total = 0;
-  // Bytes of a word that straddles parts, and how many.
-  let carry = 0;
-  let held = 0;
+  for (const p of parts) total += p.length;
+  const words = total & ~3;
+  let pos = 0;
+  let w = 0;
   for (const data of parts) {
-    const n = data.length;
-    total += n;
-    let i = 0;
-    while (held > 0 && i < n) {
-      carry |= data[i++]! << (8 * held);
-      if (++held === 4) {
-        mixWord(carry);
-        carry = 0;
-        held = 0;
+    for (let i = 0; i < data.length; i++, pos++) {
+      const b = data[i]!;
+      if (pos < words) {
+        w |= b << (8 * (pos & 3));
+        if ((pos & 3) === 3) {
+          h1 = Math.imul(h1 ^ w, 0x9e3779b1);
+          h1 = (h1 << 13) | (h1 >>> 19);
+          h2 = Math.imul(h2 ^ w, 0x85ebca77);
+          h2 = (h2 << 17) | (h2 >>> 15);
+          h2 = (h2 + h1) | 0;
+          w = 0;
+        }
+      } else {
+        h1 = Math.imul(h1 ^ b, 0x9e3779b1);
+        h2 = (Math.imul(h2 ^ b, 0x85ebca77) + h1) | 0;
       }
     }
-    for (; i + 4 <= n; i += 4) mixWord(data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24));
-    for (; i < n; i++) carry |= data[i]! << (8 * held++);
   }
-  for (let j = 0; j < held; j++) mixByte((carry >>> (8 * j)) & 0xff);
-  mixEnd(total);
+  ST[0] = h1 ^ total;
+  ST[1] = h2 ^ Math.imul(total, 0xc2b2ae3d);
 }
 
 /** Murmur3's finalizer: every input bit reaches every output bit, and it is a bijection. */
@@ -100,7 +93,7 @@ function fmix(h: number): number {
 }
 
 /**
- * Output words from the state (H1, H2): words 0 and 1 are a bijection of the state (so different
+ * Output words from the state ST: words 0 and 1 are a bijection of the state (so different
  * states give different outputs), and each later word one finalizer round of the word two back.
  * The i-th word given the one two back, `prev`.
  */
@@ -108,27 +101,33 @@ function nextWord(prev: number, i: number): number {
   return fmix((prev + Math.imul(i, 0x6a09e667)) | 0);
 }
 
-/** `bytes` (a multiple of 4, at least 8) bytes from the state (H1, H2), little-endian words. */
+/** `bytes` (a multiple of 8) bytes from the state ST, little-endian words. */
 function expand(bytes: number): Buffer {
   const out = Buffer.allocUnsafe(bytes);
-  let a = fmix(H1);
-  let b = fmix(H2 ^ a);
-  out.writeUInt32LE(a, 0);
-  out.writeUInt32LE(b, 4);
-  for (let i = 8; i < bytes; i += 8) {
-    a = nextWord(a, i);
-    b = nextWord(b, i + 4);
-    out.writeUInt32LE(a, i);
-    out.writeUInt32LE(b, i + 4);
+  let a = fmix(ST[0]!);
+  let b = fmix(ST[1]! ^ a);
+  for (let i = 0; i < bytes; i += 8) {
+    if (i > 0) {
+      a = nextWord(a, i);
+      b = nextWord(b, i + 4);
+    }
+    out[i] = a & 0xff;
+    out[i + 1] = (a >>> 8) & 0xff;
+    out[i + 2] = (a >>> 16) & 0xff;
+    out[i + 3] = a >>> 24;
+    out[i + 4] = b & 0xff;
+    out[i + 5] = (b >>> 8) & 0xff;
+    out[i + 6] = (b >>> 16) & 0xff;
+    out[i + 7] = b >>> 24;
   }
   return out;
 }
 
-/** Whether `tag` is exactly expand(tag.length) of the state (H1, H2), without building it. */
+/** Whether `tag` is exactly expand(tag.length) of the state ST, without building it. */
 function matches(tag: Uint8Array, bytes: number): boolean {
   if (tag.length !== bytes) return false;
-  let a = fmix(H1);
-  let b = fmix(H2 ^ a);
+  let a = fmix(ST[0]!);
+  let b = fmix(ST[1]! ^ a);
   for (let i = 0; i < bytes; i += 8) {
     if (i > 0) {
       a = nextWord(a, i);
@@ -146,21 +145,18 @@ function readU32(t: Uint8Array, i: number): number {
 const SEED1 = 0x243f6a88;
 const SEED2 = 0x13198a2e;
 
-function digestSeeds(key: number): void {
-  H1 = SEED1 ^ key;
-  H2 = SEED2 + Math.imul(key, 0x27d4eb2f);
-}
+const seed1 = (key: number): number => SEED1 ^ key;
+const seed2 = (key: number): number => (SEED2 + Math.imul(key, 0x27d4eb2f)) | 0;
 
 function fastDigest(data: Uint8Array, key = 0): Buffer {
-  digestSeeds(key);
-  mix(data, H1, H2);
+  mix(data, seed1(key), seed2(key));
   return expand(DIGEST_BYTES);
 }
 
 /** The MAC key's number (odd, so never the plain digest's 0). */
 function macKey(key: Uint8Array): number {
   mix(key, SEED1, SEED2);
-  return H1 | 1;
+  return ST[0]! | 1;
 }
 
 /** See the module comment. One instance per simulation: it numbers the keys it hands out. */
@@ -175,8 +171,7 @@ export class ChargedCrypto implements CryptoProvider {
 
   /** As SHA-256's: the digest of the concatenation, however it is split. */
   digestParts(parts: readonly Uint8Array[]): Buffer {
-    digestSeeds(0);
-    mixParts(parts, H1, H2);
+    mixParts(parts, seed1(0), seed2(0));
     return expand(DIGEST_BYTES);
   }
 
@@ -186,8 +181,8 @@ export class ChargedCrypto implements CryptoProvider {
 
   /** mac() compared with `tag` without building it. */
   macVerify(key: Uint8Array, data: Uint8Array, tag: Uint8Array): boolean {
-    digestSeeds(macKey(key));
-    mix(data, H1, H2);
+    const k = macKey(key);
+    mix(data, seed1(k), seed2(k));
     return matches(tag, DIGEST_BYTES);
   }
 
@@ -217,7 +212,7 @@ export class ChargedCrypto implements CryptoProvider {
   }
 }
 
-/** The keyed 64-bit hash of a message that its stand-in signature expands, left in (H1, H2). */
+/** The keyed 64-bit hash of a message that its stand-in signature expands, left in ST. */
 function signatureState(message: Uint8Array, key: number): void {
   mix(message, SEED1 ^ Math.imul(key, 0x9e3779b1), SEED2 ^ Math.imul(key, 0x85ebca77));
 }
