@@ -6,21 +6,27 @@
  *
  *   node dist/harness/bench-sim.js [--protocols poe,pbft] [--replicas 16] [--batches 2000]
  *                                  [--seed 1] [--crypto auto|computed|charged|both]
- *                                  [--repeat 1] [--json]
+ *                                  [--repeat 1] [--baseline DIR] [--json]
  *
  * Per run it prints the simulated messages (copies handed to the simulated network: client
  * requests and replica messages, one per recipient, as `poe-bench sim` reports them under
  * "network"), the wall seconds with start-up (process start to the end of the run, as the
  * parent saw it) and without (the simulation alone), messages per wall-second both ways, and
  * whether crypto was computed or charged (infra/sim/charged-crypto.ts). The target is in wall
- * seconds; the CPU seconds of the run are printed beside them because on a shared machine the
+ * seconds; the CPU seconds (user + system, start-up included and the run alone) are printed
+ * beside them, with the load average when the bench began, because on a shared machine the
  * wall time says as much about the other load as about the simulator. With several runs of one
- * kind the order alternates (ABBA), since the machine's load drifts.
+ * kind the order alternates (ABBA), since the machine's load drifts. `--baseline DIR` runs each
+ * kind also with the build in DIR (a checkout with its own `npm run build`, e.g. main), the two
+ * builds in ABBA order, and prints the ratio of their CPU seconds: the fair way to compare two
+ * builds on a shared machine.
  *
  * A benchmark, not a test: it asserts nothing about time, and a run that is not valid (safety
  * or liveness violated) is reported as such and makes the exit code 1.
  */
 import { spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
@@ -44,14 +50,20 @@ interface ChildResult {
   readonly runMs: number;
   /** CPU time (user + system) of the simulation alone: less sensitive than wall time to other load on the machine. */
   readonly runCpuMs: number;
+  /** CPU time of the process from its start to the end of the run (start-up included). */
+  readonly cpuWithStartupMs: number;
 }
 
 export interface BenchSimRow extends ChildResult {
+  /** 'this', or the --baseline directory whose build ran it. */
+  readonly build: string;
   /** Spawn to exit, seen by the parent: start-up, run and exit. */
   readonly wallWithStartupS: number;
   readonly wallRunS: number;
   readonly messagesPerWallSecondWithStartup: number;
   readonly messagesPerWallSecondRun: number;
+  readonly messagesPerCpuSecondWithStartup: number;
+  readonly messagesPerCpuSecondRun: number;
 }
 
 function child(protocol: string, replicas: number, batches: number, seed: number, crypto: SimCryptoRequest): void {
@@ -61,6 +73,7 @@ function child(protocol: string, replicas: number, batches: number, seed: number
   const r = sim.run();
   const runMs = performance.now() - startupMs;
   const cpu = process.cpuUsage(cpu0);
+  const total = process.cpuUsage();
   const out: ChildResult = {
     protocol,
     replicas,
@@ -75,12 +88,13 @@ function child(protocol: string, replicas: number, batches: number, seed: number
     startupMs,
     runMs,
     runCpuMs: (cpu.user + cpu.system) / 1000,
+    cpuWithStartupMs: (total.user + total.system) / 1000,
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
-function runChild(protocol: string, replicas: number, batches: number, seed: number, crypto: SimCryptoRequest): BenchSimRow {
-  const script = fileURLToPath(import.meta.url);
+function runChild(build: string, protocol: string, replicas: number, batches: number, seed: number, crypto: SimCryptoRequest): BenchSimRow {
+  const script = build === 'this' ? fileURLToPath(import.meta.url) : join(build, 'dist', 'harness', 'bench-sim.js');
   const args = [
     script,
     '--child',
@@ -99,18 +113,24 @@ function runChild(protocol: string, replicas: number, batches: number, seed: num
   const p = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   const wallMs = performance.now() - t0;
   if (p.status !== 0) throw new Error(`bench-sim child ${protocol} (${crypto}) exited with ${p.status}: ${p.stderr}`);
-  const r = JSON.parse(p.stdout.trim().split('\n').at(-1)!) as ChildResult;
+  const parsed = JSON.parse(p.stdout.trim().split('\n').at(-1)!) as ChildResult;
+  // A baseline built before cpuWithStartupMs existed does not report it.
+  const r: ChildResult = { ...parsed, cpuWithStartupMs: parsed.cpuWithStartupMs ?? Number.NaN };
   return {
     ...r,
+    build,
     wallWithStartupS: wallMs / 1000,
     wallRunS: r.runMs / 1000,
     messagesPerWallSecondWithStartup: r.messages / (wallMs / 1000),
     messagesPerWallSecondRun: r.messages / (r.runMs / 1000),
+    messagesPerCpuSecondWithStartup: r.messages / (r.cpuWithStartupMs / 1000),
+    messagesPerCpuSecondRun: r.messages / (r.runCpuMs / 1000),
   };
 }
 
 function formatRows(rows: readonly BenchSimRow[]): string {
   const header = [
+    'build',
     'protocol',
     'n',
     'batches',
@@ -118,13 +138,16 @@ function formatRows(rows: readonly BenchSimRow[]): string {
     'messages',
     'wall s (with start-up)',
     'wall s (run)',
+    'cpu s (with start-up)',
     'cpu s (run)',
     'msgs/s (with start-up)',
     'msgs/s (run)',
+    'msgs/cpu-s (with start-up)',
     'msgs/cpu-s (run)',
     'valid',
   ];
   const cells = rows.map((r) => [
+    r.build,
     r.protocol,
     String(r.replicas),
     String(r.batches),
@@ -132,14 +155,16 @@ function formatRows(rows: readonly BenchSimRow[]): string {
     String(r.messages),
     r.wallWithStartupS.toFixed(2),
     r.wallRunS.toFixed(2),
+    Number.isNaN(r.cpuWithStartupMs) ? 'n/a' : (r.cpuWithStartupMs / 1000).toFixed(2),
     (r.runCpuMs / 1000).toFixed(2),
     Math.round(r.messagesPerWallSecondWithStartup).toLocaleString('en-US'),
     Math.round(r.messagesPerWallSecondRun).toLocaleString('en-US'),
-    Math.round(r.messages / (r.runCpuMs / 1000)).toLocaleString('en-US'),
+    Number.isNaN(r.cpuWithStartupMs) ? 'n/a' : Math.round(r.messagesPerCpuSecondWithStartup).toLocaleString('en-US'),
+    Math.round(r.messagesPerCpuSecondRun).toLocaleString('en-US'),
     r.valid ? 'yes' : `NO: ${r.violations[0] ?? ''}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: readonly string[]): string => c.map((x, i) => (i < 4 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
+  const line = (c: readonly string[]): string => c.map((x, i) => (i < 5 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
   return [line(header), ...cells.map(line)].join('\n');
 }
 
@@ -151,6 +176,7 @@ interface Flags {
   readonly seed: string;
   readonly crypto: string;
   readonly repeat: string;
+  readonly baseline?: string;
   readonly json?: boolean;
 }
 
@@ -163,6 +189,7 @@ function main(argv: readonly string[]): number {
     .option('--seed <s>', 'seed', '1')
     .option('--crypto <mode>', 'auto (charged unless a replica is Byzantine) | computed | charged | both (computed and charged)', 'auto')
     .option('--repeat <k>', 'runs of each protocol and crypto mode, in ABBA order', '1')
+    .option('--baseline <dir>', 'also run the build in <dir> (its dist/harness/bench-sim.js), ABBA with this one, and compare CPU seconds')
     .option('--json', 'print the rows as JSON');
   program.parse(argv as string[]);
   const f = program.opts<Flags>();
@@ -176,21 +203,63 @@ function main(argv: readonly string[]): number {
     return 0;
   }
   const modes: SimCryptoRequest[] = f.crypto === 'both' ? ['charged', 'computed'] : [f.crypto as SimCryptoRequest];
-  const kinds = protocols.flatMap((p) => modes.map((m) => ({ p, m })));
+  const builds = f.baseline ? ['this', f.baseline] : ['this'];
+  const kinds = protocols.flatMap((p) => modes.flatMap((m) => builds.map((b) => ({ p, m, b }))));
   const rows: BenchSimRow[] = [];
+  const load = loadavg();
   for (let i = 0; i < Number(f.repeat); i++) {
     for (const k of i % 2 === 0 ? kinds : [...kinds].reverse()) {
-      const row = runChild(k.p, replicas, batches, seed, k.m);
+      const row = runChild(k.b, k.p, replicas, batches, seed, k.m);
       rows.push(row);
-      if (!f.json) process.stderr.write(`  ${k.p} ${row.crypto}: ${row.messages} messages in ${row.wallWithStartupS.toFixed(2)} s\n`);
+      if (!f.json) process.stderr.write(`  ${k.b} ${k.p} ${row.crypto}: ${row.messages} messages in ${row.wallWithStartupS.toFixed(2)} s\n`);
     }
   }
-  if (f.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+  const loadAverage = load.map((x) => Number(x.toFixed(2)));
+  const comparison = f.baseline ? compareBuilds(rows, f.baseline) : [];
+  if (f.json) process.stdout.write(`${JSON.stringify({ loadAverage, rows, comparison }, null, 2)}\n`);
   else {
-    process.stdout.write(`poe-bench simulator speed (node ${process.version}; each run a fresh process; start-up = module loading)\n`);
+    process.stdout.write(
+      `poe-bench simulator speed (node ${process.version}; each run a fresh process; start-up = process start and module loading; ` +
+        `load average at the start ${loadAverage.join(' ')})\n`,
+    );
     process.stdout.write(`${formatRows(rows)}\n`);
+    for (const c of comparison) {
+      process.stdout.write(
+        `${c.protocol} ${c.crypto}: CPU seconds this/baseline ${c.cpuRatioWithStartup.toFixed(3)} with start-up, ${c.cpuRatioRun.toFixed(3)} the run alone` +
+          `${c.sameMessages ? '' : ' (the builds simulated different message counts!)'}\n`,
+      );
+    }
   }
   return rows.every((r) => r.valid) ? 0 : 1;
+}
+
+interface BuildComparison {
+  readonly protocol: string;
+  readonly crypto: string;
+  /** Summed CPU seconds of this build's runs over the baseline's. */
+  readonly cpuRatioWithStartup: number;
+  readonly cpuRatioRun: number;
+  /** Both builds simulated the same number of messages (they should: same seed, same protocol). */
+  readonly sameMessages: boolean;
+}
+
+function compareBuilds(rows: readonly BenchSimRow[], baseline: string): BuildComparison[] {
+  const out: BuildComparison[] = [];
+  const keys = [...new Set(rows.map((r) => `${r.protocol} ${r.crypto}`))];
+  for (const key of keys) {
+    const of = (build: string) => rows.filter((r) => `${r.protocol} ${r.crypto}` === key && r.build === build);
+    const mine = of('this');
+    const base = of(baseline);
+    const sum = (rs: readonly BenchSimRow[], pick: (r: BenchSimRow) => number) => rs.reduce((a, r) => a + pick(r), 0);
+    out.push({
+      protocol: mine[0]!.protocol,
+      crypto: mine[0]!.crypto,
+      cpuRatioWithStartup: sum(mine, (r) => r.cpuWithStartupMs) / sum(base, (r) => r.cpuWithStartupMs),
+      cpuRatioRun: sum(mine, (r) => r.runCpuMs) / sum(base, (r) => r.runCpuMs),
+      sameMessages: [...mine, ...base].every((r) => r.messages === mine[0]!.messages),
+    });
+  }
+  return out;
 }
 
 process.exitCode = main(process.argv);

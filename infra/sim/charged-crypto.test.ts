@@ -40,6 +40,15 @@ describe('ChargedCrypto', () => {
     expect(seen.size).toBe(inputs.length);
     // digestParts hashes the concatenation, whatever the split.
     expect(c.digestParts([bytes('ab'), bytes('cdefg')]).equals(c.digest(bytes('abcdefg')))).toBe(true);
+    // Every split of 13 bytes into three parts (empty ones and words straddling parts included).
+    const whole = bytes('0123456789abc');
+    for (let i = 0; i <= whole.length; i++) {
+      for (let j = i; j <= whole.length; j++) {
+        const parts = [whole.subarray(0, i), whole.subarray(i, j), whole.subarray(j)];
+        expect(c.digestParts(parts).equals(c.digest(whole)), `split at ${i} and ${j}`).toBe(true);
+      }
+    }
+    expect(c.digestParts([bytes('0123456789ab'), bytes('d')]).equals(c.digest(whole))).toBe(false);
   });
 
   it('signatures verify under the signer’s key over the same bytes only', () => {
@@ -64,6 +73,12 @@ describe('ChargedCrypto', () => {
     expect(c.macVerify(k1, bytes('frame'), tag)).toBe(true);
     expect(c.macVerify(k2, bytes('frame'), tag)).toBe(false);
     expect(c.macVerify(k1, bytes('frame!'), tag)).toBe(false);
+    expect(c.macVerify(k1, bytes('frame'), tag.subarray(0, 31))).toBe(false);
+    for (let byte = 0; byte < tag.length; byte++) {
+      const forged = Buffer.from(tag);
+      forged[byte]! ^= 0x80;
+      expect(c.macVerify(k1, bytes('frame'), forged), `tag byte ${byte} flipped`).toBe(false);
+    }
   });
 
   it('is counted call for call as the computing provider is (the cost model charges the same work)', () => {

@@ -24,8 +24,15 @@
  */
 import { DIGEST_BYTES, type CryptoProvider, type CryptoProviderName, type Signer, type Verifier, SIGNATURE_BYTES } from '../../replica/crypto.js';
 
-/** Two 32-bit lanes of a multiply-xor hash over `data`, continuing from (h1, h2). */
-function mix(data: Uint8Array, h1: number, h2: number): [number, number] {
+/**
+ * The 64-bit state (two 32-bit lanes) of the last mix, in a typed array rather than a returned
+ * pair (a digest is made for every block and request, and a pair per call was garbage) or
+ * module variables (V8 boxes a 32-bit value that is not a small integer in those).
+ */
+const ST = new Int32Array(2);
+
+/** A multiply-xor hash of `data` from the state (h1, h2), left in ST. */
+function mix(data: Uint8Array, h1: number, h2: number): void {
   const n = data.length;
   const words = n & ~3;
   let i = 0;
@@ -39,59 +46,117 @@ function mix(data: Uint8Array, h1: number, h2: number): [number, number] {
   }
   for (; i < n; i++) {
     h1 = Math.imul(h1 ^ data[i]!, 0x9e3779b1);
-    h2 = Math.imul(h2 ^ data[i]!, 0x85ebca77) + h1;
+    h2 = (Math.imul(h2 ^ data[i]!, 0x85ebca77) + h1) | 0;
   }
-  return [h1 ^ n, h2 ^ Math.imul(n, 0xc2b2ae3d)];
+  ST[0] = h1 ^ n;
+  ST[1] = h2 ^ Math.imul(n, 0xc2b2ae3d);
 }
 
-/** Murmur3's finalizer: every input bit reaches every output bit. */
+/**
+ * mix() over the concatenation of `parts` without copying them together: the same words,
+ * whatever the split. Rare (one caller, Zyzzyva's history digest), so it goes a byte at a time.
+ */
+function mixParts(parts: readonly Uint8Array[], h1: number, h2: number): void {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const words = total & ~3;
+  let pos = 0;
+  let w = 0;
+  for (const data of parts) {
+    for (let i = 0; i < data.length; i++, pos++) {
+      const b = data[i]!;
+      if (pos < words) {
+        w |= b << (8 * (pos & 3));
+        if ((pos & 3) === 3) {
+          h1 = Math.imul(h1 ^ w, 0x9e3779b1);
+          h1 = (h1 << 13) | (h1 >>> 19);
+          h2 = Math.imul(h2 ^ w, 0x85ebca77);
+          h2 = (h2 << 17) | (h2 >>> 15);
+          h2 = (h2 + h1) | 0;
+          w = 0;
+        }
+      } else {
+        h1 = Math.imul(h1 ^ b, 0x9e3779b1);
+        h2 = (Math.imul(h2 ^ b, 0x85ebca77) + h1) | 0;
+      }
+    }
+  }
+  ST[0] = h1 ^ total;
+  ST[1] = h2 ^ Math.imul(total, 0xc2b2ae3d);
+}
+
+/** Murmur3's finalizer: every input bit reaches every output bit, and it is a bijection. */
 function fmix(h: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** The i-th 32-bit output word of the 64-bit state (h1, h2). */
-function word(h1: number, h2: number, i: number): number {
-  const a = fmix((h1 + Math.imul(i + 1, 0x6a09e667)) | 0);
-  return fmix((a ^ h2) + Math.imul(i + 1, 0xbb67ae85)) ^ a;
+/**
+ * Output words from the state ST: words 0 and 1 are a bijection of the state (so different
+ * states give different outputs), and each later word one finalizer round of the word two back.
+ * The i-th word given the one two back, `prev`.
+ */
+function nextWord(prev: number, i: number): number {
+  return fmix((prev + Math.imul(i, 0x6a09e667)) | 0);
 }
 
-/** `bytes` (a multiple of 4) bytes from the 64-bit state (h1, h2), little-endian words. */
-function expand(h1: number, h2: number, bytes: number): Buffer {
+/** `bytes` (a multiple of 8) bytes from the state ST, little-endian words. */
+function expand(bytes: number): Buffer {
   const out = Buffer.allocUnsafe(bytes);
-  for (let i = 0; i < bytes; i += 4) {
-    const w = word(h1, h2, i >> 2);
-    out[i] = w & 0xff;
-    out[i + 1] = (w >>> 8) & 0xff;
-    out[i + 2] = (w >>> 16) & 0xff;
-    out[i + 3] = w >>> 24;
+  let a = fmix(ST[0]!);
+  let b = fmix(ST[1]! ^ a);
+  for (let i = 0; i < bytes; i += 8) {
+    if (i > 0) {
+      a = nextWord(a, i);
+      b = nextWord(b, i + 4);
+    }
+    out[i] = a & 0xff;
+    out[i + 1] = (a >>> 8) & 0xff;
+    out[i + 2] = (a >>> 16) & 0xff;
+    out[i + 3] = a >>> 24;
+    out[i + 4] = b & 0xff;
+    out[i + 5] = (b >>> 8) & 0xff;
+    out[i + 6] = (b >>> 16) & 0xff;
+    out[i + 7] = b >>> 24;
   }
   return out;
 }
 
-/** Whether `tag` is exactly expand(h1, h2, tag.length), without building it. */
-function matches(h1: number, h2: number, tag: Uint8Array, bytes: number): boolean {
+/** Whether `tag` is exactly expand(tag.length) of the state ST, without building it. */
+function matches(tag: Uint8Array, bytes: number): boolean {
   if (tag.length !== bytes) return false;
-  for (let i = 0; i < bytes; i += 4) {
-    const w = word(h1, h2, i >> 2);
-    if (tag[i] !== (w & 0xff) || tag[i + 1] !== ((w >>> 8) & 0xff) || tag[i + 2] !== ((w >>> 16) & 0xff) || tag[i + 3] !== w >>> 24) return false;
+  let a = fmix(ST[0]!);
+  let b = fmix(ST[1]! ^ a);
+  for (let i = 0; i < bytes; i += 8) {
+    if (i > 0) {
+      a = nextWord(a, i);
+      b = nextWord(b, i + 4);
+    }
+    if (readU32(tag, i) !== a || readU32(tag, i + 4) !== b) return false;
   }
   return true;
+}
+
+function readU32(t: Uint8Array, i: number): number {
+  return (t[i]! | (t[i + 1]! << 8) | (t[i + 2]! << 16) | (t[i + 3]! << 24)) >>> 0;
 }
 
 const SEED1 = 0x243f6a88;
 const SEED2 = 0x13198a2e;
 
+const seed1 = (key: number): number => SEED1 ^ key;
+const seed2 = (key: number): number => (SEED2 + Math.imul(key, 0x27d4eb2f)) | 0;
+
 function fastDigest(data: Uint8Array, key = 0): Buffer {
-  const [h1, h2] = mix(data, SEED1 ^ key, SEED2 + Math.imul(key, 0x27d4eb2f));
-  return expand(h1, h2, DIGEST_BYTES);
+  mix(data, seed1(key), seed2(key));
+  return expand(DIGEST_BYTES);
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/** The MAC key's number (odd, so never the plain digest's 0). */
+function macKey(key: Uint8Array): number {
+  mix(key, SEED1, SEED2);
+  return ST[0]! | 1;
 }
 
 /** See the module comment. One instance per simulation: it numbers the keys it hands out. */
@@ -106,16 +171,19 @@ export class ChargedCrypto implements CryptoProvider {
 
   /** As SHA-256's: the digest of the concatenation, however it is split. */
   digestParts(parts: readonly Uint8Array[]): Buffer {
-    return fastDigest(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+    mixParts(parts, seed1(0), seed2(0));
+    return expand(DIGEST_BYTES);
   }
 
   mac(key: Uint8Array, data: Uint8Array): Buffer {
-    const [k] = mix(key, SEED1, SEED2);
-    return fastDigest(data, k | 1);
+    return fastDigest(data, macKey(key));
   }
 
+  /** mac() compared with `tag` without building it. */
   macVerify(key: Uint8Array, data: Uint8Array, tag: Uint8Array): boolean {
-    return equalBytes(this.mac(key, data), tag);
+    const k = macKey(key);
+    mix(data, seed1(k), seed2(k));
+    return matches(tag, DIGEST_BYTES);
   }
 
   signer(seed: Uint8Array): Signer {
@@ -135,18 +203,22 @@ export class ChargedCrypto implements CryptoProvider {
     const key = this.keyByPublicKey.get(pub.toString('hex'));
     return {
       publicKey: pub,
-      verify: (message, sig) => key !== undefined && matches(...signatureState(message, key), sig, SIGNATURE_BYTES),
+      verify: (message, sig) => {
+        if (key === undefined) return false;
+        signatureState(message, key);
+        return matches(sig, SIGNATURE_BYTES);
+      },
     };
   }
 }
 
-/** The keyed 64-bit hash of a message that its stand-in signature expands. */
-function signatureState(message: Uint8Array, key: number): [number, number] {
-  return mix(message, SEED1 ^ Math.imul(key, 0x9e3779b1), SEED2 ^ Math.imul(key, 0x85ebca77));
+/** The keyed 64-bit hash of a message that its stand-in signature expands, left in ST. */
+function signatureState(message: Uint8Array, key: number): void {
+  mix(message, SEED1 ^ Math.imul(key, 0x9e3779b1), SEED2 ^ Math.imul(key, 0x85ebca77));
 }
 
 /** A 64-byte stand-in signature: a keyed 64-bit hash of the message, expanded. */
 function signature(message: Uint8Array, key: number): Buffer {
-  const [h1, h2] = signatureState(message, key);
-  return expand(h1, h2, SIGNATURE_BYTES);
+  signatureState(message, key);
+  return expand(SIGNATURE_BYTES);
 }

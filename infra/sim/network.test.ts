@@ -77,6 +77,51 @@ describe('EventQueue', () => {
     expect(q.size).toBe(model.length);
   });
 
+  // The calendar's ring and its overflow heap (event-queue.ts) must give one order whatever the
+  // bucket width and ring size: tiny rings push most events to the heap, wide buckets sort many
+  // entries at once, long timers land beyond the ring, and pushes before the bucket being
+  // consumed go to the heap.
+  it.each([
+    [128, 8192],
+    [1, 4],
+    [1000, 8],
+    [0.01, 2],
+    [4, 1],
+  ])('matches a sorted list with %d buckets per ms and a ring of %d, retain included', (perMs, ring) => {
+    const seed = SEED + 3 + ring;
+    const rng = new Rng(seed);
+    const q = new EventQueue<string>(perMs, ring);
+    let model: { timeMs: number; seq: number; item: string; aux: number }[] = [];
+    let seq = 0;
+    let nowMs = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const r = rng.nextDouble();
+      if (model.length === 0 || r < 0.5) {
+        const kind = rng.nextInt(4);
+        const timeMs = kind === 0 ? nowMs + rng.nextInt(3) : kind === 1 ? nowMs + rng.nextDouble() * 2 : kind === 2 ? nowMs + rng.nextDouble() * 500 : nowMs;
+        const aux = rng.nextInt(1000);
+        q.push(timeMs, `e${seq}`, aux);
+        model.push({ timeMs, seq, item: `e${seq}`, aux });
+        seq++;
+      } else if (r < 0.505) {
+        const drop = `${rng.nextInt(10)}`;
+        q.retain((x) => !x.endsWith(drop));
+        model = model.filter((e) => !e.item.endsWith(drop));
+      } else {
+        model.sort((a, b) => a.timeMs - b.timeMs || a.seq - b.seq);
+        const want = model.shift()!;
+        expect(q.peekTimeMs(), `seed ${seed}, step ${i}`).toBe(want.timeMs);
+        const item = q.popItem();
+        expect([item, q.poppedAux], `seed ${seed}, step ${i}`).toEqual([want.item, want.aux]);
+        nowMs = want.timeMs;
+      }
+      expect(q.size).toBe(model.length);
+    }
+    model.sort((a, b) => a.timeMs - b.timeMs || a.seq - b.seq);
+    for (const want of model) expect(q.pop(), `seed ${seed}: the rest`).toEqual({ timeMs: want.timeMs, item: want.item, aux: want.aux });
+    expect(q.pop()).toBeUndefined();
+  });
+
   it('retain keeps order and drops the rest', () => {
     const q = new EventQueue<string>();
     q.push(3, 'timer-a');

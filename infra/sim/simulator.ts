@@ -699,13 +699,15 @@ export class Simulation {
     const ledger = node.core.ledger;
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
+    // digestAt returns a copy (ledger columns are reused after a rollback): one copy serves both
+    // the block kept here and the checker, which keep it unmodified.
+    const digest = ledger.digestAt(k);
     if (this.speculative) {
       // Truncate only after a rollback: setting the length is a runtime call even when it changes nothing.
       if (node.executedBlocks.length !== k - 1) node.executedBlocks.length = k - 1;
-      // A copy: ledger columns are reused after a rollback.
-      node.executedBlocks.push({ digest: Buffer.from(ledger.digestAt(k)), view: ledger.viewAt(k) });
+      node.executedBlocks.push({ digest, view: ledger.viewAt(k) });
     }
-    const v = this.checker.onExecuted(id, k, ledger.digestAt(k), view, !this.speculative);
+    const v = this.checker.onExecuted(id, k, digest, view, !this.speculative);
     if (v) this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
   }
 
