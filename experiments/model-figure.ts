@@ -88,6 +88,7 @@ export function figureModelRecord(
       acceptedBatches: result.acceptedBatches,
       warmupShare: Math.round(result.warmupShare * 1000) / 1000,
       windowMs: result.windowMs,
+      windowEndedBy: result.windowEndedBy,
       virtualTimeMs: result.virtualTimeMs,
       messagesPerBatch: result.messagesPerBatch,
       protocolMessagesPerBatch: result.protocolMessagesPerBatch,

@@ -3,7 +3,8 @@
  * step charged the CPU of what it did on a testbed (infra/sim/cost-model.ts, testbed.ts), so
  * throughput and latency are PREDICTIONS for that testbed, never measurements. Closed loop as in
  * the real runs: `clients` logical clients over `clientProcs` client machines, one batch
- * outstanding each. The first `warmupShare` of the accepted batches' virtual time is left out.
+ * outstanding each. The first `warmupShare` of the accepted batches' virtual time is left out,
+ * and so is the drain after the first client's last acceptance (see `windowEndedBy`).
  */
 import type { KeyGeneratorKind } from '../client/generators.js';
 import type { ReplicaFault } from '../replica/byzantine.js';
@@ -69,8 +70,13 @@ export interface ModelPointResult {
   /** Client machines modelled and logical clients on each: the clients in all are their product (rounded up from `clients`). */
   readonly clientMachines: number;
   readonly clientsPerMachine: number;
-  /** The measured part of the modelled run: after the warm-up share, up to the last acceptance. */
+  /**
+   * The measured part of the modelled run: after the warm-up share, up to the moment the first
+   * client had its last batch accepted (`first-client-done`), or, when that came within the
+   * warm-up, to the last acceptance.
+   */
   readonly windowMs: number;
+  readonly windowEndedBy: 'first-client-done' | 'last-acceptance';
   readonly warmupShare: number;
   /** Accepted transactions per second in buckets of `seriesBucketMs` from the window's start (negative times are warm-up): figure 11b's throughput over time. */
   readonly throughputSeries: readonly { readonly tSec: number; readonly txnPerSec: number }[];
@@ -80,6 +86,15 @@ export interface ModelPointResult {
   readonly protocolMessagesPerBatch: number;
   readonly highestView: number;
   readonly stopReason: string;
+}
+
+/** When the first client had its last batch accepted: the start of the run's drain. */
+export function drainStartMs(accepted: readonly { readonly clientId: number; readonly acceptedMs: number }[]): number {
+  const last = new Map<number, number>();
+  for (const a of accepted) last.set(a.clientId, Math.max(last.get(a.clientId) ?? 0, a.acceptedMs));
+  let first = Number.POSITIVE_INFINITY;
+  for (const t of last.values()) first = Math.min(first, t);
+  return first;
 }
 
 /** A bucket width of 1, 2 or 5 times a power of ten ms, about a fortieth of the run. */
@@ -140,10 +155,20 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
   );
   const result = sim.run();
   const accepted = [...sim.acceptedList()].sort((a, b) => a.acceptedMs - b.acceptedMs);
-  const endMs = accepted.at(-1)?.acceptedMs ?? 0;
+  const lastMs = accepted.at(-1)?.acceptedMs ?? 0;
   const warmupShare = p.warmupShare ?? 0.2;
-  const warmupMs = endMs * warmupShare;
-  const inWindow = accepted.filter((a) => a.acceptedMs > warmupMs);
+  const warmupMs = lastMs * warmupShare;
+  const drain = drainStartMs(accepted);
+  // The window ends when the first client has had its last batch accepted: from then on fewer
+  // clients issue and the offered load falls, which a real run's window never sees (its clients
+  // run past the window's end). A run too short for that (fewer than two batches per client
+  // between the warm-up and the drain, or a starved client whose drain starts within the
+  // warm-up) keeps the whole run after the warm-up as the window, and says so.
+  const clientCount = new Set(accepted.map((a) => a.clientId)).size;
+  const beforeDrain = accepted.filter((a) => a.acceptedMs > warmupMs && a.acceptedMs <= drain).length;
+  const endedByDrain = drain > warmupMs && drain < lastMs && beforeDrain >= 2 * clientCount;
+  const endMs = endedByDrain ? drain : lastMs;
+  const inWindow = accepted.filter((a) => a.acceptedMs > warmupMs && a.acceptedMs <= endMs);
   const txns = inWindow.reduce((s, a) => s + a.txns, 0);
   const lat = inWindow.map((a) => a.acceptedMs - a.firstSentMs).sort((a, b) => a - b);
   const pct = (q: number): number => (lat.length === 0 ? 0 : lat[Math.min(lat.length - 1, Math.max(0, Math.ceil(q * lat.length) - 1))]!);
@@ -152,7 +177,7 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
   const vt = Math.max(result.virtualTimeMs, 1e-9);
   for (const [peer, ms] of model.cpuMsByNode()) cpu[peer >= 1 << 16 ? `client ${peer - (1 << 16)}` : `replica ${peer}`] = Math.round((1000 * ms) / vt) / 10;
   const r3 = (x: number): number => Math.round(x * 1000) / 1000;
-  const widthMs = bucketMs(endMs);
+  const widthMs = bucketMs(lastMs);
   return {
     valid: result.valid && txns > 0,
     violations: result.violations,
@@ -173,8 +198,9 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
     clientMachines: machines,
     clientsPerMachine: perMachine,
     windowMs: r3(Math.max(0, endMs - warmupMs)),
+    windowEndedBy: endedByDrain ? 'first-client-done' : 'last-acceptance',
     warmupShare,
-    throughputSeries: throughputSeries(accepted, warmupMs, endMs, widthMs),
+    throughputSeries: throughputSeries(accepted, warmupMs, lastMs, widthMs),
     seriesBucketMs: widthMs,
     messagesPerBatch: Math.round(result.messagesPerBatch * 100) / 100,
     protocolMessagesPerBatch: Math.round(result.protocolMessagesPerBatch * 100) / 100,
@@ -323,6 +349,7 @@ function modelDetail(r: ModelRun): Record<string, unknown> {
     acceptedBatches: p.acceptedBatches,
     warmupShare: Math.round(p.warmupShare * 1000) / 1000,
     windowMs: p.windowMs,
+    windowEndedBy: p.windowEndedBy,
     virtualTimeMs: p.virtualTimeMs,
     clientMachines: p.clientMachines,
     clientsPerMachine: p.clientsPerMachine,
