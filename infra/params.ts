@@ -89,10 +89,13 @@ const protocolSchema = z
  * The node/V8 flags every replica and client process of a run starts with, as `--node-flags`
  * takes them: flag names without their dashes, comma-separated, or `none` (issue 10 item 4). A
  * young generation of 32 MB per semi-space instead of V8's default (it starts at 1 MB): the
- * objects a batch's messages make die young then instead of being promoted and marked. In six
- * interleaved `npm run bench` runs each (ABBA, one build, a heavily loaded 2-core machine), CPU
- * per accepted batch was 6% lower with it for PoE and 5% for PBFT (means; 9-10% in the two
- * quieter blocks of runs). Recorded in every run spec, so every result says which flags ran.
+ * objects a batch's messages make die young then, and scavenges are 3-4x rarer (--trace-gc).
+ * In interleaved `npm run bench` runs (ABBA, one build, the 2-core machine at load 19-38 from
+ * other work), CPU per accepted batch over all processes was 6.0% and 6.8% lower with it for
+ * PoE and 4.9% and 2.8% for PBFT (two sets of 6 and 4 runs per arm). The main thread's CPU
+ * profile shows no smaller GC share; presumably the saving is in V8's parallel scavenger
+ * threads, which --cpu-prof does not sample. Recorded in every run spec, so every result says
+ * which flags ran.
  */
 export const NODE_FLAGS_DEFAULT = 'max-semi-space-size=32';
 
