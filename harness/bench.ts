@@ -326,6 +326,8 @@ async function main(): Promise<number> {
     `poe-bench bench: ${protocols.join(', ')} on ${n} local replicas, batch ${batch}, ${o.clients} clients, ${o.warmup} s warm-up + ${o.duration} s measured`,
   );
   log(`machine: ${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cores} cores, Node ${process.version}`);
+  const nodeFlags = makeRunSpec({ protocol: protocols[0] ?? 'poe' }).nodeFlags ?? [];
+  log(`replica and client processes run with node flags: ${nodeFlags.length > 0 ? nodeFlags.join(' ') : 'none'} (the run spec's --node-flags)`);
   const costs = measureCryptoCosts(batch, RUN_DEFAULTS.valueBytes);
   log(
     `crypto per call: Ed25519 sign ${costs.signUs.toFixed(1)} us, verify ${costs.verifyUs.toFixed(1)} us, SHA-256 of a ${costs.bodyBytes}-byte batch ${costs.digestUs.toFixed(1)} us, ` +

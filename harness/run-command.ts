@@ -41,6 +41,7 @@ const NOT_FOR_MODEL: Readonly<Record<string, readonly [string, string]>> = {
   subnet: ['--subnet', 'only for real backends (the model starts no process)'],
   baseImage: ['--base-image', 'only for real backends (the model starts no process)'],
   basePort: ['--base-port', 'only for real backends (the model opens no port)'],
+  nodeFlags: ['--node-flags', 'only for real backends (the model starts no process)'],
   logDir: ['--log-dir', 'only for real backends (the model starts no process, so there is no stderr to keep)'],
   openLoop: ['--open-loop', "the model runs closed loop only (the simulator's clients keep one batch outstanding each)"],
 };
@@ -58,7 +59,7 @@ export function defineRunCommand(cmd: Command): Command {
   ).addHelpText(
     'after',
     '\n--backend model: no processes; the run is modelled for --testbed with --calibration and recorded as modelled (default --out results/run-model). ' +
-      'It issues --sim-batches batches; --warmup and --duration set only the share of them left out as warm-up. --link, --hosts, --pin, --cpus, --subnet, --base-image, --base-port, --log-dir and --open-loop are refused.' +
+      'It issues --sim-batches batches; --warmup and --duration set only the share of them left out as warm-up. --link, --hosts, --pin, --cpus, --subnet, --base-image, --base-port, --node-flags, --log-dir and --open-loop are refused.' +
       '\nExit codes: 0 valid run, 1 invalid or failed run (the reason is printed), 2 invalid flags (or no calibration file), 130 interrupted.',
   );
 }

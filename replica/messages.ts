@@ -6,7 +6,7 @@
  * Frame layout: [u8 type][fields...]; decoding consumes the frame exactly.
  */
 import type { CryptoProvider, Signer } from './crypto.js';
-import { DIGEST_BYTES, SIGNATURE_BYTES } from './crypto.js';
+import { DIGEST_BYTES, sha256, SIGNATURE_BYTES } from './crypto.js';
 import type { MessageCodec, WireMessage } from './types.js';
 import { CodecError, encodeOnce, Reader, WIRE_LIMITS, Writer } from './wire.js';
 import type { FlatWrites, Write, Writes } from './store.js';
@@ -226,19 +226,82 @@ export function isNoop(req: ClientRequest): boolean {
 
 const digestCache = new WeakMap<ClientRequest, Buffer>();
 
-/** D(⟨T⟩c): SHA-256 of the signed body, computed once per request object. */
+/**
+ * The SHA-256 of the batch body the transport hashed last, for a received frame's MAC
+ * (`batchBodyDigestInto`): the bytes it covers, by their place in memory, and the digest.
+ */
+let lastBodyHashed: { readonly buffer: ArrayBufferLike; readonly byteOffset: number; readonly length: number; readonly digest: Buffer } | undefined;
+
+/**
+ * D(⟨T⟩c): SHA-256 of the signed body, computed once per request object. A request decoded
+ * from a frame whose MAC already hashed this very body (the same bytes in memory, hashed by
+ * this process moments before: `batchBodyDigestInto`) takes that digest instead of hashing
+ * the 7 KB again.
+ */
 export function requestDigest(crypto: CryptoProvider, req: ClientRequest): Buffer {
   let d = digestCache.get(req);
   if (!d) {
-    d = crypto.digest(req.body);
+    const last = lastBodyHashed;
+    const body = req.body;
+    d =
+      last !== undefined && last.buffer === body.buffer && last.byteOffset === body.byteOffset && last.length === body.length
+        ? last.digest
+        : crypto.digest(body);
     digestCache.set(req, d);
   }
   return d;
 }
 
+/** Requests written by `writeRequest` during the current `makeCodec` encode, and the last of them. */
+let requestsWritten = 0;
+let requestWritten: ClientRequest | undefined;
+/** The payload `makeCodec` encoded last, if it carries one batch whose digest was known then, and that digest. */
+let lastEncoded: { readonly payload: Buffer; readonly bodyLength: number; readonly digest: Buffer } | undefined;
+
 export function writeRequest(w: Writer, req: ClientRequest): void {
+  requestsWritten++;
+  requestWritten = req;
   w.bytes(req.body);
   w.fixed(req.signature, SIGNATURE_BYTES);
+}
+
+/**
+ * Where a message type carries its one client batch, for the message types whose fields
+ * before it have a fixed size: the offset in the payload (type byte included) of the batch's
+ * u32 length prefix, as `writeRequest` writes it; -1 for every other type. Filled by `makeCodec`
+ * from `FieldCodec.batchAt`; type ids are unique across protocols (see the module comment).
+ */
+const batchAtByType = new Int32Array(256).fill(-1);
+
+/**
+ * Where the client batch body a payload carries starts (after its u32 length prefix), by its
+ * type's `batchAt`; -1 if its type carries none at a fixed place. The transport MACs such a
+ * payload through the body's digest (infra/process/transport.ts, MAC_OF_BATCH), which the
+ * request digest then reuses: the batch is hashed once per process, not once for the MAC and
+ * once for D(⟨T⟩c).
+ */
+export function batchBodyAt(payload: Buffer): number {
+  if (payload.length === 0) return -1;
+  const at = batchAtByType[payload[0]!]!;
+  return at >= 0 && at + 4 <= payload.length ? at + 4 : -1;
+}
+
+/**
+ * Writes SHA-256(payload[start, end)), the batch body a payload carries, into `out` at
+ * `offset`. A payload `makeCodec` just encoded from a request whose digest was known gives
+ * that digest (the body was copied from the request, unchanged); otherwise the body is hashed
+ * and remembered, so that `requestDigest` of the request decoded from these very bytes does
+ * not hash them again.
+ */
+export function batchBodyDigestInto(payload: Buffer, start: number, end: number, out: Buffer, offset: number): void {
+  const enc = lastEncoded;
+  if (enc !== undefined && enc.payload === payload && enc.bodyLength === end - start) {
+    out.set(enc.digest, offset);
+    return;
+  }
+  const digest = sha256(payload.subarray(start, end));
+  lastBodyHashed = { buffer: payload.buffer, byteOffset: payload.byteOffset + start, length: end - start, digest };
+  out.set(digest, offset);
 }
 
 export function readRequest(r: Reader): ClientRequest {
@@ -254,6 +317,11 @@ export function readRequest(r: Reader): ClientRequest {
 export interface FieldCodec<M extends WireMessage> {
   write(w: Writer, msg: M): void;
   read(r: Reader): M;
+  /**
+   * For a type that carries one client batch after fields of a fixed size: the offset in the
+   * payload (type byte included) of the u32 length prefix `writeRequest` writes (see `batchBodyAt`).
+   */
+  readonly batchAt?: number;
 }
 
 /** The template's value for a digest field until one is read. */
@@ -301,6 +369,7 @@ export const commonCodecs: Record<number, FieldCodec<CommonMessage>> = {
   [MSG_REQUEST]: {
     write: (w, m) => writeRequest(w, m as ClientRequest),
     read: (r) => readRequest(r),
+    batchAt: 1,
   },
   [MSG_CHECKPOINT]: flatCodec<Checkpoint>(MSG_CHECKPOINT, 'checkpoint', { replica: 'u16', k: 'u53', stateDigest: 'digest' }),
 };
@@ -311,14 +380,35 @@ export const commonCodecs: Record<number, FieldCodec<CommonMessage>> = {
  * throws (it should not) is converted to CodecError too, so callers catch exactly one type.
  */
 export function makeCodec<M extends WireMessage>(table: Record<number, FieldCodec<M>>, name: string): MessageCodec<M> {
+  for (const [type, entry] of Object.entries(table)) {
+    const at = entry.batchAt ?? -1;
+    const known = batchAtByType[Number(type)]!;
+    if (known !== -1 && at !== -1 && known !== at) throw new Error(`${name}: message type ${type} carries its batch at ${at}, another codec says ${known}`);
+    if (at !== -1) batchAtByType[Number(type)] = at;
+  }
   return {
     encode(msg: M): Buffer {
       const entry = table[msg.type];
       if (!entry) throw new RangeError(`${name}: cannot encode unknown message type ${msg.type}`);
-      return encodeOnce((w) => {
+      // Counted per encode; an encode nested in another's `write` adds its requests to the outer
+      // one's count, which then carries no single batch of its own and takes no digest below.
+      const outerCount = requestsWritten;
+      const outerRequest = requestWritten;
+      requestsWritten = 0;
+      requestWritten = undefined;
+      const out = encodeOnce((w) => {
         w.u8(msg.type);
         entry.write(w, msg);
       });
+      const count: number = requestsWritten;
+      // Set by writeRequest inside `entry.write` (TypeScript cannot see through the call).
+      const req = requestWritten as ClientRequest | undefined;
+      requestsWritten = outerCount + count;
+      requestWritten = count > 0 ? req : outerRequest;
+      // A batch carrier whose request's digest is known: its frame MAC takes that digest (batchBodyDigestInto).
+      const digest = entry.batchAt !== undefined && count === 1 && req ? digestCache.get(req) : undefined;
+      lastEncoded = digest && req ? { payload: out, bodyLength: req.body.length, digest } : undefined;
+      return out;
     },
     decode(frame: Buffer): M {
       if (frame.length === 0) throw new CodecError('truncated', `${name}: empty frame`);

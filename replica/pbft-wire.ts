@@ -276,6 +276,8 @@ const pbftCodecs: Record<number, FieldCodec<PbftMessage>> = {
       originView: r.u53('prePrepare.originView'),
       request: readRequest(r),
     }),
+    // type u8, replica u16, view u53, k u53, originView u53, then the batch.
+    batchAt: 27,
   },
   [MSG_PREPARE]: {
     write: (w, m) => VOTE_CODEC.write(w, m as Prepare),

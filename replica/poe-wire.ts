@@ -158,6 +158,8 @@ const poeCodecs: Record<number, FieldCodec<PoeMessage>> = {
       writeRequest(w, p.request);
     },
     read: (r) => ({ type: MSG_PROPOSE, view: r.u53('propose.view'), k: r.u53('propose.k'), request: readRequest(r) }),
+    // type u8, view u53, k u53, then the batch.
+    batchAt: 17,
   },
   [MSG_SUPPORT]: flatCodec<Support>(MSG_SUPPORT, 'support', { view: 'u53', k: 'u53', digest: 'digest' }),
   [MSG_INFORM]: flatCodec<Inform>(MSG_INFORM, 'inform', { view: 'u53', k: 'u53', digest: 'digest', clientId: 'u32', reqNo: 'u32', result: 'digest' }),

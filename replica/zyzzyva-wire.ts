@@ -167,6 +167,8 @@ const zyzzyvaCodecs: Record<number, FieldCodec<ZyzzyvaMessage>> = {
       digest: r.fixed(DIGEST_BYTES, 'order.digest'),
       request: readRequest(r),
     }),
+    // type u8, view u53, k u53, history and digest (32 bytes each), then the batch.
+    batchAt: 81,
   },
   [MSG_SPEC_RESPONSE]: {
     write: (w, m) => {

@@ -171,9 +171,10 @@ export function launchLocal(plan: LaunchPlan): Cluster {
   const nodes: LocalNode[] = [];
   const start = (role: NodeRole, id: number): void => {
     // POE_BENCH_NODE_ARGS adds node flags to every process (e.g. --trace-gc; its output, on
-    // stdout, is shown with POE_BENCH_TRACE=1).
+    // stdout, is shown with POE_BENCH_TRACE=1). They come last: of two values of one V8 flag the
+    // last wins, so they override the run spec's --node-flags.
     const envArgs = (process.env['POE_BENCH_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-    const nodeArgs = [...envArgs, ...(plan.nodeArgs?.[role] ?? [])];
+    const nodeArgs = [...(plan.nodeArgs?.[role] ?? []), ...envArgs];
     const cmd = plan.command?.(role, id, nodeArgs) ?? { file: process.execPath, args: [...nodeArgs, entryPoint(role)] };
     const child = execa(cmd.file, [...cmd.args], {
       stdin: 'pipe',

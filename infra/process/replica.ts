@@ -30,6 +30,7 @@ import {
   type WireMessage,
 } from '../../replica/types.js';
 import { CodecError } from '../../replica/wire.js';
+import { batchBodyAt, batchBodyDigestInto } from '../../replica/messages.js';
 
 /** Counters that the measurement window takes differences of. */
 interface WindowCounters {
@@ -157,6 +158,8 @@ export class ReplicaRuntime<M extends WireMessage> {
       {
         self: id,
         macKey: (peer) => this.macKeyFor(peer),
+        // A PROPOSE's (REQUEST's) batch is hashed once here: for its MAC and for D(⟨T⟩c) alike.
+        batch: { bodyAt: batchBodyAt, bodyDigestInto: batchBodyDigestInto },
       },
       {
         onFrame: (from, payload) => this.onFrame(from, payload),

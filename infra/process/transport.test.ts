@@ -7,6 +7,8 @@ import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clientPeer, type Peer } from '../../replica/types.js';
 import {
+  batchMacDigestInto,
+  type BatchLocator,
   computeMac,
   encodeFrame,
   encodeHello,
@@ -44,7 +46,12 @@ interface Node {
   ups: Peer[];
 }
 
-function node(self: Peer, known: readonly Peer[], extra: Partial<TransportHandlers> = {}, limits: { high?: number; max?: number } = {}): Node {
+function node(
+  self: Peer,
+  known: readonly Peer[],
+  extra: Partial<TransportHandlers> = {},
+  limits: { high?: number; max?: number; batch?: BatchLocator } = {},
+): Node {
   const got: Array<[Peer, string]> = [];
   const ups: Peer[] = [];
   const t = new Transport(
@@ -53,6 +60,7 @@ function node(self: Peer, known: readonly Peer[], extra: Partial<TransportHandle
       macKey: (p) => (known.includes(p) ? key(self, p) : undefined),
       ...(limits.high !== undefined ? { queueBytesHigh: limits.high } : {}),
       ...(limits.max !== undefined ? { queueBytesMax: limits.max } : {}),
+      ...(limits.batch ? { batch: limits.batch } : {}),
     },
     {
       onFrame: (from, payload) => got.push([from, payload.toString()]),
@@ -318,6 +326,81 @@ describe('frame MACs', () => {
       expect(b.t.counters.badMac).toBe(0);
       expect(b.got.map(([, x]) => x)).toEqual([big.toString(), `small ${i + 1}`, big2.toString(), big.toString()]);
     }
+  });
+});
+
+/** A stand-in for replica/messages.ts: payloads of type 7 carry a batch whose u32 length prefix is at offset 1. */
+let bodyDigests = 0;
+const locator: BatchLocator = {
+  bodyAt: (p) => (p.length >= 5 && p[0] === 7 ? 5 : -1),
+  bodyDigestInto: (p, start, end, out, offset) => {
+    bodyDigests++;
+    createHash('sha256').update(p.subarray(start, end)).digest().copy(out, offset);
+  },
+};
+/** A carrier: type 7, the body's length, the body, then `after`. */
+function carrier(body: Buffer, after: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = 7;
+  head.writeUInt32BE(body.length, 1);
+  return Buffer.concat([head, body, after]);
+}
+
+describe('frame MACs through a batch digest', () => {
+  const k = Buffer.alloc(32, 0x42);
+  const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+
+  it('a carrier is MACed as HMAC-SHA256 of 0x02 || SHA-256(bytes before the body || SHA-256(body) || bytes after it)', () => {
+    const body = Buffer.alloc(6_000, 0x33);
+    const after = Buffer.alloc(64, 0x55);
+    const p = carrier(body, after);
+    const input = Buffer.concat([Buffer.from([2]), sha(Buffer.concat([p.subarray(0, 5), sha(body), after]))]);
+    const want = createHmac('sha256', k).update(input).digest();
+    const scratch = Buffer.alloc(2048);
+    const got = Buffer.alloc(33);
+    expect(batchMacDigestInto(locator, scratch, p, got, 0)).toBe(true);
+    expect(got.equals(input)).toBe(true);
+    const out = Buffer.alloc(32);
+    new FrameMac(k).into(p, out, 0, (x, o, at) => void batchMacDigestInto(locator, scratch, x, o, at));
+    expect(out.equals(want)).toBe(true);
+    // Not the plain MAC of the same payload, and every byte counts: before, in and after the body.
+    expect(out.equals(computeMac(k, p))).toBe(false);
+    for (const at of [0, 3, 5, 3_000, p.length - 1]) {
+      const q = Buffer.from(p);
+      q[at]! ^= 1;
+      const o = Buffer.alloc(33);
+      if (batchMacDigestInto(locator, scratch, q, o, 0)) expect(o.equals(input), `byte ${at} flipped`).toBe(false);
+      else expect(at, 'only a changed length prefix may leave the batch form').toBeLessThan(5);
+    }
+  });
+
+  it('falls back to 0x01 || SHA-256(payload) for a payload with no batch, a length running past its end, or over 1 KB around the batch', () => {
+    const scratch = Buffer.alloc(2048);
+    const o = Buffer.alloc(33);
+    expect(batchMacDigestInto(locator, scratch, Buffer.alloc(3_000, 1), o, 0)).toBe(false);
+    const overrun = carrier(Buffer.alloc(2_000), Buffer.alloc(0));
+    overrun.writeUInt32BE(2_001, 1);
+    expect(batchMacDigestInto(locator, scratch, overrun, o, 0)).toBe(false);
+    expect(batchMacDigestInto(locator, scratch, carrier(Buffer.alloc(2_000), Buffer.alloc(1_100)), o, 0)).toBe(false);
+    expect(batchMacDigestInto(locator, scratch, carrier(Buffer.alloc(2_000), Buffer.alloc(1_000)), o, 0)).toBe(true);
+  });
+
+  it('two transports given the locator deliver carriers (one body digest per payload sent, one per payload received); one without it rejects them', async () => {
+    const a = node(0, [1, 2], {}, { batch: locator });
+    const b = node(1, [0], {}, { batch: locator });
+    const plain = node(2, [0]);
+    a.t.dial(1, '127.0.0.1', await b.t.listen(0));
+    a.t.dial(2, '127.0.0.1', await plain.t.listen(0));
+    await until(() => b.t.isConnected(0) && plain.t.isConnected(0) && a.t.isConnected(1) && a.t.isConnected(2), 'connections');
+    bodyDigests = 0;
+    const p1 = carrier(Buffer.alloc(7_000, 'x'), Buffer.alloc(64, 's'));
+    const p2 = carrier(Buffer.alloc(1_500, 'y'), Buffer.alloc(64, 't'));
+    for (const p of [p1, p2]) for (const to of [1, 2]) a.t.send(to, p);
+    await until(() => b.got.length === 2 && plain.t.counters.badMac === 2, 'frames');
+    expect(b.t.counters.badMac).toBe(0);
+    expect(b.got.map(([, x]) => x)).toEqual([p1.toString(), p2.toString()]);
+    expect(plain.got).toEqual([]);
+    expect(bodyDigests).toBe(4);
   });
 });
 

@@ -15,7 +15,12 @@
  * the leading byte keeps the two kinds of input apart (no MAC of a digest verifies as the MAC
  * of a 32-byte payload), and it is still one MAC per pair of nodes. The HMAC is RFC 2104's
  * construction with one-shot SHA-256 over key pads XORed once per connection (`FrameMac`),
- * cheaper here than a createHmac object per MAC. The first frame on a connection is a HELLO
+ * cheaper here than a createHmac object per MAC. A long payload that carries a client batch
+ * (a REQUEST, PROPOSE, PRE-PREPARE, ORDER-REQ: `TransportOptions.batch` says where) is MAC'd
+ * through the batch's own digest instead, as the byte 0x02 followed by SHA-256(the bytes before
+ * the batch body || SHA-256(body) || the bytes after it) (`batchMacDigestInto`): the receiver
+ * needs SHA-256(body) as the request digest D(⟨T⟩c) anyway, so each process hashes a batch
+ * once, not once for the MAC and again for the digest. The first frame on a connection is a HELLO
  * that names the dialer and the peer it meant to reach; it is MAC'd like every other frame,
  * so a connection is bound to a peer before any message is delivered.
  *
@@ -78,6 +83,21 @@ export interface TransportOptions {
    * shaper POE_BENCH_LINK asks for, if any; null: none, whatever the environment says.
    */
   readonly link?: LinkShaper | null;
+  /**
+   * Where a payload carries a client batch, and its digest (replica/messages.ts batchBodyAt and
+   * batchBodyDigestInto): such a long payload is MAC'd through the batch's digest (MAC_OF_BATCH),
+   * which the request digest then reuses. Both ends of a connection must be given the same.
+   * Absent: every long payload is MAC'd through its own SHA-256.
+   */
+  readonly batch?: BatchLocator;
+}
+
+/** How the transport finds a payload's client batch and digests it (see TransportOptions.batch). */
+export interface BatchLocator {
+  /** Where the batch body starts (after its u32 length prefix), or -1. */
+  bodyAt(payload: Buffer): number;
+  /** Writes SHA-256(payload[start, end)) into `out` at `offset`. */
+  bodyDigestInto(payload: Buffer, start: number, end: number, out: Buffer, offset: number): void;
 }
 
 export interface TransportHandlers {
@@ -139,15 +159,54 @@ export function newTransportCounters(): TransportCounters {
 const COPY_BELOW = 1024;
 /** Payloads at least this long are MAC'd through their SHA-256, shorter ones whole. */
 export const MAC_DIGEST_FROM = 1024;
-/** The first byte of the MAC input: the payload itself follows, or its SHA-256. */
+/** The first byte of the MAC input: the payload itself follows, or its SHA-256, or its batch digest (`batchDigest`). */
 const MAC_OF_PAYLOAD = 0x00;
 const MAC_OF_DIGEST = 0x01;
+const MAC_OF_BATCH = 0x02;
 const SHA256_BLOCK = 64;
 const DIGEST_BYTES = 32;
+/** The most bytes around a batch (before and after it) a batch digest covers; a payload with more is MAC'd by its SHA-256. */
+const BATCH_FRAME_BYTES_MAX = 1024;
 
 /** SHA-256 of a frame's payload, one-shot. */
 export function payloadDigest(payload: Uint8Array): Buffer {
   return sha256(payload);
+}
+
+/**
+ * Writes the 33 bytes a long payload's MAC is the HMAC of into `out` at `offset`: a kind byte,
+ * then a digest. This is MAC_OF_DIGEST || SHA-256(payload).
+ */
+export type MacDigestInto = (payload: Buffer, out: Buffer, offset: number) => void;
+
+export const plainMacDigestInto: MacDigestInto = (payload, out, offset) => {
+  out[offset] = MAC_OF_DIGEST;
+  sha256Into(payload, out, offset + 1);
+};
+
+/**
+ * The MAC input of a long payload that carries a client batch at [start, end): MAC_OF_BATCH ||
+ * SHA-256(payload[0, start) || SHA-256(batch body) || payload[end, length)), the batch body's
+ * digest from `batch.bodyDigestInto`. The receiver needs D(⟨T⟩c) = SHA-256(body) anyway, so a
+ * frame's batch is hashed once, not once for its MAC and once more for the request digest. As
+ * strong as MAC_OF_DIGEST: where the batch lies is a function of the bytes before it (the type
+ * byte and the length prefix, both hashed), so two payloads with one digest would need a
+ * SHA-256 collision; the kind byte keeps it apart from the other MAC inputs. Returns false
+ * (nothing written) when the payload carries no batch at a fixed place, or more than
+ * BATCH_FRAME_BYTES_MAX bytes around it.
+ */
+export function batchMacDigestInto(batch: BatchLocator, scratch: Buffer, payload: Buffer, out: Buffer, offset: number): boolean {
+  const start = batch.bodyAt(payload);
+  if (start < 0) return false;
+  const end = start + payload.readUInt32BE(start - 4);
+  const after = payload.length - end;
+  if (end > payload.length || start + after > BATCH_FRAME_BYTES_MAX) return false;
+  payload.copy(scratch, 0, 0, start);
+  batch.bodyDigestInto(payload, start, end, scratch, start);
+  payload.copy(scratch, start + DIGEST_BYTES, end);
+  out[offset] = MAC_OF_BATCH;
+  sha256Into(scratch.subarray(0, start + DIGEST_BYTES + after), out, offset + 1);
+  return true;
 }
 
 /** The bytes a frame's MAC is the HMAC of: 0x00 || payload, or 0x01 || SHA-256(payload) from MAC_DIGEST_FROM bytes. */
@@ -185,11 +244,11 @@ export class FrameMac {
   }
 
   /**
-   * Writes the MAC of `payload` into `out` at `offset`. `digestInto` writes the SHA-256 of a
-   * long payload: a sender passes one that remembers it, so a broadcast hashes its payload once
-   * for all destinations.
+   * Writes the MAC of `payload` into `out` at `offset`. `digestInto` writes the kind byte and
+   * digest of a long payload (MacDigestInto): a sender passes one that remembers it, so a
+   * broadcast hashes its payload once for all destinations.
    */
-  into(payload: Buffer, out: Buffer, offset: number, digestInto: (payload: Buffer, out: Buffer, offset: number) => void = sha256Into): void {
+  into(payload: Buffer, out: Buffer, offset: number, digestInto: MacDigestInto = plainMacDigestInto): void {
     let input: Buffer;
     if (payload.length < MAC_DIGEST_FROM) {
       this.inner[SHA256_BLOCK] = MAC_OF_PAYLOAD;
@@ -197,8 +256,7 @@ export class FrameMac {
       const end = SHA256_BLOCK + 1 + payload.length;
       input = this.innerViews[end] ??= this.inner.subarray(0, end);
     } else {
-      this.inner[SHA256_BLOCK] = MAC_OF_DIGEST;
-      digestInto(payload, this.inner, SHA256_BLOCK + 1);
+      digestInto(payload, this.inner, SHA256_BLOCK);
       input = this.innerOfDigest;
     }
     sha256Into(input, this.outer, SHA256_BLOCK);
@@ -206,8 +264,8 @@ export class FrameMac {
   }
 
   /** True if the 32 bytes of `frame` at `macAt` are the MAC of `payload` (constant time: no early exit). */
-  verifyAt(payload: Buffer, frame: Buffer, macAt: number): boolean {
-    this.into(payload, this.check, 0);
+  verifyAt(payload: Buffer, frame: Buffer, macAt: number, digestInto: MacDigestInto = plainMacDigestInto): boolean {
+    this.into(payload, this.check, 0, digestInto);
     let diff = 0;
     for (let i = 0; i < MAC_BYTES; i++) diff |= this.check[i]! ^ frame[macAt + i]!;
     return diff === 0;
@@ -216,7 +274,10 @@ export class FrameMac {
   /** The MAC of `payload` as a new buffer; `digest` gives the SHA-256 of a long payload. */
   of(payload: Buffer, digest: (payload: Buffer) => Buffer = payloadDigest): Buffer {
     const out = Buffer.allocUnsafe(MAC_BYTES);
-    this.into(payload, out, 0, (p, o, at) => void digest(p).copy(o, at));
+    this.into(payload, out, 0, (p, o, at) => {
+      o[at] = MAC_OF_DIGEST;
+      digest(p).copy(o, at + 1);
+    });
     return out;
   }
 }
@@ -406,7 +467,7 @@ class Connection {
   private readonly onRawFrame = (bytes: Buffer, macAt: number, payload: Buffer): boolean => {
     if (this.socket.destroyed) return false;
     if (this.peer === undefined) return this.onHello(bytes.subarray(macAt, macAt + MAC_BYTES), payload);
-    if (!this.mac!.verifyAt(payload, bytes, macAt)) {
+    if (!this.mac!.verifyAt(payload, bytes, macAt, this.transport.macDigestInto)) {
       this.transport.counters.badMac++;
       return true;
     }
@@ -448,7 +509,7 @@ export class OutputQueue {
   bytes = 0;
 
   /** Queues one frame of `payload`, its MAC computed by `mac` straight into the header. */
-  push(payload: Buffer, mac: FrameMac, digestInto?: (payload: Buffer, out: Buffer, offset: number) => void): void {
+  push(payload: Buffer, mac: FrameMac, digestInto?: MacDigestInto): void {
     const small = payload.length < COPY_BELOW;
     this.reserve(HEADER_BYTES + (small ? payload.length : 0));
     const b = this.buf!;
@@ -508,7 +569,10 @@ export class Transport {
   private readonly dirty = new Set<Connection>();
   private flushScheduled = false;
   private lastPayload: Buffer | undefined;
-  private readonly lastDigest = Buffer.alloc(DIGEST_BYTES);
+  /** The MAC input's kind byte and digest of `lastPayload`. */
+  private readonly lastDigest = Buffer.alloc(1 + DIGEST_BYTES);
+  /** Where a batch digest's input is laid out (batchMacDigestInto). */
+  private readonly batchScratch = Buffer.alloc(BATCH_FRAME_BYTES_MAX + DIGEST_BYTES);
   private congestedCount = 0;
   private clientIntakePaused = false;
   private server: net.Server | undefined;
@@ -525,7 +589,16 @@ export class Transport {
     this.queueBytesHigh = options.queueBytesHigh ?? 8 * 1024 * 1024;
     this.queueBytesMax = options.queueBytesMax ?? 64 * 1024 * 1024;
     this.frameBytesMax = options.frameBytesMax ?? WIRE_LIMITS.frameBytesMax;
+    const batch = options.batch;
+    this.macDigestInto = batch
+      ? (payload, out, offset) => {
+          if (!batchMacDigestInto(batch, this.batchScratch, payload, out, offset)) plainMacDigestInto(payload, out, offset);
+        }
+      : plainMacDigestInto;
   }
+
+  /** The kind byte and digest of a long payload's MAC input (plain, or through its batch when `options.batch` is given). */
+  readonly macDigestInto: MacDigestInto;
 
   macKeyFor(peer: Peer): Buffer | undefined {
     return peer === this.self ? undefined : this.options.macKey(peer);
@@ -682,10 +755,10 @@ export class Transport {
    * in a row, so the last payload's digest is kept and reused while the same buffer comes back.
    * (Payloads are never modified after they are sent: they sit in the queues until written.)
    */
-  private readonly digestInto = (payload: Buffer, out: Buffer, offset: number): void => {
+  private readonly digestInto: MacDigestInto = (payload, out, offset) => {
     if (payload !== this.lastPayload) {
       this.lastPayload = payload;
-      sha256Into(payload, this.lastDigest, 0);
+      this.macDigestInto(payload, this.lastDigest, 0);
     }
     out.set(this.lastDigest, offset);
   };

@@ -223,10 +223,12 @@ export async function executeRun(spec: RunSpec, options: RunOptions = {}): Promi
   let launching: Promise<Cluster> | undefined;
   const base = { spec, startedAt, violations: [] as string[], implausible: [] as string[] };
   try {
+    // The spec's node flags (--node-flags) first, then the caller's (the bench's --cpu-prof).
+    const flags = spec.nodeFlags ?? [];
     const plan: LaunchPlan = {
       replicas: live,
       clients: origins,
-      ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
+      nodeArgs: { replica: [...flags, ...(options.nodeArgs?.replica ?? [])], client: [...flags, ...(options.nodeArgs?.client ?? [])] },
       ...(options.logDir ? { logDir: options.logDir } : {}),
     };
     launching = Promise.resolve().then(() =>

@@ -16,6 +16,7 @@ import {
   parseRunFlags,
   processExtra,
   RUN_DEFAULTS,
+  runReplayArgs,
   RunSpecError,
 } from './spec.js';
 import { formatReplicaFault } from '../../replica/byzantine.js';
@@ -174,5 +175,19 @@ describe('load in transactions (issue 11 item 6)', () => {
     expect(parseRunFlags({ protocol: 'poe', clientTimeoutMs: '500' }).clientTimeoutFixed).toBe(true);
     expect(parseRunFlags({ protocol: 'zyzzyva' }).clientTimeoutFixed).toBe(true);
     expect(parseRunFlags({ protocol: 'poe', faults: ['primary=stopAfter:900'] }).clientTimeoutFixed).toBe(true);
+  });
+
+  it('--node-flags: every process gets the default young generation unless told otherwise; the flags are recorded and replayed', () => {
+    expect(parseRunFlags({ protocol: 'poe' }).nodeFlags).toEqual(['--max-semi-space-size=32']);
+    expect(runReplayArgs(parseRunFlags({ protocol: 'poe' }))).not.toContain('--node-flags');
+    const none = parseRunFlags({ protocol: 'poe', nodeFlags: 'none' });
+    expect(none.nodeFlags).toEqual([]);
+    expect(runReplayArgs(none)).toEqual(expect.arrayContaining(['--node-flags', 'none']));
+    const two = parseRunFlags({ protocol: 'pbft', nodeFlags: 'max-semi-space-size=64, trace-gc' });
+    expect(two.nodeFlags).toEqual(['--max-semi-space-size=64', '--trace-gc']);
+    // A recorded spec handed back runs with the same flags.
+    expect(makeRunSpec(two).nodeFlags).toEqual(two.nodeFlags);
+    expect(makeRunSpec(none).nodeFlags).toEqual([]);
+    for (const text of ['--trace-gc', 'a b', 'x;rm -rf', 'ok,', '=1']) expect(bad({ protocol: 'poe', nodeFlags: text }), text).toMatch(/--node-flags/);
   });
 });

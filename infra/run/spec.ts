@@ -6,7 +6,18 @@
  * from its runs.jsonl line alone.
  */
 import type { KeyGeneratorKind } from '../../client/generators.js';
-import { describeParamIssues, MODEL_BACKEND, paramDefault, paramSchema, parseExtra, replayArgs, replayLine, type ExtraValue } from '../params.js';
+import {
+  describeParamIssues,
+  formatNodeFlags,
+  MODEL_BACKEND,
+  paramDefault,
+  paramSchema,
+  parseExtra,
+  parseNodeFlags,
+  replayArgs,
+  replayLine,
+  type ExtraValue,
+} from '../params.js';
 import { FaultConfigError, formatReplicaFault, parseFault, type FaultSpec, type ReplicaFault } from '../../replica/byzantine.js';
 import { getProtocol } from '../../replica/protocols.js';
 import { primaryOf, quorums, type ProtocolName } from '../../replica/types.js';
@@ -58,6 +69,11 @@ export interface RunSpec {
   readonly host: string;
   /** Replica i listens on basePort + i; 0 lets the OS choose free ports. */
   readonly basePort: number;
+  /**
+   * The node/V8 flags every replica and client process starts with, on every backend
+   * (--node-flags; infra/params.ts NODE_FLAGS_DEFAULT). Absent in records from before: none.
+   */
+  readonly nodeFlags?: readonly string[];
   /** Open loop: batches per second over all client processes; absent for closed loop. */
   readonly openLoopBatchesPerSec?: number;
   readonly clientTimeoutMs: number;
@@ -119,6 +135,7 @@ export const RUN_DEFAULTS = {
   backend: d<BackendName>('backend'),
   host: '127.0.0.1',
   basePort: d<number>('basePort'),
+  nodeFlags: d<string>('nodeFlags'),
   clientTimeoutMs: d<number>('clientTimeoutMs'),
   viewChangeTimeoutMs: d<number>('viewChangeTimeoutMs'),
   checkpointInterval: d<number>('checkpointInterval'),
@@ -142,6 +159,7 @@ export interface RunFlags extends InfraFlags {
   readonly seed?: string;
   readonly backend?: string;
   readonly basePort?: string;
+  readonly nodeFlags?: string;
   readonly openLoop?: string;
   readonly clientTimeoutMs?: string;
   readonly viewChangeTimeoutMs?: string;
@@ -187,6 +205,7 @@ interface ParsedRunFlags {
   readonly seed?: number;
   readonly backend?: string;
   readonly basePort?: number;
+  readonly nodeFlags?: string;
   readonly openLoop?: number;
   readonly clientTimeoutMs?: number;
   readonly viewChangeTimeoutMs?: number;
@@ -344,6 +363,7 @@ export function parseRunFlags(flags: RunFlags): RunSpec {
     infra: placed.infra,
     host: d.host,
     basePort,
+    nodeFlags: parseNodeFlags(o.nodeFlags ?? d.nodeFlags),
     ...(o.openLoop !== undefined ? { openLoopBatchesPerSec: o.openLoop } : {}),
     clientTimeoutMs: o.clientTimeoutMs ?? d.clientTimeoutMs,
     viewChangeTimeoutMs: o.viewChangeTimeoutMs ?? d.viewChangeTimeoutMs,
@@ -386,6 +406,7 @@ function runFlagValues(input: RunSpecInput): Record<string, unknown> {
     extra: input.extra === undefined ? undefined : Object.entries(input.extra),
     backend: input.backend,
     basePort: input.basePort,
+    nodeFlags: input.nodeFlags === undefined ? undefined : formatNodeFlags(input.nodeFlags),
     link: input.link,
     hosts: input.infra?.hosts,
     pin: input.infra?.pinCpus?.join(','),
