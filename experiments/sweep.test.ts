@@ -268,7 +268,7 @@ describe('figure 12 in transactions (issue 11 item 6)', () => {
 });
 
 describe('HotStuff leaders start with a full pipeline (issue 10 item 2)', () => {
-  it('figure 13 starts HotStuff at four requests per leader and the others at the sweep load', () => {
+  it('figure 13 starts HotStuff at four requests per leader, 64 at most, and the others at the sweep load', () => {
     const c13: SweepConfig = { ...config, figures: ['13'], figureArg: '13', filter: {}, loadTxns: 2400 };
     const load = (protocol: ProtocolName, n: number): number | undefined => {
       const r = planSweep(c13).find((x) => x.point.protocol === protocol && x.point.replicas === n && x.rep === 0);
@@ -279,6 +279,8 @@ describe('HotStuff leaders start with a full pipeline (issue 10 item 2)', () => 
     expect(load('hotstuff', 16)).toBe(6400);
     expect(load('pbft', 16)).toBe(2400);
     expect(load('poe', 32)).toBe(3200);
+    // n = 32: four per leader (12,800) is capped at HOTSTUFF_START_REQUESTS_MAX = 64 requests.
+    expect(load('hotstuff', 32)).toBe(6400);
   });
 
   it('figure 12 keeps one load for every protocol: one request of the largest batch per replica', () => {

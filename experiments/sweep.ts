@@ -645,17 +645,30 @@ export const FIGURE_LOAD_TXNS = 2400;
 export const HOTSTUFF_REQUESTS_PER_LEADER = 4;
 
 /**
+ * At most this many HotStuff requests start outstanding in all, however many leaders. The
+ * client's first requests time out after the run's initial client timeout (2 s) before it has
+ * seen any latency to adapt to (client/core.ts adaptiveTimeout), and in a closed loop the
+ * latency is the load over the throughput (Little's law). At n = 32, four per leader put 128
+ * requests (12,800 txns) in flight: 2.0 s of latency (so about 6,400 txn/s), 220 client timeouts
+ * on healthy replicas (issue 10 notes, quiet machine). Capped at 64, n = 32 starts at two per
+ * leader, about half that latency, and n <= 16 keep four per leader (n = 16: 64 requests).
+ */
+export const HOTSTUFF_START_REQUESTS_MAX = 64;
+
+/**
  * A point's starting load: at least one request per replica, and HOTSTUFF_REQUESTS_PER_LEADER
  * per replica for HotStuff, whose parallel leaders each serve their own clients (a leader
- * without any fills its slots with no-ops); in figure 12, one load for every batch size, so
+ * without any fills its slots with no-ops), up to HOTSTUFF_START_REQUESTS_MAX in all (never
+ * below one per replica); in figure 12, one load for every batch size, so
  * counted in requests of the largest batch, one per replica.
  */
 export function startLoadTxns(run: Pick<SweepRun, 'figure' | 'point'>, loadTxns: number): number {
   const batch = run.figure === '12' ? Math.max(...BATCH_SIZES) : run.point.batch;
   // Not in figure 12: its one load serves batch 10 to 300, and four requests of 300 per leader
   // would put 30 per leader in flight at batch 10.
-  const perReplica = run.point.protocol === 'hotstuff' && run.figure !== '12' ? HOTSTUFF_REQUESTS_PER_LEADER : 1;
-  return Math.max(loadTxns, run.point.replicas * batch * perReplica);
+  if (run.point.protocol !== 'hotstuff' || run.figure === '12') return Math.max(loadTxns, run.point.replicas * batch);
+  const requests = Math.max(run.point.replicas, Math.min(run.point.replicas * HOTSTUFF_REQUESTS_PER_LEADER, HOTSTUFF_START_REQUESTS_MAX));
+  return Math.max(loadTxns, requests * batch);
 }
 
 /** The probing a profile allows: quick keeps to one doubling and 3-second probes (figure 13 --quick stays within minutes). */
