@@ -268,15 +268,16 @@ describe('figure 12 in transactions (issue 11 item 6)', () => {
 });
 
 describe('HotStuff leaders start with a full pipeline (issue 10 item 2)', () => {
-  it('figure 13 starts HotStuff at four requests per leader and the others at the sweep load', () => {
+  it('figure 13 starts HotStuff at eight requests per leader, at most 2048 / n in all, and the others at the sweep load', () => {
     const c13: SweepConfig = { ...config, figures: ['13'], figureArg: '13', filter: {}, loadTxns: 2400 };
     const load = (protocol: ProtocolName, n: number): number | undefined => {
       const r = planSweep(c13).find((x) => x.point.protocol === protocol && x.point.replicas === n && x.rep === 0);
       return r ? specFor(r, c13).loadTxns : undefined;
     };
-    // 4 replicas x 100 x 4 = 1,600 is below the sweep's 2,400; 16 x 100 x 4 = 6,400.
-    expect(load('hotstuff', 4)).toBe(2400);
-    expect(load('hotstuff', 16)).toBe(6400);
+    // 4 x 100 x 8 = 3,200; 16 x 8 = 128 requests = 2048 / 16; n = 32: 2048 / 32 = 64 requests, two per leader.
+    expect(load('hotstuff', 4)).toBe(3200);
+    expect(load('hotstuff', 16)).toBe(12800);
+    expect(load('hotstuff', 32)).toBe(6400);
     expect(load('pbft', 16)).toBe(2400);
     expect(load('poe', 32)).toBe(3200);
   });

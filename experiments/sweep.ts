@@ -636,26 +636,47 @@ export const FIGURE_LOAD_TXNS = 2400;
  * Requests outstanding per leader that HotStuff's parallel leaders start from (issue 10 item 2:
  * "figure runs give every leader enough load to keep its pipeline full"): a slot passes four
  * phases (prepare, pre-commit, commit, decide) and a leader proposes slots ahead of execution
- * (hotstuff-parallel.ts), so one request per phase keeps its pipeline full. Measured at n = 16
- * (this session, machine shared, ABBA): 24 clients (1.5 per leader) cost 22.0-22.7 ms of CPU per
- * accepted batch, 64 clients (4 per leader) 20.1-20.8 ms: fewer wake-ups per batch. A CPU-bound
- * point is not probed (experiments/saturation.ts), so the start is what it runs at. Single-leader
+ * (hotstuff-parallel.ts). The more slots a leader has in flight, the more of its phase messages
+ * and of the votes answering them leave in one socket write and are handled in one wake-up.
+ * Measured at n = 16 (machine shared with other work, load average 20-35, client timeout fixed
+ * at 60 s so that no retransmission counts, runs interleaved, CPU of all processes per accepted
+ * batch): 4 per leader 20.05, 21.25, 17.72, 20.19, 18.72 ms (mean 19.6), 8 per leader 14.69,
+ * 14.34, 17.55, 18.64, 15.70, 18.70 ms (mean 16.6); at n = 4, 6 per leader (the sweep's 2400
+ * txns) 3.49 and 3.65 ms, 8 per leader 3.37 and 3.32 ms. Earlier
+ * (issue 10 notes): 1.5 per leader 22.0-22.7 ms, 4 per leader 20.1-20.8 ms. A CPU-bound point
+ * is not probed (experiments/saturation.ts), so the start is what it runs at. Single-leader
  * protocols already give their one leader every request outstanding (24 at the default load).
  */
-export const HOTSTUFF_REQUESTS_PER_LEADER = 4;
+export const HOTSTUFF_REQUESTS_PER_LEADER = 8;
 
 /**
- * A point's starting load: at least one request per replica, and HOTSTUFF_REQUESTS_PER_LEADER
- * per replica for HotStuff, whose parallel leaders each serve their own clients (a leader
- * without any fills its slots with no-ops); in figure 12, one load for every batch size, so
- * counted in requests of the largest batch, one per replica.
+ * HotStuff's requests in flight times replicas, at most: n = 32 starts at 64 requests (two per
+ * leader), n = 16 at 128, n <= 8 at HOTSTUFF_REQUESTS_PER_LEADER per leader. The client's
+ * first requests time out after the run's initial client timeout (2 s) before it has seen any
+ * latency to adapt to (client/core.ts adaptiveTimeout), and in a closed loop the latency is
+ * the load over the throughput (Little's law); a slot's messages and verifications grow with
+ * n (paper rule: 22 verifications at n = 4, 106 at n = 16, replica/hotstuff.ts), so the
+ * throughput falls about as 1/n and the load that keeps one latency does too. At n = 32, 128
+ * requests (12,800 txns) in flight gave 2.0 s of latency (so about 6,400 txn/s) and 220
+ * client timeouts on healthy replicas (issue 10 notes, quiet machine); 64 give about half that.
+ */
+export const HOTSTUFF_START_REQUESTS_TIMES_N_MAX = 2048;
+
+/**
+ * A point's starting load: at least one request per replica, and for HotStuff, whose parallel
+ * leaders each serve their own clients (a leader without any fills its slots with no-ops),
+ * HOTSTUFF_REQUESTS_PER_LEADER per replica, at most HOTSTUFF_START_REQUESTS_TIMES_N_MAX / n
+ * in all; in figure 12, one load for every batch size, so counted in requests of the largest
+ * batch, one per replica.
  */
 export function startLoadTxns(run: Pick<SweepRun, 'figure' | 'point'>, loadTxns: number): number {
   const batch = run.figure === '12' ? Math.max(...BATCH_SIZES) : run.point.batch;
-  // Not in figure 12: its one load serves batch 10 to 300, and four requests of 300 per leader
-  // would put 30 per leader in flight at batch 10.
-  const perReplica = run.point.protocol === 'hotstuff' && run.figure !== '12' ? HOTSTUFF_REQUESTS_PER_LEADER : 1;
-  return Math.max(loadTxns, run.point.replicas * batch * perReplica);
+  const n = run.point.replicas;
+  // Not in figure 12: its one load serves batch 10 to 300, and eight requests of 300 per leader
+  // would put 240 per leader in flight at batch 10.
+  if (run.point.protocol !== 'hotstuff' || run.figure === '12') return Math.max(loadTxns, n * batch);
+  const requests = Math.max(n, Math.min(n * HOTSTUFF_REQUESTS_PER_LEADER, Math.floor(HOTSTUFF_START_REQUESTS_TIMES_N_MAX / n)));
+  return Math.max(loadTxns, requests * batch);
 }
 
 /** The probing a profile allows: quick keeps to one doubling and 3-second probes (figure 13 --quick stays within minutes). */
