@@ -23,12 +23,12 @@ const policy: ClientPolicy<Reply> = {
   onTimeout: () => [],
 };
 
-function core(adaptive: boolean): ClientCore<Reply> {
+function core(adaptive: boolean, clients = 1): ClientCore<Reply> {
   const crypto = createCrypto('node');
   const ring = new KeyRing(crypto, 'core-test', 4, 1);
   let key = 0;
   return new ClientCore<Reply>(
-    { origin: 0, clients: 1, clientIdBase: 0, batchSize: 1, valueBytes: 8, requestTimeoutMs: 100, maxBatches: Infinity, adaptiveTimeout: adaptive },
+    { origin: 0, clients, clientIdBase: 0, batchSize: 1, valueBytes: 8, requestTimeoutMs: 100, maxBatches: Infinity, adaptiveTimeout: adaptive },
     { crypto, signer: ring.clientSigner(0), keys: { nextKey: () => key++ }, policy },
   );
 }
@@ -55,5 +55,28 @@ describe('client request timeout', () => {
   it('adaptive: rises to a multiple of the recent p99 latency, never below requestTimeoutMs', () => {
     expect(drive(core(true), LATENCY_SAMPLES, 500)).toBe(ADAPTIVE_TIMEOUT_MULTIPLE * 500);
     expect(drive(core(true), LATENCY_SAMPLES, 5)).toBe(100);
+  });
+
+  it('adaptive: a first wave slower than requestTimeoutMs is held to the timeout its first replies give, not retransmitted', () => {
+    const timeoutsOf = (out: readonly ClientOutput<Reply>[]) => out.filter((o) => o.kind === 'event' && o.event.name === 'timeout').length;
+    const reply = (clientId: number): { kind: 'message'; from: number; msg: Reply } => ({
+      kind: 'message',
+      from: 0,
+      msg: { type: 'reply', clientId, reqNo: 0 } as Reply,
+    });
+    for (const adaptive of [true, false]) {
+      const c = core(adaptive, 2);
+      c.step({ kind: 'start' }, 0); // clients 0 and 1 each send one request, timers at 100 ms
+      c.step(reply(0), 80); // client 0's reply after 80 ms: the adaptive timeout becomes 4 x 80
+      const fired = c.step({ kind: 'timer', name: 'req:1' }, 100);
+      if (adaptive) {
+        // Held: re-armed to 0 + 320 ms, no timeout, nothing resent.
+        expect(timeoutsOf(fired)).toBe(0);
+        expect(timerOf(fired)).toBe(ADAPTIVE_TIMEOUT_MULTIPLE * 80 - 100);
+        expect(timeoutsOf(c.step({ kind: 'timer', name: 'req:1' }, ADAPTIVE_TIMEOUT_MULTIPLE * 80))).toBe(1);
+      } else {
+        expect(timeoutsOf(fired)).toBe(1);
+      }
+    }
   });
 });

@@ -73,6 +73,8 @@ export class ClientCore<M extends WireMessage> {
   private acceptedCount = 0;
   private started = false;
   private readonly recentLatencyMs: number[] = [];
+  /** When each logical client's request timer was last armed. */
+  private readonly armedAtMs = new Map<number, number>();
   private timeoutMs: number;
 
   constructor(
@@ -89,12 +91,20 @@ export class ClientCore<M extends WireMessage> {
     return this.timeoutMs;
   }
 
+  /**
+   * Recomputes the adaptive timeout every quarter of LATENCY_SAMPLES acceptances and, before the
+   * first quarter, at every power of two: a first wave of requests slower than requestTimeoutMs
+   * (HotStuff at 32 replicas on two cores: 2.0 s) would otherwise all time out before a
+   * quarter of the samples arrived.
+   */
   private observeLatency(latencyMs: number): void {
     if (!this.options.adaptiveTimeout) return;
     const recent = this.recentLatencyMs;
-    recent[this.acceptedCount % LATENCY_SAMPLES] = latencyMs;
-    if (this.acceptedCount % (LATENCY_SAMPLES / 4) !== 0) return;
-    const sorted = [...recent].sort((a, b) => a - b);
+    const count = this.acceptedCount;
+    recent[count % LATENCY_SAMPLES] = latencyMs;
+    const quarter = LATENCY_SAMPLES / 4;
+    if (count % quarter !== 0 && !(count < quarter && (count & (count - 1)) === 0)) return;
+    const sorted = recent.filter((x) => x !== undefined).sort((a, b) => a - b);
     const p99 = sorted[Math.min(sorted.length - 1, Math.floor(0.99 * sorted.length))]!;
     this.timeoutMs = Math.max(this.options.requestTimeoutMs, Math.ceil(ADAPTIVE_TIMEOUT_MULTIPLE * p99));
   }
@@ -191,8 +201,8 @@ export class ClientCore<M extends WireMessage> {
     this.pending.set(clientId, p);
     this.issued++;
     for (const to of this.deps.policy.targets(request)) out.push({ kind: 'send', to, msg: request as unknown as M });
+    this.armedAtMs.set(clientId, nowMs);
     out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: this.timeoutMs });
-    void nowMs;
   }
 
   private onMessage(from: number, msg: M, nowMs: number, out: ClientOutput<M>[]): void {
@@ -247,9 +257,17 @@ export class ClientCore<M extends WireMessage> {
     const clientId = Number(name.slice(4));
     const p = this.pending.get(clientId);
     if (!p) return;
+    // Adaptive: a timer armed before the timeout grew is held to the grown timeout, not fired:
+    // the request is not late by the client's current measure of the protocol's latency.
+    const armedAt = this.armedAtMs.get(clientId) ?? nowMs;
+    if (this.options.adaptiveTimeout && armedAt + this.timeoutMs > nowMs) {
+      out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: armedAt + this.timeoutMs - nowMs });
+      return;
+    }
     p.timeouts++;
     out.push({ kind: 'event', event: { name: 'timeout', clientId, reqNo: p.request.reqNo } });
     out.push(...this.deps.policy.onTimeout(p, nowMs));
+    this.armedAtMs.set(clientId, nowMs);
     out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: this.timeoutMs });
   }
 }
