@@ -216,7 +216,7 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
 // `calibration`, `virtualTime: false` on the runs.jsonl line, the same keys in the manifest.
 
 /** What a modelled run is: the run's spec without what only real processes have, plus the model's own settings. */
-export type ModelRunSpec = Omit<RunSpec, 'backend' | 'host' | 'basePort' | 'link' | 'infra' | 'keySeed' | 'clientTimeoutFixed'> & {
+export type ModelRunSpec = Omit<RunSpec, 'backend' | 'host' | 'basePort' | 'link' | 'infra' | 'keySeed' | 'clientTimeoutFixed' | 'nodeFlags'> & {
   readonly backend: 'model';
   readonly testbed: string;
   readonly calibration: string;
@@ -239,7 +239,7 @@ export interface ModelRun {
 
 /** The modelled spec of a run spec: its real-only fields (host, ports, links, placement, key material, adaptive timeouts) left out. */
 export function modelRunSpec(spec: RunSpec, testbed: string, calibration: string, simBatches: number): ModelRunSpec {
-  const { backend: _b, host: _h, basePort: _p, link: _l, infra: _i, keySeed: _k, clientTimeoutFixed: _t, ...rest } = spec;
+  const { backend: _b, host: _h, basePort: _p, link: _l, infra: _i, keySeed: _k, clientTimeoutFixed: _t, nodeFlags: _f, ...rest } = spec;
   return { ...rest, backend: 'model', testbed, calibration, simBatches };
 }
 
