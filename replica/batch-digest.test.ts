@@ -14,6 +14,7 @@ import { batchBodyAt, batchBodyDigestInto, makeRequest, MSG_REQUEST, requestDige
 import { MSG_PROPOSE, poeCodec, type PoeMessage } from './poe-wire.js';
 import { MSG_PRE_PREPARE, pbftCodec, type PbftMessage } from './pbft-wire.js';
 import { MSG_ORDER_REQ, zyzzyvaCodec, type ZyzzyvaMessage } from './zyzzyva-wire.js';
+import { hotstuffCodec, MSG_HS_PREPARE, MSG_HS_PROPOSAL, type HotStuffMessage } from './hotstuff-wire.js';
 import type { MessageCodec, WireMessage } from './types.js';
 
 const ring = new KeyRing(createCrypto('node'), 'batch-digest', 4, 1);
@@ -46,6 +47,28 @@ const carriers: { name: string; codec: MessageCodec<WireMessage>; make: (req: Cl
     codec: zyzzyvaCodec as MessageCodec<WireMessage>,
     make: (request) => ({ type: MSG_ORDER_REQ, view: 1, k: 9, history: Buffer.alloc(32, 1), digest, request }) as ZyzzyvaMessage,
   },
+  {
+    name: 'HotStuff PREPARE',
+    codec: hotstuffCodec as MessageCodec<WireMessage>,
+    make: (request) => ({ type: MSG_HS_PREPARE, leader: 3, view: 2, k: 41, request, justify: undefined, signature: Buffer.alloc(64, 5) }) as HotStuffMessage,
+  },
+  {
+    name: 'chained HotStuff PROPOSAL',
+    codec: hotstuffCodec as MessageCodec<WireMessage>,
+    make: (request) =>
+      ({
+        type: MSG_HS_PROPOSAL,
+        leader: 1,
+        block: {
+          view: 7,
+          height: 12,
+          parentHash: Buffer.alloc(32, 3),
+          request,
+          justify: { phase: 0, view: 6, k: 11, digest, sigs: [{ replica: 2, signature: Buffer.alloc(64, 6) }] },
+        },
+        signature: Buffer.alloc(64, 4),
+      }) as HotStuffMessage,
+  },
 ];
 
 describe('a batch hashed once per process', () => {
@@ -73,8 +96,8 @@ describe('a batch hashed once per process', () => {
       const out = Buffer.alloc(40);
       batchBodyDigestInto(payload, start, end, out, 8);
       expect(out.subarray(8).equals(sha(sent.body)), c.name).toBe(true);
-      const msg = c.codec.decode(payload) as WireMessage & { request?: ClientRequest };
-      const got = msg.type === MSG_REQUEST ? (msg as ClientRequest) : msg.request!;
+      const msg = c.codec.decode(payload) as WireMessage & { request?: ClientRequest; block?: { request: ClientRequest } };
+      const got = msg.type === MSG_REQUEST ? (msg as ClientRequest) : (msg.request ?? msg.block!.request);
       const counting = new CountingCrypto(createCrypto('node'));
       expect(requestDigest(counting, got).equals(sha(sent.body)), c.name).toBe(true);
       expect(counting.counts.digests, `${c.name}: the digest was reused`).toBe(0);

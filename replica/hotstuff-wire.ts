@@ -363,6 +363,8 @@ const hotstuffTable: Record<number, FieldCodec<HotStuffMessage>> = {
       const justify = r.bool('prepare.hasJustify') ? readQC(r) : undefined;
       return { type: MSG_HS_PREPARE, leader, view, k, request, justify, signature: r.fixed(SIGNATURE_BYTES, 'prepare.signature') };
     },
+    // type u8, leader u16, view u53, k u53, then the batch (replica/messages.ts batchBodyAt).
+    batchAt: 19,
   },
   [MSG_HS_PRE_COMMIT]: phaseCodec(MSG_HS_PRE_COMMIT),
   [MSG_HS_COMMIT]: phaseCodec(MSG_HS_COMMIT),
@@ -423,6 +425,8 @@ const hotstuffTable: Record<number, FieldCodec<HotStuffMessage>> = {
         signature: r.fixed(SIGNATURE_BYTES, 'proposal.signature'),
       };
     },
+    // type u8, leader u16, view u53, height u53, parentHash (32 bytes), then the batch.
+    batchAt: 51,
   },
   [MSG_HS_NEW_VIEW]: {
     write: (w, m) => {
