@@ -17,7 +17,7 @@ import { pointId, type RunMetrics } from '../infra/run/records.js';
 import { specPoint, type Environment, type RunLine } from '../infra/run/results.js';
 import type { RunSpec } from '../infra/run/spec.js';
 import { formatReplicaFault } from '../replica/byzantine.js';
-import { quorums } from '../replica/types.js';
+import { isClientPeer, quorums } from '../replica/types.js';
 
 export interface ModelPointInput {
   readonly protocol: string;
@@ -86,6 +86,36 @@ export interface ModelPointResult {
   readonly protocolMessagesPerBatch: number;
   readonly highestView: number;
   readonly stopReason: string;
+  /** The model's socket work over the whole run, replicas and clients apart (CostModel.ioByNode), and its turns. */
+  readonly io: ModelIo;
+}
+
+export interface ModelIoTotals {
+  framesOut: number;
+  writes: number;
+  messagesIn: number;
+  reads: number;
+}
+
+export interface ModelIo {
+  readonly replica: ModelIoTotals;
+  readonly client: ModelIoTotals;
+  readonly turns: number;
+}
+
+function ioTotals(model: CostModel): ModelIo {
+  const replica = { framesOut: 0, writes: 0, messagesIn: 0, reads: 0 };
+  const client = { framesOut: 0, writes: 0, messagesIn: 0, reads: 0 };
+  let turns = 0;
+  for (const [peer, io] of model.ioByNode()) {
+    const x = isClientPeer(peer) ? client : replica;
+    x.framesOut += io.framesOut;
+    x.writes += io.writes;
+    x.messagesIn += io.messagesIn;
+    x.reads += io.reads;
+    turns += io.turns;
+  }
+  return { replica, client, turns };
 }
 
 /** When the first client had its last batch accepted: the start of the run's drain. */
@@ -206,6 +236,7 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
     protocolMessagesPerBatch: Math.round(result.protocolMessagesPerBatch * 100) / 100,
     highestView: result.highestView,
     stopReason: result.stopReason,
+    io: ioTotals(model),
   };
 }
 

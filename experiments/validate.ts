@@ -11,12 +11,8 @@ import { makeRunSpec } from '../infra/run/spec.js';
 import type { CalibrationFile } from '../infra/sim/calibration.js';
 import { localTestbed } from '../infra/sim/testbed.js';
 import type { ProtocolName } from '../replica/types.js';
-import { CostModel } from '../infra/sim/cost-model.js';
-import { Simulation } from '../infra/sim/simulator.js';
-import { costModelConfig } from '../infra/sim/testbed.js';
 import type { ProcessFigures } from '../infra/run/metrics.js';
-import { isClientPeer } from '../replica/types.js';
-import { type ModelPointInput, modelPoint, pointInputOf } from './model-point.js';
+import { type ModelIo, modelPoint, pointInputOf } from './model-point.js';
 
 export interface ValidationPoint {
   readonly protocol: string;
@@ -178,7 +174,7 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
       const input = pointInputOf(spec, testbed, calibration.costs, options.modelBatches ?? 400);
       const model = modelPoint(input);
       const realIo = ioRatios(real.metrics?.processes ?? []);
-      const modelIo = modelCoalescing(input);
+      const modelIo = modelCoalescing(model.io, model.acceptedBatches);
       const batches = real.metrics?.acceptedBatches ?? 0;
       const realCpuMsPerBatch = batches > 0 ? (realCores * (real.metrics?.windowSec ?? 0) * 1000) / batches : 0;
       const realClientCores = (real.metrics?.processes ?? []).filter((x) => x.role === 'client').reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
@@ -246,49 +242,14 @@ export function ioRatios(processes: readonly ProcessFigures[]): Coalescing {
   };
 }
 
-/**
- * The same ratios in the cost model for a point: the point's simulation run again with a
- * CostModel whose counters are read (modelPoint keeps its own to itself), same seed, so the same run.
- */
-function modelCoalescing(p: ModelPointInput): Coalescing {
-  const machines = Math.max(1, p.testbed.clientMachines ?? p.clientProcs);
-  const model = new CostModel(costModelConfig(p.testbed, p.costs));
-  const r = new Simulation(
-    {
-      protocol: p.protocol,
-      n: p.replicas,
-      seed: p.seed,
-      batches: p.batches,
-      clientMachines: machines,
-      clients: Math.max(1, Math.ceil(p.clients / machines)),
-      batchSize: p.batch,
-      records: p.records,
-      valueBytes: p.valueBytes,
-      checkpointIntervalK: p.checkpointInterval,
-      windowK: p.window,
-      delay: p.testbed.delay,
-      extra: p.extra ?? {},
-      requestTimeoutMs: p.clientTimeoutMs ?? 2000,
-      viewChangeTimeoutMs: p.viewChangeTimeoutMs ?? 2000,
-    },
-    model,
-  ).run();
-  const t = { replica: { framesOut: 0, writes: 0, messagesIn: 0, reads: 0 }, client: { framesOut: 0, writes: 0, messagesIn: 0, reads: 0 } };
-  let turns = 0;
-  for (const [peer, io] of model.ioByNode()) {
-    const x = isClientPeer(peer) ? t.client : t.replica;
-    x.framesOut += io.framesOut;
-    x.writes += io.writes;
-    x.messagesIn += io.messagesIn;
-    x.reads += io.reads;
-    turns += io.turns;
-  }
+/** The same ratios in the cost model, from the modelled point's own counters (modelPoint's `io`). */
+function modelCoalescing(io: ModelIo, acceptedBatches: number): Coalescing {
   const ratio = (a: number, b: number): number | undefined => (b > 0 ? a / b : undefined);
   return {
-    replicaPerWrite: ratio(t.replica.framesOut, t.replica.writes),
-    replicaPerRead: ratio(t.replica.messagesIn, t.replica.reads),
-    clientPerWrite: ratio(t.client.framesOut, t.client.writes),
-    turnsPerBatch: ratio(turns, r.acceptedBatches),
+    replicaPerWrite: ratio(io.replica.framesOut, io.replica.writes),
+    replicaPerRead: ratio(io.replica.messagesIn, io.replica.reads),
+    clientPerWrite: ratio(io.client.framesOut, io.client.writes),
+    turnsPerBatch: ratio(io.turns, acceptedBatches),
   };
 }
 
