@@ -119,22 +119,41 @@ export function pooledExecutor(
   recordOf: (run: SweepRun, result: unknown) => RunRecord,
 ): RunExecutor {
   const pending = new Map<string, Promise<unknown>>();
+  /** Results of runs that finished, by run key, until their record is taken. */
+  const done = new Map<string, unknown>();
   const submit = (run: SweepRun): Promise<unknown> => {
+    const key = runKey(run);
     const p = pool.run(taskOf(run));
     // A run that fails is reported when its turn comes, not as an unhandled rejection before.
-    p.catch(() => undefined);
-    pending.set(runKey(run), p);
+    p.then(
+      (result) => {
+        if (result !== undefined) done.set(key, result);
+      },
+      () => undefined,
+    );
+    pending.set(key, p);
     return p;
   };
   for (const r of toRun) submit(r);
-  return async (run, signal) => {
+  const execute = async (run: SweepRun, signal: AbortSignal): Promise<RunRecord | undefined> => {
     if (signal.aborted) return undefined;
     const key = runKey(run);
     const p = pending.get(key) ?? submit(run);
     pending.delete(key);
     const result = await p;
-    return result === undefined || signal.aborted ? undefined : recordOf(run, result);
+    done.delete(key);
+    // A run that finished is kept even if the signal aborted meanwhile (runSweep records it).
+    return result === undefined ? undefined : recordOf(run, result);
   };
+  const finished = (run: SweepRun): RunRecord | undefined => {
+    const key = runKey(run);
+    if (!done.has(key)) return undefined;
+    const result = done.get(key);
+    done.delete(key);
+    pending.delete(key);
+    return recordOf(run, result);
+  };
+  return Object.assign(execute, { finished });
 }
 
 /** The sensitivity section's data (issue 12 item 5), beside runs.jsonl: plots/sensitivity.ts reads it into the report. */

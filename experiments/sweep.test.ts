@@ -136,6 +136,28 @@ describe('runSweep', () => {
     expect(remainingRuns(runs, loadRuns(dir), false)[0]).toBe(runs[2]);
   });
 
+  it('on abort keeps the runs a pooled executor had already finished ahead, and the resume runs only the rest', async () => {
+    const dir = tempDir();
+    const runs = planSweep(config);
+    const controller = new AbortController();
+    // Runs 3 and 5 finished on the pool's workers while the sweep waited for run 2.
+    const finishedAhead = new Set([runs[3], runs[5]]);
+    const execute = Object.assign(
+      async (run: (typeof runs)[number]) => {
+        if (run === runs[2]) {
+          controller.abort();
+          return undefined;
+        }
+        return fakeRecord(run);
+      },
+      { finished: (run: (typeof runs)[number]) => (finishedAhead.has(run) ? fakeRecord(run) : undefined) },
+    ) as RunExecutor;
+    const outcome = await runSweep(runs, [], { dir, backend: 'model', execute, signal: controller.signal, retryFailed: false });
+    expect(outcome).toEqual({ planned: 8, skipped: 0, ran: 4, interrupted: true });
+    expect(loadRuns(dir).map(runKey)).toEqual([runs[0], runs[1], runs[3], runs[5]].map(runKey));
+    expect(remainingRuns(runs, loadRuns(dir), false)).toEqual([runs[2], runs[4], runs[6], runs[7]]);
+  });
+
   it('records a failed run with its reason and goes on; a throwing executor is a failed point', async () => {
     const dir = tempDir();
     const runs = planSweep({ ...config, reps: 1 });

@@ -497,7 +497,14 @@ export function writeManifestOnce(dir: string, manifest: Record<string, unknown>
 // The loop
 
 /** Runs one planned run; returns its record, or undefined when it was interrupted (nothing to record). */
-export type RunExecutor = (run: SweepRun, signal: AbortSignal, onPhase: (text: string) => void) => Promise<RunRecord | undefined>;
+export type RunExecutor = ((run: SweepRun, signal: AbortSignal, onPhase: (text: string) => void) => Promise<RunRecord | undefined>) & {
+  /**
+   * An executor that runs points ahead of the one asked for (a pool of workers): the record of
+   * `run` if it has already finished, without waiting. On an interrupt the sweep keeps these:
+   * nothing already measured is lost.
+   */
+  readonly finished?: (run: SweepRun) => RunRecord | undefined;
+};
 
 export interface SweepListener {
   /** Before the first run: the plan, and what is already done. */
@@ -543,8 +550,18 @@ export async function runSweep(
   const skipped = runs.length - toRun.length;
   io.listener?.onPlan?.({ planned: runs.length, skipped, toRun });
   let ran = 0;
+  // Interrupted: the records of runs a pooled executor already finished ahead are kept too.
+  const interrupted = (from: number): SweepOutcome => {
+    for (const run of toRun.slice(from)) {
+      const record = io.execute.finished?.(run);
+      if (record === undefined) continue;
+      appendRecord(io.dir, record);
+      ran++;
+    }
+    return { planned: runs.length, skipped, ran, interrupted: true };
+  };
   for (const [i, run] of toRun.entries()) {
-    if (io.signal.aborted) return { planned: runs.length, skipped, ran, interrupted: true };
+    if (io.signal.aborted) return interrupted(i);
     io.listener?.onRunStart?.(run, i, toRun.length);
     const t0 = Date.now();
     let record: RunRecord | undefined;
@@ -556,7 +573,14 @@ export async function runSweep(
         ? undefined
         : failedRecord(run, `the sweep could not run this point: ${(err as Error).message}`, io.backend, new Date(t0).toISOString(), (Date.now() - t0) / 1000);
     }
-    if (record === undefined || io.signal.aborted) return { planned: runs.length, skipped, ran, interrupted: true };
+    if (record === undefined) return interrupted(i);
+    if (io.signal.aborted) {
+      // A real run cut short by the interrupt is not kept; a pooled run that had finished is.
+      if (io.execute.finished === undefined) return interrupted(i);
+      appendRecord(io.dir, record);
+      ran++;
+      return interrupted(i + 1);
+    }
     appendRecord(io.dir, record);
     ran++;
     io.listener?.onRunEnd?.(run, record, (Date.now() - t0) / 1000);
@@ -658,7 +682,8 @@ export const HOTSTUFF_REQUESTS_PER_LEADER = 8;
  * n (paper rule: 22 verifications at n = 4, 106 at n = 16, replica/hotstuff.ts), so the
  * throughput falls about as 1/n and the load that keeps one latency does too. At n = 32, 128
  * requests (12,800 txns) in flight gave 2.0 s of latency (so about 6,400 txn/s) and 220
- * client timeouts on healthy replicas (issue 10 notes, quiet machine); 64 give about half that.
+ * client timeouts on healthy replicas (issue 10 notes, quiet machine); 64 requests gave 1.10 s
+ * and no client timeout (figure 13 --quick on a quiet machine, 2026-12-04 23:41, README).
  */
 export const HOTSTUFF_START_REQUESTS_TIMES_N_MAX = 2048;
 
