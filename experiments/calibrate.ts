@@ -146,6 +146,8 @@ export interface FixedCosts {
   /** 0 when a fit point's processes lack read and write counts (older calibrations). */
   readonly perReadUs: number;
   readonly perWriteUs: number;
+  /** Whether reads and writes were fitted (every fit point's processes had both counted). */
+  readonly ioFitted: boolean;
 }
 
 /**
@@ -219,7 +221,7 @@ export function fitFixedCosts(points: readonly FitPoint[]): FixedCosts {
   }
   const [perMessageInUs = 0, perFrameOutUs = 0, perByteInUs = 0, perByteOutUs = 0, perReadUs = 0, perWriteUs = 0] =
     rows.length === 0 ? [] : fitNonNegative(rows, y);
-  return { perMessageInUs, perFrameOutUs, perByteInUs, perByteOutUs, perReadUs, perWriteUs };
+  return { perMessageInUs, perFrameOutUs, perByteInUs, perByteOutUs, perReadUs, perWriteUs, ioFitted: io };
 }
 
 /**
@@ -302,7 +304,7 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
     }
   }
   const fit = fitFixedCosts(fitPoints);
-  const ioFitted = fitPoints.length > 0 && fitPoints.every((p) => (p.processes ?? []).length > 0 && p.processes!.every((q) => q.reads !== undefined));
+  const ioFitted = fit.ioFitted;
   const perProcess = fitPoints.every((p) => (p.processes?.length ?? 0) > 0);
   const fitted =
     fitPoints.length === 0
