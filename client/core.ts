@@ -259,7 +259,7 @@ export class ClientCore<M extends WireMessage> {
     if (!p) return;
     // Adaptive: a timer armed before the timeout grew is held to the grown timeout, not fired:
     // the request is not late by the client's current measure of the protocol's latency.
-    const armedAt = this.armedAtMs.get(clientId) ?? nowMs;
+    const armedAt = this.armedAtMs.get(clientId) ?? Number.NEGATIVE_INFINITY;
     if (this.options.adaptiveTimeout && armedAt + this.timeoutMs > nowMs) {
       out.push({ kind: 'setTimer', name: requestTimer(clientId), afterMs: armedAt + this.timeoutMs - nowMs });
       return;

@@ -135,7 +135,8 @@ export class PointPool {
     worker.on('error', (err) => {
       const job = slot.job;
       slot.job = undefined;
-      this.slots.splice(this.slots.indexOf(slot), 1);
+      const i = this.slots.indexOf(slot);
+      if (i >= 0) this.slots.splice(i, 1);
       job?.reject(err);
       this.pump();
     });
