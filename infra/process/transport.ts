@@ -166,7 +166,7 @@ const MAC_OF_BATCH = 0x02;
 const SHA256_BLOCK = 64;
 const DIGEST_BYTES = 32;
 /** The most bytes around a batch (before and after it) a batch digest covers; a payload with more is MAC'd by its SHA-256. */
-const BATCH_FRAME_BYTES_MAX = 1024;
+export const BATCH_FRAME_BYTES_MAX = 1024;
 
 /** SHA-256 of a frame's payload, one-shot. */
 export function payloadDigest(payload: Uint8Array): Buffer {

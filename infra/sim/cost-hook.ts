@@ -25,6 +25,8 @@ export interface StepWork {
   /** The input frame's transport MAC checked on receipt (one per delivered frame). */
   readonly frameMacVerifies: number;
   readonly frameMacVerifyBytes: number;
+  /** The bytes that check hashes (infra/sim/mac-bytes.ts); absent: all of frameMacVerifyBytes. */
+  readonly frameMacHashBytes?: number;
   /** Transactions the step executed ('executed' events; a re-execution after a rollback counts again). */
   readonly txnsExecuted: number;
   /** 1 when the step's input was a message, 0 for a timer or start. */
@@ -38,6 +40,8 @@ export interface FrameOut {
   readonly bytes: number;
   /** The frame was encoded for this send (false for the 2nd..kth copy of a broadcast: encoded once). */
   readonly encoded: boolean;
+  /** The bytes its MAC hashes (infra/sim/mac-bytes.ts); absent: all of `bytes`. */
+  readonly macBytes?: number;
 }
 
 export interface SimCostHook {

@@ -102,7 +102,7 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
   const cr = w.crypto;
   const inputUs =
     lin(c.decode, w.decodes, w.decodeBytes) +
-    lin(c.hmac, w.frameMacVerifies, w.frameMacVerifyBytes) +
+    lin(c.hmac, w.frameMacVerifies, w.frameMacHashBytes ?? w.frameMacVerifyBytes) +
     lin(c.ed25519Verify, cr.verifies, cr.verifyBytes) +
     c.perMessageInUs * w.messagesIn +
     c.ioPerByteUs * w.frameMacVerifyBytes;
@@ -126,7 +126,7 @@ export function frameCpuUs(c: OpCosts, f: FrameOut): number {
   return (
     (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) +
     c.hmac.fixedUs +
-    c.hmac.perByteUs * f.bytes +
+    c.hmac.perByteUs * (f.macBytes ?? f.bytes) +
     c.perFrameOutUs +
     ioOutPerByteUs(c) * f.bytes
   );

@@ -47,6 +47,7 @@ import {
 } from '../../replica/types.js';
 import { ChargedCrypto } from './charged-crypto.js';
 import type { SimCostHook } from './cost-hook.js';
+import { macHashBytes } from './mac-bytes.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type NetworkStats } from './network.js';
 import { simFaultContext, twinsNetworkCut } from './twins.js';
@@ -251,6 +252,8 @@ export class Simulation {
   private readonly counting: CountingCrypto | undefined;
   private readonly backlog = new Map<Peer, SimEvent[]>();
   private inputFrameBytes = -1;
+  /** The bytes the input frame's MAC check hashes (mac-bytes.ts). */
+  private inputMacHashBytes = 0;
   /** Crypto computed or charged (charged-crypto.ts), and whether recipients of one frame share its decode. */
   readonly cryptoMode: SimCryptoMode;
   private readonly shareDecoded: boolean;
@@ -583,6 +586,7 @@ export class Simulation {
       if (this.shareDecoded) frame.input = input;
     }
     this.inputFrameBytes = frame.bytes.length;
+    if (this.hook) this.inputMacHashBytes = macHashBytes(frame.bytes, true);
     if (isClientPeer(to)) this.stepClient(clientOrigin(to), input);
     else this.stepReplica(to, input);
   }
@@ -821,6 +825,7 @@ export class Simulation {
       decodeBytes: Math.max(0, inBytes),
       frameMacVerifies: message,
       frameMacVerifyBytes: Math.max(0, inBytes),
+      frameMacHashBytes: inBytes >= 0 ? this.inputMacHashBytes : 0,
       txnsExecuted,
       messagesIn: message,
     });
@@ -836,7 +841,7 @@ export class Simulation {
       this.replicaBytes += bytes;
       this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + 1;
     }
-    const departMs = this.hook ? this.hook.frameSent({ from, to, bytes, encoded }, this.nowMs) : this.nowMs;
+    const departMs = this.hook ? this.hook.frameSent({ from, to, bytes, encoded, macBytes: macHashBytes(frame.bytes, encoded) }, this.nowMs) : this.nowMs;
     const arrivals = this.arrivals;
     const copies = this.network.transmitInto(from, to, departMs, arrivals);
     for (let i = 0; i < copies; i++) this.queue.push(arrivals[i]!, frame, to);

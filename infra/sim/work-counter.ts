@@ -30,6 +30,7 @@ export interface WorkTotals {
   frameMacBytes: number;
   frameMacVerifies: number;
   frameMacVerifyBytes: number;
+  frameMacHashBytes: number;
   txnsExecuted: number;
 }
 
@@ -50,6 +51,7 @@ export const zeroWorkTotals = (): WorkTotals => ({
   frameMacBytes: 0,
   frameMacVerifies: 0,
   frameMacVerifyBytes: 0,
+  frameMacHashBytes: 0,
   txnsExecuted: 0,
 });
 
@@ -61,6 +63,7 @@ export function addStepWork(t: WorkTotals, w: StepWork): void {
   t.decodeBytes += w.decodeBytes;
   t.frameMacVerifies += w.frameMacVerifies;
   t.frameMacVerifyBytes += w.frameMacVerifyBytes;
+  t.frameMacHashBytes += w.frameMacHashBytes ?? w.frameMacVerifyBytes;
   t.txnsExecuted += w.txnsExecuted;
 }
 
@@ -68,7 +71,7 @@ export function addFrameOut(t: WorkTotals, f: FrameOut): void {
   t.framesOut++;
   t.frameBytesOut += f.bytes;
   t.frameMacs++;
-  t.frameMacBytes += f.bytes;
+  t.frameMacBytes += f.macBytes ?? f.bytes;
   if (f.encoded) {
     t.encodes++;
     t.encodeBytes += f.bytes;
