@@ -70,6 +70,12 @@ export interface Environment {
   readonly cpuModel: string;
   readonly cpuCores: number;
   readonly totalMemoryMB: number;
+  /**
+   * POE_BENCH_NODE_ARGS when set: node flags the local backend adds after the spec's
+   * --node-flags (infra/local/backend.ts), which they override; the spec's nodeFlags alone
+   * would then not say what the processes ran with.
+   */
+  readonly nodeArgsFromEnv?: string;
 }
 
 function git(args: readonly string[], cwd: string): string | undefined {
@@ -97,6 +103,7 @@ export function environment(): Environment {
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
     cpuCores: cpus.length,
     totalMemoryMB: Math.round(os.totalmem() / 2 ** 20),
+    ...(process.env['POE_BENCH_NODE_ARGS'] ? { nodeArgsFromEnv: process.env['POE_BENCH_NODE_ARGS'] } : {}),
   };
 }
 
