@@ -155,6 +155,7 @@ export function writeManifest(outDir: string, spec: RunSpec, env: Environment, s
     cpuModel: env.cpuModel,
     cpuCores: env.cpuCores,
     totalMemoryMB: env.totalMemoryMB,
+    ...(env.nodeArgsFromEnv === undefined ? {} : { nodeArgsFromEnv: env.nodeArgsFromEnv }),
     backend: spec.backend,
     hosts: [spec.host],
     spec,
