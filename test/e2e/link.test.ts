@@ -26,17 +26,22 @@ function valid(r: RunResult): RunResult {
 
 describe('link emulation on the local backend', () => {
   it('1 ms on every link adds about 4 message delays to PoE latency', async () => {
-    // A-B-A: the suite runs other files beside this one, and a load spike during one base run
-    // once made it slower than the delayed run (p50 9.13 ms against 6.49); the faster base is
-    // the one less disturbed.
-    const before = valid(await executeRun(makeRunSpec({ ...LIGHT })));
-    const slow = valid(await executeRun(makeRunSpec({ ...LIGHT, link: 'delay=1ms' })));
-    const after = valid(await executeRun(makeRunSpec({ ...LIGHT })));
-    expect(slow.spec.link).toBe('delay=1ms');
-    const baseP50 = Math.min(before.latencyMs.p50, after.latencyMs.p50);
-    const growthMs = slow.latencyMs.p50 - baseP50;
-    const detail = `p50 ${before.latencyMs.p50.toFixed(2)} / ${after.latencyMs.p50.toFixed(2)} ms -> ${slow.latencyMs.p50.toFixed(2)} ms (growth ${growthMs.toFixed(2)} ms over the faster base)`;
-    console.log(`local backend, delay=1ms: ${detail}`);
+    // A-B-A, up to three times: the suite runs other files beside this one, and a load spike
+    // lasting a whole 3 s run once made the base slower than the delayed run (p50 9.13 ms
+    // against 6.49) and once the delayed run 48 ms; the faster base is the less disturbed one.
+    // A delay that is not applied (growth near 0) or far too long fails all three.
+    let growthMs = Number.NaN;
+    let detail = '';
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const before = valid(await executeRun(makeRunSpec({ ...LIGHT })));
+      const slow = valid(await executeRun(makeRunSpec({ ...LIGHT, link: 'delay=1ms' })));
+      const after = valid(await executeRun(makeRunSpec({ ...LIGHT })));
+      expect(slow.spec.link).toBe('delay=1ms');
+      growthMs = slow.latencyMs.p50 - Math.min(before.latencyMs.p50, after.latencyMs.p50);
+      detail = `p50 ${before.latencyMs.p50.toFixed(2)} / ${after.latencyMs.p50.toFixed(2)} ms -> ${slow.latencyMs.p50.toFixed(2)} ms (growth ${growthMs.toFixed(2)} ms over the faster base)`;
+      console.log(`local backend, delay=1ms, attempt ${attempt}: ${detail}`);
+      if (growthMs >= 3 && growthMs <= 25) break;
+    }
     expect(growthMs, detail).toBeGreaterThanOrEqual(3);
     expect(growthMs, detail).toBeLessThanOrEqual(25);
   });
