@@ -1,5 +1,6 @@
 import { cpus } from 'node:os';
 import { describe, expect, it } from 'vitest';
+import type { FitProcess } from '../infra/sim/calibration.js';
 import { fitFixedCosts, fitNonNegative, ioPerBatch } from './calibrate.js';
 import { coresLeft, errorPercent, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
 
@@ -19,6 +20,23 @@ const pt = (protocol: string, replicas: number, realTxnPerSec: number, modelTxnP
   modelCpuMsPerBatch: 2,
   cpuErrorPercent: 0,
 });
+
+/** A fit point of one run whose fixed costs come from its processes alone (the run's totals are 0). */
+function fitPointOf<P extends FitProcess>(protocol: string, replicas: number, processes: P[]) {
+  return {
+    protocol,
+    replicas,
+    batch: 100,
+    clients: 24,
+    cpuMsPerBatch: 0,
+    txnPerSec: 0,
+    messagesPerBatch: 0,
+    ioBytesPerBatch: 0,
+    opCpuMsPerBatch: 0,
+    cpuCores: 1,
+    processes,
+  };
+}
 
 describe('validation math', () => {
   it('error is (model - real) / real in percent', () => {
@@ -113,20 +131,7 @@ describe('validation math', () => {
       proc('client 0', 4, 1, 400, 7000),
       proc('replica 3', 9, 2, 500, 100),
     ];
-    const point = {
-      protocol: 'poe',
-      replicas: 4,
-      batch: 100,
-      clients: 24,
-      cpuMsPerBatch: 0,
-      txnPerSec: 0,
-      messagesPerBatch: 0,
-      ioBytesPerBatch: 0,
-      opCpuMsPerBatch: 0,
-      cpuCores: 1,
-      processes,
-    };
-    const f = fitFixedCosts([point]);
+    const f = fitFixedCosts([fitPointOf('poe', 4, processes)]);
     expect(f.perMessageInUs).toBeCloseTo(10, 6);
     expect(f.perFrameOutUs).toBeCloseTo(5, 6);
     expect(f.perByteInUs).toBeCloseTo(0.02, 9);
@@ -147,19 +152,7 @@ describe('validation math', () => {
       opCpuMsPerBatch: 0.2,
       cpuMsPerBatch: 0.2 + (10 * messagesIn + 5 * framesOut + 30 * reads + 40 * writes) / 1000,
     });
-    const point = (processes: ReturnType<typeof proc>[]) => ({
-      protocol: 'hotstuff',
-      replicas: 7,
-      batch: 100,
-      clients: 24,
-      cpuMsPerBatch: 0,
-      txnPerSec: 0,
-      messagesPerBatch: 0,
-      ioBytesPerBatch: 0,
-      opCpuMsPerBatch: 0,
-      cpuCores: 1,
-      processes,
-    });
+    const point = (processes: ReturnType<typeof proc>[]) => fitPointOf('hotstuff', 7, processes);
     const processes = [
       proc('replica 0', 6, 30, 5, 6),
       proc('replica 1', 12, 12, 10, 3),
