@@ -17,7 +17,18 @@ import { createCrypto, DIGEST_BYTES, type CryptoProvider } from '../../replica/c
 import { clientMacKey, KeyRing } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
 import type { ClientProcessConfig, PeerAddress, WindowExtended, WindowOpened } from './control.js';
-import { bump, protocolExtra, toEpochMs, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources, type ResourceSample } from './support.js';
+import {
+  bump,
+  protocolExtra,
+  toEpochMs,
+  MeasurementWindow,
+  NamedTimers,
+  startedWindow,
+  nowMs,
+  peakRssBytes,
+  sampleResources,
+  type ResourceSample,
+} from './support.js';
 import { waitUntil } from './replica.js';
 import { Transport, type TransportCounters } from './transport.js';
 import {
@@ -193,13 +204,11 @@ export class ClientRuntime<M extends WireMessage> {
   }
 
   openWindow(): WindowOpened {
-    if (!this.window) throw new Error('not started');
-    return this.window.openByCommand();
+    return startedWindow(this.window).openByCommand();
   }
 
   extendWindow(durationMs: number): WindowExtended {
-    if (!this.window) throw new Error('not started');
-    return this.window.extendByCommand(durationMs);
+    return startedWindow(this.window).extendByCommand(durationMs);
   }
 
   /** Stops issuing and handling replies; the numbers are final from here on. */

@@ -16,7 +16,7 @@ import { createCrypto, type CryptoProvider } from '../../replica/crypto.js';
 import { clientMacKey, KeyRing, replicaMacKey } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
 import type { PeerAddress, ReplicaProcessConfig, WindowExtended, WindowOpened } from './control.js';
-import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, nowMs, peakRssBytes, sampleResources } from './support.js';
+import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, startedWindow, nowMs, peakRssBytes, sampleResources } from './support.js';
 import { Transport, type TransportCounters } from './transport.js';
 import {
   clientOrigin,
@@ -243,13 +243,11 @@ export class ReplicaRuntime<M extends WireMessage> {
 
   /** The harness opens the window once the warm-up settled (infra/process/support.ts MeasurementWindow). */
   openWindow(): WindowOpened {
-    if (!this.window) throw new Error('not started');
-    return this.window.openByCommand();
+    return startedWindow(this.window).openByCommand();
   }
 
   extendWindow(durationMs: number): WindowExtended {
-    if (!this.window) throw new Error('not started');
-    return this.window.extendByCommand(durationMs);
+    return startedWindow(this.window).extendByCommand(durationMs);
   }
 
   stop(): void {

@@ -196,6 +196,12 @@ export class MeasurementWindow {
   }
 }
 
+/** A process's window once `start` made it: the control commands open-window and extend-window need one. */
+export function startedWindow(w: MeasurementWindow | undefined): MeasurementWindow {
+  if (!w) throw new Error('not started');
+  return w;
+}
+
 /** Counts per key, for event and rejection reasons. */
 export function bump(counts: Record<string, number>, key: string, by = 1): void {
   counts[key] = (counts[key] ?? 0) + by;
