@@ -127,8 +127,8 @@ export function drainStartMs(accepted: readonly { readonly clientId: number; rea
   return first;
 }
 
-/** A bucket width of 1, 2 or 5 times a power of ten ms, about a fortieth of the run. */
-function bucketMs(totalMs: number): number {
+/** A bucket width of 1, 2 or 5 times a power of ten ms, about a fortieth of the run (also --backend sim's: experiments/sweep-sim.ts). */
+export function bucketMs(totalMs: number): number {
   const raw = Math.max(totalMs / 40, 0.001);
   const pow = 10 ** Math.floor(Math.log10(raw));
   for (const m of [1, 2, 5, 10]) if (m * pow >= raw) return m * pow;
@@ -136,7 +136,7 @@ function bucketMs(totalMs: number): number {
 }
 
 /** Accepted transactions per second in buckets of `widthMs`, from the first bucket of the warm-up to the last acceptance; times from the window's start. */
-function throughputSeries(
+export function throughputSeries(
   accepted: readonly { readonly acceptedMs: number; readonly txns: number }[],
   warmupMs: number,
   endMs: number,

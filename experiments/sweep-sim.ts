@@ -20,6 +20,7 @@ import type { WireMessage } from '../replica/types.js';
 import { Simulation } from '../infra/sim/simulator.js';
 import { SIM_DEFAULTS } from '../infra/sim/options.js';
 import { FIGURES } from './figures.js';
+import { bucketMs, throughputSeries } from './model-point.js';
 import type { RunMetrics, RunRecord } from '../infra/run/records.js';
 import type { SweepConfig, SweepRun } from './sweep.js';
 
@@ -48,14 +49,6 @@ function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
-}
-
-/** A bucket width of 1, 2 or 5 times a power of ten ms, about a fortieth of the run. */
-function bucketMs(totalMs: number): number {
-  const raw = Math.max(totalMs / 40, 0.001);
-  const pow = 10 ** Math.floor(Math.log10(raw));
-  for (const m of [1, 2, 5, 10]) if (m * pow >= raw) return m * pow;
-  return 10 * pow;
 }
 
 const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
@@ -102,15 +95,7 @@ export function simulatePoint(input: SimPointInput): RunRecord & Record<string, 
   // Every transaction of a batch has its batch's latency: weight by transactions.
   const latencyMean = txns === 0 ? 0 : inWindow.reduce((s, a) => s + (a.acceptedMs - a.firstSentMs) * a.txns, 0) / txns;
   const widthMs = bucketMs(endMs);
-  const buckets = new Map<number, number>();
-  for (const a of accepted) {
-    const b = Math.floor((a.acceptedMs - warmupMs) / widthMs);
-    buckets.set(b, (buckets.get(b) ?? 0) + a.txns);
-  }
-  const first = Math.floor(-warmupMs / widthMs);
-  const last = Math.floor(windowMs / widthMs);
-  const series: { tSec: number; txnPerSec: number }[] = [];
-  for (let b = first; b <= last; b++) series.push({ tSec: round((b * widthMs) / 1000, 6), txnPerSec: round(((buckets.get(b) ?? 0) * 1000) / widthMs, 1) });
+  const series = throughputSeries(accepted, warmupMs, endMs, widthMs);
   const virtualSec = result.virtualTimeMs / 1000;
   const metrics: RunMetrics | undefined =
     txns === 0 || windowMs <= 0
