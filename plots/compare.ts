@@ -14,7 +14,8 @@ import { aggregate, figureData, type FigureData, type Summary } from '../experim
 import type { FigureId } from '../infra/run/records.js';
 import { toHtml, toMarkdown, type Block, type Cell } from './document.js';
 import { writeChart } from './render.js';
-import { figuresIn, formatChange, formatNumber, formatSec, formatSummary } from './report.js';
+import { formatChange, formatNumber } from './format.js';
+import { figuresIn, formatSec, formatSummary } from './report.js';
 import { errorBarNote, panelRows, panelSpec } from './specs.js';
 
 export const COMPARE_MD = 'compare.md';

@@ -15,6 +15,7 @@ import type { ProtocolName } from '../replica/types.js';
 import { curveNotes, curveSpec } from './curve-spec.js';
 import type { Block, Cell } from './document.js';
 import { writeChart } from './render.js';
+import { formatNumber } from './format.js';
 
 /** Where a figure's curves are kept, one directory per replica count. */
 export const CURVES_DIR = 'curves';
@@ -31,8 +32,6 @@ export function curveReplicaCounts(dir: string): number[] {
     .map(Number)
     .sort((a, b) => a - b);
 }
-
-const num = (x: number): string => Math.round(x).toLocaleString('en-US');
 
 /**
  * The panel's blocks and chart files; none when `dir` has no curves. `closedLoop` gives the
@@ -73,9 +72,9 @@ export async function curvesPanel(
           PROTOCOL_LABEL[c.protocol],
           String(result.replicas),
           String(c.points.length),
-          k ? num(k.achievedTxnPerSec) : 'none',
+          k ? formatNumber(k.achievedTxnPerSec) : 'none',
           k ? `${k.latencyMs.mean.toFixed(1)} ms` : '',
-          closed === undefined ? 'not measured' : num(closed),
+          closed === undefined ? 'not measured' : formatNumber(closed),
           k && closed !== undefined && closed > 0 ? `${(k.achievedTxnPerSec / closed).toFixed(2)}x` : '',
         ]);
       }

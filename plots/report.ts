@@ -31,8 +31,6 @@ import { renderFigureData, type RenderedChart } from './render.js';
 import { formatChange, formatNumber } from './format.js';
 import { sensitivityBlocks } from './sensitivity.js';
 
-export { formatChange, formatNumber } from './format.js';
-
 export const REPORT_MD = 'report.md';
 export const REPORT_HTML = 'report.html';
 export const DEFAULT_BASELINE: ProtocolName = 'pbft';
@@ -383,7 +381,11 @@ export async function buildReport(
     if (rendered.length === 0) blocks.push({ kind: 'paragraph', text: 'No valid run: nothing to chart.' });
     blocks.push({ kind: 'heading', level: 3, text: 'Numbers' }, numbersTable(data, baseline), ...sentenceBlocks(data, baseline), ...failureList(data));
     if (id === '13') {
-      const panel = await curvesPanel(dir, (protocol, replicas) => closedLoopTxnPerSec(records, protocol, replicas));
+      // The figure's own mean throughput at the point (its aggregation: one record per repetition).
+      const panel = await curvesPanel(
+        dir,
+        (protocol, replicas) => data.points.find((q) => q.point.protocol === protocol && q.point.replicas === replicas)?.throughputTxnPerSec?.mean,
+      );
       charts.push(...panel.charts);
       blocks.push(...panel.blocks);
     }
@@ -410,14 +412,6 @@ export async function buildReport(
   const claims = evaluateClaims(inputs, CLAIMS, claimContextOf(manifest));
   blocks.push(...claimsTable(claims), ...sensitivityBlocks(dir, manifest, claims, inputs['13']), ...modelValidationBlocks(manifest), ...METHOD);
   return { blocks, charts, figures, claims };
-}
-
-/** Figure 13's mean throughput of `protocol` at `replicas` over its valid runs, or undefined. */
-function closedLoopTxnPerSec(records: readonly RunRecord[], protocol: ProtocolName, replicas: number): number | undefined {
-  const xs = records
-    .filter((r) => r.valid && belongsTo(FIGURES['13'], r) && r.point.protocol === protocol && r.point.replicas === replicas)
-    .map((r) => r.metrics?.throughputTxnPerSec ?? 0);
-  return xs.length === 0 ? undefined : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
 /** Reads `dir`'s runs.jsonl and manifest.json, renders the charts into `dir`, and writes report.md and report.html there. */
