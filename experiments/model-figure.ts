@@ -14,7 +14,7 @@ import type { OpCosts } from '../infra/sim/cost-model.js';
 import type { Testbed } from '../infra/sim/testbed.js';
 import type { RunMetrics, RunRecord } from '../infra/run/records.js';
 import { primaryOf } from '../replica/types.js';
-import { modelMarking, pointInputOf, type ModelPointInput, type ModelPointResult } from './model-point.js';
+import { modelMarking, pointFigures, pointInputOf, type ModelPointInput, type ModelPointResult } from './model-point.js';
 import type { PointPool, PointTask } from './point-pool.js';
 import { sensitivityOn, sensitivityVariants, type SensitivityRow } from './sensitivity.js';
 import { runKey, specFor, type RunExecutor, type SweepConfig, type SweepRun } from './sweep.js';
@@ -54,19 +54,7 @@ export function figureModelRecord(
   setup: ModelSetup,
   startedAt: string,
 ): RunRecord & Record<string, unknown> {
-  const metrics: RunMetrics | undefined =
-    result.txnPerSec === 0
-      ? undefined
-      : {
-          throughputTxnPerSec: result.txnPerSec,
-          latencyMs: result.latencyMs,
-          messagesPerSec: result.messagesPerSec,
-          bytesPerSec: result.bytesPerSec,
-          viewChanges: result.viewChanges,
-          rollbacks: result.rollbacks,
-          clientTimeouts: result.clientTimeouts,
-          throughputSeries: [...result.throughputSeries],
-        };
+  const metrics: RunMetrics | undefined = result.txnPerSec === 0 ? undefined : { ...pointFigures(result), throughputSeries: [...result.throughputSeries] };
   const problems = [...result.violations, ...(metrics === undefined ? ['no transaction was accepted inside the modelled measurement window'] : [])];
   const valid = result.valid && metrics !== undefined;
   const stopAfter = run.point.primaryStopsAfter;

@@ -343,7 +343,7 @@ export function modelRunMetrics(r: ModelRun): RunMetrics | undefined {
 }
 
 /** A modelled point's figures under the names a run's metrics use. */
-function pointFigures(p: ModelRun['point']): RunMetrics {
+export function pointFigures(p: ModelRun['point']): RunMetrics {
   return {
     throughputTxnPerSec: p.txnPerSec,
     latencyMs: p.latencyMs,
