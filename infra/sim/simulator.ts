@@ -164,6 +164,14 @@ interface SentFrame {
   readonly bytes: Buffer;
   /** With `shareDecoded`: the step input made of it, the same for every recipient. */
   input: { readonly kind: 'message'; readonly from: Peer; readonly msg: WireMessage } | undefined;
+  /** With a cost model: the bytes its MAC hashes (mac-bytes.ts), worked out once for all its copies and recipients. */
+  macBytes?: { readonly first: number; readonly later: number };
+}
+
+/** The bytes a frame's MAC hashes, first copy and later copies of a broadcast, computed once per frame. */
+function frameMacBytes(frame: SentFrame): { readonly first: number; readonly later: number } {
+  frame.macBytes ??= { first: macHashBytes(frame.bytes, true), later: macHashBytes(frame.bytes, false) };
+  return frame.macBytes;
 }
 
 interface ReplicaNode {
@@ -216,9 +224,12 @@ function socketReads(events: readonly SimEvent[]): number {
     } else bytes[i]! += b;
   }
   let reads = 0;
-  for (const b of bytes) reads += Math.ceil(b / READ_BYTES_MAX);
+  for (const b of bytes) reads += readsOf(b);
   return reads;
 }
+
+/** Socket reads of `bytes` from one connection in one turn (Node reads a stream READ_BYTES_MAX at a time). */
+const readsOf = (bytes: number): number => Math.ceil(bytes / READ_BYTES_MAX);
 
 export class Simulation {
   readonly config: SimConfig;
@@ -498,7 +509,7 @@ export class Simulation {
       const node = e.kind === 'deliver' ? e.to : e.node;
       if (this.deferred(node, e)) return;
       // A node that was idle wakes for this one input: a turn of one step.
-      this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? Math.ceil((e.frame.bytes.length + FRAME_HEADER_BYTES) / READ_BYTES_MAX) : 0);
+      this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? readsOf(e.frame.bytes.length + FRAME_HEADER_BYTES) : 0);
     }
     this.run1(e, aux);
   }
@@ -586,7 +597,7 @@ export class Simulation {
       if (this.shareDecoded) frame.input = input;
     }
     this.inputFrameBytes = frame.bytes.length;
-    if (this.hook) this.inputMacHashBytes = macHashBytes(frame.bytes, true);
+    if (this.hook) this.inputMacHashBytes = frameMacBytes(frame).first;
     if (isClientPeer(to)) this.stepClient(clientOrigin(to), input);
     else this.stepReplica(to, input);
   }
@@ -841,7 +852,9 @@ export class Simulation {
       this.replicaBytes += bytes;
       this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + 1;
     }
-    const departMs = this.hook ? this.hook.frameSent({ from, to, bytes, encoded, macBytes: macHashBytes(frame.bytes, encoded) }, this.nowMs) : this.nowMs;
+    const departMs = this.hook
+      ? this.hook.frameSent({ from, to, bytes, encoded, macBytes: encoded ? frameMacBytes(frame).first : frameMacBytes(frame).later }, this.nowMs)
+      : this.nowMs;
     const arrivals = this.arrivals;
     const copies = this.network.transmitInto(from, to, departMs, arrivals);
     for (let i = 0; i < copies; i++) this.queue.push(arrivals[i]!, frame, to);
