@@ -104,6 +104,23 @@ describe('a batch hashed once per process', () => {
     }
   });
 
+  it('a request decoded right after its frame was hashed keeps the digest though other frames are hashed before it is digested', () => {
+    // A PoE primary queues a REQUEST and digests it only when it proposes, after later frames.
+    const a = Buffer.from(poeCodec.encode(request()));
+    const b = Buffer.from(poeCodec.encode(request()));
+    const hash = (p: Buffer): void => {
+      const start = batchBodyAt(p);
+      batchBodyDigestInto(p, start, start + p.readUInt32BE(start - 4), Buffer.alloc(32), 0);
+    };
+    hash(a);
+    const queued = poeCodec.decode(a) as ClientRequest;
+    hash(b);
+    poeCodec.decode(b);
+    const counting = new CountingCrypto(createCrypto('node'));
+    expect(requestDigest(counting, queued).equals(sha(queued.body))).toBe(true);
+    expect(counting.counts.digests).toBe(0);
+  });
+
   it('a request whose body is not the bytes hashed last (another frame, or a copy) is hashed itself', () => {
     const a = Buffer.from(poeCodec.encode(request()));
     const b = Buffer.from(poeCodec.encode(request()));

@@ -234,19 +234,12 @@ let lastBodyHashed: { readonly buffer: ArrayBufferLike; readonly byteOffset: num
 
 /**
  * D(⟨T⟩c): SHA-256 of the signed body, computed once per request object. A request decoded
- * from a frame whose MAC already hashed this very body (the same bytes in memory, hashed by
- * this process moments before: `batchBodyDigestInto`) takes that digest instead of hashing
- * the 7 KB again.
+ * from a frame whose MAC already hashed this very body has it already (`readRequest`).
  */
 export function requestDigest(crypto: CryptoProvider, req: ClientRequest): Buffer {
   let d = digestCache.get(req);
   if (!d) {
-    const last = lastBodyHashed;
-    const body = req.body;
-    d =
-      last !== undefined && last.buffer === body.buffer && last.byteOffset === body.byteOffset && last.length === body.length
-        ? last.digest
-        : crypto.digest(body);
+    d = crypto.digest(req.body);
     digestCache.set(req, d);
   }
   return d;
@@ -304,10 +297,20 @@ export function batchBodyDigestInto(payload: Buffer, start: number, end: number,
   out.set(digest, offset);
 }
 
+/**
+ * Reads a request. When the frame's MAC check just hashed this very body (the same bytes in
+ * memory, by this process: `batchBodyDigestInto`), the request takes that digest now, at
+ * decode time: a core that digests it later (a PoE primary proposing a queued request) finds
+ * it cached, where the single last-hashed slot would by then hold another frame's body.
+ */
 export function readRequest(r: Reader): ClientRequest {
   const body = r.bytes('request.body');
   const signature = r.fixed(SIGNATURE_BYTES, 'request.signature');
-  return { type: MSG_REQUEST, ...decodeRequestBody(body), body, signature };
+  const req: ClientRequest = { type: MSG_REQUEST, ...decodeRequestBody(body), body, signature };
+  const last = lastBodyHashed;
+  if (last !== undefined && last.buffer === body.buffer && last.byteOffset === body.byteOffset && last.length === body.length)
+    digestCache.set(req, last.digest);
+  return req;
 }
 
 // ---------------------------------------------------------------------------------------
