@@ -79,11 +79,6 @@ export class PointPool {
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
-  /** Ends the workers; call when no task is pending (pending ones resolve undefined). */
-  close(): Promise<void> {
-    return this.terminate();
-  }
-
   private pump(): void {
     if (this.terminated) return;
     if (this.inThread) {

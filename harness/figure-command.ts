@@ -714,7 +714,7 @@ async function simulatedSweep(job: FigureJob, progress: Progress): Promise<Sweep
     return { outcome, awsStarted: false };
   } finally {
     io.signal.removeEventListener('abort', stopPool);
-    await pool.close();
+    await pool.terminate();
   }
 }
 

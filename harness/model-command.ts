@@ -144,7 +144,7 @@ function registerSensitivity(model: Command): void {
         const rows = done?.rows ?? [];
         process.stdout.write(o.json ? `${JSON.stringify(rows, null, 2)}\n` : `${formatSensitivity(rows, o.testbed)}\n`);
       } finally {
-        await pool.close();
+        await pool.terminate();
       }
     });
 }
