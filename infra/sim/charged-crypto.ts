@@ -52,37 +52,20 @@ function mix(data: Uint8Array, h1: number, h2: number): void {
   ST[1] = h2 ^ Math.imul(n, 0xc2b2ae3d);
 }
 
-/**
- * mix() over the concatenation of `parts` without copying them together: the same words,
- * whatever the split. Rare (one caller, Zyzzyva's history digest), so it goes a byte at a time.
- */
+/** Reused for mixParts: the parts laid end to end, so their words are mix()'s own. */
+let partsScratch = new Uint8Array(1024);
+
+/** mix() over the concatenation of `parts`: copied into one reused buffer (no allocation once it is large enough). */
 function mixParts(parts: readonly Uint8Array[], h1: number, h2: number): void {
   let total = 0;
   for (const p of parts) total += p.length;
-  const words = total & ~3;
-  let pos = 0;
-  let w = 0;
-  for (const data of parts) {
-    for (let i = 0; i < data.length; i++, pos++) {
-      const b = data[i]!;
-      if (pos < words) {
-        w |= b << (8 * (pos & 3));
-        if ((pos & 3) === 3) {
-          h1 = Math.imul(h1 ^ w, 0x9e3779b1);
-          h1 = (h1 << 13) | (h1 >>> 19);
-          h2 = Math.imul(h2 ^ w, 0x85ebca77);
-          h2 = (h2 << 17) | (h2 >>> 15);
-          h2 = (h2 + h1) | 0;
-          w = 0;
-        }
-      } else {
-        h1 = Math.imul(h1 ^ b, 0x9e3779b1);
-        h2 = (Math.imul(h2 ^ b, 0x85ebca77) + h1) | 0;
-      }
-    }
+  if (partsScratch.length < total) partsScratch = new Uint8Array(Math.max(total, 2 * partsScratch.length));
+  let at = 0;
+  for (const p of parts) {
+    partsScratch.set(p, at);
+    at += p.length;
   }
-  ST[0] = h1 ^ total;
-  ST[1] = h2 ^ Math.imul(total, 0xc2b2ae3d);
+  mix(partsScratch.subarray(0, total), h1, h2);
 }
 
 /** Murmur3's finalizer: every input bit reaches every output bit, and it is a bijection. */
