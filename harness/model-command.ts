@@ -18,7 +18,7 @@ import { PointPool } from '../experiments/point-pool.js';
 import { formatValidation, validate } from '../experiments/validate.js';
 import { makeRunSpec } from '../infra/run/spec.js';
 import { readCalibration, writeCalibration } from '../infra/sim/calibration.js';
-import { DEFAULT_CALIBRATION, DEFAULT_TESTBED, resolveModelSetup } from './model-setup.js';
+import { DEFAULT_CALIBRATION, DEFAULT_TESTBED, resolveCalibration } from './model-setup.js';
 import { loadTestbed } from '../infra/sim/testbed.js';
 import type { ProtocolName } from '../replica/types.js';
 
@@ -37,12 +37,12 @@ const numberList = (flag: string, text: string, min: number): number[] => text.s
 
 /** A calibration file, or a one-line error saying how to make one (exit 2): harness/model-setup.ts, as figure and run check it. */
 function calibrationFile(path: string) {
-  const setup = resolveModelSetup({ calibration: path, testbed: 'local' });
-  if (!setup.ok) {
-    process.stderr.write(`poe-bench: ${setup.message}\n`);
+  const read = resolveCalibration(path);
+  if (!read.ok) {
+    process.stderr.write(`poe-bench: ${read.message}\n`);
     process.exit(2);
   }
-  return setup.calibration;
+  return read.calibration;
 }
 
 export function registerModelCommands(program: Command): void {

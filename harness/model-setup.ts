@@ -29,13 +29,8 @@ export interface ModelSetupError {
   readonly missing: boolean;
 }
 
-/** The testbed and calibration of a model command, or what is wrong with its flags. */
-export function resolveModelSetup(
-  flags: { readonly testbed?: string; readonly calibration?: string },
-  defaultTestbed = DEFAULT_TESTBED,
-): ModelSetupOk | ModelSetupError {
-  const testbedName = flags.testbed ?? defaultTestbed;
-  const calibrationPath = flags.calibration ?? DEFAULT_CALIBRATION;
+/** The calibration file of a model command, or what is wrong with it (missing: run `poe-bench calibrate`). */
+export function resolveCalibration(calibrationPath: string): { readonly ok: true; readonly calibration: CalibrationFile } | ModelSetupError {
   if (!existsSync(calibrationPath)) {
     return {
       ok: false,
@@ -43,12 +38,23 @@ export function resolveModelSetup(
       message: `no calibration file ${calibrationPath}: run \`poe-bench calibrate\` first (or give --calibration FILE)`,
     };
   }
-  let calibration: CalibrationFile;
   try {
-    calibration = readCalibration(calibrationPath);
+    return { ok: true, calibration: readCalibration(calibrationPath) };
   } catch (err) {
     return { ok: false, missing: false, message: `--calibration: ${(err as Error).message}` };
   }
+}
+
+/** The testbed and calibration of a model command, or what is wrong with its flags. */
+export function resolveModelSetup(
+  flags: { readonly testbed?: string; readonly calibration?: string },
+  defaultTestbed = DEFAULT_TESTBED,
+): ModelSetupOk | ModelSetupError {
+  const testbedName = flags.testbed ?? defaultTestbed;
+  const calibrationPath = flags.calibration ?? DEFAULT_CALIBRATION;
+  const read = resolveCalibration(calibrationPath);
+  if (!read.ok) return read;
+  const { calibration } = read;
   try {
     return { ok: true, testbedName, calibrationPath, testbed: loadTestbed(testbedName, calibration.hostCoresAvailable), calibration };
   } catch (err) {
