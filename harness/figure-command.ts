@@ -51,7 +51,7 @@ import {
   type SensitivityFile,
 } from '../experiments/model-figure.js';
 import { PointPool } from '../experiments/point-pool.js';
-import type { ModelPointResult } from '../experiments/model-point.js';
+import type { ModelPointInput, ModelPointResult } from '../experiments/model-point.js';
 import {
   describeFilter,
   describeRun,
@@ -396,18 +396,15 @@ function hostsUsed(hosts: SshHosts, spec: RunSpec): { replicas: string[]; client
   };
 }
 
-/** The executor of one backend; sim and model run their points on `pool` (every run still to do is queued on it at once). */
-function executorFor(
-  config: SweepConfig,
-  dir: string,
-  logs: boolean,
-  remote?: RemoteHosts,
-  simulated?: { readonly pool: PointPool; readonly toRun: readonly SweepRun[]; readonly model?: ModelSetup },
-): RunExecutor {
-  if (simulated !== undefined && config.backend === 'sim') {
+/**
+ * The executor of a simulated sweep (--backend sim, or model with its setup): every run still to
+ * do is queued on `pool` at once, and each record is made from its own run's result.
+ */
+function simulatedExecutor(config: SweepConfig, pool: PointPool, toRun: readonly SweepRun[], model?: ModelSetup): RunExecutor {
+  if (model === undefined) {
     return pooledExecutor(
-      simulated.toRun,
-      simulated.pool,
+      toRun,
+      pool,
       (run) => {
         const spec = specFor(run, config);
         return { kind: 'sim', input: { run, config, records: spec.records, valueBytes: spec.valueBytes, windowK: spec.window } };
@@ -415,19 +412,25 @@ function executorFor(
       (_run, record) => record as RunRecord,
     );
   }
-  if (simulated?.model !== undefined && config.backend === 'model') {
-    // The model's one driver (experiments/model-point.ts modelPoint), as run --backend model and model validate use it.
-    const setup = simulated.model;
-    return pooledExecutor(
-      simulated.toRun,
-      simulated.pool,
-      (run) => ({ kind: 'model', input: figurePointInput(run, config, setup) }),
-      (run, result) => {
-        const r = result as ModelPointResult;
-        return figureModelRecord(run, figurePointInput(run, config, setup), r, setup, new Date(Date.now() - r.wallMs).toISOString());
-      },
-    );
-  }
+  // The model's one driver (experiments/model-point.ts modelPoint), as run --backend model and model validate use it.
+  const inputs = new Map<SweepRun, ModelPointInput>();
+  return pooledExecutor(
+    toRun,
+    pool,
+    (run) => {
+      const input = figurePointInput(run, config, model);
+      inputs.set(run, input);
+      return { kind: 'model', input };
+    },
+    (run, result) => {
+      const r = result as ModelPointResult;
+      return figureModelRecord(run, inputs.get(run)!, r, model, new Date(Date.now() - r.wallMs).toISOString());
+    },
+  );
+}
+
+/** The executor of a real backend. */
+function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: RemoteHosts): RunExecutor {
   const chosen = chosenLoadsFrom(loadRuns(dir));
   return async (run, signal, onPhase) => {
     // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter. Each
@@ -686,7 +689,7 @@ async function simulatedSweep(job: FigureJob, progress: Progress): Promise<Sweep
         `  ${pool.inThread ? 'one point at a time, in this thread (no compiled worker)' : `points on ${pool.size} worker thread${pool.size > 1 ? 's' : ''} (one per core), recorded in order`}\n`,
       );
     const model = config.backend === 'model' ? modelSetupOf(config) : undefined;
-    const execute = executorFor(config, dir, false, undefined, { pool, toRun, ...(model ? { model } : {}) });
+    const execute = simulatedExecutor(config, pool, toRun, model);
     const sensitivity = model !== undefined && wantsSensitivity(job.runs, model) ? runFigureSensitivity(dir, job.runs, config, model, pool) : undefined;
     sensitivity?.catch(() => undefined);
     const outcome = await runSweep(job.runs, job.existing, {
