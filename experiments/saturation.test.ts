@@ -50,6 +50,26 @@ describe('runSaturated', () => {
     ]);
   });
 
+  it('probes a CPU-bound run too, and moves up when more load lowered the CPU per batch (issue 10)', async () => {
+    const calls: { load: number; measuredSec?: number }[] = [];
+    const { atLoad, run } = fakeRunner(300_000, calls);
+    // Every run fills the CPU, but the fake's throughput still follows the load up to 300K/s, as
+    // coalescing lets a CPU-bound protocol do: the probe, not the CPU, decides.
+    const cpuBound = async (spec: RunSpec): Promise<RunResult> =>
+      ({
+        ...(await run(spec)),
+        bottleneck: { kind: 'cpu', cores: 2, machineCpuPercent: 199, busiestProcess: 'replica 0', busiestCpuPercent: 60, detail: '' },
+        metrics: { processes: [60, 60, 60, 15].map((cpuPercent, i) => ({ name: `replica ${i}`, cpuPercent })) },
+      }) as unknown as RunResult;
+    const out = await runSaturated(2000, atLoad, cpuBound, { maxDoublings: 3, probeMeasuredSec: 3 });
+    expect(out!.saturation).toMatchObject({ loadTxns: 4000, how: 'probed', saturated: true });
+    expect(out!.saturation.probes.map((p) => [p.loadTxns, p.gainPercent])).toEqual([
+      [4000, 50],
+      [8000, 0],
+    ]);
+    expect(out!.saturation.note).toMatch(/CPU-bound: its 4 processes used 195% of the machine's 200%/);
+  });
+
   it('stops at the profile cap and records the point as not shown saturated', async () => {
     const { atLoad, run } = fakeRunner(1e9, []);
     const out = await runSaturated(1000, atLoad, run, { maxDoublings: 1, probeMeasuredSec: 3 });
@@ -69,7 +89,7 @@ describe('runSaturated', () => {
 describe('cpuFull', () => {
   const metrics = (cpus: number[]) => ({ processes: cpus.map((cpuPercent, i) => ({ name: `replica ${i}`, cpuPercent })) }) as unknown as RunResult['metrics'];
   const cpu = { kind: 'cpu', cores: 2, machineCpuPercent: 199, busiestProcess: 'replica 0', busiestCpuPercent: 60, detail: '' } as const;
-  it('skips the probe only when the run itself filled the machine', () => {
+  it('says so only when the run itself filled the machine', () => {
     expect(cpuFull({ bottleneck: cpu, metrics: metrics([60, 60, 60, 15]) })).toMatch(/195% of the machine's 200%/);
     // The machine was full, but mostly of other programs: probe.
     expect(cpuFull({ bottleneck: cpu, metrics: metrics([20, 20, 20, 20]) })).toBeUndefined();

@@ -668,7 +668,7 @@ export const FIGURE_LOAD_TXNS = 2400;
  * 14.34, 17.55, 18.64, 15.70, 18.70 ms (mean 16.6); at n = 4, 6 per leader (the sweep's 2400
  * txns) 3.49 and 3.65 ms, 8 per leader 3.37 and 3.32 ms. Earlier
  * (issue 10 notes): 1.5 per leader 22.0-22.7 ms, 4 per leader 20.1-20.8 ms. A CPU-bound point
- * is not probed (experiments/saturation.ts), so the start is what it runs at. Single-leader
+ * is probed at double load like any other (experiments/saturation.ts). Single-leader
  * protocols already give their one leader every request outstanding (24 at the default load).
  */
 export const HOTSTUFF_REQUESTS_PER_LEADER = 8;
