@@ -247,6 +247,8 @@ class NodeResources {
   turnReads = 0;
   /** Peers written to in this turn: the first frame to each pays the write. */
   readonly turnDests = new Set<Peer>();
+  /** Wire bytes of the frames this turn holds until its flush (a single-threaded node: see turnEnd). */
+  readonly held: number[] = [];
   readonly io: NodeIo = { turns: 0, reads: 0, writes: 0, messagesIn: 0, framesOut: 0 };
 
   constructor(
@@ -356,7 +358,7 @@ export class CostModel implements SimCostHook {
     r.cpuMs += (inputUs + protocolUs) / 1000;
   }
 
-  frameSent(frame: FrameOut, nowMs: number): number {
+  frameSent(frame: FrameOut, nowMs: number): number | undefined {
     const r = this.node(frame.from);
     let us = frameCpuUs(this.config.costs, frame);
     r.io.framesOut++;
@@ -378,9 +380,34 @@ export class CostModel implements SimCostHook {
     r.cpuMs += ms * r.speed;
     const wireBytes = frame.bytes + this.config.wireOverheadBytes;
     r.bytesOut += wireBytes;
+    if (!r.pipelined && r.turn !== 'none') {
+      // A single-threaded process queues the frame and writes it when the turn ends (turnEnd).
+      r.held.push(wireBytes);
+      return undefined;
+    }
+    return this.depart(r, cpuDone, wireBytes);
+  }
+
+  /** Queues `wireBytes` for the NIC from `readyMs`: returns when the frame has left it (FIFO, egress bandwidth). */
+  private depart(r: NodeResources, readyMs: number, wireBytes: number): number {
     const serialiseMs = Number.isFinite(r.nicBitsPerSec) ? (wireBytes * 8 * 1000) / r.nicBitsPerSec : 0;
-    r.nicFreeMs = Math.max(cpuDone, r.nicFreeMs) + serialiseMs;
+    r.nicFreeMs = Math.max(readyMs, r.nicFreeMs) + serialiseMs;
     return r.nicFreeMs;
+  }
+
+  /**
+   * A single-threaded node's turn is over: its frames leave together once all of the turn's CPU
+   * is done, as the process runtime queues every frame of an event-loop turn and writes them in
+   * one flush after the turn's last input (infra/process/transport.ts scheduleFlush). A step's
+   * frames therefore wait for the turn's later steps, and the node's next stage downstream
+   * starts only when the whole turn is done: turns that carry many batches move on as one wave.
+   */
+  turnEnd(peer: Peer, nowMs: number): number[] {
+    const r = this.node(peer);
+    const flushMs = Math.max(nowMs, r.mainFreeMs);
+    const out = r.held.map((bytes) => this.depart(r, flushMs, bytes));
+    r.held.length = 0;
+    return out;
   }
 
   /** Turns, reads, writes, messages in and frames out per node so far, as charged. */
