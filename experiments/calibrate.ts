@@ -343,7 +343,6 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
       },
     },
     fitPoints,
-    ...(fitPoints.length === 0 ? {} : { hostCoresAvailable: median(fitPoints.map((p) => p.cpuCores)) }),
   };
 }
 
@@ -372,10 +371,4 @@ function withCounts(
         : undefined);
     return [{ ...c, cpuMsPerBatch: q.cpuMsPerBatch, ...(rw ?? {}) }];
   });
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }

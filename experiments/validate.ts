@@ -36,7 +36,7 @@ export interface ValidationPoint {
   readonly modelCpuMsPerBatch: number;
   readonly cpuErrorPercent: number;
   /**
-   * Cores the model gave the point's host: the calibration's (hostCoresAvailable), lowered to
+   * Cores the model gave the point's host: the machine's, lowered to
    * what other work left of the machine during the real run's window (machine CPU from
    * /proc/stat minus the run's own processes), so that a busy machine is modelled as it was.
    */
@@ -157,7 +157,8 @@ export function coresLeft(calibrated: number, machineCpuPercent: number | null, 
 
 export async function validate(calibration: CalibrationFile, options: ValidateOptions = {}): Promise<ValidationSummary> {
   const log = options.onProgress ?? (() => {});
-  const calibrated = localTestbed(calibration.hostCoresAvailable);
+  // The machine's cores (a calibration's hostCoresAvailable is no longer read: see calibration.ts).
+  const calibrated = localTestbed();
   log(`model testbed: ${calibrated.description} (${calibrated.sources['sharedHostCores']}), less what other work used during each real run`);
   const points: ValidationPoint[] = [];
   const fitted = new Set(calibration.fitPoints.map((p) => p.replicas));
