@@ -85,6 +85,14 @@ describe('cost model', () => {
     expect(frameCpuUs(COSTS, { from: 0, to: 2, bytes: 320, encoded: false })).toBe(4 + 40 + 256);
   });
 
+  it('charges the transport\u2019s frame MACs at the frame MAC\u2019s cost where a calibration measured it, the cores\u2019 MACs at hmac', () => {
+    const costs = { ...COSTS, frameMac: { fixedUs: 0.5, perByteUs: 1 / 128 } };
+    // Sending: encoding 16 + 10, frame MAC 0.5 + 2.5, fixed 256.
+    expect(frameCpuUs(costs, { from: 0, to: 1, bytes: 320, encoded: true })).toBe(16 + 10 + 0.5 + 2.5 + 256);
+    // Receiving: the frame MAC check 0.5 + 5 instead of 4 + 80; the core's own MAC (4 + 10) stays at hmac.
+    expect(stepCpuUs(costs, w)).toEqual({ inputUs: inputUs - (4 + 80) + (0.5 + 5), protocolUs });
+  });
+
   it('lets a step\u2019s frames leave when its CPU time has passed, one after another', () => {
     const m = new CostModel(config());
     m.stepDone(0, 10, w);

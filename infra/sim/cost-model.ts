@@ -36,6 +36,14 @@ export interface OpCosts {
   readonly ed25519Sign: LinearCost;
   readonly ed25519Verify: LinearCost;
   readonly hmac: LinearCost;
+  /**
+   * The transport's frame MAC (infra/process/transport.ts FrameMac: HMAC-SHA256 from key pads
+   * prepared once per connection, two one-shot SHA-256 calls into reused buffers), by the bytes
+   * it hashes (mac-bytes.ts). A quarter to a half of `hmac` (node's createHmac, which the cores'
+   * crypto provider uses) at the sizes of votes and replies. Absent (calibrations before it was
+   * measured apart): `hmac`.
+   */
+  readonly frameMac?: LinearCost;
   readonly sha256: LinearCost;
   readonly encode: LinearCost;
   readonly decode: LinearCost;
@@ -102,7 +110,7 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
   const cr = w.crypto;
   const inputUs =
     lin(c.decode, w.decodes, w.decodeBytes) +
-    lin(c.hmac, w.frameMacVerifies, w.frameMacHashBytes ?? w.frameMacVerifyBytes) +
+    lin(frameMacCost(c), w.frameMacVerifies, w.frameMacHashBytes ?? w.frameMacVerifyBytes) +
     lin(c.ed25519Verify, cr.verifies, cr.verifyBytes) +
     c.perMessageInUs * w.messagesIn +
     c.ioPerByteUs * w.frameMacVerifyBytes;
@@ -113,6 +121,9 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
     c.executeTxnUs * w.txnsExecuted;
   return { inputUs, protocolUs };
 }
+
+/** The cost of the transport's frame MAC (hmac where a calibration did not measure it apart). */
+export const frameMacCost = (c: OpCosts): LinearCost => c.frameMac ?? c.hmac;
 
 /** The CPU per byte of a frame written to a socket (ioPerByteUs where a calibration did not fit it apart). */
 export const ioOutPerByteUs = (c: OpCosts): number => c.ioPerByteOutUs ?? c.ioPerByteUs;
@@ -125,8 +136,8 @@ export const ioOutPerByteUs = (c: OpCosts): number => c.ioPerByteOutUs ?? c.ioPe
 export function frameCpuUs(c: OpCosts, f: FrameOut): number {
   return (
     (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) +
-    c.hmac.fixedUs +
-    c.hmac.perByteUs * (f.macBytes ?? f.bytes) +
+    frameMacCost(c).fixedUs +
+    frameMacCost(c).perByteUs * (f.macBytes ?? f.bytes) +
     c.perFrameOutUs +
     ioOutPerByteUs(c) * f.bytes
   );

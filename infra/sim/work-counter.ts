@@ -8,7 +8,7 @@
 import { addCryptoCounts, type CryptoCounts, zeroCryptoCounts } from '../../replica/crypto-counter.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
 import type { FrameOut, SimCostHook, StepWork } from './cost-hook.js';
-import { ioOutPerByteUs, type OpCosts, stepCpuUs, turnCpuUs } from './cost-model.js';
+import { frameMacCost, ioOutPerByteUs, type OpCosts, stepCpuUs, turnCpuUs } from './cost-model.js';
 
 /** The work of a set of nodes, summed over a run. */
 export interface WorkTotals {
@@ -153,8 +153,8 @@ export function workCpuUs(c: OpCosts, t: WorkTotals): number {
   const frames =
     c.encode.fixedUs * t.encodes +
     c.encode.perByteUs * t.encodeBytes +
-    c.hmac.fixedUs * t.frameMacs +
-    c.hmac.perByteUs * t.frameMacBytes +
+    frameMacCost(c).fixedUs * t.frameMacs +
+    frameMacCost(c).perByteUs * t.frameMacBytes +
     c.perFrameOutUs * t.framesOut +
     ioOutPerByteUs(c) * t.frameBytesOut;
   return inputUs + protocolUs + turns + frames;
