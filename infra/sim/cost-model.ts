@@ -250,6 +250,47 @@ export class CpuPool {
   }
 }
 
+/**
+ * A node's turn as the simulator reports it (SimCostHook turnBegin, stepDone, frameSent): which
+ * step opens it (and pays its wake-up and reads) and which frames are its first to a peer (and
+ * pay the write). Until the simulator opens a turn, every step is a turn of its own, with one
+ * read if it had an input. The cost model and the work counter (work-counter.ts) charge and count
+ * by this one bookkeeping.
+ */
+export class TurnTracker {
+  /** 'none' until turnBegin; 'fresh' when opened and no step has run; 'running' after its first step. */
+  private mode: 'none' | 'fresh' | 'running' = 'none';
+  private reads = 0;
+  private readonly dests = new Set<Peer>();
+
+  /** Whether the simulator opens this node's turns (a hook without turnBegin never does). */
+  get opened(): boolean {
+    return this.mode !== 'none';
+  }
+
+  begin(reads: number): void {
+    this.mode = 'fresh';
+    this.reads = reads;
+    this.dests.clear();
+  }
+
+  /** A step ran: the socket reads of the turn it opens, or undefined when it is not the turn's first. */
+  step(messagesIn: number): number | undefined {
+    if (this.mode === 'running') return undefined;
+    const reads = this.mode === 'fresh' ? this.reads : messagesIn;
+    if (this.mode === 'none') this.dests.clear();
+    else this.mode = 'running';
+    return reads;
+  }
+
+  /** A frame to `to`: true when it is the turn's first to that peer (its connection's write). */
+  write(to: Peer): boolean {
+    if (this.dests.has(to)) return false;
+    this.dests.add(to);
+    return true;
+  }
+}
+
 /** One node's lanes, pool, speed and NIC. */
 class NodeResources {
   /** The protocol lane (the only lane of a single-threaded node). */
@@ -261,14 +302,7 @@ class NodeResources {
   stepEndMs = 0;
   cpuMs = 0;
   bytesOut = 0;
-  /**
-   * The turn: 'none' until the simulator opens one (then every step is its own turn, one read if
-   * it had an input), 'fresh' when opened and not yet charged, 'running' after its first step.
-   */
-  turn: 'none' | 'fresh' | 'running' = 'none';
-  turnReads = 0;
-  /** Peers written to in this turn: the first frame to each pays the write. */
-  readonly turnDests = new Set<Peer>();
+  readonly turn = new TurnTracker();
   /** Wire bytes of the frames this turn holds until its flush (a single-threaded node: see turnEnd). */
   readonly held: number[] = [];
   readonly io: NodeIo = { turns: 0, reads: 0, writes: 0, messagesIn: 0, framesOut: 0 };
@@ -340,10 +374,7 @@ export class CostModel implements SimCostHook {
   }
 
   turnBegin(peer: Peer, _nowMs: number, reads: number): void {
-    const r = this.node(peer);
-    r.turn = 'fresh';
-    r.turnReads = reads;
-    r.turnDests.clear();
+    this.node(peer).turn.begin(reads);
   }
 
   stepDone(peer: Peer, nowMs: number, work: StepWork): void {
@@ -354,10 +385,8 @@ export class CostModel implements SimCostHook {
     let { inputUs, protocolUs } = step;
     // The turn's wake-up and reads are charged with its first step (a turn whose only event was
     // a cancelled timer never woke the real process and costs nothing).
-    if (r.turn !== 'running') {
-      const reads = r.turn === 'fresh' ? r.turnReads : work.messagesIn;
-      if (r.turn === 'none') r.turnDests.clear();
-      else r.turn = 'running';
+    const reads = r.turn.step(work.messagesIn);
+    if (reads !== undefined) {
       // The reads are input work (a pipeline's input lanes), the wake-up the protocol lane's.
       inputUs += turnCpuUs(c, reads) - c.perStepUs;
       protocolUs += c.perStepUs;
@@ -384,8 +413,7 @@ export class CostModel implements SimCostHook {
     const r = this.node(frame.from);
     let us = frameCpuUs(this.config.costs, frame);
     r.io.framesOut++;
-    if (!r.turnDests.has(frame.to)) {
-      r.turnDests.add(frame.to);
+    if (r.turn.write(frame.to)) {
       r.io.writes++;
       us += this.config.costs.perWriteUs ?? 0;
     }
@@ -402,7 +430,7 @@ export class CostModel implements SimCostHook {
     r.cpuMs += ms * r.speed;
     const wireBytes = frame.bytes + this.config.wireOverheadBytes;
     r.bytesOut += wireBytes;
-    if (!r.pipelined && r.turn !== 'none') {
+    if (!r.pipelined && r.turn.opened) {
       // A single-threaded process queues the frame and writes it when the turn ends (turnEnd).
       r.held.push(wireBytes);
       return undefined;
