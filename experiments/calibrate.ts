@@ -62,50 +62,14 @@ export interface CalibrateOptions {
   readonly reuseFitPoints?: readonly FitPoint[];
 }
 
-/** What the simulator counts per accepted batch for a configuration, all nodes together. */
-export function countedPerBatch(
-  protocol: string,
-  replicas: number,
-  batch: number,
-  clients: number,
-  costs: OpCosts,
-  extra: Readonly<Record<string, string | number | boolean>> = {},
-): { messages: number; ioBytes: number; opCpuUs: number } {
-  const counter = new WorkCounter();
-  const sim = new Simulation(
-    {
-      protocol,
-      n: replicas,
-      seed: 1,
-      batches: 400,
-      clients,
-      batchSize: batch,
-      records: RUN_DEFAULTS.records,
-      valueBytes: RUN_DEFAULTS.valueBytes,
-      checkpointIntervalK: RUN_DEFAULTS.checkpointInterval,
-      windowK: RUN_DEFAULTS.window,
-      extra,
-    },
-    counter,
-  );
-  const r = sim.run();
-  const b = Math.max(1, r.acceptedBatches);
-  const all = [counter.replicas, counter.clients];
-  const messages = all.reduce((s, t) => s + t.messagesIn + t.framesOut, 0) / b;
-  const ioBytes = all.reduce((s, t) => s + t.frameBytesOut + t.frameMacVerifyBytes, 0) / b;
-  const opCpuUs = all.reduce((s, t) => s + workCpuUs(costs, t), 0) / b;
-  return { messages, ioBytes, opCpuUs };
+/** What the simulator counts per accepted batch for a configuration: all nodes together, and per process ("replica i", "client o"). */
+export interface Counted {
+  readonly perBatch: { readonly messages: number; readonly ioBytes: number; readonly opCpuUs: number };
+  readonly perNode: Omit<FitProcess, 'cpuMsPerBatch'>[];
 }
 
-/** What the simulator counts per accepted batch for each process of a configuration ("replica i", "client o"). */
-export function countedPerNode(
-  protocol: string,
-  replicas: number,
-  batch: number,
-  clientsPerProc: number,
-  clientProcs: number,
-  costs: OpCosts,
-): Omit<FitProcess, 'cpuMsPerBatch'>[] {
+/** Counts a fit point's configuration in the simulator, once for its totals and its processes alike. */
+export function countedFor(protocol: string, replicas: number, batch: number, clientsPerProc: number, clientProcs: number, costs: OpCosts): Counted {
   const counter = new WorkCounter();
   const r = new Simulation(
     {
@@ -123,6 +87,12 @@ export function countedPerNode(
     counter,
   ).run();
   const b = Math.max(1, r.acceptedBatches);
+  const all = [counter.replicas, counter.clients];
+  const perBatch = {
+    messages: all.reduce((s, t) => s + t.messagesIn + t.framesOut, 0) / b,
+    ioBytes: all.reduce((s, t) => s + t.frameBytesOut + t.frameMacVerifyBytes, 0) / b,
+    opCpuUs: all.reduce((s, t) => s + workCpuUs(costs, t), 0) / b,
+  };
   const node = (name: string, t: WorkTotals, share: number): Omit<FitProcess, 'cpuMsPerBatch'> => ({
     name,
     opCpuMsPerBatch: (workCpuUs(costs, t) * share) / b / 1000,
@@ -134,7 +104,7 @@ export function countedPerNode(
   const out = [...counter.perReplica].sort(([a], [c]) => a - c).map(([id, t]) => node(`replica ${id}`, t, 1));
   // The simulator's client machines are counted together; the run's client processes share alike.
   for (let o = 0; o < clientProcs; o++) out.push(node(`client ${o}`, counter.clients, 1 / clientProcs));
-  return out;
+  return { perBatch, perNode: out };
 }
 
 /** The fitted fixed costs (microseconds): per message received and frame sent, per byte received and sent, per socket read and write. */
@@ -247,10 +217,8 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
   const fitPoints: FitPoint[] = [];
   for (const fp of options.reuseFitPoints ?? []) {
     const procs = Math.max(1, fp.processes?.filter((q) => q.name.startsWith('client')).length ?? 1);
-    const counted = countedPerBatch(fp.protocol, fp.replicas, fp.batch, Math.ceil(fp.clients / procs), opOnly);
-    const recount = fp.processes
-      ? withCounts(fp.processes, countedPerNode(fp.protocol, fp.replicas, fp.batch, Math.ceil(fp.clients / procs), procs, opOnly))
-      : undefined;
+    const { perBatch: counted, perNode } = countedFor(fp.protocol, fp.replicas, fp.batch, Math.ceil(fp.clients / procs), procs, opOnly);
+    const recount = fp.processes ? withCounts(fp.processes, perNode) : undefined;
     fitPoints.push({
       ...fp,
       messagesPerBatch: counted.messages,
@@ -278,8 +246,7 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
         continue;
       }
       const cpuMs = m.processes.reduce((s, p) => s + ((p.cpuPercent ?? 0) / 100) * m.windowSec * 1000, 0);
-      const counted = countedPerBatch(fp.protocol, fp.replicas, batch, Math.ceil(clients / spec.clientProcs), opOnly);
-      const perNode = countedPerNode(fp.protocol, fp.replicas, batch, Math.ceil(clients / spec.clientProcs), spec.clientProcs, opOnly);
+      const { perBatch: counted, perNode } = countedFor(fp.protocol, fp.replicas, batch, Math.ceil(clients / spec.clientProcs), spec.clientProcs, opOnly);
       const measured = m.processes.map((q) => ({
         name: q.name,
         cpuMsPerBatch: (((q.cpuPercent ?? 0) / 100) * m.windowSec * 1000) / m.acceptedBatches,
@@ -343,7 +310,6 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
       },
     },
     fitPoints,
-    ...(fitPoints.length === 0 ? {} : { hostCoresAvailable: median(fitPoints.map((p) => p.cpuCores)) }),
   };
 }
 
@@ -372,10 +338,4 @@ function withCounts(
         : undefined);
     return [{ ...c, cpuMsPerBatch: q.cpuMsPerBatch, ...(rw ?? {}) }];
   });
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }

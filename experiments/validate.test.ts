@@ -2,7 +2,7 @@ import { cpus } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import type { FitProcess } from '../infra/sim/calibration.js';
 import { fitFixedCosts, fitNonNegative, ioPerBatch } from './calibrate.js';
-import { coresLeft, errorPercent, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
+import { coresLeft, errorPercent, formatValidation, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
 
 const pt = (protocol: string, replicas: number, realTxnPerSec: number, modelTxnPerSec: number): ValidationPoint => ({
   protocol,
@@ -55,6 +55,12 @@ describe('validation math', () => {
     // Unknown machine CPU: the calibrated share.
     expect(coresLeft(1.5, null, 0.3)).toBe(1.5);
     expect(coresLeft(1.5, 100 * cores + 500, 0)).toBe(0.1);
+  });
+
+  it('shows the cores each real run used beside the cores its model used, and the modelled host apart', () => {
+    const table = formatValidation(summarise([{ ...pt('zyzzyva', 4, 189000, 187609), realCpuCores: 1.4, modelCpuCores: 1.32, modelHostCores: 2 }]));
+    expect(table).toContain('| cores used real, model | cores of the modelled host |');
+    expect(table).toContain('| 1.4, 1.32 | 2 |');
   });
 
   it('median of odd and even lists', () => {

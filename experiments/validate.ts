@@ -36,11 +36,17 @@ export interface ValidationPoint {
   readonly modelCpuMsPerBatch: number;
   readonly cpuErrorPercent: number;
   /**
-   * Cores the model gave the point's host: the calibration's (hostCoresAvailable), lowered to
+   * Cores the model gave the point's host: the machine's, lowered to
    * what other work left of the machine during the real run's window (machine CPU from
    * /proc/stat minus the run's own processes), so that a busy machine is modelled as it was.
    */
   readonly modelHostCores?: number;
+  /**
+   * Cores the modelled run's nodes used together (their CPU over its virtual time): the model's
+   * counterpart of realCpuCores, below modelHostCores where processes wait on one another (a
+   * closed loop moving in waves, cost-model.ts turnEnd).
+   */
+  readonly modelCpuCores?: number;
   /**
    * How the replicas' frames coalesce, real (transport counters over the run) and modelled (the
    * cost model's turns, cost-model.ts): frames sent per socket write and frames received per
@@ -157,7 +163,8 @@ export function coresLeft(calibrated: number, machineCpuPercent: number | null, 
 
 export async function validate(calibration: CalibrationFile, options: ValidateOptions = {}): Promise<ValidationSummary> {
   const log = options.onProgress ?? (() => {});
-  const calibrated = localTestbed(calibration.hostCoresAvailable);
+  // The machine's cores (a calibration's hostCoresAvailable is no longer read: see calibration.ts).
+  const calibrated = localTestbed();
   log(`model testbed: ${calibrated.description} (${calibrated.sources['sharedHostCores']}), less what other work used during each real run`);
   const points: ValidationPoint[] = [];
   const fitted = new Set(calibration.fitPoints.map((p) => p.replicas));
@@ -197,6 +204,7 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
         modelCpuMsPerBatch: round2(model.cpuMsPerBatch),
         cpuErrorPercent: round1(errorPercent(model.cpuMsPerBatch, realCpuMsPerBatch)),
         modelHostCores: round2(hostCores),
+        modelCpuCores: round2(Object.values(model.cpuPercentByNode).reduce((s, pct) => s + pct, 0) / 100),
         ...defined({
           realFramesPerWrite: realIo.replicaPerWrite,
           realFramesPerRead: realIo.replicaPerRead,
@@ -257,12 +265,12 @@ export function formatValidation(s: ValidationSummary, calibrationPath?: string)
   const lines = [
     `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}): real runs on the local backend against the cost model`,
     '',
-    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores the real run got | cores modelled | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model | client CPU ms/batch real, model |',
+    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores used real, model | cores of the modelled host | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model | client CPU ms/batch real, model |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const p of s.points) {
     lines.push(
-      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${p.realCpuCores} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% | ${pair(p.realFramesPerWrite, p.modelFramesPerWrite)} | ${pair(p.realFramesPerRead, p.modelFramesPerRead)} | ${pair(p.realClientFramesPerWrite, p.modelClientFramesPerWrite)} | ${pair(p.realClientCpuMsPerBatch, p.modelClientCpuMsPerBatch)} |`,
+      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${pair(p.realCpuCores, p.modelCpuCores)} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% | ${pair(p.realFramesPerWrite, p.modelFramesPerWrite)} | ${pair(p.realFramesPerRead, p.modelFramesPerRead)} | ${pair(p.realClientFramesPerWrite, p.modelClientFramesPerWrite)} | ${pair(p.realClientCpuMsPerBatch, p.modelClientCpuMsPerBatch)} |`,
     );
   }
   if (s.excluded.length > 0) lines.push('', `Left out of the statistics (real run invalid or nothing accepted): ${s.excluded.join(', ')}.`);

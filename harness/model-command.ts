@@ -132,7 +132,7 @@ function registerSensitivity(model: Command): void {
       const cal = calibrationFile(o.calibration);
       const bases = sensitivityBases(
         cal,
-        loadTestbed(o.testbed, cal.hostCoresAvailable),
+        loadTestbed(o.testbed),
         o.protocols.split(','),
         numberList('--replicas', o.replicas, 4),
         numberFlag('--batches', o.batches, 1),
@@ -179,7 +179,7 @@ function registerPoint(model: Command): void {
         const extra = Object.fromEntries((o.extra ?? []).map((kv) => kv.split('=') as [string, string]));
         // The spec's sizes, workload and seed, as run --backend model and model validate take them (pointInputOf).
         const r = modelPoint({
-          ...pointInputOf({ ...spec, extra }, loadTestbed(o.testbed, cal.hostCoresAvailable), cal.costs, Number(o.batches)),
+          ...pointInputOf({ ...spec, extra }, loadTestbed(o.testbed), cal.costs, Number(o.batches)),
           ...(o.viewChangeTimeoutMs === undefined ? {} : { viewChangeTimeoutMs: positive(o.viewChangeTimeoutMs, '--view-change-timeout-ms') }),
           ...(o.clientTimeoutMs === undefined ? {} : { clientTimeoutMs: positive(o.clientTimeoutMs, '--client-timeout-ms') }),
         });

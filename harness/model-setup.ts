@@ -56,7 +56,7 @@ export function resolveModelSetup(
   if (!read.ok) return read;
   const { calibration } = read;
   try {
-    return { ok: true, testbedName, calibrationPath, testbed: loadTestbed(testbedName, calibration.hostCoresAvailable), calibration };
+    return { ok: true, testbedName, calibrationPath, testbed: loadTestbed(testbedName), calibration };
   } catch (err) {
     return { ok: false, missing: false, message: `--testbed: ${(err as Error).message}` };
   }

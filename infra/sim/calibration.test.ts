@@ -70,6 +70,14 @@ describe('calibration file', () => {
     expect(() => checkCalibration({ ...g, costs: { ...g.costs, perWriteUs: -1 } }, 'x')).toThrow(/perWriteUs/);
     expect(() => checkCalibration({ ...g, sources: f.sources }, 'x')).toThrow(/sources.perReadUs/);
   });
+
+  it('reads a file with the frame MAC measured apart, and refuses it negative or without a source', () => {
+    const f = file();
+    const g = { ...f, costs: { ...f.costs, frameMac: { fixedUs: 0.5, perByteUs: 0.0005 } }, sources: { ...f.sources, frameMac: src } };
+    expect(checkCalibration(JSON.parse(JSON.stringify(g)), 'x')).toEqual(g);
+    expect(() => checkCalibration({ ...g, costs: { ...g.costs, frameMac: { fixedUs: -1, perByteUs: 0 } } }, 'x')).toThrow(/frameMac/);
+    expect(() => checkCalibration({ ...g, sources: f.sources }, 'x')).toThrow(/sources.frameMac/);
+  });
 });
 
 describe('fitLine', () => {

@@ -19,6 +19,7 @@ import { YcsbStore } from '../../replica/store.js';
 import type { WireMessage } from '../../replica/types.js';
 import type { LinearCost, OpCosts } from './cost-model.js';
 import { Simulation } from './simulator.js';
+import { FrameMac } from '../process/transport.js';
 
 export const CALIBRATION_VERSION = 1;
 
@@ -73,7 +74,7 @@ export interface FitProcess {
 }
 
 /** Costs added after the first calibration files: optional in a file, 0 (or, for ioPerByteOutUs, ioPerByteUs) when absent. */
-export type LaterCost = 'perReadUs' | 'perWriteUs' | 'ioPerByteOutUs';
+export type LaterCost = 'perReadUs' | 'perWriteUs' | 'ioPerByteOutUs' | 'frameMac';
 
 /** The fixed costs fitted from real runs (experiments/calibrate.ts), not micro-benchmarked. */
 type FittedCost = 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs' | 'ioPerByteOutUs' | 'perReadUs' | 'perWriteUs';
@@ -90,16 +91,16 @@ export interface CalibrationFile {
   };
   readonly date: string;
   readonly costs: OpCosts;
-  /** Where each cost came from; the costs added later (perReadUs, perWriteUs, ioPerByteOutUs) may be absent from older files. */
+  /** Where each cost came from; the costs added later (perReadUs, perWriteUs, ioPerByteOutUs, frameMac) may be absent from older files. */
   readonly sources: Readonly<Record<Exclude<keyof OpCosts, LaterCost>, CostSource>> & Partial<Record<LaterCost, CostSource>>;
   /** The real runs the fixed costs were fitted to (disjoint from validation points). */
   readonly fitPoints: readonly FitPoint[];
   /**
-   * Cores the benchmark's processes actually used during the fit runs (median of fitPoints'
-   * cpuCores), which the `local` testbed uses as its shared host: below the core count when
-   * saturated runs leave cores partly idle (processes waiting on one another) or other work
-   * shared the machine. `model validate` lowers it further for a point whose real run had
-   * less of the machine (what other processes used in its window). Absent: all cores.
+   * Written by calibrations before the cost model flushed a turn's frames at its end (the
+   * median of fitPoints' cpuCores) and no longer read: it stood in for the cores saturated runs
+   * leave idle while processes wait on one another, which the model now produces itself
+   * (cost-model.ts turnEnd), so the `local` testbed is the machine's cores again and counting
+   * the idle time through this as well would count it twice.
    */
   readonly hostCoresAvailable?: number;
   /** Filled by `poe-bench model validate` with the calibration it checked. */
@@ -274,6 +275,17 @@ export function measureOperations(protocols: readonly string[], valueBytes = 64)
     },
     (s) => Math.max(2000, Math.round(20_000_000 / (s + 500))),
   );
+  // The transport's frame MAC as it runs (FrameMac.into; a payload of 1 KB or more through its
+  // SHA-256 first), by the bytes it hashes, as the cost model charges it (mac-bytes.ts).
+  const frameMacer = new FrameMac(key);
+  const macOut = Buffer.alloc(32);
+  const frameMac = measureLinear(
+    (s) => {
+      const m = msg(s);
+      return () => frameMacer.into(m, macOut, 0);
+    },
+    (s) => Math.max(2000, Math.round(20_000_000 / (s + 500))),
+  );
   const sha = measureLinear(
     (s) => {
       const m = msg(s);
@@ -294,6 +306,7 @@ export function measureOperations(protocols: readonly string[], valueBytes = 64)
       ed25519Sign: sign.cost,
       ed25519Verify: verify.cost,
       hmac: hmac.cost,
+      frameMac: frameMac.cost,
       sha256: sha.cost,
       encode: codec.encode,
       decode: codec.decode,
@@ -302,7 +315,8 @@ export function measureOperations(protocols: readonly string[], valueBytes = 64)
     sources: {
       ed25519Sign: sized('node:crypto sign(null, msg, ed25519 key)', sign),
       ed25519Verify: sized('node:crypto verify(null, msg, ed25519 key, sig)', verify),
-      hmac: sized('node:crypto createHmac(sha256) as the transport and cores compute it', hmac),
+      hmac: sized('node:crypto createHmac(sha256) as the cores compute it (their crypto provider)', hmac),
+      frameMac: sized('the transport frame MAC (infra/process/transport.ts FrameMac.into) by bytes hashed', frameMac),
       sha256: sized('node:crypto createHash(sha256)', sha),
       encode: {
         source: `the ${protocols.join(', ')} codecs encoding the messages of a short simulation (n=4, batch 100), grouped by type and size, least-squares line by frame bytes`,
@@ -351,6 +365,10 @@ export function checkCalibration(raw: unknown, where: string): CalibrationFile {
   for (const k of SCALAR_COSTS) {
     if (!ok(c.costs?.[k])) bad(`costs.${k} must be a number >= 0`);
     if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
+  }
+  if (c.costs?.frameMac !== undefined) {
+    if (!ok(c.costs.frameMac.fixedUs) || !ok(c.costs.frameMac.perByteUs)) bad('costs.frameMac must be { fixedUs, perByteUs } >= 0');
+    if (typeof c.sources?.frameMac?.source !== 'string') bad('sources.frameMac.source missing: every cost says where it came from');
   }
   for (const k of ['ioPerByteOutUs', 'perReadUs', 'perWriteUs'] as const) {
     if (c.costs[k] === undefined) continue;

@@ -60,8 +60,17 @@ export interface SimCostHook {
   stepDone(node: Peer, nowMs: number, work: StepWork): void;
   /**
    * A frame of the step just reported: returns the virtual time it has left the sender's NIC
-   * (the network adds the propagation delay to that). Encoding and the transport MAC are
-   * charged here, one frame after another, as the runtime does them.
+   * (the network adds the propagation delay to that), or undefined when the frame waits for the
+   * end of its turn (turnEnd says when it leaves). Encoding and the transport MAC are charged
+   * here, one frame after another, as the runtime does them.
    */
-  frameSent(frame: FrameOut, nowMs: number): number;
+  frameSent(frame: FrameOut, nowMs: number): number | undefined;
+  /**
+   * The turn of `node` begun by the last turnBegin has run every step: returns the times the
+   * frames it held (frameSent returned undefined) leave the sender's NIC, in the order they were
+   * sent. The process runtime writes a turn's frames when every input of the turn is handled
+   * (infra/process/transport.ts: the flush is a setImmediate, after the poll phase's 'data'
+   * events), not as each step makes them. Required of a hook whose frameSent may return undefined.
+   */
+  turnEnd?(node: Peer, nowMs: number): readonly number[];
 }

@@ -3,10 +3,21 @@
  * core is charged the CPU of what it did, as counted by the simulator (cost-hook.ts): Ed25519
  * signs and verifications by message size, HMAC and SHA-256 by bytes, encoding and decoding by
  * bytes, execution per transaction, plus a fixed cost per received message, per sent frame and
- * per step. A step's frames leave when its CPU time has passed, one after another (each charged
- * its encoding and transport MAC), then queue for the sender's NIC (FIFO, egress bandwidth), and
- * the network adds the propagation delay. A node that is busy holds its inputs (the simulator
- * keeps them in a FIFO backlog until `readyAtMs`).
+ * per step. A node that is busy holds its inputs (the simulator keeps them in a FIFO backlog
+ * until `readyAtMs`) and handles all of them in its next turn, as the process runtime handles
+ * every input of an event-loop turn. A single-threaded node's frames (each charged its encoding
+ * and transport MAC) leave together when its turn's CPU is done, as the runtime writes a turn's
+ * frames in one flush after the turn's last input (turnEnd); a pipelined node's leave as its
+ * output lanes finish them. Then they queue for the sender's NIC (FIFO, egress bandwidth), and
+ * the network adds the propagation delay, one per flush and peer (one write).
+ *
+ * What the flush does to a closed loop (validated against real runs, experiments/validate.ts):
+ * a node's outputs wait for its whole turn, so the next node starts on all of them at once, and
+ * the outstanding batches end up moving round as one wave (real runs write 20-24 frames per
+ * socket write with 24 batches outstanding). A stage of the wave that one process handles alone
+ * (Zyzzyva's primary ordering, executing and answering the whole wave while its backups wait
+ * for its flush) leaves the other cores of a shared host idle: real Zyzzyva at n = 4 used 1.40
+ * of 2 cores, PoE 1.62, and doubling the load gained them 1.4% and 2.3% at twice the latency.
  *
  * CPU. A node is a set of lanes (threads) that run on a pool of cores:
  * - single-threaded (a replica process today, and a client process): one lane does everything;
@@ -36,6 +47,14 @@ export interface OpCosts {
   readonly ed25519Sign: LinearCost;
   readonly ed25519Verify: LinearCost;
   readonly hmac: LinearCost;
+  /**
+   * The transport's frame MAC (infra/process/transport.ts FrameMac: HMAC-SHA256 from key pads
+   * prepared once per connection, two one-shot SHA-256 calls into reused buffers), by the bytes
+   * it hashes (mac-bytes.ts). A quarter to a half of `hmac` (node's createHmac, which the cores'
+   * crypto provider uses) at the sizes of votes and replies. Absent (calibrations before it was
+   * measured apart): `hmac`.
+   */
+  readonly frameMac?: LinearCost;
   readonly sha256: LinearCost;
   readonly encode: LinearCost;
   readonly decode: LinearCost;
@@ -102,7 +121,7 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
   const cr = w.crypto;
   const inputUs =
     lin(c.decode, w.decodes, w.decodeBytes) +
-    lin(c.hmac, w.frameMacVerifies, w.frameMacHashBytes ?? w.frameMacVerifyBytes) +
+    lin(frameMacCost(c), w.frameMacVerifies, w.frameMacHashBytes ?? w.frameMacVerifyBytes) +
     lin(c.ed25519Verify, cr.verifies, cr.verifyBytes) +
     c.perMessageInUs * w.messagesIn +
     c.ioPerByteUs * w.frameMacVerifyBytes;
@@ -113,6 +132,9 @@ export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolU
     c.executeTxnUs * w.txnsExecuted;
   return { inputUs, protocolUs };
 }
+
+/** The cost of the transport's frame MAC (hmac where a calibration did not measure it apart). */
+export const frameMacCost = (c: OpCosts): LinearCost => c.frameMac ?? c.hmac;
 
 /** The CPU per byte of a frame written to a socket (ioPerByteUs where a calibration did not fit it apart). */
 export const ioOutPerByteUs = (c: OpCosts): number => c.ioPerByteOutUs ?? c.ioPerByteUs;
@@ -125,8 +147,8 @@ export const ioOutPerByteUs = (c: OpCosts): number => c.ioPerByteOutUs ?? c.ioPe
 export function frameCpuUs(c: OpCosts, f: FrameOut): number {
   return (
     (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) +
-    c.hmac.fixedUs +
-    c.hmac.perByteUs * (f.macBytes ?? f.bytes) +
+    frameMacCost(c).fixedUs +
+    frameMacCost(c).perByteUs * (f.macBytes ?? f.bytes) +
     c.perFrameOutUs +
     ioOutPerByteUs(c) * f.bytes
   );
@@ -228,6 +250,47 @@ export class CpuPool {
   }
 }
 
+/**
+ * A node's turn as the simulator reports it (SimCostHook turnBegin, stepDone, frameSent): which
+ * step opens it (and pays its wake-up and reads) and which frames are its first to a peer (and
+ * pay the write). Until the simulator opens a turn, every step is a turn of its own, with one
+ * read if it had an input. The cost model and the work counter (work-counter.ts) charge and count
+ * by this one bookkeeping.
+ */
+export class TurnTracker {
+  /** 'none' until turnBegin; 'fresh' when opened and no step has run; 'running' after its first step. */
+  private mode: 'none' | 'fresh' | 'running' = 'none';
+  private reads = 0;
+  private readonly dests = new Set<Peer>();
+
+  /** Whether the simulator opens this node's turns (a hook without turnBegin never does). */
+  get opened(): boolean {
+    return this.mode !== 'none';
+  }
+
+  begin(reads: number): void {
+    this.mode = 'fresh';
+    this.reads = reads;
+    this.dests.clear();
+  }
+
+  /** A step ran: the socket reads of the turn it opens, or undefined when it is not the turn's first. */
+  step(messagesIn: number): number | undefined {
+    if (this.mode === 'running') return undefined;
+    const reads = this.mode === 'fresh' ? this.reads : messagesIn;
+    if (this.mode === 'none') this.dests.clear();
+    else this.mode = 'running';
+    return reads;
+  }
+
+  /** A frame to `to`: true when it is the turn's first to that peer (its connection's write). */
+  write(to: Peer): boolean {
+    if (this.dests.has(to)) return false;
+    this.dests.add(to);
+    return true;
+  }
+}
+
 /** One node's lanes, pool, speed and NIC. */
 class NodeResources {
   /** The protocol lane (the only lane of a single-threaded node). */
@@ -239,14 +302,9 @@ class NodeResources {
   stepEndMs = 0;
   cpuMs = 0;
   bytesOut = 0;
-  /**
-   * The turn: 'none' until the simulator opens one (then every step is its own turn, one read if
-   * it had an input), 'fresh' when opened and not yet charged, 'running' after its first step.
-   */
-  turn: 'none' | 'fresh' | 'running' = 'none';
-  turnReads = 0;
-  /** Peers written to in this turn: the first frame to each pays the write. */
-  readonly turnDests = new Set<Peer>();
+  readonly turn = new TurnTracker();
+  /** Wire bytes of the frames this turn holds until its flush (a single-threaded node: see turnEnd). */
+  readonly held: number[] = [];
   readonly io: NodeIo = { turns: 0, reads: 0, writes: 0, messagesIn: 0, framesOut: 0 };
 
   constructor(
@@ -316,10 +374,7 @@ export class CostModel implements SimCostHook {
   }
 
   turnBegin(peer: Peer, _nowMs: number, reads: number): void {
-    const r = this.node(peer);
-    r.turn = 'fresh';
-    r.turnReads = reads;
-    r.turnDests.clear();
+    this.node(peer).turn.begin(reads);
   }
 
   stepDone(peer: Peer, nowMs: number, work: StepWork): void {
@@ -330,10 +385,8 @@ export class CostModel implements SimCostHook {
     let { inputUs, protocolUs } = step;
     // The turn's wake-up and reads are charged with its first step (a turn whose only event was
     // a cancelled timer never woke the real process and costs nothing).
-    if (r.turn !== 'running') {
-      const reads = r.turn === 'fresh' ? r.turnReads : work.messagesIn;
-      if (r.turn === 'none') r.turnDests.clear();
-      else r.turn = 'running';
+    const reads = r.turn.step(work.messagesIn);
+    if (reads !== undefined) {
       // The reads are input work (a pipeline's input lanes), the wake-up the protocol lane's.
       inputUs += turnCpuUs(c, reads) - c.perStepUs;
       protocolUs += c.perStepUs;
@@ -356,12 +409,11 @@ export class CostModel implements SimCostHook {
     r.cpuMs += (inputUs + protocolUs) / 1000;
   }
 
-  frameSent(frame: FrameOut, nowMs: number): number {
+  frameSent(frame: FrameOut, nowMs: number): number | undefined {
     const r = this.node(frame.from);
     let us = frameCpuUs(this.config.costs, frame);
     r.io.framesOut++;
-    if (!r.turnDests.has(frame.to)) {
-      r.turnDests.add(frame.to);
+    if (r.turn.write(frame.to)) {
       r.io.writes++;
       us += this.config.costs.perWriteUs ?? 0;
     }
@@ -378,9 +430,34 @@ export class CostModel implements SimCostHook {
     r.cpuMs += ms * r.speed;
     const wireBytes = frame.bytes + this.config.wireOverheadBytes;
     r.bytesOut += wireBytes;
+    if (!r.pipelined && r.turn.opened) {
+      // A single-threaded process queues the frame and writes it when the turn ends (turnEnd).
+      r.held.push(wireBytes);
+      return undefined;
+    }
+    return this.depart(r, cpuDone, wireBytes);
+  }
+
+  /** Queues `wireBytes` for the NIC from `readyMs`: returns when the frame has left it (FIFO, egress bandwidth). */
+  private depart(r: NodeResources, readyMs: number, wireBytes: number): number {
     const serialiseMs = Number.isFinite(r.nicBitsPerSec) ? (wireBytes * 8 * 1000) / r.nicBitsPerSec : 0;
-    r.nicFreeMs = Math.max(cpuDone, r.nicFreeMs) + serialiseMs;
+    r.nicFreeMs = Math.max(readyMs, r.nicFreeMs) + serialiseMs;
     return r.nicFreeMs;
+  }
+
+  /**
+   * A single-threaded node's turn is over: its frames leave together once all of the turn's CPU
+   * is done, as the process runtime queues every frame of an event-loop turn and writes them in
+   * one flush after the turn's last input (infra/process/transport.ts scheduleFlush). A step's
+   * frames therefore wait for the turn's later steps, and the node's next stage downstream
+   * starts only when the whole turn is done: turns that carry many batches move on as one wave.
+   */
+  turnEnd(peer: Peer, nowMs: number): number[] {
+    const r = this.node(peer);
+    const flushMs = Math.max(nowMs, r.mainFreeMs);
+    const out = r.held.map((bytes) => this.depart(r, flushMs, bytes));
+    r.held.length = 0;
+    return out;
   }
 
   /** Turns, reads, writes, messages in and frames out per node so far, as charged. */

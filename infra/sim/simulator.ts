@@ -270,6 +270,10 @@ export class Simulation {
   private readonly shareDecoded: boolean;
   /** Arrival times of one copy (reused by transmit: no array per message). */
   private readonly arrivals: number[] = [];
+  /** The frames a cost model holds until the current turn ends (cost-hook.ts turnEnd), recipients and frames in send order. */
+  private readonly heldTo: Peer[] = [];
+  private readonly heldFrames: SentFrame[] = [];
+  private readonly flushDelayTo = new Map<Peer, number>();
   /** Replica-sent messages by type id (a frame's first byte, so below 256), named in result(). */
   private readonly messagesByTypeId: number[] = [];
 
@@ -510,8 +514,38 @@ export class Simulation {
       if (this.deferred(node, e)) return;
       // A node that was idle wakes for this one input: a turn of one step.
       this.hook.turnBegin?.(node, this.nowMs, e.kind === 'deliver' ? readsOf(e.frame.bytes.length + FRAME_HEADER_BYTES) : 0);
+      this.run1(e, aux);
+      this.endTurn(node);
+      return;
     }
     this.run1(e, aux);
+  }
+
+  /** A turn of `node` has run every step: the frames its cost model held leave now, at the times it gives (cost-hook.ts turnEnd). */
+  private endTurn(node: Peer): void {
+    if (!this.hook!.turnEnd) return;
+    const departures = this.hook!.turnEnd(node, this.nowMs);
+    const arrivals = this.arrivals;
+    // One write per connection: a flush's frames to one peer cross the link together (one
+    // delay, drawn for the first of them; loss and duplication still drawn per frame), in order.
+    const delayTo = this.flushDelayTo;
+    delayTo.clear();
+    for (let i = 0; i < this.heldTo.length; i++) {
+      const frame = this.heldFrames[i]!;
+      const to = this.heldTo[i]!;
+      const departMs = departures[i]!;
+      const copies = this.network.transmitInto(node, to, departMs, arrivals);
+      if (copies === 0) continue;
+      let delayMs = delayTo.get(to);
+      if (delayMs === undefined) {
+        delayMs = arrivals[0]! - departMs;
+        delayTo.set(to, delayMs);
+      }
+      this.queue.push(departMs + delayMs, frame, to);
+      for (let c = 1; c < copies; c++) this.queue.push(arrivals[c]!, frame, to);
+    }
+    this.heldTo.length = 0;
+    this.heldFrames.length = 0;
   }
 
   /** With a cost model: holds `e` in `node`'s FIFO backlog while the node (or its host) is busy. */
@@ -526,6 +560,7 @@ export class Simulation {
         this.backlog.delete(node);
         this.hook!.turnBegin?.(node, this.nowMs, socketReads(backlog));
         for (const item of backlog) this.run1(item, 0);
+        this.endTurn(node);
       } else this.queue.push(readyMs, e);
       return true;
     }
@@ -535,9 +570,11 @@ export class Simulation {
       return true;
     }
     const readyMs = this.hook!.readyAtMs(node, this.nowMs);
-    if (readyMs <= this.nowMs) return false;
+    // An idle node takes its input at once, unless more events are due at this very time (a
+    // flush's frames to one peer arrive together, endTurn): then one turn handles all of them.
+    if (readyMs <= this.nowMs && this.queue.peekTimeMs() !== this.nowMs) return false;
     this.backlog.set(node, [e]);
-    this.queue.push(readyMs, { kind: 'wake', node });
+    this.queue.push(Math.max(readyMs, this.nowMs), { kind: 'wake', node });
     return true;
   }
 
@@ -855,6 +892,12 @@ export class Simulation {
     const departMs = this.hook
       ? this.hook.frameSent({ from, to, bytes, encoded, macBytes: encoded ? frameMacBytes(frame).first : frameMacBytes(frame).later }, this.nowMs)
       : this.nowMs;
+    if (departMs === undefined) {
+      // Held by the cost model until the turn ends (endTurn).
+      this.heldTo.push(to);
+      this.heldFrames.push(frame);
+      return;
+    }
     const arrivals = this.arrivals;
     const copies = this.network.transmitInto(from, to, departMs, arrivals);
     for (let i = 0; i < copies; i++) this.queue.push(arrivals[i]!, frame, to);

@@ -32,9 +32,9 @@ export interface Testbed {
 
 /**
  * The local backend: the run's processes on this machine's cores, or on `availableCores` of
- * them: the CPU the calibration's fit runs could use together (CalibrationFile.hostCoresAvailable),
- * which is below the machine's cores when a saturated run still leaves cores idle (processes
- * waking one another up, which the model does not charge) or when other work shared the machine.
+ * them (what other work left of the machine: `model validate` models a real run's window so).
+ * Cores a saturated run leaves idle while its processes wait on one another are not taken off
+ * here: the model produces them (cost-model.ts turnEnd).
  */
 export function localTestbed(availableCores?: number): Testbed {
   const all = cpus().length;
@@ -53,7 +53,7 @@ export function localTestbed(availableCores?: number): Testbed {
       sharedHostCores:
         availableCores === undefined
           ? 'os.cpus().length on this machine; the local backend places every process on it (infra/local)'
-          : `the CPU the calibration's fit runs used together, or what other work left of the machine (${availableCores.toFixed(2)} of ${all} cores; a fractional share is whole cores at that fraction of the speed): saturated runs leave a core partly idle while processes wait on one another`,
+          : `what other work left of the machine (${availableCores.toFixed(2)} of ${all} cores; a fractional share is whole cores at that fraction of the speed)`,
       replica: 'a replica process is one Node.js thread (infra/process/replica-main.ts); speed 1 = the calibration machine',
       client: 'a client process is one Node.js thread (infra/process/client-main.ts)',
       replicaNicBitsPerSec: 'loopback: no NIC; the kernel copy is CPU time, inside the fitted per-frame cost',

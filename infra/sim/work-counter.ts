@@ -8,7 +8,7 @@
 import { addCryptoCounts, type CryptoCounts, zeroCryptoCounts } from '../../replica/crypto-counter.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
 import type { FrameOut, SimCostHook, StepWork } from './cost-hook.js';
-import { ioOutPerByteUs, type OpCosts, stepCpuUs, turnCpuUs } from './cost-model.js';
+import { frameMacCost, ioOutPerByteUs, type OpCosts, stepCpuUs, TurnTracker, turnCpuUs } from './cost-model.js';
 
 /** The work of a set of nodes, summed over a run. */
 export interface WorkTotals {
@@ -83,13 +83,13 @@ export class WorkCounter implements SimCostHook {
   readonly clients: WorkTotals = zeroWorkTotals();
   /** Per replica id. */
   readonly perReplica = new Map<number, WorkTotals>();
-  /** Per node, the turn as CostModel (cost-model.ts) keeps it: every step its own turn until turnBegin is called. */
-  private readonly turns = new Map<Peer, { mode: 'none' | 'fresh' | 'running'; reads: number; dests: Set<Peer> }>();
+  /** Per node, the turn as CostModel (cost-model.ts) keeps it. */
+  private readonly turns = new Map<Peer, TurnTracker>();
 
-  private turnOf(node: Peer): { mode: 'none' | 'fresh' | 'running'; reads: number; dests: Set<Peer> } {
+  private turnOf(node: Peer): TurnTracker {
     let t = this.turns.get(node);
     if (!t) {
-      t = { mode: 'none', reads: 0, dests: new Set() };
+      t = new TurnTracker();
       this.turns.set(node, t);
     }
     return t;
@@ -110,21 +110,14 @@ export class WorkCounter implements SimCostHook {
   }
 
   turnBegin(node: Peer, _nowMs: number, reads: number): void {
-    const turn = this.turnOf(node);
-    turn.mode = 'fresh';
-    turn.reads = reads;
-    turn.dests.clear();
+    this.turnOf(node).begin(reads);
   }
 
   stepDone(node: Peer, _nowMs: number, work: StepWork): void {
-    const turn = this.turnOf(node);
-    const opens = turn.mode !== 'running';
-    const reads = turn.mode === 'fresh' ? turn.reads : work.messagesIn;
-    if (turn.mode === 'none') turn.dests.clear();
-    else turn.mode = 'running';
+    const reads = this.turnOf(node).step(work.messagesIn);
     for (const t of this.totalsOf(node)) {
       addStepWork(t, work);
-      if (opens) {
+      if (reads !== undefined) {
         t.turns++;
         t.reads += reads;
       }
@@ -132,9 +125,7 @@ export class WorkCounter implements SimCostHook {
   }
 
   frameSent(frame: FrameOut, nowMs: number): number {
-    const turn = this.turnOf(frame.from);
-    const write = !turn.dests.has(frame.to);
-    turn.dests.add(frame.to);
+    const write = this.turnOf(frame.from).write(frame.to);
     for (const t of this.totalsOf(frame.from)) {
       addFrameOut(t, frame);
       if (write) t.writes++;
@@ -153,8 +144,8 @@ export function workCpuUs(c: OpCosts, t: WorkTotals): number {
   const frames =
     c.encode.fixedUs * t.encodes +
     c.encode.perByteUs * t.encodeBytes +
-    c.hmac.fixedUs * t.frameMacs +
-    c.hmac.perByteUs * t.frameMacBytes +
+    frameMacCost(c).fixedUs * t.frameMacs +
+    frameMacCost(c).perByteUs * t.frameMacBytes +
     c.perFrameOutUs * t.framesOut +
     ioOutPerByteUs(c) * t.frameBytesOut;
   return inputUs + protocolUs + turns + frames;
