@@ -13,6 +13,7 @@
  * Pure like the cores: the timer is an output through the fetcher's Outbox; what counts as
  * progress (executedK) and the view change come in as arguments.
  */
+import { backoffMs, nextBackoffExp } from './backoff.js';
 import type { Outbox } from './outbox.js';
 import type { WireMessage } from './types.js';
 
@@ -37,7 +38,7 @@ export class IdleStatus<M extends WireMessage> {
   arm(viewChangeTimeoutMs: number): void {
     if (this.armed) return;
     this.armed = true;
-    this.out.setTimer(this.timerName, STATUS_TIMEOUTS * viewChangeTimeoutMs * 2 ** this.exp);
+    this.out.setTimer(this.timerName, backoffMs(STATUS_TIMEOUTS * viewChangeTimeoutMs, this.exp, STATUS_EXP_MAX));
   }
 
   /**
@@ -53,7 +54,7 @@ export class IdleStatus<M extends WireMessage> {
       return false;
     }
     if (inViewChange) return false;
-    this.exp = Math.min(this.exp + 1, STATUS_EXP_MAX);
+    this.exp = nextBackoffExp(this.exp, STATUS_EXP_MAX);
     return true;
   }
 }

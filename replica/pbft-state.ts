@@ -24,4 +24,3 @@ export const PBFT_TIMERS = {
 
 /** Bounds on queues that a faulty client or replica could otherwise grow. */
 export const AWAITED_MAX = 1 << 16;
-export const BACKOFF_EXP_MAX = 16;

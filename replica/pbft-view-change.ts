@@ -55,7 +55,7 @@ import {
   type ViewChange,
   type ViewChangeAck,
 } from './pbft-wire.js';
-import { BACKOFF_EXP_MAX } from './pbft-state.js';
+import { backoffMs } from './backoff.js';
 import { primaryOf, type Quorums } from './types.js';
 
 export interface PlannedEntry {
@@ -408,7 +408,7 @@ export class LaggardAnswers {
   answerNow(r: number, nowMs: number): boolean {
     if (this.running.has(r)) return false;
     const prev = this.answered.get(r);
-    if (prev && nowMs - prev.atMs < this.firstGapMs * 2 ** Math.min(prev.count - 1, BACKOFF_EXP_MAX)) return false;
+    if (prev && nowMs - prev.atMs < backoffMs(this.firstGapMs, prev.count - 1)) return false;
     this.answered.set(r, { atMs: nowMs, count: (prev?.count ?? 0) + 1 });
     return true;
   }

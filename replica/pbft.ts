@@ -49,7 +49,8 @@
  * checkpoint for this. Not implemented: state transfer of the store itself, so a replica that
  * falls further behind than that cannot catch up.
  */
-import { AWAITED_MAX, BACKOFF_EXP_MAX, PBFT_TIMERS } from './pbft-state.js';
+import { backoffMs, nextBackoffExp } from './backoff.js';
+import { AWAITED_MAX, PBFT_TIMERS } from './pbft-state.js';
 import type { FaultHooks } from './byzantine.js';
 import { CheckpointTracker, Executor, type Execution } from './common.js';
 import { Ledger } from './ledger.js';
@@ -313,7 +314,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
    * leave every view before its first request could run (PBFT n = 32 in the cost model).
    */
   private armViewChangeTimer(): void {
-    this.out.setTimer(PBFT_TIMERS.viewChange, this.options.viewChangeTimeoutMs * 2 ** Math.max(0, this.backoffExp - 1));
+    this.out.setTimer(PBFT_TIMERS.viewChange, backoffMs(this.options.viewChangeTimeoutMs, this.backoffExp - 1));
     this.viewChangeTimerArmed = true;
   }
 
@@ -432,7 +433,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     const slot = this.slots.get(at.k);
     const pp = slot?.pp;
     if (!slot || !pp || slot.view !== this.view || !requestDigest(this.deps.crypto, req).equals(pp.digest)) return;
-    if (this.nowMs - slot.resentAtMs < (this.options.viewChangeTimeoutMs / 4) * 2 ** Math.min(slot.resends, BACKOFF_EXP_MAX)) return;
+    if (this.nowMs - slot.resentAtMs < backoffMs(this.options.viewChangeTimeoutMs / 4, slot.resends)) return;
     slot.resentAtMs = this.nowMs;
     slot.resends++;
     // A NEW-VIEW's re-proposal (origin view below the view) is only valid inside the NEW-VIEW.
@@ -737,8 +738,8 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
   private startViewChange(w: number): void {
     this.view = w;
     this.inViewChange = true;
-    this.newViewWaitMs = this.options.viewChangeTimeoutMs * 2 ** this.backoffExp;
-    this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
+    this.newViewWaitMs = backoffMs(this.options.viewChangeTimeoutMs, this.backoffExp);
+    this.backoffExp = nextBackoffExp(this.backoffExp);
     this.newViewWaitFor = undefined;
     this.out.cancelTimer(PBFT_TIMERS.newView);
     this.queue = [];

@@ -1,5 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { extendedWindowMs, judgeSteady, MIN_WARMUP_SEC, tailSettled, trendPercent, WARMUP_TAIL_SEC, warmupSettledAt, WINDOW_EXTENSION_CAP } from './steady.js';
+import { Rng } from '../../client/random.js';
+import {
+  extendedWindowMs,
+  judgeSteady,
+  MIN_WARMUP_SEC,
+  tailSettled,
+  trendPercent,
+  WARMUP_TAIL_SEC,
+  WarmupWatch,
+  warmupSettledAt,
+  WINDOW_EXTENSION_CAP,
+} from './steady.js';
+
+/** Replay a failure with STEADY_SEED=<seed> npx vitest run infra/run/steady.test.ts. */
+const SEED = Number(process.env['STEADY_SEED'] ?? Date.now() % 2 ** 31);
 
 const series = (warm: number[], measured: number[]) => [
   ...warm.map((txnPerSec, i) => ({ tSec: i - warm.length, txnPerSec })),
@@ -108,6 +122,53 @@ describe('the settled rule (one definition for the live decision and the judgeme
     expect(warmupSettledAt([100, 100])).toBeUndefined();
     // Nothing accepted yet (HotStuff at 32 replicas starting up) is not settled.
     expect(warmupSettledAt([0, 0, 0, 0, 0])).toBeUndefined();
+  });
+});
+
+describe(`WarmupWatch: the live decision, judging only new seconds (seed ${SEED})`, () => {
+  it('answers as warmupSettledAt at every poll of the same growing seconds', () => {
+    const watch = new WarmupWatch();
+    const seconds = [10, 20, 40, 60, 80, 100, 104, 99, 101];
+    const answers = seconds.map((_, i) => watch.settledAt(seconds.slice(0, i + 1)));
+    expect(answers).toEqual([undefined, undefined, undefined, undefined, undefined, undefined, undefined, 8, 8]);
+  });
+
+  it('re-judges from a second that changed since the last poll', () => {
+    const watch = new WarmupWatch();
+    expect(watch.settledAt([5, 100, 110, 95])).toBe(4);
+    // Second 2 changed (a late client's count): 100, 40, 95 is no longer level.
+    expect(watch.settledAt([5, 100, 40, 95, 100])).toBeUndefined();
+    expect(watch.settledAt([5, 100, 40, 95, 100, 98])).toBe(6);
+    // Not watching (near the cap): asked with no seconds.
+    expect(watch.settledAt([])).toBeUndefined();
+    expect(watch.settledAt([100, 100, 100])).toBe(3);
+  });
+
+  it('agrees with warmupSettledAt on random polls of random series', () => {
+    console.log(`steady.test seed ${SEED} (replay with STEADY_SEED=${SEED})`);
+    const rng = new Rng(SEED);
+    for (let run = 0; run < 300; run++) {
+      const watch = new WarmupWatch();
+      // A ramp to a level with noise of 0-40% (some settle, some not), occasional empty seconds.
+      const level = 1 + rng.nextInt(100_000);
+      const rampSec = rng.nextInt(12);
+      const noise = rng.nextDouble() * 0.4;
+      const second = (i: number): number => {
+        if (rng.chance(0.03)) return 0;
+        const base = i < rampSec ? (level * (i + 1)) / (rampSec + 1) : level;
+        return Math.round(base * (1 + noise * (rng.nextDouble() - 0.5)));
+      };
+      let seconds: number[] = [];
+      for (let poll = 0; poll < 60; poll++) {
+        const r = rng.nextDouble();
+        if (r < 0.05) seconds = [];
+        else if (r < 0.15 && seconds.length > 0) seconds[rng.nextInt(seconds.length)] = second(rng.nextInt(seconds.length));
+        else if (r < 0.2) seconds = seconds.slice(0, rng.nextInt(seconds.length + 1));
+        else for (let i = rng.nextInt(3); i > 0; i--) seconds.push(second(seconds.length));
+        const asked = [...seconds];
+        expect(watch.settledAt(asked), `seed ${SEED} run ${run} poll ${poll}: ${asked.join(',')}`).toBe(warmupSettledAt(asked));
+      }
+    }
   });
 });
 

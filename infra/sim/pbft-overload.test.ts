@@ -10,7 +10,8 @@
  * (OSDI'99 §4.4), and every client re-send drew 2(n-1) re-sent votes from every replica.
  */
 import { describe, expect, it } from 'vitest';
-import { CostModel, type OpCosts } from './cost-model.js';
+import { fixtureCosts } from '../../test/model-fixtures.js';
+import { CostModel } from './cost-model.js';
 import { Simulation } from './simulator.js';
 import { costModelConfig, localTestbed } from './testbed.js';
 
@@ -19,7 +20,7 @@ import { costModelConfig, localTestbed } from './testbed.js';
  * leave the fixed per-message, per-frame and per-step costs at 0, set here by hand to a few
  * microseconds, the order the fit finds): the test needs overload, not these exact numbers.
  */
-const COSTS: OpCosts = {
+const COSTS = fixtureCosts({
   ed25519Sign: { fixedUs: 23, perByteUs: 0.0016 },
   ed25519Verify: { fixedUs: 65, perByteUs: 0.0008 },
   hmac: { fixedUs: 1.9, perByteUs: 0.00047 },
@@ -31,7 +32,7 @@ const COSTS: OpCosts = {
   perFrameOutUs: 10,
   perStepUs: 5,
   ioPerByteUs: 0.001,
-};
+});
 
 describe('PBFT view change under CPU overload (cost model)', () => {
   it('n = 10 on 0.3 modelled cores: the primary crashes, the view change ends and every batch is accepted', () => {
