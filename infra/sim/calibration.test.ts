@@ -1,42 +1,24 @@
 import { describe, expect, it } from 'vitest';
+import { fixtureCalibrationFile, fixtureCosts } from '../../test/model-fixtures.js';
 import { CALIBRATION_VERSION, type CalibrationFile, checkCalibration, fitLine, machineInfo } from './calibration.js';
 
 const lin = { fixedUs: 1, perByteUs: 0.01 };
 const src = { source: 'test' };
 
 function file(): CalibrationFile {
-  return {
-    version: CALIBRATION_VERSION,
-    machine: machineInfo(),
-    date: '2026-12-04T16:00:00.000Z',
-    costs: {
-      ed25519Sign: lin,
-      ed25519Verify: lin,
-      hmac: lin,
-      sha256: lin,
-      encode: lin,
-      decode: lin,
-      executeTxnUs: 0.2,
-      perMessageInUs: 3,
-      perFrameOutUs: 3,
-      perStepUs: 0,
-      ioPerByteUs: 0.001,
-    },
-    sources: {
-      ed25519Sign: src,
-      ed25519Verify: src,
-      hmac: src,
-      sha256: src,
-      encode: src,
-      decode: src,
-      executeTxnUs: src,
-      perMessageInUs: src,
-      perFrameOutUs: src,
-      perStepUs: src,
-      ioPerByteUs: src,
-    },
-    fitPoints: [],
-  };
+  const costs = fixtureCosts({
+    ed25519Sign: lin,
+    ed25519Verify: lin,
+    hmac: lin,
+    sha256: lin,
+    encode: lin,
+    decode: lin,
+    executeTxnUs: 0.2,
+    perMessageInUs: 3,
+    perFrameOutUs: 3,
+    ioPerByteUs: 0.001,
+  });
+  return fixtureCalibrationFile(costs, { source: src, date: '2026-12-04T16:00:00.000Z' });
 }
 
 describe('calibration file', () => {

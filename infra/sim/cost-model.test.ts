@@ -5,9 +5,10 @@ import type { StepWork } from './cost-hook.js';
 import { CostModel, type CostModelConfig, CpuPool, frameCpuUs, type OpCosts, stepCpuUs, turnCpuUs } from './cost-model.js';
 import { Simulation } from './simulator.js';
 import { WorkCounter } from './work-counter.js';
+import { fixtureCosts } from '../../test/model-fixtures.js';
 
 // Distinct powers of two, so any mis-charged term shows in the sum.
-const COSTS: OpCosts = {
+const COSTS: OpCosts = fixtureCosts({
   ed25519Sign: { fixedUs: 1, perByteUs: 0.5 },
   ed25519Verify: { fixedUs: 2, perByteUs: 0.25 },
   hmac: { fixedUs: 4, perByteUs: 0.125 },
@@ -18,24 +19,11 @@ const COSTS: OpCosts = {
   perMessageInUs: 128,
   perFrameOutUs: 256,
   perStepUs: 512,
-  ioPerByteUs: 0,
   perReadUs: 1024,
   perWriteUs: 2048,
-};
+});
 
-const ZERO: OpCosts = {
-  ed25519Sign: { fixedUs: 0, perByteUs: 0 },
-  ed25519Verify: { fixedUs: 0, perByteUs: 0 },
-  hmac: { fixedUs: 0, perByteUs: 0 },
-  sha256: { fixedUs: 0, perByteUs: 0 },
-  encode: { fixedUs: 0, perByteUs: 0 },
-  decode: { fixedUs: 0, perByteUs: 0 },
-  executeTxnUs: 0,
-  perMessageInUs: 0,
-  perFrameOutUs: 0,
-  perStepUs: 0,
-  ioPerByteUs: 0,
-};
+const ZERO: OpCosts = fixtureCosts();
 
 function work(partial: Partial<StepWork> & { crypto?: Partial<StepWork['crypto']> }): StepWork {
   return {
