@@ -209,5 +209,16 @@ export class CheckpointTracker {
   }
 }
 
+/**
+ * `a.equals(b)`: the same length and bytes. Written out because Buffer.equals calls into C++,
+ * which costs more than comparing the 32 bytes of a digest (every SUPPORT and INFORM does).
+ */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  const n = a.length;
+  if (b.length !== n) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Digest-keyed maps use hex strings; one helper keeps it uniform. */
 export const hex = (b: Buffer): string => b.toString('hex');

@@ -77,7 +77,7 @@
  * windows) cannot catch up: after a long partition it stays behind, and counts as faulty.
  */
 import type { FaultHooks } from './byzantine.js';
-import { CheckpointTracker, Executor, type Execution } from './common.js';
+import { CheckpointTracker, Executor, type Execution, sameBytes } from './common.js';
 import type { CryptoProvider } from './crypto.js';
 import { Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
@@ -663,7 +663,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     let slot = this.slots.get(m.k);
     if (slot?.request) {
       // Condition (3): one proposal per (v, k). A different one is the primary equivocating.
-      if (!requestDigest(this.crypto, m.request).equals(slot.digest!)) this.outbox.reject('equivocating PROPOSE', from);
+      if (!sameBytes(requestDigest(this.crypto, m.request), slot.digest!)) this.outbox.reject('equivocating PROPOSE', from);
       // The same one again is a retransmission: others may lack our SUPPORT.
       else this.outbox.broadcast({ type: MSG_SUPPORT, view: m.view, k: m.k, digest: slot.digest! });
       return;
@@ -685,7 +685,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     // The primary's PROPOSE counts as its SUPPORT (§3.5 (2)), ours is the one we send now.
     slot.matching = 2;
     if (slot.early) {
-      for (const e of slot.early) if (e.from !== from && e.digest.equals(digest)) slot.matching++;
+      for (const e of slot.early) if (e.from !== from && sameBytes(e.digest, digest)) slot.matching++;
       slot.early = undefined;
     }
     this.outbox.broadcast({ type: MSG_SUPPORT, view: m.view, k: m.k, digest }); // lines 12-13
@@ -706,7 +706,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       if (m.k > this.maxSeenK) this.maxSeenK = m.k;
     }
     if (slot.voted[from]) {
-      if (slot.digest && !slot.digest.equals(m.digest)) this.outbox.reject('second SUPPORT for the same (v, k)', from);
+      if (slot.digest && !sameBytes(slot.digest, m.digest)) this.outbox.reject('second SUPPORT for the same (v, k)', from);
       return;
     }
     slot.voted[from] = 1;
@@ -714,7 +714,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       (slot.early ??= []).push({ from, digest: m.digest });
       return;
     }
-    if (!slot.digest.equals(m.digest)) return; // supports another proposal: does not count (line 15)
+    if (!sameBytes(slot.digest, m.digest)) return; // supports another proposal: does not count (line 15)
     slot.matching++;
     this.checkViewCommit(m.k, slot);
   }
@@ -804,7 +804,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    */
   private collectGarbage(): void {
     const c = this.stableK;
-    if (c <= this.gcK || this.executor.executedK < c || !this.ledger.hashAt(c).equals(this.stableDigest)) return;
+    if (c <= this.gcK || this.executor.executedK < c || !this.ledger.hashEquals(c, this.stableDigest)) return;
     for (let k = this.gcK + 1; k <= c; k++) {
       const slot = this.slots.get(k);
       if (slot?.request) this.fetcher.archiveRequest(k, slot.request);
@@ -825,7 +825,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 
   /** The earliest time at which missing progress means the primary failed, if we expect progress. */
   private failureDeadlineMs(): number | undefined {
-    if (this.inViewChange || this.isPrimary()) return undefined;
+    if (this.inViewChange || this.isPrimary() || this.forwarded.size === 0) return undefined;
     let deadline: number | undefined;
     const oldest = this.forwarded.values().next();
     if (!oldest.done) deadline = Math.max(oldest.value.deadlineMs, this.deferFailureUntilMs);
