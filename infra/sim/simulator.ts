@@ -455,7 +455,7 @@ export class Simulation {
         this.nowMs = c.maxTimeMs;
         return 'time-limit';
       }
-      this.popAndDispatch();
+      this.popAndDispatch(nextMs);
     }
   }
 
@@ -464,8 +464,9 @@ export class Simulation {
     return true;
   }
 
-  private popAndDispatch(): void {
-    this.nowMs = this.queue.peekTimeMs()!;
+  /** Runs the next event, due at `nextMs` (what peekTimeMs() just said). */
+  private popAndDispatch(nextMs: number): void {
+    this.nowMs = nextMs;
     this.events++;
     const item = this.queue.popItem();
     this.dispatch(item, this.queue.poppedAux);
@@ -497,7 +498,7 @@ export class Simulation {
           this.settleGaveUp = nextMs === undefined ? 'idle' : 'time';
           break;
         }
-        this.popAndDispatch();
+        this.popAndDispatch(nextMs);
         if (this.nowMs >= healedMs && this.converged()) {
           this.settled = true;
           break;
