@@ -43,8 +43,9 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
     return [primaryOf(this.view, this.n)];
   }
 
+  /** The INFORM itself carries the key (no object per reply). */
   replyKey(msg: PoeMessage): { readonly clientId: number; readonly reqNo: number } | undefined {
-    return msg.type === MSG_INFORM ? { clientId: msg.clientId, reqNo: msg.reqNo } : undefined;
+    return msg.type === MSG_INFORM ? msg : undefined;
   }
 
   /** Lines 2-3: accept on identical INFORM(D(⟨T⟩c), v, k, r) from nf distinct replicas. */
