@@ -310,6 +310,8 @@ export class Simulation {
   private readonly arrivals: number[] = [];
   /** Replica-sent messages by type id (a frame's first byte, so below 256), named in result(). */
   private readonly messagesByTypeId: number[] = [];
+  /** A client machine stepped since the run loop last asked whether all are done. */
+  private clientStepped = true;
 
   private readonly accepted: AcceptedBatch[] = [];
   private readonly acceptedByPath = new Map<string, number>();
@@ -447,7 +449,11 @@ export class Simulation {
     const c = this.config;
     for (;;) {
       if (this.stopRequested) return this.stopRequested;
-      if (this.clientsDone()) return 'done';
+      // Only a client's own step can make it done: look again only after one.
+      if (this.clientStepped) {
+        this.clientStepped = false;
+        if (this.clientsDone()) return 'done';
+      }
       if (this.events >= c.maxEvents) return 'event-limit';
       const nextMs = this.queue.peekTimeMs();
       if (nextMs === undefined) return 'idle';
@@ -787,6 +793,7 @@ export class Simulation {
   private stepClient(origin: number, input: Parameters<ClientCore<WireMessage>['step']>[0]): void {
     const node = this.clients[origin]!;
     const from = clientPeer(origin);
+    this.clientStepped = true;
     let outputs: ClientOutput<WireMessage>[];
     try {
       outputs = node.core.step(input, this.nowMs);
