@@ -22,12 +22,6 @@ export interface Execution {
   readonly blockHash: Buffer;
 }
 
-interface ClientUndo {
-  readonly k: number;
-  readonly clientId: number;
-  readonly previous: number | undefined;
-}
-
 /**
  * Applies committed batches strictly in sequence order. `commit` may be called out of order
  * (inside the window); `drain` executes the longest run that continues the ledger.
@@ -37,7 +31,16 @@ export class Executor {
   private readonly pending = new Map<number, { view: number; request: ClientRequest; digest: Buffer }>();
   /** clientId -> highest reqNo executed. */
   private readonly lastReqNo = new Map<number, number>();
-  private clientUndo: ClientUndo[] = [];
+  /**
+   * The client table's undo log (speculative only), oldest first from `undoHead`: per execution
+   * its k, its client, and that client's previous highest reqNo (-1: none; reqNos are u32). In
+   * columns: an object per execution, kept until the next stable checkpoint, was scattered
+   * through the old generation, and walking them in `forget` cost 13 us per checkpoint.
+   */
+  private undoK: number[] = [];
+  private undoClient: number[] = [];
+  private undoPrevious: number[] = [];
+  private undoHead = 0;
 
   constructor(
     private readonly store: YcsbStore,
@@ -96,7 +99,11 @@ export class Executor {
     } else if (this.speculative) {
       this.store.apply(k, [], true);
     }
-    if (this.speculative) this.clientUndo.push({ k, clientId: request.clientId, previous });
+    if (this.speculative) {
+      this.undoK.push(k);
+      this.undoClient.push(request.clientId);
+      this.undoPrevious.push(previous ?? -1);
+    }
     const blockHash = this.ledger.append(k, digest, view);
     return { k, view, request, digest, duplicate, blockHash };
   }
@@ -114,10 +121,12 @@ export class Executor {
     }
     const undone = this.ledger.height - k;
     this.store.rollbackTo(k);
-    while (this.clientUndo.length > 0 && this.clientUndo[this.clientUndo.length - 1]!.k > k) {
-      const u = this.clientUndo.pop()!;
-      if (u.previous === undefined) this.lastReqNo.delete(u.clientId);
-      else this.lastReqNo.set(u.clientId, u.previous);
+    while (this.undoK.length > this.undoHead && this.undoK[this.undoK.length - 1]! > k) {
+      this.undoK.pop();
+      const clientId = this.undoClient.pop()!;
+      const previous = this.undoPrevious.pop()!;
+      if (previous < 0) this.lastReqNo.delete(clientId);
+      else this.lastReqNo.set(clientId, previous);
     }
     this.ledger.truncate(k);
     for (const key of [...this.pending.keys()]) if (key > k) this.pending.delete(key);
@@ -132,9 +141,15 @@ export class Executor {
   /** After a stable checkpoint at k, executions up to k can never roll back. */
   forget(k: number): void {
     this.store.forget(k);
-    let i = 0;
-    while (i < this.clientUndo.length && this.clientUndo[i]!.k <= k) i++;
-    if (i > 0) this.clientUndo = this.clientUndo.slice(i);
+    while (this.undoHead < this.undoK.length && this.undoK[this.undoHead]! <= k) this.undoHead++;
+    if (this.undoHead === this.undoK.length) {
+      this.undoK.length = this.undoClient.length = this.undoPrevious.length = this.undoHead = 0;
+    } else if (this.undoHead > 1024) {
+      this.undoK = this.undoK.slice(this.undoHead);
+      this.undoClient = this.undoClient.slice(this.undoHead);
+      this.undoPrevious = this.undoPrevious.slice(this.undoHead);
+      this.undoHead = 0;
+    }
   }
 
   get pendingCount(): number {
@@ -148,7 +163,13 @@ export class Executor {
  * batch executed up to k, so equal hashes mean equal stores.
  */
 export class CheckpointTracker {
-  private readonly votes = new Map<number, Map<string, Set<number>>>();
+  /**
+   * Per k, the digests voted for, each with its voters, in the order first voted. A list compared
+   * with sameBytes rather than a map keyed by hex strings: almost always it holds one digest, and
+   * encoding every vote's digest as hex (a call into C++) and iterating the map cost more than
+   * the rest of a vote.
+   */
+  private readonly votes = new Map<number, { readonly digest: Buffer; readonly voters: Set<number> }[]>();
   private stable = 0;
 
   constructor(
@@ -180,21 +201,26 @@ export class CheckpointTracker {
     if (k <= this.stable || k > maxK || k % this.intervalK !== 0) return undefined;
     let byDigest = this.votes.get(k);
     if (!byDigest) {
-      byDigest = new Map();
+      byDigest = [];
       this.votes.set(k, byDigest);
     }
-    const key = stateDigest.toString('hex');
     // One vote per sender and k, the latest replacing any earlier one: otherwise one faulty
     // sender could fill the digest slots below with made-up digests before the correct
     // replicas vote, and k would never become stable.
-    for (const [other, voters] of byDigest) {
-      if (other !== key && voters.delete(from) && voters.size === 0) byDigest.delete(other);
+    let senders: Set<number> | undefined;
+    for (let i = 0; i < byDigest.length; ) {
+      const entry = byDigest[i]!;
+      if (sameBytes(entry.digest, stateDigest)) {
+        senders = entry.voters;
+        i++;
+      } else if (entry.voters.delete(from) && entry.voters.size === 0) byDigest.splice(i, 1);
+      else i++;
     }
-    let senders = byDigest.get(key);
     if (!senders) {
-      if (byDigest.size > this.nf + 2) return undefined;
+      if (byDigest.length > this.nf + 2) return undefined;
       senders = new Set();
-      byDigest.set(key, senders);
+      // A copy, as the hex key was: the vote's buffer may be a view into a frame.
+      byDigest.push({ digest: Buffer.from(stateDigest), voters: senders });
     }
     senders.add(from);
     if (senders.size < this.nf) return undefined;
@@ -207,6 +233,17 @@ export class CheckpointTracker {
   get pendingCheckpoints(): number {
     return this.votes.size;
   }
+}
+
+/**
+ * `a.equals(b)`: the same length and bytes. Written out because Buffer.equals calls into C++,
+ * which costs more than comparing the 32 bytes of a digest (every SUPPORT and INFORM does).
+ */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  const n = a.length;
+  if (b.length !== n) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Digest-keyed maps use hex strings; one helper keeps it uniform. */

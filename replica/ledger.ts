@@ -32,10 +32,29 @@ export function genesisHash(crypto: CryptoProvider, initialPrimary = 0): Buffer 
   return crypto.digest(new Writer(32).u8(0x47).u16(initialPrimary).finish());
 }
 
+/**
+ * The bytes a block hash covers, {k, d, v, H(B_{i-1})}: one buffer reused by every call, since a
+ * Writer and its buffer per block (every execution at every replica, and every block again
+ * when a chain is verified) were garbage. Digests read their input and keep nothing of it.
+ */
+const BLOCK_BYTES = 8 + DIGEST_BYTES + 8 + DIGEST_BYTES;
+const blockScratch = Buffer.alloc(BLOCK_BYTES);
+
+/** Writes `v` (an unsigned integer below 2^53) at `at` as 8 big-endian bytes, as Writer.u53 does. */
+function putU53(buf: Buffer, v: number, at: number): void {
+  buf.writeUInt32BE(Math.floor(v / 0x1_0000_0000), at);
+  buf.writeUInt32BE(v >>> 0, at + 4);
+}
+
 export function blockHash(crypto: CryptoProvider, k: number, digest: Buffer, view: number, prevHash: Buffer): Buffer {
-  const w = new Writer(8 + DIGEST_BYTES + 8 + DIGEST_BYTES);
-  w.u53(k).fixed(digest, DIGEST_BYTES).u53(view).fixed(prevHash, DIGEST_BYTES);
-  return crypto.digest(w.finish());
+  if (digest.length !== DIGEST_BYTES) throw new RangeError(`fixed field: ${digest.length} bytes, want ${DIGEST_BYTES}`);
+  if (prevHash.length !== DIGEST_BYTES) throw new RangeError(`fixed field: ${prevHash.length} bytes, want ${DIGEST_BYTES}`);
+  const b = blockScratch;
+  putU53(b, k, 0);
+  b.set(digest, 8);
+  putU53(b, view, 8 + DIGEST_BYTES);
+  b.set(prevHash, 16 + DIGEST_BYTES);
+  return crypto.digest(b);
 }
 
 class Column {
@@ -49,13 +68,30 @@ class Column {
   set(i: number, value: Buffer): void {
     if ((i + 1) * this.width > this.buf.length) {
       const next = Buffer.alloc(Math.max(this.buf.length * 2, (i + 1) * this.width));
-      this.buf.copy(next);
+      next.set(this.buf);
       this.buf = next;
     }
-    value.copy(this.buf, i * this.width, 0, this.width);
+    // As value.copy(buf, i * width, 0, width), without a call into C++ for 32 bytes.
+    this.buf.set(value.length > this.width ? value.subarray(0, this.width) : value, i * this.width);
   }
   get(i: number): Buffer {
     return this.buf.subarray(i * this.width, (i + 1) * this.width);
+  }
+  /** A copy of entry i, in a buffer of its own. */
+  copy(i: number): Buffer {
+    const out = Buffer.allocUnsafe(this.width);
+    const buf = this.buf;
+    const at = i * this.width;
+    for (let j = 0; j < this.width; j++) out[j] = buf[at + j]!;
+    return out;
+  }
+  /** Whether entry i holds exactly the bytes of `other`. */
+  equals(i: number, other: Uint8Array): boolean {
+    if (other.length !== this.width) return false;
+    const buf = this.buf;
+    const at = i * this.width;
+    for (let j = 0; j < this.width; j++) if (buf[at + j] !== other[j]) return false;
+    return true;
   }
 }
 
@@ -83,7 +119,7 @@ export class Ledger {
    * its holder (a CHECKPOINT, a view-change record) when truncate and append reuse the slot.
    */
   get headHash(): Buffer {
-    return Buffer.from(this.hashes.get(this.heightNow));
+    return this.hashes.copy(this.heightNow);
   }
 
   /** Appends block k, which must be the next height. */
@@ -106,12 +142,24 @@ export class Ledger {
 
   hashAt(k: number): Buffer {
     this.check(k);
-    return Buffer.from(this.hashes.get(k));
+    return this.hashes.copy(k);
   }
 
   digestAt(k: number): Buffer {
     this.check(k);
-    return Buffer.from(this.digests.get(k));
+    return this.digests.copy(k);
+  }
+
+  /** Whether block k's batch digest is `digest`: digestAt(k).equals(digest) without the copy. */
+  digestEquals(k: number, digest: Uint8Array): boolean {
+    this.check(k);
+    return this.digests.equals(k, digest);
+  }
+
+  /** Whether the hash of block k is `hash`: hashAt(k).equals(hash) without the copy. */
+  hashEquals(k: number, hash: Uint8Array): boolean {
+    this.check(k);
+    return this.hashes.equals(k, hash);
   }
 
   viewAt(k: number): number {
@@ -123,10 +171,10 @@ export class Ledger {
     this.check(k);
     return {
       k,
-      digest: Buffer.from(this.digests.get(k)),
+      digest: this.digests.copy(k),
       view: this.views[k]!,
-      prevHash: k === 0 ? Buffer.alloc(DIGEST_BYTES) : Buffer.from(this.hashes.get(k - 1)),
-      hash: Buffer.from(this.hashes.get(k)),
+      prevHash: k === 0 ? Buffer.alloc(DIGEST_BYTES) : this.hashes.copy(k - 1),
+      hash: this.hashes.copy(k),
     };
   }
 
@@ -137,10 +185,10 @@ export class Ledger {
   /** Recomputes every hash from genesis; true iff the chain is intact. */
   verifyChain(initialPrimary = this.initialPrimary): boolean {
     let prev = genesisHash(this.crypto, initialPrimary);
-    if (!prev.equals(this.hashes.get(0))) return false;
+    if (!this.hashes.equals(0, prev)) return false;
     for (let k = 1; k <= this.heightNow; k++) {
       prev = blockHash(this.crypto, k, this.digests.get(k), this.views[k]!, prev);
-      if (!prev.equals(this.hashes.get(k))) return false;
+      if (!this.hashes.equals(k, prev)) return false;
     }
     return true;
   }

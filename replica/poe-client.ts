@@ -3,6 +3,7 @@
  * identical INFORM(D(⟨T⟩c), v, k, r) from distinct replicas, and broadcast the request to all
  * replicas after a timeout. The replica core is replica/poe.ts.
  */
+import { sameBytes } from './common.js';
 import type { ClientRequest } from './messages.js';
 import { MSG_INFORM, type PoeMessage } from './poe-wire.js';
 import type { ClientPolicy, ClientPolicyOptions, PendingRequest, ReplyOutcome } from './protocol.js';
@@ -42,15 +43,16 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
     return [primaryOf(this.view, this.n)];
   }
 
+  /** The INFORM itself carries the key (no object per reply). */
   replyKey(msg: PoeMessage): { readonly clientId: number; readonly reqNo: number } | undefined {
-    return msg.type === MSG_INFORM ? { clientId: msg.clientId, reqNo: msg.reqNo } : undefined;
+    return msg.type === MSG_INFORM ? msg : undefined;
   }
 
   /** Lines 2-3: accept on identical INFORM(D(⟨T⟩c), v, k, r) from nf distinct replicas. */
   onReply(p: PendingRequest, from: Peer, msg: PoeMessage, nowMs: number): ReplyOutcome<PoeMessage> | undefined {
     void nowMs;
     if (msg.type !== MSG_INFORM || !Number.isInteger(from) || from < 0 || from >= this.n) return undefined;
-    if (!msg.digest.equals(p.digest)) return undefined;
+    if (!sameBytes(msg.digest, p.digest)) return undefined;
     let votes = p.policyState as InformVotes[] | undefined;
     if (!votes) {
       votes = [];
@@ -62,7 +64,7 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
       const v = votes[i]!;
       if (v.from.delete(from) && v.from.size === 0) votes.splice(i, 1);
     }
-    let match = votes.find((x) => x.view === msg.view && x.k === msg.k && x.result.equals(msg.result));
+    let match = votes.find((x) => x.view === msg.view && x.k === msg.k && sameBytes(x.result, msg.result));
     if (!match) {
       match = { view: msg.view, k: msg.k, result: Buffer.from(msg.result), from: new Set() };
       votes.push(match);

@@ -77,7 +77,7 @@
  * windows) cannot catch up: after a long partition it stays behind, and counts as faulty.
  */
 import type { FaultHooks } from './byzantine.js';
-import { CheckpointTracker, Executor, type Execution } from './common.js';
+import { CheckpointTracker, Executor, type Execution, sameBytes } from './common.js';
 import type { CryptoProvider } from './crypto.js';
 import { Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
@@ -127,17 +127,110 @@ const FORWARDED_MAX = 1 << 20;
 /** The backoff stops doubling here (2^16 times the base timeout). */
 const BACKOFF_EXP_MAX = 16;
 
+/** What a LiveView reads from its core, each on every access. */
+type LiveReads = {
+  readonly [K in Exclude<keyof FetchCore | keyof ViewChangeCore, 'executor' | 'ledger' | 'store' | 'slots' | 'retryIntervalMs'>]: K extends keyof FetchCore
+    ? FetchCore[K] extends (...args: never[]) => unknown
+      ? FetchCore[K]
+      : () => FetchCore[K]
+    : K extends keyof ViewChangeCore
+      ? ViewChangeCore[K] extends (...args: never[]) => unknown
+        ? ViewChangeCore[K]
+        : () => ViewChangeCore[K]
+      : never;
+};
+
 /**
- * A `T` made of `fixed` plus, for each of `live`, a read-only property that reads the core's
- * current value on every access (the view-change log and the block fetcher see the core's
- * state, not a copy). Curried so that `T` is named and the live keys are inferred.
+ * The core as its view-change log and block fetcher see it: the core's current state on every
+ * read (not a copy), and its operations. A class, so that V8 keeps one fast shape for it: getters
+ * added to an object with Object.defineProperty, or written in an object literal, leave the
+ * object a dictionary, and the fetcher reads several of these in every step.
  */
-const liveView =
-  <T>() =>
-  <L extends keyof T>(fixed: Omit<T, L>, live: { readonly [K in L]: () => T[K] }): T => {
-    for (const key of Object.keys(live) as L[]) Object.defineProperty(fixed, key, { get: live[key], enumerable: true });
-    return fixed as T;
-  };
+class LiveView implements FetchCore, ViewChangeCore {
+  readonly executor: Executor;
+  readonly ledger: Ledger;
+  readonly store: YcsbStore;
+  readonly slots: Map<number, Slot>;
+  readonly retryIntervalMs: number;
+
+  constructor(
+    fixed: Pick<FetchCore, 'executor' | 'ledger' | 'store' | 'slots' | 'retryIntervalMs'>,
+    private readonly r: LiveReads,
+  ) {
+    this.executor = fixed.executor;
+    this.ledger = fixed.ledger;
+    this.store = fixed.store;
+    this.slots = fixed.slots;
+    this.retryIntervalMs = fixed.retryIntervalMs;
+  }
+
+  get view(): number {
+    return this.r.view();
+  }
+  get enteredView(): number {
+    return this.r.enteredView();
+  }
+  get inViewChange(): boolean {
+    return this.r.inViewChange();
+  }
+  get viewStartK(): number {
+    return this.r.viewStartK();
+  }
+  get viewBase(): { readonly k: number; readonly digest: Buffer } {
+    return this.r.viewBase();
+  }
+  get stableK(): number {
+    return this.r.stableK();
+  }
+  get stableDigest(): Buffer {
+    return this.r.stableDigest();
+  }
+  get gcK(): number {
+    return this.r.gcK();
+  }
+  get maxSeenK(): number {
+    return this.r.maxSeenK();
+  }
+  get lastProgressMs(): number {
+    return this.r.lastProgressMs();
+  }
+  get nowMs(): number {
+    return this.r.nowMs();
+  }
+  validRequest(req: ClientRequest): boolean {
+    return this.r.validRequest(req);
+  }
+  startViewChange(v: number): void {
+    this.r.startViewChange(v);
+  }
+  makeStable(k: number, digest: Buffer): void {
+    this.r.makeStable(k, digest);
+  }
+  newViewProposal(view: number, records: readonly VcRecord[]): NvPropose {
+    return this.r.newViewProposal(view, records);
+  }
+  enterView(m: NvPropose): void {
+    this.r.enterView(m);
+  }
+  makeCheckpoint(k: number, digest: Buffer): Checkpoint {
+    return this.r.makeCheckpoint(k, digest);
+  }
+  commitKnown(k: number, view: number, request: ClientRequest, digest: Buffer): void {
+    this.r.commitKnown(k, view, request, digest);
+  }
+  executeReady(): void {
+    this.r.executeReady();
+  }
+  rollBack(keepK: number): void {
+    this.r.rollBack(keepK);
+  }
+  acknowledgeAll(): void {
+    this.r.acknowledgeAll();
+  }
+  extendClaims(entries: readonly ExecutionEntry[]): boolean {
+    return this.r.extendClaims(entries);
+  }
+}
 
 export class PoeReplica implements ReplicaCore<PoeMessage> {
   readonly id: number;
@@ -151,6 +244,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   private readonly checkpoints: CheckpointTracker;
   private readonly windowK: number;
   private readonly baseTimeoutMs: number;
+  /** Fetches, probes and retransmissions repeat at most this often (fixed: the base timeout is). */
+  private readonly retryIntervalMs: number;
 
   private readonly params: PoeParams;
   private readonly outbox = new Outbox<PoeMessage>();
@@ -235,6 +330,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     const archiveK = options.extra?.['archiveK'];
     this.archiveK = typeof archiveK === 'number' && Number.isInteger(archiveK) && archiveK >= 0 ? archiveK : 2 * options.windowK;
     this.baseTimeoutMs = options.viewChangeTimeoutMs;
+    this.retryIntervalMs = Math.max(1, this.baseTimeoutMs / RETRY_DIVISOR);
     this.store = new YcsbStore(options.records, options.valueBytes);
     this.ledger = new Ledger(deps.crypto, 0);
     // Speculative: PoE executes before it knows the order is final and may roll back (§3.3.5).
@@ -253,55 +349,18 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       intervalK: options.checkpointIntervalK,
       archiveK: this.archiveK,
     };
-    this.vc = new PoeViewChange(this.params, this.outbox, this.viewChangeCore());
-    this.fetcher = new PoeBlockFetcher(this.params, this.outbox, this.fetchCore());
+    const live = this.liveView();
+    this.vc = new PoeViewChange(this.params, this.outbox, live);
+    this.fetcher = new PoeBlockFetcher(this.params, this.outbox, live);
   }
 
-  /** What the view-change log sees of this core (replica/poe-view-change.ts). */
-  private viewChangeCore(): ViewChangeCore {
-    return liveView<ViewChangeCore>()(
-      {
-        executor: this.executor,
-        ledger: this.ledger,
-        slots: this.slots,
-        validRequest: (req) => this.validRequest(req),
-        startViewChange: (v) => this.startViewChange(v),
-        makeStable: (k, digest) => this.makeStable(k, digest),
-        newViewProposal: (view, records) => this.newViewProposal(view, records),
-        enterView: (m) => this.enterView(m),
-      },
+  /** What the view-change log (replica/poe-view-change.ts) and the block fetcher (replica/poe-fetch.ts) see of this core. */
+  private liveView(): LiveView {
+    return new LiveView(
+      { executor: this.executor, ledger: this.ledger, store: this.store, slots: this.slots, retryIntervalMs: this.retryIntervalMs },
       {
         view: () => this.view,
         enteredView: () => this.enteredView,
-        inViewChange: () => this.inViewChange,
-        stableK: () => this.stableK,
-        stableDigest: () => this.stableDigest,
-        gcK: () => this.gcK,
-        nowMs: () => this.nowMs,
-        retryIntervalMs: () => this.retryIntervalMs,
-      },
-    );
-  }
-
-  /** What the block fetcher sees of this core (replica/poe-fetch.ts). */
-  private fetchCore(): FetchCore {
-    return liveView<FetchCore>()(
-      {
-        executor: this.executor,
-        ledger: this.ledger,
-        store: this.store,
-        slots: this.slots,
-        makeCheckpoint: (k, digest) => this.checkpoints.makeCheckpoint(this.id, k, digest),
-        validRequest: (req) => this.validRequest(req),
-        commitKnown: (k, view, request, digest) => this.commitKnown(k, view, request, digest),
-        executeReady: () => this.executeReady(),
-        rollBack: (keepK) => this.rollBack(keepK),
-        startViewChange: (v) => this.startViewChange(v),
-        acknowledgeAll: () => this.vc.acknowledgeAll(),
-        extendClaims: (entries) => this.vc.extendClaims(entries),
-      },
-      {
-        view: () => this.view,
         inViewChange: () => this.inViewChange,
         viewStartK: () => this.viewStartK,
         viewBase: () => this.viewBase,
@@ -311,7 +370,17 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
         maxSeenK: () => this.maxSeenK,
         lastProgressMs: () => this.lastProgressMs,
         nowMs: () => this.nowMs,
-        retryIntervalMs: () => this.retryIntervalMs,
+        validRequest: (req) => this.validRequest(req),
+        startViewChange: (v) => this.startViewChange(v),
+        makeStable: (k, digest) => this.makeStable(k, digest),
+        newViewProposal: (view, records) => this.newViewProposal(view, records),
+        enterView: (m) => this.enterView(m),
+        makeCheckpoint: (k, digest) => this.checkpoints.makeCheckpoint(this.id, k, digest),
+        commitKnown: (k, view, request, digest) => this.commitKnown(k, view, request, digest),
+        executeReady: () => this.executeReady(),
+        rollBack: (keepK) => this.rollBack(keepK),
+        acknowledgeAll: () => this.vc.acknowledgeAll(),
+        extendClaims: (entries) => this.vc.extendClaims(entries),
       },
     );
   }
@@ -663,7 +732,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     let slot = this.slots.get(m.k);
     if (slot?.request) {
       // Condition (3): one proposal per (v, k). A different one is the primary equivocating.
-      if (!requestDigest(this.crypto, m.request).equals(slot.digest!)) this.outbox.reject('equivocating PROPOSE', from);
+      if (!sameBytes(requestDigest(this.crypto, m.request), slot.digest!)) this.outbox.reject('equivocating PROPOSE', from);
       // The same one again is a retransmission: others may lack our SUPPORT.
       else this.outbox.broadcast({ type: MSG_SUPPORT, view: m.view, k: m.k, digest: slot.digest! });
       return;
@@ -685,7 +754,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     // The primary's PROPOSE counts as its SUPPORT (§3.5 (2)), ours is the one we send now.
     slot.matching = 2;
     if (slot.early) {
-      for (const e of slot.early) if (e.from !== from && e.digest.equals(digest)) slot.matching++;
+      for (const e of slot.early) if (e.from !== from && sameBytes(e.digest, digest)) slot.matching++;
       slot.early = undefined;
     }
     this.outbox.broadcast({ type: MSG_SUPPORT, view: m.view, k: m.k, digest }); // lines 12-13
@@ -706,7 +775,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       if (m.k > this.maxSeenK) this.maxSeenK = m.k;
     }
     if (slot.voted[from]) {
-      if (slot.digest && !slot.digest.equals(m.digest)) this.outbox.reject('second SUPPORT for the same (v, k)', from);
+      if (slot.digest && !sameBytes(slot.digest, m.digest)) this.outbox.reject('second SUPPORT for the same (v, k)', from);
       return;
     }
     slot.voted[from] = 1;
@@ -714,7 +783,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       (slot.early ??= []).push({ from, digest: m.digest });
       return;
     }
-    if (!slot.digest.equals(m.digest)) return; // supports another proposal: does not count (line 15)
+    if (!sameBytes(slot.digest, m.digest)) return; // supports another proposal: does not count (line 15)
     slot.matching++;
     this.checkViewCommit(m.k, slot);
   }
@@ -804,7 +873,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    */
   private collectGarbage(): void {
     const c = this.stableK;
-    if (c <= this.gcK || this.executor.executedK < c || !this.ledger.hashAt(c).equals(this.stableDigest)) return;
+    if (c <= this.gcK || this.executor.executedK < c || !this.ledger.hashEquals(c, this.stableDigest)) return;
     for (let k = this.gcK + 1; k <= c; k++) {
       const slot = this.slots.get(k);
       if (slot?.request) this.fetcher.archiveRequest(k, slot.request);
@@ -815,17 +884,12 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     this.gcK = c;
   }
 
-  /** Fetches, probes and retransmissions repeat at most this often. */
-  private get retryIntervalMs(): number {
-    return Math.max(1, this.baseTimeoutMs / RETRY_DIVISOR);
-  }
-
   // -------------------------------------------------------------------------------------
   // Failure detection (§3.3.1)
 
   /** The earliest time at which missing progress means the primary failed, if we expect progress. */
   private failureDeadlineMs(): number | undefined {
-    if (this.inViewChange || this.isPrimary()) return undefined;
+    if (this.inViewChange || this.isPrimary() || this.forwarded.size === 0) return undefined;
     let deadline: number | undefined;
     const oldest = this.forwarded.values().next();
     if (!oldest.done) deadline = Math.max(oldest.value.deadlineMs, this.deferFailureUntilMs);

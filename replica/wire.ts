@@ -122,7 +122,9 @@ export class Writer {
   /** The encoded bytes copied into a new buffer of exactly their size. */
   copyOut(): Buffer {
     const out = Buffer.allocUnsafe(this.pos);
-    this.buf.copy(out, 0, 0, this.pos);
+    // TypedArray set, not Buffer.copy: copy makes a view of the range anyway and then calls the
+    // same set, through two more calls (measured 2x slower for a 49-byte SUPPORT).
+    out.set(this.buf.subarray(0, this.pos));
     return out;
   }
 }

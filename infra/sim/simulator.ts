@@ -26,7 +26,7 @@ import { ClientCore, type KeyGenerator } from '../../client/core.js';
 import { createKeyGenerator } from '../../client/generators.js';
 import { Rng } from '../../client/random.js';
 import { formatReplicaFault, withFault } from '../../replica/byzantine.js';
-import { type CryptoProvider, createCrypto } from '../../replica/crypto.js';
+import { type CryptoProvider, createCrypto, DIGEST_BYTES } from '../../replica/crypto.js';
 import { CountingCrypto } from '../../replica/crypto-counter.js';
 import { KeyRing } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
@@ -185,7 +185,45 @@ interface ReplicaNode {
    * Speculative protocols: the block (digest and view) this replica executed at each k (index
    * k - 1), kept because a 'rollback' event arrives after the ledger forgot what it undid.
    */
-  readonly executedBlocks: { readonly digest: Buffer; readonly view: number }[];
+  readonly executedBlocks: ExecutedBlocks;
+}
+
+/**
+ * The blocks a replica executed, digests end to end in one growing buffer and views in an
+ * array: an object and a Buffer per block, kept for the whole run at every replica, were most
+ * of what survived the young generation (the garbage collector copied each twice).
+ */
+class ExecutedBlocks {
+  private digests = Buffer.alloc(DIGEST_BYTES * 1024);
+  private readonly views: number[] = [];
+  length = 0;
+
+  /** Records the block executed at k, which becomes the last one (the caller truncated first). */
+  set(k: number, digest: Buffer, view: number): void {
+    const at = (k - 1) * DIGEST_BYTES;
+    if (at + DIGEST_BYTES > this.digests.length) {
+      const next = Buffer.alloc(Math.max(2 * this.digests.length, at + DIGEST_BYTES));
+      next.set(this.digests);
+      this.digests = next;
+    }
+    this.digests.set(digest, at);
+    this.views[k - 1] = view;
+    this.length = k;
+  }
+
+  /** Keeps the first `length` blocks. */
+  truncate(length: number): void {
+    if (length < this.length) this.length = Math.max(0, length);
+  }
+
+  /** A copy of the digest of the block at k (index k - 1). */
+  digestAt(k: number): Buffer {
+    return Buffer.from(this.digests.subarray((k - 1) * DIGEST_BYTES, k * DIGEST_BYTES));
+  }
+
+  viewAt(k: number): number {
+    return this.views[k - 1]!;
+  }
 }
 
 interface ClientNode {
@@ -276,6 +314,8 @@ export class Simulation {
   private readonly flushDelayTo = new Map<Peer, number>();
   /** Replica-sent messages by type id (a frame's first byte, so below 256), named in result(). */
   private readonly messagesByTypeId: number[] = [];
+  /** A client machine stepped since the run loop last asked whether all are done. */
+  private clientStepped = true;
 
   private readonly accepted: AcceptedBatch[] = [];
   private readonly acceptedByPath = new Map<string, number>();
@@ -355,7 +395,7 @@ export class Simulation {
       // Lying replicas get their protocol's adversary hooks and keys; twins a second instance (infra/sim/twins.ts).
       const context = simFaultContext(this.module, c.faults, keys.replicaDeps(id), () => this.module.createReplica(options, keys.replicaDeps(id)));
       for (const a of c.faults) if (a.replica === id) core = withFault(core, a.fault, this.module, c.replicas, context);
-      this.replicas.push({ core, crashed: this.silent.includes(id), timers: new Map(), executedK: 0, executedBlocks: [] });
+      this.replicas.push({ core, crashed: this.silent.includes(id), timers: new Map(), executedK: 0, executedBlocks: new ExecutedBlocks() });
     }
     for (let origin = 0; origin < c.clientProcs; origin++) {
       const keyRng = rng.fork();
@@ -413,7 +453,11 @@ export class Simulation {
     const c = this.config;
     for (;;) {
       if (this.stopRequested) return this.stopRequested;
-      if (this.clientsDone()) return 'done';
+      // Only a client's own step can make it done: look again only after one.
+      if (this.clientStepped) {
+        this.clientStepped = false;
+        if (this.clientsDone()) return 'done';
+      }
       if (this.events >= c.maxEvents) return 'event-limit';
       const nextMs = this.queue.peekTimeMs();
       if (nextMs === undefined) return 'idle';
@@ -421,7 +465,7 @@ export class Simulation {
         this.nowMs = c.maxTimeMs;
         return 'time-limit';
       }
-      this.popAndDispatch();
+      this.popAndDispatch(nextMs);
     }
   }
 
@@ -430,8 +474,9 @@ export class Simulation {
     return true;
   }
 
-  private popAndDispatch(): void {
-    this.nowMs = this.queue.peekTimeMs()!;
+  /** Runs the next event, due at `nextMs` (what peekTimeMs() just said). */
+  private popAndDispatch(nextMs: number): void {
+    this.nowMs = nextMs;
     this.events++;
     const item = this.queue.popItem();
     this.dispatch(item, this.queue.poppedAux);
@@ -463,7 +508,7 @@ export class Simulation {
           this.settleGaveUp = nextMs === undefined ? 'idle' : 'time';
           break;
         }
-        this.popAndDispatch();
+        this.popAndDispatch(nextMs);
         if (this.nowMs >= healedMs && this.converged()) {
           this.settled = true;
           break;
@@ -751,13 +796,11 @@ export class Simulation {
     const ledger = node.core.ledger;
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
-    // digestAt returns a copy (ledger columns are reused after a rollback): one copy serves both
-    // the block kept here and the checker, which keep it unmodified.
+    // digestAt returns a copy (ledger columns are reused after a rollback): the checker may keep
+    // it (a final commit becomes canonical); the blocks kept here copy its bytes.
     const digest = ledger.digestAt(k);
     if (this.speculative) {
-      // Truncate only after a rollback: setting the length is a runtime call even when it changes nothing.
-      if (node.executedBlocks.length !== k - 1) node.executedBlocks.length = k - 1;
-      node.executedBlocks.push({ digest, view: ledger.viewAt(k) });
+      node.executedBlocks.set(k, digest, ledger.viewAt(k));
     }
     const v = this.checker.onExecuted(id, k, digest, view, !this.speculative);
     if (v) this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
@@ -769,16 +812,16 @@ export class Simulation {
    */
   private onRolledBack(id: number, node: ReplicaNode, fromK: number, toK: number): void {
     if (!this.faulty.has(id)) {
-      for (let k = toK + 1; k <= Math.min(fromK, node.executedBlocks.length); k++) {
-        const block = node.executedBlocks[k - 1]!;
-        const v = this.checker.onRolledBack(id, k, block.digest, block.view);
+      const blocks = node.executedBlocks;
+      for (let k = toK + 1; k <= Math.min(fromK, blocks.length); k++) {
+        const v = this.checker.onRolledBack(id, k, blocks.digestAt(k), blocks.viewAt(k));
         if (v) {
           this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
           break;
         }
       }
     }
-    node.executedBlocks.length = Math.min(node.executedBlocks.length, Math.max(0, toK));
+    node.executedBlocks.truncate(toK);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -787,6 +830,7 @@ export class Simulation {
   private stepClient(origin: number, input: Parameters<ClientCore<WireMessage>['step']>[0]): void {
     const node = this.clients[origin]!;
     const from = clientPeer(origin);
+    this.clientStepped = true;
     let outputs: ClientOutput<WireMessage>[];
     try {
       outputs = node.core.step(input, this.nowMs);
@@ -844,17 +888,28 @@ export class Simulation {
    * f+1 non-faulty replicas (all of them, if fewer are left) must hold it at its k right then.
    */
   private unbackedAcceptance(batch: AcceptedBatch): string | undefined {
-    const nonFaulty = this.nonFaultyReplicas();
-    const holders = nonFaulty.filter((id) => {
-      const ledger = this.replicas[id]!.core.ledger;
-      return ledger.height >= batch.k && ledger.digestAt(batch.k).equals(batch.digest);
-    });
-    const need = Math.min(this.f + 1, nonFaulty.length);
-    if (holders.length >= need) return undefined;
+    // Counted without a copy of each replica's digest (this runs at every acceptance); the
+    // list of holders is built only for the message.
+    let nonFaulty = 0;
+    let holding = 0;
+    for (let id = 0; id < this.config.replicas; id++) {
+      if (this.faulty.has(id)) continue;
+      nonFaulty++;
+      if (this.holds(id, batch)) holding++;
+    }
+    const need = Math.min(this.f + 1, nonFaulty);
+    if (holding >= need) return undefined;
+    const holders = this.nonFaultyReplicas().filter((id) => this.holds(id, batch));
     return (
       `client ${batch.clientId} accepted batch k=${batch.k} (req ${batch.reqNo}) digest ${batch.digest.toString('hex').slice(0, 12)} ` +
       `when only ${holders.length} non-faulty replica(s) [${holders.join(',')}] had executed it there: speculative non-divergence needs f+1 = ${this.f + 1}`
     );
+  }
+
+  /** Replica `id`'s ledger holds `batch` at its k. */
+  private holds(id: number, batch: AcceptedBatch): boolean {
+    const ledger = this.replicas[id]!.core.ledger;
+    return ledger.height >= batch.k && ledger.digestEquals(batch.k, batch.digest);
   }
 
   // ---------------------------------------------------------------------------------------
