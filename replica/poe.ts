@@ -77,6 +77,7 @@
  * windows) cannot catch up: after a long partition it stays behind, and counts as faulty.
  */
 import type { FaultHooks } from './byzantine.js';
+import { backoffMs, nextBackoffExp } from './backoff.js';
 import { CheckpointTracker, Executor, type Execution, sameBytes } from './common.js';
 import type { CryptoProvider } from './crypto.js';
 import { Ledger } from './ledger.js';
@@ -124,8 +125,6 @@ export { buildNewView, type VcRecord } from './poe-view-change.js';
 const QUEUE_MAX = 1 << 16;
 /** Client requests a backup forwarded and awaits progress on; one per logical client. */
 const FORWARDED_MAX = 1 << 20;
-/** The backoff stops doubling here (2^16 times the base timeout). */
-const BACKOFF_EXP_MAX = 16;
 
 /** What a LiveView reads from its core, each on every access. */
 type LiveReads = {
@@ -426,7 +425,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   }
 
   private get timeoutMs(): number {
-    return this.baseTimeoutMs * 2 ** this.backoffExp;
+    return backoffMs(this.baseTimeoutMs, this.backoffExp);
   }
 
   private isPrimary(): boolean {
@@ -957,7 +956,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     if (this.inViewChange && this.view >= v) return;
     // Moving from one view change to the next (our timer, an invalid proposal, or f+1 others
     // giving up): that view change failed, so the next waits twice as long (Theorem 3.7).
-    if (this.inViewChange) this.backoffExp = Math.min(this.backoffExp + 1, BACKOFF_EXP_MAX);
+    if (this.inViewChange) this.backoffExp = nextBackoffExp(this.backoffExp);
     this.view = v;
     this.inViewChange = true;
     this.vcTimerDeadlineMs = undefined;
