@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fixtureCalibrationFile, fixtureCosts } from '../../test/model-fixtures.js';
-import { CALIBRATION_VERSION, type CalibrationFile, checkCalibration, fitLine, machineInfo } from './calibration.js';
+import { type CalibrationFile, checkCalibration, fitLine, machineInfo } from './calibration.js';
 
 const lin = { fixedUs: 1, perByteUs: 0.01 };
 const src = { source: 'test' };
