@@ -59,7 +59,16 @@ export interface ClientDeps<M extends WireMessage> {
 }
 
 export const OPEN_LOOP_TIMER = 'open-loop';
-const requestTimer = (clientId: number): string => `req:${clientId}`;
+/** Request timer names, made once per logical client (a string built per batch was garbage on every one). */
+const requestTimerNames = new Map<number, string>();
+const requestTimer = (clientId: number): string => {
+  let name = requestTimerNames.get(clientId);
+  if (name === undefined) {
+    name = `req:${clientId}`;
+    requestTimerNames.set(clientId, name);
+  }
+  return name;
+};
 
 export class ClientCore<M extends WireMessage> {
   private readonly pending = new Map<number, PendingRequest>();

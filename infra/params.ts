@@ -96,8 +96,16 @@ const protocolSchema = z
  * profile shows no smaller GC share; presumably the saving is in V8's parallel scavenger
  * threads, which --cpu-prof does not sample. Recorded in every run spec, so every result says
  * which flags ran.
+ *
+ * And an old generation that starts at 64 MB: a replica's live heap is about 8 MB, and on a
+ * heap that small V8 started a full mark-compact about every 0.4-0.8 s of a PoE run at n = 4
+ * (21 in 16 s on one replica, --trace-gc; 4 with this flag), each marking the whole heap on
+ * the main thread and its helpers. In `npm run bench` runs side by side (one build, perf
+ * sampling every process, the machine at load 11-13), the samples in V8's collector per
+ * Ed25519 sample fell from 0.23 to 0.07 and CPU per accepted batch by 7% (PoE, 2 runs per
+ * arm, ABBA).
  */
-export const NODE_FLAGS_DEFAULT = 'max-semi-space-size=32';
+export const NODE_FLAGS_DEFAULT = 'max-semi-space-size=32,initial-old-space-size=64';
 
 const NODE_FLAG = /^[a-z][a-z0-9_-]*(=[A-Za-z0-9._:/-]+)?$/;
 

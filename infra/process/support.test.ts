@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MeasurementWindow, nowMs } from './support.js';
+import { MeasurementWindow, NamedTimers, nowMs } from './support.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -59,5 +59,40 @@ describe('MeasurementWindow', () => {
     expect(edges.closed).toBe(1);
     expect(w.extend(1000)).toBe(false);
     w.cancel();
+  });
+});
+
+describe('NamedTimers', () => {
+  it('fires a set timer once; a cancelled one never; a cancel then set (re-armed in place) once, at the new time', async () => {
+    const fired: [string, number][] = [];
+    const t0 = nowMs();
+    const timers = new NamedTimers((name) => fired.push([name, nowMs() - t0]));
+    timers.set('a', 20);
+    timers.set('b', 20);
+    timers.cancel('b');
+    timers.set('c', 20);
+    timers.cancel('c');
+    await sleep(10);
+    timers.set('c', 20); // the same delay: the disarmed timer is refreshed, from now
+    expect(timers.armed).toBe(2);
+    await sleep(60);
+    expect(fired.map(([n]) => n).sort()).toEqual(['a', 'c']);
+    expect(fired.find(([n]) => n === 'c')![1]).toBeGreaterThanOrEqual(29);
+    expect(timers.armed).toBe(0);
+    timers.stop();
+  });
+
+  it('re-arms with a new delay when the delay changes, and sets nothing after stop', async () => {
+    const fired: string[] = [];
+    const timers = new NamedTimers((name) => fired.push(name));
+    timers.set('a', 500);
+    timers.set('a', 10); // replaces the 500 ms timer
+    await sleep(40);
+    expect(fired).toEqual(['a']);
+    timers.set('b', 10);
+    timers.stop();
+    timers.set('c', 10);
+    await sleep(40);
+    expect(fired).toEqual(['a']);
   });
 });

@@ -20,47 +20,64 @@ export const toEpochMs = (tMs: number): number => performance.timeOrigin + tMs;
 /**
  * The core's named timers (STYLE.md: a table of named timers, TigerBeetle). `set` re-arms,
  * `cancel` disarms; a timer fires once.
+ *
+ * A cancelled timer keeps its node Timeout, disarmed, and a later `set` of the same name for
+ * the same delay re-arms it with `refresh()`: a closed-loop client cancels its request timer
+ * and sets it again for its next request once per batch, and a new Timeout and closure each
+ * time (with the timer list unlinked and relinked) was garbage and work on every batch. A
+ * disarmed timer that fires does nothing but forget itself.
  */
 export class NamedTimers {
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, NamedTimer>();
   private stopped = false;
 
   constructor(private readonly onFire: (name: string) => void) {}
 
   set(name: string, afterMs: number): void {
     if (this.stopped) return;
+    const ms = Math.max(0, afterMs);
     const old = this.timers.get(name);
-    if (old) clearTimeout(old);
-    this.timers.set(
-      name,
-      setTimeout(
-        () => {
-          this.timers.delete(name);
-          this.onFire(name);
-        },
-        Math.max(0, afterMs),
-      ),
-    );
+    if (old && old.afterMs === ms) {
+      old.armed = true;
+      old.timeout.refresh();
+      return;
+    }
+    if (old) clearTimeout(old.timeout);
+    const timer: NamedTimer = {
+      afterMs: ms,
+      armed: true,
+      timeout: setTimeout(() => {
+        this.timers.delete(name);
+        if (timer.armed) this.onFire(name);
+      }, ms),
+    };
+    this.timers.set(name, timer);
   }
 
   cancel(name: string): void {
     const t = this.timers.get(name);
-    if (t) {
-      clearTimeout(t);
-      this.timers.delete(name);
-    }
+    if (t) t.armed = false;
   }
 
+  /** Timers set and neither fired nor cancelled. */
   get armed(): number {
-    return this.timers.size;
+    let n = 0;
+    for (const t of this.timers.values()) if (t.armed) n++;
+    return n;
   }
 
   /** Cancels every timer; later `set` calls are ignored. */
   stop(): void {
     this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) clearTimeout(t.timeout);
     this.timers.clear();
   }
+}
+
+interface NamedTimer {
+  readonly afterMs: number;
+  armed: boolean;
+  readonly timeout: NodeJS.Timeout;
 }
 
 /** CPU time and memory of this process. */

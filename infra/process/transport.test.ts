@@ -15,6 +15,7 @@ import {
   FrameMac,
   FrameReader,
   OutputQueue,
+  MAC_BYTES,
   MAC_DIGEST_FROM,
   payloadDigest,
   Transport,
@@ -269,6 +270,16 @@ describe('FrameReader', () => {
   });
 });
 
+/** The MAC of `payload` as a new buffer; `digest` gives the SHA-256 of a long payload (the transport writes MACs in place). */
+function macOf(mac: FrameMac, payload: Buffer, digest: (payload: Buffer) => Buffer = payloadDigest): Buffer {
+  const out = Buffer.alloc(MAC_BYTES);
+  mac.into(payload, out, 0, (p, o, at) => {
+    o[at] = 1;
+    digest(p).copy(o, at + 1);
+  });
+  return out;
+}
+
 describe('frame MACs', () => {
   it('FrameMac is HMAC-SHA256 (RFC 2104) of 0x00 || payload below 1 KB and of 0x01 || SHA-256(payload) from 1 KB, for keys shorter and longer than a block', () => {
     for (const keyBytes of [16, 32, 64, 65, 100]) {
@@ -281,7 +292,7 @@ describe('frame MACs', () => {
         const input = len < 1024 ? Buffer.concat([Buffer.from([0]), payload]) : Buffer.concat([Buffer.from([1]), digest]);
         const want = createHmac('sha256', k).update(input).digest();
         expect(payloadDigest(payload).equals(digest)).toBe(true);
-        expect(mac.of(payload).equals(want), `key ${keyBytes} B, payload ${len} B`).toBe(true);
+        expect(macOf(mac, payload).equals(want), `key ${keyBytes} B, payload ${len} B`).toBe(true);
         expect(computeMac(k, payload).equals(want)).toBe(true);
       }
     }
@@ -289,12 +300,12 @@ describe('frame MACs', () => {
 
   it('differs per key and per payload, and the MAC of a long payload is not the MAC of its digest sent as a payload', () => {
     const p = Buffer.from('propose');
-    expect(new FrameMac(Buffer.alloc(32, 1)).of(p).equals(new FrameMac(Buffer.alloc(32, 2)).of(p))).toBe(false);
+    expect(macOf(new FrameMac(Buffer.alloc(32, 1)), p).equals(macOf(new FrameMac(Buffer.alloc(32, 2)), p))).toBe(false);
     const m = new FrameMac(Buffer.alloc(32, 1));
-    expect(m.of(p).equals(m.of(Buffer.from('proposf')))).toBe(false);
+    expect(macOf(m, p).equals(macOf(m, Buffer.from('proposf')))).toBe(false);
     const long = Buffer.alloc(5_000, 3);
-    expect(m.of(long).equals(m.of(payloadDigest(long)))).toBe(false);
-    expect(m.of(long).equals(m.of(Buffer.concat([Buffer.from([1]), payloadDigest(long)])))).toBe(false);
+    expect(macOf(m, long).equals(macOf(m, payloadDigest(long)))).toBe(false);
+    expect(macOf(m, long).equals(macOf(m, Buffer.concat([Buffer.from([1]), payloadDigest(long)])))).toBe(false);
   });
 
   it('uses the digest it is given for a long payload (a broadcast hashes its payload once)', () => {
@@ -305,8 +316,8 @@ describe('frame MACs', () => {
       calls++;
       return payloadDigest(x);
     };
-    expect(m.of(long, digest).equals(m.of(long))).toBe(true);
-    expect(m.of(Buffer.alloc(10), digest).length).toBe(32);
+    expect(macOf(m, long, digest).equals(macOf(m, long))).toBe(true);
+    expect(macOf(m, Buffer.alloc(10), digest).length).toBe(32);
     expect(calls).toBe(1);
   });
 

@@ -270,16 +270,6 @@ export class FrameMac {
     for (let i = 0; i < MAC_BYTES; i++) diff |= this.check[i]! ^ frame[macAt + i]!;
     return diff === 0;
   }
-
-  /** The MAC of `payload` as a new buffer; `digest` gives the SHA-256 of a long payload. */
-  of(payload: Buffer, digest: (payload: Buffer) => Buffer = payloadDigest): Buffer {
-    const out = Buffer.allocUnsafe(MAC_BYTES);
-    this.into(payload, out, 0, (p, o, at) => {
-      o[at] = MAC_OF_DIGEST;
-      digest(p).copy(o, at + 1);
-    });
-    return out;
-  }
 }
 
 /** The frame MAC of `payload` under `key` (the reference form, with node's HMAC). */

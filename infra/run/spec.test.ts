@@ -178,7 +178,7 @@ describe('load in transactions (issue 11 item 6)', () => {
   });
 
   it('--node-flags: every process gets the default young generation unless told otherwise; the flags are recorded and replayed', () => {
-    expect(parseRunFlags({ protocol: 'poe' }).nodeFlags).toEqual(['--max-semi-space-size=32']);
+    expect(parseRunFlags({ protocol: 'poe' }).nodeFlags).toEqual(['--max-semi-space-size=32', '--initial-old-space-size=64']);
     expect(runReplayArgs(parseRunFlags({ protocol: 'poe' }))).not.toContain('--node-flags');
     const none = parseRunFlags({ protocol: 'poe', nodeFlags: 'none' });
     expect(none.nodeFlags).toEqual([]);
