@@ -275,6 +275,20 @@ describe('the load each point runs at (issue 11 items 1 and 6)', () => {
     expect([...chosenLoadsFrom([rec('a', 10, 'probed', 9600)])]).toEqual([['figure-12/poe', 9600]]);
     expect(chosenLoadsFrom([rec('a', 10, 'given', 9600), rec('b', 50, 'unprobed', 4800)]).size).toBe(0);
   });
+
+  it('a resumed sweep probes again a load an older record took as saturated without a probe (cpu-full, before issue 10)', () => {
+    const rec = (how: string) => ({
+      experiment: 'figure-13',
+      pointId: 'pbft/n=16/crashed=0/batch=100',
+      point: { protocol: 'pbft' as const, replicas: 16, crashed: 0, batch: 100 },
+      rep: 0,
+      valid: true,
+      startedAt: 'fixture',
+      saturation: { loadTxns: 2400, how, saturated: true, probes: [], note: '' },
+    });
+    expect(chosenLoadsFrom([rec('cpu-full')]).size).toBe(0);
+    expect([...chosenLoadsFrom([rec('probed')])]).toEqual([['pbft/n=16/crashed=0/batch=100', 2400]]);
+  });
 });
 
 describe('figure 12 in transactions (issue 11 item 6)', () => {

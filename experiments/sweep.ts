@@ -18,7 +18,7 @@ import { formatReplicaFault } from '../replica/byzantine.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
 import { BATCH_SIZES, FIGURES, figureOfExperiment, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
-import { runSaturated, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
+import { LEGACY_CPU_FULL, runSaturated, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
 import type { FigureId, RunMetrics, RunRecord } from '../infra/run/records.js';
 
 /**
@@ -725,6 +725,8 @@ export function chosenLoadsFrom(records: readonly RunRecord[]): Map<string, numb
     const sat = (r as RunRecord & { saturation?: Saturation }).saturation;
     const figure = figureOfExperiment(r.experiment);
     if (!r.valid || sat === undefined || figure === undefined || sat.how === 'given' || sat.how === 'unprobed') continue;
+    // A load taken as saturated without a probe (before issue 10) is not reused: probe it again.
+    if (sat.how === LEGACY_CPU_FULL) continue;
     out.set(loadGroup({ figure, experiment: r.experiment, pointId: r.pointId, point: r.point }), sat.loadTxns);
   }
   return out;
