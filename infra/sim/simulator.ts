@@ -198,8 +198,9 @@ class ExecutedBlocks {
   private readonly views: number[] = [];
   length = 0;
 
-  /** Records the block executed at k, which becomes the last one (the caller truncated first). */
+  /** Records the block executed at k, which becomes the last one (blocks above k are dropped; k is at most one past the last). */
   set(k: number, digest: Buffer, view: number): void {
+    if (k < 1 || k > this.length + 1) throw new RangeError(`simulator: block ${k} executed after ${this.length} recorded blocks`);
     const at = (k - 1) * DIGEST_BYTES;
     if (at + DIGEST_BYTES > this.digests.length) {
       const next = Buffer.alloc(Math.max(2 * this.digests.length, at + DIGEST_BYTES));
@@ -568,8 +569,15 @@ export class Simulation {
 
   /** A turn of `node` has run every step: the frames its cost model held leave now, at the times it gives (cost-hook.ts turnEnd). */
   private endTurn(node: Peer): void {
-    if (!this.hook!.turnEnd) return;
-    const departures = this.hook!.turnEnd(node, this.nowMs);
+    const hook = this.hook!;
+    if (!hook.turnEnd) {
+      // A hook that holds frames must release them (cost-hook.ts): else they would pile up unsent.
+      if (this.heldTo.length > 0) throw new Error('simulator: the cost hook held frames (frameSent returned undefined) but has no turnEnd to release them');
+      return;
+    }
+    const departures = hook.turnEnd(node, this.nowMs);
+    if (departures.length !== this.heldTo.length)
+      throw new Error(`simulator: the cost hook's turnEnd gave ${departures.length} departure time(s) for the ${this.heldTo.length} frame(s) it held`);
     const arrivals = this.arrivals;
     // One write per connection: a flush's frames to one peer cross the link together (one
     // delay, drawn for the first of them; loss and duplication still drawn per frame), in order.
@@ -617,6 +625,10 @@ export class Simulation {
     const readyMs = this.hook!.readyAtMs(node, this.nowMs);
     // An idle node takes its input at once, unless more events are due at this very time (a
     // flush's frames to one peer arrive together, endTurn): then one turn handles all of them.
+    // Any event due now holds it, whichever node it is for (telling would mean searching the
+    // queue); that changes only the order of same-instant events, deterministically. Frames of
+    // one flush arrive at one instant only where the sender's NIC does not space them out (the
+    // local testbed has no NIC limit; on a rate-limited NIC they leave one after another).
     if (readyMs <= this.nowMs && this.queue.peekTimeMs() !== this.nowMs) return false;
     this.backlog.set(node, [e]);
     this.queue.push(Math.max(readyMs, this.nowMs), { kind: 'wake', node });
