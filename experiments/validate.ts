@@ -42,9 +42,10 @@ export interface ValidationPoint {
    */
   readonly modelHostCores?: number;
   /**
-   * Cores the modelled run's nodes used together (their CPU over its virtual time): the model's
-   * counterpart of realCpuCores, below modelHostCores where processes wait on one another (a
-   * closed loop moving in waves, cost-model.ts turnEnd).
+   * Cores the modelled run's nodes used together in its window: its CPU per accepted batch times
+   * the window's batches per second, as realCpuCores is the real window's (not the whole virtual
+   * run, whose ramp-up and drain leave cores idle). Below modelHostCores where processes wait on
+   * one another (a closed loop moving in waves, cost-model.ts turnEnd).
    */
   readonly modelCpuCores?: number;
   /**
@@ -151,21 +152,21 @@ export interface ValidateOptions {
 }
 
 /**
- * The host cores to model for a real run: the calibrated share, or less when other processes
+ * The host cores to model for a real run: the machine's `cores`, or fewer when other processes
  * used the machine during the run's window (`machineCpuPercent`, 100 per core, minus the run's
  * own `runCores`), never below a tenth of a core.
  */
-export function coresLeft(calibrated: number, machineCpuPercent: number | null, runCores: number): number {
-  if (machineCpuPercent === null) return calibrated;
+export function coresLeft(cores: number, machineCpuPercent: number | null, runCores: number): number {
+  if (machineCpuPercent === null) return cores;
   const others = Math.max(0, machineCpuPercent / 100 - runCores);
-  return Math.max(0.1, Math.min(calibrated, cpus().length - others));
+  return Math.max(0.1, Math.min(cores, cpus().length - others));
 }
 
 export async function validate(calibration: CalibrationFile, options: ValidateOptions = {}): Promise<ValidationSummary> {
   const log = options.onProgress ?? (() => {});
   // The machine's cores (a calibration's hostCoresAvailable is no longer read: see calibration.ts).
-  const calibrated = localTestbed();
-  log(`model testbed: ${calibrated.description} (${calibrated.sources['sharedHostCores']}), less what other work used during each real run`);
+  const machine = localTestbed();
+  log(`model testbed: ${machine.description} (${machine.sources['sharedHostCores']}), less what other work used during each real run`);
   const points: ValidationPoint[] = [];
   const fitted = new Set(calibration.fitPoints.map((p) => p.replicas));
   for (const n of options.replicas ?? [4, 8, 16]) {
@@ -176,8 +177,8 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
       const runOptions: RunOptions = options.signal ? { signal: options.signal } : {};
       const real = await executeRun(spec, runOptions);
       const realCores = (real.metrics?.processes ?? []).reduce((s, x) => s + (x.cpuPercent ?? 0), 0) / 100;
-      const hostCores = coresLeft(calibrated.sharedHostCores!, real.bottleneck?.machineCpuPercent ?? null, realCores);
-      const testbed = hostCores === calibrated.sharedHostCores ? calibrated : localTestbed(hostCores);
+      const hostCores = coresLeft(machine.sharedHostCores!, real.bottleneck?.machineCpuPercent ?? null, realCores);
+      const testbed = hostCores === machine.sharedHostCores ? machine : localTestbed(hostCores);
       const input = pointInputOf(spec, testbed, calibration.costs, options.modelBatches ?? 400);
       const model = modelPoint(input);
       const realIo = ioRatios(real.metrics?.processes ?? []);
@@ -204,7 +205,7 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
         modelCpuMsPerBatch: round2(model.cpuMsPerBatch),
         cpuErrorPercent: round1(errorPercent(model.cpuMsPerBatch, realCpuMsPerBatch)),
         modelHostCores: round2(hostCores),
-        modelCpuCores: round2(Object.values(model.cpuPercentByNode).reduce((s, pct) => s + pct, 0) / 100),
+        modelCpuCores: round2((model.cpuMsPerBatch * model.txnPerSec) / spec.batch / 1000),
         ...defined({
           realFramesPerWrite: realIo.replicaPerWrite,
           realFramesPerRead: realIo.replicaPerRead,

@@ -163,6 +163,8 @@ export function timeUs(fn: () => void, iterations: number, rounds = 5): number {
 }
 
 const SIZES = [32, 128, 512, 2048, 8192];
+/** Frame MAC sizes: below the transport's MAC_DIGEST_FROM (1 KB), the path short frames take. */
+const FRAME_MAC_SIZES = [32, 128, 512, 1000];
 
 function measureLinear(make: (size: number) => () => void, iterations: (size: number) => number, sizes = SIZES): { cost: LinearCost; measuredUs: number[] } {
   const measuredUs = sizes.map((s) => timeUs(make(s), iterations(s)));
@@ -275,8 +277,11 @@ export function measureOperations(protocols: readonly string[], valueBytes = 64)
     },
     (s) => Math.max(2000, Math.round(20_000_000 / (s + 500))),
   );
-  // The transport's frame MAC as it runs (FrameMac.into; a payload of 1 KB or more through its
-  // SHA-256 first), by the bytes it hashes, as the cost model charges it (mac-bytes.ts).
+  // The transport's frame MAC as it runs (FrameMac.into), by the bytes it hashes, as the cost
+  // model charges it (mac-bytes.ts). Fitted on payloads below MAC_DIGEST_FROM only: those are
+  // MAC'd whole (two SHA-256s over pad and payload), and most frames (votes, replies, a
+  // broadcast's later copies) are; a longer payload goes through its own SHA-256 first, a second
+  // path that a line through both would blur into the short frames' fixed cost.
   const frameMacer = new FrameMac(key);
   const macOut = Buffer.alloc(32);
   const frameMac = measureLinear(
@@ -285,6 +290,7 @@ export function measureOperations(protocols: readonly string[], valueBytes = 64)
       return () => frameMacer.into(m, macOut, 0);
     },
     (s) => Math.max(2000, Math.round(20_000_000 / (s + 500))),
+    FRAME_MAC_SIZES,
   );
   const sha = measureLinear(
     (s) => {
@@ -295,9 +301,9 @@ export function measureOperations(protocols: readonly string[], valueBytes = 64)
   );
   const codec = measureCodec(protocols);
   const executeTxnUs = measureExecution(valueBytes);
-  const sized = (what: string, r: { measuredUs: number[] }): CostSource => ({
+  const sized = (what: string, r: { measuredUs: number[] }, sizes = SIZES): CostSource => ({
     source: `${what}: median of 5 loops per size, CPU time (process.cpuUsage) on this machine, least-squares line`,
-    sizes: SIZES,
+    sizes,
     measuredUs: r.measuredUs.map((x) => Math.round(x * 1000) / 1000),
   });
   const round3 = (xs: number[]): number[] => xs.map((x) => Math.round(x * 1000) / 1000);
@@ -316,7 +322,7 @@ export function measureOperations(protocols: readonly string[], valueBytes = 64)
       ed25519Sign: sized('node:crypto sign(null, msg, ed25519 key)', sign),
       ed25519Verify: sized('node:crypto verify(null, msg, ed25519 key, sig)', verify),
       hmac: sized('node:crypto createHmac(sha256) as the cores compute it (their crypto provider)', hmac),
-      frameMac: sized('the transport frame MAC (infra/process/transport.ts FrameMac.into) by bytes hashed', frameMac),
+      frameMac: sized('the transport frame MAC (infra/process/transport.ts FrameMac.into) by bytes hashed, payloads below 1 KB', frameMac, FRAME_MAC_SIZES),
       sha256: sized('node:crypto createHash(sha256)', sha),
       encode: {
         source: `the ${protocols.join(', ')} codecs encoding the messages of a short simulation (n=4, batch 100), grouped by type and size, least-squares line by frame bytes`,
@@ -347,6 +353,8 @@ export function readCalibration(path: string): CalibrationFile {
 
 export const LINEAR_COSTS = ['ed25519Sign', 'ed25519Verify', 'hmac', 'sha256', 'encode', 'decode'] as const;
 export const SCALAR_COSTS = ['executeTxnUs', 'perMessageInUs', 'perFrameOutUs', 'perStepUs', 'ioPerByteUs'] as const;
+/** Linear costs added later, absent from older files (the model falls back: frameMac to hmac). */
+export const OPTIONAL_LINEAR_COSTS = ['frameMac'] as const;
 
 export function checkCalibration(raw: unknown, where: string): CalibrationFile {
   const c = raw as CalibrationFile;
@@ -366,9 +374,10 @@ export function checkCalibration(raw: unknown, where: string): CalibrationFile {
     if (!ok(c.costs?.[k])) bad(`costs.${k} must be a number >= 0`);
     if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
   }
-  if (c.costs?.frameMac !== undefined) {
-    if (!ok(c.costs.frameMac.fixedUs) || !ok(c.costs.frameMac.perByteUs)) bad('costs.frameMac must be { fixedUs, perByteUs } >= 0');
-    if (typeof c.sources?.frameMac?.source !== 'string') bad('sources.frameMac.source missing: every cost says where it came from');
+  for (const k of OPTIONAL_LINEAR_COSTS) {
+    if (c.costs?.[k] === undefined) continue;
+    if (!ok(c.costs[k]?.fixedUs) || !ok(c.costs[k]?.perByteUs)) bad(`costs.${k} must be { fixedUs, perByteUs } >= 0`);
+    if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
   }
   for (const k of ['ioPerByteOutUs', 'perReadUs', 'perWriteUs'] as const) {
     if (c.costs[k] === undefined) continue;
