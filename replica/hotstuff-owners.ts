@@ -90,6 +90,17 @@ export class SlotOwners {
     return owners.includes(home) ? home : owners[clientId % owners.length]!;
   }
 
+  /**
+   * The leader that proposes a batch of this client in the newest epoch known here: its home if
+   * that owns slots there, else one of that epoch's owners. Where a leader that owns no slot
+   * from its cursor on hands its queued batches (ParallelHotStuff.handOnStranded).
+   */
+  proposerInNewest(clientId: number): number {
+    const owners = this.setOf(this.known)!;
+    const home = this.home(clientId);
+    return owners.includes(home) ? home : owners[clientId % owners.length]!;
+  }
+
   /** The leader of slot k in `view`, or undefined while k's epoch is not known here. */
   owner(k: number, view: number): number | undefined {
     const set = this.setOf(this.epochOf(k));
