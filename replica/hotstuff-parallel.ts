@@ -251,16 +251,19 @@ export class ParallelHotStuff extends HotStuffReplica {
   }
 
   /**
-   * The next queued batch for own slot k. A batch whose home leader owns slots in k's epoch
-   * goes back to it instead (it came here while its home owned none): the home fills its own
-   * slots, so they do not wait for no-ops while this leader's slots carry its batches.
+   * The next queued batch for own slot k. A batch whose home leader leads a slot from k to the
+   * end of k's epoch goes back to it instead (it came here while its home owned none): the home
+   * fills its own slots, so they do not wait for no-ops while this leader's slots carry its
+   * batches. A home whose slots in the epoch all lie below k may have proposed them all and hold
+   * no slot it could put the batch in: it would hand it straight back (handOnStranded), for ever,
+   * so this leader proposes it itself.
    */
   private takePendingFor(k: number): ClientRequest | undefined {
     for (;;) {
       const req = this.takePending();
       if (!req) return undefined;
       const home = this.owners.home(req.clientId);
-      if (home === this.id || !this.owners.ownsAt(k, home)) return req;
+      if (home === this.id || !this.owners.leadsRestOfEpoch(k, home)) return req;
       this.handOnQueued(home, req);
     }
   }
