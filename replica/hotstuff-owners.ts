@@ -18,6 +18,40 @@
  * Within an epoch slot k belongs to owners[(k-1+view) mod |owners|] (a higher view moves it to
  * the next owner, as before). Invariant: the owners of an epoch are set once, from executed
  * state, and never change; a replica learns those of epoch e+2 when it executes e's last slot.
+ *
+ * Why no queued batch can wait for a client retransmission (fault-free, view 0). Two rules of
+ * ParallelHotStuff make it so:
+ * (F) the owner of the slot x that blocks execution (every slot below x executed) fills it,
+ *     with a no-op if it holds no batch, once any leader proposed a slot above x;
+ * (S) a leader holding batches while owning no slot from its cursor on in any epoch it knows
+ *     hands them to their proposer in the newest epoch it knows (proposerInNewest), an owner of
+ *     slots there (handOnStranded).
+ * (F) alone drains every slot up to the highest proposed one: the PREPARE of a slot y > x reached
+ * x's owner, which knows y's epoch (the proposer of y executed no more than x - 1, as x's owner
+ * did), so x gets filled, then x+1 blocks, and so on up to y. So a stall needs nothing proposed
+ * at or above x while some leader L holds a batch b. Every replica has then executed x - 1 and
+ * knows the same owners, up to epoch N = epoch(x-1) + 2, past x's epoch. If L owns a slot from
+ * its cursor on in an epoch up to N, that slot is at or above x (L's cursor passed only slots it
+ * proposed) and L proposes b in it. If not, (S) sends b to an owner T of N with a slot there,
+ * T != L; T keeps a forwarded batch when it owns slots from its next slot to execute on, which
+ * it does (N), and proposes b in its first slot at or above its cursor (at most x: it proposed
+ * nothing at or above x). Either way a slot at or above x is proposed, and (F) goes on. (Either
+ * leader may instead hand b to its home H, but only if H leads a slot from the one b was meant
+ * for to the end of that epoch (takePendingFor); H's cursor is at most x too, so H proposes b
+ * there. A home whose slots of the epoch all lay below would, being out of slots, hand b straight
+ * back by (S), for ever.) Before
+ * (S), L held b until it learned epoch N+1, which needs epoch N-2, x's epoch, executed: when
+ * none of N's owners had a batch of its own, nothing was ever proposed above x's epoch, and its
+ * last slot, owned by a leader without work, waited for its no-op for ever (the cost model at
+ * n = 16 with 128 clients: slot 192; infra/sim/hotstuff-owners.test.ts). (S) costs nothing in the
+ * steady state (no instance, one forwarded batch) and fires only when L's slots ran out.
+ * While replicas differ in what they executed, a batch can go back and forth between a leader
+ * that knows N and one that does not yet, at most until the latter executes the slots the former
+ * already did, whose DECIDEs are on their way. Two limits the argument needs: a window of at least
+ * C + 3 epochK - 1 slots (C the checkpoint interval), so that L's or T's slot in epoch N lies
+ * inside it (real runs: 600 + 191 <= 1,200; the simulator's defaults: 50 + 149 <= 200); and
+ * every owner of N owning a slot of N, which proposerInNewest and proposerOf ensure by choosing
+ * only among those (with more than epochK owners, not all of them own one).
  */
 import type { ClientRequest } from './messages.js';
 import { isNoop } from './messages.js';
@@ -63,11 +97,6 @@ export class SlotOwners {
     return this.setOf(Math.min(this.epochOf(k), this.known))!;
   }
 
-  /** Whether `id` owns slots in k's epoch (false while that epoch is unknown here). */
-  ownsAt(k: number, id: number): boolean {
-    return this.setOf(this.epochOf(k))?.includes(id) ?? false;
-  }
-
   /** Whether `id` owns slots in k's epoch or a later known one. */
   ownsFrom(k: number, id: number): boolean {
     if (!this.byLoad) return this.leaders.includes(id);
@@ -85,9 +114,35 @@ export class SlotOwners {
    * its home if that owns slots in nextK's epoch, else one of that epoch's owners.
    */
   proposerOf(clientId: number, nextK: number): number {
-    const owners = this.ownersAt(nextK);
+    return this.proposerIn(Math.min(this.epochOf(nextK), this.known), clientId);
+  }
+
+  /**
+   * The leader that proposes a batch of this client in the newest epoch known here: its home if
+   * that leads slots there, else one of the leaders that do. Where a leader that owns no slot
+   * from its cursor on hands its queued batches (ParallelHotStuff.handOnStranded).
+   */
+  proposerInNewest(clientId: number): number {
+    return this.proposerIn(this.known, clientId);
+  }
+
+  private proposerIn(epoch: number, clientId: number): number {
+    const leading = this.leadingIn(epoch);
     const home = this.home(clientId);
-    return owners.includes(home) ? home : owners[clientId % owners.length]!;
+    return leading.includes(home) ? home : leading[clientId % leading.length]!;
+  }
+
+  /** The owners of a known epoch that lead at least one of its slots in view 0 (all of them unless there are more than epochK). */
+  leadingIn(epoch: number): readonly number[] {
+    const set = this.setOf(epoch)!;
+    if (!this.byLoad || set.length <= this.epochK) return set;
+    const first = (epoch * this.epochK) % set.length;
+    return Array.from({ length: this.epochK }, (_, j) => set[(first + j) % set.length]!);
+  }
+
+  /** Whether `id` leads (in view 0) a slot from k to the end of k's epoch. */
+  leadsRestOfEpoch(k: number, id: number): boolean {
+    return this.nextOwn(k, id, (this.epochOf(k) + 1) * this.epochK) !== undefined;
   }
 
   /** The leader of slot k in `view`, or undefined while k's epoch is not known here. */

@@ -978,6 +978,29 @@ describe('hotstuff slot owners (issue 10, item 2: slots go to the leaders with w
     expect([31, 32, 33, 34].map((k) => owners.owner(k, 0))).toEqual([2, 3, 0, 1]);
   });
 
+  it('a stranded batch goes to a leader of the newest known epoch; a home leads the rest of an epoch or keeps nothing', () => {
+    const owners = new SlotOwners([0, 1, 2, 3], 10);
+    const batch = (clientId: number): ClientRequest => ({ ...noopRequest(0), clientId, origin: 0, writes: [{ key: 1, value: Buffer.from([1]) }] });
+    // Epoch 0 executes batches of homes 1 and 3 only: epoch 2 (slots 21-30) is theirs, 1 at odd k.
+    for (let k = 1; k <= 10; k++) owners.onExecuted(k, k === 3 ? batch(1) : k === 6 ? batch(7) : noopRequest(k));
+    expect(owners.knownEpoch).toBe(2);
+    // Newest known epoch 2: home 3 leads there, home 2 does not (client 2 goes to one that does).
+    expect(owners.proposerInNewest(3)).toBe(3);
+    expect(owners.proposerInNewest(2)).toBe(1);
+    expect(owners.proposerInNewest(0)).toBe(1);
+    // Leader 1 leads 21, 23, ..., 29 and leader 3 22, ..., 30: from 29 on, only 1 still leads a slot of epoch 2.
+    expect(owners.leadsRestOfEpoch(29, 1)).toBe(true);
+    expect(owners.leadsRestOfEpoch(30, 1)).toBe(false);
+    expect(owners.leadsRestOfEpoch(30, 3)).toBe(true);
+    expect(owners.leadsRestOfEpoch(21, 0)).toBe(false);
+    // More owners than slots in an epoch (epoch length 2, four leaders): only those leading a slot are chosen.
+    const short = new SlotOwners([0, 1, 2, 3], 2);
+    for (let k = 1; k <= 2; k++) short.onExecuted(k, noopRequest(k));
+    expect(short.knownEpoch).toBe(2);
+    expect(short.leadingIn(2)).toEqual([0, 1]);
+    expect([0, 1, 2, 3].map((c) => short.proposerInNewest(c))).toEqual([0, 1, 0, 1]);
+  });
+
   it('a batch a leader queued, handed on and got back is proposed, not lost to its dedup record (seed 1)', () => {
     // n = 16, four clients per leader: leaders hand queued batches to the epoch's proposers and
     // back as the epochs change. Before the fix, a batch that came back met the leader's record
