@@ -94,7 +94,16 @@ export class ParallelHotStuff extends HotStuffReplica {
   constructor(options: ReplicaOptions, deps: ReplicaDeps) {
     super(options, deps);
     this.leaders = hotstuffLeaders(options.n, options.extra);
-    this.owners = new SlotOwners(this.leaders, Math.min(options.checkpointIntervalK, EPOCH_K_MAX), hotstuffSlots(options.extra) === 'byLoad');
+    const epochK = Math.min(options.checkpointIntervalK, EPOCH_K_MAX);
+    const byLoad = hotstuffSlots(options.extra) === 'byLoad';
+    // The no-stall argument (hotstuff-owners.ts header) needs the newest known epoch's slots
+    // inside the window: C + 3 epochK - 1 slots.
+    const windowMin = options.checkpointIntervalK + 3 * epochK - 1;
+    if (byLoad && options.windowK < windowMin)
+      throw new RangeError(
+        `hotstuff: a window of ${options.windowK} slots is below ${windowMin} (checkpoint interval ${options.checkpointIntervalK} + 3 x ${epochK} - 1), which slots dealt by load need to never stall (replica/hotstuff-owners.ts); widen the window or use extra hotstuffSlots=roundRobin`,
+      );
+    this.owners = new SlotOwners(this.leaders, epochK, byLoad);
   }
 
   status(): ReplicaStatus {

@@ -1001,6 +1001,13 @@ describe('hotstuff slot owners (issue 10, item 2: slots go to the leaders with w
     expect([0, 1, 2, 3].map((c) => short.proposerInNewest(c))).toEqual([0, 1, 0, 1]);
   });
 
+  it('slots dealt by load refuse a window too short for the no-stall argument; the round-robin ablation does not need it', () => {
+    const ring = new KeyRing(createCrypto('sim'), KEY_SEED, 4, 1);
+    // Checkpoint interval 100 gives epochs of 64: the window must hold 100 + 3 x 64 - 1 = 291 slots.
+    expect(() => bareReplica(4, 0, 'parallel', ring, { hotstuffSlots: 'byLoad' })).toThrow(/window of 200 slots is below 291/);
+    expect(() => bareReplica(4, 0, 'parallel', ring, { hotstuffSlots: 'roundRobin' })).not.toThrow();
+  });
+
   it('a batch a leader queued, handed on and got back is proposed, not lost to its dedup record (seed 1)', () => {
     // n = 16, four clients per leader: leaders hand queued batches to the epoch's proposers and
     // back as the epochs change. Before the fix, a batch that came back met the leader's record
