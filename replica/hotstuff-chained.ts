@@ -2,11 +2,12 @@
  * Chained HotStuff (Yin et al., PODC 2019, Algorithm 3) with one stable leader and the simplest
  * pacemaker; hotstuff.ts's header describes it, the certificate rules and their costs.
  */
+import { backoffMs, nextBackoffExp } from './backoff.js';
 import { type Execution, hex } from './common.js';
 import { DIGEST_BYTES } from './crypto.js';
 import {
   AWAITED_REQUESTS_MAX,
-  BACKOFF_MAX,
+  BACKOFF_EXP_MAX_HOTSTUFF,
   CHAIN_SLACK_K,
   collectorQC,
   HotStuffReplica,
@@ -90,7 +91,8 @@ export class ChainedHotStuff extends HotStuffReplica {
   private readonly newViews = new Map<number, Map<number, QuorumCert>>();
   /** Requests clients sent here after timing out, not yet executed: they drive the view change. */
   private readonly awaited = new Map<number, ClientRequest>();
-  private backoff = 1;
+  /** Failed views in a row: the view-change timer is T * 2^backoffExp. */
+  private backoffExp = 0;
   private readonly blocksMax: number;
 
   constructor(options: ReplicaOptions, deps: ReplicaDeps) {
@@ -456,18 +458,18 @@ export class ChainedHotStuff extends HotStuffReplica {
     const req = this.awaited.get(e.request.clientId);
     if (req && req.reqNo <= e.request.reqNo) this.awaited.delete(e.request.clientId);
     // Progress: the leader is doing its job; give the rest a fresh timeout.
-    this.backoff = 1;
+    this.backoffExp = 0;
     if (this.awaited.size === 0) this.out.cancelTimer(VIEW_CHANGE_TIMER);
     else this.armTimer();
   }
 
   private armTimer(): void {
-    this.out.setTimer(VIEW_CHANGE_TIMER, this.options.viewChangeTimeoutMs * this.backoff);
+    this.out.setTimer(VIEW_CHANGE_TIMER, backoffMs(this.options.viewChangeTimeoutMs, this.backoffExp, BACKOFF_EXP_MAX_HOTSTUFF));
   }
 
   protected override onTimer(name: string): void {
     if (name !== VIEW_CHANGE_TIMER || this.awaited.size === 0) return;
-    this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
+    this.backoffExp = nextBackoffExp(this.backoffExp, BACKOFF_EXP_MAX_HOTSTUFF);
     this.startViewChange(this.view + 1);
   }
 

@@ -72,8 +72,8 @@ export const PENDING_REQUESTS_MAX = 1 << 16;
 export const AWAITED_REQUESTS_MAX = 1 << 16;
 /** Proposals held until their parent arrives (the network may reorder). */
 export const ORPHANS_MAX = 256;
-/** The view-change timer doubles per failed view, up to this factor. */
-export const BACKOFF_MAX = 64;
+/** The view-change timer doubles per failed view, up to 2^6 = 64 times (replica/backoff.ts). */
+export const BACKOFF_EXP_MAX_HOTSTUFF = 6;
 /**
  * Chained mode: heights the chain may run past the window. A batch at the window's top only
  * commits once three more blocks certify it, and the checkpoint that moves the window needs it
