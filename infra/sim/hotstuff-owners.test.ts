@@ -12,12 +12,13 @@ import { describe, expect, it } from 'vitest';
 import { CostModel, type OpCosts } from './cost-model.js';
 import { Simulation } from './simulator.js';
 import { costModelConfig, localTestbed } from './testbed.js';
+import { fixtureCosts } from '../../test/model-fixtures.js';
 
 /**
  * The costs of a calibration of this machine (`poe-bench calibrate`, session 16), unrounded:
  * the stall needs the timings these give (rounded to three digits, the old code got through).
  */
-const COSTS: OpCosts = {
+const COSTS: OpCosts = fixtureCosts({
   ed25519Sign: { fixedUs: 21.272730263157893, perByteUs: 0.0016708072474533112 },
   ed25519Verify: { fixedUs: 60.91476315789473, perByteUs: 0.0007674747260379683 },
   hmac: { fixedUs: 2.3165031534291147, perByteUs: 0.0003765643825632363 },
@@ -25,14 +26,9 @@ const COSTS: OpCosts = {
   encode: { fixedUs: 0.22961265532094677, perByteUs: 0.00024203911803165928 },
   decode: { fixedUs: 0.16594499711433236, perByteUs: 0.00017213075550229917 },
   executeTxnUs: 0.199475,
-  perMessageInUs: 0,
-  perFrameOutUs: 0,
-  perStepUs: 0,
   ioPerByteUs: 0.0033838068180208057,
-  ioPerByteOutUs: 0,
   perReadUs: 114.51810020159878,
-  perWriteUs: 0,
-};
+});
 
 describe('parallel HotStuff slot owners (cost model)', () => {
   // Seed 1 with 128 clients: the stall at slot 192, broken after 60 s by the retransmissions.
