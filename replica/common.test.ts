@@ -3,10 +3,11 @@
  * (clientId, reqNo), speculative rollback) and the CheckpointTracker (stable at nf matching).
  */
 import { describe, expect, it } from 'vitest';
-import { CheckpointTracker, Executor } from './common.js';
+import { Rng } from '../client/random.js';
+import { CheckpointTracker, Executor, sameBytes } from './common.js';
 import { createCrypto } from './crypto.js';
 import { Ledger } from './ledger.js';
-import { makeRequest, noopRequest, requestDigest, type ClientRequest } from './messages.js';
+import { makeRequest, noopRequest, requestDigest, type ClientRequest, type Write } from './messages.js';
 import { YcsbStore } from './store.js';
 import { quorums } from './types.js';
 
@@ -207,6 +208,163 @@ describe('Executor rollback', () => {
     ex.dropPendingAbove(2);
     expect(ex.isCommitted(2)).toBe(true);
     expect(ex.isCommitted(4)).toBe(false);
+  });
+});
+
+/** Replay a failure with EXECUTOR_SEED=<seed> npx vitest run replica/common.test.ts. */
+const EXECUTOR_SEED = Number(process.env['EXECUTOR_SEED'] ?? Date.now() % 2 ** 31);
+
+describe(`Executor against a reference model (seed ${EXECUTOR_SEED})`, () => {
+  /** The state after each height: every client's highest reqNo and the table, copied whole. */
+  interface ModelState {
+    readonly last: ReadonlyMap<number, number>;
+    readonly table: readonly string[];
+  }
+
+  it('random commits, forgets and rollbacks, past 1,024 forgotten undo entries, agree with the model', () => {
+    console.log(`Executor differential seed ${EXECUTOR_SEED} (replay with EXECUTOR_SEED=${EXECUTOR_SEED})`);
+    const rng = new Rng(EXECUTOR_SEED);
+    const { ex, store, ledger } = setup(true);
+    const clients = 6;
+    // states[h]: the model after height h. Rollback to k keeps states[0..k]: the model's undo is
+    // throwing the newer states away; its client table and store are never undone in place.
+    const states: ModelState[] = [{ last: new Map(), table: Array.from({ length: RECORDS }, () => '00'.repeat(VALUE_BYTES)) }];
+    let forgotten = 0; // the highest k passed to forget: no rollback below it
+    let compactions = 0;
+    let failedRollbacks = 0;
+    let rollbacks = 0;
+    const ctx = (step: number): string => `seed ${EXECUTOR_SEED} step ${step}`;
+    // Peeks at the undo log only to count compactions (the path this test is for).
+    const undoHead = (): number => (ex as unknown as { undoHead: number }).undoHead;
+    const undoLength = (): number => (ex as unknown as { undoK: number[] }).undoK.length;
+
+    const rollback = (k: number, step: number): void => {
+      const h = states.length - 1;
+      if (k >= h) {
+        expect(ex.rollbackTo(k), ctx(step)).toBe(0);
+      } else if (k < forgotten) {
+        expect(() => ex.rollbackTo(k), ctx(step)).toThrow(/no longer undoable/);
+        failedRollbacks++;
+      } else {
+        expect(ex.rollbackTo(k), ctx(step)).toBe(h - k);
+        states.length = k + 1;
+        rollbacks++;
+      }
+    };
+
+    for (let step = 0; step < 16_000; step++) {
+      const h = states.length - 1;
+      const r = rng.nextDouble();
+      if (r < 0.6) {
+        // 1-4 batches, committed in a random order, then executed.
+        const m = 1 + rng.nextInt(4);
+        const batches: { k: number; request: ClientRequest; writes?: readonly Write[] }[] = [];
+        for (let i = 1; i <= m; i++) {
+          const k = h + i;
+          if (rng.chance(0.05)) {
+            batches.push({ k, request: noopRequest(k) });
+            continue;
+          }
+          const clientId = rng.nextInt(clients);
+          // Around the client's newest reqNo: some repeats and older ones (duplicates).
+          const newest = states[h]!.last.get(clientId) ?? -1;
+          const reqNo = Math.max(0, newest + rng.nextInt(4) - 1 + (i - 1));
+          const writes: Write[] = [];
+          for (let w = 1 + rng.nextInt(3); w > 0; w--) {
+            const value = Buffer.alloc(VALUE_BYTES);
+            value.writeUInt32BE(k, 0);
+            value.writeUInt32BE(rng.nextInt(2 ** 32), 4);
+            writes.push({ key: rng.nextInt(RECORDS), value });
+          }
+          batches.push({ k, request: makeRequest(signer, 0, clientId, reqNo, writes), writes });
+        }
+        for (const i of [...batches.keys()].sort(() => rng.nextDouble() - 0.5)) commit(ex, batches[i]!.k, batches[i]!.request);
+        const done = ex.drain();
+        expect(
+          done.map((e) => e.k),
+          ctx(step),
+        ).toEqual(batches.map((b) => b.k));
+        for (const [i, { request, writes }] of batches.entries()) {
+          const before = states[states.length - 1]!;
+          const last = new Map(before.last);
+          const table = [...before.table];
+          let duplicate = false;
+          // A no-op takes a block and touches no client.
+          if (writes) {
+            const previous = before.last.get(request.clientId);
+            duplicate = previous !== undefined && request.reqNo <= previous;
+            if (!duplicate) {
+              last.set(request.clientId, request.reqNo);
+              for (const write of writes) table[write.key] = write.value.toString('hex');
+            }
+          }
+          expect(done[i]!.duplicate, `${ctx(step)} k=${batches[i]!.k}`).toBe(duplicate);
+          states.push({ last, table });
+        }
+      } else if (r < 0.75) {
+        // Mostly a partial forget (some executions above it stay undoable, as at a stable
+        // checkpoint while later batches run speculatively), rarely all: the undo log then keeps
+        // growing at its head until more than 1,024 entries are forgotten and it is compacted.
+        const k = rng.chance(0.002) ? h : Math.max(forgotten, h - 1 - rng.nextInt(8));
+        const headBefore = undoHead();
+        ex.forget(k);
+        forgotten = Math.max(forgotten, k);
+        if (headBefore > 0 && undoHead() === 0 && undoLength() > 0) {
+          compactions++;
+          // Right after a compaction, often undo every entry it kept.
+          if (rng.chance(0.5)) rollback(forgotten + rng.nextInt(2), step);
+        }
+      } else {
+        // A rollback: mostly a few batches deep, staying above the last forget (which keeps
+        // undo entries alive, so that the forgotten ones pile up to a compaction); some below
+        // the last forget, which must be refused; rarely exactly to it (every entry undone).
+        const choice = rng.nextDouble();
+        let k: number;
+        if (choice < 0.25 && forgotten > 0) k = Math.max(0, forgotten - 1 - rng.nextInt(3));
+        else if (choice < 0.3) k = h + rng.nextInt(2);
+        else if (choice < 0.302) k = forgotten;
+        else k = Math.min(h, Math.max(forgotten + 1, h - 1 - rng.nextInt(3)));
+        rollback(k, step);
+      }
+      const model = states[states.length - 1]!;
+      expect(ex.executedK, ctx(step)).toBe(states.length - 1);
+      expect(ledger.height, ctx(step)).toBe(states.length - 1);
+      for (let c = 0; c < clients; c++) expect(ex.lastExecuted(c), `${ctx(step)} client ${c}`).toBe(model.last.get(c) ?? -1);
+      expect(table(store).split(','), ctx(step)).toEqual(model.table);
+    }
+    console.log(`Executor differential: height ${states.length - 1}, ${rollbacks} rollbacks, ${failedRollbacks} refused, ${compactions} compactions`);
+    // The paths this test is for were taken: the undo log's compaction and rollbacks after it.
+    expect(compactions, `seed ${EXECUTOR_SEED}`).toBeGreaterThan(0);
+    expect(rollbacks, `seed ${EXECUTOR_SEED}`).toBeGreaterThan(100);
+    expect(failedRollbacks, `seed ${EXECUTOR_SEED}`).toBeGreaterThan(10);
+  });
+});
+
+describe('sameBytes', () => {
+  it('is true for the same length and bytes, false otherwise', () => {
+    const a = crypto.digest(Buffer.from('a'));
+    expect(sameBytes(a, Buffer.from(a))).toBe(true);
+    expect(sameBytes(a, new Uint8Array(a))).toBe(true);
+    expect(sameBytes(new Uint8Array(0), Buffer.alloc(0))).toBe(true);
+    for (const at of [0, 15, 31]) {
+      const b = Buffer.from(a);
+      b[at] = b[at]! ^ 0x80;
+      expect(sameBytes(a, b), `byte ${at}`).toBe(false);
+      expect(sameBytes(b, a), `byte ${at}`).toBe(false);
+    }
+    // A prefix or an extension is not the same, whichever side is longer.
+    expect(sameBytes(a, a.subarray(0, 31))).toBe(false);
+    expect(sameBytes(a.subarray(0, 31), a)).toBe(false);
+    expect(sameBytes(a, Buffer.concat([a, Buffer.alloc(1)]))).toBe(false);
+    expect(sameBytes(Buffer.alloc(32), Buffer.alloc(0))).toBe(false);
+  });
+
+  it('compares a view into a larger buffer by its own bytes', () => {
+    // A CHECKPOINT's digest is a view into its frame.
+    const a = crypto.digest(Buffer.from('a'));
+    const frame = Buffer.concat([Buffer.alloc(7, 0xff), a, Buffer.alloc(5, 0xff)]);
+    expect(sameBytes(frame.subarray(7, 39), a)).toBe(true);
+    expect(sameBytes(frame.subarray(6, 38), a)).toBe(false);
   });
 });
 

@@ -16,6 +16,10 @@ function filled(height: number, initialPrimary = 0): Ledger {
   return l;
 }
 
+/** H(B_k) written with Writer, as blockHash was before it reused one scratch buffer (commit 64628b7). */
+const written = (k: number, digest: Buffer, v: number, prev: Buffer): Buffer =>
+  crypto.digest(new Writer(80).u53(k).fixed(digest, 32).u53(v).fixed(prev, 32).finish());
+
 /** Simulates corruption of the stored columns (no public API can change a block). */
 function columns(l: Ledger): { hashes: { set(i: number, b: Buffer): void }; digests: { set(i: number, b: Buffer): void } } {
   return l as unknown as ReturnType<typeof columns>;
@@ -50,7 +54,7 @@ describe('Ledger chain', () => {
     // Reference: paper §4(6): B_i contains k, d, v and H(B_{i-1}).
     const l = filled(25);
     for (let k = 1; k <= 25; k++) {
-      const expected = blockHash(crypto, k, d(k), Math.floor(k / 10), l.hashAt(k - 1));
+      const expected = written(k, d(k), Math.floor(k / 10), l.hashAt(k - 1));
       expect(l.hashAt(k).equals(expected), `k=${k}`).toBe(true);
       const b = l.block(k);
       expect(b.k).toBe(k);
@@ -63,6 +67,33 @@ describe('Ledger chain', () => {
     }
     expect(l.headHash.equals(l.hashAt(25))).toBe(true);
     expect(l.block(0).prevHash.equals(Buffer.alloc(32))).toBe(true);
+  });
+
+  it('blockHash is SHA-256 of k, d, v (8 bytes big-endian each) and H(B_{k-1}): fixed vectors, k and v beyond 2^32', () => {
+    // Reference: paper §4(6). Vectors from Python's hashlib.sha256 over
+    // k.to_bytes(8, 'big') + b'\xab' * 32 + v.to_bytes(8, 'big') + b'\x5c' * 32.
+    const digest = Buffer.alloc(32, 0xab);
+    const prev = Buffer.alloc(32, 0x5c);
+    const vectors: [number, number, string][] = [
+      [7, 3, '82e73ae21d40dba8205cf32029b5b319d0e460793e1418ae1f80d1e5cd9bbc50'],
+      [2 ** 32 + 5, 2 ** 40 + 1, '0b461236ab0d17ffe238ee243e436c5efcfcf4b44e3090dbf7b2f6c48058826e'],
+    ];
+    for (const [k, v, hex] of vectors) expect(blockHash(crypto, k, digest, v, prev).toString('hex'), `k=${k}`).toBe(hex);
+  });
+
+  it('blockHash equals the digest of the block written with Writer, and a returned hash survives later calls', () => {
+    const ks = [1, 2, 255, 256, 65_535, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 45 + 12_345, Number.MAX_SAFE_INTEGER];
+    let prev = genesisHash(crypto);
+    for (const [i, k] of ks.entries()) {
+      const v = ks[ks.length - 1 - i]!;
+      const got = blockHash(crypto, k, d(i), v, prev);
+      const kept = Buffer.from(got);
+      expect(got.equals(written(k, d(i), v, prev)), `k=${k} v=${v}`).toBe(true);
+      // Another call overwrites the scratch buffer: the hash handed out must not change.
+      blockHash(crypto, k + 1, d(i + 1), v, got);
+      expect(got.equals(kept), `k=${k}`).toBe(true);
+      prev = got;
+    }
   });
 
   it('append returns the new head hash and accepts only the next height', () => {
@@ -137,6 +168,74 @@ describe('Ledger truncate', () => {
     l.append(4, d(44), 2);
     l.append(5, d(55), 2);
     expect([head, at4, digest4].map((b) => b.toString('hex'))).toEqual(saved.map((b) => b.toString('hex')));
+  });
+});
+
+describe('Ledger digestEquals, hashEquals and the copies handed out', () => {
+  it('digestEquals and hashEquals: true for the stored bytes, false for other bytes or another length', () => {
+    const l = filled(5);
+    for (let k = 0; k <= 5; k++) {
+      const hash = crypto.digest(Buffer.from(`independent ${k}`));
+      expect(l.hashEquals(k, l.hashAt(k)), `k=${k}`).toBe(true);
+      expect(l.hashEquals(k, hash), `k=${k}`).toBe(false);
+      if (k > 0) expect(l.hashEquals(k, l.hashAt(k - 1)), `k=${k}`).toBe(false);
+      const digest = k === 0 ? Buffer.alloc(32) : d(k);
+      expect(l.digestEquals(k, digest), `k=${k}`).toBe(true);
+      expect(l.digestEquals(k, d(k + 100)), `k=${k}`).toBe(false);
+    }
+    // Only the last byte differs: every byte is compared.
+    const last = l.hashAt(3);
+    last[31] = last[31]! ^ 1;
+    expect(l.hashEquals(3, last)).toBe(false);
+    const lastD = d(3);
+    lastD[31] = lastD[31]! ^ 1;
+    expect(l.digestEquals(3, lastD)).toBe(false);
+    // A prefix or an extension of the right bytes is not equal.
+    expect(l.hashEquals(3, l.hashAt(3).subarray(0, 31))).toBe(false);
+    expect(l.hashEquals(3, Buffer.concat([l.hashAt(3), Buffer.alloc(1)]))).toBe(false);
+    expect(l.digestEquals(3, d(3).subarray(0, 16))).toBe(false);
+    expect(l.digestEquals(3, Buffer.concat([d(3), d(3)]))).toBe(false);
+    expect(l.hashEquals(3, Buffer.alloc(0))).toBe(false);
+    expect(() => l.hashEquals(6, l.hashAt(5))).toThrow(LedgerError);
+    expect(() => l.digestEquals(-1, d(1))).toThrow(LedgerError);
+  });
+
+  it('a slot reused after truncate and re-append compares with its new bytes only', () => {
+    const l = filled(5);
+    const oldHash = l.hashAt(4);
+    const oldDigest = l.digestAt(4);
+    l.truncate(3);
+    expect(() => l.hashEquals(4, oldHash)).toThrow(LedgerError);
+    l.append(4, d(44), 2);
+    expect(l.hashEquals(4, oldHash)).toBe(false);
+    expect(l.digestEquals(4, oldDigest)).toBe(false);
+    expect(l.hashEquals(4, written(4, d(44), 2, l.hashAt(3)))).toBe(true);
+    expect(l.digestEquals(4, d(44))).toBe(true);
+    // The blocks below are untouched.
+    expect(l.digestEquals(3, d(3))).toBe(true);
+    expect(l.verifyChain()).toBe(true);
+  });
+
+  it('hashes and digests handed out are copies: changing one changes no block', () => {
+    const l = filled(1500); // past the columns' first 1,024 entries
+    for (const k of [0, 1, 1023, 1024, 1500]) {
+      const h = l.hashAt(k);
+      const dg = l.digestAt(k);
+      const b = l.block(k);
+      expect(h.equals(b.hash), `k=${k}`).toBe(true);
+      expect(dg.equals(b.digest), `k=${k}`).toBe(true);
+      h.fill(0xee);
+      dg.fill(0xee);
+      b.hash.fill(0xdd);
+      b.prevHash.fill(0xdd);
+      expect(l.hashEquals(k, h), `k=${k}`).toBe(false);
+      expect(l.block(k).hash.equals(b.hash), `k=${k}`).toBe(false);
+      if (k > 0) expect(l.digestEquals(k, d(k)), `k=${k}`).toBe(true);
+    }
+    const head = l.headHash;
+    head.fill(0);
+    expect(l.headHash.equals(head)).toBe(false);
+    expect(l.verifyChain()).toBe(true);
   });
 });
 

@@ -866,6 +866,35 @@ describe('PBFT view change', () => {
     // Reference: PBFT §4.4, a backup accepts NEW-VIEW only if it verifies O by performing a computation similar to the one the primary used.
   });
 
+  it('doubles its NEW-VIEW wait after each failed view change: T, 2T, 4T (n=10, three faulty primaries in a row)', () => {
+    // Reference: PBFT §4.5.2, "it will wait 2T"; each further failure doubles again (the timer
+    // the core sets, through backoffMs and nextBackoffExp of replica/backoff.ts).
+    const n = 10;
+    const net = new Net({ n, clients: 4, maxBatches: 20 });
+    for (const silent of [0, 1, 2]) net.silent.add(silent);
+    net.start();
+    expect(net.run(() => net.client!.done)).toBe(true);
+    expect(net.accepted).toHaveLength(20);
+    for (let i = 3; i < n; i++) expect(net.replicas[i]!.status().view, `replica ${i}`).toBe(3);
+    for (let i = 3; i < n; i++) {
+      const newViewTimeouts = net.timerOps
+        .filter((t) => t.replica === i && t.op.kind === 'setTimer' && t.op.name === PBFT_TIMERS.newView)
+        .map((t) => (t.op as { afterMs: number }).afterMs);
+      expect(newViewTimeouts, `replica ${i}`).toEqual([1000, 2000, 4000]);
+      const vcTimers = net.timerOps
+        .filter((t) => t.replica === i && t.op.kind === 'setTimer' && t.op.name === PBFT_TIMERS.viewChange)
+        .map((t) => (t.op as { afterMs: number }).afterMs);
+      if (i === 3) continue; // the primary of view 3 times no request of its own
+      // The request timer: T in view 0; after the NEW-VIEW for view 3, the wait of that NEW-VIEW
+      // (4T) until a new request executes there (OSDI'99 §4.4: one timer covers both); T again
+      // after that progress.
+      expect(vcTimers[0], `replica ${i}`).toBe(1000);
+      expect(vcTimers[1], `replica ${i}`).toBe(4000);
+      expect(vcTimers.length, `replica ${i}`).toBeGreaterThan(2);
+      expect(new Set(vcTimers.slice(2)), `replica ${i}`).toEqual(new Set([1000]));
+    }
+  });
+
   it('backs off exponentially when the next primary is silent too (n=7, two faulty)', () => {
     const n = 7;
     const net = new Net({ n, clients: 4, maxBatches: 40 });

@@ -127,6 +127,29 @@ describe('PoE view change (Figure 5)', () => {
     expectAcceptedKept(loop.accepted, correct);
   });
 
+  it('doubles the new-view timeout after each failed view change: three faulty primaries in a row (n=10)', () => {
+    // Reference: paper Theorem 3.7 proof (exponential backoff): the timeout the core sets, through
+    // backoffMs and nextBackoffExp of replica/backoff.ts, doubles with every view change that fails.
+    const { replicas, loop, client } = runLoop(10, { clients: 2, maxBatches: 30, requestTimeoutMs: 300, viewChangeTimeoutMs: 1000 });
+    loop.start();
+    loop.run(100_000, () => client.acceptedBatches >= 10);
+    for (const crashed of [0, 1, 2]) loop.crashed.add(crashed);
+    loop.run(200_000, () => client.done);
+    loop.settle();
+    expect(client.acceptedBatches).toBe(30);
+    const correct = replicas.slice(3);
+    for (const r of correct) {
+      expect(r.status(), `replica ${r.id}`).toMatchObject({ view: 3, inViewChange: false });
+      expect(loop.eventsOf(r.id, 'viewChangeStarted').map((e) => (e as { view: number }).view)).toEqual([1, 2, 3]);
+      // Each timeout in two halves (the first ends by re-sending the VC-REQUEST): 1000 ms for
+      // view 1, 2000 ms for view 2, 4000 ms for view 3, which succeeds within its first half.
+      const nv = loop.timerLog.filter((t) => t.node === r.id && t.name === POE_TIMERS.newView).map((t) => t.afterMs);
+      expect(nv, `replica ${r.id} new-view timeouts`).toEqual([500, 500, 1000, 1000, 2000]);
+    }
+    expectLedgersAgree(correct);
+    expectAcceptedKept(loop.accepted, correct);
+  });
+
   it('joins a view change on f+1 VC-REQUESTs for the current view, not on f, and halts the normal case', () => {
     // Reference: paper Figure 5, lines 6-7 and line 2; §3.3.1 (2)
     const { ring, replicas } = cluster(4);

@@ -6,9 +6,9 @@
  * WARMUP_TAIL_SEC whole seconds spread (max - min) by at most 2 x SETTLED_PERCENT of their mean,
  * and their mean is above zero. The same rule ends the warm-up while the run goes on
  * (`warmupSettledAt`, which infra/run/execute.ts asks each second, through `WarmupWatch` so that
- * only the seconds new since the last poll are judged: the window opens at once when it holds, at the earliest MIN_WARMUP_SEC after the start, else at the warm-up's cap) and
- * judges it afterwards (`judgeSteady`, on the whole seconds before the window the clients
- * report).
+ * only the seconds new since the last poll are judged: the window opens at once when it holds,
+ * at the earliest MIN_WARMUP_SEC after the start, else at the warm-up's cap) and judges it
+ * afterwards (`judgeSteady`, on the whole seconds before the window the clients report).
  *
  * Judged from the 1-second throughput series the clients report (metrics.ts throughputSeries):
  * - the warm-up settled: its last whole seconds before the window pass `tailSettled` (a

@@ -286,7 +286,7 @@ describe('cost model', () => {
   it('in the simulator, a turn\u2019s flush makes a closed loop move as one wave, which leaves shared cores idle where one process works alone', () => {
     // Per-operation costs of the calibration machine (a 2-core host; calibration-s16c rounded):
     // what the test needs is realistic proportions between the steps, not these exact numbers.
-    const costs: OpCosts = {
+    const costs = fixtureCosts({
       ed25519Sign: { fixedUs: 21.3, perByteUs: 0.0017 },
       ed25519Verify: { fixedUs: 60.9, perByteUs: 0.0008 },
       hmac: { fixedUs: 2.3, perByteUs: 0.0004 },
@@ -294,12 +294,9 @@ describe('cost model', () => {
       encode: { fixedUs: 0.23, perByteUs: 0.00024 },
       decode: { fixedUs: 0.17, perByteUs: 0.00017 },
       executeTxnUs: 0.2,
-      perMessageInUs: 0,
-      perFrameOutUs: 0,
-      perStepUs: 0,
       ioPerByteUs: 0.0034,
       perReadUs: 114.5,
-    };
+    });
     const seed = 5;
     console.log(`cost-model wave seed ${seed}`);
     const clients = 24;

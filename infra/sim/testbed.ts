@@ -98,8 +98,8 @@ export function c5Testbed(pipeline: boolean): Testbed {
 }
 
 /** A built-in profile by name, or a JSON file. */
-export function loadTestbed(nameOrFile: string, localCores?: number): Testbed {
-  if (nameOrFile === 'local') return localTestbed(localCores);
+export function loadTestbed(nameOrFile: string): Testbed {
+  if (nameOrFile === 'local') return localTestbed();
   if (nameOrFile === 'c5.2xlarge') return c5Testbed(false);
   if (nameOrFile === 'c5.2xlarge-pipeline') return c5Testbed(true);
   let raw: unknown;
