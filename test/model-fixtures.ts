@@ -30,6 +30,23 @@ export function fixtureCosts(over: Partial<OpCosts> = {}): OpCosts {
   };
 }
 
+/**
+ * The per-operation costs a calibration of this machine measured (`poe-bench calibrate`, a 2-core
+ * AMD EPYC, 2026-12-04), unrounded, for tests that need realistic proportions between the steps
+ * of a run (and, in infra/sim/hotstuff-owners.test.ts, the exact timings that once stalled).
+ */
+export const MACHINE_COSTS_2026_12_04: OpCosts = fixtureCosts({
+  ed25519Sign: { fixedUs: 21.272730263157893, perByteUs: 0.0016708072474533112 },
+  ed25519Verify: { fixedUs: 60.91476315789473, perByteUs: 0.0007674747260379683 },
+  hmac: { fixedUs: 2.3165031534291147, perByteUs: 0.0003765643825632363 },
+  sha256: { fixedUs: 1.7475943348288916, perByteUs: 0.00031928277746127656 },
+  encode: { fixedUs: 0.22961265532094677, perByteUs: 0.00024203911803165928 },
+  decode: { fixedUs: 0.16594499711433236, perByteUs: 0.00017213075550229917 },
+  executeTxnUs: 0.199475,
+  ioPerByteUs: 0.0033838068180208057,
+  perReadUs: 114.51810020159878,
+});
+
 export interface FixtureFileOptions {
   /** Every cost's source. */
   readonly source: CostSource;

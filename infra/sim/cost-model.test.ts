@@ -5,7 +5,7 @@ import type { StepWork } from './cost-hook.js';
 import { CostModel, type CostModelConfig, CpuPool, frameCpuUs, type OpCosts, stepCpuUs, turnCpuUs } from './cost-model.js';
 import { Simulation } from './simulator.js';
 import { WorkCounter } from './work-counter.js';
-import { fixtureCosts } from '../../test/model-fixtures.js';
+import { fixtureCosts, MACHINE_COSTS_2026_12_04 } from '../../test/model-fixtures.js';
 
 // Distinct powers of two, so any mis-charged term shows in the sum.
 const COSTS: OpCosts = fixtureCosts({
@@ -284,19 +284,9 @@ describe('cost model', () => {
   });
 
   it('in the simulator, a turn\u2019s flush makes a closed loop move as one wave, which leaves shared cores idle where one process works alone', () => {
-    // Per-operation costs of the calibration machine (a 2-core host; calibration-s16c rounded):
-    // what the test needs is realistic proportions between the steps, not these exact numbers.
-    const costs = fixtureCosts({
-      ed25519Sign: { fixedUs: 21.3, perByteUs: 0.0017 },
-      ed25519Verify: { fixedUs: 60.9, perByteUs: 0.0008 },
-      hmac: { fixedUs: 2.3, perByteUs: 0.0004 },
-      sha256: { fixedUs: 1.7, perByteUs: 0.0003 },
-      encode: { fixedUs: 0.23, perByteUs: 0.00024 },
-      decode: { fixedUs: 0.17, perByteUs: 0.00017 },
-      executeTxnUs: 0.2,
-      ioPerByteUs: 0.0034,
-      perReadUs: 114.5,
-    });
+    // Per-operation costs of the calibration machine (a 2-core host): what the test needs is
+    // realistic proportions between the steps, not these exact numbers.
+    const costs = MACHINE_COSTS_2026_12_04;
     const seed = 5;
     console.log(`cost-model wave seed ${seed}`);
     const clients = 24;

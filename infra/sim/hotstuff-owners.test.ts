@@ -12,23 +12,10 @@ import { describe, expect, it } from 'vitest';
 import { CostModel, type OpCosts } from './cost-model.js';
 import { Simulation } from './simulator.js';
 import { costModelConfig, localTestbed } from './testbed.js';
-import { fixtureCosts } from '../../test/model-fixtures.js';
+import { MACHINE_COSTS_2026_12_04 } from '../../test/model-fixtures.js';
 
-/**
- * The costs of a calibration of this machine (`poe-bench calibrate`, session 16), unrounded:
- * the stall needs the timings these give (rounded to three digits, the old code got through).
- */
-const COSTS: OpCosts = fixtureCosts({
-  ed25519Sign: { fixedUs: 21.272730263157893, perByteUs: 0.0016708072474533112 },
-  ed25519Verify: { fixedUs: 60.91476315789473, perByteUs: 0.0007674747260379683 },
-  hmac: { fixedUs: 2.3165031534291147, perByteUs: 0.0003765643825632363 },
-  sha256: { fixedUs: 1.7475943348288916, perByteUs: 0.00031928277746127656 },
-  encode: { fixedUs: 0.22961265532094677, perByteUs: 0.00024203911803165928 },
-  decode: { fixedUs: 0.16594499711433236, perByteUs: 0.00017213075550229917 },
-  executeTxnUs: 0.199475,
-  ioPerByteUs: 0.0033838068180208057,
-  perReadUs: 114.51810020159878,
-});
+/** Unrounded: the stall needed the timings these give (rounded to three digits, the old code got through). */
+const COSTS: OpCosts = MACHINE_COSTS_2026_12_04;
 
 describe('parallel HotStuff slot owners (cost model)', () => {
   // Seed 1 with 128 clients: the stall at slot 192, broken after 60 s by the retransmissions.
