@@ -26,7 +26,7 @@ import { ClientCore, type KeyGenerator } from '../../client/core.js';
 import { createKeyGenerator } from '../../client/generators.js';
 import { Rng } from '../../client/random.js';
 import { formatReplicaFault, withFault } from '../../replica/byzantine.js';
-import { type CryptoProvider, createCrypto, DIGEST_BYTES } from '../../replica/crypto.js';
+import { type CryptoProvider, createCrypto } from '../../replica/crypto.js';
 import { CountingCrypto } from '../../replica/crypto-counter.js';
 import { KeyRing } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
@@ -47,7 +47,8 @@ import {
 } from '../../replica/types.js';
 import { ChargedCrypto } from './charged-crypto.js';
 import type { SimCostHook } from './cost-hook.js';
-import { macHashBytes } from './mac-bytes.js';
+import { ExecutedBlocks } from './executed-blocks.js';
+import { FRAME_HEADER_BYTES, frameMacBytes, readsOf, type SentFrame, type SimEvent, socketReads } from './sim-events.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type NetworkStats } from './network.js';
 import { simFaultContext, twinsNetworkCut } from './twins.js';
@@ -141,39 +142,6 @@ export interface SimResult {
   readonly replay: string;
 }
 
-type SimEvent =
-  | { readonly kind: 'start'; readonly node: Peer }
-  /** A frame for one recipient, as the queue holds it: the recipient is the entry's `aux` (no object per copy). */
-  | SentFrame
-  /** The same with its recipient, as a cost model's backlog holds it. */
-  | { readonly kind: 'deliver'; readonly from: Peer; readonly to: Peer; readonly frame: SentFrame }
-  | { readonly kind: 'timer'; readonly node: Peer; readonly name: string; readonly generation: number }
-  | { readonly kind: 'crash'; readonly replica: number }
-  /** A cost model (cost-hook.ts) held a busy node's inputs back: its next one may start now. */
-  | { readonly kind: 'wake'; readonly node: Peer };
-
-/**
- * One encoded message, shared by the copies sent to each recipient. With `shareDecoded` the
- * first recipient's decode (and the step input made of it) is kept here and handed to the
- * others: the same bytes decode to the same message, and cores never modify what they receive
- * (its fields are readonly).
- */
-interface SentFrame {
-  readonly kind: 'frame';
-  readonly from: Peer;
-  readonly bytes: Buffer;
-  /** With `shareDecoded`: the step input made of it, the same for every recipient. */
-  input: { readonly kind: 'message'; readonly from: Peer; readonly msg: WireMessage } | undefined;
-  /** With a cost model: the bytes its MAC hashes (mac-bytes.ts), worked out once for all its copies and recipients. */
-  macBytes?: { readonly first: number; readonly later: number };
-}
-
-/** The bytes a frame's MAC hashes, first copy and later copies of a broadcast, computed once per frame. */
-function frameMacBytes(frame: SentFrame): { readonly first: number; readonly later: number } {
-  frame.macBytes ??= { first: macHashBytes(frame.bytes, true), later: macHashBytes(frame.bytes, false) };
-  return frame.macBytes;
-}
-
 interface ReplicaNode {
   readonly core: ReplicaCore<WireMessage>;
   /** Silent from the start or crashed later: drops every input. */
@@ -186,45 +154,6 @@ interface ReplicaNode {
    * k - 1), kept because a 'rollback' event arrives after the ledger forgot what it undid.
    */
   readonly executedBlocks: ExecutedBlocks;
-}
-
-/**
- * The blocks a replica executed, digests end to end in one growing buffer and views in an
- * array: an object and a Buffer per block, kept for the whole run at every replica, were most
- * of what survived the young generation (the garbage collector copied each twice).
- */
-class ExecutedBlocks {
-  private digests = Buffer.alloc(DIGEST_BYTES * 1024);
-  private readonly views: number[] = [];
-  length = 0;
-
-  /** Records the block executed at k, which becomes the last one (blocks above k are dropped; k is at most one past the last). */
-  set(k: number, digest: Buffer, view: number): void {
-    if (k < 1 || k > this.length + 1) throw new RangeError(`simulator: block ${k} executed after ${this.length} recorded blocks`);
-    const at = (k - 1) * DIGEST_BYTES;
-    if (at + DIGEST_BYTES > this.digests.length) {
-      const next = Buffer.alloc(Math.max(2 * this.digests.length, at + DIGEST_BYTES));
-      next.set(this.digests);
-      this.digests = next;
-    }
-    this.digests.set(digest, at);
-    this.views[k - 1] = view;
-    this.length = k;
-  }
-
-  /** Keeps the first `length` blocks. */
-  truncate(length: number): void {
-    if (length < this.length) this.length = Math.max(0, length);
-  }
-
-  /** A copy of the digest of the block at k (index k - 1). */
-  digestAt(k: number): Buffer {
-    return Buffer.from(this.digests.subarray((k - 1) * DIGEST_BYTES, k * DIGEST_BYTES));
-  }
-
-  viewAt(k: number): number {
-    return this.views[k - 1]!;
-  }
 }
 
 interface ClientNode {
@@ -242,33 +171,6 @@ const sortedRecord = (m: Map<string, number>): Record<string, number> => Object.
 const bump = (m: Map<string, number>, key: string, by = 1): void => {
   m.set(key, (m.get(key) ?? 0) + by);
 };
-
-/**
- * The socket reads a turn's inputs take: per connection they came from, one read per 64 KiB
- * (Node hands a stream's data to 'data' in reads of at most 64 KiB), each frame with the
- * transport's 36-byte header (length and MAC, infra/process/transport.ts).
- */
-const READ_BYTES_MAX = 65_536;
-const FRAME_HEADER_BYTES = 36;
-function socketReads(events: readonly SimEvent[]): number {
-  const from: Peer[] = [];
-  const bytes: number[] = [];
-  for (const e of events) {
-    if (e.kind !== 'deliver') continue;
-    const i = from.indexOf(e.from);
-    const b = e.frame.bytes.length + FRAME_HEADER_BYTES;
-    if (i < 0) {
-      from.push(e.from);
-      bytes.push(b);
-    } else bytes[i]! += b;
-  }
-  let reads = 0;
-  for (const b of bytes) reads += readsOf(b);
-  return reads;
-}
-
-/** Socket reads of `bytes` from one connection in one turn (Node reads a stream READ_BYTES_MAX at a time). */
-const readsOf = (bytes: number): number => Math.ceil(bytes / READ_BYTES_MAX);
 
 export class Simulation {
   readonly config: SimConfig;
