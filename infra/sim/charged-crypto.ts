@@ -84,9 +84,11 @@ function nextWord(prev: number, i: number): number {
   return fmix((prev + Math.imul(i, 0x6a09e667)) | 0);
 }
 
-/** `bytes` (a multiple of 8) bytes from the state ST, little-endian words. */
-function expand(bytes: number): Buffer {
-  const out = Buffer.allocUnsafe(bytes);
+/** The output words of the last fillWords (enough for a signature, the longest output). */
+const WORDS = new Uint32Array(Math.max(DIGEST_BYTES, SIGNATURE_BYTES) / 4);
+
+/** The first `bytes` / 4 output words of the state ST into WORDS (`bytes` a multiple of 8). */
+function fillWords(bytes: number): void {
   let a = fmix(ST[0]!);
   let b = fmix(ST[1]! ^ a);
   for (let i = 0; i < bytes; i += 8) {
@@ -94,14 +96,21 @@ function expand(bytes: number): Buffer {
       a = nextWord(a, i);
       b = nextWord(b, i + 4);
     }
-    out[i] = a & 0xff;
-    out[i + 1] = (a >>> 8) & 0xff;
-    out[i + 2] = (a >>> 16) & 0xff;
-    out[i + 3] = a >>> 24;
-    out[i + 4] = b & 0xff;
-    out[i + 5] = (b >>> 8) & 0xff;
-    out[i + 6] = (b >>> 16) & 0xff;
-    out[i + 7] = b >>> 24;
+    WORDS[i >>> 2] = a;
+    WORDS[(i >>> 2) + 1] = b;
+  }
+}
+
+/** `bytes` (a multiple of 8) bytes from the state ST, little-endian words. */
+function expand(bytes: number): Buffer {
+  fillWords(bytes);
+  const out = Buffer.allocUnsafe(bytes);
+  for (let i = 0; i < bytes; i += 4) {
+    const w = WORDS[i >>> 2]!;
+    out[i] = w & 0xff;
+    out[i + 1] = (w >>> 8) & 0xff;
+    out[i + 2] = (w >>> 16) & 0xff;
+    out[i + 3] = w >>> 24;
   }
   return out;
 }
@@ -109,15 +118,8 @@ function expand(bytes: number): Buffer {
 /** Whether `tag` is exactly expand(tag.length) of the state ST, without building it. */
 function matches(tag: Uint8Array, bytes: number): boolean {
   if (tag.length !== bytes) return false;
-  let a = fmix(ST[0]!);
-  let b = fmix(ST[1]! ^ a);
-  for (let i = 0; i < bytes; i += 8) {
-    if (i > 0) {
-      a = nextWord(a, i);
-      b = nextWord(b, i + 4);
-    }
-    if (readU32(tag, i) !== a || readU32(tag, i + 4) !== b) return false;
-  }
+  fillWords(bytes);
+  for (let i = 0; i < bytes; i += 4) if (readU32(tag, i) !== WORDS[i >>> 2]) return false;
   return true;
 }
 
