@@ -471,6 +471,8 @@ export class Simulation {
 
   /** A turn of `node` has run every step: the frames its cost model held leave now, at the times it gives (cost-hook.ts turnEnd). */
   private endTurn(node: Peer): void {
+    // Most turns hold nothing (a pipelined node, a timer, a step that sent nothing): no flush.
+    if (this.heldTo.length === 0) return;
     const hook = this.hook!;
     if (!hook.turnEnd) {
       // A hook that holds frames must release them (cost-hook.ts): else they would pile up unsent.
