@@ -57,6 +57,10 @@ let partsScratch = new Uint8Array(1024);
 
 /** mix() over the concatenation of `parts`: copied into one reused buffer (no allocation once it is large enough). */
 function mixParts(parts: readonly Uint8Array[], h1: number, h2: number): void {
+  if (parts.length === 1) {
+    mix(parts[0]!, h1, h2);
+    return;
+  }
   let total = 0;
   for (const p of parts) total += p.length;
   if (partsScratch.length < total) partsScratch = new Uint8Array(Math.max(total, 2 * partsScratch.length));
