@@ -12,12 +12,9 @@
  * A broadcast hashes a long payload once (the transport keeps the last payload's digest): its
  * second and later copies cost only the HMAC of the 33-byte kind and digest.
  */
+import { DIGEST_BYTES } from '../../replica/crypto.js';
 import { batchBodyAt } from '../../replica/messages.js';
-
-/** As transport.ts MAC_DIGEST_FROM and BATCH_FRAME_BYTES_MAX (mac-bytes.test.ts checks they agree). */
-export const SIM_MAC_DIGEST_FROM = 1024;
-export const SIM_BATCH_FRAME_BYTES_MAX = 1024;
-const DIGEST_BYTES = 32;
+import { BATCH_FRAME_BYTES_MAX, MAC_DIGEST_FROM } from '../process/transport.js';
 
 /** The bytes hashed for the MAC of `payload` sent (or checked) once; `firstCopy` false: a later copy of the same broadcast. */
 export function macHashBytes(payload: Buffer, firstCopy: boolean): number {
@@ -26,8 +23,8 @@ export function macHashBytes(payload: Buffer, firstCopy: boolean): number {
   if (start >= 0) {
     const end = start + payload.readUInt32BE(start - 4);
     const around = len - (end - start);
-    if (end <= len && around <= SIM_BATCH_FRAME_BYTES_MAX) return firstCopy ? around + DIGEST_BYTES : 1 + DIGEST_BYTES;
+    if (end <= len && around <= BATCH_FRAME_BYTES_MAX) return firstCopy ? around + DIGEST_BYTES : 1 + DIGEST_BYTES;
   }
-  if (len >= SIM_MAC_DIGEST_FROM) return firstCopy ? len : 1 + DIGEST_BYTES;
+  if (len >= MAC_DIGEST_FROM) return firstCopy ? len : 1 + DIGEST_BYTES;
   return len;
 }
