@@ -37,13 +37,6 @@ export const PROBE_FACTOR = 2;
 export const GAIN_PERCENT = 5;
 export const LATENCY_BOUND_FACTOR = 4;
 
-/**
- * What records written before issue 10's rule say of a CPU-bound run taken as saturated without
- * a probe. Read, never written: a resumed sweep does not reuse such a load (sweep.ts
- * chosenLoadsFrom), so its later repetitions are probed under the current rule.
- */
-export const LEGACY_CPU_FULL = 'cpu-full';
-
 export interface SaturationProbe {
   readonly loadTxns: number;
   readonly valid: boolean;
@@ -62,7 +55,7 @@ export interface Saturation {
    * invalid run). Records written before issue 10's rule may say 'cpu-full' (a CPU-bound run
    * taken as saturated without a probe).
    */
-  readonly how: 'given' | 'probed' | 'reused' | 'unprobed' | typeof LEGACY_CPU_FULL;
+  readonly how: 'given' | 'probed' | 'reused' | 'unprobed';
   /** True when a probe at PROBE_FACTOR times the load gained less than GAIN_PERCENT (or passed the latency bound). */
   readonly saturated: boolean | null;
   /** Every run at a lower load that a probe showed was not saturated, then the probes. */

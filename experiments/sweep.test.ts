@@ -287,6 +287,8 @@ describe('the load each point runs at (issue 11 items 1 and 6)', () => {
       saturation: { loadTxns: 2400, how, saturated: true, probes: [], note: '' },
     });
     expect(chosenLoadsFrom([rec('cpu-full')]).size).toBe(0);
+    // Its later repetitions reused the unprobed load: not kept either.
+    expect(chosenLoadsFrom([rec('cpu-full'), rec('reused'), rec('reused')]).size).toBe(0);
     expect([...chosenLoadsFrom([rec('probed')])]).toEqual([['pbft/n=16/crashed=0/batch=100', 2400]]);
   });
 });

@@ -18,7 +18,7 @@ import { formatReplicaFault } from '../replica/byzantine.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
 import { BATCH_SIZES, FIGURES, figureOfExperiment, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
-import { LEGACY_CPU_FULL, runSaturated, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
+import { runSaturated, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
 import type { FigureId, RunMetrics, RunRecord } from '../infra/run/records.js';
 
 /**
@@ -718,16 +718,28 @@ export function loadGroup(run: Pick<SweepRun, 'figure' | 'experiment' | 'pointId
   return run.figure === '12' ? `${run.experiment}/${run.point.protocol}` : run.pointId;
 }
 
-/** The loads earlier runs of a sweep settled on, by load group (a resumed sweep keeps them). */
+/**
+ * The loads earlier runs of a sweep settled on, by load group (a resumed sweep keeps them): a
+ * probed load, and the repetitions that reused it. Records from before issue 10's rule may say
+ * 'cpu-full' (a CPU-bound load taken as saturated without a probe): neither it nor the
+ * repetitions that reused it are kept, so the point is probed again.
+ */
 export function chosenLoadsFrom(records: readonly RunRecord[]): Map<string, number> {
   const out = new Map<string, number>();
+  const unprobed = new Set<string>();
   for (const r of records) {
     const sat = (r as RunRecord & { saturation?: Saturation }).saturation;
     const figure = figureOfExperiment(r.experiment);
-    if (!r.valid || sat === undefined || figure === undefined || sat.how === 'given' || sat.how === 'unprobed') continue;
-    // A load taken as saturated without a probe (before issue 10) is not reused: probe it again.
-    if (sat.how === LEGACY_CPU_FULL) continue;
-    out.set(loadGroup({ figure, experiment: r.experiment, pointId: r.pointId, point: r.point }), sat.loadTxns);
+    if (!r.valid || sat === undefined || figure === undefined) continue;
+    const group = loadGroup({ figure, experiment: r.experiment, pointId: r.pointId, point: r.point });
+    const how: string = sat.how;
+    if (how === 'cpu-full') {
+      unprobed.add(group);
+      out.delete(group);
+    } else if (how === 'probed') {
+      unprobed.delete(group);
+      out.set(group, sat.loadTxns);
+    } else if (how === 'reused' && !unprobed.has(group)) out.set(group, sat.loadTxns);
   }
   return out;
 }
