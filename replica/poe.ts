@@ -906,10 +906,9 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   /** The earliest time at which missing progress means the primary failed, if we expect progress. */
   private failureDeadlineMs(): number | undefined {
     if (this.inViewChange || this.isPrimary() || this.forwarded.size === 0) return undefined;
-    let deadline: number | undefined;
-    const oldest = this.forwarded.values().next();
-    if (!oldest.done) deadline = Math.max(oldest.value.deadlineMs, this.deferFailureUntilMs);
-    return deadline;
+    // The oldest forwarded request (a Map iterates in insertion order) sets the deadline.
+    const oldest = this.forwarded.values().next().value!;
+    return Math.max(oldest.deadlineMs, this.deferFailureUntilMs);
   }
 
   /** Runs at the end of every step: arms `vc` for the earliest deadline (lazily: never cancelled early). */
