@@ -92,11 +92,6 @@ export class SlotOwners {
     return this.known;
   }
 
-  /** The owners of k's epoch if known here, else of the newest known epoch. */
-  ownersAt(k: number): readonly number[] {
-    return this.setOf(Math.min(this.epochOf(k), this.known))!;
-  }
-
   /** Whether `id` owns slots in k's epoch or a later known one. */
   ownsFrom(k: number, id: number): boolean {
     if (!this.byLoad) return this.leaders.includes(id);
