@@ -249,10 +249,16 @@ export class ParallelHotStuff extends HotStuffReplica {
    * 128 clients, 448 txn/s at a 60 s median; infra/sim/hotstuff-owners.test.ts).
    */
   private handOnStranded(): void {
-    if (this.pending.size === 0 || this.owners.nextOwn(this.cursorK, this.id, Number.POSITIVE_INFINITY) !== undefined) return;
+    // Round-robin slots give every leader a slot in every epoch: nothing is ever stranded.
+    if (this.pending.size === 0 || !this.owners.byLoad || this.owners.nextOwn(this.cursorK, this.id, Number.POSITIVE_INFINITY) !== undefined) return;
+    this.reroute((clientId) => this.owners.proposerInNewest(clientId));
+  }
+
+  /** Hands each queued batch to `proposer(clientId)`, keeping (in order) those this leader proposes. */
+  private reroute(proposer: (clientId: number) => number): void {
     const keep: ClientRequest[] = [];
     for (let req = this.takePending(); req; req = this.takePending()) {
-      const to = this.owners.proposerInNewest(req.clientId);
+      const to = proposer(req.clientId);
       if (to === this.id) keep.push(req);
       else this.handOnQueued(to, req);
     }
@@ -283,13 +289,7 @@ export class ParallelHotStuff extends HotStuffReplica {
    * again), then replay held messages.
    */
   private onOwnersKnown(): void {
-    const keep: ClientRequest[] = [];
-    for (let req = this.takePending(); req; req = this.takePending()) {
-      const proposer = this.clientLeader(req.clientId);
-      if (proposer === this.id) keep.push(req);
-      else this.handOnQueued(proposer, req);
-    }
-    for (const req of keep) this.pending.push(req);
+    this.reroute((clientId) => this.clientLeader(clientId));
     const held = this.future;
     this.future = [];
     for (const { from, msg } of held) {
