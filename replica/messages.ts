@@ -224,7 +224,7 @@ export function makeRequestInPlace(
 export function makeRequest(signer: Signer, origin: number, clientId: number, reqNo: number, writes: readonly Write[]): ClientRequest {
   const body = encodeRequestBody(origin, clientId, reqNo, writes);
   // Held flat like a decoded request's, so that a request and its decoding are equal.
-  return { type: MSG_REQUEST, origin, clientId, reqNo, writes: decodeRequestBody(body).writes, body, signature: signer.sign(body) };
+  return new HeldRequest(origin, clientId, reqNo, decodeRequestBody(body).writes, body, signer.sign(body));
 }
 
 /**
@@ -238,15 +238,7 @@ export const NOOP_ORIGIN = 0xffff;
 
 export function noopRequest(k: number): ClientRequest {
   const body = encodeRequestBody(NOOP_ORIGIN, NOOP_CLIENT_ID, k >>> 0, []);
-  return {
-    type: MSG_REQUEST,
-    origin: NOOP_ORIGIN,
-    clientId: NOOP_CLIENT_ID,
-    reqNo: k >>> 0,
-    writes: new WriteBatch(body, BODY_HEADER_BYTES, 0, 0),
-    body,
-    signature: Buffer.alloc(SIGNATURE_BYTES),
-  };
+  return new HeldRequest(NOOP_ORIGIN, NOOP_CLIENT_ID, k >>> 0, new WriteBatch(body, BODY_HEADER_BYTES, 0, 0), body, Buffer.alloc(SIGNATURE_BYTES));
 }
 
 export function isNoop(req: ClientRequest): boolean {
