@@ -120,9 +120,10 @@ export class WriteBatch implements FlatWrites {
 }
 
 /**
- * A request decoded from a frame or built by a client: a ClientRequest whose digest D(⟨T⟩c) is
- * kept on the object itself (a private field, so no part of how two requests compare). Kept in
- * a WeakMap keyed by the request, as every other request's is, the digest cost every replica
+ * Every request this module builds (decoded from a frame, built by a client, made, or a no-op):
+ * a ClientRequest whose digest D(⟨T⟩c) is kept on the object itself (a private field, so no
+ * part of how two requests compare). Kept in a WeakMap keyed by the request, as a copy's still
+ * is, the digest cost every replica
  * an ephemeron-table insertion per batch and the garbage collector an ephemeron fixpoint over
  * every request alive (about 2% of a PoE backup's CPU in `npm run bench`, measured with perf).
  */
