@@ -19,6 +19,7 @@ import type { ProtocolModule } from '../../replica/protocol.js';
 import type { ClientProcessConfig, PeerAddress, WindowExtended, WindowOpened } from './control.js';
 import {
   bump,
+  MESSAGE_BATCHES,
   protocolExtra,
   toEpochMs,
   MeasurementWindow,
@@ -42,7 +43,6 @@ import {
   type WireMessage,
 } from '../../replica/types.js';
 import { CodecError } from '../../replica/wire.js';
-import { batchBodyAt, batchBodyDigestInto } from '../../replica/messages.js';
 import { ClientCore, type KeyGenerator } from '../../client/core.js';
 import { AcceptanceSeries } from '../../client/series.js';
 
@@ -167,8 +167,7 @@ export class ClientRuntime<M extends WireMessage> {
     for (let r = 0; r < n; r++) this.macKeys.set(r, clientMacKey(keySeed, r, origin));
     this.timers = new NamedTimers((name) => this.input({ kind: 'timer', name }));
     this.transport = new Transport(
-      // The batch a REQUEST carries is hashed once: for its MAC and for D(⟨T⟩c) alike.
-      { self: clientPeer(origin), macKey: (peer) => this.macKeys.get(peer), batch: { bodyAt: batchBodyAt, bodyDigestInto: batchBodyDigestInto } },
+      { self: clientPeer(origin), macKey: (peer) => this.macKeys.get(peer), batch: MESSAGE_BATCHES },
       { onFrame: (from, payload) => this.onFrame(from, payload), onPeerUp: () => this.wake() },
     );
   }

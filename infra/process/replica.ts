@@ -16,7 +16,18 @@ import { createCrypto, type CryptoProvider } from '../../replica/crypto.js';
 import { clientMacKey, KeyRing, replicaMacKey } from '../../replica/keys.js';
 import type { ProtocolModule } from '../../replica/protocol.js';
 import type { PeerAddress, ReplicaProcessConfig, WindowExtended, WindowOpened } from './control.js';
-import { bump, epochMs, protocolExtra, MeasurementWindow, NamedTimers, startedWindow, nowMs, peakRssBytes, sampleResources } from './support.js';
+import {
+  bump,
+  epochMs,
+  MESSAGE_BATCHES,
+  protocolExtra,
+  MeasurementWindow,
+  NamedTimers,
+  startedWindow,
+  nowMs,
+  peakRssBytes,
+  sampleResources,
+} from './support.js';
 import { Transport, type TransportCounters } from './transport.js';
 import {
   clientOrigin,
@@ -30,7 +41,6 @@ import {
   type WireMessage,
 } from '../../replica/types.js';
 import { CodecError } from '../../replica/wire.js';
-import { batchBodyAt, batchBodyDigestInto } from '../../replica/messages.js';
 
 /** Counters that the measurement window takes differences of. */
 interface WindowCounters {
@@ -158,8 +168,7 @@ export class ReplicaRuntime<M extends WireMessage> {
       {
         self: id,
         macKey: (peer) => this.macKeyFor(peer),
-        // A PROPOSE's (REQUEST's) batch is hashed once here: for its MAC and for D(⟨T⟩c) alike.
-        batch: { bodyAt: batchBodyAt, bodyDigestInto: batchBodyDigestInto },
+        batch: MESSAGE_BATCHES,
       },
       {
         onFrame: (from, payload) => this.onFrame(from, payload),

@@ -3,7 +3,9 @@
  * measurement window, and per-process resource figures.
  */
 import { performance } from 'node:perf_hooks';
+import { batchBodyAt, batchBodyDigestInto } from '../../replica/messages.js';
 import type { CommonProcessConfig } from './control.js';
+import type { BatchLocator } from './transport.js';
 
 /** The runtime's clock: milliseconds from process start, monotonic (cores get this as nowMs). */
 export const nowMs = (): number => performance.now();
@@ -231,3 +233,10 @@ export function bump(counts: Record<string, number>, key: string, by = 1): void 
 export function protocolExtra(config: CommonProcessConfig): Readonly<Record<string, string | number | boolean>> {
   return { keySeed: config.keySeed, cryptoProvider: 'node', ...config.extra };
 }
+
+/**
+ * Where this codebase's messages carry a client batch, for the transport: the batch a frame
+ * carries (a REQUEST, a PROPOSE, ...) is hashed once per process, for its MAC and for
+ * D(⟨T⟩c) alike (replica/messages.ts batchBodyAt, batchBodyDigestInto).
+ */
+export const MESSAGE_BATCHES: BatchLocator = { bodyAt: batchBodyAt, bodyDigestInto: batchBodyDigestInto };
