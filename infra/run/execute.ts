@@ -28,7 +28,7 @@ import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, outstandingTxns
 import { formatReplicaFault } from '../../replica/byzantine.js';
 import { availableParallelism } from 'node:os';
 import { linkBetween, parseLinkSpec } from '../link.js';
-import { extendedWindowMs, judgeSteady, WARMUP_TAIL_SEC, WarmupWatch, type Steady, type WarmupEnd, type WindowPlan } from './steady.js';
+import { extendedWindowMs, judgeSteady, WARMUP_TAIL_SEC, warmupSettledAt, type Steady, type WarmupEnd, type WindowPlan } from './steady.js';
 import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
@@ -486,8 +486,6 @@ async function driveWindow(
   let lastTxns = 0;
   let lastAt = startMs;
   let lastPrinted = startMs;
-  // Judges only the seconds new since the last poll (a long warm-up polled every WARMUP_POLL_MS).
-  const warmupWatch = new WarmupWatch();
   try {
     for (;;) {
       const until = openAt === undefined ? startMs + capMs : openAt + openLatencyMs + windowMs + WINDOW_MARGIN_MS;
@@ -503,7 +501,7 @@ async function driveWindow(
       // Re-checked after the poll, which a loaded machine may have slowed down to near the cap.
       const stillBeforeCap = Date.now() < startMs + capMs - CAP_GUARD_MS;
       const seconds = watching && stillBeforeCap ? sumSeconds(progress) : [];
-      const settledAt = warmupWatch.settledAt(seconds);
+      const settledAt = warmupSettledAt(seconds);
       if (openAt === undefined && settledAt !== undefined) {
         trace('open window (settled)');
         openNow(Date.now());

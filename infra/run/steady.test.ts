@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../client/random.js';
-import {
-  extendedWindowMs,
-  judgeSteady,
-  MIN_WARMUP_SEC,
-  tailSettled,
-  trendPercent,
-  WARMUP_TAIL_SEC,
-  WarmupWatch,
-  warmupSettledAt,
-  WINDOW_EXTENSION_CAP,
-} from './steady.js';
+import { extendedWindowMs, judgeSteady, MIN_WARMUP_SEC, tailSettled, trendPercent, WARMUP_TAIL_SEC, warmupSettledAt, WINDOW_EXTENSION_CAP } from './steady.js';
 
 /** Replay a failure with STEADY_SEED=<seed> npx vitest run infra/run/steady.test.ts. */
 const SEED = Number(process.env['STEADY_SEED'] ?? Date.now() % 2 ** 31);
@@ -125,23 +115,21 @@ describe('the settled rule (one definition for the live decision and the judgeme
   });
 });
 
-describe(`WarmupWatch: the live decision, judging only new seconds (seed ${SEED})`, () => {
-  it('answers as warmupSettledAt at every poll of the same growing seconds', () => {
-    const watch = new WarmupWatch();
+describe(`warmupSettledAt polled as the harness polls it (seed ${SEED})`, () => {
+  it('answers at every poll of the same growing seconds', () => {
     const seconds = [10, 20, 40, 60, 80, 100, 104, 99, 101];
-    const answers = seconds.map((_, i) => watch.settledAt(seconds.slice(0, i + 1)));
+    const answers = seconds.map((_, i) => warmupSettledAt(seconds.slice(0, i + 1)));
     expect(answers).toEqual([undefined, undefined, undefined, undefined, undefined, undefined, undefined, 8, 8]);
   });
 
   it('re-judges from a second that changed since the last poll', () => {
-    const watch = new WarmupWatch();
-    expect(watch.settledAt([5, 100, 110, 95])).toBe(4);
+    expect(warmupSettledAt([5, 100, 110, 95])).toBe(4);
     // Second 2 changed (a late client's count): 100, 40, 95 is no longer level.
-    expect(watch.settledAt([5, 100, 40, 95, 100])).toBeUndefined();
-    expect(watch.settledAt([5, 100, 40, 95, 100, 98])).toBe(6);
+    expect(warmupSettledAt([5, 100, 40, 95, 100])).toBeUndefined();
+    expect(warmupSettledAt([5, 100, 40, 95, 100, 98])).toBe(6);
     // Not watching (near the cap): asked with no seconds.
-    expect(watch.settledAt([])).toBeUndefined();
-    expect(watch.settledAt([100, 100, 100])).toBe(3);
+    expect(warmupSettledAt([])).toBeUndefined();
+    expect(warmupSettledAt([100, 100, 100])).toBe(3);
   });
 
   it('agrees with the rule re-judged from scratch on random polls of random series', () => {
@@ -154,7 +142,6 @@ describe(`WarmupWatch: the live decision, judging only new seconds (seed ${SEED}
     console.log(`steady.test seed ${SEED} (replay with STEADY_SEED=${SEED})`);
     const rng = new Rng(SEED);
     for (let run = 0; run < 300; run++) {
-      const watch = new WarmupWatch();
       // A ramp to a level with noise of 0-40% (some settle, some not), occasional empty seconds.
       const level = 1 + rng.nextInt(100_000);
       const rampSec = rng.nextInt(12);
@@ -174,7 +161,6 @@ describe(`WarmupWatch: the live decision, judging only new seconds (seed ${SEED}
         const asked = [...seconds];
         const expected = reference(asked);
         expect(warmupSettledAt(asked), `seed ${SEED} run ${run} poll ${poll}: ${asked.join(',')}`).toBe(expected);
-        expect(watch.settledAt(asked), `seed ${SEED} run ${run} poll ${poll}: ${asked.join(',')}`).toBe(expected);
       }
     }
   });

@@ -5,9 +5,9 @@
  * One rule says when the 1-second throughput series has settled (`tailSettled`): its last
  * WARMUP_TAIL_SEC whole seconds spread (max - min) by at most 2 x SETTLED_PERCENT of their mean,
  * and their mean is above zero. The same rule ends the warm-up while the run goes on
- * (`warmupSettledAt`, which infra/run/execute.ts asks each second, through `WarmupWatch` so that
- * only the seconds new since the last poll are judged: the window opens at once when it holds,
- * at the earliest MIN_WARMUP_SEC after the start, else at the warm-up's cap) and judges it
+ * (`warmupSettledAt`, which infra/run/execute.ts asks at every poll: the window opens at once
+ * when it holds, at the earliest MIN_WARMUP_SEC after the start, else at the warm-up's cap) and
+ * judges it
  * afterwards (`judgeSteady`, on the whole seconds before the window the clients report).
  *
  * Judged from the 1-second throughput series the clients report (metrics.ts throughputSeries):
@@ -54,40 +54,11 @@ export function tailSettled(seconds: readonly number[]): { settled: boolean; spr
  * seconds so far and opens the window when the answer is the last whole second.
  */
 export function warmupSettledAt(seconds: readonly number[]): number | undefined {
-  return firstSettledFrom(seconds, MIN_WARMUP_SEC);
-}
-
-/** The first k >= fromK (and >= MIN_WARMUP_SEC) at which seconds' prefix of k has settled: only its tail is judged. */
-function firstSettledFrom(seconds: readonly number[], fromK: number): number | undefined {
-  for (let k = Math.max(fromK, MIN_WARMUP_SEC); k <= seconds.length; k++) {
+  // Only each prefix's tail is judged: a poll costs WARMUP_TAIL_SEC per second so far.
+  for (let k = MIN_WARMUP_SEC; k <= seconds.length; k++) {
     if (tailSettled(seconds.slice(Math.max(0, k - WARMUP_TAIL_SEC), k)).settled) return k;
   }
   return undefined;
-}
-
-/**
- * `warmupSettledAt` for the harness's poll, which asks it about the seconds so far every
- * WARMUP_POLL_MS of a warm-up that may last minutes: the answer is the same, but only the
- * seconds that are new or changed since the last question are judged. The prefixes that end
- * before the first such second keep their verdict (the rule looks at a prefix's last
- * WARMUP_TAIL_SEC seconds only), so a poll costs one comparison of the seconds instead of
- * re-judging every prefix.
- */
-export class WarmupWatch {
-  /** The seconds of the last question. */
-  private readonly judged: number[] = [];
-  /** warmupSettledAt(judged). */
-  private settledK: number | undefined = undefined;
-
-  settledAt(seconds: readonly number[]): number | undefined {
-    let same = 0;
-    while (same < seconds.length && same < this.judged.length && seconds[same] === this.judged[same]) same++;
-    // Prefixes k <= same are unchanged: the first settled one among them, if any, is still the answer.
-    if (this.settledK === undefined || this.settledK > same) this.settledK = firstSettledFrom(seconds, same + 1);
-    this.judged.length = same;
-    for (let i = same; i < seconds.length; i++) this.judged.push(seconds[i]!);
-    return this.settledK;
-  }
 }
 
 /**
