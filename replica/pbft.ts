@@ -225,7 +225,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
     this.ledger = new Ledger(deps.crypto, 0);
     this.executor = new Executor(this.store, this.ledger, false);
     this.checkpoints = new CheckpointTracker(this.nf, options.checkpointIntervalK);
-    this.genesisHash = Buffer.from(this.ledger.hashAt(0));
+    this.genesisHash = this.ledger.hashAt(0);
     this.stableProof = { k: 0, stateDigest: this.genesisHash, senders: [] };
     this.vcLog = new ViewChangeLog(deps.crypto, this.n, this.id);
     this.laggards = new LaggardAnswers(options.viewChangeTimeoutMs / 2);
@@ -1023,7 +1023,7 @@ export class PbftReplica implements ReplicaCore<PbftMessage> {
    */
   private adoptCheckpoint(proof: CheckpointProof): void {
     if (proof.k <= this.stableK) return;
-    if (proof.k <= this.executor.executedK && !this.ledger.hashAt(proof.k).equals(proof.stateDigest)) return;
+    if (proof.k <= this.executor.executedK && !this.ledger.hashEquals(proof.k, proof.stateDigest)) return;
     // The decision rule took it from f+1 VIEW-CHANGEs, so a non-faulty replica executed to this
     // very state: it counts as certified even when V named fewer than nf replicas with it.
     const senders = proof.senders.length >= this.nf ? proof.senders : Array.from({ length: this.n }, (_, i) => i);

@@ -203,7 +203,7 @@ export class PoeBlockFetcher {
     }
     // Our vote for the highest checkpoint we executed (a re-send of our CHECKPOINT).
     const c = this.core.executor.executedK - (this.core.executor.executedK % this.p.intervalK);
-    if (c >= m.fromK && c > 0) this.out.send(from, this.core.makeCheckpoint(c, Buffer.from(this.core.ledger.hashAt(c))));
+    if (c >= m.fromK && c > 0) this.out.send(from, this.core.makeCheckpoint(c, this.core.ledger.hashAt(c)));
     const entries: ExecutionEntry[] = [];
     const last = Math.min(m.toK, this.core.executor.executedK);
     for (let k = m.fromK; k <= last; k++) {
@@ -268,7 +268,7 @@ export class PoeBlockFetcher {
     let keep = executed;
     for (let k = base + 1; k <= executed; k++) {
       const i = k - base - 1;
-      if (this.core.ledger.viewAt(k) !== entries[i]!.view || !this.core.ledger.digestAt(k).equals(digests[i]!)) {
+      if (this.core.ledger.viewAt(k) !== entries[i]!.view || !this.core.ledger.digestEquals(k, digests[i]!)) {
         keep = k - 1;
         break;
       }

@@ -306,7 +306,7 @@ export class PoeViewChange {
    * executed a batch a client accepted) might be behind it too.
    */
   private checkpointAgrees(k: number, digest: Buffer): boolean {
-    if (k <= this.core.executor.executedK) return this.core.ledger.hashAt(k).equals(digest);
+    if (k <= this.core.executor.executedK) return this.core.ledger.hashEquals(k, digest);
     if (k === this.core.stableK && digest.equals(this.core.stableDigest)) return true;
     return this.extendedClaims.get(k)?.has(digest.toString('hex')) ?? false;
   }
@@ -617,7 +617,7 @@ export class PoeViewChange {
     const executed = this.core.executor.executedK;
     // Our state at the base differs from the one the new view starts from: we executed a branch
     // the others abandoned. Undo as far as we can (our stable state) and fetch the rest.
-    if (executed >= m.stableK && !this.core.ledger.hashAt(m.stableK).equals(m.stableDigest)) return this.core.gcK;
+    if (executed >= m.stableK && !this.core.ledger.hashEquals(m.stableK, m.stableDigest)) return this.core.gcK;
     const top = m.stableK + m.entries.length;
     for (const e of m.entries) {
       if (e.k > executed) break;

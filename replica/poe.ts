@@ -353,7 +353,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     this.executor = new Executor(this.store, this.ledger, true);
     this.checkpoints = new CheckpointTracker(this.nf, options.checkpointIntervalK);
     this.futureMax = this.windowK * this.n;
-    this.stable = { k: 0, digest: Buffer.from(this.ledger.hashAt(0)) };
+    this.stable = { k: 0, digest: this.ledger.hashAt(0) };
     this.viewBase = this.stable;
     this.params = {
       id: this.id,
@@ -587,10 +587,10 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       view: this.ledger.viewAt(k),
       k,
       // Copies: ledger columns are reused after a rollback.
-      digest: Buffer.from(this.ledger.digestAt(k)),
+      digest: this.ledger.digestAt(k),
       clientId: req.clientId,
       reqNo: req.reqNo,
-      result: Buffer.from(this.ledger.hashAt(k)),
+      result: this.ledger.hashAt(k),
     });
   }
 
