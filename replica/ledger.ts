@@ -33,31 +33,20 @@ export function genesisHash(crypto: CryptoProvider, initialPrimary = 0): Buffer 
 }
 
 /**
- * The bytes a block hash covers, {k, d, v, H(B_{i-1})}: one buffer reused by every call, since a
- * Writer and its buffer per block (every execution at every replica, and every block again
- * when a chain is verified) were garbage. Digests read their input and keep nothing of it.
+ * The bytes a block hash covers, {k, d, v, H(B_{i-1})}, written by a Writer into one buffer
+ * reused by every call: a buffer per block (every execution at every replica, and every block
+ * again when a chain is verified) was garbage. Digests read their input and keep nothing of it.
  */
 const BLOCK_BYTES = 8 + DIGEST_BYTES + 8 + DIGEST_BYTES;
 const blockScratch = Buffer.alloc(BLOCK_BYTES);
 
-/** Writes `v` (an unsigned integer below 2^53) at `at` as 8 big-endian bytes, as Writer.u53 does. */
-function putU53(buf: Buffer, v: number, at: number): void {
-  buf.writeUInt32BE(Math.floor(v / 0x1_0000_0000), at);
-  buf.writeUInt32BE(v >>> 0, at + 4);
-}
-
 export function blockHash(crypto: CryptoProvider, k: number, digest: Buffer, view: number, prevHash: Buffer): Buffer {
-  if (digest.length !== DIGEST_BYTES) throw new RangeError(`fixed field: ${digest.length} bytes, want ${DIGEST_BYTES}`);
-  if (prevHash.length !== DIGEST_BYTES) throw new RangeError(`fixed field: ${prevHash.length} bytes, want ${DIGEST_BYTES}`);
-  const b = blockScratch;
-  putU53(b, k, 0);
-  b.set(digest, 8);
-  putU53(b, view, 8 + DIGEST_BYTES);
-  b.set(prevHash, 16 + DIGEST_BYTES);
-  return crypto.digest(b);
+  const w = new Writer(BLOCK_BYTES, blockScratch);
+  return crypto.digest(w.u53(k).fixed(digest, DIGEST_BYTES).u53(view).fixed(prevHash, DIGEST_BYTES).finish());
 }
 
-class Column {
+/** Fixed-width byte entries end to end in one growing buffer (the ledger's hashes and digests). */
+export class Column {
   private buf: Buffer;
   constructor(
     private readonly width: number,
