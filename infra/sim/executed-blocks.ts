@@ -1,25 +1,21 @@
 import { DIGEST_BYTES } from '../../replica/crypto.js';
+import { Column } from '../../replica/ledger.js';
 
 /**
- * The blocks a replica executed, digests end to end in one growing buffer and views in an
- * array: an object and a Buffer per block, kept for the whole run at every replica, were most
- * of what survived the young generation (the garbage collector copied each twice).
+ * The blocks a replica executed, digests in a ledger Column (end to end in one growing buffer)
+ * and views in an array: an object and a Buffer per block, kept for the whole run at every
+ * replica, were most of what survived the young generation (the garbage collector copied each
+ * twice).
  */
 export class ExecutedBlocks {
-  private digests = Buffer.alloc(DIGEST_BYTES * 1024);
+  private readonly digests = new Column(DIGEST_BYTES);
   private readonly views: number[] = [];
   length = 0;
 
   /** Records the block executed at k, which becomes the last one (blocks above k are dropped; k is at most one past the last). */
   set(k: number, digest: Buffer, view: number): void {
     if (k < 1 || k > this.length + 1) throw new RangeError(`simulator: block ${k} executed after ${this.length} recorded blocks`);
-    const at = (k - 1) * DIGEST_BYTES;
-    if (at + DIGEST_BYTES > this.digests.length) {
-      const next = Buffer.alloc(Math.max(2 * this.digests.length, at + DIGEST_BYTES));
-      next.set(this.digests);
-      this.digests = next;
-    }
-    this.digests.set(digest, at);
+    this.digests.set(k - 1, digest);
     this.views[k - 1] = view;
     this.length = k;
   }
@@ -31,7 +27,7 @@ export class ExecutedBlocks {
 
   /** A copy of the digest of the block at k (index k - 1). */
   digestAt(k: number): Buffer {
-    return Buffer.from(this.digests.subarray((k - 1) * DIGEST_BYTES, k * DIGEST_BYTES));
+    return this.digests.copy(k - 1);
   }
 
   viewAt(k: number): number {
