@@ -113,7 +113,9 @@ export interface CostModelConfig {
  * read per connection its inputs came from. The runtime (infra/process/transport.ts) handles
  * every 'data' event of an event-loop turn, one read per connection, before it flushes.
  */
-export const turnCpuUs = (c: OpCosts, reads: number): number => c.perStepUs + (c.perReadUs ?? 0) * reads;
+export const turnCpuUs = (c: OpCosts, reads: number): number => c.perStepUs + readCpuUs(c, reads);
+/** The socket reads of a turn (perReadUs each): the input side of its wake-up. */
+export const readCpuUs = (c: OpCosts, reads: number): number => (c.perReadUs ?? 0) * reads;
 
 /** The CPU a step costs, in microseconds, split into its input side and the rest (its turn's wake-up apart: turnCpuUs). */
 export function stepCpuUs(c: OpCosts, w: StepWork): { inputUs: number; protocolUs: number } {
@@ -381,14 +383,13 @@ export class CostModel implements SimCostHook {
     const r = this.node(peer);
     r.pool.forget(nowMs);
     const c = this.config.costs;
-    const step = stepCpuUs(c, work);
-    let { inputUs, protocolUs } = step;
+    let { inputUs, protocolUs } = stepCpuUs(c, work);
     // The turn's wake-up and reads are charged with its first step (a turn whose only event was
     // a cancelled timer never woke the real process and costs nothing).
     const reads = r.turn.step(work.messagesIn);
     if (reads !== undefined) {
       // The reads are input work (a pipeline's input lanes), the wake-up the protocol lane's.
-      inputUs += turnCpuUs(c, reads) - c.perStepUs;
+      inputUs += readCpuUs(c, reads);
       protocolUs += c.perStepUs;
       r.io.turns++;
       r.io.reads += reads;

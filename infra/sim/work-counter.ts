@@ -8,7 +8,7 @@
 import { addCryptoCounts, type CryptoCounts, zeroCryptoCounts } from '../../replica/crypto-counter.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
 import type { FrameOut, SimCostHook, StepWork } from './cost-hook.js';
-import { frameMacCost, ioOutPerByteUs, type OpCosts, stepCpuUs, TurnTracker, turnCpuUs } from './cost-model.js';
+import { frameMacCost, ioOutPerByteUs, type OpCosts, readCpuUs, stepCpuUs, TurnTracker } from './cost-model.js';
 
 /** The work of a set of nodes, summed over a run. */
 export interface WorkTotals {
@@ -140,7 +140,7 @@ export class WorkCounter implements SimCostHook {
  */
 export function workCpuUs(c: OpCosts, t: WorkTotals): number {
   const { inputUs, protocolUs } = stepCpuUs(c, t);
-  const turns = turnCpuUs(c, 0) * t.turns + (c.perReadUs ?? 0) * t.reads + (c.perWriteUs ?? 0) * t.writes;
+  const turns = c.perStepUs * t.turns + readCpuUs(c, t.reads) + (c.perWriteUs ?? 0) * t.writes;
   const frames =
     c.encode.fixedUs * t.encodes +
     c.encode.perByteUs * t.encodeBytes +
