@@ -4,7 +4,7 @@
  * protocol, the certificate rules and their costs. Who leads which slot is SlotOwners'
  * (hotstuff-owners.ts).
  */
-import type { Execution } from './common.js';
+import { type Execution, sameBytes } from './common.js';
 import {
   EMPTY_SIGNATURE,
   type HotStuffMessage,
@@ -341,7 +341,7 @@ export class ParallelHotStuff extends HotStuffReplica {
     const c = s?.votes;
     // Late votes (the f beyond nf) and votes for a phase already certified need no check.
     if (!s || !c || s.decided || c.done || c.phase !== m.phase || c.view !== m.view || c.sigs.has(m.replica)) return;
-    if (!c.digest.equals(m.digest)) {
+    if (!sameBytes(c.digest, m.digest)) {
       this.out.reject(`vote for another batch at ${m.k}`, from);
       return;
     }

@@ -3,6 +3,7 @@
  * to the primary the client believes in, accept on f+1 matching replies, broadcast the request
  * to every replica on timeout. The replica core is replica/pbft.ts.
  */
+import { sameBytes } from './common.js';
 import { MSG_REPLY, type PbftMessage, type Reply } from './pbft-wire.js';
 import type { ClientPolicy, ClientPolicyOptions, PendingRequest, ReplyOutcome } from './protocol.js';
 import { primaryOf, quorums, type ClientOutput, type Peer } from './types.js';
@@ -31,7 +32,7 @@ export class PbftClientPolicy implements ClientPolicy<PbftMessage> {
    */
   onReply(p: PendingRequest, from: Peer, msg: PbftMessage): ReplyOutcome<PbftMessage> | undefined {
     if (msg.type !== MSG_REPLY || from >= this.options.n || msg.replica !== from) return undefined;
-    if (!msg.digest.equals(p.digest)) return undefined;
+    if (!sameBytes(msg.digest, p.digest)) return undefined;
     let replies = p.policyState as Reply[] | undefined;
     if (!replies) {
       replies = [];
@@ -39,7 +40,7 @@ export class PbftClientPolicy implements ClientPolicy<PbftMessage> {
     }
     if (replies.some((r) => r.replica === from)) return undefined;
     replies.push(msg);
-    const agreeing = replies.filter((r) => r.k === msg.k && r.result.equals(msg.result));
+    const agreeing = replies.filter((r) => r.k === msg.k && sameBytes(r.result, msg.result));
     if (agreeing.length < this.f + 1) return undefined;
     // The lowest view of the quorum: at least one non-faulty replica is in it or beyond.
     const view = Math.min(...agreeing.map((r) => r.view));

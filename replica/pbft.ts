@@ -52,7 +52,7 @@
 import { backoffMs, nextBackoffExp } from './backoff.js';
 import { AWAITED_MAX, PBFT_TIMERS } from './pbft-state.js';
 import type { FaultHooks } from './byzantine.js';
-import { CheckpointTracker, Executor, type Execution } from './common.js';
+import { CheckpointTracker, Executor, type Execution, sameBytes } from './common.js';
 import { Ledger } from './ledger.js';
 import { isNoop, MSG_CHECKPOINT, MSG_REQUEST, NOOP_CLIENT_ID, requestDigest, type ClientRequest } from './messages.js';
 import { Outbox } from './outbox.js';
@@ -137,7 +137,7 @@ interface Slot {
   resends: number;
 }
 
-const matches = (v: Vote, pp: SlotPrePrepare): boolean => v.originView === pp.originView && v.digest.equals(pp.digest);
+const matches = (v: Vote, pp: SlotPrePrepare): boolean => v.originView === pp.originView && sameBytes(v.digest, pp.digest);
 
 type Out = ReplicaOutput<PbftMessage>;
 

@@ -4,6 +4,7 @@
  * Replies reach the client over the transport's MACs; it checks reply signatures only when it
  * builds a commit certificate (issue 10, item 3).
  */
+import { sameBytes } from './common.js';
 import type { CryptoProvider, CryptoProviderName, Verifier } from './crypto.js';
 import { createCrypto } from './crypto.js';
 import { KeyRing } from './keys.js';
@@ -94,7 +95,7 @@ export class ZyzzyvaClientPolicy implements ClientPolicy<ZyzzyvaMessage> {
    */
   private onSpecResponse(p: PendingRequest, from: Peer, s: SpecResponse): ReplyOutcome<ZyzzyvaMessage> | undefined {
     const st = this.state(p);
-    if (s.replica !== from || st.responded.has(from) || !s.digest.equals(p.digest)) return undefined;
+    if (s.replica !== from || st.responded.has(from) || !sameBytes(s.digest, p.digest)) return undefined;
     if (s.clientId !== p.request.clientId || s.reqNo !== p.request.reqNo) return undefined;
     st.responded.add(from);
     const key = specKey(s);
@@ -116,7 +117,7 @@ export class ZyzzyvaClientPolicy implements ClientPolicy<ZyzzyvaMessage> {
 
   /** Zyzzyva §3.2 case 2: nf matching LOCAL-COMMITs from distinct replicas complete it. */
   private onLocalCommit(p: PendingRequest, from: Peer, c: LocalCommit): ReplyOutcome<ZyzzyvaMessage> | undefined {
-    if (c.replica !== from || !c.digest.equals(p.digest)) return undefined;
+    if (c.replica !== from || !sameBytes(c.digest, p.digest)) return undefined;
     if (c.clientId !== p.request.clientId || c.reqNo !== p.request.reqNo) return undefined;
     // The transport authenticated the sender; the signature is for third parties, and the
     // client shows LOCAL-COMMITs to nobody.

@@ -39,7 +39,7 @@
  *   keySeed         string, required: the run's key seed (replica/keys.ts KeyRing)
  *   cryptoProvider  'node' | 'noble' | 'sim', default 'node': must match the replicas'
  */
-import { CheckpointTracker, type Execution, Executor } from './common.js';
+import { CheckpointTracker, type Execution, Executor, sameBytes } from './common.js';
 import type { CryptoProvider } from './crypto.js';
 import { Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
@@ -296,7 +296,7 @@ export class ZyzzyvaReplica implements ReplicaCore<ZyzzyvaMessage> {
       if (!o) return;
       this.buffered.delete(k);
       const expected = nextHistory(this.crypto, this.history.get(k - 1)!, o.digest);
-      if (!expected.equals(o.history)) {
+      if (!sameBytes(expected, o.history)) {
         // Zyzzyva would start a view change here; this benchmark has none (module comment).
         this.out.reject(`ORDER-REQ k=${k}: history hash does not extend h_${k - 1}`, primaryOf(this.view, this.n));
         return;
