@@ -74,7 +74,7 @@ export interface FitProcess {
 }
 
 /** Costs added after the first calibration files: optional in a file, 0 (or, for ioPerByteOutUs, ioPerByteUs) when absent. */
-export type LaterCost = 'perReadUs' | 'perWriteUs' | 'ioPerByteOutUs' | 'frameMac';
+type LaterCost = (typeof OPTIONAL_LINEAR_COSTS)[number] | (typeof OPTIONAL_SCALAR_COSTS)[number];
 
 /** The fixed costs fitted from real runs (experiments/calibrate.ts), not micro-benchmarked. */
 type FittedCost = 'perMessageInUs' | 'perFrameOutUs' | 'perStepUs' | 'ioPerByteUs' | 'ioPerByteOutUs' | 'perReadUs' | 'perWriteUs';
@@ -351,10 +351,11 @@ export function readCalibration(path: string): CalibrationFile {
   return checkCalibration(raw, path);
 }
 
-export const LINEAR_COSTS = ['ed25519Sign', 'ed25519Verify', 'hmac', 'sha256', 'encode', 'decode'] as const;
-export const SCALAR_COSTS = ['executeTxnUs', 'perMessageInUs', 'perFrameOutUs', 'perStepUs', 'ioPerByteUs'] as const;
-/** Linear costs added later, absent from older files (the model falls back: frameMac to hmac). */
-export const OPTIONAL_LINEAR_COSTS = ['frameMac'] as const;
+const LINEAR_COSTS = ['ed25519Sign', 'ed25519Verify', 'hmac', 'sha256', 'encode', 'decode'] as const;
+const SCALAR_COSTS = ['executeTxnUs', 'perMessageInUs', 'perFrameOutUs', 'perStepUs', 'ioPerByteUs'] as const;
+/** Costs added later (LaterCost), absent from older files (the model falls back: frameMac to hmac, the others as LaterCost says). */
+const OPTIONAL_LINEAR_COSTS = ['frameMac'] as const;
+const OPTIONAL_SCALAR_COSTS = ['ioPerByteOutUs', 'perReadUs', 'perWriteUs'] as const;
 
 export function checkCalibration(raw: unknown, where: string): CalibrationFile {
   const c = raw as CalibrationFile;
@@ -366,24 +367,19 @@ export function checkCalibration(raw: unknown, where: string): CalibrationFile {
   for (const k of ['hostname', 'cpuModel', 'node'] as const) if (typeof c.machine?.[k] !== 'string') bad(`machine.${k} missing`);
   if (typeof c.date !== 'string' || Number.isNaN(Date.parse(c.date))) bad('date missing or not a date');
   const ok = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && x >= 0;
-  for (const k of LINEAR_COSTS) {
-    if (!ok(c.costs?.[k]?.fixedUs) || !ok(c.costs?.[k]?.perByteUs)) bad(`costs.${k} must be { fixedUs, perByteUs } >= 0`);
+  const linear = (k: keyof OpCosts): boolean => {
+    const v = c.costs?.[k] as { fixedUs?: unknown; perByteUs?: unknown } | undefined;
+    return ok(v?.fixedUs) && ok(v?.perByteUs);
+  };
+  const check = (k: keyof OpCosts, isLinear: boolean, optional: boolean): void => {
+    if (optional && c.costs?.[k] === undefined) return;
+    if (isLinear ? !linear(k) : !ok(c.costs?.[k])) bad(isLinear ? `costs.${k} must be { fixedUs, perByteUs } >= 0` : `costs.${k} must be a number >= 0`);
     if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
-  }
-  for (const k of SCALAR_COSTS) {
-    if (!ok(c.costs?.[k])) bad(`costs.${k} must be a number >= 0`);
-    if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
-  }
-  for (const k of OPTIONAL_LINEAR_COSTS) {
-    if (c.costs?.[k] === undefined) continue;
-    if (!ok(c.costs[k]?.fixedUs) || !ok(c.costs[k]?.perByteUs)) bad(`costs.${k} must be { fixedUs, perByteUs } >= 0`);
-    if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
-  }
-  for (const k of ['ioPerByteOutUs', 'perReadUs', 'perWriteUs'] as const) {
-    if (c.costs[k] === undefined) continue;
-    if (!ok(c.costs[k])) bad(`costs.${k} must be a number >= 0`);
-    if (typeof c.sources?.[k]?.source !== 'string') bad(`sources.${k}.source missing: every cost says where it came from`);
-  }
+  };
+  for (const k of LINEAR_COSTS) check(k, true, false);
+  for (const k of SCALAR_COSTS) check(k, false, false);
+  for (const k of OPTIONAL_LINEAR_COSTS) check(k, true, true);
+  for (const k of OPTIONAL_SCALAR_COSTS) check(k, false, true);
   if (!Array.isArray(c.fitPoints)) bad('fitPoints must be an array');
   return c;
 }
