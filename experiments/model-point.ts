@@ -17,7 +17,7 @@ import { pointId, type RunMetrics } from '../infra/run/records.js';
 import { specPoint, type Environment, type RunLine } from '../infra/run/results.js';
 import type { RunSpec } from '../infra/run/spec.js';
 import { formatReplicaFault } from '../replica/byzantine.js';
-import { isClientPeer, quorums } from '../replica/types.js';
+import { clientOrigin, isClientPeer, quorums } from '../replica/types.js';
 
 export interface ModelPointInput {
   readonly protocol: string;
@@ -209,7 +209,8 @@ export function modelPoint(p: ModelPointInput): ModelPointResult {
   const mean = txns === 0 ? 0 : inWindow.reduce((s, a) => s + (a.acceptedMs - a.firstSentMs) * a.txns, 0) / txns;
   const cpu: Record<string, number> = {};
   const vt = Math.max(result.virtualTimeMs, 1e-9);
-  for (const [peer, ms] of model.cpuMsByNode()) cpu[peer >= 1 << 16 ? `client ${peer - (1 << 16)}` : `replica ${peer}`] = Math.round((1000 * ms) / vt) / 10;
+  for (const [peer, ms] of model.cpuMsByNode())
+    cpu[isClientPeer(peer) ? `client ${clientOrigin(peer)}` : `replica ${peer}`] = Math.round((1000 * ms) / vt) / 10;
   const r3 = (x: number): number => Math.round(x * 1000) / 1000;
   const widthMs = bucketMs(lastMs);
   return {
