@@ -36,7 +36,7 @@ export interface ProcessFigures {
    * reads and writes, so frames per read and per write can be told per process (the cost
    * model's calibration, experiments/calibrate.ts). Absent in runs recorded before.
    */
-  readonly io?: { readonly framesSent: number; readonly framesReceived: number; readonly writes: number; readonly reads: number };
+  readonly io?: Pick<TransportCounters, 'framesSent' | 'framesReceived' | 'writes' | 'reads'>;
 }
 
 export interface RunMetricsReport {
