@@ -36,7 +36,7 @@ import { formatProfileSummary, summarizeCpuProfile, type ProfileSummary } from '
 import { executeRun, recordRun, type RunResult } from '../infra/run/execute.js';
 import { outDirProblem } from '../infra/run/results.js';
 import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
-import { NODE_FLAGS_DEFAULT, parseNodeFlags } from '../infra/params.js';
+import { parseNodeFlags } from '../infra/params.js';
 import { FrameMac, MAC_BYTES } from '../infra/process/transport.js';
 
 export interface CryptoCosts {
@@ -333,7 +333,7 @@ async function main(): Promise<number> {
     `poe-bench bench: ${protocols.join(', ')} on ${n} local replicas, batch ${batch}, ${o.clients} clients, ${o.warmup} s warm-up + ${o.duration} s measured`,
   );
   log(`machine: ${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}, ${cores} cores, Node ${process.version}`);
-  const nodeFlags = parseNodeFlags(NODE_FLAGS_DEFAULT);
+  const nodeFlags = parseNodeFlags(RUN_DEFAULTS.nodeFlags);
   log(`replica and client processes run with node flags: ${nodeFlags.length > 0 ? nodeFlags.join(' ') : 'none'} (the run spec's --node-flags)`);
   const costs = measureCryptoCosts(batch, RUN_DEFAULTS.valueBytes);
   log(
