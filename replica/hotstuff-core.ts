@@ -6,8 +6,8 @@
  */
 import { CheckpointTracker, type Execution, Executor, hex } from './common.js';
 import type { CryptoProvider, Signer, Verifier } from './crypto.js';
-import type { HotStuffMessage, HotStuffRule, HsReply, Phase, QuorumCert } from './hotstuff-wire.js';
-import { makeReply, qcProblem } from './hotstuff-wire.js';
+import type { HotStuffMessage, HotStuffRule, HsReply, Phase, QcSignature, QuorumCert } from './hotstuff-wire.js';
+import { makeReply, PAPER_RULE_SIGNATURES, qcProblem } from './hotstuff-wire.js';
 import { Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
 import { isNoop, MSG_CHECKPOINT, MSG_REQUEST } from './messages.js';
@@ -122,12 +122,15 @@ export function newCollector(phase: Phase, view: number, k: number, digest: Buff
   return { phase, view, k, digest, sigs: new Map(), done: false };
 }
 
+/** The signatures of every 'paper' certificate: none, one shared frozen list rather than one per certificate. */
+const NO_SIGNATURES: readonly QcSignature[] = Object.freeze([]);
+
 /**
  * The certificate a leader forms from nf votes it verified: under 'qc' the signatures it
  * forwards; under 'paper' none (the leader forwards no votes, paper §4(8)).
  */
 export function collectorQC(c: VoteCollector, rule: HotStuffRule): QuorumCert {
-  const sigs = rule === 'qc' ? [...c.sigs].map(([replica, signature]) => ({ replica, signature })) : [];
+  const sigs = rule === 'qc' ? [...c.sigs].map(([replica, signature]) => ({ replica, signature })) : NO_SIGNATURES;
   return { phase: c.phase, view: c.view, k: c.k, digest: c.digest, sigs };
 }
 
@@ -224,7 +227,12 @@ export abstract class HotStuffReplica implements ReplicaCore<HotStuffMessage> {
    * remembered (the key and the table cost more than the check, for every phase message).
    */
   protected certificateProblem(qc: QuorumCert, selfVoted: boolean, genesisHash?: Buffer): string | undefined {
-    if (this.rule === 'paper') return qcProblem(qc, this.q, this.verifiers, { rule: this.rule, self: this.id, selfVoted, genesisHash });
+    // Under 'paper' only the genesis QC needs qcProblem's full check; for every other one (three
+    // per slot at each backup) the rule is its empty list, checked here without building a QcCheck.
+    if (this.rule === 'paper') {
+      if (genesisHash === undefined || qc.k !== 0) return qc.sigs.length === 0 ? undefined : PAPER_RULE_SIGNATURES;
+      return qcProblem(qc, this.q, this.verifiers, { rule: this.rule, self: this.id, selfVoted, genesisHash });
+    }
     const key = certificateKey(qc);
     if (this.verifiedCertificates.has(key)) return undefined;
     const problem = qcProblem(qc, this.q, this.verifiers, { rule: this.rule, self: this.id, selfVoted, genesisHash });
