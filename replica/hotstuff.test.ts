@@ -1130,6 +1130,19 @@ describe('hotstuff client policy', () => {
     expect(policy.onReply(p, 2, { ...signedReply(2, 7, res), signature: Buffer.alloc(64) }, 0)?.accepted?.k).toBe(7);
   });
 
+  it('counts only replies that match in k and result, whatever their views (the smallest is taken)', () => {
+    // Reference: PoE paper §4(8): f+1 matching responses; a reply for another k, or with another
+    // result, does not match even when the other field does.
+    const policy = hotstuff.createClientPolicy({ n, origin: 0, extra: {} });
+    const p: PendingRequest = { request, digest, firstSentMs: 0, timeouts: 0 };
+    const res = Buffer.alloc(32, 1);
+    expect(policy.onReply(p, 1, signedReply(1, 7, res), 0)).toBeUndefined();
+    expect(policy.onReply(p, 2, signedReply(2, 8, res), 0)).toBeUndefined();
+    expect(policy.onReply(p, 3, signedReply(3, 7, Buffer.alloc(32, 2)), 0)).toBeUndefined();
+    const ok = policy.onReply(p, 0, { ...signedReply(0, 7, Buffer.from(res)), view: 3 }, 0);
+    expect(ok?.accepted).toEqual({ k: 7, view: 0, digest, path: 'f+1' });
+  });
+
   it('accepts on f+1 matching replies from distinct replicas, with valid signatures (verifyReplies)', () => {
     // Reference: PoE paper §4(8) (PBFT and HotStuff clients wait for f+1 matching responses).
     const policy = hotstuff.createClientPolicy({ n, origin: 0, extra: { keySeed: KEY_SEED, cryptoProvider: 'sim', verifyReplies: true } });

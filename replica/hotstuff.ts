@@ -88,7 +88,6 @@
  * loss, stays behind); the per-slot view change of parallel mode, so a slot leader that
  * equivocates (a twinned one) stalls the slots it owns for good.
  */
-import { hex } from './common.js';
 import type { CryptoProviderName, Verifier } from './crypto.js';
 import { createCrypto } from './crypto.js';
 import { ChainedHotStuff } from './hotstuff-chained.js';
@@ -127,8 +126,8 @@ export const HOTSTUFF_PAPER_RULE_SAFETY =
 // ---------------------------------------------------------------------------------------
 // Client policy
 
-/** Per pending request: the (k, digest, result) each replica replied with. */
-type ReplyTally = Map<number, { readonly key: string; readonly view: number }>;
+/** Per pending request: the k, result and view each replica replied with (the digest matched already). */
+type ReplyTally = Map<number, { readonly k: number; readonly result: Buffer; readonly view: number }>;
 
 /**
  * The client's rule, as PBFT's (paper §4(8) and Algorithm 2: "responds to the client"): accept
@@ -185,14 +184,14 @@ export class HotStuffClientPolicy implements ClientPolicy<HotStuffMessage> {
     }
     if (tally.has(from)) return undefined;
     if (this.verifiers && !replySignatureValid(this.verifiers[from]!, msg)) return undefined;
-    const key = `${msg.k}:${hex(msg.result)}`;
-    tally.set(from, { key, view: msg.view });
+    tally.set(from, { k: msg.k, result: msg.result, view: msg.view });
     let matching = 0;
     // The view is not part of what must match, so take the smallest the matching replies name:
     // at least one of them is correct, and a faulty replica cannot steer the client ahead.
+    // Replies are compared field by field, not through a hex string key per reply.
     let view = Number.MAX_SAFE_INTEGER;
     for (const t of tally.values()) {
-      if (t.key !== key) continue;
+      if (t.k !== msg.k || !t.result.equals(msg.result)) continue;
       matching++;
       view = Math.min(view, t.view);
     }
