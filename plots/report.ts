@@ -289,13 +289,14 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
     head,
     {
       kind: 'paragraph',
-      text: `${machine}. Real runs on the local backend against the model with --testbed local, at points the calibration was not fitted to: throughput median |error| ${v.medianAbsErrorPercent}%, max ${v.maxAbsErrorPercent}%; the model ${v.rankingAgrees ? 'orders' : 'does NOT order'} the protocols as the real runs do wherever they differ by more than 10%.`,
+      text: `${machine}. Real runs on the local backend against the model with --testbed local, ${procsWords(v)}, at points the calibration was not fitted to: throughput median |error| ${v.medianAbsErrorPercent}%, max ${v.maxAbsErrorPercent}%; the model ${v.rankingAgrees ? 'orders' : 'does NOT order'} the protocols as the real runs do wherever they differ by more than 10%.`,
     },
     {
       kind: 'table',
       header: [
         'Protocol',
         'n',
+        'Client processes',
         'Real txn/s',
         'Model txn/s',
         'Error',
@@ -308,6 +309,7 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
       rows: v.points.map((p) => [
         `${p.protocol}${p.realValid ? '' : ' (real run invalid)'}`,
         String(p.replicas),
+        String(p.clientProcs ?? 1),
         String(p.realTxnPerSec),
         String(p.modelTxnPerSec),
         `${p.errorPercent}%`,
@@ -319,6 +321,13 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
       ]),
     },
   ];
+}
+
+/** A stored validation's client processes per run, in words (1 where not recorded: validations before `--client-procs` always ran one). */
+function procsWords(v: ValidationSummary): string {
+  const n = v.clientProcs ?? 1;
+  const recorded = v.clientProcs === undefined ? ' (not recorded: validations then always ran one)' : '';
+  return `${n} client process${n === 1 ? '' : 'es'} per run${recorded} (model validate --client-procs)`;
 }
 
 const METHOD: Block[] = [
