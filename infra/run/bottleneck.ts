@@ -1,6 +1,6 @@
 /**
  * What bound a run (DESIGN.md "Metrics": attribution; issue 11 item 3): the machine's CPU, the
- * clients (the offered load), latency (waiting: link delay, timers) or the network (an emulated
+ * clients (the offered load, or the client processes as a serial stage: rule 4), latency (waiting: link delay, timers) or the network (an emulated
  * link's rate). One pure rule, `attributeBottleneck`, with the thresholds named below; the
  * /proc/stat sampling that feeds it is beside it (the only I/O here, done by the harness).
  *
@@ -32,8 +32,9 @@
  *       (figure 13 --quick had PoE's probe gain 3.6% and PBFT's 1.1% at n = 4, machine at
  *       156% and 155% of 200%, busiest process at 35%): PoE about 277K against 318K txn/s,
  *       Zyzzyva 227K against 265K (README, "Measured on this machine").
- *     Without a probe (a load given with --load-txns or --clients, `run`) the verdict says that
- *     the run does not show which of the two it was, instead of guessing.
+ *     Without a probe (a load given with --load-txns or --clients, `run`), or with an invalid
+ *     one, the verdict says that the run does not show which of the two it was, instead of
+ *     guessing.
  *     The probe's gain is quoted in every verdict that has one.
  */
 import { readFileSync } from 'node:fs';
