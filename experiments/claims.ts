@@ -709,12 +709,13 @@ export function pointsReason(claim: Claim, data: FigureData): string | undefined
   if (points.length === 0) return undefined;
   const where = (p: AggregatedPoint): string => `${L[p.point.protocol]} at ${xLabel(data.figure, xOf(data.figure, p.point))}`;
   const parts: string[] = [];
-  const byKind = new Map<string, AggregatedPoint[]>();
-  for (const p of points) if (p.bottleneck) byKind.set(p.bottleneck.kind, [...(byKind.get(p.bottleneck.kind) ?? []), p]);
-  for (const [kind, list] of [...byKind.entries()].sort((a, b) => b[1].length - a[1].length)) {
+  const byLabel = new Map<string, AggregatedPoint[]>();
+  for (const p of points) if (p.bottleneck) byLabel.set(boundLabel(p.bottleneck), [...(byLabel.get(boundLabel(p.bottleneck)) ?? []), p]);
+  for (const [label, list] of [...byLabel.entries()].sort((a, b) => b[1].length - a[1].length)) {
     const ex = list[list.length - 1]!;
-    const paper = kind === 'cpu' ? '; the paper gave every replica its own 8-core machine' : '';
-    parts.push(`${KIND_WORD[kind] ?? kind} at ${list.length} of ${points.length} points (e.g. ${where(ex)}: ${ex.bottleneck!.detail})${paper}`);
+    const paper = ex.bottleneck!.kind === 'cpu' ? '; the paper gave every replica its own 8-core machine' : '';
+    const detail = ex.bottleneck!.detail.startsWith(`${label}: `) ? ex.bottleneck!.detail.slice(label.length + 2) : ex.bottleneck!.detail;
+    parts.push(`${label} at ${list.length} of ${points.length} points (e.g. ${where(ex)}: ${detail})${paper}`);
   }
   const unsaturated = points.filter((p) => p.saturation?.saturated === false);
   if (unsaturated.length > 0) parts.push(`not shown saturated: ${unsaturated.map(where).join(', ')}`);
@@ -726,6 +727,17 @@ export function pointsReason(claim: Claim, data: FigureData): string | undefined
 }
 
 const KIND_WORD: Readonly<Record<string, string>> = { cpu: 'CPU-bound', clients: 'client-bound', latency: 'latency-bound', network: 'network-bound' };
+
+/**
+ * The verdict's own label, the words before its first colon (infra/run/bottleneck.ts: e.g.
+ * "client-process-bound, not load-bound" or "client-bound, not probed", which one kind,
+ * clients, covers), so that points the probe set apart are not counted as one; the kind's word
+ * when the detail has none.
+ */
+export function boundLabel(b: { readonly kind: string; readonly detail: string }): string {
+  const label = /^([\w-]+-bound(?:, [^:]+)?): /.exec(b.detail)?.[1];
+  return label ?? KIND_WORD[b.kind] ?? b.kind;
+}
 
 /** What a report knows about how its numbers were made, beyond the runs themselves. */
 export interface ClaimContext {

@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../infra/run/execute.js';
 import type { RunSpec } from '../infra/run/spec.js';
-import { cpuFull, judgeProbe, runSaturated } from './saturation.js';
+import { attributeBottleneck, type BottleneckInput } from '../infra/run/bottleneck.js';
+import { cpuFull, judgeProbe, runSaturated, withLoadProbe } from './saturation.js';
 
 /** A fake protocol whose throughput follows the load up to `capacity` txn/s (Little's law with 10 ms latency). */
 function fakeRunner(capacity: number, calls: { load: number; measuredSec?: number }[]) {
@@ -75,6 +76,43 @@ describe('runSaturated', () => {
     const out = await runSaturated(1000, atLoad, run, { maxDoublings: 1, probeMeasuredSec: 3 });
     expect(out!.saturation).toMatchObject({ loadTxns: 2000, saturated: false });
     expect(out!.saturation.note).toMatch(/NOT shown saturated/);
+  });
+
+  it("makes the run's bottleneck verdict again with its probe: a flat probe is not told that more load would help (issue 11 item 3)", async () => {
+    // Idle CPU, closed loop, nothing waiting: the verdict the probe decides (infra/run/bottleneck.ts rule 4).
+    const input: BottleneckInput = {
+      machineCpuPercent: 156,
+      cores: 2,
+      processes: [
+        { name: 'replica 0', cpuPercent: 35, role: 'replica' },
+        { name: 'client 0', cpuPercent: 23, role: 'client' },
+      ],
+      linkDelayMs: 0,
+      linkRateBitsPerSec: 0,
+      busiestSenderBitsPerSecPerLink: 0,
+      throughputTxnPerSec: 0,
+      meanLatencyMs: 10,
+      clientTimeouts: 0,
+      acceptedBatches: 1000,
+    };
+    const verdictAt = async (capacity: number) => {
+      const { atLoad, run } = fakeRunner(capacity, []);
+      const withInput = async (spec: RunSpec): Promise<RunResult> => {
+        const r = await run(spec);
+        return { ...r, bottleneckInput: input, bottleneck: attributeBottleneck(input) };
+      };
+      const out = await runSaturated(2000, atLoad, withInput, { maxDoublings: 1, probeMeasuredSec: 3 });
+      return out!.result.bottleneck!;
+    };
+    // 2000 txns already at capacity: the probe at 4000 gains 0%.
+    const flat = await verdictAt(200_000);
+    expect(flat.detail).toMatch(/^client-process-bound, not load-bound: a probe at 2x the outstanding transactions: double load gained 0% \(< 5%\)/);
+    expect(flat.detail).not.toMatch(/more outstanding transactions would raise throughput/);
+    // Far from capacity: the probes gain 100% up to the cap; the verdict says the load bound it.
+    const rising = await verdictAt(1e9);
+    expect(rising.detail).toMatch(/double load gained 100%: more outstanding transactions would raise throughput$/);
+    // A result without the verdict's inputs is left as it is.
+    expect(withLoadProbe({ bottleneck: flat }, { factor: 2, gainPercent: 50, gained: true, why: '' })).toEqual({ bottleneck: flat });
   });
 
   it('a probe whose latency explodes, or that is invalid, shows saturation', () => {

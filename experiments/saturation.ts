@@ -24,6 +24,10 @@
  * from four to eight requests per leader (experiments/sweep.ts). The CPU-full observation is kept
  * in the note.
  *
+ * The probe also decides what the run's bottleneck verdict may say (`withLoadProbe`): a run with
+ * idle CPU and nothing waiting is client-bound, by the load only when more load gained; when it
+ * did not, by its client process(es) as a serial stage (infra/run/bottleneck.ts rule 4).
+ *
  * A load the user gave (--clients, --load-txns) wins: no probe, recorded as given. Later
  * repetitions of a point reuse the load its first repetition settled on (no probe again).
  * Figure 11b is not probed: its point is defined by a primary failure at a fixed place, and a
@@ -31,7 +35,7 @@
  */
 import type { RunResult } from '../infra/run/execute.js';
 import type { RunSpec } from '../infra/run/spec.js';
-import { CPU_BOUND_FRACTION } from '../infra/run/bottleneck.js';
+import { attributeBottleneck, CPU_BOUND_FRACTION, type LoadProbe } from '../infra/run/bottleneck.js';
 
 export const PROBE_FACTOR = 2;
 export const GAIN_PERCENT = 5;
@@ -102,6 +106,31 @@ export function cpuFull(result: Pick<RunResult, 'bottleneck' | 'metrics'>): stri
   return `its ${result.metrics.processes.length} processes used ${Math.round(own)}% of the machine's ${100 * b.cores}%`;
 }
 
+/**
+ * The probe as the bottleneck rule reads it (infra/run/bottleneck.ts rule 4): whether more load
+ * raised throughput is this rule's verdict, not a second one; an invalid probe shows nothing.
+ */
+export function loadProbeOf(verdict: ReturnType<typeof judgeProbe>, probeValid: boolean, whose?: string): LoadProbe {
+  return {
+    factor: PROBE_FACTOR,
+    gainPercent: verdict.gainPercent,
+    gained: probeValid ? !verdict.saturated : null,
+    why: verdict.why,
+    ...(whose === undefined ? {} : { whose }),
+  };
+}
+
+/**
+ * The run's verdict made again with what a probe at more load showed (issue 11 item 3: a verdict
+ * that says more outstanding transactions would help must not contradict the probe that tried).
+ * A result without the verdict's inputs (a model run, a test's fake) is returned as it is.
+ */
+export function withLoadProbe<R extends Pick<RunResult, 'bottleneck' | 'bottleneckInput'>>(result: R, probe: LoadProbe): R {
+  if (result.bottleneckInput === undefined) return result;
+  const bottleneckInput = { ...result.bottleneckInput, loadProbe: probe };
+  return { ...result, bottleneckInput, bottleneck: attributeBottleneck(bottleneckInput) };
+}
+
 /** A spec at another load, keeping everything else. */
 export type AtLoad = (loadTxns: number, measuredSec?: number) => RunSpec;
 
@@ -118,16 +147,18 @@ export async function runSaturated(
   let load = startLoadTxns;
   const probes: SaturationProbe[] = [];
   for (let doubling = 0; ; doubling++) {
-    const result = await run(atLoad(load), `load ${load} txns`);
-    if (result.interrupted) return undefined;
-    if (!result.valid) return { result, saturation: { loadTxns: load, how: 'unprobed', saturated: null, probes, note: 'the run is not valid: no probe' } };
+    const measured = await run(atLoad(load), `load ${load} txns`);
+    if (measured.interrupted) return undefined;
+    if (!measured.valid)
+      return { result: measured, saturation: { loadTxns: load, how: 'unprobed', saturated: null, probes, note: 'the run is not valid: no probe' } };
     // CPU-bound or not, the probe decides (header): more load can still lower CPU per batch.
-    const full = cpuFull(result);
+    const full = cpuFull(measured);
     const cpuNote = full === undefined ? '' : ` (CPU-bound: ${full})`;
     const probeLoad = load * PROBE_FACTOR;
     const probe = await run(atLoad(probeLoad, policy.probeMeasuredSec), `probe at ${probeLoad} txns`);
     if (probe.interrupted) return undefined;
-    const verdict = judgeProbe(result, probe);
+    const verdict = judgeProbe(measured, probe);
+    const result = withLoadProbe(measured, loadProbeOf(verdict, probe.valid));
     probes.push({
       loadTxns: probeLoad,
       valid: probe.valid,

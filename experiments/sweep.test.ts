@@ -20,6 +20,7 @@ import {
   primaryCrashAtMs,
   loadGroup,
   chosenLoadsFrom,
+  runPointSaturated,
   runSweep,
   specFor,
   sweepManifest,
@@ -30,6 +31,9 @@ import {
 } from './sweep.js';
 import type { FigureId, RunRecord } from '../infra/run/records.js';
 import type { ProtocolName } from '../replica/types.js';
+import { attributeBottleneck, type BottleneckInput, type LoadProbe } from '../infra/run/bottleneck.js';
+import type { RunResult } from '../infra/run/execute.js';
+import type { SpecRunner } from './saturation.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -290,6 +294,51 @@ describe('the load each point runs at (issue 11 items 1 and 6)', () => {
     // Its later repetitions reused the unprobed load: not kept either.
     expect(chosenLoadsFrom([rec('cpu-full'), rec('reused'), rec('reused')]).size).toBe(0);
     expect([...chosenLoadsFrom([rec('probed')])]).toEqual([['pbft/n=16/crashed=0/batch=100', 2400]]);
+  });
+});
+
+describe("a repetition's bottleneck reads its point's probe (issue 11 item 3)", () => {
+  it("repetition 2 reuses the load and the verdict quotes repetition 1's probe; figure 12 does not carry it across batch sizes", async () => {
+    const input: BottleneckInput = {
+      machineCpuPercent: 150,
+      cores: 2,
+      processes: [
+        { name: 'replica 0', cpuPercent: 35, role: 'replica' },
+        { name: 'client 0', cpuPercent: 20, role: 'client' },
+      ],
+      linkDelayMs: 0,
+      linkRateBitsPerSec: 0,
+      busiestSenderBitsPerSecPerLink: 0,
+      throughputTxnPerSec: 100_000,
+      meanLatencyMs: 24,
+      clientTimeouts: 0,
+      acceptedBatches: 1000,
+    };
+    // Every load gives the same throughput: the probe at double load gains 0%.
+    const runSpec: SpecRunner = async (spec) =>
+      ({
+        valid: true,
+        interrupted: false,
+        throughputTxnPerSec: 100_000,
+        latencyMs: { mean: spec.loadTxns! / 100, p50: 0, p99: 0, max: 0 },
+        spec,
+        bottleneckInput: input,
+        bottleneck: attributeBottleneck(input),
+      }) as unknown as RunResult;
+    const c13: SweepConfig = { ...config, loadTxns: 2400 };
+    const [rep0, rep1] = planSweep(c13).filter((r) => r.pointId === 'poe/n=4/crashed=0/batch=100');
+    const chosen = new Map<string, number>();
+    const probed = new Map<string, LoadProbe>();
+    const first = await runPointSaturated(rep0!, c13, runSpec, chosen, probed);
+    expect(first!.result.bottleneck!.detail).toMatch(/^client-process-bound, not load-bound: a probe at 2x/);
+    const second = await runPointSaturated(rep1!, c13, runSpec, chosen, probed);
+    expect(second!.saturation.how).toBe('reused');
+    expect(second!.result.bottleneck!.detail).toMatch(
+      /^client-process-bound, not load-bound: repetition 1's probe at 2x the outstanding transactions: double load gained 0%/,
+    );
+    // A resumed sweep has the load but not the probe: the verdict says it was not probed.
+    const resumed = await runPointSaturated(rep1!, c13, runSpec, chosen, new Map());
+    expect(resumed!.result.bottleneck!.detail).toMatch(/^client-bound, not probed: /);
   });
 });
 

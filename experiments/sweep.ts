@@ -18,8 +18,9 @@ import { formatReplicaFault } from '../replica/byzantine.js';
 import { primaryOf, type ProtocolName } from '../replica/types.js';
 import { BATCH_SIZES, FIGURES, figureOfExperiment, planRuns, PROTOCOL_LABEL, type PlannedRun, type Profile } from './figures.js';
 import { latestPerRepetition } from './stats.js';
-import { runSaturated, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
+import { runSaturated, withLoadProbe, type Saturation, type SaturationPolicy, type SpecRunner } from './saturation.js';
 import type { FigureId, RunMetrics, RunRecord } from '../infra/run/records.js';
+import type { LoadProbe } from '../infra/run/bottleneck.js';
 
 /**
  * Where a sweep's runs go: the simulator, or real processes on one of the run backends
@@ -747,18 +748,23 @@ export function chosenLoadsFrom(records: readonly RunRecord[]): Map<string, numb
 /**
  * One point of a real-backend sweep at its saturation: the run and its record with `saturation`.
  * `runSpec` runs one spec (executeRun with the sweep's signal and logs); `chosen` remembers the
- * load each point settled on, so later repetitions reuse it.
+ * load each point settled on, so later repetitions reuse it; `probed` remembers the probe that
+ * settled it, so that a later repetition's bottleneck verdict (infra/run/bottleneck.ts) reads
+ * repetition 1's probe at the same load (not across figure 12's batch sizes: another point).
+ * A resumed sweep does not have it: its reused repetitions are said to be not probed.
  */
 export async function runPointSaturated(
   run: SweepRun,
   config: SweepConfig,
   runSpec: SpecRunner,
   chosen: Map<string, number>,
+  probed: Map<string, LoadProbe> = new Map(),
 ): Promise<{ result: RunResult; spec: RunSpec; saturation: Saturation } | undefined> {
-  const fixed = (how: Saturation['how'], note: string, loadTxns?: number) => async () => {
+  const fixed = (how: Saturation['how'], note: string, loadTxns?: number, probe?: LoadProbe) => async () => {
     const spec = specFor(run, config, loadTxns);
-    const result = await runSpec(spec, 'run');
-    if (result.interrupted) return undefined;
+    const measured = await runSpec(spec, 'run');
+    if (measured.interrupted) return undefined;
+    const result = probe === undefined ? measured : withLoadProbe(measured, probe);
     const load = outstandingTxns(spec) ?? 0;
     return { result, spec, saturation: { loadTxns: load, how, saturated: null, probes: [], note } };
   };
@@ -770,12 +776,15 @@ export async function runPointSaturated(
   const earlier = chosen.get(group);
   if (earlier !== undefined) {
     const whose = run.figure === '12' ? `${run.point.protocol}'s first batch size` : 'repetition 1';
-    return fixed('reused', `the load ${whose} settled on (${earlier} txns), held`, earlier)();
+    const probe = run.figure === '12' ? undefined : probed.get(group);
+    return fixed('reused', `the load ${whose} settled on (${earlier} txns), held`, earlier, probe)();
   }
   const start = specFor(run, config).loadTxns ?? config.loadTxns;
   const atLoad = (loadTxns: number, measuredSec?: number): RunSpec => specFor(run, measuredSec === undefined ? config : { ...config, measuredSec }, loadTxns);
   const out = await runSaturated(start, atLoad, runSpec, saturationPolicy(config));
   if (!out) return undefined;
   chosen.set(group, out.saturation.loadTxns);
+  const probe = out.result.bottleneckInput?.loadProbe;
+  if (probe !== undefined) probed.set(group, { ...probe, whose: "repetition 1's" });
   return { result: out.result, spec: out.result.spec, saturation: out.saturation };
 }

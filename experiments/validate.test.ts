@@ -2,7 +2,7 @@ import { cpus } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import type { FitProcess } from '../infra/sim/calibration.js';
 import { fitFixedCosts, fitNonNegative, ioPerBatch } from './calibrate.js';
-import { coresLeft, errorPercent, formatValidation, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
+import { checkDisjoint, clientProcsOf, coresLeft, errorPercent, formatValidation, median, rankingAt, summarise, type ValidationPoint } from './validate.js';
 
 const pt = (protocol: string, replicas: number, realTxnPerSec: number, modelTxnPerSec: number): ValidationPoint => ({
   protocol,
@@ -61,6 +61,23 @@ describe('validation math', () => {
     const table = formatValidation(summarise([{ ...pt('zyzzyva', 4, 189000, 187609), realCpuCores: 1.4, modelCpuCores: 1.32, modelHostCores: 2 }]));
     expect(table).toContain('| cores used real, model | cores of the modelled host |');
     expect(table).toContain('| 1.4, 1.32 | 2 |');
+  });
+
+  it('records the client processes of its points, 1 where a stored validation did not say, and refuses a mix', () => {
+    const two = [pt('poe', 4, 300, 310), pt('pbft', 4, 260, 250)].map((p) => ({ ...p, clientProcs: 2 }));
+    const s = summarise(two);
+    expect(s.clientProcs).toBe(2);
+    expect(formatValidation(s)).toMatch(/^Model validation \(testbed local, 2 client processes per run\)/);
+    expect(summarise([pt('poe', 4, 300, 310)]).clientProcs).toBe(1);
+    expect(formatValidation(summarise([pt('poe', 4, 300, 310)]))).toMatch(/, 1 client process per run\)/);
+    expect(() => clientProcsOf([two[0]!, pt('poe', 8, 100, 100)])).toThrow(/mixes client processes \(2, 1\)/);
+  });
+
+  it('fit and validation points stay disjoint by replica count, whatever the client processes (issue 12 item 4)', () => {
+    // The calibration's fit points (experiments/calibrate.ts FIT_POINTS) are at n = 5 and 7.
+    const cal = { fitPoints: [fitPointOf('poe', 5, []), fitPointOf('pbft', 7, [])] };
+    expect(() => checkDisjoint(cal, [4, 8, 16])).not.toThrow();
+    expect(() => checkDisjoint(cal, [4, 7])).toThrow(/validation at n=7: the calibration was fitted there \(poe n=5, pbft n=7\)/);
   });
 
   it('median of odd and even lists', () => {

@@ -3,7 +3,14 @@
  * the cost model with `--testbed local`, and reports the error per point (throughput and mean
  * latency) and whether the model orders the protocols as the real runs do. The points are at
  * n = 4, 8, 16; the calibration's fit points are at other n (experiments/calibrate.ts), so the
- * model is judged on configurations it was not fitted to.
+ * model is judged on configurations it was not fitted to. The check is on n alone, whatever the
+ * client processes of either: a fit point and a validation point at the same n share every
+ * replica-side count, so a different client setting would not make the validation independent.
+ *
+ * `clientProcs` (default 1, what validation always ran before): the real runs spread their
+ * logical clients over that many client processes (`run --client-procs`), and the model gets
+ * the same (model-point.ts clientProcs), so the one client process's serial stage can be taken
+ * out of both sides (infra/run/bottleneck.ts). Recorded in every point and in the summary.
  */
 import { cpus } from 'node:os';
 import { executeRun, type RunOptions } from '../infra/run/execute.js';
@@ -17,6 +24,8 @@ import { type ModelIo, modelPoint, pointInputOf } from './model-point.js';
 export interface ValidationPoint {
   readonly protocol: string;
   readonly replicas: number;
+  /** Client processes the logical clients were spread over, in the real run and in the model; absent in validations before it was recorded (1 then). */
+  readonly clientProcs?: number;
   readonly realTxnPerSec: number;
   readonly modelTxnPerSec: number;
   /** (model - real) / real, percent. */
@@ -76,6 +85,8 @@ export interface RankingCheck {
 }
 
 export interface ValidationSummary {
+  /** Client processes of every point (the points' own); absent in validations stored before it was recorded (they ran 1). */
+  readonly clientProcs?: number;
   readonly points: readonly ValidationPoint[];
   /** Points left out of the statistics because their real run was invalid or accepted nothing. */
   readonly excluded: readonly string[];
@@ -126,6 +137,7 @@ export function summarise(all: readonly ValidationPoint[]): ValidationSummary {
   const abs = points.map((p) => Math.abs(p.errorPercent));
   const rankings = [...new Set(points.map((p) => p.replicas))].sort((a, b) => a - b).map((n) => rankingAt(points, n));
   return {
+    clientProcs: clientProcsOf(all),
     points: all,
     excluded: all.filter((p) => !points.includes(p)).map((p) => `${p.protocol} n=${p.replicas}`),
     medianAbsErrorPercent: round1(median(abs)),
@@ -135,6 +147,13 @@ export function summarise(all: readonly ValidationPoint[]): ValidationSummary {
     rankings,
     rankingAgrees: rankings.every((r) => r.disagreements.length === 0),
   };
+}
+
+/** The client processes of a validation's points: 1 where not recorded (validations before `--client-procs`). */
+export function clientProcsOf(points: readonly Pick<ValidationPoint, 'clientProcs'>[]): number {
+  const procs = new Set(points.map((p) => p.clientProcs ?? 1));
+  if (procs.size > 1) throw new RangeError(`a validation mixes client processes (${[...procs].join(', ')}): validate each setting on its own`);
+  return procs.values().next().value ?? 1;
 }
 
 const pair = (real: number | undefined, model: number | undefined): string => `${real ?? '-'}, ${model ?? '-'}`;
@@ -147,6 +166,8 @@ export interface ValidateOptions {
   readonly warmupS?: number;
   readonly durationS?: number;
   readonly modelBatches?: number;
+  /** Client processes per real run and per modelled point (default 1). */
+  readonly clientProcs?: number;
   readonly onProgress?: (line: string) => void;
   readonly signal?: AbortSignal;
 }
@@ -168,11 +189,13 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
   const machine = localTestbed();
   log(`model testbed: ${machine.description} (${machine.sources['sharedHostCores']}), less what other work used during each real run`);
   const points: ValidationPoint[] = [];
-  const fitted = new Set(calibration.fitPoints.map((p) => p.replicas));
-  for (const n of options.replicas ?? [4, 8, 16]) {
-    if (fitted.has(n)) throw new RangeError(`validation at n=${n}: the calibration was fitted there; fit and validation points must be disjoint`);
+  const clientProcs = options.clientProcs ?? 1;
+  const replicaCounts = options.replicas ?? [4, 8, 16];
+  checkDisjoint(calibration, replicaCounts);
+  log(`${clientProcs} client process(es) per run, real and modelled`);
+  for (const n of replicaCounts) {
     for (const protocol of options.protocols ?? (['poe', 'pbft', 'zyzzyva', 'hotstuff'] as const)) {
-      const spec = makeRunSpec({ protocol, replicas: n, warmupS: options.warmupS ?? 3, durationS: options.durationS ?? 5 });
+      const spec = makeRunSpec({ protocol, replicas: n, clientProcs, warmupS: options.warmupS ?? 3, durationS: options.durationS ?? 5 });
       log(`${protocol} n=${n}: real run on the local backend...`);
       const runOptions: RunOptions = options.signal ? { signal: options.signal } : {};
       const real = await executeRun(spec, runOptions);
@@ -192,6 +215,7 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
       const p: ValidationPoint = {
         protocol,
         replicas: n,
+        clientProcs: spec.clientProcs,
         realTxnPerSec: Math.round(real.throughputTxnPerSec),
         modelTxnPerSec: model.txnPerSec,
         errorPercent: round1(errorPercent(model.txnPerSec, real.throughputTxnPerSec)),
@@ -223,6 +247,19 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
     }
   }
   return summarise(points);
+}
+
+/**
+ * Fit and validation points must be disjoint (issue 12 item 4): no validation at a replica count
+ * the calibration was fitted at (header: whatever the client processes).
+ */
+export function checkDisjoint(calibration: Pick<CalibrationFile, 'fitPoints'>, replicas: readonly number[]): void {
+  const fitted = new Set(calibration.fitPoints.map((p) => p.replicas));
+  const both = replicas.filter((n) => fitted.has(n));
+  if (both.length > 0)
+    throw new RangeError(
+      `validation at n=${both.join(', ')}: the calibration was fitted there (${calibration.fitPoints.map((p) => `${p.protocol} n=${p.replicas}`).join(', ')}); fit and validation points must be disjoint`,
+    );
 }
 
 const defined = (o: Record<string, number | undefined>): Record<string, number> =>
@@ -264,7 +301,7 @@ function modelCoalescing(io: ModelIo, acceptedBatches: number): Coalescing {
 
 export function formatValidation(s: ValidationSummary, calibrationPath?: string): string {
   const lines = [
-    `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}): real runs on the local backend against the cost model`,
+    `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}, ${s.clientProcs ?? 1} client process${(s.clientProcs ?? 1) === 1 ? '' : 'es'} per run): real runs on the local backend against the cost model`,
     '',
     '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores used real, model | cores of the modelled host | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model | client CPU ms/batch real, model |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',

@@ -96,6 +96,7 @@ import { defaultAwsCommandIo } from './infra-aws-command.js';
 import { INFRA_FLAG_NAMES, parseInfraFlags, type InfraFlags, type InfraSpec } from '../infra/run/placement.js';
 import { environment, outDirProblem } from '../infra/run/results.js';
 import { executeRun } from '../infra/run/execute.js';
+import type { LoadProbe } from '../infra/run/bottleneck.js';
 import { liveReplicas, type RunSpec } from '../infra/run/spec.js';
 import { canonicalFlags, commaList, defineParams, describeParamIssues, paramDefault, paramSchema, paramsFor, replayArgs, replayLine } from '../infra/params.js';
 
@@ -432,6 +433,7 @@ function simulatedExecutor(config: SweepConfig, pool: PointPool, toRun: readonly
 /** The executor of a real backend. */
 function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: RemoteHosts): RunExecutor {
   const chosen = chosenLoadsFrom(loadRuns(dir));
+  const probed = new Map<string, LoadProbe>();
   return async (run, signal, onPhase) => {
     // Figure 11b's points come with their fault: specFor wraps the primary in stopAfter. Each
     // point runs at its saturation (experiments/saturation.ts): probes are extra runs.
@@ -443,7 +445,7 @@ function executorFor(config: SweepConfig, dir: string, logs: boolean, remote?: R
         ...(logDir ? { logDir: what === 'run' ? logDir : `${logDir}.${what.replace(/\W+/g, '_')}` } : {}),
         ...(remote?.launch ? { launch: remote.launch } : {}),
       });
-    const out = await runPointSaturated(run, config, runSpec, chosen);
+    const out = await runPointSaturated(run, config, runSpec, chosen, probed);
     if (!out) return undefined;
     const record = { ...recordFromRunResult(run, out.result, config.backend), saturation: out.saturation };
     return remote ? { ...record, hosts: hostsUsed(remote.hosts, out.spec), ...remote.extra } : record;

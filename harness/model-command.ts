@@ -3,9 +3,10 @@
  *
  * - `calibrate [--out FILE] [--no-fit]`: per-operation costs measured here, fixed costs fitted
  *   from short real runs (experiments/calibrate.ts); writes the calibration file.
- * - `model validate [--calibration FILE] [--json] [--quick]`: real runs against the model with
- *   `--testbed local` (experiments/validate.ts); the result is also stored in the calibration
- *   file, so a model figure's report can show the validation of the calibration it used.
+ * - `model validate [--calibration FILE] [--client-procs N] [--json]`: real runs against the model
+ *   with `--testbed local` (experiments/validate.ts), both with N client processes (default 1);
+ *   the result is also stored in the calibration file, with its N, so a model figure's report
+ *   can show the validation of the calibration it used.
  * - `model costs [--json] [--batches N]`: the per-batch cost table (experiments/cost-table.ts).
  * - `model point --protocol P --replicas N [--testbed local|c5.2xlarge|FILE]`: one modelled point.
  */
@@ -27,6 +28,15 @@ function numberFlag(flag: string, text: string, min: number): number {
   const x = Number(text);
   if (!Number.isFinite(x) || x < min) {
     process.stderr.write(`poe-bench: ${flag}: must be a number >= ${min}, got '${text}'\n`);
+    process.exit(2);
+  }
+  return x;
+}
+
+function integerFlag(flag: string, text: string, min: number): number {
+  const x = numberFlag(flag, text, min);
+  if (!Number.isInteger(x)) {
+    process.stderr.write(`poe-bench: ${flag}: must be a whole number, got '${text}'\n`);
     process.exit(2);
   }
   return x;
@@ -85,14 +95,16 @@ function registerValidate(model: Command): void {
     .option('--replicas <list>', 'comma-separated replica counts', '4,8,16')
     .option('--warmup <s>', 'warm-up seconds of each real run', '3')
     .option('--duration <s>', 'measured seconds of each real run', '5')
+    .option('--client-procs <n>', 'client processes the logical clients are spread over, in every real run and modelled point (as run --client-procs)', '1')
     .option('--json', 'print one JSON object')
-    .action(async (o: { calibration: string; protocols: string; replicas: string; warmup: string; duration: string; json?: boolean }) => {
+    .action(async (o: { calibration: string; protocols: string; replicas: string; warmup: string; duration: string; clientProcs: string; json?: boolean }) => {
       const cal = calibrationFile(o.calibration);
       const s = await validate(cal, {
         protocols: o.protocols.split(',') as ProtocolName[],
         replicas: numberList('--replicas', o.replicas, 4),
         warmupS: numberFlag('--warmup', o.warmup, 0),
         durationS: numberFlag('--duration', o.duration, 1),
+        clientProcs: integerFlag('--client-procs', o.clientProcs, 1),
         onProgress: (l) => process.stderr.write(`${l}\n`),
       });
       writeCalibration(o.calibration, { ...cal, validation: { ...s, date: new Date().toISOString() } });

@@ -289,13 +289,14 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
     head,
     {
       kind: 'paragraph',
-      text: `${machine}. Real runs on the local backend against the model with --testbed local, at points the calibration was not fitted to: throughput median |error| ${v.medianAbsErrorPercent}%, max ${v.maxAbsErrorPercent}%; the model ${v.rankingAgrees ? 'orders' : 'does NOT order'} the protocols as the real runs do wherever they differ by more than 10%.`,
+      text: `${machine}. Real runs on the local backend against the model with --testbed local, ${procsWords(v)}, at points the calibration was not fitted to: throughput median |error| ${v.medianAbsErrorPercent}%, max ${v.maxAbsErrorPercent}%; the model ${v.rankingAgrees ? 'orders' : 'does NOT order'} the protocols as the real runs do wherever they differ by more than 10%.`,
     },
     {
       kind: 'table',
       header: [
         'Protocol',
         'n',
+        'Client processes',
         'Real txn/s',
         'Model txn/s',
         'Error',
@@ -308,6 +309,7 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
       rows: v.points.map((p) => [
         `${p.protocol}${p.realValid ? '' : ' (real run invalid)'}`,
         String(p.replicas),
+        String(p.clientProcs ?? 1),
         String(p.realTxnPerSec),
         String(p.modelTxnPerSec),
         `${p.errorPercent}%`,
@@ -321,6 +323,13 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
   ];
 }
 
+/** A stored validation's client processes per run, in words (1 where not recorded: validations before `--client-procs` always ran one). */
+function procsWords(v: ValidationSummary): string {
+  const n = v.clientProcs ?? 1;
+  const recorded = v.clientProcs === undefined ? ' (not recorded: validations then always ran one)' : '';
+  return `${n} client process${n === 1 ? '' : 'es'} per run${recorded} (model validate --client-procs)`;
+}
+
 const METHOD: Block[] = [
   { kind: 'heading', level: 2, text: 'How the numbers are computed' },
   {
@@ -330,7 +339,7 @@ const METHOD: Block[] = [
       "Throughput: transactions in batches the clients accepted by the protocol's own rule inside the measurement window, per second. Latency: acceptance time minus first send time per transaction, in seconds. Messages/s: messages sent by all replicas inside the window.",
       'A failed or invalid run is never averaged in; it is listed with its reason. When a repetition was run again after a failure, its last valid run counts.',
       "Load: the closed loop keeps a number of transactions outstanding (the paper: 200K clients with one transaction each), batched by the client machines into requests of the batch size. Each point starts at the sweep's load and is doubled while a short probe at double load gains 5% or more (up to the profile's cap); the load used and the probes are recorded with the run. A load given with --clients or --load-txns is used as given.",
-      "Bound by: what limited each run, from the machine's CPU over the measured window (/proc/stat, 100% per core, whoever used it), each process's CPU, the emulated links and the client timeouts (infra/run/bottleneck.ts): cpu (the machine or one process at 90% or more), network (a link at 70% of its emulated rate), clients (the offered load, with CPU to spare), latency (requests waited on links or timers). A claim that does not hold gives the bottlenecks of the points it reads.",
+      "Bound by: what limited each run, from the machine's CPU over the measured window (/proc/stat, 100% per core, whoever used it), each process's CPU, the emulated links and the client timeouts (infra/run/bottleneck.ts): cpu (the machine or one process at 90% or more), network (a link at 70% of its emulated rate), clients (with CPU to spare and nothing waiting: the offered load when a probe at double load gained 5% or more; the client process(es) as a serial stage when it gained less, which more client processes spread; not told apart when the run was not probed), latency (requests waited on links or timers). A claim that does not hold gives the bottlenecks of the points it reads.",
       'Steady state: a run is flagged when its warm-up had not levelled off, when its throughput drifted more than 10% across the window, or when the window is shorter than 20 mean latencies. A point whose 95% interval is wider than 10% of its mean is flagged noisy.',
       'Ratio sentences follow the paper\'s form: "up to" is the largest gap over the points both protocols were measured at; where the subject is behind everywhere the range of its deficit is given. From a tripling on a gap is a ratio, as the paper writes it: "3.5× more" means 3.5 times as much (§5.2).',
     ],

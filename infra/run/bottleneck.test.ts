@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attributeBottleneck, machineCpuPercent, parseProcStat, type BottleneckInput } from './bottleneck.js';
+import { attributeBottleneck, machineCpuPercent, parseProcStat, type BottleneckInput, type LoadProbe } from './bottleneck.js';
 
 const idle: BottleneckInput = {
   machineCpuPercent: 40,
@@ -58,6 +58,72 @@ describe('attributeBottleneck', () => {
     expect(attributeBottleneck({ ...idle, linkDelayMs: 0.25, meanLatencyMs: 90 }).kind).toBe('clients');
     expect(attributeBottleneck({ ...idle, clientTimeouts: 100 }).kind).toBe('latency');
     expect(attributeBottleneck(idle).kind).toBe('clients');
+  });
+
+  it('closed loop, idle CPU, no probe: clients, and it says the run does not show whether more load or more client processes would help', () => {
+    const b = attributeBottleneck(idle);
+    expect(b.kind).toBe('clients');
+    expect(b.detail).toMatch(/^client-bound, not probed: /);
+    expect(b.detail).not.toMatch(/more outstanding transactions would raise throughput/);
+    expect(b.detail).toMatch(/--client-procs/);
+  });
+
+  // figure 13 --quick (/work/meas/s17/fig13/runs.jsonl): PoE at n = 4, 2,400 txns outstanding,
+  // machine 156% of 200%, busiest replica 0 at 35.5%, client 0 at 22.8%; its probe at 4,800 gained 3.6%.
+  const poeN4: BottleneckInput = {
+    ...idle,
+    machineCpuPercent: 156.1,
+    processes: [
+      { name: 'replica 0', cpuPercent: 35.5, role: 'replica' },
+      { name: 'replica 1', cpuPercent: 31.9, role: 'replica' },
+      { name: 'replica 2', cpuPercent: 33.2, role: 'replica' },
+      { name: 'replica 3', cpuPercent: 32.6, role: 'replica' },
+      { name: 'client 0', cpuPercent: 22.8, role: 'client' },
+    ],
+  };
+  const flat: LoadProbe = { factor: 2, gainPercent: 3.6, gained: false, why: 'double load gained 3.6% (< 5%)' };
+
+  it('a probe at double load that gained < 5% is not told "more outstanding transactions would raise throughput": the client process as a serial stage, with the figures', () => {
+    const b = attributeBottleneck({ ...poeN4, loadProbe: flat });
+    expect(b.kind).toBe('clients');
+    expect(b.detail).not.toMatch(/more outstanding transactions would raise throughput/);
+    expect(b.detail).toMatch(/^client-process-bound, not load-bound: /);
+    expect(b.detail).toMatch(/double load gained 3\.6% \(< 5%\)/);
+    expect(b.detail).toMatch(/machine 156% of 200% CPU/);
+    expect(b.detail).toMatch(/busiest at 36%/);
+    expect(b.detail).toMatch(/the 1 client process at 23%/);
+    expect(b.detail).toMatch(/--client-procs .*--client-machines/);
+    // Two client processes: both named with their range.
+    const two = attributeBottleneck({
+      ...poeN4,
+      processes: [...poeN4.processes, { name: 'client 1', cpuPercent: 14.3, role: 'client' }],
+      loadProbe: { ...flat, whose: "repetition 1's" },
+    });
+    expect(two.detail).toMatch(/the 2 client processes at 14% to 23% each/);
+    expect(two.detail).toMatch(/repetition 1's probe at 2x/);
+  });
+
+  it('a probe at double load that gained 5% or more: the load, with the gain', () => {
+    const b = attributeBottleneck({ ...poeN4, loadProbe: { factor: 2, gainPercent: 13, gained: true, why: 'double load gained 13%' } });
+    expect(b.kind).toBe('clients');
+    expect(b.detail).toMatch(/^client-bound: .*double load gained 13%: more outstanding transactions would raise throughput$/);
+  });
+
+  it('an invalid probe shows nothing: neither cause is claimed', () => {
+    const b = attributeBottleneck({ ...poeN4, loadProbe: { factor: 2, gainPercent: -100, gained: null, why: 'the probe at double load was not valid' } });
+    expect(b.kind).toBe('clients');
+    expect(b.detail).toMatch(/^client-bound, not shown how: /);
+    expect(b.detail).not.toMatch(/would raise throughput$|serial stage/);
+  });
+
+  it('a verdict the probe does not decide still quotes it', () => {
+    const b = attributeBottleneck({
+      ...idle,
+      machineCpuPercent: 197,
+      loadProbe: { factor: 2, gainPercent: 25.3, gained: true, why: 'double load gained 25.3%' },
+    });
+    expect(b.kind).toBe('cpu');
+    expect(b.detail).toMatch(/^CPU-bound: .* \(a probe at 2x the outstanding transactions: double load gained 25\.3%\)$/);
   });
 
   it('unknown machine CPU still judges by the processes', () => {

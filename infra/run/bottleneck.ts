@@ -1,6 +1,6 @@
 /**
  * What bound a run (DESIGN.md "Metrics": attribution; issue 11 item 3): the machine's CPU, the
- * clients (the offered load), latency (waiting: link delay, timers) or the network (an emulated
+ * clients (the offered load, or the client processes as a serial stage: rule 4), latency (waiting: link delay, timers) or the network (an emulated
  * link's rate). One pure rule, `attributeBottleneck`, with the thresholds named below; the
  * /proc/stat sampling that feeds it is beside it (the only I/O here, done by the harness).
  *
@@ -17,8 +17,25 @@
  *  4. closed loop with idle CPU: throughput = outstanding / latency. The bound is latency when the
  *     latency is mostly waiting (an emulated link's round trips make at least
  *     LINK_SHARE_OF_LATENCY of it, or client timeouts fired on at least TIMEOUT_SHARE of the
- *     batches); otherwise nothing on the machine was busy and nothing made requests wait, so
- *     only more outstanding transactions would raise throughput: the clients bound it.
+ *     batches); otherwise nothing on the machine was busy and nothing made requests wait, and
+ *     the clients bound it, in one of two ways that only a probe at more load tells apart
+ *     (`loadProbe`, experiments/saturation.ts):
+ *     - the load: a probe at more outstanding transactions gained throughput (the saturation
+ *       rule's GAIN_PERCENT or more): more outstanding transactions would raise throughput;
+ *     - the client process(es) as a serial stage: the probe gained less. Then neither the load,
+ *       nor a core, nor a link or timer held the run, and the cores stood partly idle while the
+ *       processes waited on one another. A client process takes a wave of replies in one
+ *       event-loop turn and sends the next wave in one flush while the replicas wait (and they
+ *       run while it waits), so spreading the same logical clients over more client processes
+ *       raises throughput. Measured on this machine (2 cores shared with other programs),
+ *       `run --replicas 4 --load-txns 4800 --warmup 8 --duration 8` with --client-procs 1 and 2
+ *       (figure 13 --quick had PoE's probe gain 3.6% and PBFT's 1.1% at n = 4, machine at
+ *       156% and 155% of 200%, busiest process at 35%): PoE about 277K against 318K txn/s,
+ *       Zyzzyva 227K against 265K (README, "Measured on this machine").
+ *     Without a probe (a load given with --load-txns or --clients, `run`), or with an invalid
+ *     one, the verdict says that the run does not show which of the two it was, instead of
+ *     guessing.
+ *     The probe's gain is quoted in every verdict that has one.
  */
 import { readFileSync } from 'node:fs';
 
@@ -46,12 +63,30 @@ export const LINK_SHARE_OF_LATENCY = 0.25;
 /** Closed loop: client timeouts on this share of the accepted batches make it latency-bound. */
 export const TIMEOUT_SHARE = 0.01;
 
+/**
+ * A run of the same spec at `factor` times the outstanding transactions (the saturation probe,
+ * experiments/saturation.ts), as that rule judged it.
+ */
+export interface LoadProbe {
+  readonly factor: number;
+  /** The probe's throughput over the run's, minus one, in %. */
+  readonly gainPercent: number;
+  /** The saturation rule found that more load raised throughput; null when the probe could not show it (not valid). */
+  readonly gained: boolean | null;
+  /** The saturation rule's words (e.g. "double load gained 3.6% (< 5%)"). */
+  readonly why: string;
+  /** Whose probe: absent for the run's own, else e.g. "repetition 1's" (a repetition at the same load). */
+  readonly whose?: string;
+}
+
 export interface BottleneckInput {
   readonly machineCpuPercent: number | null;
   /** CPUs of the machine (os.availableParallelism). */
   readonly cores: number;
-  /** Every process of the run with its CPU over the window (100 = one core). */
-  readonly processes: readonly { readonly name: string; readonly cpuPercent: number | null }[];
+  /** Every process of the run with its CPU over the window (100 = one core); role absent: counted as a replica. */
+  readonly processes: readonly { readonly name: string; readonly cpuPercent: number | null; readonly role?: 'replica' | 'client' }[];
+  /** The probe at more load, when one was run (the verdict is then made again with it). */
+  readonly loadProbe?: LoadProbe;
   /** Distinct CPUs the processes were pinned to (--pin); absent when not pinned. */
   readonly pinnedCpus?: number;
   /** The largest one-way delay of an emulated link, ms (0 when none). */
@@ -80,22 +115,27 @@ export function attributeBottleneck(input: BottleneckInput): Bottleneck {
     busiestProcess: busiest?.name ?? 'none',
     busiestCpuPercent: busiest?.cpuPercent ?? null,
   };
+  const probe = input.loadProbe;
+  const probeWords =
+    probe === undefined ? '' : `${probe.whose === undefined ? 'a' : probe.whose} probe at ${probe.factor}x the outstanding transactions: ${probe.why}`;
   const verdict = (kind: BottleneckKind, detail: string): Bottleneck => ({ kind, ...base, detail });
+  /** A verdict the probe does not decide, with the probe quoted. */
+  const withProbe = (kind: BottleneckKind, detail: string): Bottleneck => verdict(kind, probe === undefined ? detail : `${detail} (${probeWords})`);
   const capacity = 100 * input.cores;
   const processSum = withCpu.reduce((s, p) => s + p.cpuPercent, 0);
   const count = input.processes.length;
 
   if (input.machineCpuPercent !== null && input.machineCpuPercent >= CPU_BOUND_FRACTION * capacity)
-    return verdict(
+    return withProbe(
       'cpu',
       `CPU-bound: the machine at ${pct(input.machineCpuPercent)} of ${capacity}% (${count} processes of the run on ${input.cores} cores, together ${pct(processSum)})`,
     );
   if (input.pinnedCpus !== undefined && processSum >= CPU_BOUND_FRACTION * 100 * input.pinnedCpus)
-    return verdict('cpu', `CPU-bound: ${count} processes pinned to ${input.pinnedCpus} CPU(s) used ${pct(processSum)} of ${100 * input.pinnedCpus}%`);
+    return withProbe('cpu', `CPU-bound: ${count} processes pinned to ${input.pinnedCpus} CPU(s) used ${pct(processSum)} of ${100 * input.pinnedCpus}%`);
   if (busiest && busiest.cpuPercent >= CPU_BOUND_FRACTION * 100)
-    return verdict('cpu', `CPU-bound: ${busiest.name} used ${pct(busiest.cpuPercent)} of its one core (a Node process runs its protocol on one thread)`);
+    return withProbe('cpu', `CPU-bound: ${busiest.name} used ${pct(busiest.cpuPercent)} of its one core (a Node process runs its protocol on one thread)`);
   if (input.linkRateBitsPerSec > 0 && input.busiestSenderBitsPerSecPerLink >= NETWORK_BOUND_FRACTION * input.linkRateBitsPerSec)
-    return verdict(
+    return withProbe(
       'network',
       `network-bound: the busiest replica sent ${(input.busiestSenderBitsPerSecPerLink / 1e6).toFixed(1)} Mbit/s per link of the emulated ${(input.linkRateBitsPerSec / 1e6).toFixed(1)} Mbit/s`,
     );
@@ -104,27 +144,63 @@ export function attributeBottleneck(input: BottleneckInput): Bottleneck {
   if (input.offeredTxnPerSec !== undefined) {
     const ratio = input.offeredTxnPerSec > 0 ? input.throughputTxnPerSec / input.offeredTxnPerSec : 0;
     return ratio >= OPEN_LOOP_KEPT_UP
-      ? verdict(
+      ? withProbe(
           'clients',
           `client-bound: the replicas carried the offered ${Math.round(input.offeredTxnPerSec)} txn/s (${pct(100 * ratio)} of it) with ${idle}`,
         )
-      : verdict(
+      : withProbe(
           'latency',
           `latency-bound: ${pct(100 * ratio)} of the offered load carried with ${idle}; requests waited (mean ${input.meanLatencyMs.toFixed(1)} ms)`,
         );
   }
   const roundTripsMs = 4 * input.linkDelayMs;
   if (input.linkDelayMs > 0 && roundTripsMs >= LINK_SHARE_OF_LATENCY * input.meanLatencyMs)
-    return verdict(
+    return withProbe(
       'latency',
       `latency-bound: link delay ${input.linkDelayMs} ms one way against a mean latency of ${input.meanLatencyMs.toFixed(1)} ms, with ${idle}`,
     );
   if (input.acceptedBatches > 0 && input.clientTimeouts >= TIMEOUT_SHARE * input.acceptedBatches)
-    return verdict(
+    return withProbe(
       'latency',
       `latency-bound: ${input.clientTimeouts} client timeouts for ${input.acceptedBatches} accepted batches (mean latency ${input.meanLatencyMs.toFixed(1)} ms), with ${idle}`,
     );
-  return verdict('clients', `client-bound: ${idle} and no waiting on links or timers; more outstanding transactions would raise throughput`);
+  return idleClosedLoop(input, idle, probeWords, verdict);
+}
+
+/** Rule 4's last case: closed loop, nothing busy, nothing waiting; the probe tells load from a serial client stage (header). */
+function idleClosedLoop(input: BottleneckInput, idle: string, probeWords: string, verdict: (kind: BottleneckKind, detail: string) => Bottleneck): Bottleneck {
+  const probe = input.loadProbe;
+  const clients = input.processes.filter((p) => p.role === 'client');
+  const clientCpu = clients.map((p) => p.cpuPercent).filter((x): x is number => x !== null);
+  const procs = clients.length === 0 ? 'the client process(es)' : clients.length === 1 ? 'the 1 client process' : `the ${clients.length} client processes`;
+  const cpus =
+    clientCpu.length === 0
+      ? ''
+      : clientCpu.length === 1
+        ? `, ${procs} at ${pct(clientCpu[0]!)}`
+        : `, ${procs} at ${pct(Math.min(...clientCpu))} to ${pct(Math.max(...clientCpu))} each`;
+  const busiest = input.processes.reduce<number | null>((m, p) => (p.cpuPercent === null ? m : Math.max(m ?? 0, p.cpuPercent)), null);
+  const noCore = busiest === null ? '' : `, no process near a full core (the busiest at ${pct(busiest)})`;
+  const spread = '--client-procs (run) or --client-machines (figure) spreads the same logical clients over more client processes';
+  if (probe === undefined)
+    return verdict(
+      'clients',
+      `client-bound, not probed: ${idle}${noCore} and no waiting on links or timers; this run does not show whether more outstanding transactions or more client processes would raise throughput (a probe at double load tells them apart; ${spread})`,
+    );
+  if (probe.gained === true)
+    return verdict(
+      'clients',
+      `client-bound: ${idle} and no waiting on links or timers, and ${probeWords}: more outstanding transactions would raise throughput`,
+    );
+  if (probe.gained === null)
+    return verdict(
+      'clients',
+      `client-bound, not shown how: ${idle}${noCore} and no waiting on links or timers; ${probeWords}, so this run does not show whether more load or more client processes would raise throughput (${spread})`,
+    );
+  return verdict(
+    'clients',
+    `client-process-bound, not load-bound: ${probeWords}; ${idle}${noCore}${cpus}, and no waiting on links or timers: the processes waited on one another, and the evidence points to the client process as a serial stage (it takes a wave of replies in one event-loop turn and sends the next in one flush while the replicas wait); ${spread}`,
+  );
 }
 
 /** Busy and total jiffies of the whole machine (the `cpu` line of /proc/stat). */

@@ -29,7 +29,7 @@ import { formatReplicaFault } from '../../replica/byzantine.js';
 import { availableParallelism } from 'node:os';
 import { linkBetween, parseLinkSpec } from '../link.js';
 import { extendedWindowMs, judgeSteady, WARMUP_TAIL_SEC, warmupSettledAt, type Steady, type WarmupEnd, type WindowPlan } from './steady.js';
-import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type CpuSample } from './bottleneck.js';
+import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type BottleneckInput, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
   /** Called about once a second with a progress line. */
@@ -68,6 +68,11 @@ export interface RunResult {
   readonly ledgerHeights?: Record<string, number>;
   /** What bound the run (infra/run/bottleneck.ts); absent when it did not complete. */
   readonly bottleneck?: Bottleneck;
+  /**
+   * What the verdict was made from, so that a caller who probes the run at more load can make it
+   * again with the probe (experiments/saturation.ts); not recorded.
+   */
+  readonly bottleneckInput?: BottleneckInput;
   /** Whether the run was in steady state (infra/run/steady.ts); absent when it did not complete. */
   readonly steady?: Steady;
   readonly spec: RunSpec;
@@ -291,6 +296,7 @@ type MeasureOutcome = Pick<
   | 'metrics'
   | 'ledgerHeights'
   | 'bottleneck'
+  | 'bottleneckInput'
   | 'steady'
 >;
 
@@ -379,7 +385,7 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
   const implausible = implausibilities(metrics, replicaMetrics, clientMetrics, warmupSec + metrics.windowSec);
   const valid = violations.length === 0 && implausible.length === 0;
   const reasons = [...violations.slice(0, 3), ...implausible.slice(0, 3)];
-  const bottleneck = runBottleneck(
+  const bottleneckInput = runBottleneckInput(
     spec,
     metrics,
     replicaMetrics,
@@ -398,7 +404,8 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
     bytesPerSec: metrics.bytesPerSec,
     metrics,
     ledgerHeights: Object.fromEntries(ledgers.map((l) => [String(l.id), l.height])),
-    bottleneck,
+    bottleneck: attributeBottleneck(bottleneckInput),
+    bottleneckInput,
     steady: judgeSteady(metrics, warmupSec, Math.max(0, ...clientMetrics.map((c) => c.requestTimeoutMs ?? spec.clientTimeoutMs)), plan),
   };
 }
@@ -568,7 +575,7 @@ function onThisMachine(spec: RunSpec): boolean {
 }
 
 /** The inputs of the bottleneck rule from a finished run. */
-function runBottleneck(spec: RunSpec, m: RunMetricsReport, replicas: readonly ReplicaMetricsReport[], machine: number | null): Bottleneck {
+function runBottleneckInput(spec: RunSpec, m: RunMetricsReport, replicas: readonly ReplicaMetricsReport[], machine: number | null): BottleneckInput {
   const link = parseLinkSpec(spec.link);
   const peers = [...liveReplicas(spec), ...Array.from({ length: spec.clientProcs }, (_, o) => clientPeer(o))];
   let linkDelayMs = 0;
@@ -586,10 +593,10 @@ function runBottleneck(spec: RunSpec, m: RunMetricsReport, replicas: readonly Re
     ...replicas.map((r) => (r.window && r.window.elapsedMs > 0 ? (8 * r.window.bytesSent * 1000) / r.window.elapsedMs / links : 0)),
   );
   const pinned = spec.infra.pinCpus;
-  return attributeBottleneck({
+  return {
     machineCpuPercent: machine,
     cores: availableParallelism(),
-    processes: m.processes,
+    processes: m.processes.map((p) => ({ name: p.name, cpuPercent: p.cpuPercent, role: p.role })),
     ...(pinned && pinned.length > 0 ? { pinnedCpus: new Set(pinned).size } : {}),
     linkDelayMs,
     linkRateBitsPerSec,
@@ -599,7 +606,7 @@ function runBottleneck(spec: RunSpec, m: RunMetricsReport, replicas: readonly Re
     meanLatencyMs: m.latencyMs.mean,
     clientTimeouts: m.clientTimeouts,
     acceptedBatches: m.acceptedBatches,
-  });
+  };
 }
 
 function live(replicas: readonly ClusterNode[], self: number): number[] {
