@@ -199,7 +199,7 @@ function idleClosedLoop(input: BottleneckInput, idle: string, probeWords: string
     );
   return verdict(
     'clients',
-    `client-process-bound, not load-bound: ${probeWords}; ${idle}${noCore}${cpus}, and no waiting on links or timers: the processes waited on one another, and the evidence points to the client process as a serial stage (it takes a wave of replies in one event-loop turn and sends the next in one flush while the replicas wait); ${spread}`,
+    `client-process-bound, not load-bound: ${probeWords}; ${idle}${noCore}${cpus}, and no waiting on links or timers: the processes waited on one another, which points to a serial stage, most likely the client process(es) (a client process takes a wave of replies in one event-loop turn and sends the next in one flush while the replicas wait); a run with more client processes tests this: ${spread}`,
   );
 }
 
