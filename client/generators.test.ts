@@ -80,7 +80,7 @@ describe('Utils.fnvhash64', () => {
 
   it('the two-32-bit fast path equals the BigInt reference modulo any table size', () => {
     const rng = new Rng(SEED);
-    const moduli = [1, 2, 3, 1000, PAPER_RECORDS + 1, 0xffff_ffff, 2 ** 32, 2 ** 32 + 1, 2 ** 37 - 1];
+    const moduli = [1, 2, 3, 1000, PAPER_RECORDS + 1, 2 ** 23 - 1, 2 ** 23, 0xffff_ffff, 2 ** 32, 2 ** 32 + 1, 2 ** 37 - 1];
     const values: number[] = [];
     for (let v = 0; v < 2000; v++) values.push(v);
     for (let b = 0; b < 53; b++) values.push(2 ** b - 1, 2 ** b, 2 ** b + 1);
