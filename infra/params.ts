@@ -27,7 +27,8 @@
  * carry it; test/params.test.ts checks that flags stay unique, defaults parse under their own
  * schema, and replay lines round-trip. Renaming a flag: keep the old spelling in `aliases`.
  */
-import { type Command, Option } from 'commander';
+import { createRequire } from 'node:module';
+import type { Command, Option as OptionClass } from 'commander';
 import { z } from 'zod';
 import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../client/generators.js';
 import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../replica/protocols.js';
@@ -943,6 +944,9 @@ function defaultText(p: ParamDef, command: ParamCommand): string | undefined {
  * aliases in, and `paramSchema` validates.
  */
 export function defineParams(cmd: Command, command: ParamCommand, keys?: readonly string[]): Command {
+  // Loaded here, not with this module: the simulator reads defaults from the table and parses no
+  // flags (issue 12 item 6, its start-up). commander's ES module is a wrapper of this very one.
+  const { Option } = createRequire(import.meta.url)('commander') as { Option: typeof OptionClass };
   const chosen = keys === undefined ? paramsFor(command) : keys.map((k) => paramOf(command, k) ?? missing(command, k));
   for (const p of chosen) {
     const d = defaultText(p, command);
