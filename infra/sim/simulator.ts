@@ -712,13 +712,10 @@ export class Simulation {
     const ledger = node.core.ledger;
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
-    // digestAt returns a copy (ledger columns are reused after a rollback): the checker may keep
-    // it (a final commit becomes canonical); the blocks kept here copy its bytes.
-    const digest = ledger.digestAt(k);
-    if (this.speculative) {
-      node.executedBlocks.set(k, digest, ledger.viewAt(k));
-    }
-    const v = this.checker.onExecuted(id, k, digest, view, !this.speculative);
+    // No copy of the digest per execution: the blocks kept here copy its bytes, and the checker
+    // compares in place and copies only what becomes canonical (ledger columns are reused after a rollback).
+    if (this.speculative) node.executedBlocks.setFromLedger(k, ledger);
+    const v = this.checker.onExecutedAt(id, k, ledger, view, !this.speculative);
     if (v) this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
   }
 
