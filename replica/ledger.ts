@@ -122,6 +122,11 @@ export class Column {
     const from = i * this.width;
     for (let j = 0; j < this.width; j++) dst[at + j] = buf[from + j]!;
   }
+  /** Whether the first `count` entries are the same bytes as `other`'s (one compare, in C++). */
+  sameAs(other: Column, count: number): boolean {
+    const n = count * this.width;
+    return this.width === other.width && this.buf.length >= n && other.buf.length >= n && this.buf.compare(other.buf, 0, n, 0, n) === 0;
+  }
   /** Whether entry i holds exactly the bytes of `other`. */
   equals(i: number, other: Uint8Array): boolean {
     if (other.length !== this.width) return false;
@@ -224,6 +229,21 @@ export class Ledger {
 
   private check(k: number): void {
     if (!Number.isInteger(k) || k < 0 || k > this.heightNow) throw new LedgerError(`no block at height ${k} (height ${this.heightNow})`);
+  }
+
+  /**
+   * Whether this ledger holds exactly the blocks of `other`, genesis included: the same height,
+   * views, digests and hashes, and the same crypto and initial primary. Then this chain verifies
+   * exactly when `other`'s does (verifyChain would recompute the same hashes from the same blocks
+   * and compare them with the same bytes), so the end-of-run check hashes one chain, not one per
+   * replica (infra/sim/safety.ts).
+   */
+  sameBlocksAs(other: unknown): boolean {
+    if (!(other instanceof Ledger) || other.crypto !== this.crypto || other.initialPrimary !== this.initialPrimary) return false;
+    const h = this.heightNow;
+    if (other.heightNow !== h) return false;
+    for (let k = 0; k <= h; k++) if (this.views[k] !== other.views[k]) return false;
+    return this.digests.sameAs(other.digests, h + 1) && this.hashes.sameAs(other.hashes, h + 1);
   }
 
   /** Recomputes every hash from genesis; true iff the chain is intact. */
