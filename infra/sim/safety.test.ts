@@ -124,6 +124,18 @@ describe('checkSafety', () => {
     expect(hashed).toBe(2);
   });
 
+  it('reports a replaced batch at every replica of a class of identical ledgers, in replica order', () => {
+    // Replicas 1 and 3 hold the same blocks (one class, checked once); both are named.
+    const ledgers = replicaLedgers([
+      [0, ledger(['a', 'b'])],
+      [1, ledger(['a', 'x'])],
+      [2, ledger(['a', 'b'])],
+      [3, ledger(['a', 'x'])],
+    ]);
+    const v = checkSafety({ ledgers, accepted: [accepted(2, 'b', 1)] }).filter((x) => /is replaced/.test(x));
+    expect(v).toEqual([expect.stringMatching(/is replaced at replica 1 by digest/), expect.stringMatching(/is replaced at replica 3 by digest/)]);
+  });
+
   it('accepts hand-made arrays (hex strings or buffers) as ledgers', () => {
     const hexOf = (x: string): string => d(x).toString('hex');
     const ledgers = [
