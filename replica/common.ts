@@ -22,8 +22,6 @@ export interface Execution {
   readonly blockHash: Buffer;
 }
 
-const NO_EXECUTIONS: Execution[] = Object.freeze([]) as unknown as Execution[];
-
 /**
  * Applies committed batches strictly in sequence order. `commit` may be called out of order
  * (inside the window); `drain` executes the longest run that continues the ledger.
@@ -76,8 +74,6 @@ export class Executor {
 
   /** Executes every batch that continues the ledger, in order. */
   drain(): Execution[] {
-    // Nothing to execute (a commit above a gap): no array (frozen, so no caller adds to it).
-    if (!this.pending.has(this.ledger.height + 1)) return NO_EXECUTIONS;
     const out: Execution[] = [];
     for (;;) {
       const k = this.ledger.height + 1;

@@ -10,13 +10,6 @@
  */
 import type { Peer, ReplicaEvent, ReplicaOutput, WireMessage } from './types.js';
 
-/**
- * What `drain` returns when a step produced nothing (most steps: a SUPPORT or PREPARE that
- * completes no quorum), instead of a fresh array per step. Frozen, so a caller that tried to
- * add to it would throw rather than corrupt the next step's outputs.
- */
-const NOTHING: ReplicaOutput<never>[] = Object.freeze([]) as unknown as ReplicaOutput<never>[];
-
 export class Outbox<M extends WireMessage> {
   private items: ReplicaOutput<M>[] = [];
 
@@ -56,7 +49,6 @@ export class Outbox<M extends WireMessage> {
   /** Everything produced since the last drain, in order; the outbox is empty afterwards. */
   drain(): ReplicaOutput<M>[] {
     const out = this.items;
-    if (out.length === 0) return NOTHING;
     this.items = [];
     return out;
   }

@@ -57,16 +57,8 @@ export interface FetchCore {
 }
 
 export class PoeBlockFetcher {
-  /**
-   * Requests of garbage-collected batches, kept for archiveK sequence numbers to serve FETCH
-   * (paper §4(6)): the request of k >= archiveLowK at archive[archiveHead + k - archiveLowK]
-   * (undefined where none was archived). An array used as a queue rather than a Map: requests
-   * come in at increasing k and leave from the low end, a checkpoint interval at a time, and a
-   * Map's insertions and deletions (every batch at every replica) cost more than the rest of
-   * garbage collection.
-   */
-  private archive: (ClientRequest | undefined)[] = [];
-  private archiveHead = 0;
+  /** Requests of garbage-collected batches, kept for archiveK sequence numbers to serve FETCH (paper §4(6)). */
+  private readonly archive = new Map<number, ClientRequest>();
   private archiveLowK = 1;
   private fetchTimerArmed = false;
   private fetchPeer: number;
@@ -114,30 +106,12 @@ export class PoeBlockFetcher {
 
   /** Moves a garbage-collected request to the archive. */
   archiveRequest(k: number, request: ClientRequest): void {
-    // collectGarbage archives at increasing k above what trimArchive dropped.
-    if (k < this.archiveLowK) throw new RangeError(`poe fetcher: archiving k=${k} below the archive's low end ${this.archiveLowK}`);
-    const i = this.archiveHead + k - this.archiveLowK;
-    while (this.archive.length < i) this.archive.push(undefined);
-    this.archive[i] = request;
-  }
-
-  /** The archived request of k, if any. */
-  private archived(k: number): ClientRequest | undefined {
-    return k < this.archiveLowK ? undefined : this.archive[this.archiveHead + k - this.archiveLowK];
+    this.archive.set(k, request);
   }
 
   /** Drops archived requests at or below stableK - archiveK. */
   trimArchive(stableK: number): void {
-    for (; this.archiveLowK <= stableK - this.p.archiveK; this.archiveLowK++) {
-      if (this.archiveHead < this.archive.length) this.archive[this.archiveHead++] = undefined;
-    }
-    if (this.archiveHead >= this.archive.length) {
-      this.archive = [];
-      this.archiveHead = 0;
-    } else if (this.archiveHead > 1024 && this.archiveHead * 2 > this.archive.length) {
-      this.archive = this.archive.slice(this.archiveHead);
-      this.archiveHead = 0;
-    }
+    for (; this.archiveLowK <= stableK - this.p.archiveK; this.archiveLowK++) this.archive.delete(this.archiveLowK);
   }
 
   /** A new view: votes on the old view's blocks no longer apply. */
@@ -233,7 +207,7 @@ export class PoeBlockFetcher {
     const entries: ExecutionEntry[] = [];
     const last = Math.min(m.toK, this.core.executor.executedK);
     for (let k = m.fromK; k <= last; k++) {
-      const request = this.core.slots.get(k)?.request ?? this.archived(k);
+      const request = this.core.slots.get(k)?.request ?? this.archive.get(k);
       if (!request || !requestDigest(this.p.crypto, request).equals(this.core.ledger.digestAt(k))) break;
       entries.push({ view: this.core.ledger.viewAt(k), k, request });
     }
