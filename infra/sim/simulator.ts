@@ -626,13 +626,7 @@ export class Simulation {
           break;
         case 'broadcast': {
           const frame = this.encode(o.msg, id);
-          if (!frame) break;
-          let encoded = true;
-          for (let to = 0; to < this.config.replicas; to++) {
-            if (to === id) continue;
-            this.transmit(id, to, frame, o.msg.type, encoded);
-            encoded = false;
-          }
+          if (frame) this.broadcastFromReplica(id, frame, o.msg.type);
           break;
         }
         case 'setTimer':
@@ -645,6 +639,37 @@ export class Simulation {
           this.onReplicaEvent(id, node, o.event);
           break;
       }
+    }
+  }
+
+  /**
+   * transmit() to every replica but `id`, in replica order. Without a cost model, the counting
+   * transmit does per copy is done once for the n - 1 copies (the same sums), and each copy only
+   * takes its fate from the network and its place in the queue.
+   */
+  private broadcastFromReplica(id: number, frame: SentFrame, type: number): void {
+    const n = this.config.replicas;
+    if (this.hook) {
+      let encoded = true;
+      for (let to = 0; to < n; to++) {
+        if (to === id) continue;
+        this.transmit(id, to, frame, type, encoded);
+        encoded = false;
+      }
+      return;
+    }
+    const copies = n - 1;
+    this.replicaMessages += copies;
+    this.replicaBytes += copies * frame.bytes.length;
+    this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + copies;
+    const arrivals = this.arrivals;
+    const network = this.network;
+    const queue = this.queue;
+    const nowMs = this.nowMs;
+    for (let to = 0; to < n; to++) {
+      if (to === id) continue;
+      const delivered = network.transmitInto(id, to, nowMs, arrivals);
+      for (let i = 0; i < delivered; i++) queue.push(arrivals[i]!, frame, to);
     }
   }
 
