@@ -5,17 +5,6 @@
  */
 import { z } from 'zod';
 
-export type ExtraValue = string | number | boolean;
-
-/** `--extra mode=chained`: numbers and booleans are typed, anything else stays a string. */
-export function parseExtra(s: string): [string, ExtraValue] {
-  const m = /^([A-Za-z_][\w.-]*)=(.*)$/.exec(s);
-  if (!m) throw new RangeError(`'${s}' is not key=value`);
-  const raw = m[2]!;
-  const value: ExtraValue = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
-  return [m[1]!, value];
-}
-
 export const num = () => z.coerce.number({ invalid_type_error: 'must be a number' });
 
 /** An optional integer in [min, max]. */
@@ -85,12 +74,3 @@ export const commaList = <T>(parse: (s: string) => T) =>
       return out;
     })
     .optional();
-
-/** An integer >= min as an item of a comma list. */
-export const intItem =
-  (min: number) =>
-  (s: string): number => {
-    const v = Number(s);
-    if (!Number.isInteger(v) || v < min) throw new RangeError(`must be integers >= ${min}, got '${s}'`);
-    return v;
-  };

@@ -17,9 +17,10 @@
  * verifies stays a pure state machine.
  */
 import * as nodeCrypto from 'node:crypto';
-import * as ed from '@noble/ed25519';
-import { sha256 as nobleSha256, sha512 as nobleSha512 } from '@noble/hashes/sha2.js';
-import { hmac as nobleHmac } from '@noble/hashes/hmac.js';
+import { createRequire } from 'node:module';
+import type * as Ed25519 from '@noble/ed25519';
+import type * as Sha2 from '@noble/hashes/sha2.js';
+import type * as Hmac from '@noble/hashes/hmac.js';
 
 export const DIGEST_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
@@ -142,33 +143,40 @@ class NodeCrypto implements CryptoProvider {
   }
 }
 
-let nobleConfigured = false;
-function configureNoble(): void {
-  if (nobleConfigured) return;
+/**
+ * The noble libraries, loaded when a `noble` provider is first made: every simulation and
+ * every `node` provider would otherwise load them for nothing (about 6 ms of a simulator's
+ * start-up, issue 12 item 6). node >= 20.19 requires these ES modules synchronously, as the
+ * same instances an `import` gets.
+ */
+let noble: { readonly ed: typeof Ed25519; readonly sha2: typeof Sha2; readonly hmac: typeof Hmac } | undefined;
+function loadNoble(): NonNullable<typeof noble> {
+  if (noble) return noble;
+  const require = createRequire(import.meta.url);
+  const ed = require('@noble/ed25519') as typeof Ed25519;
+  const sha2 = require('@noble/hashes/sha2.js') as typeof Sha2;
   // @noble/ed25519 v3 needs a synchronous SHA-512 to offer sign/verify without promises.
-  ed.hashes.sha512 = nobleSha512;
-  nobleConfigured = true;
+  ed.hashes.sha512 = sha2.sha512;
+  noble = { ed, sha2, hmac: require('@noble/hashes/hmac.js') as typeof Hmac };
+  return noble;
 }
 
 class NobleCrypto implements CryptoProvider {
   readonly name = 'noble' as const;
-
-  constructor() {
-    configureNoble();
-  }
+  private readonly lib = loadNoble();
 
   digest(data: Uint8Array): Buffer {
-    return Buffer.from(nobleSha256(data));
+    return Buffer.from(this.lib.sha2.sha256(data));
   }
 
   digestParts(parts: readonly Uint8Array[]): Buffer {
-    const h = nobleSha256.create();
+    const h = this.lib.sha2.sha256.create();
     for (const p of parts) h.update(p);
     return Buffer.from(h.digest());
   }
 
   mac(key: Uint8Array, data: Uint8Array): Buffer {
-    return Buffer.from(nobleHmac(nobleSha256, key, data));
+    return Buffer.from(this.lib.hmac.hmac(this.lib.sha2.sha256, key, data));
   }
 
   macVerify(key: Uint8Array, data: Uint8Array, tag: Uint8Array): boolean {
@@ -178,6 +186,7 @@ class NobleCrypto implements CryptoProvider {
   signer(seed: Uint8Array): Signer {
     checkLength(seed, 32, 'Ed25519 seed');
     const secret = Uint8Array.from(seed);
+    const ed = this.lib.ed;
     return {
       publicKey: Buffer.from(ed.getPublicKey(secret)),
       sign: (message) => Buffer.from(ed.sign(message, secret)),
@@ -187,6 +196,7 @@ class NobleCrypto implements CryptoProvider {
   verifier(publicKey: Uint8Array): Verifier {
     checkLength(publicKey, PUBLIC_KEY_BYTES, 'Ed25519 public key');
     const pub = Uint8Array.from(publicKey);
+    const ed = this.lib.ed;
     return {
       publicKey: Buffer.from(publicKey),
       verify: (message, signature) => {

@@ -255,3 +255,33 @@ describe('Ledger verifyChain', () => {
     expect(tampered(() => undefined)).toBe(true);
   });
 });
+
+describe('Ledger sameBlocksAs', () => {
+  // The end-of-run check (infra/sim/safety.ts) verifies one chain and takes every ledger with
+  // the same blocks as verified: sameBlocksAs must fail on any difference verifyChain could see.
+  it('holds for the same blocks and fails on any difference in height, block, hash, genesis or crypto', () => {
+    expect(filled(20).sameBlocksAs(filled(20))).toBe(true);
+    expect(filled(0).sameBlocksAs(filled(0))).toBe(true);
+    expect(filled(20).sameBlocksAs(filled(19))).toBe(false);
+    expect(filled(20).sameBlocksAs(filled(20, 1))).toBe(false);
+    const differs = (mutate: (l: Ledger) => void): boolean => {
+      const l = filled(20);
+      mutate(l);
+      return l.sameBlocksAs(filled(20)) || filled(20).sameBlocksAs(l);
+    };
+    expect(differs((l) => columns(l).digests.set(7, d(999)))).toBe(false);
+    expect(differs((l) => columns(l).hashes.set(7, d(999)))).toBe(false);
+    expect(differs((l) => columns(l).hashes.set(0, d(999)))).toBe(false);
+    expect(differs((l) => ((l as unknown as { views: number[] }).views[3] = 42))).toBe(false);
+    expect(differs(() => undefined)).toBe(true);
+    // Rolled back and re-executed the same blocks: the same again.
+    const l = filled(20);
+    l.truncate(10);
+    for (let k = 11; k <= 20; k++) l.append(k, d(k), Math.floor(k / 10));
+    expect(l.sameBlocksAs(filled(20))).toBe(true);
+    const other = new Ledger(createCrypto('node'), 0);
+    for (let k = 1; k <= 20; k++) other.append(k, d(k), Math.floor(k / 10));
+    expect(other.sameBlocksAs(filled(20))).toBe(false);
+    expect(filled(3).sameBlocksAs({ height: 3 })).toBe(false);
+  });
+});

@@ -33,16 +33,58 @@ export function genesisHash(crypto: CryptoProvider, initialPrimary = 0): Buffer 
 }
 
 /**
- * The bytes a block hash covers, {k, d, v, H(B_{i-1})}, written by a Writer into one buffer
- * reused by every call: a buffer per block (every execution at every replica, and every block
+ * The bytes a block hash covers, {k, d, v, H(B_{i-1})}, laid out as a Writer would write them
+ * (u53, digest, u53, digest) into one buffer reused by every call: a buffer per block (every execution at every replica, and every block
  * again when a chain is verified) was garbage. Digests read their input and keep nothing of it.
  */
 const BLOCK_BYTES = 8 + DIGEST_BYTES + 8 + DIGEST_BYTES;
 const blockScratch = Buffer.alloc(BLOCK_BYTES);
+/** A block's digest on its way from the ledger's column into blockScratch (verifyChain). */
+const digestScratch = new Uint8Array(DIGEST_BYTES);
 
 export function blockHash(crypto: CryptoProvider, k: number, digest: Buffer, view: number, prevHash: Buffer): Buffer {
-  const w = new Writer(BLOCK_BYTES, blockScratch);
-  return crypto.digest(w.u53(k).fixed(digest, DIGEST_BYTES).u53(view).fixed(prevHash, DIGEST_BYTES).finish());
+  checkDigest(prevHash);
+  blockScratch.set(prevHash, PREV_AT);
+  return hashBlock(crypto, k, digest, view);
+}
+
+// Where the fields lie in the block bytes: u53 k, digest, u53 view, previous hash (as a Writer lays them out).
+const DIGEST_AT = 8;
+const VIEW_AT = DIGEST_AT + DIGEST_BYTES;
+const PREV_AT = VIEW_AT + 8;
+
+function checkDigest(d: Uint8Array): void {
+  if (d.length !== DIGEST_BYTES) throw new RangeError(`fixed field: ${d.length} bytes, want ${DIGEST_BYTES}`);
+}
+
+/** `v` as Writer.u53 writes it: the high and low 32 bits, big-endian. */
+function putU53(at: number, v: number): void {
+  if (!(v >= 0)) throw new RangeError(`block field ${v}: want an unsigned integer`);
+  const hi = Math.floor(v / 0x1_0000_0000);
+  const lo = v >>> 0;
+  const b = blockScratch;
+  b[at] = hi >>> 24;
+  b[at + 1] = (hi >>> 16) & 0xff;
+  b[at + 2] = (hi >>> 8) & 0xff;
+  b[at + 3] = hi & 0xff;
+  b[at + 4] = lo >>> 24;
+  b[at + 5] = (lo >>> 16) & 0xff;
+  b[at + 6] = (lo >>> 8) & 0xff;
+  b[at + 7] = lo & 0xff;
+}
+
+/**
+ * The hash of block {k, digest, view, previous hash} whose previous hash is in the scratch
+ * already: written byte by byte, with no Writer and no Buffer view of the previous hash (an
+ * append at every replica for every batch, and every block again when a chain is verified).
+ */
+function hashBlock(crypto: CryptoProvider, k: number, digest: Uint8Array, view: number): Buffer {
+  checkDigest(digest);
+  putU53(0, k);
+  const b = blockScratch;
+  for (let i = 0; i < DIGEST_BYTES; i++) b[DIGEST_AT + i] = digest[i]!;
+  putU53(VIEW_AT, view);
+  return crypto.digest(b);
 }
 
 /** Fixed-width byte entries end to end in one growing buffer (the ledger's hashes and digests). */
@@ -54,7 +96,7 @@ export class Column {
   ) {
     this.buf = Buffer.alloc(width * capacity);
   }
-  set(i: number, value: Buffer): void {
+  set(i: number, value: Uint8Array): void {
     if ((i + 1) * this.width > this.buf.length) {
       const next = Buffer.alloc(Math.max(this.buf.length * 2, (i + 1) * this.width));
       next.set(this.buf);
@@ -73,6 +115,17 @@ export class Column {
     const at = i * this.width;
     for (let j = 0; j < this.width; j++) out[j] = buf[at + j]!;
     return out;
+  }
+  /** Copies entry i into `dst` at `at` (a byte loop: no view, no call into C++). */
+  copyTo(i: number, dst: Uint8Array, at: number): void {
+    const buf = this.buf;
+    const from = i * this.width;
+    for (let j = 0; j < this.width; j++) dst[at + j] = buf[from + j]!;
+  }
+  /** Whether the first `count` entries are the same bytes as `other`'s (one compare, in C++). */
+  sameAs(other: Column, count: number): boolean {
+    const n = count * this.width;
+    return this.width === other.width && this.buf.length >= n && other.buf.length >= n && this.buf.compare(other.buf, 0, n, 0, n) === 0;
   }
   /** Whether entry i holds exactly the bytes of `other`. */
   equals(i: number, other: Uint8Array): boolean {
@@ -114,7 +167,8 @@ export class Ledger {
   /** Appends block k, which must be the next height. */
   append(k: number, digest: Buffer, view: number): Buffer {
     if (k !== this.heightNow + 1) throw new LedgerError(`append k=${k} at height ${this.heightNow}`);
-    const hash = blockHash(this.crypto, k, digest, view, this.hashes.get(this.heightNow));
+    this.hashes.copyTo(this.heightNow, blockScratch, PREV_AT);
+    const hash = hashBlock(this.crypto, k, digest, view);
     this.hashes.set(k, hash);
     this.digests.set(k, digest);
     this.views[k] = view;
@@ -137,6 +191,12 @@ export class Ledger {
   digestAt(k: number): Buffer {
     this.check(k);
     return this.digests.copy(k);
+  }
+
+  /** Copies block k's batch digest into `dst` at `at` (digestAt without a Buffer). */
+  digestTo(k: number, dst: Uint8Array, at: number): void {
+    this.check(k);
+    this.digests.copyTo(k, dst, at);
   }
 
   /** Whether block k's batch digest is `digest`: digestAt(k).equals(digest) without the copy. */
@@ -171,12 +231,30 @@ export class Ledger {
     if (!Number.isInteger(k) || k < 0 || k > this.heightNow) throw new LedgerError(`no block at height ${k} (height ${this.heightNow})`);
   }
 
+  /**
+   * Whether this ledger holds exactly the blocks of `other`, genesis included: the same height,
+   * views, digests and hashes, and the same crypto and initial primary. Then this chain verifies
+   * exactly when `other`'s does (verifyChain would recompute the same hashes from the same blocks
+   * and compare them with the same bytes), so the end-of-run check hashes one chain, not one per
+   * replica (infra/sim/safety.ts).
+   */
+  sameBlocksAs(other: unknown): boolean {
+    if (!(other instanceof Ledger) || other.crypto !== this.crypto || other.initialPrimary !== this.initialPrimary) return false;
+    const h = this.heightNow;
+    if (other.heightNow !== h) return false;
+    for (let k = 0; k <= h; k++) if (this.views[k] !== other.views[k]) return false;
+    return this.digests.sameAs(other.digests, h + 1) && this.hashes.sameAs(other.hashes, h + 1);
+  }
+
   /** Recomputes every hash from genesis; true iff the chain is intact. */
   verifyChain(initialPrimary = this.initialPrimary): boolean {
     let prev = genesisHash(this.crypto, initialPrimary);
     if (!this.hashes.equals(0, prev)) return false;
     for (let k = 1; k <= this.heightNow; k++) {
-      prev = blockHash(this.crypto, k, this.digests.get(k), this.views[k]!, prev);
+      // The digest of block k straight from its column into the block bytes, after the hash below it.
+      blockScratch.set(prev, PREV_AT);
+      this.digests.copyTo(k, digestScratch, 0);
+      prev = hashBlock(this.crypto, k, digestScratch, this.views[k]!);
       if (!this.hashes.equals(k, prev)) return false;
     }
     return true;

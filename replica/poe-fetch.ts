@@ -101,7 +101,8 @@ export class PoeBlockFetcher {
 
   /** During a view change, no INFORM for k (see muteTailK). */
   muted(k: number): boolean {
-    return this.core.inViewChange && k <= this.muteTailK;
+    // muteTailK first: it is 0 outside a catch-up, and this runs at every execution.
+    return k <= this.muteTailK && this.core.inViewChange;
   }
 
   /** Moves a garbage-collected request to the archive. */

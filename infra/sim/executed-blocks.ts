@@ -1,5 +1,8 @@
 import { DIGEST_BYTES } from '../../replica/crypto.js';
-import { Column } from '../../replica/ledger.js';
+import { Column, type Ledger } from '../../replica/ledger.js';
+
+/** A digest on its way from a ledger into the column (setFromLedger). */
+const scratch = new Uint8Array(DIGEST_BYTES);
 
 /**
  * The blocks a replica executed, digests in a ledger Column (end to end in one growing buffer)
@@ -13,11 +16,17 @@ export class ExecutedBlocks {
   length = 0;
 
   /** Records the block executed at k, which becomes the last one (blocks above k are dropped; k is at most one past the last). */
-  set(k: number, digest: Buffer, view: number): void {
+  set(k: number, digest: Uint8Array, view: number): void {
     if (k < 1 || k > this.length + 1) throw new RangeError(`simulator: block ${k} executed after ${this.length} recorded blocks`);
     this.digests.set(k - 1, digest);
     this.views[k - 1] = view;
     this.length = k;
+  }
+
+  /** Records block k of `ledger` (its digest and view), as set() does, without a copy of the digest in between. */
+  setFromLedger(k: number, ledger: Ledger): void {
+    ledger.digestTo(k, scratch, 0);
+    this.set(k, scratch, ledger.viewAt(k));
   }
 
   /** Keeps the first `length` blocks. */

@@ -10,7 +10,7 @@ import type { ProtocolModule } from '../../replica/protocol.js';
 import { clientOrigin, clientPeer, isClientPeer, type Peer, type WireMessage } from '../../replica/types.js';
 import { DEFAULT_NETWORK, type DelaySpec, type LinkOverride, type Partition } from './network.js';
 
-import { paramDefault, replayArgs, replayLine, type ExtraValue } from '../params.js';
+import { paramDefault, replayArgs, replayLine, type ExtraValue } from '../param-table.js';
 
 export type { ExtraValue };
 
@@ -296,7 +296,7 @@ export function faultyReplicas(config: Pick<SimConfig, 'replicas' | 'crashed' | 
   return [...ids].sort((a, b) => a - b);
 }
 
-export { parseExtra } from '../params.js';
+export { parseExtra } from '../param-table.js';
 
 /** The configuration as `poe-bench sim` flag values, by table key (infra/params.ts). */
 export function simFlagValues(config: SimConfig): Record<string, unknown> {

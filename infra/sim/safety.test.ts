@@ -102,6 +102,40 @@ describe('checkSafety', () => {
     expect(checkSafety({ ledgers: [{ replica: 6, ledger: spy }], accepted: [] })).toEqual(['replica 6: ledger hash chain does not verify']);
   });
 
+  it('verifies one chain per distinct set of blocks, and still catches a corrupted copy among identical ledgers', () => {
+    // Ledgers with exactly the blocks of one that verified are not hashed again (Ledger.sameBlocksAs).
+    let hashed = 0;
+    const counted = (l: Ledger): Ledger => {
+      const own = l.verifyChain.bind(l);
+      l.verifyChain = () => {
+        hashed++;
+        return own();
+      };
+      return l;
+    };
+    const same = [0, 1, 2].map((r) => ({ replica: r, ledger: counted(ledger(['a', 'b', 'c'])) }));
+    expect(checkSafety({ ledgers: same, accepted: [] })).toEqual([]);
+    expect(hashed).toBe(1);
+    // Replica 2's stored hash of block 2 is corrupted: its blocks differ, so its chain is hashed and fails.
+    (same[2]!.ledger as unknown as { hashes: { set(i: number, b: Buffer): void } }).hashes.set(2, d('corrupt'));
+    hashed = 0;
+    const v = checkSafety({ ledgers: same, accepted: [] });
+    expect(v).toContain('replica 2: ledger hash chain does not verify');
+    expect(hashed).toBe(2);
+  });
+
+  it('reports a replaced batch at every replica of a class of identical ledgers, in replica order', () => {
+    // Replicas 1 and 3 hold the same blocks (one class, checked once); both are named.
+    const ledgers = replicaLedgers([
+      [0, ledger(['a', 'b'])],
+      [1, ledger(['a', 'x'])],
+      [2, ledger(['a', 'b'])],
+      [3, ledger(['a', 'x'])],
+    ]);
+    const v = checkSafety({ ledgers, accepted: [accepted(2, 'b', 1)] }).filter((x) => /is replaced/.test(x));
+    expect(v).toEqual([expect.stringMatching(/is replaced at replica 1 by digest/), expect.stringMatching(/is replaced at replica 3 by digest/)]);
+  });
+
   it('accepts hand-made arrays (hex strings or buffers) as ledgers', () => {
     const hexOf = (x: string): string => d(x).toString('hex');
     const ledgers = [

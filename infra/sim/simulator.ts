@@ -626,13 +626,7 @@ export class Simulation {
           break;
         case 'broadcast': {
           const frame = this.encode(o.msg, id);
-          if (!frame) break;
-          let encoded = true;
-          for (let to = 0; to < this.config.replicas; to++) {
-            if (to === id) continue;
-            this.transmit(id, to, frame, o.msg.type, encoded);
-            encoded = false;
-          }
+          if (frame) this.broadcastFromReplica(id, frame, o.msg.type);
           break;
         }
         case 'setTimer':
@@ -645,6 +639,37 @@ export class Simulation {
           this.onReplicaEvent(id, node, o.event);
           break;
       }
+    }
+  }
+
+  /**
+   * transmit() to every replica but `id`, in replica order. Without a cost model, the counting
+   * transmit does per copy is done once for the n - 1 copies (the same sums), and each copy only
+   * takes its fate from the network and its place in the queue.
+   */
+  private broadcastFromReplica(id: number, frame: SentFrame, type: number): void {
+    const n = this.config.replicas;
+    if (this.hook) {
+      let encoded = true;
+      for (let to = 0; to < n; to++) {
+        if (to === id) continue;
+        this.transmit(id, to, frame, type, encoded);
+        encoded = false;
+      }
+      return;
+    }
+    const copies = n - 1;
+    this.replicaMessages += copies;
+    this.replicaBytes += copies * frame.bytes.length;
+    this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + copies;
+    const arrivals = this.arrivals;
+    const network = this.network;
+    const queue = this.queue;
+    const nowMs = this.nowMs;
+    for (let to = 0; to < n; to++) {
+      if (to === id) continue;
+      const delivered = network.transmitInto(id, to, nowMs, arrivals);
+      for (let i = 0; i < delivered; i++) queue.push(arrivals[i]!, frame, to);
     }
   }
 
@@ -712,13 +737,10 @@ export class Simulation {
     const ledger = node.core.ledger;
     // The event follows the append; if the same step already rolled k back, there is nothing to compare.
     if (ledger.height < k) return;
-    // digestAt returns a copy (ledger columns are reused after a rollback): the checker may keep
-    // it (a final commit becomes canonical); the blocks kept here copy its bytes.
-    const digest = ledger.digestAt(k);
-    if (this.speculative) {
-      node.executedBlocks.set(k, digest, ledger.viewAt(k));
-    }
-    const v = this.checker.onExecuted(id, k, digest, view, !this.speculative);
+    // No copy of the digest per execution: the blocks kept here copy its bytes, and the checker
+    // compares in place and copies only what becomes canonical (ledger columns are reused after a rollback).
+    if (this.speculative) node.executedBlocks.setFromLedger(k, ledger);
+    const v = this.checker.onExecutedAt(id, k, ledger, view, !this.speculative);
     if (v) this.fail(v, this.config.stopOnViolation ? 'safety-violation' : undefined);
   }
 
