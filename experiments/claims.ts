@@ -730,7 +730,7 @@ const KIND_WORD: Readonly<Record<string, string>> = { cpu: 'CPU-bound', clients:
 
 /**
  * The verdict's own label, the words before its first colon (infra/run/bottleneck.ts: e.g.
- * "client-process-bound, not load-bound" or "client-bound, not probed", which one kind,
+ * "client-bound, not load-bound" or "client-bound, not probed", which one kind,
  * clients, covers), so that points the probe set apart are not counted as one; the kind's word
  * when the detail has none.
  */

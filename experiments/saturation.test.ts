@@ -106,7 +106,7 @@ describe('runSaturated', () => {
     };
     // 2000 txns already at capacity: the probe at 4000 gains 0%.
     const flat = await verdictAt(200_000);
-    expect(flat.detail).toMatch(/^client-process-bound, not load-bound: a probe at 2x the outstanding transactions: double load gained 0% \(< 5%\)/);
+    expect(flat.detail).toMatch(/^client-bound, not load-bound: a probe at 2x the outstanding transactions: double load gained 0% \(< 5%\)/);
     expect(flat.detail).not.toMatch(/more outstanding transactions would raise throughput/);
     // Far from capacity: the probes gain 100% up to the cap; the verdict says the load bound it.
     const rising = await verdictAt(1e9);

@@ -330,11 +330,11 @@ describe("a repetition's bottleneck reads its point's probe (issue 11 item 3)", 
     const chosen = new Map<string, number>();
     const probed = new Map<string, LoadProbe>();
     const first = await runPointSaturated(rep0!, c13, runSpec, chosen, probed);
-    expect(first!.result.bottleneck!.detail).toMatch(/^client-process-bound, not load-bound: a probe at 2x/);
+    expect(first!.result.bottleneck!.detail).toMatch(/^client-bound, not load-bound: a probe at 2x/);
     const second = await runPointSaturated(rep1!, c13, runSpec, chosen, probed);
     expect(second!.saturation.how).toBe('reused');
     expect(second!.result.bottleneck!.detail).toMatch(
-      /^client-process-bound, not load-bound: repetition 1's probe at 2x the outstanding transactions: double load gained 0%/,
+      /^client-bound, not load-bound: repetition 1's probe at 2x the outstanding transactions: double load gained 0%/,
     );
     // A resumed sweep has the load but not the probe: the verdict says it was not probed.
     const resumed = await runPointSaturated(rep1!, c13, runSpec, chosen, new Map());

@@ -21,14 +21,16 @@
  * machine other work leaves to the run.
  *
  * The warm-up is fixed (--fixed-warmup), not ended when throughput settles as a figure's is
- * (infra/run/steady.ts): the bench reports CPU per batch, and that keeps falling for about 20 s
- * after the throughput has settled (3 s in). Over those seconds each replica's memory grows
+ * (infra/run/steady.ts): the bench reports CPU per batch, and that keeps falling until about 20 s
+ * after the start, long after the throughput has settled (3 s in). Over those seconds each replica's memory grows
  * from about 90 to 220 MB while it keeps received batches until their checkpoint (2-4K page
  * faults per second per replica, then about 50), and V8 is still optimising hot functions (the
  * transport's push at 8 s, PBFT's onPrepare at 9.4 s). Measured at 2026-12-05 with
  * `run --protocol poe --replicas 4 --batch 100 --fixed-warmup --warmup W --duration 15`: PoE
  * 641-688 us per batch with the window opening at 3 s, 577-615 at 20 s; PBFT 668-758 and
  * 643-655. Those are start-up costs, not the per-batch cost of a protocol running for long.
+ * Runs whose window opens when throughput settles (figures, calibrate's fit runs, model
+ * validate) measure inside this period: their CPU per batch includes some of it.
  *
  * With --profile, every replica and the client process of each protocol's first run run under
  * `node --cpu-prof`, and the busy time of the busiest replica and of the client process is

@@ -17,7 +17,7 @@ import { modelPoint, pointInputOf } from '../experiments/model-point.js';
 import { formatSensitivity, sensitivityBases, sensitivityOn } from '../experiments/sensitivity.js';
 import { PointPool } from '../experiments/point-pool.js';
 import { formatValidation, validate } from '../experiments/validate.js';
-import { makeRunSpec } from '../infra/run/spec.js';
+import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
 import { readCalibration, writeCalibration } from '../infra/sim/calibration.js';
 import { DEFAULT_CALIBRATION, DEFAULT_TESTBED, resolveCalibration } from './model-setup.js';
 import { loadTestbed } from '../infra/sim/testbed.js';
@@ -98,13 +98,24 @@ function registerValidate(model: Command): void {
     .option('--client-procs <n>', 'client processes the logical clients are spread over, in every real run and modelled point (as run --client-procs)', '1')
     .option('--json', 'print one JSON object')
     .action(async (o: { calibration: string; protocols: string; replicas: string; warmup: string; duration: string; clientProcs: string; json?: boolean }) => {
+      // Every flag before the calibration file, so a bad flag is named as such.
+      const replicas = numberList('--replicas', o.replicas, 4);
+      const warmupS = numberFlag('--warmup', o.warmup, 0);
+      const durationS = numberFlag('--duration', o.duration, 1);
+      const clientProcs = integerFlag('--client-procs', o.clientProcs, 1);
+      if (clientProcs > RUN_DEFAULTS.clients) {
+        process.stderr.write(
+          `poe-bench: --client-procs: at most ${RUN_DEFAULTS.clients} (the runs' ${RUN_DEFAULTS.clients} logical clients, one per process at least), got ${clientProcs}\n`,
+        );
+        process.exit(2);
+      }
       const cal = calibrationFile(o.calibration);
       const s = await validate(cal, {
         protocols: o.protocols.split(',') as ProtocolName[],
-        replicas: numberList('--replicas', o.replicas, 4),
-        warmupS: numberFlag('--warmup', o.warmup, 0),
-        durationS: numberFlag('--duration', o.duration, 1),
-        clientProcs: integerFlag('--client-procs', o.clientProcs, 1),
+        replicas,
+        warmupS,
+        durationS,
+        clientProcs,
         onProgress: (l) => process.stderr.write(`${l}\n`),
       });
       writeCalibration(o.calibration, { ...cal, validation: { ...s, date: new Date().toISOString() } });

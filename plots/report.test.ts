@@ -80,7 +80,7 @@ describe('writeReport', () => {
 
   it('a claim groups its points by the verdict the probe made, never calling a flat-probe point load-bound (issue 11 item 3)', async () => {
     const flat =
-      'client-process-bound, not load-bound: a probe at 2x the outstanding transactions: double load gained 3.6% (< 5%); machine 156% of 200% CPU, no process near a full core (the busiest at 36%), the 1 client process at 23%, and no waiting on links or timers: the processes waited on one another';
+      'client-bound, not load-bound: a probe at 2x the outstanding transactions: double load gained 3.6% (< 5%); machine 156% of 200% CPU, no process at a full core (the busiest at 36%), the 1 client process at 23%, and no waiting on links or timers: the processes waited on one another';
     const rising =
       'client-bound: machine 150% of 200% CPU and no waiting on links or timers, and a probe at 2x the outstanding transactions: double load gained 13%: more outstanding transactions would raise throughput';
     const cpu = 'CPU-bound: the machine at 197% of 200% (33 processes of the run on 2 cores, together 190%)';
@@ -102,7 +102,7 @@ describe('writeReport', () => {
       const failing = out.claims.filter((c) => c.verdict === 'does not hold' && /client-/.test(c.reason ?? ''));
       expect(failing.length).toBeGreaterThan(0);
       for (const c of failing) {
-        expect(c.reason, c.claim.id).toMatch(/client-process-bound, not load-bound at \d+ of \d+ points \(e\.g\. \w+ at 4 replicas: a probe at 2x/);
+        expect(c.reason, c.claim.id).toMatch(/client-bound, not load-bound at \d+ of \d+ points \(e\.g\. \w+ at 4 replicas: a probe at 2x/);
         expect(c.reason, c.claim.id).toMatch(/client-bound at \d+ of \d+ points \(e\.g\. \w+ at 8 replicas: machine 150%/);
         // Only the points whose probe gained are said to want more load.
         expect(c.reason!.match(/more outstanding transactions would raise throughput/g)?.length ?? 0, c.claim.id).toBeLessThanOrEqual(1);

@@ -87,7 +87,7 @@ describe('attributeBottleneck', () => {
     const b = attributeBottleneck({ ...poeN4, loadProbe: flat });
     expect(b.kind).toBe('clients');
     expect(b.detail).not.toMatch(/more outstanding transactions would raise throughput/);
-    expect(b.detail).toMatch(/^client-process-bound, not load-bound: /);
+    expect(b.detail).toMatch(/^client-bound, not load-bound: /);
     expect(b.detail).toMatch(/double load gained 3\.6% \(< 5%\)/);
     expect(b.detail).toMatch(/machine 156% of 200% CPU/);
     expect(b.detail).toMatch(/busiest at 36%/);

@@ -27,7 +27,8 @@
  *       processes waited on one another. A client process takes a wave of replies in one
  *       event-loop turn and sends the next wave in one flush while the replicas wait (and they
  *       run while it waits), so spreading the same logical clients over more client processes
- *       raises throughput. Measured on this machine (2 cores shared with other programs),
+ *       can raise throughput; the verdict says this is the likely reading, not a fact the run
+ *       shows, since it was measured at n = 4 only. Measured on this machine (2 cores shared with other programs),
  *       `run --replicas 4 --load-txns 4800 --warmup 8 --duration 8` with --client-procs 1 and 2
  *       (figure 13 --quick had PoE's probe gain 3.6% and PBFT's 1.1% at n = 4, machine at
  *       156% and 155% of 200%, busiest process at 35%): PoE about 277K against 318K txn/s,
@@ -35,7 +36,7 @@
  *     Without a probe (a load given with --load-txns or --clients, `run`), or with an invalid
  *     one, the verdict says that the run does not show which of the two it was, instead of
  *     guessing.
- *     The probe's gain is quoted in every verdict that has one.
+ *     The probe's gain is quoted in every verdict that has a valid probe.
  */
 import { readFileSync } from 'node:fs';
 
@@ -180,7 +181,7 @@ function idleClosedLoop(input: BottleneckInput, idle: string, probeWords: string
         ? `, ${procs} at ${pct(clientCpu[0]!)}`
         : `, ${procs} at ${pct(Math.min(...clientCpu))} to ${pct(Math.max(...clientCpu))} each`;
   const busiest = input.processes.reduce<number | null>((m, p) => (p.cpuPercent === null ? m : Math.max(m ?? 0, p.cpuPercent)), null);
-  const noCore = busiest === null ? '' : `, no process near a full core (the busiest at ${pct(busiest)})`;
+  const noCore = busiest === null ? '' : `, no process at a full core (the busiest at ${pct(busiest)})`;
   const spread = '--client-procs (run) or --client-machines (figure) spreads the same logical clients over more client processes';
   if (probe === undefined)
     return verdict(
@@ -199,7 +200,7 @@ function idleClosedLoop(input: BottleneckInput, idle: string, probeWords: string
     );
   return verdict(
     'clients',
-    `client-process-bound, not load-bound: ${probeWords}; ${idle}${noCore}${cpus}, and no waiting on links or timers: the processes waited on one another, which points to a serial stage, most likely the client process(es) (a client process takes a wave of replies in one event-loop turn and sends the next in one flush while the replicas wait); a run with more client processes tests this: ${spread}`,
+    `client-bound, not load-bound: ${probeWords}; ${idle}${noCore}${cpus}, and no waiting on links or timers: the processes waited on one another, which points to a serial stage, most likely the client process(es) (a client process takes a wave of replies in one event-loop turn and sends the next in one flush while the replicas wait); a run with more client processes tests this: ${spread}`,
   );
 }
 
