@@ -79,10 +79,11 @@ export class WriteBatch implements FlatWrites {
 
   constructor(
     readonly bytes: Buffer,
-    private readonly first: number,
+    /** Where write 0 starts in `bytes`. */
+    readonly first: number,
     readonly length: number,
     /** Bytes per write when all values have one length; 0 when `offsets` says where each starts. */
-    private readonly stride: number,
+    readonly stride: number,
     private readonly offsets?: readonly number[],
   ) {}
 

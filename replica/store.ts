@@ -28,7 +28,13 @@ export interface FlatWrites {
   /** Offset of value i in `bytes`. */
   valueAt(i: number): number;
   valueLengthAt(i: number): number;
+  /** When every value has one length: bytes per write (header and value), and where write 0 starts; stride 0 otherwise. */
+  readonly stride?: number;
+  readonly first?: number;
 }
+
+/** Bytes of a flat write before its value: key u32, value length u16 (replica/messages.ts). */
+const FLAT_WRITE_HEADER_BYTES = 4 + 2;
 
 /** A batch's writes, as objects (tests, the bench's floor) or flat (every request a codec decodes or a client builds). */
 export type Writes = readonly Write[] | FlatWrites;
@@ -136,6 +142,10 @@ export class YcsbStore {
   apply(k: number, writes: Writes, undoable: boolean): void {
     const vb = this.valueBytes;
     const flat = isFlat(writes) ? writes : undefined;
+    if (flat && this.tableWords && flat.stride && flat.first !== undefined && (Math.min(vb, flat.stride - FLAT_WRITE_HEADER_BYTES) & 3) === 0) {
+      this.applyUniform(k, flat, flat.first, flat.stride, undoable);
+      return;
+    }
     const objects = flat ? undefined : (writes as readonly Write[]);
     const count = writes.length;
     // Check every key first: a batch that fails half-way would leave writes with no undo record.
@@ -201,6 +211,63 @@ export class YcsbStore {
         table.set(n === value.length ? value : value.subarray(0, n), at);
       }
       if (n < vb) table.fill(0, at + n, at + vb);
+    }
+    this.writesApplied += count;
+  }
+
+  /**
+   * apply() for flat writes whose values all have one length, a whole number of words (every
+   * batch a client here sends): the same checks, undo record and table bytes, with each write's
+   * offset stepped by `stride` instead of asked for, and each value moved word by word.
+   */
+  private applyUniform(k: number, flat: FlatWrites, first: number, stride: number, undoable: boolean): void {
+    const vb = this.valueBytes;
+    const tw = this.tableWords!;
+    const words = vb >> 2;
+    const count = flat.length;
+    const view = flat.view;
+    const records = this.records;
+    // As in apply(): every key checked before anything is written, and a word of every cache
+    // line of every row loaded ahead of the copies.
+    let touched = 0;
+    for (let i = 0, at = first; i < count; i++, at += stride) {
+      const key = view.getUint32(at);
+      if (key >= records) this.checkKey(key);
+      const s = key * words;
+      for (let j = 0; j < words; j += LINE_WORDS) touched ^= tw[s + j]!;
+      touched ^= tw[s + words - 1]!;
+    }
+    this.touched = touched & 1;
+    let slab: Buffer | undefined;
+    let slabWords: Uint32Array | undefined;
+    let keysAt = 0;
+    let valuesAt = 0;
+    if (undoable) {
+      const last = this.undo[this.undo.length - 1];
+      if (this.undo.length > this.undoHead && last!.k >= k) {
+        throw new StoreError(`undo log: sequence ${k} applied after ${last!.k}`);
+      }
+      const keyBytes = count * 4;
+      slab = this.reserve(keyBytes + count * vb);
+      slabWords = this.slabWords[this.slabWords.length - 1]!;
+      keysAt = this.slabPos;
+      valuesAt = keysAt + keyBytes;
+      this.undo.push({ k, slab: this.slabBase + this.slabs.length - 1, offset: keysAt, count });
+      this.slabPos = align4(valuesAt + count * vb);
+    }
+    const n = Math.min(vb, stride - FLAT_WRITE_HEADER_BYTES);
+    const valueWords = n >> 2;
+    for (let i = 0, at = first; i < count; i++, at += stride) {
+      const key = view.getUint32(at);
+      const d = key * words;
+      if (slab) {
+        slab.writeUInt32LE(key, keysAt + 4 * i);
+        const o = (valuesAt + i * vb) >> 2;
+        for (let j = 0; j < words; j++) slabWords![o + j] = tw[d + j]!;
+      }
+      const from = at + FLAT_WRITE_HEADER_BYTES;
+      for (let j = 0; j < valueWords; j++) tw[d + j] = view.getUint32(from + 4 * j, LITTLE_ENDIAN);
+      if (n < vb) this.table.fill(0, key * vb + n, key * vb + vb);
     }
     this.writesApplied += count;
   }

@@ -57,8 +57,10 @@ describe('WriteBatch', () => {
 
 describe('YcsbStore with flat writes', () => {
   it('applies, validates and rolls back flat writes exactly as write objects (short values zero-padded, long ones truncated)', () => {
-    for (const valueBytes of [64, 10]) {
-      for (const lengths of [() => valueBytes, (i: number) => (i * 7) % (valueBytes + 9)]) {
+    // Uniform lengths of whole words take YcsbStore's uniform path (applyUniform): equal to the
+    // record, shorter (zero-padded) and longer (truncated); mixed lengths and 10-byte records the general one.
+    for (const valueBytes of [64, 16, 10]) {
+      for (const lengths of [() => valueBytes, () => valueBytes - 8, () => valueBytes + 4, (i: number) => (i * 7) % (valueBytes + 9)]) {
         const writes = objectWrites(60, lengths);
         const a = new YcsbStore(1000, valueBytes);
         const b = new YcsbStore(1000, valueBytes);

@@ -59,6 +59,9 @@ import { linkShaperFromEnv, type LinkShaper } from './link-shaper.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
 import { sha256, sha256Into } from '../../replica/crypto.js';
 import { WIRE_LIMITS } from '../../replica/wire.js';
+import { BATCH_FRAME_BYTES_MAX, MAC_DIGEST_FROM } from './frame-limits.js';
+
+export { BATCH_FRAME_BYTES_MAX, MAC_DIGEST_FROM };
 
 export const MAC_BYTES = 32;
 const HEADER_BYTES = 4 + MAC_BYTES;
@@ -157,16 +160,12 @@ export function newTransportCounters(): TransportCounters {
 
 /** Payloads at least this long are written by reference; shorter ones are copied into a run. */
 const COPY_BELOW = 1024;
-/** Payloads at least this long are MAC'd through their SHA-256, shorter ones whole. */
-export const MAC_DIGEST_FROM = 1024;
 /** The first byte of the MAC input: the payload itself follows, or its SHA-256, or its batch digest (`batchDigest`). */
 const MAC_OF_PAYLOAD = 0x00;
 const MAC_OF_DIGEST = 0x01;
 const MAC_OF_BATCH = 0x02;
 const SHA256_BLOCK = 64;
 const DIGEST_BYTES = 32;
-/** The most bytes around a batch (before and after it) a batch digest covers; a payload with more is MAC'd by its SHA-256. */
-export const BATCH_FRAME_BYTES_MAX = 1024;
 
 /** SHA-256 of a frame's payload, one-shot. */
 export function payloadDigest(payload: Uint8Array): Buffer {

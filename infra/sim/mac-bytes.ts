@@ -14,7 +14,7 @@
  */
 import { DIGEST_BYTES } from '../../replica/crypto.js';
 import { batchBodyAt } from '../../replica/messages.js';
-import { BATCH_FRAME_BYTES_MAX, MAC_DIGEST_FROM } from '../process/transport.js';
+import { BATCH_FRAME_BYTES_MAX, MAC_DIGEST_FROM } from '../process/frame-limits.js';
 
 /** The bytes hashed for the MAC of `payload` sent (or checked) once; `firstCopy` false: a later copy of the same broadcast. */
 export function macHashBytes(payload: Buffer, firstCopy: boolean): number {
