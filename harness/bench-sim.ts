@@ -1,8 +1,12 @@
 /**
  * `npm run bench:sim`: how fast the simulator runs (issue 12 item 6: at least a million
  * simulated messages per wall-clock second for PoE and PBFT at n = 16). Each run is its own
- * Node process, so its start-up (loading the modules) is measured as a user of `poe-bench sim`
- * would pay it, and runs do not warm each other's JIT.
+ * Node process, so its start-up (node's own, loading the simulator's modules, and node winding
+ * down after the run) is measured, and runs do not warm each other's JIT. The child loads no flag
+ * parser: `poe-bench sim` pays about 40 ms more than this start-up for commander, zod and the
+ * parameter table that parse its flags (and what the CLI loads for its other commands), so time
+ * `node dist/harness/cli.js sim ...` as well to see what a user of the command waits. Builds
+ * before 5ebd8d3 loaded commander in the child too: their start-up is not like for like.
  *
  *   node dist/harness/bench-sim.js [--protocols poe,pbft] [--replicas 16] [--batches 2000]
  *                                  [--seed 1] [--crypto auto|computed|charged|both]
@@ -281,8 +285,7 @@ function compareBuilds(rows: readonly BenchSimRow[], baseline: string): BuildCom
 
 if (process.argv.includes('--child')) {
   const a = childArgs(process.argv);
+  // Node winds down on its own, as after `poe-bench sim`: the parent counts that as start-up
+  // and exit time, and stdout (asynchronous to a pipe) is flushed before the process ends.
   await child(a.protocol, a.replicas, a.batches, a.seed, a.crypto);
-  // Its JSON is written (stdout to a pipe is synchronous on Linux): exit now rather than wait
-  // for node to wind down a heap the run filled, which the parent would count as run time.
-  process.exit(0);
 } else process.exitCode = await main(process.argv);
