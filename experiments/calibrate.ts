@@ -33,6 +33,19 @@ import { Simulation } from '../infra/sim/simulator.js';
 import { WorkCounter, type WorkTotals, workCpuUs } from '../infra/sim/work-counter.js';
 import type { ProtocolName } from '../replica/types.js';
 
+/**
+ * The real runs of `calibrate` (fit) and `model validate`: a warm-up cap (the window opens once
+ * throughput settles, infra/run/steady.ts) and a measured window, in seconds. The model predicts
+ * a steady state; a 5 s window at 16 replicas still held start-up costs (17 processes compiling
+ * and growing their heaps). Measured on 2026-12-05, quiet machine, one calibration and
+ * validation each way: with 3 + 5 s, PBFT at 16 replicas used 7.16 ms of CPU per batch and the
+ * validation's largest error was 51.3%; with 15 + 10 s, 4.50 ms and 19.3% (median 9.5% and
+ * 6.8%); figure 13 --quick's PBFT at 16, in a window of 6-18 s, reached 38,650 txn/s against
+ * 27,360 and 43,140 in the two validations.
+ */
+export const MODEL_RUN_WARMUP_S = 15;
+export const MODEL_RUN_DURATION_S = 10;
+
 export interface FitSpec {
   readonly protocol: ProtocolName;
   readonly replicas: number;
@@ -235,8 +248,8 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
         replicas: fp.replicas,
         batch,
         clients,
-        warmupS: options.warmupS ?? 3,
-        durationS: options.durationS ?? 5,
+        warmupS: options.warmupS ?? MODEL_RUN_WARMUP_S,
+        durationS: options.durationS ?? MODEL_RUN_DURATION_S,
       });
       const runOptions: RunOptions = options.signal ? { signal: options.signal } : {};
       const r = await executeRun(spec, runOptions);

@@ -19,6 +19,7 @@ import type { CalibrationFile } from '../infra/sim/calibration.js';
 import { localTestbed } from '../infra/sim/testbed.js';
 import type { ProtocolName } from '../replica/types.js';
 import type { ProcessFigures } from '../infra/run/metrics.js';
+import { MODEL_RUN_DURATION_S, MODEL_RUN_WARMUP_S } from './calibrate.js';
 import { type ModelIo, modelPoint, pointInputOf } from './model-point.js';
 
 export interface ValidationPoint {
@@ -195,7 +196,13 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
   log(`${clientProcs} client process(es) per run, real and modelled`);
   for (const n of replicaCounts) {
     for (const protocol of options.protocols ?? (['poe', 'pbft', 'zyzzyva', 'hotstuff'] as const)) {
-      const spec = makeRunSpec({ protocol, replicas: n, clientProcs, warmupS: options.warmupS ?? 3, durationS: options.durationS ?? 5 });
+      const spec = makeRunSpec({
+        protocol,
+        replicas: n,
+        clientProcs,
+        warmupS: options.warmupS ?? MODEL_RUN_WARMUP_S,
+        durationS: options.durationS ?? MODEL_RUN_DURATION_S,
+      });
       log(`${protocol} n=${n}: real run on the local backend...`);
       const runOptions: RunOptions = options.signal ? { signal: options.signal } : {};
       const real = await executeRun(spec, runOptions);

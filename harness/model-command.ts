@@ -11,7 +11,7 @@
  * - `model point --protocol P --replicas N [--testbed local|c5.2xlarge|FILE]`: one modelled point.
  */
 import type { Command } from 'commander';
-import { calibrate } from '../experiments/calibrate.js';
+import { calibrate, MODEL_RUN_DURATION_S, MODEL_RUN_WARMUP_S } from '../experiments/calibrate.js';
 import { costTable, formatCostTable } from '../experiments/cost-table.js';
 import { modelPoint, pointInputOf } from '../experiments/model-point.js';
 import { formatSensitivity, sensitivityBases, sensitivityOn } from '../experiments/sensitivity.js';
@@ -71,8 +71,8 @@ function registerCalibrate(program: Command): void {
     .option('--out <file>', 'calibration file to write', DEFAULT_CALIBRATION)
     .option('--no-fit', 'skip the real runs (fixed costs stay 0, and the file says so)')
     .option('--reuse <file>', "reuse an earlier calibration's real fit runs: re-measure the operations, recount, refit")
-    .option('--warmup <s>', 'warm-up seconds of each fit run', '3')
-    .option('--duration <s>', 'measured seconds of each fit run', '5')
+    .option('--warmup <s>', 'warm-up cap of each fit run, s (the window opens once throughput settles)', String(MODEL_RUN_WARMUP_S))
+    .option('--duration <s>', 'measured seconds of each fit run', String(MODEL_RUN_DURATION_S))
     .action(async (o: { out: string; fit: boolean; reuse?: string; warmup: string; duration: string }) => {
       const c = await calibrate({
         skipFit: !o.fit,
@@ -93,8 +93,8 @@ function registerValidate(model: Command): void {
     .option('--calibration <file>', 'calibration file', DEFAULT_CALIBRATION)
     .option('--protocols <list>', 'comma-separated protocols', 'poe,pbft,zyzzyva,hotstuff')
     .option('--replicas <list>', 'comma-separated replica counts', '4,8,16')
-    .option('--warmup <s>', 'warm-up seconds of each real run', '3')
-    .option('--duration <s>', 'measured seconds of each real run', '5')
+    .option('--warmup <s>', 'warm-up cap of each real run, s (the window opens once throughput settles)', String(MODEL_RUN_WARMUP_S))
+    .option('--duration <s>', 'measured seconds of each real run', String(MODEL_RUN_DURATION_S))
     .option('--client-procs <n>', 'client processes the logical clients are spread over, in every real run and modelled point (as run --client-procs)', '1')
     .option('--json', 'print one JSON object')
     .action(async (o: { calibration: string; protocols: string; replicas: string; warmup: string; duration: string; clientProcs: string; json?: boolean }) => {
