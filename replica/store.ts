@@ -170,17 +170,9 @@ export class YcsbStore {
     let keysAt = 0;
     let valuesAt = 0;
     if (undoable) {
-      const last = this.undo[this.undo.length - 1];
-      if (this.undo.length > this.undoHead && last!.k >= k) {
-        throw new StoreError(`undo log: sequence ${k} applied after ${last!.k}`);
-      }
-      // A record is [count keys as u32][count old values], each part word-aligned.
-      const keyBytes = count * 4;
-      slab = this.reserve(keyBytes + count * vb);
-      keysAt = this.slabPos;
-      valuesAt = keysAt + keyBytes;
-      this.undo.push({ k, slab: this.slabBase + this.slabs.length - 1, offset: keysAt, count });
-      this.slabPos = align4(valuesAt + count * vb);
+      keysAt = this.beginUndo(k, count);
+      valuesAt = keysAt + count * 4;
+      slab = this.slabs[this.slabs.length - 1]!;
     }
     const slabWords = slab ? this.slabWords[this.slabWords.length - 1]! : undefined;
     const table = this.table;
@@ -216,6 +208,24 @@ export class YcsbStore {
   }
 
   /**
+   * Opens the undo record of the batch executed at k, with `count` writes, in the newest slab
+   * (a fresh one if it is full) and returns where its keys start there. A record is [count keys
+   * as u32][count old values], each part word-aligned; the caller fills both.
+   */
+  private beginUndo(k: number, count: number): number {
+    const last = this.undo[this.undo.length - 1];
+    if (this.undo.length > this.undoHead && last!.k >= k) {
+      throw new StoreError(`undo log: sequence ${k} applied after ${last!.k}`);
+    }
+    const bytes = count * 4 + count * this.valueBytes;
+    this.reserve(bytes);
+    const keysAt = this.slabPos;
+    this.undo.push({ k, slab: this.slabBase + this.slabs.length - 1, offset: keysAt, count });
+    this.slabPos = align4(keysAt + bytes);
+    return keysAt;
+  }
+
+  /**
    * apply() for flat writes whose values all have one length, a whole number of words (every
    * batch a client here sends): the same checks, undo record and table bytes, with each write's
    * offset stepped by `stride` instead of asked for, and each value moved word by word.
@@ -243,17 +253,10 @@ export class YcsbStore {
     let keysAt = 0;
     let valuesAt = 0;
     if (undoable) {
-      const last = this.undo[this.undo.length - 1];
-      if (this.undo.length > this.undoHead && last!.k >= k) {
-        throw new StoreError(`undo log: sequence ${k} applied after ${last!.k}`);
-      }
-      const keyBytes = count * 4;
-      slab = this.reserve(keyBytes + count * vb);
+      keysAt = this.beginUndo(k, count);
+      valuesAt = keysAt + count * 4;
+      slab = this.slabs[this.slabs.length - 1]!;
       slabWords = this.slabWords[this.slabWords.length - 1]!;
-      keysAt = this.slabPos;
-      valuesAt = keysAt + keyBytes;
-      this.undo.push({ k, slab: this.slabBase + this.slabs.length - 1, offset: keysAt, count });
-      this.slabPos = align4(valuesAt + count * vb);
     }
     const n = Math.min(vb, stride - FLAT_WRITE_HEADER_BYTES);
     const valueWords = n >> 2;
