@@ -165,11 +165,17 @@ export function attributeBottleneck(input: BottleneckInput): Bottleneck {
       'latency',
       `latency-bound: ${input.clientTimeouts} client timeouts for ${input.acceptedBatches} accepted batches (mean latency ${input.meanLatencyMs.toFixed(1)} ms), with ${idle}`,
     );
-  return idleClosedLoop(input, idle, probeWords, verdict);
+  return idleClosedLoop(input, idle, probeWords, busiest?.cpuPercent ?? null, verdict);
 }
 
 /** Rule 4's last case: closed loop, nothing busy, nothing waiting; the probe tells load from a serial client stage (header). */
-function idleClosedLoop(input: BottleneckInput, idle: string, probeWords: string, verdict: (kind: BottleneckKind, detail: string) => Bottleneck): Bottleneck {
+function idleClosedLoop(
+  input: BottleneckInput,
+  idle: string,
+  probeWords: string,
+  busiest: number | null,
+  verdict: (kind: BottleneckKind, detail: string) => Bottleneck,
+): Bottleneck {
   const probe = input.loadProbe;
   const clients = input.processes.filter((p) => p.role === 'client');
   const clientCpu = clients.map((p) => p.cpuPercent).filter((x): x is number => x !== null);
@@ -180,7 +186,6 @@ function idleClosedLoop(input: BottleneckInput, idle: string, probeWords: string
       : clientCpu.length === 1
         ? `, ${procs} at ${pct(clientCpu[0]!)}`
         : `, ${procs} at ${pct(Math.min(...clientCpu))} to ${pct(Math.max(...clientCpu))} each`;
-  const busiest = input.processes.reduce<number | null>((m, p) => (p.cpuPercent === null ? m : Math.max(m ?? 0, p.cpuPercent)), null);
   const noCore = busiest === null ? '' : `, no process at a full core (the busiest at ${pct(busiest)})`;
   const spread = '--client-procs (run) or --client-machines (figure) spreads the same logical clients over more client processes';
   if (probe === undefined)
