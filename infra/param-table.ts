@@ -41,16 +41,7 @@ import { DEFAULT_NETWORK } from './sim/network.js';
  * function of these, so that this module (which the simulator reads its defaults from) loads no
  * zod: about 10 ms of a simulation's start-up (issue 12 item 6).
  */
-export interface SchemaKit {
-  readonly z: typeof z;
-  num(): z.ZodNumber;
-  integer(min: number, max?: number): ZodTypeAny;
-  positive(): ZodTypeAny;
-  nonNegative(): ZodTypeAny;
-  probability(): ZodTypeAny;
-  parsedList<T>(parse: (s: string) => T): ZodTypeAny;
-  commaList<T>(parse: (s: string) => T): ZodTypeAny;
-}
+export type SchemaKit = typeof import('./param-schemas.js') & { readonly z: typeof z };
 
 /** A parameter's schema, built when asked (paramSchemaOf in infra/params.ts). */
 export type LazySchema = (kit: SchemaKit) => ZodTypeAny;

@@ -7,20 +7,19 @@
  *   - the commander options of each command (`defineParams`), with hidden old spellings
  *     (`aliases`) so old replay lines and scripts keep working.
  *
- * The table itself loads neither library: the simulator reads its defaults from it (issue 12
- * item 6, start-up).
+ * The table itself loads neither library: the simulator reads its defaults from it and parses no
+ * flags (issue 12 item 6, start-up).
  */
-import { createRequire } from 'node:module';
-import type { Command, Option as OptionClass } from 'commander';
+import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { paramHelp, paramOf, paramsFor, perCommand, flagName, type ParamCommand, type ParamDef, type SchemaKit } from './param-table.js';
-import { commaList, integer, nonNegative, num, parsedList, positive, probability } from './param-schemas.js';
+import * as schemas from './param-schemas.js';
 
 export * from './param-table.js';
-export { commaList, integer, nonNegative, parsedList, positive, probability };
+export { commaList, integer, nonNegative, parsedList, positive, probability } from './param-schemas.js';
 
 /** What the table's schemas are built with. */
-const KIT: SchemaKit = { z, num, integer, positive, nonNegative, probability, parsedList, commaList };
+const KIT: SchemaKit = { ...schemas, z };
 
 /** The zod schema of one parameter's text value on `command`. */
 export function paramSchemaOf(p: ParamDef, command: ParamCommand): z.ZodTypeAny {
@@ -55,9 +54,6 @@ function defaultText(p: ParamDef, command: ParamCommand): string | undefined {
  * aliases in, and `paramSchema` validates.
  */
 export function defineParams(cmd: Command, command: ParamCommand, keys?: readonly string[]): Command {
-  // Loaded here, not with this module: the simulator reads defaults from the table and parses no
-  // flags (issue 12 item 6, its start-up). commander's ES module is a wrapper of this very one.
-  const { Option } = createRequire(import.meta.url)('commander') as { Option: typeof OptionClass };
   const chosen = keys === undefined ? paramsFor(command) : keys.map((k) => paramOf(command, k) ?? missing(command, k));
   for (const p of chosen) {
     const d = defaultText(p, command);
