@@ -7,7 +7,7 @@
 import { CheckpointTracker, type Execution, Executor, hex } from './common.js';
 import type { CryptoProvider, Signer, Verifier } from './crypto.js';
 import type { HotStuffMessage, HotStuffRule, HsReply, Phase, QcSignature, QuorumCert } from './hotstuff-wire.js';
-import { makeReply, PAPER_RULE_SIGNATURES, qcProblem } from './hotstuff-wire.js';
+import { makeReply, paperQcProblem, qcProblem } from './hotstuff-wire.js';
 import { Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
 import { isNoop, MSG_CHECKPOINT, MSG_REQUEST } from './messages.js';
@@ -230,7 +230,7 @@ export abstract class HotStuffReplica implements ReplicaCore<HotStuffMessage> {
     // Under 'paper' only the genesis QC needs qcProblem's full check; for every other one (three
     // per slot at each backup) the rule is its empty list, checked here without building a QcCheck.
     if (this.rule === 'paper') {
-      if (genesisHash === undefined || qc.k !== 0) return qc.sigs.length === 0 ? undefined : PAPER_RULE_SIGNATURES;
+      if (genesisHash === undefined || qc.k !== 0) return paperQcProblem(qc);
       return qcProblem(qc, this.q, this.verifiers, { rule: this.rule, self: this.id, selfVoted, genesisHash });
     }
     const key = certificateKey(qc);

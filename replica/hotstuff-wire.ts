@@ -265,8 +265,10 @@ export interface QcCheck {
 /** The certificate rules: see hotstuff.ts's header. */
 export type HotStuffRule = 'paper' | 'qc';
 
-/** qcProblem's answer for a certificate that carries signatures under the 'paper' rule. */
-export const PAPER_RULE_SIGNATURES = 'qc: signatures under the paper rule';
+/** The 'paper' rule's check of a certificate other than the chained genesis QC: it carries no signatures. */
+export function paperQcProblem(qc: QuorumCert): string | undefined {
+  return qc.sigs.length === 0 ? undefined : 'qc: signatures under the paper rule';
+}
 
 /**
  * Why a QC is not valid, or undefined if it is. Under 'qc': exactly nf signatures from distinct
@@ -279,7 +281,7 @@ export function qcProblem(qc: QuorumCert, q: Quorums, verifiers: readonly Verifi
   if (check.genesisHash && qc.k === 0) {
     return qc.phase === PHASE_GENERIC && qc.view === 0 && qc.sigs.length === 0 && qc.digest.equals(check.genesisHash) ? undefined : 'qc: malformed genesis qc';
   }
-  if (check.rule === 'paper') return qc.sigs.length === 0 ? undefined : PAPER_RULE_SIGNATURES;
+  if (check.rule === 'paper') return paperQcProblem(qc);
   if (qc.sigs.length !== q.nf) return `qc: ${qc.sigs.length} signatures, want ${q.nf}`;
   const bytes = voteBytes(qc.phase, qc.view, qc.k, qc.digest);
   const seen = new Set<number>();

@@ -88,6 +88,7 @@
  * loss, stays behind); the per-slot view change of parallel mode, so a slot leader that
  * equivocates (a twinned one) stalls the slots it owns for good.
  */
+import { sameBytes } from './common.js';
 import type { CryptoProviderName, Verifier } from './crypto.js';
 import { createCrypto } from './crypto.js';
 import { ChainedHotStuff } from './hotstuff-chained.js';
@@ -176,7 +177,7 @@ export class HotStuffClientPolicy implements ClientPolicy<HotStuffMessage> {
   onReply(p: PendingRequest, from: Peer, msg: HotStuffMessage, nowMs: number): ReplyOutcome<HotStuffMessage> | undefined {
     void nowMs;
     if (msg.type !== MSG_HS_REPLY || isClientPeer(from) || from >= this.n || msg.replica !== from) return undefined;
-    if (!msg.digest.equals(p.digest) || msg.clientId !== p.request.clientId || msg.reqNo !== p.request.reqNo) return undefined;
+    if (!sameBytes(msg.digest, p.digest) || msg.clientId !== p.request.clientId || msg.reqNo !== p.request.reqNo) return undefined;
     let tally = p.policyState as ReplyTally | undefined;
     if (!tally) {
       tally = new Map();
@@ -191,7 +192,7 @@ export class HotStuffClientPolicy implements ClientPolicy<HotStuffMessage> {
     // Replies are compared field by field, not through a hex string key per reply.
     let view = Number.MAX_SAFE_INTEGER;
     for (const t of tally.values()) {
-      if (t.k !== msg.k || !t.result.equals(msg.result)) continue;
+      if (t.k !== msg.k || !sameBytes(t.result, msg.result)) continue;
       matching++;
       view = Math.min(view, t.view);
     }

@@ -209,7 +209,7 @@ export class PoeBlockFetcher {
     const last = Math.min(m.toK, this.core.executor.executedK);
     for (let k = m.fromK; k <= last; k++) {
       const request = this.core.slots.get(k)?.request ?? this.archive.get(k);
-      if (!request || !requestDigest(this.p.crypto, request).equals(this.core.ledger.digestAt(k))) break;
+      if (!request || !this.core.ledger.digestEquals(k, requestDigest(this.p.crypto, request))) break;
       entries.push({ view: this.core.ledger.viewAt(k), k, request });
     }
     if (entries.length > 0) this.out.send(from, { type: MSG_BLOCKS, entries });

@@ -272,7 +272,7 @@ export class PoeViewChange {
   /** True if we executed or view-committed exactly this entry (so its request was verified). */
   private holds(e: ExecutionEntry): boolean {
     const digest = requestDigest(this.p.crypto, e.request);
-    if (e.k <= this.core.executor.executedK) return this.core.ledger.viewAt(e.k) === e.view && this.core.ledger.digestAt(e.k).equals(digest);
+    if (e.k <= this.core.executor.executedK) return this.core.ledger.viewAt(e.k) === e.view && this.core.ledger.digestEquals(e.k, digest);
     const slot = this.core.slots.get(e.k);
     return slot !== undefined && slot.committed && slot.view === e.view && slot.digest!.equals(digest);
   }

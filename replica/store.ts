@@ -34,7 +34,7 @@ export interface FlatWrites {
 }
 
 /** Bytes of a flat write before its value: key u32, value length u16 (replica/messages.ts). */
-const FLAT_WRITE_HEADER_BYTES = 4 + 2;
+export const FLAT_WRITE_HEADER_BYTES = 4 + 2;
 
 /** A batch's writes, as objects (tests, the bench's floor) or flat (every request a codec decodes or a client builds). */
 export type Writes = readonly Write[] | FlatWrites;
@@ -67,6 +67,13 @@ const SLAB_BYTES = 4 * 1024 * 1024;
 const FIRST_SLAB_BYTES = 64 * 1024;
 
 const align4 = (n: number): number => (n + 3) & ~3;
+
+/** Loads a word of every cache line of the row of `words` words at word `s` (apply's early loads), XORed so they are kept. */
+function touchRow(tw: Uint32Array, s: number, words: number): number {
+  let x = 0;
+  for (let j = 0; j < words; j += LINE_WORDS) x ^= tw[s + j]!;
+  return x ^ tw[s + words - 1]!;
+}
 
 /** 32-bit words per 64-byte cache line. */
 const LINE_WORDS = 16;
@@ -159,11 +166,7 @@ export class YcsbStore {
     for (let i = 0; i < count; i++) {
       const key = flat ? flat.keyAt(i) : objects![i]!.key;
       this.checkKey(key);
-      if (tw) {
-        const s = key * words;
-        for (let j = 0; j < words; j += LINE_WORDS) touched ^= tw[s + j]!;
-        touched ^= tw[s + words - 1]!;
-      }
+      if (tw) touched ^= touchRow(tw, key * words, words);
     }
     this.touched = touched & 1;
     let slab: Buffer | undefined;
@@ -243,9 +246,7 @@ export class YcsbStore {
     for (let i = 0, at = first; i < count; i++, at += stride) {
       const key = view.getUint32(at);
       if (key >= records) this.checkKey(key);
-      const s = key * words;
-      for (let j = 0; j < words; j += LINE_WORDS) touched ^= tw[s + j]!;
-      touched ^= tw[s + words - 1]!;
+      touched ^= touchRow(tw, key * words, words);
     }
     this.touched = touched & 1;
     let slab: Buffer | undefined;
@@ -265,8 +266,7 @@ export class YcsbStore {
       const d = key * words;
       if (slab) {
         slab.writeUInt32LE(key, keysAt + 4 * i);
-        const o = (valuesAt + i * vb) >> 2;
-        for (let j = 0; j < words; j++) slabWords![o + j] = tw[d + j]!;
+        this.copyOut(slab, slabWords!, valuesAt + i * vb, key * vb);
       }
       const from = at + FLAT_WRITE_HEADER_BYTES;
       for (let j = 0; j < valueWords; j++) tw[d + j] = view.getUint32(from + 4 * j, LITTLE_ENDIAN);

@@ -1,7 +1,13 @@
 /**
- * The transport's frame MAC limits (infra/process/transport.ts), in a module without I/O so the
- * simulator's cost model (infra/sim/mac-bytes.ts) can read them without loading node:net.
+ * The transport's frame layout and MAC limits (infra/process/transport.ts), in a module without
+ * I/O so the simulator (infra/sim/mac-bytes.ts, sim-events.ts) can read them without loading
+ * node:net.
  */
+
+/** The MAC every frame carries (HMAC-SHA256). */
+export const MAC_BYTES = 32;
+/** A frame's header: its length (u32) and its MAC. */
+export const FRAME_HEADER_BYTES = 4 + MAC_BYTES;
 
 /** Payloads at least this long are MAC'd through their SHA-256, shorter ones whole. */
 export const MAC_DIGEST_FROM = 1024;

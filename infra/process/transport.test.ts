@@ -16,12 +16,12 @@ import {
   FrameReader,
   OutputQueue,
   MAC_BYTES,
-  MAC_DIGEST_FROM,
   payloadDigest,
   Transport,
   type TransportHandlers,
 } from './transport.js';
 import { Rng } from '../../client/random.js';
+import { MAC_DIGEST_FROM } from './frame-limits.js';
 
 const KEYS = new Map<string, Buffer>();
 function key(a: Peer, b: Peer): Buffer {

@@ -59,12 +59,9 @@ import { linkShaperFromEnv, type LinkShaper } from './link-shaper.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
 import { sha256, sha256Into } from '../../replica/crypto.js';
 import { WIRE_LIMITS } from '../../replica/wire.js';
-import { BATCH_FRAME_BYTES_MAX, MAC_DIGEST_FROM } from './frame-limits.js';
+import { BATCH_FRAME_BYTES_MAX, FRAME_HEADER_BYTES as HEADER_BYTES, MAC_BYTES, MAC_DIGEST_FROM } from './frame-limits.js';
 
-export { BATCH_FRAME_BYTES_MAX, MAC_DIGEST_FROM };
-
-export const MAC_BYTES = 32;
-const HEADER_BYTES = 4 + MAC_BYTES;
+export { MAC_BYTES };
 const HELLO_MAGIC = 0x504f_4542; // "POEB"
 const HELLO_VERSION = 1;
 const HELLO_BYTES = 4 + 2 + 4 + 4;

@@ -4,6 +4,7 @@
  */
 import type { Peer, WireMessage } from '../../replica/types.js';
 import { macHashBytes } from './mac-bytes.js';
+import { FRAME_HEADER_BYTES } from '../process/frame-limits.js';
 
 export type SimEvent =
   | { readonly kind: 'start'; readonly node: Peer }
@@ -44,7 +45,7 @@ export function frameMacBytes(frame: SentFrame): { readonly first: number; reado
  * transport's 36-byte header (length and MAC, infra/process/transport.ts).
  */
 const READ_BYTES_MAX = 65_536;
-export const FRAME_HEADER_BYTES = 36;
+export { FRAME_HEADER_BYTES };
 export function socketReads(events: readonly SimEvent[]): number {
   const from: Peer[] = [];
   const bytes: number[] = [];
