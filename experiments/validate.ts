@@ -186,7 +186,7 @@ export function coresLeft(cores: number, machineCpuPercent: number | null, runCo
 
 export async function validate(calibration: CalibrationFile, options: ValidateOptions = {}): Promise<ValidationSummary> {
   const log = options.onProgress ?? (() => {});
-  // The machine's cores (a calibration's hostCoresAvailable is no longer read: see calibration.ts).
+  // The machine's cores: the model's turn-end flush produces the idle time of saturated runs itself (cost-model.ts turnEnd).
   const machine = localTestbed();
   log(`model testbed: ${machine.description} (${machine.sources['sharedHostCores']}), less what other work used during each real run`);
   const points: ValidationPoint[] = [];

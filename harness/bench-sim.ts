@@ -119,20 +119,8 @@ function childArgs(argv: readonly string[]): { protocol: string; replicas: numbe
 
 function runChild(build: string, protocol: string, replicas: number, batches: number, seed: number, crypto: SimCryptoRequest): BenchSimRow {
   const script = build === 'this' ? fileURLToPath(import.meta.url) : join(build, 'dist', 'harness', 'bench-sim.js');
-  const args = [
-    script,
-    '--child',
-    '--protocols',
-    protocol,
-    '--replicas',
-    String(replicas),
-    '--batches',
-    String(batches),
-    '--seed',
-    String(seed),
-    '--crypto',
-    crypto,
-  ];
+  const values = [protocol, String(replicas), String(batches), String(seed), crypto];
+  const args = [script, '--child', ...CHILD_FLAGS.flatMap((flag, i) => [flag, values[i]!])];
   const t0 = performance.now();
   const p = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   const wallMs = performance.now() - t0;
@@ -193,7 +181,6 @@ function formatRows(rows: readonly BenchSimRow[]): string {
 }
 
 interface Flags {
-  readonly child?: boolean;
   readonly protocols: string;
   readonly replicas: string;
   readonly batches: string;
@@ -207,7 +194,6 @@ interface Flags {
 async function main(argv: readonly string[]): Promise<number> {
   const { Command } = await import('commander');
   const program = new Command('bench-sim')
-    .option('--child', 'internal: run one simulation and print its JSON')
     .option('--protocols <list>', 'protocols, comma-separated', 'poe,pbft')
     .option('--replicas <n>', 'replicas', '16')
     .option('--batches <m>', 'batches', '2000')

@@ -95,14 +95,6 @@ export interface CalibrationFile {
   readonly sources: Readonly<Record<Exclude<keyof OpCosts, LaterCost>, CostSource>> & Partial<Record<LaterCost, CostSource>>;
   /** The real runs the fixed costs were fitted to (disjoint from validation points). */
   readonly fitPoints: readonly FitPoint[];
-  /**
-   * Written by calibrations before the cost model flushed a turn's frames at its end (the
-   * median of fitPoints' cpuCores) and no longer read: it stood in for the cores saturated runs
-   * leave idle while processes wait on one another, which the model now produces itself
-   * (cost-model.ts turnEnd), so the `local` testbed is the machine's cores again and counting
-   * the idle time through this as well would count it twice.
-   */
-  readonly hostCoresAvailable?: number;
   /** Filled by `poe-bench model validate` with the calibration it checked. */
   readonly validation?: unknown;
 }

@@ -147,10 +147,11 @@ export const ioOutPerByteUs = (c: OpCosts): number => c.ioPerByteOutUs ?? c.ioPe
  * frames to the same peer is charged apart (perWriteUs, once per connection and turn).
  */
 export function frameCpuUs(c: OpCosts, f: FrameOut): number {
+  const mac = frameMacCost(c);
   return (
     (f.encoded ? c.encode.fixedUs + c.encode.perByteUs * f.bytes : 0) +
-    frameMacCost(c).fixedUs +
-    frameMacCost(c).perByteUs * (f.macBytes ?? f.bytes) +
+    mac.fixedUs +
+    mac.perByteUs * (f.macBytes ?? f.bytes) +
     c.perFrameOutUs +
     ioOutPerByteUs(c) * f.bytes
   );

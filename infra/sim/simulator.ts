@@ -474,11 +474,8 @@ export class Simulation {
     // Most turns hold nothing (a pipelined node, a timer, a step that sent nothing): no flush.
     if (this.heldTo.length === 0) return;
     const hook = this.hook!;
-    if (!hook.turnEnd) {
-      // A hook that holds frames must release them (cost-hook.ts): else they would pile up unsent.
-      if (this.heldTo.length > 0) throw new Error('simulator: the cost hook held frames (frameSent returned undefined) but has no turnEnd to release them');
-      return;
-    }
+    // A hook that holds frames must release them (cost-hook.ts): else they would pile up unsent.
+    if (!hook.turnEnd) throw new Error('simulator: the cost hook held frames (frameSent returned undefined) but has no turnEnd to release them');
     const departures = hook.turnEnd(node, this.nowMs);
     if (departures.length !== this.heldTo.length)
       throw new Error(`simulator: the cost hook's turnEnd gave ${departures.length} departure time(s) for the ${this.heldTo.length} frame(s) it held`);
@@ -658,19 +655,8 @@ export class Simulation {
       }
       return;
     }
-    const copies = n - 1;
-    this.replicaMessages += copies;
-    this.replicaBytes += copies * frame.bytes.length;
-    this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + copies;
-    const arrivals = this.arrivals;
-    const network = this.network;
-    const queue = this.queue;
-    const nowMs = this.nowMs;
-    for (let to = 0; to < n; to++) {
-      if (to === id) continue;
-      const delivered = network.transmitInto(id, to, nowMs, arrivals);
-      for (let i = 0; i < delivered; i++) queue.push(arrivals[i]!, frame, to);
-    }
+    this.countSent(id, type, frame.bytes.length, n - 1);
+    for (let to = 0; to < n; to++) if (to !== id) this.sendAt(id, to, frame, this.nowMs);
   }
 
   private sendFromReplica(id: number, to: Peer, msg: WireMessage): void {
@@ -874,23 +860,36 @@ export class Simulation {
 
   private transmit(from: Peer, to: Peer, frame: SentFrame, type: number, encoded = true): void {
     const bytes = frame.bytes.length;
+    this.countSent(from, type, bytes, 1);
+    let departMs = this.nowMs;
+    if (this.hook) {
+      const mac = frameMacBytes(frame);
+      const held = this.hook.frameSent({ from, to, bytes, encoded, macBytes: encoded ? mac.first : mac.later }, this.nowMs);
+      if (held === undefined) {
+        // Held by the cost model until the turn ends (endTurn).
+        this.heldTo.push(to);
+        this.heldFrames.push(frame);
+        return;
+      }
+      departMs = held;
+    }
+    this.sendAt(from, to, frame, departMs);
+  }
+
+  /** Counts `copies` messages of `bytes` each sent by `from` (client or replica totals, replica ones by type). */
+  private countSent(from: Peer, type: number, bytes: number, copies: number): void {
     if (isClientPeer(from)) {
-      this.clientMessages++;
-      this.clientBytes += bytes;
+      this.clientMessages += copies;
+      this.clientBytes += copies * bytes;
     } else {
-      this.replicaMessages++;
-      this.replicaBytes += bytes;
-      this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + 1;
+      this.replicaMessages += copies;
+      this.replicaBytes += copies * bytes;
+      this.messagesByTypeId[type] = (this.messagesByTypeId[type] ?? 0) + copies;
     }
-    const departMs = this.hook
-      ? this.hook.frameSent({ from, to, bytes, encoded, macBytes: encoded ? frameMacBytes(frame).first : frameMacBytes(frame).later }, this.nowMs)
-      : this.nowMs;
-    if (departMs === undefined) {
-      // Held by the cost model until the turn ends (endTurn).
-      this.heldTo.push(to);
-      this.heldFrames.push(frame);
-      return;
-    }
+  }
+
+  /** Hands one copy leaving at `departMs` to the network and queues what it delivers. */
+  private sendAt(from: Peer, to: Peer, frame: SentFrame, departMs: number): void {
     const arrivals = this.arrivals;
     const copies = this.network.transmitInto(from, to, departMs, arrivals);
     for (let i = 0; i < copies; i++) this.queue.push(arrivals[i]!, frame, to);

@@ -141,11 +141,12 @@ export class WorkCounter implements SimCostHook {
 export function workCpuUs(c: OpCosts, t: WorkTotals): number {
   const { inputUs, protocolUs } = stepCpuUs(c, t);
   const turns = c.perStepUs * t.turns + readCpuUs(c, t.reads) + (c.perWriteUs ?? 0) * t.writes;
+  const mac = frameMacCost(c);
   const frames =
     c.encode.fixedUs * t.encodes +
     c.encode.perByteUs * t.encodeBytes +
-    frameMacCost(c).fixedUs * t.frameMacs +
-    frameMacCost(c).perByteUs * t.frameMacBytes +
+    mac.fixedUs * t.frameMacs +
+    mac.perByteUs * t.frameMacBytes +
     c.perFrameOutUs * t.framesOut +
     ioOutPerByteUs(c) * t.frameBytesOut;
   return inputUs + protocolUs + turns + frames;
