@@ -710,7 +710,11 @@ export function pointsReason(claim: Claim, data: FigureData): string | undefined
   const where = (p: AggregatedPoint): string => `${L[p.point.protocol]} at ${xLabel(data.figure, xOf(data.figure, p.point))}`;
   const parts: string[] = [];
   const byLabel = new Map<string, AggregatedPoint[]>();
-  for (const p of points) if (p.bottleneck) byLabel.set(boundLabel(p.bottleneck), [...(byLabel.get(boundLabel(p.bottleneck)) ?? []), p]);
+  for (const p of points) {
+    if (!p.bottleneck) continue;
+    const label = boundLabel(p.bottleneck);
+    byLabel.set(label, [...(byLabel.get(label) ?? []), p]);
+  }
   for (const [label, list] of [...byLabel.entries()].sort((a, b) => b[1].length - a[1].length)) {
     const ex = list[list.length - 1]!;
     const paper = ex.bottleneck!.kind === 'cpu' ? '; the paper gave every replica its own 8-core machine' : '';

@@ -776,7 +776,7 @@ export async function runPointSaturated(
   const earlier = chosen.get(group);
   if (earlier !== undefined) {
     const whose = run.figure === '12' ? `${run.point.protocol}'s first batch size` : 'repetition 1';
-    const probe = run.figure === '12' ? undefined : probed.get(group);
+    const probe = probed.get(group);
     return fixed('reused', `the load ${whose} settled on (${earlier} txns), held`, earlier, probe)();
   }
   const start = specFor(run, config).loadTxns ?? config.loadTxns;
@@ -785,6 +785,7 @@ export async function runPointSaturated(
   if (!out) return undefined;
   chosen.set(group, out.saturation.loadTxns);
   const probe = out.result.bottleneckInput?.loadProbe;
-  if (probe !== undefined) probed.set(group, { ...probe, whose: "repetition 1's" });
+  // Figure 12's groups span batch sizes: a probe at one batch size says nothing of another.
+  if (probe !== undefined && run.figure !== '12') probed.set(group, { ...probe, whose: "repetition 1's" });
   return { result: out.result, spec: out.result.spec, saturation: out.saturation };
 }

@@ -306,9 +306,14 @@ function modelCoalescing(io: ModelIo, acceptedBatches: number): Coalescing {
   };
 }
 
+/** `n client process(es) per run`, as the validation table and the report name them. */
+export function procsPerRun(n: number): string {
+  return `${n} client process${n === 1 ? '' : 'es'} per run`;
+}
+
 export function formatValidation(s: ValidationSummary, calibrationPath?: string): string {
   const lines = [
-    `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}, ${s.clientProcs ?? 1} client process${(s.clientProcs ?? 1) === 1 ? '' : 'es'} per run): real runs on the local backend against the cost model`,
+    `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}, ${procsPerRun(s.clientProcs ?? 1)}): real runs on the local backend against the cost model`,
     '',
     '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores used real, model | cores of the modelled host | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model | client CPU ms/batch real, model |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',

@@ -11,7 +11,7 @@ import type { ProtocolName } from '../replica/types.js';
 import { CLAIMS, claimContextOf, evaluateClaims, type ClaimInputs, type ClaimResult, type Verdict } from '../experiments/claims.js';
 import { FIGURE_IDS, FIGURES, PROFILES, PROTOCOL_LABEL, PROTOCOL_ORDER, belongsTo, xOf, type FigureDef } from '../experiments/figures.js';
 import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
-import type { ValidationSummary } from '../experiments/validate.js';
+import { procsPerRun, type ValidationSummary } from '../experiments/validate.js';
 import { type CalibrationFile, readCalibration } from '../infra/sim/calibration.js';
 import { ratioSentences } from '../experiments/sentences.js';
 import {
@@ -325,9 +325,8 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
 
 /** A stored validation's client processes per run, in words (1 where not recorded: validations before `--client-procs` always ran one). */
 function procsWords(v: ValidationSummary): string {
-  const n = v.clientProcs ?? 1;
   const recorded = v.clientProcs === undefined ? ' (not recorded: validations then always ran one)' : '';
-  return `${n} client process${n === 1 ? '' : 'es'} per run${recorded} (model validate --client-procs)`;
+  return `${procsPerRun(v.clientProcs ?? 1)}${recorded} (model validate --client-procs)`;
 }
 
 const METHOD: Block[] = [
