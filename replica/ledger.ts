@@ -39,8 +39,6 @@ export function genesisHash(crypto: CryptoProvider, initialPrimary = 0): Buffer 
  */
 const BLOCK_BYTES = 8 + DIGEST_BYTES + 8 + DIGEST_BYTES;
 const blockScratch = Buffer.alloc(BLOCK_BYTES);
-/** A block's digest on its way from the ledger's column into blockScratch (verifyChain). */
-const digestScratch = new Uint8Array(DIGEST_BYTES);
 
 export function blockHash(crypto: CryptoProvider, k: number, digest: Buffer, view: number, prevHash: Buffer): Buffer {
   checkDigest(prevHash);
@@ -80,11 +78,16 @@ function putU53(at: number, v: number): void {
  */
 function hashBlock(crypto: CryptoProvider, k: number, digest: Uint8Array, view: number): Buffer {
   checkDigest(digest);
-  putU53(0, k);
   const b = blockScratch;
   for (let i = 0; i < DIGEST_BYTES; i++) b[DIGEST_AT + i] = digest[i]!;
+  return hashBlockAt(crypto, k, view);
+}
+
+/** hashBlock for a block whose digest and previous hash are in the scratch already. */
+function hashBlockAt(crypto: CryptoProvider, k: number, view: number): Buffer {
+  putU53(0, k);
   putU53(VIEW_AT, view);
-  return crypto.digest(b);
+  return crypto.digest(blockScratch);
 }
 
 /** Fixed-width byte entries end to end in one growing buffer (the ledger's hashes and digests). */
@@ -253,8 +256,8 @@ export class Ledger {
     for (let k = 1; k <= this.heightNow; k++) {
       // The digest of block k straight from its column into the block bytes, after the hash below it.
       blockScratch.set(prev, PREV_AT);
-      this.digests.copyTo(k, digestScratch, 0);
-      prev = hashBlock(this.crypto, k, digestScratch, this.views[k]!);
+      this.digests.copyTo(k, blockScratch, DIGEST_AT);
+      prev = hashBlockAt(this.crypto, k, this.views[k]!);
       if (!this.hashes.equals(k, prev)) return false;
     }
     return true;
