@@ -129,7 +129,7 @@ export class Executor {
       else this.lastReqNo.set(clientId, previous);
     }
     this.ledger.truncate(k);
-    for (const key of [...this.pending.keys()]) if (key > k) this.pending.delete(key);
+    this.dropPendingAbove(k);
     return undone;
   }
 
