@@ -38,35 +38,43 @@ export interface PoeParams {
   readonly archiveK: number;
 }
 
+/** Replicas whose vote a slot records in its bit mask (ids 0..29: a small integer to V8); higher ids go to a set. */
+const MASK_IDS = 30;
+
 /**
  * What a replica knows about sequence number k in the current view: the proposal it supports
  * (Support_r, Figure 3 line 12), the SUPPORTs counted for it, and whether it view-committed.
  * Entries of a new view's E' are slots too (view = the view they were proposed in, committed).
+ *
+ * Which replicas voted is a bit mask, not an array per slot: the normal case makes a slot per
+ * sequence number at every replica, and a typed array each was a tenth of a run's allocation.
  */
-export interface Slot {
-  readonly view: number;
-  request: ClientRequest | undefined;
-  digest: Buffer | undefined;
-  /** Replicas whose SUPPORT (the primary: PROPOSE) for (view, k) was counted; only the first counts. */
-  readonly voted: Uint8Array;
+export class Slot {
+  request: ClientRequest | undefined = undefined;
+  digest: Buffer | undefined = undefined;
   /** SUPPORTs that arrived before the PROPOSE (at most one per replica, so at most n). */
-  early: { from: number; digest: Buffer }[] | undefined;
+  early: { from: number; digest: Buffer }[] | undefined = undefined;
   /** Distinct replicas whose SUPPORT matches `digest`, the primary's PROPOSE and our own included. */
-  matching: number;
-  committed: boolean;
+  matching = 0;
+  committed = false;
   /** Primary: when it last re-broadcast this PROPOSE (retransmission is rate-limited). */
-  resentAtMs: number;
-}
+  resentAtMs = -Infinity;
+  /** Replicas below MASK_IDS whose SUPPORT (the primary: PROPOSE) for (view, k) was counted; only the first counts. */
+  private votedLow = 0;
+  /** The same for replicas from MASK_IDS up (n > MASK_IDS only). */
+  private votedHigh: Set<number> | undefined = undefined;
 
-export function newSlot(view: number, n: number): Slot {
-  return {
-    view,
-    request: undefined,
-    digest: undefined,
-    voted: new Uint8Array(n),
-    early: undefined,
-    matching: 0,
-    committed: false,
-    resentAtMs: -Infinity,
-  };
+  constructor(readonly view: number) {}
+
+  /** Whether replica `id`'s SUPPORT (or PROPOSE) for (view, k) was counted. */
+  voted(id: number): boolean {
+    if (id < MASK_IDS) return (this.votedLow & (1 << id)) !== 0;
+    return this.votedHigh?.has(id) ?? false;
+  }
+
+  /** Records that replica `id`'s vote was counted (replica ids are integers in 0..n-1). */
+  markVoted(id: number): void {
+    if (id < MASK_IDS) this.votedLow |= 1 << id;
+    else (this.votedHigh ??= new Set()).add(id);
+  }
 }

@@ -86,7 +86,7 @@ import { isNoop, MSG_CHECKPOINT, MSG_REQUEST, requestDigest } from './messages.j
 import { Outbox } from './outbox.js';
 import { PoeClientPolicy } from './poe-client.js';
 import { type FetchCore, PoeBlockFetcher } from './poe-fetch.js';
-import { newSlot, POE_TIMERS, type PoeParams, RETRY_DIVISOR, type Slot } from './poe-state.js';
+import { POE_TIMERS, type PoeParams, RETRY_DIVISOR, Slot } from './poe-state.js';
 import { buildNewView, PoeViewChange, type VcRecord, type ViewChangeCore } from './poe-view-change.js';
 import {
   type ExecutionEntry,
@@ -651,7 +651,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     const slot = this.slotFor(this.view);
     slot.request = req;
     slot.digest = requestDigest(this.crypto, req);
-    slot.voted[this.id] = 1;
+    slot.markVoted(this.id);
     slot.matching = 1;
     slot.resentAtMs = this.nowMs;
     this.slots.set(k, slot);
@@ -678,7 +678,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   }
 
   private slotFor(view: number): Slot {
-    return newSlot(view, this.n);
+    return new Slot(view);
   }
 
   /** A committed slot for k (an entry of E', a certified or f+1-vouched block) and the executor's commit. */
@@ -765,8 +765,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     const digest = requestDigest(this.crypto, m.request);
     slot.request = m.request;
     slot.digest = digest;
-    slot.voted[from] = 1;
-    slot.voted[this.id] = 1;
+    slot.markVoted(from);
+    slot.markVoted(this.id);
     // The primary's PROPOSE counts as its SUPPORT (§3.5 (2)), ours is the one we send now.
     slot.matching = 2;
     if (slot.early) {
@@ -790,11 +790,11 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       this.slots.set(m.k, slot);
       if (m.k > this.maxSeenK) this.maxSeenK = m.k;
     }
-    if (slot.voted[from]) {
+    if (slot.voted(from)) {
       if (slot.digest && !sameBytes(slot.digest, m.digest)) this.outbox.reject('second SUPPORT for the same (v, k)', from);
       return;
     }
-    slot.voted[from] = 1;
+    slot.markVoted(from);
     if (!slot.digest) {
       (slot.early ??= []).push({ from, digest: m.digest });
       return;
@@ -913,7 +913,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 
   /** Runs at the end of every step: arms `vc` for the earliest deadline (lazily: never cancelled early). */
   private armViewChangeTimer(): void {
-    if (this.inViewChange || this.isPrimary()) return;
+    // No forwarded request, no deadline (failureDeadlineMs): the normal case's every step.
+    if (this.forwarded.size === 0 || this.inViewChange || this.isPrimary()) return;
     const deadline = this.failureDeadlineMs();
     if (deadline === undefined) return;
     if (this.vcTimerDeadlineMs !== undefined && this.vcTimerDeadlineMs <= deadline) return;

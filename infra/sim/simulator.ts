@@ -616,7 +616,8 @@ export class Simulation {
       this.fail(`replica ${id} threw on ${input.kind} input: ${(err as Error).stack ?? String(err)}`, 'exception');
       return;
     }
-    for (const o of outputs) {
+    for (let i = 0; i < outputs.length; i++) {
+      const o = outputs[i]!;
       switch (o.kind) {
         case 'send':
           this.sendFromReplica(id, o.to, o.msg);
