@@ -727,7 +727,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
    * may lag the primary's. Memory stays bounded by 2 * windowK slots.
    */
   private inWindow(k: number): boolean {
-    return k > this.viewStartK && k > this.lowWatermarkK && k <= this.lowWatermarkK + 2 * this.windowK && k <= this.gcK + 3 * this.windowK;
+    const low = this.lowWatermarkK;
+    return k > this.viewStartK && k > low && k <= low + 2 * this.windowK && k <= this.gcK + 3 * this.windowK;
   }
 
   private get lowWatermarkK(): number {

@@ -136,6 +136,8 @@ export class Network {
 
   /** True if a partition separates `a` and `b` at `timeMs`. */
   isCut(a: Peer, b: Peer, timeMs: number): boolean {
+    // Checked for every copy sent and delivered: no iterator when there is nothing to iterate.
+    if (this.options.partitions.length === 0) return false;
     for (const p of this.options.partitions) {
       if (timeMs < p.fromMs || timeMs >= p.toMs) continue;
       if (p.nodes.includes(a) !== p.nodes.includes(b)) return true;
@@ -145,6 +147,7 @@ export class Network {
 
   delayFor(from: Peer, to: Peer): DelaySpec {
     let d = this.options.delay;
+    if (this.options.links.length === 0) return d;
     for (const l of this.options.links) {
       if ((l.from === undefined || l.from.includes(from)) && (l.to === undefined || l.to.includes(to))) d = l.delay;
     }
