@@ -187,15 +187,27 @@ export class ChargedCrypto implements CryptoProvider {
     return { publicKey, sign: (message) => signature(message, k) };
   }
 
+  /**
+   * A verifier remembers the signatures it accepted, with the message object each was over: the
+   * simulator hands one decoded PROPOSE to every backup (simulator.ts shareDecoded), so n - 1
+   * replicas verify the same request's signature over the same bytes, and all but the first get
+   * the answer the first got. Only the same objects hit (never mutated: decoded messages are
+   * read-only), so the answer is what verifying again would give; the cost model still counts
+   * every call (CountingCrypto wraps this provider).
+   */
   verifier(publicKey: Uint8Array): Verifier {
     const pub = Buffer.from(publicKey);
     const key = this.keyByPublicKey.get(pub.toString('hex'));
+    const accepted = new WeakMap<Uint8Array, Uint8Array>();
     return {
       publicKey: pub,
       verify: (message, sig) => {
         if (key === undefined) return false;
+        if (accepted.get(sig) === message) return true;
         signatureState(message, key);
-        return matches(sig, SIGNATURE_BYTES);
+        if (!matches(sig, SIGNATURE_BYTES)) return false;
+        accepted.set(sig, message);
+        return true;
       },
     };
   }

@@ -141,6 +141,29 @@ describe('EventQueue', () => {
 });
 
 describe('Network', () => {
+  it('a plain network (no loss, duplication, partition or link override) answers arrival() with transmit()’s times and draws', () => {
+    console.log(`network plain-path seed ${SEED}`);
+    for (const delay of [
+      { baseMs: 1, jitterMs: 1, tailMeanMs: 0 },
+      { baseMs: 0.5, jitterMs: 0, tailMeanMs: 2 },
+    ]) {
+      const a = network({ delay });
+      const b = network({ delay });
+      expect(a.plain).toBe(true);
+      for (let i = 0; i < 500; i++) {
+        const from = i % 7;
+        const to = (i * 3) % 11;
+        const nowMs = i * 0.37;
+        expect([b.arrival(nowMs)]).toEqual(a.transmit(from, to, nowMs));
+      }
+      expect(b.stats).toEqual(a.stats);
+    }
+    expect(network({ dropProbability: 0.1 }).plain).toBe(false);
+    expect(network({ duplicateProbability: 0.1 }).plain).toBe(false);
+    expect(network({ partitions: [{ nodes: [0], fromMs: 0, toMs: 1 }] }).plain).toBe(false);
+    expect(network({ links: [{ to: [1], delay: { baseMs: 3, jitterMs: 0, tailMeanMs: 0 } }] }).plain).toBe(false);
+  });
+
   const copies = 40_000;
 
   it('drops copies at the configured rate', () => {

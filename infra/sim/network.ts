@@ -108,6 +108,12 @@ export class Network {
   readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0, partitioned: 0, toCrashed: 0 };
   /** After heal(): no more drops or duplicates (partitions still end as scheduled). */
   private healed = false;
+  /**
+   * Every copy is delivered once, after a delay drawn from `options.delay`: no loss, no
+   * duplication, no partition, no link override (the default network). Then `arrival` gives
+   * what transmitInto would, with the same draws, for any link.
+   */
+  readonly plain: boolean;
 
   constructor(
     readonly options: NetworkOptions,
@@ -123,6 +129,7 @@ export class Network {
     }
     validatePartitions(options.partitions);
     if (options.healAtMs !== undefined && !(options.healAtMs >= 0)) throw new RangeError(`healAtMs must be a number >= 0, got ${options.healAtMs}`);
+    this.plain = options.dropProbability === 0 && options.duplicateProbability === 0 && options.partitions.length === 0 && options.links.length === 0;
   }
 
   /**
@@ -172,6 +179,15 @@ export class Network {
     const out: number[] = [];
     out.length = this.transmitInto(from, to, nowMs, out);
     return out;
+  }
+
+  /**
+   * transmitInto on a `plain` network: the arrival time of the one copy. transmitInto draws
+   * nothing for loss or duplication of probability 0 (Rng.chance), so the draws are the same.
+   */
+  arrival(nowMs: number): number {
+    this.stats.sent++;
+    return nowMs + this.drawDelayMs(this.options.delay);
   }
 
   /** `transmit` without an array per copy: writes the arrival times into `out`, returns how many. */

@@ -662,6 +662,11 @@ export class Simulation {
       return;
     }
     this.countSent(id, type, frame.bytes.length, n - 1);
+    const network = this.network;
+    if (network.plain) {
+      for (let to = 0; to < n; to++) if (to !== id) this.queue.push(network.arrival(this.nowMs), frame, to);
+      return;
+    }
     for (let to = 0; to < n; to++) if (to !== id) this.sendAt(id, to, frame, this.nowMs);
   }
 
@@ -896,6 +901,10 @@ export class Simulation {
 
   /** Hands one copy leaving at `departMs` to the network and queues what it delivers. */
   private sendAt(from: Peer, to: Peer, frame: SentFrame, departMs: number): void {
+    if (this.network.plain) {
+      this.queue.push(this.network.arrival(departMs), frame, to);
+      return;
+    }
     const arrivals = this.arrivals;
     const copies = this.network.transmitInto(from, to, departMs, arrivals);
     for (let i = 0; i < copies; i++) this.queue.push(arrivals[i]!, frame, to);
