@@ -3,6 +3,7 @@
  * identical INFORM(D(⟨T⟩c), v, k, r) from distinct replicas, and broadcast the request to all
  * replicas after a timeout. The replica core is replica/poe.ts.
  */
+import { sameBytes } from './common.js';
 import type { ClientRequest } from './messages.js';
 import { MSG_INFORM, type PoeMessage } from './poe-wire.js';
 import type { ClientPolicy, ClientPolicyOptions, PendingRequest, ReplyOutcome } from './protocol.js';
@@ -51,7 +52,7 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
   onReply(p: PendingRequest, from: Peer, msg: PoeMessage, nowMs: number): ReplyOutcome<PoeMessage> | undefined {
     void nowMs;
     if (msg.type !== MSG_INFORM || !Number.isInteger(from) || from < 0 || from >= this.n) return undefined;
-    if (!msg.digest.equals(p.digest)) return undefined;
+    if (!sameBytes(msg.digest, p.digest)) return undefined;
     let votes = p.policyState as InformVotes[] | undefined;
     if (!votes) {
       votes = [];
@@ -66,7 +67,7 @@ export class PoeClientPolicy implements ClientPolicy<PoeMessage> {
     // A loop, not find() with a closure: this runs for every INFORM (n per batch).
     let match: InformVotes | undefined;
     for (const x of votes) {
-      if (x.view === msg.view && x.k === msg.k && x.result.equals(msg.result)) {
+      if (x.view === msg.view && x.k === msg.k && sameBytes(x.result, msg.result)) {
         match = x;
         break;
       }
