@@ -68,6 +68,19 @@ export class EventQueue<T> {
     this.insert(timeMs, this.nextSeq++, item, aux);
   }
 
+  /**
+   * push(times[i], item, auxes[i]) for i in [0, count), in that order: one item for several
+   * recipients (a broadcast's copies), the times read from a typed array rather than each boxed
+   * into a call's argument.
+   */
+  pushMany(times: Float64Array, auxes: Int32Array, count: number, item: T): void {
+    for (let i = 0; i < count; i++) {
+      const timeMs = times[i]!;
+      if (!Number.isFinite(timeMs)) throw new RangeError(`event time must be finite, got ${timeMs}`);
+      this.insert(timeMs, this.nextSeq++, item, auxes[i]!);
+    }
+  }
+
   /** The time of the next event, or undefined when empty. */
   peekTimeMs(): number | undefined {
     if (this.ringCount === 0) return this.heap.size > 0 ? this.heap.times[0] : undefined;

@@ -32,6 +32,35 @@ describe('EventQueue', () => {
     expect(popped).toEqual(expected);
   });
 
+  it('pushMany queues like a push per entry, in order (ties included)', () => {
+    const rng = new Rng(SEED + 7);
+    console.log(`pushMany seed ${SEED + 7}`);
+    const one = new EventQueue<string>();
+    const many = new EventQueue<string>();
+    const times = new Float64Array(5);
+    const auxes = new Int32Array(5);
+    let pushed = 0;
+    for (let round = 0; round < 300; round++) {
+      const count = 1 + rng.nextInt(5);
+      pushed += count;
+      for (let i = 0; i < count; i++) {
+        times[i] = rng.nextInt(4) * 0.5 + (rng.chance(0.5) ? 100 : 0);
+        auxes[i] = rng.nextInt(16);
+        one.push(times[i]!, `r${round}`, auxes[i]!);
+      }
+      many.pushMany(times, auxes, count, `r${round}`);
+    }
+    const drain = (q: EventQueue<string>) => {
+      const out: string[] = [];
+      for (let e = q.pop(); e; e = q.pop()) out.push(`${e.timeMs}/${e.item}/${e.aux}`);
+      return out;
+    };
+    const expected = drain(one);
+    expect(expected).toHaveLength(pushed);
+    expect(drain(many)).toEqual(expected);
+    expect(() => many.pushMany(new Float64Array([Number.NaN]), new Int32Array(1), 1, 'x')).toThrow(RangeError);
+  });
+
   it('interleaves pushes and pops correctly', () => {
     const rng = new Rng(SEED + 1);
     const q = new EventQueue<number>();
@@ -157,6 +186,16 @@ describe('Network', () => {
         expect([b.arrival(nowMs)]).toEqual(a.transmit(from, to, nowMs));
       }
       expect(b.stats).toEqual(a.stats);
+      // A broadcast's copies at once: the same times, drawn in the same order.
+      const c = network({ delay });
+      const d = network({ delay });
+      const times = new Float64Array(15);
+      for (let i = 0; i < 40; i++) {
+        c.arrivalsInto(i * 0.37, 15, times);
+        const one = Array.from({ length: 15 }, () => d.arrival(i * 0.37));
+        expect(Array.from(times)).toEqual(one);
+      }
+      expect(c.stats).toEqual(d.stats);
     }
     expect(network({ dropProbability: 0.1 }).plain).toBe(false);
     expect(network({ duplicateProbability: 0.1 }).plain).toBe(false);

@@ -190,6 +190,17 @@ export class Network {
     return nowMs + this.drawDelayMs(this.options.delay);
   }
 
+  /**
+   * `count` copies on a `plain` network, sent at `nowMs`: their arrival times into
+   * out[0, count), the draws `arrival` would make for them one by one (a broadcast's copies,
+   * without a number boxed per copy to return it).
+   */
+  arrivalsInto(nowMs: number, count: number, out: Float64Array): void {
+    this.stats.sent += count;
+    const d = this.options.delay;
+    for (let i = 0; i < count; i++) out[i] = nowMs + this.drawDelayMs(d);
+  }
+
   /** `transmit` without an array per copy: writes the arrival times into `out`, returns how many. */
   transmitInto(from: Peer, to: Peer, nowMs: number, out: number[]): number {
     this.stats.sent++;

@@ -211,6 +211,9 @@ export class Simulation {
   private readonly shareDecoded: boolean;
   /** Arrival times of one copy (reused by transmit: no array per message). */
   private readonly arrivals: number[] = [];
+  /** A broadcast's arrival times and recipients on a plain network (broadcastFromReplica), n each. */
+  private readonly broadcastTimes: Float64Array;
+  private readonly broadcastTo: Int32Array;
   /** The frames a cost model holds until the current turn ends (cost-hook.ts turnEnd), recipients and frames in send order. */
   private readonly heldTo: Peer[] = [];
   private readonly heldFrames: SentFrame[] = [];
@@ -241,6 +244,8 @@ export class Simulation {
     this.f = quorums(c.replicas).f;
     this.silent = silentBackups(c.replicas, c.crashed);
     this.speculative = SPECULATIVE_PROTOCOLS.has(this.module.name);
+    this.broadcastTimes = new Float64Array(c.replicas);
+    this.broadcastTo = new Int32Array(c.replicas);
     this.typeNames = input.typeNames ?? messageTypeNames(this.module.name);
     for (const r of this.silent) this.faulty.add(r);
     for (const crash of c.crashes) {
@@ -662,9 +667,15 @@ export class Simulation {
       return;
     }
     this.countSent(id, type, frame.bytes.length, n - 1);
-    const network = this.network;
-    if (network.plain) {
-      for (let to = 0; to < n; to++) if (to !== id) this.queue.push(network.arrival(this.nowMs), frame, to);
+    if (this.network.plain) {
+      // The n - 1 arrival times drawn in recipient order, then queued in that order: what a
+      // sendAt per recipient does, without a number boxed per copy.
+      const times = this.broadcastTimes;
+      const to = this.broadcastTo;
+      let count = 0;
+      for (let r = 0; r < n; r++) if (r !== id) to[count++] = r;
+      this.network.arrivalsInto(this.nowMs, count, times);
+      this.queue.pushMany(times, to, count, frame);
       return;
     }
     for (let to = 0; to < n; to++) if (to !== id) this.sendAt(id, to, frame, this.nowMs);
