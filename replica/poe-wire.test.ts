@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { createCrypto } from './crypto.js';
 import { KeyRing } from './keys.js';
-import { MSG_CHECKPOINT } from './messages.js';
+import { flatCodec, makeCodec, MSG_CHECKPOINT } from './messages.js';
 import {
   MSG_BLOCKS,
   MSG_FETCH,
@@ -15,6 +15,10 @@ import {
   MSG_VC_REQUEST,
   poeCodec,
   type PoeMessage,
+  INFORM_LAYOUT,
+  SUPPORT_LAYOUT,
+  type Inform,
+  type Support,
 } from './poe.js';
 import { CodecError } from './wire.js';
 import { request } from '../test/poe-harness.js';
@@ -75,5 +79,43 @@ describe('PoE codec', () => {
       expect(() => poeCodec.decode(Buffer.concat([frame, Buffer.from([0])]))).toThrow(CodecError);
     }
     expect(() => poeCodec.decode(Buffer.from([19]))).toThrow(CodecError);
+  });
+
+  it('writes and reads SUPPORT and INFORM exactly as flatCodec with their layouts (bytes, fields in order, errors)', () => {
+    const flat = makeCodec<PoeMessage>(
+      {
+        [MSG_SUPPORT]: flatCodec<Support>(MSG_SUPPORT, 'support', SUPPORT_LAYOUT),
+        [MSG_INFORM]: flatCodec<Inform>(MSG_INFORM, 'inform', INFORM_LAYOUT),
+      } as never,
+      'flat',
+    );
+    const big = 2 ** 53 - 1;
+    const msgs: PoeMessage[] = [
+      { type: MSG_SUPPORT, view: 0, k: 1, digest: d },
+      { type: MSG_SUPPORT, view: big, k: 2 ** 40 + 3, digest: ring.crypto.digest(d) },
+      { type: MSG_INFORM, view: 7, k: big, digest: d, clientId: 2 ** 32 - 1, reqNo: 0, result: ring.crypto.digest(d) },
+      { type: MSG_INFORM, view: 0, k: 1, digest: ring.crypto.digest(d), clientId: 5, reqNo: 2 ** 31, result: d },
+    ];
+    const errorOf = (f: () => unknown): string => {
+      try {
+        f();
+      } catch (err) {
+        return `${(err as Error).name}: ${(err as Error).message}`;
+      }
+      return 'no error';
+    };
+    for (const m of msgs) {
+      const frame = poeCodec.encode(m);
+      expect(frame.equals(flat.encode(m)), `type ${m.type} encodes as flatCodec does`).toBe(true);
+      const mine = poeCodec.decode(frame);
+      const theirs = flat.decode(frame);
+      expect(Object.keys(mine)).toEqual(Object.keys(theirs));
+      expect(JSON.parse(JSON.stringify(mine))).toEqual(JSON.parse(JSON.stringify(theirs)));
+      for (let cut = 1; cut < frame.length; cut += 5) {
+        const a = errorOf(() => poeCodec.decode(frame.subarray(0, cut)));
+        expect(a).toMatch(/^CodecError/);
+        expect(a.replace('poe', 'flat')).toBe(errorOf(() => flat.decode(frame.subarray(0, cut))));
+      }
+    }
   });
 });
