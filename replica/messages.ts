@@ -456,7 +456,9 @@ export function makeCodec<M extends WireMessage>(table: Record<number, FieldCode
         if (err instanceof CodecError) throw err;
         throw new CodecError('invalid', `${name}: type ${type}: ${(err as Error).message}`);
       }
-      r.end(`${name} type ${type}`);
+      // The label is built only for a frame with trailing bytes: a template string per decode
+      // was a visible share of the simulator's profile (5.5% for this module, PoE at n = 16).
+      if (r.remaining !== 0) r.end(`${name} type ${type}`);
       return msg;
     },
   };
