@@ -1,8 +1,9 @@
 /**
  * `npm run bench:sim`: how fast the simulator runs (issue 12 item 6: at least a million
  * simulated messages per wall-clock second for PoE and PBFT at n = 16). Each run is its own
- * Node process, so its start-up (node's own, loading the simulator's modules, and node winding
- * down after the run) is measured, and runs do not warm each other's JIT. The child loads no flag
+ * Node process, so its start-up (node's own, loading the simulator's modules, and the exit after
+ * the run: as `poe-bench sim` exits since 2026-12-05, without node's wind-down of the heap,
+ * harness/exit-flushed.ts) is measured, and runs do not warm each other's JIT. The child loads no flag
  * parser: `poe-bench sim` pays about 40 ms more than this start-up for commander, zod and the
  * parameter table that parse its flags (and what the CLI loads for its other commands), so time
  * `node dist/harness/cli.js sim ...` as well to see what a user of the command waits. Builds
@@ -34,6 +35,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { SimCryptoRequest } from '../infra/sim/options.js';
+import { exitFlushed } from './exit-flushed.js';
 
 interface ChildResult {
   readonly protocol: string;
@@ -271,7 +273,8 @@ function compareBuilds(rows: readonly BenchSimRow[], baseline: string): BuildCom
 
 if (process.argv.includes('--child')) {
   const a = childArgs(process.argv);
-  // Node winds down on its own, as after `poe-bench sim`: the parent counts that as start-up
-  // and exit time, and stdout (asynchronous to a pipe) is flushed before the process ends.
+  // The child ends as `poe-bench sim` does, once its output is flushed, without node's
+  // wind-down of the heap (exit-flushed.ts); the parent counts the exit in the wall time.
   await child(a.protocol, a.replicas, a.batches, a.seed, a.crypto);
+  await exitFlushed(0);
 } else process.exitCode = await main(process.argv);

@@ -11,6 +11,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registerSimCommand } from '../infra/sim/command.js';
+import { exitFlushed } from './exit-flushed.js';
 
 type Register = (program: Command) => void;
 
@@ -50,5 +51,8 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
-  await (await buildProgram(process.argv[2] === 'sim' ? 'sim' : undefined)).parseAsync(process.argv);
+  const sim = process.argv[2] === 'sim';
+  await (await buildProgram(sim ? 'sim' : undefined)).parseAsync(process.argv);
+  // `sim` is synchronous and has printed everything: skip node's wind-down of its heap (exit-flushed.ts).
+  if (sim) await exitFlushed();
 }
