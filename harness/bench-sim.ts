@@ -7,7 +7,9 @@
  * parser: `poe-bench sim` pays about 40 ms more than this start-up for commander, zod and the
  * parameter table that parse its flags (and what the CLI loads for its other commands), so time
  * `node dist/harness/cli.js sim ...` as well to see what a user of the command waits. Builds
- * before 5ebd8d3 loaded commander in the child too: their start-up is not like for like.
+ * before 5ebd8d3 loaded commander in the child too, and builds before 786b81d let node wind down
+ * its heap after the run (20-30 ms more wall time): their start-up is not like for like; the CPU
+ * seconds of the run alone are.
  *
  *   node dist/harness/bench-sim.js [--protocols poe,pbft] [--replicas 16] [--batches 2000]
  *                                  [--seed 1] [--crypto auto|computed|charged|both]

@@ -270,7 +270,7 @@ export class YcsbStore {
     if (undoable) {
       // Keys and old values go to the slab as words (slab offsets are word-aligned), and each
       // row's old word is saved and its new word written in one pass: a key through
-      // Buffer.writeUInt32LE and the old row through a second loop cost a quarter of apply.
+      // Buffer.writeUInt32LE and the old row through a second loop cost a sixth of apply.
       const keysAt = this.beginUndo(k, count) >> 2;
       const slabWords = this.slabWords[this.slabWords.length - 1]!;
       for (let i = 0, at = first, u = keysAt + count; i < count; i++, at += stride, u += words) {
