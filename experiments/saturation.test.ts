@@ -5,7 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../infra/run/execute.js';
 import type { RunSpec } from '../infra/run/spec.js';
-import { attributeBottleneck, type BottleneckInput } from '../infra/run/bottleneck.js';
+import { attributeBottleneck } from '../infra/run/bottleneck.js';
+import { closedLoopInput } from '../test/fixtures.js';
 import { cpuFull, judgeProbe, runSaturated, withLoadProbe } from './saturation.js';
 
 /** A fake protocol whose throughput follows the load up to `capacity` txn/s (Little's law with 10 ms latency). */
@@ -80,21 +81,7 @@ describe('runSaturated', () => {
 
   it("makes the run's bottleneck verdict again with its probe: a flat probe is not told that more load would help (issue 11 item 3)", async () => {
     // Idle CPU, closed loop, nothing waiting: the verdict the probe decides (infra/run/bottleneck.ts rule 4).
-    const input: BottleneckInput = {
-      machineCpuPercent: 156,
-      cores: 2,
-      processes: [
-        { name: 'replica 0', cpuPercent: 35, role: 'replica' },
-        { name: 'client 0', cpuPercent: 23, role: 'client' },
-      ],
-      linkDelayMs: 0,
-      linkRateBitsPerSec: 0,
-      busiestSenderBitsPerSecPerLink: 0,
-      throughputTxnPerSec: 0,
-      meanLatencyMs: 10,
-      clientTimeouts: 0,
-      acceptedBatches: 1000,
-    };
+    const input = closedLoopInput({ machineCpuPercent: 156, replicaCpuPercent: 35, clientCpuPercent: 23, throughputTxnPerSec: 0, meanLatencyMs: 10 });
     const verdictAt = async (capacity: number) => {
       const { atLoad, run } = fakeRunner(capacity, []);
       const withInput = async (spec: RunSpec): Promise<RunResult> => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FIGURES, PROFILES } from './figures.js';
-import { fixtureRecord } from '../test/fixtures.js';
+import { closedLoopInput, fixtureRecord } from '../test/fixtures.js';
 import { loadRuns } from './runs.js';
 import {
   appendRecord,
@@ -31,7 +31,7 @@ import {
 } from './sweep.js';
 import type { FigureId, RunRecord } from '../infra/run/records.js';
 import type { ProtocolName } from '../replica/types.js';
-import { attributeBottleneck, type BottleneckInput, type LoadProbe } from '../infra/run/bottleneck.js';
+import { attributeBottleneck, type LoadProbe } from '../infra/run/bottleneck.js';
 import type { RunResult } from '../infra/run/execute.js';
 import type { SpecRunner } from './saturation.js';
 
@@ -299,21 +299,7 @@ describe('the load each point runs at (issue 11 items 1 and 6)', () => {
 
 describe("a repetition's bottleneck reads its point's probe (issue 11 item 3)", () => {
   it("repetition 2 reuses the load and the verdict quotes repetition 1's probe; figure 12 does not carry it across batch sizes", async () => {
-    const input: BottleneckInput = {
-      machineCpuPercent: 150,
-      cores: 2,
-      processes: [
-        { name: 'replica 0', cpuPercent: 35, role: 'replica' },
-        { name: 'client 0', cpuPercent: 20, role: 'client' },
-      ],
-      linkDelayMs: 0,
-      linkRateBitsPerSec: 0,
-      busiestSenderBitsPerSecPerLink: 0,
-      throughputTxnPerSec: 100_000,
-      meanLatencyMs: 24,
-      clientTimeouts: 0,
-      acceptedBatches: 1000,
-    };
+    const input = closedLoopInput({ machineCpuPercent: 150, replicaCpuPercent: 35, clientCpuPercent: 20, throughputTxnPerSec: 100_000, meanLatencyMs: 24 });
     // Every load gives the same throughput: the probe at double load gains 0%.
     const runSpec: SpecRunner = async (spec) =>
       ({

@@ -9,6 +9,7 @@ import { FIGURES } from '../experiments/figures.js';
 import { pointId, type FigureId, type RunMetrics, type RunRecord, type SweepPoint } from '../infra/run/records.js';
 import type { RunResult } from '../infra/run/execute.js';
 import type { RunSpec } from '../infra/run/spec.js';
+import type { BottleneckInput } from '../infra/run/bottleneck.js';
 
 export const FIXTURE_STARTED_AT = 'fixture (invented test data, not a measurement)';
 
@@ -95,5 +96,34 @@ export function openLoopSystem(capacity: number): (spec: RunSpec) => Promise<Run
       durationSec: 1,
       pids: [],
     };
+  };
+}
+
+/**
+ * A run's bottleneck inputs with idle CPU, a closed loop and nothing waiting (no link delay or
+ * rate, no client timeouts): the case whose verdict a load probe decides (infra/run/bottleneck.ts
+ * rule 4). One replica and one client process, at the CPU figures given.
+ */
+export function closedLoopInput(v: {
+  machineCpuPercent: number;
+  replicaCpuPercent: number;
+  clientCpuPercent: number;
+  throughputTxnPerSec: number;
+  meanLatencyMs: number;
+}): BottleneckInput {
+  return {
+    machineCpuPercent: v.machineCpuPercent,
+    cores: 2,
+    processes: [
+      { name: 'replica 0', cpuPercent: v.replicaCpuPercent, role: 'replica' },
+      { name: 'client 0', cpuPercent: v.clientCpuPercent, role: 'client' },
+    ],
+    linkDelayMs: 0,
+    linkRateBitsPerSec: 0,
+    busiestSenderBitsPerSecPerLink: 0,
+    throughputTxnPerSec: v.throughputTxnPerSec,
+    meanLatencyMs: v.meanLatencyMs,
+    clientTimeouts: 0,
+    acceptedBatches: 1000,
   };
 }
