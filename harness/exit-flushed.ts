@@ -8,10 +8,13 @@
  *
  * `write('', cb)` calls back once every earlier write to that stream is flushed, so this is safe
  * where stdout is asynchronous (pipes and terminals on macOS), not only where it is synchronous
- * (files, pipes and terminals on Linux).
+ * (files, pipes and terminals on Linux). Without `code`, node's own rule: `process.exitCode` if
+ * set, else 0. (On Node 20 `process.exit(undefined)` exits 0 whatever `process.exitCode` says, so
+ * the call without an argument is kept apart: test/e2e/sim-cli.test.ts.)
  */
-export async function exitFlushed(code: number | undefined = process.exitCode === undefined ? undefined : Number(process.exitCode)): Promise<never> {
+export async function exitFlushed(code?: number): Promise<never> {
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
+  if (code === undefined) process.exit();
   process.exit(code);
 }
