@@ -151,9 +151,12 @@ export class YcsbStore {
   apply(k: number, writes: Writes, undoable: boolean): void {
     const vb = this.valueBytes;
     const flat = isFlat(writes) ? writes : undefined;
-    if (flat && this.tableWords && flat.stride && flat.first !== undefined && (Math.min(vb, flat.stride - FLAT_WRITE_HEADER_BYTES) & 3) === 0) {
-      this.applyUniform(k, flat, flat.first, flat.stride, undoable);
-      return;
+    if (flat && this.tableWords && flat.stride && flat.first !== undefined) {
+      const valueBytes = Math.min(vb, flat.stride - FLAT_WRITE_HEADER_BYTES);
+      if ((valueBytes & 3) === 0) {
+        this.applyUniform(k, flat, flat.first, flat.stride, valueBytes >> 2, undoable);
+        return;
+      }
     }
     const objects = flat ? undefined : (writes as readonly Write[]);
     const count = writes.length;
@@ -235,7 +238,7 @@ export class YcsbStore {
    * batch a client here sends): the same checks, undo record and table bytes, with each write's
    * offset stepped by `stride` instead of asked for, and each value moved word by word.
    */
-  private applyUniform(k: number, flat: FlatWrites, first: number, stride: number, undoable: boolean): void {
+  private applyUniform(k: number, flat: FlatWrites, first: number, stride: number, valueWords: number, undoable: boolean): void {
     const vb = this.valueBytes;
     const tw = this.tableWords!;
     const words = vb >> 2;
@@ -265,8 +268,6 @@ export class YcsbStore {
       for (let i = 0; i < count; i++) touched ^= touchRow(tw, rows[i]!, words);
     }
     this.touched = touched & 1;
-    const n = Math.min(vb, stride - FLAT_WRITE_HEADER_BYTES);
-    const valueWords = n >> 2;
     if (undoable) {
       // Keys and old values go to the slab as words (slab offsets are word-aligned), and each
       // row's old word is saved and its new word written in one pass: a key through
@@ -274,9 +275,8 @@ export class YcsbStore {
       const keysAt = this.beginUndo(k, count) >> 2;
       const slabWords = this.slabWords[this.slabWords.length - 1]!;
       for (let i = 0, at = first, u = keysAt + count; i < count; i++, at += stride, u += words) {
-        const key = view.getUint32(at);
-        const d = key * words;
-        slabWords[keysAt + i] = key;
+        const d = rows[i]!;
+        slabWords[keysAt + i] = view.getUint32(at);
         const from = at + FLAT_WRITE_HEADER_BYTES;
         for (let j = 0; j < valueWords; j++) {
           slabWords[u + j] = tw[d + j]!;
@@ -289,7 +289,7 @@ export class YcsbStore {
       }
     } else {
       for (let i = 0, at = first; i < count; i++, at += stride) {
-        const d = view.getUint32(at) * words;
+        const d = rows[i]!;
         const from = at + FLAT_WRITE_HEADER_BYTES;
         for (let j = 0; j < valueWords; j++) tw[d + j] = view.getUint32(from + 4 * j, LITTLE_ENDIAN);
         for (let j = valueWords; j < words; j++) tw[d + j] = 0;
