@@ -114,9 +114,7 @@ export class Column {
   /** A copy of entry i, in a buffer of its own. */
   copy(i: number): Buffer {
     const out = Buffer.allocUnsafe(this.width);
-    const buf = this.buf;
-    const at = i * this.width;
-    for (let j = 0; j < this.width; j++) out[j] = buf[at + j]!;
+    this.copyTo(i, out, 0);
     return out;
   }
   /** Copies entry i into `dst` at `at` (a byte loop: no view, no call into C++). */

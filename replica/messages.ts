@@ -9,7 +9,7 @@ import type { CryptoProvider, Signer } from './crypto.js';
 import { DIGEST_BYTES, sha256, SIGNATURE_BYTES } from './crypto.js';
 import type { MessageCodec, WireMessage } from './types.js';
 import { CodecError, encodeOnce, Reader, WIRE_LIMITS, Writer } from './wire.js';
-import { FLAT_WRITE_HEADER_BYTES, type FlatWrites, type Write, type Writes } from './store.js';
+import { FLAT_WRITE_HEADER_BYTES as WRITE_HEADER_BYTES, type FlatWrites, type Write, type Writes } from './store.js';
 
 export type { FlatWrites, Write, Writes };
 
@@ -63,8 +63,6 @@ function encodeRequestBody(origin: number, clientId: number, reqNo: number, writ
 
 /** Bytes of a request body before its writes: origin u16, clientId u32, reqNo u32, count u32. */
 const BODY_HEADER_BYTES = 2 + 4 + 4 + 4;
-/** Bytes of a write before its value: key u32, value length u16. */
-const WRITE_HEADER_BYTES = FLAT_WRITE_HEADER_BYTES;
 
 /**
  * The writes of a request as they lie in its body, `[u32 key][u16 length][value]` each: key i

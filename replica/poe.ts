@@ -648,7 +648,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
   /** Figure 3, lines 7-8. The PROPOSE is also the primary's SUPPORT (§3.5 (2)). */
   private propose(req: ClientRequest): void {
     const k = this.nextK++;
-    const slot = this.slotFor(this.view);
+    const slot = new Slot(this.view);
     slot.request = req;
     slot.digest = requestDigest(this.crypto, req);
     slot.markVoted(this.id);
@@ -677,13 +677,9 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     return buildNewView(this.crypto, view, records);
   }
 
-  private slotFor(view: number): Slot {
-    return new Slot(view);
-  }
-
   /** A committed slot for k (an entry of E', a certified or f+1-vouched block) and the executor's commit. */
   private commitKnown(k: number, view: number, request: ClientRequest, digest: Buffer): void {
-    const slot = this.slotFor(view);
+    const slot = new Slot(view);
     slot.request = request;
     slot.digest = digest;
     slot.committed = true;
@@ -759,7 +755,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
       return;
     }
     if (!slot) {
-      slot = this.slotFor(m.view);
+      slot = new Slot(m.view);
       this.slots.set(m.k, slot);
       if (m.k > this.maxSeenK) this.maxSeenK = m.k;
     }
@@ -787,7 +783,7 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
     }
     let slot = this.slots.get(m.k);
     if (!slot) {
-      slot = this.slotFor(m.view);
+      slot = new Slot(m.view);
       this.slots.set(m.k, slot);
       if (m.k > this.maxSeenK) this.maxSeenK = m.k;
     }
