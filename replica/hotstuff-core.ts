@@ -7,7 +7,7 @@
 import { CheckpointTracker, type Execution, Executor, hex } from './common.js';
 import type { CryptoProvider, Signer, Verifier } from './crypto.js';
 import type { HotStuffMessage, HotStuffRule, HsReply, Phase, QcSignature, QuorumCert } from './hotstuff-wire.js';
-import { makeReply, paperQcProblem, qcProblem } from './hotstuff-wire.js';
+import { genesisQcProblem, makeReply, paperQcProblem, qcProblem } from './hotstuff-wire.js';
 import { Ledger } from './ledger.js';
 import type { Checkpoint, ClientRequest } from './messages.js';
 import { isNoop, MSG_CHECKPOINT, MSG_REQUEST } from './messages.js';
@@ -227,15 +227,12 @@ export abstract class HotStuffReplica implements ReplicaCore<HotStuffMessage> {
    * remembered (the key and the table cost more than the check, for every phase message).
    */
   protected certificateProblem(qc: QuorumCert, selfVoted: boolean, genesisHash?: Buffer): string | undefined {
-    // Under 'paper' only the genesis QC needs qcProblem's full check; for every other one (three
-    // per slot at each backup) the rule is its empty list, checked here without building a QcCheck.
-    if (this.rule === 'paper') {
-      if (genesisHash === undefined || qc.k !== 0) return paperQcProblem(qc);
-      return qcProblem(qc, this.q, this.verifiers, { rule: this.rule, self: this.id, selfVoted, genesisHash });
-    }
+    // Under 'paper' a certificate is its empty list (three per slot at each backup), the chained
+    // genesis QC aside; neither builds a QcCheck.
+    if (this.rule === 'paper') return genesisHash !== undefined && qc.k === 0 ? genesisQcProblem(qc, genesisHash) : paperQcProblem(qc);
     const key = certificateKey(qc);
     if (this.verifiedCertificates.has(key)) return undefined;
-    const problem = qcProblem(qc, this.q, this.verifiers, { rule: this.rule, self: this.id, selfVoted, genesisHash });
+    const problem = qcProblem(qc, this.q, this.verifiers, { self: this.id, selfVoted, genesisHash });
     if (problem === undefined) this.verifiedCertificates.set(key, qc.k);
     return problem;
   }

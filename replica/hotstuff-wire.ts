@@ -248,10 +248,8 @@ export function genesisQC(crypto: CryptoProvider): QuorumCert {
   return { phase: PHASE_GENERIC, view: 0, k: 0, digest: hsGenesisHash(crypto), sigs: [] };
 }
 
-/** How a replica checks a certificate (the rules are described in hotstuff.ts). */
+/** How a replica checks a certificate under the 'qc' rule (the rules are described in hotstuff.ts). */
 export interface QcCheck {
-  /** 'paper': certificates carry no signatures and the leader's signature on its message vouches for them. */
-  readonly rule: HotStuffRule;
   /**
    * The checking replica and whether it cast exactly this vote itself: then its own entry needs
    * no verification (it knows what it signed), only everyone else's.
@@ -270,18 +268,19 @@ export function paperQcProblem(qc: QuorumCert): string | undefined {
   return qc.sigs.length === 0 ? undefined : 'qc: signatures under the paper rule';
 }
 
+/** The chained genesis block's QC, under either rule: no signatures, over the genesis hash. */
+export function genesisQcProblem(qc: QuorumCert, genesisHash: Buffer): string | undefined {
+  return qc.phase === PHASE_GENERIC && qc.view === 0 && qc.sigs.length === 0 && qc.digest.equals(genesisHash) ? undefined : 'qc: malformed genesis qc';
+}
+
 /**
- * Why a QC is not valid, or undefined if it is. Under 'qc': exactly nf signatures from distinct
+ * Why a QC is not valid under the 'qc' rule, or undefined if it is: exactly nf signatures from distinct
  * known replicas, each a valid signature over the vote bytes (a list of signatures, no
- * threshold signature), the checker's own entry excepted when it cast that vote. Under
- * 'paper': no signatures at all (the leader forwards no votes, paper §4(8)). The chained
- * genesis QC has no signatures under either rule.
+ * threshold signature), the checker's own entry excepted when it cast that vote; the chained
+ * genesis QC by genesisQcProblem. The 'paper' rule's certificates: paperQcProblem.
  */
 export function qcProblem(qc: QuorumCert, q: Quorums, verifiers: readonly Verifier[], check: QcCheck): string | undefined {
-  if (check.genesisHash && qc.k === 0) {
-    return qc.phase === PHASE_GENERIC && qc.view === 0 && qc.sigs.length === 0 && qc.digest.equals(check.genesisHash) ? undefined : 'qc: malformed genesis qc';
-  }
-  if (check.rule === 'paper') return paperQcProblem(qc);
+  if (check.genesisHash && qc.k === 0) return genesisQcProblem(qc, check.genesisHash);
   if (qc.sigs.length !== q.nf) return `qc: ${qc.sigs.length} signatures, want ${q.nf}`;
   const bytes = voteBytes(qc.phase, qc.view, qc.k, qc.digest);
   const seen = new Set<number>();
