@@ -44,7 +44,8 @@ import { executeRun, recordRun, type RunResult } from '../infra/run/execute.js';
 import { outDirProblem } from '../infra/run/results.js';
 import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
 import { parseNodeFlags } from '../infra/params.js';
-import { FrameMac, MAC_BYTES } from '../infra/process/transport.js';
+import { FrameMac } from '../infra/process/transport.js';
+import { MAC_BYTES } from '../replica/crypto.js';
 
 export interface CryptoCosts {
   readonly bodyBytes: number;

@@ -3,10 +3,9 @@
  * I/O so the simulator (infra/sim/mac-bytes.ts, sim-events.ts) can read them without loading
  * node:net.
  */
+import { MAC_BYTES } from '../../replica/crypto.js';
 
-/** The MAC every frame carries (HMAC-SHA256). */
-export const MAC_BYTES = 32;
-/** A frame's header: its length (u32) and its MAC. */
+/** A frame's header: its length (u32) and its MAC (MAC_BYTES, HMAC-SHA256). */
 export const FRAME_HEADER_BYTES = 4 + MAC_BYTES;
 
 /** Payloads at least this long are MAC'd through their SHA-256, shorter ones whole. */

@@ -15,13 +15,13 @@ import {
   FrameMac,
   FrameReader,
   OutputQueue,
-  MAC_BYTES,
   payloadDigest,
   Transport,
   type TransportHandlers,
 } from './transport.js';
 import { Rng } from '../../client/random.js';
 import { MAC_DIGEST_FROM } from './frame-limits.js';
+import { MAC_BYTES } from '../../replica/crypto.js';
 
 const KEYS = new Map<string, Buffer>();
 function key(a: Peer, b: Peer): Buffer {

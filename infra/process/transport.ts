@@ -57,11 +57,10 @@ import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import * as net from 'node:net';
 import { linkShaperFromEnv, type LinkShaper } from './link-shaper.js';
 import { isClientPeer, type Peer } from '../../replica/types.js';
-import { sha256, sha256Into } from '../../replica/crypto.js';
+import { MAC_BYTES, sha256, sha256Into } from '../../replica/crypto.js';
 import { WIRE_LIMITS } from '../../replica/wire.js';
-import { BATCH_FRAME_BYTES_MAX, FRAME_HEADER_BYTES as HEADER_BYTES, MAC_BYTES, MAC_DIGEST_FROM } from './frame-limits.js';
+import { BATCH_FRAME_BYTES_MAX, FRAME_HEADER_BYTES as HEADER_BYTES, MAC_DIGEST_FROM } from './frame-limits.js';
 
-export { MAC_BYTES };
 const HELLO_MAGIC = 0x504f_4542; // "POEB"
 const HELLO_VERSION = 1;
 const HELLO_BYTES = 4 + 2 + 4 + 4;

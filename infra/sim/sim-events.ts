@@ -45,7 +45,6 @@ export function frameMacBytes(frame: SentFrame): { readonly first: number; reado
  * transport's 36-byte header (length and MAC, infra/process/transport.ts).
  */
 const READ_BYTES_MAX = 65_536;
-export { FRAME_HEADER_BYTES };
 export function socketReads(events: readonly SimEvent[]): number {
   const from: Peer[] = [];
   const bytes: number[] = [];

@@ -48,7 +48,8 @@ import {
 import { ChargedCrypto } from './charged-crypto.js';
 import type { SimCostHook } from './cost-hook.js';
 import { ExecutedBlocks } from './executed-blocks.js';
-import { FRAME_HEADER_BYTES, frameMacBytes, readsOf, type SentFrame, type SimEvent, socketReads } from './sim-events.js';
+import { frameMacBytes, readsOf, type SentFrame, type SimEvent, socketReads } from './sim-events.js';
+import { FRAME_HEADER_BYTES } from '../process/frame-limits.js';
 import { EventQueue } from './event-queue.js';
 import { Network, type NetworkStats } from './network.js';
 import { simFaultContext, twinsNetworkCut } from './twins.js';
