@@ -390,10 +390,8 @@ export class Simulation {
     const item = this.queue.popItem();
     const aux = this.queue.poppedAux;
     // Almost every event: a message copy, with no cost model to turn it into a 'deliver' (dispatch, run1).
-    if (item.kind === 'frame' && !this.hook) {
-      this.inputFrameBytes = -1;
-      this.deliver(item.from, aux, item);
-    } else this.dispatch(item, aux);
+    if (item.kind === 'frame' && !this.hook) this.deliver(item.from, aux, item);
+    else this.dispatch(item, aux);
   }
 
   /**
@@ -602,8 +600,11 @@ export class Simulation {
       input = { kind: 'message', from, msg };
       if (this.shareDecoded) frame.input = input;
     }
-    this.inputFrameBytes = frame.bytes.length;
-    if (this.hook) this.inputMacHashBytes = frameMacBytes(frame).first;
+    // What the step's input was, for the cost model alone (reportStep).
+    if (this.hook) {
+      this.inputFrameBytes = frame.bytes.length;
+      this.inputMacHashBytes = frameMacBytes(frame).first;
+    }
     if (isClientPeer(to)) this.stepClient(clientOrigin(to), input);
     else this.stepReplica(to, input);
   }
