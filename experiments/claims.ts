@@ -738,7 +738,7 @@ const KIND_WORD: Readonly<Record<string, string>> = { cpu: 'CPU-bound', clients:
  * clients, covers), so that points the probe set apart are not counted as one; the kind's word
  * when the detail has none.
  */
-export function boundLabel(b: { readonly kind: string; readonly detail: string }): string {
+function boundLabel(b: { readonly kind: string; readonly detail: string }): string {
   const label = /^([\w-]+-bound(?:, [^:]+)?): /.exec(b.detail)?.[1];
   return label ?? KIND_WORD[b.kind] ?? b.kind;
 }

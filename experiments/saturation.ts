@@ -110,7 +110,7 @@ export function cpuFull(result: Pick<RunResult, 'bottleneck' | 'metrics'>): stri
  * The probe as the bottleneck rule reads it (infra/run/bottleneck.ts rule 4): whether more load
  * raised throughput is this rule's verdict, not a second one; an invalid probe shows nothing.
  */
-export function loadProbeOf(verdict: ReturnType<typeof judgeProbe>, probeValid: boolean): LoadProbe {
+function loadProbeOf(verdict: ReturnType<typeof judgeProbe>, probeValid: boolean): LoadProbe {
   return {
     factor: PROBE_FACTOR,
     gainPercent: verdict.gainPercent,

@@ -758,7 +758,7 @@ export async function runPointSaturated(
   config: SweepConfig,
   runSpec: SpecRunner,
   chosen: Map<string, number>,
-  probed: Map<string, LoadProbe> = new Map(),
+  probed: Map<string, LoadProbe>,
 ): Promise<{ result: RunResult; spec: RunSpec; saturation: Saturation } | undefined> {
   const fixed = (how: Saturation['how'], note: string, loadTxns?: number, probe?: LoadProbe) => async () => {
     const spec = specFor(run, config, loadTxns);

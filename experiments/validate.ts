@@ -193,7 +193,7 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
   const clientProcs = options.clientProcs ?? 1;
   const replicaCounts = options.replicas ?? [4, 8, 16];
   checkDisjoint(calibration, replicaCounts);
-  log(`${clientProcs} client process(es) per run, real and modelled`);
+  log(`${procsPerRun(clientProcs)}, real and modelled`);
   for (const n of replicaCounts) {
     for (const protocol of options.protocols ?? (['poe', 'pbft', 'zyzzyva', 'hotstuff'] as const)) {
       const spec = makeRunSpec({

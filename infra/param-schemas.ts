@@ -1,7 +1,8 @@
 /**
- * The value schemas of the table of run parameters (infra/params.ts): a flag's text (from
- * commander) or a number (from code) to its value, each failure a message the command prefixes
- * with the flag, so a bad value reads the same whichever command it was given to.
+ * The value schemas of the table of run parameters (infra/param-table.ts, parsed through
+ * infra/params.ts): a flag's text (from commander) or a number (from code) to its value, each
+ * failure a message the command prefixes with the flag, so a bad value reads the same whichever
+ * command it was given to.
  */
 import { z } from 'zod';
 

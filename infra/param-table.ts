@@ -58,7 +58,7 @@ export function parseExtra(s: string): [string, ExtraValue] {
 }
 
 /** An integer >= min as an item of a comma list. */
-export const intItem =
+const intItem =
   (min: number) =>
   (s: string): number => {
     const v = Number(s);
@@ -952,6 +952,11 @@ export function paramHelp(p: ParamDef, command: ParamCommand): string {
 export function paramDefault(command: ParamCommand, key: string): unknown {
   const p = paramOf(command, key);
   if (p === undefined) throw new RangeError(`no parameter ${key} on ${command}`);
+  return defaultOf(p, command);
+}
+
+/** A parameter's default on `command`: its per-command one where it has those, else its one default. */
+export function defaultOf(p: ParamDef, command: ParamCommand): unknown {
   return p.defaults !== undefined ? p.defaults[command] : p.default;
 }
 
@@ -995,7 +1000,7 @@ export function replayArgs(command: ParamCommand, values: Readonly<Record<string
   for (const p of paramsFor(command)) {
     const v = values[p.key];
     if (v === undefined) continue;
-    const def = p.defaults !== undefined ? p.defaults[command] : p.default;
+    const def = defaultOf(p, command);
     if (!p.replayAlways && def !== undefined && same(v, def)) continue;
     const format = (p.format ?? String) as (x: unknown) => string;
     if (p.type === 'boolean') {

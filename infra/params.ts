@@ -12,7 +12,7 @@
  */
 import { type Command, Option } from 'commander';
 import { z } from 'zod';
-import { paramHelp, paramOf, paramsFor, perCommand, flagName, type ParamCommand, type ParamDef, type SchemaKit } from './param-table.js';
+import { defaultOf, paramHelp, paramOf, paramsFor, perCommand, flagName, type ParamCommand, type ParamDef, type SchemaKit } from './param-table.js';
 import * as schemas from './param-schemas.js';
 
 export * from './param-table.js';
@@ -43,7 +43,7 @@ function defaultText(p: ParamDef, command: ParamCommand): string | undefined {
   const t = perCommand(p.defaultText, command, (x) => typeof x !== 'string');
   if (t !== undefined) return t;
   if (p.type === 'boolean') return undefined;
-  const d = p.defaults !== undefined ? p.defaults[command] : p.default;
+  const d = defaultOf(p, command);
   return d === undefined ? undefined : String(d);
 }
 
