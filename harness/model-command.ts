@@ -95,7 +95,11 @@ function registerValidate(model: Command): void {
     .option('--replicas <list>', 'comma-separated replica counts', '4,8,16')
     .option('--warmup <s>', 'warm-up cap of each real run, s (the window opens once throughput settles)', String(MODEL_RUN_WARMUP_S))
     .option('--duration <s>', 'measured seconds of each real run', String(MODEL_RUN_DURATION_S))
-    .option('--client-procs <n>', 'client processes the logical clients are spread over, in every real run and modelled point (as run --client-procs)', '1')
+    .option(
+      '--client-procs <n>',
+      'client processes the logical clients are spread over, in every real run and modelled point (as run --client-procs)',
+      String(RUN_DEFAULTS.clientProcs),
+    )
     .option('--json', 'print one JSON object')
     .action(async (o: { calibration: string; protocols: string; replicas: string; warmup: string; duration: string; clientProcs: string; json?: boolean }) => {
       // Every flag before the calibration file, so a bad flag is named as such.

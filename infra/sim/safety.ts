@@ -268,12 +268,8 @@ export function replicaLedgers(ledgers: ReadonlyMap<number, Ledger> | readonly (
 // ---------------------------------------------------------------------------------------
 // Online checking
 
-/** Where CommitChecker.onExecutedAt reads an executed batch's digest (a Ledger is one). */
-export interface ExecutedDigest {
-  /** A copy the checker may keep. */
-  digestAt(k: number): Buffer;
-  digestEquals(k: number, digest: Uint8Array): boolean;
-}
+/** Where CommitChecker.onExecutedAt reads an executed batch's digest (a Ledger is one): digestAt's copy the checker may keep. */
+export type ExecutedDigest = Required<Pick<LedgerLike, 'digestAt' | 'digestEquals'>>;
 
 interface CanonicalEntry {
   readonly digest: Buffer;
