@@ -28,9 +28,10 @@ export interface FlatWrites {
   /** Offset of value i in `bytes`. */
   valueAt(i: number): number;
   valueLengthAt(i: number): number;
-  /** When every value has one length: bytes per write (header and value), and where write 0 starts; stride 0 otherwise. */
-  readonly stride?: number;
-  readonly first?: number;
+  /** When every value has one length: bytes per write (header and value); 0 otherwise. */
+  readonly stride: number;
+  /** Where write 0 starts in `bytes` (read with a non-zero stride). */
+  readonly first: number;
 }
 
 /** Bytes of a flat write before its value: key u32, value length u16 (replica/messages.ts). */
@@ -151,10 +152,10 @@ export class YcsbStore {
   apply(k: number, writes: Writes, undoable: boolean): void {
     const vb = this.valueBytes;
     const flat = isFlat(writes) ? writes : undefined;
-    if (flat && this.tableWords && flat.stride && flat.first !== undefined) {
+    if (flat && this.tableWords && flat.stride) {
       const valueBytes = Math.min(vb, flat.stride - FLAT_WRITE_HEADER_BYTES);
       if ((valueBytes & 3) === 0) {
-        this.applyUniform(k, flat, flat.first, flat.stride, valueBytes >> 2, undoable);
+        this.applyUniform(k, flat, valueBytes >> 2, undoable);
         return;
       }
     }
@@ -238,7 +239,8 @@ export class YcsbStore {
    * batch a client here sends): the same checks, undo record and table bytes, with each write's
    * offset stepped by `stride` instead of asked for, and each value moved word by word.
    */
-  private applyUniform(k: number, flat: FlatWrites, first: number, stride: number, valueWords: number, undoable: boolean): void {
+  private applyUniform(k: number, flat: FlatWrites, valueWords: number, undoable: boolean): void {
+    const { first, stride } = flat;
     const vb = this.valueBytes;
     const tw = this.tableWords!;
     const words = vb >> 2;
