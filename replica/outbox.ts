@@ -10,13 +10,6 @@
  */
 import type { Peer, ReplicaEvent, ReplicaOutput, WireMessage } from './types.js';
 
-/**
- * What `drain` returns when a step produced nothing (most steps: a SUPPORT that completes no
- * quorum), instead of a fresh empty array per step. Frozen, so a caller that pushed into a
- * step's outputs would throw rather than corrupt every later empty step.
- */
-const NOTHING: ReplicaOutput<WireMessage>[] = Object.freeze([]) as unknown as ReplicaOutput<WireMessage>[];
-
 export class Outbox<M extends WireMessage> {
   private items: ReplicaOutput<M>[] = [];
 
@@ -53,13 +46,9 @@ export class Outbox<M extends WireMessage> {
     return this.items;
   }
 
-  /**
-   * Everything produced since the last drain, in order; the outbox is empty afterwards. The
-   * array is the caller's to read, not to change (an empty one is shared and frozen).
-   */
+  /** Everything produced since the last drain, in order; the outbox is empty afterwards. */
   drain(): ReplicaOutput<M>[] {
     const out = this.items;
-    if (out.length === 0) return NOTHING as ReplicaOutput<M>[];
     this.items = [];
     return out;
   }
