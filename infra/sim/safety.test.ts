@@ -154,12 +154,16 @@ describe('checkSafety', () => {
   });
 });
 
+/** Replica `replica` executed `digest` at k: the checker reads it as from a ledger holding it. */
+const executed = (c: CommitChecker, replica: number, k: number, digest: Buffer, view: number, final: boolean): string | undefined =>
+  c.onExecutedAt(replica, k, { digestAt: () => digest, digestEquals: (_, x) => digest.equals(x) }, view, final);
+
 describe('CommitChecker (online)', () => {
   it('fixes the canonical batch at k by the first final commit and flags any other', () => {
     const c = new CommitChecker();
-    expect(c.onExecuted(0, 1, d('a'), 0, true)).toBeUndefined();
-    expect(c.onExecuted(1, 1, d('a'), 0, true)).toBeUndefined();
-    expect(c.onExecuted(2, 1, d('b'), 0, true)).toMatch(
+    expect(executed(c, 0, 1, d('a'), 0, true)).toBeUndefined();
+    expect(executed(c, 1, 1, d('a'), 0, true)).toBeUndefined();
+    expect(executed(c, 2, 1, d('b'), 0, true)).toMatch(
       /replica 2 executed digest .* at k=1 in view 0, but the canonical commit there is .* \(executed by replica 0 in view 0\)/,
     );
     expect(c.onAccepted({ ...accepted(1, 'b'), view: 0 })).toMatch(/contradicts the canonical commit at k=1/);
@@ -169,13 +173,13 @@ describe('CommitChecker (online)', () => {
   it('lets speculative executions differ until a client accepted, and from the accepted view on flags them', () => {
     const c = new CommitChecker();
     // PoE/Zyzzyva: a speculative execution fixes nothing, so a later different one is fine.
-    expect(c.onExecuted(0, 1, d('a'), 0, false)).toBeUndefined();
-    expect(c.onExecuted(1, 1, d('b'), 0, false)).toBeUndefined();
+    expect(executed(c, 0, 1, d('a'), 0, false)).toBeUndefined();
+    expect(executed(c, 1, 1, d('b'), 0, false)).toBeUndefined();
     expect(c.onAccepted({ ...accepted(1, 'b'), view: 1 })).toBeUndefined();
     // A replica still in view 0 may execute what it will roll back; in view 1 it may not.
-    expect(c.onExecuted(2, 1, d('a'), 0, false)).toBeUndefined();
-    expect(c.onExecuted(2, 1, d('a'), 1, false)).toMatch(/replica 2 executed .* at k=1 in view 1/);
-    expect(c.onExecuted(3, 1, d('b'), 1, false)).toBeUndefined();
+    expect(executed(c, 2, 1, d('a'), 0, false)).toBeUndefined();
+    expect(executed(c, 2, 1, d('a'), 1, false)).toMatch(/replica 2 executed .* at k=1 in view 1/);
+    expect(executed(c, 3, 1, d('b'), 1, false)).toBeUndefined();
   });
 
   it('flags a rollback of the block a client accepted, and only that block', () => {

@@ -335,16 +335,9 @@ export class CommitChecker {
   }
 
   /**
-   * Replica `replica` executed `digest` at k in `view`. `final`: the protocol never rolls this
-   * back (PBFT, HotStuff).
-   */
-  onExecuted(replica: number, k: number, digest: Buffer, view: number, final: boolean): string | undefined {
-    return this.onExecutedAt(replica, k, { digestAt: () => digest, digestEquals: (_, d) => sameBytes(digest, d) }, view, final);
-  }
-
-  /**
-   * As onExecuted, for the batch at k in `ledger`: compared where it lies, and copied only when
-   * it becomes canonical (the simulator calls this at every replica for every batch).
+   * Replica `replica` executed the batch at k in `ledger`, in `view`; `final`: the protocol never
+   * rolls it back (PBFT, HotStuff). Its digest is compared where it lies, and copied only when it
+   * becomes canonical (the simulator calls this at every replica for every batch).
    */
   onExecutedAt(replica: number, k: number, ledger: ExecutedDigest, view: number, final: boolean): string | undefined {
     const entry = this.canonical.get(k);
