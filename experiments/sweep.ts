@@ -94,6 +94,8 @@ export interface SweepConfig {
   readonly reps: number;
   /** Run length; the profile's unless overridden (--warmup, --duration). */
   readonly warmupSec: number;
+  /** Real runs' warm-up cap (Profile.warmupCapSec; --warmup sets it too); absent: warmupSec. */
+  readonly warmupCapSec?: number;
   readonly measuredSec: number;
   readonly backend: SweepBackend;
   readonly filter: SweepFilter;
@@ -192,7 +194,7 @@ export function describeRun(run: SweepRun, reps?: number): string {
 export function specFor(
   run: SweepRun,
   config: Pick<SweepConfig, 'warmupSec' | 'measuredSec' | 'seed' | 'clients'> &
-    Partial<Pick<SweepConfig, 'backend' | 'link' | 'infra' | 'clientProcs' | 'loadTxns' | 'clientsGiven'>>,
+    Partial<Pick<SweepConfig, 'warmupCapSec' | 'backend' | 'link' | 'infra' | 'clientProcs' | 'loadTxns' | 'clientsGiven'>>,
   loadTxns?: number,
 ): RunSpec {
   const p = run.point;
@@ -216,7 +218,8 @@ export function specFor(
     ...(config.loadTxns !== undefined && !config.clientsGiven
       ? { loadTxns: Math.max(loadTxns ?? startLoadTxns(run, config.loadTxns), p.replicas * p.batch) }
       : { clients: Math.max(config.clients, p.replicas) }),
-    warmupS: config.warmupSec,
+    // Figure 11b's warm-up is fixed (its crash is placed just before the window); the others' is a cap.
+    warmupS: p.primaryStopsAfter === undefined ? (config.warmupCapSec ?? config.warmupSec) : config.warmupSec,
     durationS: config.measuredSec,
     seed: config.seed + run.rep,
     checkpointInterval: FIGURES[run.figure].checkpointInterval,
@@ -448,7 +451,13 @@ export function sweepManifest(config: SweepConfig, env: Record<string, unknown>,
     figure: config.figureArg,
     figures: config.figures,
     profile: config.profile.name,
-    profileDef: { ...config.profile, warmupSec: config.warmupSec, measuredSec: config.measuredSec, reps: config.reps },
+    profileDef: {
+      ...config.profile,
+      warmupSec: config.warmupSec,
+      warmupCapSec: config.warmupCapSec ?? config.warmupSec,
+      measuredSec: config.measuredSec,
+      reps: config.reps,
+    },
     startedAt,
     ...env,
     backend: config.backend,

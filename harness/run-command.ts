@@ -46,6 +46,9 @@ const NOT_FOR_MODEL: Readonly<Record<string, readonly [string, string]>> = {
   openLoop: ['--open-loop', "the model runs closed loop only (the simulator's clients keep one batch outstanding each)"],
 };
 
+/** `run --backend model`'s --warmup when none is given: its warm-up share is 10 s over 10 s + --duration. */
+const MODEL_WARMUP_S = '10';
+
 /** Where `run --backend model` records by default: apart from measured runs, since a results directory is judged as one kind. */
 export const DEFAULT_MODEL_OUT = join('results', 'run-model');
 
@@ -183,7 +186,9 @@ function parseModelRun(
   let spec: RunSpec;
   try {
     // The run's own flags, checked as for a real run; the placement they get is not recorded.
-    spec = parseRunFlags({ ...flags, backend: undefined });
+    // The model's warm-up is a share of its batches (modelRun), not a cap to wait out: without
+    // --warmup it keeps the share real runs had before their cap grew for the memory rule.
+    spec = parseRunFlags({ ...flags, backend: undefined, ...(flags.warmup === undefined ? { warmup: MODEL_WARMUP_S } : {}) });
   } catch (err) {
     if (err instanceof RunSpecError) return invalid(err.message);
     throw err;

@@ -406,11 +406,12 @@ export const PARAMS: readonly ParamDef[] = [
     unit: 's',
     commands: ['run', 'figure'],
     schema: nonNegative(),
-    defaults: { run: 10 },
+    defaults: { run: 40 },
     defaultText: { figure: "the profile's" },
     help: {
-      run: "warm-up seconds, not measured: a cap; the window opens as soon as the clients' 1-second throughput has settled (infra/run/steady.ts), else at the cap (see --fixed-warmup)",
-      figure: "warm-up seconds, not measured: a cap; each run's window opens as soon as its 1-second throughput has settled, else at the cap",
+      run: "warm-up seconds, not measured: a cap; the window opens as soon as the clients' 1-second throughput has settled and the processes' memory has stopped growing (infra/run/steady.ts), else at the cap (see --fixed-warmup)",
+      figure:
+        "warm-up seconds, not measured: a cap; each run's window opens as soon as its 1-second throughput has settled and its processes' memory has stopped growing, else at the cap",
     },
   },
   {

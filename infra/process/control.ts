@@ -79,6 +79,8 @@ export type ControlRequest =
   /** Make the open window last durationMs from its start; answers WindowExtended. */
   | { readonly id: number; readonly cmd: 'extend-window'; readonly durationMs: number }
   | { readonly id: number; readonly cmd: 'progress' }
+  /** This process's resident memory now (ProcessMemory); needs no `configure`. */
+  | { readonly id: number; readonly cmd: 'memory' }
   /** Stop: a client stops issuing, a replica stops processing (its ledger is then final). */
   | { readonly id: number; readonly cmd: 'stop' }
   | { readonly id: number; readonly cmd: 'metrics' }
@@ -242,6 +244,16 @@ export interface WindowExtended {
   readonly endEpochMs: number;
 }
 
+/** The answer to `memory`: what the warm-up's memory rule reads (infra/run/steady.ts memorySettled). */
+export interface ProcessMemory {
+  readonly rssBytes: number;
+}
+
+/** This process's resident set now. */
+export function processMemory(): ProcessMemory {
+  return { rssBytes: process.memoryUsage.rss() };
+}
+
 /** What the replica and client processes have in common for their control channel. */
 export interface ControlledRuntime {
   connect(peers: readonly PeerAddress[], expect: readonly number[], timeoutMs: number): Promise<number[]>;
@@ -285,6 +297,8 @@ export function serveProcess(role: string, configure: (config: ProcessConfig) =>
         return need().extendWindow(req.durationMs);
       case 'progress':
         return need().progress();
+      case 'memory':
+        return processMemory();
       case 'stop':
         need().stop();
         return need().progress();

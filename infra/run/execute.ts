@@ -18,7 +18,7 @@ import { describeExit, launchLocal, type Cluster, type ClusterNode, type LaunchP
 import { checkSafety, type AcceptedRecord, type LedgerLike, type ReplicaLedger } from '../sim/safety.js';
 import { createCrypto } from '../../replica/crypto.js';
 import { blockHash, genesisHash } from '../../replica/ledger.js';
-import type { ClientProcessConfig, PeerAddress, ReplicaProcessConfig, WindowExtended, WindowOpened } from '../process/control.js';
+import type { ClientProcessConfig, PeerAddress, ProcessMemory, ReplicaProcessConfig, WindowExtended, WindowOpened } from '../process/control.js';
 import type { LedgerReport, ReplicaMetricsReport, ReplicaProgress } from '../process/replica.js';
 import { clientPeer, quorums } from '../../replica/types.js';
 import { aggregateMetrics, implausibilities, type LatencySummaryMs, type RunMetricsReport } from './metrics.js';
@@ -28,7 +28,17 @@ import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, outstandingTxns
 import { formatReplicaFault } from '../../replica/byzantine.js';
 import { availableParallelism } from 'node:os';
 import { linkBetween, parseLinkSpec } from '../link.js';
-import { extendedWindowMs, judgeSteady, WARMUP_TAIL_SEC, warmupSettledAt, type Steady, type WarmupEnd, type WindowPlan } from './steady.js';
+import {
+  extendedWindowMs,
+  judgeSteady,
+  type MemorySample,
+  memorySettled,
+  WARMUP_TAIL_SEC,
+  warmupSettledAt,
+  type Steady,
+  type WarmupEnd,
+  type WindowPlan,
+} from './steady.js';
 import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type BottleneckInput, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
@@ -412,6 +422,8 @@ async function measure(spec: RunSpec, cluster: Cluster, guard: Guard, options: R
 
 /** How often the harness looks at the clients' throughput while it waits for the warm-up to settle. */
 const WARMUP_POLL_MS = 250;
+/** How often the harness samples every process's resident memory during the warm-up (steady.ts memorySettled). */
+const MEMORY_POLL_MS = 1000;
 /** No `open-window` this close to the cap: the processes open by themselves then, all at their cap. */
 const CAP_GUARD_MS = 500;
 /** The window's extension is decided this long before its planned end (at its half when shorter). */
@@ -487,7 +499,16 @@ async function driveWindow(
     openAt = at;
     armClose();
   };
-  const capTimer = setTimeout(() => openAt === undefined && openNow(startMs + capMs), capMs).unref();
+  // The memory rule (steady.ts memorySettled): every process's resident memory, summed, once a second of the warm-up.
+  const memory: MemorySample[] = [];
+  let memoryAt = 0;
+  let memoryAtOpen: ReturnType<typeof memorySettled> | undefined;
+  let fromSec = 0;
+  const capTimer = setTimeout(() => {
+    if (openAt !== undefined) return;
+    openNow(startMs + capMs);
+    if (!fixed) memoryAtOpen = memorySettled(memory);
+  }, capMs).unref();
   const decideAfterMs = Math.max(plannedMs / 2, plannedMs - EXTEND_DECIDE_BEFORE_END_MS);
   const everyone = [...replicas, ...clients];
   let lastTxns = 0;
@@ -504,15 +525,27 @@ async function driveWindow(
       const deciding = openAt !== undefined && !fixed && !extensionDecided && now >= openAt + decideAfterMs;
       const printing = onProgress !== undefined && now - lastPrinted >= 1000;
       if (!watching && !deciding && !printing) continue;
-      const progress = await guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' }))));
+      const sampling = watching && now - memoryAt >= MEMORY_POLL_MS;
+      const [progress, rss] = await Promise.all([
+        guard.run(Promise.all(clients.map((cl) => ask<ClientProgress>(cl, { cmd: 'progress' })))),
+        sampling ? guard.run(Promise.all(everyone.map((n) => ask<ProcessMemory>(n, { cmd: 'memory' })))) : undefined,
+      ]);
+      if (rss) {
+        memoryAt = now;
+        memory.push({ atMs: Date.now(), rssBytes: rss.reduce((a, m) => a + m.rssBytes, 0) });
+      }
       // Re-checked after the poll, which a loaded machine may have slowed down to near the cap.
       const stillBeforeCap = Date.now() < startMs + capMs - CAP_GUARD_MS;
       const seconds = watching && stillBeforeCap ? sumSeconds(progress) : [];
-      const settledAt = warmupSettledAt(seconds);
+      const memoryNow = memorySettled(memory);
+      // While memory still grows, the throughput must settle again over the seconds after it.
+      if (!memoryNow.settled && seconds.length > 0) fromSec = seconds.length;
+      const settledAt = memoryNow.settled ? warmupSettledAt(seconds, fromSec) : undefined;
       if (openAt === undefined && settledAt !== undefined) {
         trace('open window (settled)');
         openNow(Date.now());
         endedBy = 'settled';
+        memoryAtOpen = memoryNow;
         settledTail = seconds.slice(settledAt - WARMUP_TAIL_SEC, settledAt);
         const answers = await guard.run(Promise.all(everyone.map((n) => ask<WindowOpened>(n, { cmd: 'open-window' }))));
         // A process that reached its cap first opened there (at most CAP_GUARD_MS and a control round trip earlier).
@@ -563,6 +596,7 @@ async function driveWindow(
       windowExtended,
       ...(extensionRefused ? { extensionRefused } : {}),
       ...(settledTail && endedBy === 'settled' ? { settledTail } : {}),
+      ...(memoryAtOpen ? { memory: memoryAtOpen } : {}),
     },
     cpuAtOpen,
     cpuAtClose,
@@ -717,7 +751,9 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
         st.warmupEndedBy === undefined
           ? ''
           : st.warmupEndedBy === 'settled'
-            ? ', throughput settled'
+            ? st.memorySettled
+              ? ', throughput and memory settled'
+              : ', throughput settled'
             : st.warmupEndedBy === 'cap'
               ? ', at its cap, not settled'
               : ', fixed';

@@ -41,7 +41,7 @@ describe('run spec', () => {
       crashedReplicas: [],
       batch: 100,
       clients: RUN_DEFAULTS.clients,
-      warmupS: 10,
+      warmupS: 40,
       durationS: 20,
     });
     expect(s.keySeed).toBe('poe-bench-run-1');

@@ -1,6 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../client/random.js';
-import { extendedWindowMs, judgeSteady, MIN_WARMUP_SEC, tailSettled, trendPercent, WARMUP_TAIL_SEC, warmupSettledAt, WINDOW_EXTENSION_CAP } from './steady.js';
+import {
+  extendedWindowMs,
+  judgeSteady,
+  MEMORY_GROWTH_PERCENT,
+  memorySettled,
+  MIN_WARMUP_SEC,
+  tailSettled,
+  trendPercent,
+  WARMUP_TAIL_SEC,
+  warmupSettledAt,
+  WINDOW_EXTENSION_CAP,
+} from './steady.js';
 
 /** Replay a failure with STEADY_SEED=<seed> npx vitest run infra/run/steady.test.ts. */
 const SEED = Number(process.env['STEADY_SEED'] ?? Date.now() % 2 ** 31);
@@ -163,6 +174,78 @@ describe(`warmupSettledAt polled as the harness polls it (seed ${SEED})`, () => 
         expect(warmupSettledAt(asked), `seed ${SEED} run ${run} poll ${poll}: ${asked.join(',')}`).toBe(expected);
       }
     }
+  });
+});
+
+describe('the memory rule (resident memory still growing is not steady)', () => {
+  const mb = (x: number): number => x * 2 ** 20;
+  // Total RSS of PBFT's 17 processes at 16 replicas, once a second (this machine, 2026-12-05):
+  // growing 3-7% a second until about 15 s, then 0.1-0.3%.
+  const pbft16 = [871, 1345, 1719, 1910, 2023, 2194, 2349, 2472, 2597, 2639, 2848, 2946, 3129, 3153, 3159, 3187, 3188, 3195].map((v, i) => ({
+    atMs: 1000 + i * 1000,
+    rssBytes: mb(v),
+  }));
+
+  it('compares the newest sample with the last one at least the tail before it', () => {
+    expect(MEMORY_GROWTH_PERCENT).toBe(3);
+    // 3,129 MB at 13 s against 2,639 at 10 s: 18.57%.
+    expect(memorySettled(pbft16.slice(0, 13))).toEqual({ settled: false, growthPercent: 18.57 });
+    // 3,187 at 16 s against 3,129 at 13 s: 1.85%.
+    expect(memorySettled(pbft16.slice(0, 16))).toEqual({ settled: true, growthPercent: 1.85 });
+    // The first moment it holds, polled as the harness polls: 16 s, the throughput's step was at 14-15 s.
+    const first = pbft16.findIndex((_, i) => memorySettled(pbft16.slice(0, i + 1)).settled);
+    expect(pbft16[first]!.atMs).toBe(16_000);
+  });
+
+  it('is not settled before the samples span the tail, nor on no memory', () => {
+    expect(memorySettled([])).toEqual({ settled: false, growthPercent: undefined });
+    expect(memorySettled(pbft16.slice(0, 3))).toEqual({ settled: false, growthPercent: undefined });
+    expect(
+      memorySettled([
+        { atMs: 0, rssBytes: 0 },
+        { atMs: 5000, rssBytes: 0 },
+      ]).settled,
+    ).toBe(false);
+    // Memory that shrank (a process returned pages) has settled.
+    expect(
+      memorySettled([
+        { atMs: 0, rssBytes: mb(200) },
+        { atMs: 3000, rssBytes: mb(190) },
+      ]).settled,
+    ).toBe(true);
+  });
+
+  it('a window opened while memory grew is not steady, and says why', () => {
+    const plan = { warmupEndedBy: 'cap' as const, warmupCapSec: 8, plannedWindowSec: 6, windowExtended: false, memory: memorySettled(pbft16.slice(0, 8)) };
+    const flat = series([100, 101, 99], [100, 101, 99, 100, 100, 102]);
+    const s = judgeSteady({ throughputSeries: flat, windowSec: 6, latencyMs: latency }, 8, undefined, plan);
+    expect(s).toMatchObject({ settled: false, warmupSettled: true, memorySettled: false, memoryGrowthPercent: 22.19 });
+    expect(s.flags).toEqual([expect.stringMatching(/resident memory grew 22.19% over the warm-up's last 3 s \(at most 3% wanted\)/)]);
+    const early = judgeSteady({ throughputSeries: flat, windowSec: 6, latencyMs: latency }, 2, undefined, {
+      ...plan,
+      memory: memorySettled(pbft16.slice(0, 2)),
+    });
+    expect(early.flags.join(' ')).toMatch(/before the processes' memory had been watched for 3 s/);
+    expect(early).not.toHaveProperty('memoryGrowthPercent');
+    const ok = judgeSteady({ throughputSeries: flat, windowSec: 6, latencyMs: latency }, 16, undefined, {
+      ...plan,
+      memory: memorySettled(pbft16.slice(0, 16)),
+    });
+    expect(ok).toMatchObject({ settled: true, memorySettled: true, memoryGrowthPercent: 1.85, flags: [] });
+    // Not watched (a fixed warm-up, older records): no judgement either way.
+    const fixed = judgeSteady({ throughputSeries: flat, windowSec: 6, latencyMs: latency }, 3);
+    expect(fixed.settled).toBe(true);
+    expect(fixed).not.toHaveProperty('memorySettled');
+  });
+
+  it('warmupSettledAt from a later second: the throughput must settle again once memory has', () => {
+    // Flat from second 1, so settled at 4; asked from 13 s (memory held the window shut until then): 13.
+    const seconds = [5, 30, 31, 29, 33, 30, 31, 30, 29, 31, 30, 30, 31, 29, 55, 58, 57, 58];
+    expect(warmupSettledAt(seconds)).toBe(4);
+    expect(warmupSettledAt(seconds, 13)).toBe(13);
+    // From 15: seconds 12..14 (31, 29, 55) hold the step, so not before the tail past it, at 17.
+    expect(warmupSettledAt(seconds, 15)).toBe(17);
+    expect(warmupSettledAt(seconds, 19)).toBeUndefined();
   });
 });
 

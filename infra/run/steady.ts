@@ -6,8 +6,8 @@
  * WARMUP_TAIL_SEC whole seconds spread (max - min) by at most 2 x SETTLED_PERCENT of their mean,
  * and their mean is above zero. The same rule ends the warm-up while the run goes on
  * (`warmupSettledAt`, which infra/run/execute.ts asks at every poll: the window opens at once
- * when it holds, at the earliest MIN_WARMUP_SEC after the start, else at the warm-up's cap) and
- * judges it
+ * when it holds and so does the memory rule below, at the earliest MIN_WARMUP_SEC after the
+ * start, else at the warm-up's cap) and judges it
  * afterwards (`judgeSteady`, on the whole seconds before the window the clients report).
  *
  * Judged from the 1-second throughput series the clients report (metrics.ts throughputSeries):
@@ -21,11 +21,30 @@
  *   trips of each client were measured): the harness extends a window that is too short, up
  *   to WINDOW_EXTENSION_CAP times its planned length (`extendedWindowMs`), and flags it if
  *   even that is too short.
+ *
+ * And one rule the throughput cannot see (`memorySettled`): the resident memory of all the
+ * run's processes together grew by at most MEMORY_GROWTH_PERCENT over the warm-up's last
+ * WARMUP_TAIL_SEC seconds. Each process reports its own (the control channel's `memory`), so
+ * the rule holds on every backend. Why: measured on this machine (2026-12-05, PBFT, 16
+ * replicas, 2,400 transactions outstanding), the 1-second throughput sat flat at 29-39K txn/s
+ * for 12 s, which the throughput rule calls settled at 4-6 s, while the replicas grew from 55
+ * to about 205 MB each (30-50K minor page faults a second in all); `perf record -a` over those
+ * seconds put 27% of the machine's CPU in the kernel zeroing fresh pages (clear_page_erms),
+ * against 1.2% once the growth stopped, and the same 190% of CPU then gave 53-62K txn/s. A
+ * window opened during the growth measured that start-up, not the protocol.
  */
 import type { RunMetricsReport } from './metrics.js';
 
 export const SETTLED_PERCENT = 10;
 export const WARMUP_TAIL_SEC = 3;
+/**
+ * The most the run's processes' resident memory may grow, in all, over the warm-up's last
+ * WARMUP_TAIL_SEC seconds, % of where it was (see the header): 1% a second. In the run above it
+ * grew 3-7% a second while the throughput was held down, and 0.1-0.3% a second after. PoE at 4
+ * replicas grew 36% in its first 3 s, then in steps of 25-40 MB (V8's heap, 3-5%) until about
+ * 10 s, with its throughput within 5% from 5 s on.
+ */
+export const MEMORY_GROWTH_PERCENT = 3;
 /** The shortest warm-up: one whole tail of seconds. */
 export const MIN_WARMUP_SEC = WARMUP_TAIL_SEC;
 export const WINDOW_OVER_LATENCY = 20;
@@ -49,16 +68,39 @@ export function tailSettled(seconds: readonly number[]): { settled: boolean; spr
 
 /**
  * The live decision: given the throughput of the whole seconds since the run's start (second
- * i covers [i, i + 1) s), the first k >= MIN_WARMUP_SEC at which seconds k - WARMUP_TAIL_SEC
- * .. k - 1 have settled (`tailSettled`); undefined if none yet. The harness asks with the
- * seconds so far and opens the window when the answer is the last whole second.
+ * i covers [i, i + 1) s), the first k >= MIN_WARMUP_SEC (and >= fromSec) at which seconds
+ * k - WARMUP_TAIL_SEC .. k - 1 have settled (`tailSettled`); undefined if none yet. The harness
+ * asks with the seconds so far and opens the window at the answer if the memory rule holds too;
+ * while it does not, the harness moves fromSec to the seconds so far, so that the throughput
+ * must be settled over the seconds up to the moment memory has.
  */
-export function warmupSettledAt(seconds: readonly number[]): number | undefined {
+export function warmupSettledAt(seconds: readonly number[], fromSec = 0): number | undefined {
   // Only each prefix's tail is judged: a poll costs WARMUP_TAIL_SEC per second so far.
-  for (let k = MIN_WARMUP_SEC; k <= seconds.length; k++) {
+  for (let k = Math.max(MIN_WARMUP_SEC, fromSec); k <= seconds.length; k++) {
     if (tailSettled(seconds.slice(Math.max(0, k - WARMUP_TAIL_SEC), k)).settled) return k;
   }
   return undefined;
+}
+
+/** The resident memory of all the run's processes at one moment (harness clock). */
+export interface MemorySample {
+  readonly atMs: number;
+  readonly rssBytes: number;
+}
+
+/**
+ * The memory rule (see the header) on samples oldest first: the growth from the last sample at
+ * least WARMUP_TAIL_SEC seconds before the newest one to the newest, % of the older. Not
+ * settled, and no growth, while the samples span less than that.
+ */
+export function memorySettled(samples: readonly MemorySample[]): { settled: boolean; growthPercent: number | undefined } {
+  const last = samples[samples.length - 1];
+  if (!last) return { settled: false, growthPercent: undefined };
+  let from: MemorySample | undefined;
+  for (const s of samples) if (s.atMs <= last.atMs - WARMUP_TAIL_SEC * 1000) from = s;
+  if (!from || from.rssBytes <= 0) return { settled: false, growthPercent: undefined };
+  const growth = (100 * (last.rssBytes - from.rssBytes)) / from.rssBytes;
+  return { settled: growth <= MEMORY_GROWTH_PERCENT, growthPercent: round(growth, 2) };
 }
 
 /**
@@ -87,6 +129,11 @@ export interface WindowPlan {
   readonly extensionRefused?: boolean;
   /** A settled warm-up: the whole seconds (txn/s, since the start) the live decision found settled. */
   readonly settledTail?: readonly number[];
+  /**
+   * The memory rule when the window opened (`memorySettled`): absent when the harness did not
+   * watch the warm-up (a fixed one) or in records from before the rule.
+   */
+  readonly memory?: { readonly settled: boolean; readonly growthPercent: number | undefined };
 }
 
 export interface Steady {
@@ -113,6 +160,10 @@ export interface Steady {
   readonly windowLongEnough: boolean;
   /** The largest request timeout the clients used at the end (adaptive ones follow the latency). */
   readonly clientTimeoutMs?: number;
+  /** The memory rule when the window opened (absent: not watched, see WindowPlan.memory). */
+  readonly memorySettled?: boolean;
+  /** The processes' resident memory growth over the warm-up's last seconds, % (absent: fewer seconds sampled). */
+  readonly memoryGrowthPercent?: number;
   /** What was not steady, in words; empty when steady. */
   readonly flags: readonly string[];
 }
@@ -139,6 +190,12 @@ function spreadPercent(ys: readonly number[]): number {
   if (ys.length === 0) return 0;
   const mean = ys.reduce((a, b) => a + b, 0) / ys.length;
   return mean > 0 ? (100 * (Math.max(...ys) - Math.min(...ys))) / mean : 0;
+}
+
+function memoryFlag(growthPercent: number | undefined): string {
+  return growthPercent === undefined
+    ? `the window opened before the processes' memory had been watched for ${WARMUP_TAIL_SEC} s`
+    : `the processes' resident memory grew ${growthPercent}% over the warm-up's last ${WARMUP_TAIL_SEC} s (at most ${MEMORY_GROWTH_PERCENT}% wanted): first touches of fresh memory still cost CPU`;
 }
 
 /**
@@ -177,6 +234,7 @@ export function judgeSteady(
   const windowOverLatency = m.latencyMs.mean > 0 ? round((m.windowSec * 1000) / m.latencyMs.mean) : 0;
   const windowLongEnough = windowOverLatency >= WINDOW_OVER_LATENCY;
   const nothing = measured.every((t) => t <= 0);
+  const memoryOk = plan?.memory?.settled !== false;
   const flags = [
     ...(nothing ? ["nothing was accepted in the window's whole seconds"] : []),
     ...(warmupSettled ? [] : [warmupFlag]),
@@ -187,9 +245,10 @@ export function judgeSteady(
           `the window (${m.windowSec} s${plan?.windowExtended ? `, extended from ${plan.plannedWindowSec} s, at most ${WINDOW_EXTENSION_CAP}x` : ''}) is only ${windowOverLatency} times the mean latency (${m.latencyMs.mean} ms); ${WINDOW_OVER_LATENCY} wanted`,
         ]),
     ...(plan?.extensionRefused ? ['a process refused the window extension (its window had already closed): the processes measured different windows'] : []),
+    ...(memoryOk ? [] : [memoryFlag(plan!.memory!.growthPercent)]),
   ];
   return {
-    settled: !nothing && warmupSettled && Math.abs(trend) <= SETTLED_PERCENT,
+    settled: !nothing && warmupSettled && Math.abs(trend) <= SETTLED_PERCENT && memoryOk,
     trendPercent: trend,
     warmupSettled,
     warmupTail: warm.slice(-WARMUP_TAIL_SEC),
@@ -200,6 +259,8 @@ export function judgeSteady(
     windowOverLatency,
     windowLongEnough,
     ...(clientTimeoutMs === undefined ? {} : { clientTimeoutMs }),
+    ...(plan?.memory ? { memorySettled: plan.memory.settled } : {}),
+    ...(plan?.memory?.growthPercent === undefined ? {} : { memoryGrowthPercent: plan.memory.growthPercent }),
     flags,
   };
 }

@@ -2,7 +2,8 @@
  * The adaptive warm-up and the window's extension end to end (issue 11 item 2): short runs of
  * PoE on 4 local replicas.
  * - an open-loop rate far below capacity gives the same throughput every second, so the warm-up
- *   settles (infra/run/steady.ts) and the window opens well before the cap;
+ *   settles (infra/run/steady.ts: the throughput, and the processes' resident memory) and the
+ *   window opens well before the cap;
  * - --fixed-warmup keeps the old fixed warm-up;
  * - a slow primary (every message it sends 150 ms late) makes the mean latency too long for a
  *   2 s window (20 mean latencies wanted): the window is extended, at most 3x.
@@ -10,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executeRun, runResultJson, type RunResult } from '../../infra/run/execute.js';
 import { makeRunSpec } from '../../infra/run/spec.js';
-import { MIN_WARMUP_SEC, type Steady } from '../../infra/run/steady.js';
+import { MEMORY_GROWTH_PERCENT, MIN_WARMUP_SEC, type Steady } from '../../infra/run/steady.js';
 import { alivePids, ensureBuilt } from './helpers.js';
 
 beforeAll(() => ensureBuilt(), 180_000);
@@ -45,6 +46,9 @@ describe('adaptive warm-up on 4 local replicas', () => {
     expect(steady.warmupSec).toBeGreaterThanOrEqual(MIN_WARMUP_SEC);
     expect(steady.warmupSec).toBeLessThan(20);
     expect(steady.warmupSettled).toBe(true);
+    // The processes' memory had stopped growing too (every process answered `memory`).
+    expect(steady.memorySettled).toBe(true);
+    expect(steady.memoryGrowthPercent).toBeLessThanOrEqual(MEMORY_GROWTH_PERCENT);
     expect(steady.windowSec).toBeCloseTo(3, 1);
     expectAlignedWindows(r, 3);
     // The series' axis starts at the warm-up actually used (its whole seconds), not at the cap.
