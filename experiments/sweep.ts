@@ -233,7 +233,9 @@ export function specFor(
 /** The spec shared by a sweep's runs, with the fields that vary per run named (manifest.json). */
 export function specTemplate(config: SweepConfig): Record<string, unknown> {
   const first = planSweep(config)[0]!;
-  const spec = specFor(first, config);
+  // The simulator and the model take the nominal warm-up as a share of their time, not a cap.
+  const simulated = config.backend === 'sim' || config.backend === 'model';
+  const spec = specFor(first, simulated ? { ...config, warmupCapSec: config.warmupSec } : config);
   const with11b = config.figures.includes('11b');
   const stopsAfter = FIGURES['11b'].points()[0]!.primaryStopsAfter!;
   return {
