@@ -102,7 +102,7 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
     measuredSec: 6,
     reps: 1,
     description:
-      "warm-up until the throughput and the processes' memory settle (3 to 40 s; about 10 s at 4 replicas, 15-20 s at 16, 30 s at 32 on 2 cores), 6 s measured (extended up to 18 s when shorter than 20 mean latencies), 1 repetition (error bars are then absent): a preview that fits a 2-core machine",
+      "warm-up until the throughput and the processes' memory settle (3 to 40 s; on 2 cores figure 13's took 8-19 s at 4 and 8 replicas, 15-17 s at 16 (HotStuff reached the cap), 27-37 s at 32), 6 s measured (extended up to 18 s when shorter than 20 mean latencies), 1 repetition (error bars are then absent): a preview that fits a 2-core machine",
   },
 };
 
