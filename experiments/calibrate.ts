@@ -280,10 +280,11 @@ export async function calibrate(options: CalibrateOptions = {}): Promise<Calibra
         ioBytesPerBatch: counted.ioBytes,
         opCpuMsPerBatch: counted.opCpuUs / 1000,
         cpuCores: cpuMs / 1000 / m.windowSec,
+        ...(r.steady ? { warmupSec: r.steady.warmupSec, steady: r.steady.settled } : {}),
         processes: withCounts(measured, perNode),
       });
       log(
-        `  ${r.throughputTxnPerSec.toFixed(0)} txn/s, ${(cpuMs / m.acceptedBatches).toFixed(3)} CPU ms/batch measured, ${(counted.opCpuUs / 1000).toFixed(3)} explained by counted operations, ${counted.messages.toFixed(1)} message events/batch`,
+        `  ${r.throughputTxnPerSec.toFixed(0)} txn/s, ${(cpuMs / m.acceptedBatches).toFixed(3)} CPU ms/batch measured, ${(counted.opCpuUs / 1000).toFixed(3)} explained by counted operations, ${counted.messages.toFixed(1)} message events/batch${r.steady ? `; warm-up ${r.steady.warmupSec.toFixed(1)} s, ${r.steady.settled ? 'steady' : `NOT steady (${r.steady.flags.join('; ')})`}` : ''}`,
       );
     }
   }

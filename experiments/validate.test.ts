@@ -63,6 +63,19 @@ describe('validation math', () => {
     expect(table).toContain('| 1.4, 1.32 | 2 |');
   });
 
+  it("shows each real run's warm-up and names the ones not in steady state, which the model cannot be compared with", () => {
+    const steady = { ...pt('pbft', 16, 58170, 58163), realWarmupSec: 16.23, realSteady: true };
+    const capped = { ...pt('hotstuff', 16, 14690, 17367), realWarmupSec: 40, realSteady: false, realSteadyFlags: ["the processes' resident memory grew 3.4%"] };
+    const table = formatValidation(summarise([steady, capped, pt('poe', 4, 300, 310)]));
+    expect(table).toContain('| protocol | n | real warm-up s | real txn/s |');
+    expect(table).toContain('| pbft | 16 | 16.2 | 58170 |');
+    expect(table).toContain('| hotstuff | 16 | 40.0 (NOT steady) | 14690 |');
+    // A stored validation from before the warm-up was recorded: an empty cell.
+    expect(table).toContain('| poe | 4 |  | 300 |');
+    expect(table).toContain("Real runs NOT in steady state (the model predicts one): hotstuff n=16 (the processes' resident memory grew 3.4%).");
+    expect(formatValidation(summarise([steady]))).not.toContain('NOT in steady state');
+  });
+
   it('records the client processes of its points, 1 where a stored validation did not say, and refuses a mix', () => {
     const two = [pt('poe', 4, 300, 310), pt('pbft', 4, 260, 250)].map((p) => ({ ...p, clientProcs: 2 }));
     const s = summarise(two);

@@ -36,6 +36,14 @@ export interface ValidationPoint {
   readonly latencyErrorPercent: number;
   readonly realValid: boolean;
   readonly modelValid: boolean;
+  /**
+   * The real run's warm-up (s), whether it was in steady state (infra/run/steady.ts: throughput and
+   * memory settled, no drift) and, if not, why; absent in validations before they were recorded.
+   * The model predicts a steady state, so a real run that was not in one is not a fair comparison.
+   */
+  readonly realWarmupSec?: number;
+  readonly realSteady?: boolean;
+  readonly realSteadyFlags?: readonly string[];
   /** Cores the real run's processes got together (sum of their CPU% / 100): how much of the machine was theirs. */
   readonly realCpuCores: number;
   /**
@@ -230,6 +238,9 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
         modelLatencyMs: round1(model.latencyMs.mean),
         latencyErrorPercent: round1(errorPercent(model.latencyMs.mean, real.latencyMs.mean)),
         realValid: real.valid,
+        ...(real.steady
+          ? { realWarmupSec: real.steady.warmupSec, realSteady: real.steady.settled, ...(real.steady.settled ? {} : { realSteadyFlags: real.steady.flags }) }
+          : {}),
         modelValid: model.valid,
         realCpuCores: round2(realCores),
         realCpuMsPerBatch: round2(realCpuMsPerBatch),
@@ -306,6 +317,12 @@ function modelCoalescing(io: ModelIo, acceptedBatches: number): Coalescing {
   };
 }
 
+/** The real run's warm-up and, when it was not in steady state, a mark saying so ('' for validations before it was recorded). */
+export function realWarmup(p: Pick<ValidationPoint, 'realWarmupSec' | 'realSteady'>): string {
+  if (p.realWarmupSec === undefined) return '';
+  return `${p.realWarmupSec.toFixed(1)}${p.realSteady === false ? ' (NOT steady)' : ''}`;
+}
+
 /** `n client process(es) per run`, as the validation table and the report name them. */
 export function procsPerRun(n: number): string {
   return `${n} client process${n === 1 ? '' : 'es'} per run`;
@@ -315,15 +332,21 @@ export function formatValidation(s: ValidationSummary, calibrationPath?: string)
   const lines = [
     `Model validation (testbed local${calibrationPath ? `, calibration ${calibrationPath}` : ''}, ${procsPerRun(s.clientProcs ?? 1)}): real runs on the local backend against the cost model`,
     '',
-    '| protocol | n | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores used real, model | cores of the modelled host | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model | client CPU ms/batch real, model |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| protocol | n | real warm-up s | real txn/s | model txn/s | error | real mean latency ms | model mean latency ms | latency error | cores used real, model | cores of the modelled host | real CPU ms/batch | model CPU ms/batch | CPU error | replica frames/write real, model | replica frames/read real, model | client frames/write real, model | client CPU ms/batch real, model |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const p of s.points) {
     lines.push(
-      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${pair(p.realCpuCores, p.modelCpuCores)} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% | ${pair(p.realFramesPerWrite, p.modelFramesPerWrite)} | ${pair(p.realFramesPerRead, p.modelFramesPerRead)} | ${pair(p.realClientFramesPerWrite, p.modelClientFramesPerWrite)} | ${pair(p.realClientCpuMsPerBatch, p.modelClientCpuMsPerBatch)} |`,
+      `| ${p.protocol}${p.realValid ? '' : ' (real run INVALID)'}${p.modelValid ? '' : ' (model run INVALID)'} | ${p.replicas} | ${realWarmup(p)} | ${p.realTxnPerSec} | ${p.modelTxnPerSec} | ${p.errorPercent}% | ${p.realLatencyMs} | ${p.modelLatencyMs} | ${p.latencyErrorPercent}% | ${pair(p.realCpuCores, p.modelCpuCores)} | ${p.modelHostCores ?? ''} | ${p.realCpuMsPerBatch} | ${p.modelCpuMsPerBatch} | ${p.cpuErrorPercent}% | ${pair(p.realFramesPerWrite, p.modelFramesPerWrite)} | ${pair(p.realFramesPerRead, p.modelFramesPerRead)} | ${pair(p.realClientFramesPerWrite, p.modelClientFramesPerWrite)} | ${pair(p.realClientCpuMsPerBatch, p.modelClientCpuMsPerBatch)} |`,
     );
   }
   if (s.excluded.length > 0) lines.push('', `Left out of the statistics (real run invalid or nothing accepted): ${s.excluded.join(', ')}.`);
+  const unsteady = s.points.filter((p) => p.realSteady === false);
+  if (unsteady.length > 0)
+    lines.push(
+      '',
+      `Real runs NOT in steady state (the model predicts one): ${unsteady.map((p) => `${p.protocol} n=${p.replicas} (${(p.realSteadyFlags ?? []).join('; ')})`).join(', ')}.`,
+    );
   lines.push(
     '',
     `Throughput: median |error| ${s.medianAbsErrorPercent}%, max |error| ${s.maxAbsErrorPercent}%. Mean latency: median |error| ${s.medianAbsLatencyErrorPercent}%. CPU per batch: median |error| ${s.medianAbsCpuErrorPercent}%.`,

@@ -71,7 +71,7 @@ function registerCalibrate(program: Command): void {
     .option('--out <file>', 'calibration file to write', DEFAULT_CALIBRATION)
     .option('--no-fit', 'skip the real runs (fixed costs stay 0, and the file says so)')
     .option('--reuse <file>', "reuse an earlier calibration's real fit runs: re-measure the operations, recount, refit")
-    .option('--warmup <s>', 'warm-up cap of each fit run, s (the window opens once throughput settles)', String(MODEL_RUN_WARMUP_S))
+    .option('--warmup <s>', "warm-up cap of each fit run, s (the window opens once throughput and the processes' memory settle)", String(MODEL_RUN_WARMUP_S))
     .option('--duration <s>', 'measured seconds of each fit run', String(MODEL_RUN_DURATION_S))
     .action(async (o: { out: string; fit: boolean; reuse?: string; warmup: string; duration: string }) => {
       const c = await calibrate({
@@ -93,7 +93,7 @@ function registerValidate(model: Command): void {
     .option('--calibration <file>', 'calibration file', DEFAULT_CALIBRATION)
     .option('--protocols <list>', 'comma-separated protocols', 'poe,pbft,zyzzyva,hotstuff')
     .option('--replicas <list>', 'comma-separated replica counts', '4,8,16')
-    .option('--warmup <s>', 'warm-up cap of each real run, s (the window opens once throughput settles)', String(MODEL_RUN_WARMUP_S))
+    .option('--warmup <s>', "warm-up cap of each real run, s (the window opens once throughput and the processes' memory settle)", String(MODEL_RUN_WARMUP_S))
     .option('--duration <s>', 'measured seconds of each real run', String(MODEL_RUN_DURATION_S))
     .option(
       '--client-procs <n>',

@@ -11,7 +11,7 @@ import type { ProtocolName } from '../replica/types.js';
 import { CLAIMS, claimContextOf, evaluateClaims, type ClaimInputs, type ClaimResult, type Verdict } from '../experiments/claims.js';
 import { FIGURE_IDS, FIGURES, PROFILES, PROTOCOL_LABEL, PROTOCOL_ORDER, belongsTo, xOf, type FigureDef } from '../experiments/figures.js';
 import { loadManifest, loadRuns, type ManifestInfo } from '../experiments/runs.js';
-import { procsPerRun, type ValidationSummary } from '../experiments/validate.js';
+import { procsPerRun, realWarmup, type ValidationSummary } from '../experiments/validate.js';
 import { type CalibrationFile, readCalibration } from '../infra/sim/calibration.js';
 import { ratioSentences } from '../experiments/sentences.js';
 import {
@@ -297,6 +297,7 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
         'Protocol',
         'n',
         'Client processes',
+        'Real warm-up s',
         'Real txn/s',
         'Model txn/s',
         'Error',
@@ -310,6 +311,7 @@ export function modelValidationBlocks(manifest: ManifestInfo): Block[] {
         `${p.protocol}${p.realValid ? '' : ' (real run invalid)'}`,
         String(p.replicas),
         String(p.clientProcs ?? 1),
+        realWarmup(p),
         String(p.realTxnPerSec),
         String(p.modelTxnPerSec),
         `${p.errorPercent}%`,

@@ -49,6 +49,12 @@ export interface FitPoint {
   /** Cores the run's processes used together in the window (sum of CPU% / 100): what this machine gave them. */
   readonly cpuCores: number;
   /**
+   * The real run's warm-up (s) and whether it was in steady state (infra/run/steady.ts: throughput
+   * and memory settled, no drift); absent in calibrations before they were recorded.
+   */
+  readonly warmupSec?: number;
+  readonly steady?: boolean;
+  /**
    * Per process (metrics names: "replica 0", "client 0"): CPU ms per accepted batch measured,
    * and what the simulator counted for that node per batch. The fit uses one equation per
    * process when present (calibrations before this had only the totals above).
