@@ -208,9 +208,17 @@ describe('runs.jsonl and manifest.json', () => {
     expect(incompatibilities(manifest, { ...config, filter: {}, reps: 3 })).toEqual([]);
     expect(incompatibilities(manifest, { ...config, backend: 'sim' })).toEqual([
       'backend: the directory has local, this sweep asks for sim',
+      'warmupCapSec: the directory has 1, this sweep asks for undefined',
       'simBatches: the directory has undefined, this sweep asks for 300',
     ]);
     expect(incompatibilities(manifest, { ...config, measuredSec: 4 })).toEqual(['measuredSec: the directory has 2, this sweep asks for 4']);
+    // The profile's cap grew (real runs only): a directory measured under another cap is refused.
+    expect(incompatibilities(manifest, { ...config, warmupCapSec: 40 })).toEqual(['warmupCapSec: the directory has 1, this sweep asks for 40']);
+    // A directory from before the cap and the memory rule (its sweep entry has no warmupCapSec).
+    const before = { ...manifest, sweep: { ...(manifest['sweep'] as Record<string, unknown>), warmupCapSec: undefined } };
+    expect(incompatibilities(before, config)).toEqual([
+      "warmupCapSec: the directory has none (its runs' windows opened without waiting for the processes' memory to settle), this sweep asks for 1",
+    ]);
     expect(incompatibilities({ experiment: 'run' }, { ...config, backend: 'sim' })).toEqual([]);
   });
 

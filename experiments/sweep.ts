@@ -33,6 +33,15 @@ export const SWEEP_BACKENDS: readonly SweepBackend[] = ['local', 'sim', 'model',
 /** Backends that run in the simulator: `sim` (virtual time, no CPU) and `model` (the calibrated cost model, issue 12). */
 export const isSimulatedBackend = (b: SweepBackend): boolean => b === 'sim' || b === 'model';
 
+/**
+ * The warm-up a sweep's runs are given: real runs (but figure 11b's, whose warm-up is fixed) a
+ * cap (warmupCapSec, the window opening once settled: infra/run/steady.ts), the simulator and
+ * the model the nominal warmupSec as a share of their time.
+ */
+export function runWarmupSec(config: Pick<SweepConfig, 'warmupSec' | 'warmupCapSec'> & Partial<Pick<SweepConfig, 'backend'>>): number {
+  return config.backend !== undefined && isSimulatedBackend(config.backend) ? config.warmupSec : (config.warmupCapSec ?? config.warmupSec);
+}
+
 /** The run backend a sweep backend's points use: aws machines are driven over ssh. */
 export function runBackendOf(backend: SweepBackend): BackendName {
   return backend === 'aws' ? 'ssh' : backend === 'sim' || backend === 'model' ? 'local' : backend;
@@ -219,7 +228,7 @@ export function specFor(
       ? { loadTxns: Math.max(loadTxns ?? startLoadTxns(run, config.loadTxns), p.replicas * p.batch) }
       : { clients: Math.max(config.clients, p.replicas) }),
     // Figure 11b's warm-up is fixed (its crash is placed just before the window); the others' is a cap.
-    warmupS: p.primaryStopsAfter === undefined ? (config.warmupCapSec ?? config.warmupSec) : config.warmupSec,
+    warmupS: p.primaryStopsAfter === undefined ? runWarmupSec(config) : config.warmupSec,
     durationS: config.measuredSec,
     seed: config.seed + run.rep,
     checkpointInterval: FIGURES[run.figure].checkpointInterval,
@@ -233,9 +242,7 @@ export function specFor(
 /** The spec shared by a sweep's runs, with the fields that vary per run named (manifest.json). */
 export function specTemplate(config: SweepConfig): Record<string, unknown> {
   const first = planSweep(config)[0]!;
-  // The simulator and the model take the nominal warm-up as a share of their time, not a cap.
-  const simulated = config.backend === 'sim' || config.backend === 'model';
-  const spec = specFor(first, simulated ? { ...config, warmupCapSec: config.warmupSec } : config);
+  const spec = specFor(first, config);
   const with11b = config.figures.includes('11b');
   const stopsAfter = FIGURES['11b'].points()[0]!.primaryStopsAfter!;
   return {
@@ -388,6 +395,8 @@ function dropUnterminatedTail(path: string): void {
 export interface SweepIdentity {
   readonly backend: SweepBackend;
   readonly warmupSec: number;
+  /** Real backends: the warm-up cap, which came with the memory rule (infra/run/steady.ts); a directory without it was measured before, and is refused. */
+  readonly warmupCapSec?: number;
   readonly measuredSec: number;
   readonly clients: number;
   readonly simBatches?: number;
@@ -404,6 +413,7 @@ export function identityOf(config: SweepConfig): SweepIdentity {
   return {
     backend: config.backend,
     warmupSec: config.warmupSec,
+    ...(isSimulatedBackend(config.backend) ? {} : { warmupCapSec: runWarmupSec(config) }),
     measuredSec: config.measuredSec,
     clients: config.clients,
     ...(isSimulatedBackend(config.backend) ? { simBatches: config.simBatches } : {}),
@@ -429,6 +439,7 @@ export function incompatibilities(manifest: unknown, config: SweepConfig): strin
   for (const key of [
     'backend',
     'warmupSec',
+    'warmupCapSec',
     'measuredSec',
     'clients',
     'simBatches',
@@ -439,7 +450,12 @@ export function incompatibilities(manifest: unknown, config: SweepConfig): strin
     'testbed',
     'calibration',
   ]) {
-    if (old[key] !== now[key]) out.push(`${key}: the directory has ${String(old[key])}, this sweep asks for ${String(now[key])}`);
+    if (old[key] === now[key]) continue;
+    const had =
+      key === 'warmupCapSec' && old[key] === undefined
+        ? "none (its runs' windows opened without waiting for the processes' memory to settle)"
+        : String(old[key]);
+    out.push(`${key}: the directory has ${had}, this sweep asks for ${String(now[key])}`);
   }
   return out;
 }
@@ -456,7 +472,7 @@ export function sweepManifest(config: SweepConfig, env: Record<string, unknown>,
     profileDef: {
       ...config.profile,
       warmupSec: config.warmupSec,
-      warmupCapSec: config.warmupCapSec ?? config.warmupSec,
+      ...(isSimulatedBackend(config.backend) ? {} : { warmupCapSec: runWarmupSec(config) }),
       measuredSec: config.measuredSec,
       reps: config.reps,
     },
@@ -621,7 +637,7 @@ export function unsuccessful(runs: readonly SweepRun[], records: readonly RunRec
  * teardown, which grow with the processes started (measured on a 2-core machine: about 13 s
  * of overhead at 32 replicas). Simulated runs cost CPU per message, about n^2 per batch.
  */
-export function predictedRunSec(run: SweepRun, config: Pick<SweepConfig, 'backend' | 'warmupSec' | 'measuredSec' | 'simBatches'>): number {
+export function predictedRunSec(run: SweepRun, config: Pick<SweepConfig, 'backend' | 'warmupSec' | 'warmupCapSec' | 'measuredSec' | 'simBatches'>): number {
   const n = run.point.replicas;
   if (isSimulatedBackend(config.backend)) {
     const batches = config.simBatches + (run.point.primaryStopsAfter ?? 0);
@@ -629,7 +645,8 @@ export function predictedRunSec(run: SweepRun, config: Pick<SweepConfig, 'backen
   }
   // ssh (and aws, over ssh): logging in and checking the shipped build on every host.
   const remote = config.backend === 'ssh' || config.backend === 'aws' ? 5 : 0;
-  return config.warmupSec + config.measuredSec + 2 + 0.4 * n + remote;
+  // The warm-up's cap: an upper bound, as an AWS budget must be (the window opens once settled).
+  return runWarmupSec(config) + config.measuredSec + 2 + 0.4 * n + remote;
 }
 
 /** Remaining seconds: predictions scaled by how the runs so far compared with theirs. */

@@ -70,6 +70,7 @@ import {
   remainingRuns,
   RUNS_FILE,
   runSweep,
+  runWarmupSec,
   SIM_BATCHES,
   specFor,
   SWEEP_BACKENDS,
@@ -592,7 +593,7 @@ function describeSweep(job: FigureJob): void {
   const link = config.link !== undefined && config.link !== 'none' ? `, links ${config.link}` : '';
   const procs = config.clientProcs !== undefined && config.clientProcs > 1 ? `, ${config.clientProcs} client machines per run` : '';
   job.stderr.write(
-    `poe-bench figure: ${job.figures}, profile ${config.profile.name} (warm-up until settled, at most ${config.warmupCapSec ?? config.warmupSec} s, + ${config.measuredSec} s measured, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
+    `poe-bench figure: ${job.figures}, profile ${config.profile.name} (${isSimulatedBackend(config.backend) ? `warm-up ${config.warmupSec} s + ${config.measuredSec} s measured, as shares of each run's simulated time` : `warm-up until settled, at most ${runWarmupSec(config)} s, + ${config.measuredSec} s measured`}, ${config.reps} repetition${config.reps > 1 ? 's' : ''}), backend ${config.backend}${link}${procs}${filter ? `, only ${filter}` : ''}\n` +
       `  ${job.resuming ? 'resuming' : 'writing'} ${job.dir}\n` +
       (config.backend === 'sim' ? '  SIMULATED: numbers are in virtual time (the simulator charges no computing time); a preview, not a measurement\n' : '') +
       (config.backend === 'model'
