@@ -407,9 +407,9 @@ export const PARAMS: readonly ParamDef[] = [
     commands: ['run', 'figure'],
     schema: nonNegative(),
     defaults: { run: 40 },
-    defaultText: { figure: "the profile's" },
+    defaultText: { run: '40; --backend model: 10', figure: "the profile's" },
     help: {
-      run: "warm-up seconds, not measured: a cap; the window opens as soon as the clients' 1-second throughput has settled and the processes' memory has stopped growing (infra/run/steady.ts), else at the cap (see --fixed-warmup)",
+      run: "warm-up seconds, not measured: a cap; the window opens as soon as the clients' 1-second throughput has settled and the processes' memory has stopped growing (infra/run/steady.ts), else at the cap (see --fixed-warmup); --backend model: the share of its batches left out, --warmup over --warmup + --duration",
       figure:
         "warm-up seconds, not measured: a cap; each run's window opens as soon as its 1-second throughput has settled and its processes' memory has stopped growing, else at the cap",
     },
@@ -418,7 +418,7 @@ export const PARAMS: readonly ParamDef[] = [
     key: 'fixedWarmup',
     flag: '--fixed-warmup',
     type: 'boolean',
-    help: 'the warm-up lasts exactly --warmup seconds and the window exactly --duration (default: --warmup is a cap, the window opens once throughput has settled and is extended up to 3x when shorter than 20 mean latencies; fixed when --faults has a crashAt, whose time counts from the start)',
+    help: "the warm-up lasts exactly --warmup seconds and the window exactly --duration. Without it --warmup is a cap: the window opens once throughput has settled and the processes' memory has stopped growing, and is extended up to 3x when shorter than 20 mean latencies; always fixed when --faults has a crashAt, whose time counts from the start",
     commands: ['run'],
   },
   {
