@@ -260,7 +260,9 @@ export async function validate(calibration: CalibrationFile, options: ValidateOp
           modelClientCpuMsPerBatch: model.acceptedBatches > 0 ? ((modelClientPercent / 100) * model.virtualTimeMs) / model.acceptedBatches : undefined,
         }),
       };
-      log(`  real ${p.realTxnPerSec} txn/s (${p.realLatencyMs} ms), model ${p.modelTxnPerSec} txn/s (${p.modelLatencyMs} ms): ${p.errorPercent}%`);
+      log(
+        `  real ${p.realTxnPerSec} txn/s (${p.realLatencyMs} ms), model ${p.modelTxnPerSec} txn/s (${p.modelLatencyMs} ms): ${p.errorPercent}%${real.valid ? '' : `; the real run is ${real.failed ? 'FAILED' : 'INVALID'}: ${real.reason ?? 'no reason given'}`}`,
+      );
       points.push(p);
     }
   }

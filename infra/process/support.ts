@@ -103,7 +103,7 @@ export function peakRssBytes(): number {
  * The measurement window [startMs, endMs) on this process's clock. `start` arms it: the
  * warm-up is a cap (issue 11 item 2). The harness opens the window for every process at once
  * with `open` (the control channel's `open-window`) as soon as the clients' 1-second
- * throughput has settled (infra/run/steady.ts); if it has not said so by the cap, the window
+ * throughput and the processes' memory have settled (infra/run/steady.ts); if it has not said so by the cap, the window
  * opens by itself at the cap, as a fallback (a fixed warm-up is the cap with no `open`). The
  * window then lasts `durationMs` from its opening; `extend` lengthens it while it is open.
  * `onOpen` and `onClose` run when the clock crosses the edges (to snapshot counters);

@@ -440,9 +440,10 @@ function sumSeconds(progress: readonly Pick<ClientProgress, 'txnsPerSecondSinceS
 
 /**
  * Starts the cores and runs the warm-up and the window (issue 11 item 2). The spec's warm-up is
- * a cap: the harness watches the clients' 1-second throughput, and as soon as its last whole
- * seconds have settled (infra/run/steady.ts warmupSettledAt, the rule the judgement uses too)
- * it tells every process to open its window now; each process opens by itself at the cap if
+ * a cap: the harness watches the clients' 1-second throughput, and once a second every
+ * process's resident memory, and as soon as the last whole seconds have settled and the memory
+ * has stopped growing (infra/run/steady.ts warmupSettledAt and memorySettled, the rules the
+ * judgement uses too) it tells every process to open its window now; each process opens by itself at the cap if
  * not told by then (a fixed warm-up is always that). Near the window's planned end, a window
  * shorter than WINDOW_OVER_LATENCY mean latencies so far is extended (steady.ts
  * extendedWindowMs), unless the warm-up is fixed: then the window is as given, and only flagged. The machine's CPU is sampled when the window opens and when it closes,
@@ -538,7 +539,8 @@ async function driveWindow(
       const stillBeforeCap = Date.now() < startMs + capMs - CAP_GUARD_MS;
       const seconds = watching && stillBeforeCap ? sumSeconds(progress) : [];
       const memoryNow = memorySettled(memory);
-      // While memory still grows, the throughput must settle again over the seconds after it.
+      // While memory still grows, the window stays shut, and the throughput's tail is then judged
+      // from the seconds up to the last poll that saw memory growing (steady.ts warmupSettledAt).
       if (!memoryNow.settled && seconds.length > 0) fromSec = seconds.length;
       const settledAt = memoryNow.settled ? warmupSettledAt(seconds, fromSec) : undefined;
       if (openAt === undefined && settledAt !== undefined) {

@@ -102,7 +102,8 @@ export interface RunSpec {
    * True: the warm-up lasts exactly `warmupS` and the window exactly `durationS` (--fixed-warmup;
    * runs with a crashAt fault, whose time counts from the start). False or absent (records from
    * before): `warmupS` is a cap, the window opens once the clients' 1-second throughput has
-   * settled, and a window shorter than 20 mean latencies is extended (infra/run/steady.ts).
+   * settled and the processes' resident memory has stopped growing, and a window shorter than
+   * 20 mean latencies is extended (infra/run/steady.ts).
    */
   readonly warmupFixed?: boolean;
 }
