@@ -28,17 +28,7 @@ import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, outstandingTxns
 import { formatReplicaFault } from '../../replica/byzantine.js';
 import { availableParallelism } from 'node:os';
 import { linkBetween, parseLinkSpec } from '../link.js';
-import {
-  extendedWindowMs,
-  judgeSteady,
-  type MemorySample,
-  memorySettled,
-  WARMUP_TAIL_SEC,
-  warmupSettledAt,
-  type Steady,
-  type WarmupEnd,
-  type WindowPlan,
-} from './steady.js';
+import { extendedWindowMs, judgeSteady, type MemorySample, memorySettled, type Steady, type WarmupEnd, type WindowPlan, warmupPoll } from './steady.js';
 import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type BottleneckInput, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
@@ -538,17 +528,14 @@ async function driveWindow(
       // Re-checked after the poll, which a loaded machine may have slowed down to near the cap.
       const stillBeforeCap = Date.now() < startMs + capMs - CAP_GUARD_MS;
       const seconds = watching && stillBeforeCap ? sumSeconds(progress) : [];
-      const memoryNow = memorySettled(memory);
-      // While memory still grows, the window stays shut, and the throughput's tail is then judged
-      // from the seconds up to the last poll that saw memory growing (steady.ts warmupSettledAt).
-      if (!memoryNow.settled && seconds.length > 0) fromSec = seconds.length;
-      const settledAt = memoryNow.settled ? warmupSettledAt(seconds, fromSec) : undefined;
-      if (openAt === undefined && settledAt !== undefined) {
+      const poll = warmupPoll(seconds, memory, fromSec);
+      fromSec = poll.fromSec;
+      if (openAt === undefined && poll.settledTail !== undefined) {
         trace('open window (settled)');
         openNow(Date.now());
         endedBy = 'settled';
-        memoryAtOpen = memoryNow;
-        settledTail = seconds.slice(settledAt - WARMUP_TAIL_SEC, settledAt);
+        memoryAtOpen = poll.memory;
+        settledTail = [...poll.settledTail];
         const answers = await guard.run(Promise.all(everyone.map((n) => ask<WindowOpened>(n, { cmd: 'open-window' }))));
         // A process that reached its cap first opened there (at most CAP_GUARD_MS and a control round trip earlier).
         if (answers.some((a) => !a.byCommand)) endedBy = 'cap';

@@ -9,6 +9,7 @@ import {
   tailSettled,
   trendPercent,
   WARMUP_TAIL_SEC,
+  warmupPoll,
   warmupSettledAt,
   WINDOW_EXTENSION_CAP,
 } from './steady.js';
@@ -246,6 +247,66 @@ describe('the memory rule (resident memory still growing is not steady)', () => 
     // From 15: seconds 12..14 (31, 29, 55) hold the step, so not before the tail past it, at 17.
     expect(warmupSettledAt(seconds, 15)).toBe(17);
     expect(warmupSettledAt(seconds, 19)).toBeUndefined();
+  });
+});
+
+describe('warmupPoll: the live decision, polled once a second as the harness polls it', () => {
+  const mb = (x: number): number => x * 2 ** 20;
+  /** Polls a run second by second; returns the second at which the window opens (undefined: at the cap), with the last poll. */
+  const drive = (seconds: readonly number[], rssMb: readonly number[]) => {
+    let fromSec = 0;
+    let last: ReturnType<typeof warmupPoll> | undefined;
+    for (let t = 1; t <= seconds.length; t++) {
+      const memory = rssMb.slice(0, t).map((v, i) => ({ atMs: i * 1000, rssBytes: mb(v) }));
+      last = warmupPoll(seconds.slice(0, t), memory, fromSec);
+      fromSec = last.fromSec;
+      if (last.settledTail) return { openAt: t, last };
+    }
+    return { openAt: undefined, last };
+  };
+
+  it('memory settling after the throughput: opens once it has, on a tail judged from the seconds it held the window', () => {
+    // Flat from second 1; memory grows 10% a second until second 8, then holds.
+    const seconds = [5, 100, 102, 99, 101, 100, 98, 101, 100, 99, 102, 100];
+    const rss = [100, 110, 121, 133, 146, 161, 177, 195, 196, 197, 197, 198];
+    const { openAt, last } = drive(seconds, rss);
+    // Memory's last 3 s are within 3% first at second 11 (197 MB against 195 three seconds
+    // before); the tail judged is seconds 7-9, the last ones up to the poll that saw it growing.
+    expect(openAt).toBe(11);
+    expect(last?.memory.settled).toBe(true);
+    expect(last?.settledTail).toEqual([101, 100, 99]);
+  });
+
+  it('memory growing until the cap: never opens, and keeps moving fromSec', () => {
+    const seconds = [100, 100, 100, 100, 100, 100];
+    const rss = [100, 110, 120, 130, 140, 150];
+    const { openAt, last } = drive(seconds, rss);
+    expect(openAt).toBeUndefined();
+    expect(last?.fromSec).toBe(6);
+    expect(last?.memory).toEqual({ settled: false, growthPercent: 25 });
+  });
+
+  it('a cap too short for 3 s of memory samples never opens; no seconds (near the cap) never opens', () => {
+    expect(drive([100, 100, 100], [100, 100, 100]).openAt).toBeUndefined();
+    expect(
+      warmupPoll(
+        [],
+        [
+          { atMs: 0, rssBytes: mb(100) },
+          { atMs: 4000, rssBytes: mb(100) },
+        ],
+        0,
+      ),
+    ).toEqual({
+      fromSec: 0,
+      memory: { settled: true, growthPercent: 0 },
+    });
+  });
+
+  it('memory already flat: opens as the throughput rule alone would', () => {
+    const seconds = [5, 100, 102, 99, 101, 100];
+    expect(drive(seconds, [100, 100, 100, 100, 100, 100]).openAt).toBe(4);
+    expect(warmupSettledAt(seconds.slice(0, 4))).toBe(4);
   });
 });
 

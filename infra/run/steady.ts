@@ -104,6 +104,26 @@ export function memorySettled(samples: readonly MemorySample[]): { settled: bool
 }
 
 /**
+ * The live decision at one poll of an adaptive warm-up (infra/run/execute.ts driveWindow),
+ * given the whole seconds' throughput so far, the memory samples so far and the `fromSec` the
+ * previous poll returned (0 at the first). While memory still grows the window stays shut and
+ * fromSec moves to the seconds so far, so that the throughput's tail is judged from there once
+ * memory has settled (warmupSettledAt). `settledTail`: the seconds that settled, when the
+ * window should open now; absent otherwise. `memory`: the memory rule now. No seconds (the
+ * harness no longer watching, near the cap): never open.
+ */
+export function warmupPoll(
+  seconds: readonly number[],
+  memory: readonly MemorySample[],
+  fromSec: number,
+): { readonly fromSec: number; readonly settledTail?: readonly number[]; readonly memory: ReturnType<typeof memorySettled> } {
+  const mem = memorySettled(memory);
+  const from = !mem.settled && seconds.length > 0 ? seconds.length : fromSec;
+  const at = mem.settled ? warmupSettledAt(seconds, from) : undefined;
+  return at === undefined ? { fromSec: from, memory: mem } : { fromSec: from, settledTail: seconds.slice(at - WARMUP_TAIL_SEC, at), memory: mem };
+}
+
+/**
  * The window's new length when, near its planned end, it holds fewer than WINDOW_OVER_LATENCY
  * mean latencies: WINDOW_OVER_LATENCY times the mean latency so far, rounded up to whole
  * seconds, at most WINDOW_EXTENSION_CAP times the planned length; undefined when the planned
