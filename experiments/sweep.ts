@@ -39,7 +39,12 @@ export const isSimulatedBackend = (b: SweepBackend): boolean => b === 'sim' || b
  * the model the nominal warmupSec as a share of their time.
  */
 export function runWarmupSec(config: Pick<SweepConfig, 'warmupSec' | 'warmupCapSec'> & Partial<Pick<SweepConfig, 'backend'>>): number {
-  return config.backend !== undefined && isSimulatedBackend(config.backend) ? config.warmupSec : (config.warmupCapSec ?? config.warmupSec);
+  return warmupCapOf(config) ?? config.warmupSec;
+}
+
+/** The real runs' warm-up cap (runWarmupSec); undefined for the simulator and the model, which have none (and JSON records leave it out). */
+export function warmupCapOf(config: Pick<SweepConfig, 'warmupSec' | 'warmupCapSec'> & Partial<Pick<SweepConfig, 'backend'>>): number | undefined {
+  return config.backend !== undefined && isSimulatedBackend(config.backend) ? undefined : (config.warmupCapSec ?? config.warmupSec);
 }
 
 /** The run backend a sweep backend's points use: aws machines are driven over ssh. */
@@ -413,7 +418,7 @@ export function identityOf(config: SweepConfig): SweepIdentity {
   return {
     backend: config.backend,
     warmupSec: config.warmupSec,
-    ...(isSimulatedBackend(config.backend) ? {} : { warmupCapSec: runWarmupSec(config) }),
+    warmupCapSec: warmupCapOf(config),
     measuredSec: config.measuredSec,
     clients: config.clients,
     ...(isSimulatedBackend(config.backend) ? { simBatches: config.simBatches } : {}),
@@ -472,7 +477,7 @@ export function sweepManifest(config: SweepConfig, env: Record<string, unknown>,
     profileDef: {
       ...config.profile,
       warmupSec: config.warmupSec,
-      ...(isSimulatedBackend(config.backend) ? {} : { warmupCapSec: runWarmupSec(config) }),
+      warmupCapSec: warmupCapOf(config),
       measuredSec: config.measuredSec,
       reps: config.reps,
     },

@@ -28,7 +28,17 @@ import { faultsOf, faultyReplicas, liveReplicas, mayLagReplicas, outstandingTxns
 import { formatReplicaFault } from '../../replica/byzantine.js';
 import { availableParallelism } from 'node:os';
 import { linkBetween, parseLinkSpec } from '../link.js';
-import { extendedWindowMs, judgeSteady, type MemorySample, memorySettled, type Steady, type WarmupEnd, type WindowPlan, warmupPoll } from './steady.js';
+import {
+  extendedWindowMs,
+  judgeSteady,
+  type MemorySample,
+  type MemoryVerdict,
+  memorySettled,
+  type Steady,
+  type WarmupEnd,
+  type WindowPlan,
+  warmupPoll,
+} from './steady.js';
 import { attributeBottleneck, machineCpuPercent, sampleMachineCpu, type Bottleneck, type BottleneckInput, type CpuSample } from './bottleneck.js';
 
 export interface RunOptions {
@@ -476,7 +486,7 @@ async function driveWindow(
   let windowExtended = false;
   let extensionRefused = false;
   let extensionDecided = false;
-  let settledTail: number[] | undefined;
+  let settledTail: readonly number[] | undefined;
   let openLatencyMs = 0;
   let cpuAtOpen: CpuSample | undefined;
   let cpuAtClose: CpuSample | undefined;
@@ -493,7 +503,7 @@ async function driveWindow(
   // The memory rule (steady.ts memorySettled): every process's resident memory, summed, once a second of the warm-up.
   const memory: MemorySample[] = [];
   let memoryAt = 0;
-  let memoryAtOpen: ReturnType<typeof memorySettled> | undefined;
+  let memoryAtOpen: MemoryVerdict | undefined;
   let fromSec = 0;
   const capTimer = setTimeout(() => {
     if (openAt !== undefined) return;
@@ -535,7 +545,7 @@ async function driveWindow(
         openNow(Date.now());
         endedBy = 'settled';
         memoryAtOpen = poll.memory;
-        settledTail = [...poll.settledTail];
+        settledTail = poll.settledTail;
         const answers = await guard.run(Promise.all(everyone.map((n) => ask<WindowOpened>(n, { cmd: 'open-window' }))));
         // A process that reached its cap first opened there (at most CAP_GUARD_MS and a control round trip earlier).
         if (answers.some((a) => !a.byCommand)) endedBy = 'cap';

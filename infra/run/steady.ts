@@ -88,12 +88,18 @@ export interface MemorySample {
   readonly rssBytes: number;
 }
 
+/** The memory rule's verdict (`memorySettled`): growthPercent is undefined while the samples span less than the tail. */
+export interface MemoryVerdict {
+  readonly settled: boolean;
+  readonly growthPercent: number | undefined;
+}
+
 /**
  * The memory rule (see the header) on samples oldest first: the growth from the last sample at
  * least WARMUP_TAIL_SEC seconds before the newest one to the newest, % of the older. Not
  * settled, and no growth, while the samples span less than that.
  */
-export function memorySettled(samples: readonly MemorySample[]): { settled: boolean; growthPercent: number | undefined } {
+export function memorySettled(samples: readonly MemorySample[]): MemoryVerdict {
   const last = samples[samples.length - 1];
   if (!last) return { settled: false, growthPercent: undefined };
   let from: MemorySample | undefined;
@@ -116,7 +122,7 @@ export function warmupPoll(
   seconds: readonly number[],
   memory: readonly MemorySample[],
   fromSec: number,
-): { readonly fromSec: number; readonly settledTail?: readonly number[]; readonly memory: ReturnType<typeof memorySettled> } {
+): { readonly fromSec: number; readonly settledTail?: readonly number[]; readonly memory: MemoryVerdict } {
   const mem = memorySettled(memory);
   const from = !mem.settled && seconds.length > 0 ? seconds.length : fromSec;
   const at = mem.settled ? warmupSettledAt(seconds, from) : undefined;
@@ -153,7 +159,7 @@ export interface WindowPlan {
    * The memory rule when the window opened (`memorySettled`): absent when the harness did not
    * watch the warm-up (a fixed one) or in records from before the rule.
    */
-  readonly memory?: { readonly settled: boolean; readonly growthPercent: number | undefined };
+  readonly memory?: MemoryVerdict;
 }
 
 export interface Steady {
