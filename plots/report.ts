@@ -25,6 +25,7 @@ import {
   type Summary,
 } from '../experiments/stats.js';
 import type { FigureId, RunRecord } from '../infra/run/records.js';
+import { MEMORY_GROWTH_PERCENT, SETTLED_PERCENT, WARMUP_TAIL_SEC, WINDOW_OVER_LATENCY } from '../infra/run/steady.js';
 import { toHtml, toMarkdown, type Block, type Cell } from './document.js';
 import { curvesPanel } from './curves-panel.js';
 import { renderFigureData, type RenderedChart } from './render.js';
@@ -341,7 +342,7 @@ const METHOD: Block[] = [
       'A failed or invalid run is never averaged in; it is listed with its reason. When a repetition was run again after a failure, its last valid run counts.',
       "Load: the closed loop keeps a number of transactions outstanding (the paper: 200K clients with one transaction each), batched by the client machines into requests of the batch size. Each point starts at the sweep's load and is doubled while a short probe at double load gains 5% or more (up to the profile's cap); the load used and the probes are recorded with the run. A load given with --clients or --load-txns is used as given.",
       "Bound by: what limited each run, from the machine's CPU over the measured window (/proc/stat, 100% per core, whoever used it), each process's CPU, the emulated links and the client timeouts (infra/run/bottleneck.ts): cpu (the machine or one process at 90% or more), network (a link at 70% of its emulated rate), clients (with CPU to spare and nothing waiting: the offered load when a probe at double load gained 5% or more; not the load when it gained less, most likely the client process(es) as a serial stage, which more client processes spread (measured at 4 replicas); not told apart when the run was not probed), latency (requests waited on links or timers). A claim that does not hold gives the bottlenecks of the points it reads.",
-      "Steady state: a run is flagged when its warm-up had not levelled off, when its processes' resident memory was still growing (more than 3% over the warm-up's last 3 s) when the window opened, when its throughput drifted more than 10% across the window, or when the window is shorter than 20 mean latencies. A point whose 95% interval is wider than 10% of its mean is flagged noisy.",
+      `Steady state: a run is flagged when its warm-up had not levelled off, when its processes' resident memory was still growing (more than ${MEMORY_GROWTH_PERCENT}% over the warm-up's last ${WARMUP_TAIL_SEC} s) when the window opened, when its throughput drifted more than ${SETTLED_PERCENT}% across the window, or when the window is shorter than ${WINDOW_OVER_LATENCY} mean latencies. A point whose 95% interval is wider than 10% of its mean is flagged noisy.`,
       'Ratio sentences follow the paper\'s form: "up to" is the largest gap over the points both protocols were measured at; where the subject is behind everywhere the range of its deficit is given. From a tripling on a gap is a ratio, as the paper writes it: "3.5× more" means 3.5 times as much (§5.2).',
     ],
   },
