@@ -154,6 +154,13 @@ export class ChargedCrypto implements CryptoProvider {
   /** Key number by public key (hex): a verifier finds its signer's key as SimCrypto does. */
   private readonly keyByPublicKey = new Map<string, number>();
 
+  /**
+   * @param rememberAccepted whether verifiers remember what they accepted (see verifier): only
+   * worth it where the simulator shares decoded messages; elsewhere no lookup can hit and every
+   * accepted signature would only fill a WeakMap.
+   */
+  constructor(private readonly rememberAccepted = true) {}
+
   digest(data: Uint8Array): Buffer {
     return fastDigest(data);
   }
@@ -198,15 +205,15 @@ export class ChargedCrypto implements CryptoProvider {
   verifier(publicKey: Uint8Array): Verifier {
     const pub = Buffer.from(publicKey);
     const key = this.keyByPublicKey.get(pub.toString('hex'));
-    const accepted = new WeakMap<Uint8Array, Uint8Array>();
+    const accepted = this.rememberAccepted ? new WeakMap<Uint8Array, Uint8Array>() : undefined;
     return {
       publicKey: pub,
       verify: (message, sig) => {
         if (key === undefined) return false;
-        if (accepted.get(sig) === message) return true;
+        if (accepted?.get(sig) === message) return true;
         signatureState(message, key);
         if (!matches(sig, SIGNATURE_BYTES)) return false;
-        accepted.set(sig, message);
+        accepted?.set(sig, message);
         return true;
       },
     };

@@ -277,11 +277,11 @@ export class Simulation {
       rng.fork(),
     );
     this.cryptoMode = simCryptoMode(input.crypto, c.faults);
-    const baseCrypto: CryptoProvider = this.cryptoMode === 'charged' ? new ChargedCrypto() : createCrypto('sim');
     // Sharing a decode skips the per-recipient decode and the digest each recipient computes of
     // the request it carries (replica/messages.ts caches it per object), so it is done only where
     // nothing counts that work (no cost hook), every node is honest, and the codec is the protocol's own.
     this.shareDecoded = this.cryptoMode === 'charged' && !hook && input.module === undefined;
+    const baseCrypto: CryptoProvider = this.cryptoMode === 'charged' ? new ChargedCrypto(this.shareDecoded) : createCrypto('sim');
     this.counting = hook ? new CountingCrypto(baseCrypto) : undefined;
     const crypto = this.counting ?? baseCrypto;
     const keySeed = `sim-${c.seed}`;
