@@ -902,7 +902,8 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 
   /** The earliest time at which missing progress means the primary failed, if we expect progress. */
   private failureDeadlineMs(): number | undefined {
-    if (this.inViewChange || this.isPrimary() || this.forwarded.size === 0) return undefined;
+    // No forwarded request, no deadline: the normal case's every step, so checked first.
+    if (this.forwarded.size === 0 || this.inViewChange || this.isPrimary()) return undefined;
     // The oldest forwarded request (a Map iterates in insertion order) sets the deadline.
     const oldest = this.forwarded.values().next().value!;
     return Math.max(oldest.deadlineMs, this.deferFailureUntilMs);
@@ -910,8 +911,6 @@ export class PoeReplica implements ReplicaCore<PoeMessage> {
 
   /** Runs at the end of every step: arms `vc` for the earliest deadline (lazily: never cancelled early). */
   private armViewChangeTimer(): void {
-    // No forwarded request, no deadline (failureDeadlineMs): the normal case's every step.
-    if (this.forwarded.size === 0 || this.inViewChange || this.isPrimary()) return;
     const deadline = this.failureDeadlineMs();
     if (deadline === undefined) return;
     if (this.vcTimerDeadlineMs !== undefined && this.vcTimerDeadlineMs <= deadline) return;
