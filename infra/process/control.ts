@@ -250,7 +250,7 @@ export interface ProcessMemory {
 }
 
 /** This process's resident set now. */
-export function processMemory(): ProcessMemory {
+function processMemory(): ProcessMemory {
   return { rssBytes: process.memoryUsage.rss() };
 }
 
