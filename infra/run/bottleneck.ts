@@ -215,9 +215,12 @@ export interface CpuSample {
   readonly total: number;
 }
 
-/** Parses /proc/stat's first line: user nice system idle iowait irq softirq steal (guest counted in user). */
-export function parseProcStat(text: string): CpuSample | undefined {
-  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+/**
+ * Parses /proc/stat's `cpu` line (the whole machine), or another CPU's (`cpu0`, ...): user nice
+ * system idle iowait irq softirq steal (guest counted in user).
+ */
+export function parseProcStat(text: string, cpu = 'cpu'): CpuSample | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${cpu} `));
   if (!line) return undefined;
   const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
   if (f.length < 4 || f.some((x) => !Number.isFinite(x))) return undefined;

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executeRun, runResultJson, type RunResult } from '../../infra/run/execute.js';
 import { makeRunSpec } from '../../infra/run/spec.js';
-import type { Bottleneck } from '../../infra/run/bottleneck.js';
+import { type Bottleneck, type CpuSample, machineCpuPercent, parseProcStat } from '../../infra/run/bottleneck.js';
 import { alivePids, ensureBuilt } from './helpers.js';
 
 beforeAll(() => ensureBuilt(), 180_000);
@@ -36,15 +36,7 @@ async function run(spec: Omit<Parameters<typeof makeRunSpec>[0], 'protocol'>, re
 }
 
 /** CPU 0's busy and total jiffies since boot (/proc/stat), to see who used it during a pinned run. */
-function cpu0(): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('cpu0 '));
-  const v = (line ?? 'cpu0 0').split(/\s+/).slice(1).map(Number);
-  const total = v.reduce((a, x) => a + x, 0);
-  // idle and iowait are the 4th and 5th fields.
-  return { busy: total - (v[3] ?? 0) - (v[4] ?? 0), total };
-}
+const cpu0 = (): CpuSample | undefined => parseProcStat(readFileSync('/proc/stat', 'utf8'), 'cpu0');
 
 /** Another program filled the machine: an idle-CPU verdict cannot be reached. */
 function machineBusyElsewhere(b: Bottleneck): boolean {
@@ -76,8 +68,7 @@ describe('bottleneck verdicts', () => {
     // with them, so they could not use 90% of it. CPU 0 idle while they were short of it is a
     // failure, not a skip.
     const ours = (r.metrics?.processes ?? []).reduce((s, p) => s + (p.cpuPercent ?? 0), 0);
-    const cpu0Busy = (100 * (after.busy - before.busy)) / Math.max(1, after.total - before.total);
-    if (b.kind !== 'cpu' && cpu0Busy >= 90 && ours < 90) ctx.skip();
+    if (b.kind !== 'cpu' && (machineCpuPercent(before, after, 1) ?? 0) >= 90 && ours < 90) ctx.skip();
     expect(b.kind, b.detail).toBe('cpu');
   }, 60_000);
 
