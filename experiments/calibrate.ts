@@ -27,6 +27,7 @@
 import { cpus } from 'node:os';
 import { executeRun, type RunOptions } from '../infra/run/execute.js';
 import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
+import { WARMUP_CAP_SEC } from '../infra/run/steady.js';
 import { CALIBRATION_VERSION, type CalibrationFile, type FitPoint, type FitProcess, machineInfo, measureOperations } from '../infra/sim/calibration.js';
 import type { OpCosts } from '../infra/sim/cost-model.js';
 import { Simulation } from '../infra/sim/simulator.js';
@@ -47,7 +48,7 @@ import type { ProtocolName } from '../replica/types.js';
  * while its replicas still grew their memory (31,290 and 37,230 txn/s in two validations,
  * against 53-62K once the growth stopped).
  */
-export const MODEL_RUN_WARMUP_S = 40;
+export const MODEL_RUN_WARMUP_S = WARMUP_CAP_SEC;
 export const MODEL_RUN_DURATION_S = 10;
 
 export interface FitSpec {

@@ -6,6 +6,7 @@
  */
 import { quorums, type ProtocolName } from '../replica/types.js';
 import { pointId, type FigureId, type RunRecord, type SweepPoint } from '../infra/run/records.js';
+import { NOMINAL_WARMUP_SEC, WARMUP_CAP_SEC } from '../infra/run/steady.js';
 
 export const FIGURE_IDS: readonly FigureId[] = ['10', '11a', '11b', '12', '13'];
 
@@ -80,8 +81,8 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
   },
   default: {
     name: 'default',
-    warmupSec: 10,
-    warmupCapSec: 40,
+    warmupSec: NOMINAL_WARMUP_SEC,
+    warmupCapSec: WARMUP_CAP_SEC,
     measuredSec: 30,
     reps: 3,
     description:
@@ -98,7 +99,7 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
     // at 29 s. (2 s of warm-up left 32 processes on 2 cores still starting: PoE and HotStuff at
     // 32 replicas accepted nothing.)
     warmupSec: 8,
-    warmupCapSec: 40,
+    warmupCapSec: WARMUP_CAP_SEC,
     measuredSec: 6,
     reps: 1,
     description:

@@ -44,6 +44,7 @@ import { formatProfileSummary, summarizeCpuProfile, type ProfileSummary } from '
 import { executeRun, recordRun, type RunResult } from '../infra/run/execute.js';
 import { outDirProblem } from '../infra/run/results.js';
 import { makeRunSpec, RUN_DEFAULTS } from '../infra/run/spec.js';
+import { WARMUP_CAP_SEC } from '../infra/run/steady.js';
 import { parseNodeFlags } from '../infra/params.js';
 import { FrameMac } from '../infra/process/transport.js';
 import { MAC_BYTES } from '../replica/crypto.js';
@@ -313,7 +314,7 @@ async function benchOne(o: BenchOptions, protocol: ProtocolName, profiled: boole
 async function main(): Promise<number> {
   const program = new Command('bench')
     .option('--protocols <list>', 'protocols to run, comma-separated', 'poe,pbft')
-    .option('--warmup <s>', "warm-up cap, seconds (the window opens once throughput and the processes' memory settle)", '40')
+    .option('--warmup <s>', "warm-up cap, seconds (the window opens once throughput and the processes' memory settle)", String(WARMUP_CAP_SEC))
     .option('--duration <s>', 'measured seconds', '20')
     .option('--clients <c>', 'logical closed-loop clients', String(RUN_DEFAULTS.clients))
     .option('--repeat <r>', 'runs per protocol, in ABBA order so drifting machine load weighs on all alike', '2')

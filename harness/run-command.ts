@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatModelRun, modelManifestExtra, modelRun, modelRunJson, modelRunLine, modelRunSpec, type ModelRun } from '../experiments/model-point.js';
-import { PROFILES } from '../experiments/figures.js';
+import { NOMINAL_WARMUP_SEC } from '../infra/run/steady.js';
 import { executeRun, formatRunResult, recordRun, runResultJson, type RunResult } from '../infra/run/execute.js';
 import { canonicalFlags, defineParams, describeParamIssues, MODEL_BACKEND, paramDefault, paramSchema, replayArgs, replayLine } from '../infra/params.js';
 import { appendRun, environment, outDirProblem, RUNS_FILE, writeManifest } from '../infra/run/results.js';
@@ -47,8 +47,8 @@ const NOT_FOR_MODEL: Readonly<Record<string, readonly [string, string]>> = {
   openLoop: ['--open-loop', "the model runs closed loop only (the simulator's clients keep one batch outstanding each)"],
 };
 
-/** `run --backend model`'s --warmup when none is given (the default profile's nominal one): its warm-up share is that over it + --duration. */
-const MODEL_WARMUP_S = String(PROFILES.default.warmupSec);
+/** `run --backend model`'s --warmup when none is given: its warm-up share is that over it + --duration. */
+const MODEL_WARMUP_S = String(NOMINAL_WARMUP_SEC);
 
 /** Where `run --backend model` records by default: apart from measured runs, since a results directory is judged as one kind. */
 export const DEFAULT_MODEL_OUT = join('results', 'run-model');

@@ -34,6 +34,7 @@ import { KEY_GENERATOR_KINDS, type KeyGeneratorKind } from '../client/generators
 import { hasProtocol, registeredProtocols, UnknownProtocolError } from '../replica/protocols.js';
 import { DEFAULT_REPLICA_OPTIONS } from '../replica/types.js';
 import { DEFAULT_NETWORK } from './sim/network.js';
+import { NOMINAL_WARMUP_SEC, WARMUP_CAP_SEC } from './run/steady.js';
 
 /**
  * What a parameter's schema is built with: zod and the value schemas of infra/param-schemas.ts,
@@ -406,8 +407,8 @@ export const PARAMS: readonly ParamDef[] = [
     unit: 's',
     commands: ['run', 'figure'],
     schema: nonNegative(),
-    defaults: { run: 40 },
-    defaultText: { run: '40; --backend model: 10', figure: "the profile's" },
+    defaults: { run: WARMUP_CAP_SEC },
+    defaultText: { run: `${WARMUP_CAP_SEC}; --backend model: ${NOMINAL_WARMUP_SEC}`, figure: "the profile's" },
     help: {
       run: "warm-up seconds, not measured: a cap; the window opens as soon as the clients' 1-second throughput has settled and the processes' memory has stopped growing (infra/run/steady.ts), else at the cap (see --fixed-warmup); --backend model: the share of its batches left out, --warmup over --warmup + --duration",
       figure:
