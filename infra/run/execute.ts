@@ -508,6 +508,7 @@ async function driveWindow(
   const capTimer = setTimeout(() => {
     if (openAt !== undefined) return;
     openNow(startMs + capMs);
+    // Memory is sampled until CAP_GUARD_MS before the cap; its last samples are judged here.
     if (!fixed) memoryAtOpen = memorySettled(memory);
   }, capMs).unref();
   const decideAfterMs = Math.max(plannedMs / 2, plannedMs - EXTEND_DECIDE_BEFORE_END_MS);
@@ -537,10 +538,10 @@ async function driveWindow(
       }
       // Re-checked after the poll, which a loaded machine may have slowed down to near the cap.
       const stillBeforeCap = Date.now() < startMs + capMs - CAP_GUARD_MS;
-      const seconds = watching && stillBeforeCap ? sumSeconds(progress) : [];
-      const poll = warmupPoll(seconds, memory, fromSec);
-      fromSec = poll.fromSec;
-      if (openAt === undefined && poll.settledTail !== undefined) {
+      // Judged only at polls that watched the warm-up (a poll for printing or for the extension has no seconds).
+      const poll = watching && stillBeforeCap ? warmupPoll(sumSeconds(progress), memory, fromSec) : undefined;
+      if (poll) fromSec = poll.fromSec;
+      if (openAt === undefined && poll?.settledTail !== undefined) {
         trace('open window (settled)');
         openNow(Date.now());
         endedBy = 'settled';
@@ -752,7 +753,7 @@ export function formatRunResult(r: RunResult, recordedIn?: string): string {
           : st.warmupEndedBy === 'settled'
             ? st.memorySettled
               ? ', throughput and memory settled'
-              : ', throughput settled'
+              : ', throughput settled' // records from before the memory rule
             : st.warmupEndedBy === 'cap'
               ? ', at its cap, not settled'
               : ', fixed';
